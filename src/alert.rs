@@ -1,0 +1,276 @@
+//! Alerts: the [`AlertEvent`] the engine emits and the JSON-lines / text writer.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// What kind of flood an alert is about, from what dominates the key's traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttackClass {
+    SynFlood,
+    TcpFlood,
+    UdpFlood,
+    IcmpFlood,
+    FragmentFlood,
+    DnsAmplification,
+    NtpAmplification,
+    SsdpAmplification,
+    MemcachedAmplification,
+    ChargenAmplification,
+    CldapAmplification,
+    SnmpAmplification,
+    TrafficFlood,
+}
+
+impl AttackClass {
+    /// Every class, in a fixed order.
+    pub const ALL: [AttackClass; 13] = [
+        AttackClass::SynFlood,
+        AttackClass::TcpFlood,
+        AttackClass::UdpFlood,
+        AttackClass::IcmpFlood,
+        AttackClass::FragmentFlood,
+        AttackClass::DnsAmplification,
+        AttackClass::NtpAmplification,
+        AttackClass::SsdpAmplification,
+        AttackClass::MemcachedAmplification,
+        AttackClass::ChargenAmplification,
+        AttackClass::CldapAmplification,
+        AttackClass::SnmpAmplification,
+        AttackClass::TrafficFlood,
+    ];
+
+    /// Reflection services recognised by their UDP source port.
+    pub const REFLECTION_PORTS: [(u16, AttackClass); 7] = [
+        (53, AttackClass::DnsAmplification),
+        (123, AttackClass::NtpAmplification),
+        (1900, AttackClass::SsdpAmplification),
+        (11211, AttackClass::MemcachedAmplification),
+        (19, AttackClass::ChargenAmplification),
+        (389, AttackClass::CldapAmplification),
+        (161, AttackClass::SnmpAmplification),
+    ];
+
+    /// The name used in alerts (`syn_flood`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackClass::SynFlood => "syn_flood",
+            AttackClass::TcpFlood => "tcp_flood",
+            AttackClass::UdpFlood => "udp_flood",
+            AttackClass::IcmpFlood => "icmp_flood",
+            AttackClass::FragmentFlood => "fragment_flood",
+            AttackClass::DnsAmplification => "dns_amplification",
+            AttackClass::NtpAmplification => "ntp_amplification",
+            AttackClass::SsdpAmplification => "ssdp_amplification",
+            AttackClass::MemcachedAmplification => "memcached_amplification",
+            AttackClass::ChargenAmplification => "chargen_amplification",
+            AttackClass::CldapAmplification => "cldap_amplification",
+            AttackClass::SnmpAmplification => "snmp_amplification",
+            AttackClass::TrafficFlood => "traffic_flood",
+        }
+    }
+
+    /// The reflection class of a UDP source port, if it is a known amplifier port.
+    pub fn reflection_of_port(port: u16) -> Option<AttackClass> {
+        Self::REFLECTION_PORTS
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, c)| *c)
+    }
+
+    /// The amplifier source port of a reflection class.
+    pub fn reflection_port(self) -> Option<u16> {
+        Self::REFLECTION_PORTS
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map(|(p, _)| *p)
+    }
+}
+
+impl fmt::Display for AttackClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AttackClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown attack class `{s}`"))
+    }
+}
+
+impl Serialize for AttackClass {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Where an alert is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Start,
+    Update,
+    End,
+}
+
+/// Why an alert ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The rate stayed below the threshold for the hold-down time.
+    BelowThreshold,
+    /// The capture ended while the alert was active.
+    EndOfInput,
+    /// floodwatch was stopped (Ctrl-C / SIGTERM) while the alert was active.
+    Shutdown,
+}
+
+/// A heavy peer address and its packet count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerCount {
+    pub ip: std::net::IpAddr,
+    pub packets: u64,
+}
+
+/// A heavy port and its packet count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    pub port: u16,
+    pub packets: u64,
+}
+
+/// One alert event: a line of the JSON output. docs/alerts.md documents every field.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertEvent {
+    pub event: EventKind,
+    /// `scope/key/class/start-seconds`: the same on the start, update and end of one alert.
+    pub id: String,
+    /// Packet time of the evaluation that produced the event.
+    pub ts: crate::time::Timestamp,
+    /// The engine evaluation that produced the event: orders events across shards (not written).
+    #[serde(skip)]
+    pub seq: u64,
+    pub scope: crate::key::Scope,
+    pub key: crate::key::Key,
+    pub class: AttackClass,
+    /// The signal whose threshold was crossed (`syn`, `udp`, `reflection`, …).
+    pub signal: &'static str,
+    /// Rate of that signal over the window, packets/s (bytes/s for the `bytes` signal).
+    pub pps: f64,
+    /// Bits per second of all the key's traffic over the window.
+    pub bps: f64,
+    /// Packets per second of all the key's traffic.
+    pub total_pps: f64,
+    /// The learned normal rate of the signal (0 while still learning).
+    pub baseline_pps: f64,
+    /// The threshold that was crossed: max(floor, baseline-derived).
+    pub threshold_pps: f64,
+    pub window_s: f64,
+    /// Start/update: packets and bytes of the key in the window. End: over the whole alert.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Highest signal rate seen during the alert.
+    pub peak_pps: f64,
+    /// Share of the key's packets that belong to the signal (0..1).
+    pub class_share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// Heaviest sources of a destination key, heaviest destinations of a source key.
+    pub top_peers: Vec<PeerCount>,
+    /// Heaviest destination ports.
+    pub top_ports: Vec<PortCount>,
+    /// Heaviest source ports (the reflector's service port for amplification).
+    pub top_src_ports: Vec<PortCount>,
+    /// For subnet keys: the heaviest hosts inside the subnet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top_hosts: Vec<PeerCount>,
+}
+
+impl AlertEvent {
+    /// The order events of one run are written in: evaluation, then scope, key and kind. Every shard
+    /// runs the same evaluations, so this order is total and the same whatever the thread count.
+    pub fn order_key(&self) -> (u64, crate::key::Scope, crate::key::Key, EventKind) {
+        (self.seq, self.scope, self.key, self.event)
+    }
+}
+
+/// How events are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// One JSON object per line (the machine interface).
+    #[default]
+    Json,
+    /// One readable line per event, for people.
+    Text,
+}
+
+/// Writes events to a stream, one line each, flushed per event so `| jq` sees alerts as they happen.
+pub struct EventWriter<W: std::io::Write> {
+    out: W,
+    format: OutputFormat,
+}
+
+impl<W: std::io::Write> EventWriter<W> {
+    /// A writer of `format` lines to `out`.
+    pub fn new(out: W, format: OutputFormat) -> Self {
+        EventWriter { out, format }
+    }
+
+    /// Writes and flushes one event.
+    pub fn write_event(&mut self, e: &AlertEvent) -> std::io::Result<()> {
+        match self.format {
+            OutputFormat::Json => {
+                serde_json::to_writer(&mut self.out, e)?;
+                self.out.write_all(b"\n")?;
+            }
+            OutputFormat::Text => writeln!(self.out, "{}", TextLine(e))?,
+        }
+        self.out.flush()
+    }
+}
+
+/// The `--format text` rendering of an event.
+pub struct TextLine<'a>(pub &'a AlertEvent);
+
+impl fmt::Display for TextLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        let kind = match e.event {
+            EventKind::Start => "START ",
+            EventKind::Update => "UPDATE",
+            EventKind::End => "END   ",
+        };
+        write!(
+            f,
+            "{} {kind} {} {} {} {:.0} {}/s (threshold {:.0}, baseline {:.0}, {:.1} Mbit/s)",
+            e.ts,
+            e.scope,
+            e.key,
+            e.class,
+            e.pps,
+            if e.signal == "bytes" { "B" } else { "pkt" },
+            e.threshold_pps,
+            e.baseline_pps,
+            e.bps / 1e6
+        )?;
+        if let Some(d) = e.duration_s {
+            write!(f, " after {d:.1}s, {} packets", e.packets)?;
+        }
+        if let Some(r) = e.reason {
+            write!(f, " ({})", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())?;
+        }
+        if !e.top_peers.is_empty() {
+            let peers: Vec<String> = e.top_peers.iter().take(3).map(|p| format!("{} ({})", p.ip, p.packets)).collect();
+            let label = if e.scope.is_destination() { "from" } else { "to" };
+            write!(f, " {label} {}", peers.join(", "))?;
+        }
+        Ok(())
+    }
+}

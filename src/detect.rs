@@ -1,0 +1,857 @@
+//! Detection: the [`Engine`] that turns packet summaries into alert events.
+//!
+//! For every (scope, key) it owns, the engine keeps a sliding window ([`crate::window`]), a learned
+//! baseline ([`crate::baseline`]) and an alert state. Packets only increment counters; every `tick` of
+//! packet time the engine evaluates each key: a key whose rate of some signal exceeds
+//! `max(floor, baseline-derived threshold)` for `trigger_evals` evaluations in a row starts an alert;
+//! an active alert sends an update at most every `update_interval` and ends once every signal has
+//! stayed under `end_ratio × threshold` for `hold_down`.
+//!
+//! The engine never reads a clock and never spawns a thread: the pipeline runs one engine per shard and
+//! each engine keeps only the keys whose hash falls in its shard.
+
+use std::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
+
+use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
+use crate::baseline::Baseline;
+use crate::config::{ConfigError, DetectConfig};
+use crate::decode::PacketSummary;
+use crate::evidence::Evidence;
+use crate::key::{Key, Scope};
+use crate::table::{AdmissionSketch, KeyTable, TableStats};
+use crate::time::Timestamp;
+use crate::window::{Counts, Signal, Sliding, COUNTERS};
+
+/// Which part of the key space an engine owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardSpec {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl ShardSpec {
+    /// The only shard: owns every key.
+    pub const SOLE: ShardSpec = ShardSpec { index: 0, count: 1 };
+}
+
+/// Where a key is in its alert life.
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    /// Over threshold for this many consecutive evaluations, not yet alerting.
+    Pending(u32),
+    Active(Box<ActiveAlert>),
+}
+
+#[derive(Debug)]
+struct ActiveAlert {
+    id: String,
+    class: AttackClass,
+    signal: Signal,
+    started: Timestamp,
+    last_over: Timestamp,
+    last_update: Timestamp,
+    peak: f64,
+    /// Lifetime packet/byte totals of the key at the alert's start, minus what its window held then.
+    base_packets: u64,
+    base_bytes: u64,
+}
+
+/// Everything the engine keeps per (scope, key).
+#[derive(Debug)]
+struct KeyState {
+    window: Sliding,
+    baseline: Baseline,
+    packets: u64,
+    bytes: u64,
+    phase: Phase,
+    evidence: Option<Box<Evidence>>,
+    /// Packets in the current window at which evidence starts being gathered.
+    watch_at: u64,
+    /// Majority vote over amplifier source ports: (candidate, weight).
+    amp_vote: (u16, u32),
+    idle_windows: u64,
+}
+
+impl KeyState {
+    fn new(epoch: u64, watch_at: u64) -> Self {
+        KeyState {
+            window: Sliding::new(epoch),
+            baseline: Baseline::default(),
+            packets: 0,
+            bytes: 0,
+            phase: Phase::Idle,
+            evidence: None,
+            watch_at,
+            amp_vote: (0, 0),
+            idle_windows: 0,
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, scope: Scope, epoch: u64, inc: &Counts, p: &PacketSummary) {
+        self.window.record(epoch, inc);
+        self.packets += 1;
+        self.bytes += u64::from(p.wire_len);
+        if inc.get(Signal::AmpPort) != 0 {
+            let (cand, w) = &mut self.amp_vote;
+            if *cand == p.sport {
+                *w = w.saturating_add(1);
+            } else if *w == 0 {
+                *cand = p.sport;
+                *w = 1;
+            } else {
+                *w -= 1;
+            }
+        }
+        match &mut self.evidence {
+            Some(e) => e.add(scope, p),
+            None if self.window.current().n[0] >= self.watch_at => {
+                let mut e = Box::new(Evidence::new(scope));
+                e.add(scope, p);
+                self.evidence = Some(e);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Packets seen (by this shard: every packet, whatever keys it owns).
+    pub packets: u64,
+    /// Packets stamped earlier than one already seen, counted at the later time.
+    pub late_packets: u64,
+    /// Forward jumps longer than the hold-down that were skipped in one step, and backward jumps
+    /// longer than a window that restarted the windows.
+    pub time_jumps: u64,
+    /// Evaluations run.
+    pub evaluations: u64,
+    /// Per scope: the table counters.
+    pub tables: [TableStats; 4],
+    /// Per scope: keys held now.
+    pub keys: [usize; 4],
+}
+
+/// A backward step larger than this (in windows) restarts the windows instead of being clamped.
+const MAX_BACKSTEP_WINDOWS: u64 = 2;
+
+/// The detection engine of one shard.
+pub struct Engine {
+    cfg: DetectConfig,
+    shard: ShardSpec,
+    shard_hasher: FixedState,
+    tables: [KeyTable<KeyState>; 4],
+    window_ns: u64,
+    tick_ns: u64,
+    window_s: f64,
+    /// Latest packet time seen.
+    clock: Option<Timestamp>,
+    /// Time of the next evaluation.
+    next_tick: u64,
+    /// Epoch of the last evaluation (to reset admission sketches once per window).
+    last_epoch: u64,
+    /// Evaluations so far: the order of events across shards.
+    seq: u64,
+    watch_default: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// An engine for `shard` running `cfg`.
+    pub fn new(cfg: DetectConfig, shard: ShardSpec) -> Result<Engine, ConfigError> {
+        cfg.validate()?;
+        let count = shard.count.max(1);
+        let seed = cfg.hash_seed;
+        let table = |scope: Scope| {
+            let cap = (cfg.max_keys[scope.index()] / count).max(16);
+            let sketch = (!scope.is_destination()).then(|| {
+                let min = (min_floor(&cfg, scope) * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32;
+                AdmissionSketch::new(1 << 16, 4, min, seed ^ scope.index() as u64)
+            });
+            KeyTable::new(cap, seed.wrapping_add(scope.index() as u64), sketch)
+        };
+        let tables = Scope::ALL.map(table);
+        let watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
+        Ok(Engine {
+            window_ns: cfg.window_ns(),
+            tick_ns: cfg.tick_ns(),
+            window_s: cfg.window.as_secs_f64(),
+            shard_hasher: FixedState::with_seed(seed ^ 0x0005_4a2d),
+            shard: ShardSpec { index: shard.index, count },
+            tables,
+            clock: None,
+            next_tick: 0,
+            last_epoch: 0,
+            seq: 0,
+            watch_default,
+            stats: EngineStats::default(),
+            cfg,
+        })
+    }
+
+    /// Counts one packet, first running any evaluation due before its timestamp.
+    pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
+        self.stats.packets += 1;
+        let ts = self.accept_time(p.ts, out);
+        let epoch = ts.0 / self.window_ns;
+        let inc = Counts::of_packet(p);
+        for scope in Scope::ALL {
+            let key = self.key_of(scope, p);
+            if !self.owns(scope, &key) {
+                continue;
+            }
+            let watch = self.watch_default;
+            if let (_, Some(st)) = self.tables[scope.index()].entry(key, || KeyState::new(epoch, watch)) {
+                st.record(scope, epoch, &inc, p);
+            }
+        }
+    }
+
+    /// Runs every evaluation due up to `now` (the live clock tick calls this during silence).
+    pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        if self.clock.is_none_or(|c| now > c) {
+            self.accept_time(now, out);
+        }
+    }
+
+    /// Ends the input: a last evaluation at the latest packet time (a key over its threshold starts
+    /// even without its confirming evaluations, since none will follow), then every active alert ends
+    /// with `reason`.
+    pub fn finish(&mut self, reason: EndReason, out: &mut Vec<AlertEvent>) {
+        let Some(now) = self.clock else { return };
+        self.evaluate(now.0, true, out);
+        self.seq += 1;
+        for scope in Scope::ALL {
+            let seq = self.seq;
+            let window_s = self.window_s;
+            let cfg = &self.cfg;
+            self.tables[scope.index()].for_each_mut(|key, st| {
+                if let Phase::Active(a) = std::mem::replace(&mut st.phase, Phase::Idle) {
+                    out.push(end_event(cfg, scope, *key, st, &a, now, reason, window_s, seq));
+                }
+            });
+        }
+    }
+
+    /// The sequence number of the last evaluation: every event with `seq` ≤ this has been emitted.
+    pub fn watermark(&self) -> u64 {
+        self.seq
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.stats;
+        for (i, t) in self.tables.iter().enumerate() {
+            s.tables[i] = t.stats;
+            s.keys[i] = t.len();
+        }
+        s
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// Moves the clock to a packet's time, evaluating what is due, and returns the time to count the
+    /// packet at: small backward steps are clamped to the clock, large ones restart the windows.
+    fn accept_time(&mut self, ts: Timestamp, out: &mut Vec<AlertEvent>) -> Timestamp {
+        let Some(clock) = self.clock else {
+            self.start_clock(ts);
+            return ts;
+        };
+        if ts < clock {
+            if clock.0 - ts.0 > MAX_BACKSTEP_WINDOWS * self.window_ns {
+                self.restart_at(clock, ts, out);
+                return ts;
+            }
+            self.stats.late_packets += 1;
+            return clock;
+        }
+        self.run_ticks_until(ts.0, out);
+        self.clock = Some(ts);
+        ts
+    }
+
+    fn start_clock(&mut self, ts: Timestamp) {
+        self.clock = Some(ts);
+        self.next_tick = (ts.0 / self.tick_ns).saturating_add(1).saturating_mul(self.tick_ns);
+        self.last_epoch = ts.0 / self.window_ns;
+    }
+
+    /// Evaluates every tick up to `t`; a silence longer than the hold-down is crossed in two steps
+    /// (one evaluation that ends what has subsided, then a jump) instead of walking every empty tick.
+    fn run_ticks_until(&mut self, t: u64, out: &mut Vec<AlertEvent>) {
+        let gap_limit = self.cfg.hold_down.as_nanos() as u64 + 2 * self.window_ns;
+        while self.next_tick <= t {
+            if t - self.next_tick > gap_limit {
+                self.stats.time_jumps += 1;
+                let quiet = self.next_tick.saturating_add(gap_limit);
+                let quiet = quiet - quiet % self.window_ns;
+                self.tick(self.next_tick, out);
+                self.tick(quiet, out);
+                self.next_tick = t - t % self.tick_ns;
+                if self.next_tick <= quiet {
+                    self.next_tick = quiet + self.tick_ns;
+                }
+                continue;
+            }
+            let now = self.next_tick;
+            self.tick(now, out);
+            self.next_tick = now.saturating_add(self.tick_ns);
+        }
+    }
+
+    /// Restarts the windows at an earlier time `ts` (a capture that jumps back): open alerts end at the
+    /// old clock, baselines are kept.
+    fn restart_at(&mut self, clock: Timestamp, ts: Timestamp, out: &mut Vec<AlertEvent>) {
+        self.stats.time_jumps += 1;
+        self.seq += 1;
+        let epoch = ts.0 / self.window_ns;
+        for scope in Scope::ALL {
+            let seq = self.seq;
+            let cfg = &self.cfg;
+            let window_s = self.window_s;
+            self.tables[scope.index()].for_each_mut(|key, st| {
+                if let Phase::Active(a) = std::mem::replace(&mut st.phase, Phase::Idle) {
+                    out.push(end_event(cfg, scope, *key, st, &a, clock, EndReason::BelowThreshold, window_s, seq));
+                }
+                st.phase = Phase::Idle;
+                st.window = Sliding::new(epoch);
+                st.evidence = None;
+            });
+            self.tables[scope.index()].new_window();
+        }
+        self.start_clock(ts);
+    }
+
+    /// One evaluation at a tick boundary.
+    fn tick(&mut self, now: u64, out: &mut Vec<AlertEvent>) {
+        self.evaluate(now, false, out);
+    }
+
+    /// Evaluates every key at time `now`; `last` marks the final evaluation at the end of input.
+    fn evaluate(&mut self, now: u64, last: bool, out: &mut Vec<AlertEvent>) {
+        self.seq += 1;
+        self.stats.evaluations += 1;
+        let epoch = now / self.window_ns;
+        let frac = (now % self.window_ns) as f64 / self.window_ns as f64;
+        let new_window = epoch > self.last_epoch;
+        self.last_epoch = self.last_epoch.max(epoch);
+        let ctx = EvalCtx {
+            cfg: &self.cfg,
+            now: Timestamp(now),
+            epoch,
+            frac,
+            window_s: self.window_s,
+            seq: self.seq,
+            last,
+        };
+        for scope in Scope::ALL {
+            let table = &mut self.tables[scope.index()];
+            if new_window {
+                table.new_window();
+            }
+            table.retain(|key, st| ctx.eval_key(scope, *key, st, out));
+        }
+    }
+
+    fn key_of(&self, scope: Scope, p: &PacketSummary) -> Key {
+        let (v4, v6) = (self.cfg.subnet_v4, self.cfg.subnet_v6);
+        match scope {
+            Scope::DstHost => Key::host(p.dst),
+            Scope::DstSubnet => Key::subnet(p.dst, v4, v6),
+            Scope::SrcHost => Key::host(p.src),
+            Scope::SrcSubnet => Key::subnet(p.src, v4, v6),
+        }
+    }
+
+    #[inline]
+    fn owns(&self, scope: Scope, key: &Key) -> bool {
+        self.shard.count == 1
+            || (self.shard_hasher.hash_one((scope, key)) % self.shard.count as u64) as usize == self.shard.index
+    }
+}
+
+/// The lowest packet-rate floor of a scope (bytes excluded).
+fn min_floor(cfg: &DetectConfig, scope: Scope) -> f64 {
+    Signal::ALL[..Signal::THRESHOLDED]
+        .iter()
+        .filter(|s| **s != Signal::Bytes)
+        .map(|s| cfg.floors_of(scope).get(*s))
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Packets in a window at which a key starts gathering evidence: 30 % of its lowest threshold.
+fn watch_level(min_threshold_pps: f64, window_s: f64) -> u64 {
+    (min_threshold_pps * window_s * 0.3).max(1.0) as u64
+}
+
+/// What one evaluation needs besides the key.
+struct EvalCtx<'a> {
+    cfg: &'a DetectConfig,
+    now: Timestamp,
+    epoch: u64,
+    frac: f64,
+    window_s: f64,
+    seq: u64,
+    last: bool,
+}
+
+/// Rates and thresholds of one key at one evaluation.
+struct Reading {
+    est: [f64; COUNTERS],
+    rates: [f64; COUNTERS],
+    thresholds: [f64; Signal::THRESHOLDED],
+}
+
+impl Reading {
+    /// The thresholded signal furthest over its threshold, with its ratio rate/threshold.
+    fn worst(&self) -> (Signal, f64) {
+        let mut best = (Signal::Packets, 0.0);
+        for s in &Signal::ALL[..Signal::THRESHOLDED] {
+            let r = self.rates[s.index()] / self.thresholds[s.index()];
+            if r > best.1 {
+                best = (*s, r);
+            }
+        }
+        best
+    }
+}
+
+impl EvalCtx<'_> {
+    /// Evaluates one key; returns false when the key should be evicted.
+    fn eval_key(&self, scope: Scope, key: Key, st: &mut KeyState, out: &mut Vec<AlertEvent>) -> bool {
+        self.roll(st);
+        let r = self.read(scope, st);
+        let (signal, ratio) = r.worst();
+        st.watch_at = {
+            let min_thr = r.thresholds[2..].iter().copied().fold(r.thresholds[0], f64::min);
+            watch_level(min_thr, self.window_s)
+        };
+        match std::mem::replace(&mut st.phase, Phase::Idle) {
+            prev @ (Phase::Idle | Phase::Pending(_)) if ratio > 1.0 => {
+                let n = match prev {
+                    Phase::Pending(n) => n + 1,
+                    _ => 1,
+                };
+                if n >= self.cfg.trigger_evals || self.last {
+                    let a = self.start(scope, key, st, &r, signal);
+                    out.push(self.event(EventKind::Start, scope, key, st, &a, &r));
+                    st.phase = Phase::Active(Box::new(a));
+                } else {
+                    st.phase = Phase::Pending(n);
+                }
+            }
+            Phase::Idle | Phase::Pending(_) => {
+                if ratio < 0.3 && st.window.current().n[0] < st.watch_at {
+                    st.evidence = None;
+                }
+            }
+            Phase::Active(a) => self.eval_active(scope, key, st, a, &r, out),
+        }
+        self.keep(st)
+    }
+
+    /// Evaluates a key in alert: refresh, update, or end after the hold-down.
+    fn eval_active(
+        &self,
+        scope: Scope,
+        key: Key,
+        st: &mut KeyState,
+        mut a: Box<ActiveAlert>,
+        r: &Reading,
+        out: &mut Vec<AlertEvent>,
+    ) {
+        let below = (0..Signal::THRESHOLDED).all(|i| r.rates[i] < self.cfg.end_ratio * r.thresholds[i]);
+        a.peak = a.peak.max(r.rates[a.signal.index()]);
+        if !below {
+            a.last_over = self.now;
+        }
+        let quiet_ns = self.now.saturating_sub(a.last_over);
+        if below && quiet_ns >= self.cfg.hold_down.as_nanos() as u64 {
+            out.push(end_event(
+                self.cfg,
+                scope,
+                key,
+                st,
+                &a,
+                self.now,
+                EndReason::BelowThreshold,
+                self.window_s,
+                self.seq,
+            ));
+            st.evidence = None;
+            return;
+        }
+        if self.now.saturating_sub(a.last_update) >= self.cfg.update_interval.as_nanos() as u64 {
+            a.last_update = self.now;
+            out.push(self.event(EventKind::Update, scope, key, st, &a, r));
+        }
+        st.phase = Phase::Active(a);
+    }
+
+    /// Rolls the key's window to this evaluation's epoch, feeding completed windows to the baseline
+    /// while the key is quiet.
+    fn roll(&self, st: &mut KeyState) {
+        let rolled = st.window.roll(self.epoch);
+        let Some(done) = rolled.completed else { return };
+        if done.n[0] == 0 {
+            st.idle_windows = st.idle_windows.saturating_add(1 + rolled.empty_windows);
+        } else {
+            st.idle_windows = rolled.empty_windows;
+        }
+        if matches!(st.phase, Phase::Idle) {
+            let mut rates = [0.0; COUNTERS];
+            for (r, n) in rates.iter_mut().zip(done.n.iter()) {
+                *r = *n as f64 / self.window_s;
+            }
+            st.baseline.learn(&rates, &self.cfg.baseline);
+            st.baseline.learn_silence(rolled.empty_windows, &self.cfg.baseline);
+        }
+    }
+
+    fn read(&self, scope: Scope, st: &KeyState) -> Reading {
+        let est = st.window.estimate(self.epoch, self.frac);
+        let mut rates = [0.0; COUNTERS];
+        for (r, e) in rates.iter_mut().zip(est.iter()) {
+            *r = e / self.window_s;
+        }
+        let floors = self.cfg.floors_of(scope);
+        let mut thresholds = [0.0; Signal::THRESHOLDED];
+        for (i, t) in thresholds.iter_mut().enumerate() {
+            let s = Signal::ALL[i];
+            *t = floors.get(s).max(st.baseline.threshold(s, &self.cfg.baseline));
+        }
+        Reading { est, rates, thresholds }
+    }
+
+    /// Whether to keep a key after its evaluation.
+    fn keep(&self, st: &KeyState) -> bool {
+        !(matches!(st.phase, Phase::Idle)
+            && st.window.is_idle()
+            && st.idle_windows >= self.cfg.idle_windows.max(1))
+    }
+
+    fn start(&self, scope: Scope, key: Key, st: &KeyState, r: &Reading, signal: Signal) -> ActiveAlert {
+        let class = classify(signal, &r.est, st.amp_vote.0);
+        let id = format!(
+            "{}/{}/{}/{}.{:06}",
+            scope.name(),
+            key,
+            class.name(),
+            self.now.0 / Timestamp::NANOS_PER_SEC,
+            (self.now.0 % Timestamp::NANOS_PER_SEC) / 1000
+        );
+        let window_packets = r.est[Signal::Packets.index()] as u64;
+        let window_bytes = r.est[Signal::Bytes.index()] as u64;
+        ActiveAlert {
+            id,
+            class,
+            signal,
+            started: self.now,
+            last_over: self.now,
+            last_update: self.now,
+            peak: r.rates[signal.index()],
+            base_packets: st.packets.saturating_sub(window_packets),
+            base_bytes: st.bytes.saturating_sub(window_bytes),
+        }
+    }
+
+    fn event(&self, kind: EventKind, scope: Scope, key: Key, st: &KeyState, a: &ActiveAlert, r: &Reading) -> AlertEvent {
+        let s = a.signal.index();
+        let packets = r.est[Signal::Packets.index()];
+        let share = if a.signal == Signal::Bytes { 1.0 } else { r.est[s] / packets.max(1.0) };
+        let mut e = base_event(self.cfg, kind, scope, key, st, a, self.now, self.window_s, self.seq);
+        e.pps = round1(r.rates[s]);
+        e.bps = round1(r.rates[Signal::Bytes.index()] * 8.0);
+        e.total_pps = round1(r.rates[Signal::Packets.index()]);
+        e.threshold_pps = round1(r.thresholds[s]);
+        e.packets = packets.round() as u64;
+        e.bytes = r.est[Signal::Bytes.index()].round() as u64;
+        e.class_share = (share.min(1.0) * 1000.0).round() / 1000.0;
+        e
+    }
+}
+
+/// The fields every event of an alert shares.
+#[allow(clippy::too_many_arguments)]
+fn base_event(
+    cfg: &DetectConfig,
+    kind: EventKind,
+    scope: Scope,
+    key: Key,
+    st: &KeyState,
+    a: &ActiveAlert,
+    now: Timestamp,
+    window_s: f64,
+    seq: u64,
+) -> AlertEvent {
+    let n = cfg.top_n;
+    let ev = st.evidence.as_deref();
+    AlertEvent {
+        event: kind,
+        id: a.id.clone(),
+        ts: now,
+        seq,
+        scope,
+        key,
+        class: a.class,
+        signal: a.signal.name(),
+        pps: 0.0,
+        bps: 0.0,
+        total_pps: 0.0,
+        baseline_pps: round1(st.baseline.mean(a.signal)),
+        threshold_pps: 0.0,
+        window_s,
+        packets: 0,
+        bytes: 0,
+        peak_pps: round1(a.peak),
+        class_share: 0.0,
+        duration_s: None,
+        reason: None,
+        top_peers: ev.map(|e| e.top_peers(n)).unwrap_or_default(),
+        top_ports: ev.map(|e| e.top_dst_ports(n)).unwrap_or_default(),
+        top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
+        top_hosts: ev.map(|e| e.top_hosts(n)).unwrap_or_default(),
+    }
+}
+
+/// The `end` event of an alert: totals over the alert's life.
+#[allow(clippy::too_many_arguments)]
+fn end_event(
+    cfg: &DetectConfig,
+    scope: Scope,
+    key: Key,
+    st: &KeyState,
+    a: &ActiveAlert,
+    now: Timestamp,
+    reason: EndReason,
+    window_s: f64,
+    seq: u64,
+) -> AlertEvent {
+    let mut e = base_event(cfg, EventKind::End, scope, key, st, a, now, window_s, seq);
+    let duration_ns = now.saturating_sub(a.started);
+    e.packets = st.packets.saturating_sub(a.base_packets);
+    e.bytes = st.bytes.saturating_sub(a.base_bytes);
+    let secs = (duration_ns as f64 / 1e9).max(window_s);
+    e.pps = round1(e.packets as f64 / secs);
+    e.total_pps = e.pps;
+    e.bps = round1(e.bytes as f64 * 8.0 / secs);
+    e.duration_s = Some((duration_ns as f64 / 1e6).round() / 1e3);
+    e.reason = Some(reason);
+    e.class_share = 1.0;
+    e
+}
+
+/// Names what dominates a key's traffic, given the signal that crossed its threshold.
+///
+/// Cut-offs: reflection needs at least half the UDP packets to come from one amplifier port and
+/// reflection traffic (those plus non-first fragments) to be at least half of all packets; a
+/// packet-rate or byte-rate alert takes the class of whichever of SYN / other TCP / UDP / ICMP /
+/// fragments is at least half of the packets, else `traffic_flood`.
+pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackClass {
+    let get = |s: Signal| est[s.index()];
+    let total = get(Signal::Packets).max(1.0);
+    let reflection = || {
+        let udp = get(Signal::Udp);
+        (get(Signal::AmpPort) >= 0.5 * udp.max(1.0) && get(Signal::Reflection) >= 0.5 * total)
+            .then(|| AttackClass::reflection_of_port(amp_port))
+            .flatten()
+    };
+    match signal {
+        Signal::Syn => AttackClass::SynFlood,
+        Signal::TcpOther => AttackClass::TcpFlood,
+        Signal::Icmp => AttackClass::IcmpFlood,
+        Signal::Udp => reflection().unwrap_or(AttackClass::UdpFlood),
+        Signal::Fragment | Signal::Reflection => reflection().unwrap_or(
+            if get(Signal::Fragment) >= 0.5 * total {
+                AttackClass::FragmentFlood
+            } else {
+                AttackClass::UdpFlood
+            },
+        ),
+        _ => {
+            if let Some(c) = reflection() {
+                return c;
+            }
+            let shares = [
+                (Signal::Syn, AttackClass::SynFlood),
+                (Signal::TcpOther, AttackClass::TcpFlood),
+                (Signal::Udp, AttackClass::UdpFlood),
+                (Signal::Icmp, AttackClass::IcmpFlood),
+                (Signal::Fragment, AttackClass::FragmentFlood),
+            ];
+            shares
+                .iter()
+                .find(|(s, _)| get(*s) >= 0.5 * total)
+                .map(|(_, c)| *c)
+                .unwrap_or(if get(Signal::Syn) + get(Signal::TcpOther) >= 0.5 * total {
+                    AttackClass::TcpFlood
+                } else {
+                    AttackClass::TrafficFlood
+                })
+        }
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{proto, tcp_flags, Fragment};
+    use std::net::IpAddr;
+
+    const T0: u64 = 1_764_079_200 * Timestamp::NANOS_PER_SEC;
+    const VICTIM: [u8; 4] = [198, 51, 100, 10];
+
+    fn syn(ts: u64, src: u32) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(ts),
+            src: IpAddr::from(src.to_be_bytes()),
+            dst: IpAddr::from(VICTIM),
+            proto: proto::TCP,
+            sport: (src % 60_000) as u16 + 1024,
+            dport: 80,
+            tcp_flags: tcp_flags::SYN,
+            wire_len: 60,
+            fragment: Fragment::None,
+        }
+    }
+
+    fn udp(ts: u64, src: u32, sport: u16, fragment: Fragment) -> PacketSummary {
+        PacketSummary { proto: proto::UDP, sport, dport: 4444, tcp_flags: 0, fragment, wire_len: 1500, ..syn(ts, src) }
+    }
+
+    /// Background: 50 pps of SYN from 50 clients to the victim, plus a flood of `flood_pps` from
+    /// `flood_start_s` for `flood_s` seconds, built with `make`.
+    fn run(
+        shards: usize,
+        secs: u64,
+        flood: Option<(u64, u64, u64)>,
+        make: impl Fn(u64, u32) -> PacketSummary,
+    ) -> Vec<AlertEvent> {
+        let mut packets = Vec::new();
+        for i in 0..secs * 50 {
+            packets.push(syn(T0 + i * 20_000_000, 0x6440_0000 + (i % 50) as u32));
+        }
+        if let Some((start, dur, pps)) = flood {
+            let gap = Timestamp::NANOS_PER_SEC / pps;
+            for i in 0..dur * pps {
+                let src = (i as u32).wrapping_mul(2_654_435_761) | 1;
+                packets.push(make(T0 + start * Timestamp::NANOS_PER_SEC + i * gap + 7, src));
+            }
+        }
+        packets.sort_by_key(|p| p.ts);
+        let mut all = Vec::new();
+        for index in 0..shards {
+            let cfg = DetectConfig { hash_seed: 42, ..DetectConfig::default() };
+            let mut e = Engine::new(cfg, ShardSpec { index, count: shards }).unwrap();
+            for p in &packets {
+                e.on_packet(p, &mut all);
+            }
+            e.finish(EndReason::EndOfInput, &mut all);
+        }
+        all.sort_by_key(|e| e.order_key());
+        all
+    }
+
+    #[test]
+    fn syn_flood_starts_within_a_second_and_ends_after_hold_down() {
+        let ev = run(1, 40, Some((10, 5, 20_000)), syn);
+        let start = ev
+            .iter()
+            .find(|e| e.event == EventKind::Start && e.scope == Scope::DstHost)
+            .expect("no start");
+        assert_eq!(start.class, AttackClass::SynFlood);
+        assert_eq!(start.key.to_string(), "198.51.100.10");
+        let delay = start.ts.saturating_sub(Timestamp(T0 + 10 * Timestamp::NANOS_PER_SEC));
+        assert!(delay <= Timestamp::NANOS_PER_SEC, "started {delay} ns after the flood");
+        assert_eq!(start.top_ports.first().map(|p| p.port), Some(80));
+        assert!(!start.top_peers.is_empty());
+        let end = ev.iter().find(|e| e.event == EventKind::End && e.id == start.id).expect("no end");
+        assert_eq!(end.reason, Some(EndReason::BelowThreshold));
+        let d = end.duration_s.unwrap();
+        assert!((14.0..=17.0).contains(&d), "duration {d}");
+        assert!(end.packets >= 100_000, "end packets {}", end.packets);
+        // Spoofed one-packet sources never get src_host alerts.
+        assert!(ev.iter().all(|e| e.scope != Scope::SrcHost));
+    }
+
+    #[test]
+    fn background_alone_raises_nothing() {
+        assert!(run(1, 60, None, syn).is_empty());
+    }
+
+    #[test]
+    fn output_is_identical_across_shard_counts() {
+        let one = run(1, 30, Some((10, 5, 20_000)), syn);
+        assert!(!one.is_empty());
+        for n in [2, 3, 4] {
+            assert_eq!(run(n, 30, Some((10, 5, 20_000)), syn), one, "{n} shards differ");
+        }
+    }
+
+    #[test]
+    fn reflection_is_named_by_source_port_even_when_fragmented() {
+        let snmp = run(1, 20, Some((10, 3, 5_000)), |ts, src| udp(ts, src % 4000, 161, Fragment::None));
+        let s = snmp.iter().find(|e| e.event == EventKind::Start && e.scope == Scope::DstHost).unwrap();
+        assert_eq!(s.class, AttackClass::SnmpAmplification);
+        // DNS responses in three fragments, only the first carrying the UDP header.
+        let dns = run(1, 20, Some((10, 3, 6_000)), |ts, src| match (ts / 7) % 3 {
+            0 => udp(ts, src % 500, 53, Fragment::First),
+            n => udp(ts, src % 500, 0, Fragment::Later { offset: 1480 * n as u32 }),
+        });
+        let s = dns.iter().find(|e| e.event == EventKind::Start && e.scope == Scope::DstHost).unwrap();
+        assert_eq!(s.class, AttackClass::DnsAmplification);
+    }
+
+    #[test]
+    fn a_capture_shorter_than_a_tick_still_alerts_at_the_end() {
+        let mut e = Engine::new(DetectConfig::default(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        for i in 0..4000u64 {
+            e.on_packet(&udp(T0 + i * 5_000, i as u32, 161, Fragment::None), &mut out);
+        }
+        assert!(out.is_empty());
+        e.finish(EndReason::EndOfInput, &mut out);
+        let kinds: Vec<_> = out.iter().filter(|e| e.scope == Scope::DstHost).map(|e| e.event).collect();
+        assert_eq!(kinds, vec![EventKind::Start, EventKind::End]);
+        assert_eq!(out[out.len() - 1].reason, Some(EndReason::EndOfInput));
+    }
+
+    #[test]
+    fn time_jumps_do_not_walk_every_empty_tick() {
+        let mut e = Engine::new(DetectConfig::default(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        e.on_packet(&syn(T0, 1), &mut out);
+        // Twenty years later, then back again.
+        let later = T0 + 20 * 365 * 86_400 * Timestamp::NANOS_PER_SEC;
+        e.on_packet(&syn(later, 2), &mut out);
+        e.on_packet(&syn(T0 + 5, 3), &mut out);
+        let s = e.stats();
+        assert!(s.evaluations < 10, "{} evaluations", s.evaluations);
+        assert_eq!(s.time_jumps, 2);
+        // A small step back is clamped, not a jump.
+        e.on_packet(&syn(T0 + 4, 4), &mut out);
+        assert_eq!(e.stats().late_packets, 1);
+    }
+
+    #[test]
+    fn classify_uses_dominant_traffic_for_volume_signals() {
+        let mut est = [0.0; COUNTERS];
+        est[Signal::Packets.index()] = 100.0;
+        est[Signal::Icmp.index()] = 80.0;
+        assert_eq!(classify(Signal::Packets, &est, 0), AttackClass::IcmpFlood);
+        est[Signal::Icmp.index()] = 30.0;
+        est[Signal::Udp.index()] = 30.0;
+        assert_eq!(classify(Signal::Bytes, &est, 0), AttackClass::TrafficFlood);
+    }
+}

@@ -1,0 +1,212 @@
+//! What the engine counts by: a [`Scope`] (source or destination, host or subnet) and a [`Key`] (an
+//! address or a prefix), both small `Copy` values that hash and order cheaply.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Serialize, Serializer};
+
+/// Which side of a packet, and at which granularity, a key is taken from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Destination address: the victim of a flood.
+    DstHost,
+    /// Destination prefix (`--subnet-v4`/`--subnet-v6`): carpet bombing over a range.
+    DstSubnet,
+    /// Source address: one attacker.
+    SrcHost,
+    /// Source prefix: a botnet range.
+    SrcSubnet,
+}
+
+impl Scope {
+    /// All scopes, in the order events of one tick are written.
+    pub const ALL: [Scope; 4] = [Scope::DstHost, Scope::DstSubnet, Scope::SrcHost, Scope::SrcSubnet];
+
+    /// The name used in alerts (`dst_host`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::DstHost => "dst_host",
+            Scope::DstSubnet => "dst_subnet",
+            Scope::SrcHost => "src_host",
+            Scope::SrcSubnet => "src_subnet",
+        }
+    }
+
+    /// Index in [`Scope::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// True for the destination scopes, whose peers are sources.
+    pub fn is_destination(self) -> bool {
+        matches!(self, Scope::DstHost | Scope::DstSubnet)
+    }
+
+    /// True for the subnet scopes.
+    pub fn is_subnet(self) -> bool {
+        matches!(self, Scope::DstSubnet | Scope::SrcSubnet)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// An address or a prefix. Host keys have the full prefix length (32 or 128).
+///
+/// Ordering puts IPv4 before IPv6, then by address, then by prefix length, so events sort the same
+/// way on every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    V4 { addr: u32, prefix: u8 },
+    V6 { addr: u128, prefix: u8 },
+}
+
+impl Key {
+    /// The host key of an address.
+    pub fn host(ip: IpAddr) -> Key {
+        match ip {
+            IpAddr::V4(a) => Key::V4 { addr: u32::from(a), prefix: 32 },
+            IpAddr::V6(a) => Key::V6 { addr: u128::from(a), prefix: 128 },
+        }
+    }
+
+    /// The prefix of `ip` with `v4`/`v6` bits kept (lengths are clamped to 32/128).
+    pub fn subnet(ip: IpAddr, v4: u8, v6: u8) -> Key {
+        match ip {
+            IpAddr::V4(a) => {
+                let p = v4.min(32);
+                Key::V4 { addr: u32::from(a) & mask32(p), prefix: p }
+            }
+            IpAddr::V6(a) => {
+                let p = v6.min(128);
+                Key::V6 { addr: u128::from(a) & mask128(p), prefix: p }
+            }
+        }
+    }
+
+    /// The address part.
+    pub fn addr(self) -> IpAddr {
+        match self {
+            Key::V4 { addr, .. } => IpAddr::V4(Ipv4Addr::from(addr)),
+            Key::V6 { addr, .. } => IpAddr::V6(Ipv6Addr::from(addr)),
+        }
+    }
+
+    /// The prefix length.
+    pub fn prefix(self) -> u8 {
+        match self {
+            Key::V4 { prefix, .. } | Key::V6 { prefix, .. } => prefix,
+        }
+    }
+
+    /// True when this key is a whole address rather than a prefix.
+    pub fn is_host(self) -> bool {
+        match self {
+            Key::V4 { prefix, .. } => prefix == 32,
+            Key::V6 { prefix, .. } => prefix == 128,
+        }
+    }
+
+    /// True when `ip` falls inside this key.
+    pub fn contains(self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Key::V4 { addr, prefix }, IpAddr::V4(a)) => u32::from(a) & mask32(prefix) == addr,
+            (Key::V6 { addr, prefix }, IpAddr::V6(a)) => u128::from(a) & mask128(prefix) == addr,
+            _ => false,
+        }
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    }
+}
+
+fn mask128(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix.min(128)))
+    }
+}
+
+impl fmt::Display for Key {
+    /// Hosts print as a bare address, prefixes as `addr/len`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_host() {
+            write!(f, "{}", self.addr())
+        } else {
+            write!(f, "{}/{}", self.addr(), self.prefix())
+        }
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for Key {
+    type Err = String;
+
+    /// Parses `addr` or `addr/len`; host bits of a prefix are cleared.
+    fn from_str(s: &str) -> Result<Key, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr.parse().map_err(|_| format!("`{s}` is not an IP address or prefix"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Key::subnet(ip, len, len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_masks_host_bits_and_prints_prefix() {
+        let ip: IpAddr = "198.51.100.77".parse().unwrap();
+        let k = Key::subnet(ip, 24, 64);
+        assert_eq!(k.to_string(), "198.51.100.0/24");
+        assert!(k.contains(ip));
+        assert!(!k.contains("198.51.101.1".parse().unwrap()));
+        assert_eq!(Key::host(ip).to_string(), "198.51.100.77");
+        let v6: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
+        assert_eq!(Key::subnet(v6, 24, 64).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(Key::subnet(ip, 0, 0).to_string(), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn parses_and_orders() {
+        let a: Key = "10.0.0.9/8".parse().unwrap();
+        assert_eq!(a.to_string(), "10.0.0.0/8");
+        assert!("10.0.0.1/33".parse::<Key>().is_err());
+        assert!("nonsense".parse::<Key>().is_err());
+        let v6: Key = "::1".parse().unwrap();
+        assert!(a < v6);
+    }
+}

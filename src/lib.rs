@@ -1,0 +1,20 @@
+//! floodwatch: a network flood (DoS/DDoS) detector.
+//!
+//! The library holds the whole engine so the binary, the tests and the benches run the same code:
+//! [`capture`] reads frames, [`decode`] turns each into a [`decode::PacketSummary`], [`detect::Engine`]
+//! keeps sliding windows and learned baselines per (scope, key) and emits [`alert::AlertEvent`]s, and
+//! [`pipeline`] wires those stages into threads joined by bounded channels.
+
+pub mod alert;
+pub mod baseline;
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod detect;
+pub mod evidence;
+pub mod key;
+pub mod pipeline;
+pub mod synth;
+pub mod table;
+pub mod time;
+pub mod window;

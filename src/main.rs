@@ -1,0 +1,153 @@
+//! The `floodwatch` binary: parses the command line and wires the library's stages together.
+
+mod cli;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command, DetectArgs, Format, OutputArgs, ReplayArgs, SynthArgs};
+use floodwatch::alert::{EventWriter, OutputFormat};
+use floodwatch::capture::file::MultiFileSource;
+use floodwatch::config::{DetectConfig, Floors};
+use floodwatch::pipeline::{self, PipelineConfig};
+use floodwatch::synth;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Synth(args) => synth_capture(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floodwatch: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let detect = detect_config(&args.detect);
+    detect.validate()?;
+    let pipe = PipelineConfig {
+        threads: args.detect.threads.map(usize::from).unwrap_or_else(|| PipelineConfig::default().threads),
+        batch_size: args.detect.batch_size as usize,
+        realtime: args.realtime,
+        ..PipelineConfig::default()
+    };
+    let writer = open_output(&args.output)?;
+    let stop = install_stop_handler()?;
+    let mut source = MultiFileSource::new(args.files.clone());
+    let outcome = pipeline::run(&mut source, &detect, &pipe, writer, &stop)?;
+    let s = &outcome.summary;
+    if s.output_closed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.output.quiet {
+        eprint!("{}", pipeline::render_summary(s));
+    }
+    if let Some(e) = outcome.capture_error {
+        eprintln!("floodwatch: error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves the detection options over the defaults.
+fn detect_config(a: &DetectArgs) -> DetectConfig {
+    let mut cfg = DetectConfig {
+        window: a.window,
+        tick: a.tick,
+        subnet_v4: a.subnet_v4,
+        subnet_v6: a.subnet_v6,
+        floors: [Floors::from_min_pps(a.min_pps); 4],
+        trigger_evals: a.trigger,
+        hold_down: a.hold_down,
+        update_interval: a.update_interval,
+        hash_seed: a.seed.unwrap_or_else(random_seed),
+        ..DetectConfig::default()
+    };
+    cfg.baseline.factor = a.factor;
+    cfg
+}
+
+/// A seed that differs per run, so attackers cannot aim at fixed hash buckets.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
+}
+
+/// Opens the alert destination before any input is read, so a bad path fails at once.
+fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
+    let out: Box<dyn Write + Send> = match &o.output {
+        Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
+            format!("cannot write alerts to {}: check the directory exists and is writable", path.display())
+        })?)),
+        None => Box::new(BufWriter::new(io::stdout())),
+    };
+    let format = match o.format {
+        Format::Json => OutputFormat::Json,
+        Format::Text => OutputFormat::Text,
+    };
+    Ok(EventWriter::new(out, format))
+}
+
+/// First Ctrl-C / SIGTERM: stop reading, drain, end open alerts, print the summary. Second: exit now.
+fn install_stop_handler() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let presses = AtomicUsize::new(0);
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if presses.fetch_add(1, Ordering::SeqCst) > 0 {
+            std::process::exit(130);
+        }
+        eprintln!("floodwatch: stopping (Ctrl-C again to quit at once)");
+        flag.store(true, Ordering::SeqCst);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
+    let scenario: synth::Scenario = a.scenario.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let opts = synth::SynthOptions {
+        seed: a.seed,
+        duration: a.duration,
+        attack_start: a.attack_start,
+        attack_duration: a.attack_duration,
+        attack_pps: a.attack_pps,
+        background_pps: a.background_pps,
+        victim: a.victim,
+        sources: a.sources,
+        src_mac: a.src_mac,
+        dst_mac: a.dst_mac,
+        min_size: a.min_size,
+        ..synth::SynthOptions::default()
+    };
+    let file = File::create(&a.output)
+        .with_context(|| format!("cannot create {}: check the directory exists and is writable", a.output.display()))?;
+    let report = synth::write_pcap(scenario, &opts, BufWriter::with_capacity(1 << 20, file))
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let mut labels_path = a.output.clone().into_os_string();
+    labels_path.push(".labels.jsonl");
+    let labels = File::create(&labels_path)
+        .with_context(|| format!("cannot create {}", labels_path.to_string_lossy()))?;
+    synth::write_labels(&report, BufWriter::new(labels))
+        .with_context(|| format!("writing {}", labels_path.to_string_lossy()))?;
+    eprintln!(
+        "floodwatch: wrote {} ({} packets, {} bytes on the wire, {} expected alert(s) in {})",
+        a.output.display(),
+        report.packets,
+        report.bytes,
+        report.labels.len(),
+        labels_path.to_string_lossy()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,463 @@
+//! The pipeline: the only module that spawns threads or touches channels.
+//!
+//! ```text
+//! caller's thread: source → decode → batches ──▶ shard 0..N (Engine) ──events──▶ sink thread ──▶ writer
+//! ```
+//! Every shard receives every batch (an `Arc`, no copy) and counts only the (scope, key)s it owns, so
+//! each key lives in exactly one shard and every shard evaluates at the same packet times. The sink
+//! holds events until every shard has passed their evaluation, then writes them in
+//! [`AlertEvent::order_key`] order: the output is byte-identical whatever the thread count or batch
+//! size. Channels are bounded; on replay a full channel makes the reader wait (back-pressure).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind, EventWriter};
+use crate::capture::{CaptureError, CaptureStats, FrameSource};
+use crate::config::{ConfigError, DetectConfig};
+use crate::decode::{DecodeStats, Decoder, PacketSummary};
+use crate::detect::{Engine, EngineStats, ShardSpec};
+use crate::key::{Key, Scope};
+use crate::time::Timestamp;
+
+/// How the stages are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Counter shards (threads).
+    pub threads: usize,
+    /// Packet summaries per batch.
+    pub batch_size: usize,
+    /// Batches each channel holds before the reader waits.
+    pub channel_batches: usize,
+    /// Pace the replay at capture speed.
+    pub realtime: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            batch_size: 256,
+            channel_batches: 64,
+            realtime: false,
+        }
+    }
+}
+
+/// What a run saw, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Frames read from the source.
+    pub frames: u64,
+    /// Frames decoded into packets.
+    pub packets: u64,
+    /// Wire bytes of decoded packets.
+    pub bytes: u64,
+    pub decode: DecodeStats,
+    pub capture: CaptureStats,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    /// Per shard.
+    pub engine: Vec<EngineStats>,
+    pub alerts: AlertTally,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// The output closed early (e.g. `| head`): the run stopped quietly.
+    pub output_closed: bool,
+    /// Ctrl-C / SIGTERM stopped the run.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Packet-time span of the input, in seconds.
+    pub fn capture_seconds(&self) -> f64 {
+        match (self.first_ts, self.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+
+    /// Frames per wall-clock second.
+    pub fn frames_per_second(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Alerts the sink wrote, by class, and the heaviest targets.
+#[derive(Clone, Debug, Default)]
+pub struct AlertTally {
+    pub started: BTreeMap<AttackClass, u64>,
+    pub events: u64,
+    /// Peak rate per alerted (scope, key).
+    pub peaks: BTreeMap<(Scope, Key), (AttackClass, f64)>,
+}
+
+impl AlertTally {
+    fn count(&mut self, e: &AlertEvent) {
+        self.events += 1;
+        if e.event == EventKind::Start {
+            *self.started.entry(e.class).or_default() += 1;
+        }
+        let p = self.peaks.entry((e.scope, e.key)).or_insert((e.class, 0.0));
+        if e.peak_pps > p.1 {
+            *p = (e.class, e.peak_pps);
+        }
+    }
+
+    /// The `n` heaviest alerted destinations (hosts and subnets), heaviest first.
+    pub fn top_targets(&self, n: usize) -> Vec<(Scope, Key, AttackClass, f64)> {
+        let mut v: Vec<_> = self
+            .peaks
+            .iter()
+            .filter(|((s, _), _)| s.is_destination())
+            .map(|((s, k), (c, p))| (*s, *k, *c, *p))
+            .collect();
+        v.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.1.cmp(&b.1)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Why a run could not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("writing alerts failed: {0}")]
+    Output(io::Error),
+    #[error("a pipeline thread panicked (a bug: please report it with the capture)")]
+    Panicked,
+}
+
+/// The outcome of a run: its summary and, if reading stopped on an error, that error (the alerts for
+/// what was read before it have been written).
+pub struct RunOutcome {
+    pub summary: RunSummary,
+    pub capture_error: Option<CaptureError>,
+}
+
+/// A message from a shard to the sink.
+struct ShardOut {
+    shard: usize,
+    events: Vec<AlertEvent>,
+    watermark: u64,
+    /// Set on the shard's last message.
+    stats: Option<EngineStats>,
+}
+
+/// Runs `source` through decode, the engine shards and the writer until the source ends, fails or
+/// `stop` is set.
+pub fn run<W: Write + Send>(
+    source: &mut dyn FrameSource,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+) -> Result<RunOutcome, PipelineError> {
+    let threads = pipe.threads.max(1);
+    let engines = (0..threads)
+        .map(|i| Engine::new(detect.clone(), ShardSpec { index: i, count: threads }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let output_closed = AtomicBool::new(false);
+    let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
+
+    let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
+        let mut batch_txs = Vec::with_capacity(threads);
+        let mut shard_handles = Vec::with_capacity(threads);
+        for (i, engine) in engines.into_iter().enumerate() {
+            let (tx, rx) = bounded::<Arc<Vec<PacketSummary>>>(pipe.channel_batches.max(1));
+            batch_txs.push(tx);
+            let out_tx = out_tx.clone();
+            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop)));
+        }
+        drop(out_tx);
+        let closed = &output_closed;
+        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed));
+
+        let mut reader = Reader::new(pipe, batch_txs);
+        let capture_error = reader.read_all(source, stop);
+        let summary = reader.finish(source.stats());
+
+        let mut shard_stats = Vec::new();
+        for h in shard_handles {
+            shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+        }
+        let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
+        (summary, capture_error, sink_result, shard_stats)
+    });
+    for st in shard_stats {
+        summary.engine.push(st?);
+    }
+    let (tally, write_error) = sink_result?;
+    summary.alerts = tally;
+    summary.elapsed = started.elapsed();
+    summary.output_closed = output_closed.load(Ordering::Relaxed);
+    summary.interrupted = stop.load(Ordering::Relaxed) && !summary.output_closed;
+    if let Some(e) = write_error {
+        return Err(PipelineError::Output(e));
+    }
+    Ok(RunOutcome { summary, capture_error })
+}
+
+/// The reading side: frames → packet summaries → batches sent to every shard.
+struct Reader {
+    decoder: Decoder,
+    batch: Vec<PacketSummary>,
+    batch_size: usize,
+    txs: Vec<Sender<Arc<Vec<PacketSummary>>>>,
+    summary: RunSummary,
+    realtime: Option<(Instant, Timestamp)>,
+    pace: bool,
+}
+
+impl Reader {
+    fn new(pipe: &PipelineConfig, txs: Vec<Sender<Arc<Vec<PacketSummary>>>>) -> Self {
+        let batch_size = pipe.batch_size.clamp(1, 65_536);
+        Reader {
+            decoder: Decoder,
+            batch: Vec::with_capacity(batch_size),
+            batch_size,
+            txs,
+            summary: RunSummary::default(),
+            realtime: None,
+            pace: pipe.realtime,
+        }
+    }
+
+    /// Reads until the end, an error or `stop`; returns the error, if any.
+    fn read_all(&mut self, source: &mut dyn FrameSource, stop: &AtomicBool) -> Option<CaptureError> {
+        loop {
+            if self.summary.frames % 1024 == 0 && stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let frame = match source.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            };
+            self.summary.frames += 1;
+            match self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) {
+                Ok(p) => self.push(p),
+                Err(e) => self.summary.decode.record(&e),
+            }
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, p: PacketSummary) {
+        let s = &mut self.summary;
+        s.packets += 1;
+        s.bytes += u64::from(p.wire_len);
+        s.first_ts.get_or_insert(p.ts);
+        s.last_ts = Some(s.last_ts.map_or(p.ts, |t| t.max(p.ts)));
+        if self.pace {
+            self.wait_for(p.ts);
+        }
+        self.batch.push(p);
+        if self.batch.len() >= self.batch_size {
+            self.flush();
+        }
+    }
+
+    /// `--realtime`: sleeps until wall time catches up with packet time (flushing first so the shards
+    /// see what came before).
+    fn wait_for(&mut self, ts: Timestamp) {
+        let (wall0, ts0) = *self.realtime.get_or_insert((Instant::now(), ts));
+        let due = Duration::from_nanos(ts.saturating_sub(ts0));
+        let now = wall0.elapsed();
+        if due > now {
+            self.flush();
+            std::thread::sleep((due - now).min(Duration::from_secs(5)));
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = Arc::new(std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size)));
+        for tx in &self.txs {
+            // A closed shard means the run is stopping; its error surfaces from the join.
+            let _ = tx.send(Arc::clone(&batch));
+        }
+    }
+
+    fn finish(mut self, capture: CaptureStats) -> RunSummary {
+        self.flush();
+        self.txs.clear();
+        self.summary.capture = capture;
+        self.summary
+    }
+}
+
+/// One counter shard: runs its engine over every batch and forwards events with its watermark.
+fn run_shard(
+    index: usize,
+    mut engine: Engine,
+    rx: Receiver<Arc<Vec<PacketSummary>>>,
+    out: Sender<ShardOut>,
+    stop: &AtomicBool,
+) -> EngineStats {
+    let mut events = Vec::new();
+    let mut sent_watermark = 0;
+    for batch in rx.iter() {
+        for p in batch.iter() {
+            engine.on_packet(p, &mut events);
+        }
+        let w = engine.watermark();
+        if !events.is_empty() || w != sent_watermark {
+            sent_watermark = w;
+            let msg = ShardOut { shard: index, events: std::mem::take(&mut events), watermark: w, stats: None };
+            if out.send(msg).is_err() {
+                break;
+            }
+        }
+    }
+    let reason = if stop.load(Ordering::Relaxed) { EndReason::Shutdown } else { EndReason::EndOfInput };
+    engine.finish(reason, &mut events);
+    let stats = engine.stats();
+    let _ = out.send(ShardOut { shard: index, events, watermark: u64::MAX, stats: Some(stats) });
+    stats
+}
+
+/// The sink: orders events from all shards and writes them. Returns the tally and the write error
+/// that stopped it, if any (a closed pipe is not an error: it sets `closed` and `stop`).
+fn run_sink<W: Write>(
+    rx: Receiver<ShardOut>,
+    shards: usize,
+    mut writer: EventWriter<W>,
+    stop: &AtomicBool,
+    closed: &AtomicBool,
+) -> (AlertTally, Option<io::Error>) {
+    let mut tally = AlertTally::default();
+    let mut watermarks = vec![0u64; shards];
+    let mut pending: Vec<AlertEvent> = Vec::new();
+    let mut failed = None;
+    for msg in rx.iter() {
+        if failed.is_some() || closed.load(Ordering::Relaxed) {
+            continue; // drain so shards never block
+        }
+        if let Some(w) = watermarks.get_mut(msg.shard) {
+            *w = msg.watermark;
+        }
+        pending.extend(msg.events);
+        let _ = msg.stats;
+        let min = watermarks.iter().copied().min().unwrap_or(u64::MAX);
+        if let Err(e) = release(&mut pending, min, &mut writer, &mut tally) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                closed.store(true, Ordering::Relaxed);
+            } else {
+                failed = Some(e);
+            }
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    if failed.is_none() && !closed.load(Ordering::Relaxed) {
+        if let Err(e) = release(&mut pending, u64::MAX, &mut writer, &mut tally) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                closed.store(true, Ordering::Relaxed);
+            } else {
+                failed = Some(e);
+            }
+        }
+    }
+    (tally, failed)
+}
+
+/// Writes, in order, every pending event of an evaluation all shards have passed.
+fn release<W: Write>(
+    pending: &mut Vec<AlertEvent>,
+    upto: u64,
+    writer: &mut EventWriter<W>,
+    tally: &mut AlertTally,
+) -> io::Result<()> {
+    if pending.is_empty() || pending.iter().all(|e| e.seq > upto) {
+        return Ok(());
+    }
+    pending.sort_by_key(|e| e.order_key());
+    let n = pending.partition_point(|e| e.seq <= upto);
+    for e in pending.drain(..n) {
+        tally.count(&e);
+        writer.write_event(&e)?;
+    }
+    Ok(())
+}
+
+/// The end-of-run summary printed on stderr.
+pub fn render_summary(s: &RunSummary) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let secs = s.elapsed.as_secs_f64();
+    let _ = writeln!(o, "floodwatch summary{}", if s.interrupted { " (interrupted)" } else { "" });
+    let _ = writeln!(
+        o,
+        "  frames {}  packets {}  bytes {}  capture span {:.3} s",
+        s.frames,
+        s.packets,
+        s.bytes,
+        s.capture_seconds()
+    );
+    let _ = writeln!(
+        o,
+        "  replayed in {:.3} s: {:.0} packets/s ({:.2} M/s)",
+        secs,
+        s.frames_per_second(),
+        s.frames_per_second() / 1e6
+    );
+    let skipped: Vec<String> = crate::decode::SkipReason::ALL
+        .iter()
+        .filter(|r| s.decode.by_reason[r.index()] > 0)
+        .map(|r| format!("{} {}", r.name(), s.decode.by_reason[r.index()]))
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(o, "  not decoded: {}", skipped.join(", "));
+    }
+    for (lt, n) in &s.decode.unsupported_link_types {
+        let _ = writeln!(o, "  unsupported link type {lt}: {n} frames");
+    }
+    if s.capture.kernel_drops > 0 {
+        let _ = writeln!(o, "  kernel drops {}", s.capture.kernel_drops);
+    }
+    let late: u64 = s.engine.first().map(|e| e.late_packets).unwrap_or(0);
+    let jumps: u64 = s.engine.first().map(|e| e.time_jumps).unwrap_or(0);
+    if late > 0 || jumps > 0 {
+        let _ = writeln!(o, "  timestamps: {late} stepped back (counted at the latest time), {jumps} jumps skipped");
+    }
+    let mut tables = [crate::table::TableStats::default(); 4];
+    for e in &s.engine {
+        for (t, x) in tables.iter_mut().zip(e.tables.iter()) {
+            t.rejected += x.rejected;
+            t.deferred += x.deferred;
+            t.evicted += x.evicted;
+            t.peak_len += x.peak_len;
+        }
+    }
+    let keys: Vec<String> = Scope::ALL
+        .iter()
+        .map(|sc| {
+            let t = &tables[sc.index()];
+            let mut line = format!("{} {}", sc.name(), t.peak_len);
+            if t.rejected > 0 {
+                line += &format!(" ({} packets over the key cap)", t.rejected);
+            }
+            line
+        })
+        .collect();
+    let _ = writeln!(o, "  peak keys: {}", keys.join(", "));
+    if s.alerts.started.is_empty() {
+        let _ = writeln!(o, "  alerts: none");
+    } else {
+        let by: Vec<String> = s.alerts.started.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let _ = writeln!(o, "  alerts started: {}", by.join(", "));
+        for (scope, key, class, peak) in s.alerts.top_targets(5) {
+            let _ = writeln!(o, "  target {scope} {key}: {class}, peak {peak:.0}/s");
+        }
+    }
+    o
+}

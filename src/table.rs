@@ -1,0 +1,235 @@
+//! Bounded per-scope key tables and the admission sketch that keeps spoofed sources out of them.
+//!
+//! Keys come from packets, so attackers choose them: maps use a seeded hasher, every table has a hard
+//! capacity, and what does not fit is counted ([`Admit`]). Source scopes admit a key only once a
+//! count-min sketch says it has sent enough packets in the current window to matter, so a flood from
+//! millions of one-packet spoofed sources never reaches the exact table.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
+
+use crate::key::Key;
+
+/// The seeded hasher of every map keyed by packet fields.
+pub type Hasher = FixedState;
+
+/// The outcome of looking up a key for a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Already tracked.
+    Tracked,
+    /// Newly inserted.
+    Inserted,
+    /// Not tracked: the admission sketch has not seen enough of it yet.
+    Deferred,
+    /// Not tracked: the table is full.
+    Rejected,
+}
+
+/// Counters of what a table did with keys it could not or would not keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub inserted: u64,
+    pub evicted: u64,
+    /// Packets of keys refused because the table was full.
+    pub rejected: u64,
+    /// Packets of keys held back by the admission sketch.
+    pub deferred: u64,
+    /// Most keys held at once.
+    pub peak_len: usize,
+}
+
+/// A count-min sketch with conservative update, reset every window.
+#[derive(Debug)]
+pub struct AdmissionSketch {
+    rows: Vec<Vec<u32>>,
+    mask: usize,
+    hasher: Hasher,
+    inserted: u64,
+    /// A key is admitted once its estimate reaches `max(min_count, load_factor × mean counter load)`.
+    min_count: u32,
+}
+
+impl AdmissionSketch {
+    /// A sketch of `depth` rows of `width` (rounded up to a power of two) counters.
+    pub fn new(width: usize, depth: usize, min_count: u32, seed: u64) -> Self {
+        let width = width.max(64).next_power_of_two();
+        AdmissionSketch {
+            rows: vec![vec![0; width]; depth.max(1)],
+            mask: width - 1,
+            hasher: FixedState::with_seed(seed ^ 0x5ca1_ab1e),
+            inserted: 0,
+            min_count: min_count.max(1),
+        }
+    }
+
+    /// Forgets everything (start of a new window).
+    pub fn reset(&mut self) {
+        for r in &mut self.rows {
+            r.fill(0);
+        }
+        self.inserted = 0;
+    }
+
+    /// Counts one packet of `key` and says whether it now deserves a place in the exact table.
+    pub fn offer(&mut self, key: &Key) -> bool {
+        let h = self.hasher.hash_one(key);
+        let mut est = u32::MAX;
+        let mut idx = [0usize; 8];
+        for (i, row) in self.rows.iter().enumerate().take(8) {
+            let j = (h.rotate_left(i as u32 * 16) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize & self.mask;
+            idx[i] = j;
+            est = est.min(row[j]);
+        }
+        let new = est.saturating_add(1);
+        for (row, &j) in self.rows.iter_mut().zip(idx.iter()) {
+            if row[j] < new {
+                row[j] = new;
+            }
+        }
+        self.inserted += 1;
+        let load = self.inserted / (self.mask as u64 + 1);
+        u64::from(new) >= u64::from(self.min_count).max(4 * load)
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.rows.len() * (self.mask + 1) * 4
+    }
+}
+
+/// A capped map from [`Key`] to per-key state.
+#[derive(Debug)]
+pub struct KeyTable<V> {
+    map: HashMap<Key, V, Hasher>,
+    cap: usize,
+    sketch: Option<AdmissionSketch>,
+    pub stats: TableStats,
+}
+
+impl<V> KeyTable<V> {
+    /// A table of at most `cap` keys; with `sketch`, new keys must pass it first.
+    pub fn new(cap: usize, seed: u64, sketch: Option<AdmissionSketch>) -> Self {
+        KeyTable {
+            map: HashMap::with_capacity_and_hasher(cap.min(4096), FixedState::with_seed(seed)),
+            cap: cap.max(1),
+            sketch,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// The state of `key`, inserting it with `make` when it may enter.
+    #[inline]
+    pub fn entry(&mut self, key: Key, make: impl FnOnce() -> V) -> (Admit, Option<&mut V>) {
+        // Two lookups on the insert path keep the common (tracked) path to one without cloning.
+        if self.map.contains_key(&key) {
+            return (Admit::Tracked, self.map.get_mut(&key));
+        }
+        if let Some(s) = &mut self.sketch {
+            if !s.offer(&key) {
+                self.stats.deferred += 1;
+                return (Admit::Deferred, None);
+            }
+        }
+        if self.map.len() >= self.cap {
+            self.stats.rejected += 1;
+            return (Admit::Rejected, None);
+        }
+        self.stats.inserted += 1;
+        self.stats.peak_len = self.stats.peak_len.max(self.map.len() + 1);
+        (Admit::Inserted, Some(self.map.entry(key).or_insert_with(make)))
+    }
+
+    /// Starts a new window for the admission sketch.
+    pub fn new_window(&mut self) {
+        if let Some(s) = &mut self.sketch {
+            s.reset();
+        }
+    }
+
+    /// Visits every key; those for which `f` returns false are evicted and counted.
+    pub fn retain(&mut self, mut f: impl FnMut(&Key, &mut V) -> bool) {
+        let before = self.map.len();
+        self.map.retain(|k, v| f(k, v));
+        self.stats.evicted += (before - self.map.len()) as u64;
+    }
+
+    /// Visits every key without evicting.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&Key, &mut V)) {
+        for (k, v) in self.map.iter_mut() {
+            f(k, v);
+        }
+    }
+
+    /// The state of `key` if tracked.
+    pub fn get(&self, key: &Key) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Every (key, state), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
+        self.map.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u32) -> Key {
+        Key::V4 { addr: i, prefix: 32 }
+    }
+
+    #[test]
+    fn never_exceeds_capacity_and_counts_rejections() {
+        let mut t: KeyTable<u32> = KeyTable::new(100, 7, None);
+        for i in 0..1000 {
+            let _ = t.entry(k(i), || 0);
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.stats.rejected, 900);
+        assert_eq!(t.stats.peak_len, 100);
+        assert_eq!(t.entry(k(5), || 0).0, Admit::Tracked);
+        t.retain(|key, _| *key != k(5));
+        assert_eq!(t.stats.evicted, 1);
+    }
+
+    #[test]
+    fn sketch_keeps_one_packet_sources_out_but_admits_heavy_ones() {
+        let mut t: KeyTable<u32> = KeyTable::new(10_000, 7, Some(AdmissionSketch::new(1 << 14, 4, 8, 1)));
+        // 200 000 spoofed sources, one packet each.
+        for i in 0..200_000u32 {
+            let _ = t.entry(k(i.wrapping_mul(2_654_435_761)), || 0);
+        }
+        assert!(t.len() < 50, "spoofed keys admitted: {}", t.len());
+        // A heavy source interleaved with them gets in after a few packets.
+        let heavy = k(0xc000_0201);
+        let mut admitted_after = None;
+        for n in 0..1000 {
+            let _ = t.entry(k(n * 7919 + 1), || 0);
+            if t.entry(heavy, || 0).1.is_some() {
+                admitted_after = Some(n);
+                break;
+            }
+        }
+        let n = admitted_after.expect("heavy key never admitted");
+        assert!(n < 200, "admitted only after {n} packets");
+    }
+}

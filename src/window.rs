@@ -1,0 +1,299 @@
+//! Sliding-window counters: per key, how many packets of each [`Signal`] arrived in the current and the
+//! previous window, read as a sliding rate.
+//!
+//! A window is `window` long and aligned on multiples of it in packet time (its *epoch*). The rate at
+//! time `t` is `cur + prev × (1 − f)` over one window, where `f` is how far `t` is into the current
+//! window: the two-bucket sliding-window estimate. It needs two counter sets per key instead of a ring
+//! of sub-buckets, and windows roll lazily, so a key costs the same whether it is busy or idle.
+
+use crate::decode::{proto, tcp_flags, Fragment, PacketSummary};
+
+/// What a key counts. The first [`Signal::THRESHOLDED`] have thresholds; the rest feed classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    /// Every IP packet.
+    Packets,
+    /// Bytes on the wire.
+    Bytes,
+    /// TCP SYN without ACK (connection attempts).
+    Syn,
+    /// TCP with any other flags (SYN-ACK, ACK, RST, PSH, …).
+    TcpOther,
+    /// UDP packets that carry a UDP header.
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// IP fragments, first and later.
+    Fragment,
+    /// Reflection traffic: UDP from a known amplifier port, plus non-first fragments (which is how large
+    /// reflected responses arrive).
+    Reflection,
+    /// UDP from a known amplifier source port only (header present).
+    AmpPort,
+    /// Non-first fragments only (no transport header).
+    LaterFragment,
+    /// TCP SYN-ACK (reflection of spoofed SYNs shows up here).
+    SynAck,
+}
+
+/// Number of counters per window.
+pub const COUNTERS: usize = 11;
+
+impl Signal {
+    /// Every counter, in index order.
+    pub const ALL: [Signal; COUNTERS] = [
+        Signal::Packets,
+        Signal::Bytes,
+        Signal::Syn,
+        Signal::TcpOther,
+        Signal::Udp,
+        Signal::Icmp,
+        Signal::Fragment,
+        Signal::Reflection,
+        Signal::AmpPort,
+        Signal::LaterFragment,
+        Signal::SynAck,
+    ];
+    /// How many leading signals carry a threshold.
+    pub const THRESHOLDED: usize = 8;
+
+    /// Index into [`Counts::n`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Name used in alerts and config (`syn`, `udp`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Packets => "packets",
+            Signal::Bytes => "bytes",
+            Signal::Syn => "syn",
+            Signal::TcpOther => "tcp_other",
+            Signal::Udp => "udp",
+            Signal::Icmp => "icmp",
+            Signal::Fragment => "fragment",
+            Signal::Reflection => "reflection",
+            Signal::AmpPort => "amp_port",
+            Signal::LaterFragment => "later_fragment",
+            Signal::SynAck => "syn_ack",
+        }
+    }
+}
+
+/// One window's counts, indexed by [`Signal::index`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub n: [u64; COUNTERS],
+}
+
+impl Counts {
+    /// The increments one packet contributes.
+    pub fn of_packet(p: &PacketSummary) -> Counts {
+        let mut c = Counts::default();
+        c.n[Signal::Packets.index()] = 1;
+        c.n[Signal::Bytes.index()] = u64::from(p.wire_len);
+        let later = matches!(p.fragment, Fragment::Later { .. });
+        match p.proto {
+            proto::TCP if !later => {
+                let syn = p.tcp_flags & tcp_flags::SYN != 0;
+                let ack = p.tcp_flags & tcp_flags::ACK != 0;
+                if syn && !ack {
+                    c.n[Signal::Syn.index()] = 1;
+                } else {
+                    c.n[Signal::TcpOther.index()] = 1;
+                    if syn {
+                        c.n[Signal::SynAck.index()] = 1;
+                    }
+                }
+            }
+            proto::UDP if !later => {
+                c.n[Signal::Udp.index()] = 1;
+                if crate::alert::AttackClass::reflection_of_port(p.sport).is_some() {
+                    c.n[Signal::AmpPort.index()] = 1;
+                    c.n[Signal::Reflection.index()] = 1;
+                }
+            }
+            proto::ICMP | proto::ICMPV6 if !later => c.n[Signal::Icmp.index()] = 1,
+            _ => {}
+        }
+        if p.fragment != Fragment::None {
+            c.n[Signal::Fragment.index()] = 1;
+        }
+        if later {
+            c.n[Signal::LaterFragment.index()] = 1;
+            c.n[Signal::Reflection.index()] = 1;
+        }
+        c
+    }
+
+    /// Adds `other` into `self`, saturating.
+    #[inline]
+    pub fn add(&mut self, other: &Counts) {
+        for (a, b) in self.n.iter_mut().zip(other.n.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// The count of one signal.
+    pub fn get(&self, s: Signal) -> u64 {
+        self.n[s.index()]
+    }
+}
+
+/// The two-bucket sliding window of one key.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sliding {
+    /// Epoch (window number) of `cur`.
+    epoch: u64,
+    cur: Counts,
+    prev: Counts,
+}
+
+/// What rolling a window forward found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rolled {
+    /// The window that just completed, if it was the one right before the new epoch.
+    pub completed: Option<Counts>,
+    /// Whole windows that passed with no packet at all (besides `completed`).
+    pub empty_windows: u64,
+}
+
+impl Sliding {
+    /// A window starting at `epoch`.
+    pub fn new(epoch: u64) -> Sliding {
+        Sliding { epoch, ..Sliding::default() }
+    }
+
+    /// Moves the window to `epoch` (no-op when already there or when `epoch` is older).
+    pub fn roll(&mut self, epoch: u64) -> Rolled {
+        if epoch <= self.epoch {
+            return Rolled { completed: None, empty_windows: 0 };
+        }
+        let gap = epoch - self.epoch;
+        let completed = self.cur;
+        self.prev = if gap == 1 { completed } else { Counts::default() };
+        self.cur = Counts::default();
+        self.epoch = epoch;
+        if gap == 1 {
+            Rolled { completed: Some(completed), empty_windows: 0 }
+        } else {
+            // The window at self.epoch completed long ago; the ones after it were empty.
+            Rolled { completed: Some(completed), empty_windows: gap - 1 }
+        }
+    }
+
+    /// Records one packet's increments at `epoch`.
+    #[inline]
+    pub fn record(&mut self, epoch: u64, inc: &Counts) {
+        if epoch != self.epoch {
+            self.roll(epoch);
+        }
+        self.cur.add(inc);
+    }
+
+    /// The sliding estimate of each counter over one window ending at `epoch` + `frac` of a window.
+    pub fn estimate(&self, epoch: u64, frac: f64) -> [f64; COUNTERS] {
+        let mut out = [0.0; COUNTERS];
+        if epoch == self.epoch {
+            let keep = (1.0 - frac).clamp(0.0, 1.0);
+            for (o, (c, p)) in out.iter_mut().zip(self.cur.n.iter().zip(self.prev.n.iter())) {
+                *o = *c as f64 + *p as f64 * keep;
+            }
+        } else if epoch == self.epoch + 1 {
+            let keep = (1.0 - frac).clamp(0.0, 1.0);
+            for (o, c) in out.iter_mut().zip(self.cur.n.iter()) {
+                *o = *c as f64 * keep;
+            }
+        }
+        out
+    }
+
+    /// Counts of the current window so far.
+    pub fn current(&self) -> &Counts {
+        &self.cur
+    }
+
+    /// True when neither bucket holds a packet.
+    pub fn is_idle(&self) -> bool {
+        self.cur.n[0] == 0 && self.prev.n[0] == 0
+    }
+
+    /// The epoch of the current bucket.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+    use std::net::IpAddr;
+
+    fn pkt(proto: u8, flags: u8, sport: u16, fragment: Fragment) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(0),
+            src: IpAddr::from([192, 0, 2, 1]),
+            dst: IpAddr::from([198, 51, 100, 1]),
+            proto,
+            sport,
+            dport: 80,
+            tcp_flags: flags,
+            wire_len: 60,
+            fragment,
+        }
+    }
+
+    #[test]
+    fn classifies_packets_into_signals() {
+        let syn = Counts::of_packet(&pkt(proto::TCP, tcp_flags::SYN, 1234, Fragment::None));
+        assert_eq!(syn.get(Signal::Syn), 1);
+        assert_eq!(syn.get(Signal::TcpOther), 0);
+        let synack = Counts::of_packet(&pkt(proto::TCP, tcp_flags::SYN | tcp_flags::ACK, 80, Fragment::None));
+        assert_eq!((synack.get(Signal::Syn), synack.get(Signal::SynAck)), (0, 1));
+        let dns = Counts::of_packet(&pkt(proto::UDP, 0, 53, Fragment::First));
+        assert_eq!(dns.get(Signal::AmpPort), 1);
+        assert_eq!(dns.get(Signal::Fragment), 1);
+        let later = Counts::of_packet(&pkt(proto::UDP, 0, 0, Fragment::Later { offset: 1480 }));
+        assert_eq!(later.get(Signal::Udp), 0);
+        assert_eq!(later.get(Signal::Reflection), 1);
+        assert_eq!(later.get(Signal::Bytes), 60);
+    }
+
+    #[test]
+    fn sliding_estimate_weights_previous_window() {
+        let one = Counts::of_packet(&pkt(proto::UDP, 0, 9, Fragment::None));
+        let mut w = Sliding::new(10);
+        for _ in 0..100 {
+            w.record(10, &one);
+        }
+        assert_eq!(w.estimate(10, 0.5)[0], 100.0);
+        let r = w.roll(11);
+        assert_eq!(r.completed.map(|c| c.n[0]), Some(100));
+        for _ in 0..10 {
+            w.record(11, &one);
+        }
+        // 10 now + 100 × (1 − 0.25)
+        assert_eq!(w.estimate(11, 0.25)[0], 85.0);
+        // Read one window later without a roll: only the fading current bucket counts.
+        assert_eq!(w.estimate(12, 0.5)[0], 5.0);
+        assert_eq!(w.estimate(13, 0.0)[0], 0.0);
+        let r = w.roll(15);
+        assert_eq!(r.empty_windows, 3);
+        assert!(w.is_idle());
+    }
+
+    #[test]
+    fn window_total_equals_recorded() {
+        let one = Counts::of_packet(&pkt(proto::ICMP, 0, 0, Fragment::None));
+        let mut w = Sliding::new(0);
+        let mut seen = 0;
+        for i in 0..1000u64 {
+            w.record(i / 100, &one);
+            if i % 100 == 99 {
+                seen += w.current().n[0];
+            }
+        }
+        assert_eq!(seen, 1000);
+    }
+}
