@@ -264,11 +264,27 @@ impl fmt::Display for TextLine<'_> {
             write!(f, " after {d:.1}s, {} packets", e.packets)?;
         }
         if let Some(r) = e.reason {
-            write!(f, " ({})", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())?;
+            write!(
+                f,
+                " ({})",
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )?;
         }
         if !e.top_peers.is_empty() {
-            let peers: Vec<String> = e.top_peers.iter().take(3).map(|p| format!("{} ({})", p.ip, p.packets)).collect();
-            let label = if e.scope.is_destination() { "from" } else { "to" };
+            let peers: Vec<String> = e
+                .top_peers
+                .iter()
+                .take(3)
+                .map(|p| format!("{} ({})", p.ip, p.packets))
+                .collect();
+            let label = if e.scope.is_destination() {
+                "from"
+            } else {
+                "to"
+            };
             write!(f, " {label} {}", peers.join(", "))?;
         }
         Ok(())

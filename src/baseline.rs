@@ -3,8 +3,10 @@
 //!
 //! Floods must not teach the baseline that floods are normal, so:
 //! - the detector stops feeding a key's baseline while the key is pending or in alert;
-//! - every sample is clipped to `(1 + max_step) × mean` before it is learned, so the mean can grow by at
-//!   most `alpha × max_step` (1 % with the defaults) per window: a ramp faster than that outruns its
+//! - during warm-up (a running mean of the first `warmup` windows) samples are clipped to half the
+//!   key's floor, so a flood that begins before the key has history is not learned;
+//! - after it, every sample is clipped to `(1 + max_step) × mean`, so the mean can grow by at most
+//!   `alpha × max_step` (1 % with the defaults) per window: a ramp faster than that outruns its
 //!   baseline and crosses `factor × mean`, while slower, organic growth is learned.
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +32,13 @@ pub struct BaselineParams {
 
 impl Default for BaselineParams {
     fn default() -> Self {
-        BaselineParams { alpha: 0.02, warmup: 30, factor: 3.0, sigmas: 5.0, max_step: 0.5 }
+        BaselineParams {
+            alpha: 0.02,
+            warmup: 30,
+            factor: 3.0,
+            sigmas: 5.0,
+            max_step: 0.5,
+        }
     }
 }
 
@@ -49,20 +57,20 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Learns one completed window, given as per-second rates of every counter.
-    pub fn learn(&mut self, rates: &[f64; COUNTERS], p: &BaselineParams) {
-        let first = self.samples == 0;
-        for (e, &x) in self.rates.iter_mut().zip(rates.iter()) {
-            if first {
-                e.mean = x as f32;
-                e.var = 0.0;
-                continue;
-            }
+    /// Learns one completed window, given as per-second rates of every counter. `floors` are the key's
+    /// absolute floors: during warm-up samples are clipped to half of them, so a flood that begins
+    /// before the key has history (even inside its first window) is not learned as normal.
+    pub fn learn(&mut self, rates: &[f64; COUNTERS], floors: &[f64; Signal::THRESHOLDED], p: &BaselineParams) {
+        let warm = self.is_warm(p);
+        // Warm-up: running mean (fast, exact); then the EWMA.
+        let alpha = if warm { p.alpha } else { 1.0 / (f64::from(self.samples) + 1.0) };
+        for ((e, &x), &floor) in self.rates.iter_mut().zip(rates.iter()).zip(floors.iter()) {
             let mean = f64::from(e.mean);
-            let x = x.min(mean * (1.0 + p.max_step) + 1.0);
+            let ceiling = if warm { mean * (1.0 + p.max_step) + 1.0 } else { 0.5 * floor };
+            let x = x.min(ceiling);
             let d = x - mean;
-            let new_mean = mean + p.alpha * d;
-            let new_var = (1.0 - p.alpha) * (f64::from(e.var) + p.alpha * d * d);
+            let new_mean = mean + alpha * d;
+            let new_var = (1.0 - alpha) * (f64::from(e.var) + alpha * d * d);
             e.mean = new_mean as f32;
             e.var = new_var as f32;
         }
@@ -79,7 +87,9 @@ impl Baseline {
             e.mean = (f64::from(e.mean) * keep) as f32;
             e.var = (f64::from(e.var) * keep) as f32;
         }
-        self.samples = self.samples.saturating_add(n.min(u64::from(u32::MAX)) as u32);
+        self.samples = self
+            .samples
+            .saturating_add(n.min(u64::from(u32::MAX)) as u32);
     }
 
     /// True once the baseline has seen its warm-up.
@@ -114,6 +124,8 @@ impl Baseline {
 mod tests {
     use super::*;
 
+    const FLOORS: [f64; Signal::THRESHOLDED] = [1e9; Signal::THRESHOLDED];
+
     fn rates(pps: f64) -> [f64; COUNTERS] {
         let mut r = [0.0; COUNTERS];
         r[Signal::Packets.index()] = pps;
@@ -126,7 +138,7 @@ mod tests {
         let p = BaselineParams::default();
         let mut b = Baseline::default();
         for i in 0..200 {
-            b.learn(&rates(100.0 + (i % 3) as f64), &p);
+            b.learn(&rates(100.0 + (i % 3) as f64), &FLOORS, &p);
         }
         assert!((b.mean(Signal::Packets) - 101.0).abs() < 2.0);
         let t = b.threshold(Signal::Packets, &p);
@@ -138,10 +150,10 @@ mod tests {
         let p = BaselineParams::default();
         let mut b = Baseline::default();
         for _ in 0..p.warmup - 1 {
-            b.learn(&rates(100.0), &p);
+            b.learn(&rates(100.0), &FLOORS, &p);
         }
         assert_eq!(b.threshold(Signal::Packets, &p), 0.0);
-        b.learn(&rates(100.0), &p);
+        b.learn(&rates(100.0), &FLOORS, &p);
         assert!(b.threshold(Signal::Packets, &p) > 100.0);
     }
 
@@ -151,7 +163,7 @@ mod tests {
         let p = BaselineParams::default();
         let mut b = Baseline::default();
         for _ in 0..60 {
-            b.learn(&rates(100.0), &p);
+            b.learn(&rates(100.0), &FLOORS, &p);
         }
         let mut rate = 100.0;
         let mut caught = false;
@@ -161,9 +173,13 @@ mod tests {
                 caught = true;
                 break;
             }
-            b.learn(&rates(rate), &p);
+            b.learn(&rates(rate), &FLOORS, &p);
         }
-        assert!(caught, "ramp was learned: baseline {}", b.mean(Signal::Packets));
+        assert!(
+            caught,
+            "ramp was learned: baseline {}",
+            b.mean(Signal::Packets)
+        );
     }
 
     #[test]
@@ -172,15 +188,28 @@ mod tests {
         let p = BaselineParams::default();
         let mut b = Baseline::default();
         for _ in 0..60 {
-            b.learn(&rates(100.0), &p);
+            b.learn(&rates(100.0), &FLOORS, &p);
         }
         let g = 3f64.powf(1.0 / 120.0);
         let mut rate = 100.0;
         for _ in 0..120 {
             rate *= g;
             assert!(rate < b.threshold(Signal::Packets, &p), "flagged at {rate}");
-            b.learn(&rates(rate), &p);
+            b.learn(&rates(rate), &FLOORS, &p);
         }
+    }
+
+    #[test]
+    fn warm_up_does_not_learn_a_flood_as_normal() {
+        let p = BaselineParams::default();
+        let mut b = Baseline::default();
+        let floors = [1000.0; Signal::THRESHOLDED];
+        b.learn(&rates(750.0), &floors, &p);
+        assert_eq!(b.mean(Signal::Packets), 500.0);
+        for _ in 0..40 {
+            b.learn(&rates(20.0), &floors, &p);
+        }
+        assert!(b.mean(Signal::Packets) < 40.0, "{}", b.mean(Signal::Packets));
     }
 
     #[test]
@@ -188,7 +217,7 @@ mod tests {
         let p = BaselineParams::default();
         let mut b = Baseline::default();
         for _ in 0..50 {
-            b.learn(&rates(1000.0), &p);
+            b.learn(&rates(1000.0), &FLOORS, &p);
         }
         b.learn_silence(300, &p);
         assert!(b.mean(Signal::Packets) < 10.0);

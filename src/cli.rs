@@ -166,9 +166,13 @@ pub struct SynthArgs {
 /// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 1s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 1s, 2m)"))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1e3,
@@ -191,7 +195,8 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
         return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
     }
     for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
     }
     Ok(mac)
 }

@@ -15,8 +15,9 @@ pub struct Floors {
 }
 
 impl Floors {
-    /// Floors scaled from one number, `min_pps` (default 1000): SYN, ICMP, fragments and reflection at
-    /// `min_pps`; UDP at 5×; other TCP at 30×; all packets at 50×; bytes at 1 Gbit/s × `min_pps`/1000.
+    /// Floors scaled from one number, `min_pps` (default 1000): SYN, SYN-ACK, ICMP, fragments and
+    /// reflection at `min_pps`; UDP at 5×; other TCP at 30×; all packets at 50×; bytes at 1 Gbit/s ×
+    /// `min_pps`/1000.
     pub fn from_min_pps(min_pps: f64) -> Floors {
         let mut per_signal = [0.0; Signal::THRESHOLDED];
         for s in &Signal::ALL[..Signal::THRESHOLDED] {
@@ -32,9 +33,27 @@ impl Floors {
         Floors { per_signal }
     }
 
+    /// The floors of `scope` from `min_pps`: as [`Floors::from_min_pps`], except that a source sending
+    /// SYN-ACKs is a server answering connections (or a reflector), so source scopes put SYN-ACK at 30×.
+    pub fn for_scope(scope: Scope, min_pps: f64) -> Floors {
+        let mut f = Floors::from_min_pps(min_pps);
+        if !scope.is_destination() {
+            f.per_signal[Signal::SynAck.index()] = 30.0 * min_pps;
+        }
+        f
+    }
+
+    /// The floors of every scope from `min_pps`, indexed by [`Scope::index`].
+    pub fn all_scopes(min_pps: f64) -> [Floors; 4] {
+        Scope::ALL.map(|s| Floors::for_scope(s, min_pps))
+    }
+
     /// The floor of `s`.
     pub fn get(&self, s: Signal) -> f64 {
-        self.per_signal.get(s.index()).copied().unwrap_or(f64::INFINITY)
+        self.per_signal
+            .get(s.index())
+            .copied()
+            .unwrap_or(f64::INFINITY)
     }
 }
 
@@ -82,7 +101,7 @@ impl Default for DetectConfig {
             tick: Duration::from_millis(100),
             subnet_v4: 24,
             subnet_v6: 64,
-            floors: [Floors::default(); 4],
+            floors: Floors::all_scopes(1000.0),
             baseline: BaselineParams::default(),
             trigger_evals: 2,
             hold_down: Duration::from_secs(10),
@@ -120,7 +139,10 @@ impl DetectConfig {
         }
         let t = self.tick.as_nanos();
         if self.tick < Duration::from_millis(1) || w % t != 0 {
-            return Err(ConfigError::Tick { tick: self.tick, window: self.window });
+            return Err(ConfigError::Tick {
+                tick: self.tick,
+                window: self.window,
+            });
         }
         if self.subnet_v4 > 32 || self.subnet_v6 > 128 {
             return Err(ConfigError::Subnet(self.subnet_v4, self.subnet_v6));
@@ -159,11 +181,24 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_values_are_named() {
         assert_eq!(DetectConfig::default().validate(), Ok(()));
-        let c = DetectConfig { tick: Duration::from_millis(300), ..DetectConfig::default() };
+        let c = DetectConfig {
+            tick: Duration::from_millis(300),
+            ..DetectConfig::default()
+        };
         assert!(matches!(c.validate(), Err(ConfigError::Tick { .. })));
-        let c = DetectConfig { subnet_v4: 33, ..DetectConfig::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("--subnet-v4"));
-        let c = DetectConfig { floors: [Floors::from_min_pps(0.0); 4], ..DetectConfig::default() };
+        let c = DetectConfig {
+            subnet_v4: 33,
+            ..DetectConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--subnet-v4"));
+        let c = DetectConfig {
+            floors: [Floors::from_min_pps(0.0); 4],
+            ..DetectConfig::default()
+        };
         assert!(c.validate().is_err());
     }
 

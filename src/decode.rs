@@ -1,7 +1,10 @@
 //! Decode: one captured frame → a small `Copy` [`PacketSummary`], or a counted [`DecodeError`].
 //!
-//! INTERFACE FIXED BY THE LEAD — the helper implementing this module fills in the bodies and may add
-//! private items, but keeps these public names and signatures.
+//! This module owns everything between the capture's bytes and the engine's view of a packet: the link
+//! layers ([`LinkType`]: Ethernet with 802.1Q/802.1ad/QinQ/MPLS/PPPoE, Linux SLL and SLL2, raw IP,
+//! BSD NULL/LOOP), IPv4 and IPv6 (extension headers, fragments) and the first bytes of TCP/UDP. It never
+//! allocates and never panics on input: a frame it cannot use is a [`DecodeError`] whose [`SkipReason`]
+//! is counted in [`DecodeStats`], so nothing is dropped silently.
 
 use std::net::IpAddr;
 
@@ -70,55 +73,1000 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
-// ---- TEMPORARY STUBS (replaced by the real decoder) ----
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Why a frame produced no [`PacketSummary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
+    /// The capture's link type is not one the decoder reads.
     UnsupportedLinkType,
+    /// A well-formed frame that does not carry IP (ARP, LLDP, 802.3/LLC, …): not an error.
     NonIp,
+    /// The frame ends inside its link-layer header (Ethernet, VLAN tag, MPLS label, SLL, …).
+    TruncatedLink,
+    /// The frame ends inside the IP header or an IPv6 extension header.
+    TruncatedIp,
+    /// The IP header is invalid: wrong version, IHL below 5, total length shorter than the header, …
+    BadIpHeader,
+    /// The frame ends before the transport header fields the engine reads (ports, TCP flags).
+    TruncatedTransport,
+    /// A zero-length frame.
+    Empty,
 }
+
 impl SkipReason {
-    pub const ALL: [SkipReason; 2] = [SkipReason::UnsupportedLinkType, SkipReason::NonIp];
+    /// Every reason, in [`SkipReason::index`] order.
+    pub const ALL: [SkipReason; 7] = [
+        SkipReason::UnsupportedLinkType,
+        SkipReason::NonIp,
+        SkipReason::TruncatedLink,
+        SkipReason::TruncatedIp,
+        SkipReason::BadIpHeader,
+        SkipReason::TruncatedTransport,
+        SkipReason::Empty,
+    ];
+
+    /// A snake_case name for summaries and JSON.
     pub fn name(self) -> &'static str {
-        "x"
+        match self {
+            SkipReason::UnsupportedLinkType => "unsupported_link_type",
+            SkipReason::NonIp => "non_ip",
+            SkipReason::TruncatedLink => "truncated_link",
+            SkipReason::TruncatedIp => "truncated_ip",
+            SkipReason::BadIpHeader => "bad_ip_header",
+            SkipReason::TruncatedTransport => "truncated_transport",
+            SkipReason::Empty => "empty",
+        }
     }
+
+    /// Whether the frame was broken, as opposed to merely not IP or from an unsupported link type.
     pub fn is_malformed(self) -> bool {
-        false
+        !matches!(self, SkipReason::NonIp | SkipReason::UnsupportedLinkType)
     }
+
+    /// Position in [`SkipReason::ALL`] (and in [`DecodeStats::by_reason`]).
     pub fn index(self) -> usize {
         self as usize
     }
 }
-#[derive(Debug, thiserror::Error)]
+
+/// A frame the decoder could not turn into a [`PacketSummary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("unsupported link type {0}")]
     UnsupportedLinkType(u32),
+    #[error("not an IP packet")]
+    NonIp,
+    #[error("frame ends inside the link-layer header")]
+    TruncatedLink,
+    #[error("frame ends inside the IP header")]
+    TruncatedIp,
+    #[error("invalid IP header")]
+    BadIpHeader,
+    #[error("frame ends inside the transport header")]
+    TruncatedTransport,
+    #[error("zero-length frame")]
+    Empty,
 }
+
 impl DecodeError {
+    /// The counter this error belongs to.
     pub fn reason(&self) -> SkipReason {
-        SkipReason::UnsupportedLinkType
+        match self {
+            DecodeError::UnsupportedLinkType(_) => SkipReason::UnsupportedLinkType,
+            DecodeError::NonIp => SkipReason::NonIp,
+            DecodeError::TruncatedLink => SkipReason::TruncatedLink,
+            DecodeError::TruncatedIp => SkipReason::TruncatedIp,
+            DecodeError::BadIpHeader => SkipReason::BadIpHeader,
+            DecodeError::TruncatedTransport => SkipReason::TruncatedTransport,
+            DecodeError::Empty => SkipReason::Empty,
+        }
     }
 }
-#[derive(Default, Clone, Debug)]
+
+/// Frames the decoder skipped, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
+    /// Skipped frames per [`SkipReason::index`].
     pub by_reason: [u64; SkipReason::ALL.len()],
+    /// Frames per unsupported link type number.
     pub unsupported_link_types: std::collections::BTreeMap<u32, u64>,
 }
+
 impl DecodeStats {
+    /// Counts one skipped frame.
     pub fn record(&mut self, e: &DecodeError) {
-        self.by_reason[e.reason().index()] += 1;
+        if let Some(n) = self.by_reason.get_mut(e.reason().index()) {
+            *n += 1;
+        }
+        if let DecodeError::UnsupportedLinkType(lt) = e {
+            *self.unsupported_link_types.entry(*lt).or_insert(0) += 1;
+        }
     }
+
+    /// Skipped frames of one reason.
+    pub fn count(&self, reason: SkipReason) -> u64 {
+        self.by_reason.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// All skipped frames.
     pub fn total(&self) -> u64 {
         self.by_reason.iter().sum()
     }
+
+    /// Skipped frames that were broken (see [`SkipReason::is_malformed`]).
     pub fn malformed(&self) -> u64 {
-        0
+        SkipReason::ALL
+            .iter()
+            .filter(|r| r.is_malformed())
+            .map(|r| self.count(*r))
+            .sum()
     }
-    pub fn merge(&mut self, _o: &DecodeStats) {}
+
+    /// Adds another set of counters (e.g. from another file or thread) to this one.
+    pub fn merge(&mut self, other: &DecodeStats) {
+        for (mine, theirs) in self.by_reason.iter_mut().zip(other.by_reason.iter()) {
+            *mine += theirs;
+        }
+        for (lt, n) in &other.unsupported_link_types {
+            *self.unsupported_link_types.entry(*lt).or_insert(0) += n;
+        }
+    }
 }
-#[derive(Default, Clone, Copy, Debug)]
+
+/// Ethertypes the decoder follows.
+mod ethertype {
+    pub const IPV4: u16 = 0x0800;
+    pub const IPV6: u16 = 0x86dd;
+    pub const VLAN: u16 = 0x8100;
+    pub const QINQ: u16 = 0x88a8;
+    pub const QINQ_OLD: u16 = 0x9100;
+    pub const QINQ_OLD2: u16 = 0x9200;
+    pub const MPLS_UC: u16 = 0x8847;
+    pub const MPLS_MC: u16 = 0x8848;
+    pub const PPPOE_SESSION: u16 = 0x8864;
+}
+
+/// Most VLAN tags, MPLS labels or IPv6 extension headers followed before giving up.
+const MAX_LAYERS: usize = 16;
+
+/// `LINKTYPE_*` numbers some systems use for raw IP besides 101.
+const LINKTYPE_RAW_ALT1: u32 = 12;
+const LINKTYPE_RAW_ALT2: u32 = 14;
+
+/// BSD address families for IPv4 and IPv6 (IPv6 differs between BSDs).
+const AF_INET: u32 = 2;
+const AF_INET6: [u32; 3] = [24, 28, 30];
+
+/// Turns frames into [`PacketSummary`]s. Stateless; one per thread or shared, as convenient.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Decoder;
+
+/// What the link layer says comes next.
+enum Network<'a> {
+    V4(&'a [u8]),
+    V6(&'a [u8]),
+}
+
+/// The transport-layer facts of a packet.
+#[derive(Default)]
+struct Transport {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+}
+
 impl Decoder {
-    pub fn decode(&self, link: LinkType, _frame: &[u8], _ts: Timestamp, _wire_len: u32) -> Result<PacketSummary, DecodeError> {
-        Err(DecodeError::UnsupportedLinkType(link.0))
+    /// Decodes one frame of link type `link`. `wire_len` is the original length; 0 or a value below the
+    /// captured length means "unknown" and the captured length is used.
+    pub fn decode(
+        &self,
+        link: LinkType,
+        frame: &[u8],
+        ts: Timestamp,
+        wire_len: u32,
+    ) -> Result<PacketSummary, DecodeError> {
+        if frame.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let captured = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let wire_len = if wire_len < captured {
+            captured
+        } else {
+            wire_len
+        };
+        let mut summary = match link_payload(link, frame)? {
+            Network::V4(ip) => decode_ipv4(ip)?,
+            Network::V6(ip) => decode_ipv6(ip)?,
+        };
+        summary.ts = ts;
+        summary.wire_len = wire_len;
+        Ok(summary)
+    }
+}
+
+/// Big-endian u16 at `at`, if present.
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at.checked_add(2)?) {
+        Some(&[hi, lo]) => Some(u16::from_be_bytes([hi, lo])),
+        _ => None,
+    }
+}
+
+/// The 4 bytes at `at`, if present.
+#[inline]
+fn bytes4(b: &[u8], at: usize) -> Option<[u8; 4]> {
+    match b.get(at..at.checked_add(4)?) {
+        Some(&[a, b, c, d]) => Some([a, b, c, d]),
+        _ => None,
+    }
+}
+
+/// Strips the link layer of `link` and says which IP version follows.
+fn link_payload(link: LinkType, frame: &[u8]) -> Result<Network<'_>, DecodeError> {
+    match link.0 {
+        1 => ethernet(frame),
+        101 | LINKTYPE_RAW_ALT1 | LINKTYPE_RAW_ALT2 => sniff_ip(frame),
+        228 => Ok(Network::V4(frame)),
+        229 => Ok(Network::V6(frame)),
+        113 => cooked(frame, 14, 16),
+        276 => cooked(frame, 0, 20),
+        0 => bsd_loopback(frame, true),
+        108 => bsd_loopback(frame, false),
+        other => Err(DecodeError::UnsupportedLinkType(other)),
+    }
+}
+
+/// Raw IP: the version nibble says which.
+fn sniff_ip(ip: &[u8]) -> Result<Network<'_>, DecodeError> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => Ok(Network::V4(ip)),
+        Some(6) => Ok(Network::V6(ip)),
+        Some(_) => Err(DecodeError::BadIpHeader),
+        None => Err(DecodeError::TruncatedIp),
+    }
+}
+
+/// Ethernet II: destination, source, ethertype, then tags.
+fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
+    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame)
+        .map_err(|_| DecodeError::TruncatedLink)?;
+    let rest = frame
+        .get(etherparse::Ethernet2Header::LEN..)
+        .ok_or(DecodeError::TruncatedLink)?;
+    by_ethertype(eth.ether_type().0, rest)
+}
+
+/// Linux cooked capture: SLL (protocol at 14, 16-byte header) or SLL2 (protocol at 0, 20 bytes).
+fn cooked(frame: &[u8], proto_at: usize, header_len: usize) -> Result<Network<'_>, DecodeError> {
+    let proto = be16(frame, proto_at).ok_or(DecodeError::TruncatedLink)?;
+    let rest = frame.get(header_len..).ok_or(DecodeError::TruncatedLink)?;
+    by_ethertype(proto, rest)
+}
+
+/// BSD NULL (host byte order, so both are accepted) or LOOP (network byte order).
+fn bsd_loopback(frame: &[u8], any_order: bool) -> Result<Network<'_>, DecodeError> {
+    let af = bytes4(frame, 0).ok_or(DecodeError::TruncatedLink)?;
+    let rest = frame.get(4..).ok_or(DecodeError::TruncatedLink)?;
+    let be = u32::from_be_bytes(af);
+    let le = u32::from_le_bytes(af);
+    let v4 = be == AF_INET || (any_order && le == AF_INET);
+    let v6 = AF_INET6.contains(&be) || (any_order && AF_INET6.contains(&le));
+    if v4 {
+        Ok(Network::V4(rest))
+    } else if v6 {
+        Ok(Network::V6(rest))
+    } else {
+        Err(DecodeError::NonIp)
+    }
+}
+
+/// Follows an ethertype through VLAN tags, MPLS and PPPoE down to IP.
+fn by_ethertype(mut ethertype: u16, mut rest: &[u8]) -> Result<Network<'_>, DecodeError> {
+    for _ in 0..MAX_LAYERS {
+        match ethertype {
+            ethertype::IPV4 => return Ok(Network::V4(rest)),
+            ethertype::IPV6 => return Ok(Network::V6(rest)),
+            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD | ethertype::QINQ_OLD2 => {
+                let tag = etherparse::SingleVlanHeaderSlice::from_slice(rest)
+                    .map_err(|_| DecodeError::TruncatedLink)?;
+                ethertype = tag.ether_type().0;
+                rest = rest
+                    .get(etherparse::SingleVlanHeader::LEN..)
+                    .ok_or(DecodeError::TruncatedLink)?;
+            }
+            ethertype::MPLS_UC | ethertype::MPLS_MC => return mpls(rest),
+            ethertype::PPPOE_SESSION => return pppoe(rest),
+            _ => return Err(DecodeError::NonIp),
+        }
+    }
+    Err(DecodeError::NonIp)
+}
+
+/// MPLS: labels down to bottom-of-stack, then the IP version nibble.
+fn mpls(mut rest: &[u8]) -> Result<Network<'_>, DecodeError> {
+    for _ in 0..MAX_LAYERS {
+        let label = bytes4(rest, 0).ok_or(DecodeError::TruncatedLink)?;
+        rest = rest.get(4..).ok_or(DecodeError::TruncatedLink)?;
+        if label[2] & 0x01 != 0 {
+            return match rest.first().map(|b| b >> 4) {
+                Some(4) => Ok(Network::V4(rest)),
+                Some(6) => Ok(Network::V6(rest)),
+                Some(_) => Err(DecodeError::NonIp),
+                None => Err(DecodeError::TruncatedLink),
+            };
+        }
+    }
+    Err(DecodeError::NonIp)
+}
+
+/// PPPoE session: 6-byte header, then the 2-byte PPP protocol.
+fn pppoe(rest: &[u8]) -> Result<Network<'_>, DecodeError> {
+    let ppp_proto = be16(rest, 6).ok_or(DecodeError::TruncatedLink)?;
+    let ip = rest.get(8..).ok_or(DecodeError::TruncatedLink)?;
+    match ppp_proto {
+        0x0021 => Ok(Network::V4(ip)),
+        0x0057 => Ok(Network::V6(ip)),
+        _ => Err(DecodeError::NonIp),
+    }
+}
+
+/// A summary with the network fields set; `ts` and `wire_len` are filled by the caller.
+fn summary(src: IpAddr, dst: IpAddr, proto: u8, fragment: Fragment, t: Transport) -> PacketSummary {
+    PacketSummary {
+        ts: Timestamp(0),
+        src,
+        dst,
+        proto,
+        sport: t.sport,
+        dport: t.dport,
+        tcp_flags: t.tcp_flags,
+        wire_len: 0,
+        fragment,
+    }
+}
+
+fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+    use etherparse::err::ipv4::HeaderSliceError;
+    let header = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
+        HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
+        HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
+    })?;
+    let header_len = header.slice().len();
+    let total_len = usize::from(header.total_len());
+    if total_len < header_len {
+        return Err(DecodeError::BadIpHeader);
+    }
+    // Ethernet padding lies beyond total_len; a snaplen cut leaves less than total_len.
+    let end = total_len.min(ip.len());
+    let payload = ip.get(header_len..end).unwrap_or(&[]);
+    let src = IpAddr::V4(header.source_addr());
+    let dst = IpAddr::V4(header.destination_addr());
+    let proto = header.protocol().0;
+    let offset = u32::from(header.fragments_offset().value()) * 8;
+    if offset > 0 {
+        let fragment = Fragment::Later { offset };
+        return Ok(summary(src, dst, proto, fragment, Transport::default()));
+    }
+    let fragment = if header.more_fragments() {
+        Fragment::First
+    } else {
+        Fragment::None
+    };
+    let t = transport(proto, payload, fragment)?;
+    Ok(summary(src, dst, proto, fragment, t))
+}
+
+/// IPv6 extension headers the decoder walks through.
+mod ext {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const AUTH: u8 = 51;
+    pub const DEST_OPTS: u8 = 60;
+    pub const MOBILITY: u8 = 135;
+    pub const HIP: u8 = 139;
+    pub const SHIM6: u8 = 140;
+}
+
+fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+    use etherparse::err::ipv6::HeaderSliceError;
+    let header = etherparse::Ipv6HeaderSlice::from_slice(ip).map_err(|e| match e {
+        HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
+        HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
+    })?;
+    let src = IpAddr::V6(header.source_addr());
+    let dst = IpAddr::V6(header.destination_addr());
+    let rest = ip.get(etherparse::Ipv6Header::LEN..).unwrap_or(&[]);
+    // Payload length 0 is a jumbogram (or a segmentation-offloaded capture): use what was captured.
+    let payload_len = usize::from(header.payload_length());
+    let mut payload = if payload_len == 0 {
+        rest
+    } else {
+        rest.get(..payload_len).unwrap_or(rest)
+    };
+    let mut next = header.next_header().0;
+    let mut fragment = Fragment::None;
+    for _ in 0..MAX_LAYERS {
+        let ext_len = match next {
+            ext::HOP_BY_HOP
+            | ext::ROUTING
+            | ext::DEST_OPTS
+            | ext::MOBILITY
+            | ext::HIP
+            | ext::SHIM6 => {
+                let len = payload.get(1).ok_or(DecodeError::TruncatedIp)?;
+                (usize::from(*len) + 1) * 8
+            }
+            ext::AUTH => {
+                let len = payload.get(1).ok_or(DecodeError::TruncatedIp)?;
+                (usize::from(*len) + 2) * 4
+            }
+            ext::FRAGMENT => {
+                let field = be16(payload, 2).ok_or(DecodeError::TruncatedIp)?;
+                let offset = u32::from(field >> 3) * 8;
+                if offset > 0 {
+                    fragment = Fragment::Later { offset };
+                } else if field & 1 != 0 {
+                    fragment = Fragment::First;
+                }
+                8
+            }
+            _ => {
+                let t = transport(next, payload, fragment)?;
+                return Ok(summary(src, dst, next, fragment, t));
+            }
+        };
+        next = *payload.first().ok_or(DecodeError::TruncatedIp)?;
+        payload = payload.get(ext_len..).ok_or(DecodeError::TruncatedIp)?;
+        if let Fragment::Later { .. } = fragment {
+            return Ok(summary(src, dst, next, fragment, Transport::default()));
+        }
+    }
+    Err(DecodeError::BadIpHeader)
+}
+
+/// Ports and flags from the start of the transport header.
+///
+/// A whole packet must carry the header fields the engine reads (TCP through the flags byte, the
+/// 8-byte UDP header); a first fragment may be cut anywhere, so it yields what it has.
+fn transport(proto: u8, l4: &[u8], fragment: Fragment) -> Result<Transport, DecodeError> {
+    const SCTP: u8 = 132;
+    const DCCP: u8 = 33;
+    const UDP_LITE: u8 = 136;
+    let lenient = fragment == Fragment::First;
+    let ports = |l4: &[u8]| match bytes4(l4, 0) {
+        Some([a, b, c, d]) => Transport {
+            sport: u16::from_be_bytes([a, b]),
+            dport: u16::from_be_bytes([c, d]),
+            tcp_flags: 0,
+        },
+        None => Transport::default(),
+    };
+    match proto {
+        proto::TCP => match l4.get(13) {
+            Some(flags) => Ok(Transport {
+                tcp_flags: *flags,
+                ..ports(l4)
+            }),
+            None if lenient => Ok(ports(l4)),
+            None => Err(DecodeError::TruncatedTransport),
+        },
+        proto::UDP if l4.len() >= 8 || lenient => Ok(ports(l4)),
+        proto::UDP => Err(DecodeError::TruncatedTransport),
+        SCTP | DCCP | UDP_LITE => Ok(ports(l4)),
+        _ => Ok(Transport::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const TS: Timestamp = Timestamp(1_000_000_000);
+    const SRC4: [u8; 4] = [192, 0, 2, 1];
+    const DST4: [u8; 4] = [198, 51, 100, 7];
+    const SRC6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    fn decode(link: LinkType, frame: &[u8]) -> Result<PacketSummary, DecodeError> {
+        Decoder.decode(link, frame, TS, 0)
+    }
+
+    /// IPv4 + TCP SYN 40000 → 80 with a 4-byte payload.
+    fn ipv4_tcp_syn() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .tcp(40000, 80, 1, 1024)
+            .syn()
+            .write(&mut v, b"abcd")
+            .unwrap();
+        v
+    }
+
+    fn ipv4_udp() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .udp(5353, 53)
+            .write(&mut v, b"query")
+            .unwrap();
+        v
+    }
+
+    fn ipv6_udp() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+            .udp(1234, 443)
+            .write(&mut v, b"quic")
+            .unwrap();
+        v
+    }
+
+    fn ipv4_icmp() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut v, b"ping")
+            .unwrap();
+        v
+    }
+
+    fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        v.extend_from_slice(&ethertype.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Ethernet with VLAN tags (outer first), each `(tpid, vid)`, then `ethertype` and `payload`.
+    fn eth_tagged(tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut inner = Vec::new();
+        let mut types: Vec<u16> = tags.iter().map(|t| t.0).collect();
+        types.push(ethertype);
+        for (i, (_, vid)) in tags.iter().enumerate() {
+            inner.extend_from_slice(&vid.to_be_bytes());
+            inner.extend_from_slice(&types[i + 1].to_be_bytes());
+        }
+        inner.extend_from_slice(payload);
+        eth(types[0], &inner)
+    }
+
+    fn assert_tcp_syn(s: &PacketSummary) {
+        assert_eq!(s.src, IpAddr::V4(Ipv4Addr::from(SRC4)));
+        assert_eq!(s.dst, IpAddr::V4(Ipv4Addr::from(DST4)));
+        assert_eq!((s.proto, s.sport, s.dport), (proto::TCP, 40000, 80));
+        assert_eq!(s.tcp_flags, tcp_flags::SYN);
+        assert_eq!(s.fragment, Fragment::None);
+        assert_eq!(s.ts, TS);
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp() {
+        let frame = eth(0x0800, &ipv4_tcp_syn());
+        let s = decode(LinkType::ETHERNET, &frame).unwrap();
+        assert_tcp_syn(&s);
+        assert_eq!(s.wire_len, frame.len() as u32);
+    }
+
+    #[test]
+    fn ethernet_padding_is_ignored_and_wire_len_passes_through() {
+        let mut frame = eth(0x0800, &ipv4_udp());
+        frame.extend_from_slice(&[0; 20]);
+        let s = Decoder
+            .decode(LinkType::ETHERNET, &frame, TS, 1500)
+            .unwrap();
+        assert_eq!(
+            (s.proto, s.sport, s.dport, s.wire_len),
+            (proto::UDP, 5353, 53, 1500)
+        );
+        // wire_len below the captured length means "unknown"
+        let s = Decoder.decode(LinkType::ETHERNET, &frame, TS, 3).unwrap();
+        assert_eq!(s.wire_len, frame.len() as u32);
+    }
+
+    #[test]
+    fn ethernet_ipv6_udp_and_icmp() {
+        let s = decode(LinkType::ETHERNET, &eth(0x86dd, &ipv6_udp())).unwrap();
+        assert_eq!(s.src, IpAddr::V6(Ipv6Addr::from(SRC6)));
+        assert_eq!(s.dst, IpAddr::V6(Ipv6Addr::from(DST6)));
+        assert_eq!(
+            (s.proto, s.sport, s.dport, s.tcp_flags),
+            (proto::UDP, 1234, 443, 0)
+        );
+        let s = decode(LinkType::ETHERNET, &eth(0x0800, &ipv4_icmp())).unwrap();
+        assert_eq!((s.proto, s.sport, s.dport), (proto::ICMP, 0, 0));
+    }
+
+    #[test]
+    fn vlan_stacks() {
+        let ip = ipv4_tcp_syn();
+        for tags in [
+            vec![(0x8100, 10)],
+            vec![(0x88a8, 100), (0x8100, 10)],
+            vec![(0x9100, 1), (0x88a8, 100), (0x8100, 10)],
+            vec![(0x8100, 0), (0x8100, 0), (0x8100, 0), (0x8100, 0)],
+        ] {
+            let s = decode(LinkType::ETHERNET, &eth_tagged(&tags, 0x0800, &ip)).unwrap();
+            assert_tcp_syn(&s);
+        }
+        let arp = eth_tagged(&[(0x88a8, 2001), (0x8100, 7)], 0x0806, &[0; 28]);
+        assert_eq!(decode(LinkType::ETHERNET, &arp), Err(DecodeError::NonIp));
+        let cut = eth_tagged(&[(0x8100, 10)], 0x0800, &[]);
+        assert_eq!(
+            decode(LinkType::ETHERNET, &cut[..16]),
+            Err(DecodeError::TruncatedLink)
+        );
+    }
+
+    #[test]
+    fn mpls_label_stack() {
+        let ip4 = ipv4_tcp_syn();
+        let ip6 = ipv6_udp();
+        // two labels, bottom-of-stack on the second
+        let mut labels = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+        labels.extend_from_slice(&ip4);
+        assert_tcp_syn(&decode(LinkType::ETHERNET, &eth(0x8847, &labels)).unwrap());
+        let mut one = vec![0x00, 0x01, 0x01, 0x40];
+        one.extend_from_slice(&ip6);
+        let s = decode(LinkType::ETHERNET, &eth(0x8848, &one)).unwrap();
+        assert_eq!((s.proto, s.dport), (proto::UDP, 443));
+        // VLAN then MPLS
+        let s = decode(
+            LinkType::ETHERNET,
+            &eth_tagged(&[(0x8100, 5)], 0x8847, &labels),
+        )
+        .unwrap();
+        assert_tcp_syn(&s);
+        // Ethernet pseudowire (control word 0) is not IP
+        let pw = [0x00, 0x01, 0x01, 0x40, 0, 0, 0, 0];
+        assert_eq!(
+            decode(LinkType::ETHERNET, &eth(0x8847, &pw)),
+            Err(DecodeError::NonIp)
+        );
+        // no bottom-of-stack before the end
+        let cut = [0x00, 0x01, 0x00, 0x40];
+        assert_eq!(
+            decode(LinkType::ETHERNET, &eth(0x8847, &cut)),
+            Err(DecodeError::TruncatedLink)
+        );
+    }
+
+    #[test]
+    fn pppoe_session() {
+        let mut p = vec![0x11, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x21];
+        p.extend_from_slice(&ipv4_tcp_syn());
+        assert_tcp_syn(&decode(LinkType::ETHERNET, &eth(0x8864, &p)).unwrap());
+    }
+
+    #[test]
+    fn linux_sll_and_sll2() {
+        let ip = ipv4_tcp_syn();
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(&ip);
+        assert_tcp_syn(&decode(LinkType::LINUX_SLL, &sll).unwrap());
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+        ];
+        sll2.extend_from_slice(&ip);
+        assert_tcp_syn(&decode(LinkType::LINUX_SLL2, &sll2).unwrap());
+        let mut arp = sll2.clone();
+        arp[0..2].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(decode(LinkType::LINUX_SLL2, &arp), Err(DecodeError::NonIp));
+        assert_eq!(
+            decode(LinkType::LINUX_SLL, &sll[..15]),
+            Err(DecodeError::TruncatedLink)
+        );
+        assert_eq!(
+            decode(LinkType::LINUX_SLL2, &sll2[..19]),
+            Err(DecodeError::TruncatedLink)
+        );
+    }
+
+    #[test]
+    fn raw_ip_link_types() {
+        let ip4 = ipv4_tcp_syn();
+        let ip6 = ipv6_udp();
+        for lt in [LinkType::RAW, LinkType(12), LinkType(14)] {
+            assert_tcp_syn(&decode(lt, &ip4).unwrap());
+            assert_eq!(decode(lt, &ip6).unwrap().proto, proto::UDP);
+            assert_eq!(decode(lt, &[0x50; 40]), Err(DecodeError::BadIpHeader));
+        }
+        assert_tcp_syn(&decode(LinkType::IPV4, &ip4).unwrap());
+        assert_eq!(decode(LinkType::IPV4, &ip6), Err(DecodeError::BadIpHeader));
+        assert_eq!(decode(LinkType::IPV6, &ip6).unwrap().dport, 443);
+        assert_eq!(decode(LinkType::IPV6, &ip4), Err(DecodeError::BadIpHeader));
+        assert_eq!(
+            decode(LinkType::IPV6, &ip6[..39]),
+            Err(DecodeError::TruncatedIp)
+        );
+        assert_eq!(
+            decode(LinkType::IPV6, &[0x45; 40]),
+            Err(DecodeError::BadIpHeader)
+        );
+    }
+
+    #[test]
+    fn bsd_null_and_loop() {
+        let ip4 = ipv4_tcp_syn();
+        let ip6 = ipv6_udp();
+        let with = |af: [u8; 4], ip: &[u8]| {
+            let mut v = af.to_vec();
+            v.extend_from_slice(ip);
+            v
+        };
+        assert_tcp_syn(&decode(LinkType::NULL, &with(2u32.to_le_bytes(), &ip4)).unwrap());
+        assert_tcp_syn(&decode(LinkType::NULL, &with(2u32.to_be_bytes(), &ip4)).unwrap());
+        for af in [24u32, 28, 30] {
+            let s = decode(LinkType::NULL, &with(af.to_le_bytes(), &ip6)).unwrap();
+            assert_eq!(s.dport, 443);
+            let s = decode(LinkType::LOOP, &with(af.to_be_bytes(), &ip6)).unwrap();
+            assert_eq!(s.dport, 443);
+        }
+        assert_tcp_syn(&decode(LinkType::LOOP, &with(2u32.to_be_bytes(), &ip4)).unwrap());
+        // LOOP is network order only
+        assert_eq!(
+            decode(LinkType::LOOP, &with(2u32.to_le_bytes(), &ip4)),
+            Err(DecodeError::NonIp)
+        );
+        assert_eq!(
+            decode(LinkType::NULL, &with(7u32.to_le_bytes(), &ip4)),
+            Err(DecodeError::NonIp)
+        );
+        assert_eq!(
+            decode(LinkType::NULL, &[2, 0, 0]),
+            Err(DecodeError::TruncatedLink)
+        );
+    }
+
+    #[test]
+    fn unsupported_link_type_and_empty() {
+        assert_eq!(
+            decode(LinkType(239), &[1, 2, 3]),
+            Err(DecodeError::UnsupportedLinkType(239))
+        );
+        assert_eq!(decode(LinkType::ETHERNET, &[]), Err(DecodeError::Empty));
+        assert_eq!(decode(LinkType(239), &[]), Err(DecodeError::Empty));
+    }
+
+    /// Sets the IPv4 flags/fragment-offset field and fixes nothing else (decode ignores checksums).
+    fn fragmented_v4(mut ip: Vec<u8>, more: bool, offset_units: u16) -> Vec<u8> {
+        let field = (u16::from(more) << 13) | offset_units;
+        ip[6..8].copy_from_slice(&field.to_be_bytes());
+        ip
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let first = fragmented_v4(ipv4_udp(), true, 0);
+        let s = decode(LinkType::RAW, &first).unwrap();
+        assert_eq!((s.fragment, s.sport, s.dport), (Fragment::First, 5353, 53));
+        let later = fragmented_v4(ipv4_udp(), false, 185);
+        let s = decode(LinkType::RAW, &later).unwrap();
+        assert_eq!(s.fragment, Fragment::Later { offset: 1480 });
+        assert_eq!(
+            (s.proto, s.sport, s.dport, s.tcp_flags),
+            (proto::UDP, 0, 0, 0)
+        );
+        // a later fragment of TCP with too few bytes for a TCP header is still fine
+        let mut tiny = fragmented_v4(ipv4_tcp_syn(), true, 3);
+        tiny.truncate(24);
+        tiny[2..4].copy_from_slice(&24u16.to_be_bytes());
+        let s = decode(LinkType::RAW, &tiny).unwrap();
+        assert_eq!(
+            (s.proto, s.fragment),
+            (proto::TCP, Fragment::Later { offset: 24 })
+        );
+        // a tiny first fragment gives the ports it has
+        let mut tiny_first = fragmented_v4(ipv4_tcp_syn(), true, 0);
+        tiny_first.truncate(28);
+        tiny_first[2..4].copy_from_slice(&28u16.to_be_bytes());
+        let s = decode(LinkType::RAW, &tiny_first).unwrap();
+        assert_eq!(
+            (s.fragment, s.sport, s.dport, s.tcp_flags),
+            (Fragment::First, 40000, 80, 0)
+        );
+    }
+
+    #[test]
+    fn ipv4_header_checks() {
+        let mut ip = ipv4_tcp_syn();
+        ip[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(decode(LinkType::RAW, &ip), Err(DecodeError::BadIpHeader));
+        let mut ip = ipv4_tcp_syn();
+        ip[0] = 0x44; // IHL 4
+        assert_eq!(decode(LinkType::RAW, &ip), Err(DecodeError::BadIpHeader));
+        let mut ip = ipv4_tcp_syn();
+        ip[0] = 0x4f; // IHL 15: 60 bytes, longer than the packet's 44
+        assert_eq!(decode(LinkType::IPV4, &ip), Err(DecodeError::TruncatedIp));
+        // total length longer than captured (snaplen) is fine
+        let mut ip = ipv4_tcp_syn();
+        ip[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        assert_tcp_syn(&decode(LinkType::RAW, &ip).unwrap());
+        // snaplen cut right after the IP header
+        let ip = ipv4_tcp_syn();
+        assert_eq!(
+            decode(LinkType::RAW, &ip[..20]),
+            Err(DecodeError::TruncatedTransport)
+        );
+        assert_eq!(
+            decode(LinkType::RAW, &ip[..33]),
+            Err(DecodeError::TruncatedTransport)
+        );
+        assert_tcp_syn(&decode(LinkType::RAW, &ip[..34]).unwrap());
+        let udp = ipv4_udp();
+        assert_eq!(
+            decode(LinkType::RAW, &udp[..27]),
+            Err(DecodeError::TruncatedTransport)
+        );
+        assert_eq!(decode(LinkType::RAW, &udp[..28]).unwrap().dport, 53);
+    }
+
+    /// IPv6 header with `next` and the given extension chain bytes, then `l4`.
+    fn ipv6_with(next: u8, chain: &[u8], l4: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&((chain.len() + l4.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[next, 64]);
+        v.extend_from_slice(&SRC6);
+        v.extend_from_slice(&DST6);
+        v.extend_from_slice(chain);
+        v.extend_from_slice(l4);
+        v
+    }
+
+    fn tcp_l4() -> Vec<u8> {
+        let mut t = vec![0; 20];
+        t[0..2].copy_from_slice(&443u16.to_be_bytes());
+        t[2..4].copy_from_slice(&50000u16.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = tcp_flags::SYN | tcp_flags::ACK;
+        t
+    }
+
+    #[test]
+    fn ipv6_extension_headers() {
+        // hop-by-hop (8) → routing (24) → dest opts (16) → AH (12 + 4) → TCP
+        let mut chain = vec![43, 0, 1, 4, 0, 0, 0, 0];
+        chain.extend_from_slice(&[60, 2, 0, 0, 0, 0, 0, 0]);
+        chain.extend_from_slice(&[0; 16]);
+        chain.extend_from_slice(&[51, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        chain.extend_from_slice(&[6, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let ip = ipv6_with(0, &chain, &tcp_l4());
+        let s = decode(LinkType::IPV6, &ip).unwrap();
+        assert_eq!((s.proto, s.sport, s.dport), (proto::TCP, 443, 50000));
+        assert_eq!(s.tcp_flags, tcp_flags::SYN | tcp_flags::ACK);
+        assert_eq!(s.fragment, Fragment::None);
+        // cut inside the routing header
+        assert_eq!(
+            decode(LinkType::IPV6, &ip[..50]),
+            Err(DecodeError::TruncatedIp)
+        );
+        // no next header
+        let s = decode(LinkType::IPV6, &ipv6_with(59, &[], &[])).unwrap();
+        assert_eq!((s.proto, s.sport), (59, 0));
+        // an endless chain of hop-by-hop headers is bounded
+        let chain: Vec<u8> = std::iter::repeat_n([0u8, 0, 0, 0, 0, 0, 0, 0], 40)
+            .flatten()
+            .collect();
+        assert_eq!(
+            decode(LinkType::IPV6, &ipv6_with(0, &chain, &[])),
+            Err(DecodeError::BadIpHeader)
+        );
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        let first = ipv6_with(44, &[6, 0, 0x00, 0x01, 0, 0, 0, 9], &tcp_l4());
+        let s = decode(LinkType::IPV6, &first).unwrap();
+        assert_eq!(
+            (s.fragment, s.proto, s.sport),
+            (Fragment::First, proto::TCP, 443)
+        );
+        let later = ipv6_with(44, &[17, 0, 0x05, 0xa8, 0, 0, 0, 9], &[0xee; 100]);
+        let s = decode(LinkType::IPV6, &later).unwrap();
+        assert_eq!(s.fragment, Fragment::Later { offset: 1448 });
+        assert_eq!((s.proto, s.sport, s.dport), (proto::UDP, 0, 0));
+        // atomic fragment: offset 0, M clear
+        let atomic = ipv6_with(44, &[17, 0, 0, 0, 0, 0, 0, 9], &[0, 1, 0, 2, 0, 8, 0, 0]);
+        let s = decode(LinkType::IPV6, &atomic).unwrap();
+        assert_eq!((s.fragment, s.sport, s.dport), (Fragment::None, 1, 2));
+        // destination options after the fragment header of a later fragment are not walked
+        let later_dst = ipv6_with(
+            0,
+            &[44, 0, 0, 0, 0, 0, 0, 0, 60, 0, 0, 0x11, 0, 0, 0, 1],
+            &[],
+        );
+        let s = decode(LinkType::IPV6, &later_dst).unwrap();
+        assert_eq!((s.fragment, s.proto), (Fragment::Later { offset: 16 }, 60));
+    }
+
+    #[test]
+    fn every_truncation_of_valid_frames_is_an_error_not_a_panic() {
+        let mut frames = vec![
+            (LinkType::ETHERNET, eth(0x0800, &ipv4_tcp_syn())),
+            (LinkType::ETHERNET, eth(0x86dd, &ipv6_udp())),
+            (
+                LinkType::ETHERNET,
+                eth_tagged(&[(0x88a8, 1), (0x8100, 2)], 0x8847, &{
+                    let mut l = vec![0, 1, 1, 64];
+                    l.extend_from_slice(&ipv4_udp());
+                    l
+                }),
+            ),
+            (
+                LinkType::IPV6,
+                ipv6_with(
+                    0,
+                    &[44, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0, 1],
+                    &tcp_l4(),
+                ),
+            ),
+        ];
+        let mut sll2 = vec![
+            0x86, 0xdd, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+        ];
+        sll2.extend_from_slice(&ipv6_udp());
+        frames.push((LinkType::LINUX_SLL2, sll2));
+        let mut null = 30u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ipv6_udp());
+        frames.push((LinkType::NULL, null));
+        for (link, frame) in &frames {
+            assert!(decode(*link, frame).is_ok(), "{link:?} full frame decodes");
+            for cut in 0..frame.len() {
+                match decode(*link, &frame[..cut]) {
+                    Ok(_) => {}
+                    Err(e) => assert!(e.reason().is_malformed(), "{link:?} cut {cut}: {e:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // a small deterministic xorshift generator, so the test needs no extra crate
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let links = [0u32, 1, 12, 14, 101, 108, 113, 228, 229, 276, 239];
+        for i in 0..20_000 {
+            let len = (next() % 120) as usize;
+            let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // steer some frames into the deeper layers
+            if i % 2 == 0 && frame.len() > 14 {
+                frame[12..14].copy_from_slice(&[0x08, 0x00]);
+                frame[14] = 0x45;
+            }
+            if i % 3 == 0 && frame.len() > 14 {
+                frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+                frame[14] = 0x60;
+            }
+            let link = LinkType(links[i % links.len()]);
+            let _ = Decoder.decode(link, &frame, TS, next() as u32);
+        }
+    }
+
+    #[test]
+    fn stats_count_by_reason() {
+        let mut st = DecodeStats::default();
+        st.record(&DecodeError::UnsupportedLinkType(239));
+        st.record(&DecodeError::UnsupportedLinkType(239));
+        st.record(&DecodeError::NonIp);
+        st.record(&DecodeError::TruncatedIp);
+        assert_eq!(st.total(), 4);
+        assert_eq!(st.malformed(), 1);
+        assert_eq!(st.count(SkipReason::UnsupportedLinkType), 2);
+        assert_eq!(st.unsupported_link_types.get(&239), Some(&2));
+        let mut sum = st.clone();
+        sum.merge(&st);
+        assert_eq!(sum.total(), 8);
+        assert_eq!(sum.unsupported_link_types.get(&239), Some(&4));
+        for (i, r) in SkipReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(!r.name().is_empty());
+        }
     }
 }

@@ -5,13 +5,15 @@ use std::net::IpAddr;
 
 use crate::alert::{PeerCount, PortCount};
 use crate::decode::PacketSummary;
-use crate::key::{Key, Scope};
+use crate::key::Scope;
 
 /// Space-Saving top-k: `k` counters; an unseen item takes the place of the smallest, inheriting its
-/// count (so counts are upper bounds, and any item with more than total/k occurrences is present).
+/// count as its possible error. `count − error` is a guaranteed lower bound, and any item with more
+/// than total/k occurrences is present.
 #[derive(Clone, Debug)]
 pub struct TopK<T> {
-    slots: Vec<(T, u64)>,
+    /// (item, count, error)
+    slots: Vec<(T, u64, u64)>,
     k: usize,
 }
 
@@ -24,25 +26,37 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
     /// Counts one occurrence of `item`.
     #[inline]
     pub fn add(&mut self, item: T) {
-        if let Some(slot) = self.slots.iter_mut().find(|(t, _)| *t == item) {
+        if let Some(slot) = self.slots.iter_mut().find(|(t, _, _)| *t == item) {
             slot.1 += 1;
             return;
         }
         if self.slots.len() < self.k {
-            self.slots.push((item, 1));
+            self.slots.push((item, 1, 0));
             return;
         }
-        if let Some(min) = self.slots.iter_mut().min_by_key(|(_, c)| *c) {
-            *min = (item, min.1 + 1);
+        if let Some(min) = self.slots.iter_mut().min_by_key(|(_, c, _)| *c) {
+            *min = (item, min.1 + 1, min.1);
         }
     }
 
-    /// The `n` heaviest items, heaviest first (ties by item, for a stable order).
+    /// Up to `n` items seen at least twice for certain, heaviest first, each with its guaranteed count
+    /// (ties by item, for a stable order). Items that may have been seen only once — the long tail of a
+    /// spoofed flood — are left out rather than shown with inflated counts.
     pub fn top(&self, n: usize) -> Vec<(T, u64)> {
-        let mut v = self.slots.clone();
+        let mut v: Vec<(T, u64)> = self
+            .slots
+            .iter()
+            .map(|(t, c, e)| (*t, c - e))
+            .filter(|(_, sure)| *sure >= 2)
+            .collect();
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(n);
         v
+    }
+
+    /// Occurrences counted in all slots (for shares).
+    pub fn total(&self) -> u64 {
+        self.slots.iter().map(|(_, c, _)| c).sum()
     }
 }
 
@@ -73,7 +87,11 @@ impl Evidence {
     /// Records one packet seen by a key of `scope`.
     #[inline]
     pub fn add(&mut self, scope: Scope, p: &PacketSummary) {
-        let (peer, own) = if scope.is_destination() { (p.src, p.dst) } else { (p.dst, p.src) };
+        let (peer, own) = if scope.is_destination() {
+            (p.src, p.dst)
+        } else {
+            (p.dst, p.src)
+        };
         self.peers.add(peer);
         if p.sport != 0 || p.dport != 0 {
             self.dst_ports.add(p.dport);
@@ -86,7 +104,11 @@ impl Evidence {
 
     /// The `n` heaviest peers.
     pub fn top_peers(&self, n: usize) -> Vec<PeerCount> {
-        self.peers.top(n).into_iter().map(|(ip, packets)| PeerCount { ip, packets }).collect()
+        self.peers
+            .top(n)
+            .into_iter()
+            .map(|(ip, packets)| PeerCount { ip, packets })
+            .collect()
     }
 
     /// The `n` heaviest destination ports.
@@ -103,22 +125,21 @@ impl Evidence {
     pub fn top_hosts(&self, n: usize) -> Vec<PeerCount> {
         self.hosts
             .as_ref()
-            .map(|h| h.top(n).into_iter().map(|(ip, packets)| PeerCount { ip, packets }).collect())
+            .map(|h| {
+                h.top(n)
+                    .into_iter()
+                    .map(|(ip, packets)| PeerCount { ip, packets })
+                    .collect()
+            })
             .unwrap_or_default()
-    }
-
-    /// True when `key` is the heaviest host of this subnet evidence by far (more than `share` of it).
-    pub fn dominated_by_one_host(&self, share: f64) -> Option<(Key, f64)> {
-        let h = self.hosts.as_ref()?;
-        let total: u64 = h.slots.iter().map(|(_, c)| c).sum();
-        let (ip, c) = h.top(1).into_iter().next()?;
-        let s = c as f64 / total.max(1) as f64;
-        (s > share).then_some((Key::host(ip), s))
     }
 }
 
 fn ports(t: &TopK<u16>, n: usize) -> Vec<PortCount> {
-    t.top(n).into_iter().map(|(port, packets)| PortCount { port, packets }).collect()
+    t.top(n)
+        .into_iter()
+        .map(|(port, packets)| PortCount { port, packets })
+        .collect()
 }
 
 #[cfg(test)]
@@ -148,5 +169,14 @@ mod tests {
             }
         }
         assert_eq!(t.top(2), vec![(7, 9), (1, 3)]);
+    }
+
+    #[test]
+    fn a_uniform_tail_reports_nothing_rather_than_inflated_counts() {
+        let mut t = TopK::new(8);
+        for i in 0..100_000u32 {
+            t.add(i);
+        }
+        assert!(t.top(5).is_empty(), "{:?}", t.top(5));
     }
 }

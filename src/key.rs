@@ -21,7 +21,12 @@ pub enum Scope {
 
 impl Scope {
     /// All scopes, in the order events of one tick are written.
-    pub const ALL: [Scope; 4] = [Scope::DstHost, Scope::DstSubnet, Scope::SrcHost, Scope::SrcSubnet];
+    pub const ALL: [Scope; 4] = [
+        Scope::DstHost,
+        Scope::DstSubnet,
+        Scope::SrcHost,
+        Scope::SrcSubnet,
+    ];
 
     /// The name used in alerts (`dst_host`, …).
     pub fn name(self) -> &'static str {
@@ -75,8 +80,14 @@ impl Key {
     /// The host key of an address.
     pub fn host(ip: IpAddr) -> Key {
         match ip {
-            IpAddr::V4(a) => Key::V4 { addr: u32::from(a), prefix: 32 },
-            IpAddr::V6(a) => Key::V6 { addr: u128::from(a), prefix: 128 },
+            IpAddr::V4(a) => Key::V4 {
+                addr: u32::from(a),
+                prefix: 32,
+            },
+            IpAddr::V6(a) => Key::V6 {
+                addr: u128::from(a),
+                prefix: 128,
+            },
         }
     }
 
@@ -85,11 +96,17 @@ impl Key {
         match ip {
             IpAddr::V4(a) => {
                 let p = v4.min(32);
-                Key::V4 { addr: u32::from(a) & mask32(p), prefix: p }
+                Key::V4 {
+                    addr: u32::from(a) & mask32(p),
+                    prefix: p,
+                }
             }
             IpAddr::V6(a) => {
                 let p = v6.min(128);
-                Key::V6 { addr: u128::from(a) & mask128(p), prefix: p }
+                Key::V6 {
+                    addr: u128::from(a) & mask128(p),
+                    prefix: p,
+                }
             }
         }
     }
@@ -169,7 +186,9 @@ impl std::str::FromStr for Key {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let ip: IpAddr = addr.parse().map_err(|_| format!("`{s}` is not an IP address or prefix"))?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or prefix"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let len = match len {
             Some(l) => l

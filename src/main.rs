@@ -37,7 +37,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let detect = detect_config(&args.detect);
     detect.validate()?;
     let pipe = PipelineConfig {
-        threads: args.detect.threads.map(usize::from).unwrap_or_else(|| PipelineConfig::default().threads),
+        threads: args
+            .detect
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| PipelineConfig::default().threads),
         batch_size: args.detect.batch_size as usize,
         realtime: args.realtime,
         ..PipelineConfig::default()
@@ -67,7 +71,7 @@ fn detect_config(a: &DetectArgs) -> DetectConfig {
         tick: a.tick,
         subnet_v4: a.subnet_v4,
         subnet_v6: a.subnet_v6,
-        floors: [Floors::from_min_pps(a.min_pps); 4],
+        floors: Floors::all_scopes(a.min_pps),
         trigger_evals: a.trigger,
         hold_down: a.hold_down,
         update_interval: a.update_interval,
@@ -88,7 +92,10 @@ fn random_seed() -> u64 {
 fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
     let out: Box<dyn Write + Send> = match &o.output {
         Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
-            format!("cannot write alerts to {}: check the directory exists and is writable", path.display())
+            format!(
+                "cannot write alerts to {}: check the directory exists and is writable",
+                path.display()
+            )
         })?)),
         None => Box::new(BufWriter::new(io::stdout())),
     };
@@ -131,8 +138,12 @@ fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
         min_size: a.min_size,
         ..synth::SynthOptions::default()
     };
-    let file = File::create(&a.output)
-        .with_context(|| format!("cannot create {}: check the directory exists and is writable", a.output.display()))?;
+    let file = File::create(&a.output).with_context(|| {
+        format!(
+            "cannot create {}: check the directory exists and is writable",
+            a.output.display()
+        )
+    })?;
     let report = synth::write_pcap(scenario, &opts, BufWriter::with_capacity(1 << 20, file))
         .with_context(|| format!("writing {}", a.output.display()))?;
     let mut labels_path = a.output.clone().into_os_string();

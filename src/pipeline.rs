@@ -41,7 +41,9 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             batch_size: 256,
             channel_batches: 64,
             realtime: false,
@@ -161,7 +163,15 @@ pub fn run<W: Write + Send>(
 ) -> Result<RunOutcome, PipelineError> {
     let threads = pipe.threads.max(1);
     let engines = (0..threads)
-        .map(|i| Engine::new(detect.clone(), ShardSpec { index: i, count: threads }))
+        .map(|i| {
+            Engine::new(
+                detect.clone(),
+                ShardSpec {
+                    index: i,
+                    count: threads,
+                },
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
@@ -202,7 +212,10 @@ pub fn run<W: Write + Send>(
     if let Some(e) = write_error {
         return Err(PipelineError::Output(e));
     }
-    Ok(RunOutcome { summary, capture_error })
+    Ok(RunOutcome {
+        summary,
+        capture_error,
+    })
 }
 
 /// The reading side: frames → packet summaries → batches sent to every shard.
@@ -231,7 +244,11 @@ impl Reader {
     }
 
     /// Reads until the end, an error or `stop`; returns the error, if any.
-    fn read_all(&mut self, source: &mut dyn FrameSource, stop: &AtomicBool) -> Option<CaptureError> {
+    fn read_all(
+        &mut self,
+        source: &mut dyn FrameSource,
+        stop: &AtomicBool,
+    ) -> Option<CaptureError> {
         loop {
             if self.summary.frames % 1024 == 0 && stop.load(Ordering::Relaxed) {
                 return None;
@@ -242,7 +259,10 @@ impl Reader {
                 Err(e) => return Some(e),
             };
             self.summary.frames += 1;
-            match self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) {
+            match self
+                .decoder
+                .decode(frame.link, frame.data, frame.ts, frame.wire_len)
+            {
                 Ok(p) => self.push(p),
                 Err(e) => self.summary.decode.record(&e),
             }
@@ -281,7 +301,10 @@ impl Reader {
         if self.batch.is_empty() {
             return;
         }
-        let batch = Arc::new(std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size)));
+        let batch = Arc::new(std::mem::replace(
+            &mut self.batch,
+            Vec::with_capacity(self.batch_size),
+        ));
         for tx in &self.txs {
             // A closed shard means the run is stopping; its error surfaces from the join.
             let _ = tx.send(Arc::clone(&batch));
@@ -313,16 +336,30 @@ fn run_shard(
         let w = engine.watermark();
         if !events.is_empty() || w != sent_watermark {
             sent_watermark = w;
-            let msg = ShardOut { shard: index, events: std::mem::take(&mut events), watermark: w, stats: None };
+            let msg = ShardOut {
+                shard: index,
+                events: std::mem::take(&mut events),
+                watermark: w,
+                stats: None,
+            };
             if out.send(msg).is_err() {
                 break;
             }
         }
     }
-    let reason = if stop.load(Ordering::Relaxed) { EndReason::Shutdown } else { EndReason::EndOfInput };
+    let reason = if stop.load(Ordering::Relaxed) {
+        EndReason::Shutdown
+    } else {
+        EndReason::EndOfInput
+    };
     engine.finish(reason, &mut events);
     let stats = engine.stats();
-    let _ = out.send(ShardOut { shard: index, events, watermark: u64::MAX, stats: Some(stats) });
+    let _ = out.send(ShardOut {
+        shard: index,
+        events,
+        watermark: u64::MAX,
+        stats: Some(stats),
+    });
     stats
 }
 
@@ -394,7 +431,11 @@ pub fn render_summary(s: &RunSummary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let secs = s.elapsed.as_secs_f64();
-    let _ = writeln!(o, "floodwatch summary{}", if s.interrupted { " (interrupted)" } else { "" });
+    let _ = writeln!(
+        o,
+        "floodwatch summary{}",
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
     let _ = writeln!(
         o,
         "  frames {}  packets {}  bytes {}  capture span {:.3} s",
@@ -427,7 +468,10 @@ pub fn render_summary(s: &RunSummary) -> String {
     let late: u64 = s.engine.first().map(|e| e.late_packets).unwrap_or(0);
     let jumps: u64 = s.engine.first().map(|e| e.time_jumps).unwrap_or(0);
     if late > 0 || jumps > 0 {
-        let _ = writeln!(o, "  timestamps: {late} stepped back (counted at the latest time), {jumps} jumps skipped");
+        let _ = writeln!(
+            o,
+            "  timestamps: {late} stepped back (counted at the latest time), {jumps} jumps skipped"
+        );
     }
     let mut tables = [crate::table::TableStats::default(); 4];
     for e in &s.engine {
@@ -453,7 +497,12 @@ pub fn render_summary(s: &RunSummary) -> String {
     if s.alerts.started.is_empty() {
         let _ = writeln!(o, "  alerts: none");
     } else {
-        let by: Vec<String> = s.alerts.started.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let by: Vec<String> = s
+            .alerts
+            .started
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         let _ = writeln!(o, "  alerts started: {}", by.join(", "));
         for (scope, key, class, peak) in s.alerts.top_targets(5) {
             let _ = writeln!(o, "  target {scope} {key}: {class}, peak {peak:.0}/s");

@@ -79,7 +79,9 @@ impl AdmissionSketch {
         let mut est = u32::MAX;
         let mut idx = [0usize; 8];
         for (i, row) in self.rows.iter().enumerate().take(8) {
-            let j = (h.rotate_left(i as u32 * 16) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize & self.mask;
+            let j = (h.rotate_left(i as u32 * 16) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                as usize
+                & self.mask;
             idx[i] = j;
             est = est.min(row[j]);
         }
@@ -139,7 +141,10 @@ impl<V> KeyTable<V> {
         }
         self.stats.inserted += 1;
         self.stats.peak_len = self.stats.peak_len.max(self.map.len() + 1);
-        (Admit::Inserted, Some(self.map.entry(key).or_insert_with(make)))
+        (
+            Admit::Inserted,
+            Some(self.map.entry(key).or_insert_with(make)),
+        )
     }
 
     /// Starts a new window for the admission sketch.
@@ -194,7 +199,10 @@ mod tests {
     use super::*;
 
     fn k(i: u32) -> Key {
-        Key::V4 { addr: i, prefix: 32 }
+        Key::V4 {
+            addr: i,
+            prefix: 32,
+        }
     }
 
     #[test]
@@ -213,7 +221,8 @@ mod tests {
 
     #[test]
     fn sketch_keeps_one_packet_sources_out_but_admits_heavy_ones() {
-        let mut t: KeyTable<u32> = KeyTable::new(10_000, 7, Some(AdmissionSketch::new(1 << 14, 4, 8, 1)));
+        let mut t: KeyTable<u32> =
+            KeyTable::new(10_000, 7, Some(AdmissionSketch::new(1 << 14, 4, 8, 1)));
         // 200 000 spoofed sources, one packet each.
         for i in 0..200_000u32 {
             let _ = t.entry(k(i.wrapping_mul(2_654_435_761)), || 0);

@@ -15,7 +15,10 @@ impl Timestamp {
 
     /// Builds a timestamp from whole seconds and nanoseconds, saturating instead of overflowing.
     pub fn from_secs_nanos(secs: u64, nanos: u64) -> Self {
-        Timestamp(secs.saturating_mul(Self::NANOS_PER_SEC).saturating_add(nanos))
+        Timestamp(
+            secs.saturating_mul(Self::NANOS_PER_SEC)
+                .saturating_add(nanos),
+        )
     }
 
     /// Nanoseconds since the epoch.

@@ -28,12 +28,12 @@ pub enum Signal {
     /// Reflection traffic: UDP from a known amplifier port, plus non-first fragments (which is how large
     /// reflected responses arrive).
     Reflection,
+    /// TCP SYN-ACK (reflection of spoofed SYNs shows up here).
+    SynAck,
     /// UDP from a known amplifier source port only (header present).
     AmpPort,
     /// Non-first fragments only (no transport header).
     LaterFragment,
-    /// TCP SYN-ACK (reflection of spoofed SYNs shows up here).
-    SynAck,
 }
 
 /// Number of counters per window.
@@ -50,12 +50,12 @@ impl Signal {
         Signal::Icmp,
         Signal::Fragment,
         Signal::Reflection,
+        Signal::SynAck,
         Signal::AmpPort,
         Signal::LaterFragment,
-        Signal::SynAck,
     ];
     /// How many leading signals carry a threshold.
-    pub const THRESHOLDED: usize = 8;
+    pub const THRESHOLDED: usize = 9;
 
     /// Index into [`Counts::n`].
     pub fn index(self) -> usize {
@@ -161,24 +161,40 @@ pub struct Rolled {
 impl Sliding {
     /// A window starting at `epoch`.
     pub fn new(epoch: u64) -> Sliding {
-        Sliding { epoch, ..Sliding::default() }
+        Sliding {
+            epoch,
+            ..Sliding::default()
+        }
     }
 
     /// Moves the window to `epoch` (no-op when already there or when `epoch` is older).
     pub fn roll(&mut self, epoch: u64) -> Rolled {
         if epoch <= self.epoch {
-            return Rolled { completed: None, empty_windows: 0 };
+            return Rolled {
+                completed: None,
+                empty_windows: 0,
+            };
         }
         let gap = epoch - self.epoch;
         let completed = self.cur;
-        self.prev = if gap == 1 { completed } else { Counts::default() };
+        self.prev = if gap == 1 {
+            completed
+        } else {
+            Counts::default()
+        };
         self.cur = Counts::default();
         self.epoch = epoch;
         if gap == 1 {
-            Rolled { completed: Some(completed), empty_windows: 0 }
+            Rolled {
+                completed: Some(completed),
+                empty_windows: 0,
+            }
         } else {
             // The window at self.epoch completed long ago; the ones after it were empty.
-            Rolled { completed: Some(completed), empty_windows: gap - 1 }
+            Rolled {
+                completed: Some(completed),
+                empty_windows: gap - 1,
+            }
         }
     }
 
@@ -196,7 +212,10 @@ impl Sliding {
         let mut out = [0.0; COUNTERS];
         if epoch == self.epoch {
             let keep = (1.0 - frac).clamp(0.0, 1.0);
-            for (o, (c, p)) in out.iter_mut().zip(self.cur.n.iter().zip(self.prev.n.iter())) {
+            for (o, (c, p)) in out
+                .iter_mut()
+                .zip(self.cur.n.iter().zip(self.prev.n.iter()))
+            {
                 *o = *c as f64 + *p as f64 * keep;
             }
         } else if epoch == self.epoch + 1 {
@@ -249,8 +268,16 @@ mod tests {
         let syn = Counts::of_packet(&pkt(proto::TCP, tcp_flags::SYN, 1234, Fragment::None));
         assert_eq!(syn.get(Signal::Syn), 1);
         assert_eq!(syn.get(Signal::TcpOther), 0);
-        let synack = Counts::of_packet(&pkt(proto::TCP, tcp_flags::SYN | tcp_flags::ACK, 80, Fragment::None));
-        assert_eq!((synack.get(Signal::Syn), synack.get(Signal::SynAck)), (0, 1));
+        let synack = Counts::of_packet(&pkt(
+            proto::TCP,
+            tcp_flags::SYN | tcp_flags::ACK,
+            80,
+            Fragment::None,
+        ));
+        assert_eq!(
+            (synack.get(Signal::Syn), synack.get(Signal::SynAck)),
+            (0, 1)
+        );
         let dns = Counts::of_packet(&pkt(proto::UDP, 0, 53, Fragment::First));
         assert_eq!(dns.get(Signal::AmpPort), 1);
         assert_eq!(dns.get(Signal::Fragment), 1);

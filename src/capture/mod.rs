@@ -1,7 +1,9 @@
 //! Capture: where frames come from. A [`FrameSource`] yields [`RawFrame`]s (bytes, timestamp, link type)
-//! and knows its own counters; files are read by [`file`].
+//! and knows its own counters; files are read by [`file`](mod@file).
 //!
-//! INTERFACE FIXED BY THE LEAD — keep these public names and signatures; add what you need.
+//! This module owns the contract between capture backends and the rest of the engine: the borrowed
+//! [`RawFrame`] (valid until the next call, so no copy per packet), the [`FrameSource`] trait with its
+//! [`CaptureStats`], and [`CaptureError`], whose variants name the file and say what to do.
 
 pub mod file;
 
@@ -44,9 +46,15 @@ pub trait FrameSource {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open {}: {source} (check the path and its permissions)", path.display())]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not a pcap or pcapng file (first bytes {magic}); convert it with `editcap -F pcap` or check that it is a capture", path.display())]
     UnknownFormat { path: PathBuf, magic: String },
     #[error("{}: file is empty (no capture header)", path.display())]
@@ -54,5 +62,9 @@ pub enum CaptureError {
     #[error("{}: truncated at byte {offset}: the last record is cut short (was the capture interrupted?); packets before it were read", path.display())]
     Truncated { path: PathBuf, offset: u64 },
     #[error("{}: corrupt capture at byte {offset}: {detail}; packets before it were read", path.display())]
-    Corrupt { path: PathBuf, offset: u64, detail: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
 }

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests: run the real binary, make synth captures, read alerts.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The floodwatch binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_floodwatch"))
+}
+
+/// Runs floodwatch with `args`, returning its output (never panics on a non-zero exit).
+pub fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .output()
+        .expect("cannot run the floodwatch binary")
+}
+
+/// `floodwatch synth SCENARIO -o DIR/NAME.pcap EXTRA...`; returns the capture path.
+pub fn synth(dir: &Path, scenario: &str, extra: &[&str]) -> PathBuf {
+    let path = dir.join(format!("{scenario}.pcap"));
+    let p = path.to_str().unwrap();
+    let mut args = vec!["synth", scenario, "-o", p];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "synth {scenario} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// The JSON lines of stdout.
+pub fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The labels synth wrote beside a capture.
+pub fn labels(capture: &Path) -> Vec<Value> {
+    let mut p = capture.as_os_str().to_owned();
+    p.push(".labels.jsonl");
+    std::fs::read_to_string(&p)
+        .expect("labels file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("label JSON"))
+        .collect()
+}
+
+/// Parses `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` into nanoseconds since the epoch.
+pub fn rfc3339_ns(s: &str) -> u64 {
+    let (date, time) = s.trim_end_matches('Z').split_once('T').expect("RFC 3339");
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<u64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe - 719_468) as u64;
+    let frac_ns: u64 = format!("{frac:0<9}")[..9].parse().unwrap();
+    (days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000 + frac_ns
+}
+
+/// The value of `frames N` (or another counter) in the stderr summary.
+pub fn summary_count(out: &Output, name: &str) -> Option<u64> {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut words = err.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == name {
+            return words.next().and_then(|n| n.parse().ok());
+        }
+    }
+    None
+}
+
+/// The shared real captures, or None (with a note) when the folder is absent.
+pub fn shared_captures() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "note: {} absent; skipping the real-capture checks",
+            p.display()
+        );
+        None
+    }
+}

@@ -1,0 +1,223 @@
+//! Replay end to end on generated captures: every attack scenario raises its labelled alert within a
+//! second of the flood's first packet, benign traffic raises none, output does not depend on threads
+//! or batch size, and broken input ends with a clear error after the alerts for what was read.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// Short scenario runs: 12 s of capture, the attack from 4 s for 5 s.
+const SHORT: &[&str] = &[
+    "--duration",
+    "12s",
+    "--attack-start",
+    "4s",
+    "--attack-duration",
+    "5s",
+];
+
+fn starts(ev: &[Value]) -> Vec<&Value> {
+    ev.iter().filter(|e| e["event"] == "start").collect()
+}
+
+/// `named`: the attack comes from few enough sources that the start event must name them.
+fn check_scenario(scenario: &str, named: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), scenario, SHORT);
+    let labels = labels(&cap);
+    assert!(!labels.is_empty(), "{scenario} has no labels");
+    let out = run(&["replay", "--quiet", cap.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out);
+    for l in &labels {
+        let first = l["first_packet_ns"].as_u64().expect("first_packet_ns");
+        let hit = starts(&ev)
+            .into_iter()
+            .find(|e| e["scope"] == l["scope"] && e["key"] == l["key"] && e["class"] == l["class"]);
+        let Some(hit) = hit else {
+            panic!(
+                "{scenario}: no start for label {l}; events:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        };
+        let at = rfc3339_ns(hit["ts"].as_str().unwrap());
+        assert!(
+            at >= first && at - first <= 1_000_000_000,
+            "{scenario}: start {} ms after the first packet",
+            (at as i128 - first as i128) / 1_000_000
+        );
+        if named {
+            let peers = hit["top_peers"].as_array().unwrap();
+            assert!(!peers.is_empty(), "{scenario}: no top_peers");
+        }
+    }
+    // Every start has exactly one end.
+    for s in starts(&ev) {
+        let ends = ev
+            .iter()
+            .filter(|e| e["event"] == "end" && e["id"] == s["id"])
+            .count();
+        assert_eq!(ends, 1, "{scenario}: alert {} has {ends} ends", s["id"]);
+    }
+}
+
+#[test]
+fn syn_flood_is_detected() {
+    check_scenario("syn-flood", false);
+}
+
+#[test]
+fn udp_flood_is_detected() {
+    check_scenario("udp-flood", true);
+}
+
+#[test]
+fn dns_reflection_with_fragments_is_detected() {
+    check_scenario("dns-reflection", true);
+}
+
+#[test]
+fn icmp_flood_is_detected() {
+    check_scenario("icmp-flood", true);
+}
+
+#[test]
+fn carpet_bombing_is_detected_on_the_subnet() {
+    check_scenario("carpet-bombing", false);
+}
+
+#[test]
+fn ipv6_syn_flood_is_detected() {
+    check_scenario("ipv6-syn-flood", false);
+}
+
+#[test]
+fn benign_background_raises_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "benign", &["--duration", "60s"]);
+    let out = run(&["replay", cap.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "benign traffic alerted"
+    );
+    assert!(summary_count(&out, "packets").unwrap() > 100_000);
+}
+
+#[test]
+fn output_is_byte_identical_across_threads_and_batch_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "udp-flood", SHORT);
+    let cap = cap.to_str().unwrap();
+    let reference = run(&["replay", "--quiet", "--threads", "1", cap]);
+    assert!(reference.status.success());
+    assert!(!reference.stdout.is_empty());
+    for args in [
+        ["--threads", "2", "--batch-size", "256"],
+        ["--threads", "4", "--batch-size", "7"],
+        ["--threads", "1", "--batch-size", "1"],
+        ["--threads", "3", "--batch-size", "64"],
+    ] {
+        let mut a = vec!["replay", "--quiet"];
+        a.extend_from_slice(&args);
+        a.push(cap);
+        let out = run(&a);
+        assert!(out.status.success());
+        assert!(
+            out.stdout == reference.stdout,
+            "{args:?} differs from --threads 1"
+        );
+    }
+}
+
+#[test]
+fn truncated_capture_prints_alerts_then_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "syn-flood", SHORT);
+    let bytes = std::fs::read(&cap).unwrap();
+    // Cut inside the last record's data.
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    let out = run(&["replay", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cut.pcap") && last.contains("truncated"),
+        "last stderr line: {last}"
+    );
+    let ev = events(&out);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "start" && e["class"] == "syn_flood"),
+        "alerts before the cut were lost"
+    );
+    assert!(ev.iter().any(|e| e["event"] == "end"));
+}
+
+#[test]
+fn random_bytes_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pcap");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&junk, bytes).unwrap();
+    let out = run(&["replay", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("junk.pcap") && last.contains("not a pcap"),
+        "last stderr line: {last}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn missing_file_and_bad_usage_have_their_exit_codes() {
+    let out = run(&["replay", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.pcap"));
+    assert_eq!(run(&["replay"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["replay", "--window", "fast", "x"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn stdin_and_several_files_replay_as_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "icmp-flood", SHORT);
+    let bytes = std::fs::read(&cap).unwrap();
+    let mut child = bin()
+        .args(["replay", "--quiet", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&bytes).unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    let direct = run(&["replay", "--quiet", cap.to_str().unwrap()]);
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, direct.stdout);
+    // The same file twice: the second copy jumps back in time and is counted in full.
+    let twice = run(&["replay", cap.to_str().unwrap(), cap.to_str().unwrap()]);
+    assert!(twice.status.success());
+    let once = run(&["replay", cap.to_str().unwrap()]);
+    assert_eq!(
+        summary_count(&twice, "frames").unwrap(),
+        2 * summary_count(&once, "frames").unwrap()
+    );
+}
