@@ -60,13 +60,26 @@ impl Baseline {
     /// Learns one completed window, given as per-second rates of every counter. `floors` are the key's
     /// absolute floors: during warm-up samples are clipped to half of them, so a flood that begins
     /// before the key has history (even inside its first window) is not learned as normal.
-    pub fn learn(&mut self, rates: &[f64; COUNTERS], floors: &[f64; Signal::THRESHOLDED], p: &BaselineParams) {
+    pub fn learn(
+        &mut self,
+        rates: &[f64; COUNTERS],
+        floors: &[f64; Signal::THRESHOLDED],
+        p: &BaselineParams,
+    ) {
         let warm = self.is_warm(p);
         // Warm-up: running mean (fast, exact); then the EWMA.
-        let alpha = if warm { p.alpha } else { 1.0 / (f64::from(self.samples) + 1.0) };
+        let alpha = if warm {
+            p.alpha
+        } else {
+            1.0 / (f64::from(self.samples) + 1.0)
+        };
         for ((e, &x), &floor) in self.rates.iter_mut().zip(rates.iter()).zip(floors.iter()) {
             let mean = f64::from(e.mean);
-            let ceiling = if warm { mean * (1.0 + p.max_step) + 1.0 } else { 0.5 * floor };
+            let ceiling = if warm {
+                mean * (1.0 + p.max_step) + 1.0
+            } else {
+                0.5 * floor
+            };
             let x = x.min(ceiling);
             let d = x - mean;
             let new_mean = mean + alpha * d;
@@ -209,7 +222,11 @@ mod tests {
         for _ in 0..40 {
             b.learn(&rates(20.0), &floors, &p);
         }
-        assert!(b.mean(Signal::Packets) < 40.0, "{}", b.mean(Signal::Packets));
+        assert!(
+            b.mean(Signal::Packets) < 40.0,
+            "{}",
+            b.mean(Signal::Packets)
+        );
     }
 
     #[test]

@@ -732,7 +732,10 @@ pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackC
     let total = get(Signal::Packets).max(1.0);
     let reflection = get(Signal::AmpPort) >= 0.5 * get(Signal::Udp).max(1.0)
         && get(Signal::Reflection) >= 0.5 * total;
-    if let Some(c) = reflection.then(|| AttackClass::reflection_of_port(amp_port)).flatten() {
+    if let Some(c) = reflection
+        .then(|| AttackClass::reflection_of_port(amp_port))
+        .flatten()
+    {
         return c;
     }
     if get(Signal::Fragment) >= 0.5 * total {

@@ -20,7 +20,10 @@ pub struct TopK<T> {
 impl<T: Copy + PartialEq + Ord> TopK<T> {
     /// An empty top-k with `k` slots.
     pub fn new(k: usize) -> Self {
-        TopK { slots: Vec::with_capacity(k.max(1)), k: k.max(1) }
+        TopK {
+            slots: Vec::with_capacity(k.max(1)),
+            k: k.max(1),
+        }
     }
 
     /// Counts one occurrence of `item`.
