@@ -20,11 +20,15 @@ pub enum AttackClass {
     CldapAmplification,
     SnmpAmplification,
     TrafficFlood,
+    /// Many real clients at once: the SYN rate is far over its threshold but the clients complete
+    /// their handshakes (other TCP grows with it). Reported so the overload is seen, under its own name
+    /// so it is not mistaken for an attack.
+    FlashCrowd,
 }
 
 impl AttackClass {
     /// Every class, in a fixed order.
-    pub const ALL: [AttackClass; 13] = [
+    pub const ALL: [AttackClass; 14] = [
         AttackClass::SynFlood,
         AttackClass::TcpFlood,
         AttackClass::UdpFlood,
@@ -38,6 +42,7 @@ impl AttackClass {
         AttackClass::CldapAmplification,
         AttackClass::SnmpAmplification,
         AttackClass::TrafficFlood,
+        AttackClass::FlashCrowd,
     ];
 
     /// Reflection services recognised by their UDP source port.
@@ -67,6 +72,7 @@ impl AttackClass {
             AttackClass::CldapAmplification => "cldap_amplification",
             AttackClass::SnmpAmplification => "snmp_amplification",
             AttackClass::TrafficFlood => "traffic_flood",
+            AttackClass::FlashCrowd => "flash_crowd",
         }
     }
 
@@ -182,6 +188,9 @@ pub struct AlertEvent {
     pub duration_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
+    /// Estimated distinct peers (sources of a destination key, destinations of a source key) since
+    /// the key came near its threshold; HyperLogLog, about 3 % standard error.
+    pub distinct_peers: u64,
     /// Heaviest sources of a destination key, heaviest destinations of a source key.
     pub top_peers: Vec<PeerCount>,
     /// Heaviest destination ports.

@@ -20,7 +20,7 @@ use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
-use crate::table::{AdmissionSketch, KeyTable, TableStats};
+use crate::table::{Admission, KeyTable, TableStats, ADMIT_SRC_HOST, ADMIT_SRC_SUBNET};
 use crate::time::Timestamp;
 use crate::window::{Counts, Signal, Sliding, COUNTERS};
 
@@ -93,7 +93,8 @@ impl KeyState {
     }
 
     #[inline]
-    fn record(&mut self, scope: Scope, epoch: u64, inc: &Counts, p: &PacketSummary) {
+    /// Counts a packet; returns true when the key just started gathering evidence (became hot).
+    fn record(&mut self, scope: Scope, epoch: u64, inc: &Counts, p: &PacketSummary) -> bool {
         self.window.record(epoch, inc);
         self.packets += 1;
         self.bytes += u64::from(p.wire_len);
@@ -109,14 +110,23 @@ impl KeyState {
             }
         }
         match &mut self.evidence {
-            Some(e) => e.add(scope, p),
+            Some(e) => {
+                e.add(scope, p);
+                false
+            }
             None if self.window.current().n[0] >= self.watch_at => {
                 let mut e = Box::new(Evidence::new(scope));
                 e.add(scope, p);
                 self.evidence = Some(e);
+                true
             }
-            None => {}
+            None => false,
         }
+    }
+
+    /// True when the key must be evaluated at every tick, not only at window boundaries.
+    fn is_hot(&self) -> bool {
+        self.evidence.is_some() || !matches!(self.phase, Phase::Idle)
     }
 }
 
@@ -159,6 +169,11 @@ pub struct Engine {
     /// Evaluations so far: the order of events across shards.
     seq: u64,
     watch_default: u64,
+    /// Admission of source keys for packets that come untagged (see [`Engine::on_packet`]).
+    admission: Admission,
+    /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
+    /// window boundaries (nothing can cross a threshold without first becoming hot).
+    hot: [Vec<Key>; 4],
     stats: EngineStats,
 }
 
@@ -170,14 +185,10 @@ impl Engine {
         let seed = cfg.hash_seed;
         let table = |scope: Scope| {
             let cap = (cfg.max_keys[scope.index()] / count).max(16);
-            let sketch = (!scope.is_destination()).then(|| {
-                let min =
-                    (min_floor(&cfg, scope) * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32;
-                AdmissionSketch::new(1 << 16, 4, min, seed ^ scope.index() as u64)
-            });
-            KeyTable::new(cap, seed.wrapping_add(scope.index() as u64), sketch)
+            KeyTable::new(cap, seed.wrapping_add(scope.index() as u64))
         };
         let tables = Scope::ALL.map(table);
+        let admission = admission_for(&cfg);
         let watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
         Ok(Engine {
             window_ns: cfg.window_ns(),
@@ -194,6 +205,8 @@ impl Engine {
             last_epoch: 0,
             seq: 0,
             watch_default,
+            admission,
+            hot: Default::default(),
             stats: EngineStats::default(),
             cfg,
         })
@@ -201,6 +214,13 @@ impl Engine {
 
     /// Counts one packet, first running any evaluation due before its timestamp.
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
+        let tag = self.admission.tag(p.src, p.ts);
+        self.on_tagged_packet(p, tag, out);
+    }
+
+    /// [`Engine::on_packet`] for a packet whose source-admission tag was computed upstream by an
+    /// [`Admission`] built with [`admission_for`] (the pipeline does this once for all shards).
+    pub fn on_tagged_packet(&mut self, p: &PacketSummary, tag: u8, out: &mut Vec<AlertEvent>) {
         self.stats.packets += 1;
         let ts = self.accept_time(p.ts, out);
         let epoch = ts.0 / self.window_ns;
@@ -210,11 +230,17 @@ impl Engine {
             if !self.owns(scope, &key) {
                 continue;
             }
+            let admit = match scope {
+                Scope::SrcHost => tag & ADMIT_SRC_HOST != 0,
+                Scope::SrcSubnet => tag & ADMIT_SRC_SUBNET != 0,
+                _ => true,
+            };
             let watch = self.watch_default;
-            if let (_, Some(st)) =
-                self.tables[scope.index()].entry(key, || KeyState::new(epoch, watch))
-            {
-                st.record(scope, epoch, &inc, p);
+            let table = &mut self.tables[scope.index()];
+            if let (_, Some(st)) = table.entry(key, admit, || KeyState::new(epoch, watch)) {
+                if st.record(scope, epoch, &inc, p) {
+                    self.hot[scope.index()].push(key);
+                }
             }
         }
     }
@@ -346,7 +372,7 @@ impl Engine {
                 st.window = Sliding::new(epoch);
                 st.evidence = None;
             });
-            self.tables[scope.index()].new_window();
+            self.hot[scope.index()].clear();
         }
         self.start_clock(ts);
     }
@@ -356,13 +382,14 @@ impl Engine {
         self.evaluate(now, false, out);
     }
 
-    /// Evaluates every key at time `now`; `last` marks the final evaluation at the end of input.
+    /// Evaluates keys at time `now`: every key at a window boundary (learning baselines, evicting idle
+    /// keys) and at the end of input (`last`), only the hot keys in between.
     fn evaluate(&mut self, now: u64, last: bool, out: &mut Vec<AlertEvent>) {
         self.seq += 1;
         self.stats.evaluations += 1;
         let epoch = now / self.window_ns;
         let frac = (now % self.window_ns) as f64 / self.window_ns as f64;
-        let new_window = epoch > self.last_epoch;
+        let full = last || epoch > self.last_epoch;
         self.last_epoch = self.last_epoch.max(epoch);
         let ctx = EvalCtx {
             cfg: &self.cfg,
@@ -375,10 +402,25 @@ impl Engine {
         };
         for scope in Scope::ALL {
             let table = &mut self.tables[scope.index()];
-            if new_window {
-                table.new_window();
+            let hot = &mut self.hot[scope.index()];
+            if full {
+                hot.clear();
+                table.retain(|key, st| {
+                    let keep = ctx.eval_key(scope, *key, st, out);
+                    if keep && st.is_hot() {
+                        hot.push(*key);
+                    }
+                    keep
+                });
+            } else {
+                hot.retain(|key| match table.get_mut(key) {
+                    Some(st) => {
+                        ctx.eval_key(scope, *key, st, out);
+                        st.is_hot()
+                    }
+                    None => false,
+                });
             }
-            table.retain(|key, st| ctx.eval_key(scope, *key, st, out));
         }
     }
 
@@ -398,6 +440,14 @@ impl Engine {
             || (self.shard_hasher.hash_one((scope, key)) % self.shard.count as u64) as usize
                 == self.shard.index
     }
+}
+
+/// The source-key admission the engine expects for `cfg`: a key enters a source table after 1 % of
+/// the lowest source floor's packets in one window (at least 4).
+pub fn admission_for(cfg: &DetectConfig) -> Admission {
+    let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
+    let min_count = (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32;
+    Admission::new(cfg.window_ns(), cfg.subnet_v4, cfg.subnet_v6, min_count)
 }
 
 /// The lowest packet-rate floor of a scope (bytes excluded).
@@ -587,7 +637,10 @@ impl EvalCtx<'_> {
         r: &Reading,
         signal: Signal,
     ) -> ActiveAlert {
-        let class = classify(signal, &r.est, st.amp_vote.0);
+        let mut class = classify(signal, &r.est, st.amp_vote.0);
+        if class == AttackClass::SynFlood && handshakes_complete(&r.rates, &st.baseline) {
+            class = AttackClass::FlashCrowd;
+        }
         let id = format!(
             "{}/{}/{}/{}.{:06}",
             scope.name(),
@@ -686,6 +739,7 @@ fn base_event(
         class_share: 0.0,
         duration_s: None,
         reason: None,
+        distinct_peers: ev.map(|e| e.distinct_peers()).unwrap_or(0),
         top_peers: ev.map(|e| e.top_peers(n)).unwrap_or_default(),
         top_ports: ev.map(|e| e.top_dst_ports(n)).unwrap_or_default(),
         top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
@@ -764,6 +818,17 @@ pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackC
                 })
         }
     }
+}
+
+/// Handshake-aware SYN check: real clients that open connections also complete them, so their ACKs
+/// and data (the `tcp_other` signal) grow with their SYNs; a SYN flood's spoofed sources never answer
+/// the SYN-ACK. True when the growth of other TCP over its baseline is at least half the growth of
+/// SYNs over theirs. (A SYN flood mixed with an equal ACK flood would pass as a flash crowd; the ACK
+/// flood part still crosses `tcp_other` thresholds on its own.)
+fn handshakes_complete(rates: &[f64; COUNTERS], baseline: &Baseline) -> bool {
+    let excess = |s: Signal| (rates[s.index()] - baseline.mean(s)).max(0.0);
+    let syn = excess(Signal::Syn);
+    syn > 0.0 && excess(Signal::TcpOther) >= 0.5 * syn
 }
 
 fn round1(x: f64) -> f64 {

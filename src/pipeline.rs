@@ -21,8 +21,9 @@ use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind, EventWriter};
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
-use crate::detect::{Engine, EngineStats, ShardSpec};
+use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
 use crate::key::{Key, Scope};
+use crate::table::Admission;
 use crate::time::Timestamp;
 
 /// How the stages are laid out.
@@ -143,6 +144,23 @@ pub struct RunOutcome {
     pub capture_error: Option<CaptureError>,
 }
 
+/// Packets on their way to the shards, with each one's source-admission tag (decided once, here, so
+/// every shard and every thread count sees the same decisions).
+#[derive(Debug, Default)]
+struct Batch {
+    packets: Vec<PacketSummary>,
+    tags: Vec<u8>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Self {
+        Batch {
+            packets: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+        }
+    }
+}
+
 /// A message from a shard to the sink.
 struct ShardOut {
     shard: usize,
@@ -181,7 +199,7 @@ pub fn run<W: Write + Send>(
         let mut batch_txs = Vec::with_capacity(threads);
         let mut shard_handles = Vec::with_capacity(threads);
         for (i, engine) in engines.into_iter().enumerate() {
-            let (tx, rx) = bounded::<Arc<Vec<PacketSummary>>>(pipe.channel_batches.max(1));
+            let (tx, rx) = bounded::<Arc<Batch>>(pipe.channel_batches.max(1));
             batch_txs.push(tx);
             let out_tx = out_tx.clone();
             shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop)));
@@ -190,7 +208,7 @@ pub fn run<W: Write + Send>(
         let closed = &output_closed;
         let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed));
 
-        let mut reader = Reader::new(pipe, batch_txs);
+        let mut reader = Reader::new(pipe, batch_txs, admission_for(detect));
         let capture_error = reader.read_all(source, stop);
         let summary = reader.finish(source.stats());
 
@@ -221,20 +239,22 @@ pub fn run<W: Write + Send>(
 /// The reading side: frames → packet summaries → batches sent to every shard.
 struct Reader {
     decoder: Decoder,
-    batch: Vec<PacketSummary>,
+    admission: Admission,
+    batch: Batch,
     batch_size: usize,
-    txs: Vec<Sender<Arc<Vec<PacketSummary>>>>,
+    txs: Vec<Sender<Arc<Batch>>>,
     summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
 }
 
 impl Reader {
-    fn new(pipe: &PipelineConfig, txs: Vec<Sender<Arc<Vec<PacketSummary>>>>) -> Self {
+    fn new(pipe: &PipelineConfig, txs: Vec<Sender<Arc<Batch>>>, admission: Admission) -> Self {
         let batch_size = pipe.batch_size.clamp(1, 65_536);
         Reader {
             decoder: Decoder,
-            batch: Vec::with_capacity(batch_size),
+            admission,
+            batch: Batch::with_capacity(batch_size),
             batch_size,
             txs,
             summary: RunSummary::default(),
@@ -279,8 +299,9 @@ impl Reader {
         if self.pace {
             self.wait_for(p.ts);
         }
-        self.batch.push(p);
-        if self.batch.len() >= self.batch_size {
+        self.batch.tags.push(self.admission.tag(p.src, p.ts));
+        self.batch.packets.push(p);
+        if self.batch.packets.len() >= self.batch_size {
             self.flush();
         }
     }
@@ -298,12 +319,12 @@ impl Reader {
     }
 
     fn flush(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch.packets.is_empty() {
             return;
         }
         let batch = Arc::new(std::mem::replace(
             &mut self.batch,
-            Vec::with_capacity(self.batch_size),
+            Batch::with_capacity(self.batch_size),
         ));
         for tx in &self.txs {
             // A closed shard means the run is stopping; its error surfaces from the join.
@@ -323,15 +344,15 @@ impl Reader {
 fn run_shard(
     index: usize,
     mut engine: Engine,
-    rx: Receiver<Arc<Vec<PacketSummary>>>,
+    rx: Receiver<Arc<Batch>>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
 ) -> EngineStats {
     let mut events = Vec::new();
     let mut sent_watermark = 0;
     for batch in rx.iter() {
-        for p in batch.iter() {
-            engine.on_packet(p, &mut events);
+        for (p, tag) in batch.packets.iter().zip(batch.tags.iter()) {
+            engine.on_tagged_packet(p, *tag, &mut events);
         }
         let w = engine.watermark();
         if !events.is_empty() || w != sent_watermark {

@@ -42,9 +42,9 @@ pub struct TableStats {
 }
 
 /// A count-min sketch with conservative update, reset every window.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AdmissionSketch {
-    rows: Vec<Vec<u32>>,
+    rows: Vec<Vec<u16>>,
     mask: usize,
     hasher: Hasher,
     inserted: u64,
@@ -57,11 +57,11 @@ impl AdmissionSketch {
     pub fn new(width: usize, depth: usize, min_count: u32, seed: u64) -> Self {
         let width = width.max(64).next_power_of_two();
         AdmissionSketch {
-            rows: vec![vec![0; width]; depth.max(1)],
+            rows: vec![vec![0; width]; depth.clamp(1, 4)],
             mask: width - 1,
             hasher: FixedState::with_seed(seed ^ 0x5ca1_ab1e),
             inserted: 0,
-            min_count: min_count.max(1),
+            min_count: min_count.clamp(1, u32::from(u16::MAX) / 2),
         }
     }
 
@@ -74,14 +74,13 @@ impl AdmissionSketch {
     }
 
     /// Counts one packet of `key` and says whether it now deserves a place in the exact table.
+    #[inline]
     pub fn offer(&mut self, key: &Key) -> bool {
         let h = self.hasher.hash_one(key);
-        let mut est = u32::MAX;
-        let mut idx = [0usize; 8];
-        for (i, row) in self.rows.iter().enumerate().take(8) {
-            let j = (h.rotate_left(i as u32 * 16) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                as usize
-                & self.mask;
+        let mut est = u16::MAX;
+        let mut idx = [0usize; 4];
+        for (i, row) in self.rows.iter().enumerate() {
+            let j = (h >> (i * 16)) as usize & self.mask;
             idx[i] = j;
             est = est.min(row[j]);
         }
@@ -93,12 +92,69 @@ impl AdmissionSketch {
         }
         self.inserted += 1;
         let load = self.inserted / (self.mask as u64 + 1);
-        u64::from(new) >= u64::from(self.min_count).max(4 * load)
+        u64::from(new)
+            >= u64::from(self.min_count)
+                .max(4 * load)
+                .min(u64::from(u16::MAX) - 1)
     }
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.rows.len() * (self.mask + 1) * 4
+        self.rows.len() * (self.mask + 1) * 2
+    }
+}
+
+/// Admission of source keys, decided over the whole packet stream so every shard (and every thread
+/// count) makes the same decisions: one sketch per source scope, reset at each window boundary of
+/// packet time, with a fixed seed (its only effect is which keys share counters).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    src_host: AdmissionSketch,
+    src_subnet: AdmissionSketch,
+    epoch: u64,
+    window_ns: u64,
+    v4: u8,
+    v6: u8,
+}
+
+/// Tag bit: the packet's `src_host` key may enter the table.
+pub const ADMIT_SRC_HOST: u8 = 1;
+/// Tag bit: the packet's `src_subnet` key may enter the table.
+pub const ADMIT_SRC_SUBNET: u8 = 2;
+
+impl Admission {
+    /// Admission for windows of `window_ns`, subnets of `v4`/`v6` bits, admitting a key after
+    /// `min_count` packets in one window (more under heavy load).
+    pub fn new(window_ns: u64, v4: u8, v6: u8, min_count: u32) -> Self {
+        const WIDTH: usize = 1 << 14;
+        Admission {
+            src_host: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0001),
+            src_subnet: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0002),
+            epoch: 0,
+            window_ns: window_ns.max(1),
+            v4,
+            v6,
+        }
+    }
+
+    /// Counts one packet and returns its admission tag bits.
+    #[inline]
+    pub fn tag(&mut self, src: std::net::IpAddr, ts: crate::time::Timestamp) -> u8 {
+        let epoch = ts.0 / self.window_ns;
+        // A new window, or a jump far back in time (small steps back stay in the current window).
+        if epoch > self.epoch || epoch.saturating_add(2) < self.epoch {
+            self.epoch = epoch;
+            self.src_host.reset();
+            self.src_subnet.reset();
+        }
+        let mut t = 0;
+        if self.src_host.offer(&Key::host(src)) {
+            t |= ADMIT_SRC_HOST;
+        }
+        if self.src_subnet.offer(&Key::subnet(src, self.v4, self.v6)) {
+            t |= ADMIT_SRC_SUBNET;
+        }
+        t
     }
 }
 
@@ -107,33 +163,34 @@ impl AdmissionSketch {
 pub struct KeyTable<V> {
     map: HashMap<Key, V, Hasher>,
     cap: usize,
-    sketch: Option<AdmissionSketch>,
     pub stats: TableStats,
 }
 
 impl<V> KeyTable<V> {
-    /// A table of at most `cap` keys; with `sketch`, new keys must pass it first.
-    pub fn new(cap: usize, seed: u64, sketch: Option<AdmissionSketch>) -> Self {
+    /// A table of at most `cap` keys.
+    pub fn new(cap: usize, seed: u64) -> Self {
         KeyTable {
             map: HashMap::with_capacity_and_hasher(cap.min(4096), FixedState::with_seed(seed)),
             cap: cap.max(1),
-            sketch,
             stats: TableStats::default(),
         }
     }
 
-    /// The state of `key`, inserting it with `make` when it may enter.
+    /// The state of `key`, inserting it with `make` when `admit` allows and there is room.
     #[inline]
-    pub fn entry(&mut self, key: Key, make: impl FnOnce() -> V) -> (Admit, Option<&mut V>) {
+    pub fn entry(
+        &mut self,
+        key: Key,
+        admit: bool,
+        make: impl FnOnce() -> V,
+    ) -> (Admit, Option<&mut V>) {
         // Two lookups on the insert path keep the common (tracked) path to one without cloning.
         if self.map.contains_key(&key) {
             return (Admit::Tracked, self.map.get_mut(&key));
         }
-        if let Some(s) = &mut self.sketch {
-            if !s.offer(&key) {
-                self.stats.deferred += 1;
-                return (Admit::Deferred, None);
-            }
+        if !admit {
+            self.stats.deferred += 1;
+            return (Admit::Deferred, None);
         }
         if self.map.len() >= self.cap {
             self.stats.rejected += 1;
@@ -147,11 +204,9 @@ impl<V> KeyTable<V> {
         )
     }
 
-    /// Starts a new window for the admission sketch.
-    pub fn new_window(&mut self) {
-        if let Some(s) = &mut self.sketch {
-            s.reset();
-        }
+    /// The state of `key` if tracked, for changing.
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
+        self.map.get_mut(key)
     }
 
     /// Visits every key; those for which `f` returns false are evicted and counted.
@@ -207,38 +262,39 @@ mod tests {
 
     #[test]
     fn never_exceeds_capacity_and_counts_rejections() {
-        let mut t: KeyTable<u32> = KeyTable::new(100, 7, None);
+        let mut t: KeyTable<u32> = KeyTable::new(100, 7);
         for i in 0..1000 {
-            let _ = t.entry(k(i), || 0);
+            let _ = t.entry(k(i), true, || 0);
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.stats.rejected, 900);
         assert_eq!(t.stats.peak_len, 100);
-        assert_eq!(t.entry(k(5), || 0).0, Admit::Tracked);
+        assert_eq!(t.entry(k(5), false, || 0).0, Admit::Tracked);
         t.retain(|key, _| *key != k(5));
         assert_eq!(t.stats.evicted, 1);
     }
 
     #[test]
     fn sketch_keeps_one_packet_sources_out_but_admits_heavy_ones() {
-        let mut t: KeyTable<u32> =
-            KeyTable::new(10_000, 7, Some(AdmissionSketch::new(1 << 14, 4, 8, 1)));
+        let mut a = Admission::new(1_000_000_000, 24, 64, 8);
+        let ts = crate::time::Timestamp(5);
+        let ip = |i: u32| std::net::IpAddr::from(i.to_be_bytes());
         // 200 000 spoofed sources, one packet each.
-        for i in 0..200_000u32 {
-            let _ = t.entry(k(i.wrapping_mul(2_654_435_761)), || 0);
-        }
-        assert!(t.len() < 50, "spoofed keys admitted: {}", t.len());
-        // A heavy source interleaved with them gets in after a few packets.
-        let heavy = k(0xc000_0201);
-        let mut admitted_after = None;
-        for n in 0..1000 {
-            let _ = t.entry(k(n * 7919 + 1), || 0);
-            if t.entry(heavy, || 0).1.is_some() {
-                admitted_after = Some(n);
-                break;
-            }
-        }
-        let n = admitted_after.expect("heavy key never admitted");
+        let admitted = (0..200_000u32)
+            .filter(|i| a.tag(ip(i.wrapping_mul(2_654_435_761)), ts) & ADMIT_SRC_HOST != 0)
+            .count();
+        assert!(admitted < 50, "spoofed keys admitted: {admitted}");
+        // A heavy source interleaved with them gets in after a few dozen packets.
+        let heavy = ip(0xc000_0201);
+        let n = (0..1000u32)
+            .find(|n| {
+                let _ = a.tag(ip(n * 7919 + 1), ts);
+                a.tag(heavy, ts) & ADMIT_SRC_HOST != 0
+            })
+            .expect("heavy key never admitted");
         assert!(n < 200, "admitted only after {n} packets");
+        // A new window starts from zero.
+        let later = crate::time::Timestamp(2_000_000_000);
+        assert_eq!(a.tag(heavy, later) & ADMIT_SRC_HOST, 0);
     }
 }

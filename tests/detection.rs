@@ -1,0 +1,168 @@
+//! Detection quality on generated captures: slow ramps and pulse waves are caught early, carpet
+//! bombing alerts on the subnet, flash crowds and smooth growth are not called floods.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const VICTIM: &str = "198.51.100.10";
+
+fn replay(cap: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["replay", "--quiet"];
+    args.extend_from_slice(extra);
+    args.push(cap.to_str().unwrap());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    events(&out)
+}
+
+fn starts_on<'a>(ev: &'a [Value], scope: &str, key: &str) -> Vec<&'a Value> {
+    ev.iter()
+        .filter(|e| e["event"] == "start" && e["scope"] == scope && e["key"] == key)
+        .collect()
+}
+
+#[test]
+fn slow_ramp_alerts_before_half_rate() {
+    // 40 s of benign traffic, then SYNs ramping from 0 to 30 kpps over 75 s.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(
+        dir.path(),
+        "slow-ramp",
+        &[
+            "--duration",
+            "116s",
+            "--attack-start",
+            "40s",
+            "--attack-duration",
+            "75s",
+            "--attack-pps",
+            "30000",
+        ],
+    );
+    let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
+    let ev = replay(&cap, &[]);
+    let s = starts_on(&ev, "dst_host", VICTIM);
+    let s = s.first().expect("ramp never alerted");
+    assert_eq!(s["class"], "syn_flood");
+    let at_s = (rfc3339_ns(s["ts"].as_str().unwrap()) - first) as f64 / 1e9;
+    let rate_then = 30_000.0 * at_s / 75.0;
+    assert!(
+        rate_then < 15_000.0,
+        "alerted at {at_s:.1} s into the ramp, {rate_then:.0} pps"
+    );
+}
+
+#[test]
+fn pulse_wave_alerts_on_the_first_pulse_as_one_alert() {
+    // 2 s on, 8 s off at 80 kpps: the hold-down (10 s) outlasts the gaps, so the pulses share one alert.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(
+        dir.path(),
+        "pulse-wave",
+        &[
+            "--duration",
+            "50s",
+            "--attack-start",
+            "10s",
+            "--attack-duration",
+            "30s",
+            "--attack-pps",
+            "80000",
+        ],
+    );
+    let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
+    let ev = replay(&cap, &[]);
+    let s = starts_on(&ev, "dst_host", VICTIM);
+    assert_eq!(s.len(), 1, "pulses split into {} alerts", s.len());
+    let at = rfc3339_ns(s[0]["ts"].as_str().unwrap());
+    assert!(
+        at - first < 1_000_000_000,
+        "first pulse not caught within a second"
+    );
+    let end = ev
+        .iter()
+        .find(|e| e["event"] == "end" && e["id"] == s[0]["id"])
+        .unwrap();
+    assert_eq!(end["reason"], "below_threshold");
+    // With a hold-down shorter than the gaps, each pulse is its own alert.
+    let ev = replay(&cap, &["--hold-down", "3s"]);
+    assert_eq!(starts_on(&ev, "dst_host", VICTIM).len(), 3);
+}
+
+#[test]
+fn carpet_bombing_alerts_on_the_subnet_not_the_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(
+        dir.path(),
+        "carpet-bombing",
+        &["--duration", "20s", "--attack-pps", "30000"],
+    );
+    let ev = replay(&cap, &[]);
+    let s = starts_on(&ev, "dst_subnet", "198.51.100.0/24");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0]["class"], "udp_flood");
+    assert!(
+        s[0]["top_hosts"].as_array().map_or(0, Vec::len) >= 5,
+        "victims not listed"
+    );
+    // Each host gets ~120 packets/s: none alerts on its own.
+    assert!(
+        ev.iter().all(|e| e["scope"] != "dst_host"),
+        "a single host alerted"
+    );
+}
+
+#[test]
+fn flash_crowd_is_not_a_syn_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten times one server's normal session rate, then a crowd big enough to cross the SYN floor.
+    for pps in ["1000", "20000"] {
+        let cap = synth(
+            dir.path(),
+            "flash-crowd",
+            &["--duration", "30s", "--attack-pps", pps],
+        );
+        let ev = replay(&cap, &[]);
+        let syn: Vec<_> = ev
+            .iter()
+            .filter(|e| e["event"] == "start" && e["class"] == "syn_flood")
+            .collect();
+        assert!(
+            syn.is_empty(),
+            "flash crowd at {pps} pps called syn_flood: {syn:?}"
+        );
+        if pps == "20000" {
+            assert!(
+                ev.iter().any(|e| e["event"] == "start"
+                    && e["class"] == "flash_crowd"
+                    && e["key"] == VICTIM),
+                "the overload itself was not reported"
+            );
+        }
+    }
+}
+
+#[test]
+fn benign_growth_to_three_times_raises_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(
+        dir.path(),
+        "benign-growth",
+        &[
+            "--duration",
+            "150s",
+            "--attack-start",
+            "20s",
+            "--attack-duration",
+            "120s",
+        ],
+    );
+    let ev = replay(&cap, &[]);
+    assert!(ev.is_empty(), "smooth growth alerted: {:?}", ev.first());
+}
