@@ -282,6 +282,14 @@ impl fmt::Display for TextLine<'_> {
                     .unwrap_or_default()
             )?;
         }
+        if e.distinct_peers > 0 {
+            let what = if e.scope.is_destination() {
+                "sources"
+            } else {
+                "destinations"
+            };
+            write!(f, " ~{} {what}", e.distinct_peers)?;
+        }
         if !e.top_peers.is_empty() {
             let peers: Vec<String> = e
                 .top_peers

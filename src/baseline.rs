@@ -133,6 +133,210 @@ impl Baseline {
     }
 }
 
+/// The saved-baselines file: versioned JSON, written by `--save-baseline`, read by `--load-baseline`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineFile {
+    /// Always `floodwatch-baselines`.
+    pub format: String,
+    /// [`BaselineFile::VERSION`].
+    pub version: u32,
+    /// The signal each column of `mean`/`var` is, in order.
+    pub signals: Vec<String>,
+    /// Subnet prefix lengths the subnet keys were made with.
+    pub subnet_v4: u8,
+    pub subnet_v6: u8,
+    pub entries: Vec<BaselineEntry>,
+}
+
+/// One key's learned baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineEntry {
+    /// `dst_host`, `dst_subnet`, `src_host` or `src_subnet`.
+    pub scope: String,
+    /// Address or prefix.
+    pub key: String,
+    /// Windows learned.
+    pub samples: u32,
+    /// Mean rate per signal, per second.
+    pub mean: Vec<f32>,
+    /// Variance per signal.
+    pub var: Vec<f32>,
+}
+
+/// Why a baselines file could not be used. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineFileError {
+    #[error("cannot read baselines from {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write baselines to {path}: {source} (check the directory exists and is writable)"
+    )]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a floodwatch baselines file ({detail}); make one with --save-baseline")]
+    Parse { path: String, detail: String },
+    #[error("{path} is a version {found} baselines file; this floodwatch reads version {expected}: save it again with --save-baseline")]
+    Version {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{path} does not fit this run: {detail}")]
+    Incompatible { path: String, detail: String },
+}
+
+impl BaselineFile {
+    /// The format version this build reads and writes.
+    pub const VERSION: u32 = 1;
+    const FORMAT: &'static str = "floodwatch-baselines";
+
+    /// A file holding `entries`.
+    pub fn new(subnet_v4: u8, subnet_v6: u8, mut entries: Vec<BaselineEntry>) -> Self {
+        entries.sort_by(|a, b| (&a.scope, &a.key).cmp(&(&b.scope, &b.key)));
+        BaselineFile {
+            format: Self::FORMAT.to_owned(),
+            version: Self::VERSION,
+            signals: Signal::ALL[..Signal::THRESHOLDED]
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect(),
+            subnet_v4,
+            subnet_v6,
+            entries,
+        }
+    }
+
+    /// Writes the file as JSON.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), BaselineFileError> {
+        let err = |source| BaselineFileError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let f = std::fs::File::create(path).map_err(err)?;
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer(&mut w, self).map_err(|e| err(std::io::Error::other(e)))?;
+        std::io::Write::flush(&mut w).map_err(err)
+    }
+
+    /// Reads and checks a file made with the same subnet prefix lengths.
+    pub fn load(
+        path: &std::path::Path,
+        subnet_v4: u8,
+        subnet_v6: u8,
+    ) -> Result<Self, BaselineFileError> {
+        let p = path.display().to_string();
+        let text = std::fs::read(path).map_err(|source| BaselineFileError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        // Read the header leniently first so a newer version is reported as such, not as garbage.
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<String>,
+            version: Option<u32>,
+        }
+        let h: Header = serde_json::from_slice(&text).map_err(|e| BaselineFileError::Parse {
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
+        if h.format.as_deref() != Some(Self::FORMAT) {
+            return Err(BaselineFileError::Parse {
+                path: p,
+                detail: "no \"format\":\"floodwatch-baselines\"".into(),
+            });
+        }
+        let found = h.version.unwrap_or(0);
+        if found != Self::VERSION {
+            return Err(BaselineFileError::Version {
+                path: p,
+                found,
+                expected: Self::VERSION,
+            });
+        }
+        let f: BaselineFile =
+            serde_json::from_slice(&text).map_err(|e| BaselineFileError::Parse {
+                path: p.clone(),
+                detail: e.to_string(),
+            })?;
+        let expected = BaselineFile::new(subnet_v4, subnet_v6, Vec::new());
+        if f.signals != expected.signals {
+            return Err(BaselineFileError::Incompatible {
+                path: p,
+                detail: format!("its signals are {:?}", f.signals),
+            });
+        }
+        if (f.subnet_v4, f.subnet_v6) != (subnet_v4, subnet_v6) {
+            return Err(BaselineFileError::Incompatible {
+                path: p,
+                detail: format!(
+                    "it was learned with --subnet-v4 {} --subnet-v6 {}, this run uses {subnet_v4}/{subnet_v6}",
+                    f.subnet_v4, f.subnet_v6
+                ),
+            });
+        }
+        for e in &f.entries {
+            let bad = |detail: String| BaselineFileError::Parse {
+                path: p.clone(),
+                detail,
+            };
+            crate::key::Scope::from_name(&e.scope)
+                .ok_or_else(|| bad(format!("unknown scope `{}`", e.scope)))?;
+            e.key.parse::<crate::key::Key>().map_err(bad)?;
+            if e.mean.len() != Signal::THRESHOLDED || e.var.len() != Signal::THRESHOLDED {
+                return Err(bad(format!(
+                    "entry {} has {} columns, expected {}",
+                    e.key,
+                    e.mean.len(),
+                    Signal::THRESHOLDED
+                )));
+            }
+            if e.mean
+                .iter()
+                .chain(e.var.iter())
+                .any(|x| !x.is_finite() || *x < 0.0)
+            {
+                return Err(bad(format!(
+                    "entry {} has a negative or non-finite rate",
+                    e.key
+                )));
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl Baseline {
+    /// This baseline as a file entry.
+    pub fn to_entry(&self, scope: crate::key::Scope, key: crate::key::Key) -> BaselineEntry {
+        BaselineEntry {
+            scope: scope.name().to_owned(),
+            key: key.to_string(),
+            samples: self.samples,
+            mean: self.rates.iter().map(|e| e.mean).collect(),
+            var: self.rates.iter().map(|e| e.var).collect(),
+        }
+    }
+
+    /// A baseline from a checked file entry.
+    pub fn from_entry(e: &BaselineEntry) -> Baseline {
+        let mut b = Baseline {
+            samples: e.samples,
+            ..Baseline::default()
+        };
+        for (r, (m, v)) in b.rates.iter_mut().zip(e.mean.iter().zip(e.var.iter())) {
+            *r = Ewma { mean: *m, var: *v };
+        }
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +431,37 @@ mod tests {
             "{}",
             b.mean(Signal::Packets)
         );
+    }
+
+    #[test]
+    fn baselines_file_round_trips_and_rejects_what_does_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let p = BaselineParams::default();
+        let mut b = Baseline::default();
+        for _ in 0..40 {
+            b.learn(&rates(100.0), &FLOORS, &p);
+        }
+        let key: crate::key::Key = "198.51.100.10".parse().unwrap();
+        let f = BaselineFile::new(24, 64, vec![b.to_entry(crate::key::Scope::DstHost, key)]);
+        f.save(&path).unwrap();
+        let back = BaselineFile::load(&path, 24, 64).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(Baseline::from_entry(&back.entries[0]), b);
+        let e = BaselineFile::load(&path, 22, 64).unwrap_err().to_string();
+        assert!(e.contains("--subnet-v4 24"), "{e}");
+        std::fs::write(
+            &path,
+            b"{\"format\":\"floodwatch-baselines\",\"version\":9}",
+        )
+        .unwrap();
+        assert!(BaselineFile::load(&path, 24, 64)
+            .unwrap_err()
+            .to_string()
+            .contains("version 9"));
+        std::fs::write(&path, b"\x00garbage").unwrap();
+        let e = BaselineFile::load(&path, 24, 64).unwrap_err().to_string();
+        assert!(e.contains("b.json") && e.contains("--save-baseline"), "{e}");
     }
 
     #[test]

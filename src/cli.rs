@@ -55,6 +55,14 @@ pub struct ReplayArgs {
     /// Pace the replay at the speed it was captured instead of as fast as possible.
     #[arg(long)]
     pub realtime: bool,
+    /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
+    /// learning from nothing. Checked before any input is read.
+    #[arg(long, value_name = "FILE")]
+    pub load_baseline: Option<PathBuf>,
+    /// At the end, write every key's learned baseline to FILE (versioned JSON), to start warm next
+    /// time with --load-baseline.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
 }
 
 /// Detection and pipeline options shared by every mode.
@@ -94,6 +102,11 @@ pub struct DetectArgs {
     /// At most one `update` event per alert per this interval.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub update_interval: Duration,
+    /// Most keys tracked, all scopes together, split 40 % dst_host, 10 % dst_subnet, 40 % src_host,
+    /// 10 % src_subnet. Each key costs about 400 bytes; the default keeps the process under 128 MiB.
+    /// Keys over the cap are not tracked and are counted in the summary.
+    #[arg(long, value_name = "N", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(64..=100_000_000))]
+    pub max_keys: u64,
     /// Seed of the hashers of key tables [default: random]. Output never depends on it.
     #[arg(long, value_name = "N", hide_short_help = true)]
     pub seed: Option<u64>,

@@ -107,7 +107,7 @@ impl Default for DetectConfig {
             hold_down: Duration::from_secs(10),
             end_ratio: 0.8,
             update_interval: Duration::from_secs(10),
-            max_keys: [65_536, 16_384, 32_768, 16_384],
+            max_keys: DetectConfig::split_max_keys(131_072),
             idle_windows: 300,
             top_n: 10,
             hash_seed: 0,
@@ -156,6 +156,13 @@ impl DetectConfig {
             }
         }
         Ok(())
+    }
+
+    /// Splits a total key budget over the scopes: 40 % dst_host, 10 % dst_subnet, 40 % src_host,
+    /// 10 % src_subnet.
+    pub fn split_max_keys(total: u64) -> [usize; 4] {
+        let t = usize::try_from(total).unwrap_or(usize::MAX);
+        [t / 10 * 4, t / 10, t / 10 * 4, t / 10].map(|n| n.max(16))
     }
 
     /// The floors of a scope.

@@ -10,12 +10,13 @@
 //! The engine never reads a clock and never spawns a thread: the pipeline runs one engine per shard and
 //! each engine keeps only the keys whose hash falls in its shard.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, BaselineEntry};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
@@ -78,10 +79,10 @@ struct KeyState {
 }
 
 impl KeyState {
-    fn new(epoch: u64, watch_at: u64) -> Self {
+    fn new(epoch: u64, watch_at: u64, baseline: Option<Baseline>) -> Self {
         KeyState {
             window: Sliding::new(epoch),
-            baseline: Baseline::default(),
+            baseline: baseline.unwrap_or_default(),
             packets: 0,
             bytes: 0,
             phase: Phase::Idle,
@@ -171,6 +172,8 @@ pub struct Engine {
     watch_default: u64,
     /// Admission of source keys for packets that come untagged (see [`Engine::on_packet`]).
     admission: Admission,
+    /// Loaded baselines of keys not seen yet: a key takes its own when it enters its table.
+    loaded: HashMap<(Scope, Key), Baseline, FixedState>,
     /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
     /// window boundaries (nothing can cross a threshold without first becoming hot).
     hot: [Vec<Key>; 4],
@@ -206,6 +209,7 @@ impl Engine {
             seq: 0,
             watch_default,
             admission,
+            loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
             hot: Default::default(),
             stats: EngineStats::default(),
             cfg,
@@ -237,12 +241,54 @@ impl Engine {
             };
             let watch = self.watch_default;
             let table = &mut self.tables[scope.index()];
-            if let (_, Some(st)) = table.entry(key, admit, || KeyState::new(epoch, watch)) {
+            let loaded = &mut self.loaded;
+            let make = || KeyState::new(epoch, watch, loaded.remove(&(scope, key)));
+            if let (_, Some(st)) = table.entry(key, admit, make) {
                 if st.record(scope, epoch, &inc, p) {
                     self.hot[scope.index()].push(key);
                 }
             }
         }
+    }
+
+    /// Takes learned baselines (from [`BaselineFile::load`]) for the keys this shard owns; each key
+    /// starts from its own when it first shows up. At most the scope's key cap are kept per scope.
+    pub fn load_baselines(&mut self, entries: &[BaselineEntry]) -> usize {
+        let mut per_scope = [0usize; 4];
+        let mut n = 0;
+        for e in entries {
+            let (Some(scope), Ok(key)) = (Scope::from_name(&e.scope), e.key.parse::<Key>()) else {
+                continue;
+            };
+            if !self.owns(scope, &key)
+                || per_scope[scope.index()] >= self.tables[scope.index()].capacity()
+            {
+                continue;
+            }
+            per_scope[scope.index()] += 1;
+            self.loaded.insert((scope, key), Baseline::from_entry(e));
+            n += 1;
+        }
+        n
+    }
+
+    /// The learned baselines of this shard's keys, plus loaded ones whose keys never showed up, for
+    /// [`BaselineFile::save`].
+    pub fn baselines(&self) -> Vec<BaselineEntry> {
+        let mut out: Vec<BaselineEntry> = Vec::new();
+        for scope in Scope::ALL {
+            for (key, st) in self.tables[scope.index()].iter() {
+                if st.baseline.samples > 0 {
+                    out.push(st.baseline.to_entry(scope, *key));
+                }
+            }
+        }
+        out.extend(
+            self.loaded
+                .iter()
+                .map(|((scope, key), b)| b.to_entry(*scope, *key)),
+        );
+        out
     }
 
     /// Runs every evaluation due up to `now` (the live clock tick calls this during silence).
@@ -1031,6 +1077,13 @@ mod tests {
         // A small step back is clamped, not a jump.
         e.on_packet(&syn(T0 + 4, 4), &mut out);
         assert_eq!(e.stats().late_packets, 1);
+    }
+
+    #[test]
+    fn per_key_state_stays_small() {
+        // The --max-keys help promises about 400 bytes a key (state + key + map slot).
+        let per_key = std::mem::size_of::<KeyState>() + std::mem::size_of::<Key>() + 8;
+        assert!(per_key <= 400, "{per_key} bytes per key");
     }
 
     #[test]

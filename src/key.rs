@@ -38,6 +38,11 @@ impl Scope {
         }
     }
 
+    /// The scope named `name` (`dst_host`, …).
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Index in [`Scope::ALL`].
     pub fn index(self) -> usize {
         self as usize

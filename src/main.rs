@@ -13,6 +13,7 @@ use clap::Parser;
 
 use cli::{Cli, Command, DetectArgs, Format, OutputArgs, ReplayArgs, SynthArgs};
 use floodwatch::alert::{EventWriter, OutputFormat};
+use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::config::{DetectConfig, Floors};
 use floodwatch::pipeline::{self, PipelineConfig};
@@ -36,6 +37,14 @@ fn main() -> ExitCode {
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let detect = detect_config(&args.detect);
     detect.validate()?;
+    let load_baselines = match &args.load_baseline {
+        Some(path) => Some(Arc::new(BaselineFile::load(
+            path,
+            detect.subnet_v4,
+            detect.subnet_v6,
+        )?)),
+        None => None,
+    };
     let pipe = PipelineConfig {
         threads: args
             .detect
@@ -44,12 +53,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| PipelineConfig::default().threads),
         batch_size: args.detect.batch_size as usize,
         realtime: args.realtime,
+        load_baselines,
+        save_baselines: args.save_baseline.is_some(),
         ..PipelineConfig::default()
     };
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
     let mut source = MultiFileSource::new(args.files.clone());
     let outcome = pipeline::run(&mut source, &detect, &pipe, writer, &stop)?;
+    if let Some(path) = &args.save_baseline {
+        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
+    }
     let s = &outcome.summary;
     if s.output_closed {
         return Ok(ExitCode::SUCCESS);
@@ -76,6 +90,7 @@ fn detect_config(a: &DetectArgs) -> DetectConfig {
         hold_down: a.hold_down,
         update_interval: a.update_interval,
         hash_seed: a.seed.unwrap_or_else(random_seed),
+        max_keys: DetectConfig::split_max_keys(a.max_keys),
         ..DetectConfig::default()
     };
     cfg.baseline.factor = a.factor;

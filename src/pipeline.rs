@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind, EventWriter};
+use crate::baseline::{BaselineEntry, BaselineFile};
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
@@ -27,7 +28,7 @@ use crate::table::Admission;
 use crate::time::Timestamp;
 
 /// How the stages are laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
     /// Counter shards (threads).
     pub threads: usize,
@@ -37,6 +38,10 @@ pub struct PipelineConfig {
     pub channel_batches: usize,
     /// Pace the replay at capture speed.
     pub realtime: bool,
+    /// Baselines to start from (`--load-baseline`).
+    pub load_baselines: Option<Arc<BaselineFile>>,
+    /// Collect the learned baselines at the end (`--save-baseline`).
+    pub save_baselines: bool,
 }
 
 impl Default for PipelineConfig {
@@ -48,6 +53,8 @@ impl Default for PipelineConfig {
             batch_size: 256,
             channel_batches: 64,
             realtime: false,
+            load_baselines: None,
+            save_baselines: false,
         }
     }
 }
@@ -74,6 +81,8 @@ pub struct RunSummary {
     pub output_closed: bool,
     /// Ctrl-C / SIGTERM stopped the run.
     pub interrupted: bool,
+    /// Peak resident memory of the process, in bytes (Linux; None elsewhere).
+    pub peak_rss: Option<u64>,
 }
 
 impl RunSummary {
@@ -142,6 +151,8 @@ pub enum PipelineError {
 pub struct RunOutcome {
     pub summary: RunSummary,
     pub capture_error: Option<CaptureError>,
+    /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
+    pub baselines: Vec<BaselineEntry>,
 }
 
 /// Packets on their way to the shards, with each one's source-admission tag (decided once, here, so
@@ -180,7 +191,7 @@ pub fn run<W: Write + Send>(
     stop: &AtomicBool,
 ) -> Result<RunOutcome, PipelineError> {
     let threads = pipe.threads.max(1);
-    let engines = (0..threads)
+    let mut engines = (0..threads)
         .map(|i| {
             Engine::new(
                 detect.clone(),
@@ -191,6 +202,12 @@ pub fn run<W: Write + Send>(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(file) = &pipe.load_baselines {
+        for e in &mut engines {
+            e.load_baselines(&file.entries);
+        }
+    }
+    let save = pipe.save_baselines;
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
@@ -202,7 +219,7 @@ pub fn run<W: Write + Send>(
             let (tx, rx) = bounded::<Arc<Batch>>(pipe.channel_batches.max(1));
             batch_txs.push(tx);
             let out_tx = out_tx.clone();
-            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop)));
+            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, save)));
         }
         drop(out_tx);
         let closed = &output_closed;
@@ -219,12 +236,16 @@ pub fn run<W: Write + Send>(
         let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
         (summary, capture_error, sink_result, shard_stats)
     });
+    let mut baselines = Vec::new();
     for st in shard_stats {
-        summary.engine.push(st?);
+        let (stats, b) = st?;
+        summary.engine.push(stats);
+        baselines.extend(b);
     }
     let (tally, write_error) = sink_result?;
     summary.alerts = tally;
     summary.elapsed = started.elapsed();
+    summary.peak_rss = peak_rss();
     summary.output_closed = output_closed.load(Ordering::Relaxed);
     summary.interrupted = stop.load(Ordering::Relaxed) && !summary.output_closed;
     if let Some(e) = write_error {
@@ -233,6 +254,7 @@ pub fn run<W: Write + Send>(
     Ok(RunOutcome {
         summary,
         capture_error,
+        baselines,
     })
 }
 
@@ -347,7 +369,8 @@ fn run_shard(
     rx: Receiver<Arc<Batch>>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
-) -> EngineStats {
+    save: bool,
+) -> (EngineStats, Vec<BaselineEntry>) {
     let mut events = Vec::new();
     let mut sent_watermark = 0;
     for batch in rx.iter() {
@@ -381,7 +404,8 @@ fn run_shard(
         watermark: u64::MAX,
         stats: Some(stats),
     });
-    stats
+    let baselines = if save { engine.baselines() } else { Vec::new() };
+    (stats, baselines)
 }
 
 /// The sink: orders events from all shards and writes them. Returns the tally and the write error
@@ -445,6 +469,14 @@ fn release<W: Write>(
         writer.write_event(&e)?;
     }
     Ok(())
+}
+
+/// The process's peak resident set size (VmHWM in /proc/self/status), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The end-of-run summary printed on stderr.
@@ -515,6 +547,19 @@ pub fn render_summary(s: &RunSummary) -> String {
         })
         .collect();
     let _ = writeln!(o, "  peak keys: {}", keys.join(", "));
+    let (dh, ds) = (
+        tables[Scope::SrcHost.index()].deferred,
+        tables[Scope::SrcSubnet.index()].deferred,
+    );
+    if dh + ds > 0 {
+        let _ = writeln!(
+            o,
+            "  packets not tracked by source (sources too small to matter, e.g. spoofed): src_host {dh}, src_subnet {ds}"
+        );
+    }
+    if let Some(rss) = s.peak_rss {
+        let _ = writeln!(o, "  peak memory {} MiB", rss.div_ceil(1 << 20));
+    }
     if s.alerts.started.is_empty() {
         let _ = writeln!(o, "  alerts: none");
     } else {

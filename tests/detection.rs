@@ -166,3 +166,101 @@ fn benign_growth_to_three_times_raises_nothing() {
     let ev = replay(&cap, &[]);
     assert!(ev.is_empty(), "smooth growth alerted: {:?}", ev.first());
 }
+
+#[test]
+fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(
+        dir.path(),
+        "spoofed-sources",
+        &[
+            "--sources",
+            "1000000",
+            "--duration",
+            "12s",
+            "--attack-start",
+            "2s",
+            "--attack-duration",
+            "8s",
+            "--attack-pps",
+            "130000",
+            "--background-pps",
+            "500",
+            "--min-size",
+        ],
+    );
+    let out = run(&["replay", cap.to_str().unwrap()]);
+    assert!(out.status.success());
+    let ev = events(&out);
+    let s = starts_on(&ev, "dst_host", VICTIM);
+    assert_eq!(
+        s.first().map(|e| e["class"].clone()),
+        Some("syn_flood".into())
+    );
+    let distinct = s[0]["distinct_peers"].as_u64().unwrap();
+    assert!(distinct > 1000, "distinct sources {distinct}");
+    let mib = summary_count(&out, "memory").expect("no peak memory in the summary");
+    assert!(mib <= 128, "peak RSS {mib} MiB");
+    // The spoofed sources were held back, and counted.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not tracked"), "{err}");
+}
+
+#[test]
+fn saved_baselines_start_warm_and_never_delay_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let benign = synth(dir.path(), "benign", &["--duration", "60s"]);
+    let saved = dir.path().join("baselines.json");
+    let out = run(&[
+        "replay",
+        "--quiet",
+        "--save-baseline",
+        saved.to_str().unwrap(),
+        benign.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(file["version"], 1);
+    assert!(file["entries"].as_array().unwrap().len() > 100);
+    let flood = synth(dir.path(), "syn-flood", &["--duration", "20s"]);
+    let cold = replay(&flood, &[]);
+    let warm = replay(&flood, &["--load-baseline", saved.to_str().unwrap()]);
+    let t = |ev: &[Value]| {
+        starts_on(ev, "dst_host", VICTIM)
+            .first()
+            .map(|e| rfc3339_ns(e["ts"].as_str().unwrap()))
+            .expect("no alert")
+    };
+    assert!(
+        t(&warm) <= t(&cold),
+        "the loaded baseline delayed the alert"
+    );
+    // The warm run knows the victim's normal rate from the first packet.
+    let b = starts_on(&warm, "dst_host", VICTIM)[0]["baseline_pps"]
+        .as_f64()
+        .unwrap();
+    assert!(b > 0.0);
+    // A corrupt file is a clear error before anything is read.
+    std::fs::write(
+        &saved,
+        b"{\"format\":\"floodwatch-baselines\",\"version\":1,\"entries\":[",
+    )
+    .unwrap();
+    let out = run(&[
+        "replay",
+        "--load-baseline",
+        saved.to_str().unwrap(),
+        flood.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("baselines.json") && err.contains("--save-baseline"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
