@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use floodwatch::config::parse_duration;
 
 /// Network flood (DoS/DDoS) detector: replays captures or watches traffic, learns what is normal for
 /// every host and subnet, and writes an alert as one JSON line the moment a flood starts.
@@ -41,6 +42,16 @@ Time is packet time: the same capture gives the same alerts at any speed and thr
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     Synth(SynthArgs),
+    /// Print the commented default config file (TOML) to use with --config.
+    #[command(after_help = "Example:\n  floodwatch config --default > floodwatch.toml")]
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print the default configuration, every setting commented with its meaning and default.
+    #[arg(long, required = true)]
+    pub default: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,51 +76,76 @@ pub struct ReplayArgs {
     pub save_baseline: Option<PathBuf>,
 }
 
-/// Detection and pipeline options shared by every mode.
+/// Detection and pipeline options shared by every mode. Options the config file can also set have no
+/// default here: command line > config file > built-in default (shown in brackets).
 #[derive(Debug, Args)]
 pub struct DetectArgs {
+    /// TOML config file: detection settings, per-signal floors, per-prefix overrides, networks to
+    /// ignore or to treat as ours. `floodwatch config --default` prints a commented one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Counter threads (shards) [default: available cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
     /// Packets per batch passed between threads.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536), hide_short_help = true)]
     pub batch_size: u32,
-    /// Sliding-window length rates are measured over (e.g. 1s, 500ms).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub window: Duration,
-    /// How often, in packet time, every key is evaluated; must divide --window.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
-    pub tick: Duration,
-    /// Prefix length of IPv4 subnet keys (dst_subnet, src_subnet).
-    #[arg(long, value_name = "BITS", default_value_t = 24, value_parser = clap::value_parser!(u8).range(0..=32))]
-    pub subnet_v4: u8,
-    /// Prefix length of IPv6 subnet keys.
-    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
-    pub subnet_v6: u8,
-    /// Base floor in packets/s: no key alerts below it, whatever its baseline. SYN, ICMP, fragment and
-    /// reflection floors are this; UDP 5×; other TCP 30×; all packets 50×; bytes 1 Gbit/s per 1000.
-    #[arg(long, value_name = "PPS", default_value_t = 1000.0)]
-    pub min_pps: f64,
-    /// Learned threshold = max(FACTOR × baseline mean, mean + 5σ) once a key has 30 windows of history.
-    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
-    pub factor: f64,
-    /// Consecutive evaluations over threshold before an alert starts.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub trigger: u32,
-    /// How long a key must stay below its threshold before its alert ends.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub hold_down: Duration,
-    /// At most one `update` event per alert per this interval.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub update_interval: Duration,
+    /// Sliding-window length rates are measured over (e.g. 1s, 500ms) [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+    /// How often, in packet time, keys are evaluated; must divide --window [default: 100ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub tick: Option<Duration>,
+    /// Prefix length of IPv4 subnet keys (dst_subnet, src_subnet) [default: 24].
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub subnet_v4: Option<u8>,
+    /// Prefix length of IPv6 subnet keys [default: 64].
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub subnet_v6: Option<u8>,
+    /// Base floor in packets/s: no key alerts below it, whatever its baseline. SYN, SYN-ACK, ICMP,
+    /// fragment and reflection floors are this; UDP 5×; other TCP 30×; all packets 50×; bytes
+    /// 1 Gbit/s per 1000 [default: 1000].
+    #[arg(long, value_name = "PPS")]
+    pub min_pps: Option<f64>,
+    /// Learned threshold = max(FACTOR × baseline mean, mean + 5σ) once a key has 30 windows of
+    /// history [default: 3].
+    #[arg(long, value_name = "FACTOR")]
+    pub factor: Option<f64>,
+    /// Consecutive evaluations over threshold before an alert starts [default: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub trigger: Option<u32>,
+    /// How long a key must stay below its threshold before its alert ends [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub hold_down: Option<Duration>,
+    /// At most one `update` event per alert per this interval [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub update_interval: Option<Duration>,
     /// Most keys tracked, all scopes together, split 40 % dst_host, 10 % dst_subnet, 40 % src_host,
     /// 10 % src_subnet. Each key costs about 400 bytes; the default keeps the process under 128 MiB.
-    /// Keys over the cap are not tracked and are counted in the summary.
-    #[arg(long, value_name = "N", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(64..=100_000_000))]
-    pub max_keys: u64,
+    /// Keys over the cap are not tracked and are counted in the summary [default: 131072].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(64..=100_000_000))]
+    pub max_keys: Option<u64>,
     /// Seed of the hashers of key tables [default: random]. Output never depends on it.
     #[arg(long, value_name = "N", hide_short_help = true)]
     pub seed: Option<u64>,
+}
+
+impl DetectArgs {
+    /// The settings given on the command line.
+    pub fn overrides(&self) -> floodwatch::config::Overrides {
+        floodwatch::config::Overrides {
+            window: self.window,
+            tick: self.tick,
+            subnet_v4: self.subnet_v4,
+            subnet_v6: self.subnet_v6,
+            min_pps: self.min_pps,
+            factor: self.factor,
+            trigger: self.trigger,
+            hold_down: self.hold_down,
+            update_interval: self.update_interval,
+            max_keys: self.max_keys,
+        }
+    }
 }
 
 /// Where and how alerts are written.
@@ -174,30 +210,6 @@ pub struct SynthArgs {
     /// Minimum-size frames (60 bytes, no payload): benchmark captures.
     #[arg(long)]
     pub min_size: bool,
-}
-
-/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 1s, 2m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

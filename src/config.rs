@@ -1,10 +1,14 @@
-//! Resolved detection settings: what the engine runs on, after the command line (and later a config
-//! file) have been merged over the defaults and validated.
+//! Resolved detection settings: what the engine runs on, after the command line and the TOML config
+//! file have been merged over the defaults (command line > file > defaults) and validated.
 
 use std::time::Duration;
 
+use std::path::Path;
+
+use serde::Deserialize;
+
 use crate::baseline::BaselineParams;
-use crate::key::Scope;
+use crate::key::{Key, Scope};
 use crate::window::Signal;
 
 /// Absolute floors: a key never alerts below these rates, whatever its baseline.
@@ -63,6 +67,16 @@ impl Default for Floors {
     }
 }
 
+/// Settings for the keys inside one prefix (`[[prefix]]` in the config file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub prefix: Key,
+    /// Floors per scope, as [`DetectConfig::floors`].
+    pub floors: [Floors; 4],
+    /// Learned-threshold factor, as [`BaselineParams::factor`].
+    pub factor: f64,
+}
+
 /// Everything the detection engine needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectConfig {
@@ -92,6 +106,13 @@ pub struct DetectConfig {
     pub top_n: usize,
     /// Seed of the hashers of every map keyed by packet fields.
     pub hash_seed: u64,
+    /// Per-prefix settings, most specific first; a key takes the first whose prefix contains it.
+    pub profiles: Vec<Profile>,
+    /// Traffic from or to these prefixes is not counted at all.
+    pub ignore: Vec<Key>,
+    /// When not empty, "our" networks: only packets from or to them count, only our addresses are
+    /// watched as victims (`dst_*`), and sources are watched for what they send (either way).
+    pub ours: Vec<Key>,
 }
 
 impl Default for DetectConfig {
@@ -111,6 +132,9 @@ impl Default for DetectConfig {
             idle_windows: 300,
             top_n: 10,
             hash_seed: 0,
+            profiles: Vec::new(),
+            ignore: Vec::new(),
+            ours: Vec::new(),
         }
     }
 }
@@ -170,6 +194,37 @@ impl DetectConfig {
         &self.floors[scope.index()]
     }
 
+    /// The profile index (1-based; 0 = the defaults) of the first `[[prefix]]` containing `key`.
+    pub fn profile_of(&self, key: Key) -> u16 {
+        self.profiles
+            .iter()
+            .position(|p| p.prefix.prefix() <= key.prefix() && p.prefix.contains(key.addr()))
+            .map_or(0, |i| (i + 1).min(usize::from(u16::MAX)) as u16)
+    }
+
+    /// Floors and factor of a scope under a profile from [`DetectConfig::profile_of`].
+    pub fn settings_for(&self, scope: Scope, profile: u16) -> (&Floors, f64) {
+        match usize::from(profile)
+            .checked_sub(1)
+            .and_then(|i| self.profiles.get(i))
+        {
+            Some(p) => (&p.floors[scope.index()], p.factor),
+            None => (&self.floors[scope.index()], self.baseline.factor),
+        }
+    }
+
+    /// True when packets with this address are not counted (`ignore`).
+    #[inline]
+    pub fn ignored(&self, ip: std::net::IpAddr) -> bool {
+        self.ignore.iter().any(|k| k.contains(ip))
+    }
+
+    /// True when `ip` is in `ours` (always true when `ours` is empty).
+    #[inline]
+    pub fn is_ours(&self, ip: std::net::IpAddr) -> bool {
+        self.ours.is_empty() || self.ours.iter().any(|k| k.contains(ip))
+    }
+
     /// Window length in nanoseconds.
     pub fn window_ns(&self) -> u64 {
         self.window.as_nanos().min(u128::from(u64::MAX)) as u64
@@ -178,6 +233,252 @@ impl DetectConfig {
     /// Tick length in nanoseconds.
     pub fn tick_ns(&self) -> u64 {
         self.tick.as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 1s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Settings that both the command line and the config file can give; `None` = not given.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub window: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub tick: Option<Duration>,
+    pub subnet_v4: Option<u8>,
+    pub subnet_v6: Option<u8>,
+    pub min_pps: Option<f64>,
+    pub factor: Option<f64>,
+    pub trigger: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub hold_down: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub update_interval: Option<Duration>,
+    pub max_keys: Option<u64>,
+}
+
+/// Reads a duration written as a string (`"500ms"`, `"1s"`).
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+impl Overrides {
+    /// `self` where set, else `below`.
+    pub fn over(self, below: Overrides) -> Overrides {
+        Overrides {
+            window: self.window.or(below.window),
+            tick: self.tick.or(below.tick),
+            subnet_v4: self.subnet_v4.or(below.subnet_v4),
+            subnet_v6: self.subnet_v6.or(below.subnet_v6),
+            min_pps: self.min_pps.or(below.min_pps),
+            factor: self.factor.or(below.factor),
+            trigger: self.trigger.or(below.trigger),
+            hold_down: self.hold_down.or(below.hold_down),
+            update_interval: self.update_interval.or(below.update_interval),
+            max_keys: self.max_keys.or(below.max_keys),
+        }
+    }
+}
+
+/// Floors per signal in a config file (`[floors]`, or `floors` of a `[[prefix]]`), packets/s (bytes
+/// per second for `bytes`); each replaces the one derived from `min_pps`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorOverrides {
+    pub packets: Option<f64>,
+    pub bytes: Option<f64>,
+    pub syn: Option<f64>,
+    pub tcp_other: Option<f64>,
+    pub udp: Option<f64>,
+    pub icmp: Option<f64>,
+    pub fragment: Option<f64>,
+    pub reflection: Option<f64>,
+    pub syn_ack: Option<f64>,
+}
+
+impl FloorOverrides {
+    fn apply(&self, floors: &mut [Floors; 4]) {
+        let set = [
+            (Signal::Packets, self.packets),
+            (Signal::Bytes, self.bytes),
+            (Signal::Syn, self.syn),
+            (Signal::TcpOther, self.tcp_other),
+            (Signal::Udp, self.udp),
+            (Signal::Icmp, self.icmp),
+            (Signal::Fragment, self.fragment),
+            (Signal::Reflection, self.reflection),
+            (Signal::SynAck, self.syn_ack),
+        ];
+        for f in floors.iter_mut() {
+            for (s, v) in set {
+                if let (Some(v), Some(slot)) = (v, f.per_signal.get_mut(s.index())) {
+                    *slot = v;
+                }
+            }
+        }
+    }
+}
+
+/// One `[[prefix]]` table.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixConfig {
+    pub prefix: String,
+    pub min_pps: Option<f64>,
+    pub factor: Option<f64>,
+    #[serde(default)]
+    pub floors: FloorOverrides,
+}
+
+/// `[networks]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksConfig {
+    #[serde(default)]
+    pub ours: Vec<String>,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// The TOML config file. Unknown keys are rejected, by name.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub detection: Overrides,
+    #[serde(default)]
+    pub floors: FloorOverrides,
+    #[serde(default)]
+    pub networks: NetworksConfig,
+    #[serde(default)]
+    pub prefix: Vec<PrefixConfig>,
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigFileError::Invalid {
+            path: p,
+            detail: e.to_string().trim().to_owned(),
+        })
+    }
+}
+
+/// The commented default config, as `floodwatch config --default` prints it.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+
+impl DetectConfig {
+    /// Resolves the command line (`cli`) over the config file over the defaults, and validates.
+    pub fn resolve(cli: Overrides, file: Option<&FileConfig>) -> Result<DetectConfig, String> {
+        let empty = FileConfig::default();
+        let file = file.unwrap_or(&empty);
+        let o = cli.over(file.detection.clone());
+        let d = DetectConfig::default();
+        let min_pps = o.min_pps.unwrap_or(1000.0);
+        let mut floors = Floors::all_scopes(min_pps);
+        file.floors.apply(&mut floors);
+        let mut cfg = DetectConfig {
+            window: o.window.unwrap_or(d.window),
+            tick: o.tick.unwrap_or(d.tick),
+            subnet_v4: o.subnet_v4.unwrap_or(d.subnet_v4),
+            subnet_v6: o.subnet_v6.unwrap_or(d.subnet_v6),
+            floors,
+            trigger_evals: o.trigger.unwrap_or(d.trigger_evals).max(1),
+            hold_down: o.hold_down.unwrap_or(d.hold_down),
+            update_interval: o.update_interval.unwrap_or(d.update_interval),
+            max_keys: o.max_keys.map_or(d.max_keys, DetectConfig::split_max_keys),
+            ..d
+        };
+        cfg.baseline.factor = o.factor.unwrap_or(cfg.baseline.factor);
+        let parse = |s: &str, what: &str| s.parse::<Key>().map_err(|e| format!("{what}: {e}"));
+        cfg.ours = file
+            .networks
+            .ours
+            .iter()
+            .map(|s| parse(s, "networks.ours"))
+            .collect::<Result<_, _>>()?;
+        cfg.ignore = file
+            .networks
+            .ignore
+            .iter()
+            .map(|s| parse(s, "networks.ignore"))
+            .collect::<Result<_, _>>()?;
+        for p in &file.prefix {
+            let mut floors = Floors::all_scopes(p.min_pps.unwrap_or(min_pps));
+            file.floors.apply(&mut floors);
+            p.floors.apply(&mut floors);
+            cfg.profiles.push(Profile {
+                prefix: parse(&p.prefix, "prefix")?,
+                floors,
+                factor: p.factor.unwrap_or(cfg.baseline.factor),
+            });
+        }
+        // Most specific first, so the first match is the longest.
+        cfg.profiles
+            .sort_by_key(|p| std::cmp::Reverse(p.prefix.prefix()));
+        if !(cfg.baseline.factor.is_finite() && cfg.baseline.factor >= 1.0)
+            || cfg
+                .profiles
+                .iter()
+                .any(|p| !(p.factor.is_finite() && p.factor >= 1.0))
+        {
+            return Err("factor must be a number ≥ 1".into());
+        }
+        for p in &cfg.profiles {
+            for f in &p.floors {
+                if f.per_signal.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                    return Err(format!(
+                        "prefix {}: floors and min_pps must be positive",
+                        p.prefix
+                    ));
+                }
+            }
+        }
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
     }
 }
 
@@ -207,6 +508,57 @@ mod tests {
             ..DetectConfig::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn default_config_parses_and_resolves_to_the_defaults() {
+        let f: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let c = DetectConfig::resolve(Overrides::default(), Some(&f)).unwrap();
+        assert_eq!(c, DetectConfig::default());
+    }
+
+    #[test]
+    fn command_line_beats_file_beats_defaults() {
+        let f: FileConfig = toml::from_str(
+            "[detection]\nwindow = \"2s\"\nmin_pps = 500\n[floors]\nsyn = 300\n\
+             [networks]\nours = [\"198.51.100.0/24\"]\nignore = [\"10.0.0.0/8\"]\n\
+             [[prefix]]\nprefix = \"198.51.100.53/32\"\nmin_pps = 5000\nfactor = 5\n\
+             [[prefix]]\nprefix = \"198.51.100.0/24\"\nfloors = { udp = 9000 }\n",
+        )
+        .unwrap();
+        let cli = Overrides {
+            min_pps: Some(2000.0),
+            ..Overrides::default()
+        };
+        let c = DetectConfig::resolve(cli, Some(&f)).unwrap();
+        assert_eq!(c.window, Duration::from_secs(2));
+        assert_eq!(c.floors_of(Scope::DstHost).get(Signal::Udp), 10_000.0);
+        assert_eq!(c.floors_of(Scope::DstHost).get(Signal::Syn), 300.0);
+        let dns: Key = "198.51.100.53".parse().unwrap();
+        let web: Key = "198.51.100.80".parse().unwrap();
+        let (fl, factor) = c.settings_for(Scope::DstHost, c.profile_of(dns));
+        assert_eq!((fl.get(Signal::Icmp), factor), (5000.0, 5.0));
+        let (fl, _) = c.settings_for(Scope::DstHost, c.profile_of(web));
+        assert_eq!(fl.get(Signal::Udp), 9000.0);
+        assert!(c.ignored("10.1.2.3".parse().unwrap()));
+        assert!(c.is_ours("198.51.100.7".parse().unwrap()));
+        assert!(!c.is_ours("192.0.2.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let e = toml::from_str::<FileConfig>("[detection]\nwindw = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("windw"), "{e}");
+        let e = toml::from_str::<FileConfig>("[[prefix]]\nprefix = \"x\"\nfloor = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("floor"), "{e}");
+        let f: FileConfig = toml::from_str("[[prefix]]\nprefix = \"not-an-ip\"\n").unwrap();
+        assert!(DetectConfig::resolve(Overrides::default(), Some(&f))
+            .unwrap_err()
+            .contains("not-an-ip"));
     }
 
     #[test]

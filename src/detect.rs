@@ -16,7 +16,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::FixedState;
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
-use crate::baseline::{Baseline, BaselineEntry};
+use crate::baseline::{Baseline, BaselineEntry, BaselineParams};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
@@ -76,11 +76,14 @@ struct KeyState {
     /// Majority vote over amplifier source ports: (candidate, weight).
     amp_vote: (u16, u32),
     idle_windows: u64,
+    /// Which `[[prefix]]` settings apply (0: the defaults).
+    profile: u16,
 }
 
 impl KeyState {
-    fn new(epoch: u64, watch_at: u64, baseline: Option<Baseline>) -> Self {
+    fn new(epoch: u64, watch_at: u64, baseline: Option<Baseline>, profile: u16) -> Self {
         KeyState {
+            profile,
             window: Sliding::new(epoch),
             baseline: baseline.unwrap_or_default(),
             packets: 0,
@@ -143,6 +146,8 @@ pub struct EngineStats {
     pub time_jumps: u64,
     /// Evaluations run.
     pub evaluations: u64,
+    /// Packets left out by `ignore` / `ours` networks.
+    pub ignored_packets: u64,
     /// Per scope: the table counters.
     pub tables: [TableStats; 4],
     /// Per scope: keys held now.
@@ -228,8 +233,20 @@ impl Engine {
         self.stats.packets += 1;
         let ts = self.accept_time(p.ts, out);
         let epoch = ts.0 / self.window_ns;
+        if !self.cfg.ignore.is_empty() && (self.cfg.ignored(p.src) || self.cfg.ignored(p.dst)) {
+            self.stats.ignored_packets += 1;
+            return;
+        }
+        let dst_ours = self.cfg.is_ours(p.dst);
+        if !dst_ours && !self.cfg.is_ours(p.src) {
+            self.stats.ignored_packets += 1;
+            return;
+        }
         let inc = Counts::of_packet(p);
         for scope in Scope::ALL {
+            if scope.is_destination() && !dst_ours {
+                continue;
+            }
             let key = self.key_of(scope, p);
             if !self.owns(scope, &key) {
                 continue;
@@ -242,7 +259,15 @@ impl Engine {
             let watch = self.watch_default;
             let table = &mut self.tables[scope.index()];
             let loaded = &mut self.loaded;
-            let make = || KeyState::new(epoch, watch, loaded.remove(&(scope, key)));
+            let cfg = &self.cfg;
+            let make = || {
+                let profile = if cfg.profiles.is_empty() {
+                    0
+                } else {
+                    cfg.profile_of(key)
+                };
+                KeyState::new(epoch, watch, loaded.remove(&(scope, key)), profile)
+            };
             if let (_, Some(st)) = table.entry(key, admit, make) {
                 if st.record(scope, epoch, &inc, p) {
                     self.hot[scope.index()].push(key);
@@ -640,7 +665,7 @@ impl EvalCtx<'_> {
             for (r, n) in rates.iter_mut().zip(done.n.iter()) {
                 *r = *n as f64 / self.window_s;
             }
-            let floors = &self.cfg.floors_of(scope).per_signal;
+            let floors = &self.cfg.settings_for(scope, st.profile).0.per_signal;
             st.baseline.learn(&rates, floors, &self.cfg.baseline);
             st.baseline
                 .learn_silence(rolled.empty_windows, &self.cfg.baseline);
@@ -653,13 +678,15 @@ impl EvalCtx<'_> {
         for (r, e) in rates.iter_mut().zip(est.iter()) {
             *r = e / self.window_s;
         }
-        let floors = self.cfg.floors_of(scope);
+        let (floors, factor) = self.cfg.settings_for(scope, st.profile);
+        let params = BaselineParams {
+            factor,
+            ..self.cfg.baseline
+        };
         let mut thresholds = [0.0; Signal::THRESHOLDED];
         for (i, t) in thresholds.iter_mut().enumerate() {
             let s = Signal::ALL[i];
-            *t = floors
-                .get(s)
-                .max(st.baseline.threshold(s, &self.cfg.baseline));
+            *t = floors.get(s).max(st.baseline.threshold(s, &params));
         }
         Reading {
             est,

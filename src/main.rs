@@ -15,7 +15,7 @@ use cli::{Cli, Command, DetectArgs, Format, OutputArgs, ReplayArgs, SynthArgs};
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
-use floodwatch::config::{DetectConfig, Floors};
+use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::pipeline::{self, PipelineConfig};
 use floodwatch::synth;
 
@@ -24,6 +24,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay(args),
         Command::Synth(args) => synth_capture(args),
+        Command::Config(_) => {
+            print!("{}", floodwatch::config::DEFAULT_CONFIG);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -35,8 +39,7 @@ fn main() -> ExitCode {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let detect = detect_config(&args.detect);
-    detect.validate()?;
+    let detect = detect_config(&args.detect)?;
     let load_baselines = match &args.load_baseline {
         Some(path) => Some(Arc::new(BaselineFile::load(
             path,
@@ -78,23 +81,16 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves the detection options over the defaults.
-fn detect_config(a: &DetectArgs) -> DetectConfig {
-    let mut cfg = DetectConfig {
-        window: a.window,
-        tick: a.tick,
-        subnet_v4: a.subnet_v4,
-        subnet_v6: a.subnet_v6,
-        floors: Floors::all_scopes(a.min_pps),
-        trigger_evals: a.trigger,
-        hold_down: a.hold_down,
-        update_interval: a.update_interval,
-        hash_seed: a.seed.unwrap_or_else(random_seed),
-        max_keys: DetectConfig::split_max_keys(a.max_keys),
-        ..DetectConfig::default()
-    };
-    cfg.baseline.factor = a.factor;
-    cfg
+/// Resolves the detection options: command line over the config file over the defaults.
+fn detect_config(a: &DetectArgs) -> Result<DetectConfig> {
+    let file = a.config.as_deref().map(FileConfig::load).transpose()?;
+    let mut cfg =
+        DetectConfig::resolve(a.overrides(), file.as_ref()).map_err(|e| match &a.config {
+            Some(p) => anyhow::anyhow!("{e} (from the command line or {})", p.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+    cfg.hash_seed = a.seed.unwrap_or_else(random_seed);
+    Ok(cfg)
 }
 
 /// A seed that differs per run, so attackers cannot aim at fixed hash buckets.

@@ -264,3 +264,52 @@ fn saved_baselines_start_warm_and_never_delay_an_alert() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn config_file_overrides_apply_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let flood = synth(
+        dir.path(),
+        "syn-flood",
+        &["--duration", "14s", "--attack-pps", "5000"],
+    );
+    let cfg = dir.path().join("fw.toml");
+    // The default config, as printed, works as is.
+    let out = run(&["config", "--default"]);
+    std::fs::write(&cfg, &out.stdout).unwrap();
+    assert_eq!(
+        replay(&flood, &["--config", cfg.to_str().unwrap()]),
+        replay(&flood, &[])
+    );
+    // A per-prefix floor above the flood's rate silences the victim, not the rest of its subnet.
+    std::fs::write(
+        &cfg,
+        "[[prefix]]\nprefix = \"198.51.100.10/32\"\nmin_pps = 20000\n",
+    )
+    .unwrap();
+    let ev = replay(&flood, &["--config", cfg.to_str().unwrap()]);
+    assert!(starts_on(&ev, "dst_host", VICTIM).is_empty());
+    assert_eq!(starts_on(&ev, "dst_subnet", "198.51.100.0/24").len(), 1);
+    // Ignored networks are not counted at all.
+    std::fs::write(&cfg, "[networks]\nignore = [\"198.51.100.0/24\"]\n").unwrap();
+    assert!(replay(&flood, &["--config", cfg.to_str().unwrap()]).is_empty());
+    // The command line beats the file.
+    std::fs::write(&cfg, "[detection]\nmin_pps = 100000\n").unwrap();
+    assert!(replay(&flood, &["--config", cfg.to_str().unwrap()]).is_empty());
+    assert!(!replay(
+        &flood,
+        &["--config", cfg.to_str().unwrap(), "--min-pps", "1000"]
+    )
+    .is_empty());
+    // Unknown keys are rejected by name.
+    std::fs::write(&cfg, "[detection]\nmin_ppss = 5\n").unwrap();
+    let out = run(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        flood.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("min_ppss") && err.contains("fw.toml"), "{err}");
+}
