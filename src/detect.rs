@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
@@ -21,9 +22,19 @@ use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
+use crate::population::{Population, PopulationExchange};
 use crate::table::{Admission, KeyTable, TableStats, ADMIT_SRC_HOST, ADMIT_SRC_SUBNET};
 use crate::time::Timestamp;
 use crate::window::{Counts, Signal, Sliding, COUNTERS};
+
+impl Drop for Engine {
+    /// A shard that stops early (even by a panic) must not leave the others waiting for it.
+    fn drop(&mut self) {
+        if let Some(ex) = self.exchange.take() {
+            ex.leave();
+        }
+    }
+}
 
 /// Which part of the key space an engine owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +193,14 @@ pub struct Engine {
     /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
     /// window boundaries (nothing can cross a threshold without first becoming hot).
     hot: [Vec<Key>; 4],
+    /// Window boundaries crossed (the same count in every shard).
+    boundaries: u64,
+    /// The population cold keys are held to (every shard's, from the previous boundary).
+    population: Population,
+    /// The population being recorded at this boundary.
+    building: Population,
+    /// Where shards swap populations; None when this engine owns every key.
+    exchange: Option<Arc<PopulationExchange>>,
     stats: EngineStats,
 }
 
@@ -216,6 +235,10 @@ impl Engine {
             admission,
             loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
             hot: Default::default(),
+            boundaries: 0,
+            population: Population::new(),
+            building: Population::new(),
+            exchange: None,
             stats: EngineStats::default(),
             cfg,
         })
@@ -327,6 +350,9 @@ impl Engine {
     /// even without its confirming evaluations, since none will follow), then every active alert ends
     /// with `reason`.
     pub fn finish(&mut self, reason: EndReason, out: &mut Vec<AlertEvent>) {
+        if let Some(ex) = self.exchange.take() {
+            ex.leave();
+        }
         let Some(now) = self.clock else { return };
         self.evaluate(now.0, true, out);
         self.seq += 1;
@@ -342,6 +368,11 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// Shares scope populations with the other shards (the pipeline gives every shard the same one).
+    pub fn set_population_exchange(&mut self, exchange: Arc<PopulationExchange>) {
+        self.exchange = Some(exchange);
     }
 
     /// The sequence number of the last evaluation: every event with `seq` ≤ this has been emitted.
@@ -460,8 +491,14 @@ impl Engine {
         self.stats.evaluations += 1;
         let epoch = now / self.window_ns;
         let frac = (now % self.window_ns) as f64 / self.window_ns as f64;
-        let full = last || epoch > self.last_epoch;
+        let boundary = epoch > self.last_epoch;
+        let full = last || boundary;
         self.last_epoch = self.last_epoch.max(epoch);
+        if boundary {
+            self.boundaries += 1;
+            self.take_population();
+        }
+        let mut building = std::mem::take(&mut self.building);
         let ctx = EvalCtx {
             cfg: &self.cfg,
             now: Timestamp(now),
@@ -470,6 +507,7 @@ impl Engine {
             window_s: self.window_s,
             seq: self.seq,
             last,
+            population: &self.population,
         };
         for scope in Scope::ALL {
             let table = &mut self.tables[scope.index()];
@@ -477,7 +515,7 @@ impl Engine {
             if full {
                 hot.clear();
                 table.retain(|key, st| {
-                    let keep = ctx.eval_key(scope, *key, st, out);
+                    let keep = ctx.eval_key(scope, *key, st, out, &mut building);
                     if keep && st.is_hot() {
                         hot.push(*key);
                     }
@@ -486,13 +524,30 @@ impl Engine {
             } else {
                 hot.retain(|key| match table.get_mut(key) {
                     Some(st) => {
-                        ctx.eval_key(scope, *key, st, out);
+                        ctx.eval_key(scope, *key, st, out, &mut building);
                         st.is_hot()
                     }
                     None => false,
                 });
             }
         }
+        self.building = building;
+        if boundary {
+            if let Some(ex) = &self.exchange {
+                ex.publish(self.boundaries, &self.building);
+            }
+        }
+    }
+
+    /// At a window boundary: the population cold keys are held to becomes what every shard recorded
+    /// at the previous boundary; recording starts afresh.
+    fn take_population(&mut self) {
+        match &self.exchange {
+            Some(ex) if self.boundaries >= 2 => self.population = ex.wait(self.boundaries - 1),
+            Some(_) => {}
+            None => std::mem::swap(&mut self.population, &mut self.building),
+        }
+        self.building.clear();
     }
 
     fn key_of(&self, scope: Scope, p: &PacketSummary) -> Key {
@@ -544,6 +599,7 @@ struct EvalCtx<'a> {
     window_s: f64,
     seq: u64,
     last: bool,
+    population: &'a Population,
 }
 
 /// Rates and thresholds of one key at one evaluation.
@@ -575,8 +631,9 @@ impl EvalCtx<'_> {
         key: Key,
         st: &mut KeyState,
         out: &mut Vec<AlertEvent>,
+        building: &mut Population,
     ) -> bool {
-        self.roll(scope, st);
+        self.roll(scope, st, building);
         let r = self.read(scope, st);
         let (signal, ratio) = r.worst();
         st.watch_at = {
@@ -652,7 +709,7 @@ impl EvalCtx<'_> {
 
     /// Rolls the key's window to this evaluation's epoch, feeding completed windows to the baseline
     /// while the key is quiet.
-    fn roll(&self, scope: Scope, st: &mut KeyState) {
+    fn roll(&self, scope: Scope, st: &mut KeyState, building: &mut Population) {
         let rolled = st.window.roll(self.epoch);
         let Some(done) = rolled.completed else { return };
         if done.n[0] == 0 {
@@ -664,6 +721,11 @@ impl EvalCtx<'_> {
             let mut rates = [0.0; COUNTERS];
             for (r, n) in rates.iter_mut().zip(done.n.iter()) {
                 *r = *n as f64 / self.window_s;
+            }
+            if rolled.empty_windows == 0 {
+                for s in &Signal::ALL[..Signal::THRESHOLDED] {
+                    building.record(scope, *s, rates[s.index()]);
+                }
             }
             let floors = &self.cfg.settings_for(scope, st.profile).0.per_signal;
             st.baseline.learn(&rates, floors, &self.cfg.baseline);
@@ -686,7 +748,12 @@ impl EvalCtx<'_> {
         let mut thresholds = [0.0; Signal::THRESHOLDED];
         for (i, t) in thresholds.iter_mut().enumerate() {
             let s = Signal::ALL[i];
-            *t = floors.get(s).max(st.baseline.threshold(s, &params));
+            let learned = if st.baseline.is_warm(&params) {
+                st.baseline.threshold(s, &params)
+            } else {
+                self.population.quantile(scope, s)
+            };
+            *t = floors.get(s).max(learned);
         }
         Reading {
             est,
@@ -1104,6 +1171,65 @@ mod tests {
         // A small step back is clamped, not a jump.
         e.on_packet(&syn(T0 + 4, 4), &mut out);
         assert_eq!(e.stats().late_packets, 1);
+    }
+
+    #[test]
+    fn cold_keys_are_held_to_their_scope_population() {
+        // 100 servers known (from saved baselines) to run at 200 UDP packets/s each; then a new one at
+        // 150 pps. Its floor (5 × 10) would flag it, but the population's 99th percentile (200) says
+        // 150 is normal here. The same newcomer alone, with no population, alerts.
+        let dst = |i: u32| IpAddr::from((0xc633_6400u32 + i).to_be_bytes());
+        let run = |with_servers: bool| {
+            let cfg = DetectConfig {
+                floors: crate::config::Floors::all_scopes(10.0),
+                ..DetectConfig::default()
+            };
+            let mut e = Engine::new(cfg, ShardSpec::SOLE).unwrap();
+            let mut known = Baseline {
+                samples: 100,
+                ..Baseline::default()
+            };
+            for s in [Signal::Packets, Signal::Udp] {
+                known.rates[s.index()].mean = 200.0;
+            }
+            known.rates[Signal::Bytes.index()].mean = 300_000.0;
+            let entries: Vec<_> = (0..100)
+                .map(|i| known.to_entry(Scope::DstHost, Key::host(dst(i))))
+                .collect();
+            e.load_baselines(&entries);
+            let mut out = Vec::new();
+            for ms in 0..10_000u64 {
+                let ts = T0 + ms * 1_000_000;
+                for i in 0..100u32 {
+                    if with_servers && ms % 5 == u64::from(i % 5) {
+                        e.on_packet(
+                            &PacketSummary {
+                                dst: dst(i),
+                                ..udp(ts, 7, 4444, Fragment::None)
+                            },
+                            &mut out,
+                        );
+                    }
+                }
+                if ms >= 5_000 && ms % 20 < 3 {
+                    e.on_packet(
+                        &PacketSummary {
+                            dst: dst(200),
+                            ..udp(ts, 8, 4444, Fragment::None)
+                        },
+                        &mut out,
+                    );
+                }
+            }
+            let newcomer = Key::host(dst(200));
+            out.iter()
+                .any(|a| a.key == newcomer && a.scope == Scope::DstHost)
+        };
+        assert!(
+            !run(true),
+            "the newcomer alerted despite its busy population"
+        );
+        assert!(run(false), "the newcomer alone should alert at its floor");
     }
 
     #[test]

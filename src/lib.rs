@@ -14,6 +14,7 @@ pub mod detect;
 pub mod evidence;
 pub mod key;
 pub mod pipeline;
+pub mod population;
 pub mod synth;
 pub mod table;
 pub mod time;

@@ -24,6 +24,7 @@ use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
 use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
 use crate::key::{Key, Scope};
+use crate::population::PopulationExchange;
 use crate::table::Admission;
 use crate::time::Timestamp;
 
@@ -202,6 +203,12 @@ pub fn run<W: Write + Send>(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if threads > 1 {
+        let exchange = Arc::new(PopulationExchange::new(threads));
+        for e in &mut engines {
+            e.set_population_exchange(Arc::clone(&exchange));
+        }
+    }
     if let Some(file) = &pipe.load_baselines {
         for e in &mut engines {
             e.load_baselines(&file.entries);

@@ -137,6 +137,23 @@ fn output_is_byte_identical_across_threads_and_batch_sizes() {
 }
 
 #[test]
+fn output_is_identical_across_threads_when_populations_set_thresholds() {
+    // Tiny floors: the thresholds of cold keys come from their scope's population, which the shards
+    // merge at every window boundary.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "udp-flood", SHORT);
+    let cap = cap.to_str().unwrap();
+    let base = ["replay", "--quiet", "--min-pps", "3"];
+    let one = run(&[&base[..], &["--threads", "1", cap]].concat());
+    assert!(one.status.success());
+    assert!(String::from_utf8_lossy(&one.stdout).lines().count() > 10);
+    for t in ["2", "4"] {
+        let out = run(&[&base[..], &["--threads", t, "--batch-size", "5", cap]].concat());
+        assert!(out.stdout == one.stdout, "--threads {t} differs");
+    }
+}
+
+#[test]
 fn truncated_capture_prints_alerts_then_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let cap = synth(dir.path(), "syn-flood", SHORT);

@@ -1,0 +1,199 @@
+//! Scope populations: a high quantile of per-key rates, the fallback threshold of keys that have no
+//! history of their own yet.
+//!
+//! At every window boundary each shard records the completed window's rate of every quiet key (per
+//! scope and signal) into hdrhistograms. The threshold of a cold key is at least the 99th percentile
+//! of its scope's population. Keys live in different shards, so the histograms are merged across
+//! shards through a [`PopulationExchange`] with a lag of one boundary: at boundary `b` every shard uses
+//! the merge of everyone's boundary `b − 1`, whatever the thread count, so output stays identical.
+
+use std::sync::{Condvar, Mutex};
+
+use hdrhistogram::Histogram;
+
+use crate::key::Scope;
+use crate::window::Signal;
+
+/// The quantile of per-key rates a cold key's threshold is held to.
+pub const QUANTILE: f64 = 0.99;
+/// Fewer keys than this in a scope and its population says nothing.
+pub const MIN_KEYS: u64 = 50;
+
+/// Per scope and thresholded signal, a histogram of per-key rates (per second, rounded up).
+#[derive(Clone, Debug)]
+pub struct Population {
+    hists: Vec<Histogram<u64>>,
+}
+
+impl Population {
+    /// An empty population.
+    pub fn new() -> Self {
+        let make = || Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 2).ok();
+        let hists = (0..4 * Signal::THRESHOLDED)
+            .filter_map(|_| make())
+            .collect();
+        Population { hists }
+    }
+
+    fn slot(scope: Scope, s: Signal) -> usize {
+        scope.index() * Signal::THRESHOLDED + s.index()
+    }
+
+    /// Records one key's rate of `s` (zero rates are not recorded: idle keys say nothing).
+    pub fn record(&mut self, scope: Scope, s: Signal, rate: f64) {
+        if rate >= 1.0 {
+            if let Some(h) = self.hists.get_mut(Self::slot(scope, s)) {
+                h.saturating_record(rate.ceil().min(1e12) as u64);
+            }
+        }
+    }
+
+    /// Adds another shard's population.
+    pub fn merge(&mut self, other: &Population) {
+        for (a, b) in self.hists.iter_mut().zip(other.hists.iter()) {
+            // Same bounds on both sides: `add` cannot fail.
+            let _ = a.add(b);
+        }
+    }
+
+    /// The [`QUANTILE`] rate of `s` in `scope`, or 0 when fewer than [`MIN_KEYS`] keys were recorded.
+    pub fn quantile(&self, scope: Scope, s: Signal) -> f64 {
+        match self.hists.get(Self::slot(scope, s)) {
+            Some(h) if h.len() >= MIN_KEYS => h.value_at_quantile(QUANTILE) as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        for h in &mut self.hists {
+            h.reset();
+        }
+    }
+}
+
+impl Default for Population {
+    fn default() -> Self {
+        Population::new()
+    }
+}
+
+/// Where shards swap their populations at each window boundary.
+#[derive(Debug)]
+pub struct PopulationExchange {
+    shards: usize,
+    state: Mutex<ExchangeState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ExchangeState {
+    /// (boundary, shards that published, merged so far)
+    rounds: Vec<(u64, usize, Population)>,
+    /// Shards that have finished: nobody waits for them any more.
+    gone: usize,
+}
+
+impl PopulationExchange {
+    /// An exchange between `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        PopulationExchange {
+            shards: shards.max(1),
+            state: Mutex::new(ExchangeState::default()),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Publishes one shard's population of boundary `b`.
+    pub fn publish(&self, b: u64, pop: &Population) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        match st.rounds.iter_mut().find(|r| r.0 == b) {
+            Some(r) => {
+                r.1 += 1;
+                r.2.merge(pop);
+            }
+            None => st.rounds.push((b, 1, pop.clone())),
+        }
+        self.ready.notify_all();
+    }
+
+    /// The merged population of boundary `b`, once every shard still running has published it. Also
+    /// forgets older rounds.
+    pub fn wait(&self, b: u64) -> Population {
+        let Ok(mut st) = self.state.lock() else {
+            return Population::new();
+        };
+        loop {
+            let needed = self.shards.saturating_sub(st.gone);
+            if let Some(r) = st.rounds.iter().find(|r| r.0 == b) {
+                if r.1 >= needed {
+                    let merged = r.2.clone();
+                    st.rounds.retain(|r| r.0 + 1 >= b);
+                    return merged;
+                }
+            } else if needed == 0 {
+                return Population::new();
+            }
+            st = match self.ready.wait(st) {
+                Ok(g) => g,
+                Err(_) => return Population::new(),
+            };
+        }
+    }
+
+    /// A shard has finished (or failed): stop waiting for it.
+    pub fn leave(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.gone += 1;
+        }
+        self.ready.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_needs_enough_keys() {
+        let mut p = Population::new();
+        for i in 0..(MIN_KEYS - 1) {
+            p.record(Scope::DstHost, Signal::Packets, 100.0 + i as f64);
+        }
+        assert_eq!(p.quantile(Scope::DstHost, Signal::Packets), 0.0);
+        p.record(Scope::DstHost, Signal::Packets, 5000.0);
+        let q = p.quantile(Scope::DstHost, Signal::Packets);
+        assert!((4900.0..=5100.0).contains(&q), "{q}");
+        assert_eq!(p.quantile(Scope::SrcHost, Signal::Packets), 0.0);
+    }
+
+    #[test]
+    fn merged_shards_equal_one_population() {
+        let mut whole = Population::new();
+        let mut a = Population::new();
+        let mut b = Population::new();
+        for i in 0..1000u32 {
+            let r = f64::from(i * 7 % 997);
+            whole.record(Scope::DstSubnet, Signal::Syn, r);
+            if i % 2 == 0 { &mut a } else { &mut b }.record(Scope::DstSubnet, Signal::Syn, r);
+        }
+        let ex = PopulationExchange::new(2);
+        ex.publish(3, &a);
+        ex.publish(3, &b);
+        let m = ex.wait(3);
+        assert_eq!(
+            m.quantile(Scope::DstSubnet, Signal::Syn),
+            whole.quantile(Scope::DstSubnet, Signal::Syn)
+        );
+    }
+
+    #[test]
+    fn a_departed_shard_is_not_waited_for() {
+        let ex = PopulationExchange::new(2);
+        ex.publish(1, &Population::new());
+        ex.leave();
+        let _ = ex.wait(1);
+    }
+}
