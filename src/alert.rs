@@ -236,13 +236,71 @@ impl<W: std::io::Write> EventWriter<W> {
     pub fn write_event(&mut self, e: &AlertEvent) -> std::io::Result<()> {
         match self.format {
             OutputFormat::Json => {
-                serde_json::to_writer(&mut self.out, e)?;
+                serde_json::to_writer(&mut self.out, &EventLine::of(e))?;
                 self.out.write_all(b"\n")?;
             }
             OutputFormat::Text => writeln!(self.out, "{}", TextLine(e))?,
         }
         self.out.flush()
     }
+
+    /// Writes and flushes one `stats` event.
+    pub fn write_stats(&mut self, s: &StatsEvent) -> std::io::Result<()> {
+        match self.format {
+            OutputFormat::Json => {
+                serde_json::to_writer(&mut self.out, s)?;
+                self.out.write_all(b"\n")?;
+            }
+            OutputFormat::Text => writeln!(
+                self.out,
+                "{} STATS  {} packets, {} bytes, {} active alert(s)",
+                s.ts, s.packets, s.bytes, s.active_alerts
+            )?,
+        }
+        self.out.flush()
+    }
+}
+
+/// An alert event as written: the engine's fields, then what the writer adds (the `mitigation`
+/// suggestion of a `start` event).
+#[derive(Serialize)]
+pub struct EventLine<'a> {
+    #[serde(flatten)]
+    pub event: &'a AlertEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mitigation: Option<crate::mitigation::Mitigation>,
+}
+
+impl<'a> EventLine<'a> {
+    /// The line for `e`.
+    pub fn of(e: &'a AlertEvent) -> Self {
+        EventLine {
+            event: e,
+            mitigation: crate::mitigation::for_event(e),
+        }
+    }
+
+    /// The JSON text of the line (no newline), as `--format json` writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A periodic `stats` event (`--stats-interval`): proof that the detector is alive, in packet time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatsEvent {
+    /// Always `stats`.
+    pub event: &'static str,
+    /// The interval boundary (packet time) the counts run up to.
+    pub ts: crate::time::Timestamp,
+    /// Decoded packets and their wire bytes since the start of the run, before `ts`.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Alerts started and not yet ended, as written so far.
+    pub active_alerts: u64,
+    /// Orders the event among alert events (not written).
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 /// The `--format text` rendering of an event.

@@ -1,6 +1,6 @@
 //! What the user typed: the clap definition of every subcommand and option. Doc comments are the help.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ pub enum Command {
   floodwatch replay --threads 1 --format text a.pcap b.pcapng
   floodwatch replay --min-pps 500 --subnet-v4 22 attack.pcap
   cat x.pcap | floodwatch replay -
+  floodwatch replay --metrics-listen 9464 --on-alert ./notify.sh --stats-interval 10s x.pcap
 
 Alerts go to stdout (or --output), one JSON object per line; the summary goes to stderr.
 Time is packet time: the same capture gives the same alerts at any speed and thread count.")]
@@ -74,6 +75,39 @@ pub struct ReplayArgs {
     /// time with --load-baseline.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub integrations: IntegrationArgs,
+}
+
+/// What floodwatch reports to besides its alert output: metrics, an alert hook, stats events.
+#[derive(Debug, Args)]
+pub struct IntegrationArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (PORT alone listens on 127.0.0.1; nothing
+    /// listens unless this is given).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Keep the metrics endpoint up this long after the input ends (or until Ctrl-C), so the final
+    /// counters can be scraped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide = true)]
+    pub metrics_linger: Option<Duration>,
+    /// Run CMD (with `sh -c`) for every alert event: the JSON line on stdin, FLOODWATCH_EVENT,
+    /// _ID, _TS, _SCOPE, _KEY, _CLASS and _PPS in the environment. Never delays detection: events
+    /// that find the queue full are dropped for the hook and counted.
+    #[arg(long, value_name = "CMD")]
+    pub on_alert: Option<String>,
+    /// --on-alert commands running at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub on_alert_concurrency: u16,
+    /// Kill an --on-alert command (and its process group) still running after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub on_alert_timeout: Duration,
+    /// Events waiting for a free --on-alert slot before new ones are dropped.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), hide = true)]
+    pub on_alert_queue: u32,
+    /// Write a `stats` event (packets, bytes, active alerts) at every multiple of this much
+    /// packet time, so a consumer sees the detector is alive [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub stats_interval: Option<Duration>,
 }
 
 /// Detection and pipeline options shared by every mode. Options the config file can also set have no
@@ -210,6 +244,20 @@ pub struct SynthArgs {
     /// Minimum-size frames (60 bytes, no payload): benchmark captures.
     #[arg(long)]
     pub min_size: bool,
+}
+
+/// Parses a duration that must be above zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses `--metrics-listen`: PORT (loopback), IP:PORT or [IPv6]:PORT.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    floodwatch::metrics::parse_listen_addr(s).map_err(|e| e.to_string())
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

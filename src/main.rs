@@ -11,12 +11,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, DetectArgs, Format, OutputArgs, ReplayArgs, SynthArgs};
+use cli::{Cli, Command, DetectArgs, Format, IntegrationArgs, OutputArgs, ReplayArgs, SynthArgs};
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::config::{DetectConfig, FileConfig};
-use floodwatch::pipeline::{self, PipelineConfig};
+use floodwatch::hook::{AlertHook, HookConfig};
+use floodwatch::metrics::{Metrics, MetricsServer};
+use floodwatch::pipeline::{self, Integrations, PipelineConfig};
 use floodwatch::synth;
 
 fn main() -> ExitCode {
@@ -62,23 +64,116 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
+    let extras = Extras::start(&args.integrations, args.output.quiet)?;
     let mut source = MultiFileSource::new(args.files.clone());
-    let outcome = pipeline::run(&mut source, &detect, &pipe, writer, &stop)?;
+    let outcome = pipeline::run_with(
+        &mut source,
+        &detect,
+        &pipe,
+        writer,
+        &stop,
+        extras.integrations(),
+    )?;
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }
+    let hook_line = extras.finish(&stop, args.output.quiet);
     let s = &outcome.summary;
     if s.output_closed {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.output.quiet {
         eprint!("{}", pipeline::render_summary(s));
+        eprint!("{hook_line}");
     }
     if let Some(e) = outcome.capture_error {
         eprintln!("floodwatch: error: {e}");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metrics endpoint and the alert hook of a run, when asked for.
+struct Extras {
+    metrics: Option<Arc<Metrics>>,
+    server: Option<MetricsServer>,
+    linger: Option<std::time::Duration>,
+    hook: Option<AlertHook>,
+    stats_interval: Option<std::time::Duration>,
+}
+
+impl Extras {
+    /// Binds the endpoint and starts the hook runner before any input is read.
+    fn start(a: &IntegrationArgs, quiet: bool) -> Result<Extras> {
+        let hook = match &a.on_alert {
+            Some(cmd) => Some(
+                AlertHook::start(HookConfig {
+                    command: cmd.clone(),
+                    concurrency: usize::from(a.on_alert_concurrency),
+                    timeout: a.on_alert_timeout,
+                    queue: a.on_alert_queue as usize,
+                })
+                .context("cannot start the --on-alert runner thread")?,
+            ),
+            None => None,
+        };
+        let (metrics, server) = match a.metrics_listen {
+            Some(addr) => {
+                let m = Arc::new(Metrics::new());
+                if let Some(h) = &hook {
+                    m.attach_hook(h.stats());
+                }
+                let srv = MetricsServer::start(addr, Arc::clone(&m))?;
+                if !quiet {
+                    eprintln!(
+                        "floodwatch: metrics on http://{}/metrics",
+                        srv.local_addr()
+                    );
+                }
+                (Some(m), Some(srv))
+            }
+            None => (None, None),
+        };
+        Ok(Extras {
+            metrics,
+            server,
+            linger: a.metrics_linger,
+            hook,
+            stats_interval: a.stats_interval,
+        })
+    }
+
+    fn integrations(&self) -> Integrations<'_> {
+        Integrations {
+            metrics: self.metrics.as_deref(),
+            hook: self.hook.as_ref(),
+            stats_interval: self.stats_interval,
+        }
+    }
+
+    /// Waits for the hook's last commands, marks the metrics final, keeps the endpoint up for
+    /// `--metrics-linger` (or until Ctrl-C) and returns the summary line of the hook.
+    fn finish(self, stop: &AtomicBool, quiet: bool) -> String {
+        let mut line = String::new();
+        if let Some(h) = self.hook {
+            let report = h.finish();
+            line = format!("  alert hook: {report}\n");
+            if quiet && report.problems() > 0 {
+                eprintln!("floodwatch: --on-alert: {report}");
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.set_run_finished();
+        }
+        if let (Some(server), Some(linger)) = (self.server, self.linger) {
+            let until = std::time::Instant::now() + linger;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            server.shutdown();
+        }
+        line
+    }
 }
 
 /// Resolves the detection options: command line over the config file over the defaults.

@@ -17,14 +17,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind, EventWriter};
+use crate::alert::{
+    AlertEvent, AttackClass, EndReason, EventKind, EventLine, EventWriter, StatsEvent,
+};
 use crate::baseline::{BaselineEntry, BaselineFile};
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
 use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
+use crate::hook::{AlertHook, HookJob};
 use crate::key::{Key, Scope};
 use crate::population::PopulationExchange;
+use crate::metrics::{InputCounts, Metrics};
 use crate::table::Admission;
 use crate::time::Timestamp;
 
@@ -58,6 +62,17 @@ impl Default for PipelineConfig {
             save_baselines: false,
         }
     }
+}
+
+/// Where a run reports besides its alert output; all optional ([`Integrations::default`]: none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Integrations<'a> {
+    /// Counters for `--metrics-listen`, published per batch.
+    pub metrics: Option<&'a Metrics>,
+    /// `--on-alert`: every alert event written is also queued for the hook.
+    pub hook: Option<&'a AlertHook>,
+    /// `--stats-interval`: a `stats` event at every multiple of this in packet time.
+    pub stats_interval: Option<Duration>,
 }
 
 /// What a run saw, for the summary.
@@ -105,6 +120,8 @@ impl RunSummary {
 #[derive(Clone, Debug, Default)]
 pub struct AlertTally {
     pub started: BTreeMap<AttackClass, u64>,
+    /// `end` events written.
+    pub ended: u64,
     pub events: u64,
     /// Peak rate per alerted (scope, key).
     pub peaks: BTreeMap<(Scope, Key), (AttackClass, f64)>,
@@ -113,13 +130,20 @@ pub struct AlertTally {
 impl AlertTally {
     fn count(&mut self, e: &AlertEvent) {
         self.events += 1;
-        if e.event == EventKind::Start {
-            *self.started.entry(e.class).or_default() += 1;
+        match e.event {
+            EventKind::Start => *self.started.entry(e.class).or_default() += 1,
+            EventKind::End => self.ended += 1,
+            EventKind::Update => {}
         }
         let p = self.peaks.entry((e.scope, e.key)).or_insert((e.class, 0.0));
         if e.peak_pps > p.1 {
             *p = (e.class, e.peak_pps);
         }
+    }
+
+    /// Alerts started and not yet ended.
+    pub fn active(&self) -> u64 {
+        self.started.values().sum::<u64>().saturating_sub(self.ended)
     }
 
     /// The `n` heaviest alerted destinations (hosts and subnets), heaviest first.
@@ -177,6 +201,8 @@ impl Batch {
 struct ShardOut {
     shard: usize,
     events: Vec<AlertEvent>,
+    /// `stats` events (shard 0 only), ordered after the alert events of their `seq`.
+    marks: Vec<StatsEvent>,
     watermark: u64,
     /// Set on the shard's last message.
     stats: Option<EngineStats>,
@@ -190,6 +216,19 @@ pub fn run<W: Write + Send>(
     pipe: &PipelineConfig,
     writer: EventWriter<W>,
     stop: &AtomicBool,
+) -> Result<RunOutcome, PipelineError> {
+    run_with(source, detect, pipe, writer, stop, Integrations::default())
+}
+
+/// [`run`], also publishing metrics, feeding the alert hook and writing `stats` events as
+/// `integ` asks.
+pub fn run_with<W: Write + Send>(
+    source: &mut dyn FrameSource,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
 ) -> Result<RunOutcome, PipelineError> {
     let threads = pipe.threads.max(1);
     let mut engines = (0..threads)
@@ -226,13 +265,23 @@ pub fn run<W: Write + Send>(
             let (tx, rx) = bounded::<Arc<Batch>>(pipe.channel_batches.max(1));
             batch_txs.push(tx);
             let out_tx = out_tx.clone();
-            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, save)));
+            let stats_every = if i == 0 {
+                integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1))
+            } else {
+                None
+            };
+            let observe = ShardObserve {
+                metrics: integ.metrics,
+                stats_every,
+                save,
+            };
+            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
         }
         drop(out_tx);
         let closed = &output_closed;
-        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed));
+        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
 
-        let mut reader = Reader::new(pipe, batch_txs, admission_for(detect));
+        let mut reader = Reader::new(pipe, batch_txs, admission_for(detect), integ.metrics);
         let capture_error = reader.read_all(source, stop);
         let summary = reader.finish(source.stats());
 
@@ -266,7 +315,7 @@ pub fn run<W: Write + Send>(
 }
 
 /// The reading side: frames → packet summaries → batches sent to every shard.
-struct Reader {
+struct Reader<'m> {
     decoder: Decoder,
     admission: Admission,
     batch: Batch,
@@ -275,10 +324,21 @@ struct Reader {
     summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
+    metrics: Option<&'m Metrics>,
+    /// Counted since the last publication to `metrics`.
+    counts: InputCounts,
 }
 
-impl Reader {
-    fn new(pipe: &PipelineConfig, txs: Vec<Sender<Arc<Batch>>>, admission: Admission) -> Self {
+/// Frames between two publications of the reader's counters.
+const PUBLISH_EVERY_FRAMES: u64 = 4096;
+
+impl<'m> Reader<'m> {
+    fn new(
+        pipe: &PipelineConfig,
+        txs: Vec<Sender<Arc<Batch>>>,
+        admission: Admission,
+        metrics: Option<&'m Metrics>,
+    ) -> Self {
         let batch_size = pipe.batch_size.clamp(1, 65_536);
         Reader {
             decoder: Decoder,
@@ -289,6 +349,16 @@ impl Reader {
             summary: RunSummary::default(),
             realtime: None,
             pace: pipe.realtime,
+            metrics,
+            counts: InputCounts::default(),
+        }
+    }
+
+    /// Publishes what was counted since the last call (metrics only).
+    fn publish(&mut self, capture: CaptureStats) {
+        if let Some(m) = self.metrics {
+            m.publish_input(&mut self.counts);
+            m.set_kernel_drops(capture.kernel_drops);
         }
     }
 
@@ -302,18 +372,25 @@ impl Reader {
             if self.summary.frames % 1024 == 0 && stop.load(Ordering::Relaxed) {
                 return None;
             }
+            if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
+                self.publish(source.stats());
+            }
             let frame = match source.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return None,
                 Err(e) => return Some(e),
             };
             self.summary.frames += 1;
+            self.counts.frames += 1;
             match self
                 .decoder
                 .decode(frame.link, frame.data, frame.ts, frame.wire_len)
             {
                 Ok(p) => self.push(p),
-                Err(e) => self.summary.decode.record(&e),
+                Err(e) => {
+                    self.summary.decode.record(&e);
+                    self.counts.not_decoded(&e);
+                }
             }
         }
     }
@@ -325,6 +402,9 @@ impl Reader {
         s.bytes += u64::from(p.wire_len);
         s.first_ts.get_or_insert(p.ts);
         s.last_ts = Some(s.last_ts.map_or(p.ts, |t| t.max(p.ts)));
+        if self.metrics.is_some() {
+            self.counts.packet(&p);
+        }
         if self.pace {
             self.wait_for(p.ts);
         }
@@ -343,6 +423,9 @@ impl Reader {
         let now = wall0.elapsed();
         if due > now {
             self.flush();
+            if let Some(m) = self.metrics {
+                m.publish_input(&mut self.counts);
+            }
             std::thread::sleep((due - now).min(Duration::from_secs(5)));
         }
     }
@@ -363,9 +446,61 @@ impl Reader {
 
     fn finish(mut self, capture: CaptureStats) -> RunSummary {
         self.flush();
+        self.publish(capture);
         self.txs.clear();
         self.summary.capture = capture;
         self.summary
+    }
+}
+
+/// What a shard reports besides its events.
+#[derive(Clone, Copy)]
+struct ShardObserve<'a> {
+    metrics: Option<&'a Metrics>,
+    /// Shard 0 with `--stats-interval`: the interval in nanoseconds.
+    stats_every: Option<u64>,
+    /// Collect the learned baselines at the end.
+    save: bool,
+}
+
+/// `stats` marks from the packets shard 0 sees: every packet reaches every shard, so the counts
+/// and the evaluations they follow are the same whatever the thread count and batch size.
+struct StatsClock {
+    every: u64,
+    /// The next interval boundary, set by the first packet.
+    next: Option<u64>,
+    packets: u64,
+    bytes: u64,
+}
+
+impl StatsClock {
+    /// Counts `p` after the engine has seen it; when `p` is the first packet at or past a boundary,
+    /// returns the mark for the latest boundary it passed (counts before `p`), ordered after the
+    /// evaluations up to `seq`.
+    fn after_packet(&mut self, p: &PacketSummary, seq: u64) -> Option<StatsEvent> {
+        let t = p.ts.0;
+        let next = *self.next.get_or_insert((t / self.every).saturating_add(1) * self.every);
+        let mark = if t >= next {
+            let boundary = t / self.every * self.every;
+            self.next = Some(boundary.saturating_add(self.every));
+            Some(StatsEvent {
+                event: "stats",
+                ts: Timestamp(boundary),
+                packets: self.packets,
+                bytes: self.bytes,
+                active_alerts: 0,
+                seq,
+            })
+        } else {
+            if t.saturating_add(2 * self.every) < next {
+                // Time stepped far back (a second file): restart the boundaries from here.
+                self.next = Some((t / self.every).saturating_add(1) * self.every);
+            }
+            None
+        };
+        self.packets += 1;
+        self.bytes += u64::from(p.wire_len);
+        mark
     }
 }
 
@@ -376,20 +511,35 @@ fn run_shard(
     rx: Receiver<Arc<Batch>>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
-    save: bool,
+    observe: ShardObserve<'_>,
 ) -> (EngineStats, Vec<BaselineEntry>) {
     let mut events = Vec::new();
+    let mut marks = Vec::new();
     let mut sent_watermark = 0;
+    let mut published = EngineStats::default();
+    let mut clock = observe.stats_every.map(|every| StatsClock {
+        every,
+        next: None,
+        packets: 0,
+        bytes: 0,
+    });
     for batch in rx.iter() {
         for (p, tag) in batch.packets.iter().zip(batch.tags.iter()) {
             engine.on_tagged_packet(p, *tag, &mut events);
+            if let Some(c) = &mut clock {
+                marks.extend(c.after_packet(p, engine.watermark()));
+            }
+        }
+        if let Some(m) = observe.metrics {
+            m.publish_tables(&mut published, &engine.stats());
         }
         let w = engine.watermark();
-        if !events.is_empty() || w != sent_watermark {
+        if !events.is_empty() || !marks.is_empty() || w != sent_watermark {
             sent_watermark = w;
             let msg = ShardOut {
                 shard: index,
                 events: std::mem::take(&mut events),
+                marks: std::mem::take(&mut marks),
                 watermark: w,
                 stats: None,
             };
@@ -405,14 +555,83 @@ fn run_shard(
     };
     engine.finish(reason, &mut events);
     let stats = engine.stats();
+    if let Some(m) = observe.metrics {
+        m.publish_tables(&mut published, &stats);
+    }
     let _ = out.send(ShardOut {
         shard: index,
         events,
+        marks,
         watermark: u64::MAX,
         stats: Some(stats),
     });
-    let baselines = if save { engine.baselines() } else { Vec::new() };
+    let baselines = if observe.save {
+        engine.baselines()
+    } else {
+        Vec::new()
+    };
     (stats, baselines)
+}
+
+/// An event waiting in the sink for every shard to pass its evaluation.
+enum Pending {
+    Alert(AlertEvent),
+    Stats(StatsEvent),
+}
+
+impl Pending {
+    fn seq(&self) -> u64 {
+        match self {
+            Pending::Alert(e) => e.seq,
+            Pending::Stats(s) => s.seq,
+        }
+    }
+
+    /// Alert events in [`AlertEvent::order_key`] order, then the `stats` events of the same
+    /// evaluation (the sort is stable, so those keep their packet-time order).
+    fn order(&self) -> (u64, u8, Scope, Key, EventKind) {
+        match self {
+            Pending::Alert(e) => {
+                let (seq, scope, key, kind) = e.order_key();
+                (seq, 0, scope, key, kind)
+            }
+            Pending::Stats(s) => (
+                s.seq,
+                1,
+                Scope::DstHost,
+                Key::V4 { addr: 0, prefix: 0 },
+                EventKind::Start,
+            ),
+        }
+    }
+}
+
+/// What the sink writes to, besides its output.
+struct SinkOut<'a, W: Write> {
+    writer: EventWriter<W>,
+    tally: AlertTally,
+    integ: Integrations<'a>,
+}
+
+impl<W: Write> SinkOut<'_, W> {
+    fn write(&mut self, item: Pending) -> io::Result<()> {
+        match item {
+            Pending::Alert(e) => {
+                self.tally.count(&e);
+                if let Some(m) = self.integ.metrics {
+                    m.on_alert(&e);
+                }
+                if let Some(h) = self.integ.hook {
+                    h.submit(HookJob::of(&e, EventLine::of(&e).to_json()));
+                }
+                self.writer.write_event(&e)
+            }
+            Pending::Stats(mut s) => {
+                s.active_alerts = self.tally.active();
+                self.writer.write_stats(&s)
+            }
+        }
+    }
 }
 
 /// The sink: orders events from all shards and writes them. Returns the tally and the write error
@@ -420,13 +639,18 @@ fn run_shard(
 fn run_sink<W: Write>(
     rx: Receiver<ShardOut>,
     shards: usize,
-    mut writer: EventWriter<W>,
+    writer: EventWriter<W>,
     stop: &AtomicBool,
     closed: &AtomicBool,
+    integ: Integrations<'_>,
 ) -> (AlertTally, Option<io::Error>) {
-    let mut tally = AlertTally::default();
+    let mut out = SinkOut {
+        writer,
+        tally: AlertTally::default(),
+        integ,
+    };
     let mut watermarks = vec![0u64; shards];
-    let mut pending: Vec<AlertEvent> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     let mut failed = None;
     for msg in rx.iter() {
         if failed.is_some() || closed.load(Ordering::Relaxed) {
@@ -435,10 +659,11 @@ fn run_sink<W: Write>(
         if let Some(w) = watermarks.get_mut(msg.shard) {
             *w = msg.watermark;
         }
-        pending.extend(msg.events);
+        pending.extend(msg.events.into_iter().map(Pending::Alert));
+        pending.extend(msg.marks.into_iter().map(Pending::Stats));
         let _ = msg.stats;
         let min = watermarks.iter().copied().min().unwrap_or(u64::MAX);
-        if let Err(e) = release(&mut pending, min, &mut writer, &mut tally) {
+        if let Err(e) = release(&mut pending, min, &mut out) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 closed.store(true, Ordering::Relaxed);
             } else {
@@ -448,7 +673,7 @@ fn run_sink<W: Write>(
         }
     }
     if failed.is_none() && !closed.load(Ordering::Relaxed) {
-        if let Err(e) = release(&mut pending, u64::MAX, &mut writer, &mut tally) {
+        if let Err(e) = release(&mut pending, u64::MAX, &mut out) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 closed.store(true, Ordering::Relaxed);
             } else {
@@ -456,24 +681,22 @@ fn run_sink<W: Write>(
             }
         }
     }
-    (tally, failed)
+    (out.tally, failed)
 }
 
 /// Writes, in order, every pending event of an evaluation all shards have passed.
 fn release<W: Write>(
-    pending: &mut Vec<AlertEvent>,
+    pending: &mut Vec<Pending>,
     upto: u64,
-    writer: &mut EventWriter<W>,
-    tally: &mut AlertTally,
+    out: &mut SinkOut<'_, W>,
 ) -> io::Result<()> {
-    if pending.is_empty() || pending.iter().all(|e| e.seq > upto) {
+    if pending.is_empty() || pending.iter().all(|e| e.seq() > upto) {
         return Ok(());
     }
-    pending.sort_by_key(|e| e.order_key());
-    let n = pending.partition_point(|e| e.seq <= upto);
+    pending.sort_by_key(|e| e.order());
+    let n = pending.partition_point(|e| e.seq() <= upto);
     for e in pending.drain(..n) {
-        tally.count(&e);
-        writer.write_event(&e)?;
+        out.write(e)?;
     }
     Ok(())
 }

@@ -1,0 +1,711 @@
+//! Metrics: the counters a run publishes and the Prometheus text endpoint (`--metrics-listen`).
+//!
+//! Stages never touch these per packet: the reader and the shards sum into locals and publish
+//! deltas with relaxed atomics every batch (or every few thousand frames), and the sink records
+//! alert events as it writes them. [`MetricsServer`] answers `GET /metrics` over plain HTTP/1.1
+//! from one small thread, one connection at a time, with read/write timeouts and a request cap, so
+//! a slow or hostile client can hold it for at most a few seconds and never touches detection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::alert::{AlertEvent, AttackClass, EventKind};
+use crate::decode::{proto, tcp_flags, DecodeError, Fragment, PacketSummary, SkipReason};
+use crate::detect::EngineStats;
+use crate::hook::HookStats;
+use crate::key::{Key, Scope};
+use crate::table::TableStats;
+
+/// The kind of a packet, for per-class packet and byte counters. Every packet has exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficClass {
+    /// TCP SYN without ACK.
+    TcpSyn,
+    /// Any other TCP.
+    TcpOther,
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// IP fragments (first and later), whatever they carry.
+    Fragment,
+    /// Any other IP protocol.
+    Other,
+}
+
+impl TrafficClass {
+    /// Every class, in index order.
+    pub const ALL: [TrafficClass; 6] = [
+        TrafficClass::TcpSyn,
+        TrafficClass::TcpOther,
+        TrafficClass::Udp,
+        TrafficClass::Icmp,
+        TrafficClass::Fragment,
+        TrafficClass::Other,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrafficClass::TcpSyn => "tcp_syn",
+            TrafficClass::TcpOther => "tcp_other",
+            TrafficClass::Udp => "udp",
+            TrafficClass::Icmp => "icmp",
+            TrafficClass::Fragment => "fragment",
+            TrafficClass::Other => "other",
+        }
+    }
+
+    /// The class of a packet.
+    #[inline]
+    pub fn of(p: &PacketSummary) -> TrafficClass {
+        if p.fragment != Fragment::None {
+            return TrafficClass::Fragment;
+        }
+        match p.proto {
+            proto::TCP if p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN => {
+                TrafficClass::TcpSyn
+            }
+            proto::TCP => TrafficClass::TcpOther,
+            proto::UDP => TrafficClass::Udp,
+            proto::ICMP | proto::ICMPV6 => TrafficClass::Icmp,
+            _ => TrafficClass::Other,
+        }
+    }
+}
+
+const CLASSES: usize = TrafficClass::ALL.len();
+const REASONS: usize = SkipReason::ALL.len();
+const ALERT_CLASSES: usize = AttackClass::ALL.len();
+/// At most this many `floodwatch_top_pps` series (the heaviest active alerts).
+const MAX_TOP_SERIES: usize = 50;
+
+/// What the reader counts between two publications: plain integers, no atomics.
+#[derive(Clone, Debug, Default)]
+pub struct InputCounts {
+    pub frames: u64,
+    pub packets: [u64; CLASSES],
+    pub bytes: [u64; CLASSES],
+    pub not_decoded: [u64; REASONS],
+    /// Latest packet time seen (nanoseconds), 0 if none.
+    pub last_ts_ns: u64,
+}
+
+impl InputCounts {
+    /// Counts one decoded packet.
+    #[inline]
+    pub fn packet(&mut self, p: &PacketSummary) {
+        let c = TrafficClass::of(p) as usize;
+        self.packets[c] += 1;
+        self.bytes[c] += u64::from(p.wire_len);
+        self.last_ts_ns = self.last_ts_ns.max(p.ts.0);
+    }
+
+    /// Counts one frame that was not decoded.
+    pub fn not_decoded(&mut self, e: &DecodeError) {
+        self.not_decoded[e.reason().index()] += 1;
+    }
+}
+
+/// One alert in progress, as the endpoint shows it.
+#[derive(Clone, Debug)]
+struct ActiveAlert {
+    scope: Scope,
+    key: Key,
+    class: AttackClass,
+    pps: f64,
+}
+
+/// Counters of a run, shared between the stages and the endpoint.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    frames: AtomicU64,
+    packets: [AtomicU64; CLASSES],
+    bytes: [AtomicU64; CLASSES],
+    not_decoded: [AtomicU64; REASONS],
+    last_ts_ns: AtomicU64,
+    kernel_drops: AtomicU64,
+    pipeline_drops: AtomicU64,
+    table_keys: [AtomicI64; 4],
+    table_evicted: [AtomicU64; 4],
+    table_rejected: [AtomicU64; 4],
+    table_deferred: [AtomicU64; 4],
+    alerts_started: [AtomicU64; ALERT_CLASSES],
+    alerts_ended: [AtomicU64; ALERT_CLASSES],
+    /// Touched once per alert event, never per packet.
+    active: Mutex<BTreeMap<String, ActiveAlert>>,
+    hook: OnceLock<Arc<HookStats>>,
+    run_finished: AtomicBool,
+}
+
+impl Metrics {
+    /// Fresh counters.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Adds what the reader counted since its last publication, and resets it.
+    pub fn publish_input(&self, c: &mut InputCounts) {
+        let r = Ordering::Relaxed;
+        self.frames.fetch_add(c.frames, r);
+        for i in 0..CLASSES {
+            self.packets[i].fetch_add(c.packets[i], r);
+            self.bytes[i].fetch_add(c.bytes[i], r);
+        }
+        for i in 0..REASONS {
+            self.not_decoded[i].fetch_add(c.not_decoded[i], r);
+        }
+        self.last_ts_ns.fetch_max(c.last_ts_ns, r);
+        let last = c.last_ts_ns;
+        *c = InputCounts {
+            last_ts_ns: last,
+            ..InputCounts::default()
+        };
+    }
+
+    /// The kernel's drop counter of the source (an absolute value).
+    pub fn set_kernel_drops(&self, n: u64) {
+        self.kernel_drops.store(n, Ordering::Relaxed);
+    }
+
+    /// Batches the pipeline dropped (live capture with a full channel).
+    pub fn add_pipeline_drops(&self, n: u64) {
+        self.pipeline_drops.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds the table counters a shard gained since `prev` (its last publication), then sets
+    /// `prev` to `now`.
+    pub fn publish_tables(&self, prev: &mut EngineStats, now: &EngineStats) {
+        let r = Ordering::Relaxed;
+        for i in 0..4 {
+            let (p, n): (&TableStats, &TableStats) = (&prev.tables[i], &now.tables[i]);
+            self.table_evicted[i].fetch_add(n.evicted.saturating_sub(p.evicted), r);
+            self.table_rejected[i].fetch_add(n.rejected.saturating_sub(p.rejected), r);
+            self.table_deferred[i].fetch_add(n.deferred.saturating_sub(p.deferred), r);
+            let dk = now.keys[i] as i64 - prev.keys[i] as i64;
+            self.table_keys[i].fetch_add(dk, r);
+        }
+        *prev = *now;
+    }
+
+    /// Records an alert event the sink wrote.
+    pub fn on_alert(&self, e: &AlertEvent) {
+        let c = e.class as usize;
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        match e.event {
+            EventKind::Start | EventKind::Update => {
+                if e.event == EventKind::Start {
+                    self.alerts_started[c].fetch_add(1, Ordering::Relaxed);
+                }
+                active.insert(
+                    e.id.clone(),
+                    ActiveAlert {
+                        scope: e.scope,
+                        key: e.key,
+                        class: e.class,
+                        pps: e.pps,
+                    },
+                );
+            }
+            EventKind::End => {
+                self.alerts_ended[c].fetch_add(1, Ordering::Relaxed);
+                active.remove(&e.id);
+            }
+        }
+    }
+
+    /// Shows the alert hook's counters too.
+    pub fn attach_hook(&self, stats: Arc<HookStats>) {
+        let _ = self.hook.set(stats);
+    }
+
+    /// The run has ended: the counters are final.
+    pub fn set_run_finished(&self) {
+        self.run_finished.store(true, Ordering::Relaxed);
+    }
+
+    /// Packets counted so far, all classes.
+    pub fn packets_total(&self) -> u64 {
+        self.packets
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let r = Ordering::Relaxed;
+        counter(&mut o, "floodwatch_frames_total", "Frames read from the source.");
+        sample(&mut o, "floodwatch_frames_total", &[], self.frames.load(r));
+        header(
+            &mut o,
+            "floodwatch_packets_total",
+            "counter",
+            "Decoded packets by traffic class.",
+        );
+        for t in TrafficClass::ALL {
+            let v = self.packets[t as usize].load(r);
+            sample(&mut o, "floodwatch_packets_total", &[("class", t.name())], v);
+        }
+        header(
+            &mut o,
+            "floodwatch_bytes_total",
+            "counter",
+            "Wire bytes of decoded packets by traffic class.",
+        );
+        for t in TrafficClass::ALL {
+            let v = self.bytes[t as usize].load(r);
+            sample(&mut o, "floodwatch_bytes_total", &[("class", t.name())], v);
+        }
+        header(
+            &mut o,
+            "floodwatch_frames_not_decoded_total",
+            "counter",
+            "Frames that produced no packet, by reason.",
+        );
+        for s in SkipReason::ALL {
+            let v = self.not_decoded[s.index()].load(r);
+            let name = "floodwatch_frames_not_decoded_total";
+            sample(&mut o, name, &[("reason", s.name())], v);
+        }
+        self.render_drops(&mut o);
+        self.render_tables(&mut o);
+        self.render_alerts(&mut o);
+        self.render_hook(&mut o);
+        header(
+            &mut o,
+            "floodwatch_last_packet_timestamp_seconds",
+            "gauge",
+            "Packet time of the latest packet (seconds since the epoch).",
+        );
+        let ts = self.last_ts_ns.load(r) as f64 / 1e9;
+        let _ = writeln!(o, "floodwatch_last_packet_timestamp_seconds {ts:.6}");
+        header(
+            &mut o,
+            "floodwatch_run_finished",
+            "gauge",
+            "1 once the run has ended (input read, alerts written, hooks done): the counters are final.",
+        );
+        let done = u64::from(self.run_finished.load(r));
+        sample(&mut o, "floodwatch_run_finished", &[], done);
+        o
+    }
+
+    fn render_drops(&self, o: &mut String) {
+        let r = Ordering::Relaxed;
+        counter(
+            o,
+            "floodwatch_kernel_drops_total",
+            "Packets the kernel dropped before capture (0 for replay).",
+        );
+        sample(o, "floodwatch_kernel_drops_total", &[], self.kernel_drops.load(r));
+        counter(
+            o,
+            "floodwatch_pipeline_drops_total",
+            "Packets dropped because the pipeline was full (live capture only; 0 for replay).",
+        );
+        let v = self.pipeline_drops.load(r);
+        sample(o, "floodwatch_pipeline_drops_total", &[], v);
+    }
+
+    fn render_tables(&self, o: &mut String) {
+        let r = Ordering::Relaxed;
+        header(o, "floodwatch_table_keys", "gauge", "Keys held, by scope.");
+        for s in Scope::ALL {
+            let v = self.table_keys[s.index()].load(r).max(0) as u64;
+            sample(o, "floodwatch_table_keys", &[("scope", s.name())], v);
+        }
+        let tables: [(&str, &str, &[AtomicU64; 4]); 3] = [
+            (
+                "floodwatch_table_evicted_total",
+                "Keys evicted to make room, by scope.",
+                &self.table_evicted,
+            ),
+            (
+                "floodwatch_table_rejected_total",
+                "Packets not counted under their key because the table was full, by scope.",
+                &self.table_rejected,
+            ),
+            (
+                "floodwatch_table_deferred_total",
+                "Packets of new keys held back by the admission sketch, by scope.",
+                &self.table_deferred,
+            ),
+        ];
+        for (name, help, values) in tables {
+            counter(o, name, help);
+            for s in Scope::ALL {
+                sample(o, name, &[("scope", s.name())], values[s.index()].load(r));
+            }
+        }
+    }
+
+    fn render_alerts(&self, o: &mut String) {
+        let r = Ordering::Relaxed;
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_class = [0u64; ALERT_CLASSES];
+        for a in active.values() {
+            by_class[a.class as usize] += 1;
+        }
+        header(o, "floodwatch_alerts_active", "gauge", "Alerts in progress, by class.");
+        for c in AttackClass::ALL {
+            let v = by_class[c as usize];
+            sample(o, "floodwatch_alerts_active", &[("class", c.name())], v);
+        }
+        for (name, help, values) in [
+            (
+                "floodwatch_alerts_started_total",
+                "Alerts started, by class.",
+                &self.alerts_started,
+            ),
+            (
+                "floodwatch_alerts_ended_total",
+                "Alerts ended, by class.",
+                &self.alerts_ended,
+            ),
+        ] {
+            counter(o, name, help);
+            for c in AttackClass::ALL {
+                sample(o, name, &[("class", c.name())], values[c as usize].load(r));
+            }
+        }
+        header(
+            o,
+            "floodwatch_top_pps",
+            "gauge",
+            "Rate of the crossed signal of each active alert (its latest start/update), heaviest first.",
+        );
+        let mut top: Vec<&ActiveAlert> = active.values().collect();
+        top.sort_by(|a, b| b.pps.total_cmp(&a.pps).then(a.key.cmp(&b.key)));
+        for a in top.into_iter().take(MAX_TOP_SERIES) {
+            let key = a.key.to_string();
+            let labels = [
+                ("scope", a.scope.name()),
+                ("key", key.as_str()),
+                ("class", a.class.name()),
+            ];
+            let _ = writeln!(o, "floodwatch_top_pps{} {}", label_set(&labels), a.pps);
+        }
+    }
+
+    fn render_hook(&self, o: &mut String) {
+        let Some(h) = self.hook.get() else { return };
+        header(
+            o,
+            "floodwatch_alert_hook_total",
+            "counter",
+            "--on-alert events by outcome (ok, failed, timeout, spawn_error, dropped).",
+        );
+        for (outcome, v) in h.snapshot().outcomes() {
+            sample(o, "floodwatch_alert_hook_total", &[("outcome", outcome)], v);
+        }
+    }
+}
+
+fn counter(o: &mut String, name: &str, help: &str) {
+    header(o, name, "counter", help);
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn sample(o: &mut String, name: &str, labels: &[(&str, &str)], v: u64) {
+    let _ = writeln!(o, "{name}{} {v}", label_set(labels));
+}
+
+/// `{a="x",b="y"}` with values escaped, or nothing without labels.
+fn label_set(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot listen for metrics on {addr}: {source} (pick a free port, or 127.0.0.1:0 for any)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("`{0}` is not a listen address: use PORT (loopback), IP:PORT or [IPv6]:PORT")]
+    BadAddress(String),
+}
+
+/// Parses `--metrics-listen`: a bare `PORT` (or `:PORT`) listens on loopback; otherwise `IP:PORT`.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, MetricsError> {
+    let t = s.trim();
+    let port = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(p) = port.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p));
+    }
+    t.parse()
+        .map_err(|_| MetricsError::BadAddress(s.to_owned()))
+}
+
+/// Longest request read (request line and headers).
+const MAX_REQUEST: usize = 8192;
+/// How long one client may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the idle server checks whether it should stop.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The `/metrics` endpoint: one thread, one connection at a time.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and starts answering. Nothing listens unless this is called.
+    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, MetricsError> {
+        let bind_err = |source| MetricsError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve(&listener, &metrics, &flag))
+            .map_err(bind_err)?;
+        Ok(MetricsServer {
+            addr: local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops answering and waits for the thread.
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn serve(listener: &TcpListener, metrics: &Metrics, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                // A client that misbehaves only loses its own answer.
+                let _ = answer(stream, metrics);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Reads one request and writes one response, then closes the connection.
+fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let (status, body) = match read_request(&mut stream)? {
+        Some(head) => route(&head, metrics),
+        None => ("431 Request Header Fields Too Large", String::new()),
+    };
+    let content_type = if status.starts_with("200") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    stream.flush()
+}
+
+/// The request head (up to the blank line), or `None` when it exceeds [`MAX_REQUEST`].
+fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+        if buf.len() >= MAX_REQUEST {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Status line and body for a request head.
+fn route(head: &str, metrics: &Metrics) -> (&'static str, String) {
+    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
+    let method = words.next().unwrap_or_default();
+    let target = words.next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("GET", "/metrics") => ("200 OK", metrics.render()),
+        ("GET", _) => ("404 Not Found", "not found: try /metrics\n".to_owned()),
+        _ => (
+            "405 Method Not Allowed",
+            "only GET /metrics is served\n".to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn packet(proto: u8, flags: u8, fragment: Fragment) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(5_000_000_000),
+            src: "203.0.113.9".parse().unwrap(),
+            dst: "198.51.100.10".parse().unwrap(),
+            proto,
+            sport: 1234,
+            dport: 80,
+            tcp_flags: flags,
+            wire_len: 60,
+            fragment,
+        }
+    }
+
+    #[test]
+    fn classes_are_exclusive() {
+        let syn = packet(proto::TCP, tcp_flags::SYN, Fragment::None);
+        assert_eq!(TrafficClass::of(&syn), TrafficClass::TcpSyn);
+        let synack = packet(proto::TCP, tcp_flags::SYN | tcp_flags::ACK, Fragment::None);
+        assert_eq!(TrafficClass::of(&synack), TrafficClass::TcpOther);
+        let frag = packet(proto::UDP, 0, Fragment::Later { offset: 1480 });
+        assert_eq!(TrafficClass::of(&frag), TrafficClass::Fragment);
+        assert_eq!(
+            TrafficClass::of(&packet(proto::ICMPV6, 0, Fragment::None)),
+            TrafficClass::Icmp
+        );
+        assert_eq!(
+            TrafficClass::of(&packet(47, 0, Fragment::None)),
+            TrafficClass::Other
+        );
+    }
+
+    #[test]
+    fn published_counts_show_in_the_exposition_and_reset_the_local() {
+        let m = Metrics::new();
+        let mut c = InputCounts::default();
+        for _ in 0..3 {
+            c.frames += 1;
+            c.packet(&packet(proto::TCP, tcp_flags::SYN, Fragment::None));
+        }
+        c.frames += 1;
+        c.not_decoded(&crate::decode::DecodeError::Empty);
+        m.publish_input(&mut c);
+        assert_eq!(c.frames, 0);
+        m.publish_input(&mut c);
+        let text = m.render();
+        assert!(text.contains("floodwatch_frames_total 4\n"), "{text}");
+        assert!(text.contains("floodwatch_packets_total{class=\"tcp_syn\"} 3\n"));
+        assert!(text.contains("floodwatch_bytes_total{class=\"tcp_syn\"} 180\n"));
+        assert!(text.contains("floodwatch_frames_not_decoded_total{reason=\"empty\"} 1\n"));
+        assert!(text.contains("floodwatch_last_packet_timestamp_seconds 5.000000\n"));
+        assert_eq!(m.packets_total(), 3);
+    }
+
+    #[test]
+    fn table_deltas_add_up_across_publications() {
+        let m = Metrics::new();
+        let mut prev = EngineStats::default();
+        let mut now = EngineStats::default();
+        now.tables[0].evicted = 5;
+        now.keys[0] = 10;
+        m.publish_tables(&mut prev, &now);
+        now.tables[0].evicted = 7;
+        now.keys[0] = 4;
+        m.publish_tables(&mut prev, &now);
+        let text = m.render();
+        assert!(text.contains("floodwatch_table_evicted_total{scope=\"dst_host\"} 7\n"));
+        assert!(text.contains("floodwatch_table_keys{scope=\"dst_host\"} 4\n"));
+    }
+
+    #[test]
+    fn listen_addresses_default_to_loopback() {
+        let a = parse_listen_addr("9464").unwrap();
+        assert_eq!(a.to_string(), "127.0.0.1:9464");
+        assert_eq!(parse_listen_addr(":9464").unwrap(), a);
+        assert_eq!(
+            parse_listen_addr("[::1]:9464").unwrap().to_string(),
+            "[::1]:9464"
+        );
+        assert!(parse_listen_addr("0.0.0.0:9464").is_ok());
+        assert!(parse_listen_addr("eth0").is_err());
+    }
+
+    #[test]
+    fn routes_only_get_metrics() {
+        let m = Metrics::new();
+        assert_eq!(route("GET /metrics HTTP/1.1\r\n\r\n", &m).0, "200 OK");
+        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n", &m).0, "200 OK");
+        assert_eq!(route("GET / HTTP/1.1\r\n\r\n", &m).0, "404 Not Found");
+        assert!(route("POST /metrics HTTP/1.1\r\n\r\n", &m).0.starts_with("405"));
+        assert!(route("", &m).0.starts_with("405"));
+    }
+
+    #[test]
+    fn server_answers_over_loopback_and_caps_requests() {
+        let m = Arc::new(Metrics::new());
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
+        let get = |req: &[u8]| {
+            let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+            s.write_all(req).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let ok = get(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("floodwatch_run_finished 0"));
+        assert!(get(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        let huge = vec![b'a'; MAX_REQUEST];
+        assert!(get(&huge).starts_with("HTTP/1.1 431"));
+        srv.shutdown();
+    }
+}
