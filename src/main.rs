@@ -64,7 +64,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
     let mut source = MultiFileSource::new(args.files.clone());
     let outcome = pipeline::run_with(
         &mut source,
@@ -77,14 +77,15 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }
-    let hook_line = extras.finish(&stop, args.output.quiet);
+    let hook_line = extras.finish_hook(args.output.quiet);
     let s = &outcome.summary;
-    if s.output_closed {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !args.output.quiet {
+    if !s.output_closed && !args.output.quiet {
         eprint!("{}", pipeline::render_summary(s));
         eprint!("{hook_line}");
+    }
+    extras.linger(&stop);
+    if s.output_closed {
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(e) = outcome.capture_error {
         eprintln!("floodwatch: error: {e}");
@@ -151,11 +152,11 @@ impl Extras {
         }
     }
 
-    /// Waits for the hook's last commands, marks the metrics final, keeps the endpoint up for
-    /// `--metrics-linger` (or until Ctrl-C) and returns the summary line of the hook.
-    fn finish(self, stop: &AtomicBool, quiet: bool) -> String {
+    /// Waits for the hook's last commands, marks the metrics final and returns the summary line
+    /// of the hook.
+    fn finish_hook(&mut self, quiet: bool) -> String {
         let mut line = String::new();
-        if let Some(h) = self.hook {
+        if let Some(h) = self.hook.take() {
             let report = h.finish();
             line = format!("  alert hook: {report}\n");
             if quiet && report.problems() > 0 {
@@ -165,6 +166,11 @@ impl Extras {
         if let Some(m) = &self.metrics {
             m.set_run_finished();
         }
+        line
+    }
+
+    /// Keeps the endpoint up for `--metrics-linger` (or until Ctrl-C), then closes it.
+    fn linger(self, stop: &AtomicBool) {
         if let (Some(server), Some(linger)) = (self.server, self.linger) {
             let until = std::time::Instant::now() + linger;
             while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -172,7 +178,6 @@ impl Extras {
             }
             server.shutdown();
         }
-        line
     }
 }
 
