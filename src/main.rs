@@ -126,10 +126,7 @@ impl Extras {
                 }
                 let srv = MetricsServer::start(addr, Arc::clone(&m))?;
                 if !quiet {
-                    eprintln!(
-                        "floodwatch: metrics on http://{}/metrics",
-                        srv.local_addr()
-                    );
+                    eprintln!("floodwatch: metrics on http://{}/metrics", srv.local_addr());
                 }
                 (Some(m), Some(srv))
             }

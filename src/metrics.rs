@@ -231,17 +231,18 @@ impl Metrics {
 
     /// Packets counted so far, all classes.
     pub fn packets_total(&self) -> u64 {
-        self.packets
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .sum()
+        self.packets.iter().map(|a| a.load(Ordering::Relaxed)).sum()
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
         let r = Ordering::Relaxed;
-        counter(&mut o, "floodwatch_frames_total", "Frames read from the source.");
+        counter(
+            &mut o,
+            "floodwatch_frames_total",
+            "Frames read from the source.",
+        );
         sample(&mut o, "floodwatch_frames_total", &[], self.frames.load(r));
         header(
             &mut o,
@@ -251,7 +252,12 @@ impl Metrics {
         );
         for t in TrafficClass::ALL {
             let v = self.packets[t as usize].load(r);
-            sample(&mut o, "floodwatch_packets_total", &[("class", t.name())], v);
+            sample(
+                &mut o,
+                "floodwatch_packets_total",
+                &[("class", t.name())],
+                v,
+            );
         }
         header(
             &mut o,
@@ -304,7 +310,12 @@ impl Metrics {
             "floodwatch_kernel_drops_total",
             "Packets the kernel dropped before capture (0 for replay).",
         );
-        sample(o, "floodwatch_kernel_drops_total", &[], self.kernel_drops.load(r));
+        sample(
+            o,
+            "floodwatch_kernel_drops_total",
+            &[],
+            self.kernel_drops.load(r),
+        );
         counter(
             o,
             "floodwatch_pipeline_drops_total",
@@ -353,7 +364,12 @@ impl Metrics {
         for a in active.values() {
             by_class[a.class as usize] += 1;
         }
-        header(o, "floodwatch_alerts_active", "gauge", "Alerts in progress, by class.");
+        header(
+            o,
+            "floodwatch_alerts_active",
+            "gauge",
+            "Alerts in progress, by class.",
+        );
         for c in AttackClass::ALL {
             let v = by_class[c as usize];
             sample(o, "floodwatch_alerts_active", &[("class", c.name())], v);
@@ -442,7 +458,9 @@ fn label_set(labels: &[(&str, &str)]) -> String {
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("cannot listen for metrics on {addr}: {source} (pick a free port, or 127.0.0.1:0 for any)")]
+    #[error(
+        "cannot listen for metrics on {addr}: {source} (pick a free port, or 127.0.0.1:0 for any)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -685,7 +703,9 @@ mod tests {
         assert_eq!(route("GET /metrics HTTP/1.1\r\n\r\n", &m).0, "200 OK");
         assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n", &m).0, "200 OK");
         assert_eq!(route("GET / HTTP/1.1\r\n\r\n", &m).0, "404 Not Found");
-        assert!(route("POST /metrics HTTP/1.1\r\n\r\n", &m).0.starts_with("405"));
+        assert!(route("POST /metrics HTTP/1.1\r\n\r\n", &m)
+            .0
+            .starts_with("405"));
         assert!(route("", &m).0.starts_with("405"));
     }
 

@@ -99,7 +99,10 @@ pub fn suggest(scope: Scope, key: Key, class: AttackClass, top_ports: &[PortCoun
 /// the responses too large for one packet.
 fn reflection(addr: &Addr, port: u16) -> Mitigation {
     let (nft_frag, bpf_frag) = if addr.v6 {
-        ("frag frag-off != 0", "ip6[6] == 44 and ip6[42:2] & 0xfff8 != 0")
+        (
+            "frag frag-off != 0",
+            "ip6[6] == 44 and ip6[42:2] & 0xfff8 != 0",
+        )
     } else {
         ("ip frag-off & 0x1fff != 0", "ip[6:2] & 0x1fff != 0")
     };

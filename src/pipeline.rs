@@ -143,7 +143,10 @@ impl AlertTally {
 
     /// Alerts started and not yet ended.
     pub fn active(&self) -> u64 {
-        self.started.values().sum::<u64>().saturating_sub(self.ended)
+        self.started
+            .values()
+            .sum::<u64>()
+            .saturating_sub(self.ended)
     }
 
     /// The `n` heaviest alerted destinations (hosts and subnets), heaviest first.
@@ -479,7 +482,9 @@ impl StatsClock {
     /// evaluations up to `seq`.
     fn after_packet(&mut self, p: &PacketSummary, seq: u64) -> Option<StatsEvent> {
         let t = p.ts.0;
-        let next = *self.next.get_or_insert((t / self.every).saturating_add(1) * self.every);
+        let next = *self
+            .next
+            .get_or_insert((t / self.every).saturating_add(1) * self.every);
         let mark = if t >= next {
             let boundary = t / self.every * self.every;
             self.next = Some(boundary.saturating_add(self.every));
@@ -574,6 +579,9 @@ fn run_shard(
 }
 
 /// An event waiting in the sink for every shard to pass its evaluation.
+// Most pending items are alerts: boxing them to shrink the rare stats variant would only add an
+// allocation per alert.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Alert(AlertEvent),
     Stats(StatsEvent),

@@ -263,7 +263,12 @@ fn nft_usable(dir: &Path) -> bool {
         "table inet fw_probe {\n  chain c {\n    ip daddr 192.0.2.1 drop\n  }\n}\n",
     )
     .unwrap();
-    match Command::new("nft").arg("--check").arg("-f").arg(&probe).output() {
+    match Command::new("nft")
+        .arg("--check")
+        .arg("-f")
+        .arg(&probe)
+        .output()
+    {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
             eprintln!(
@@ -273,7 +278,9 @@ fn nft_usable(dir: &Path) -> bool {
             false
         }
         Err(_) => {
-            eprintln!("note: nft is not installed (Debian package nftables); skipping the nftables check");
+            eprintln!(
+                "note: nft is not installed (Debian package nftables); skipping the nftables check"
+            );
             false
         }
     }
@@ -382,7 +389,10 @@ fn stats_events_are_identical_across_threads_and_batch_sizes() {
     let stats: Vec<&Value> = ev.iter().filter(|e| e["event"] == "stats").collect();
     // 12 s of capture: a stats event at every whole second after the first packet.
     assert_eq!(stats.len(), 11, "{stats:?}");
-    let counts: Vec<u64> = stats.iter().map(|s| s["packets"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> = stats
+        .iter()
+        .map(|s| s["packets"].as_u64().unwrap())
+        .collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
     assert!(stats.iter().any(|s| s["active_alerts"].as_u64() > Some(0)));
     // Without stats lines the output is the plain run's.
