@@ -39,7 +39,7 @@ pub enum Command {
 
 Alerts go to stdout (or --output), one JSON object per line; the summary goes to stderr.
 Time is packet time: the same capture gives the same alerts at any speed and thread count.")]
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     Synth(SynthArgs),

@@ -24,7 +24,7 @@ use floodwatch::synth;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => replay(*args),
         Command::Synth(args) => synth_capture(args),
         Command::Config(_) => {
             print!("{}", floodwatch::config::DEFAULT_CONFIG);

@@ -27,8 +27,8 @@ use crate::decode::{DecodeStats, Decoder, PacketSummary};
 use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
 use crate::hook::{AlertHook, HookJob};
 use crate::key::{Key, Scope};
-use crate::population::PopulationExchange;
 use crate::metrics::{InputCounts, Metrics};
+use crate::population::PopulationExchange;
 use crate::table::Admission;
 use crate::time::Timestamp;
 
