@@ -756,12 +756,21 @@ pub fn render_summary(s: &RunSummary) -> String {
     if s.capture.kernel_drops > 0 {
         let _ = writeln!(o, "  kernel drops {}", s.capture.kernel_drops);
     }
-    let late: u64 = s.engine.first().map(|e| e.late_packets).unwrap_or(0);
-    let jumps: u64 = s.engine.first().map(|e| e.time_jumps).unwrap_or(0);
-    if late > 0 || jumps > 0 {
+    if s.capture.unknown_blocks > 0 {
         let _ = writeln!(
             o,
-            "  timestamps: {late} stepped back (counted at the latest time), {jumps} jumps skipped"
+            "  pcapng blocks of unknown type skipped: {}",
+            s.capture.unknown_blocks
+        );
+    }
+    // every shard sees every packet and evaluates at the same times: the first one speaks for all
+    let first = s.engine.first().copied().unwrap_or_default();
+    if first.late_packets > 0 || first.time_jumps > 0 {
+        let _ = writeln!(
+            o,
+            "  timestamps: late_packets {} (stepped back, counted at the latest time), \
+             time_jumps {} (long silences crossed or restarts after a step back), evaluations {}",
+            first.late_packets, first.time_jumps, first.evaluations
         );
     }
     let mut tables = [crate::table::TableStats::default(); 4];

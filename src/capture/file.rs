@@ -114,6 +114,8 @@ struct Prepared {
 enum Step {
     Frame(Prepared),
     Skip,
+    /// A pcapng block of a type the pcapng specification does not define: skipped and counted.
+    Unknown,
 }
 
 /// A `Read` that retries interrupted reads and keeps the last I/O error for the error message
@@ -153,6 +155,8 @@ pub struct FileSource {
     prepared: Option<Prepared>,
     last_ts: Timestamp,
     stats: CaptureStats,
+    /// Bytes of the file parsed so far (up to the end of the current record), for progress.
+    bytes_read: u64,
     last_io_error: Arc<Mutex<Option<io::Error>>>,
 }
 
@@ -237,6 +241,7 @@ impl FileSource {
             prepared: None,
             last_ts: Timestamp(0),
             stats: CaptureStats::default(),
+            bytes_read: 0,
             last_io_error,
         })
     }
@@ -244,6 +249,11 @@ impl FileSource {
     /// The path (or `<stdin>`) this source reads.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes of the input parsed so far, headers included: at the end of a complete file, its size.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Moves to the next frame: `Ok(true)` if there is one (see [`FileSource::current`]), `Ok(false)`
@@ -257,13 +267,16 @@ impl FileSource {
                 self.stats.frames += 1;
                 self.stats.captured_bytes += p.len as u64;
                 self.pending_consume = self.pending_consume.max(p.start + p.len);
+                self.bytes_read = self.offset() + self.pending_consume as u64;
                 Ok(true)
             }
             Ok(None) => {
+                self.bytes_read = self.offset() + self.pending_consume as u64;
                 self.reader = None;
                 Ok(false)
             }
             Err(e) => {
+                self.bytes_read = self.offset();
                 self.reader = None;
                 Err(e)
             }
@@ -302,6 +315,7 @@ impl FileSource {
             match outcome {
                 Ok(Ok(Step::Frame(p))) => return Ok(Some(p)),
                 Ok(Ok(Step::Skip)) => {}
+                Ok(Ok(Step::Unknown)) => self.stats.unknown_blocks += 1,
                 Ok(Err(detail)) => return Err(self.corrupt(detail)),
                 Err(PcapError::Eof) => return Ok(None),
                 Err(PcapError::Incomplete(_)) | Err(PcapError::BufferTooSmall) => {
@@ -408,6 +422,8 @@ pub struct MultiFileSource {
     current: Option<FileSource>,
     /// Counters of the files already finished.
     finished_stats: CaptureStats,
+    /// Bytes of the files already finished.
+    finished_bytes: u64,
     failed: bool,
 }
 
@@ -419,8 +435,26 @@ impl MultiFileSource {
             index: 0,
             current: None,
             finished_stats: CaptureStats::default(),
+            finished_bytes: 0,
             failed: false,
         }
+    }
+
+    /// Bytes parsed so far over all files, for progress.
+    pub fn bytes_read(&self) -> u64 {
+        self.finished_bytes + self.current.as_ref().map_or(0, FileSource::bytes_read)
+    }
+
+    /// The summed size of the files, when every one is a regular file whose size is known (`None` for
+    /// standard input, pipes and devices).
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.paths.iter().try_fold(0u64, |sum, p| {
+            if p == Path::new("-") {
+                return None;
+            }
+            let meta = std::fs::metadata(p).ok()?;
+            meta.is_file().then(|| sum.saturating_add(meta.len()))
+        })
     }
 
     /// The file being read (the first before reading starts, the last after the end), for progress
@@ -459,10 +493,8 @@ impl MultiFileSource {
             if current.advance()? {
                 return Ok(true);
             }
-            let stats = current.stats();
-            self.finished_stats.frames += stats.frames;
-            self.finished_stats.captured_bytes += stats.captured_bytes;
-            self.finished_stats.kernel_drops += stats.kernel_drops;
+            self.finished_stats.add(&current.stats());
+            self.finished_bytes += current.bytes_read();
             self.current = None;
             self.index += 1;
         }
@@ -481,10 +513,7 @@ impl FrameSource for MultiFileSource {
     fn stats(&self) -> CaptureStats {
         let mut total = self.finished_stats;
         if let Some(current) = &self.current {
-            let s = current.stats();
-            total.frames += s.frames;
-            total.captured_bytes += s.captured_bytes;
-            total.kernel_drops += s.kernel_drops;
+            total.add(&current.stats());
         }
         total
     }
@@ -741,6 +770,7 @@ fn on_ng_block(
                 wire_len: spb.origlen,
             }))
         }
+        Block::Unknown(_) => Ok(Step::Unknown),
         _ => Ok(Step::Skip),
     }
 }
@@ -1059,6 +1089,30 @@ mod tests {
             );
             assert_eq!(frames[3].ts, 5_500_000_000);
             assert_eq!(frames[3].link, 276);
+        }
+    }
+
+    #[test]
+    fn unknown_blocks_are_counted_and_bytes_read_reach_the_file_size() {
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let mut f = shb(order);
+            f.extend(idb(order, 1, None, None));
+            f.extend(ng_block(order, 0x0000_0bad, b"custom block")); // defined: not counted
+            f.extend(ng_block(order, 0x0000_0099, b"unknown block"));
+            f.extend(epb(order, 0, 1, b"frame one"));
+            f.extend(ng_block(order, 0x7eed_0001, &[0u8; 40]));
+            f.extend(epb(order, 0, 2, b"frame two"));
+            let size = f.len() as u64;
+            let mut src = source(f).unwrap();
+            let mut last = 0;
+            while let Some(frame) = src.next_frame().unwrap() {
+                assert!(!frame.data.is_empty());
+                assert!(src.bytes_read() >= last, "bytes read never go back");
+                last = src.bytes_read();
+            }
+            assert_eq!(src.stats().frames, 2);
+            assert_eq!(src.stats().unknown_blocks, 2, "{order:?}");
+            assert_eq!(src.bytes_read(), size, "{order:?}");
         }
     }
 

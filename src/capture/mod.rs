@@ -32,6 +32,18 @@ pub struct CaptureStats {
     pub captured_bytes: u64,
     /// Frames the kernel dropped (live capture only).
     pub kernel_drops: u64,
+    /// pcapng blocks of a type the specification does not define, skipped.
+    pub unknown_blocks: u64,
+}
+
+impl CaptureStats {
+    /// Adds `other`'s counters to these (several files read in turn).
+    pub fn add(&mut self, other: &CaptureStats) {
+        self.frames += other.frames;
+        self.captured_bytes += other.captured_bytes;
+        self.kernel_drops += other.kernel_drops;
+        self.unknown_blocks += other.unknown_blocks;
+    }
 }
 
 /// A source of frames: a capture file, several files in order, or a live interface.
