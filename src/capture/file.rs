@@ -539,7 +539,11 @@ fn read_file_header(
             path: path.to_path_buf(),
         });
     }
-    let Some(format) = sniff_format(header.get(..got).unwrap_or(&[])) else {
+    let probe = header.get(..got).unwrap_or(&[]);
+    if got < 4 && is_magic_prefix(probe) {
+        return Err(truncated());
+    }
+    let Some(format) = sniff_format(probe) else {
         return Err(CaptureError::UnknownFormat {
             path: path.to_path_buf(),
             magic: hex(header.get(..got.min(8)).unwrap_or(&[])),
@@ -548,6 +552,9 @@ fn read_file_header(
     let total = match format {
         FileFormat::Pcap { .. } => 24,
         FileFormat::PcapNg => {
+            if got < 12 {
+                return Err(truncated());
+            }
             let bom = header.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok());
             let len = header.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
             let (Some(bom), Some(len)) = (bom, len) else {
@@ -586,6 +593,14 @@ fn read_file_header(
         header.truncate(got);
     }
     Ok((format, header))
+}
+
+/// Whether `bytes` (shorter than a magic number) start one of the known magic numbers.
+fn is_magic_prefix(bytes: &[u8]) -> bool {
+    const MAGICS: [u32; 5] = [PCAPNG_SHB, 0xa1b2_c3d4, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x4d3c_b2a1];
+    MAGICS
+        .iter()
+        .any(|m| m.to_le_bytes().starts_with(bytes))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -1179,8 +1194,11 @@ mod tests {
             other => panic!("expected UnknownFormat, got {other:?}"),
         }
         assert!(err.to_string().contains("test.pcap"));
-        let err = source(vec![0xd4]).unwrap_err();
+        let err = source(vec![0x42]).unwrap_err();
         assert!(matches!(err, CaptureError::UnknownFormat { .. }), "{err:?}");
+        // the start of a magic number: a file cut short, not a foreign one
+        let err = source(vec![0xd4, 0xc3]).unwrap_err();
+        assert!(matches!(err, CaptureError::Truncated { .. }), "{err:?}");
         // a header cut short
         let err = source(vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0]).unwrap_err();
         assert!(
