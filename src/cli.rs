@@ -16,36 +16,81 @@ pub struct Cli {
     pub command: Command,
 }
 
-const EXAMPLES: &str = "\
-Examples:
+/// The exit codes, shown at the end of the main and the replay help (a macro so `concat!` takes it).
+macro_rules! exit_status {
+    () => {
+        "
+Exit status:
+  0  success (also when stdout is closed early, as by `| head`)
+  1  error: unreadable or corrupt input, unwritable output; the message names the file and the fix,
+     and the alerts for what was read before the error have been written
+  2  bad usage (unknown option, invalid value)"
+    };
+}
+
+const EXAMPLES: &str = concat!(
+    "Examples:
   floodwatch replay captures/syn-flood.pcap
   floodwatch replay --format text day1.pcapng day2.pcap
   tcpdump -i eth0 -w - | floodwatch replay -
   floodwatch replay attack.pcap | jq 'select(.event==\"start\") | {key, class, pps}'
   floodwatch synth syn-flood -o /tmp/syn.pcap --attack-pps 50000
+  floodwatch completions bash > ~/.local/share/bash-completion/completions/floodwatch
+  floodwatch man > floodwatch.1 && man ./floodwatch.1
 
-Exit status: 0 success, 1 error (the message names the file and the fix), 2 bad usage.";
+Docs: README.md, docs/alerts.md (every output field), docs/tuning.md, docs/architecture.md.
+",
+    exit_status!()
+);
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay capture files (pcap or pcapng, told apart by content; `-` reads stdin) through the
     /// detector, as fast as possible, and write alerts. Several files replay in order, as one stream.
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   floodwatch replay attack.pcap
   floodwatch replay --threads 1 --format text a.pcap b.pcapng
   floodwatch replay --min-pps 500 --subnet-v4 22 attack.pcap
   cat x.pcap | floodwatch replay -
   floodwatch replay --metrics-listen 9464 --on-alert ./notify.sh --stats-interval 10s x.pcap
+  floodwatch replay -q -o alerts.jsonl attack.pcap
 
-Alerts go to stdout (or --output), one JSON object per line; the summary goes to stderr.
-Time is packet time: the same capture gives the same alerts at any speed and thread count.")]
+Alerts go to stdout (or --output), one JSON object per line (docs/alerts.md); the summary, the
+progress bar (when stderr is a terminal) and errors go to stderr. Time is packet time: the same
+capture gives the same alerts at any speed and thread count. Tuning: docs/tuning.md.
+", exit_status!()))]
     Replay(Box<ReplayArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
+    #[command(after_help = "Examples:
+  floodwatch synth syn-flood -o syn.pcap
+  floodwatch synth dns-reflection -o dns.pcap --duration 10s --attack-start 3s --attack-pps 5000
+  floodwatch synth spoofed-sources -o spoofed.pcap --sources 100000 --min-size
+
+Exit status: 0 success, 1 the file cannot be written, 2 bad usage.")]
     Synth(SynthArgs),
     /// Print the commented default config file (TOML) to use with --config.
-    #[command(after_help = "Example:\n  floodwatch config --default > floodwatch.toml")]
+    #[command(after_help = "Examples:
+  floodwatch config --default > floodwatch.toml
+  floodwatch replay --config floodwatch.toml attack.pcap
+
+Exit status: 0 success, 2 bad usage.")]
     Config(ConfigArgs),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Examples:
+  floodwatch completions bash > ~/.local/share/bash-completion/completions/floodwatch
+  floodwatch completions zsh > ~/.zfunc/_floodwatch
+  floodwatch completions fish > ~/.config/fish/completions/floodwatch.fish
+
+Exit status: 0 success, 2 bad usage.")]
+    Completions(CompletionsArgs),
+    /// Print a man page (roff), generated from this help, to stdout.
+    #[command(after_help = "Examples:
+  floodwatch man > floodwatch.1 && man ./floodwatch.1
+  floodwatch man replay > floodwatch-replay.1
+
+Exit status: 0 success, 2 bad usage.")]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +98,20 @@ pub struct ConfigArgs {
     /// Print the default configuration, every setting commented with its meaning and default.
     #[arg(long, required = true)]
     pub default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand's page (floodwatch-SUBCOMMAND, e.g. `replay`) instead of the main one.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +123,8 @@ pub struct ReplayArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Pace the replay at the speed it was captured instead of as fast as possible.
+    /// Pace the replay at the speed it was captured (sleeping between packets) instead of as fast as
+    /// possible; the alerts are the same either way.
     #[arg(long)]
     pub realtime: bool,
     /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
@@ -118,40 +178,45 @@ pub struct DetectArgs {
     /// ignore or to treat as ours. `floodwatch config --default` prints a commented one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Counter threads (shards) [default: available cores].
+    /// Counter threads (shards); the alerts are the same for any count [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
-    /// Packets per batch passed between threads.
+    /// Packets per batch passed between threads (throughput only: the alerts never depend on it).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536), hide_short_help = true)]
     pub batch_size: u32,
-    /// Sliding-window length rates are measured over (e.g. 1s, 500ms) [default: 1s].
+    /// Length of the sliding window rates are measured over, 100ms to 1h (units: ms, s, m, h)
+    /// [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub window: Option<Duration>,
-    /// How often, in packet time, keys are evaluated; must divide --window [default: 100ms].
+    /// How often every key is evaluated, in packet time; must divide --window evenly
+    /// [default: 100ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub tick: Option<Duration>,
-    /// Prefix length of IPv4 subnet keys (dst_subnet, src_subnet) [default: 24].
+    /// Prefix length in bits of IPv4 subnet keys (the dst_subnet and src_subnet scopes)
+    /// [default: 24].
     #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=32))]
     pub subnet_v4: Option<u8>,
-    /// Prefix length of IPv6 subnet keys [default: 64].
+    /// Prefix length in bits of IPv6 subnet keys [default: 64].
     #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
     pub subnet_v6: Option<u8>,
-    /// Base floor in packets/s: no key alerts below it, whatever its baseline. SYN, SYN-ACK, ICMP,
-    /// fragment and reflection floors are this; UDP 5×; other TCP 30×; all packets 50×; bytes
-    /// 1 Gbit/s per 1000 [default: 1000].
+    /// Base floor in packets per second: no key alerts below its floor, whatever its baseline. SYN,
+    /// SYN-ACK, ICMP, fragment and reflection floors are PPS; UDP 5×; other TCP 30×; all packets 50×;
+    /// bytes 125 000 × PPS bytes/s (1 Gbit/s at the default) [default: 1000].
     #[arg(long, value_name = "PPS")]
     pub min_pps: Option<f64>,
-    /// Learned threshold = max(FACTOR × baseline mean, mean + 5σ) once a key has 30 windows of
-    /// history [default: 3].
+    /// Learned threshold = max(FACTOR × baseline mean, mean + 5σ), once a key has 30 windows of
+    /// history (until then only the floors apply); a key alerts above max(floor, learned threshold)
+    /// [default: 3].
     #[arg(long, value_name = "FACTOR")]
     pub factor: Option<f64>,
-    /// Consecutive evaluations over threshold before an alert starts [default: 2].
+    /// Consecutive evaluations (one per --tick) over threshold before an alert starts [default: 2].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trigger: Option<u32>,
-    /// How long a key must stay below its threshold before its alert ends [default: 10s].
+    /// How long, in packet time, a key must stay below 80 % of its threshold before its alert ends
+    /// [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub hold_down: Option<Duration>,
-    /// At most one `update` event per alert per this interval [default: 10s].
+    /// At most one `update` event per active alert per this interval of packet time [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub update_interval: Option<Duration>,
     /// Most keys tracked, all scopes together, split 40 % dst_host, 10 % dst_subnet, 40 % src_host,
@@ -159,7 +224,7 @@ pub struct DetectArgs {
     /// Keys over the cap are not tracked and are counted in the summary [default: 131072].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(64..=100_000_000))]
     pub max_keys: Option<u64>,
-    /// Seed of the hashers of key tables [default: random]. Output never depends on it.
+    /// Seed of the hashers of key tables [default: random per run]. The alerts never depend on it.
     #[arg(long, value_name = "N", hide_short_help = true)]
     pub seed: Option<u64>,
 }
@@ -185,13 +250,14 @@ impl DetectArgs {
 /// Where and how alerts are written.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write alerts to FILE instead of stdout (created or truncated before reading starts).
+    /// Write alerts to FILE instead of stdout; created or truncated before any input is read, so a
+    /// bad path fails at once.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// `json`: one JSON object per line (docs/alerts.md); `text`: one readable line per event.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
-    /// No summary on stderr (errors are still printed).
+    /// No summary and no progress bar on stderr (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,
 }

@@ -1,6 +1,7 @@
 //! The `floodwatch` binary: parses the command line and wires the library's stages together.
 
 mod cli;
+mod progress;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -9,9 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, DetectArgs, Format, IntegrationArgs, OutputArgs, ReplayArgs, SynthArgs};
+use cli::{
+    Cli, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs, ManArgs, OutputArgs,
+    ReplayArgs, SynthArgs,
+};
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
@@ -20,16 +24,16 @@ use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
 use floodwatch::pipeline::{self, Integrations, PipelineConfig};
 use floodwatch::synth;
+use progress::ProgressSource;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(*args),
         Command::Synth(args) => synth_capture(args),
-        Command::Config(_) => {
-            print!("{}", floodwatch::config::DEFAULT_CONFIG);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config(_) => write_stdout(floodwatch::config::DEFAULT_CONFIG.as_bytes()),
+        Command::Completions(args) => completions(args),
+        Command::Man(args) => man_page(args),
     };
     match result {
         Ok(code) => code,
@@ -65,7 +69,8 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
     let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
-    let mut source = MultiFileSource::new(args.files.clone());
+    let mut source =
+        ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
     let outcome = pipeline::run_with(
         &mut source,
         &detect,
@@ -73,7 +78,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         writer,
         &stop,
         extras.integrations(),
-    )?;
+    );
+    source.finish();
+    let outcome = outcome?;
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }
@@ -269,4 +276,46 @@ fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
         labels_path.to_string_lossy()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `floodwatch completions SHELL`: the script on stdout.
+fn completions(a: CompletionsArgs) -> Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "floodwatch", &mut script);
+    write_stdout(&script)
+}
+
+/// `floodwatch man [SUBCOMMAND]`: the roff page on stdout.
+fn man_page(a: ManArgs) -> Result<ExitCode> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let page = match &a.subcommand {
+        None => cmd,
+        Some(name) => {
+            let Some(sub) = cmd.find_subcommand(name).cloned() else {
+                let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                cmd.error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("no subcommand `{name}` (one of: {})", names.join(", ")),
+                )
+                .exit();
+            };
+            sub.name(format!("floodwatch-{name}"))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut roff)
+        .context("rendering the man page")?;
+    write_stdout(&roff)
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -46,7 +46,11 @@ impl Rec {
 /// A synth capture split into its 24-byte file header and records.
 fn split_pcap(bytes: &[u8]) -> ([u8; 24], Vec<Rec>) {
     let header: [u8; 24] = bytes[..24].try_into().unwrap();
-    assert_eq!(&header[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "synth writes LE µs pcap");
+    assert_eq!(
+        &header[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "synth writes LE µs pcap"
+    );
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     let mut recs = Vec::new();
     let mut at = 24;
@@ -119,7 +123,11 @@ fn syn_flood_starts(ev: &[Value]) -> usize {
 /// Asserts a failed run kept the alerts of the flood read before the error: its start and its end.
 fn assert_flood_alerts_kept(out: &Output) {
     let ev = events(out);
-    assert_eq!(syn_flood_starts(&ev), 1, "alerts before the error were lost");
+    assert_eq!(
+        syn_flood_starts(&ev),
+        1,
+        "alerts before the error were lost"
+    );
     assert!(
         ev.iter().any(|e| e["event"] == "end"),
         "open alerts were not ended"
@@ -341,7 +349,10 @@ fn to_pcapng(recs: &[Rec], every: usize) -> (Vec<u8>, usize) {
     let mut unknown = 0;
     for (i, r) in recs.iter().enumerate() {
         if i % every == 0 {
-            f.extend(block(0x0000_0042 + i as u32 % 3, b"vendor data nobody reads"));
+            f.extend(block(
+                0x0000_0042 + i as u32 % 3,
+                b"vendor data nobody reads",
+            ));
             unknown += 1;
         }
         let mut epb = 0u32.to_le_bytes().to_vec();

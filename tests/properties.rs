@@ -182,7 +182,10 @@ fn read_checked(bytes: &[u8], chunk: usize) -> (Vec<Frame>, End) {
     let end = loop {
         match src.next_frame() {
             Ok(Some(f)) => {
-                assert!(f.data.len() <= MAX_RECORD_LEN, "a frame larger than the cap");
+                assert!(
+                    f.data.len() <= MAX_RECORD_LEN,
+                    "a frame larger than the cap"
+                );
                 captured += f.data.len() as u64;
                 frames.push(Frame {
                     ts: f.ts,
@@ -196,15 +199,28 @@ fn read_checked(bytes: &[u8], chunk: usize) -> (Vec<Frame>, End) {
         }
     };
     let stats = src.stats();
-    assert_eq!(stats.frames, frames.len() as u64, "frames counted = handed out");
+    assert_eq!(
+        stats.frames,
+        frames.len() as u64,
+        "frames counted = handed out"
+    );
     assert_eq!(stats.captured_bytes, captured, "bytes counted = handed out");
-    assert!(src.bytes_read() <= bytes.len() as u64, "read past the input");
+    assert!(
+        src.bytes_read() <= bytes.len() as u64,
+        "read past the input"
+    );
     for _ in 0..2 {
-        assert!(matches!(src.next_frame(), Ok(None)), "finished stays finished");
+        assert!(
+            matches!(src.next_frame(), Ok(None)),
+            "finished stays finished"
+        );
     }
     assert_eq!(src.stats(), stats, "counters frozen once finished");
     // each record needs at least a 12-byte header (pcapng SPB) besides the file header
-    assert!(frames.len() <= bytes.len() / 12, "more frames than the bytes can hold");
+    assert!(
+        frames.len() <= bytes.len() / 12,
+        "more frames than the bytes can hold"
+    );
     (frames, end)
 }
 

@@ -597,10 +597,14 @@ fn read_file_header(
 
 /// Whether `bytes` (shorter than a magic number) start one of the known magic numbers.
 fn is_magic_prefix(bytes: &[u8]) -> bool {
-    const MAGICS: [u32; 5] = [PCAPNG_SHB, 0xa1b2_c3d4, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x4d3c_b2a1];
-    MAGICS
-        .iter()
-        .any(|m| m.to_le_bytes().starts_with(bytes))
+    const MAGICS: [u32; 5] = [
+        PCAPNG_SHB,
+        0xa1b2_c3d4,
+        0xd4c3_b2a1,
+        0xa1b2_3c4d,
+        0x4d3c_b2a1,
+    ];
+    MAGICS.iter().any(|m| m.to_le_bytes().starts_with(bytes))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
