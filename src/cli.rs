@@ -272,8 +272,8 @@ pub enum Format {
 pub struct SynthArgs {
     /// Scenario to generate: benign, syn-flood, udp-flood, dns-reflection, icmp-flood, carpet-bombing,
     /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources.
-    #[arg(value_name = "SCENARIO")]
-    pub scenario: String,
+    #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
+    pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,

@@ -238,7 +238,7 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
 }
 
 fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
-    let scenario: synth::Scenario = a.scenario.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let scenario = a.scenario;
     let opts = synth::SynthOptions {
         seed: a.seed,
         duration: a.duration,

@@ -92,3 +92,11 @@ fn man_pages_are_generated_from_the_clap_definition() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
 }
+
+#[test]
+fn an_unknown_synth_scenario_is_bad_usage_listing_the_valid_ones() {
+    let out = run(&["synth", "nope", "-o", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("syn-flood"), "{err}");
+}
