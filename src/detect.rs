@@ -299,7 +299,7 @@ impl Engine {
         }
     }
 
-    /// Takes learned baselines (from [`BaselineFile::load`]) for the keys this shard owns; each key
+    /// Takes learned baselines (from [`BaselineFile::load`](crate::baseline::BaselineFile::load)) for the keys this shard owns; each key
     /// starts from its own when it first shows up. At most the scope's key cap are kept per scope.
     pub fn load_baselines(&mut self, entries: &[BaselineEntry]) -> usize {
         let mut per_scope = [0usize; 4];
@@ -321,7 +321,7 @@ impl Engine {
     }
 
     /// The learned baselines of this shard's keys, plus loaded ones whose keys never showed up, for
-    /// [`BaselineFile::save`].
+    /// [`BaselineFile::save`](crate::baseline::BaselineFile::save).
     pub fn baselines(&self) -> Vec<BaselineEntry> {
         let mut out: Vec<BaselineEntry> = Vec::new();
         for scope in Scope::ALL {
