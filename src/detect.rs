@@ -185,6 +185,8 @@ pub struct Engine {
     last_epoch: u64,
     /// Evaluations so far: the order of events across shards.
     seq: u64,
+    /// (start, end, number) of the window packets last fell in.
+    epoch_cache: (u64, u64, u64),
     watch_default: u64,
     /// Admission of source keys for packets that come untagged (see [`Engine::on_packet`]).
     admission: Admission,
@@ -231,6 +233,7 @@ impl Engine {
             next_tick: 0,
             last_epoch: 0,
             seq: 0,
+            epoch_cache: (0, 0, 0),
             watch_default,
             admission,
             loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
@@ -255,7 +258,7 @@ impl Engine {
     pub fn on_tagged_packet(&mut self, p: &PacketSummary, tag: u8, out: &mut Vec<AlertEvent>) {
         self.stats.packets += 1;
         let ts = self.accept_time(p.ts, out);
-        let epoch = ts.0 / self.window_ns;
+        let epoch = self.epoch_of(ts);
         if !self.cfg.ignore.is_empty() && (self.cfg.ignored(p.src) || self.cfg.ignored(p.dst)) {
             self.stats.ignored_packets += 1;
             return;
@@ -415,6 +418,19 @@ impl Engine {
         ts
     }
 
+    /// The window number of `ts`, without a division for the many packets of one window.
+    #[inline]
+    fn epoch_of(&mut self, ts: Timestamp) -> u64 {
+        let (start, end, epoch) = self.epoch_cache;
+        if ts.0 >= start && ts.0 < end {
+            return epoch;
+        }
+        let epoch = ts.0 / self.window_ns;
+        let start = epoch.saturating_mul(self.window_ns);
+        self.epoch_cache = (start, start.saturating_add(self.window_ns), epoch);
+        epoch
+    }
+
     fn start_clock(&mut self, ts: Timestamp) {
         self.clock = Some(ts);
         self.next_tick = (ts.0 / self.tick_ns)
@@ -498,7 +514,7 @@ impl Engine {
             self.boundaries += 1;
             self.take_population();
         }
-        let mut building = std::mem::take(&mut self.building);
+        let mut building = std::mem::replace(&mut self.building, Population::empty());
         let ctx = EvalCtx {
             cfg: &self.cfg,
             now: Timestamp(now),
@@ -547,6 +563,7 @@ impl Engine {
             Some(_) => {}
             None => std::mem::swap(&mut self.population, &mut self.building),
         }
+        self.population.seal();
         self.building.clear();
     }
 

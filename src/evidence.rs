@@ -78,16 +78,17 @@ const SLOTS: usize = 32;
 /// Packets recorded one by one before sampling starts.
 const EXACT_PACKETS: u64 = 4096;
 /// Past that, one packet in `SAMPLE` updates the top-k lists, standing for `SAMPLE` packets.
-const SAMPLE: u64 = 8;
+const SAMPLE: u64 = 16;
 
 /// What an alert shows about a key's traffic.
 #[derive(Clone, Debug)]
 pub struct Evidence {
-    peers: TopK<IpAddr>,
+    /// Addresses as u128 (IPv4 mapped into IPv6), so the top-k compares one integer, not an enum.
+    peers: TopK<u128>,
     dst_ports: TopK<u16>,
     src_ports: TopK<u16>,
     /// Hosts inside a subnet key (empty for host keys).
-    hosts: Option<TopK<IpAddr>>,
+    hosts: Option<TopK<u128>>,
     /// Distinct peers, over every packet.
     distinct: Hll,
     seen: u64,
@@ -109,7 +110,7 @@ impl Evidence {
     }
 
     /// Records one packet seen by a key of `scope`. The first packets are recorded exactly; then the
-    /// top-k lists take a deterministic 1-in-8 sample (a per-key xorshift), each sample weighing 8,
+    /// top-k lists take a deterministic 1-in-16 sample (a per-key xorshift), each sample weighing 16,
     /// which keeps a flood's victim cheap to follow. The distinct-peer count sees every packet.
     #[inline]
     pub fn add(&mut self, scope: Scope, p: &PacketSummary) {
@@ -118,7 +119,7 @@ impl Evidence {
         } else {
             (p.dst, p.src)
         };
-        self.distinct.add(&peer);
+        self.distinct.add(peer);
         self.seen += 1;
         let w = if self.seen <= EXACT_PACKETS {
             1
@@ -131,13 +132,13 @@ impl Evidence {
             }
             SAMPLE
         };
-        self.peers.add_weighted(peer, w);
+        self.peers.add_weighted(ip_bits(peer), w);
         if p.sport != 0 || p.dport != 0 {
             self.dst_ports.add_weighted(p.dport, w);
             self.src_ports.add_weighted(p.sport, w);
         }
         if let Some(h) = &mut self.hosts {
-            h.add_weighted(own, w);
+            h.add_weighted(ip_bits(own), w);
         }
     }
 
@@ -151,7 +152,10 @@ impl Evidence {
         self.peers
             .top(n)
             .into_iter()
-            .map(|(ip, packets)| PeerCount { ip, packets })
+            .map(|(ip, packets)| PeerCount {
+                ip: bits_ip(ip),
+                packets,
+            })
             .collect()
     }
 
@@ -172,7 +176,10 @@ impl Evidence {
             .map(|h| {
                 h.top(n)
                     .into_iter()
-                    .map(|(ip, packets)| PeerCount { ip, packets })
+                    .map(|(ip, packets)| PeerCount {
+                        ip: bits_ip(ip),
+                        packets,
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -200,9 +207,8 @@ impl Hll {
 
     /// Counts `item`.
     #[inline]
-    pub fn add<T: std::hash::Hash>(&mut self, item: &T) {
-        use std::hash::BuildHasher;
-        let h = foldhash::quality::FixedState::with_seed(0x000d_157c).hash_one(item);
+    pub fn add(&mut self, ip: IpAddr) {
+        let h = crate::key::Key::host(ip).mix(0x000d_157c);
         let idx = (h >> (64 - Hll::BITS)) as usize;
         let rest = h << Hll::BITS;
         let rank = (rest.leading_zeros() + 1).min(64 - Hll::BITS + 1) as u8;
@@ -230,6 +236,24 @@ impl Hll {
 impl Default for Hll {
     fn default() -> Self {
         Hll::new()
+    }
+}
+
+/// An address as one integer: IPv6 as is, IPv4 mapped (`::ffff:a.b.c.d`).
+#[inline]
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The inverse of [`ip_bits`] (an IPv4-mapped IPv6 address reads back as IPv4).
+fn bits_ip(bits: u128) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(bits);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
     }
 }
 
@@ -263,8 +287,8 @@ mod tests {
         for n in [10u32, 1000, 50_000, 1_000_000] {
             let mut h = Hll::new();
             for i in 0..n {
-                h.add(&i);
-                h.add(&i);
+                h.add(IpAddr::from(i.to_be_bytes()));
+                h.add(IpAddr::from(i.to_be_bytes()));
             }
             let e = h.estimate() as f64;
             let err = (e - f64::from(n)).abs() / f64::from(n);

@@ -74,8 +74,9 @@ impl Serialize for Scope {
 /// An address or a prefix. Host keys have the full prefix length (32 or 128).
 ///
 /// Ordering puts IPv4 before IPv6, then by address, then by prefix length, so events sort the same
-/// way on every run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// way on every run. Hashing feeds the hasher one or two integers (not the enum's parts one by one):
+/// keys are hashed several times per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
     V4 { addr: u32, prefix: u8 },
     V6 { addr: u128, prefix: u8 },
@@ -162,6 +163,37 @@ fn mask128(prefix: u8) -> u128 {
         0
     } else {
         u128::MAX << (128 - u32::from(prefix.min(128)))
+    }
+}
+
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match *self {
+            Key::V4 { addr, prefix } => h.write_u64(u64::from(addr) | u64::from(prefix) << 32),
+            Key::V6 { addr, prefix } => {
+                h.write_u128(addr);
+                h.write_u8(prefix);
+            }
+        }
+    }
+}
+
+impl Key {
+    /// A fast fixed-seed 64-bit mix of the key (a multiply-xorshift finaliser), for sketches and
+    /// counters that need the same value on every run, without a hasher's per-call setup.
+    #[inline]
+    pub fn mix(self, seed: u64) -> u64 {
+        let x = match self {
+            Key::V4 { addr, prefix } => u64::from(addr) | u64::from(prefix) << 32 | 1 << 40,
+            Key::V6 { addr, prefix } => {
+                ((addr >> 64) as u64).rotate_left(29) ^ (addr as u64) ^ u64::from(prefix) << 56
+            }
+        };
+        let mut z = x ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 

@@ -23,6 +23,9 @@ pub const MIN_KEYS: u64 = 50;
 #[derive(Clone, Debug)]
 pub struct Population {
     hists: Vec<Histogram<u64>>,
+    /// [`QUANTILE`] of every histogram, computed once by [`Population::seal`] (reading a quantile
+    /// walks the histogram; thresholds read it for every cold key at every evaluation).
+    sealed: Vec<f64>,
 }
 
 impl Population {
@@ -32,7 +35,33 @@ impl Population {
         let hists = (0..4 * Signal::THRESHOLDED)
             .filter_map(|_| make())
             .collect();
-        Population { hists }
+        Population {
+            hists,
+            sealed: Vec::new(),
+        }
+    }
+
+    /// A population with no histograms (a placeholder that costs nothing to make).
+    pub fn empty() -> Self {
+        Population {
+            hists: Vec::new(),
+            sealed: Vec::new(),
+        }
+    }
+
+    /// Computes the quantiles [`Population::quantile`] answers with; call once recording is done.
+    pub fn seal(&mut self) {
+        self.sealed = self
+            .hists
+            .iter()
+            .map(|h| {
+                if h.len() >= MIN_KEYS {
+                    h.value_at_quantile(QUANTILE) as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
     }
 
     fn slot(scope: Scope, s: Signal) -> usize {
@@ -56,12 +85,14 @@ impl Population {
         }
     }
 
-    /// The [`QUANTILE`] rate of `s` in `scope`, or 0 when fewer than [`MIN_KEYS`] keys were recorded.
+    /// The [`QUANTILE`] rate of `s` in `scope` as of the last [`Population::seal`], or 0 when fewer
+    /// than [`MIN_KEYS`] keys were recorded.
+    #[inline]
     pub fn quantile(&self, scope: Scope, s: Signal) -> f64 {
-        match self.hists.get(Self::slot(scope, s)) {
-            Some(h) if h.len() >= MIN_KEYS => h.value_at_quantile(QUANTILE) as f64,
-            _ => 0.0,
-        }
+        self.sealed
+            .get(Self::slot(scope, s))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// Forgets everything.
@@ -69,6 +100,7 @@ impl Population {
         for h in &mut self.hists {
             h.reset();
         }
+        self.sealed.clear();
     }
 }
 
@@ -162,8 +194,10 @@ mod tests {
         for i in 0..(MIN_KEYS - 1) {
             p.record(Scope::DstHost, Signal::Packets, 100.0 + i as f64);
         }
+        p.seal();
         assert_eq!(p.quantile(Scope::DstHost, Signal::Packets), 0.0);
         p.record(Scope::DstHost, Signal::Packets, 5000.0);
+        p.seal();
         let q = p.quantile(Scope::DstHost, Signal::Packets);
         assert!((4900.0..=5100.0).contains(&q), "{q}");
         assert_eq!(p.quantile(Scope::SrcHost, Signal::Packets), 0.0);
@@ -182,7 +216,9 @@ mod tests {
         let ex = PopulationExchange::new(2);
         ex.publish(3, &a);
         ex.publish(3, &b);
-        let m = ex.wait(3);
+        let mut m = ex.wait(3);
+        m.seal();
+        whole.seal();
         assert_eq!(
             m.quantile(Scope::DstSubnet, Signal::Syn),
             whole.quantile(Scope::DstSubnet, Signal::Syn)

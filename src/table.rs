@@ -6,7 +6,6 @@
 //! millions of one-packet spoofed sources never reaches the exact table.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 
@@ -46,7 +45,7 @@ pub struct TableStats {
 pub struct AdmissionSketch {
     rows: Vec<Vec<u16>>,
     mask: usize,
-    hasher: Hasher,
+    seed: u64,
     inserted: u64,
     /// A key is admitted once its estimate reaches `max(min_count, load_factor × mean counter load)`.
     min_count: u32,
@@ -59,7 +58,7 @@ impl AdmissionSketch {
         AdmissionSketch {
             rows: vec![vec![0; width]; depth.clamp(1, 4)],
             mask: width - 1,
-            hasher: FixedState::with_seed(seed ^ 0x5ca1_ab1e),
+            seed: seed ^ 0x5ca1_ab1e,
             inserted: 0,
             min_count: min_count.clamp(1, u32::from(u16::MAX) / 2),
         }
@@ -76,7 +75,7 @@ impl AdmissionSketch {
     /// Counts one packet of `key` and says whether it now deserves a place in the exact table.
     #[inline]
     pub fn offer(&mut self, key: &Key) -> bool {
-        let h = self.hasher.hash_one(key);
+        let h = key.mix(self.seed);
         let mut est = u16::MAX;
         let mut idx = [0usize; 4];
         for (i, row) in self.rows.iter().enumerate() {
@@ -91,7 +90,7 @@ impl AdmissionSketch {
             }
         }
         self.inserted += 1;
-        let load = self.inserted / (self.mask as u64 + 1);
+        let load = self.inserted >> (self.mask + 1).trailing_zeros();
         u64::from(new)
             >= u64::from(self.min_count)
                 .max(4 * load)
@@ -112,6 +111,9 @@ pub struct Admission {
     src_host: AdmissionSketch,
     src_subnet: AdmissionSketch,
     epoch: u64,
+    /// Packet-time span of `epoch`.
+    epoch_start: u64,
+    epoch_end: u64,
     window_ns: u64,
     v4: u8,
     v6: u8,
@@ -131,21 +133,33 @@ impl Admission {
             src_host: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0001),
             src_subnet: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0002),
             epoch: 0,
+            epoch_start: 0,
+            epoch_end: 0,
             window_ns: window_ns.max(1),
             v4,
             v6,
         }
     }
 
-    /// Counts one packet and returns its admission tag bits.
-    #[inline]
-    pub fn tag(&mut self, src: std::net::IpAddr, ts: crate::time::Timestamp) -> u8 {
-        let epoch = ts.0 / self.window_ns;
-        // A new window, or a jump far back in time (small steps back stay in the current window).
+    /// A packet outside the current window: a new window, or a jump far back in time (small steps back
+    /// stay in the current window).
+    fn new_epoch(&mut self, ts: u64) {
+        let epoch = ts / self.window_ns;
         if epoch > self.epoch || epoch.saturating_add(2) < self.epoch {
             self.epoch = epoch;
             self.src_host.reset();
             self.src_subnet.reset();
+            self.epoch_start = epoch.saturating_mul(self.window_ns);
+            self.epoch_end = self.epoch_start.saturating_add(self.window_ns);
+        }
+    }
+
+    /// Counts one packet and returns its admission tag bits.
+    #[inline]
+    pub fn tag(&mut self, src: std::net::IpAddr, ts: crate::time::Timestamp) -> u8 {
+        // Most packets fall in the current window: skip the division for them.
+        if ts.0 < self.epoch_start || ts.0 >= self.epoch_end {
+            self.new_epoch(ts.0);
         }
         let mut t = 0;
         if self.src_host.offer(&Key::host(src)) {
@@ -184,24 +198,24 @@ impl<V> KeyTable<V> {
         admit: bool,
         make: impl FnOnce() -> V,
     ) -> (Admit, Option<&mut V>) {
-        // Two lookups on the insert path keep the common (tracked) path to one without cloning.
-        if self.map.contains_key(&key) {
-            return (Admit::Tracked, self.map.get_mut(&key));
+        use std::collections::hash_map::Entry;
+        let len = self.map.len();
+        match self.map.entry(key) {
+            Entry::Occupied(o) => (Admit::Tracked, Some(o.into_mut())),
+            Entry::Vacant(_) if !admit => {
+                self.stats.deferred += 1;
+                (Admit::Deferred, None)
+            }
+            Entry::Vacant(_) if len >= self.cap => {
+                self.stats.rejected += 1;
+                (Admit::Rejected, None)
+            }
+            Entry::Vacant(v) => {
+                self.stats.inserted += 1;
+                self.stats.peak_len = self.stats.peak_len.max(len + 1);
+                (Admit::Inserted, Some(v.insert(make())))
+            }
         }
-        if !admit {
-            self.stats.deferred += 1;
-            return (Admit::Deferred, None);
-        }
-        if self.map.len() >= self.cap {
-            self.stats.rejected += 1;
-            return (Admit::Rejected, None);
-        }
-        self.stats.inserted += 1;
-        self.stats.peak_len = self.stats.peak_len.max(self.map.len() + 1);
-        (
-            Admit::Inserted,
-            Some(self.map.entry(key).or_insert_with(make)),
-        )
     }
 
     /// The state of `key` if tracked, for changing.

@@ -126,11 +126,12 @@ impl Counts {
         c
     }
 
-    /// Adds `other` into `self`, saturating.
+    /// Adds `other` into `self`.
     #[inline]
     pub fn add(&mut self, other: &Counts) {
+        // Wrapping (not saturating) so this vectorises: 2^64 packets or bytes never fit in a window.
         for (a, b) in self.n.iter_mut().zip(other.n.iter()) {
-            *a = a.saturating_add(*b);
+            *a = a.wrapping_add(*b);
         }
     }
 
