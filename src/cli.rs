@@ -35,6 +35,7 @@ const EXAMPLES: &str = concat!(
   tcpdump -i eth0 -w - | floodwatch replay -
   floodwatch replay attack.pcap | jq 'select(.event==\"start\") | {key, class, pps}'
   floodwatch synth syn-flood -o /tmp/syn.pcap --attack-pps 50000
+  sudo floodwatch live eth0
   floodwatch completions bash > ~/.local/share/bash-completion/completions/floodwatch
   floodwatch man > floodwatch.1 && man ./floodwatch.1
 
@@ -60,6 +61,17 @@ progress bar (when stderr is a terminal) and errors go to stderr. Time is packet
 capture gives the same alerts at any speed and thread count. Tuning: docs/tuning.md.
 ", exit_status!()))]
     Replay(Box<ReplayArgs>),
+    /// Watch a network interface live and write alerts as floods start and end. Needs root or the
+    /// CAP_NET_RAW capability (docs/live.md). Ctrl-C stops: open alerts end with reason `shutdown` and
+    /// the summary (with kernel drops) is printed.
+    #[command(after_help = "Examples:
+  sudo floodwatch live eth0
+  sudo setcap cap_net_raw,cap_net_admin=eip $(command -v floodwatch); floodwatch live eth0
+  floodwatch live --ring-blocks 256 --status-interval 30s eth0 | jq -c 'select(.event==\"start\")'
+  floodwatch live --backend pcap --filter 'dst net 198.51.100.0/24' eth0
+
+Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.")]
+    Live(Box<LiveArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     #[command(after_help = "Examples:
@@ -168,6 +180,52 @@ pub struct IntegrationArgs {
     /// packet time, so a consumer sees the detector is alive [default: none].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub stats_interval: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Network interface to watch (e.g. eth0).
+    #[arg(value_name = "INTERFACE")]
+    pub interface: String,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Capture backend: `afpacket` (Linux TPACKET_V3 ring, no library needed) or `pcap` (libpcap;
+    /// needs a build with `--features libpcap`).
+    #[arg(long, value_enum, default_value_t = Backend::Afpacket)]
+    pub backend: Backend,
+    /// BPF filter expression in tcpdump syntax (pcap backend only), e.g. 'dst net 198.51.100.0/24'.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Bytes per ring block (power of two, at least 4K; suffixes K, M). The pcap backend uses
+    /// size × blocks as its buffer.
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    pub ring_block_size: usize,
+    /// Blocks in the ring: the ring holds block size × blocks bytes (default 64 MiB).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub ring_blocks: usize,
+    /// Do not put the interface in promiscuous mode (see only this host's traffic).
+    #[arg(long)]
+    pub no_promisc: bool,
+    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
+    #[arg(long, value_name = "FILE")]
+    pub load_baseline: Option<PathBuf>,
+    /// When capture stops, write every key's learned baseline to FILE, to start warm next time.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+    /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
+    /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    #[command(flatten)]
+    pub integrations: IntegrationArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Afpacket,
+    Pcap,
 }
 
 /// Detection and pipeline options shared by every mode. Options the config file can also set have no
@@ -326,6 +384,22 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     floodwatch::metrics::parse_listen_addr(s).map_err(|e| e.to_string())
 }
 
+/// Parses a byte size: `65536`, `64K`, `1M`, `1G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1usize << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a size (try 65536, 256K, 1M)"))
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
@@ -359,5 +433,9 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert_eq!(parse_mac("02:00:00:00:00:0a"), Ok([2, 0, 0, 0, 0, 10]));
         assert!(parse_mac("02:00").is_err());
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("256k"), Ok(256 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
     }
 }

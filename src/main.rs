@@ -13,12 +13,13 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::{
-    Cli, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs, ManArgs, OutputArgs,
-    ReplayArgs, SynthArgs,
+    Backend, Cli, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs, LiveArgs, ManArgs,
+    OutputArgs, ReplayArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
+use floodwatch::capture::FrameSource;
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(*args),
+        Command::Live(args) => live(*args),
         Command::Synth(args) => synth_capture(args),
         Command::Config(_) => write_stdout(floodwatch::config::DEFAULT_CONFIG.as_bytes()),
         Command::Completions(args) => completions(args),
@@ -46,14 +48,7 @@ fn main() -> ExitCode {
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let detect = detect_config(&args.detect)?;
-    let load_baselines = match &args.load_baseline {
-        Some(path) => Some(Arc::new(BaselineFile::load(
-            path,
-            detect.subnet_v4,
-            detect.subnet_v6,
-        )?)),
-        None => None,
-    };
+    let load_baselines = load_baselines(args.load_baseline.as_deref(), &detect)?;
     let pipe = PipelineConfig {
         threads: args
             .detect
@@ -183,6 +178,142 @@ impl Extras {
             server.shutdown();
         }
     }
+}
+
+fn live(args: LiveArgs) -> Result<ExitCode> {
+    let detect = detect_config(&args.detect)?;
+    let load_baselines = load_baselines(args.load_baseline.as_deref(), &detect)?;
+    let pipe = PipelineConfig {
+        threads: args
+            .detect
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| PipelineConfig::default().threads),
+        batch_size: args.detect.batch_size as usize,
+        live: true,
+        status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
+        load_baselines,
+        save_baselines: args.save_baseline.is_some(),
+        ..PipelineConfig::default()
+    };
+    let writer = open_output(&args.output)?;
+    let (mut source, described) = open_live(&args)?;
+    let stop = install_stop_handler()?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    if !args.output.quiet {
+        eprintln!(
+            "floodwatch: capturing on {} ({described}); Ctrl-C stops",
+            args.interface
+        );
+    }
+    let outcome = pipeline::run_with(
+        source.as_mut(),
+        &detect,
+        &pipe,
+        writer,
+        &stop,
+        extras.integrations(),
+    )?;
+    if let Some(path) = &args.save_baseline {
+        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
+    }
+    let hook_line = extras.finish_hook(args.output.quiet);
+    let s = &outcome.summary;
+    if !s.output_closed && !args.output.quiet {
+        eprint!("{}", pipeline::render_summary(s));
+        eprint!("{hook_line}");
+    }
+    extras.linger(&stop);
+    if s.output_closed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = outcome.capture_error {
+        eprintln!("floodwatch: error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the capture backend the options ask for; returns it with a short description.
+fn open_live(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+    match args.backend {
+        Backend::Afpacket => {
+            if args.filter.is_some() {
+                anyhow::bail!(
+                    "--filter needs --backend pcap (the AF_PACKET backend takes no BPF expressions)"
+                );
+            }
+            open_afpacket(args)
+        }
+        Backend::Pcap => open_pcap(args),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn open_afpacket(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+    use floodwatch::capture::afpacket::{AfPacketSource, RingConfig};
+    let ring = RingConfig {
+        block_size: args.ring_block_size,
+        block_count: args.ring_blocks,
+        promiscuous: !args.no_promisc,
+        ..RingConfig::default()
+    };
+    let source = AfPacketSource::open(&args.interface, ring)?;
+    let described = format!(
+        "AF_PACKET TPACKET_V3, ring {} × {} KiB, link type {}",
+        ring.block_count,
+        ring.block_size >> 10,
+        source.link_type().0
+    );
+    Ok((Box::new(source), described))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_afpacket(_: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+    anyhow::bail!(
+        "the AF_PACKET backend is Linux only: use --backend pcap (build with --features libpcap)"
+    )
+}
+
+#[cfg(feature = "libpcap")]
+fn open_pcap(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+    use floodwatch::capture::libpcap::{PcapConfig, PcapSource};
+    let cfg = PcapConfig {
+        buffer_bytes: args.ring_block_size.saturating_mul(args.ring_blocks),
+        promiscuous: !args.no_promisc,
+        filter: args.filter.clone(),
+        ..PcapConfig::default()
+    };
+    let buffer = cfg.buffer_bytes;
+    let source = PcapSource::open(&args.interface, cfg)?;
+    let described = format!(
+        "libpcap, buffer {} KiB, link type {}{}",
+        buffer >> 10,
+        source.link_type().0,
+        args.filter
+            .as_deref()
+            .map(|f| format!(", filter `{f}`"))
+            .unwrap_or_default()
+    );
+    Ok((Box::new(source), described))
+}
+
+#[cfg(not(feature = "libpcap"))]
+fn open_pcap(_: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+    anyhow::bail!(
+        "this floodwatch was built without libpcap: use the default --backend afpacket, or rebuild \
+         with `cargo build --release --features libpcap` (needs libpcap-dev)"
+    )
+}
+
+/// `--load-baseline`: read before any input, so a bad file fails at once.
+fn load_baselines(
+    path: Option<&std::path::Path>,
+    detect: &DetectConfig,
+) -> Result<Option<Arc<BaselineFile>>> {
+    path.map(|p| BaselineFile::load(p, detect.subnet_v4, detect.subnet_v6).map(Arc::new))
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// Resolves the detection options: command line over the config file over the defaults.

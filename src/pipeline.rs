@@ -7,7 +7,10 @@
 //! each key lives in exactly one shard and every shard evaluates at the same packet times. The sink
 //! holds events until every shard has passed their evaluation, then writes them in
 //! [`AlertEvent::order_key`] order: the output is byte-identical whatever the thread count or batch
-//! size. Channels are bounded; on replay a full channel makes the reader wait (back-pressure).
+//! size. Channels are bounded; on replay a full channel makes the reader wait (back-pressure); on
+//! live capture it never does (that would stall the kernel's ring): the batch is dropped for every
+//! shard and counted. When a live source is idle, a clock tick travels in-band through the same
+//! channels, so every shard advances packet time at the same point of the stream.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -21,7 +24,7 @@ use crate::alert::{
     AlertEvent, AttackClass, EndReason, EventKind, EventLine, EventWriter, StatsEvent,
 };
 use crate::baseline::{BaselineEntry, BaselineFile};
-use crate::capture::{CaptureError, CaptureStats, FrameSource};
+use crate::capture::{CaptureError, CaptureStats, FrameSource, SourceEvent};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
 use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
@@ -47,6 +50,11 @@ pub struct PipelineConfig {
     pub load_baselines: Option<Arc<BaselineFile>>,
     /// Collect the learned baselines at the end (`--save-baseline`).
     pub save_baselines: bool,
+    /// Live capture: never wait on a full channel (drop the batch and count it), and drain the
+    /// source for a moment after a stop request.
+    pub live: bool,
+    /// Print a status line of counters on stderr this often (wall time).
+    pub status_interval: Option<Duration>,
 }
 
 impl Default for PipelineConfig {
@@ -60,6 +68,8 @@ impl Default for PipelineConfig {
             realtime: false,
             load_baselines: None,
             save_baselines: false,
+            live: false,
+            status_interval: None,
         }
     }
 }
@@ -99,6 +109,12 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Peak resident memory of the process, in bytes (Linux; None elsewhere).
     pub peak_rss: Option<u64>,
+    /// The source was a live interface.
+    pub live: bool,
+    /// Packets read but not counted because the shards were behind (live capture only).
+    pub pipeline_drops: u64,
+    /// Batches those packets travelled in.
+    pub pipeline_dropped_batches: u64,
 }
 
 impl RunSummary {
@@ -200,6 +216,14 @@ impl Batch {
     }
 }
 
+/// A message from the reader to every shard.
+#[derive(Clone, Debug)]
+enum ShardMsg {
+    Packets(Arc<Batch>),
+    /// The live source is idle: packet time is at least this.
+    Tick(Timestamp),
+}
+
 /// A message from a shard to the sink.
 struct ShardOut {
     shard: usize,
@@ -265,7 +289,7 @@ pub fn run_with<W: Write + Send>(
         let mut batch_txs = Vec::with_capacity(threads);
         let mut shard_handles = Vec::with_capacity(threads);
         for (i, engine) in engines.into_iter().enumerate() {
-            let (tx, rx) = bounded::<Arc<Batch>>(pipe.channel_batches.max(1));
+            let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
             batch_txs.push(tx);
             let out_tx = out_tx.clone();
             let stats_every = if i == 0 {
@@ -317,19 +341,28 @@ pub fn run_with<W: Write + Send>(
     })
 }
 
+/// After a stop request, a live source is drained until it is idle, for at most this long.
+const LIVE_DRAIN: Duration = Duration::from_secs(1);
+
 /// The reading side: frames → packet summaries → batches sent to every shard.
 struct Reader<'m> {
     decoder: Decoder,
     admission: Admission,
     batch: Batch,
     batch_size: usize,
-    txs: Vec<Sender<Arc<Batch>>>,
+    txs: Vec<Sender<ShardMsg>>,
     summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
     metrics: Option<&'m Metrics>,
     /// Counted since the last publication to `metrics`.
     counts: InputCounts,
+    live: bool,
+    /// Latest idle tick sent.
+    last_tick: Timestamp,
+    /// When the stop request was seen (live: the drain deadline runs from here).
+    stopping: Option<Instant>,
+    stats: Option<StatsLine>,
 }
 
 /// Frames between two publications of the reader's counters.
@@ -338,7 +371,7 @@ const PUBLISH_EVERY_FRAMES: u64 = 4096;
 impl<'m> Reader<'m> {
     fn new(
         pipe: &PipelineConfig,
-        txs: Vec<Sender<Arc<Batch>>>,
+        txs: Vec<Sender<ShardMsg>>,
         admission: Admission,
         metrics: Option<&'m Metrics>,
     ) -> Self {
@@ -349,11 +382,18 @@ impl<'m> Reader<'m> {
             batch: Batch::with_capacity(batch_size),
             batch_size,
             txs,
-            summary: RunSummary::default(),
+            summary: RunSummary {
+                live: pipe.live,
+                ..RunSummary::default()
+            },
             realtime: None,
             pace: pipe.realtime,
             metrics,
             counts: InputCounts::default(),
+            live: pipe.live,
+            last_tick: Timestamp(0),
+            stopping: None,
+            stats: pipe.status_interval.map(StatsLine::new),
         }
     }
 
@@ -372,29 +412,62 @@ impl<'m> Reader<'m> {
         stop: &AtomicBool,
     ) -> Option<CaptureError> {
         loop {
-            if self.summary.frames % 1024 == 0 && stop.load(Ordering::Relaxed) {
+            if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, false) {
                 return None;
             }
             if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
                 self.publish(source.stats());
             }
-            let frame = match source.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => return None,
-                Err(e) => return Some(e),
-            };
-            self.summary.frames += 1;
-            self.counts.frames += 1;
-            match self
-                .decoder
-                .decode(frame.link, frame.data, frame.ts, frame.wire_len)
-            {
-                Ok(p) => self.push(p),
-                Err(e) => {
-                    self.summary.decode.record(&e);
-                    self.counts.not_decoded(&e);
+            match source.next_event() {
+                Ok(SourceEvent::Frame(frame)) => {
+                    self.summary.frames += 1;
+                    self.counts.frames += 1;
+                    match self
+                        .decoder
+                        .decode(frame.link, frame.data, frame.ts, frame.wire_len)
+                    {
+                        Ok(p) => self.push(p),
+                        Err(e) => {
+                            self.summary.decode.record(&e);
+                            self.counts.not_decoded(&e);
+                        }
+                    }
                 }
+                Ok(SourceEvent::Idle { now }) => {
+                    self.tick(now);
+                    if self.should_stop(source, stop, true) {
+                        return None;
+                    }
+                }
+                Ok(SourceEvent::End) => return None,
+                Err(e) => return Some(e),
             }
+        }
+    }
+
+    /// Whether to stop reading now: at once on replay; on live capture once the source is idle (all
+    /// it held has been read) or the drain deadline has passed. Also prints the periodic stats.
+    fn should_stop(&mut self, source: &dyn FrameSource, stop: &AtomicBool, idle: bool) -> bool {
+        if let Some(line) = &mut self.stats {
+            line.maybe_print(&self.summary, &source.stats());
+        }
+        if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
+            self.stopping = Some(Instant::now());
+        }
+        match self.stopping {
+            None => false,
+            Some(_) if !self.live => true,
+            Some(at) => idle || at.elapsed() >= LIVE_DRAIN,
+        }
+    }
+
+    /// The source is idle at packet time `now`: hand over what is batched and move every shard's
+    /// clock, in-band, so each sees the tick at the same point of the stream.
+    fn tick(&mut self, now: Timestamp) {
+        self.flush();
+        if now > self.last_tick {
+            self.last_tick = now;
+            self.send(ShardMsg::Tick(now));
         }
     }
 
@@ -437,17 +510,45 @@ impl<'m> Reader<'m> {
         if self.batch.packets.is_empty() {
             return;
         }
+        if self.live && self.txs.iter().any(|tx| tx.is_full()) {
+            // A shard is behind: waiting would stall the capture ring, so this batch is lost to all
+            // shards alike (they keep seeing the same stream) and counted.
+            self.summary.pipeline_drops += self.batch.packets.len() as u64;
+            self.summary.pipeline_dropped_batches += 1;
+            self.batch.packets.clear();
+            self.batch.tags.clear();
+            return;
+        }
         let batch = Arc::new(std::mem::replace(
             &mut self.batch,
             Batch::with_capacity(self.batch_size),
         ));
-        for tx in &self.txs {
-            // A closed shard means the run is stopping; its error surfaces from the join.
-            let _ = tx.send(Arc::clone(&batch));
+        self.send(ShardMsg::Packets(batch));
+    }
+
+    /// Sends `msg` to every shard: waiting on replay; on live capture only when every channel has
+    /// room (the reader is the only sender, so the check holds until the sends), else not at all.
+    fn send(&self, msg: ShardMsg) {
+        if self.live {
+            if self.txs.iter().any(|tx| tx.is_full()) {
+                return;
+            }
+            for tx in &self.txs {
+                let _ = tx.try_send(msg.clone());
+            }
+        } else {
+            for tx in &self.txs {
+                // A closed shard means the run is stopping; its error surfaces from the join.
+                let _ = tx.send(msg.clone());
+            }
         }
     }
 
     fn finish(mut self, capture: CaptureStats) -> RunSummary {
+        if self.live {
+            // The stop request came while draining: what is batched is still counted.
+            self.live = false;
+        }
         self.flush();
         self.publish(capture);
         self.txs.clear();
@@ -513,7 +614,7 @@ impl StatsClock {
 fn run_shard(
     index: usize,
     mut engine: Engine,
-    rx: Receiver<Arc<Batch>>,
+    rx: Receiver<ShardMsg>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
     observe: ShardObserve<'_>,
@@ -528,12 +629,17 @@ fn run_shard(
         packets: 0,
         bytes: 0,
     });
-    for batch in rx.iter() {
-        for (p, tag) in batch.packets.iter().zip(batch.tags.iter()) {
-            engine.on_tagged_packet(p, *tag, &mut events);
-            if let Some(c) = &mut clock {
-                marks.extend(c.after_packet(p, engine.watermark()));
+    for msg in rx.iter() {
+        match msg {
+            ShardMsg::Packets(batch) => {
+                for (p, tag) in batch.packets.iter().zip(batch.tags.iter()) {
+                    engine.on_tagged_packet(p, *tag, &mut events);
+                    if let Some(c) = &mut clock {
+                        marks.extend(c.after_packet(p, engine.watermark()));
+                    }
+                }
             }
+            ShardMsg::Tick(now) => engine.advance_to(now, &mut events),
         }
         if let Some(m) = observe.metrics {
             m.publish_tables(&mut published, &engine.stats());
@@ -692,6 +798,58 @@ fn run_sink<W: Write>(
     (out.tally, failed)
 }
 
+/// The periodic counters line on stderr (`--stats-interval`).
+struct StatsLine {
+    every: Duration,
+    started: Instant,
+    next: Instant,
+    last_frames: u64,
+    last_at: Instant,
+}
+
+impl StatsLine {
+    fn new(every: Duration) -> StatsLine {
+        let now = Instant::now();
+        StatsLine {
+            every: every.max(Duration::from_millis(100)),
+            started: now,
+            next: now + every,
+            last_frames: 0,
+            last_at: now,
+        }
+    }
+
+    fn maybe_print(&mut self, s: &RunSummary, capture: &CaptureStats) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        let rate = (s.frames - self.last_frames) as f64
+            / now.duration_since(self.last_at).as_secs_f64().max(1e-9);
+        self.last_frames = s.frames;
+        self.last_at = now;
+        eprintln!(
+            "{}",
+            stats_line(now.duration_since(self.started), rate, s, capture)
+        );
+    }
+}
+
+/// One line of running counters, e.g. for `--stats-interval`.
+fn stats_line(elapsed: Duration, rate: f64, s: &RunSummary, c: &CaptureStats) -> String {
+    format!(
+        "floodwatch: stats at {:.0} s: frames {} ({:.0}/s), packets {}, not decoded {}, kernel drops {}, pipeline drops {}",
+        elapsed.as_secs_f64(),
+        s.frames,
+        rate,
+        s.packets,
+        s.decode.total(),
+        c.kernel_drops,
+        s.pipeline_drops
+    )
+}
+
 /// Writes, in order, every pending event of an evaluation all shards have passed.
 fn release<W: Write>(
     pending: &mut Vec<Pending>,
@@ -737,7 +895,12 @@ pub fn render_summary(s: &RunSummary) -> String {
     );
     let _ = writeln!(
         o,
-        "  replayed in {:.3} s: {:.0} packets/s ({:.2} M/s)",
+        "  {} {:.3} s: {:.0} packets/s ({:.2} M/s)",
+        if s.live {
+            "captured for"
+        } else {
+            "replayed in"
+        },
         secs,
         s.frames_per_second(),
         s.frames_per_second() / 1e6
@@ -753,8 +916,12 @@ pub fn render_summary(s: &RunSummary) -> String {
     for (lt, n) in &s.decode.unsupported_link_types {
         let _ = writeln!(o, "  unsupported link type {lt}: {n} frames");
     }
-    if s.capture.kernel_drops > 0 {
-        let _ = writeln!(o, "  kernel drops {}", s.capture.kernel_drops);
+    if s.live || s.capture.kernel_drops > 0 || s.pipeline_drops > 0 {
+        let _ = writeln!(
+            o,
+            "  kernel drops {}  pipeline drops {} ({} batches)",
+            s.capture.kernel_drops, s.pipeline_drops, s.pipeline_dropped_batches
+        );
     }
     if s.capture.unknown_blocks > 0 {
         let _ = writeln!(

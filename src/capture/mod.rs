@@ -1,11 +1,17 @@
 //! Capture: where frames come from. A [`FrameSource`] yields [`RawFrame`]s (bytes, timestamp, link type)
-//! and knows its own counters; files are read by [`file`](mod@file).
+//! and knows its own counters; files are read by [`file`](mod@file), live interfaces by
+//! [`afpacket`] (Linux, default) or [`libpcap`] (cargo feature `libpcap`).
 //!
 //! This module owns the contract between capture backends and the rest of the engine: the borrowed
 //! [`RawFrame`] (valid until the next call, so no copy per packet), the [`FrameSource`] trait with its
-//! [`CaptureStats`], and [`CaptureError`], whose variants name the file and say what to do.
+//! [`SourceEvent`]s and [`CaptureStats`], and [`CaptureError`], whose variants name the file or
+//! interface and say what to do.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
 pub mod file;
+#[cfg(feature = "libpcap")]
+pub mod libpcap;
 
 use std::path::PathBuf;
 
@@ -21,6 +27,19 @@ pub struct RawFrame<'a> {
     pub data: &'a [u8],
     /// Original length on the wire.
     pub wire_len: u32,
+}
+
+/// What a source has to say next.
+#[derive(Clone, Copy, Debug)]
+pub enum SourceEvent<'a> {
+    /// A frame, borrowed until the next call.
+    Frame(RawFrame<'a>),
+    /// Live sources only: nothing is ready now, and no frame still to come is older than `now`
+    /// (packet time). The pipeline flushes what it holds and advances the engines' clock to `now`, so
+    /// alerts end on an idle link.
+    Idle { now: Timestamp },
+    /// The input is over.
+    End,
 }
 
 /// Counters a source keeps about itself.
@@ -50,11 +69,19 @@ impl CaptureStats {
 pub trait FrameSource {
     /// The next frame, `Ok(None)` at the end of input. After an `Err` the source is finished.
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError>;
+    /// The next frame, idle report or end. Files never idle; live sources override this (and their
+    /// `next_frame` skips the idle reports).
+    fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
+        Ok(match self.next_frame()? {
+            Some(frame) => SourceEvent::Frame(frame),
+            None => SourceEvent::End,
+        })
+    }
     /// Counters so far.
     fn stats(&self) -> CaptureStats;
 }
 
-/// Why a capture could not be read. Every variant names the file and says what to do.
+/// Why a capture could not be read. Every variant names the file or interface and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open {}: {source} (check the path and its permissions)", path.display())]
@@ -79,4 +106,60 @@ pub enum CaptureError {
         offset: u64,
         detail: String,
     },
+    #[error("capturing on {iface} needs root or the CAP_NET_RAW capability ({source}): run as root, or grant the capability once with `sudo setcap cap_net_raw,cap_net_admin=eip {exe}` (see docs/live.md)")]
+    Permission {
+        iface: String,
+        exe: String,
+        source: std::io::Error,
+    },
+    #[error("no network interface named `{iface}`; available: {available}")]
+    NoSuchInterface { iface: String, available: String },
+    #[error("{iface}: {what} failed: {source}{hint}")]
+    Live {
+        iface: String,
+        what: &'static str,
+        source: std::io::Error,
+        /// What to try, starting with "; " (or empty).
+        hint: &'static str,
+    },
+    #[error("{iface}: {detail}")]
+    Setup { iface: String, detail: String },
+}
+
+/// The names of the network interfaces of this machine (namespace), sorted, for error messages.
+pub fn interface_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The [`CaptureError::NoSuchInterface`] for `iface`.
+pub fn no_such_interface(iface: &str) -> CaptureError {
+    let names = interface_names();
+    CaptureError::NoSuchInterface {
+        iface: iface.to_string(),
+        available: if names.is_empty() {
+            "none found in /sys/class/net".to_string()
+        } else {
+            names.join(", ")
+        },
+    }
+}
+
+/// The [`CaptureError::Permission`] for `iface`, naming this executable in the `setcap` command.
+pub fn permission_denied(iface: &str, source: std::io::Error) -> CaptureError {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/path/to/floodwatch".to_string());
+    CaptureError::Permission {
+        iface: iface.to_string(),
+        exe,
+        source,
+    }
 }

@@ -1,0 +1,746 @@
+//! Live capture on Linux: an AF_PACKET socket with a TPACKET_V3 memory-mapped receive ring.
+//!
+//! The kernel fills blocks of the ring with frames and hands a block over (status `TP_STATUS_USER`)
+//! when it is full or its retire timeout expires; we read its frames in place (no copy, no system call
+//! per packet) and give the block back when its last frame has been used. `poll()` waits for the
+//! next block with a timeout, so the source can report [`SourceEvent::Idle`] during silence. Kernel
+//! drops come from `PACKET_STATISTICS` (which resets on every read, so they are accumulated here).
+//!
+//! Every `unsafe` block of floodwatch lives in this file, each with a `// SAFETY:` comment.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{
+    no_such_interface, permission_denied, CaptureError, CaptureStats, FrameSource, RawFrame,
+    SourceEvent,
+};
+use crate::decode::LinkType;
+use crate::time::Timestamp;
+
+/// Size and timing of the receive ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes per block: a power of two, at least 4096 (one page).
+    pub block_size: usize,
+    /// Blocks in the ring; the ring holds `block_size × block_count` bytes of frames.
+    pub block_count: usize,
+    /// A block that is not full is handed over after this long (TPACKET_V3 retire timeout).
+    pub block_timeout: Duration,
+    /// How long one wait for a block lasts before the source reports itself idle.
+    pub poll_timeout: Duration,
+    /// Put the interface in promiscuous mode while capturing.
+    pub promiscuous: bool,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            block_size: 1 << 20,
+            block_count: 64,
+            block_timeout: Duration::from_millis(10),
+            poll_timeout: Duration::from_millis(100),
+            promiscuous: true,
+        }
+    }
+}
+
+impl RingConfig {
+    /// Checks the sizes before any system call, naming the option to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.block_size < 4096 || !self.block_size.is_power_of_two() {
+            return Err(format!(
+                "--ring-block-size {} must be a power of two of at least 4096 bytes",
+                self.block_size
+            ));
+        }
+        if self.block_size > 1 << 30 {
+            return Err("--ring-block-size must be at most 1 GiB".into());
+        }
+        if self.block_count < 2 || self.block_count > 1 << 16 {
+            return Err(format!(
+                "--ring-blocks {} must be between 2 and 65536",
+                self.block_count
+            ));
+        }
+        if self
+            .block_size
+            .checked_mul(self.block_count)
+            .is_none_or(|n| n > 1 << 34)
+        {
+            return Err(
+                "the ring (--ring-block-size × --ring-blocks) must be at most 16 GiB".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Ring size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.block_size * self.block_count
+    }
+}
+
+/// Frame slot size told to the kernel; TPACKET_V3 packs frames tightly, but the request must still
+/// divide blocks into slots of this size.
+const FRAME_SLOT: usize = 2048;
+
+/// How the interface frames what it delivers.
+fn link_of(iface: &str) -> Result<(LinkType, libc::c_int), CaptureError> {
+    let kind = read_sys(iface, "type")?;
+    Ok(match kind.parse::<u32>().unwrap_or(u32::MAX) {
+        // Ethernet, and loopback (Ethernet-framed with zero addresses on Linux): the whole frame.
+        1 | 772 => (LinkType::ETHERNET, libc::SOCK_RAW),
+        // Everything else (tun: ARPHRD_NONE, tunnels, ...): ask the kernel for the network layer
+        // only, which the decoder reads as raw IP.
+        _ => (LinkType::RAW, libc::SOCK_DGRAM),
+    })
+}
+
+/// A file of `/sys/class/net/IFACE/`, trimmed; a missing interface lists the available ones.
+fn read_sys(iface: &str, file: &str) -> Result<String, CaptureError> {
+    let valid = !iface.is_empty()
+        && iface.len() < libc::IFNAMSIZ
+        && iface != "."
+        && iface != ".."
+        && !iface.contains(['/', '\0'])
+        && !iface.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(no_such_interface(iface));
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/{file}"))
+        .map(|s| s.trim().to_string())
+        .map_err(|_| no_such_interface(iface))
+}
+
+/// The position of the reader inside the block it holds.
+#[derive(Clone, Copy, Debug)]
+struct BlockCursor {
+    /// Frames of the block not yet handed out.
+    remaining: u32,
+    /// Offset of the next frame's header from the block start.
+    next: usize,
+}
+
+/// The frame handed out last, as offsets into the held block.
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    start: usize,
+    len: usize,
+    wire_len: u32,
+    ts: Timestamp,
+}
+
+/// What [`AfPacketSource::advance`] found.
+enum Step {
+    Frame,
+    Idle(Timestamp),
+}
+
+/// A live AF_PACKET source on one interface.
+pub struct AfPacketSource {
+    iface: String,
+    fd: OwnedFd,
+    ring: NonNull<u8>,
+    cfg: RingConfig,
+    link: LinkType,
+    /// Index of the block being read or waited for.
+    block: usize,
+    /// Set while we hold `block` (its status is `TP_STATUS_USER`).
+    cursor: Option<BlockCursor>,
+    current: Option<Current>,
+    /// An idle report was given since the last frame: the next empty ring waits in `poll`.
+    idle_reported: bool,
+    stats: CaptureStats,
+    /// Accumulated `tp_drops` (the kernel resets its counters on every read).
+    kernel_drops: Cell<u64>,
+}
+
+impl std::fmt::Debug for AfPacketSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfPacketSource")
+            .field("iface", &self.iface)
+            .field("cfg", &self.cfg)
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AfPacketSource {
+    /// Opens `iface` with a ring sized by `cfg`. Errors name the missing privilege, the unknown
+    /// interface (listing the available ones) or the failing step.
+    pub fn open(iface: &str, cfg: RingConfig) -> Result<AfPacketSource, CaptureError> {
+        cfg.validate().map_err(|detail| CaptureError::Setup {
+            iface: iface.to_string(),
+            detail,
+        })?;
+        let ifindex: i32 = read_sys(iface, "ifindex")?
+            .parse()
+            .map_err(|_| no_such_interface(iface))?;
+        let (link, sock_type) = link_of(iface)?;
+        let fd = open_socket(iface, sock_type)?;
+        let live = |what: &'static str, hint: &'static str| {
+            move |source| CaptureError::Live {
+                iface: iface.to_string(),
+                what,
+                source,
+                hint,
+            }
+        };
+        set_opt(
+            &fd,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+        )
+        .map_err(live(
+            "selecting TPACKET_V3",
+            "; this needs Linux 3.2 or later",
+        ))?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: cfg.block_size as u32,
+            tp_block_nr: cfg.block_count as u32,
+            tp_frame_size: FRAME_SLOT as u32,
+            tp_frame_nr: (cfg.bytes() / FRAME_SLOT) as u32,
+            tp_retire_blk_tov: cfg.block_timeout.as_millis().clamp(1, 60_000) as u32,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        set_opt(&fd, libc::PACKET_RX_RING, &req).map_err(live(
+            "creating the receive ring",
+            "; try a smaller ring (--ring-blocks, --ring-block-size)",
+        ))?;
+        let ring = map_ring(&fd, cfg.bytes()).map_err(live(
+            "mapping the receive ring",
+            "; try a smaller ring (--ring-blocks, --ring-block-size)",
+        ))?;
+        // From here `Drop` unmaps the ring and closes the socket, whatever fails next.
+        let mut source = AfPacketSource {
+            iface: iface.to_string(),
+            fd,
+            ring,
+            cfg,
+            link,
+            block: 0,
+            cursor: None,
+            current: None,
+            idle_reported: false,
+            stats: CaptureStats::default(),
+            kernel_drops: Cell::new(0),
+        };
+        source.bind(ifindex)?;
+        Ok(source)
+    }
+
+    /// Starts receiving: promiscuous mode if asked, then bind to the interface for every protocol.
+    /// The socket was created for no protocol, so nothing from other interfaces enters the ring
+    /// before this.
+    fn bind(&mut self, ifindex: i32) -> Result<(), CaptureError> {
+        let live = |what: &'static str, hint: &'static str| {
+            let iface = self.iface.clone();
+            move |source| CaptureError::Live {
+                iface,
+                what,
+                source,
+                hint,
+            }
+        };
+        if self.cfg.promiscuous {
+            let mreq = libc::packet_mreq {
+                mr_ifindex: ifindex,
+                mr_type: libc::PACKET_MR_PROMISC as u16,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            set_opt(&self.fd, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(live(
+                "entering promiscuous mode",
+                "; --no-promisc captures only this host's traffic",
+            ))?;
+        }
+        bind_to(&self.fd, ifindex).map_err(live("binding to the interface", ""))?;
+        // Whatever the kernel counted before the bind is not ours.
+        let _ = read_kernel_stats(&self.fd);
+        Ok(())
+    }
+
+    /// The link type of the frames.
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    /// The ring settings.
+    pub fn ring(&self) -> RingConfig {
+        self.cfg
+    }
+
+    /// Status word of block `i`, shared with the kernel.
+    fn block_status(&self, i: usize) -> &AtomicU32 {
+        let off = i * self.cfg.block_size
+            + offset_of!(libc::tpacket_block_desc, hdr)
+            + offset_of!(libc::tpacket_hdr_v1, block_status);
+        // SAFETY: `off` lies inside the mapping (i < block_count, and the descriptor is at the start
+        // of a block); blocks start at page-aligned offsets, so the u32 is 4-byte aligned. The kernel
+        // and we both access this word only atomically (it is the ownership flag of the block), and
+        // the mapping outlives `&self`.
+        unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(off).cast::<u32>()) }
+    }
+
+    /// The bytes of the held block. Only valid while we own it (status `TP_STATUS_USER`).
+    fn held_block(&self) -> &[u8] {
+        debug_assert!(self.cursor.is_some());
+        // SAFETY: the block lies inside the mapping, and we own it: the kernel set
+        // TP_STATUS_USER (observed with Acquire in `take_block`) and does not write to it until
+        // `release_block` stores TP_STATUS_KERNEL, which happens only through `&mut self`, so no
+        // write can happen while this borrow of `self` lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ring.as_ptr().add(self.block * self.cfg.block_size),
+                self.cfg.block_size,
+            )
+        }
+    }
+
+    /// Takes the current block if the kernel has handed it over.
+    fn take_block(&mut self) -> Result<bool, CaptureError> {
+        let status = self.block_status(self.block).load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return Ok(false);
+        }
+        self.cursor = Some(BlockCursor {
+            remaining: 0,
+            next: 0,
+        });
+        let hdr_off = offset_of!(libc::tpacket_block_desc, hdr);
+        let block = self.held_block();
+        let num_pkts = read_u32(block, hdr_off + offset_of!(libc::tpacket_hdr_v1, num_pkts));
+        let first = read_u32(
+            block,
+            hdr_off + offset_of!(libc::tpacket_hdr_v1, offset_to_first_pkt),
+        );
+        self.cursor = Some(BlockCursor {
+            remaining: num_pkts.unwrap_or(0),
+            next: first.unwrap_or(0) as usize,
+        });
+        Ok(true)
+    }
+
+    /// Gives the held block back to the kernel and moves to the next one.
+    fn release_block(&mut self) {
+        self.cursor = None;
+        self.current = None;
+        self.block_status(self.block)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % self.cfg.block_count;
+        self.refresh_drops();
+    }
+
+    /// Reads the next frame header of the held block into `current`; false when the block is done
+    /// (or its layout is not what the kernel promised, which ends the block rather than trusting it).
+    fn next_in_block(&mut self) -> bool {
+        let Some(mut cur) = self.cursor else {
+            return false;
+        };
+        if cur.remaining == 0 {
+            return false;
+        }
+        let block = self.held_block();
+        let at = cur.next;
+        let field = |o: usize| read_u32(block, at + o);
+        let parsed = (|| {
+            let next = field(offset_of!(libc::tpacket3_hdr, tp_next_offset))?;
+            let sec = field(offset_of!(libc::tpacket3_hdr, tp_sec))?;
+            let nsec = field(offset_of!(libc::tpacket3_hdr, tp_nsec))?;
+            let snaplen = field(offset_of!(libc::tpacket3_hdr, tp_snaplen))? as usize;
+            let wire_len = field(offset_of!(libc::tpacket3_hdr, tp_len))?;
+            let mac = read_u16(block, at + offset_of!(libc::tpacket3_hdr, tp_mac))? as usize;
+            let start = at.checked_add(mac)?;
+            (start.checked_add(snaplen)? <= block.len()).then_some(())?;
+            Some((
+                next as usize,
+                Current {
+                    start,
+                    len: snaplen,
+                    wire_len,
+                    ts: Timestamp::from_secs_nanos(u64::from(sec), u64::from(nsec)),
+                },
+            ))
+        })();
+        let Some((next, frame)) = parsed else {
+            return false;
+        };
+        cur.remaining -= 1;
+        cur.next = at + next;
+        self.cursor = Some(cur);
+        self.current = Some(frame);
+        true
+    }
+
+    /// Moves to the next frame, or reports idleness after waiting up to the poll timeout.
+    fn advance(&mut self) -> Result<Step, CaptureError> {
+        loop {
+            if self.cursor.is_some() {
+                if self.next_in_block() {
+                    self.idle_reported = false;
+                    return Ok(Step::Frame);
+                }
+                self.release_block();
+            }
+            if self.take_block()? {
+                continue;
+            }
+            if !self.idle_reported {
+                // The ring just ran dry: say so at once so the pipeline flushes what it holds.
+                self.idle_reported = true;
+                return Ok(Step::Idle(self.idle_now()));
+            }
+            if !self.wait()? {
+                self.refresh_drops();
+                return Ok(Step::Idle(self.idle_now()));
+            }
+        }
+    }
+
+    /// Packet time that no frame still to come can precede: now, less twice the block retire timeout
+    /// (a block is handed over at most that long after its first frame arrived).
+    fn idle_now(&self) -> Timestamp {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Timestamp(now.saturating_sub(2 * self.cfg.block_timeout.as_nanos() as u64))
+    }
+
+    /// Waits for the kernel to hand over a block; false on timeout or a signal.
+    fn wait(&mut self) -> Result<bool, CaptureError> {
+        match poll_readable(self.fd.as_fd(), self.cfg.poll_timeout) {
+            Ok(PollResult::Ready) => Ok(true),
+            Ok(PollResult::TimedOut) => Ok(false),
+            Ok(PollResult::Error) => {
+                let err = socket_error(&self.fd);
+                Err(CaptureError::Live {
+                    iface: self.iface.clone(),
+                    what: "capture",
+                    source: err,
+                    hint: "; is the interface still up?",
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(source) => Err(CaptureError::Live {
+                iface: self.iface.clone(),
+                what: "waiting for frames",
+                source,
+                hint: "",
+            }),
+        }
+    }
+
+    /// Adds the kernel's drops since the last read.
+    fn refresh_drops(&self) {
+        if let Ok(st) = read_kernel_stats(&self.fd) {
+            self.kernel_drops
+                .set(self.kernel_drops.get() + u64::from(st.tp_drops));
+        }
+    }
+
+    fn frame(&self) -> Option<RawFrame<'_>> {
+        let c = self.current?;
+        let data = self.held_block().get(c.start..c.start + c.len)?;
+        Some(RawFrame {
+            ts: c.ts,
+            link: self.link,
+            data,
+            wire_len: c.wire_len,
+        })
+    }
+
+    fn count_current(&mut self) {
+        if let Some(c) = self.current {
+            self.stats.frames += 1;
+            self.stats.captured_bytes += c.len as u64;
+        }
+    }
+}
+
+impl FrameSource for AfPacketSource {
+    fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
+        loop {
+            if let Step::Frame = self.advance()? {
+                break;
+            }
+        }
+        self.count_current();
+        Ok(self.frame())
+    }
+
+    fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
+        match self.advance()? {
+            Step::Frame => {
+                self.count_current();
+                Ok(self
+                    .frame()
+                    .map_or(SourceEvent::Idle { now: Timestamp(0) }, SourceEvent::Frame))
+            }
+            Step::Idle(now) => Ok(SourceEvent::Idle { now }),
+        }
+    }
+
+    fn stats(&self) -> CaptureStats {
+        self.refresh_drops();
+        CaptureStats {
+            kernel_drops: self.kernel_drops.get(),
+            ..self.stats
+        }
+    }
+}
+
+impl Drop for AfPacketSource {
+    fn drop(&mut self) {
+        // SAFETY: `ring` is the start of a mapping of exactly `cfg.bytes()` bytes made by `map_ring`
+        // and not unmapped before; nothing borrowed from it outlives `self` (frames borrow `self`).
+        // The socket is closed afterwards by `OwnedFd`'s own drop.
+        unsafe {
+            libc::munmap(self.ring.as_ptr().cast::<c_void>(), self.cfg.bytes());
+        }
+    }
+}
+
+/// `u32` at `off` of `block`, little or big endian as the host (the kernel writes host order).
+fn read_u32(block: &[u8], off: usize) -> Option<u32> {
+    let b = block.get(off..off.checked_add(4)?)?;
+    Some(u32::from_ne_bytes(b.try_into().ok()?))
+}
+
+fn read_u16(block: &[u8], off: usize) -> Option<u16> {
+    let b = block.get(off..off.checked_add(2)?)?;
+    Some(u16::from_ne_bytes(b.try_into().ok()?))
+}
+
+/// An AF_PACKET socket for no protocol yet (so it receives nothing until bound).
+fn open_socket(iface: &str, sock_type: libc::c_int) -> Result<OwnedFd, CaptureError> {
+    // SAFETY: plain system call with constant arguments; no memory is passed.
+    let fd: RawFd = unsafe { libc::socket(libc::AF_PACKET, sock_type | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => permission_denied(iface, err),
+            _ => CaptureError::Live {
+                iface: iface.to_string(),
+                what: "opening an AF_PACKET socket",
+                source: err,
+                hint: "",
+            },
+        });
+    }
+    // SAFETY: `fd` is a descriptor we just opened and own exclusively.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(SOL_PACKET, name, value)`.
+fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live, initialised `T` of `size_of::<T>()` bytes, which the kernel
+    // only reads during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            name,
+            (value as *const T).cast::<c_void>(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads (and thereby resets) the kernel's counters of the socket.
+fn read_kernel_stats(fd: &OwnedFd) -> io::Result<libc::tpacket_stats_v3> {
+    let mut st = libc::tpacket_stats_v3 {
+        tp_packets: 0,
+        tp_drops: 0,
+        tp_freeze_q_cnt: 0,
+    };
+    let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are live locals; the kernel writes at most `len` bytes into `st` and
+    // updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats_v3).cast::<c_void>(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(st)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The pending error of the socket (`SO_ERROR`).
+fn socket_error(fd: &OwnedFd) -> io::Error {
+    let mut code: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `code` and `len` are live locals of the sizes the kernel is told.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut code as *mut libc::c_int).cast::<c_void>(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        io::Error::last_os_error()
+    } else if code == 0 {
+        io::Error::other("the socket reported an error condition")
+    } else {
+        io::Error::from_raw_os_error(code)
+    }
+}
+
+/// Maps the socket's receive ring.
+fn map_ring(fd: &OwnedFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh shared mapping of the ring the kernel just allocated for this socket; the
+    // kernel checks `len` against the ring size, and the result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Binds the socket to `ifindex` for every protocol.
+fn bind_to(fd: &OwnedFd, ifindex: i32) -> io::Result<()> {
+    let addr = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: `addr` is a live, initialised sockaddr_ll and the length passed is its size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast::<libc::sockaddr>(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What one wait on a descriptor found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollResult {
+    /// Data to read.
+    Ready,
+    /// Nothing within the timeout.
+    TimedOut,
+    /// The descriptor reports an error or hang-up.
+    Error,
+}
+
+/// Waits up to `timeout` for `fd` to become readable (also used by the libpcap backend, whose
+/// own timeout never fires on an idle Linux interface). A signal gives `ErrorKind::Interrupted`.
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<PollResult> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfd` is one live pollfd and the count passed is 1; `fd` is open for the call's
+    // duration (it is borrowed).
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if rc == 0 {
+        PollResult::TimedOut
+    } else if pfd.revents & libc::POLLIN != 0 {
+        PollResult::Ready
+    } else if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        PollResult::Error
+    } else {
+        PollResult::TimedOut
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_are_checked_before_any_system_call() {
+        assert!(RingConfig::default().validate().is_ok());
+        let bad = |block_size, block_count| {
+            RingConfig {
+                block_size,
+                block_count,
+                ..RingConfig::default()
+            }
+            .validate()
+            .unwrap_err()
+        };
+        assert!(bad(3000, 8).contains("power of two"));
+        assert!(bad(1 << 20, 1).contains("--ring-blocks"));
+        assert!(bad(1 << 30, 1 << 16).contains("16 GiB"));
+    }
+
+    #[test]
+    fn unknown_interface_lists_the_available_ones() {
+        let err = AfPacketSource::open("no-such-if0", RingConfig::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no network interface named `no-such-if0`"),
+            "{msg}"
+        );
+        if std::path::Path::new("/sys/class/net/lo").exists() {
+            assert!(msg.contains("lo"), "{msg}");
+        }
+        let err = AfPacketSource::open("../etc", RingConfig::default()).unwrap_err();
+        assert!(matches!(err, CaptureError::NoSuchInterface { .. }), "{err}");
+    }
+
+    #[test]
+    fn header_fields_read_in_host_order_and_out_of_range_is_none() {
+        let mut b = vec![0u8; 8];
+        b[2..6].copy_from_slice(&0xdead_beef_u32.to_ne_bytes());
+        assert_eq!(read_u32(&b, 2), Some(0xdead_beef));
+        assert_eq!(read_u32(&b, 6), None);
+        assert_eq!(read_u16(&b, usize::MAX), None);
+    }
+
+    #[test]
+    fn poll_reports_a_timeout_on_a_quiet_descriptor() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = poll_readable(a.as_fd(), Duration::from_millis(1)).unwrap();
+        assert_eq!(r, PollResult::TimedOut);
+    }
+}
