@@ -360,8 +360,8 @@ struct Reader<'m> {
     live: bool,
     /// Latest idle tick sent.
     last_tick: Timestamp,
-    /// When the stop request was seen (live: the drain deadline runs from here).
-    stopping: Option<Instant>,
+    /// When the stop request was seen, monotonic and as packet time (live: the drain runs from here).
+    stopping: Option<(Instant, Timestamp)>,
     stats: Option<StatsLine>,
 }
 
@@ -412,7 +412,7 @@ impl<'m> Reader<'m> {
         stop: &AtomicBool,
     ) -> Option<CaptureError> {
         loop {
-            if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, false) {
+            if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, None) {
                 return None;
             }
             if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
@@ -435,7 +435,7 @@ impl<'m> Reader<'m> {
                 }
                 Ok(SourceEvent::Idle { now }) => {
                     self.tick(now);
-                    if self.should_stop(source, stop, true) {
+                    if self.should_stop(source, stop, Some(now)) {
                         return None;
                     }
                 }
@@ -445,19 +445,25 @@ impl<'m> Reader<'m> {
         }
     }
 
-    /// Whether to stop reading now: at once on replay; on live capture once the source is idle (all
-    /// it held has been read) or the drain deadline has passed. Also prints the periodic stats.
-    fn should_stop(&mut self, source: &dyn FrameSource, stop: &AtomicBool, idle: bool) -> bool {
+    /// Whether to stop reading now: at once on replay; on live capture once the source, idle, vouches
+    /// that every frame that arrived before the stop request has been read (`idle` is the packet time
+    /// it is idle at), or the drain deadline has passed. Also prints the periodic stats.
+    fn should_stop(
+        &mut self,
+        source: &dyn FrameSource,
+        stop: &AtomicBool,
+        idle: Option<Timestamp>,
+    ) -> bool {
         if let Some(line) = &mut self.stats {
             line.maybe_print(&self.summary, &source.stats());
         }
         if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
-            self.stopping = Some(Instant::now());
+            self.stopping = Some((Instant::now(), wall_clock()));
         }
         match self.stopping {
             None => false,
             Some(_) if !self.live => true,
-            Some(at) => idle || at.elapsed() >= LIVE_DRAIN,
+            Some((at, wall)) => idle.is_some_and(|t| t >= wall) || at.elapsed() >= LIVE_DRAIN,
         }
     }
 
@@ -796,6 +802,14 @@ fn run_sink<W: Write>(
         }
     }
     (out.tally, failed)
+}
+
+/// The wall clock as packet time (live capture stamps frames with it).
+fn wall_clock() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| Timestamp(d.as_nanos() as u64))
+        .unwrap_or_default()
 }
 
 /// The periodic counters line on stderr (`--stats-interval`).

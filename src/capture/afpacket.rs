@@ -186,10 +186,10 @@ impl AfPacketSource {
         let (link, sock_type) = link_of(iface)?;
         let fd = open_socket(iface, sock_type)?;
         let live = |what: &'static str, hint: &'static str| {
-            move |source| CaptureError::Live {
+            move |cause| CaptureError::Live {
                 iface: iface.to_string(),
                 what,
-                source,
+                cause,
                 hint,
             }
         };
@@ -243,10 +243,10 @@ impl AfPacketSource {
     fn bind(&mut self, ifindex: i32) -> Result<(), CaptureError> {
         let live = |what: &'static str, hint: &'static str| {
             let iface = self.iface.clone();
-            move |source| CaptureError::Live {
+            move |cause| CaptureError::Live {
                 iface,
                 what,
-                source,
+                cause,
                 hint,
             }
         };
@@ -425,15 +425,15 @@ impl AfPacketSource {
                 Err(CaptureError::Live {
                     iface: self.iface.clone(),
                     what: "capture",
-                    source: err,
+                    cause: err,
                     hint: "; is the interface still up?",
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(source) => Err(CaptureError::Live {
+            Err(cause) => Err(CaptureError::Live {
                 iface: self.iface.clone(),
                 what: "waiting for frames",
-                source,
+                cause,
                 hint: "",
             }),
         }
@@ -531,7 +531,7 @@ fn open_socket(iface: &str, sock_type: libc::c_int) -> Result<OwnedFd, CaptureEr
             _ => CaptureError::Live {
                 iface: iface.to_string(),
                 what: "opening an AF_PACKET socket",
-                source: err,
+                cause: err,
                 hint: "",
             },
         });

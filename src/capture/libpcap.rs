@@ -137,10 +137,10 @@ impl PcapSource {
                 detail: "the capture descriptor reports an error (is the interface still up?)"
                     .into(),
             }),
-            Err(source) => Err(CaptureError::Live {
+            Err(cause) => Err(CaptureError::Live {
                 iface: self.iface.clone(),
                 what: "waiting for frames",
-                source,
+                cause,
                 hint: "",
             }),
         }

@@ -106,19 +106,19 @@ pub enum CaptureError {
         offset: u64,
         detail: String,
     },
-    #[error("capturing on {iface} needs root or the CAP_NET_RAW capability ({source}): run as root, or grant the capability once with `sudo setcap cap_net_raw,cap_net_admin=eip {exe}` (see docs/live.md)")]
+    #[error("cannot capture on {iface} ({cause}): this needs root or the CAP_NET_RAW capability; run as root, or grant it once with `sudo setcap cap_net_raw,cap_net_admin=eip {exe}` (see docs/live.md)")]
     Permission {
         iface: String,
         exe: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("no network interface named `{iface}`; available: {available}")]
     NoSuchInterface { iface: String, available: String },
-    #[error("{iface}: {what} failed: {source}{hint}")]
+    #[error("{iface}: {what} failed: {cause}{hint}")]
     Live {
         iface: String,
         what: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
         /// What to try, starting with "; " (or empty).
         hint: &'static str,
     },
@@ -153,13 +153,13 @@ pub fn no_such_interface(iface: &str) -> CaptureError {
 }
 
 /// The [`CaptureError::Permission`] for `iface`, naming this executable in the `setcap` command.
-pub fn permission_denied(iface: &str, source: std::io::Error) -> CaptureError {
+pub fn permission_denied(iface: &str, cause: std::io::Error) -> CaptureError {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/path/to/floodwatch".to_string());
     CaptureError::Permission {
         iface: iface.to_string(),
         exe,
-        source,
+        cause,
     }
 }

@@ -1,0 +1,444 @@
+//! Live capture end to end: two network namespaces joined by a veth pair, `floodwatch live` on the
+//! receiving side, a synth SYN flood sent with tcpreplay from the other side to the receiver's own
+//! address (10.250.0.2, no default route anywhere: nothing can leave the test's namespaces).
+//!
+//! Runs only as root with `ip` and `tcpreplay` present (CI installs tcpreplay); otherwise each test
+//! prints why it skipped. The namespaces are deleted when the test ends, also on failure.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Packets in the flood: bounded, about a quarter to half a second at the veth's top speed.
+const FLOOD_PACKETS: u64 = 50_000;
+const VICTIM: &str = "10.250.0.2";
+
+/// Why the live tests cannot run here, if they cannot.
+fn missing_prerequisite() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0");
+    if !root {
+        return Some("not root (network namespaces need it)".into());
+    }
+    for (tool, arg) in [("ip", "-V"), ("tcpreplay", "-V")] {
+        let ok = Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !ok {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two namespaces and a veth pair; `Drop` deletes the namespaces (and with them the veth).
+struct TestNet {
+    sender_ns: String,
+    receiver_ns: String,
+    sender_if: String,
+    receiver_if: String,
+}
+
+impl TestNet {
+    /// `tag` keeps the names of tests running at once in this process apart.
+    fn create(tag: char) -> TestNet {
+        let pid = std::process::id();
+        let net = TestNet {
+            sender_ns: format!("fwtest{pid}{tag}s"),
+            receiver_ns: format!("fwtest{pid}{tag}r"),
+            sender_if: format!("fw{pid}{tag}s"),
+            receiver_if: format!("fw{pid}{tag}r"),
+        };
+        // Built before the first command, so a failure half-way still cleans up what exists.
+        sh(&["ip", "netns", "add", &net.sender_ns]);
+        sh(&["ip", "netns", "add", &net.receiver_ns]);
+        for ns in [&net.sender_ns, &net.receiver_ns] {
+            // No IPv6: no router solicitations or MLD reports, so the link carries only the flood.
+            for key in ["all", "default"] {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+                ]);
+            }
+        }
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &net.sender_if,
+            "netns",
+            &net.sender_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.receiver_if,
+            "netns",
+            &net.receiver_ns,
+        ]);
+        for (ns, dev, addr) in [
+            (&net.sender_ns, &net.sender_if, "10.250.0.1/24"),
+            (&net.receiver_ns, &net.receiver_if, "10.250.0.2/24"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        net
+    }
+
+    fn receiver_mac(&self) -> String {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.receiver_ns,
+            "cat",
+            &format!("/sys/class/net/{}/address", self.receiver_if),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for ns in [&self.sender_ns, &self.receiver_ns] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A running `floodwatch live`, its output lines arriving on channels.
+struct Floodwatch {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+impl Floodwatch {
+    fn start(net: &TestNet, extra: &[&str]) -> Floodwatch {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &net.receiver_ns])
+            .arg(env!("CARGO_BIN_EXE_floodwatch"))
+            .args(["live", &net.receiver_if, "--threads", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start floodwatch");
+        let stdout = lines(child.stdout.take().expect("stdout"));
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        let mut fw = Floodwatch {
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        };
+        fw.wait_stderr("capturing on");
+        fw
+    }
+
+    /// Waits (at most 30 s) for a stderr line containing `needle`.
+    fn wait_stderr(&mut self, needle: &str) {
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.stderr_seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "floodwatch never printed {needle:?}; stderr so far:\n{}",
+                        self.stderr_seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits (at most 30 s) for an alert event matching `want`; returns every event read so far.
+    fn wait_event(&mut self, events: &mut Vec<Value>, want: impl Fn(&Value) -> bool) {
+        loop {
+            let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(30)) else {
+                let _ = self.child.kill();
+                panic!("expected alert never came; events so far: {events:?}");
+            };
+            let v: Value = serde_json::from_str(&line).expect("alert JSON");
+            let hit = want(&v);
+            events.push(v);
+            if hit {
+                return;
+            }
+        }
+    }
+
+    /// Ctrl-C, then everything it wrote until it exited.
+    fn interrupt(mut self, events: &mut Vec<Value>) -> String {
+        // `ip netns exec` execs floodwatch, so the child's pid is floodwatch's.
+        sh(&["kill", "-INT", &self.child.id().to_string()]);
+        for line in self.stdout.iter() {
+            events.push(serde_json::from_str(&line).expect("alert JSON"));
+        }
+        self.stderr_seen.extend(self.stderr.iter());
+        let status = self.child.wait().expect("floodwatch exit status");
+        let stderr = self.stderr_seen.join("\n");
+        assert!(
+            status.success(),
+            "floodwatch exited with {status}:\n{stderr}"
+        );
+        stderr
+    }
+}
+
+/// Forwards the lines of `r` to a channel, from a thread.
+fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends the flood with tcpreplay at top speed; returns (packets sent, rate line).
+fn send_flood(net: &TestNet, capture: &Path) -> (u64, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.sender_ns, "tcpreplay", "-q"])
+        .args(["-i", &net.sender_if, "--topspeed"])
+        .arg(capture)
+        .output()
+        .expect("cannot run tcpreplay");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tcpreplay failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = word_after(&text, "Actual:").expect("tcpreplay's packet count");
+    let failed = word_after(&text, "Failed packets:").unwrap_or(0);
+    let rated = text
+        .lines()
+        .find(|l| l.contains("Rated:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (sent - failed, rated)
+}
+
+/// The number after `label` in `text`.
+fn word_after(text: &str, label: &str) -> Option<u64> {
+    let at = text.find(label)? + label.len();
+    text[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// Makes the flood capture: SYNs to the receiver's address and MAC only, no background traffic.
+fn flood_capture(dir: &Path, mac: &str) -> std::path::PathBuf {
+    let pps = FLOOD_PACKETS.to_string();
+    common::synth(
+        dir,
+        "syn-flood",
+        &[
+            "--victim",
+            VICTIM,
+            "--dst-mac",
+            mac,
+            "--src-mac",
+            "02:00:00:00:00:01",
+            "--duration",
+            "1s",
+            "--attack-start",
+            "0s",
+            "--attack-duration",
+            "1s",
+            "--attack-pps",
+            &pps,
+            "--background-pps",
+            "0",
+        ],
+    )
+}
+
+fn is_victim_syn_flood(e: &Value, event: &str) -> bool {
+    e["event"] == event
+        && e["class"] == "syn_flood"
+        && e["scope"] == "dst_host"
+        && e["key"] == VICTIM
+}
+
+/// Every frame sent was either read or counted as dropped by the kernel.
+fn assert_accounted(stderr: &str, sent: u64) {
+    let frames = word_after(stderr, "frames ").expect("frames in the summary");
+    let kernel = word_after(stderr, "kernel drops ").expect("kernel drops in the summary");
+    let pipeline = word_after(stderr, "pipeline drops ").expect("pipeline drops in the summary");
+    eprintln!("sent {sent}, read {frames}, kernel drops {kernel}, pipeline drops {pipeline}");
+    assert_eq!(frames + kernel, sent, "summary:\n{stderr}");
+    assert!(pipeline <= frames);
+}
+
+/// The flood raises `syn_flood` on the victim; Ctrl-C ends it with reason `shutdown`, and the
+/// summary accounts for every packet sent.
+fn flood_then_interrupt(tag: char, backend: &[&str]) {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let net = TestNet::create(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let mut args = vec!["--stats-interval", "0"];
+    args.extend_from_slice(backend);
+    let mut fw = Floodwatch::start(&net, &args);
+    let (sent, rated) = send_flood(&net, &capture);
+    eprintln!("tcpreplay: {rated}");
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "start"));
+    let stderr = fw.interrupt(&mut events);
+    let end = events
+        .iter()
+        .find(|e| is_victim_syn_flood(e, "end"))
+        .unwrap_or_else(|| panic!("no end event: {events:?}"));
+    assert_eq!(end["reason"], "shutdown", "{end}");
+    assert!(
+        stderr.contains("floodwatch summary (interrupted)"),
+        "{stderr}"
+    );
+    assert_accounted(&stderr, sent);
+}
+
+/// With a short hold-down, the alert ends on the idle link by itself: the idle clock advances
+/// packet time although no packet arrives.
+fn flood_then_idle(tag: char, backend: &[&str]) {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let net = TestNet::create(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let mut args = vec!["--stats-interval", "0", "--hold-down", "1s"];
+    args.extend_from_slice(backend);
+    let mut fw = Floodwatch::start(&net, &args);
+    let (sent, _) = send_flood(&net, &capture);
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "end"));
+    let end = events.last().expect("end event");
+    assert_eq!(end["reason"], "below_threshold", "{end}");
+    assert!(events.iter().any(|e| is_victim_syn_flood(e, "start")));
+    let stderr = fw.interrupt(&mut events);
+    assert_accounted(&stderr, sent);
+}
+
+#[test]
+fn afpacket_syn_flood_on_veth_alerts_and_accounts_for_every_packet() {
+    flood_then_interrupt('a', &[]);
+}
+
+#[test]
+fn afpacket_alert_ends_on_an_idle_link() {
+    flood_then_idle('i', &[]);
+}
+
+#[test]
+fn unknown_interface_lists_the_available_ones() {
+    let out = common::run(&["live", "no-such-if9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no network interface named `no-such-if9`; available:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn filter_needs_the_pcap_backend() {
+    let out = common::run(&["live", "lo", "--filter", "tcp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend pcap"));
+}
+
+#[cfg(feature = "libpcap")]
+#[test]
+fn libpcap_syn_flood_on_veth_alerts_and_accounts_for_every_packet() {
+    flood_then_interrupt('p', &["--backend", "pcap", "--filter", "tcp"]);
+}
+
+#[cfg(feature = "libpcap")]
+#[test]
+fn libpcap_alert_ends_on_an_idle_link() {
+    flood_then_idle('q', &["--backend", "pcap"]);
+}
+
+#[test]
+fn missing_privilege_names_cap_net_raw_and_setcap() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the privilege test: {why}");
+        return;
+    }
+    // As root, drop to `nobody` with no capabilities to see what an unprivileged user sees.
+    let Ok(out) = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_floodwatch"))
+        .args(["live", "lo"])
+        .output()
+    else {
+        eprintln!("note: skipping the privilege test: `setpriv` is not installed");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && !err.contains("CAP_NET_RAW") {
+        eprintln!("note: skipping the privilege test: nobody cannot run the test binary: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
+    assert!(
+        err.contains("setcap cap_net_raw,cap_net_admin=eip /"),
+        "{err}"
+    );
+}
