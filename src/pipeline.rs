@@ -341,6 +341,11 @@ pub fn run_with<W: Write + Send>(
     })
 }
 
+/// On an idle report, a partial batch is handed over once its oldest packet is this old (ns).
+const IDLE_FLUSH_AGE: u64 = 20_000_000;
+/// Idle clock ticks are at least this far apart in packet time (ns).
+const IDLE_TICK_SPACING: u64 = 10_000_000;
+
 /// After a stop request, a live source is drained until it is idle, for at most this long.
 const LIVE_DRAIN: Duration = Duration::from_secs(1);
 
@@ -467,11 +472,18 @@ impl<'m> Reader<'m> {
         }
     }
 
-    /// The source is idle at packet time `now`: hand over what is batched and move every shard's
-    /// clock, in-band, so each sees the tick at the same point of the stream.
+    /// The source is idle at packet time `now`: hand over the batch once its oldest packet has
+    /// waited [`IDLE_FLUSH_AGE`] (a ring that runs dry after every small block would otherwise flood
+    /// the channels with tiny batches), and, with nothing held back, move every shard's clock
+    /// in-band, so each sees the tick at the same point of the stream.
     fn tick(&mut self, now: Timestamp) {
-        self.flush();
-        if now > self.last_tick {
+        let oldest = self.batch.first().map(|p| p.ts);
+        if oldest
+            .is_some_and(|t| now.saturating_sub(t) >= IDLE_FLUSH_AGE || self.stopping.is_some())
+        {
+            self.flush();
+        }
+        if self.batch.is_empty() && now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING {
             self.last_tick = now;
             self.send(ShardMsg::Tick(now));
         }
@@ -1003,4 +1015,131 @@ pub fn render_summary(s: &RunSummary) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::OutputFormat;
+    use crate::capture::file::FileSource;
+    use crate::capture::RawFrame;
+    use crate::synth::{self, Scenario, SynthOptions};
+
+    /// A file source that, like a live one, reports itself idle: once at `idle_at` after its last
+    /// frame, then ends.
+    struct IdleAfter {
+        inner: FileSource,
+        idle_at: Option<u64>,
+        last: Timestamp,
+    }
+
+    impl FrameSource for IdleAfter {
+        fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
+            self.inner.next_frame()
+        }
+
+        fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
+            match self.inner.next_frame()? {
+                Some(f) => {
+                    self.last = f.ts;
+                    Ok(SourceEvent::Frame(f))
+                }
+                None => Ok(match self.idle_at.take() {
+                    Some(after) => SourceEvent::Idle {
+                        now: self.last.saturating_add(after),
+                    },
+                    None => SourceEvent::End,
+                }),
+            }
+        }
+
+        fn stats(&self) -> CaptureStats {
+            self.inner.stats()
+        }
+    }
+
+    fn run_with_idle(threads: usize, idle_after_s: Option<u64>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syn.pcap");
+        let opts = SynthOptions {
+            duration: Duration::from_secs(8),
+            attack_start: Duration::from_secs(2),
+            attack_duration: Duration::from_secs(3),
+            attack_pps: 5_000,
+            background_pps: 200,
+            ..SynthOptions::default()
+        };
+        let file = std::fs::File::create(&path).unwrap();
+        synth::write_pcap(Scenario::SynFlood, &opts, std::io::BufWriter::new(file)).unwrap();
+        let mut source = IdleAfter {
+            inner: FileSource::open(&path).unwrap(),
+            idle_at: idle_after_s.map(|s| s * 1_000_000_000),
+            last: Timestamp(0),
+        };
+        let detect = DetectConfig {
+            hash_seed: 7,
+            ..DetectConfig::default()
+        };
+        let pipe = PipelineConfig {
+            threads,
+            batch_size: 64,
+            ..PipelineConfig::default()
+        };
+        let mut out = Vec::new();
+        let stop = AtomicBool::new(false);
+        let writer = EventWriter::new(&mut out, OutputFormat::Json);
+        let outcome = run(&mut source, &detect, &pipe, writer, &stop).unwrap();
+        assert!(outcome.capture_error.is_none());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_idle_tick_ends_alerts_the_same_way_on_every_shard() {
+        let ended_by_input = run_with_idle(1, None);
+        assert!(
+            ended_by_input.contains(r#""reason":"end_of_input""#),
+            "{ended_by_input}"
+        );
+        // Silence long past the hold-down: the tick ends the alert as traffic below threshold would.
+        let one = run_with_idle(1, Some(30));
+        assert!(one.contains(r#""event":"end""#), "{one}");
+        assert!(one.contains(r#""reason":"below_threshold""#), "{one}");
+        assert!(!one.contains("end_of_input"), "{one}");
+        for threads in [2, 3] {
+            assert_eq!(run_with_idle(threads, Some(30)), one, "threads {threads}");
+        }
+    }
+
+    #[test]
+    fn live_mode_drops_a_batch_for_every_shard_when_one_is_full() {
+        let (tx_a, rx_a) = bounded::<ShardMsg>(1);
+        let (tx_b, rx_b) = bounded::<ShardMsg>(4);
+        let pipe = PipelineConfig {
+            live: true,
+            batch_size: 2,
+            ..PipelineConfig::default()
+        };
+        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b]);
+        let p = PacketSummary {
+            ts: Timestamp(1),
+            src: [192, 0, 2, 1].into(),
+            dst: [198, 51, 100, 1].into(),
+            proto: 6,
+            sport: 1234,
+            dport: 80,
+            tcp_flags: 0x02,
+            wire_len: 60,
+            fragment: crate::decode::Fragment::default(),
+        };
+        for _ in 0..4 {
+            reader.push(p);
+        }
+        // The first batch filled shard a's channel, the second was dropped for both shards.
+        assert_eq!(reader.summary.pipeline_drops, 2);
+        assert_eq!(reader.summary.pipeline_dropped_batches, 1);
+        assert_eq!((rx_a.len(), rx_b.len()), (1, 1));
+        // An idle tick is not queued behind a full channel either.
+        reader.tick(Timestamp(1_000_000_000));
+        assert_eq!((rx_a.len(), rx_b.len()), (1, 1));
+    }
 }
