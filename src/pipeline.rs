@@ -477,13 +477,14 @@ impl<'m> Reader<'m> {
     /// the channels with tiny batches), and, with nothing held back, move every shard's clock
     /// in-band, so each sees the tick at the same point of the stream.
     fn tick(&mut self, now: Timestamp) {
-        let oldest = self.batch.first().map(|p| p.ts);
+        let oldest = self.batch.packets.first().map(|p| p.ts);
         if oldest
             .is_some_and(|t| now.saturating_sub(t) >= IDLE_FLUSH_AGE || self.stopping.is_some())
         {
             self.flush();
         }
-        if self.batch.is_empty() && now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING {
+        if self.batch.packets.is_empty() && now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING
+        {
             self.last_tick = now;
             self.send(ShardMsg::Tick(now));
         }
@@ -1119,7 +1120,8 @@ mod tests {
             batch_size: 2,
             ..PipelineConfig::default()
         };
-        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b]);
+        let detect = DetectConfig::default();
+        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b], admission_for(&detect));
         let p = PacketSummary {
             ts: Timestamp(1),
             src: [192, 0, 2, 1].into(),
