@@ -440,6 +440,7 @@ impl<'m> Reader<'m> {
                 }
                 Ok(SourceEvent::Idle { now }) => {
                     self.tick(now);
+                    self.publish(source.stats());
                     if self.should_stop(source, stop, Some(now)) {
                         return None;
                     }
@@ -825,7 +826,7 @@ fn wall_clock() -> Timestamp {
         .unwrap_or_default()
 }
 
-/// The periodic counters line on stderr (`--stats-interval`).
+/// The periodic counters line on stderr (`--status-interval`).
 struct StatsLine {
     every: Duration,
     started: Instant,
@@ -863,7 +864,7 @@ impl StatsLine {
     }
 }
 
-/// One line of running counters, e.g. for `--stats-interval`.
+/// One line of running counters, e.g. for `--status-interval`.
 fn stats_line(elapsed: Duration, rate: f64, s: &RunSummary, c: &CaptureStats) -> String {
     format!(
         "floodwatch: stats at {:.0} s: frames {} ({:.0}/s), packets {}, not decoded {}, kernel drops {}, pipeline drops {}",
@@ -1121,7 +1122,7 @@ mod tests {
             ..PipelineConfig::default()
         };
         let detect = DetectConfig::default();
-        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b], admission_for(&detect));
+        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b], admission_for(&detect), None);
         let p = PacketSummary {
             ts: Timestamp(1),
             src: [192, 0, 2, 1].into(),

@@ -326,7 +326,7 @@ fn flood_then_interrupt(tag: char, backend: &[&str]) {
     let net = TestNet::create(tag);
     let dir = tempfile::tempdir().unwrap();
     let capture = flood_capture(dir.path(), &net.receiver_mac());
-    let mut args = vec!["--stats-interval", "0"];
+    let mut args = vec!["--status-interval", "0"];
     args.extend_from_slice(backend);
     let mut fw = Floodwatch::start(&net, &args);
     let (sent, rated) = send_flood(&net, &capture);
@@ -356,7 +356,7 @@ fn flood_then_idle(tag: char, backend: &[&str]) {
     let net = TestNet::create(tag);
     let dir = tempfile::tempdir().unwrap();
     let capture = flood_capture(dir.path(), &net.receiver_mac());
-    let mut args = vec!["--stats-interval", "0", "--hold-down", "1s"];
+    let mut args = vec!["--status-interval", "0", "--hold-down", "1s"];
     args.extend_from_slice(backend);
     let mut fw = Floodwatch::start(&net, &args);
     let (sent, _) = send_flood(&net, &capture);
