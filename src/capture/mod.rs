@@ -1,6 +1,6 @@
 //! Capture: where frames come from. A [`FrameSource`] yields [`RawFrame`]s (bytes, timestamp, link type)
 //! and knows its own counters; files are read by [`file`](mod@file), live interfaces by
-//! [`afpacket`] (Linux, default) or [`libpcap`] (cargo feature `libpcap`).
+//! [`afpacket`] (Linux, default) or `libpcap` (cargo feature `libpcap`).
 //!
 //! This module owns the contract between capture backends and the rest of the engine: the borrowed
 //! [`RawFrame`] (valid until the next call, so no copy per packet), the [`FrameSource`] trait with its
