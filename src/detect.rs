@@ -666,7 +666,8 @@ impl EvalCtx<'_> {
                     Phase::Pending(n) => n + 1,
                     _ => 1,
                 };
-                if n >= self.cfg.trigger_evals || self.last {
+                let confirmed = n >= self.cfg.trigger_evals || self.last;
+                if confirmed && !one_host_carries_it(scope, st) {
                     let a = self.start(scope, key, st, &r, signal);
                     out.push(self.event(EventKind::Start, scope, key, st, &a, &r));
                     st.phase = Phase::Active(Box::new(a));
@@ -975,6 +976,20 @@ pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackC
                 })
         }
     }
+}
+
+/// Share of a subnet key's traffic that one host must carry for the subnet alert to be left to that
+/// host's own alert.
+const ONE_HOST_SHARE: f64 = 0.8;
+
+/// True for a subnet key whose traffic is one host's: its alert would repeat that host's own, so it
+/// waits (pending) until the traffic spreads. Carpet bombing and botnet ranges spread by nature.
+fn one_host_carries_it(scope: Scope, st: &KeyState) -> bool {
+    scope.is_subnet()
+        && st
+            .evidence
+            .as_ref()
+            .is_some_and(|e| e.top_host_share() >= ONE_HOST_SHARE)
 }
 
 /// Handshake-aware SYN check: real clients that open connections also complete them, so their ACKs

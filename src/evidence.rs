@@ -142,6 +142,13 @@ impl Evidence {
         }
     }
 
+    /// The guaranteed share of the heaviest host inside a subnet key (0 for host keys).
+    pub fn top_host_share(&self) -> f64 {
+        let Some(h) = &self.hosts else { return 0.0 };
+        let top = h.top(1).first().map_or(0, |(_, c)| *c);
+        top as f64 / h.total().max(1) as f64
+    }
+
     /// Estimated distinct peers (sources of a destination key, destinations of a source key).
     pub fn distinct_peers(&self) -> u64 {
         self.distinct.estimate()
