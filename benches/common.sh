@@ -1,0 +1,90 @@
+# Shared helpers of the benchmark scripts (benches/replay.sh, memory.sh, latency.sh); sourced, not run.
+#
+# Sets ROOT (the repository), BENCH_DIR (captures; a temp dir removed on exit unless the caller set
+# BENCH_DIR, which keeps the captures for the next run) and FW (the release floodwatch binary).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TERM_COLOR=never
+
+if [[ -n "${BENCH_DIR:-}" ]]; then
+  mkdir -p "$BENCH_DIR"
+else
+  BENCH_DIR="$(mktemp -d -t floodwatch-bench.XXXXXX)"
+  trap 'rm -rf "$BENCH_DIR"' EXIT
+fi
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# build_release [cargo args…]: builds the release binary (and whatever else is asked) once.
+build_release() {
+  log "building release: cargo build --release --bin floodwatch $*"
+  (cd "$ROOT" && cargo build --quiet --release --bin floodwatch "$@") || die "release build failed"
+  FW="$ROOT/target/release/floodwatch"
+}
+
+# synth_once FILE SCENARIO [synth options…]: writes FILE unless it exists with the same options (a
+# stamp file beside it holds them), so a kept BENCH_DIR skips regenerating multi-GB captures.
+synth_once() {
+  local file="$1"
+  shift
+  local stamp="$file.options"
+  if [[ -f "$file" && -f "$stamp" && "$(cat "$stamp")" == "$*" ]]; then
+    log "reusing $file"
+    return
+  fi
+  log "generating $file: floodwatch synth $*"
+  "$FW" synth "$@" -o "$file" >/dev/null 2>"$file.synth.log" ||
+    die "synth failed: $(cat "$file.synth.log")"
+  printf '%s' "$*" >"$stamp"
+}
+
+# median NUMBER…: the median (mean of the middle two for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# calc EXPR: floating-point arithmetic through awk.
+calc() { awk "BEGIN { printf \"%.6g\", $* }"; }
+
+# fixed DIGITS EXPR: EXPR rounded to DIGITS decimals.
+fixed() { awk "BEGIN { printf \"%.$1f\", $2 }"; }
+
+# si N: 12345678 → 12.35 M.
+si() { awk -v n="$1" 'BEGIN { if (n >= 1e6) printf "%.2f M", n / 1e6; else if (n >= 1e3) printf "%.1f k", n / 1e3; else printf "%.0f", n }'; }
+
+# timed OUT_PREFIX CMD…: runs CMD with stdout to OUT_PREFIX.out and stderr to OUT_PREFIX.err, and
+# sets WALL, CPU (user+sys seconds) from bash's own `time` (millisecond resolution, no dependency).
+timed() {
+  local prefix="$1"
+  shift
+  local t
+  t="$( { TIMEFORMAT='%3R %3U %3S'; time "$@" >"$prefix.out" 2>"$prefix.err"; } 2>&1 )" ||
+    die "failed: $* ($(tail -n 3 "$prefix.err"))"
+  read -r WALL user sys <<<"$(tail -n 1 <<<"$t")"
+  CPU="$(calc "$user + $sys")"
+}
+
+# machine_line: one line describing this machine for the tables.
+machine_line() {
+  local cpu
+  cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)"
+  printf '%s cores (nproc), %s, %s, %s' "$(nproc)" "${cpu:-unknown CPU}" \
+    "$(uname -sr)" "$(date -u +%Y-%m-%d)"
+}
+
+# ensure_debian_package COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing and we
+# are root; returns non-zero if COMMAND is still missing.
+ensure_debian_package() {
+  local cmd="$1" pkg="$2"
+  if command -v "$cmd" >/dev/null 2>&1 || [[ -x "$cmd" ]]; then
+    return 0
+  fi
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $pkg (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; } >&2 || true
+  fi
+  command -v "$cmd" >/dev/null 2>&1 || [[ -x "$cmd" ]]
+}

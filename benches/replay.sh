@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Replay benchmark: how fast `floodwatch replay` runs with full detection, side by side with a bare
+# read+decode loop over the same file and with tcpdump, on one synthetic capture of minimum-size frames
+# (a spoofed SYN flood at 1 M packets/s over benign background).
+#
+#   benches/replay.sh            # ≥ 10 M packets, median of 5 runs
+#   benches/replay.sh --runs 9   # more runs
+#   benches/replay.sh --quick    # 1 M packets, 1 run: proves the script works (CI); never asserts a speed
+#   BENCH_DIR=/var/tmp/fw benches/replay.sh   # keep the capture there and reuse it next time
+#
+# Measured, in the same run and interleaved (a1 a2 b c, a1 a2 b c, …) so drift hits all alike:
+#   (a) floodwatch replay --threads 1 / --threads 2 (release build, full detection, alerts to /dev/null)
+#   (b) examples/read_decode.rs: the same FileSource reader and Decoder, nothing else
+#   (c) tcpdump -r FILE -w /dev/null (Debian package tcpdump), an outside reference
+# packets/s = frames in the file / wall time of the whole command (process start to exit), the median
+# over the runs. CPU seconds (user+sys) are shown too: on a shared machine they move less than wall time.
+# The last thing printed is a markdown table ready to paste into docs/performance.md.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+RUNS=5
+QUICK=0
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1 RUNS=1 ;;
+    --runs) RUNS="${2:?--runs needs a number}"; shift ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (try --help)" ;;
+  esac
+  shift
+done
+
+if ((QUICK)); then
+  # 1 s of attack at 1 M packets/s + 3 s of background: ~1.06 M frames.
+  SYNTH=(syn-flood --min-size --seed 1 --duration 3s --attack-start 1s --attack-duration 1s
+    --attack-pps 1000000 --background-pps 20000)
+else
+  # 10 s of attack at 1 M packets/s + 12 s of background: ~10.24 M frames (~780 MB).
+  SYNTH=(syn-flood --min-size --seed 1 --duration 12s --attack-start 1s --attack-duration 10s
+    --attack-pps 1000000 --background-pps 20000)
+fi
+
+build_release --example read_decode
+READ_DECODE="$ROOT/target/release/examples/read_decode"
+CAPTURE="$BENCH_DIR/replay-$( ((QUICK)) && echo 1M || echo 10M).pcap"
+synth_once "$CAPTURE" "${SYNTH[@]}"
+
+HAVE_TCPDUMP=1
+if ! ensure_debian_package tcpdump tcpdump; then
+  HAVE_TCPDUMP=0
+  log "note: tcpdump is missing and could not be installed: column (c) is skipped"
+fi
+
+# Frame count, from the bare loop (and checked against floodwatch's own summary below).
+cat "$CAPTURE" >/dev/null # warm the page cache: every column reads from memory
+FRAMES="$("$READ_DECODE" "$CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
+[[ -n "$FRAMES" && "$FRAMES" -gt 0 ]] || die "read_decode read no frames from $CAPTURE"
+SIZE_MB="$(fixed 0 "$(stat -c %s "$CAPTURE") / 1e6")"
+log "capture: $CAPTURE, $FRAMES frames, $SIZE_MB MB; $RUNS run(s)"
+
+declare -A WALLS CPUS
+NAMES=(a1 a2 b)
+((HAVE_TCPDUMP)) && NAMES+=(c)
+declare -A LABEL=(
+  [a1]="(a) floodwatch replay --threads 1"
+  [a2]="(a) floodwatch replay --threads 2"
+  [b]="(b) read+decode loop (examples/read_decode)"
+  [c]="(c) tcpdump -r FILE -w /dev/null"
+)
+run_one() {
+  local out="$BENCH_DIR/run-$1"
+  case "$1" in
+    a1) timed "$out" "$FW" replay --threads 1 --seed 1 -o /dev/null "$CAPTURE" ;;
+    a2) timed "$out" "$FW" replay --threads 2 --seed 1 -o /dev/null "$CAPTURE" ;;
+    b) timed "$out" "$READ_DECODE" "$CAPTURE" ;;
+    c) timed "$out" tcpdump -r "$CAPTURE" -w /dev/null ;;
+  esac
+  if [[ "$1" == a* ]]; then
+    local seen
+    seen="$(sed -n 's/^ *frames \([0-9]*\) .*/\1/p' "$out.err")"
+    [[ "$seen" == "$FRAMES" ]] || die "replay saw ${seen:-no} frames, expected $FRAMES ($out.err)"
+  fi
+  WALLS[$1]+="$WALL "
+  CPUS[$1]+="$CPU "
+}
+for ((r = 1; r <= RUNS; r++)); do
+  for n in "${NAMES[@]}"; do
+    run_one "$n"
+    log "run $r/$RUNS ${LABEL[$n]}: $WALL s wall, $CPU s cpu"
+  done
+done
+
+declare -A PPS
+ROW=()
+# shellcheck disable=SC2086 # word splitting of the space-separated lists is intended
+for n in "${NAMES[@]}"; do
+  wall="$(median ${WALLS[$n]})"
+  cpu="$(median ${CPUS[$n]})"
+  PPS[$n]="$(calc "$FRAMES / $wall")"
+  ROW[${#ROW[@]}]="| ${LABEL[$n]} | $(si "${PPS[$n]}")pps | $wall | $cpu | $(fixed 2 "$FRAMES / $cpu / 1e6") |"
+done
+
+ratio() { if [[ -n "${PPS[$2]:-}" ]]; then printf '%.0f %%' "$(calc "100 * ${PPS[$1]} / ${PPS[$2]}")"; else printf 'n/a'; fi; }
+
+printf '\n### Replay throughput\n\n'
+printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames of 60 bytes, %s MB. ' \
+  "$(machine_line)" "${SYNTH[*]}" "$FRAMES" "$SIZE_MB"
+printf 'Median of %s run(s); packets/s = frames / wall time of the whole command.\n\n' "$RUNS"
+printf '| measurement | packets/s | wall s | CPU s (user+sys) | M packets per CPU-second |\n'
+printf '|---|---:|---:|---:|---:|\n'
+printf '%s\n' "${ROW[@]}"
+printf '\n| ratio | --threads 1 | --threads 2 |\n|---|---:|---:|\n'
+printf '| a / b (replay vs read+decode) | %s | %s |\n' "$(ratio a1 b)" "$(ratio a2 b)"
+printf '| a / c (replay vs tcpdump) | %s | %s |\n' "$(ratio a1 c)" "$(ratio a2 c)"
+((HAVE_TCPDUMP)) || printf '\n(c) skipped: tcpdump is not installed and apt-get could not install it.\n'
