@@ -69,10 +69,12 @@ timed() {
 
 # machine_line: one line describing this machine for the tables.
 machine_line() {
+  local load
+  load="$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null)"
   local cpu
   cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)"
-  printf '%s cores (nproc), %s, %s, %s' "$(nproc)" "${cpu:-unknown CPU}" \
-    "$(uname -sr)" "$(date -u +%Y-%m-%d)"
+  printf '%s cores (nproc), %s, %s, %s, load average %s at the end' "$(nproc)" \
+    "${cpu:-unknown CPU}" "$(uname -sr)" "$(date -u +%Y-%m-%d)" "${load:-unknown}"
 }
 
 # ensure_debian_package COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing and we

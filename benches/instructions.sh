@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Instructions per packet, counted by valgrind's callgrind: repeatable on a noisy shared machine where
+# wall time is not (and this VM exposes no hardware counters to `perf stat`). Same capture shape as
+# benches/replay.sh, shortened to ~220 k frames so callgrind (≈ 50× slower) finishes in a minute.
+#
+#   benches/instructions.sh      # (a) replay --threads 1, (b) read+decode, (c) tcpdump; top functions of (a)
+#
+# Instructions are not time — cache misses are invisible here (perf record shows them) — but a change
+# that removes work shows up exactly. Needs valgrind (Debian package, installed if missing).
+# The last thing printed is a markdown table ready to paste into docs/performance.md.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+case "${1:-}" in
+  -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) die "unknown option $1 (try --help)" ;;
+esac
+ensure_debian_package valgrind valgrind || die "valgrind (Debian package valgrind) is needed"
+build_release --example read_decode
+SYNTH=(syn-flood --min-size --seed 1 --duration 1s --attack-start 300ms --attack-duration 200ms
+  --attack-pps 1000000 --background-pps 20000)
+CAPTURE="$BENCH_DIR/instructions.pcap"
+synth_once "$CAPTURE" "${SYNTH[@]}"
+FRAMES="$("$ROOT/target/release/examples/read_decode" "$CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
+
+# callgrind NAME CMD…: runs CMD under callgrind, sets IR to the total instruction count.
+callgrind() {
+  local name="$1"
+  shift
+  log "callgrind: $*"
+  valgrind --tool=callgrind --callgrind-out-file="$BENCH_DIR/cg.$name" "$@" \
+    >/dev/null 2>"$BENCH_DIR/cg.$name.log" || die "valgrind failed: $(tail -n 3 "$BENCH_DIR/cg.$name.log")"
+  IR="$(sed -n 's/.*Collected : *//p' "$BENCH_DIR/cg.$name.log" | tr -d ',')"
+}
+
+# top_functions FILE N: the N functions with the most exclusive instructions, summed over inlined copies.
+top_functions() {
+  callgrind_annotate --auto=no "$1" 2>/dev/null |
+    grep -E '^ *[0-9,]+ \([ 0-9.]+%\) +[^ ]' | grep -v 'PROGRAM TOTALS' |
+    awk '{ line = $0; sub(/^ *[0-9,]+ \([ 0-9.]+%\) +/, "", line); sub(/ \[.*/, "", line)
+           sub(/^[^:]*:/, "", line); x = $1; gsub(",", "", x); sum[line] += x }
+         END { for (f in sum) printf "%d %s\n", sum[f], f }' |
+    sort -rn | head -n "$2"
+}
+
+ROWS=()
+callgrind a1 "$FW" replay --threads 1 --seed 1 -o /dev/null "$CAPTURE"
+A1="$IR"
+ROWS+=("| (a) floodwatch replay --threads 1 | $(fixed 0 "$IR / $FRAMES") |")
+callgrind b "$ROOT/target/release/examples/read_decode" "$CAPTURE"
+ROWS+=("| (b) read+decode loop | $(fixed 0 "$IR / $FRAMES") |")
+if ensure_debian_package tcpdump tcpdump; then
+  # as root, tcpdump drops to its own user and callgrind could no longer write its output file
+  as_root=()
+  [[ "$(id -u)" == 0 ]] && as_root=(-Z root)
+  callgrind c tcpdump "${as_root[@]}" -r "$CAPTURE" -w /dev/null
+  ROWS+=("| (c) tcpdump -r FILE -w /dev/null | $(fixed 0 "$IR / $FRAMES") |")
+fi
+
+printf '\n### Instructions per packet (callgrind)\n\n'
+printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames. Whole process, start-up included.\n\n' \
+  "$(machine_line)" "${SYNTH[*]}" "$FRAMES"
+printf '| measurement | instructions per packet |\n|---|---:|\n'
+printf '%s\n' "${ROWS[@]}"
+printf '\nTop functions of (a) by exclusive instructions (inlined code counts where it lands):\n\n'
+printf '| function | instructions per packet | share of (a) |\n|---|---:|---:|\n'
+while read -r n f; do
+  printf '| `%s` | %s | %s %% |\n' "$f" "$(fixed 0 "$n / $FRAMES")" "$(fixed 1 "100 * $n / $A1")"
+done < <(top_functions "$BENCH_DIR/cg.a1" 10)
