@@ -1,5 +1,6 @@
 //! Counter and engine throughput, in packets per second: `Sliding::record`, `KeyTable::entry` (hit,
-//! miss into a full table, miss held back by the admission sketch), `AdmissionSketch::offer`, and
+//! miss into a full table, miss held back by admission), `AdmissionSketch::offer`, `Admission::tag`
+//! (both source sketches, as the pipeline's reader runs it per packet), and
 //! `Engine::on_packet` on a spoofed SYN flood whose sources are drawn from 1 k, 1 M or 10 M distinct
 //! addresses. Run with `cargo bench --bench engine`.
 //!
@@ -15,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::alert::AlertEvent;
 use floodwatch::config::DetectConfig;
 use floodwatch::decode::{proto, tcp_flags, Fragment, PacketSummary};
-use floodwatch::detect::{Engine, ShardSpec};
+use floodwatch::detect::{admission_for, Engine, ShardSpec};
 use floodwatch::key::Key;
 use floodwatch::table::{AdmissionSketch, KeyTable};
 use floodwatch::time::Timestamp;
@@ -103,46 +104,49 @@ fn window_and_tables(c: &mut Criterion) {
     });
 
     g.bench_function("key_table_entry_hit_1k", |b| {
-        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7, None);
+        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7);
         for i in 0..1000 {
-            let _ = t.entry(host_key(i), Sliding::default);
+            let _ = t.entry(host_key(i), true, Sliding::default);
         }
         let mut rng = SplitMix(1);
         b.iter(|| {
             let k = host_key(rng.below(1000));
-            black_box(t.entry(k, Sliding::default).0)
+            black_box(t.entry(k, true, Sliding::default).0)
         })
     });
 
     g.bench_function("key_table_entry_miss_full", |b| {
-        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7, None);
+        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7);
         for i in 0..65_536 {
-            let _ = t.entry(host_key(i), Sliding::default);
+            let _ = t.entry(host_key(i), true, Sliding::default);
         }
         let mut rng = SplitMix(2);
         b.iter(|| {
             let k = host_key(65_536 + rng.below(10_000_000));
-            black_box(t.entry(k, Sliding::default).0)
+            black_box(t.entry(k, true, Sliding::default).0)
         })
     });
 
     g.bench_function("key_table_entry_miss_deferred", |b| {
-        let sketch = AdmissionSketch::new(1 << 16, 4, 10, 3);
-        let mut t: KeyTable<Sliding> = KeyTable::new(32_768, 7, Some(sketch));
+        let mut t: KeyTable<Sliding> = KeyTable::new(32_768, 7);
         let mut rng = SplitMix(3);
-        let mut n = 0u32;
         b.iter(|| {
-            n = n.wrapping_add(1);
-            if n % 1_000_000 == 0 {
-                t.new_window();
-            }
             let k = host_key(rng.below(10_000_000));
-            black_box(t.entry(k, Sliding::default).0)
+            black_box(t.entry(k, false, Sliding::default).0)
+        })
+    });
+
+    g.bench_function("admission_tag_10M_sources", |b| {
+        let mut a = admission_for(&DetectConfig::default());
+        let mut flood = Flood::new(10_000_000, 6);
+        b.iter(|| {
+            let p = flood.next();
+            black_box(a.tag(p.src, p.ts))
         })
     });
 
     g.bench_function("admission_sketch_offer", |b| {
-        let mut s = AdmissionSketch::new(1 << 16, 4, 10, 4);
+        let mut s = AdmissionSketch::new(1 << 14, 2, 10, 4);
         let mut rng = SplitMix(4);
         let mut n = 0u32;
         b.iter(|| {
