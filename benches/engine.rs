@@ -1,6 +1,6 @@
 //! Counter and engine throughput, in packets per second: `Sliding::record`, `KeyTable::entry` (hit,
-//! miss into a full table, miss held back by admission), `AdmissionSketch::offer`, `Admission::tag`
-//! (both source sketches, as the pipeline's reader runs it per packet), and
+//! miss into a full table, miss held back by admission), `SourceAdmission::offer` (the per-scope
+//! admission counters the engine runs for every source key), and
 //! `Engine::on_packet` on a spoofed SYN flood whose sources are drawn from 1 k, 1 M or 10 M distinct
 //! addresses. Run with `cargo bench --bench engine`.
 //!
@@ -18,7 +18,7 @@ use floodwatch::config::DetectConfig;
 use floodwatch::decode::{proto, tcp_flags, Fragment, PacketSummary};
 use floodwatch::detect::{admission_for, Engine, ShardSpec};
 use floodwatch::key::Key;
-use floodwatch::table::{AdmissionSketch, KeyTable};
+use floodwatch::table::{KeyTable, SourceAdmission};
 use floodwatch::time::Timestamp;
 use floodwatch::window::{Counts, Sliding};
 
@@ -140,25 +140,17 @@ fn window_and_tables(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("admission_tag_10M_sources", |b| {
+    g.bench_function("source_admission_offer_10M_sources", |b| {
         let mut a = admission_for(&DetectConfig::default());
-        let mut flood = Flood::new(10_000_000, 6);
-        b.iter(|| {
-            let p = flood.next();
-            black_box(a.tag(p.src, p.ts))
-        })
-    });
-
-    g.bench_function("admission_sketch_offer", |b| {
-        let mut s = AdmissionSketch::new(1 << 14, 2, 10, 4);
         let mut rng = SplitMix(4);
         let mut n = 0u32;
         b.iter(|| {
             n = n.wrapping_add(1);
             if n % 1_000_000 == 0 {
-                s.reset();
+                a.new_window();
             }
-            black_box(s.offer(&host_key(rng.below(10_000_000))))
+            a.count_packet();
+            black_box(a.offer(SourceAdmission::slots(host_key(rng.below(10_000_000)))))
         })
     });
     g.finish();

@@ -23,7 +23,7 @@ use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
-use crate::table::{Admission, KeyTable, TableStats, ADMIT_SRC_HOST, ADMIT_SRC_SUBNET};
+use crate::table::{KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Counts, Signal, Sliding, COUNTERS};
 
@@ -188,8 +188,9 @@ pub struct Engine {
     /// (start, end, number) of the window packets last fell in.
     epoch_cache: (u64, u64, u64),
     watch_default: u64,
-    /// Admission of source keys for packets that come untagged (see [`Engine::on_packet`]).
-    admission: Admission,
+    /// Admission of `src_host` and `src_subnet` keys, and the window it counts.
+    admission: [SourceAdmission; 2],
+    admission_epoch: u64,
     /// Loaded baselines of keys not seen yet: a key takes its own when it enters its table.
     loaded: HashMap<(Scope, Key), Baseline, FixedState>,
     /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
@@ -218,6 +219,7 @@ impl Engine {
         };
         let tables = Scope::ALL.map(table);
         let admission = admission_for(&cfg);
+        let admission = [admission.clone(), admission];
         let watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
         Ok(Engine {
             window_ns: cfg.window_ns(),
@@ -236,6 +238,7 @@ impl Engine {
             epoch_cache: (0, 0, 0),
             watch_default,
             admission,
+            admission_epoch: 0,
             loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
             hot: Default::default(),
             boundaries: 0,
@@ -249,16 +252,18 @@ impl Engine {
 
     /// Counts one packet, first running any evaluation due before its timestamp.
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
-        let tag = self.admission.tag(p.src, p.ts);
-        self.on_tagged_packet(p, tag, out);
-    }
-
-    /// [`Engine::on_packet`] for a packet whose source-admission tag was computed upstream by an
-    /// [`Admission`] built with [`admission_for`] (the pipeline does this once for all shards).
-    pub fn on_tagged_packet(&mut self, p: &PacketSummary, tag: u8, out: &mut Vec<AlertEvent>) {
         self.stats.packets += 1;
         let ts = self.accept_time(p.ts, out);
         let epoch = self.epoch_of(ts);
+        if epoch != self.admission_epoch {
+            self.admission_epoch = epoch;
+            for a in &mut self.admission {
+                a.new_window();
+            }
+        }
+        for a in &mut self.admission {
+            a.count_packet();
+        }
         if !self.cfg.ignore.is_empty() && (self.cfg.ignored(p.src) || self.cfg.ignored(p.dst)) {
             self.stats.ignored_packets += 1;
             return;
@@ -274,13 +279,20 @@ impl Engine {
                 continue;
             }
             let key = self.key_of(scope, p);
-            if !self.owns(scope, &key) {
-                continue;
-            }
             let admit = match scope {
-                Scope::SrcHost => tag & ADMIT_SRC_HOST != 0,
-                Scope::SrcSubnet => tag & ADMIT_SRC_SUBNET != 0,
-                _ => true,
+                Scope::DstHost | Scope::DstSubnet => {
+                    if !self.owns(scope, &key) {
+                        continue;
+                    }
+                    true
+                }
+                Scope::SrcHost | Scope::SrcSubnet => {
+                    let slots = SourceAdmission::slots(key);
+                    if self.shard.count > 1 && slots.bank % self.shard.count != self.shard.index {
+                        continue;
+                    }
+                    self.admission[scope.index() - 2].offer(slots)
+                }
             };
             let watch = self.watch_default;
             let table = &mut self.tables[scope.index()];
@@ -577,20 +589,27 @@ impl Engine {
         }
     }
 
+    /// Whether this shard keeps `key`: destination keys by a seeded hash, source keys by their
+    /// admission bank (so the keys that can share a counter share a shard).
     #[inline]
     fn owns(&self, scope: Scope, key: &Key) -> bool {
-        self.shard.count == 1
-            || (self.shard_hasher.hash_one((scope, key)) % self.shard.count as u64) as usize
+        if self.shard.count == 1 {
+            return true;
+        }
+        if scope.is_destination() {
+            (self.shard_hasher.hash_one((scope, key)) % self.shard.count as u64) as usize
                 == self.shard.index
+        } else {
+            SourceAdmission::slots(*key).bank % self.shard.count == self.shard.index
+        }
     }
 }
 
-/// The source-key admission the engine expects for `cfg`: a key enters a source table after 1 % of
-/// the lowest source floor's packets in one window (at least 4).
-pub fn admission_for(cfg: &DetectConfig) -> Admission {
+/// The source-key admission for `cfg`: a key enters a source table after 1 % of the lowest source
+/// floor's packets in one window (at least 4).
+pub fn admission_for(cfg: &DetectConfig) -> SourceAdmission {
     let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
-    let min_count = (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32;
-    Admission::new(cfg.window_ns(), cfg.subnet_v4, cfg.subnet_v6, min_count)
+    SourceAdmission::new((min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32)
 }
 
 /// The lowest packet-rate floor of a scope (bytes excluded).

@@ -27,12 +27,11 @@ use crate::baseline::{BaselineEntry, BaselineFile};
 use crate::capture::{CaptureError, CaptureStats, FrameSource, SourceEvent};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::{DecodeStats, Decoder, PacketSummary};
-use crate::detect::{admission_for, Engine, EngineStats, ShardSpec};
+use crate::detect::{Engine, EngineStats, ShardSpec};
 use crate::hook::{AlertHook, HookJob};
 use crate::key::{Key, Scope};
 use crate::metrics::{InputCounts, Metrics};
 use crate::population::PopulationExchange;
-use crate::table::Admission;
 use crate::time::Timestamp;
 
 /// How the stages are laid out.
@@ -199,19 +198,16 @@ pub struct RunOutcome {
     pub baselines: Vec<BaselineEntry>,
 }
 
-/// Packets on their way to the shards, with each one's source-admission tag (decided once, here, so
-/// every shard and every thread count sees the same decisions).
+/// Packets on their way to the shards.
 #[derive(Debug, Default)]
 struct Batch {
     packets: Vec<PacketSummary>,
-    tags: Vec<u8>,
 }
 
 impl Batch {
     fn with_capacity(n: usize) -> Self {
         Batch {
             packets: Vec::with_capacity(n),
-            tags: Vec::with_capacity(n),
         }
     }
 }
@@ -308,7 +304,7 @@ pub fn run_with<W: Write + Send>(
         let closed = &output_closed;
         let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
 
-        let mut reader = Reader::new(pipe, batch_txs, admission_for(detect), integ.metrics);
+        let mut reader = Reader::new(pipe, batch_txs, integ.metrics);
         let capture_error = reader.read_all(source, stop);
         let summary = reader.finish(source.stats());
 
@@ -352,7 +348,6 @@ const LIVE_DRAIN: Duration = Duration::from_secs(1);
 /// The reading side: frames → packet summaries → batches sent to every shard.
 struct Reader<'m> {
     decoder: Decoder,
-    admission: Admission,
     batch: Batch,
     batch_size: usize,
     txs: Vec<Sender<ShardMsg>>,
@@ -377,13 +372,11 @@ impl<'m> Reader<'m> {
     fn new(
         pipe: &PipelineConfig,
         txs: Vec<Sender<ShardMsg>>,
-        admission: Admission,
         metrics: Option<&'m Metrics>,
     ) -> Self {
         let batch_size = pipe.batch_size.clamp(1, 65_536);
         Reader {
             decoder: Decoder,
-            admission,
             batch: Batch::with_capacity(batch_size),
             batch_size,
             txs,
@@ -504,7 +497,6 @@ impl<'m> Reader<'m> {
         if self.pace {
             self.wait_for(p.ts);
         }
-        self.batch.tags.push(self.admission.tag(p.src, p.ts));
         self.batch.packets.push(p);
         if self.batch.packets.len() >= self.batch_size {
             self.flush();
@@ -536,7 +528,6 @@ impl<'m> Reader<'m> {
             self.summary.pipeline_drops += self.batch.packets.len() as u64;
             self.summary.pipeline_dropped_batches += 1;
             self.batch.packets.clear();
-            self.batch.tags.clear();
             return;
         }
         let batch = Arc::new(std::mem::replace(
@@ -652,8 +643,8 @@ fn run_shard(
     for msg in rx.iter() {
         match msg {
             ShardMsg::Packets(batch) => {
-                for (p, tag) in batch.packets.iter().zip(batch.tags.iter()) {
-                    engine.on_tagged_packet(p, *tag, &mut events);
+                for p in batch.packets.iter() {
+                    engine.on_packet(p, &mut events);
                     if let Some(c) = &mut clock {
                         marks.extend(c.after_packet(p, engine.watermark()));
                     }
@@ -1121,8 +1112,7 @@ mod tests {
             batch_size: 2,
             ..PipelineConfig::default()
         };
-        let detect = DetectConfig::default();
-        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b], admission_for(&detect), None);
+        let mut reader = Reader::new(&pipe, vec![tx_a, tx_b], None);
         let p = PacketSummary {
             ts: Timestamp(1),
             src: [192, 0, 2, 1].into(),

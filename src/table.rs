@@ -1,8 +1,8 @@
 //! Bounded per-scope key tables and the admission sketch that keeps spoofed sources out of them.
 //!
 //! Keys come from packets, so attackers choose them: maps use a seeded hasher, every table has a hard
-//! capacity, and what does not fit is counted ([`Admit`]). Source scopes admit a key only once a
-//! count-min sketch says it has sent enough packets in the current window to matter, so a flood from
+//! capacity, and what does not fit is counted ([`Admit`]). Source scopes admit a key only once its
+//! admission counter says it has sent enough packets in the current window to matter, so a flood from
 //! millions of one-packet spoofed sources never reaches the exact table.
 
 use std::collections::HashMap;
@@ -40,135 +40,85 @@ pub struct TableStats {
     pub peak_len: usize,
 }
 
-/// A count-min sketch with conservative update, reset every window.
+/// Admission of the source keys of one scope: a count-min sketch (two rows, conservative update) over
+/// the whole key space, reset every window. Keys hash into one of [`SourceAdmission::BANKS`] banks,
+/// each with its own part of both rows, and the engine gives each shard the source keys of the banks
+/// it owns (`bank % shards`): keys that can share a counter always share a shard, so every shard's
+/// counters hold exactly what one global sketch would, and admission — so output — is the same
+/// whatever the thread count. A key enters its table once its estimate reaches
+/// `max(min_count, 4 × mean counter load)`.
 #[derive(Debug, Clone)]
-pub struct AdmissionSketch {
-    rows: Vec<Vec<u16>>,
-    mask: usize,
-    seed: u64,
-    inserted: u64,
-    /// A key is admitted once its estimate reaches `max(min_count, load_factor × mean counter load)`.
-    min_count: u32,
+pub struct SourceAdmission {
+    /// Row 0 then row 1, each `BANKS × BANK_WIDTH` counters.
+    counters: Vec<u16>,
+    /// Packets seen in this window (every shard sees every packet, so this is the global load).
+    packets: u64,
+    min_count: u64,
 }
 
-impl AdmissionSketch {
-    /// A sketch of `depth` rows of `width` (rounded up to a power of two) counters.
-    pub fn new(width: usize, depth: usize, min_count: u32, seed: u64) -> Self {
-        let width = width.max(64).next_power_of_two();
-        AdmissionSketch {
-            rows: vec![vec![0; width]; depth.clamp(1, 4)],
-            mask: width - 1,
-            seed: seed ^ 0x5ca1_ab1e,
-            inserted: 0,
-            min_count: min_count.clamp(1, u32::from(u16::MAX) / 2),
+/// Where a key counts in a [`SourceAdmission`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slots {
+    pub bank: usize,
+    a: usize,
+    b: usize,
+}
+
+impl SourceAdmission {
+    /// Banks: the unit of ownership between shards.
+    pub const BANKS: usize = 64;
+    const BANK_WIDTH: usize = 1024;
+    const ROW: usize = Self::BANKS * Self::BANK_WIDTH;
+    const SEED: u64 = 0x0a11_0001;
+
+    /// Admission after `min_count` packets in one window (more under heavy load).
+    pub fn new(min_count: u32) -> Self {
+        SourceAdmission {
+            counters: vec![0; 2 * Self::ROW],
+            packets: 0,
+            min_count: u64::from(min_count.clamp(1, u32::from(u16::MAX) / 2)),
         }
     }
 
-    /// Forgets everything (start of a new window).
-    pub fn reset(&mut self) {
-        for r in &mut self.rows {
-            r.fill(0);
-        }
-        self.inserted = 0;
-    }
-
-    /// Counts one packet of `key` and says whether it now deserves a place in the exact table.
+    /// The counters of `key` (fixed seed: the same on every run and in every shard).
     #[inline]
-    pub fn offer(&mut self, key: &Key) -> bool {
-        let h = key.mix(self.seed);
-        let mut est = u16::MAX;
-        let mut idx = [0usize; 4];
-        for (i, row) in self.rows.iter().enumerate() {
-            let j = (h >> (i * 16)) as usize & self.mask;
-            idx[i] = j;
-            est = est.min(row[j]);
+    pub fn slots(key: Key) -> Slots {
+        let h = key.mix(Self::SEED);
+        let bank = (h >> 58) as usize;
+        let base = bank * Self::BANK_WIDTH;
+        Slots {
+            bank,
+            a: base + (h as usize & (Self::BANK_WIDTH - 1)),
+            b: Self::ROW + base + ((h >> 20) as usize & (Self::BANK_WIDTH - 1)),
         }
-        let new = est.saturating_add(1);
-        for (row, &j) in self.rows.iter_mut().zip(idx.iter()) {
-            if row[j] < new {
-                row[j] = new;
+    }
+
+    /// Forgets the window.
+    pub fn new_window(&mut self) {
+        self.counters.fill(0);
+        self.packets = 0;
+    }
+
+    /// Counts one packet of the stream (owned or not): the load the threshold scales with.
+    #[inline]
+    pub fn count_packet(&mut self) {
+        self.packets += 1;
+    }
+
+    /// Counts one packet of the key at `slots` and says whether the key may enter its table.
+    #[inline]
+    pub fn offer(&mut self, slots: Slots) -> bool {
+        let (Some(&a), Some(&b)) = (self.counters.get(slots.a), self.counters.get(slots.b)) else {
+            return false;
+        };
+        let est = a.min(b).saturating_add(1);
+        for i in [slots.a, slots.b] {
+            if let Some(c) = self.counters.get_mut(i) {
+                *c = (*c).max(est);
             }
         }
-        self.inserted += 1;
-        let load = self.inserted >> (self.mask + 1).trailing_zeros();
-        u64::from(new)
-            >= u64::from(self.min_count)
-                .max(4 * load)
-                .min(u64::from(u16::MAX) - 1)
-    }
-
-    /// Bytes held.
-    pub fn memory_bytes(&self) -> usize {
-        self.rows.len() * (self.mask + 1) * 2
-    }
-}
-
-/// Admission of source keys, decided over the whole packet stream so every shard (and every thread
-/// count) makes the same decisions: one sketch per source scope, reset at each window boundary of
-/// packet time, with a fixed seed (its only effect is which keys share counters).
-#[derive(Debug, Clone)]
-pub struct Admission {
-    src_host: AdmissionSketch,
-    src_subnet: AdmissionSketch,
-    epoch: u64,
-    /// Packet-time span of `epoch`.
-    epoch_start: u64,
-    epoch_end: u64,
-    window_ns: u64,
-    v4: u8,
-    v6: u8,
-}
-
-/// Tag bit: the packet's `src_host` key may enter the table.
-pub const ADMIT_SRC_HOST: u8 = 1;
-/// Tag bit: the packet's `src_subnet` key may enter the table.
-pub const ADMIT_SRC_SUBNET: u8 = 2;
-
-impl Admission {
-    /// Admission for windows of `window_ns`, subnets of `v4`/`v6` bits, admitting a key after
-    /// `min_count` packets in one window (more under heavy load).
-    pub fn new(window_ns: u64, v4: u8, v6: u8, min_count: u32) -> Self {
-        const WIDTH: usize = 1 << 14;
-        Admission {
-            src_host: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0001),
-            src_subnet: AdmissionSketch::new(WIDTH, 2, min_count, 0x0a11_0002),
-            epoch: 0,
-            epoch_start: 0,
-            epoch_end: 0,
-            window_ns: window_ns.max(1),
-            v4,
-            v6,
-        }
-    }
-
-    /// A packet outside the current window: a new window, or a jump far back in time (small steps back
-    /// stay in the current window).
-    fn new_epoch(&mut self, ts: u64) {
-        let epoch = ts / self.window_ns;
-        if epoch > self.epoch || epoch.saturating_add(2) < self.epoch {
-            self.epoch = epoch;
-            self.src_host.reset();
-            self.src_subnet.reset();
-            self.epoch_start = epoch.saturating_mul(self.window_ns);
-            self.epoch_end = self.epoch_start.saturating_add(self.window_ns);
-        }
-    }
-
-    /// Counts one packet and returns its admission tag bits.
-    #[inline]
-    pub fn tag(&mut self, src: std::net::IpAddr, ts: crate::time::Timestamp) -> u8 {
-        // Most packets fall in the current window: skip the division for them.
-        if ts.0 < self.epoch_start || ts.0 >= self.epoch_end {
-            self.new_epoch(ts.0);
-        }
-        let mut t = 0;
-        if self.src_host.offer(&Key::host(src)) {
-            t |= ADMIT_SRC_HOST;
-        }
-        if self.src_subnet.offer(&Key::subnet(src, self.v4, self.v6)) {
-            t |= ADMIT_SRC_SUBNET;
-        }
-        t
+        let load = self.packets / Self::ROW as u64;
+        u64::from(est) >= self.min_count.max(4 * load).min(u64::from(u16::MAX) - 1)
     }
 }
 
@@ -289,26 +239,29 @@ mod tests {
     }
 
     #[test]
-    fn sketch_keeps_one_packet_sources_out_but_admits_heavy_ones() {
-        let mut a = Admission::new(1_000_000_000, 24, 64, 8);
-        let ts = crate::time::Timestamp(5);
-        let ip = |i: u32| std::net::IpAddr::from(i.to_be_bytes());
+    fn admission_keeps_one_packet_sources_out_but_admits_heavy_ones() {
+        let mut a = SourceAdmission::new(8);
+        let ip = |i: u32| Key::host(std::net::IpAddr::from(i.to_be_bytes()));
+        let offer = |a: &mut SourceAdmission, k: Key| {
+            a.count_packet();
+            a.offer(SourceAdmission::slots(k))
+        };
         // 200 000 spoofed sources, one packet each.
         let admitted = (0..200_000u32)
-            .filter(|i| a.tag(ip(i.wrapping_mul(2_654_435_761)), ts) & ADMIT_SRC_HOST != 0)
+            .filter(|i| offer(&mut a, ip(i.wrapping_mul(2_654_435_761))))
             .count();
         assert!(admitted < 50, "spoofed keys admitted: {admitted}");
         // A heavy source interleaved with them gets in after a few dozen packets.
         let heavy = ip(0xc000_0201);
         let n = (0..1000u32)
             .find(|n| {
-                let _ = a.tag(ip(n * 7919 + 1), ts);
-                a.tag(heavy, ts) & ADMIT_SRC_HOST != 0
+                let _ = offer(&mut a, ip(n * 7919 + 1));
+                offer(&mut a, heavy)
             })
             .expect("heavy key never admitted");
         assert!(n < 200, "admitted only after {n} packets");
         // A new window starts from zero.
-        let later = crate::time::Timestamp(2_000_000_000);
-        assert_eq!(a.tag(heavy, later) & ADMIT_SRC_HOST, 0);
+        a.new_window();
+        assert!(!offer(&mut a, heavy));
     }
 }
