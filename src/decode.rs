@@ -277,7 +277,7 @@ impl Decoder {
             Network::V4(ip) => decode_ipv4(ip)?,
             Network::V6(ip) => decode_ipv6(ip)?,
         };
-        summary.ts = ts;
+        summary.ts = ts.clamped();
         summary.wire_len = wire_len;
         Ok(summary)
     }

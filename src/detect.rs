@@ -413,6 +413,8 @@ impl Engine {
     /// Moves the clock to a packet's time, evaluating what is due, and returns the time to count the
     /// packet at: small backward steps are clamped to the clock, large ones restart the windows.
     fn accept_time(&mut self, ts: Timestamp, out: &mut Vec<AlertEvent>) -> Timestamp {
+        // Near u64::MAX the next tick would saturate and the tick loop never end.
+        let ts = ts.clamped();
         let Some(clock) = self.clock else {
             self.start_clock(ts);
             return ts;
@@ -1222,6 +1224,22 @@ mod tests {
         // A small step back is clamped, not a jump.
         e.on_packet(&syn(T0 + 4, 4), &mut out);
         assert_eq!(e.stats().late_packets, 1);
+    }
+
+    #[test]
+    fn packets_stamped_at_the_end_of_u64_end_in_a_few_evaluations() {
+        // The next tick used to saturate at u64::MAX and be evaluated again and again, forever.
+        let mut e = Engine::new(DetectConfig::default(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        e.on_packet(&syn(T0, 1), &mut out);
+        for i in 0..3 {
+            e.on_packet(&syn(u64::MAX - i, 2), &mut out);
+        }
+        e.advance_to(Timestamp(u64::MAX), &mut out);
+        e.finish(EndReason::EndOfInput, &mut out);
+        let s = e.stats();
+        assert!(s.evaluations < 10, "{} evaluations", s.evaluations);
+        assert_eq!(s.time_jumps, 1);
     }
 
     #[test]

@@ -594,9 +594,7 @@ impl StatsClock {
     /// evaluations up to `seq`.
     fn after_packet(&mut self, p: &PacketSummary, seq: u64) -> Option<StatsEvent> {
         let t = p.ts.0;
-        let next = *self
-            .next
-            .get_or_insert((t / self.every).saturating_add(1) * self.every);
+        let next = *self.next.get_or_insert(next_boundary(t, self.every));
         let mark = if t >= next {
             let boundary = t / self.every * self.every;
             self.next = Some(boundary.saturating_add(self.every));
@@ -611,7 +609,7 @@ impl StatsClock {
         } else {
             if t.saturating_add(2 * self.every) < next {
                 // Time stepped far back (a second file): restart the boundaries from here.
-                self.next = Some((t / self.every).saturating_add(1) * self.every);
+                self.next = Some(next_boundary(t, self.every));
             }
             None
         };
@@ -619,6 +617,11 @@ impl StatsClock {
         self.bytes += u64::from(p.wire_len);
         mark
     }
+}
+
+/// The first multiple of `every` after `t`, saturating.
+fn next_boundary(t: u64, every: u64) -> u64 {
+    (t / every).saturating_add(1).saturating_mul(every)
 }
 
 /// One counter shard: runs its engine over every batch and forwards events with its watermark.

@@ -13,6 +13,16 @@ impl Timestamp {
     /// Nanoseconds in one second.
     pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
+    /// The latest packet time the engine works with (2262-04-11, `i64::MAX` nanoseconds): later
+    /// stamps (a pcapng `if_tsoffset` or 64-bit timestamp can say anything) are clamped to it, so
+    /// tick and window arithmetic keeps half the range as headroom and never saturates.
+    pub const LATEST: Timestamp = Timestamp(i64::MAX as u64);
+
+    /// `self`, or [`Timestamp::LATEST`] when later.
+    pub fn clamped(self) -> Timestamp {
+        self.min(Self::LATEST)
+    }
+
     /// Builds a timestamp from whole seconds and nanoseconds, saturating instead of overflowing.
     pub fn from_secs_nanos(secs: u64, nanos: u64) -> Self {
         Timestamp(
@@ -99,5 +109,7 @@ mod tests {
     fn saturates_instead_of_overflowing() {
         assert_eq!(Timestamp::from_secs_nanos(u64::MAX, 5).0, u64::MAX);
         assert_eq!(Timestamp(5).saturating_sub(Timestamp(9)), 0);
+        assert_eq!(Timestamp(u64::MAX).clamped(), Timestamp::LATEST);
+        assert_eq!(Timestamp(7).clamped(), Timestamp(7));
     }
 }

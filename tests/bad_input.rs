@@ -329,6 +329,11 @@ fn a_jump_of_years_is_crossed_in_a_few_evaluations() {
 /// Rewrites a pcap as little-endian pcapng (one Ethernet interface in µs), with a block of an
 /// undefined type every `every` packets.
 fn to_pcapng(recs: &[Rec], every: usize) -> (Vec<u8>, usize) {
+    to_pcapng_with(recs, every, Rec::ts_us)
+}
+
+/// [`to_pcapng`] with each packet's raw 64-bit µs timestamp given by `ts`.
+fn to_pcapng_with(recs: &[Rec], every: usize, ts: impl Fn(&Rec) -> u64) -> (Vec<u8>, usize) {
     fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
         let padded = body.len().div_ceil(4) * 4;
         let total = (12 + padded) as u32;
@@ -356,7 +361,7 @@ fn to_pcapng(recs: &[Rec], every: usize) -> (Vec<u8>, usize) {
             unknown += 1;
         }
         let mut epb = 0u32.to_le_bytes().to_vec();
-        let ts = r.ts_us();
+        let ts = ts(r);
         epb.extend(((ts >> 32) as u32).to_le_bytes());
         epb.extend((ts as u32).to_le_bytes());
         epb.extend((r.data.len() as u32).to_le_bytes());
@@ -387,4 +392,29 @@ fn pcapng_blocks_of_unknown_type_are_skipped_and_counted() {
         out.stdout == reference.stdout,
         "the pcapng gives other alerts than the same packets as pcap"
     );
+}
+
+#[test]
+fn pcapng_timestamps_at_the_end_of_u64_do_not_hang_or_panic() {
+    // 2^64-1 µs is past what nanoseconds in a u64 can hold: the tick loop once saturated there and
+    // never ended, and the stats boundary overflowed.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = flood(dir.path());
+    let (_, recs) = split_pcap(&std::fs::read(&cap).unwrap());
+    let half = recs[recs.len() / 2].ts_us();
+    let (ng, _) = to_pcapng_with(&recs, usize::MAX, |r| {
+        if r.ts_us() < half {
+            r.ts_us()
+        } else {
+            u64::MAX
+        }
+    });
+    let path = write(dir.path(), "far-future.pcapng", &ng);
+    for extra in [&[][..], &["--stats-interval", "1s"][..]] {
+        let out = replay(&[&path], extra);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        assert_eq!(summary_count(&out, "time_jumps"), Some(1));
+        assert_eq!(summary_count(&out, "frames"), Some(recs.len() as u64));
+    }
 }
