@@ -684,7 +684,7 @@ impl EvalCtx<'_> {
         match std::mem::replace(&mut st.phase, Phase::Idle) {
             prev @ (Phase::Idle | Phase::Pending(_)) if ratio > 1.0 => {
                 let n = match prev {
-                    Phase::Pending(n) => n + 1,
+                    Phase::Pending(n) => n.saturating_add(1),
                     _ => 1,
                 };
                 let confirmed = n >= self.cfg.trigger_evals || self.last;
@@ -1240,6 +1240,36 @@ mod tests {
         let s = e.stats();
         assert!(s.evaluations < 10, "{} evaluations", s.evaluations);
         assert_eq!(s.time_jumps, 1);
+    }
+
+    #[test]
+    fn a_pending_count_at_its_limit_does_not_overflow() {
+        // One evaluation per 1 ms tick for 50 days over threshold (a subnet one host carries, or a
+        // config-file trigger of u32::MAX) reaches the u32 limit of the pending count.
+        let cfg = DetectConfig {
+            trigger_evals: u32::MAX,
+            ..DetectConfig::default()
+        };
+        let mut e = Engine::new(cfg, ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        let flood = |e: &mut Engine, out: &mut Vec<AlertEvent>, from_ms: u64| {
+            for i in 0..20_000u64 {
+                e.on_packet(&syn(T0 + from_ms * 1_000_000 + i * 100_000, i as u32), out);
+            }
+        };
+        flood(&mut e, &mut out, 0);
+        let mut pending = 0;
+        e.tables[Scope::DstHost.index()].for_each_mut(|_, st| {
+            if matches!(st.phase, Phase::Pending(_)) {
+                st.phase = Phase::Pending(u32::MAX);
+                pending += 1;
+            }
+        });
+        assert_eq!(pending, 1, "the victim is pending");
+        flood(&mut e, &mut out, 2_000);
+        assert!(out
+            .iter()
+            .any(|a| a.event == EventKind::Start && a.scope == Scope::DstHost));
     }
 
     #[test]
