@@ -482,7 +482,7 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, MetricsError> {
 
 /// Longest request read (request line and headers).
 const MAX_REQUEST: usize = 8192;
-/// How long one client may take to send its request or read the answer.
+/// How long one client may take to send its whole request, or to take each part of the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the idle server checks whether it should stop.
 const POLL: Duration = Duration::from_millis(50);
@@ -556,7 +556,7 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let (status, body) = match read_request(&mut stream)? {
+    let (status, body) = match read_request(&mut stream, IO_TIMEOUT)? {
         Some(head) => route(&head, metrics),
         None => ("431 Request Header Fields Too Large", String::new()),
     };
@@ -574,18 +574,32 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     stream.flush()
 }
 
-/// The request head (up to the blank line), or `None` when it exceeds [`MAX_REQUEST`].
-fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// The request head (up to the blank line), or `None` when it exceeds [`MAX_REQUEST`]. The whole
+/// head must arrive within `limit`: a per-read timeout alone would let a client that sends a byte
+/// every second hold the only server thread for hours.
+fn read_request(stream: &mut TcpStream, limit: Duration) -> std::io::Result<Option<String>> {
+    let deadline = std::time::Instant::now() + limit;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
             return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
         }
         if buf.len() >= MAX_REQUEST {
             return Ok(None);
         }
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            // A read timeout is WouldBlock on Unix, TimedOut on Windows.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(std::io::ErrorKind::TimedOut.into())
+            }
+            r => r?,
+        };
         if n == 0 {
             return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
         }
@@ -727,5 +741,30 @@ mod tests {
         let huge = vec![b'a'; MAX_REQUEST];
         assert!(get(&huge).starts_with("HTTP/1.1 431"));
         srv.shutdown();
+    }
+
+    #[test]
+    fn a_request_trickling_in_is_cut_at_the_deadline() {
+        // One byte every 20 ms never trips a per-read timeout; the head of 8 KiB would take minutes.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for _ in 0..MAX_REQUEST {
+                if s.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (mut server_side, _) = listener.accept().unwrap();
+        let got = read_request(&mut server_side, Duration::from_millis(200));
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut),
+            "{got:?}"
+        );
+        drop(server_side);
+        client.join().unwrap();
     }
 }
