@@ -236,7 +236,8 @@ pub struct DetectArgs {
     /// ignore or to treat as ours. `floodwatch config --default` prints a commented one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Counter threads (shards); the alerts are the same for any count [default: number of cores].
+    /// Counter threads (shards); the alerts are the same for any count [default: cores − 1, at
+    /// least 1: the reader needs a core of its own].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
     /// Packets per batch passed between threads (throughput only: the alerts never depend on it).

@@ -56,12 +56,20 @@ pub struct PipelineConfig {
     pub status_interval: Option<Duration>,
 }
 
+/// Counter shards by default: one core fewer than the machine has (the reader needs one to itself),
+/// at least one. Every shard reads every batch, so on two cores one shard beside the reader replays
+/// faster than two (docs/performance.md).
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            threads: default_shards(),
             batch_size: 256,
             channel_batches: 64,
             realtime: false,
