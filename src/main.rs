@@ -47,19 +47,14 @@ fn main() -> ExitCode {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let detect = detect_config(&args.detect)?;
-    let load_baselines = load_baselines(args.load_baseline.as_deref(), &detect)?;
+    let (detect, base) = settings(
+        &args.detect,
+        args.load_baseline.as_deref(),
+        args.save_baseline.is_some(),
+    )?;
     let pipe = PipelineConfig {
-        threads: args
-            .detect
-            .threads
-            .map(usize::from)
-            .unwrap_or_else(|| PipelineConfig::default().threads),
-        batch_size: args.detect.batch_size as usize,
         realtime: args.realtime,
-        load_baselines,
-        save_baselines: args.save_baseline.is_some(),
-        ..PipelineConfig::default()
+        ..base
     };
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
@@ -181,20 +176,15 @@ impl Extras {
 }
 
 fn live(args: LiveArgs) -> Result<ExitCode> {
-    let detect = detect_config(&args.detect)?;
-    let load_baselines = load_baselines(args.load_baseline.as_deref(), &detect)?;
+    let (detect, base) = settings(
+        &args.detect,
+        args.load_baseline.as_deref(),
+        args.save_baseline.is_some(),
+    )?;
     let pipe = PipelineConfig {
-        threads: args
-            .detect
-            .threads
-            .map(usize::from)
-            .unwrap_or_else(|| PipelineConfig::default().threads),
-        batch_size: args.detect.batch_size as usize,
         live: true,
         status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
-        load_baselines,
-        save_baselines: args.save_baseline.is_some(),
-        ..PipelineConfig::default()
+        ..base
     };
     let writer = open_output(&args.output)?;
     let (mut source, described) = open_live(&args)?;
@@ -314,6 +304,26 @@ fn load_baselines(
     path.map(|p| BaselineFile::load(p, detect.subnet_v4, detect.subnet_v6).map(Arc::new))
         .transpose()
         .map_err(Into::into)
+}
+
+/// The detection settings and the pipeline layout both modes share (threads, batch size, baselines).
+fn settings(
+    a: &DetectArgs,
+    load_baseline: Option<&std::path::Path>,
+    save_baseline: bool,
+) -> Result<(DetectConfig, PipelineConfig)> {
+    let detect = detect_config(a)?;
+    let pipe = PipelineConfig {
+        threads: a
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(pipeline::default_shards),
+        batch_size: a.batch_size as usize,
+        load_baselines: load_baselines(load_baseline, &detect)?,
+        save_baselines: save_baseline,
+        ..PipelineConfig::default()
+    };
+    Ok((detect, pipe))
 }
 
 /// Resolves the detection options: command line over the config file over the defaults.
