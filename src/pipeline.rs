@@ -987,6 +987,9 @@ pub fn render_summary(s: &RunSummary) -> String {
             if t.rejected > 0 {
                 line += &format!(" ({} packets over the key cap)", t.rejected);
             }
+            if t.evicted > 0 {
+                line += &format!(" ({} idle keys evicted)", t.evicted);
+            }
             line
         })
         .collect();
@@ -1023,6 +1026,20 @@ pub fn render_summary(s: &RunSummary) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_summary_counts_evictions_and_rejections() {
+        let mut e = EngineStats::default();
+        e.tables[Scope::DstHost.index()].evicted = 7;
+        e.tables[Scope::DstHost.index()].rejected = 3;
+        let s = RunSummary {
+            engine: vec![e],
+            ..RunSummary::default()
+        };
+        let text = render_summary(&s);
+        assert!(text.contains("7 idle keys evicted"), "{text}");
+        assert!(text.contains("3 packets over the key cap"), "{text}");
+    }
+
     use super::*;
     use crate::alert::OutputFormat;
     use crate::capture::file::FileSource;
