@@ -9,20 +9,6 @@ use std::process::Output;
 use common::*;
 use serde_json::Value;
 
-/// A short SYN flood: 4 s of capture, 3 000 SYN/s on 198.51.100.10 from 1 s to 3 s.
-const FLOOD: &[&str] = &[
-    "--duration",
-    "4s",
-    "--attack-start",
-    "1s",
-    "--attack-duration",
-    "2s",
-    "--attack-pps",
-    "3000",
-    "--background-pps",
-    "200",
-];
-
 /// One record of a little-endian microsecond pcap.
 #[derive(Clone, Debug)]
 struct Rec {
@@ -85,7 +71,7 @@ fn join_pcap(header: &[u8; 24], recs: &[Rec]) -> Vec<u8> {
 }
 
 fn flood(dir: &Path) -> PathBuf {
-    synth(dir, "syn-flood", FLOOD)
+    synth(dir, "syn-flood", SMALL_FLOOD)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

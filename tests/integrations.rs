@@ -14,23 +14,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// 12 s of capture, the attack from 4 s for 5 s.
-const SHORT: &[&str] = &[
-    "--duration",
-    "12s",
-    "--attack-start",
-    "4s",
-    "--attack-duration",
-    "5s",
-];
-
 /// The packet and byte counts `floodwatch synth` reports for the capture it wrote.
 fn synth_counts(dir: &Path, scenario: &str) -> (std::path::PathBuf, u64, u64) {
-    let path = dir.join(format!("{scenario}.pcap"));
-    let mut args = vec!["synth", scenario, "-o", path.to_str().unwrap()];
-    args.extend_from_slice(SHORT);
-    let out = run(&args);
-    assert!(out.status.success());
+    let (path, out) = synth_output(dir, scenario, SHORT);
     let err = String::from_utf8_lossy(&out.stderr);
     // "wrote X (N packets, B bytes on the wire, ...)"
     let inner = err.split('(').nth(1).expect("synth report");

@@ -11,25 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A short SYN flood; with `--min-pps 1 --update-interval 100ms` it writes several hundred KB of
+/// The small SYN flood; with `--min-pps 1 --update-interval 100ms` it writes several hundred KB of
 /// alerts, more than a pipe holds, so a reader that stops early is noticed by the writer.
 fn flood(dir: &std::path::Path) -> PathBuf {
-    synth(
-        dir,
-        "syn-flood",
-        &[
-            "--duration",
-            "4s",
-            "--attack-start",
-            "1s",
-            "--attack-duration",
-            "2s",
-            "--attack-pps",
-            "3000",
-            "--background-pps",
-            "200",
-        ],
-    )
+    synth(dir, "syn-flood", SMALL_FLOOD)
 }
 
 const CHATTY: &[&str] = &["--min-pps", "1", "--update-interval", "100ms"];

@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// Short scenario runs: 12 s of capture, the attack from 4 s for 5 s.
-const SHORT: &[&str] = &[
-    "--duration",
-    "12s",
-    "--attack-start",
-    "4s",
-    "--attack-duration",
-    "5s",
-];
-
 fn starts(ev: &[Value]) -> Vec<&Value> {
     ev.iter().filter(|e| e["event"] == "start").collect()
 }

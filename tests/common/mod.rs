@@ -20,8 +20,38 @@ pub fn run(args: &[&str]) -> Output {
         .expect("cannot run the floodwatch binary")
 }
 
-/// `floodwatch synth SCENARIO -o DIR/NAME.pcap EXTRA...`; returns the capture path.
+/// Synth options for scenario tests: 12 s of capture, the attack from 4 s for 5 s.
+pub const SHORT: &[&str] = &[
+    "--duration",
+    "12s",
+    "--attack-start",
+    "4s",
+    "--attack-duration",
+    "5s",
+];
+
+/// Synth options for a small SYN flood: 4 s of capture, 3 000 SYN/s on 198.51.100.10 from 1 s to
+/// 3 s over 200 packets/s of benign traffic.
+pub const SMALL_FLOOD: &[&str] = &[
+    "--duration",
+    "4s",
+    "--attack-start",
+    "1s",
+    "--attack-duration",
+    "2s",
+    "--attack-pps",
+    "3000",
+    "--background-pps",
+    "200",
+];
+
+/// `floodwatch synth SCENARIO -o DIR/SCENARIO.pcap EXTRA...`; returns the capture path.
 pub fn synth(dir: &Path, scenario: &str, extra: &[&str]) -> PathBuf {
+    synth_output(dir, scenario, extra).0
+}
+
+/// [`synth`], also returning what the command printed (its report is on stderr).
+pub fn synth_output(dir: &Path, scenario: &str, extra: &[&str]) -> (PathBuf, Output) {
     let path = dir.join(format!("{scenario}.pcap"));
     let p = path.to_str().unwrap();
     let mut args = vec!["synth", scenario, "-o", p];
@@ -32,7 +62,7 @@ pub fn synth(dir: &Path, scenario: &str, extra: &[&str]) -> PathBuf {
         "synth {scenario} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    path
+    (path, out)
 }
 
 /// The JSON lines of stdout.
