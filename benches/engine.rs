@@ -149,8 +149,11 @@ fn window_and_tables(c: &mut Criterion) {
             if n % 1_000_000 == 0 {
                 a.new_window();
             }
-            a.count_packet();
-            black_box(a.offer(SourceAdmission::slots(host_key(rng.below(10_000_000)))))
+            let load = u64::from(n % 1_000_000) + 1;
+            black_box(a.offer(
+                SourceAdmission::slots(host_key(rng.below(10_000_000))),
+                load,
+            ))
         })
     });
     g.finish();

@@ -18,6 +18,7 @@ use foldhash::fast::FixedState;
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
 use crate::baseline::{Baseline, BaselineEntry, BaselineParams};
+use crate::clock::{Clock, ClockStats, Stamp, TimeStep};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
@@ -46,6 +47,97 @@ pub struct ShardSpec {
 impl ShardSpec {
     /// The only shard: owns every key.
     pub const SOLE: ShardSpec = ShardSpec { index: 0, count: 1 };
+}
+
+/// A set of scopes, one bit per [`Scope::index`]: the scopes of a packet a shard counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScopeMask(pub u8);
+
+impl ScopeMask {
+    /// Every scope.
+    pub const ALL: ScopeMask = ScopeMask(0b1111);
+    /// The two source scopes (a packet whose destination is not ours).
+    pub const SOURCES: ScopeMask = ScopeMask(0b1100);
+
+    #[inline]
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & (1 << scope.index()) != 0
+    }
+
+    #[inline]
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= 1 << scope.index();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Which shard owns each (scope, key): a pure function of the key, the hash seed and the shard count,
+/// so the router and the engines agree and the split is the same on every run. Destination keys go
+/// by a seeded hash; source keys by their admission bank, so keys that can share an admission
+/// counter share a shard.
+#[derive(Clone, Debug)]
+pub struct Ownership {
+    count: usize,
+    hasher: FixedState,
+}
+
+impl Ownership {
+    /// The split of `cfg`'s keys over `count` shards.
+    pub fn new(cfg: &DetectConfig, count: usize) -> Ownership {
+        Ownership {
+            count: count.max(1),
+            hasher: FixedState::with_seed(cfg.hash_seed ^ 0x0005_4a2d),
+        }
+    }
+
+    /// Shards in the split.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The shard that owns `key` of `scope`.
+    #[inline]
+    pub fn owner(&self, scope: Scope, key: &Key) -> usize {
+        if self.count == 1 {
+            return 0;
+        }
+        if scope.is_destination() {
+            (self.hasher.hash_one((scope, key)) % self.count as u64) as usize
+        } else {
+            SourceAdmission::slots(*key).bank % self.count
+        }
+    }
+}
+
+/// The scopes `p` counts in under `cfg`: none when an `ignore` network or no `ours` network covers
+/// it, only the source scopes when its destination is not ours.
+#[inline]
+pub fn scopes_of(cfg: &DetectConfig, p: &PacketSummary) -> ScopeMask {
+    if !cfg.ignore.is_empty() && (cfg.ignored(p.src) || cfg.ignored(p.dst)) {
+        return ScopeMask(0);
+    }
+    if cfg.is_ours(p.dst) {
+        ScopeMask::ALL
+    } else if cfg.is_ours(p.src) {
+        ScopeMask::SOURCES
+    } else {
+        ScopeMask(0)
+    }
+}
+
+/// The key of `p` in `scope` under `cfg`'s subnet prefixes.
+#[inline]
+pub fn key_of(cfg: &DetectConfig, scope: Scope, p: &PacketSummary) -> Key {
+    let (v4, v6) = (cfg.subnet_v4, cfg.subnet_v6);
+    match scope {
+        Scope::DstHost => Key::host(p.dst),
+        Scope::DstSubnet => Key::subnet(p.dst, v4, v6),
+        Scope::SrcHost => Key::host(p.src),
+        Scope::SrcSubnet => Key::subnet(p.src, v4, v6),
+    }
 }
 
 /// Where a key is in its alert life.
@@ -148,16 +240,18 @@ impl KeyState {
 /// Counters the engine keeps about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Packets seen (by this shard: every packet, whatever keys it owns).
+    /// Packets counted by this shard (in at least one scope it owns).
     pub packets: u64,
-    /// Packets stamped earlier than one already seen, counted at the later time.
+    /// Packets stamped earlier than one already seen, counted at the later time (by the engine's own
+    /// clock: zero when a router keeps the time).
     pub late_packets: u64,
     /// Forward jumps longer than the hold-down that were skipped in one step, and backward jumps
-    /// longer than a window that restarted the windows.
+    /// longer than a window that restarted the windows (as `late_packets`).
     pub time_jumps: u64,
     /// Evaluations run.
     pub evaluations: u64,
-    /// Packets left out by `ignore` / `ours` networks.
+    /// Packets left out by `ignore` / `ours` networks (by [`Engine::on_packet`]; the router counts
+    /// them when it keeps the time).
     pub ignored_packets: u64,
     /// Per scope: the table counters.
     pub tables: [TableStats; 4],
@@ -165,23 +259,22 @@ pub struct EngineStats {
     pub keys: [usize; 4],
 }
 
-/// A backward step larger than this (in windows) restarts the windows instead of being clamped.
-const MAX_BACKSTEP_WINDOWS: u64 = 2;
-
 /// The detection engine of one shard.
 pub struct Engine {
     cfg: DetectConfig,
     shard: ShardSpec,
-    shard_hasher: FixedState,
+    ownership: Ownership,
     tables: [KeyTable<KeyState>; 4],
     window_ns: u64,
-    tick_ns: u64,
     window_s: f64,
-    /// Latest packet time seen.
-    clock: Option<Timestamp>,
-    /// Time of the next evaluation.
-    next_tick: u64,
-    /// Epoch of the last evaluation (to reset admission sketches once per window).
+    /// The stream's clock when this engine sees every packet ([`Engine::on_packet`]); a router keeps
+    /// it instead when packets are routed ([`Engine::apply`], [`Engine::count`]).
+    clock: Clock,
+    /// Steps of `clock` waiting to be applied (kept to reuse the allocation).
+    steps: Vec<TimeStep>,
+    /// Latest packet time the steps have moved to (what [`Engine::finish`] evaluates at).
+    now: Option<Timestamp>,
+    /// Epoch of the last evaluation.
     last_epoch: u64,
     /// Evaluations so far: the order of events across shards.
     seq: u64,
@@ -223,16 +316,16 @@ impl Engine {
         let watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
         Ok(Engine {
             window_ns: cfg.window_ns(),
-            tick_ns: cfg.tick_ns(),
             window_s: cfg.window.as_secs_f64(),
-            shard_hasher: FixedState::with_seed(seed ^ 0x0005_4a2d),
+            ownership: Ownership::new(&cfg, count),
             shard: ShardSpec {
                 index: shard.index,
                 count,
             },
             tables,
-            clock: None,
-            next_tick: 0,
+            clock: Clock::new(&cfg),
+            steps: Vec::new(),
+            now: None,
             last_epoch: 0,
             seq: 0,
             epoch_cache: (0, 0, 0),
@@ -250,10 +343,56 @@ impl Engine {
         })
     }
 
-    /// Counts one packet, first running any evaluation due before its timestamp.
+    /// Counts one packet of the whole stream, first running any evaluation due before its timestamp:
+    /// the engine keeps the clock itself and counts the scopes of the packet this shard owns.
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
+        let mut steps = std::mem::take(&mut self.steps);
+        let stamp = self.clock.accept(p.ts, &mut steps);
+        for step in steps.drain(..) {
+            self.apply(step, out);
+        }
+        self.steps = steps;
+        let mut mask = scopes_of(&self.cfg, p);
+        if mask.is_empty() {
+            self.stats.ignored_packets += 1;
+            return;
+        }
+        if self.shard.count > 1 {
+            for scope in Scope::ALL {
+                if mask.contains(scope)
+                    && self.ownership.owner(scope, &key_of(&self.cfg, scope, p)) != self.shard.index
+                {
+                    mask.0 &= !(1 << scope.index());
+                }
+            }
+            if mask.is_empty() {
+                return;
+            }
+        }
+        self.count(p, stamp, mask);
+    }
+
+    /// Applies one step of the stream's clock (from [`Clock::accept`] or [`Clock::advance_to`]).
+    pub fn apply(&mut self, step: TimeStep, out: &mut Vec<AlertEvent>) {
+        match step {
+            TimeStep::Start(ts) => self.start_at(ts),
+            TimeStep::Evaluate(now) => {
+                self.now = Some(self.now.map_or(Timestamp(now), |t| t.max(Timestamp(now))));
+                self.evaluate(now, false, out);
+            }
+            TimeStep::Restart { from, to } => self.restart_at(from, to, out),
+        }
+    }
+
+    /// Counts `p` at `stamp` (from the stream's [`Clock`], with every step due before it applied) in
+    /// the scopes of `mask`, which must be scopes of `p` ([`scopes_of`]) this shard owns.
+    #[inline]
+    pub fn count(&mut self, p: &PacketSummary, stamp: Stamp, mask: ScopeMask) {
         self.stats.packets += 1;
-        let ts = self.accept_time(p.ts, out);
+        let ts = stamp.at;
+        if self.now.is_none_or(|t| ts > t) {
+            self.now = Some(ts);
+        }
         let epoch = self.epoch_of(ts);
         if epoch != self.admission_epoch {
             self.admission_epoch = epoch;
@@ -261,38 +400,16 @@ impl Engine {
                 a.new_window();
             }
         }
-        for a in &mut self.admission {
-            a.count_packet();
-        }
-        if !self.cfg.ignore.is_empty() && (self.cfg.ignored(p.src) || self.cfg.ignored(p.dst)) {
-            self.stats.ignored_packets += 1;
-            return;
-        }
-        let dst_ours = self.cfg.is_ours(p.dst);
-        if !dst_ours && !self.cfg.is_ours(p.src) {
-            self.stats.ignored_packets += 1;
-            return;
-        }
         let inc = Counts::of_packet(p);
         for scope in Scope::ALL {
-            if scope.is_destination() && !dst_ours {
+            if !mask.contains(scope) {
                 continue;
             }
-            let key = self.key_of(scope, p);
+            let key = key_of(&self.cfg, scope, p);
             let admit = match scope {
-                Scope::DstHost | Scope::DstSubnet => {
-                    if !self.owns(scope, &key) {
-                        continue;
-                    }
-                    true
-                }
-                Scope::SrcHost | Scope::SrcSubnet => {
-                    let slots = SourceAdmission::slots(key);
-                    if self.shard.count > 1 && slots.bank % self.shard.count != self.shard.index {
-                        continue;
-                    }
-                    self.admission[scope.index() - 2].offer(slots)
-                }
+                Scope::DstHost | Scope::DstSubnet => true,
+                Scope::SrcHost | Scope::SrcSubnet => self.admission[scope.index() - 2]
+                    .offer(SourceAdmission::slots(key), stamp.load),
             };
             let watch = self.watch_default;
             let table = &mut self.tables[scope.index()];
@@ -356,19 +473,29 @@ impl Engine {
 
     /// Runs every evaluation due up to `now` (the live clock tick calls this during silence).
     pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
-        if self.clock.is_none_or(|c| now > c) {
-            self.accept_time(now, out);
+        let mut steps = std::mem::take(&mut self.steps);
+        self.clock.advance_to(now, &mut steps);
+        for step in steps.drain(..) {
+            self.apply(step, out);
         }
+        self.steps = steps;
     }
 
     /// Ends the input: a last evaluation at the latest packet time (a key over its threshold starts
     /// even without its confirming evaluations, since none will follow), then every active alert ends
     /// with `reason`.
     pub fn finish(&mut self, reason: EndReason, out: &mut Vec<AlertEvent>) {
+        let now = self.clock.now().or(self.now);
+        self.finish_at(now, reason, out);
+    }
+
+    /// [`Engine::finish`] at `now`, the stream's latest packet time as the router's clock has it
+    /// (a shard may not have seen the latest packet itself).
+    pub fn finish_at(&mut self, now: Option<Timestamp>, reason: EndReason, out: &mut Vec<AlertEvent>) {
         if let Some(ex) = self.exchange.take() {
             ex.leave();
         }
-        let Some(now) = self.clock else { return };
+        let Some(now) = now.or(self.now) else { return };
         self.evaluate(now.0, true, out);
         self.seq += 1;
         for scope in Scope::ALL {
@@ -398,6 +525,12 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> EngineStats {
         let mut s = self.stats;
+        let ClockStats {
+            late_packets,
+            time_jumps,
+        } = self.clock.stats();
+        s.late_packets = late_packets;
+        s.time_jumps = time_jumps;
         for (i, t) in self.tables.iter().enumerate() {
             s.tables[i] = t.stats;
             s.keys[i] = t.len();
@@ -408,28 +541,6 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &DetectConfig {
         &self.cfg
-    }
-
-    /// Moves the clock to a packet's time, evaluating what is due, and returns the time to count the
-    /// packet at: small backward steps are clamped to the clock, large ones restart the windows.
-    fn accept_time(&mut self, ts: Timestamp, out: &mut Vec<AlertEvent>) -> Timestamp {
-        // Near u64::MAX the next tick would saturate and the tick loop never end.
-        let ts = ts.clamped();
-        let Some(clock) = self.clock else {
-            self.start_clock(ts);
-            return ts;
-        };
-        if ts < clock {
-            if clock.0 - ts.0 > MAX_BACKSTEP_WINDOWS * self.window_ns {
-                self.restart_at(clock, ts, out);
-                return ts;
-            }
-            self.stats.late_packets += 1;
-            return clock;
-        }
-        self.run_ticks_until(ts.0, out);
-        self.clock = Some(ts);
-        ts
     }
 
     /// The window number of `ts`, without a division for the many packets of one window.
@@ -445,41 +556,15 @@ impl Engine {
         epoch
     }
 
-    fn start_clock(&mut self, ts: Timestamp) {
-        self.clock = Some(ts);
-        self.next_tick = (ts.0 / self.tick_ns)
-            .saturating_add(1)
-            .saturating_mul(self.tick_ns);
+    /// The stream starts at `ts`.
+    fn start_at(&mut self, ts: Timestamp) {
+        self.now = Some(ts);
         self.last_epoch = ts.0 / self.window_ns;
-    }
-
-    /// Evaluates every tick up to `t`; a silence longer than the hold-down is crossed in two steps
-    /// (one evaluation that ends what has subsided, then a jump) instead of walking every empty tick.
-    fn run_ticks_until(&mut self, t: u64, out: &mut Vec<AlertEvent>) {
-        let gap_limit = self.cfg.hold_down.as_nanos() as u64 + 2 * self.window_ns;
-        while self.next_tick <= t {
-            if t - self.next_tick > gap_limit {
-                self.stats.time_jumps += 1;
-                let quiet = self.next_tick.saturating_add(gap_limit);
-                let quiet = quiet - quiet % self.window_ns;
-                self.tick(self.next_tick, out);
-                self.tick(quiet, out);
-                self.next_tick = t - t % self.tick_ns;
-                if self.next_tick <= quiet {
-                    self.next_tick = quiet + self.tick_ns;
-                }
-                continue;
-            }
-            let now = self.next_tick;
-            self.tick(now, out);
-            self.next_tick = now.saturating_add(self.tick_ns);
-        }
     }
 
     /// Restarts the windows at an earlier time `ts` (a capture that jumps back): open alerts end at the
     /// old clock, baselines are kept.
     fn restart_at(&mut self, clock: Timestamp, ts: Timestamp, out: &mut Vec<AlertEvent>) {
-        self.stats.time_jumps += 1;
         self.seq += 1;
         let epoch = ts.0 / self.window_ns;
         for scope in Scope::ALL {
@@ -506,12 +591,7 @@ impl Engine {
             });
             self.hot[scope.index()].clear();
         }
-        self.start_clock(ts);
-    }
-
-    /// One evaluation at a tick boundary.
-    fn tick(&mut self, now: u64, out: &mut Vec<AlertEvent>) {
-        self.evaluate(now, false, out);
+        self.start_at(ts);
     }
 
     /// Evaluates keys at time `now`: every key at a window boundary (learning baselines, evicting idle
@@ -581,29 +661,10 @@ impl Engine {
         self.building.clear();
     }
 
-    fn key_of(&self, scope: Scope, p: &PacketSummary) -> Key {
-        let (v4, v6) = (self.cfg.subnet_v4, self.cfg.subnet_v6);
-        match scope {
-            Scope::DstHost => Key::host(p.dst),
-            Scope::DstSubnet => Key::subnet(p.dst, v4, v6),
-            Scope::SrcHost => Key::host(p.src),
-            Scope::SrcSubnet => Key::subnet(p.src, v4, v6),
-        }
-    }
-
-    /// Whether this shard keeps `key`: destination keys by a seeded hash, source keys by their
-    /// admission bank (so the keys that can share a counter share a shard).
+    /// Whether this shard keeps `key` of `scope` ([`Ownership`]).
     #[inline]
     fn owns(&self, scope: Scope, key: &Key) -> bool {
-        if self.shard.count == 1 {
-            return true;
-        }
-        if scope.is_destination() {
-            (self.shard_hasher.hash_one((scope, key)) % self.shard.count as u64) as usize
-                == self.shard.index
-        } else {
-            SourceAdmission::slots(*key).bank % self.shard.count == self.shard.index
-        }
+        self.ownership.owner(scope, key) == self.shard.index
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod baseline;
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod detect;

@@ -51,8 +51,6 @@ pub struct TableStats {
 pub struct SourceAdmission {
     /// Row 0 then row 1, each `BANKS × BANK_WIDTH` counters.
     counters: Vec<u16>,
-    /// Packets seen in this window (every shard sees every packet, so this is the global load).
-    packets: u64,
     min_count: u64,
 }
 
@@ -75,7 +73,6 @@ impl SourceAdmission {
     pub fn new(min_count: u32) -> Self {
         SourceAdmission {
             counters: vec![0; 2 * Self::ROW],
-            packets: 0,
             min_count: u64::from(min_count.clamp(1, u32::from(u16::MAX) / 2)),
         }
     }
@@ -96,18 +93,15 @@ impl SourceAdmission {
     /// Forgets the window.
     pub fn new_window(&mut self) {
         self.counters.fill(0);
-        self.packets = 0;
-    }
-
-    /// Counts one packet of the stream (owned or not): the load the threshold scales with.
-    #[inline]
-    pub fn count_packet(&mut self) {
-        self.packets += 1;
     }
 
     /// Counts one packet of the key at `slots` and says whether the key may enter its table.
+    /// `load` is the packets of the whole stream in this window so far (the [`Stamp`]'s load), what
+    /// the threshold scales with: the same in every shard, whatever it owns.
+    ///
+    /// [`Stamp`]: crate::clock::Stamp
     #[inline]
-    pub fn offer(&mut self, slots: Slots) -> bool {
+    pub fn offer(&mut self, slots: Slots, load: u64) -> bool {
         let (Some(&a), Some(&b)) = (self.counters.get(slots.a), self.counters.get(slots.b)) else {
             return false;
         };
@@ -117,7 +111,7 @@ impl SourceAdmission {
                 *c = (*c).max(est);
             }
         }
-        let load = self.packets / Self::ROW as u64;
+        let load = load / Self::ROW as u64;
         u64::from(est) >= self.min_count.max(4 * load).min(u64::from(u16::MAX) - 1)
     }
 }
@@ -242,9 +236,10 @@ mod tests {
     fn admission_keeps_one_packet_sources_out_but_admits_heavy_ones() {
         let mut a = SourceAdmission::new(8);
         let ip = |i: u32| Key::host(std::net::IpAddr::from(i.to_be_bytes()));
-        let offer = |a: &mut SourceAdmission, k: Key| {
-            a.count_packet();
-            a.offer(SourceAdmission::slots(k))
+        let mut load = 0u64;
+        let mut offer = |a: &mut SourceAdmission, k: Key| {
+            load += 1;
+            a.offer(SourceAdmission::slots(k), load)
         };
         // 200 000 spoofed sources, one packet each.
         let admitted = (0..200_000u32)

@@ -1,0 +1,269 @@
+//! Packet time: when evaluations are due, how late and backward-stepping packets are counted, and the
+//! per-window packet load that source admission scales with.
+//!
+//! One [`Clock`] sees every packet of the stream in order. For each it says where to count the packet
+//! (a [`Stamp`]) and which [`TimeStep`]s are due before it. The engine applies the steps to its keys;
+//! with several shards the router runs the one clock and hands every shard the same steps at the same
+//! point of its own packets, so every shard evaluates at the same packet times whatever packets it
+//! owns. The clock never reads the wall clock: time is an argument.
+
+use crate::config::DetectConfig;
+use crate::time::Timestamp;
+
+/// A backward step larger than this (in windows) restarts the windows instead of being clamped.
+const MAX_BACKSTEP_WINDOWS: u64 = 2;
+
+/// What the engine must do, in order, before counting the next packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeStep {
+    /// The first packet time: windows and the evaluation schedule start here.
+    Start(Timestamp),
+    /// Evaluate the keys at this packet time (ns; a tick boundary, or the far side of a silence).
+    Evaluate(u64),
+    /// Time stepped back more than [`MAX_BACKSTEP_WINDOWS`] windows (e.g. a second capture file):
+    /// open alerts end at `from`, windows restart at `to`, baselines are kept.
+    Restart { from: Timestamp, to: Timestamp },
+}
+
+/// Where to count a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The packet's time, or the clock's when the packet stepped back a little.
+    pub at: Timestamp,
+    /// Packets of the stream in the window of `at` so far, this one included.
+    pub load: u64,
+}
+
+/// Counters the clock keeps about the stream's timestamps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockStats {
+    /// Packets stamped earlier than one already seen, counted at the later time.
+    pub late_packets: u64,
+    /// Forward jumps longer than the hold-down that were crossed in one step, and backward jumps
+    /// longer than two windows that restarted the windows.
+    pub time_jumps: u64,
+}
+
+/// The stream's packet-time clock.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    window_ns: u64,
+    tick_ns: u64,
+    /// A silence longer than this (ns) is crossed in two evaluations instead of one per tick.
+    gap_limit: u64,
+    /// Latest packet time accepted.
+    now: Option<Timestamp>,
+    /// Time of the next evaluation.
+    next_tick: u64,
+    /// (start, end, number) of the window packets last fell in.
+    epoch_cache: (u64, u64, u64),
+    /// (window number, packets in it so far).
+    load: (u64, u64),
+    stats: ClockStats,
+}
+
+impl Clock {
+    /// A clock with `cfg`'s window, tick and hold-down.
+    pub fn new(cfg: &DetectConfig) -> Clock {
+        let window_ns = cfg.window_ns().max(1);
+        Clock {
+            window_ns,
+            tick_ns: cfg.tick_ns().max(1),
+            gap_limit: (cfg.hold_down.as_nanos() as u64).saturating_add(2 * window_ns),
+            now: None,
+            next_tick: 0,
+            epoch_cache: (0, 0, 0),
+            load: (0, 0),
+            stats: ClockStats::default(),
+        }
+    }
+
+    /// The latest packet time accepted, if any.
+    pub fn now(&self) -> Option<Timestamp> {
+        self.now
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ClockStats {
+        self.stats
+    }
+
+    /// Accepts a packet stamped `ts`: pushes the steps due before it onto `steps` and returns where to
+    /// count it. Small backward steps are counted at the clock's time, large ones restart the windows.
+    #[inline]
+    pub fn accept(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) -> Stamp {
+        let at = self.move_to(ts, steps);
+        let epoch = self.epoch_of(at);
+        if epoch != self.load.0 {
+            self.load = (epoch, 0);
+        }
+        self.load.1 += 1;
+        Stamp {
+            at,
+            load: self.load.1,
+        }
+    }
+
+    /// A live source is idle at `now`: pushes the evaluations due up to it (nothing if `now` is not
+    /// later than the clock).
+    pub fn advance_to(&mut self, now: Timestamp, steps: &mut Vec<TimeStep>) {
+        if self.now.is_none_or(|c| now > c) {
+            self.move_to(now, steps);
+        }
+    }
+
+    fn move_to(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) -> Timestamp {
+        // Near u64::MAX the next tick would saturate and the tick loop never end.
+        let ts = ts.clamped();
+        let Some(clock) = self.now else {
+            self.start(ts, steps);
+            return ts;
+        };
+        if ts < clock {
+            if clock.0 - ts.0 > MAX_BACKSTEP_WINDOWS * self.window_ns {
+                self.stats.time_jumps += 1;
+                steps.push(TimeStep::Restart {
+                    from: clock,
+                    to: ts,
+                });
+                self.schedule_from(ts);
+                return ts;
+            }
+            self.stats.late_packets += 1;
+            return clock;
+        }
+        self.ticks_until(ts.0, steps);
+        self.now = Some(ts);
+        ts
+    }
+
+    fn start(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) {
+        steps.push(TimeStep::Start(ts));
+        self.schedule_from(ts);
+    }
+
+    fn schedule_from(&mut self, ts: Timestamp) {
+        self.now = Some(ts);
+        self.next_tick = (ts.0 / self.tick_ns)
+            .saturating_add(1)
+            .saturating_mul(self.tick_ns);
+    }
+
+    /// Every evaluation up to `t`; a silence longer than the gap limit is crossed in two steps (one
+    /// evaluation that ends what has subsided, then a jump) instead of walking every empty tick.
+    fn ticks_until(&mut self, t: u64, steps: &mut Vec<TimeStep>) {
+        while self.next_tick <= t {
+            if t - self.next_tick > self.gap_limit {
+                self.stats.time_jumps += 1;
+                let quiet = self.next_tick.saturating_add(self.gap_limit);
+                let quiet = quiet - quiet % self.window_ns;
+                steps.push(TimeStep::Evaluate(self.next_tick));
+                steps.push(TimeStep::Evaluate(quiet));
+                self.next_tick = t - t % self.tick_ns;
+                if self.next_tick <= quiet {
+                    self.next_tick = quiet + self.tick_ns;
+                }
+                continue;
+            }
+            steps.push(TimeStep::Evaluate(self.next_tick));
+            self.next_tick = self.next_tick.saturating_add(self.tick_ns);
+        }
+    }
+
+    /// The window number of `ts`, without a division for the many packets of one window.
+    #[inline]
+    pub fn epoch_of(&mut self, ts: Timestamp) -> u64 {
+        let (start, end, epoch) = self.epoch_cache;
+        if ts.0 >= start && ts.0 < end {
+            return epoch;
+        }
+        let epoch = ts.0 / self.window_ns;
+        let start = epoch.saturating_mul(self.window_ns);
+        self.epoch_cache = (start, start.saturating_add(self.window_ns), epoch);
+        epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn clock() -> Clock {
+        Clock::new(&DetectConfig::default())
+    }
+
+    #[test]
+    fn the_first_packet_starts_the_schedule_and_ticks_follow() {
+        let mut c = clock();
+        let mut steps = Vec::new();
+        let s = c.accept(Timestamp(5 * MS), &mut steps);
+        assert_eq!(steps, [TimeStep::Start(Timestamp(5 * MS))]);
+        assert_eq!(s.load, 1);
+        steps.clear();
+        c.accept(Timestamp(250 * MS), &mut steps);
+        let tick = DetectConfig::default().tick_ns();
+        let want: Vec<_> = (1..)
+            .map(|i| i * tick)
+            .take_while(|t| *t <= 250 * MS)
+            .map(TimeStep::Evaluate)
+            .collect();
+        assert_eq!(steps, want);
+    }
+
+    #[test]
+    fn late_packets_count_at_the_clock_and_big_steps_back_restart() {
+        let mut c = clock();
+        let mut steps = Vec::new();
+        c.accept(Timestamp(10_000 * MS), &mut steps);
+        steps.clear();
+        let s = c.accept(Timestamp(9_900 * MS), &mut steps);
+        assert_eq!(s.at, Timestamp(10_000 * MS));
+        assert!(steps.is_empty());
+        assert_eq!(c.stats().late_packets, 1);
+        c.accept(Timestamp(1_000 * MS), &mut steps);
+        assert_eq!(
+            steps,
+            [TimeStep::Restart {
+                from: Timestamp(10_000 * MS),
+                to: Timestamp(1_000 * MS)
+            }]
+        );
+        assert_eq!(c.stats().time_jumps, 1);
+    }
+
+    #[test]
+    fn the_load_restarts_with_each_window() {
+        let mut c = clock();
+        let mut steps = Vec::new();
+        let window = DetectConfig::default().window_ns();
+        assert_eq!(c.accept(Timestamp(0), &mut steps).load, 1);
+        assert_eq!(c.accept(Timestamp(1), &mut steps).load, 2);
+        assert_eq!(c.accept(Timestamp(window), &mut steps).load, 1);
+    }
+
+    #[test]
+    fn a_long_silence_is_crossed_in_two_evaluations() {
+        let mut c = clock();
+        let mut steps = Vec::new();
+        c.accept(Timestamp(0), &mut steps);
+        steps.clear();
+        c.accept(Timestamp(3_600_000 * MS), &mut steps);
+        // the last tick before the silence, the quiet point past the hold-down, the tick at the end
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert_eq!(c.stats().time_jumps, 1);
+    }
+
+    #[test]
+    fn idle_reports_only_move_time_forward() {
+        let mut c = clock();
+        let mut steps = Vec::new();
+        c.advance_to(Timestamp(500 * MS), &mut steps);
+        assert_eq!(steps, [TimeStep::Start(Timestamp(500 * MS))]);
+        steps.clear();
+        c.advance_to(Timestamp(400 * MS), &mut steps);
+        assert!(steps.is_empty());
+        assert_eq!(c.now(), Some(Timestamp(500 * MS)));
+    }
+}
