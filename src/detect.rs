@@ -408,8 +408,9 @@ impl Engine {
             let key = key_of(&self.cfg, scope, p);
             let admit = match scope {
                 Scope::DstHost | Scope::DstSubnet => true,
-                Scope::SrcHost | Scope::SrcSubnet => self.admission[scope.index() - 2]
-                    .offer(SourceAdmission::slots(key), stamp.load),
+                Scope::SrcHost | Scope::SrcSubnet => {
+                    self.admission[scope.index() - 2].offer(SourceAdmission::slots(key), stamp.load)
+                }
             };
             let watch = self.watch_default;
             let table = &mut self.tables[scope.index()];
@@ -491,7 +492,12 @@ impl Engine {
 
     /// [`Engine::finish`] at `now`, the stream's latest packet time as the router's clock has it
     /// (a shard may not have seen the latest packet itself).
-    pub fn finish_at(&mut self, now: Option<Timestamp>, reason: EndReason, out: &mut Vec<AlertEvent>) {
+    pub fn finish_at(
+        &mut self,
+        now: Option<Timestamp>,
+        reason: EndReason,
+        out: &mut Vec<AlertEvent>,
+    ) {
         if let Some(ex) = self.exchange.take() {
             ex.leave();
         }

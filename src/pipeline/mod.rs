@@ -1,0 +1,412 @@
+//! The pipeline: the only module that spawns threads or touches channels.
+//!
+//! ```text
+//!  caller's thread                         shard threads (N)                sink thread
+//! ┌──────────────────────────────┐       ┌────────────────────┐          ┌──────────────────┐
+//! │ reader: source → decode      │ work  │ shard 0: Engine    │  events  │ orders by        │
+//! │   ↓ PacketSummary            │──────▶│ shard 1: Engine    │─────────▶│ evaluation, then │─▶ writer,
+//! │ route: clock, keys → owners  │       │ …                  │ +watermk │ writes           │  hook, metrics
+//! └──────────────────────────────┘       └────────────────────┘          └──────────────────┘
+//! ```
+//! - [`reader`]: reads frames, decodes them, paces `--realtime`, handles idle reports and stop.
+//! - [`route`]: runs the stream's packet-time [`Clock`](crate::clock::Clock) and sends each packet
+//!   only to the shards owning one of its (scope, key)s, with the clock's steps placed in every
+//!   shard's stream at the same point, so all shards evaluate at the same packet times.
+//! - [`shard`]: one [`Engine`] per shard, over what the router sends it.
+//! - [`sink`]: holds events until every shard has passed their evaluation, then writes them in
+//!   [`AlertEvent::order_key`](crate::alert::AlertEvent::order_key) order: the output is
+//!   byte-identical whatever the thread count or batch size.
+//! - [`summary`]: the counters of a run and the summary printed at the end.
+//!
+//! Channels are bounded; on replay a full channel makes the reader wait (back-pressure); on live
+//! capture it never does (that would stall the kernel's ring): the packets are dropped for every
+//! shard and counted, the clock's steps are kept. When a live source is idle, its clock steps travel
+//! in-band through the same channels.
+
+mod reader;
+mod route;
+mod shard;
+mod sink;
+mod summary;
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+
+use crate::alert::EventWriter;
+use crate::baseline::{BaselineEntry, BaselineFile};
+use crate::capture::{CaptureError, FrameSource};
+use crate::config::{ConfigError, DetectConfig};
+use crate::detect::{Engine, ShardSpec};
+use crate::hook::AlertHook;
+use crate::metrics::Metrics;
+use crate::population::PopulationExchange;
+use crate::time::Timestamp;
+
+use reader::Reader;
+use route::{Router, ShardMsg};
+use shard::{run_shard, ShardObserve, ShardOut};
+use sink::run_sink;
+pub use summary::{render_summary, AlertTally, RunSummary};
+
+/// How the stages are laid out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    /// Counter shards (threads).
+    pub threads: usize,
+    /// Packet summaries per batch.
+    pub batch_size: usize,
+    /// Batches each channel holds before the reader waits.
+    pub channel_batches: usize,
+    /// Pace the replay at capture speed.
+    pub realtime: bool,
+    /// Baselines to start from (`--load-baseline`).
+    pub load_baselines: Option<Arc<BaselineFile>>,
+    /// Collect the learned baselines at the end (`--save-baseline`).
+    pub save_baselines: bool,
+    /// Live capture: never wait on a full channel (drop the batch and count it), and drain the
+    /// source for a moment after a stop request.
+    pub live: bool,
+    /// Print a status line of counters on stderr this often (wall time).
+    pub status_interval: Option<Duration>,
+}
+
+/// Counter shards by default: one core fewer than the machine has (the reader needs one to itself),
+/// at least one (docs/performance.md).
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            threads: default_shards(),
+            batch_size: 256,
+            channel_batches: 64,
+            realtime: false,
+            load_baselines: None,
+            save_baselines: false,
+            live: false,
+            status_interval: None,
+        }
+    }
+}
+
+/// Where a run reports besides its alert output; all optional ([`Integrations::default`]: none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Integrations<'a> {
+    /// Counters for `--metrics-listen`, published per batch.
+    pub metrics: Option<&'a Metrics>,
+    /// `--on-alert`: every alert event written is also queued for the hook.
+    pub hook: Option<&'a AlertHook>,
+    /// `--stats-interval`: a `stats` event at every multiple of this in packet time.
+    pub stats_interval: Option<Duration>,
+}
+
+/// Why a run could not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("writing alerts failed: {0}")]
+    Output(io::Error),
+    #[error("a pipeline thread panicked (a bug: please report it with the capture)")]
+    Panicked,
+}
+
+/// The outcome of a run: its summary and, if reading stopped on an error, that error (the alerts for
+/// what was read before it have been written).
+pub struct RunOutcome {
+    pub summary: RunSummary,
+    pub capture_error: Option<CaptureError>,
+    /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
+    pub baselines: Vec<BaselineEntry>,
+}
+
+/// Runs `source` through decode, the engine shards and the writer until the source ends, fails or
+/// `stop` is set.
+pub fn run<W: Write + Send>(
+    source: &mut dyn FrameSource,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+) -> Result<RunOutcome, PipelineError> {
+    run_with(source, detect, pipe, writer, stop, Integrations::default())
+}
+
+/// [`run`], also publishing metrics, feeding the alert hook and writing `stats` events as
+/// `integ` asks.
+pub fn run_with<W: Write + Send>(
+    source: &mut dyn FrameSource,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
+) -> Result<RunOutcome, PipelineError> {
+    let threads = pipe.threads.max(1);
+    let engines = shard_engines(detect, pipe, threads)?;
+    let save = pipe.save_baselines;
+    let started = Instant::now();
+    let output_closed = AtomicBool::new(false);
+    let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
+
+    let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
+        let mut work_txs = Vec::with_capacity(threads);
+        let mut shard_handles = Vec::with_capacity(threads);
+        for (i, engine) in engines.into_iter().enumerate() {
+            let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
+            work_txs.push(tx);
+            let out_tx = out_tx.clone();
+            let observe = ShardObserve {
+                metrics: integ.metrics,
+                save,
+            };
+            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
+        }
+        drop(out_tx);
+        let closed = &output_closed;
+        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
+
+        let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
+        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
+        let mut reader = Reader::new(pipe, router, integ.metrics);
+        let capture_error = reader.read_all(source, stop);
+        let summary = reader.finish(source.stats());
+
+        let mut shard_stats = Vec::new();
+        for h in shard_handles {
+            shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+        }
+        let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
+        (summary, capture_error, sink_result, shard_stats)
+    });
+    let mut baselines = Vec::new();
+    for st in shard_stats {
+        let (stats, b) = st?;
+        summary.engine.push(stats);
+        baselines.extend(b);
+    }
+    let (tally, write_error) = sink_result?;
+    summary.alerts = tally;
+    summary.elapsed = started.elapsed();
+    summary.peak_rss = peak_rss();
+    summary.output_closed = output_closed.load(Ordering::Relaxed);
+    summary.interrupted = stop.load(Ordering::Relaxed) && !summary.output_closed;
+    if let Some(e) = write_error {
+        return Err(PipelineError::Output(e));
+    }
+    Ok(RunOutcome {
+        summary,
+        capture_error,
+        baselines,
+    })
+}
+
+/// One engine per shard, sharing scope populations and starting from the loaded baselines.
+fn shard_engines(
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    threads: usize,
+) -> Result<Vec<Engine>, PipelineError> {
+    let mut engines = (0..threads)
+        .map(|i| {
+            Engine::new(
+                detect.clone(),
+                ShardSpec {
+                    index: i,
+                    count: threads,
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if threads > 1 {
+        let exchange = Arc::new(PopulationExchange::new(threads));
+        for e in &mut engines {
+            e.set_population_exchange(Arc::clone(&exchange));
+        }
+    }
+    if let Some(file) = &pipe.load_baselines {
+        for e in &mut engines {
+            e.load_baselines(&file.entries);
+        }
+    }
+    Ok(engines)
+}
+
+/// The wall clock as packet time (live capture stamps frames with it).
+fn wall_clock() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| Timestamp(d.as_nanos() as u64))
+        .unwrap_or_default()
+}
+
+/// The process's peak resident set size (VmHWM in /proc/self/status), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::OutputFormat;
+    use crate::capture::file::FileSource;
+    use crate::capture::{CaptureStats, RawFrame, SourceEvent};
+    use crate::synth::{self, Scenario, SynthOptions};
+
+    /// A file source that, like a live one, reports itself idle: once at `idle_at` after its last
+    /// frame, then ends.
+    struct IdleAfter {
+        inner: FileSource,
+        idle_at: Option<u64>,
+        last: Timestamp,
+    }
+
+    impl FrameSource for IdleAfter {
+        fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
+            self.inner.next_frame()
+        }
+
+        fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
+            match self.inner.next_frame()? {
+                Some(f) => {
+                    self.last = f.ts;
+                    Ok(SourceEvent::Frame(f))
+                }
+                None => Ok(match self.idle_at.take() {
+                    Some(after) => SourceEvent::Idle {
+                        now: self.last.saturating_add(after),
+                    },
+                    None => SourceEvent::End,
+                }),
+            }
+        }
+
+        fn stats(&self) -> CaptureStats {
+            self.inner.stats()
+        }
+    }
+
+    fn run_with_idle(threads: usize, idle_after_s: Option<u64>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syn.pcap");
+        let opts = SynthOptions {
+            duration: Duration::from_secs(8),
+            attack_start: Duration::from_secs(2),
+            attack_duration: Duration::from_secs(3),
+            attack_pps: 5_000,
+            background_pps: 200,
+            ..SynthOptions::default()
+        };
+        let file = std::fs::File::create(&path).unwrap();
+        synth::write_pcap(Scenario::SynFlood, &opts, std::io::BufWriter::new(file)).unwrap();
+        let mut source = IdleAfter {
+            inner: FileSource::open(&path).unwrap(),
+            idle_at: idle_after_s.map(|s| s * 1_000_000_000),
+            last: Timestamp(0),
+        };
+        let detect = DetectConfig {
+            hash_seed: 7,
+            ..DetectConfig::default()
+        };
+        let pipe = PipelineConfig {
+            threads,
+            batch_size: 64,
+            ..PipelineConfig::default()
+        };
+        let mut out = Vec::new();
+        let stop = AtomicBool::new(false);
+        let writer = EventWriter::new(&mut out, OutputFormat::Json);
+        let outcome = run(&mut source, &detect, &pipe, writer, &stop).unwrap();
+        assert!(outcome.capture_error.is_none());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_idle_tick_ends_alerts_the_same_way_on_every_shard() {
+        let ended_by_input = run_with_idle(1, None);
+        assert!(
+            ended_by_input.contains(r#""reason":"end_of_input""#),
+            "{ended_by_input}"
+        );
+        // Silence long past the hold-down: the tick ends the alert as traffic below threshold would.
+        let one = run_with_idle(1, Some(30));
+        assert!(one.contains(r#""event":"end""#), "{one}");
+        assert!(one.contains(r#""reason":"below_threshold""#), "{one}");
+        assert!(!one.contains("end_of_input"), "{one}");
+        for threads in [2, 3] {
+            assert_eq!(run_with_idle(threads, Some(30)), one, "threads {threads}");
+        }
+    }
+
+    #[test]
+    fn live_mode_drops_packets_for_every_shard_when_one_is_full_but_keeps_time() {
+        let (tx_a, rx_a) = bounded::<ShardMsg>(1);
+        let (tx_b, rx_b) = bounded::<ShardMsg>(4);
+        let detect = DetectConfig::default();
+        let router = Router::new(&detect, vec![tx_a, tx_b], 2, true, None);
+        let pipe = PipelineConfig {
+            live: true,
+            batch_size: 2,
+            ..PipelineConfig::default()
+        };
+        let mut reader = Reader::new(&pipe, router, None);
+        let p = |ts: u64| crate::decode::PacketSummary {
+            ts: Timestamp(ts),
+            src: [192, 0, 2, 1].into(),
+            dst: [198, 51, 100, 1].into(),
+            proto: 6,
+            sport: 1234,
+            dport: 80,
+            tcp_flags: 0x02,
+            wire_len: 60,
+            fragment: crate::decode::Fragment::default(),
+        };
+        for _ in 0..4 {
+            reader.push(p(1));
+        }
+        // The first flush filled shard a's channel, the second was dropped for both shards.
+        let stats = reader.router.stats();
+        assert_eq!(stats.dropped, 2);
+        assert_eq!(stats.dropped_batches, 1);
+        // A packet whose keys one shard owns reaches that shard only.
+        let shards_with_work = usize::from(!rx_a.is_empty()) + usize::from(!rx_b.is_empty());
+        assert!(shards_with_work >= 1);
+        // The clock's steps are not lost with the packets: they go out with the next flush.
+        let (a0, b0) = (rx_a.len(), rx_b.len());
+        reader.tick(Timestamp(1_000_000_000));
+        while let Ok(msg) = rx_a.try_recv() {
+            drop(msg);
+        }
+        reader.tick(Timestamp(2_000_000_000));
+        assert!(
+            rx_a.len() == 1 && rx_b.len() > b0.min(3),
+            "({a0}, {b0}) -> ({}, {})",
+            rx_a.len(),
+            rx_b.len()
+        );
+        let mut evaluations = 0;
+        while let Ok(ShardMsg::Work(w)) = rx_a.try_recv() {
+            evaluations += w
+                .steps
+                .iter()
+                .filter(|(_, s)| matches!(s, crate::clock::TimeStep::Evaluate(_)))
+                .count();
+        }
+        assert!(
+            evaluations >= 19,
+            "shard a got {evaluations} evaluations for 2 s of ticks"
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The reading stage: frames from the source → packet summaries → the [`Router`]. Also paces
+//! `--realtime` replays, reports counters to the metrics, prints the `--status-interval` line, and
+//! decides when a stop request has been honoured (at once on replay; on live capture once the source,
+//! idle, vouches that what arrived before the request was read).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::route::Router;
+use super::summary::RunSummary;
+use super::{wall_clock, PipelineConfig};
+use crate::capture::{CaptureError, CaptureStats, FrameSource, SourceEvent};
+use crate::decode::{Decoder, PacketSummary};
+use crate::metrics::{InputCounts, Metrics};
+use crate::time::Timestamp;
+
+/// On an idle report, held packets are handed over once the oldest is this old (ns).
+const IDLE_FLUSH_AGE: u64 = 20_000_000;
+/// Idle clock ticks are at least this far apart in packet time (ns).
+const IDLE_TICK_SPACING: u64 = 10_000_000;
+
+/// After a stop request, a live source is drained until it is idle, for at most this long.
+const LIVE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Frames between two publications of the reader's counters.
+const PUBLISH_EVERY_FRAMES: u64 = 4096;
+
+/// The reading side.
+pub(super) struct Reader<'m> {
+    decoder: Decoder,
+    pub router: Router,
+    pub summary: RunSummary,
+    realtime: Option<(Instant, Timestamp)>,
+    pace: bool,
+    metrics: Option<&'m Metrics>,
+    /// Counted since the last publication to `metrics`.
+    counts: InputCounts,
+    live: bool,
+    /// Latest idle tick sent.
+    last_tick: Timestamp,
+    /// When the stop request was seen, monotonic and as packet time (live: the drain runs from here).
+    stopping: Option<(Instant, Timestamp)>,
+    stats: Option<StatsLine>,
+}
+
+impl<'m> Reader<'m> {
+    pub fn new(pipe: &PipelineConfig, router: Router, metrics: Option<&'m Metrics>) -> Self {
+        Reader {
+            decoder: Decoder,
+            router,
+            summary: RunSummary {
+                live: pipe.live,
+                ..RunSummary::default()
+            },
+            realtime: None,
+            pace: pipe.realtime,
+            metrics,
+            counts: InputCounts::default(),
+            live: pipe.live,
+            last_tick: Timestamp(0),
+            stopping: None,
+            stats: pipe.status_interval.map(StatsLine::new),
+        }
+    }
+
+    /// Publishes what was counted since the last call (metrics only).
+    fn publish(&mut self, capture: CaptureStats) {
+        if let Some(m) = self.metrics {
+            m.publish_input(&mut self.counts);
+            m.set_kernel_drops(capture.kernel_drops);
+        }
+    }
+
+    /// Reads until the end, an error or `stop`; returns the error, if any.
+    pub fn read_all(
+        &mut self,
+        source: &mut dyn FrameSource,
+        stop: &AtomicBool,
+    ) -> Option<CaptureError> {
+        loop {
+            if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, None) {
+                return None;
+            }
+            if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
+                self.publish(source.stats());
+            }
+            match source.next_event() {
+                Ok(SourceEvent::Frame(frame)) => {
+                    self.summary.frames += 1;
+                    self.counts.frames += 1;
+                    match self
+                        .decoder
+                        .decode(frame.link, frame.data, frame.ts, frame.wire_len)
+                    {
+                        Ok(p) => self.push(p),
+                        Err(e) => {
+                            self.summary.decode.record(&e);
+                            self.counts.not_decoded(&e);
+                        }
+                    }
+                }
+                Ok(SourceEvent::Idle { now }) => {
+                    self.tick(now);
+                    self.publish(source.stats());
+                    if self.should_stop(source, stop, Some(now)) {
+                        return None;
+                    }
+                }
+                Ok(SourceEvent::End) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    /// Whether to stop reading now: at once on replay; on live capture once the source, idle, vouches
+    /// that every frame that arrived before the stop request has been read (`idle` is the packet time
+    /// it is idle at), or the drain deadline has passed. Also prints the periodic stats.
+    fn should_stop(
+        &mut self,
+        source: &dyn FrameSource,
+        stop: &AtomicBool,
+        idle: Option<Timestamp>,
+    ) -> bool {
+        if let Some(line) = &mut self.stats {
+            self.summary.pipeline_drops = self.router.stats().dropped;
+            line.maybe_print(&self.summary, &source.stats());
+        }
+        if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
+            self.stopping = Some((Instant::now(), wall_clock()));
+        }
+        match self.stopping {
+            None => false,
+            Some(_) if !self.live => true,
+            Some((at, wall)) => idle.is_some_and(|t| t >= wall) || at.elapsed() >= LIVE_DRAIN,
+        }
+    }
+
+    /// The source is idle at packet time `now`: hand over what is held once its oldest packet has
+    /// waited [`IDLE_FLUSH_AGE`] (a ring that runs dry after every small block would otherwise flood
+    /// the channels with tiny batches), and move every shard's clock to `now` at most every
+    /// [`IDLE_TICK_SPACING`], so alerts end on a quiet link.
+    pub fn tick(&mut self, now: Timestamp) {
+        let due = now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING;
+        if due {
+            self.last_tick = now;
+            self.router.idle(now);
+        }
+        let old = self
+            .router
+            .oldest_held()
+            .is_some_and(|t| now.saturating_sub(t) >= IDLE_FLUSH_AGE || self.stopping.is_some());
+        if old || (due && self.router.holds_work()) {
+            self.router.flush();
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, p: PacketSummary) {
+        let s = &mut self.summary;
+        s.packets += 1;
+        s.bytes += u64::from(p.wire_len);
+        s.first_ts.get_or_insert(p.ts);
+        s.last_ts = Some(s.last_ts.map_or(p.ts, |t| t.max(p.ts)));
+        if self.metrics.is_some() {
+            self.counts.packet(&p);
+        }
+        if self.pace {
+            self.wait_for(p.ts);
+        }
+        self.router.push(p);
+    }
+
+    /// `--realtime`: sleeps until wall time catches up with packet time (flushing first so the shards
+    /// see what came before).
+    fn wait_for(&mut self, ts: Timestamp) {
+        let (wall0, ts0) = *self.realtime.get_or_insert((Instant::now(), ts));
+        let due = Duration::from_nanos(ts.saturating_sub(ts0));
+        let now = wall0.elapsed();
+        if due > now {
+            self.router.flush();
+            if let Some(m) = self.metrics {
+                m.publish_input(&mut self.counts);
+            }
+            std::thread::sleep((due - now).min(Duration::from_secs(5)));
+        }
+    }
+
+    /// Ends the input: every held packet is sent (even on live capture: the stop request came while
+    /// draining) and the shards told; returns the summary.
+    pub fn finish(mut self, capture: CaptureStats) -> RunSummary {
+        self.publish(capture);
+        let route = self.router.finish();
+        let mut summary = self.summary;
+        summary.capture = capture;
+        summary.clock = route.clock;
+        summary.ignored_packets = route.ignored;
+        summary.pipeline_drops = route.dropped;
+        summary.pipeline_dropped_batches = route.dropped_batches;
+        summary
+    }
+}
+
+/// The periodic counters line on stderr (`--status-interval`).
+struct StatsLine {
+    every: Duration,
+    started: Instant,
+    next: Instant,
+    last_frames: u64,
+    last_at: Instant,
+}
+
+impl StatsLine {
+    fn new(every: Duration) -> StatsLine {
+        let now = Instant::now();
+        StatsLine {
+            every: every.max(Duration::from_millis(100)),
+            started: now,
+            next: now + every,
+            last_frames: 0,
+            last_at: now,
+        }
+    }
+
+    fn maybe_print(&mut self, s: &RunSummary, capture: &CaptureStats) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        let rate = (s.frames - self.last_frames) as f64
+            / now.duration_since(self.last_at).as_secs_f64().max(1e-9);
+        self.last_frames = s.frames;
+        self.last_at = now;
+        eprintln!(
+            "{}",
+            stats_line(now.duration_since(self.started), rate, s, capture)
+        );
+    }
+}
+
+/// One line of running counters, e.g. for `--status-interval`.
+fn stats_line(elapsed: Duration, rate: f64, s: &RunSummary, c: &CaptureStats) -> String {
+    format!(
+        "floodwatch: stats at {:.0} s: frames {} ({:.0}/s), packets {}, not decoded {}, kernel drops {}, pipeline drops {}",
+        elapsed.as_secs_f64(),
+        s.frames,
+        rate,
+        s.packets,
+        s.decode.total(),
+        c.kernel_drops,
+        s.pipeline_drops
+    )
+}

@@ -1,0 +1,121 @@
+//! A counter shard: one [`Engine`] over the packets the router sends it, applying the stream's clock
+//! steps where the router placed them, and forwarding its events with its watermark to the sink.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::route::{ShardMsg, ShardWork};
+use crate::alert::{AlertEvent, EndReason, StatsEvent};
+use crate::baseline::BaselineEntry;
+use crate::clock::Stamp;
+use crate::detect::{Engine, EngineStats};
+use crate::metrics::Metrics;
+use crate::time::Timestamp;
+
+/// A message from a shard to the sink.
+pub(super) struct ShardOut {
+    pub shard: usize,
+    pub events: Vec<AlertEvent>,
+    /// `stats` events (shard 0 only), ordered after the alert events of their `seq`.
+    pub marks: Vec<StatsEvent>,
+    /// Every event with a `seq` up to this has been sent.
+    pub watermark: u64,
+}
+
+/// What a shard reports besides its events.
+#[derive(Clone, Copy)]
+pub(super) struct ShardObserve<'a> {
+    pub metrics: Option<&'a Metrics>,
+    /// Collect the learned baselines at the end.
+    pub save: bool,
+}
+
+/// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
+pub(super) fn run_shard(
+    index: usize,
+    mut engine: Engine,
+    rx: Receiver<ShardMsg>,
+    out: Sender<ShardOut>,
+    stop: &AtomicBool,
+    observe: ShardObserve<'_>,
+) -> (EngineStats, Vec<BaselineEntry>) {
+    let mut events = Vec::new();
+    let mut marks = Vec::new();
+    let mut sent_watermark = 0;
+    let mut published = EngineStats::default();
+    let mut end_at: Option<Timestamp> = None;
+    for msg in rx.iter() {
+        match msg {
+            ShardMsg::Work(work) => {
+                run_work(&mut engine, &work, &mut events);
+                marks.extend(work.marks);
+            }
+            ShardMsg::End(now) => {
+                end_at = now;
+                break;
+            }
+        }
+        if let Some(m) = observe.metrics {
+            m.publish_tables(&mut published, &engine.stats());
+        }
+        let w = engine.watermark();
+        if !events.is_empty() || !marks.is_empty() || w != sent_watermark {
+            sent_watermark = w;
+            let msg = ShardOut {
+                shard: index,
+                events: std::mem::take(&mut events),
+                marks: std::mem::take(&mut marks),
+                watermark: w,
+            };
+            if out.send(msg).is_err() {
+                break;
+            }
+        }
+    }
+    let reason = if stop.load(Ordering::Relaxed) {
+        EndReason::Shutdown
+    } else {
+        EndReason::EndOfInput
+    };
+    engine.finish_at(end_at, reason, &mut events);
+    let stats = engine.stats();
+    if let Some(m) = observe.metrics {
+        m.publish_tables(&mut published, &stats);
+    }
+    let _ = out.send(ShardOut {
+        shard: index,
+        events,
+        marks,
+        watermark: u64::MAX,
+    });
+    let baselines = if observe.save {
+        engine.baselines()
+    } else {
+        Vec::new()
+    };
+    (stats, baselines)
+}
+
+/// Counts the packets of `work`, applying each clock step before the packet it was placed at.
+fn run_work(engine: &mut Engine, work: &ShardWork, events: &mut Vec<AlertEvent>) {
+    let mut from = 0;
+    for &(at, step) in &work.steps {
+        let at = at.min(work.packets.len());
+        count(engine, &work.packets[from.min(at)..at]);
+        from = from.max(at);
+        engine.apply(step, events);
+    }
+    count(engine, work.packets.get(from..).unwrap_or_default());
+}
+
+#[inline]
+fn count(engine: &mut Engine, packets: &[super::route::Routed]) {
+    for r in packets {
+        let stamp = Stamp {
+            at: r.p.ts,
+            load: r.load,
+        };
+        engine.count(&r.p, stamp, r.mask);
+    }
+}

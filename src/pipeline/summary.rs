@@ -1,0 +1,249 @@
+//! What a run saw: the counters gathered from every stage, the alert tally, and the summary printed
+//! on stderr at the end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::alert::{AlertEvent, AttackClass, EventKind};
+use crate::capture::CaptureStats;
+use crate::clock::ClockStats;
+use crate::decode::DecodeStats;
+use crate::detect::EngineStats;
+use crate::key::{Key, Scope};
+use crate::time::Timestamp;
+
+/// What a run saw, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Frames read from the source.
+    pub frames: u64,
+    /// Frames decoded into packets.
+    pub packets: u64,
+    /// Wire bytes of decoded packets.
+    pub bytes: u64,
+    pub decode: DecodeStats,
+    pub capture: CaptureStats,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    /// Per shard.
+    pub engine: Vec<EngineStats>,
+    /// The stream's timestamps, as the router's clock saw them.
+    pub clock: ClockStats,
+    /// Packets left out by `ignore` / `ours` networks.
+    pub ignored_packets: u64,
+    pub alerts: AlertTally,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// The output closed early (e.g. `| head`): the run stopped quietly.
+    pub output_closed: bool,
+    /// Ctrl-C / SIGTERM stopped the run.
+    pub interrupted: bool,
+    /// Peak resident memory of the process, in bytes (Linux; None elsewhere).
+    pub peak_rss: Option<u64>,
+    /// The source was a live interface.
+    pub live: bool,
+    /// Packets read but not counted because the shards were behind (live capture only).
+    pub pipeline_drops: u64,
+    /// Batches those packets travelled in.
+    pub pipeline_dropped_batches: u64,
+}
+
+impl RunSummary {
+    /// Packet-time span of the input, in seconds.
+    pub fn capture_seconds(&self) -> f64 {
+        match (self.first_ts, self.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+
+    /// Frames per wall-clock second.
+    pub fn frames_per_second(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Alerts the sink wrote, by class, and the heaviest targets.
+#[derive(Clone, Debug, Default)]
+pub struct AlertTally {
+    pub started: BTreeMap<AttackClass, u64>,
+    /// `end` events written.
+    pub ended: u64,
+    pub events: u64,
+    /// Peak rate per alerted (scope, key).
+    pub peaks: BTreeMap<(Scope, Key), (AttackClass, f64)>,
+}
+
+impl AlertTally {
+    pub(super) fn count(&mut self, e: &AlertEvent) {
+        self.events += 1;
+        match e.event {
+            EventKind::Start => *self.started.entry(e.class).or_default() += 1,
+            EventKind::End => self.ended += 1,
+            EventKind::Update => {}
+        }
+        let p = self.peaks.entry((e.scope, e.key)).or_insert((e.class, 0.0));
+        if e.peak_pps > p.1 {
+            *p = (e.class, e.peak_pps);
+        }
+    }
+
+    /// Alerts started and not yet ended.
+    pub fn active(&self) -> u64 {
+        self.started
+            .values()
+            .sum::<u64>()
+            .saturating_sub(self.ended)
+    }
+
+    /// The `n` heaviest alerted destinations (hosts and subnets), heaviest first.
+    pub fn top_targets(&self, n: usize) -> Vec<(Scope, Key, AttackClass, f64)> {
+        let mut v: Vec<_> = self
+            .peaks
+            .iter()
+            .filter(|((s, _), _)| s.is_destination())
+            .map(|((s, k), (c, p))| (*s, *k, *c, *p))
+            .collect();
+        v.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.1.cmp(&b.1)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// The end-of-run summary printed on stderr.
+pub fn render_summary(s: &RunSummary) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let secs = s.elapsed.as_secs_f64();
+    let _ = writeln!(
+        o,
+        "floodwatch summary{}",
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "  frames {}  packets {}  bytes {}  capture span {:.3} s",
+        s.frames,
+        s.packets,
+        s.bytes,
+        s.capture_seconds()
+    );
+    let _ = writeln!(
+        o,
+        "  {} {:.3} s: {:.0} packets/s ({:.2} M/s)",
+        if s.live {
+            "captured for"
+        } else {
+            "replayed in"
+        },
+        secs,
+        s.frames_per_second(),
+        s.frames_per_second() / 1e6
+    );
+    let skipped: Vec<String> = crate::decode::SkipReason::ALL
+        .iter()
+        .filter(|r| s.decode.by_reason[r.index()] > 0)
+        .map(|r| format!("{} {}", r.name(), s.decode.by_reason[r.index()]))
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(o, "  not decoded: {}", skipped.join(", "));
+    }
+    for (lt, n) in &s.decode.unsupported_link_types {
+        let _ = writeln!(o, "  unsupported link type {lt}: {n} frames");
+    }
+    if s.live || s.capture.kernel_drops > 0 || s.pipeline_drops > 0 {
+        let _ = writeln!(
+            o,
+            "  kernel drops {}  pipeline drops {} ({} batches)",
+            s.capture.kernel_drops, s.pipeline_drops, s.pipeline_dropped_batches
+        );
+    }
+    if s.capture.unknown_blocks > 0 {
+        let _ = writeln!(
+            o,
+            "  pcapng blocks of unknown type skipped: {}",
+            s.capture.unknown_blocks
+        );
+    }
+    // every shard evaluates at the same times: the first one speaks for all
+    let evaluations = s.engine.first().map_or(0, |e| e.evaluations);
+    if s.clock.late_packets > 0 || s.clock.time_jumps > 0 {
+        let _ = writeln!(
+            o,
+            "  timestamps: late_packets {} (stepped back, counted at the latest time), \
+             time_jumps {} (long silences crossed or restarts after a step back), evaluations {}",
+            s.clock.late_packets, s.clock.time_jumps, evaluations
+        );
+    }
+    let mut tables = [crate::table::TableStats::default(); 4];
+    for e in &s.engine {
+        for (t, x) in tables.iter_mut().zip(e.tables.iter()) {
+            t.rejected += x.rejected;
+            t.deferred += x.deferred;
+            t.evicted += x.evicted;
+            t.peak_len += x.peak_len;
+        }
+    }
+    let keys: Vec<String> = Scope::ALL
+        .iter()
+        .map(|sc| {
+            let t = &tables[sc.index()];
+            let mut line = format!("{} {}", sc.name(), t.peak_len);
+            if t.rejected > 0 {
+                line += &format!(" ({} packets over the key cap)", t.rejected);
+            }
+            if t.evicted > 0 {
+                line += &format!(" ({} idle keys evicted)", t.evicted);
+            }
+            line
+        })
+        .collect();
+    let _ = writeln!(o, "  peak keys: {}", keys.join(", "));
+    let (dh, ds) = (
+        tables[Scope::SrcHost.index()].deferred,
+        tables[Scope::SrcSubnet.index()].deferred,
+    );
+    if dh + ds > 0 {
+        let _ = writeln!(
+            o,
+            "  packets not tracked by source (sources too small to matter, e.g. spoofed): src_host {dh}, src_subnet {ds}"
+        );
+    }
+    if let Some(rss) = s.peak_rss {
+        let _ = writeln!(o, "  peak memory {} MiB", rss.div_ceil(1 << 20));
+    }
+    if s.alerts.started.is_empty() {
+        let _ = writeln!(o, "  alerts: none");
+    } else {
+        let by: Vec<String> = s
+            .alerts
+            .started
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        let _ = writeln!(o, "  alerts started: {}", by.join(", "));
+        for (scope, key, class, peak) in s.alerts.top_targets(5) {
+            let _ = writeln!(o, "  target {scope} {key}: {class}, peak {peak:.0}/s");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_evictions_and_rejections() {
+        let mut e = EngineStats::default();
+        e.tables[Scope::DstHost.index()].evicted = 7;
+        e.tables[Scope::DstHost.index()].rejected = 3;
+        let s = RunSummary {
+            engine: vec![e],
+            ..RunSummary::default()
+        };
+        let text = render_summary(&s);
+        assert!(text.contains("7 idle keys evicted"), "{text}");
+        assert!(text.contains("3 packets over the key cap"), "{text}");
+    }
+}
