@@ -208,6 +208,12 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode (see only this host's traffic).
     #[arg(long)]
     pub no_promisc: bool,
+    /// Capture threads: N AF_PACKET sockets in one PACKET_FANOUT group (hash mode: a flow stays on
+    /// one socket), each read and decoded by its own thread, all feeding the same counter shards.
+    /// Each socket has its own ring of the size above. The pcap backend always reads with one
+    /// thread [default: 1 on up to 3 cores, else a quarter of the cores, at most 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub capture_threads: Option<u16>,
     /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
     #[arg(long, value_name = "FILE")]
     pub load_baseline: Option<PathBuf>,

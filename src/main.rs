@@ -187,7 +187,7 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         ..base
     };
     let writer = open_output(&args.output)?;
-    let (mut source, described) = open_live(&args)?;
+    let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
     let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
     if !args.output.quiet {
@@ -196,14 +196,24 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
             args.interface
         );
     }
-    let outcome = pipeline::run_with(
-        source.as_mut(),
-        &detect,
-        &pipe,
-        writer,
-        &stop,
-        extras.integrations(),
-    )?;
+    let outcome = match input {
+        LiveInput::One(mut source) => pipeline::run_with(
+            source.as_mut(),
+            &detect,
+            &pipe,
+            writer,
+            &stop,
+            extras.integrations(),
+        )?,
+        LiveInput::Group(sources) => pipeline::run_group(
+            sources,
+            &detect,
+            &pipe,
+            writer,
+            &stop,
+            extras.integrations(),
+        )?,
+    };
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }
@@ -224,8 +234,25 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A live capture: one source read on the pipeline's thread, or a fanout group, a thread each.
+enum LiveInput {
+    One(Box<dyn FrameSource>),
+    Group(Vec<Box<dyn FrameSource + Send>>),
+}
+
+/// Capture threads by default: one up to three cores (the reader, the shards and the sink share
+/// them), else a quarter of the cores, at most 16.
+fn default_capture_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores <= 3 {
+        1
+    } else {
+        (cores / 4).clamp(1, 16)
+    }
+}
+
 /// Opens the capture backend the options ask for; returns it with a short description.
-fn open_live(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+fn open_live(args: &LiveArgs) -> Result<(LiveInput, String)> {
     match args.backend {
         Backend::Afpacket => {
             if args.filter.is_some() {
@@ -235,12 +262,21 @@ fn open_live(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
             }
             open_afpacket(args)
         }
-        Backend::Pcap => open_pcap(args),
+        Backend::Pcap => {
+            if args.capture_threads.is_some_and(|n| n > 1) {
+                anyhow::bail!(
+                    "--capture-threads needs the afpacket backend: the pcap backend reads with one \
+                     thread (drop --backend pcap, or --capture-threads)"
+                );
+            }
+            let (source, described) = open_pcap(args)?;
+            Ok((LiveInput::One(source), described))
+        }
     }
 }
 
 #[cfg(target_os = "linux")]
-fn open_afpacket(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+fn open_afpacket(args: &LiveArgs) -> Result<(LiveInput, String)> {
     use floodwatch::capture::afpacket::{AfPacketSource, RingConfig};
     let ring = RingConfig {
         block_size: args.ring_block_size,
@@ -248,18 +284,35 @@ fn open_afpacket(args: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
         promiscuous: !args.no_promisc,
         ..RingConfig::default()
     };
-    let source = AfPacketSource::open(&args.interface, ring)?;
+    let threads = args
+        .capture_threads
+        .map_or_else(default_capture_threads, usize::from);
+    let mut group = AfPacketSource::open_fanout(&args.interface, ring, threads)?;
+    let link = group.first().map_or(0, |s| s.link_type().0);
+    let sockets = if threads > 1 {
+        format!("{threads} sockets in a PACKET_FANOUT hash group, each with a ring")
+    } else {
+        "ring".to_string()
+    };
     let described = format!(
-        "AF_PACKET TPACKET_V3, ring {} × {} KiB, link type {}",
+        "AF_PACKET TPACKET_V3, {sockets} {} × {} KiB, link type {link}",
         ring.block_count,
         ring.block_size >> 10,
-        source.link_type().0
     );
-    Ok((Box::new(source), described))
+    if group.len() == 1 {
+        if let Some(source) = group.pop() {
+            return Ok((LiveInput::One(Box::new(source)), described));
+        }
+    }
+    let sources = group
+        .into_iter()
+        .map(|s| Box::new(s) as Box<dyn FrameSource + Send>)
+        .collect();
+    Ok((LiveInput::Group(sources), described))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn open_afpacket(_: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
+fn open_afpacket(_: &LiveArgs) -> Result<(LiveInput, String)> {
     anyhow::bail!(
         "the AF_PACKET backend is Linux only: use --backend pcap (build with --features libpcap)"
     )

@@ -168,9 +168,9 @@ impl Metrics {
         };
     }
 
-    /// The kernel's drop counter of the source (an absolute value).
-    pub fn set_kernel_drops(&self, n: u64) {
-        self.kernel_drops.store(n, Ordering::Relaxed);
+    /// Adds `n` frames the kernel dropped (each capture socket publishes what it counted since).
+    pub fn add_kernel_drops(&self, n: u64) {
+        self.kernel_drops.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Batches the pipeline dropped (live capture with a full channel).

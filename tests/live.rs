@@ -317,11 +317,11 @@ fn assert_accounted(stderr: &str, sent: u64) {
 }
 
 /// The flood raises `syn_flood` on the victim; Ctrl-C ends it with reason `shutdown`, and the
-/// summary accounts for every packet sent.
-fn flood_then_interrupt(tag: char, backend: &[&str]) {
+/// summary accounts for every packet sent. Returns the summary (empty when skipped).
+fn flood_then_interrupt(tag: char, backend: &[&str]) -> String {
     if let Some(why) = missing_prerequisite() {
         eprintln!("note: skipping the live capture test: {why}");
-        return;
+        return String::new();
     }
     let net = TestNet::create(tag);
     let dir = tempfile::tempdir().unwrap();
@@ -344,6 +344,7 @@ fn flood_then_interrupt(tag: char, backend: &[&str]) {
         "{stderr}"
     );
     assert_accounted(&stderr, sent);
+    stderr
 }
 
 /// With a short hold-down, the alert ends on the idle link by itself: the idle clock advances
@@ -377,6 +378,46 @@ fn afpacket_syn_flood_on_veth_alerts_and_accounts_for_every_packet() {
 #[test]
 fn afpacket_alert_ends_on_an_idle_link() {
     flood_then_idle('i', &[]);
+}
+
+/// Two AF_PACKET sockets in one fanout group, a capture thread each, feeding the same shards: the
+/// same alert as one thread, and every packet read by one of the sockets or counted as dropped.
+#[test]
+fn afpacket_two_capture_threads_alert_and_account_for_every_packet() {
+    let stderr = flood_then_interrupt('f', &["--capture-threads", "2"]);
+    if stderr.is_empty() {
+        return; // skipped
+    }
+    // the flood's spoofed sources spread over both sockets of the group
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("capture threads 2: frames"))
+        .unwrap_or_else(|| panic!("no per-thread frames in the summary:\n{stderr}"));
+    let each: Vec<u64> = line
+        .rsplit("frames ")
+        .next()
+        .unwrap_or("")
+        .split(" / ")
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    assert_eq!(each.len(), 2, "{line}");
+    assert!(
+        each.iter().all(|n| *n > 0),
+        "one socket got nothing: {line}"
+    );
+}
+
+#[test]
+fn afpacket_two_capture_threads_end_the_alert_on_an_idle_link() {
+    flood_then_idle('g', &["--capture-threads", "2"]);
+}
+
+#[test]
+fn capture_threads_need_the_afpacket_backend() {
+    let out = common::run(&["live", "lo", "--backend", "pcap", "--capture-threads", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pcap backend reads with one thread"), "{err}");
 }
 
 #[test]

@@ -162,6 +162,12 @@ pub struct AfPacketSource {
     kernel_drops: Cell<u64>,
 }
 
+// SAFETY: the source owns its socket and its ring mapping outright (nothing else holds the pointer),
+// and every access to the ring goes through `&self`/`&mut self`; moving the whole source to another
+// thread (one capture thread per socket of a fanout group) moves that ownership with it. `Cell` is
+// `Send`; the source is not `Sync` and is never shared between threads.
+unsafe impl Send for AfPacketSource {}
+
 impl std::fmt::Debug for AfPacketSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AfPacketSource")
@@ -266,6 +272,43 @@ impl AfPacketSource {
         // Whatever the kernel counted before the bind is not ours.
         let _ = read_kernel_stats(&self.fd);
         Ok(())
+    }
+
+    /// Opens `n` sockets on `iface`, each with a ring sized by `cfg`, in one new PACKET_FANOUT group
+    /// in hash mode: the kernel gives every packet of a flow (same addresses, protocol and ports) to
+    /// the same socket, reassembling IP fragments first (`PACKET_FANOUT_FLAG_DEFRAG`) so the pieces
+    /// of a datagram stay together. The kernel picks the group's id (`PACKET_FANOUT_FLAG_UNIQUEID`,
+    /// Linux 4.19+), so each run has its own group and never joins another process's. With `n` ≤ 1
+    /// this is [`AfPacketSource::open`]. Each socket receives every packet for the moment between
+    /// its bind and joining the group (the kernel only lets a bound socket join).
+    pub fn open_fanout(
+        iface: &str,
+        cfg: RingConfig,
+        n: usize,
+    ) -> Result<Vec<AfPacketSource>, CaptureError> {
+        let first = AfPacketSource::open(iface, cfg)?;
+        if n <= 1 {
+            return Ok(vec![first]);
+        }
+        let fanout_err = |cause| {
+            CaptureError::Live {
+            iface: iface.to_string(),
+            what: "joining a PACKET_FANOUT group",
+            cause,
+            hint: "; fanout with a kernel-chosen group id needs Linux 4.19 or later: use --capture-threads 1",
+        }
+        };
+        let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        join_fanout(&first.fd, 0, mode | libc::PACKET_FANOUT_FLAG_UNIQUEID).map_err(fanout_err)?;
+        let id = fanout_id(&first.fd).map_err(fanout_err)?;
+        let mut group = Vec::with_capacity(n);
+        group.push(first);
+        for _ in 1..n {
+            let source = AfPacketSource::open(iface, cfg)?;
+            join_fanout(&source.fd, id, mode).map_err(fanout_err)?;
+            group.push(source);
+        }
+        Ok(group)
     }
 
     /// The link type of the frames.
@@ -560,6 +603,34 @@ fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
     }
 }
 
+/// Joins the socket to fanout group `id` with `mode` (type and flags).
+fn join_fanout(fd: &OwnedFd, id: u16, mode: libc::c_uint) -> io::Result<()> {
+    let arg: u32 = u32::from(id) | (mode << 16);
+    set_opt(fd, libc::PACKET_FANOUT, &arg)
+}
+
+/// The id of the fanout group the socket is in (the kernel chose it for `PACKET_FANOUT_FLAG_UNIQUEID`).
+fn fanout_id(fd: &OwnedFd) -> io::Result<u16> {
+    let mut arg: u32 = 0;
+    let mut len = size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `arg` and `len` are live locals; the kernel writes at most `len` (4) bytes to `arg`
+    // and the written length to `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&mut arg as *mut u32).cast::<c_void>(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok((arg & 0xffff) as u16)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Reads (and thereby resets) the kernel's counters of the socket.
 fn read_kernel_stats(fd: &OwnedFd) -> io::Result<libc::tpacket_stats_v3> {
     let mut st = libc::tpacket_stats_v3 {
@@ -742,5 +813,32 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let r = poll_readable(a.as_fd(), Duration::from_millis(1)).unwrap();
         assert_eq!(r, PollResult::TimedOut);
+    }
+
+    #[test]
+    fn a_fanout_group_gets_one_kernel_chosen_id_per_run() {
+        let small = RingConfig {
+            block_size: 1 << 16,
+            block_count: 4,
+            promiscuous: false,
+            ..RingConfig::default()
+        };
+        let group = match AfPacketSource::open_fanout("lo", small, 3) {
+            Ok(g) => g,
+            Err(CaptureError::Permission { .. }) => {
+                eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(group.len(), 3);
+        let ids: Vec<u16> = group.iter().map(|s| fanout_id(&s.fd).unwrap()).collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        // a second group of the same run gets an id of its own
+        let other = AfPacketSource::open_fanout("lo", small, 2).unwrap();
+        assert_ne!(fanout_id(&other[0].fd).unwrap(), ids[0]);
+        // one socket is no group at all
+        let one = AfPacketSource::open_fanout("lo", small, 1).unwrap();
+        assert_eq!(one.len(), 1);
     }
 }

@@ -23,6 +23,7 @@
 //! shard and counted, the clock's steps are kept. When a live source is idle, its clock steps travel
 //! in-band through the same channels.
 
+mod capture;
 mod reader;
 mod route;
 mod shard;
@@ -38,7 +39,7 @@ use crossbeam_channel::bounded;
 
 use crate::alert::EventWriter;
 use crate::baseline::{BaselineEntry, BaselineFile};
-use crate::capture::{CaptureError, FrameSource};
+use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::detect::{Engine, ShardSpec};
 use crate::hook::AlertHook;
@@ -151,6 +152,39 @@ pub fn run_with<W: Write + Send>(
     stop: &AtomicBool,
     integ: Integrations<'_>,
 ) -> Result<RunOutcome, PipelineError> {
+    run_input(Input::One(source), detect, pipe, writer, stop, integ)
+}
+
+/// [`run_with`] over several live sources read by one thread each (e.g. the sockets of one
+/// AF_PACKET fanout group), merged into one stream before routing. The stream's order across
+/// sources is the order batches arrive in, so unlike a replay the output depends on timing.
+pub fn run_group<W: Write + Send>(
+    sources: Vec<Box<dyn FrameSource + Send>>,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
+) -> Result<RunOutcome, PipelineError> {
+    run_input(Input::Many(sources), detect, pipe, writer, stop, integ)
+}
+
+/// What the pipeline reads.
+enum Input<'s> {
+    /// One source, read on the caller's thread.
+    One(&'s mut dyn FrameSource),
+    /// Several, one capture thread each.
+    Many(Vec<Box<dyn FrameSource + Send>>),
+}
+
+fn run_input<W: Write + Send>(
+    input: Input<'_>,
+    detect: &DetectConfig,
+    pipe: &PipelineConfig,
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
+) -> Result<RunOutcome, PipelineError> {
     let threads = pipe.threads.max(1);
     let engines = shard_engines(detect, pipe, threads)?;
     let save = pipe.save_baselines;
@@ -177,9 +211,14 @@ pub fn run_with<W: Write + Send>(
 
         let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
         let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
-        let mut reader = Reader::new(pipe, router, integ.metrics);
-        let capture_error = reader.read_all(source, stop);
-        let summary = reader.finish(source.stats());
+        let (summary, capture_error) = match input {
+            Input::One(source) => {
+                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let capture_error = reader.read_all(source, stop);
+                (reader.finish(source.stats()), capture_error)
+            }
+            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ.metrics),
+        };
 
         let mut shard_stats = Vec::new();
         for h in shard_handles {
@@ -208,6 +247,63 @@ pub fn run_with<W: Write + Send>(
         capture_error,
         baselines,
     })
+}
+
+/// Reads `sources` on one capture thread each, merging their batches into `router` on this thread;
+/// returns the summary of them all and the first capture error.
+fn read_many<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    sources: Vec<Box<dyn FrameSource + Send>>,
+    router: Router,
+    pipe: &'env PipelineConfig,
+    stop: &'env AtomicBool,
+    metrics: Option<&'env Metrics>,
+) -> (RunSummary, Option<CaptureError>) {
+    let workers = sources.len();
+    let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
+    let handles: Vec<_> = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut source)| {
+            let down = capture::CaptureTx::new(i, tx.clone(), pipe.batch_size);
+            scope.spawn(move || {
+                let mut reader = Reader::new(pipe, down, metrics).without_status_line();
+                let error = reader.read_all(source.as_mut(), stop);
+                (reader.finish(source.stats()), error)
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut merged = Reader::new(pipe, router, None);
+    capture::merge(rx, workers, &mut merged);
+    let mut capture = CaptureStats::default();
+    let mut parts = Vec::new();
+    let mut error = None;
+    for h in handles {
+        match h.join() {
+            Ok((part, e)) => {
+                capture.add(&part.capture);
+                error = error.or(e);
+                parts.push(part);
+            }
+            Err(_) => {
+                error = error.or(Some(CaptureError::Setup {
+                    iface: "capture thread".to_string(),
+                    detail: "a capture thread panicked (a bug: please report it)".to_string(),
+                }))
+            }
+        }
+    }
+    let mut summary = merged.finish(capture);
+    summary.frames = 0;
+    for part in &parts {
+        summary.frames += part.frames;
+        summary.frames_per_capture_thread.push(part.frames);
+        summary.decode.merge(&part.decode);
+        summary.pipeline_drops += part.pipeline_drops;
+        summary.pipeline_dropped_batches += part.pipeline_dropped_batches;
+    }
+    (summary, error)
 }
 
 /// One engine per shard, sharing scope populations and starting from the loaded baselines.

@@ -1,4 +1,5 @@
-//! The reading stage: frames from the source → packet summaries → the [`Router`]. Also paces
+//! The reading stage: frames from the source → packet summaries → the [`Router`] (or, for one of
+//! several capture threads, a channel to it: [`Downstream`]). Also paces
 //! `--realtime` replays, reports counters to the metrics, prints the `--status-interval` line, and
 //! decides when a stop request has been honoured (at once on replay; on live capture once the source,
 //! idle, vouches that what arrived before the request was read).
@@ -6,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::route::Router;
+use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};
 use crate::capture::{CaptureError, CaptureStats, FrameSource, SourceEvent};
@@ -25,10 +26,53 @@ const LIVE_DRAIN: Duration = Duration::from_secs(1);
 /// Frames between two publications of the reader's counters.
 const PUBLISH_EVERY_FRAMES: u64 = 4096;
 
+/// Where the reader hands its packets: the router itself, or a capture thread's channel to it.
+pub(super) trait Downstream {
+    /// Takes one packet.
+    fn push(&mut self, p: PacketSummary);
+    /// The source is idle at `now`: nothing older is still to come.
+    fn idle(&mut self, now: Timestamp);
+    /// Hands over what is held.
+    fn flush(&mut self);
+    /// The time of the oldest packet held back, if any.
+    fn oldest_held(&self) -> Option<Timestamp>;
+    /// Whether anything waits to be handed over.
+    fn holds_work(&self) -> bool;
+    /// Counters so far (drops are what the reader reports).
+    fn stats(&self) -> RouteStats;
+    /// Hands over everything and ends.
+    fn finish(self) -> RouteStats;
+}
+
+impl Downstream for Router {
+    #[inline]
+    fn push(&mut self, p: PacketSummary) {
+        Router::push(self, p)
+    }
+    fn idle(&mut self, now: Timestamp) {
+        Router::idle(self, now)
+    }
+    fn flush(&mut self) {
+        Router::flush(self)
+    }
+    fn oldest_held(&self) -> Option<Timestamp> {
+        Router::oldest_held(self)
+    }
+    fn holds_work(&self) -> bool {
+        Router::holds_work(self)
+    }
+    fn stats(&self) -> RouteStats {
+        Router::stats(self)
+    }
+    fn finish(self) -> RouteStats {
+        Router::finish(self)
+    }
+}
+
 /// The reading side.
-pub(super) struct Reader<'m> {
+pub(super) struct Reader<'m, D: Downstream> {
     decoder: Decoder,
-    pub router: Router,
+    pub router: D,
     pub summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
@@ -41,10 +85,14 @@ pub(super) struct Reader<'m> {
     /// When the stop request was seen, monotonic and as packet time (live: the drain runs from here).
     stopping: Option<(Instant, Timestamp)>,
     stats: Option<StatsLine>,
+    /// Pipeline drops already published to the metrics.
+    published_drops: u64,
+    /// Kernel drops already published to the metrics.
+    published_kernel: u64,
 }
 
-impl<'m> Reader<'m> {
-    pub fn new(pipe: &PipelineConfig, router: Router, metrics: Option<&'m Metrics>) -> Self {
+impl<'m, D: Downstream> Reader<'m, D> {
+    pub fn new(pipe: &PipelineConfig, router: D, metrics: Option<&'m Metrics>) -> Self {
         Reader {
             decoder: Decoder,
             router,
@@ -60,14 +108,30 @@ impl<'m> Reader<'m> {
             last_tick: Timestamp(0),
             stopping: None,
             stats: pipe.status_interval.map(StatsLine::new),
+            published_drops: 0,
+            published_kernel: 0,
         }
+    }
+
+    /// Stops printing the `--status-interval` line (a capture thread among several: the router's
+    /// thread prints it for all).
+    pub fn without_status_line(mut self) -> Self {
+        self.stats = None;
+        self
     }
 
     /// Publishes what was counted since the last call (metrics only).
     fn publish(&mut self, capture: CaptureStats) {
         if let Some(m) = self.metrics {
             m.publish_input(&mut self.counts);
-            m.set_kernel_drops(capture.kernel_drops);
+            // deltas: several capture threads publish into the same counters
+            m.add_kernel_drops(
+                capture.kernel_drops - self.published_kernel.min(capture.kernel_drops),
+            );
+            self.published_kernel = capture.kernel_drops;
+            let dropped = self.router.stats().dropped;
+            m.add_pipeline_drops(dropped - self.published_drops.min(dropped));
+            self.published_drops = dropped;
         }
     }
 
@@ -121,10 +185,7 @@ impl<'m> Reader<'m> {
         stop: &AtomicBool,
         idle: Option<Timestamp>,
     ) -> bool {
-        if let Some(line) = &mut self.stats {
-            self.summary.pipeline_drops = self.router.stats().dropped;
-            line.maybe_print(&self.summary, &source.stats());
-        }
+        self.status(&source.stats());
         if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
             self.stopping = Some((Instant::now(), wall_clock()));
         }
@@ -133,6 +194,19 @@ impl<'m> Reader<'m> {
             Some(_) if !self.live => true,
             Some((at, wall)) => idle.is_some_and(|t| t >= wall) || at.elapsed() >= LIVE_DRAIN,
         }
+    }
+
+    /// Prints the `--status-interval` line when it is due.
+    pub fn status(&mut self, capture: &CaptureStats) {
+        if let Some(line) = &mut self.stats {
+            self.summary.pipeline_drops = self.router.stats().dropped;
+            line.maybe_print(&self.summary, capture);
+        }
+    }
+
+    /// Counts `n` frames read by a capture thread (the router's thread of several).
+    pub fn add_frames(&mut self, n: u64) {
+        self.summary.frames += n;
     }
 
     /// The source is idle at packet time `now`: hand over what is held once its oldest packet has

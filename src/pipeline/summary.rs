@@ -27,6 +27,8 @@ pub struct RunSummary {
     pub last_ts: Option<Timestamp>,
     /// Per shard.
     pub engine: Vec<EngineStats>,
+    /// Frames read by each capture thread (several only with a fanout group).
+    pub frames_per_capture_thread: Vec<u64>,
     /// The stream's timestamps, as the router's clock saw them.
     pub clock: ClockStats,
     /// Packets left out by `ignore` / `ours` networks.
@@ -140,6 +142,19 @@ pub fn render_summary(s: &RunSummary) -> String {
         s.frames_per_second(),
         s.frames_per_second() / 1e6
     );
+    if s.frames_per_capture_thread.len() > 1 {
+        let each: Vec<String> = s
+            .frames_per_capture_thread
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        let _ = writeln!(
+            o,
+            "  capture threads {}: frames {}",
+            each.len(),
+            each.join(" / ")
+        );
+    }
     let skipped: Vec<String> = crate::decode::SkipReason::ALL
         .iter()
         .filter(|r| s.decode.by_reason[r.index()] > 0)

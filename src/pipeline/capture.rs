@@ -1,0 +1,142 @@
+//! Several capture threads (live capture over AF_PACKET fanout): each reads and decodes its own
+//! socket and sends batches of packet summaries to the router's thread, which merges them into one
+//! stream. A capture thread never waits: when the channel is full, the batch is dropped and counted
+//! (waiting would stall its ring). Idle reports travel behind the packets, and the router's thread
+//! moves the clock to the earliest time every capture thread has vouched for.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::reader::{Downstream, Reader};
+use super::route::{RouteStats, Router};
+use crate::capture::CaptureStats;
+use crate::decode::PacketSummary;
+use crate::time::Timestamp;
+
+/// A message from a capture thread to the router's thread.
+pub(super) enum CaptureMsg {
+    Packets {
+        worker: usize,
+        packets: Vec<PacketSummary>,
+    },
+    /// `worker` is idle: nothing older than `now` is still to come from it.
+    Idle { worker: usize, now: Timestamp },
+}
+
+/// A capture thread's end of the channel to the router's thread.
+pub(super) struct CaptureTx {
+    worker: usize,
+    tx: Sender<CaptureMsg>,
+    batch: Vec<PacketSummary>,
+    batch_size: usize,
+    stats: RouteStats,
+}
+
+impl CaptureTx {
+    pub fn new(worker: usize, tx: Sender<CaptureMsg>, batch_size: usize) -> CaptureTx {
+        let batch_size = batch_size.clamp(1, 65_536);
+        CaptureTx {
+            worker,
+            tx,
+            batch: Vec::with_capacity(batch_size),
+            batch_size,
+            stats: RouteStats::default(),
+        }
+    }
+}
+
+impl Downstream for CaptureTx {
+    #[inline]
+    fn push(&mut self, p: PacketSummary) {
+        self.batch.push(p);
+        if self.batch.len() >= self.batch_size {
+            self.flush();
+        }
+    }
+
+    fn idle(&mut self, now: Timestamp) {
+        // the packets held are older than `now`: they go first
+        self.flush();
+        if self.batch.is_empty() {
+            let _ = self.tx.try_send(CaptureMsg::Idle {
+                worker: self.worker,
+                now,
+            });
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let packets = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+        let n = packets.len() as u64;
+        let msg = CaptureMsg::Packets {
+            worker: self.worker,
+            packets,
+        };
+        if self.tx.try_send(msg).is_err() {
+            self.stats.dropped += n;
+            self.stats.dropped_batches += 1;
+        }
+    }
+
+    fn oldest_held(&self) -> Option<Timestamp> {
+        self.batch.first().map(|p| p.ts)
+    }
+
+    fn holds_work(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
+    fn stats(&self) -> RouteStats {
+        self.stats
+    }
+
+    fn finish(mut self) -> RouteStats {
+        // the end of the run: what was read is still counted, so this one waits
+        if !self.batch.is_empty() {
+            let packets = std::mem::take(&mut self.batch);
+            let _ = self.tx.send(CaptureMsg::Packets {
+                worker: self.worker,
+                packets,
+            });
+        }
+        self.stats
+    }
+}
+
+/// The router's thread: merges the capture threads' batches into one stream until every capture
+/// thread has ended (closed its sender).
+pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reader<'_, Router>) {
+    // per capture thread: the latest time it has vouched for (its last packet or idle report)
+    let mut vouched = vec![Timestamp(0); workers.max(1)];
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(CaptureMsg::Packets { worker, packets }) => {
+                if let (Some(v), Some(last)) = (vouched.get_mut(worker), packets.last()) {
+                    *v = (*v).max(last.ts);
+                }
+                // frames so far for the status line (undecoded frames join at the end)
+                reader.add_frames(packets.len() as u64);
+                for p in packets {
+                    reader.push(p);
+                }
+            }
+            Ok(CaptureMsg::Idle { worker, now }) => {
+                if let Some(v) = vouched.get_mut(worker) {
+                    *v = (*v).max(now);
+                }
+                let all = vouched.iter().copied().min().unwrap_or(now);
+                if all > Timestamp(0) {
+                    reader.tick(all);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // the capture threads own their sockets' counters: they join the summary at the end
+        reader.status(&CaptureStats::default());
+    }
+}
