@@ -9,7 +9,9 @@
 #   BENCH_DIR=/var/tmp/fw benches/replay.sh   # keep the capture there and reuse it next time
 #
 # Measured, in the same run and interleaved (a1 a2 b c, a1 a2 b c, …) so drift hits all alike:
-#   (a) floodwatch replay --threads 1 / --threads 2 (release build, full detection, alerts to /dev/null)
+#   (a) floodwatch replay --threads 1, 2, … up to the core count (at least 2) (release build, full
+#       detection, alerts to /dev/null); packets per CPU-second per thread count shows whether a
+#       thread count duplicates work (the scaling column: per CPU-second relative to --threads 1)
 #   (b) examples/read_decode.rs: the same FileSource reader and Decoder, nothing else
 #   (c) tcpdump -r FILE -w /dev/null (Debian package tcpdump), an outside reference
 # packets/s = frames in the file / wall time of the whole command (process start to exit), the median
@@ -59,19 +61,23 @@ SIZE_MB="$(fixed 0 "$(stat -c %s "$CAPTURE") / 1e6")"
 log "capture: $CAPTURE, $FRAMES frames, $SIZE_MB MB; $RUNS run(s)"
 
 declare -A WALLS CPUS
-NAMES=(a1 a2 b)
-((HAVE_TCPDUMP)) && NAMES+=(c)
+CORES="$(nproc)"
+MAX_THREADS=$((CORES > 2 ? CORES : 2))
+NAMES=()
 declare -A LABEL=(
-  [a1]="(a) floodwatch replay --threads 1"
-  [a2]="(a) floodwatch replay --threads 2"
   [b]="(b) read+decode loop (examples/read_decode)"
   [c]="(c) tcpdump -r FILE -w /dev/null"
 )
+for ((t = 1; t <= MAX_THREADS; t++)); do
+  NAMES+=("a$t")
+  LABEL[a$t]="(a) floodwatch replay --threads $t"
+done
+NAMES+=(b)
+((HAVE_TCPDUMP)) && NAMES+=(c)
 run_one() {
   local out="$BENCH_DIR/run-$1"
   case "$1" in
-    a1) timed "$out" "$FW" replay --threads 1 --seed 1 -o /dev/null "$CAPTURE" ;;
-    a2) timed "$out" "$FW" replay --threads 2 --seed 1 -o /dev/null "$CAPTURE" ;;
+    a*) timed "$out" "$FW" replay --threads "${1#a}" --seed 1 -o /dev/null "$CAPTURE" ;;
     b) timed "$out" "$READ_DECODE" "$CAPTURE" ;;
     c) timed "$out" tcpdump -r "$CAPTURE" -w /dev/null ;;
   esac
@@ -109,7 +115,22 @@ printf 'Median of %s run(s); packets/s = frames / wall time of the whole command
 printf '| measurement | packets/s | wall s | CPU s (user+sys) | M packets per CPU-second |\n'
 printf '|---|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROW[@]}"
-printf '\n| ratio | --threads 1 | --threads 2 |\n|---|---:|---:|\n'
-printf '| a / b (replay vs read+decode) | %s | %s |\n' "$(ratio a1 b)" "$(ratio a2 b)"
-printf '| a / c (replay vs tcpdump) | %s | %s |\n' "$(ratio a1 c)" "$(ratio a2 c)"
+ANAMES=()
+for n in "${NAMES[@]}"; do [[ "$n" == a* ]] && ANAMES+=("$n"); done
+header='| ratio |'
+rule='|---|'
+for n in "${ANAMES[@]}"; do header+=" --threads ${n#a} |"; rule+='---:|'; done
+printf '\n%s\n%s\n' "$header" "$rule"
+line_b='| a / b (replay vs read+decode) |'
+line_c='| a / c (replay vs tcpdump) |'
+line_s='| packets per CPU-second vs --threads 1 (≥ 85 %: no duplicated work) |'
+# shellcheck disable=SC2086 # word splitting of the space-separated lists is intended
+cpu1="$(median ${CPUS[a1]})"
+for n in "${ANAMES[@]}"; do
+  line_b+=" $(ratio "$n" b) |"
+  line_c+=" $(ratio "$n" c) |"
+  # shellcheck disable=SC2086
+  line_s+=" $(printf '%.0f %%' "$(calc "100 * $cpu1 / $(median ${CPUS[$n]})")") |"
+done
+printf '%s\n%s\n%s\n' "$line_b" "$line_c" "$line_s"
 ((HAVE_TCPDUMP)) || printf '\n(c) skipped: tcpdump is not installed and apt-get could not install it.\n'
