@@ -81,15 +81,26 @@ impl ScopeMask {
 #[derive(Clone, Debug)]
 pub struct Ownership {
     count: usize,
-    hasher: FixedState,
+    /// Seeds of the destination scopes' hash (from the run's hash seed, so attackers cannot aim
+    /// keys at one shard).
+    seeds: [u64; 2],
+    /// The owner of each source admission bank (`bank % count`, looked up: no division per packet).
+    bank_owner: [u16; SourceAdmission::BANKS],
 }
 
 impl Ownership {
     /// The split of `cfg`'s keys over `count` shards.
     pub fn new(cfg: &DetectConfig, count: usize) -> Ownership {
+        let seed = FixedState::with_seed(cfg.hash_seed ^ 0x0005_4a2d).hash_one(0x5ca1_ab1e_u64);
+        let count = count.max(1);
+        let mut bank_owner = [0u16; SourceAdmission::BANKS];
+        for (bank, owner) in bank_owner.iter_mut().enumerate() {
+            *owner = (bank % count) as u16;
+        }
         Ownership {
-            count: count.max(1),
-            hasher: FixedState::with_seed(cfg.hash_seed ^ 0x0005_4a2d),
+            count,
+            seeds: [seed, seed.rotate_left(17) ^ 0x0d57_5ab0],
+            bank_owner,
         }
     }
 
@@ -104,10 +115,16 @@ impl Ownership {
         if self.count == 1 {
             return 0;
         }
-        if scope.is_destination() {
-            (self.hasher.hash_one((scope, key)) % self.count as u64) as usize
-        } else {
-            SourceAdmission::slots(*key).bank % self.count
+        match scope {
+            // one multiply-xorshift mix, mapped to a shard by multiply-high (no division)
+            Scope::DstHost | Scope::DstSubnet => {
+                let h = key.mix(self.seeds[scope.index()]);
+                ((u128::from(h) * self.count as u128) >> 64) as usize
+            }
+            Scope::SrcHost | Scope::SrcSubnet => self
+                .bank_owner
+                .get(SourceAdmission::slots(*key).bank)
+                .map_or(0, |o| usize::from(*o)),
         }
     }
 }
