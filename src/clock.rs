@@ -20,7 +20,7 @@ pub enum TimeStep {
     Start(Timestamp),
     /// Evaluate the keys at this packet time (ns; a tick boundary, or the far side of a silence).
     Evaluate(u64),
-    /// Time stepped back more than [`MAX_BACKSTEP_WINDOWS`] windows (e.g. a second capture file):
+    /// Time stepped back more than two windows (e.g. a second capture file):
     /// open alerts end at `from`, windows restart at `to`, baselines are kept.
     Restart { from: Timestamp, to: Timestamp },
 }

@@ -8,15 +8,15 @@
 //! │ route: clock, keys → owners  │       │ …                  │ +watermk │ writes           │  hook, metrics
 //! └──────────────────────────────┘       └────────────────────┘          └──────────────────┘
 //! ```
-//! - [`reader`]: reads frames, decodes them, paces `--realtime`, handles idle reports and stop.
-//! - [`route`]: runs the stream's packet-time [`Clock`](crate::clock::Clock) and sends each packet
+//! - `reader`: reads frames, decodes them, paces `--realtime`, handles idle reports and stop.
+//! - `route`: runs the stream's packet-time [`Clock`](crate::clock::Clock) and sends each packet
 //!   only to the shards owning one of its (scope, key)s, with the clock's steps placed in every
 //!   shard's stream at the same point, so all shards evaluate at the same packet times.
-//! - [`shard`]: one [`Engine`] per shard, over what the router sends it.
-//! - [`sink`]: holds events until every shard has passed their evaluation, then writes them in
+//! - `shard`: one [`Engine`] per shard, over what the router sends it.
+//! - `sink`: holds events until every shard has passed their evaluation, then writes them in
 //!   [`AlertEvent::order_key`](crate::alert::AlertEvent::order_key) order: the output is
 //!   byte-identical whatever the thread count or batch size.
-//! - [`summary`]: the counters of a run and the summary printed at the end.
+//! - `summary`: the counters of a run and the summary printed at the end.
 //!
 //! Channels are bounded; on replay a full channel makes the reader wait (back-pressure); on live
 //! capture it never does (that would stall the kernel's ring): the packets are dropped for every
