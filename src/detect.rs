@@ -285,7 +285,8 @@ pub struct Engine {
     window_ns: u64,
     window_s: f64,
     /// The stream's clock when this engine sees every packet ([`Engine::on_packet`]); a router keeps
-    /// it instead when packets are routed ([`Engine::apply`], [`Engine::count`]).
+    /// it instead when packets are routed ([`Engine::apply`], [`Engine::count`]), and the engine
+    /// only uses its cached window numbers.
     clock: Clock,
     /// Steps of `clock` waiting to be applied (kept to reuse the allocation).
     steps: Vec<TimeStep>,
@@ -295,8 +296,6 @@ pub struct Engine {
     last_epoch: u64,
     /// Evaluations so far: the order of events across shards.
     seq: u64,
-    /// (start, end, number) of the window packets last fell in.
-    epoch_cache: (u64, u64, u64),
     watch_default: u64,
     /// Admission of `src_host` and `src_subnet` keys, and the window it counts.
     admission: [SourceAdmission; 2],
@@ -345,7 +344,6 @@ impl Engine {
             now: None,
             last_epoch: 0,
             seq: 0,
-            epoch_cache: (0, 0, 0),
             watch_default,
             admission,
             admission_epoch: 0,
@@ -410,7 +408,7 @@ impl Engine {
         if self.now.is_none_or(|t| ts > t) {
             self.now = Some(ts);
         }
-        let epoch = self.epoch_of(ts);
+        let epoch = self.clock.epoch_of(ts);
         if epoch != self.admission_epoch {
             self.admission_epoch = epoch;
             for a in &mut self.admission {
@@ -564,19 +562,6 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &DetectConfig {
         &self.cfg
-    }
-
-    /// The window number of `ts`, without a division for the many packets of one window.
-    #[inline]
-    fn epoch_of(&mut self, ts: Timestamp) -> u64 {
-        let (start, end, epoch) = self.epoch_cache;
-        if ts.0 >= start && ts.0 < end {
-            return epoch;
-        }
-        let epoch = ts.0 / self.window_ns;
-        let start = epoch.saturating_mul(self.window_ns);
-        self.epoch_cache = (start, start.saturating_add(self.window_ns), epoch);
-        epoch
     }
 
     /// The stream starts at `ts`.
