@@ -3,7 +3,7 @@
 # wall time is not (and this VM exposes no hardware counters to `perf stat`). Same capture shape as
 # benches/replay.sh, shortened to ~220 k frames so callgrind (≈ 50× slower) finishes in a minute.
 #
-#   benches/instructions.sh      # (a) replay --threads 1, (b) read+decode, (c) tcpdump; top functions of (a)
+#   benches/instructions.sh      # (a) replay --threads 1 and 2, (b) read+decode, (c) tcpdump; top functions of (a) at 1
 #
 # Instructions are not time — cache misses are invisible here (perf record shows them) — but a change
 # that removes work shows up exactly. Needs valgrind (Debian package, installed if missing).
@@ -48,6 +48,10 @@ ROWS=()
 callgrind a1 "$FW" replay --threads 1 --seed 1 -o /dev/null "$CAPTURE"
 A1="$IR"
 ROWS+=("| (a) floodwatch replay --threads 1 | $(fixed 0 "$IR / $FRAMES") |")
+# two shards: the packets are routed (keys derived and hashed once, on the reader); the difference
+# from --threads 1 is what routing and a second engine cost per packet
+callgrind a2 "$FW" replay --threads 2 --seed 1 -o /dev/null "$CAPTURE"
+ROWS+=("| (a) floodwatch replay --threads 2 | $(fixed 0 "$IR / $FRAMES") |")
 callgrind b "$ROOT/target/release/examples/read_decode" "$CAPTURE"
 ROWS+=("| (b) read+decode loop | $(fixed 0 "$IR / $FRAMES") |")
 if ensure_debian_package tcpdump tcpdump; then

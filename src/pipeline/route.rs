@@ -235,15 +235,18 @@ impl Router {
             if w.is_empty() {
                 continue;
             }
-            let cap = w.packets.capacity();
-            let mut work = std::mem::take(w);
-            w.packets.reserve(cap);
-            // A closed shard means the run is stopping; its error surfaces from the join.
-            if self.live {
-                let _ = tx.try_send(ShardMsg::Work(std::mem::take(&mut work)));
+            // the next work starts with room for as many packets as this one had
+            let room = w.packets.len();
+            let msg = ShardMsg::Work(std::mem::take(w));
+            w.packets.reserve(room);
+            // Live: every channel had room and this is the only sender, so try_send cannot fail
+            // for a full channel. A closed shard means the run is stopping; its error surfaces
+            // from the join.
+            let _ = if self.live {
+                tx.try_send(msg).map_err(|_| ())
             } else {
-                let _ = tx.send(ShardMsg::Work(work));
-            }
+                tx.send(msg).map_err(|_| ())
+            };
         }
     }
 
