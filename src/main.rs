@@ -196,24 +196,15 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
             args.interface
         );
     }
-    let outcome = match input {
-        LiveInput::One(mut source) => pipeline::run_with(
-            source.as_mut(),
-            &detect,
-            &pipe,
-            writer,
-            &stop,
-            extras.integrations(),
-        )?,
-        LiveInput::Group(sources) => pipeline::run_group(
-            sources,
-            &detect,
-            &pipe,
-            writer,
-            &stop,
-            extras.integrations(),
-        )?,
+    let mut one;
+    let input = match input {
+        LiveInput::One(source) => {
+            one = source;
+            pipeline::Input::One(one.as_mut())
+        }
+        LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
+    let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }

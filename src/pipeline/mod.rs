@@ -155,29 +155,18 @@ pub fn run_with<W: Write + Send>(
     run_input(Input::One(source), detect, pipe, writer, stop, integ)
 }
 
-/// [`run_with`] over several live sources read by one thread each (e.g. the sockets of one
-/// AF_PACKET fanout group), merged into one stream before routing. The stream's order across
-/// sources is the order batches arrive in, so unlike a replay the output depends on timing.
-pub fn run_group<W: Write + Send>(
-    sources: Vec<Box<dyn FrameSource + Send>>,
-    detect: &DetectConfig,
-    pipe: &PipelineConfig,
-    writer: EventWriter<W>,
-    stop: &AtomicBool,
-    integ: Integrations<'_>,
-) -> Result<RunOutcome, PipelineError> {
-    run_input(Input::Many(sources), detect, pipe, writer, stop, integ)
-}
-
 /// What the pipeline reads.
-enum Input<'s> {
+pub enum Input<'s> {
     /// One source, read on the caller's thread.
     One(&'s mut dyn FrameSource),
-    /// Several, one capture thread each.
+    /// Several live sources read by one capture thread each (e.g. the sockets of one AF_PACKET
+    /// fanout group), merged into one stream before routing. The stream's order across sources is
+    /// the order batches arrive in, so unlike a replay the output depends on timing.
     Many(Vec<Box<dyn FrameSource + Send>>),
 }
 
-fn run_input<W: Write + Send>(
+/// [`run_with`] over any [`Input`].
+pub fn run_input<W: Write + Send>(
     input: Input<'_>,
     detect: &DetectConfig,
     pipe: &PipelineConfig,

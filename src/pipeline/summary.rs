@@ -173,6 +173,13 @@ pub fn render_summary(s: &RunSummary) -> String {
             s.capture.kernel_drops, s.pipeline_drops, s.pipeline_dropped_batches
         );
     }
+    if s.ignored_packets > 0 {
+        let _ = writeln!(
+            o,
+            "  packets left out by ignore/ours networks: {}",
+            s.ignored_packets
+        );
+    }
     if s.capture.unknown_blocks > 0 {
         let _ = writeln!(
             o,
