@@ -24,7 +24,7 @@ use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
-use crate::table::{KeyTable, SourceAdmission, TableStats};
+use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Counts, Signal, Sliding, COUNTERS};
 
@@ -421,10 +421,17 @@ impl Engine {
                 continue;
             }
             let key = key_of(&self.cfg, scope, p);
-            let admit = match scope {
-                Scope::DstHost | Scope::DstSubnet => true,
+            let (admit, slots) = match scope {
+                Scope::DstHost | Scope::DstSubnet => (true, None),
                 Scope::SrcHost | Scope::SrcSubnet => {
-                    self.admission[scope.index() - 2].offer(SourceAdmission::slots(key), stamp.load)
+                    let a = &mut self.admission[scope.index() - 2];
+                    let slots = SourceAdmission::slots(key);
+                    let admit = a.offer(slots, stamp.load);
+                    if !admit && !a.may_be_tracked(slots) {
+                        self.tables[scope.index()].defer();
+                        continue;
+                    }
+                    (admit, Some(slots))
                 }
             };
             let watch = self.watch_default;
@@ -439,10 +446,14 @@ impl Engine {
                 };
                 KeyState::new(epoch, watch, loaded.remove(&(scope, key)), profile)
             };
-            if let (_, Some(st)) = table.entry(key, admit, make) {
+            let (how, st) = table.entry(key, admit, make);
+            if let Some(st) = st {
                 if st.record(scope, epoch, &inc, p) {
                     self.hot[scope.index()].push(key);
                 }
+            }
+            if let (Admit::Inserted, Some(slots)) = (how, slots) {
+                self.admission[scope.index() - 2].mark_tracked(slots);
             }
         }
     }
@@ -632,6 +643,7 @@ impl Engine {
             let hot = &mut self.hot[scope.index()];
             if full {
                 hot.clear();
+                let before = table.len();
                 table.retain(|key, st| {
                     let keep = ctx.eval_key(scope, *key, st, out, &mut building);
                     if keep && st.is_hot() {
@@ -639,6 +651,9 @@ impl Engine {
                     }
                     keep
                 });
+                if scope.index() >= 2 && table.len() < before {
+                    self.admission[scope.index() - 2].retrack(table.iter().map(|(k, _)| k));
+                }
             } else {
                 hot.retain(|key| match table.get_mut(key) {
                     Some(st) => {

@@ -10,11 +10,18 @@ use crate::key::Scope;
 /// Space-Saving top-k: `k` counters; an unseen item takes the place of the smallest, inheriting its
 /// count as its possible error. `count − error` is a guaranteed lower bound, and any item with more
 /// than total/k occurrences is present.
+///
+/// Items and counts live in separate arrays (the lookup scans items only) and the slot to replace —
+/// the first one with the smallest count — is remembered between misses, so a spoofed flood, where
+/// nearly every item is new, does not rescan every count per packet.
 #[derive(Clone, Debug)]
 pub struct TopK<T> {
-    /// (item, count, error)
-    slots: Vec<(T, u64, u64)>,
+    items: Vec<T>,
+    counts: Vec<u64>,
+    errors: Vec<u64>,
     k: usize,
+    /// The first slot with the smallest count, when known.
+    min_slot: Option<usize>,
     /// Largest weight added so far: an item is reported once surely seen twice at that weight.
     unit: u64,
 }
@@ -22,9 +29,13 @@ pub struct TopK<T> {
 impl<T: Copy + PartialEq + Ord> TopK<T> {
     /// An empty top-k with `k` slots.
     pub fn new(k: usize) -> Self {
+        let k = k.max(1);
         TopK {
-            slots: Vec::with_capacity(k.max(1)),
-            k: k.max(1),
+            items: Vec::with_capacity(k),
+            counts: Vec::with_capacity(k),
+            errors: Vec::with_capacity(k),
+            k,
+            min_slot: None,
             unit: 1,
         }
     }
@@ -39,17 +50,44 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
     #[inline]
     pub fn add_weighted(&mut self, item: T, w: u64) {
         self.unit = self.unit.max(w);
-        if let Some(slot) = self.slots.iter_mut().find(|(t, _, _)| *t == item) {
-            slot.1 += w;
+        if let Some(i) = self.items.iter().position(|t| *t == item) {
+            if let Some(c) = self.counts.get_mut(i) {
+                *c += w;
+            }
+            if self.min_slot == Some(i) {
+                self.min_slot = None;
+            }
             return;
         }
-        if self.slots.len() < self.k {
-            self.slots.push((item, w, 0));
+        if self.items.len() < self.k {
+            self.items.push(item);
+            self.counts.push(w);
+            self.errors.push(0);
+            self.min_slot = None;
             return;
         }
-        if let Some(min) = self.slots.iter_mut().min_by_key(|(_, c, _)| *c) {
-            *min = (item, min.1 + w, min.1);
-        }
+        let m = match self.min_slot {
+            Some(m) => m,
+            None => first_min(&self.counts),
+        };
+        let (Some(slot), Some(count), Some(error)) = (
+            self.items.get_mut(m),
+            self.counts.get_mut(m),
+            self.errors.get_mut(m),
+        ) else {
+            return;
+        };
+        let old = *count;
+        *slot = item;
+        *error = old;
+        *count = old + w;
+        // Every slot before `m` counts more than `old` (m was the first minimum) and none counts
+        // less, so the next first minimum is the next slot still at `old`, if any.
+        self.min_slot = self
+            .counts
+            .get(m + 1..)
+            .and_then(|rest| rest.iter().position(|&c| c == old))
+            .map(|j| m + 1 + j);
     }
 
     /// Up to `n` items seen at least twice for certain, heaviest first, each with its guaranteed count
@@ -57,9 +95,10 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
     /// spoofed flood — are left out rather than shown with inflated counts.
     pub fn top(&self, n: usize) -> Vec<(T, u64)> {
         let mut v: Vec<(T, u64)> = self
-            .slots
+            .items
             .iter()
-            .map(|(t, c, e)| (*t, c - e))
+            .zip(self.counts.iter().zip(&self.errors))
+            .map(|(t, (c, e))| (*t, c - e))
             .filter(|(_, sure)| *sure >= 2 * self.unit)
             .collect();
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -69,15 +108,29 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
 
     /// Occurrences counted in all slots (for shares).
     pub fn total(&self) -> u64 {
-        self.slots.iter().map(|(_, c, _)| c).sum()
+        self.counts.iter().sum()
     }
+}
+
+/// The index of the first smallest count (0 when empty).
+#[inline]
+fn first_min(counts: &[u64]) -> usize {
+    let mut best = 0;
+    let mut min = u64::MAX;
+    for (i, &c) in counts.iter().enumerate() {
+        if c < min {
+            min = c;
+            best = i;
+        }
+    }
+    best
 }
 
 /// Slots per top-k: more than the `top_n` reported, so the reported ones are accurate.
 const SLOTS: usize = 32;
 /// Packets recorded one by one before sampling starts.
 const EXACT_PACKETS: u64 = 4096;
-/// Past that, one packet in `SAMPLE` updates the top-k lists, standing for `SAMPLE` packets.
+/// Past that, one packet in `SAMPLE` (on average) updates the top-k lists, standing for `SAMPLE` packets.
 const SAMPLE: u64 = 16;
 
 /// What an alert shows about a key's traffic.
@@ -91,7 +144,10 @@ pub struct Evidence {
     hosts: Option<TopK<u128>>,
     /// Distinct peers, over every packet.
     distinct: Hll,
+    /// Packets recorded exactly so far (up to [`EXACT_PACKETS`]).
     seen: u64,
+    /// Sampling: packets to pass over before the next sample.
+    skip: u64,
     rng: u64,
 }
 
@@ -105,13 +161,16 @@ impl Evidence {
             hosts: scope.is_subnet().then(|| TopK::new(SLOTS)),
             distinct: Hll::new(),
             seen: 0,
+            skip: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
     /// Records one packet seen by a key of `scope`. The first packets are recorded exactly; then the
-    /// top-k lists take a deterministic 1-in-16 sample (a per-key xorshift), each sample weighing 16,
-    /// which keeps a flood's victim cheap to follow. The distinct-peer count sees every packet.
+    /// top-k lists take a deterministic sample of one packet in 16 on average, each sample weighing
+    /// 16: the gap to the next sample is drawn (1 to 31 packets, a per-key xorshift) when a sample is
+    /// taken, so the packets in between cost one decrement. That keeps a flood's victim cheap to
+    /// follow. The distinct-peer count sees every packet.
     #[inline]
     pub fn add(&mut self, scope: Scope, p: &PacketSummary) {
         let (peer, own) = if scope.is_destination() {
@@ -120,16 +179,18 @@ impl Evidence {
             (p.dst, p.src)
         };
         self.distinct.add(peer);
-        self.seen += 1;
-        let w = if self.seen <= EXACT_PACKETS {
+        let w = if self.seen < EXACT_PACKETS {
+            self.seen += 1;
             1
+        } else if self.skip > 0 {
+            self.skip -= 1;
+            return;
         } else {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
             self.rng ^= self.rng << 17;
-            if self.rng % SAMPLE != 0 {
-                return;
-            }
+            // uniform on 0..=2·SAMPLE−2 packets skipped: a gap of SAMPLE on average
+            self.skip = self.rng % (2 * SAMPLE - 1);
             SAMPLE
         };
         self.peers.add_weighted(ip_bits(peer), w);
@@ -339,6 +400,54 @@ mod tests {
         assert_eq!(top.len(), 1, "tail named: {top:?}");
         let d = ev.distinct_peers();
         assert!((70_000..80_000).contains(&d), "distinct {d}");
+    }
+
+    /// The reference: Space-Saving as first written (linear find, `min_by_key` over all slots).
+    fn naive_top(items: &[(u32, u64)], k: usize) -> Vec<(u32, u64, u64)> {
+        let mut slots: Vec<(u32, u64, u64)> = Vec::new();
+        for &(item, w) in items {
+            if let Some(s) = slots.iter_mut().find(|s| s.0 == item) {
+                s.1 += w;
+            } else if slots.len() < k {
+                slots.push((item, w, 0));
+            } else if let Some(min) = slots.iter_mut().min_by_key(|s| s.1) {
+                *min = (item, min.1 + w, min.1);
+            }
+        }
+        slots
+    }
+
+    #[test]
+    fn remembered_minimum_picks_the_same_slots_as_a_full_scan() {
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        for round in 0..200 {
+            let k = 1 + round % 9;
+            let mut seq = Vec::new();
+            for _ in 0..2000 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // a mix of heavy items, a long tail and occasional weighted samples
+                let item = if rng % 3 == 0 {
+                    (rng >> 8) as u32 % 4
+                } else {
+                    (rng >> 8) as u32 % 500
+                };
+                let w = if rng % 7 == 0 { 16 } else { 1 };
+                seq.push((item, w));
+            }
+            let mut t = TopK::new(k);
+            for &(item, w) in &seq {
+                t.add_weighted(item, w);
+            }
+            let got: Vec<(u32, u64, u64)> = t
+                .items
+                .iter()
+                .zip(t.counts.iter().zip(&t.errors))
+                .map(|(i, (c, e))| (*i, *c, *e))
+                .collect();
+            assert_eq!(got, naive_top(&seq, k), "round {round}");
+        }
     }
 
     #[test]

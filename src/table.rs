@@ -52,6 +52,11 @@ pub struct SourceAdmission {
     /// Row 0 then row 1, each `BANKS × BANK_WIDTH` counters.
     counters: Vec<u16>,
     min_count: u64,
+    /// One bit per row-0 counter, set when a key counting there is in the table: a key whose bit
+    /// is clear and that is not admitted needs no table lookup (most packets of a spoofed flood).
+    /// Bits may stay set after their key left (a lookup that finds nothing); rebuilt by the engine
+    /// after evictions.
+    tracked: Vec<u64>,
 }
 
 /// Where a key counts in a [`SourceAdmission`].
@@ -74,6 +79,31 @@ impl SourceAdmission {
         SourceAdmission {
             counters: vec![0; 2 * Self::ROW],
             min_count: u64::from(min_count.clamp(1, u32::from(u16::MAX) / 2)),
+            tracked: vec![0; Self::ROW / 64],
+        }
+    }
+
+    /// Notes that the key at `slots` entered its table.
+    #[inline]
+    pub fn mark_tracked(&mut self, slots: Slots) {
+        if let Some(w) = self.tracked.get_mut(slots.a / 64) {
+            *w |= 1 << (slots.a % 64);
+        }
+    }
+
+    /// False when no key at `slots` can be in the table (true may be a stale hint).
+    #[inline]
+    pub fn may_be_tracked(&self, slots: Slots) -> bool {
+        self.tracked
+            .get(slots.a / 64)
+            .is_none_or(|w| w & (1 << (slots.a % 64)) != 0)
+    }
+
+    /// Rebuilds the tracked hints from the keys now in the table.
+    pub fn retrack<'k>(&mut self, keys: impl Iterator<Item = &'k Key>) {
+        self.tracked.fill(0);
+        for k in keys {
+            self.mark_tracked(Self::slots(*k));
         }
     }
 
@@ -160,6 +190,13 @@ impl<V> KeyTable<V> {
                 (Admit::Inserted, Some(v.insert(make())))
             }
         }
+    }
+
+    /// Counts a packet of a key held back by admission without looking it up (the caller knows it
+    /// is not in the table).
+    #[inline]
+    pub fn defer(&mut self) {
+        self.stats.deferred += 1;
     }
 
     /// The state of `key` if tracked, for changing.
@@ -255,6 +292,13 @@ mod tests {
             })
             .expect("heavy key never admitted");
         assert!(n < 200, "admitted only after {n} packets");
+        // Only keys marked as tracked may need a lookup.
+        let s = SourceAdmission::slots(heavy);
+        assert!(!a.may_be_tracked(s));
+        a.mark_tracked(s);
+        assert!(a.may_be_tracked(s));
+        a.retrack(std::iter::empty());
+        assert!(!a.may_be_tracked(s));
         // A new window starts from zero.
         a.new_window();
         assert!(!offer(&mut a, heavy));
