@@ -12,6 +12,8 @@
 #   (a) floodwatch replay --threads 1, 2, … up to the core count (at least 2) (release build, full
 #       detection, alerts to /dev/null); packets per CPU-second per thread count shows whether a
 #       thread count duplicates work (the scaling column: per CPU-second relative to --threads 1)
+#   (d) the same with --decode-threads 1 at --threads 1 and 2: a reading thread only copies frames
+#       out, one decode thread decodes (the decode pool; the output is the same)
 #   (b) examples/read_decode.rs: the same FileSource reader and Decoder, nothing else
 #   (c) tcpdump -r FILE -w /dev/null (Debian package tcpdump), an outside reference
 # packets/s = frames in the file / wall time of the whole command (process start to exit), the median
@@ -26,7 +28,7 @@ while (($#)); do
   case "$1" in
     --quick) QUICK=1 RUNS=1 ;;
     --runs) RUNS="${2:?--runs needs a number}"; shift ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
   shift
@@ -70,18 +72,24 @@ declare -A LABEL=(
 )
 for ((t = 1; t <= MAX_THREADS; t++)); do
   NAMES+=("a$t")
-  LABEL[a$t]="(a) floodwatch replay --threads $t"
+  LABEL[a$t]="(a) floodwatch replay --threads $t --decode-threads 0"
+done
+# (d): the same with a decode pool of one thread (a reading thread only copies frames out)
+for ((t = 1; t <= 2; t++)); do
+  NAMES+=("d$t")
+  LABEL[d$t]="(d) floodwatch replay --threads $t --decode-threads 1"
 done
 NAMES+=(b)
 ((HAVE_TCPDUMP)) && NAMES+=(c)
 run_one() {
   local out="$BENCH_DIR/run-$1"
   case "$1" in
-    a*) timed "$out" "$FW" replay --threads "${1#a}" --seed 1 -o /dev/null "$CAPTURE" ;;
+    a*) timed "$out" "$FW" replay --threads "${1#a}" --decode-threads 0 --seed 1 -o /dev/null "$CAPTURE" ;;
+    d*) timed "$out" "$FW" replay --threads "${1#d}" --decode-threads 1 --seed 1 -o /dev/null "$CAPTURE" ;;
     b) timed "$out" "$READ_DECODE" "$CAPTURE" ;;
     c) timed "$out" tcpdump -r "$CAPTURE" -w /dev/null ;;
   esac
-  if [[ "$1" == a* ]]; then
+  if [[ "$1" == [ad]* ]]; then
     local seen
     seen="$(sed -n 's/^ *frames \([0-9]*\) .*/\1/p' "$out.err")"
     [[ "$seen" == "$FRAMES" ]] || die "replay saw ${seen:-no} frames, expected $FRAMES ($out.err)"

@@ -147,6 +147,12 @@ pub struct ReplayArgs {
     /// time with --load-baseline.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    /// Decode threads: a reading thread only copies frames out of the file and N threads decode
+    /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
+    /// the same for any N [default: 0 up to 4 cores (the extra hand-offs cost more than they give
+    /// there: docs/performance.md), else a quarter of the cores, at most 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub decode_threads: Option<u16>,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
 }

@@ -54,6 +54,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     )?;
     let pipe = PipelineConfig {
         realtime: args.realtime,
+        decode_threads: args
+            .decode_threads
+            .map_or_else(default_decode_threads, usize::from),
         ..base
     };
     let writer = open_output(&args.output)?;
@@ -61,8 +64,8 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
     let mut source =
         ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
-    let outcome = pipeline::run_with(
-        &mut source,
+    let outcome = pipeline::run_input(
+        pipeline::Input::Pooled(&mut source),
         &detect,
         &pipe,
         writer,
@@ -229,6 +232,17 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
 enum LiveInput {
     One(Box<dyn FrameSource>),
     Group(Vec<Box<dyn FrameSource + Send>>),
+}
+
+/// Decode threads by default: none up to four cores (a reading thread, a decode thread and the
+/// shards would share too few), else a quarter of the cores, at most 8.
+fn default_decode_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores <= 4 {
+        0
+    } else {
+        (cores / 4).clamp(1, 8)
+    }
 }
 
 /// Capture threads by default: one up to three cores (the reader, the shards and the sink share

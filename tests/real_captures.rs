@@ -59,6 +59,32 @@ fn every_shared_capture_replays_and_counts_its_frames() {
             "{name}: {err}"
         );
         let _ = events(&out);
+        // A decode pool (the pcapng has two interfaces of different link types) reads the same.
+        let pooled = run(&["replay", "--decode-threads", "2", path.to_str().unwrap()]);
+        assert!(
+            pooled.stdout == out.stdout,
+            "{name}: alerts differ with --decode-threads 2"
+        );
+        assert_eq!(
+            summary_count(&pooled, "frames"),
+            Some(*frames),
+            "{name} with --decode-threads 2"
+        );
+        let undecoded = |o: &std::process::Output| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .find(|l| l.trim_start().starts_with("not decoded"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            undecoded(&pooled),
+            undecoded(&out),
+            "{name}: --decode-threads 2"
+        );
+        assert_eq!(
+            summary_count(&pooled, "packets"),
+            summary_count(&out, "packets")
+        );
     }
     // Captures INDEX.md lists that are not in the table above still must not panic.
     for name in listed

@@ -108,14 +108,32 @@ fn output_is_byte_identical_across_threads_and_batch_sizes() {
     let reference = run(&["replay", "--quiet", "--threads", "1", cap]);
     assert!(reference.status.success());
     assert!(!reference.stdout.is_empty());
-    for args in [
-        ["--threads", "2", "--batch-size", "256"],
-        ["--threads", "4", "--batch-size", "7"],
-        ["--threads", "1", "--batch-size", "1"],
-        ["--threads", "3", "--batch-size", "64"],
-    ] {
+    let layouts: [&[&str]; 7] = [
+        &["--threads", "2", "--batch-size", "256"],
+        &["--threads", "4", "--batch-size", "7"],
+        &["--threads", "1", "--batch-size", "1"],
+        &["--threads", "3", "--batch-size", "64"],
+        &["--threads", "1", "--decode-threads", "1"],
+        &[
+            "--threads",
+            "2",
+            "--decode-threads",
+            "2",
+            "--batch-size",
+            "7",
+        ],
+        &[
+            "--threads",
+            "3",
+            "--decode-threads",
+            "3",
+            "--batch-size",
+            "1",
+        ],
+    ];
+    for args in layouts {
         let mut a = vec!["replay", "--quiet"];
-        a.extend_from_slice(&args);
+        a.extend_from_slice(args);
         a.push(cap);
         let out = run(&a);
         assert!(out.status.success());
@@ -151,21 +169,38 @@ fn truncated_capture_prints_alerts_then_fails_naming_the_file() {
     // Cut inside the last record's data.
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
-    let out = run(&["replay", cut.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("cut.pcap") && last.contains("truncated"),
-        "last stderr line: {last}"
-    );
-    let ev = events(&out);
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "start" && e["class"] == "syn_flood"),
-        "alerts before the cut were lost"
-    );
-    assert!(ev.iter().any(|e| e["event"] == "end"));
+    let mut first: Option<(Vec<u8>, String)> = None;
+    for decode in ["0", "2"] {
+        let out = run(&["replay", "--decode-threads", decode, cut.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("cut.pcap") && last.contains("truncated"),
+            "--decode-threads {decode}: last stderr line: {last}"
+        );
+        let ev = events(&out);
+        assert!(
+            ev.iter()
+                .any(|e| e["event"] == "start" && e["class"] == "syn_flood"),
+            "alerts before the cut were lost"
+        );
+        assert!(ev.iter().any(|e| e["event"] == "end"));
+        // the same alerts and the same frame counts, decoded inline or by a pool
+        let frames = err
+            .lines()
+            .find(|l| l.contains("frames"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(!frames.is_empty(), "no frames line in: {err}");
+        match &first {
+            None => first = Some((out.stdout.clone(), frames)),
+            Some((stdout, f)) => {
+                assert!(*stdout == out.stdout, "alerts differ with a decode pool");
+                assert_eq!(*f, frames);
+            }
+        }
+    }
 }
 
 #[test]
@@ -205,7 +240,7 @@ fn stdin_and_several_files_replay_as_one_stream() {
     let cap = synth(dir.path(), "icmp-flood", SHORT);
     let bytes = std::fs::read(&cap).unwrap();
     let mut child = bin()
-        .args(["replay", "--quiet", "-"])
+        .args(["replay", "--quiet", "--decode-threads", "2", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -24,6 +24,7 @@
 //! in-band through the same channels.
 
 mod capture;
+mod decode;
 mod reader;
 mod route;
 mod shard;
@@ -73,6 +74,8 @@ pub struct PipelineConfig {
     pub live: bool,
     /// Print a status line of counters on stderr this often (wall time).
     pub status_interval: Option<Duration>,
+    /// Decode threads for [`Input::Pooled`] (0: decode on the reading thread).
+    pub decode_threads: usize,
 }
 
 /// Counter shards by default: one core fewer than the machine has (the reader needs one to itself),
@@ -95,6 +98,7 @@ impl Default for PipelineConfig {
             save_baselines: false,
             live: false,
             status_interval: None,
+            decode_threads: 0,
         }
     }
 }
@@ -159,6 +163,11 @@ pub fn run_with<W: Write + Send>(
 pub enum Input<'s> {
     /// One source, read on the caller's thread.
     One(&'s mut dyn FrameSource),
+    /// One source (files) read by a thread of its own that only copies frames out, decoded by
+    /// [`PipelineConfig::decode_threads`] threads, routed on the caller's thread in reading order
+    /// (the output is the same as [`Input::One`]'s). With no decode threads, the same as
+    /// [`Input::One`].
+    Pooled(&'s mut (dyn FrameSource + Send)),
     /// Several live sources read by one capture thread each (e.g. the sockets of one AF_PACKET
     /// fanout group), merged into one stream before routing. The stream's order across sources is
     /// the order batches arrive in, so unlike a replay the output depends on timing.
@@ -202,6 +211,19 @@ pub fn run_input<W: Write + Send>(
         let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
         let (summary, capture_error) = match input {
             Input::One(source) => {
+                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let capture_error = reader.read_all(source, stop);
+                (reader.finish(source.stats()), capture_error)
+            }
+            Input::Pooled(source) if pipe.decode_threads > 0 && !pipe.live => {
+                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
+                let capture_error = reader.read_decoded(&mut chunks, stop);
+                drop(chunks);
+                let capture = reading.join().unwrap_or_default();
+                (reader.finish(capture), capture_error)
+            }
+            Input::Pooled(source) => {
                 let mut reader = Reader::new(pipe, router, integ.metrics);
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)

@@ -176,6 +176,36 @@ impl<'m, D: Downstream> Reader<'m, D> {
         }
     }
 
+    /// Reads decoded chunks from the decode pool (in reading order) until the end, an error or
+    /// `stop` (replay only: a pool reads files); returns the error, if any.
+    pub fn read_decoded(
+        &mut self,
+        chunks: &mut super::decode::DecodedChunks,
+        stop: &AtomicBool,
+    ) -> Option<CaptureError> {
+        let idle = CaptureStats::default();
+        while let Some(d) = chunks.next_chunk() {
+            self.summary.frames += d.frames;
+            self.counts.frames += d.frames;
+            for e in &d.errors {
+                self.summary.decode.record(e);
+                self.counts.not_decoded(e);
+            }
+            for p in d.packets {
+                self.push(p);
+            }
+            if d.error.is_some() {
+                return d.error;
+            }
+            self.publish(idle);
+            self.status(&idle);
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Whether to stop reading now: at once on replay; on live capture once the source, idle, vouches
     /// that every frame that arrived before the stop request has been read (`idle` is the packet time
     /// it is idle at), or the drain deadline has passed. Also prints the periodic stats.
