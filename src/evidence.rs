@@ -173,12 +173,13 @@ impl Evidence {
     /// follow. The distinct-peer count sees every packet.
     #[inline]
     pub fn add(&mut self, scope: Scope, p: &PacketSummary) {
+        // by reference: choosing between two addresses by value compiles to a select per byte
         let (peer, own) = if scope.is_destination() {
-            (p.src, p.dst)
+            (&p.src, &p.dst)
         } else {
-            (p.dst, p.src)
+            (&p.dst, &p.src)
         };
-        self.distinct.add(peer);
+        self.distinct.add(*peer);
         let w = if self.seen < EXACT_PACKETS {
             self.seen += 1;
             1
@@ -193,13 +194,13 @@ impl Evidence {
             self.skip = self.rng % (2 * SAMPLE - 1);
             SAMPLE
         };
-        self.peers.add_weighted(ip_bits(peer), w);
+        self.peers.add_weighted(ip_bits(*peer), w);
         if p.sport != 0 || p.dport != 0 {
             self.dst_ports.add_weighted(p.dport, w);
             self.src_ports.add_weighted(p.sport, w);
         }
         if let Some(h) = &mut self.hosts {
-            h.add_weighted(ip_bits(own), w);
+            h.add_weighted(ip_bits(*own), w);
         }
     }
 

@@ -111,11 +111,11 @@ fn run_work(engine: &mut Engine, work: &ShardWork, events: &mut Vec<AlertEvent>)
 
 #[inline]
 fn count(engine: &mut Engine, packets: &[super::route::Routed]) {
-    for r in packets {
+    engine.count_many(packets.iter().map(|r| {
         let stamp = Stamp {
             at: r.p.ts,
             load: r.load,
         };
-        engine.count(&r.p, stamp, r.mask);
-    }
+        (&r.p, stamp, r.mask)
+    }));
 }
