@@ -149,7 +149,7 @@ pub struct ReplayArgs {
     pub save_baseline: Option<PathBuf>,
     /// Decode threads: a reading thread only copies frames out of the file and N threads decode
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
-    /// the same for any N [default: 0 up to 4 cores (the extra hand-offs cost more than they give
+    /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
     /// there: docs/performance.md), else a quarter of the cores, at most 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub decode_threads: Option<u16>,
