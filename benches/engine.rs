@@ -77,6 +77,7 @@ impl Flood {
             tcp_flags: tcp_flags::SYN,
             wire_len: 60,
             fragment: Fragment::None,
+            weight: 1,
         }
     }
 }

@@ -92,12 +92,22 @@ impl Clock {
     /// count it. Small backward steps are counted at the clock's time, large ones restart the windows.
     #[inline]
     pub fn accept(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) -> Stamp {
+        self.accept_weighted(ts, 1, steps)
+    }
+
+    /// [`Clock::accept`] for a summary standing for `weight` packets (they all count in the load).
+    pub fn accept_weighted(
+        &mut self,
+        ts: Timestamp,
+        weight: u32,
+        steps: &mut Vec<TimeStep>,
+    ) -> Stamp {
         let at = self.move_to(ts, steps);
         let epoch = self.epoch_of(at);
         if epoch != self.load.0 {
             self.load = (epoch, 0);
         }
-        self.load.1 += 1;
+        self.load.1 += u64::from(weight);
         Stamp {
             at,
             load: self.load.1,

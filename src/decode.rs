@@ -54,6 +54,10 @@ pub struct PacketSummary {
     /// Original length on the wire (not the captured length), so snaplen-cut captures count full bytes.
     pub wire_len: u32,
     pub fragment: Fragment,
+    /// Packets this summary stands for: 1 for a captured frame; the sampling rate for a sampled
+    /// packet header (sFlow); a share of a flow record's packets (NetFlow/IPFIX). Bytes are
+    /// `wire_len × weight`.
+    pub weight: u32,
 }
 
 pub mod proto {
@@ -422,6 +426,7 @@ fn summary(src: IpAddr, dst: IpAddr, proto: u8, fragment: Fragment, t: Transport
         tcp_flags: t.tcp_flags,
         wire_len: 0,
         fragment,
+        weight: 1,
     }
 }
 

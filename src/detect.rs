@@ -220,17 +220,19 @@ impl KeyState {
     /// Counts a packet; returns true when the key just started gathering evidence (became hot).
     fn record(&mut self, scope: Scope, epoch: u64, inc: &Counts, p: &PacketSummary) -> bool {
         self.window.record(epoch, inc);
-        self.packets += 1;
-        self.bytes += u64::from(p.wire_len);
+        self.packets += inc.get(Signal::Packets);
+        self.bytes += inc.get(Signal::Bytes);
         if inc.get(Signal::AmpPort) != 0 {
+            // Boyer-Moore majority vote, each summary voting with its weight
+            let weight = p.weight.max(1);
             let (cand, w) = &mut self.amp_vote;
             if *cand == p.sport {
-                *w = w.saturating_add(1);
-            } else if *w == 0 {
+                *w = w.saturating_add(weight);
+            } else if *w < weight {
                 *cand = p.sport;
-                *w = 1;
+                *w = weight - *w;
             } else {
-                *w -= 1;
+                *w -= weight;
             }
         }
         match &mut self.evidence {
@@ -362,7 +364,7 @@ impl Engine {
     /// the engine keeps the clock itself and counts the scopes of the packet this shard owns.
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
         let mut steps = std::mem::take(&mut self.steps);
-        let stamp = self.clock.accept(p.ts, &mut steps);
+        let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut steps);
         for step in steps.drain(..) {
             self.apply(step, out);
         }
@@ -451,7 +453,7 @@ impl Engine {
                                 let slots = SourceAdmission::slots(key);
                                 let admit = admission
                                     .get_mut(i)
-                                    .is_some_and(|a| a.offer(slots, stamp.load));
+                                    .is_some_and(|a| a.offer_weighted(slots, p.weight, stamp.load));
                                 (admit, Some((i, slots)))
                             }
                         };
@@ -1174,6 +1176,7 @@ mod tests {
             tcp_flags: tcp_flags::SYN,
             wire_len: 60,
             fragment: Fragment::None,
+            weight: 1,
         }
     }
 

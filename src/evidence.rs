@@ -180,9 +180,10 @@ impl Evidence {
             (&p.dst, &p.src)
         };
         self.distinct.add(*peer);
+        let weight = u64::from(p.weight.max(1));
         let w = if self.seen < EXACT_PACKETS {
             self.seen += 1;
-            1
+            weight
         } else if self.skip > 0 {
             self.skip -= 1;
             return;
@@ -192,7 +193,7 @@ impl Evidence {
             self.rng ^= self.rng << 17;
             // uniform on 0..=2·SAMPLE−2 packets skipped: a gap of SAMPLE on average
             self.skip = self.rng % (2 * SAMPLE - 1);
-            SAMPLE
+            SAMPLE * weight
         };
         self.peers.add_weighted(ip_bits(*peer), w);
         if p.sport != 0 || p.dport != 0 {
@@ -388,6 +389,7 @@ mod tests {
                 tcp_flags: 0,
                 wire_len: 100,
                 fragment: Fragment::None,
+                weight: 1,
             };
             ev.add(Scope::DstHost, &p);
         }

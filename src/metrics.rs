@@ -101,8 +101,8 @@ impl InputCounts {
     #[inline]
     pub fn packet(&mut self, p: &PacketSummary) {
         let c = TrafficClass::of(p) as usize;
-        self.packets[c] += 1;
-        self.bytes[c] += u64::from(p.wire_len);
+        self.packets[c] += u64::from(p.weight);
+        self.bytes[c] += u64::from(p.wire_len) * u64::from(p.weight);
         self.last_ts_ns = self.last_ts_ns.max(p.ts.0);
     }
 
@@ -639,6 +639,7 @@ mod tests {
             tcp_flags: flags,
             wire_len: 60,
             fragment,
+            weight: 1,
         }
     }
 

@@ -132,10 +132,18 @@ impl SourceAdmission {
     /// [`Stamp`]: crate::clock::Stamp
     #[inline]
     pub fn offer(&mut self, slots: Slots, load: u64) -> bool {
+        self.offer_weighted(slots, 1, load)
+    }
+
+    /// [`SourceAdmission::offer`] for a summary standing for `weight` packets.
+    #[inline]
+    pub fn offer_weighted(&mut self, slots: Slots, weight: u32, load: u64) -> bool {
         let (Some(&a), Some(&b)) = (self.counters.get(slots.a), self.counters.get(slots.b)) else {
             return false;
         };
-        let est = a.min(b).saturating_add(1);
+        let est = a
+            .min(b)
+            .saturating_add(u16::try_from(weight).unwrap_or(u16::MAX));
         for i in [slots.a, slots.b] {
             if let Some(c) = self.counters.get_mut(i) {
                 *c = (*c).max(est);

@@ -87,41 +87,42 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The increments one packet contributes.
+    /// The increments one packet summary contributes (times its weight).
     pub fn of_packet(p: &PacketSummary) -> Counts {
         let mut c = Counts::default();
-        c.n[Signal::Packets.index()] = 1;
-        c.n[Signal::Bytes.index()] = u64::from(p.wire_len);
+        let w = u64::from(p.weight);
+        c.n[Signal::Packets.index()] = w;
+        c.n[Signal::Bytes.index()] = u64::from(p.wire_len) * w;
         let later = matches!(p.fragment, Fragment::Later { .. });
         match p.proto {
             proto::TCP if !later => {
                 let syn = p.tcp_flags & tcp_flags::SYN != 0;
                 let ack = p.tcp_flags & tcp_flags::ACK != 0;
                 if syn && !ack {
-                    c.n[Signal::Syn.index()] = 1;
+                    c.n[Signal::Syn.index()] = w;
                 } else {
-                    c.n[Signal::TcpOther.index()] = 1;
+                    c.n[Signal::TcpOther.index()] = w;
                     if syn {
-                        c.n[Signal::SynAck.index()] = 1;
+                        c.n[Signal::SynAck.index()] = w;
                     }
                 }
             }
             proto::UDP if !later => {
-                c.n[Signal::Udp.index()] = 1;
+                c.n[Signal::Udp.index()] = w;
                 if crate::alert::AttackClass::reflection_of_port(p.sport).is_some() {
-                    c.n[Signal::AmpPort.index()] = 1;
-                    c.n[Signal::Reflection.index()] = 1;
+                    c.n[Signal::AmpPort.index()] = w;
+                    c.n[Signal::Reflection.index()] = w;
                 }
             }
-            proto::ICMP | proto::ICMPV6 if !later => c.n[Signal::Icmp.index()] = 1,
+            proto::ICMP | proto::ICMPV6 if !later => c.n[Signal::Icmp.index()] = w,
             _ => {}
         }
         if p.fragment != Fragment::None {
-            c.n[Signal::Fragment.index()] = 1;
+            c.n[Signal::Fragment.index()] = w;
         }
         if later {
-            c.n[Signal::LaterFragment.index()] = 1;
-            c.n[Signal::Reflection.index()] = 1;
+            c.n[Signal::LaterFragment.index()] = w;
+            c.n[Signal::Reflection.index()] = w;
         }
         c
     }
@@ -261,6 +262,7 @@ mod tests {
             tcp_flags: flags,
             wire_len: 60,
             fragment,
+            weight: 1,
         }
     }
 

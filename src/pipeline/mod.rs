@@ -479,6 +479,7 @@ mod tests {
             tcp_flags: 0x02,
             wire_len: 60,
             fragment: crate::decode::Fragment::default(),
+            weight: 1,
         };
         for _ in 0..4 {
             reader.push(p(1));

@@ -261,8 +261,8 @@ impl<'m, D: Downstream> Reader<'m, D> {
     #[inline]
     pub fn push(&mut self, p: PacketSummary) {
         let s = &mut self.summary;
-        s.packets += 1;
-        s.bytes += u64::from(p.wire_len);
+        s.packets += u64::from(p.weight);
+        s.bytes += u64::from(p.wire_len) * u64::from(p.weight);
         s.first_ts.get_or_insert(p.ts);
         s.last_ts = Some(s.last_ts.map_or(p.ts, |t| t.max(p.ts)));
         if self.metrics.is_some() {

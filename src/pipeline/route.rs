@@ -122,7 +122,7 @@ impl Router {
     #[inline]
     pub fn push(&mut self, mut p: PacketSummary) {
         let raw_ts = p.ts;
-        let stamp = self.clock.accept(p.ts, &mut self.steps);
+        let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
         if !self.steps.is_empty() {
             self.broadcast_steps();
         }
@@ -307,8 +307,8 @@ impl StatsClock {
             }
             None
         };
-        self.packets += 1;
-        self.bytes += u64::from(p.wire_len);
+        self.packets += u64::from(p.weight);
+        self.bytes += u64::from(p.wire_len) * u64::from(p.weight);
         mark
     }
 }
