@@ -21,5 +21,6 @@ pub mod pipeline;
 pub mod population;
 pub mod synth;
 pub mod table;
+pub mod telemetry;
 pub mod time;
 pub mod window;

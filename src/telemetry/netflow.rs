@@ -1,0 +1,848 @@
+//! NetFlow v5 (fixed records), NetFlow v9 (RFC 3954) and IPFIX (RFC 7011): flow records, turned into
+//! [`FlowRecord`]s with times in the exporter's clock. v9 and IPFIX records are described by
+//! templates the exporter sends from time to time; [`Templates`] keeps them per observation domain
+//! (v9 source id), bounded, with the sampling rate and system start time that options records
+//! announce.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use foldhash::fast::FixedState;
+
+use super::wire::{uint, Cursor};
+use super::Malformed;
+
+/// Fields per template beyond which the template is taken as hostile.
+const MAX_FIELDS: u16 = 256;
+/// Records per datagram header count beyond which it is taken as hostile.
+const MAX_V5_RECORDS: u16 = 1024;
+/// Sampling rates above this are clamped (and counted): 2^32 − 1 would make one sample stand for
+/// four billion packets.
+pub(super) const MAX_SAMPLING_RATE: u64 = 1 << 20;
+
+/// One flow as the exporter reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FlowRecord {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags seen over the flow (ORed).
+    pub tcp_flags: u8,
+    pub packets: u64,
+    pub bytes: u64,
+    /// First and last packet, ms since the Unix epoch in the exporter's clock, when the record
+    /// says.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// When the datagram was sent, same clock.
+    pub export_ms: i64,
+    /// The record describes non-first fragments.
+    pub later_fragment: bool,
+    /// Packets per sampled packet (1: unsampled).
+    pub sampling: u64,
+}
+
+/// What a datagram did besides yielding records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct FlowCounts {
+    pub records: u64,
+    pub templates: u64,
+    /// Templates not kept: the exporter already has the most allowed.
+    pub templates_refused: u64,
+    pub templates_withdrawn: u64,
+    /// Data records (sets) whose template was never received.
+    pub no_template: u64,
+    pub options_records: u64,
+    /// Sampling rates of 0 (taken as 1) or above [`MAX_SAMPLING_RATE`] (clamped).
+    pub bad_sampling: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Field {
+    id: u16,
+    /// An enterprise-specific field (IPFIX): skipped.
+    enterprise: bool,
+    /// 65535: variable length (IPFIX).
+    len: u16,
+}
+
+#[derive(Clone, Debug)]
+struct Template {
+    fields: Vec<Field>,
+    /// Options template: its records carry exporter settings, not flows.
+    options: bool,
+    /// Bytes of the smallest record (each variable-length field counted as 1).
+    min_len: usize,
+}
+
+/// Per-exporter template state.
+#[derive(Debug)]
+pub(super) struct Templates {
+    map: HashMap<(u32, u16), Template, FixedState>,
+    /// Per observation domain: the sampling rate options records announced.
+    sampling: HashMap<u32, u64, FixedState>,
+    /// Per observation domain: the system start time (ms since the epoch) for sysUpTime fields.
+    init_ms: HashMap<u32, i64, FixedState>,
+    cap: usize,
+}
+
+impl Templates {
+    /// State for one exporter keeping at most `cap` templates.
+    pub fn new(cap: usize) -> Self {
+        Templates {
+            map: HashMap::with_hasher(FixedState::with_seed(0x7e3a)),
+            sampling: HashMap::with_hasher(FixedState::with_seed(0x7e3b)),
+            init_ms: HashMap::with_hasher(FixedState::with_seed(0x7e3c)),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Templates held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The sampling rate announced for any domain (for the summary), if one was.
+    pub fn announced_sampling(&self) -> Option<u64> {
+        self.sampling.values().copied().max()
+    }
+
+    fn define(&mut self, domain: u32, id: u16, t: Template, counts: &mut FlowCounts) {
+        let key = (domain, id);
+        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            counts.templates_refused += 1;
+            return;
+        }
+        self.map.insert(key, t);
+        counts.templates += 1;
+    }
+}
+
+/// Parses a NetFlow v5 datagram.
+pub(super) fn parse_v5(
+    payload: &[u8],
+    counts: &mut FlowCounts,
+    on_record: &mut dyn FnMut(&FlowRecord),
+) -> Result<(), Malformed> {
+    let mut c = Cursor::new(payload);
+    let _version = c.u16().ok_or(Malformed::Truncated)?;
+    let count = c.u16().ok_or(Malformed::Truncated)?;
+    let uptime = c.u32().ok_or(Malformed::Truncated)?;
+    let secs = c.u32().ok_or(Malformed::Truncated)?;
+    let nsecs = c.u32().ok_or(Malformed::Truncated)?;
+    let _sequence = c.u32().ok_or(Malformed::Truncated)?;
+    let _engine = c.u16().ok_or(Malformed::Truncated)?;
+    let sampling = c.u16().ok_or(Malformed::Truncated)?;
+    if count > MAX_V5_RECORDS {
+        return Err(Malformed::BadCount);
+    }
+    let export_ms = i64::from(secs) * 1000 + i64::from(nsecs / 1_000_000);
+    // top two bits: sampling mode; the low 14: the interval (0: unsampled)
+    let sampling = sampling_rate(u64::from(sampling & 0x3fff).max(1), counts);
+    for _ in 0..count {
+        let mut r = Cursor::new(c.take(48).ok_or(Malformed::Truncated)?);
+        let (Some(src), Some(dst)) = (addr4(&mut r), addr4(&mut r)) else {
+            return Err(Malformed::Truncated);
+        };
+        r.skip(8).ok_or(Malformed::Truncated)?; // next hop, input and output interfaces
+        let packets = r.u32().ok_or(Malformed::Truncated)?;
+        let bytes = r.u32().ok_or(Malformed::Truncated)?;
+        let first = r.u32().ok_or(Malformed::Truncated)?;
+        let last = r.u32().ok_or(Malformed::Truncated)?;
+        let sport = r.u16().ok_or(Malformed::Truncated)?;
+        let dport = r.u16().ok_or(Malformed::Truncated)?;
+        r.skip(1).ok_or(Malformed::Truncated)?;
+        let tcp_flags = r.u8().ok_or(Malformed::Truncated)?;
+        let proto = r.u8().ok_or(Malformed::Truncated)?;
+        counts.records += 1;
+        on_record(&FlowRecord {
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            proto,
+            sport,
+            dport,
+            tcp_flags,
+            packets: u64::from(packets),
+            bytes: u64::from(bytes),
+            start_ms: Some(uptime_ms(export_ms, uptime, first)),
+            end_ms: Some(uptime_ms(export_ms, uptime, last)),
+            export_ms,
+            later_fragment: false,
+            sampling,
+        });
+    }
+    Ok(())
+}
+
+fn addr4(c: &mut Cursor<'_>) -> Option<Ipv4Addr> {
+    let b: [u8; 4] = c.take(4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(b))
+}
+
+/// An exporter's sysUpTime stamp `t` as ms since the epoch, given the datagram's export time and
+/// uptime (uptime wraps after 49.7 days: the difference is taken modulo 2^32, signed).
+fn uptime_ms(export_ms: i64, uptime: u32, t: u32) -> i64 {
+    export_ms - i64::from(uptime.wrapping_sub(t) as i32)
+}
+
+/// A sampling rate as given, 0 taken as 1 and huge ones clamped, both counted.
+fn sampling_rate(rate: u64, counts: &mut FlowCounts) -> u64 {
+    if rate == 0 {
+        counts.bad_sampling += 1;
+        1
+    } else if rate > MAX_SAMPLING_RATE {
+        counts.bad_sampling += 1;
+        MAX_SAMPLING_RATE
+    } else {
+        rate
+    }
+}
+
+/// Which of the two template formats a datagram uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    V9 { uptime: u32 },
+    Ipfix,
+}
+
+/// Parses a NetFlow v9 (`version` 9) or IPFIX (10) datagram from one exporter.
+pub(super) fn parse_templated(
+    payload: &[u8],
+    templates: &mut Templates,
+    counts: &mut FlowCounts,
+    on_record: &mut dyn FnMut(&FlowRecord),
+) -> Result<(), Malformed> {
+    let mut c = Cursor::new(payload);
+    let version = c.u16().ok_or(Malformed::Truncated)?;
+    let (dialect, export_ms, domain, end) = match version {
+        9 => {
+            let _count = c.u16().ok_or(Malformed::Truncated)?;
+            let uptime = c.u32().ok_or(Malformed::Truncated)?;
+            let secs = c.u32().ok_or(Malformed::Truncated)?;
+            let _seq = c.u32().ok_or(Malformed::Truncated)?;
+            let source_id = c.u32().ok_or(Malformed::Truncated)?;
+            (
+                Dialect::V9 { uptime },
+                i64::from(secs) * 1000,
+                source_id,
+                payload.len(),
+            )
+        }
+        10 => {
+            let len = usize::from(c.u16().ok_or(Malformed::Truncated)?);
+            let secs = c.u32().ok_or(Malformed::Truncated)?;
+            let _seq = c.u32().ok_or(Malformed::Truncated)?;
+            let domain = c.u32().ok_or(Malformed::Truncated)?;
+            if len < 16 || len > payload.len() {
+                return Err(Malformed::BadLength);
+            }
+            (Dialect::Ipfix, i64::from(secs) * 1000, domain, len)
+        }
+        _ => return Err(Malformed::UnknownVersion),
+    };
+    let header_len = payload.len() - c.remaining();
+    let mut c = Cursor::new(payload.get(header_len..end).unwrap_or_default());
+    let header = Header {
+        dialect,
+        export_ms,
+        domain,
+    };
+    while c.remaining() >= 4 {
+        let set_id = c.u16().ok_or(Malformed::Truncated)?;
+        let len = usize::from(c.u16().ok_or(Malformed::Truncated)?);
+        if len < 4 {
+            return Err(Malformed::BadLength);
+        }
+        let set = c.take(len - 4).ok_or(Malformed::BadLength)?;
+        match (dialect, set_id) {
+            (Dialect::V9 { .. }, 0) | (Dialect::Ipfix, 2) => {
+                template_set(set, &header, false, templates, counts)?
+            }
+            (Dialect::V9 { .. }, 1) | (Dialect::Ipfix, 3) => {
+                template_set(set, &header, true, templates, counts)?
+            }
+            (_, id) if id >= 256 => data_set(set, id, &header, templates, counts, on_record)?,
+            _ => {} // reserved set ids: skipped
+        }
+    }
+    Ok(())
+}
+
+struct Header {
+    dialect: Dialect,
+    export_ms: i64,
+    domain: u32,
+}
+
+/// A (options) template set: one or more template records.
+fn template_set(
+    set: &[u8],
+    h: &Header,
+    options: bool,
+    templates: &mut Templates,
+    counts: &mut FlowCounts,
+) -> Result<(), Malformed> {
+    let mut c = Cursor::new(set);
+    // a record needs at least its id and a count; the rest is padding
+    while c.remaining() >= 4 {
+        let id = c.u16().ok_or(Malformed::Truncated)?;
+        let (fields, scope_fields) = match (h.dialect, options) {
+            (Dialect::V9 { .. }, true) => {
+                let scope_len = c.u16().ok_or(Malformed::Truncated)?;
+                let option_len = c.u16().ok_or(Malformed::Truncated)?;
+                ((scope_len / 4) + (option_len / 4), scope_len / 4)
+            }
+            (Dialect::Ipfix, true) => {
+                let n = c.u16().ok_or(Malformed::Truncated)?;
+                let scope = c.u16().ok_or(Malformed::Truncated)?;
+                (n, scope)
+            }
+            (_, false) => (c.u16().ok_or(Malformed::Truncated)?, 0),
+        };
+        if id < 256 {
+            if id == 0 && fields == 0 {
+                break; // padding
+            }
+            return Err(Malformed::BadField);
+        }
+        if fields == 0 {
+            // IPFIX withdrawal
+            if templates.map.remove(&(h.domain, id)).is_some() {
+                counts.templates_withdrawn += 1;
+            }
+            continue;
+        }
+        if fields > MAX_FIELDS || scope_fields > fields {
+            return Err(Malformed::BadField);
+        }
+        let mut list = Vec::with_capacity(usize::from(fields));
+        let mut min_len = 0usize;
+        for _ in 0..fields {
+            let raw = c.u16().ok_or(Malformed::Truncated)?;
+            let len = c.u16().ok_or(Malformed::Truncated)?;
+            let enterprise = h.dialect == Dialect::Ipfix && raw & 0x8000 != 0;
+            if enterprise {
+                c.skip(4).ok_or(Malformed::Truncated)?;
+            }
+            if len == 65535 && h.dialect != Dialect::Ipfix {
+                return Err(Malformed::BadField);
+            }
+            min_len += if len == 65535 { 1 } else { usize::from(len) };
+            list.push(Field {
+                id: raw & 0x7fff,
+                enterprise,
+                len,
+            });
+        }
+        if min_len == 0 {
+            return Err(Malformed::BadField);
+        }
+        templates.define(
+            h.domain,
+            id,
+            Template {
+                fields: list,
+                options,
+                min_len,
+            },
+            counts,
+        );
+    }
+    Ok(())
+}
+
+/// A data set: records of template `id`, then padding.
+fn data_set(
+    set: &[u8],
+    id: u16,
+    h: &Header,
+    templates: &mut Templates,
+    counts: &mut FlowCounts,
+    on_record: &mut dyn FnMut(&FlowRecord),
+) -> Result<(), Malformed> {
+    let Some(t) = templates.map.get(&(h.domain, id)) else {
+        counts.no_template += 1;
+        return Ok(());
+    };
+    let t = t.clone();
+    let mut c = Cursor::new(set);
+    while c.remaining() >= t.min_len {
+        let mut rec = Values::default();
+        for f in &t.fields {
+            let len = if f.len == 65535 {
+                match c.u8().ok_or(Malformed::Truncated)? {
+                    255 => usize::from(c.u16().ok_or(Malformed::Truncated)?),
+                    n => usize::from(n),
+                }
+            } else {
+                usize::from(f.len)
+            };
+            let v = c.take(len).ok_or(Malformed::BadLength)?;
+            if !f.enterprise {
+                rec.set(f.id, v);
+            }
+        }
+        if t.options {
+            counts.options_records += 1;
+            if let Some(rate) = rec.sampling() {
+                let rate = sampling_rate(rate, counts);
+                if templates.sampling.len() < templates.cap
+                    || templates.sampling.contains_key(&h.domain)
+                {
+                    templates.sampling.insert(h.domain, rate);
+                }
+            }
+            if let Some(init) = rec.init_ms {
+                if templates.init_ms.len() < templates.cap
+                    || templates.init_ms.contains_key(&h.domain)
+                {
+                    templates.init_ms.insert(h.domain, init);
+                }
+            }
+            continue;
+        }
+        let (Some(src), Some(dst)) = (rec.src, rec.dst) else {
+            continue; // not an IP flow (e.g. a layer-2 template): nothing to count
+        };
+        let sampling = match rec.sampling() {
+            Some(r) => sampling_rate(r, counts),
+            None => templates.sampling.get(&h.domain).copied().unwrap_or(1),
+        };
+        let (start_ms, end_ms) = rec.times(h, templates.init_ms.get(&h.domain).copied());
+        counts.records += 1;
+        on_record(&FlowRecord {
+            src,
+            dst,
+            proto: rec.proto,
+            sport: rec.sport,
+            dport: rec.dport,
+            tcp_flags: rec.tcp_flags,
+            packets: rec.packets.or(rec.packets_total).unwrap_or(0),
+            bytes: rec.bytes.or(rec.bytes_total).unwrap_or(0),
+            start_ms,
+            end_ms,
+            export_ms: h.export_ms,
+            later_fragment: rec.fragment_offset.is_some_and(|o| o > 0),
+            sampling,
+        });
+    }
+    Ok(())
+}
+
+/// The fields of one data record the detector uses.
+#[derive(Default)]
+struct Values {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    packets_total: Option<u64>,
+    bytes_total: Option<u64>,
+    /// sysUpTime stamps (ms).
+    up_first: Option<u32>,
+    up_last: Option<u32>,
+    /// Absolute times (ms since the epoch).
+    abs_first: Option<i64>,
+    abs_last: Option<i64>,
+    /// Microseconds before the export time.
+    delta_first: Option<u64>,
+    delta_last: Option<u64>,
+    fragment_offset: Option<u64>,
+    sampling_interval: Option<u64>,
+    packet_interval: Option<u64>,
+    packet_space: Option<u64>,
+    sampling_size: Option<u64>,
+    sampling_population: Option<u64>,
+    init_ms: Option<i64>,
+}
+
+impl Values {
+    fn set(&mut self, id: u16, v: &[u8]) {
+        let n = || uint(v);
+        match id {
+            1 => self.bytes = n(),
+            2 => self.packets = n(),
+            85 => self.bytes_total = n(),
+            86 => self.packets_total = n(),
+            4 => self.proto = n().unwrap_or(0) as u8,
+            6 => self.tcp_flags = n().unwrap_or(0) as u8,
+            7 => self.sport = n().unwrap_or(0) as u16,
+            11 => self.dport = n().unwrap_or(0) as u16,
+            8 | 12 => {
+                if let Ok(b) = <[u8; 4]>::try_from(v) {
+                    let ip = Some(IpAddr::V4(Ipv4Addr::from(b)));
+                    if id == 8 {
+                        self.src = ip;
+                    } else {
+                        self.dst = ip;
+                    }
+                }
+            }
+            27 | 28 => {
+                if let Ok(b) = <[u8; 16]>::try_from(v) {
+                    let ip = Some(IpAddr::V6(Ipv6Addr::from(b)));
+                    if id == 27 {
+                        self.src = ip;
+                    } else {
+                        self.dst = ip;
+                    }
+                }
+            }
+            22 => self.up_first = n().map(|x| x as u32),
+            21 => self.up_last = n().map(|x| x as u32),
+            150 => self.abs_first = n().map(|s| s as i64 * 1000),
+            151 => self.abs_last = n().map(|s| s as i64 * 1000),
+            152 => self.abs_first = n().map(|ms| ms as i64),
+            153 => self.abs_last = n().map(|ms| ms as i64),
+            154 | 156 => self.abs_first = ntp_ms(v),
+            155 | 157 => self.abs_last = ntp_ms(v),
+            158 => self.delta_first = n(),
+            159 => self.delta_last = n(),
+            88 => self.fragment_offset = n(),
+            34 | 50 => self.sampling_interval = n(),
+            305 => self.packet_interval = n(),
+            306 => self.packet_space = n(),
+            309 => self.sampling_size = n(),
+            310 => self.sampling_population = n(),
+            160 => self.init_ms = n().map(|ms| ms as i64),
+            _ => {}
+        }
+    }
+
+    /// Packets per sampled packet, when the record says.
+    fn sampling(&self) -> Option<u64> {
+        if let Some(i) = self.sampling_interval {
+            return Some(i);
+        }
+        if let Some(i) = self.packet_interval {
+            // `i` packets selected, then `space` skipped
+            let space = self.packet_space.unwrap_or(0);
+            return Some(if i == 0 { 0 } else { (i + space).div_ceil(i) });
+        }
+        match (self.sampling_size, self.sampling_population) {
+            (Some(size), Some(pop)) if size > 0 => Some(pop.div_ceil(size)),
+            (Some(_), Some(_)) => Some(0),
+            _ => None,
+        }
+    }
+
+    /// First and last packet in ms since the epoch, exporter clock.
+    fn times(&self, h: &Header, init_ms: Option<i64>) -> (Option<i64>, Option<i64>) {
+        let up = |t: Option<u32>| -> Option<i64> {
+            let t = t?;
+            match h.dialect {
+                Dialect::V9 { uptime } => Some(uptime_ms(h.export_ms, uptime, t)),
+                // IPFIX flowStart/EndSysUpTime count from systemInitTimeMilliseconds
+                Dialect::Ipfix => init_ms.map(|i| i + i64::from(t)),
+            }
+        };
+        let delta =
+            |d: Option<u64>| d.map(|us| h.export_ms - (us / 1000).min(i64::MAX as u64) as i64);
+        let first = self
+            .abs_first
+            .or_else(|| up(self.up_first))
+            .or_else(|| delta(self.delta_first));
+        let last = self
+            .abs_last
+            .or_else(|| up(self.up_last))
+            .or_else(|| delta(self.delta_last));
+        (first, last)
+    }
+}
+
+/// An NTP timestamp (seconds since 1900 in the high 32 bits) as ms since the Unix epoch.
+fn ntp_ms(v: &[u8]) -> Option<i64> {
+    const NTP_TO_UNIX: i64 = 2_208_988_800;
+    let x = uint(v)?;
+    if v.len() != 8 {
+        return None;
+    }
+    let secs = (x >> 32) as i64 - NTP_TO_UNIX;
+    let frac_ms = ((x & 0xffff_ffff) * 1000) >> 32;
+    Some(secs * 1000 + frac_ms as i64)
+}
+
+#[cfg(test)]
+pub(crate) mod build {
+    //! NetFlow datagrams for tests.
+
+    /// (src, dst, sport, dport, proto, flags, packets, bytes, first uptime ms, last uptime ms)
+    pub type Rec = ([u8; 4], [u8; 4], u16, u16, u8, u8, u32, u32, u32, u32);
+
+    /// A v5 datagram exported at `secs` (uptime `uptime` ms).
+    pub fn v5(secs: u32, uptime: u32, sampling: u16, recs: &[Rec]) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(&5u16.to_be_bytes());
+        d.extend_from_slice(&(recs.len() as u16).to_be_bytes());
+        for x in [uptime, secs, 0, 1] {
+            d.extend_from_slice(&x.to_be_bytes());
+        }
+        d.extend_from_slice(&[0, 0]);
+        d.extend_from_slice(&sampling.to_be_bytes());
+        for r in recs {
+            d.extend_from_slice(&r.0);
+            d.extend_from_slice(&r.1);
+            d.extend_from_slice(&[0; 8]); // next hop, interfaces
+            for x in [r.6, r.7, r.8, r.9] {
+                d.extend_from_slice(&x.to_be_bytes());
+            }
+            d.extend_from_slice(&r.2.to_be_bytes());
+            d.extend_from_slice(&r.3.to_be_bytes());
+            d.extend_from_slice(&[0, r.5, r.4, 0]);
+            d.extend_from_slice(&[0; 8]);
+        }
+        d
+    }
+
+    /// The template every v9/IPFIX test datagram uses (id 256): src, dst, sport, dport, proto,
+    /// flags, packets, bytes, first, last (sysUpTime ms).
+    pub const FIELDS: [(u16, u16); 10] = [
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (6, 1),
+        (2, 4),
+        (1, 4),
+        (22, 4),
+        (21, 4),
+    ];
+
+    fn record(r: &Rec) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(&r.0);
+        d.extend_from_slice(&r.1);
+        d.extend_from_slice(&r.2.to_be_bytes());
+        d.extend_from_slice(&r.3.to_be_bytes());
+        d.extend_from_slice(&[r.4, r.5]);
+        for x in [r.6, r.7, r.8, r.9] {
+            d.extend_from_slice(&x.to_be_bytes());
+        }
+        d
+    }
+
+    /// A v9 datagram from source id `source`: the template (when `template`), an options record
+    /// announcing `sampling` (when given), then `recs`.
+    pub fn v9(
+        secs: u32,
+        uptime: u32,
+        source: u32,
+        template: bool,
+        sampling: Option<u32>,
+        recs: &[Rec],
+    ) -> Vec<u8> {
+        let mut sets = Vec::new();
+        if template {
+            let mut t = vec![1u8, 0, 0, FIELDS.len() as u8]; // id 256
+            for (id, len) in FIELDS {
+                t.extend_from_slice(&id.to_be_bytes());
+                t.extend_from_slice(&len.to_be_bytes());
+            }
+            sets.extend_from_slice(&0u16.to_be_bytes());
+            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+            sets.extend_from_slice(&t);
+        }
+        if let Some(rate) = sampling {
+            // options template 257: scope system (id 1, 4 bytes), option SAMPLING_INTERVAL (34, 4)
+            let t = [1u8, 1, 0, 4, 0, 4, 0, 1, 0, 4, 0, 34, 0, 4];
+            sets.extend_from_slice(&1u16.to_be_bytes());
+            sets.extend_from_slice(&((t.len() + 4 + 2) as u16).to_be_bytes());
+            sets.extend_from_slice(&t);
+            sets.extend_from_slice(&[0, 0]);
+            sets.extend_from_slice(&257u16.to_be_bytes());
+            sets.extend_from_slice(&12u16.to_be_bytes());
+            sets.extend_from_slice(&0u32.to_be_bytes());
+            sets.extend_from_slice(&rate.to_be_bytes());
+        }
+        if !recs.is_empty() {
+            let body: Vec<u8> = recs.iter().flat_map(record).collect();
+            sets.extend_from_slice(&256u16.to_be_bytes());
+            sets.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+            sets.extend_from_slice(&body);
+        }
+        let mut d = Vec::new();
+        d.extend_from_slice(&9u16.to_be_bytes());
+        d.extend_from_slice(&(recs.len() as u16).to_be_bytes());
+        for x in [uptime, secs, 1, source] {
+            d.extend_from_slice(&x.to_be_bytes());
+        }
+        d.extend_from_slice(&sets);
+        d
+    }
+
+    /// An IPFIX datagram: the template (when `template`), an options record with
+    /// systemInitTimeMilliseconds `init_ms` (when given), then `recs`.
+    pub fn ipfix(
+        secs: u32,
+        domain: u32,
+        template: bool,
+        init_ms: Option<u64>,
+        recs: &[Rec],
+    ) -> Vec<u8> {
+        let mut sets = Vec::new();
+        if template {
+            let mut t = vec![1u8, 0, 0, FIELDS.len() as u8];
+            for (id, len) in FIELDS {
+                t.extend_from_slice(&id.to_be_bytes());
+                t.extend_from_slice(&len.to_be_bytes());
+            }
+            sets.extend_from_slice(&2u16.to_be_bytes());
+            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+            sets.extend_from_slice(&t);
+        }
+        if let Some(init) = init_ms {
+            // options template 258: scope meteringProcessId (143, 4), systemInitTimeMilliseconds (160, 8)
+            let t = [1u8, 2, 0, 2, 0, 1, 0, 143, 0, 4, 0, 160, 0, 8];
+            sets.extend_from_slice(&3u16.to_be_bytes());
+            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+            sets.extend_from_slice(&t);
+            sets.extend_from_slice(&258u16.to_be_bytes());
+            sets.extend_from_slice(&16u16.to_be_bytes());
+            sets.extend_from_slice(&0u32.to_be_bytes());
+            sets.extend_from_slice(&init.to_be_bytes());
+        }
+        if !recs.is_empty() {
+            let body: Vec<u8> = recs.iter().flat_map(record).collect();
+            sets.extend_from_slice(&256u16.to_be_bytes());
+            sets.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+            sets.extend_from_slice(&body);
+        }
+        let mut d = Vec::new();
+        d.extend_from_slice(&10u16.to_be_bytes());
+        d.extend_from_slice(&((sets.len() + 16) as u16).to_be_bytes());
+        for x in [secs, 1, domain] {
+            d.extend_from_slice(&x.to_be_bytes());
+        }
+        d.extend_from_slice(&sets);
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYN: build::Rec = (
+        [203, 0, 113, 5],
+        [198, 51, 100, 10],
+        40000,
+        80,
+        6,
+        0x02,
+        10,
+        600,
+        9_000,
+        10_000,
+    );
+
+    fn collect(
+        d: &[u8],
+        t: &mut Templates,
+    ) -> (Result<(), Malformed>, Vec<FlowRecord>, FlowCounts) {
+        let mut out = Vec::new();
+        let mut counts = FlowCounts::default();
+        let r = if d.get(1) == Some(&5) {
+            parse_v5(d, &mut counts, &mut |r| out.push(*r))
+        } else {
+            parse_templated(d, t, &mut counts, &mut |r| out.push(*r))
+        };
+        (r, out, counts)
+    }
+
+    #[test]
+    fn v5_records_with_times_and_sampling() {
+        let d = build::v5(1_700_000_000, 10_000, 0x4000 | 100, &[SYN, SYN]);
+        let (r, recs, _) = collect(&d, &mut Templates::new(8));
+        r.unwrap();
+        assert_eq!(recs.len(), 2);
+        let x = recs[0];
+        assert_eq!(x.dst, IpAddr::from([198, 51, 100, 10]));
+        assert_eq!((x.proto, x.tcp_flags, x.packets, x.bytes), (6, 2, 10, 600));
+        assert_eq!(x.end_ms, Some(1_700_000_000_000));
+        assert_eq!(x.start_ms, Some(1_700_000_000_000 - 1000));
+        assert_eq!(x.sampling, 100);
+        for cut in 0..d.len() {
+            let _ = collect(&d[..cut], &mut Templates::new(8));
+        }
+    }
+
+    #[test]
+    fn v9_template_then_data_and_options_sampling() {
+        let mut t = Templates::new(8);
+        let (r, recs, c) = collect(
+            &build::v9(1_700_000_000, 10_000, 7, false, None, &[SYN]),
+            &mut t,
+        );
+        r.unwrap();
+        assert!(recs.is_empty());
+        assert_eq!(c.no_template, 1);
+        let (r, recs, c) = collect(
+            &build::v9(1_700_000_000, 10_000, 7, true, Some(512), &[SYN]),
+            &mut t,
+        );
+        r.unwrap();
+        assert_eq!(c.templates, 2);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].sampling, 512);
+        assert_eq!(recs[0].end_ms, Some(1_700_000_000_000));
+        // another source id does not share the template
+        let (_, recs, c) = collect(
+            &build::v9(1_700_000_000, 10_000, 8, false, None, &[SYN]),
+            &mut t,
+        );
+        assert!(recs.is_empty());
+        assert_eq!(c.no_template, 1);
+        let d = build::v9(1_700_000_000, 10_000, 7, true, Some(512), &[SYN, SYN]);
+        for cut in 0..d.len() {
+            let _ = collect(&d[..cut], &mut Templates::new(8));
+        }
+    }
+
+    #[test]
+    fn ipfix_sysuptime_needs_the_init_time_from_options() {
+        let mut t = Templates::new(8);
+        let (r, recs, _) = collect(&build::ipfix(1_700_000_000, 3, true, None, &[SYN]), &mut t);
+        r.unwrap();
+        assert_eq!(recs[0].end_ms, None);
+        let (r, recs, c) = collect(
+            &build::ipfix(1_700_000_000, 3, false, Some(1_699_999_000_000), &[SYN]),
+            &mut t,
+        );
+        r.unwrap();
+        assert_eq!(c.options_records, 1);
+        assert_eq!(recs[0].end_ms, Some(1_699_999_000_000 + 10_000));
+        let d = build::ipfix(1_700_000_000, 3, true, Some(5), &[SYN, SYN]);
+        for cut in 0..d.len() {
+            let _ = collect(&d[..cut], &mut Templates::new(8));
+        }
+    }
+
+    #[test]
+    fn template_count_is_capped_and_hostile_templates_refused() {
+        let mut t = Templates::new(1);
+        let (_, _, c) = collect(&build::v9(1, 1, 1, true, Some(10), &[]), &mut t);
+        assert_eq!((c.templates, c.templates_refused), (1, 1));
+        assert_eq!(t.len(), 1);
+        // a template claiming 65535 fields
+        let mut d = build::ipfix(1, 1, true, None, &[]);
+        d[22..24].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            collect(&d, &mut Templates::new(8)).0,
+            Err(Malformed::BadField)
+        );
+        // a set length past the datagram
+        let mut d = build::ipfix(1, 1, true, None, &[SYN]);
+        d[18..20].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            collect(&d, &mut Templates::new(8)).0,
+            Err(Malformed::BadLength)
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Bounds-checked big-endian reading of datagrams: every read says `None` past the end, so a field
+//! length or count chosen by the sender can never index outside the buffer.
+
+/// A read position in a byte slice.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, at: 0 }
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.at)
+    }
+
+    /// The next `n` bytes, consumed.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+
+    pub fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take(1).and_then(|b| b.first().copied())
+    }
+
+    pub fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        let b: [u8; 4] = self.take(4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+}
+
+/// An unsigned big-endian integer of 1 to 8 bytes (NetFlow/IPFIX fields may be sent shorter than
+/// their type: reduced-size encoding); `None` for other lengths.
+pub(crate) fn uint(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 8 {
+        return None;
+    }
+    Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stop_at_the_end() {
+        let mut c = Cursor::new(&[0, 1, 0, 0, 0, 2, 9]);
+        assert_eq!(c.u16(), Some(1));
+        assert_eq!(c.u32(), Some(2));
+        assert_eq!(c.remaining(), 1);
+        assert_eq!(c.u16(), None);
+        assert_eq!(c.u8(), Some(9));
+        assert_eq!(c.u8(), None);
+        assert_eq!(c.take(usize::MAX), None);
+        assert_eq!(uint(&[1, 0]), Some(256));
+        assert_eq!(uint(&[]), None);
+        assert_eq!(uint(&[0; 9]), None);
+    }
+}
