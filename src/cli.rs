@@ -72,6 +72,20 @@ capture gives the same alerts at any speed and thread count. Tuning: docs/tuning
 
 Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.")]
     Live(Box<LiveArgs>),
+    /// Detect floods from flow telemetry: sFlow v5, NetFlow v5/v9 and IPFIX datagrams exported by
+    /// routers and switches, received on UDP sockets (`--listen`) or read from captures of them
+    /// (`--pcap`). Datagrams are recognised by their header, whatever the port. Same detection
+    /// options, outputs and summary as `live` (docs/flows.md).
+    #[command(after_help = "Examples:
+  floodwatch collect --listen 0.0.0.0:6343 --listen [::]:2055
+  floodwatch collect --listen 0.0.0.0:2055 --allow 192.0.2.0/24 --metrics-listen 9464
+  floodwatch collect --pcap exports.pcap --port 2055
+  softflowd -r attack.pcap -n 127.0.0.1:2055 -v 10   # exporting a capture as IPFIX
+
+Each sFlow sample stands for `sampling_rate` packets; each flow record for its packets times the
+sampling rate its exporter announced. The summary lists every exporter with its sampling rate and
+the samples it lost.")]
+    Collect(Box<CollectArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     #[command(after_help = "Examples:
@@ -228,6 +242,53 @@ pub struct LiveArgs {
     pub save_baseline: Option<PathBuf>,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
     /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    #[command(flatten)]
+    pub integrations: IntegrationArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["listen", "pcap"])))]
+pub struct CollectArgs {
+    /// UDP address to receive telemetry on (repeatable; IPv4 or IPv6, e.g. 0.0.0.0:6343,
+    /// [::]:2055). Packet time is the wall clock at arrival.
+    #[arg(long, value_name = "ADDR", conflicts_with = "pcap")]
+    pub listen: Vec<SocketAddr>,
+    /// Capture files holding exported datagrams (UDP, any port unless --port narrows it); packet
+    /// time is the capture's, so the output is the same on every run.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub pcap: Vec<PathBuf>,
+    /// With --pcap: only UDP datagrams to this port (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Only hear exporters inside this prefix (repeatable, e.g. 192.0.2.0/24); others are counted
+    /// and dropped.
+    #[arg(long, value_name = "PREFIX")]
+    pub allow: Vec<floodwatch::key::Key>,
+    /// Exporters tracked at once; datagrams from more are counted and dropped (exporters silent
+    /// for ten minutes make room).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_exporters: usize,
+    /// NetFlow v9 / IPFIX templates kept per exporter.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_templates: usize,
+    /// Receive buffer of each --listen socket (suffixes K, M): room for bursts of datagrams while
+    /// the collector is busy. Datagrams the kernel drops when it is full are counted.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
+    pub recv_buffer: usize,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
+    #[arg(long, value_name = "FILE")]
+    pub load_baseline: Option<PathBuf>,
+    /// At the end, write every key's learned baseline to FILE, to start warm next time.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+    /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
+    /// it off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub status_interval: Duration,
     #[command(flatten)]

@@ -287,6 +287,85 @@ impl Decoder {
     }
 }
 
+/// A UDP datagram found in a frame: the telemetry collector's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDatagram<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: &'a [u8],
+}
+
+impl Decoder {
+    /// The UDP datagram a frame carries, `Ok(None)` when it carries something else (another
+    /// protocol, an IP fragment, IPv6 extension headers).
+    pub fn udp_datagram<'a>(
+        &self,
+        link: LinkType,
+        frame: &'a [u8],
+    ) -> Result<Option<UdpDatagram<'a>>, DecodeError> {
+        if frame.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let (src, dst, l4) = match link_payload(link, frame)? {
+            Network::V4(ip) => {
+                let header = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
+                    etherparse::err::ipv4::HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
+                    etherparse::err::ipv4::HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
+                })?;
+                if header.protocol().0 != proto::UDP
+                    || header.more_fragments()
+                    || header.fragments_offset().value() != 0
+                {
+                    return Ok(None);
+                }
+                let hl = header.slice().len();
+                let end = usize::from(header.total_len()).clamp(hl, ip.len());
+                let l4 = ip.get(hl..end).unwrap_or_default();
+                (
+                    IpAddr::V4(header.source_addr()),
+                    IpAddr::V4(header.destination_addr()),
+                    l4,
+                )
+            }
+            Network::V6(ip) => {
+                let header = etherparse::Ipv6HeaderSlice::from_slice(ip).map_err(|e| match e {
+                    etherparse::err::ipv6::HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
+                    etherparse::err::ipv6::HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
+                })?;
+                if header.next_header().0 != proto::UDP {
+                    return Ok(None);
+                }
+                let rest = ip.get(etherparse::Ipv6Header::LEN..).unwrap_or_default();
+                let len = usize::from(header.payload_length());
+                let l4 = if len == 0 {
+                    rest
+                } else {
+                    rest.get(..len).unwrap_or(rest)
+                };
+                (
+                    IpAddr::V6(header.source_addr()),
+                    IpAddr::V6(header.destination_addr()),
+                    l4,
+                )
+            }
+        };
+        let (Some(sport), Some(dport), Some(len)) = (be16(l4, 0), be16(l4, 2), be16(l4, 4)) else {
+            return Err(DecodeError::TruncatedTransport);
+        };
+        let end = usize::from(len).clamp(8, l4.len().max(8));
+        let payload = l4.get(8..end.min(l4.len())).unwrap_or_default();
+        Ok(Some(UdpDatagram {
+            src,
+            dst,
+            sport,
+            dport,
+            payload,
+        }))
+    }
+}
+
 /// Big-endian u16 at `at`, if present.
 #[inline]
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -644,6 +723,24 @@ mod tests {
         assert_eq!(s.tcp_flags, tcp_flags::SYN);
         assert_eq!(s.fragment, Fragment::None);
         assert_eq!(s.ts, TS);
+    }
+
+    #[test]
+    fn udp_datagrams_are_found_and_other_frames_are_not() {
+        let udp = eth(0x0800, &ipv4_udp());
+        let d = Decoder
+            .udp_datagram(LinkType::ETHERNET, &udp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.src, IpAddr::from(SRC4));
+        assert_eq!(d.dport, decode(LinkType::ETHERNET, &udp).unwrap().dport);
+        assert_eq!(
+            Decoder.udp_datagram(LinkType::ETHERNET, &eth(0x0800, &ipv4_tcp_syn())),
+            Ok(None)
+        );
+        for cut in 0..udp.len() {
+            let _ = Decoder.udp_datagram(LinkType::ETHERNET, &udp[..cut]);
+        }
     }
 
     #[test]

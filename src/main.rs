@@ -13,18 +13,20 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::{
-    Backend, Cli, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs, LiveArgs, ManArgs,
-    OutputArgs, ReplayArgs, SynthArgs,
+    Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
+    LiveArgs, ManArgs, OutputArgs, ReplayArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::capture::file::MultiFileSource;
+use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
 use floodwatch::pipeline::{self, Integrations, PipelineConfig};
 use floodwatch::synth;
+use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay(*args),
         Command::Live(args) => live(*args),
+        Command::Collect(args) => collect(*args),
         Command::Synth(args) => synth_capture(args),
         Command::Config(_) => write_stdout(floodwatch::config::DEFAULT_CONFIG.as_bytes()),
         Command::Completions(args) => completions(args),
@@ -208,6 +211,75 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
     let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
+    if let Some(path) = &args.save_baseline {
+        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
+    }
+    let hook_line = extras.finish_hook(args.output.quiet);
+    let s = &outcome.summary;
+    if !s.output_closed && !args.output.quiet {
+        eprint!("{}", pipeline::render_summary(s));
+        eprint!("{hook_line}");
+    }
+    extras.linger(&stop);
+    if s.output_closed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = outcome.capture_error {
+        eprintln!("floodwatch: error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collect(args: CollectArgs) -> Result<ExitCode> {
+    let (detect, base) = settings(
+        &args.detect,
+        args.load_baseline.as_deref(),
+        args.save_baseline.is_some(),
+    )?;
+    let live = !args.listen.is_empty();
+    let pipe = PipelineConfig {
+        live,
+        status_interval: Some(args.status_interval).filter(|d| live && !d.is_zero()),
+        telemetry: Some(pipeline::CollectConfig {
+            telemetry: TelemetryConfig {
+                max_exporters: args.max_exporters.max(1),
+                max_templates: args.max_templates.max(1),
+                allow: args.allow.clone(),
+                window_ns: detect.window_ns(),
+                tick_ns: detect.tick.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
+            },
+            ports: args.port.clone(),
+        }),
+        ..base
+    };
+    let writer = open_output(&args.output)?;
+    let mut source: Box<dyn FrameSource> = if live {
+        let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
+        if !args.output.quiet {
+            eprintln!(
+                "floodwatch: collecting telemetry on {}; Ctrl-C stops",
+                udp.describe()
+            );
+        }
+        Box::new(udp)
+    } else {
+        Box::new(ProgressSource::new(
+            MultiFileSource::new(args.pcap.clone()),
+            !args.output.quiet,
+        ))
+    };
+    let stop = install_stop_handler()?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let outcome = pipeline::run_input(
+        pipeline::Input::One(source.as_mut()),
+        &detect,
+        &pipe,
+        writer,
+        &stop,
+        extras.integrations(),
+    )?;
+    drop(source);
     if let Some(path) = &args.save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }

@@ -12,6 +12,8 @@ pub mod afpacket;
 pub mod file;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
+#[cfg(target_os = "linux")]
+pub mod udp;
 
 use std::path::PathBuf;
 

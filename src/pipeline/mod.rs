@@ -52,7 +52,7 @@ use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
 use sink::run_sink;
-pub use summary::{render_summary, AlertTally, RunSummary};
+pub use summary::{render_summary, AlertTally, RunSummary, TelemetrySummary};
 
 /// How the stages are laid out.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +76,23 @@ pub struct PipelineConfig {
     pub status_interval: Option<Duration>,
     /// Decode threads for [`Input::Pooled`] (0: decode on the reading thread).
     pub decode_threads: usize,
+    /// The frames are telemetry (`floodwatch collect`): UDP datagrams of sFlow/NetFlow/IPFIX whose
+    /// samples and records are the packets.
+    pub telemetry: Option<CollectConfig>,
+}
+
+/// Telemetry settings of a run ([`PipelineConfig::telemetry`]).
+#[derive(Clone, Debug)]
+pub struct CollectConfig {
+    pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Only datagrams to these UDP ports (all when empty).
+    pub ports: Vec<u16>,
+}
+
+impl PartialEq for CollectConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.ports == other.ports
+    }
 }
 
 /// Counter shards by default: one core fewer than the machine has (the reader needs one to itself),
@@ -99,6 +116,7 @@ impl Default for PipelineConfig {
             live: false,
             status_interval: None,
             decode_threads: 0,
+            telemetry: None,
         }
     }
 }
@@ -215,7 +233,9 @@ pub fn run_input<W: Write + Send>(
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)
             }
-            Input::Pooled(source) if pipe.decode_threads > 0 && !pipe.live => {
+            Input::Pooled(source)
+                if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
+            {
                 let mut reader = Reader::new(pipe, router, integ.metrics);
                 let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
                 let capture_error = reader.read_decoded(&mut chunks, stop);

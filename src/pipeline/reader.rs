@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};
+use crate::capture::RawFrame;
 use crate::capture::{CaptureError, CaptureStats, FrameSource, SourceEvent};
 use crate::decode::{Decoder, PacketSummary};
 use crate::metrics::{InputCounts, Metrics};
+use crate::telemetry::{Datagram, Telemetry};
 use crate::time::Timestamp;
 
 /// On an idle report, held packets are handed over once the oldest is this old (ns).
@@ -89,6 +91,18 @@ pub(super) struct Reader<'m, D: Downstream> {
     published_drops: u64,
     /// Kernel drops already published to the metrics.
     published_kernel: u64,
+    /// `floodwatch collect`: frames are telemetry datagrams.
+    telemetry: Option<Box<TelemetryReader>>,
+}
+
+/// The telemetry stage as the reader runs it.
+struct TelemetryReader {
+    stage: Telemetry,
+    ports: Vec<u16>,
+    /// Summaries of the datagram at hand.
+    scratch: Vec<PacketSummary>,
+    not_udp: u64,
+    other_port: u64,
 }
 
 impl<'m, D: Downstream> Reader<'m, D> {
@@ -110,6 +124,55 @@ impl<'m, D: Downstream> Reader<'m, D> {
             stats: pipe.status_interval.map(StatsLine::new),
             published_drops: 0,
             published_kernel: 0,
+            telemetry: pipe.telemetry.as_ref().map(|c| {
+                Box::new(TelemetryReader {
+                    stage: Telemetry::new(c.telemetry.clone()),
+                    ports: c.ports.clone(),
+                    scratch: Vec::new(),
+                    not_udp: 0,
+                    other_port: 0,
+                })
+            }),
+        }
+    }
+
+    /// A frame of telemetry: the UDP datagram in it through the telemetry stage.
+    fn telemetry_frame(&mut self, frame: RawFrame<'_>) {
+        let Some(t) = self.telemetry.as_deref_mut() else {
+            return;
+        };
+        match self.decoder.udp_datagram(frame.link, frame.data) {
+            Ok(Some(d)) if t.ports.is_empty() || t.ports.contains(&d.dport) => {
+                t.stage.datagram(
+                    &Datagram {
+                        ts: frame.ts,
+                        exporter: d.src,
+                        payload: d.payload,
+                    },
+                    &mut t.scratch,
+                );
+            }
+            Ok(Some(_)) => t.other_port += 1,
+            Ok(None) => t.not_udp += 1,
+            Err(e) => {
+                self.summary.decode.record(&e);
+                self.counts.not_decoded(&e);
+            }
+        }
+        self.push_telemetry();
+    }
+
+    /// Routes what the telemetry stage made.
+    fn push_telemetry(&mut self) {
+        let Some(t) = self.telemetry.as_deref_mut() else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut t.scratch);
+        for p in scratch.drain(..) {
+            self.push(p);
+        }
+        if let Some(t) = self.telemetry.as_deref_mut() {
+            t.scratch = scratch;
         }
     }
 
@@ -149,6 +212,11 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 self.publish(source.stats());
             }
             match source.next_event() {
+                Ok(SourceEvent::Frame(frame)) if self.telemetry.is_some() => {
+                    self.summary.frames += 1;
+                    self.counts.frames += 1;
+                    self.telemetry_frame(frame);
+                }
                 Ok(SourceEvent::Frame(frame)) => {
                     self.summary.frames += 1;
                     self.counts.frames += 1;
@@ -164,6 +232,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     }
                 }
                 Ok(SourceEvent::Idle { now }) => {
+                    if let Some(t) = self.telemetry.as_deref_mut() {
+                        t.stage.advance(now, &mut t.scratch);
+                        self.push_telemetry();
+                    }
                     self.tick(now);
                     self.publish(source.stats());
                     if self.should_stop(source, stop, Some(now)) {
@@ -292,6 +364,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
     /// Ends the input: every held packet is sent (even on live capture: the stop request came while
     /// draining) and the shards told; returns the summary.
     pub fn finish(mut self, capture: CaptureStats) -> RunSummary {
+        if let Some(t) = self.telemetry.as_deref_mut() {
+            t.stage.finish(&mut t.scratch);
+            self.push_telemetry();
+        }
         self.publish(capture);
         let route = self.router.finish();
         let mut summary = self.summary;
@@ -300,6 +376,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
         summary.ignored_packets = route.ignored;
         summary.pipeline_drops = route.dropped;
         summary.pipeline_dropped_batches = route.dropped_batches;
+        summary.telemetry = self.telemetry.map(|t| crate::pipeline::TelemetrySummary {
+            stats: t.stage.stats().clone(),
+            exporters: t.stage.exporters(),
+            frames_not_udp: t.not_udp,
+            frames_other_port: t.other_port,
+        });
         summary
     }
 }

@@ -48,6 +48,18 @@ pub struct RunSummary {
     pub pipeline_drops: u64,
     /// Batches those packets travelled in.
     pub pipeline_dropped_batches: u64,
+    /// `floodwatch collect`: what the telemetry stage counted.
+    pub telemetry: Option<TelemetrySummary>,
+}
+
+/// The telemetry part of a [`RunSummary`].
+#[derive(Clone, Debug, Default)]
+pub struct TelemetrySummary {
+    pub stats: crate::telemetry::TelemetryStats,
+    pub exporters: Vec<crate::telemetry::ExporterInfo>,
+    /// Frames that were not UDP datagrams, and UDP datagrams to other ports than asked.
+    pub frames_not_udp: u64,
+    pub frames_other_port: u64,
 }
 
 impl RunSummary {
@@ -113,6 +125,82 @@ impl AlertTally {
 }
 
 /// The end-of-run summary printed on stderr.
+/// The telemetry lines of the summary: datagrams by kind, what they held, what was not used, and
+/// one line per exporter (the first 20).
+fn render_telemetry(o: &mut String, t: &TelemetrySummary) {
+    use std::fmt::Write as _;
+    let st = &t.stats;
+    let _ = writeln!(
+        o,
+        "  telemetry datagrams {} (sflow {}, netflow5 {}, netflow9 {}, ipfix {}); samples {}, \
+         flow records {}; packets represented {}",
+        st.datagrams,
+        st.sflow_datagrams,
+        st.netflow5_datagrams,
+        st.netflow9_datagrams,
+        st.ipfix_datagrams,
+        st.sflow_flow_samples,
+        st.flow_records,
+        st.packets
+    );
+    let mut notes: Vec<String> = crate::telemetry::Malformed::ALL
+        .iter()
+        .zip(st.malformed.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, n)| format!("malformed {} {n}", m.name()))
+        .collect();
+    for (name, n) in [
+        ("frames not UDP", t.frames_not_udp),
+        ("UDP to other ports", t.frames_other_port),
+        ("not allowed", st.not_allowed),
+        ("exporters over the cap", st.exporters_refused),
+        ("lost samples", st.sflow_lost_samples),
+        ("undecoded sampled headers", st.sflow_headers_not_decoded),
+        ("counter samples", st.sflow_counter_samples),
+        ("data without template", st.no_template),
+        ("templates refused", st.templates_refused),
+        ("bad sampling rates", st.bad_sampling),
+        ("absurd exporter clocks", st.clock_absurd),
+        ("flow packets older than the window", st.too_old_packets),
+    ] {
+        if n > 0 {
+            notes.push(format!("{name} {n}"));
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(o, "  telemetry: {}", notes.join(", "));
+    }
+    for e in t.exporters.iter().take(20) {
+        let _ = writeln!(
+            o,
+            "  exporter {} {}: datagrams {}, {} {}, sampling 1:{}{}{}",
+            e.address,
+            e.kinds,
+            e.datagrams,
+            if e.kinds == "sflow" {
+                "samples"
+            } else {
+                "records"
+            },
+            e.units,
+            e.sampling_rate,
+            if e.lost_samples > 0 {
+                format!(", lost samples {}", e.lost_samples)
+            } else {
+                String::new()
+            },
+            if e.templates > 0 {
+                format!(", templates {}", e.templates)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if t.exporters.len() > 20 {
+        let _ = writeln!(o, "  … and {} more exporters", t.exporters.len() - 20);
+    }
+}
+
 pub fn render_summary(s: &RunSummary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
@@ -172,6 +260,9 @@ pub fn render_summary(s: &RunSummary) -> String {
             "  kernel drops {}  pipeline drops {} ({} batches)",
             s.capture.kernel_drops, s.pipeline_drops, s.pipeline_dropped_batches
         );
+    }
+    if let Some(t) = &s.telemetry {
+        render_telemetry(&mut o, t);
     }
     if s.ignored_packets > 0 {
         let _ = writeln!(
