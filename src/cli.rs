@@ -442,6 +442,41 @@ pub struct SynthArgs {
     /// Minimum-size frames (60 bytes, no payload): benchmark captures.
     #[arg(long)]
     pub min_size: bool,
+    /// Time of the first packet: Unix seconds, or `now` / `now+DURATION` (e.g. now+2s) for a
+    /// capture that a flow exporter reading it (softflowd -r) stamps with sane times
+    /// [default: 1764079200, 2025-11-25 14:00 UTC].
+    #[arg(long, value_name = "TIME", value_parser = parse_start)]
+    pub start: Option<floodwatch::time::Timestamp>,
+}
+
+/// Parses `--start`: Unix seconds (fractions allowed), `now` or `now+DURATION`.
+pub fn parse_start(s: &str) -> Result<floodwatch::time::Timestamp, String> {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    if let Some(rest) = s.strip_prefix("now") {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| format!("the system clock is before 1970: {e}"))?;
+        let plus = match rest.strip_prefix('+') {
+            Some(d) => parse_duration(d)?,
+            None if rest.is_empty() => Duration::ZERO,
+            None => return Err(format!("{s}: expected now or now+DURATION (e.g. now+2s)")),
+        };
+        let t = now + plus;
+        return Ok(floodwatch::time::Timestamp::from_secs_nanos(
+            t.as_secs(),
+            u64::from(t.subsec_nanos()),
+        ));
+    }
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s}: expected Unix seconds, now or now+DURATION"))?;
+    if !(0.0..4e9).contains(&secs) {
+        return Err(format!("{s}: Unix seconds out of range"));
+    }
+    Ok(floodwatch::time::Timestamp::from_secs_nanos(
+        secs.trunc() as u64,
+        (secs.fract() * 1e9) as u64,
+    ))
 }
 
 /// Parses a duration that must be above zero.

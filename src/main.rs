@@ -522,7 +522,7 @@ fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
         src_mac: a.src_mac,
         dst_mac: a.dst_mac,
         min_size: a.min_size,
-        ..synth::SynthOptions::default()
+        start: a.start.unwrap_or(synth::SynthOptions::default().start),
     };
     let file = File::create(&a.output).with_context(|| {
         format!(

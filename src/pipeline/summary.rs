@@ -161,7 +161,10 @@ fn render_telemetry(o: &mut String, t: &TelemetrySummary) {
         ("templates refused", st.templates_refused),
         ("bad sampling rates", st.bad_sampling),
         ("absurd exporter clocks", st.clock_absurd),
-        ("flow packets older than the window", st.too_old_packets),
+        (
+            "flow packets counted late (record began over a window before arrival)",
+            st.late_packets,
+        ),
     ] {
         if n > 0 {
             notes.push(format!("{name} {n}"));

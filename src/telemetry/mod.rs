@@ -5,17 +5,20 @@
 //! - **sFlow** flow samples carry the first bytes of a sampled frame: they go through the frame
 //!   [`Decoder`]; each stands for `sampling_rate` packets of its frame length. Packet time is the
 //!   datagram's arrival (capture time on `--pcap`, the wall clock on `--listen`).
-//! - **NetFlow/IPFIX** records describe a flow over `[first, last]` in the exporter's clock. They are
-//!   placed on the collector's timeline by their age at export (`export time − last`), so an exporter
-//!   whose clock is off places its flows right all the same; an age over an hour in the past or ten
-//!   minutes in the future is absurd: the record is placed at arrival and counted. A record's packets
-//!   are spread over its span in ticks: the part inside the current window (one `--window` back from
-//!   arrival) is counted at arrival, the part still to come (an exporter whose records end after
-//!   the export time) is queued and released as time passes, and the part older than the window
-//!   cannot change any rate still to be evaluated: it is counted as `too old`, not fed (a 60-s
-//!   active-timeout record thus adds its last second's rate, not a 60-s burst).
+//! - **NetFlow/IPFIX** records describe a flow over `[first, last]` in the exporter's clock (sysUpTime
+//!   stamps turned into Unix time with the header's export time, or absolute IPFIX times). An
+//!   exporter whose clock is more than two seconds off ours (the smallest arrival − export time of
+//!   its datagrams) has that offset added; a record ending over an hour before arrival or ten
+//!   minutes after it is absurd: it is placed at arrival and counted. A record's packets are spread
+//!   evenly over its length in tick-sized slices (at most 64), starting at arrival — or at its own
+//!   start when that is still to come (an exporter reading a capture faster than it was taken):
+//!   the slices after now are queued and released in time order. Past windows have already been
+//!   judged, so a record that began more than a window before it arrived is fed from arrival on,
+//!   at its own rate, and its packets are counted as `late`: a 60-s active-timeout record keeps
+//!   its rate for the next 60 s instead of becoming a one-tick burst, and the summary says how
+//!   much arrived late.
 //!
-//! Every datagram is bounded-checked ([`wire::Cursor`]); malformed ones are counted by
+//! Every datagram is bounds-checked (a cursor whose reads stop at the end); malformed ones are counted by
 //! [`Malformed`] reason, never trusted. Exporters are capped (`max_exporters`, idle ones evicted
 //! after ten minutes), templates per exporter too, and `allow` narrows who may send at all.
 
@@ -120,7 +123,7 @@ pub struct TelemetryStats {
     pub netflow5_datagrams: u64,
     pub netflow9_datagrams: u64,
     pub ipfix_datagrams: u64,
-    /// Datagrams (or their rest) not used, by [`Malformed::index`].
+    /// Datagrams (or their rest) not used, in [`Malformed::ALL`] order.
     pub malformed: [u64; 5],
     /// Datagrams from exporters outside `allow`.
     pub not_allowed: u64,
@@ -145,8 +148,9 @@ pub struct TelemetryStats {
     pub bad_sampling: u64,
     /// Flow records whose times were absurd against the arrival (placed at arrival).
     pub clock_absurd: u64,
-    /// Packets of flow records older than the window at arrival: counted here, not fed.
-    pub too_old_packets: u64,
+    /// Packets of flow records that began more than a window before they arrived: fed from
+    /// arrival on, at their rate (how late the exporter's timeouts make flows).
+    pub late_packets: u64,
     /// Summaries made, and the packets they stand for.
     pub summaries: u64,
     pub packets: u64,
@@ -196,6 +200,8 @@ const EXPORTER_IDLE_NS: u64 = 600_000_000_000;
 /// Records older than this at export, or further in the future, have an absurd clock.
 const MAX_AGE_MS: i64 = 3_600_000;
 const MAX_FUTURE_MS: i64 = 600_000;
+/// An exporter clock this close to ours is taken as right.
+const CLOCK_SLACK_MS: i64 = 2_000;
 /// Slices a flow record's future part is spread over at most.
 const MAX_SLICES: u64 = 64;
 /// Queued slices beyond which the earliest are released early.
@@ -211,6 +217,8 @@ struct Exporter {
     sequences: HashMap<(IpAddr, u32, u32), u32, FixedState>,
     templates: Templates,
     last_seen: Timestamp,
+    /// The smallest (arrival − export time) of its flow datagrams, ms.
+    min_offset_ms: Option<i64>,
 }
 
 /// A flow slice waiting for its time.
@@ -335,6 +343,7 @@ impl Telemetry {
                 sequences: HashMap::with_hasher(FixedState::with_seed(0x5e9)),
                 templates: Templates::new(cap),
                 last_seen: now,
+                min_offset_ms: None,
             });
         exporter.kinds |= kind;
         exporter.datagrams += 1;
@@ -379,8 +388,19 @@ impl Telemetry {
                     }
                 }
                 self.stats.add_flow_counts(&counts);
+                // The exporter's clock against ours: the smallest (arrival − export time) seen,
+                // which network delay only makes larger. Applied only past two seconds, so an
+                // exporter within NTP's reach keeps its own (finer) times.
+                if let Some(r) = records.first() {
+                    let o = (now.0 / 1_000_000) as i64 - r.export_ms;
+                    exporter.min_offset_ms = Some(exporter.min_offset_ms.map_or(o, |m| m.min(o)));
+                }
+                let offset = exporter
+                    .min_offset_ms
+                    .filter(|o| o.abs() > CLOCK_SLACK_MS)
+                    .unwrap_or(0);
                 for rec in &records {
-                    self.flow(now, rec, out);
+                    self.flow(now, offset, rec, out);
                 }
                 r
             }
@@ -442,43 +462,38 @@ impl Telemetry {
     }
 
     /// Places one flow record's packets on the timeline (see the module doc).
-    fn flow(&mut self, now: Timestamp, rec: &FlowRecord, out: &mut Vec<PacketSummary>) {
+    fn flow(
+        &mut self,
+        now: Timestamp,
+        offset_ms: i64,
+        rec: &FlowRecord,
+        out: &mut Vec<PacketSummary>,
+    ) {
         let total = u128::from(rec.packets) * u128::from(rec.sampling.clamp(1, MAX_SAMPLING_RATE));
         if total == 0 {
             return;
         }
         let now_ns = i128::from(now.0);
-        // age at export of the last and first packet, ms
-        let end_age = rec.end_ms.map_or(0, |e| rec.export_ms - e);
-        let start_age = rec
-            .start_ms
-            .map_or(end_age, |s| rec.export_ms - s)
-            .max(end_age);
-        let (start_age, end_age) = if !(-MAX_FUTURE_MS..=MAX_AGE_MS).contains(&end_age)
-            || start_age - end_age > MAX_AGE_MS
+        let ms = |t: i64| (i128::from(t) + i128::from(offset_ms)) * 1_000_000;
+        let end = rec.end_ms.map_or(now_ns, ms);
+        let start = rec.start_ms.map_or(end, ms).min(end);
+        let max_age = i128::from(MAX_AGE_MS) * 1_000_000;
+        let (start, end) = if end > now_ns + i128::from(MAX_FUTURE_MS) * 1_000_000
+            || end < now_ns - max_age
+            || end - start > max_age
         {
             self.stats.clock_absurd += 1;
-            (0, 0)
+            (now_ns, now_ns)
         } else {
-            (start_age, end_age)
+            (start, end)
         };
-        let end = now_ns - i128::from(end_age) * 1_000_000;
-        let start = now_ns - i128::from(start_age) * 1_000_000;
-        let horizon = now_ns - i128::from(self.cfg.window_ns);
-        if end < horizon {
-            self.stats.too_old_packets += saturate(total);
-            return;
+        // A record already begun keeps its length but starts at arrival: what was exported late is
+        // counted late (and said so), at the rate it had, never squeezed into a burst.
+        if start < now_ns - i128::from(self.cfg.window_ns) {
+            self.stats.late_packets += saturate(total);
         }
-        let from = start.max(horizon);
-        let span = (end - start).max(0) as u128;
-        // packets inside [from, end]
-        let kept = (total * ((end - from).max(0) as u128))
-            .checked_div(span)
-            .unwrap_or(total);
-        self.stats.too_old_packets += saturate(total - kept);
-        if kept == 0 {
-            return;
-        }
+        let placed = start.max(now_ns);
+        let span = (end - start).max(0);
         let wire_len =
             u32::try_from((u128::from(rec.bytes) / u128::from(rec.packets.max(1))).max(1))
                 .unwrap_or(u32::MAX);
@@ -503,24 +518,16 @@ impl Telemetry {
             },
             weight: 0,
         };
-        // the part up to now counts at arrival; the rest is sliced and queued
-        let to_now = if end <= now_ns || end == from {
-            kept
-        } else {
-            kept * ((now_ns - from).max(0) as u128) / ((end - from) as u128)
-        };
-        emit(base, to_now, out);
-        let future = kept - to_now;
-        if future == 0 {
-            return;
-        }
-        let first = from.max(now_ns);
-        let len = (end - first).max(0) as u64;
+        let len = span as u64;
         let step = (len / MAX_SLICES).max(self.cfg.tick_ns.max(1));
         let slices = u128::from(len / step + 1);
         for i in 0..slices {
-            let share = future / slices + u128::from(i < future % slices);
-            let ts = (first as u64).saturating_add(i as u64 * step);
+            let share = total / slices + u128::from(i < total % slices);
+            let ts = (placed as u64).saturating_add(i as u64 * step);
+            if i128::from(ts) <= now_ns {
+                emit(PacketSummary { ts: now, ..base }, share, out);
+                continue;
+            }
             let mut chunk = Vec::new();
             emit(
                 PacketSummary {
@@ -740,7 +747,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flow_record_counts_its_last_window_at_arrival_and_the_rest_as_too_old() {
+    fn a_late_long_record_keeps_its_rate_from_arrival_on_and_is_counted_late() {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // 60 000 packets over the 60 s before export (a 60-s active timeout), exported at 1 000 s
         let rec = (
@@ -756,17 +763,28 @@ mod tests {
             100_000,
         );
         let d = netflow::build::v5(1_000, 100_000, 0, &[rec]);
-        let out = feed(&mut t, 50 * SEC, &d);
-        let fed: u64 = out.iter().map(|p| u64::from(p.weight)).sum();
-        assert_eq!(fed, 1000, "the last second's packets");
-        assert!(out.iter().all(|p| p.ts == Timestamp(50 * SEC)));
+        let now = feed(&mut t, 50 * SEC, &d);
+        assert!(now.iter().all(|p| p.ts == Timestamp(50 * SEC)));
+        let at_once: u64 = now.iter().map(|p| u64::from(p.weight)).sum();
+        assert!(at_once <= 1000, "{at_once} packets at arrival: a burst");
         assert_eq!(
-            out[0].tcp_flags,
+            now[0].tcp_flags,
             tcp_flags::ACK,
             "an established connection"
         );
-        assert_eq!(out[0].wire_len, 60);
-        assert_eq!(t.stats().too_old_packets, 59_000);
+        assert_eq!(now[0].wire_len, 60);
+        assert_eq!(t.stats().late_packets, 60_000);
+        let mut rest = Vec::new();
+        t.advance(Timestamp(51 * SEC), &mut rest);
+        let first_second: u64 = at_once + rest.iter().map(|p| u64::from(p.weight)).sum::<u64>();
+        assert!(
+            (900..=2_000).contains(&first_second),
+            "{first_second} in the first second"
+        );
+        t.finish(&mut rest);
+        let all: u64 = at_once + rest.iter().map(|p| u64::from(p.weight)).sum::<u64>();
+        assert_eq!(all, 60_000);
+        assert!(rest.last().is_some_and(|p| p.ts.0 >= 109 * SEC));
     }
 
     #[test]
@@ -804,6 +822,33 @@ mod tests {
         let all: u64 = now + later.iter().map(|p| u64::from(p.weight)).sum::<u64>();
         assert_eq!(all, 2_000);
         assert!(later.iter().all(|p| p.tcp_flags == tcp_flags::SYN));
+    }
+
+    #[test]
+    fn a_one_packet_flow_in_the_future_waits_for_its_time() {
+        let mut t = Telemetry::new(TelemetryConfig::default());
+        let rec = (
+            [203, 0, 113, 5],
+            [198, 51, 100, 10],
+            40000,
+            80,
+            6,
+            0x02,
+            1,
+            60,
+            103_000,
+            103_000,
+        );
+        let out = feed(
+            &mut t,
+            50 * SEC,
+            &netflow::build::v5(1_000, 100_000, 0, &[rec]),
+        );
+        assert!(out.is_empty());
+        let mut later = Vec::new();
+        t.finish(&mut later);
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].ts, Timestamp(53 * SEC));
     }
 
     #[test]

@@ -249,13 +249,24 @@ pub(super) fn parse_templated(
         export_ms,
         domain,
     };
+    // Templates first, then options records (sampling rate, system start time), then flows: an
+    // exporter may put the options data after the flows it applies to in the same datagram.
+    let mut data: Vec<(u16, &[u8])> = Vec::new();
+    let mut result = Ok(());
     while c.remaining() >= 4 {
-        let set_id = c.u16().ok_or(Malformed::Truncated)?;
-        let len = usize::from(c.u16().ok_or(Malformed::Truncated)?);
+        let (Some(set_id), Some(len)) = (c.u16(), c.u16()) else {
+            result = Err(Malformed::Truncated);
+            break;
+        };
+        let len = usize::from(len);
         if len < 4 {
-            return Err(Malformed::BadLength);
+            result = Err(Malformed::BadLength);
+            break;
         }
-        let set = c.take(len - 4).ok_or(Malformed::BadLength)?;
+        let Some(set) = c.take(len - 4) else {
+            result = Err(Malformed::BadLength);
+            break;
+        };
         match (dialect, set_id) {
             (Dialect::V9 { .. }, 0) | (Dialect::Ipfix, 2) => {
                 template_set(set, &header, false, templates, counts)?
@@ -263,11 +274,20 @@ pub(super) fn parse_templated(
             (Dialect::V9 { .. }, 1) | (Dialect::Ipfix, 3) => {
                 template_set(set, &header, true, templates, counts)?
             }
-            (_, id) if id >= 256 => data_set(set, id, &header, templates, counts, on_record)?,
+            (_, id) if id >= 256 => data.push((id, set)),
             _ => {} // reserved set ids: skipped
         }
     }
-    Ok(())
+    let is_options =
+        |t: &Templates, id: u16| t.map.get(&(header.domain, id)).is_some_and(|t| t.options);
+    for pass_options in [true, false] {
+        for &(id, set) in &data {
+            if is_options(templates, id) == pass_options {
+                data_set(set, id, &header, templates, counts, on_record)?;
+            }
+        }
+    }
+    result
 }
 
 struct Header {
@@ -538,8 +558,13 @@ impl Values {
             let t = t?;
             match h.dialect {
                 Dialect::V9 { uptime } => Some(uptime_ms(h.export_ms, uptime, t)),
-                // IPFIX flowStart/EndSysUpTime count from systemInitTimeMilliseconds
-                Dialect::Ipfix => init_ms.map(|i| i + i64::from(t)),
+                // IPFIX flowStart/EndSysUpTime count from systemInitTimeMilliseconds; taken
+                // modulo 2^32 against the uptime at export, like v9's (a stamp from before the
+                // init time has wrapped)
+                Dialect::Ipfix => init_ms.map(|i| {
+                    let up_at_export = (h.export_ms - i) as u32;
+                    uptime_ms(h.export_ms, up_at_export, t)
+                }),
             }
         };
         let delta =
