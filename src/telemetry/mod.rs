@@ -26,6 +26,13 @@ mod netflow;
 mod sflow;
 mod wire;
 
+/// Datagram builders: well-formed sFlow v5, NetFlow v5/v9 and IPFIX for tests and benchmarks.
+#[doc(hidden)]
+pub mod build {
+    pub use super::netflow::build as netflow;
+    pub use super::sflow::build as sflow;
+}
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;

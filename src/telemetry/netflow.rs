@@ -593,8 +593,7 @@ fn ntp_ms(v: &[u8]) -> Option<i64> {
     Some(secs * 1000 + frac_ms as i64)
 }
 
-#[cfg(test)]
-pub(crate) mod build {
+pub mod build {
     //! NetFlow datagrams for tests.
 
     /// (src, dst, sport, dport, proto, flags, packets, bytes, first uptime ms, last uptime ms)

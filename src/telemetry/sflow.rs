@@ -137,8 +137,7 @@ fn flow_sample(body: &[u8], expanded: bool, v: &mut impl Visitor) -> Result<(), 
     Ok(())
 }
 
-#[cfg(test)]
-pub(crate) mod build {
+pub mod build {
     //! sFlow datagrams for tests.
 
     fn w(out: &mut Vec<u8>, x: u32) {
