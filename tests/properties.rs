@@ -355,6 +355,110 @@ proptest! {
     }
 }
 
+// ---- telemetry ----
+
+/// Valid telemetry datagrams of every kind (templates included in the v9 and IPFIX ones).
+fn telemetry_datagrams() -> Vec<Vec<u8>> {
+    use floodwatch::telemetry::build::{netflow, sflow};
+    let frame = {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&[203, 0, 113, 5, 198, 51, 100, 10]);
+        f.extend_from_slice(&[
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff,
+        ]);
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f
+    };
+    let sample = |sequence| sflow::Sample {
+        sequence,
+        source_id: 3,
+        rate: 100,
+        frame_length: 64,
+        header: &frame,
+    };
+    let rec: netflow::Rec = (
+        [203, 0, 113, 5],
+        [198, 51, 100, 10],
+        40000,
+        80,
+        6,
+        2,
+        10,
+        600,
+        9_000,
+        10_000,
+    );
+    vec![
+        sflow::datagram([192, 0, 2, 1], 1, &[sample(1), sample(2)]),
+        netflow::v5(1_764_079_200, 10_000, 0x4000 | 10, &[rec, rec]),
+        netflow::v9(1_764_079_200, 10_000, 7, true, Some(64), &[rec, rec]),
+        netflow::ipfix(1_764_079_200, 3, true, Some(1_764_079_190_000), &[rec, rec]),
+    ]
+}
+
+/// Runs `datagrams` through one telemetry stage: never a panic, the summaries in time order and
+/// adding up to the packets the stage says they represent.
+fn telemetry_checked(datagrams: &[Vec<u8>]) -> Result<(), TestCaseError> {
+    use floodwatch::telemetry::{Datagram, Telemetry, TelemetryConfig};
+    let mut t = Telemetry::new(TelemetryConfig {
+        max_exporters: 3,
+        max_templates: 4,
+        ..TelemetryConfig::default()
+    });
+    let mut out = Vec::new();
+    for (i, d) in datagrams.iter().enumerate() {
+        t.datagram(
+            &Datagram {
+                ts: Timestamp(1_764_079_200_000_000_000 + i as u64 * 50_000_000),
+                exporter: std::net::IpAddr::from([192, 0, 2, (i % 5) as u8]),
+                payload: d,
+            },
+            &mut out,
+        );
+    }
+    t.finish(&mut out);
+    let fed: u64 = out.iter().map(|p| u64::from(p.weight)).sum();
+    prop_assert_eq!(fed, t.stats().packets);
+    prop_assert!(out.windows(2).all(|w| w[0].ts <= w[1].ts));
+    prop_assert!(t.exporters().len() <= 3);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Valid datagrams cut, bit-flipped and shuffled with arbitrary ones.
+    #[test]
+    fn telemetry_never_panics_on_mangled_datagrams(
+        picks in proptest::collection::vec((0usize..4, any::<prop::sample::Index>(), proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..6)), 1..24),
+        junk in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..6),
+    ) {
+        let valid = telemetry_datagrams();
+        let mut datagrams: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|(which, cut, flips)| {
+                let mut d = valid[*which].clone();
+                for (at, bit) in flips {
+                    let i = at.index(d.len());
+                    d[i] ^= 1 << bit;
+                }
+                let keep = if flips.is_empty() { d.len() } else { cut.index(d.len() + 1) };
+                d.truncate(keep);
+                d
+            })
+            .collect();
+        datagrams.extend(junk);
+        telemetry_checked(&datagrams)?;
+    }
+}
+
+#[test]
+fn the_valid_telemetry_is_read_whole() {
+    let valid = telemetry_datagrams();
+    assert!(telemetry_checked(&valid).is_ok());
+}
+
 #[test]
 fn the_valid_inputs_are_read_whole() {
     let pcap = full_read(synth_pcap());

@@ -319,6 +319,12 @@ impl Telemetry {
 
     /// Decodes one datagram; appends the summaries due by its arrival to `out`, in time order.
     pub fn datagram(&mut self, d: &Datagram<'_>, out: &mut Vec<PacketSummary>) {
+        let before = out.len();
+        self.decode_datagram(d, out);
+        self.count_out(&out[before..]);
+    }
+
+    fn decode_datagram(&mut self, d: &Datagram<'_>, out: &mut Vec<PacketSummary>) {
         self.stats.datagrams += 1;
         let now = d.ts;
         self.release(now.0, out);
@@ -355,7 +361,6 @@ impl Telemetry {
         exporter.kinds |= kind;
         exporter.datagrams += 1;
         exporter.last_seen = now;
-        let before = out.len();
         let result = match kind {
             KIND_SFLOW => {
                 self.stats.sflow_datagrams += 1;
@@ -414,10 +419,6 @@ impl Telemetry {
         };
         if let Err(m) = result {
             self.stats.malformed[m.index()] += 1;
-        }
-        for p in &out[before..] {
-            self.stats.summaries += 1;
-            self.stats.packets += u64::from(p.weight);
         }
     }
 
