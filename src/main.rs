@@ -254,14 +254,10 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         ..base
     };
     let writer = open_output(&args.output)?;
+    let mut listening = None;
     let mut source: Box<dyn FrameSource> = if live {
         let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
-        if !args.output.quiet {
-            eprintln!(
-                "floodwatch: collecting telemetry on {}; Ctrl-C stops",
-                udp.describe()
-            );
-        }
+        listening = Some(udp.describe());
         Box::new(udp)
     } else {
         Box::new(ProgressSource::new(
@@ -271,6 +267,10 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     };
     let stop = install_stop_handler()?;
     let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
+    if let (Some(on), false) = (listening, args.output.quiet) {
+        eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
+    }
     let outcome = pipeline::run_input(
         pipeline::Input::One(source.as_mut()),
         &detect,

@@ -141,7 +141,22 @@ pub struct Metrics {
     active: Mutex<BTreeMap<String, ActiveAlert>>,
     hook: OnceLock<Arc<HookStats>>,
     run_finished: AtomicBool,
+    /// `floodwatch collect`: the telemetry stage's counters and exporters, as last published.
+    telemetry: Mutex<Option<TelemetrySnapshot>>,
 }
+
+/// What the telemetry stage publishes (replaced whole at each publication).
+#[derive(Clone, Debug, Default)]
+pub struct TelemetrySnapshot {
+    pub stats: crate::telemetry::TelemetryStats,
+    /// At most [`MAX_EXPORTER_SERIES`] exporters, by address.
+    pub exporters: Vec<crate::telemetry::ExporterInfo>,
+    /// Exporters tracked in all.
+    pub exporter_count: usize,
+}
+
+/// Exporters shown one by one in the metrics (label cardinality stays bounded).
+pub const MAX_EXPORTER_SERIES: usize = 100;
 
 impl Metrics {
     /// Fresh counters.
@@ -224,6 +239,13 @@ impl Metrics {
         let _ = self.hook.set(stats);
     }
 
+    /// Replaces the telemetry counters (collect runs).
+    pub fn set_telemetry(&self, snapshot: TelemetrySnapshot) {
+        if let Ok(mut t) = self.telemetry.lock() {
+            *t = Some(snapshot);
+        }
+    }
+
     /// The run has ended: the counters are final.
     pub fn set_run_finished(&self) {
         self.run_finished.store(true, Ordering::Relaxed);
@@ -284,6 +306,7 @@ impl Metrics {
         self.render_tables(&mut o);
         self.render_alerts(&mut o);
         self.render_hook(&mut o);
+        self.render_telemetry(&mut o);
         header(
             &mut o,
             "floodwatch_last_packet_timestamp_seconds",
@@ -301,6 +324,95 @@ impl Metrics {
         let done = u64::from(self.run_finished.load(r));
         sample(&mut o, "floodwatch_run_finished", &[], done);
         o
+    }
+
+    fn render_telemetry(&self, o: &mut String) {
+        let Some(t) = self.telemetry.lock().ok().and_then(|t| t.clone()) else {
+            return;
+        };
+        let st = &t.stats;
+        let name = "floodwatch_telemetry_datagrams_total";
+        counter(o, name, "Telemetry datagrams received, by kind.");
+        for (kind, v) in [
+            ("sflow", st.sflow_datagrams),
+            ("netflow5", st.netflow5_datagrams),
+            ("netflow9", st.netflow9_datagrams),
+            ("ipfix", st.ipfix_datagrams),
+        ] {
+            sample(o, name, &[("kind", kind)], v);
+        }
+        let name = "floodwatch_telemetry_malformed_total";
+        counter(o, name, "Telemetry datagrams not used in full, by reason.");
+        for (m, v) in crate::telemetry::Malformed::ALL.iter().zip(st.malformed) {
+            sample(o, name, &[("reason", m.name())], v);
+        }
+        let name = "floodwatch_telemetry_skipped_total";
+        counter(o, name, "Telemetry not counted (or corrected), by reason.");
+        for (reason, v) in [
+            ("not_allowed", st.not_allowed),
+            ("exporters_over_cap", st.exporters_refused),
+            ("no_template", st.no_template),
+            ("templates_refused", st.templates_refused),
+            ("bad_sampling_rate", st.bad_sampling),
+            ("absurd_clock", st.clock_absurd),
+            ("undecoded_sampled_header", st.sflow_headers_not_decoded),
+        ] {
+            sample(o, name, &[("reason", reason)], v);
+        }
+        for (name, help, v) in [
+            ("floodwatch_telemetry_sflow_samples_total", "sFlow flow samples.", st.sflow_flow_samples),
+            ("floodwatch_telemetry_flow_records_total", "NetFlow/IPFIX flow records.", st.flow_records),
+            ("floodwatch_telemetry_lost_samples_total", "sFlow samples missing from sequence numbers.", st.sflow_lost_samples),
+            ("floodwatch_telemetry_late_packets_total", "Packets of flow records that began over a window before they arrived (fed from arrival on).", st.late_packets),
+            ("floodwatch_telemetry_packets_total", "Packets the telemetry represents (samples and records times their sampling rate).", st.packets),
+        ] {
+            counter(o, name, help);
+            sample(o, name, &[], v);
+        }
+        header(
+            o,
+            "floodwatch_telemetry_exporters",
+            "gauge",
+            "Exporters tracked.",
+        );
+        sample(
+            o,
+            "floodwatch_telemetry_exporters",
+            &[],
+            t.exporter_count as u64,
+        );
+        let name = "floodwatch_telemetry_exporter_datagrams_total";
+        counter(
+            o,
+            name,
+            "Datagrams per exporter (the first 100 exporters by address).",
+        );
+        for e in &t.exporters {
+            let addr = e.address.to_string();
+            sample(
+                o,
+                name,
+                &[("exporter", &addr), ("kind", &e.kinds)],
+                e.datagrams,
+            );
+        }
+        let name = "floodwatch_telemetry_exporter_sampling_rate";
+        header(
+            o,
+            name,
+            "gauge",
+            "The latest sampling rate per exporter (1: unsampled).",
+        );
+        for e in &t.exporters {
+            let addr = e.address.to_string();
+            sample(o, name, &[("exporter", &addr)], e.sampling_rate);
+        }
+        let name = "floodwatch_telemetry_exporter_lost_samples_total";
+        counter(o, name, "sFlow samples lost per exporter.");
+        for e in &t.exporters {
+            let addr = e.address.to_string();
+            sample(o, name, &[("exporter", &addr)], e.lost_samples);
+        }
     }
 
     fn render_drops(&self, o: &mut String) {

@@ -63,8 +63,9 @@ fn free_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
-/// `collect --listen 127.0.0.1:PORT`, started and listening.
-fn start_collector(port: u16, extra: &[&str]) -> Child {
+/// `collect --listen 127.0.0.1:PORT`, started and listening; with the metrics address when
+/// `extra` asks for an endpoint.
+fn start_collector(port: u16, extra: &[&str]) -> (Child, Option<String>) {
     let addr = format!("127.0.0.1:{port}");
     let mut child = bin()
         .args(["collect", "--listen", &addr, "--status-interval", "0"])
@@ -76,15 +77,35 @@ fn start_collector(port: u16, extra: &[&str]) -> Child {
     // wait for the start-up line: the socket is bound
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        line.contains("collecting telemetry on"),
-        "collect said: {line}"
-    );
+    let mut metrics = None;
+    loop {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        if let Some(rest) = line.trim().strip_prefix("floodwatch: metrics on http://") {
+            metrics = Some(rest.trim_end_matches("/metrics").to_owned());
+            continue;
+        }
+        assert!(
+            line.contains("collecting telemetry on"),
+            "collect said: {line}"
+        );
+        break;
+    }
     // keep reading stderr in the background so the summary can be written
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     STDERR.with(|s| *s.borrow_mut() = Some(rest));
-    child
+    (child, metrics)
+}
+
+/// `GET /metrics` from `addr`: the body.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 thread_local! {
@@ -164,7 +185,7 @@ fn softflowd_exports(version: &str) {
     let cap = future_flood(dir.path(), "now+3s");
     let want = replay_starts(&cap);
     let port = free_port();
-    let collector = start_collector(port, &[]);
+    let (collector, _) = start_collector(port, &[]);
     let status = Command::new("timeout")
         .args(["20", "softflowd", "-d", "-r"])
         .arg(&cap)
@@ -225,7 +246,7 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
     let cap = future_flood(dir.path(), "now");
     let want = replay_starts(&cap);
     let port = free_port();
-    let collector = start_collector(port, &[]);
+    let (collector, metrics) = start_collector(port, &["--metrics-listen", "127.0.0.1:0"]);
     let conf = dir.path().join("sfprobe.conf");
     std::fs::write(
         &conf,
@@ -245,6 +266,16 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
         .unwrap();
     assert!(status.success(), "pmacctd failed");
     std::thread::sleep(Duration::from_millis(500));
+    // the exporter and its sampling rate are in the metrics while the collector runs
+    let body = scrape(&metrics.expect("metrics address"));
+    assert!(
+        body.contains("floodwatch_telemetry_exporter_sampling_rate{exporter=\"127.0.0.1\"} 10"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("floodwatch_telemetry_datagrams_total{kind=\"sflow\"} 0\n"),
+        "{body}"
+    );
     let (ev, err) = stop_collector(collector);
     let err = err.join("\n");
     let got = starts(&ev);

@@ -195,6 +195,16 @@ impl<'m, D: Downstream> Reader<'m, D> {
             let dropped = self.router.stats().dropped;
             m.add_pipeline_drops(dropped - self.published_drops.min(dropped));
             self.published_drops = dropped;
+            if let Some(t) = &self.telemetry {
+                let mut exporters = t.stage.exporters();
+                let exporter_count = exporters.len();
+                exporters.truncate(crate::metrics::MAX_EXPORTER_SERIES);
+                m.set_telemetry(crate::metrics::TelemetrySnapshot {
+                    stats: t.stage.stats().clone(),
+                    exporters,
+                    exporter_count,
+                });
+            }
         }
     }
 
