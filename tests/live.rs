@@ -151,11 +151,17 @@ struct Floodwatch {
 
 impl Floodwatch {
     fn start(net: &TestNet, extra: &[&str]) -> Floodwatch {
+        let mut args = vec!["live", &net.receiver_if, "--threads", "2"];
+        args.extend_from_slice(extra);
+        Floodwatch::start_with(net, &args, "capturing on")
+    }
+
+    /// `floodwatch ARGS` in the receiving namespace, once it has printed `ready` on stderr.
+    fn start_with(net: &TestNet, args: &[&str], ready: &str) -> Floodwatch {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &net.receiver_ns])
             .arg(env!("CARGO_BIN_EXE_floodwatch"))
-            .args(["live", &net.receiver_if, "--threads", "2"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -168,7 +174,7 @@ impl Floodwatch {
             stderr,
             stderr_seen: Vec::new(),
         };
-        fw.wait_stderr("capturing on");
+        fw.wait_stderr(ready);
         fw
     }
 
@@ -481,5 +487,165 @@ fn missing_privilege_names_cap_net_raw_and_setcap() {
     assert!(
         err.contains("setcap cap_net_raw,cap_net_admin=eip /"),
         "{err}"
+    );
+}
+
+/// sFlow from pmacctd's sfprobe on the victim's side of the veth, sampling 1:`rate`, into
+/// `collect --listen` in the same namespace: a SYN flood of 50 000 packets/s for 2 s after 1 s of
+/// 1 000 packets/s of benign traffic, sent by tcpreplay at the capture's own pace (as far as the
+/// machine keeps it). Returns (ms from the flood's first packet to the start event, packets the
+/// samples represent, packets sent), or None when skipped.
+fn sflow_on_veth(tag: char, rate: u32) -> Option<(f64, u64, u64)> {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live sFlow test: {why}");
+        return None;
+    }
+    if !Command::new("sh")
+        .args(["-c", "command -v pmacctd"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            std::env::var_os("FLOODWATCH_REQUIRE_EXPORTERS").is_none(),
+            "pmacctd is not installed (Debian package pmacct)"
+        );
+        eprintln!("note: skipping the live sFlow test: pmacctd is not installed");
+        return None;
+    }
+    let net = TestNet::create(tag);
+    sh(&["ip", "-n", &net.receiver_ns, "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = common::synth(
+        dir.path(),
+        "syn-flood",
+        &[
+            "--victim",
+            VICTIM,
+            "--dst-mac",
+            &net.receiver_mac(),
+            "--src-mac",
+            "02:00:00:00:00:01",
+            "--duration",
+            "3s",
+            "--attack-start",
+            "1s",
+            "--attack-duration",
+            "2s",
+            "--attack-pps",
+            "50000",
+            "--background-pps",
+            "1000",
+            "--min-size",
+        ],
+    );
+    let listen = "127.0.0.1:6343";
+    let mut fw = Floodwatch::start_with(
+        &net,
+        &["collect", "--listen", listen, "--status-interval", "0"],
+        "collecting telemetry on",
+    );
+    let conf = dir.path().join("sfprobe.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_interface: {}\nplugins: sfprobe\n\
+             sfprobe_receiver: {listen}\nsampling_rate: {rate}\n",
+            net.receiver_if
+        ),
+    )
+    .unwrap();
+    let mut probe = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.receiver_ns,
+            "timeout",
+            "60",
+            "pmacctd",
+            "-f",
+        ])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start pmacctd");
+    // pmacctd opens its capture in well under this
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.sender_ns, "tcpreplay", "-q"])
+        .args(["-i", &net.sender_if])
+        .arg(&capture)
+        .output()
+        .expect("cannot run tcpreplay");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "tcpreplay failed: {text}");
+    let sent = word_after(&text, "Actual:").expect("tcpreplay's packet count");
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "start"));
+    // pmacctd flushes what it holds within a second or so
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = probe.kill();
+    let _ = probe.wait();
+    let stderr = fw.interrupt(&mut events);
+    let start = events
+        .iter()
+        .find(|e| is_victim_syn_flood(e, "start"))
+        .expect("start event");
+    let at = common::rfc3339_ns(start["ts"].as_str().unwrap_or_default());
+    // the flood's first packet left tcpreplay one second (of capture time) after it started, or
+    // later if it fell behind: the latency measured is an upper bound
+    let latency_ms = (at as f64 - (t0 as f64 + 1e9)) / 1e6;
+    let represented = stderr
+        .lines()
+        .find(|l| l.contains("packets represented"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "sFlow 1:{rate}: start {latency_ms:.0} ms after the flood's first packet; {represented} \
+         packets represented for {sent} sent; tcpreplay: {}\n{stderr}",
+        text.lines()
+            .find(|l| l.contains("Rated"))
+            .unwrap_or("")
+            .trim()
+    );
+    assert!(stderr.contains(&format!("sampling 1:{rate}")), "{stderr}");
+    Some((latency_ms, represented, sent))
+}
+
+/// Bounded in CI (the machine may be busy); docs/performance.md has the latency on a quiet one.
+#[test]
+fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_100() {
+    let Some((latency_ms, represented, sent)) = sflow_on_veth('s', 100) else {
+        return;
+    };
+    assert!(
+        latency_ms < 2000.0,
+        "start {latency_ms:.0} ms after the flood"
+    );
+    let ratio = represented as f64 / sent as f64;
+    assert!(
+        (0.9..1.1).contains(&ratio),
+        "{represented} represented for {sent} sent"
+    );
+}
+
+#[test]
+fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_1000() {
+    let Some((latency_ms, represented, sent)) = sflow_on_veth('t', 1000) else {
+        return;
+    };
+    assert!(
+        latency_ms < 3000.0,
+        "start {latency_ms:.0} ms after the flood"
+    );
+    let ratio = represented as f64 / sent as f64;
+    assert!(
+        (0.8..1.2).contains(&ratio),
+        "{represented} represented for {sent} sent"
     );
 }
