@@ -104,7 +104,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
             max_exporters: 10_000,
-            max_templates: 256,
+            max_templates: 64,
             allow: Vec::new(),
             window_ns: 1_000_000_000,
             tick_ns: 100_000_000,
