@@ -23,6 +23,14 @@ impl Timestamp {
         self.min(Self::LATEST)
     }
 
+    /// The wall clock (live sources stamp what they read with it); 0 before 1970.
+    pub fn now() -> Timestamp {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+            .unwrap_or_default()
+    }
+
     /// Builds a timestamp from whole seconds and nanoseconds, saturating instead of overflowing.
     pub fn from_secs_nanos(secs: u64, nanos: u64) -> Self {
         Timestamp(

@@ -15,7 +15,7 @@ use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{
     no_such_interface, permission_denied, CaptureError, CaptureStats, FrameSource, RawFrame,
@@ -451,10 +451,7 @@ impl AfPacketSource {
     /// Packet time that no frame still to come can precede: now, less twice the block retire timeout
     /// (a block is handed over at most that long after its first frame arrived).
     fn idle_now(&self) -> Timestamp {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now = Timestamp::now().0;
         Timestamp(now.saturating_sub(2 * self.cfg.block_timeout.as_nanos() as u64))
     }
 

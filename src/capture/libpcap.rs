@@ -8,7 +8,7 @@
 //! `poll` on its descriptor, which gives the idle reports live capture needs.
 
 use std::os::fd::AsFd;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pcap::{Active, Capture, Error as PcapError, Precision};
 
@@ -116,10 +116,7 @@ impl PcapSource {
 
     /// Packet time no frame still to come can precede (see the AF_PACKET source).
     fn idle_now(&self) -> Timestamp {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now = Timestamp::now().0;
         Timestamp(now.saturating_sub(2 * self.cfg.block_timeout.as_nanos() as u64))
     }
 

@@ -7,7 +7,6 @@
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::socket::{
@@ -151,7 +150,7 @@ impl UdpSource {
             };
             let local = l.local;
             self.next = (i + 1) % n;
-            self.ts = wall_clock();
+            self.ts = Timestamp::now();
             self.frame = self.write_headers(from, local, len);
             self.stats.frames += 1;
             self.stats.captured_bytes += len as u64;
@@ -212,13 +211,6 @@ impl UdpSource {
     }
 }
 
-fn wall_clock() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    Timestamp::from_secs_nanos(d.as_secs(), u64::from(d.subsec_nanos()))
-}
-
 impl FrameSource for UdpSource {
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         loop {
@@ -239,7 +231,9 @@ impl FrameSource for UdpSource {
         if !self.try_read()? {
             self.wait();
             if !self.try_read()? {
-                return Ok(SourceEvent::Idle { now: wall_clock() });
+                return Ok(SourceEvent::Idle {
+                    now: Timestamp::now(),
+                });
             }
         }
         let (a, b) = self.frame;

@@ -370,10 +370,7 @@ fn shard_engines(
 
 /// The wall clock as packet time (live capture stamps frames with it).
 fn wall_clock() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| Timestamp(d.as_nanos() as u64))
-        .unwrap_or_default()
+    Timestamp::now()
 }
 
 /// The process's peak resident set size (VmHWM in /proc/self/status), in bytes.
