@@ -262,6 +262,8 @@ pub struct Telemetry {
     seq: u64,
     /// Packet time of the last look for idle exporters.
     last_eviction: Timestamp,
+    /// The records of the datagram at hand (kept to reuse the allocation).
+    records: Vec<FlowRecord>,
 }
 
 impl Telemetry {
@@ -273,6 +275,7 @@ impl Telemetry {
             queue: BinaryHeap::new(),
             seq: 0,
             last_eviction: Timestamp(0),
+            records: Vec::new(),
         }
     }
 
@@ -376,7 +379,8 @@ impl Telemetry {
             }
             _ => {
                 let mut counts = FlowCounts::default();
-                let mut records: Vec<FlowRecord> = Vec::new();
+                let mut records = std::mem::take(&mut self.records);
+                records.clear();
                 let r = if kind == KIND_V5 {
                     self.stats.netflow5_datagrams += 1;
                     netflow::parse_v5(d.payload, &mut counts, &mut |r| records.push(*r))
@@ -414,6 +418,7 @@ impl Telemetry {
                 for rec in &records {
                     self.flow(now, offset, rec, out);
                 }
+                self.records = records;
                 r
             }
         };

@@ -70,7 +70,8 @@ struct Field {
 
 #[derive(Clone, Debug)]
 struct Template {
-    fields: Vec<Field>,
+    /// Shared, so a data set can walk them while options records update the exporter state.
+    fields: std::sync::Arc<[Field]>,
     /// Options template: its records carry exporter settings, not flows.
     options: bool,
     /// Bytes of the smallest record (each variable-length field counted as 1).
@@ -363,7 +364,7 @@ fn template_set(
             h.domain,
             id,
             Template {
-                fields: list,
+                fields: list.into(),
                 options,
                 min_len,
             },
@@ -386,11 +387,11 @@ fn data_set(
         counts.no_template += 1;
         return Ok(());
     };
-    let t = t.clone();
+    let t = t.clone(); // cheap: the fields are shared
     let mut c = Cursor::new(set);
     while c.remaining() >= t.min_len {
         let mut rec = Values::default();
-        for f in &t.fields {
+        for f in t.fields.iter() {
             let len = if f.len == 65535 {
                 match c.u8().ok_or(Malformed::Truncated)? {
                     255 => usize::from(c.u16().ok_or(Malformed::Truncated)?),
