@@ -260,7 +260,7 @@ pub struct CollectArgs {
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub pcap: Vec<PathBuf>,
     /// With --pcap: only UDP datagrams to this port (repeatable).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
     pub port: Vec<u16>,
     /// Only hear exporters inside this prefix (repeatable, e.g. 192.0.2.0/24); others are counted
     /// and dropped.
