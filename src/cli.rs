@@ -275,7 +275,8 @@ pub struct CollectArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_templates: usize,
     /// Receive buffer of each --listen socket (suffixes K, M): room for bursts of datagrams while
-    /// the collector is busy. Datagrams the kernel drops when it is full are counted.
+    /// the collector is busy. Beyond net.core.rmem_max only with CAP_NET_ADMIN (root); otherwise
+    /// capped by it, with a warning. Datagrams the kernel drops when it is full are counted.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     pub recv_buffer: usize,
     #[command(flatten)]

@@ -258,6 +258,11 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     let mut source: Box<dyn FrameSource> = if live {
         let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
         listening = Some(udp.describe());
+        if !args.output.quiet {
+            for w in udp.warnings() {
+                eprintln!("floodwatch: warning: {w}");
+            }
+        }
         Box::new(udp)
     } else {
         Box::new(ProgressSource::new(

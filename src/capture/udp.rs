@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::socket::{
-    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+    getsockopt, recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
 
 use super::{CaptureError, CaptureStats, FrameSource, RawFrame, SourceEvent};
@@ -40,6 +40,7 @@ pub struct UdpSource {
     ts: Timestamp,
     next: usize,
     stats: CaptureStats,
+    warnings: Vec<String>,
 }
 
 impl UdpSource {
@@ -47,6 +48,7 @@ impl UdpSource {
     /// `net.core.rmem_max`).
     pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> Result<UdpSource, CaptureError> {
         let mut listeners = Vec::with_capacity(addrs.len());
+        let mut warnings = Vec::new();
         for addr in addrs {
             let setup = |detail: String| CaptureError::Setup {
                 iface: format!("--listen {addr}"),
@@ -61,8 +63,19 @@ impl UdpSource {
             socket
                 .set_nonblocking(true)
                 .map_err(|e| setup(format!("cannot make the socket non-blocking: {e}")))?;
-            // best effort: the kernel caps it at net.core.rmem_max
-            let _ = setsockopt(&socket, sockopt::RcvBuf, &recv_buffer);
+            // Past net.core.rmem_max only with CAP_NET_ADMIN (SO_RCVBUFFORCE); else capped. The
+            // kernel reports twice what it granted (its bookkeeping included).
+            if setsockopt(&socket, sockopt::RcvBufForce, &recv_buffer).is_err() {
+                let _ = setsockopt(&socket, sockopt::RcvBuf, &recv_buffer);
+            }
+            let granted = getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) / 2;
+            if granted < recv_buffer {
+                warnings.push(format!(
+                    "--listen {addr}: receive buffer {granted} bytes, not the {recv_buffer} asked: \
+                     net.core.rmem_max caps it without CAP_NET_ADMIN (raise it: sysctl -w \
+                     net.core.rmem_max={recv_buffer}); bursts beyond it are dropped and counted"
+                ));
+            }
             setsockopt(&socket, sockopt::RxqOvfl, &1)
                 .map_err(|e| setup(format!("cannot count receive drops (SO_RXQ_OVFL): {e}")))?;
             let local = socket.local_addr().unwrap_or(*addr);
@@ -85,7 +98,13 @@ impl UdpSource {
             ts: Timestamp(0),
             next: 0,
             stats: CaptureStats::default(),
+            warnings,
         })
+    }
+
+    /// What the operator should know about the sockets (e.g. a receive buffer smaller than asked).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The bound addresses, for the start-up line.
