@@ -355,6 +355,7 @@ impl Metrics {
             ("templates_refused", st.templates_refused),
             ("bad_sampling_rate", st.bad_sampling),
             ("absurd_clock", st.clock_absurd),
+            ("absurd_packet_count", st.records_clamped),
             ("undecoded_sampled_header", st.sflow_headers_not_decoded),
         ] {
             sample(o, name, &[("reason", reason)], v);

@@ -162,6 +162,10 @@ fn render_telemetry(o: &mut String, t: &TelemetrySummary) {
         ("bad sampling rates", st.bad_sampling),
         ("absurd exporter clocks", st.clock_absurd),
         (
+            "flow records clamped (absurd packet counts)",
+            st.records_clamped,
+        ),
+        (
             "flow packets counted late (record began over a window before arrival)",
             st.late_packets,
         ),

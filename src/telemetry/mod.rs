@@ -155,6 +155,8 @@ pub struct TelemetryStats {
     pub bad_sampling: u64,
     /// Flow records whose times were absurd against the arrival (placed at arrival).
     pub clock_absurd: u64,
+    /// Flow records claiming more than 2^34 packets (sampling included): clamped.
+    pub records_clamped: u64,
     /// Packets of flow records that began more than a window before they arrived: fed from
     /// arrival on, at their rate (how late the exporter's timeouts make flows).
     pub late_packets: u64,
@@ -207,6 +209,9 @@ const EXPORTER_IDLE_NS: u64 = 600_000_000_000;
 /// Records older than this at export, or further in the future, have an absurd clock.
 const MAX_AGE_MS: i64 = 3_600_000;
 const MAX_FUTURE_MS: i64 = 600_000;
+/// Packets one flow record may stand for (sampling included): 2^34, ~17 billion — a 100 Gbit/s link
+/// of minimum-size frames for two minutes. Beyond, the record is clamped and counted.
+const MAX_RECORD_PACKETS: u128 = 1 << 34;
 /// An exporter clock this close to ours is taken as right.
 const CLOCK_SLACK_MS: i64 = 2_000;
 /// Slices a flow record's future part is spread over at most.
@@ -482,9 +487,15 @@ impl Telemetry {
         rec: &FlowRecord,
         out: &mut Vec<PacketSummary>,
     ) {
-        let total = u128::from(rec.packets) * u128::from(rec.sampling.clamp(1, MAX_SAMPLING_RATE));
+        let mut total =
+            u128::from(rec.packets) * u128::from(rec.sampling.clamp(1, MAX_SAMPLING_RATE));
         if total == 0 {
             return;
+        }
+        if total > MAX_RECORD_PACKETS {
+            // a record's packets become at most a few summaries per slice, whatever it claims
+            self.stats.records_clamped += 1;
+            total = MAX_RECORD_PACKETS;
         }
         let now_ns = i128::from(now.0);
         let ms = |t: i64| (i128::from(t) + i128::from(offset_ms)) * 1_000_000;
@@ -862,6 +873,32 @@ mod tests {
         t.finish(&mut later);
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].ts, Timestamp(53 * SEC));
+    }
+
+    #[test]
+    fn a_record_claiming_absurd_packet_counts_is_clamped_to_a_few_summaries() {
+        let mut t = Telemetry::new(TelemetryConfig::default());
+        let rec = (
+            [203, 0, 113, 5],
+            [198, 51, 100, 10],
+            1,
+            2,
+            17,
+            0,
+            u32::MAX,
+            u32::MAX,
+            1,
+            2,
+        );
+        let out = feed(
+            &mut t,
+            50 * SEC,
+            &netflow::build::v5(1_000, 2, 0x3fff, &[rec; 30]),
+        );
+        let fed: u64 = out.iter().map(|p| u64::from(p.weight)).sum();
+        assert_eq!(fed, 30 << 34);
+        assert!(out.len() <= 30 * 5, "{} summaries", out.len());
+        assert_eq!(t.stats().records_clamped, 30);
     }
 
     #[test]
