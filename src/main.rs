@@ -64,7 +64,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let extras = Extras::start(&args.integrations, args.output.quiet)?;
     let mut source =
         ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
     let outcome = pipeline::run_input(
@@ -77,16 +77,37 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     );
     source.finish();
     let outcome = outcome?;
-    if let Some(path) = &args.save_baseline {
+    end_run(
+        outcome,
+        &detect,
+        args.save_baseline.as_deref(),
+        extras,
+        &stop,
+        args.output.quiet,
+    )
+}
+
+/// The end every mode shares: save the baselines, wait for the hook, print the summary, let the
+/// metrics linger, and the exit code (0; 1 when reading stopped on an error; 0 when the output was
+/// closed early, e.g. `| head`).
+fn end_run(
+    outcome: pipeline::RunOutcome,
+    detect: &DetectConfig,
+    save_baseline: Option<&std::path::Path>,
+    mut extras: Extras,
+    stop: &AtomicBool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    if let Some(path) = save_baseline {
         BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
     }
-    let hook_line = extras.finish_hook(args.output.quiet);
+    let hook_line = extras.finish_hook(quiet);
     let s = &outcome.summary;
-    if !s.output_closed && !args.output.quiet {
+    if !s.output_closed && !quiet {
         eprint!("{}", pipeline::render_summary(s));
         eprint!("{hook_line}");
     }
-    extras.linger(&stop);
+    extras.linger(stop);
     if s.output_closed {
         return Ok(ExitCode::SUCCESS);
     }
@@ -195,7 +216,7 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     let writer = open_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let extras = Extras::start(&args.integrations, args.output.quiet)?;
     if !args.output.quiet {
         eprintln!(
             "floodwatch: capturing on {} ({described}); Ctrl-C stops",
@@ -211,24 +232,14 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
     let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
-    if let Some(path) = &args.save_baseline {
-        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
-    }
-    let hook_line = extras.finish_hook(args.output.quiet);
-    let s = &outcome.summary;
-    if !s.output_closed && !args.output.quiet {
-        eprint!("{}", pipeline::render_summary(s));
-        eprint!("{hook_line}");
-    }
-    extras.linger(&stop);
-    if s.output_closed {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(e) = outcome.capture_error {
-        eprintln!("floodwatch: error: {e}");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    end_run(
+        outcome,
+        &detect,
+        args.save_baseline.as_deref(),
+        extras,
+        &stop,
+        args.output.quiet,
+    )
 }
 
 fn collect(args: CollectArgs) -> Result<ExitCode> {
@@ -271,7 +282,7 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         ))
     };
     let stop = install_stop_handler()?;
-    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let extras = Extras::start(&args.integrations, args.output.quiet)?;
     // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
@@ -285,24 +296,14 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         extras.integrations(),
     )?;
     drop(source);
-    if let Some(path) = &args.save_baseline {
-        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
-    }
-    let hook_line = extras.finish_hook(args.output.quiet);
-    let s = &outcome.summary;
-    if !s.output_closed && !args.output.quiet {
-        eprint!("{}", pipeline::render_summary(s));
-        eprint!("{hook_line}");
-    }
-    extras.linger(&stop);
-    if s.output_closed {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(e) = outcome.capture_error {
-        eprintln!("floodwatch: error: {e}");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    end_run(
+        outcome,
+        &detect,
+        args.save_baseline.as_deref(),
+        extras,
+        &stop,
+        args.output.quiet,
+    )
 }
 
 /// A live capture: one source read on the pipeline's thread, or a fanout group, a thread each.
