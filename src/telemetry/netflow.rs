@@ -517,10 +517,10 @@ impl Values {
             }
             22 => self.up_first = n().map(|x| x as u32),
             21 => self.up_last = n().map(|x| x as u32),
-            150 => self.abs_first = n().map(|s| s as i64 * 1000),
-            151 => self.abs_last = n().map(|s| s as i64 * 1000),
-            152 => self.abs_first = n().map(|ms| ms as i64),
-            153 => self.abs_last = n().map(|ms| ms as i64),
+            150 => self.abs_first = n().map(secs_ms),
+            151 => self.abs_last = n().map(secs_ms),
+            152 => self.abs_first = n().map(to_i64),
+            153 => self.abs_last = n().map(to_i64),
             154 | 156 => self.abs_first = ntp_ms(v),
             155 | 157 => self.abs_last = ntp_ms(v),
             158 => self.delta_first = n(),
@@ -531,7 +531,7 @@ impl Values {
             306 => self.packet_space = n(),
             309 => self.sampling_size = n(),
             310 => self.sampling_population = n(),
-            160 => self.init_ms = n().map(|ms| ms as i64),
+            160 => self.init_ms = n().map(to_i64),
             _ => {}
         }
     }
@@ -563,7 +563,7 @@ impl Values {
                 // modulo 2^32 against the uptime at export, like v9's (a stamp from before the
                 // init time has wrapped)
                 Dialect::Ipfix => init_ms.map(|i| {
-                    let up_at_export = (h.export_ms - i) as u32;
+                    let up_at_export = h.export_ms.wrapping_sub(i) as u32;
                     uptime_ms(h.export_ms, up_at_export, t)
                 }),
             }
@@ -580,6 +580,16 @@ impl Values {
             .or_else(|| delta(self.delta_last));
         (first, last)
     }
+}
+
+/// A sender's unsigned count as i64, saturating (absurd values are caught as absurd times later).
+fn to_i64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+/// Seconds as ms, saturating.
+fn secs_ms(s: u64) -> i64 {
+    to_i64(s).saturating_mul(1000)
 }
 
 /// An NTP timestamp (seconds since 1900 in the high 32 bits) as ms since the Unix epoch.
@@ -847,6 +857,25 @@ mod tests {
         for cut in 0..d.len() {
             let _ = collect(&d[..cut], &mut Templates::new(8));
         }
+    }
+
+    #[test]
+    fn absurd_time_fields_saturate_instead_of_overflowing() {
+        let mut v = Values::default();
+        for id in [150, 151, 153, 160] {
+            v.set(id, &[0xff; 8]);
+        }
+        let h = Header {
+            dialect: Dialect::Ipfix,
+            export_ms: 1_700_000_000_000,
+            domain: 0,
+        };
+        let (first, last) = v.times(&h, Some(i64::MIN));
+        assert_eq!((first, last), (Some(i64::MAX), Some(i64::MAX)));
+        v.abs_last = None;
+        v.up_last = Some(u32::MAX);
+        let _ = v.times(&h, Some(i64::MIN));
+        let _ = v.times(&h, Some(i64::MAX));
     }
 
     #[test]
