@@ -28,6 +28,11 @@ pub struct BaselineParams {
     pub sigmas: f64,
     /// Samples above `(1 + max_step) × mean` are clipped to it before learning.
     pub max_step: f64,
+    /// Windows of history after which a steady signal's baseline is mature: its threshold may then
+    /// go below the absolute floor, down to `learned_floor × floor`.
+    pub mature_windows: u32,
+    /// The lowest a mature baseline takes a threshold, as a fraction of the floor (1: never below).
+    pub learned_floor: f64,
 }
 
 impl Default for BaselineParams {
@@ -38,6 +43,8 @@ impl Default for BaselineParams {
             factor: 3.0,
             sigmas: 5.0,
             max_step: 0.5,
+            mature_windows: 900,
+            learned_floor: 0.1,
         }
     }
 }
@@ -108,6 +115,25 @@ impl Baseline {
     /// True once the baseline has seen its warm-up.
     pub fn is_warm(&self, p: &BaselineParams) -> bool {
         self.samples >= p.warmup
+    }
+
+    /// The lowest threshold this baseline allows `s`, given the signal's absolute `floor`: once the
+    /// baseline has `mature_windows` of history and the signal is steady (a mean above zero and a
+    /// standard deviation no larger than it), `learned_floor × floor`; otherwise the floor itself.
+    pub fn floor_for(&self, s: Signal, floor: f64, p: &BaselineParams) -> f64 {
+        if p.learned_floor >= 1.0 || self.samples < p.mature_windows.max(p.warmup) {
+            return floor;
+        }
+        let Some(e) = self.rates.get(s.index()) else {
+            return floor;
+        };
+        let mean = f64::from(e.mean);
+        let sd = f64::from(e.var).max(0.0).sqrt();
+        if mean > 0.0 && sd <= mean {
+            floor * p.learned_floor
+        } else {
+            floor
+        }
     }
 
     /// The learned mean rate of `s`.
@@ -360,6 +386,40 @@ mod tests {
         assert!((b.mean(Signal::Packets) - 101.0).abs() < 2.0);
         let t = b.threshold(Signal::Packets, &p);
         assert!((290.0..=320.0).contains(&t), "threshold {t}");
+    }
+
+    #[test]
+    fn only_a_mature_steady_signal_goes_below_its_floor() {
+        let p = BaselineParams::default();
+        let mut b = Baseline::default();
+        let floor = 1000.0;
+        for i in 0..p.mature_windows - 1 {
+            b.learn(&rates(10.0 + (i % 5) as f64), &FLOORS, &p);
+        }
+        assert_eq!(b.floor_for(Signal::Syn, floor, &p), floor, "not mature yet");
+        b.learn(&rates(12.0), &FLOORS, &p);
+        assert_eq!(b.floor_for(Signal::Syn, floor, &p), 100.0);
+        // a signal that never had traffic keeps its floor
+        let mut quiet = rates(12.0);
+        quiet[Signal::Icmp.index()] = 0.0;
+        let mut c = Baseline::default();
+        for _ in 0..p.mature_windows {
+            c.learn(&quiet, &FLOORS, &p);
+        }
+        assert_eq!(c.floor_for(Signal::Icmp, floor, &p), floor);
+        assert_eq!(c.floor_for(Signal::Syn, floor, &p), 100.0);
+        // an erratic signal (σ > mean) keeps its floor
+        let mut d = Baseline::default();
+        for i in 0..p.mature_windows * 2 {
+            d.learn(&rates(if i % 10 == 0 { 60.0 } else { 0.0 }), &FLOORS, &p);
+        }
+        assert_eq!(d.floor_for(Signal::Syn, floor, &p), floor);
+        // learned_floor 1 turns it off
+        let off = BaselineParams {
+            learned_floor: 1.0,
+            ..p
+        };
+        assert_eq!(b.floor_for(Signal::Syn, floor, &off), floor);
     }
 
     #[test]

@@ -346,6 +346,24 @@ pub struct DetectArgs {
     /// Consecutive evaluations (one per --tick) over threshold before an alert starts [default: 2].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trigger: Option<u32>,
+    /// Short window: a key whose rate over its last two ticks (200 ms at the default tick) reaches
+    /// FACTOR × its threshold, on at least --burst-min-packets packets, alerts at once, without
+    /// waiting for --trigger evaluations of the full window [default: 1.5].
+    #[arg(long, value_name = "FACTOR")]
+    pub burst_factor: Option<f64>,
+    /// The least evidence a rate measured over less than a window may rest on (the short window, and
+    /// a key whose traffic began less than a window ago, judged on the time it has covered): this
+    /// many packets, and for sampled telemetry at least min(N, 10) samples or records [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub burst_min_packets: Option<u64>,
+    /// Learned floors: once a key has --mature-after of history and a signal of it is steady (a mean
+    /// above zero, standard deviation no larger than the mean), that signal's threshold may go below
+    /// its floor, down to FRACTION × the floor; 1 turns learned floors off [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    pub learned_floor: Option<f64>,
+    /// History a key needs before its floors may be learned (see --learned-floor) [default: 15m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub mature_after: Option<Duration>,
     /// How long, in packet time, a key must stay below 80 % of its threshold before its alert ends
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -374,6 +392,10 @@ impl DetectArgs {
             min_pps: self.min_pps,
             factor: self.factor,
             trigger: self.trigger,
+            burst_factor: self.burst_factor,
+            burst_min_packets: self.burst_min_packets,
+            learned_floor: self.learned_floor,
+            mature_after: self.mature_after,
             hold_down: self.hold_down,
             update_interval: self.update_interval,
             max_keys: self.max_keys,

@@ -57,6 +57,8 @@ pub struct Clock {
     next_tick: u64,
     /// (start, end, number) of the window packets last fell in.
     epoch_cache: (u64, u64, u64),
+    /// (start, end, number) of the tick packets last fell in.
+    tick_cache: (u64, u64, u64),
     /// (window number, packets in it so far).
     load: (u64, u64),
     stats: ClockStats,
@@ -73,6 +75,7 @@ impl Clock {
             now: None,
             next_tick: 0,
             epoch_cache: (0, 0, 0),
+            tick_cache: (0, 0, 0),
             load: (0, 0),
             stats: ClockStats::default(),
         }
@@ -191,6 +194,20 @@ impl Clock {
         let start = epoch.saturating_mul(self.window_ns);
         self.epoch_cache = (start, start.saturating_add(self.window_ns), epoch);
         epoch
+    }
+
+    /// The tick number of `ts` (evaluations happen at tick boundaries), cached like
+    /// [`Clock::epoch_of`].
+    #[inline]
+    pub fn tick_of(&mut self, ts: Timestamp) -> u64 {
+        let (start, end, tick) = self.tick_cache;
+        if ts.0 >= start && ts.0 < end {
+            return tick;
+        }
+        let tick = ts.0 / self.tick_ns;
+        let start = tick.saturating_mul(self.tick_ns);
+        self.tick_cache = (start, start.saturating_add(self.tick_ns), tick);
+        tick
     }
 }
 

@@ -92,6 +92,12 @@ pub struct DetectConfig {
     pub baseline: BaselineParams,
     /// Consecutive evaluations over threshold before an alert starts.
     pub trigger_evals: u32,
+    /// A hot key alerts at once when a signal's rate over the short window (two ticks) reaches this
+    /// many times its threshold, with at least `burst_min_packets` packets in it.
+    pub burst_factor: f64,
+    /// The least evidence a rate measured over less than a window may rest on: packets (weighted)
+    /// and, for sampled telemetry, at least `min(this, 10)` summaries.
+    pub burst_min_packets: u64,
     /// Time below threshold before an alert ends.
     pub hold_down: Duration,
     /// While active, below this fraction of the threshold counts as "below" (hysteresis).
@@ -125,6 +131,8 @@ impl Default for DetectConfig {
             floors: Floors::all_scopes(1000.0),
             baseline: BaselineParams::default(),
             trigger_evals: 2,
+            burst_factor: 1.5,
+            burst_min_packets: 100,
             hold_down: Duration::from_secs(10),
             end_ratio: 0.8,
             update_interval: Duration::from_secs(10),
@@ -273,6 +281,11 @@ pub struct Overrides {
     pub min_pps: Option<f64>,
     pub factor: Option<f64>,
     pub trigger: Option<u32>,
+    pub burst_factor: Option<f64>,
+    pub burst_min_packets: Option<u64>,
+    pub learned_floor: Option<f64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub mature_after: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub hold_down: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -299,6 +312,10 @@ impl Overrides {
             min_pps: self.min_pps.or(below.min_pps),
             factor: self.factor.or(below.factor),
             trigger: self.trigger.or(below.trigger),
+            burst_factor: self.burst_factor.or(below.burst_factor),
+            burst_min_packets: self.burst_min_packets.or(below.burst_min_packets),
+            learned_floor: self.learned_floor.or(below.learned_floor),
+            mature_after: self.mature_after.or(below.mature_after),
             hold_down: self.hold_down.or(below.hold_down),
             update_interval: self.update_interval.or(below.update_interval),
             max_keys: self.max_keys.or(below.max_keys),
@@ -427,12 +444,30 @@ impl DetectConfig {
             subnet_v6: o.subnet_v6.unwrap_or(d.subnet_v6),
             floors,
             trigger_evals: o.trigger.unwrap_or(d.trigger_evals).max(1),
+            burst_factor: o.burst_factor.unwrap_or(d.burst_factor),
+            burst_min_packets: o.burst_min_packets.unwrap_or(d.burst_min_packets),
             hold_down: o.hold_down.unwrap_or(d.hold_down),
             update_interval: o.update_interval.unwrap_or(d.update_interval),
             max_keys: o.max_keys.map_or(d.max_keys, DetectConfig::split_max_keys),
             ..d
         };
         cfg.baseline.factor = o.factor.unwrap_or(cfg.baseline.factor);
+        cfg.baseline.learned_floor = o.learned_floor.unwrap_or(cfg.baseline.learned_floor);
+        let after = o.mature_after.unwrap_or(Duration::from_secs(15 * 60));
+        let windows = after.as_secs_f64() / cfg.window.as_secs_f64().max(1e-9);
+        cfg.baseline.mature_windows = windows.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        if !(cfg.burst_factor.is_finite() && cfg.burst_factor >= 1.0) {
+            return Err("burst_factor must be a number ≥ 1".into());
+        }
+        if !(cfg.baseline.learned_floor.is_finite()
+            && cfg.baseline.learned_floor > 0.0
+            && cfg.baseline.learned_floor <= 1.0)
+        {
+            return Err(
+                "learned_floor must be a fraction of the floor in (0, 1] (1 turns learned floors off)"
+                    .into(),
+            );
+        }
         let parse = |s: &str, what: &str| s.parse::<Key>().map_err(|e| format!("{what}: {e}"));
         cfg.ours = file
             .networks

@@ -26,7 +26,7 @@ use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
 use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
-use crate::window::{Counts, Signal, Sliding, COUNTERS};
+use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
 
 impl Drop for Engine {
     /// A shard that stops early (even by a panic) must not leave the others waiting for it.
@@ -193,6 +193,15 @@ struct KeyState {
     evidence: Option<Box<Evidence>>,
     /// Packets in the current window at which evidence starts being gathered.
     watch_at: u64,
+    /// Packet time (ns) at which the key's traffic resumed after a silence of a whole window (or
+    /// first appeared): while that is less than a window ago, its rate is judged on the time since.
+    since: u64,
+    /// Summaries counted since `since` (saturating).
+    summaries: u32,
+    /// Tick (low 32 bits) of `tick_packets`, and the packets counted in it: a key that packs 30 % of
+    /// its lowest threshold's share of a window into one tick starts watching at once.
+    tick: u32,
+    tick_packets: u32,
     /// Majority vote over amplifier source ports: (candidate, weight).
     amp_vote: (u16, u32),
     idle_windows: u64,
@@ -200,17 +209,31 @@ struct KeyState {
     profile: u16,
 }
 
+/// Where a packet is counted: its time, window and tick, and the tick watch level.
+#[derive(Clone, Copy, Debug)]
+struct At {
+    ts: u64,
+    epoch: u64,
+    tick: u64,
+    /// Ticks per window: a key watches once a tick holds `watch_at / ticks_per_window` packets.
+    ticks_per_window: u64,
+}
+
 impl KeyState {
-    fn new(epoch: u64, watch_at: u64, baseline: Option<Baseline>, profile: u16) -> Self {
+    fn new(at: &At, watch_at: u64, baseline: Option<Baseline>, profile: u16) -> Self {
         KeyState {
             profile,
-            window: Sliding::new(epoch),
+            window: Sliding::new(at.epoch),
             baseline: baseline.unwrap_or_default(),
             packets: 0,
             bytes: 0,
             phase: Phase::Idle,
             evidence: None,
             watch_at,
+            since: at.ts,
+            summaries: 0,
+            tick: at.tick as u32,
+            tick_packets: 0,
             amp_vote: (0, 0),
             idle_windows: 0,
         }
@@ -218,9 +241,21 @@ impl KeyState {
 
     #[inline]
     /// Counts a packet; returns true when the key just started gathering evidence (became hot).
-    fn record(&mut self, scope: Scope, epoch: u64, inc: &Counts, p: &PacketSummary) -> bool {
-        self.window.record(epoch, inc);
-        self.packets += inc.get(Signal::Packets);
+    fn record(&mut self, scope: Scope, at: &At, inc: &Counts, p: &PacketSummary) -> bool {
+        if self.window.record(at.epoch, inc) {
+            self.since = at.ts;
+            self.summaries = 0;
+        }
+        self.summaries = self.summaries.saturating_add(1);
+        let packets = inc.get(Signal::Packets);
+        if self.tick != at.tick as u32 {
+            self.tick = at.tick as u32;
+            self.tick_packets = 0;
+        }
+        self.tick_packets = self
+            .tick_packets
+            .saturating_add(u32::try_from(packets).unwrap_or(u32::MAX));
+        self.packets += packets;
         self.bytes += inc.get(Signal::Bytes);
         if inc.get(Signal::AmpPort) != 0 {
             // Boyer-Moore majority vote, each summary voting with its weight
@@ -238,16 +273,43 @@ impl KeyState {
         match &mut self.evidence {
             Some(e) => {
                 e.add(scope, p);
+                e.burst.add(at.tick, inc);
                 false
             }
-            None if self.window.current().n[0] >= self.watch_at => {
-                let mut e = Box::new(Evidence::new(scope));
-                e.add(scope, p);
-                self.evidence = Some(e);
+            None if self.window.current().n[0] >= self.watch_at
+                || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window)
+                    >= self.watch_at =>
+            {
+                self.start_watching(scope, at, p);
                 true
             }
             None => false,
         }
+    }
+
+    /// The key becomes hot: evidence and the short window start.
+    #[cold]
+    #[inline(never)]
+    fn start_watching(&mut self, scope: Scope, at: &At, p: &PacketSummary) {
+        let mut e = Box::new(Evidence::new(scope));
+        e.add(scope, p);
+        e.burst = self.seed_burst(at.tick);
+        self.evidence = Some(e);
+    }
+
+    /// The short window of a key that just became hot: its current tick gets the packets counted in
+    /// it so far, split between signals as the current window's traffic is (the earlier tick is
+    /// unknown and left empty).
+    fn seed_burst(&self, tick: u64) -> Burst {
+        let cur = self.window.current();
+        let total = cur.n[0].max(1) as f64;
+        let in_tick = f64::from(self.tick_packets).min(total);
+        let mut seed = [0u64; COUNTERS];
+        for (s, c) in seed.iter_mut().zip(cur.n.iter()) {
+            *s = (*c as f64 * in_tick / total).round() as u64;
+        }
+        let summaries = u64::from(self.summaries).min(in_tick as u64).max(1);
+        Burst::seeded(tick, seed, summaries)
     }
 
     /// True when the key must be evaluated at every tick, not only at window boundaries.
@@ -427,6 +489,7 @@ impl Engine {
         let admission = &mut self.admission;
         let hot = &mut self.hot;
         let watch = self.watch_default;
+        let ticks_per_window = (self.window_ns / cfg.tick_ns().max(1)).max(1);
         for (p, stamp, mask) in packets {
             self.stats.packets += 1;
             let ts = stamp.at;
@@ -434,6 +497,12 @@ impl Engine {
                 self.now = Some(ts);
             }
             let epoch = self.clock.epoch_of(ts);
+            let at = At {
+                ts: ts.0,
+                epoch,
+                tick: self.clock.tick_of(ts),
+                ticks_per_window,
+            };
             if epoch != self.admission_epoch {
                 self.admission_epoch = epoch;
                 for a in admission.iter_mut() {
@@ -472,7 +541,7 @@ impl Engine {
                                         cfg.profile_of(key)
                                     };
                                     KeyState::new(
-                                        epoch,
+                                        &at,
                                         watch,
                                         loaded.remove(&(scope, key)),
                                         profile,
@@ -488,7 +557,7 @@ impl Engine {
                             }
                         }
                         if let Some((_, st)) = &mut $cache {
-                            if st.record(scope, epoch, &inc, p) {
+                            if st.record(scope, &at, &inc, p) {
                                 hot[scope.index()].push(key);
                             }
                         }
@@ -672,12 +741,16 @@ impl Engine {
             self.take_population();
         }
         let mut building = std::mem::replace(&mut self.building, Population::empty());
+        let tick_ns = self.cfg.tick_ns().max(1);
         let ctx = EvalCtx {
             cfg: &self.cfg,
             now: Timestamp(now),
             epoch,
+            tick: now / tick_ns,
             frac,
             window_s: self.window_s,
+            window_ns: self.window_ns,
+            short_s: 2.0 * tick_ns as f64 / 1e9,
             seq: self.seq,
             last,
             population: &self.population,
@@ -761,8 +834,13 @@ struct EvalCtx<'a> {
     cfg: &'a DetectConfig,
     now: Timestamp,
     epoch: u64,
+    /// Tick of `now` (a boundary: the short window is the two ticks before it).
+    tick: u64,
     frac: f64,
     window_s: f64,
+    window_ns: u64,
+    /// Length of the short window (two ticks), seconds.
+    short_s: f64,
     seq: u64,
     last: bool,
     population: &'a Population,
@@ -773,9 +851,31 @@ struct Reading {
     est: [f64; COUNTERS],
     rates: [f64; COUNTERS],
     thresholds: [f64; Signal::THRESHOLDED],
+    /// Seconds the rates were measured over: the window, the time a fresh key's traffic has
+    /// covered, or the short window.
+    span_s: f64,
 }
 
+/// Signals on which a source's short-window rate over its threshold counts as an evaluation over it
+/// (besides its window rate): a single host sending SYNs, ICMP, fragments or reflected traffic at
+/// its floor for a fifth of a second is not ordinary traffic, and waiting for its full window to
+/// fill names it a second late.
+const SOURCE_ATTACK_SIGNALS: [Signal; 4] = [
+    Signal::Syn,
+    Signal::Icmp,
+    Signal::Fragment,
+    Signal::Reflection,
+];
+
 impl Reading {
+    /// The highest ratio rate/threshold among `signals`.
+    fn ratio_on(&self, signals: &[Signal]) -> f64 {
+        signals
+            .iter()
+            .map(|s| self.rates[s.index()] / self.thresholds[s.index()])
+            .fold(0.0, f64::max)
+    }
+
     /// The thresholded signal furthest over its threshold, with its ratio rate/threshold.
     fn worst(&self) -> (Signal, f64) {
         let mut best = (Signal::Packets, 0.0);
@@ -801,6 +901,13 @@ impl EvalCtx<'_> {
     ) -> bool {
         self.roll(scope, st, building);
         let r = self.read(scope, st);
+        // Subnet keys are for traffic spread over their hosts, which the full window shows; a burst
+        // is one host's, and that host's own key has the short window.
+        let short = if scope.is_subnet() {
+            None
+        } else {
+            self.read_short(st, &r.thresholds)
+        };
         let (signal, ratio) = r.worst();
         st.watch_at = {
             let min_thr = r.thresholds[Signal::Syn.index()..]
@@ -810,23 +917,56 @@ impl EvalCtx<'_> {
             watch_level(min_thr, self.window_s)
         };
         match std::mem::replace(&mut st.phase, Phase::Idle) {
-            prev @ (Phase::Idle | Phase::Pending(_)) if ratio > 1.0 => {
-                let n = match prev {
-                    Phase::Pending(n) => n.saturating_add(1),
-                    _ => 1,
+            prev @ (Phase::Idle | Phase::Pending(_)) => {
+                // a source is also judged on its short window for attack signals
+                let level = match &short {
+                    Some(b) if scope == Scope::SrcHost => {
+                        ratio.max(b.ratio_on(&SOURCE_ATTACK_SIGNALS))
+                    }
+                    _ => ratio,
                 };
-                let confirmed = n >= self.cfg.trigger_evals || self.last;
-                if confirmed && !one_host_carries_it(scope, st) {
-                    let a = self.start(scope, key, st, &r, signal);
-                    out.push(self.event(EventKind::Start, scope, key, st, &a, &r));
-                    st.phase = Phase::Active(Box::new(a));
+                let over = level > 1.0;
+                let n = match prev {
+                    Phase::Pending(n) if over => n.saturating_add(1),
+                    Phase::Pending(n) => n,
+                    _ => u32::from(over),
+                };
+                let confirmed = over && (n >= self.cfg.trigger_evals || self.last);
+                let burst = short
+                    .as_ref()
+                    .map(|b| (b, b.worst()))
+                    .filter(|(_, (_, q))| *q >= self.cfg.burst_factor);
+                let start = if confirmed {
+                    Some((&r, signal))
                 } else {
-                    st.phase = Phase::Pending(n);
-                }
-            }
-            Phase::Idle | Phase::Pending(_) => {
-                if ratio < 0.3 && st.window.current().n[0] < st.watch_at {
-                    st.evidence = None;
+                    burst.map(|(b, (s, _))| (b, s))
+                };
+                // A sub-second burst of connections that complete their handshakes is a busy
+                // client, not an overload: flash crowds are judged on the full window only.
+                let start = start.filter(|(reading, s)| {
+                    reading.span_s >= self.window_s
+                        || class_of(st, reading, *s) != AttackClass::FlashCrowd
+                });
+                match start {
+                    Some((reading, s)) if !one_host_carries_it(scope, st) => {
+                        let a = self.start(scope, key, st, reading, s);
+                        out.push(self.event(EventKind::Start, scope, key, st, &a, reading));
+                        st.phase = Phase::Active(Box::new(a));
+                    }
+                    // Over the threshold, or back between end_ratio and it: the count of evaluations
+                    // over it is kept (no coin toss for a key that sits at its threshold).
+                    _ if n > 0 && level >= self.cfg.end_ratio => {
+                        st.phase = Phase::Pending(n);
+                    }
+                    _ => {
+                        let short_packets = short.as_ref().map_or(0.0, |b| b.est[0]);
+                        if ratio < 0.3
+                            && st.window.current().n[0] < st.watch_at
+                            && short_packets * self.window_s / self.short_s < st.watch_at as f64
+                        {
+                            st.evidence = None;
+                        }
+                    }
                 }
             }
             Phase::Active(a) => self.eval_active(scope, key, st, a, &r, out),
@@ -901,11 +1041,63 @@ impl EvalCtx<'_> {
         }
     }
 
+    /// The key's rates over its window, with its thresholds. A key whose traffic resumed (or began)
+    /// less than a window ago, with at least the minimum evidence, is judged on the time since then
+    /// (at least the short window) rather than over a window it has not filled: a capture shorter
+    /// than the window, or a flood after a silence, shows its real rate.
     fn read(&self, scope: Scope, st: &KeyState) -> Reading {
-        let est = st.window.estimate(self.epoch, self.frac);
+        let covered_ns = self.now.0.saturating_sub(st.since);
+        let both = st.window.both();
+        let fresh = covered_ns < self.window_ns
+            && both.n[0] >= self.cfg.burst_min_packets
+            && u64::from(st.summaries) >= self.min_summaries();
+        let (est, span_s) = if fresh {
+            let mut est = [0.0; COUNTERS];
+            for (e, c) in est.iter_mut().zip(both.n.iter()) {
+                *e = *c as f64;
+            }
+            (est, (covered_ns as f64 / 1e9).max(self.short_s))
+        } else {
+            (st.window.estimate(self.epoch, self.frac), self.window_s)
+        };
+        self.reading(scope, st, est, span_s)
+    }
+
+    /// The key's rates over the short window, when it is hot and the window holds the minimum
+    /// evidence.
+    fn read_short(
+        &self,
+        st: &KeyState,
+        thresholds: &[f64; Signal::THRESHOLDED],
+    ) -> Option<Reading> {
+        let (counts, summaries) = st.evidence.as_ref()?.burst.read(self.tick);
+        if counts[0] < self.cfg.burst_min_packets || summaries < self.min_summaries() {
+            return None;
+        }
+        let mut est = [0.0; COUNTERS];
+        let mut rates = [0.0; COUNTERS];
+        for ((e, r), c) in est.iter_mut().zip(rates.iter_mut()).zip(counts.iter()) {
+            *e = *c as f64;
+            *r = *e / self.short_s;
+        }
+        Some(Reading {
+            est,
+            rates,
+            thresholds: *thresholds,
+            span_s: self.short_s,
+        })
+    }
+
+    /// Summaries a rate over less than a window needs besides `burst_min_packets` packets: a few
+    /// sampled packets standing for thousands must not start an alert on their own.
+    fn min_summaries(&self) -> u64 {
+        self.cfg.burst_min_packets.min(10)
+    }
+
+    fn reading(&self, scope: Scope, st: &KeyState, est: [f64; COUNTERS], span_s: f64) -> Reading {
         let mut rates = [0.0; COUNTERS];
         for (r, e) in rates.iter_mut().zip(est.iter()) {
-            *r = e / self.window_s;
+            *r = e / span_s;
         }
         let (floors, factor) = self.cfg.settings_for(scope, st.profile);
         let params = BaselineParams {
@@ -920,12 +1112,16 @@ impl EvalCtx<'_> {
             } else {
                 self.population.quantile(scope, s)
             };
-            *t = floors.get(s).max(learned);
+            *t = st
+                .baseline
+                .floor_for(s, floors.get(s), &params)
+                .max(learned);
         }
         Reading {
             est,
             rates,
             thresholds,
+            span_s,
         }
     }
 
@@ -944,10 +1140,7 @@ impl EvalCtx<'_> {
         r: &Reading,
         signal: Signal,
     ) -> ActiveAlert {
-        let mut class = classify(signal, &r.est, st.amp_vote.0);
-        if class == AttackClass::SynFlood && handshakes_complete(&r.rates, &st.baseline) {
-            class = AttackClass::FlashCrowd;
-        }
+        let class = class_of(st, r, signal);
         let id = format!(
             "{}/{}/{}/{}.{:06}",
             scope.name(),
@@ -1006,6 +1199,7 @@ impl EvalCtx<'_> {
         e.packets = packets.round() as u64;
         e.bytes = r.est[Signal::Bytes.index()].round() as u64;
         e.class_share = (share.min(1.0) * 1000.0).round() / 1000.0;
+        e.window_s = (r.span_s * 1000.0).round() / 1000.0;
         e
     }
 }
@@ -1124,6 +1318,16 @@ pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackC
                     AttackClass::TrafficFlood
                 })
         }
+    }
+}
+
+/// The class of an alert of `st` on `signal` read as `r`.
+fn class_of(st: &KeyState, r: &Reading, signal: Signal) -> AttackClass {
+    let class = classify(signal, &r.est, st.amp_vote.0);
+    if class == AttackClass::SynFlood && handshakes_complete(&r.rates, &st.baseline) {
+        AttackClass::FlashCrowd
+    } else {
+        class
     }
 }
 
@@ -1435,6 +1639,7 @@ mod tests {
         // config-file trigger of u32::MAX) reaches the u32 limit of the pending count.
         let cfg = DetectConfig {
             trigger_evals: u32::MAX,
+            burst_factor: 1e12,
             ..DetectConfig::default()
         };
         let mut e = Engine::new(cfg, ShardSpec::SOLE).unwrap();
@@ -1516,6 +1721,188 @@ mod tests {
             "the newcomer alerted despite its busy population"
         );
         assert!(run(false), "the newcomer alone should alert at its floor");
+    }
+
+    /// Feeds `packets` (sorted here) to one engine with `cfg`; the events, in order.
+    fn replay_with(cfg: DetectConfig, mut packets: Vec<PacketSummary>) -> Vec<AlertEvent> {
+        packets.sort_by_key(|p| p.ts);
+        let mut e = Engine::new(cfg, ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        for p in &packets {
+            e.on_packet(p, &mut out);
+        }
+        e.finish(EndReason::EndOfInput, &mut out);
+        out
+    }
+
+    /// `n` packets made by `make` evenly over `[from_ns, from_ns + len_ns)`.
+    fn spread(
+        from_ns: u64,
+        len_ns: u64,
+        n: u64,
+        make: impl Fn(u64, u32) -> PacketSummary,
+    ) -> Vec<PacketSummary> {
+        (0..n)
+            .map(|i| {
+                make(
+                    from_ns + i * len_ns / n,
+                    (i as u32).wrapping_mul(2_654_435_761) | 1,
+                )
+            })
+            .collect()
+    }
+
+    fn victim_start(out: &[AlertEvent]) -> Option<&AlertEvent> {
+        out.iter().find(|a| {
+            a.event == EventKind::Start
+                && a.scope == Scope::DstHost
+                && a.key == Key::host(IpAddr::from(VICTIM))
+        })
+    }
+
+    #[test]
+    fn a_burst_after_silence_alerts_on_the_time_it_covered() {
+        // other traffic for 5 s, then 1 000 SYNs in 40 ms to a silent victim, then nothing
+        let mut packets = spread(T0, 5 * Timestamp::NANOS_PER_SEC, 500, |ts, src| {
+            let mut p = syn(ts, src);
+            p.dst = IpAddr::from([203, 0, 113, 7]);
+            p.tcp_flags = tcp_flags::ACK;
+            p
+        });
+        let burst_at = T0 + 5 * Timestamp::NANOS_PER_SEC + 33_000_000;
+        packets.extend(spread(burst_at, 40_000_000, 1000, syn));
+        let out = replay_with(DetectConfig::default(), packets);
+        let a = victim_start(&out).expect("the burst alerts");
+        assert_eq!(a.class, AttackClass::SynFlood);
+        assert!(a.ts.0 - burst_at <= 200_000_000, "{} ns", a.ts.0 - burst_at);
+        assert!(a.window_s < 1.0, "judged over {} s", a.window_s);
+        // the same burst with too little evidence (60 SYNs in 2 ms) stays quiet
+        let out = replay_with(
+            DetectConfig::default(),
+            spread(burst_at, 2_000_000, 60, syn),
+        );
+        assert!(victim_start(&out).is_none(), "{out:?}");
+    }
+
+    #[test]
+    fn a_capture_shorter_than_the_window_is_judged_on_its_span() {
+        // 4 000 SYNs in 25 ms and the capture ends: the sliding window would read 4 000/s over a
+        // whole second; the span it covered says far more, and it alerts either way at the end
+        let out = replay_with(
+            DetectConfig::default(),
+            spread(T0 + 10_000_000, 25_000_000, 4000, syn),
+        );
+        let a = victim_start(&out).expect("alerts at the end of input");
+        assert!(a.pps >= 10_000.0, "{} pps", a.pps);
+    }
+
+    #[test]
+    fn a_flood_at_twice_the_threshold_over_background_starts_within_300_ms() {
+        for offset_ms in [0u64, 33, 67] {
+            let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn); // 200/s
+            let flood_at = T0 + 10 * Timestamp::NANOS_PER_SEC + offset_ms * 1_000_000;
+            packets.extend(spread(flood_at, 5 * Timestamp::NANOS_PER_SEC, 10_000, syn));
+            let out = replay_with(DetectConfig::default(), packets);
+            let a = victim_start(&out).expect("the flood alerts");
+            assert!(
+                a.ts.0 - flood_at <= 300_000_000,
+                "offset {offset_ms} ms: {} ms",
+                (a.ts.0 - flood_at) / 1_000_000
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_burst_far_above_the_floor_over_background_alerts() {
+        // 10x the SYN floor for 50 ms over a steady 200 SYN/s: the full window never fills
+        let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+        let at = T0 + 10 * Timestamp::NANOS_PER_SEC + 61_000_000;
+        packets.extend(spread(at, 50_000_000, 500, syn));
+        let out = replay_with(DetectConfig::default(), packets.clone());
+        let a = victim_start(&out).expect("the burst alerts");
+        assert!(a.ts.0 - at <= 300_000_000);
+        // a burst of 3x for 50 ms does not reach 1.5x over the short window
+        let mut calm = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+        calm.extend(spread(at, 50_000_000, 150, syn));
+        assert!(victim_start(&replay_with(DetectConfig::default(), calm)).is_none());
+    }
+
+    #[test]
+    fn a_source_at_its_floor_is_named_without_a_coin_toss() {
+        // one source at 1.1x the SYN floor among a spoofed flood on the victim
+        for rate in [1100u64, 1250, 1500] {
+            let heavy = 0xcb00_7105u32;
+            let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+            let at = T0 + 10 * Timestamp::NANOS_PER_SEC + 17_000_000;
+            // the source was already talking to the victim (its key is not fresh)
+            packets.extend(spread(T0, 10 * Timestamp::NANOS_PER_SEC, 1000, |ts, _| {
+                syn(ts, heavy)
+            }));
+            // Poisson arrivals: the window's count wanders around the floor
+            let mut x = 0x2545_f491_4f6c_dd1du64 ^ rate;
+            let mut ts = at;
+            while ts < at + 5 * Timestamp::NANOS_PER_SEC {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                ts += (-u.ln() * 1e9 / rate as f64) as u64;
+                packets.push(syn(ts, heavy));
+            }
+            packets.extend(spread(at, 5 * Timestamp::NANOS_PER_SEC, 20_000, syn));
+            let out = replay_with(DetectConfig::default(), packets);
+            let src = out
+                .iter()
+                .find(|a| a.event == EventKind::Start && a.scope == Scope::SrcHost)
+                .unwrap_or_else(|| panic!("{rate}/s: no src_host alert"));
+            assert_eq!(src.key, Key::host(IpAddr::from(heavy.to_be_bytes())));
+            // its full window alone would take about a second at 1.1x
+            assert!(
+                src.ts.0 - at <= 600_000_000,
+                "{rate}/s: after {} ms",
+                (src.ts.0 - at) / 1_000_000
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_learned_low_normal_lowers_the_floor() {
+        // 10 SYN/s for 20 minutes, then 200 SYN/s (20x, a fifth of the floor) for 20 s
+        let minutes = 20;
+        let learn = minutes * 60 * Timestamp::NANOS_PER_SEC;
+        let mut packets = spread(
+            T0,
+            learn + 30 * Timestamp::NANOS_PER_SEC,
+            (minutes * 60 + 30) * 10,
+            syn,
+        );
+        let at = T0 + learn + 3_000_000;
+        packets.extend(spread(at, 20 * Timestamp::NANOS_PER_SEC, 4000, syn));
+        let out = replay_with(DetectConfig::default(), packets.clone());
+        let a = victim_start(&out).expect("20x over a mature baseline alerts");
+        assert!(
+            a.threshold_pps < 1000.0 && a.threshold_pps >= 100.0,
+            "{}",
+            a.threshold_pps
+        );
+        assert!(a.ts.0 - at <= 2 * Timestamp::NANOS_PER_SEC);
+        // learned floors off, or not mature yet: the floor holds
+        let off = DetectConfig {
+            baseline: BaselineParams {
+                learned_floor: 1.0,
+                ..BaselineParams::default()
+            },
+            ..DetectConfig::default()
+        };
+        assert!(victim_start(&replay_with(off, packets.clone())).is_none());
+        let young = DetectConfig {
+            baseline: BaselineParams {
+                mature_windows: 3600,
+                ..BaselineParams::default()
+            },
+            ..DetectConfig::default()
+        };
+        assert!(victim_start(&replay_with(young, packets)).is_none());
     }
 
     #[test]

@@ -149,6 +149,8 @@ pub struct Evidence {
     /// Sampling: packets to pass over before the next sample.
     skip: u64,
     rng: u64,
+    /// The key's short window while it is hot (the engine keeps it here: only hot keys need it).
+    pub burst: crate::window::Burst,
 }
 
 impl Evidence {
@@ -163,6 +165,7 @@ impl Evidence {
             seen: 0,
             skip: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
+            burst: crate::window::Burst::default(),
         }
     }
 

@@ -200,13 +200,24 @@ impl Sliding {
         }
     }
 
-    /// Records one packet's increments at `epoch`.
+    /// Records one packet's increments at `epoch`; true when the packet ends a silence of at least a
+    /// whole window (neither the current nor the previous window held a packet before it).
     #[inline]
-    pub fn record(&mut self, epoch: u64, inc: &Counts) {
+    pub fn record(&mut self, epoch: u64, inc: &Counts) -> bool {
         if epoch != self.epoch {
             self.roll(epoch);
         }
+        let fresh = self.cur.n[0] == 0 && self.prev.n[0] == 0;
         self.cur.add(inc);
+        fresh
+    }
+
+    /// Both buckets together: every packet since a silence, when the silence ended less than a
+    /// window ago (the buckets then hold nothing older).
+    pub fn both(&self) -> Counts {
+        let mut c = self.cur;
+        c.add(&self.prev);
+        c
     }
 
     /// The sliding estimate of each counter over one window ending at `epoch` + `frac` of a window.
@@ -242,6 +253,76 @@ impl Sliding {
     /// The epoch of the current bucket.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+}
+
+/// The short window: a key's counts in its last two ticks, kept while the key is hot (gathering
+/// evidence or alerting) so a burst far above its threshold is judged on a fraction of a second.
+/// Counts are per signal, with the number of summaries (a sampled packet or a flow
+/// record stands for many packets, so the evidence is also counted in summaries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Burst {
+    /// Tick of `cur`.
+    tick: u64,
+    cur: Counts,
+    prev: Counts,
+    cur_summaries: u64,
+    prev_summaries: u64,
+}
+
+impl Burst {
+    /// A short window whose current tick `tick` already holds `seed` (estimated counts of the packets
+    /// seen in it before the key became hot) from `summaries` summaries.
+    pub fn seeded(tick: u64, seed: [u64; COUNTERS], summaries: u64) -> Burst {
+        Burst {
+            tick,
+            cur: Counts { n: seed },
+            prev: Counts::default(),
+            cur_summaries: summaries,
+            prev_summaries: 0,
+        }
+    }
+
+    /// Counts one summary's increments at `tick`.
+    #[inline]
+    pub fn add(&mut self, tick: u64, inc: &Counts) {
+        if tick != self.tick {
+            self.next_tick(tick);
+        }
+        self.cur.add(inc);
+        self.cur_summaries += 1;
+    }
+
+    #[cold]
+    fn next_tick(&mut self, tick: u64) {
+        if tick < self.tick {
+            // never older than the clock's time; counted in the current tick if it were
+            return;
+        }
+        let adjacent = tick == self.tick + 1;
+        self.prev = if adjacent {
+            self.cur
+        } else {
+            Counts::default()
+        };
+        self.prev_summaries = if adjacent { self.cur_summaries } else { 0 };
+        self.cur = Counts::default();
+        self.cur_summaries = 0;
+        self.tick = tick;
+    }
+
+    /// Counts and summaries of the two ticks before `tick` (an evaluation at a tick boundary), or of
+    /// `tick` and the one before (the last evaluation, inside a tick).
+    pub fn read(&self, tick: u64) -> ([u64; COUNTERS], u64) {
+        if self.tick + 1 == tick || self.tick == tick {
+            let mut c = self.cur;
+            c.add(&self.prev);
+            (c.n, self.cur_summaries + self.prev_summaries)
+        } else if self.tick + 2 == tick {
+            (self.cur.n, self.cur_summaries)
+        } else {
+            ([0; COUNTERS], 0)
+        }
     }
 }
 
@@ -311,6 +392,42 @@ mod tests {
         let r = w.roll(15);
         assert_eq!(r.empty_windows, 3);
         assert!(w.is_idle());
+    }
+
+    #[test]
+    fn the_short_window_holds_the_last_two_ticks() {
+        let one = Counts::of_packet(&pkt(proto::TCP, tcp_flags::SYN, 1234, Fragment::None));
+        let mut b = Burst::seeded(10, [0; COUNTERS], 0);
+        for _ in 0..5 {
+            b.add(10, &one);
+        }
+        for _ in 0..7 {
+            b.add(11, &one);
+        }
+        let syn = |b: &Burst, t| b.read(t).0[Signal::Syn.index()];
+        assert_eq!(
+            syn(&b, 12),
+            12,
+            "at the boundary after tick 11: ticks 10 and 11"
+        );
+        assert_eq!(b.read(12).1, 12);
+        assert_eq!(syn(&b, 11), 12, "inside tick 11 (the last evaluation)");
+        assert_eq!(syn(&b, 13), 7, "tick 10 has left the window");
+        assert_eq!(syn(&b, 14), 0);
+        b.add(14, &one);
+        assert_eq!(syn(&b, 15), 1, "a gap empties the previous tick");
+    }
+
+    #[test]
+    fn record_tells_when_a_silence_ends() {
+        let one = Counts::of_packet(&pkt(proto::UDP, 0, 9, Fragment::None));
+        let mut w = Sliding::new(0);
+        assert!(w.record(0, &one));
+        assert!(!w.record(0, &one));
+        assert!(!w.record(1, &one), "the previous window held packets");
+        assert!(!w.record(2, &one));
+        assert!(w.record(4, &one), "window 3 was empty");
+        assert_eq!(w.both().n[0], 1);
     }
 
     #[test]
