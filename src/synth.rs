@@ -745,6 +745,37 @@ const fn filler() -> [u8; 1500] {
     a
 }
 
+/// The per-packet IPv4 header fields a sender's stack chooses (IPv6 uses `ttl` as the hop limit).
+#[derive(Clone, Copy, Debug)]
+struct IpFields {
+    id: u16,
+    ttl: u8,
+    /// Don't Fragment.
+    df: bool,
+}
+
+impl IpFields {
+    fn frag(self) -> u16 {
+        if self.df {
+            IP_DF
+        } else {
+            0
+        }
+    }
+}
+
+/// The TCP header of one segment, and how many filler bytes follow it.
+#[derive(Clone, Copy, Debug)]
+struct TcpSeg<'a> {
+    ports: (u16, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    win: u16,
+    opts: &'a [u8],
+    payload: usize,
+}
+
 /// The reusable frame buffer; MACs are written once.
 struct Frame {
     buf: [u8; FRAME_CAP],
@@ -803,7 +834,7 @@ impl Frame {
         }
     }
 
-    /// A TCP segment with `payload` filler bytes (at most 1440) and an optional MSS option.
+    /// A TCP segment with `payload` filler bytes (at most 1440), an optional MSS option and DF set.
     #[allow(clippy::too_many_arguments)]
     fn tcp(
         &mut self,
@@ -818,35 +849,57 @@ impl Frame {
         id: u16,
         ttl: u8,
     ) -> usize {
-        let payload = payload.min(1440);
-        let hl = if mss.is_some() { 24 } else { 20 };
+        let mss_opt = mss.map(|m| {
+            let [hi, lo] = m.to_be_bytes();
+            [2, 4, hi, lo]
+        });
+        let seg = TcpSeg {
+            ports,
+            seq,
+            ack,
+            flags,
+            win,
+            opts: mss_opt.as_ref().map_or(&[][..], |o| &o[..]),
+            payload: payload.min(1440),
+        };
+        self.tcp_seg(ends, IpFields { id, ttl, df: true }, &seg)
+    }
+
+    /// A TCP segment with any options (at most 40 bytes, zero-padded to a multiple of 4) and
+    /// `seg.payload` filler bytes, clamped so that an IPv4 packet fits a 1500-byte MTU.
+    fn tcp_seg(&mut self, ends: Ends, ip: IpFields, seg: &TcpSeg<'_>) -> usize {
+        let opts = &seg.opts[..seg.opts.len().min(40)];
+        let hl = 20 + opts.len().div_ceil(4) * 4;
+        let payload = seg.payload.min(1480 - hl);
         let l4_len = hl + payload;
-        let o = self.ip(ends, 6, l4_len, id, IP_DF, ttl);
+        let o = self.ip(ends, 6, l4_len, ip.id, ip.frag(), ip.ttl);
         let t = &mut self.buf[o..o + l4_len];
-        t[0..2].copy_from_slice(&ports.0.to_be_bytes());
-        t[2..4].copy_from_slice(&ports.1.to_be_bytes());
-        t[4..8].copy_from_slice(&seq.to_be_bytes());
-        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[0..2].copy_from_slice(&seg.ports.0.to_be_bytes());
+        t[2..4].copy_from_slice(&seg.ports.1.to_be_bytes());
+        t[4..8].copy_from_slice(&seg.seq.to_be_bytes());
+        t[8..12].copy_from_slice(&seg.ack.to_be_bytes());
         t[12] = ((hl / 4) as u8) << 4;
-        t[13] = flags;
-        t[14..16].copy_from_slice(&win.to_be_bytes());
+        t[13] = seg.flags;
+        t[14..16].copy_from_slice(&seg.win.to_be_bytes());
         t[16..20].fill(0);
-        if let Some(m) = mss {
-            t[20] = 2;
-            t[21] = 4;
-            t[22..24].copy_from_slice(&m.to_be_bytes());
-        }
+        t[20..20 + opts.len()].copy_from_slice(opts);
+        t[20 + opts.len()..hl].fill(0);
         t[hl..].copy_from_slice(&FILLER[..payload]);
         let c = fold(sum16(t, ends.pseudo_sum(6, l4_len)));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         self.finish(o + l4_len)
     }
 
-    /// A UDP datagram carrying `payload` (at most 1472 bytes), with its checksum.
+    /// A UDP datagram carrying `payload` (at most 1472 bytes), with its checksum; DF clear.
     fn udp(&mut self, ends: Ends, ports: (u16, u16), payload: &[u8], id: u16, ttl: u8) -> usize {
+        self.udp_ip(ends, ports, payload, IpFields { id, ttl, df: false })
+    }
+
+    /// A UDP datagram carrying `payload` (at most 1472 bytes), with its checksum.
+    fn udp_ip(&mut self, ends: Ends, ports: (u16, u16), payload: &[u8], ip: IpFields) -> usize {
         let payload = &payload[..payload.len().min(1472)];
         let l4_len = 8 + payload.len();
-        let o = self.ip(ends, 17, l4_len, id, 0, ttl);
+        let o = self.ip(ends, 17, l4_len, ip.id, ip.frag(), ip.ttl);
         let u = &mut self.buf[o..o + l4_len];
         u[0..2].copy_from_slice(&ports.0.to_be_bytes());
         u[2..4].copy_from_slice(&ports.1.to_be_bytes());
@@ -1129,25 +1182,26 @@ struct Session {
     kind: Kind,
 }
 
+/// A session's next packet, ordered by time then by when it was queued.
 #[derive(Clone, Copy, Debug)]
-struct Pending {
+struct Pending<S> {
     ts: u64,
     order: u64,
-    session: Session,
+    session: S,
 }
 
-impl PartialEq for Pending {
+impl<S> PartialEq for Pending<S> {
     fn eq(&self, o: &Self) -> bool {
         (self.ts, self.order) == (o.ts, o.order)
     }
 }
-impl Eq for Pending {}
-impl PartialOrd for Pending {
+impl<S> Eq for Pending<S> {}
+impl<S> PartialOrd for Pending<S> {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Pending {
+impl<S> Ord for Pending<S> {
     fn cmp(&self, o: &Self) -> Ordering {
         (self.ts, self.order).cmp(&(o.ts, o.order))
     }
@@ -1209,7 +1263,7 @@ struct SessionGen {
     sched: Schedule,
     arrival_k: u64,
     next_arrival: Option<u64>,
-    heap: BinaryHeap<Reverse<Pending>>,
+    heap: BinaryHeap<Reverse<Pending<Session>>>,
     order: u64,
     clients4: Vec<u32>,
     clients6: Vec<u128>,
