@@ -52,11 +52,12 @@ pub enum Scenario {
     FlashCrowd,
     BenignGrowth,
     SpoofedSources,
+    SynBurst,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -69,6 +70,7 @@ impl Scenario {
         Scenario::FlashCrowd,
         Scenario::BenignGrowth,
         Scenario::SpoofedSources,
+        Scenario::SynBurst,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -86,6 +88,7 @@ impl Scenario {
             Scenario::FlashCrowd => "flash-crowd",
             Scenario::BenignGrowth => "benign-growth",
             Scenario::SpoofedSources => "spoofed-sources",
+            Scenario::SynBurst => "syn-burst",
         }
     }
 
@@ -110,6 +113,10 @@ impl Scenario {
                 "background rising smoothly to 3x its rate over the attack period (no alert expected)"
             }
             Scenario::SpoofedSources => "SYN flood from --sources distinct spoofed addresses",
+            Scenario::SynBurst => {
+                "a burst after silence: the background never involves the victim, which receives only \
+                 spoofed SYNs to port 80, --attack-pps for --attack-duration (e.g. 25000 for 40ms)"
+            }
         }
     }
 
@@ -417,14 +424,18 @@ impl Plan {
             } else {
                 Profile::Constant { rate }
             };
-            SessionGen::new(
+            let mut g = SessionGen::new(
                 Rng::new(seed, 1),
                 Mode::Background,
                 profile,
                 start,
                 dur,
                 opts.min_size,
-            )
+            );
+            if scenario == Scenario::SynBurst {
+                g.exclude = Some(victim);
+            }
+            g
         });
 
         let extra = (scenario == Scenario::FlashCrowd).then(|| {
@@ -442,7 +453,7 @@ impl Plan {
 
         let rate = opts.attack_pps as f64;
         let (kind, profile) = match scenario {
-            Scenario::SynFlood | Scenario::Ipv6SynFlood => {
+            Scenario::SynFlood | Scenario::Ipv6SynFlood | Scenario::SynBurst => {
                 (AttackKind::Syn, Profile::Constant { rate })
             }
             Scenario::SlowRamp => (AttackKind::Syn, Profile::Ramp { rate, len: att_len }),
@@ -482,7 +493,8 @@ impl Plan {
             | Scenario::Ipv6SynFlood
             | Scenario::SlowRamp
             | Scenario::PulseWave
-            | Scenario::SpoofedSources => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
+            | Scenario::SpoofedSources
+            | Scenario::SynBurst => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
             Scenario::UdpFlood => vec![
                 (Scope::DstHost, host, AttackClass::UdpFlood),
                 (
@@ -1271,6 +1283,8 @@ struct SessionGen {
     waves: [(f64, f64); SERVERS],
     min_size: bool,
     dns: [u8; 256],
+    /// An address no session may use (syn-burst's victim): sessions that would are moved next door.
+    exclude: Option<Victim>,
 }
 
 impl SessionGen {
@@ -1315,6 +1329,7 @@ impl SessionGen {
             waves,
             min_size,
             dns: [0; 256],
+            exclude: None,
         };
         g.next_arrival = g.sched.next(&mut g.rng);
         g
@@ -1354,6 +1369,37 @@ impl SessionGen {
             }));
         }
         Some(len)
+    }
+
+    /// `ends` with the excluded address, if either end is it, replaced by a neighbour: a server (or
+    /// the DNS server) by the next or previous address, a client by its last bit flipped. Only
+    /// addresses change, so the rest of the stream is the same as without the exclusion.
+    fn avoid_excluded(&self, ends: Ends) -> Ends {
+        let near4 = |a: u32| {
+            if a & 0xff >= SERVERS as u32 {
+                a - 1
+            } else {
+                a + 1
+            }
+        };
+        let near6 = |a: u128| {
+            if a & 0xffff >= 0x20 {
+                a - 1
+            } else {
+                a + 1
+            }
+        };
+        match (ends, self.exclude) {
+            (Ends::V4 { src, dst }, Some(Victim::V4(v))) if src == v || dst == v => Ends::V4 {
+                src: if src == v { src ^ 1 } else { src },
+                dst: if dst == v { near4(dst) } else { dst },
+            },
+            (Ends::V6 { src, dst }, Some(Victim::V6(v))) if src == v || dst == v => Ends::V6 {
+                src: if src == v { src ^ 1 } else { src },
+                dst: if dst == v { near6(dst) } else { dst },
+            },
+            _ => ends,
+        }
     }
 
     /// Index (0-based) of a web server, weighted by its slowly varying load at `t` seconds.
@@ -1485,6 +1531,7 @@ impl SessionGen {
                     }
                 };
                 let sttl = 64 - (kind_rand >> 40) as u8 % 5;
+                let ends = self.avoid_excluded(ends);
                 Session {
                     ends,
                     cport,
@@ -2076,7 +2123,7 @@ mod tests {
         let o = short();
         const V4: &str = "198.51.100.10";
         type Want = &'static [(&'static str, &'static str, &'static str)];
-        let cases: [(Scenario, Want); 12] = [
+        let cases: [(Scenario, Want); 13] = [
             (Scenario::Benign, &[]),
             (Scenario::FlashCrowd, &[]),
             (Scenario::BenignGrowth, &[]),
@@ -2084,6 +2131,7 @@ mod tests {
             (Scenario::SlowRamp, &[("dst_host", V4, "syn_flood")]),
             (Scenario::PulseWave, &[("dst_host", V4, "syn_flood")]),
             (Scenario::SpoofedSources, &[("dst_host", V4, "syn_flood")]),
+            (Scenario::SynBurst, &[("dst_host", V4, "syn_flood")]),
             (
                 Scenario::Ipv6SynFlood,
                 &[("dst_host", "2001:db8:100::10", "syn_flood")],
@@ -2359,6 +2407,65 @@ mod tests {
         assert_eq!(&pulse[3..11], &[0; 8]);
         assert_eq!(&pulse[11..13], &[2000, 2000]);
         assert_eq!(pulse.iter().sum::<u64>(), 8000);
+    }
+
+    /// The scenarios added for the short-window engine: same seed, same bytes; another seed, others.
+    const NEW_SCENARIOS: [Scenario; 1] = [Scenario::SynBurst];
+
+    #[test]
+    fn new_scenarios_are_deterministic_per_seed() {
+        let o = short();
+        for s in NEW_SCENARIOS {
+            let (a, ra) = gen(s, &o);
+            let (b, rb) = gen(s, &o);
+            assert!(a == b && ra == rb, "{s}");
+            let (c, _) = gen(
+                s,
+                &SynthOptions {
+                    seed: 7,
+                    ..o.clone()
+                },
+            );
+            assert_ne!(a, c, "{s}");
+        }
+    }
+
+    #[test]
+    fn syn_burst_victim_hears_nothing_before_the_burst() {
+        for victim in ["198.51.100.10", "2001:db8:100::10"] {
+            let victim: IpAddr = victim.parse().unwrap();
+            let o = SynthOptions {
+                attack_pps: 25_000,
+                attack_duration: Duration::from_millis(40),
+                victim: Some(victim),
+                ..short()
+            };
+            let (bytes, r) = gen(Scenario::SynBurst, &o);
+            let t0 = o.start.as_nanos() + 2_000_000_000;
+            let (mut to_victim, mut other) = (0, 0);
+            for (t, f) in records(&bytes) {
+                let (src, dst) = ip_of(f);
+                assert_ne!(src, victim, "the victim sent a packet");
+                if dst == victim {
+                    assert!((t0..t0 + 40_000_000).contains(&t), "victim packet at {t}");
+                    let (proto, _, dport, flags) = check_frame(f, &o);
+                    assert_eq!((proto, dport, flags), (6, 80, SYN));
+                    to_victim += 1;
+                } else {
+                    other += 1;
+                }
+            }
+            assert_eq!(to_victim, 1000, "{victim}");
+            assert!(other > 8000, "background of {other} packets");
+            assert_eq!(r.labels.len(), 1);
+            let l = r.labels[0];
+            assert_eq!(
+                (l.scope, l.key, l.class),
+                (Scope::DstHost, Key::host(victim), AttackClass::SynFlood)
+            );
+            assert!(l.first_packet.as_nanos() >= t0);
+            assert!(l.last_packet.as_nanos() < t0 + 40_000_000);
+        }
     }
 
     #[test]
