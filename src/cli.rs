@@ -405,7 +405,8 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Scenario to generate: benign, syn-flood, udp-flood, dns-reflection, icmp-flood, carpet-bombing,
-    /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources, syn-burst.
+    /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources, syn-burst,
+    /// sources-at-floor.
     #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
     pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.
@@ -432,8 +433,9 @@ pub struct SynthArgs {
     /// Victim address [default: 198.51.100.10, or 2001:db8:100::10 for IPv6 scenarios].
     #[arg(long, value_name = "IP")]
     pub victim: Option<IpAddr>,
-    /// Distinct spoofed sources (spoofed-sources scenario).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    /// Distinct spoofed sources (spoofed-sources scenario); flooding sources of sources-at-floor, which
+    /// reads the default 1000000 as 4 (at most 65536 there, one src_host label each).
+    #[arg(long, value_name = "N", default_value_t = floodwatch::synth::DEFAULT_SOURCES)]
     pub sources: u64,
     /// Source MAC of every frame.
     #[arg(long, value_name = "MAC", default_value = "02:00:00:00:00:01", value_parser = parse_mac)]

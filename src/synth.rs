@@ -53,11 +53,12 @@ pub enum Scenario {
     BenignGrowth,
     SpoofedSources,
     SynBurst,
+    SourcesAtFloor,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -71,6 +72,7 @@ impl Scenario {
         Scenario::BenignGrowth,
         Scenario::SpoofedSources,
         Scenario::SynBurst,
+        Scenario::SourcesAtFloor,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -89,6 +91,7 @@ impl Scenario {
             Scenario::BenignGrowth => "benign-growth",
             Scenario::SpoofedSources => "spoofed-sources",
             Scenario::SynBurst => "syn-burst",
+            Scenario::SourcesAtFloor => "sources-at-floor",
         }
     }
 
@@ -116,6 +119,10 @@ impl Scenario {
             Scenario::SynBurst => {
                 "a burst after silence: the background never involves the victim, which receives only \
                  spoofed SYNs to port 80, --attack-pps for --attack-duration (e.g. 25000 for 40ms)"
+            }
+            Scenario::SourcesAtFloor => {
+                "SYNs to the victim's port 80 from --sources sources (4 when --sources is left at its \
+                 default), each sending a steady --attack-pps / N (e.g. 4 x 1200 for --attack-pps 4800)"
             }
         }
     }
@@ -156,6 +163,16 @@ impl FromStr for Scenario {
     }
 }
 
+/// Default of [`SynthOptions::sources`]. sources-at-floor reads it as "not set" and uses
+/// [`FLOOR_SOURCES_DEFAULT`] sources instead.
+pub const DEFAULT_SOURCES: u64 = 1_000_000;
+
+/// Sources of sources-at-floor when [`SynthOptions::sources`] is left at [`DEFAULT_SOURCES`].
+pub const FLOOR_SOURCES_DEFAULT: u64 = 4;
+
+/// Most sources sources-at-floor accepts (each gets its own label).
+pub const FLOOR_SOURCES_MAX: u64 = 65_536;
+
 /// How to synthesise a capture. See [`SynthOptions::default`] for the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthOptions {
@@ -174,7 +191,8 @@ pub struct SynthOptions {
     pub background_pps: u64,
     /// Victim address; `None` is 198.51.100.10 (2001:db8:100::10 for ipv6-syn-flood).
     pub victim: Option<IpAddr>,
-    /// Distinct spoofed sources of spoofed-sources.
+    /// Distinct spoofed sources of spoofed-sources; flooding sources of sources-at-floor, where
+    /// [`DEFAULT_SOURCES`] means [`FLOOR_SOURCES_DEFAULT`].
     pub sources: u64,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
@@ -194,7 +212,7 @@ impl Default for SynthOptions {
             attack_pps: 20_000,
             background_pps: 2_000,
             victim: None,
-            sources: 1_000_000,
+            sources: DEFAULT_SOURCES,
             src_mac: [0x02, 0, 0, 0, 0, 0x01],
             dst_mac: [0x02, 0, 0, 0, 0, 0x02],
             start: Timestamp::from_secs_nanos(1_764_079_200, 0),
@@ -271,7 +289,12 @@ pub fn write_pcap<W: Write>(
     let mut background = plan.background;
     let mut extra = plan.extra;
     let mut attack = plan.attack;
-    let (mut first, mut last) = (None, 0u64);
+    // (first, last) attack packet times: of the whole attack, and of each numbered source.
+    let mut span: Option<(u64, u64)> = None;
+    let mut source_spans: Vec<Option<(u64, u64)>> = vec![None; plan.numbered_sources];
+    let widen = |s: &mut Option<(u64, u64)>, ts: u64| {
+        s.get_or_insert((ts, ts)).1 = ts;
+    };
 
     loop {
         let b = background.as_ref().and_then(SessionGen::peek);
@@ -297,27 +320,34 @@ pub fn write_pcap<W: Write>(
         let Some(len) = len else { break };
         let ts = pick.0 / 1_000 * 1_000;
         if pick.1 == 2 {
-            first.get_or_insert(ts);
-            last = ts;
+            widen(&mut span, ts);
+            let src = attack.as_ref().and_then(|g| g.last_source);
+            if let Some(s) = src.and_then(|i| source_spans.get_mut(i)) {
+                widen(s, ts);
+            }
         }
         out.record(ts, &frame.buf[..len])?;
     }
     out.finish()?;
 
-    let labels = match first {
-        Some(first) => plan
-            .labels
-            .iter()
-            .map(|&(scope, key, class)| Label {
-                scope,
-                key,
-                class,
+    // A label whose packets never came (an attack cut off by the capture end) is left out.
+    let labels = plan
+        .labels
+        .iter()
+        .filter_map(|l| {
+            let (first, last) = match l.source {
+                None => span?,
+                Some(i) => (*source_spans.get(i)?)?,
+            };
+            Some(Label {
+                scope: l.scope,
+                key: l.key,
+                class: l.class,
                 first_packet: Timestamp(first),
                 last_packet: Timestamp(last),
             })
-            .collect(),
-        None => Vec::new(),
-    };
+        })
+        .collect();
     Ok(SynthReport {
         packets: out.packets,
         bytes: out.bytes,
@@ -328,6 +358,15 @@ pub fn write_pcap<W: Write>(
 // ---------------------------------------------------------------------------------------------------
 // Plan: validated options turned into generators
 // ---------------------------------------------------------------------------------------------------
+
+/// The number of sources of sources-at-floor.
+fn floor_sources(opts: &SynthOptions) -> u64 {
+    if opts.sources == DEFAULT_SOURCES {
+        FLOOR_SOURCES_DEFAULT
+    } else {
+        opts.sources
+    }
+}
 
 /// Highest rate accepted for either stream.
 const MAX_PPS: u64 = 100_000_000;
@@ -341,7 +380,18 @@ struct Plan {
     background: Option<SessionGen>,
     extra: Option<SessionGen>,
     attack: Option<AttackGen>,
-    labels: Vec<(Scope, Key, AttackClass)>,
+    labels: Vec<PlanLabel>,
+    /// Attack sources whose packets are told apart ([`AttackGen::last_source`] is below this).
+    numbered_sources: usize,
+}
+
+/// An expected alert; its times are those of the attack packets (of numbered source `source` only,
+/// when set).
+struct PlanLabel {
+    scope: Scope,
+    key: Key,
+    class: AttackClass,
+    source: Option<usize>,
 }
 
 impl Plan {
@@ -380,6 +430,7 @@ impl Plan {
                 | Scenario::DnsReflection
                 | Scenario::IcmpFlood
                 | Scenario::CarpetBombing
+                | Scenario::SourcesAtFloor
         );
         if v4_only && victim_ip.is_ipv6() {
             return bad(format!("{scenario} needs an IPv4 victim, got {victim_ip}"));
@@ -403,6 +454,14 @@ impl Plan {
         }
         if scenario == Scenario::SpoofedSources && !(1..=1u64 << 31).contains(&opts.sources) {
             return bad(format!("sources must be in 1..=2^31, got {}", opts.sources));
+        }
+        if scenario == Scenario::SourcesAtFloor
+            && !(1..=FLOOR_SOURCES_MAX).contains(&floor_sources(opts))
+        {
+            return bad(format!(
+                "{scenario} needs sources in 1..={FLOOR_SOURCES_MAX}, got {}",
+                opts.sources
+            ));
         }
 
         let dur = opts.duration.as_secs_f64();
@@ -466,6 +525,7 @@ impl Plan {
                 },
             ),
             Scenario::SpoofedSources => (AttackKind::Spoofed, Profile::Constant { rate }),
+            Scenario::SourcesAtFloor => (AttackKind::FloorSyn, Profile::Constant { rate }),
             Scenario::UdpFlood => (AttackKind::UdpFew, Profile::Constant { rate }),
             Scenario::DnsReflection => (AttackKind::DnsFrag, Profile::Constant { rate }),
             Scenario::IcmpFlood => (AttackKind::Icmp, Profile::Constant { rate }),
@@ -494,7 +554,8 @@ impl Plan {
             | Scenario::SlowRamp
             | Scenario::PulseWave
             | Scenario::SpoofedSources
-            | Scenario::SynBurst => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
+            | Scenario::SynBurst
+            | Scenario::SourcesAtFloor => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
             Scenario::UdpFlood => vec![
                 (Scope::DstHost, host, AttackClass::UdpFlood),
                 (
@@ -521,12 +582,33 @@ impl Plan {
             }
             Scenario::Benign | Scenario::BenignGrowth | Scenario::FlashCrowd => Vec::new(),
         };
+        let mut labels: Vec<PlanLabel> = labels
+            .into_iter()
+            .map(|(scope, key, class)| PlanLabel {
+                scope,
+                key,
+                class,
+                source: None,
+            })
+            .collect();
+        // sources-at-floor: each source is a flood of its own.
+        let floor_srcs = attack.as_ref().map_or(&[][..], |a| &a.floor_srcs[..]);
+        for (i, &(src, _, _)) in floor_srcs.iter().enumerate() {
+            labels.push(PlanLabel {
+                scope: Scope::SrcHost,
+                key: Key::host(IpAddr::V4(Ipv4Addr::from(src))),
+                class: AttackClass::SynFlood,
+                source: Some(i),
+            });
+        }
+        let numbered_sources = floor_srcs.len();
         Ok(Plan {
             end,
             background,
             extra,
             attack,
             labels,
+            numbered_sources,
         })
     }
 }
@@ -1707,6 +1789,8 @@ enum AttackKind {
     DnsFrag,
     Icmp,
     Carpet,
+    /// sources-at-floor: SYNs from a few numbered sources in turn.
+    FloorSyn,
 }
 
 const RESOLVERS: usize = 500;
@@ -1763,6 +1847,10 @@ struct AttackGen {
     dgram: Vec<u8>,
     frag: (u32, u16, u8),
     spoof: Spoof,
+    /// FloorSyn sources: (address, SYN window, TTL), one fixed stack each.
+    floor_srcs: Vec<(u32, u16, u8)>,
+    /// Index in `floor_srcs` of the source of the packet last emitted.
+    last_source: Option<usize>,
 }
 
 impl AttackGen {
@@ -1804,13 +1892,25 @@ impl AttackGen {
         for (i, b) in dgram.iter_mut().enumerate().skip(20) {
             *b = FILLER[(i - 20) % FILLER.len()];
         }
-        let spoof = Spoof {
+        let mut spoof = Spoof {
             sources: opts.sources.max(1),
             used: 0,
             j: 0,
             k1: rng.next_u32(),
             k2: rng.next_u32(),
             k64: (rng.next_u64(), rng.next_u64()),
+        };
+        let floor_srcs = if kind == AttackKind::FloorSyn {
+            (0..floor_sources(opts))
+                .map(|_| {
+                    let (src, _) = spoof.next(false);
+                    let r = rng.next_u64();
+                    let win = SYN_WINDOWS[(r % SYN_WINDOWS.len() as u64) as usize];
+                    (src, win, 40 + ((r >> 8) % 25) as u8)
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         let mut sched = Schedule::new(profile, start, len);
         if kind == AttackKind::DnsFrag {
@@ -1831,6 +1931,8 @@ impl AttackGen {
             dgram,
             frag: (0, 0, 64),
             spoof,
+            floor_srcs,
+            last_source: None,
         };
         g.next = g.sched.next(&mut g.rng);
         g
@@ -1936,6 +2038,27 @@ impl AttackGen {
                 let dport = self.rng.range(1, 65535) as u16;
                 let n = if self.min_size { 0 } else { CARPET_PAYLOAD };
                 frame.udp(Ends::V4 { src, dst }, (sport, dport), &FILLER[..n], id, 50)
+            }
+            (AttackKind::FloorSyn, Victim::V4(d)) => {
+                // In turn, so each source's packets are evenly spaced; `Plan::new` makes sure there
+                // is at least one source.
+                let i = (k % self.floor_srcs.len().max(1) as u64) as usize;
+                let (src, win, ttl) = self.floor_srcs.get(i).copied().unwrap_or_default();
+                self.last_source = Some(i);
+                let r = self.rng.next_u64();
+                let sport = 1024 + (r as u16) % 64512;
+                frame.tcp(
+                    Ends::V4 { src, dst: d },
+                    (sport, 80),
+                    (r >> 32) as u32,
+                    0,
+                    SYN,
+                    win,
+                    None,
+                    0,
+                    id,
+                    ttl,
+                )
             }
             // IPv4-only kinds with an IPv6 victim are refused by `Plan::new`.
             (_, Victim::V6(_)) => frame.finish(ETH),
@@ -2123,7 +2246,7 @@ mod tests {
         let o = short();
         const V4: &str = "198.51.100.10";
         type Want = &'static [(&'static str, &'static str, &'static str)];
-        let cases: [(Scenario, Want); 13] = [
+        let cases: [(Scenario, Want); 14] = [
             (Scenario::Benign, &[]),
             (Scenario::FlashCrowd, &[]),
             (Scenario::BenignGrowth, &[]),
@@ -2132,6 +2255,16 @@ mod tests {
             (Scenario::PulseWave, &[("dst_host", V4, "syn_flood")]),
             (Scenario::SpoofedSources, &[("dst_host", V4, "syn_flood")]),
             (Scenario::SynBurst, &[("dst_host", V4, "syn_flood")]),
+            (
+                Scenario::SourcesAtFloor,
+                &[
+                    ("dst_host", V4, "syn_flood"),
+                    ("src_host", "183.191.13.170", "syn_flood"),
+                    ("src_host", "178.250.128.129", "syn_flood"),
+                    ("src_host", "32.125.166.237", "syn_flood"),
+                    ("src_host", "158.98.178.250", "syn_flood"),
+                ],
+            ),
             (
                 Scenario::Ipv6SynFlood,
                 &[("dst_host", "2001:db8:100::10", "syn_flood")],
@@ -2410,7 +2543,7 @@ mod tests {
     }
 
     /// The scenarios added for the short-window engine: same seed, same bytes; another seed, others.
-    const NEW_SCENARIOS: [Scenario; 1] = [Scenario::SynBurst];
+    const NEW_SCENARIOS: [Scenario; 2] = [Scenario::SynBurst, Scenario::SourcesAtFloor];
 
     #[test]
     fn new_scenarios_are_deterministic_per_seed() {
@@ -2466,6 +2599,70 @@ mod tests {
             assert!(l.first_packet.as_nanos() >= t0);
             assert!(l.last_packet.as_nanos() < t0 + 40_000_000);
         }
+    }
+
+    #[test]
+    fn sources_at_floor_sources_are_steady_and_labelled() {
+        for (sources, n) in [(DEFAULT_SOURCES, 4usize), (10, 10)] {
+            let o = SynthOptions {
+                attack_pps: 4800,
+                sources,
+                ..short()
+            };
+            let (bytes, r) = gen(Scenario::SourcesAtFloor, &o);
+            let victim: IpAddr = "198.51.100.10".parse().unwrap();
+            assert_eq!(r.labels.len(), 1 + n);
+            assert_eq!(
+                (r.labels[0].scope, r.labels[0].key, r.labels[0].class),
+                (Scope::DstHost, Key::host(victim), AttackClass::SynFlood)
+            );
+            // Per source: packets per 200 ms slot of the attack, first and last packet.
+            let t0 = o.start.as_nanos() + 2_000_000_000;
+            let mut per: HashMap<IpAddr, (Vec<u64>, u64, u64)> = HashMap::new();
+            let mut background = 0;
+            for (t, f) in records(&bytes) {
+                let (src, dst) = ip_of(f);
+                let IpAddr::V4(s4) = src else {
+                    background += 1;
+                    continue;
+                };
+                if !is_public(u32::from(s4)) {
+                    background += 1;
+                    continue;
+                }
+                let (proto, _, dport, flags) = check_frame(f, &o);
+                assert_eq!((dst, proto, dport, flags), (victim, 6, 80, SYN));
+                let e = per.entry(src).or_insert((vec![0; 10], t, t));
+                e.0[((t - t0) / 200_000_000) as usize] += 1;
+                e.2 = t;
+            }
+            assert!(background > 9000, "{background}");
+            assert_eq!(per.len(), n);
+            let each = 4800 / n as u64 / 5;
+            for l in &r.labels[1..] {
+                assert_eq!((l.scope, l.class), (Scope::SrcHost, AttackClass::SynFlood));
+                let (src, (slots, first, last)) = per
+                    .iter()
+                    .find(|(a, _)| Key::host(**a) == l.key)
+                    .expect("a labelled source sent nothing");
+                assert!(
+                    slots.iter().all(|&c| c.abs_diff(each) <= 1),
+                    "{src}: {slots:?}, want {each} per 200 ms"
+                );
+                assert_eq!(
+                    (l.first_packet.as_nanos(), l.last_packet.as_nanos()),
+                    (*first, *last)
+                );
+            }
+        }
+        let bad = |sources| {
+            let o = SynthOptions { sources, ..short() };
+            matches!(
+                write_pcap(Scenario::SourcesAtFloor, &o, Vec::new()),
+                Err(SynthError::BadOptions(_))
+            )
+        };
+        assert!(bad(0) && bad(FLOOR_SOURCES_MAX + 1) && !bad(FLOOR_SOURCES_MAX));
     }
 
     #[test]
