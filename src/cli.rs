@@ -406,7 +406,7 @@ pub enum Format {
 pub struct SynthArgs {
     /// Scenario to generate: benign, syn-flood, udp-flood, dns-reflection, icmp-flood, carpet-bombing,
     /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources, syn-burst,
-    /// sources-at-floor, learned-floor.
+    /// sources-at-floor, learned-floor, sig-syn-flood, sig-udp-flood, sig-ack-flood.
     #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
     pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.

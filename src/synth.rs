@@ -55,11 +55,14 @@ pub enum Scenario {
     SynBurst,
     SourcesAtFloor,
     LearnedFloor,
+    SigSynFlood,
+    SigUdpFlood,
+    SigAckFlood,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -75,6 +78,9 @@ impl Scenario {
         Scenario::SynBurst,
         Scenario::SourcesAtFloor,
         Scenario::LearnedFloor,
+        Scenario::SigSynFlood,
+        Scenario::SigUdpFlood,
+        Scenario::SigAckFlood,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -95,6 +101,9 @@ impl Scenario {
             Scenario::SynBurst => "syn-burst",
             Scenario::SourcesAtFloor => "sources-at-floor",
             Scenario::LearnedFloor => "learned-floor",
+            Scenario::SigSynFlood => "sig-syn-flood",
+            Scenario::SigUdpFlood => "sig-udp-flood",
+            Scenario::SigAckFlood => "sig-ack-flood",
         }
     }
 
@@ -131,6 +140,20 @@ impl Scenario {
                 "only legit TCP connections from 100.64.0.0/16 to victim:443 (--background-pps / 10 \
                  per second, 10 packets each), then spoofed SYNs to victim:443 at --attack-pps: a flood \
                  far over the victim's normal but under the absolute floor"
+            }
+            Scenario::SigSynFlood => {
+                "real-stack TCP connections from 100.64.0.0/16 to victim:80 (--background-pps SYNs and \
+                 other segments in), and hping-like SYNs (window 512, no options, TTL 64, no DF) from \
+                 spoofed sources outside it"
+            }
+            Scenario::SigUdpFlood => {
+                "DNS queries from 100.64.0.0/16 to victim:53 (--background-pps, varied names) with \
+                 answers, and 512-byte 'XXX...' UDP to victim:53 with TTL 57 from 300 spoofed sources"
+            }
+            Scenario::SigAckFlood => {
+                "established TCP (timestamps option, varied windows and lengths) from 100.64.0.0/16 to \
+                 victim:443 (--background-pps in), and bare 40-byte ACKs (window 1024, TTL 128) from \
+                 spoofed sources"
             }
         }
     }
@@ -444,6 +467,9 @@ impl Plan {
                 | Scenario::CarpetBombing
                 | Scenario::SourcesAtFloor
                 | Scenario::LearnedFloor
+                | Scenario::SigSynFlood
+                | Scenario::SigUdpFlood
+                | Scenario::SigAckFlood
         );
         if v4_only && victim_ip.is_ipv6() {
             return bad(format!("{scenario} needs an IPv4 victim, got {victim_ip}"));
@@ -491,6 +517,17 @@ impl Plan {
             Scenario::LearnedFloor => Some((
                 LegitMix::Conns { port: 443 },
                 opts.background_pps as f64 / CONN_PACKETS,
+            )),
+            // --background-pps counts what the clients send: half of each connection, one query,
+            // two segments of each exchange.
+            Scenario::SigSynFlood => Some((
+                LegitMix::Conns { port: 80 },
+                opts.background_pps as f64 / (CONN_PACKETS / 2.0),
+            )),
+            Scenario::SigUdpFlood => Some((LegitMix::Dns, opts.background_pps as f64)),
+            Scenario::SigAckFlood => Some((
+                LegitMix::Established { port: 443 },
+                opts.background_pps as f64 / 2.0,
             )),
             _ => None,
         };
@@ -557,6 +594,9 @@ impl Plan {
             ),
             Scenario::SpoofedSources => (AttackKind::Spoofed, Profile::Constant { rate }),
             Scenario::SourcesAtFloor => (AttackKind::FloorSyn, Profile::Constant { rate }),
+            Scenario::SigSynFlood => (AttackKind::HpingSyn, Profile::Constant { rate }),
+            Scenario::SigUdpFlood => (AttackKind::XUdp, Profile::Constant { rate }),
+            Scenario::SigAckFlood => (AttackKind::BareAck, Profile::Constant { rate }),
             Scenario::UdpFlood => (AttackKind::UdpFew, Profile::Constant { rate }),
             Scenario::DnsReflection => (AttackKind::DnsFrag, Profile::Constant { rate }),
             Scenario::IcmpFlood => (AttackKind::Icmp, Profile::Constant { rate }),
@@ -591,7 +631,11 @@ impl Plan {
             | Scenario::SpoofedSources
             | Scenario::SynBurst
             | Scenario::SourcesAtFloor
-            | Scenario::LearnedFloor => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
+            | Scenario::LearnedFloor
+            | Scenario::SigSynFlood => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
+            Scenario::SigUdpFlood => vec![(Scope::DstHost, host, AttackClass::UdpFlood)],
+            // ACK floods are "other TCP" to the detector.
+            Scenario::SigAckFlood => vec![(Scope::DstHost, host, AttackClass::TcpFlood)],
             Scenario::UdpFlood => vec![
                 (Scope::DstHost, host, AttackClass::UdpFlood),
                 (
@@ -1835,6 +1879,27 @@ const CONN_DIRS: [bool; 10] = [
 enum LegitMix {
     /// Connections to victim:port, nothing else.
     Conns { port: u16 },
+    /// DNS queries to victim:53 and the victim's answers.
+    Dns,
+    /// Request/response exchanges over [`FLOWS`] established connections to victim:port.
+    Established { port: u16 },
+}
+
+/// Established connections of [`LegitMix::Established`].
+const FLOWS: usize = 1000;
+
+/// One established connection: its client, and the next sequence numbers of both sides.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    client: u32,
+    cport: u16,
+    cttl: u8,
+    rtt: u64,
+    cseq: u32,
+    sseq: u32,
+    /// TCP timestamp clocks at the capture start.
+    tsc: u32,
+    tss: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1849,6 +1914,70 @@ enum LegitKind {
         tsc: u32,
         tss: u32,
     },
+    /// A request, a two-segment response and the client's ACK on an established connection
+    /// (client, victim, victim, client).
+    Exchange {
+        cseq: u32,
+        sseq: u32,
+        lq: u16,
+        l1: u16,
+        l2: u16,
+        tsc: u32,
+        tss: u32,
+    },
+    /// A query and its answer; the name is drawn from `name`.
+    Dns { qid: u16, name: u64, aaaa: bool },
+}
+
+const TLDS: [&str; 6] = ["com", "net", "org", "io", "de", "example"];
+const NAME_CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A DNS query for the name drawn from `name` (1–3 labels of 2–14 letters and digits, then a TLD), or
+/// its one-record answer, into `buf`; returns the length.
+fn legit_dns(buf: &mut [u8; 512], qid: u16, name: u64, aaaa: bool, response: bool) -> usize {
+    let mut x = name;
+    let h = splitmix64(&mut x);
+    buf[0..2].copy_from_slice(&qid.to_be_bytes());
+    buf[2..4].copy_from_slice(&(if response { 0x8180u16 } else { 0x0100 }).to_be_bytes());
+    buf[4..6].copy_from_slice(&1u16.to_be_bytes());
+    buf[6..8].copy_from_slice(&u16::from(response).to_be_bytes());
+    buf[8..12].fill(0);
+    let mut p = 12;
+    for _ in 0..1 + h % 3 {
+        let n = 2 + (splitmix64(&mut x) % 13) as usize;
+        buf[p] = n as u8;
+        for b in &mut buf[p + 1..p + 1 + n] {
+            *b = NAME_CHARS[(splitmix64(&mut x) % NAME_CHARS.len() as u64) as usize];
+        }
+        p += 1 + n;
+    }
+    let tld = TLDS[((h >> 8) % TLDS.len() as u64) as usize];
+    buf[p] = tld.len() as u8;
+    buf[p + 1..p + 1 + tld.len()].copy_from_slice(tld.as_bytes());
+    p += 1 + tld.len();
+    buf[p] = 0;
+    let qtype: u16 = if aaaa { 28 } else { 1 };
+    buf[p + 1..p + 3].copy_from_slice(&qtype.to_be_bytes());
+    buf[p + 3..p + 5].copy_from_slice(&1u16.to_be_bytes());
+    p += 5;
+    if response {
+        buf[p..p + 2].copy_from_slice(&0xc00cu16.to_be_bytes());
+        buf[p + 2..p + 4].copy_from_slice(&qtype.to_be_bytes());
+        buf[p + 4..p + 6].copy_from_slice(&1u16.to_be_bytes());
+        buf[p + 6..p + 10].copy_from_slice(&300u32.to_be_bytes());
+        p += 10;
+        let host = 1 + (h >> 16) as u32 % 250;
+        if aaaa {
+            buf[p..p + 2].copy_from_slice(&16u16.to_be_bytes());
+            buf[p + 2..p + 18].copy_from_slice(&v6_server(host).to_be_bytes());
+            p += 18;
+        } else {
+            buf[p..p + 2].copy_from_slice(&4u16.to_be_bytes());
+            buf[p + 2..p + 6].copy_from_slice(&(V4_SERVERS | host).to_be_bytes());
+            p += 6;
+        }
+    }
+    p
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1923,6 +2052,8 @@ struct ClientGen {
     order: u64,
     victim: u32,
     min_size: bool,
+    flows: Vec<Flow>,
+    dns: [u8; 512],
 }
 
 impl ClientGen {
@@ -1946,7 +2077,27 @@ impl ClientGen {
             order: 0,
             victim,
             min_size,
+            flows: Vec::new(),
+            dns: [0; 512],
         };
+        if matches!(mix, LegitMix::Established { .. }) {
+            g.flows = (0..FLOWS)
+                .map(|_| {
+                    let (client, cport, cttl) = g.client();
+                    let r = &mut g.rng;
+                    Flow {
+                        client,
+                        cport,
+                        cttl,
+                        rtt: r.range(4_000_000, 40_000_000),
+                        cseq: r.next_u32(),
+                        sseq: r.next_u32(),
+                        tsc: r.next_u32(),
+                        tss: r.next_u32(),
+                    }
+                })
+                .collect();
+        }
         g.next_arrival = g.arrival();
         g
     }
@@ -2005,6 +2156,9 @@ impl ClientGen {
     }
 
     fn new_session(&mut self, ts: u64) -> LegitSession {
+        if let LegitMix::Established { port } = self.mix {
+            return self.exchange(port);
+        }
         let (client, cport, cttl) = self.client();
         let rtt = self.rng.range(4_000_000, 40_000_000);
         let min = self.min_size;
@@ -2024,6 +2178,15 @@ impl ClientGen {
                     tss: self.rng.next_u32(),
                 },
             ),
+            LegitMix::Dns | LegitMix::Established { .. } => {
+                let r = self.rng.next_u64();
+                let kind = LegitKind::Dns {
+                    qid: r as u16,
+                    name: self.rng.next_u64(),
+                    aaaa: (r >> 16) & 3 == 0,
+                };
+                (53, kind)
+            }
         };
         LegitSession {
             client,
@@ -2035,6 +2198,53 @@ impl ClientGen {
             t0: ts,
             step: 0,
             kind,
+        }
+    }
+
+    /// The next exchange on a random established connection, whose sequence numbers move past it.
+    fn exchange(&mut self, port: u16) -> LegitSession {
+        let i = self.rng.below(self.flows.len() as u64) as usize;
+        let min = self.min_size;
+        let rng = &mut self.rng;
+        let mut len = |lo: u64, hi: u64| if min { 0 } else { rng.range(lo, hi) as u16 };
+        let (lq, l1, l2) = (len(50, 1200), len(200, 1448), len(100, 1448));
+        // `new` makes FLOWS flows for this mix; the fallback is never used.
+        let f = self.flows.get_mut(i).map_or(
+            Flow {
+                client: LEGIT_NET | 1,
+                cport: 50_000,
+                cttl: 64,
+                rtt: 10_000_000,
+                cseq: 0,
+                sseq: 0,
+                tsc: 0,
+                tss: 0,
+            },
+            |f| {
+                let now = *f;
+                f.cseq = f.cseq.wrapping_add(u32::from(lq));
+                f.sseq = f.sseq.wrapping_add(u32::from(l1) + u32::from(l2));
+                now
+            },
+        );
+        LegitSession {
+            client: f.client,
+            server: self.victim,
+            cport: f.cport,
+            sport: port,
+            cttl: f.cttl,
+            rtt: f.rtt,
+            t0: self.start,
+            step: 0,
+            kind: LegitKind::Exchange {
+                cseq: f.cseq,
+                sseq: f.sseq,
+                lq,
+                l1,
+                l2,
+                tsc: f.tsc,
+                tss: f.tss,
+            },
         }
     }
 
@@ -2087,6 +2297,64 @@ impl ClientGen {
                     9 => None,
                     _ => Some(half),
                 };
+                (len, gap)
+            }
+            LegitKind::Exchange {
+                cseq,
+                sseq,
+                lq,
+                l1,
+                l2,
+                tsc,
+                tss,
+            } => {
+                let i = s.step.min(3);
+                let (q, a, b) = (u32::from(lq), u32::from(l1), u32::from(l2));
+                let cq = cseq.wrapping_add(q);
+                let (seg, from_server) = match i {
+                    0 => ((cseq, sseq, PSH | ACK, lq), false),
+                    1 => ((sseq, cq, ACK, l1), true),
+                    2 => ((sseq.wrapping_add(a), cq, PSH | ACK, l2), true),
+                    _ => ((cq, sseq.wrapping_add(a + b), ACK, 0), false),
+                };
+                let len = self.tcp(frame, s, ts, from_server, seg, (tsc, tss));
+                let gap = match i {
+                    0 => Some(half + self.rng.range(500_000, 10_000_000)),
+                    1 => Some(self.rng.range(10_000, 300_000)),
+                    2 => Some(half),
+                    _ => None,
+                };
+                (len, gap)
+            }
+            LegitKind::Dns { qid, name, aaaa } => {
+                let response = s.step > 0;
+                let n = if self.min_size {
+                    0
+                } else {
+                    legit_dns(&mut self.dns, qid, name, aaaa, response)
+                };
+                let client_side = Ends::V4 {
+                    src: s.client,
+                    dst: s.server,
+                };
+                let id = self.rng.next_u16();
+                let len = if response {
+                    let ip = IpFields {
+                        id,
+                        ttl: SERVER_TTL,
+                        df: true,
+                    };
+                    frame.udp_ip(client_side.swap(), (s.sport, s.cport), &self.dns[..n], ip)
+                } else {
+                    // Linux-like clients set DF on UDP, Windows-like ones do not.
+                    let ip = IpFields {
+                        id,
+                        ttl: s.cttl,
+                        df: s.cttl <= 64,
+                    };
+                    frame.udp_ip(client_side, (s.cport, s.sport), &self.dns[..n], ip)
+                };
+                let gap = (!response).then(|| half * 2 + self.rng.range(50_000, 2_000_000));
                 (len, gap)
             }
         }
@@ -2171,7 +2439,18 @@ enum AttackKind {
     Carpet,
     /// sources-at-floor: SYNs from a few numbered sources in turn.
     FloorSyn,
+    /// sig-syn-flood: hping-like SYNs to port 80.
+    HpingSyn,
+    /// sig-udp-flood: fixed 'X' payloads to port 53 from [`X_SOURCES`] sources.
+    XUdp,
+    /// sig-ack-flood: bare ACKs to port 443.
+    BareAck,
 }
+
+/// Sources of the sig-udp-flood attack.
+const X_SOURCES: usize = 300;
+/// The sig-udp-flood payload: 512 'X' bytes.
+static X_PAYLOAD: [u8; 512] = [b'X'; 512];
 
 const RESOLVERS: usize = 500;
 const ICMP_HOSTS: usize = 20;
@@ -2233,6 +2512,8 @@ struct AttackGen {
     last_source: Option<usize>,
     /// Destination port of Syn and Spoofed SYNs.
     syn_port: u16,
+    /// XUdp sources.
+    x_srcs: Vec<u32>,
 }
 
 impl AttackGen {
@@ -2294,6 +2575,11 @@ impl AttackGen {
         } else {
             Vec::new()
         };
+        let x_srcs = if kind == AttackKind::XUdp {
+            (0..X_SOURCES).map(|_| random_public(&mut rng)).collect()
+        } else {
+            Vec::new()
+        };
         let mut sched = Schedule::new(profile, start, len);
         if kind == AttackKind::DnsFrag {
             // Whole responses only: every datagram gets its three fragments.
@@ -2316,6 +2602,7 @@ impl AttackGen {
             floor_srcs,
             last_source: None,
             syn_port: 80,
+            x_srcs,
         };
         g.next = g.sched.next(&mut g.rng);
         g
@@ -2442,6 +2729,38 @@ impl AttackGen {
                     id,
                     ttl,
                 )
+            }
+            (AttackKind::HpingSyn | AttackKind::BareAck, Victim::V4(d)) => {
+                let src = random_public(&mut self.rng);
+                let r = self.rng.next_u64();
+                let hping = self.kind == AttackKind::HpingSyn;
+                let seg = TcpSeg {
+                    ports: (1024 + (r as u16) % 64512, if hping { 80 } else { 443 }),
+                    seq: (r >> 32) as u32,
+                    ack: if hping { 0 } else { self.rng.next_u32() },
+                    flags: if hping { SYN } else { ACK },
+                    win: if hping { 512 } else { 1024 },
+                    opts: &[],
+                    payload: 0,
+                };
+                let ip = IpFields {
+                    id,
+                    ttl: if hping { 64 } else { 128 },
+                    df: false,
+                };
+                frame.tcp_seg(Ends::V4 { src, dst: d }, ip, &seg)
+            }
+            (AttackKind::XUdp, Victim::V4(d)) => {
+                let i = self.rng.below(self.x_srcs.len() as u64) as usize;
+                let src = self.x_srcs.get(i).copied().unwrap_or(0x0101_0101);
+                let sport = ephemeral_port(&mut self.rng);
+                let n = if self.min_size { 0 } else { X_PAYLOAD.len() };
+                let ip = IpFields {
+                    id,
+                    ttl: 57,
+                    df: false,
+                };
+                frame.udp_ip(Ends::V4 { src, dst: d }, (sport, 53), &X_PAYLOAD[..n], ip)
             }
             // IPv4-only kinds with an IPv6 victim are refused by `Plan::new`.
             (_, Victim::V6(_)) => frame.finish(ETH),
@@ -2579,6 +2898,8 @@ mod tests {
                 o.background_pps as f64 * (st + 2.0 * len + 3.0 * after)
             }
             Scenario::SlowRamp => bg + a / 2.0,
+            // --background-pps counts what the clients send; the victim answers as much.
+            Scenario::SigSynFlood | Scenario::SigUdpFlood | Scenario::SigAckFlood => 2.0 * bg + a,
             Scenario::PulseWave => {
                 bg + o.attack_pps as f64 * o.attack_duration.as_secs_f64().min(2.0)
             }
@@ -2635,7 +2956,7 @@ mod tests {
         let o = short();
         const V4: &str = "198.51.100.10";
         type Want = &'static [(&'static str, &'static str, &'static str)];
-        let cases: [(Scenario, Want); 15] = [
+        let cases: [(Scenario, Want); 18] = [
             (Scenario::Benign, &[]),
             (Scenario::FlashCrowd, &[]),
             (Scenario::BenignGrowth, &[]),
@@ -2645,6 +2966,9 @@ mod tests {
             (Scenario::SpoofedSources, &[("dst_host", V4, "syn_flood")]),
             (Scenario::SynBurst, &[("dst_host", V4, "syn_flood")]),
             (Scenario::LearnedFloor, &[("dst_host", V4, "syn_flood")]),
+            (Scenario::SigSynFlood, &[("dst_host", V4, "syn_flood")]),
+            (Scenario::SigUdpFlood, &[("dst_host", V4, "udp_flood")]),
+            (Scenario::SigAckFlood, &[("dst_host", V4, "tcp_flood")]),
             (
                 Scenario::SourcesAtFloor,
                 &[
@@ -2933,10 +3257,13 @@ mod tests {
     }
 
     /// The scenarios added for the short-window engine: same seed, same bytes; another seed, others.
-    const NEW_SCENARIOS: [Scenario; 3] = [
+    const NEW_SCENARIOS: [Scenario; 6] = [
         Scenario::SynBurst,
         Scenario::SourcesAtFloor,
         Scenario::LearnedFloor,
+        Scenario::SigSynFlood,
+        Scenario::SigUdpFlood,
+        Scenario::SigAckFlood,
     ];
 
     /// IPv4 and TCP header fields of a frame: (TTL, DF, IP total length, TCP window, TCP options
@@ -3134,6 +3461,103 @@ mod tests {
         assert!(spans.iter().all(|&d| d < 300_000_000));
         assert_eq!(r.labels.len(), 1);
         assert!(r.labels[0].first_packet.as_nanos() >= t0);
+    }
+
+    #[test]
+    fn signature_floods_keep_legit_and_attack_apart() {
+        let o = short();
+        let victim: IpAddr = "198.51.100.10".parse().unwrap();
+        let (t0, t1) = (
+            o.start.as_nanos() + 2_000_000_000,
+            o.start.as_nanos() + 4_000_000_000,
+        );
+        for (s, port) in [
+            (Scenario::SigSynFlood, 80),
+            (Scenario::SigUdpFlood, 53),
+            (Scenario::SigAckFlood, 443),
+        ] {
+            let (bytes, r) = gen(s, &o);
+            let (mut legit_in, mut replies, mut attack) = (0u64, 0u64, 0u64);
+            let (mut ttls, mut ids, mut lens, mut attack_srcs) = (
+                HashSet::new(),
+                HashSet::new(),
+                HashSet::new(),
+                HashSet::new(),
+            );
+            for (t, f) in records(&bytes) {
+                let (src, dst) = ip_of(f);
+                let (proto, sport, dport, flags) = check_frame(f, &o);
+                let ttl = f[22];
+                let df = f[20] & 0x40 != 0;
+                let ip_len = u16::from_be_bytes([f[16], f[17]]);
+                let udp_payload = &f[42..14 + usize::from(ip_len)];
+                if in_legit_net(src) {
+                    assert_eq!((dst, dport), (victim, port), "{s}");
+                    assert!(
+                        (44..=64).contains(&ttl) || (108..=128).contains(&ttl),
+                        "{s}"
+                    );
+                    ttls.insert(ttl);
+                    ids.insert(u16::from_be_bytes([f[18], f[19]]));
+                    lens.insert(ip_len);
+                    legit_in += 1;
+                    if proto == 6 {
+                        let (_, df, _, win, opts, _) = tcp_fields(f);
+                        assert!(df, "{s}");
+                        if flags == SYN {
+                            assert_eq!((win, opts), (64240, 20), "{s}");
+                        } else {
+                            assert!(opts == 12 && (500..=3000).contains(&win), "{s}: {win}");
+                        }
+                    } else {
+                        assert_eq!(proto, 17);
+                        // A DNS query: one question, not the flood's payload.
+                        assert_eq!(&udp_payload[2..6], &[1, 0, 0, 1], "{s}");
+                    }
+                } else if src == victim {
+                    assert!(in_legit_net(dst) && sport == port, "{s}");
+                    replies += 1;
+                } else {
+                    assert!(
+                        matches!(src, IpAddr::V4(a) if is_public(u32::from(a))),
+                        "{s}: {src}"
+                    );
+                    assert_eq!((dst, dport), (victim, port), "{s}");
+                    assert!((t0..t1).contains(&t), "{s}");
+                    assert!(!df, "{s}");
+                    attack_srcs.insert(src);
+                    attack += 1;
+                    match s {
+                        Scenario::SigSynFlood => {
+                            let (ttl, _, len, win, opts, _) = tcp_fields(f);
+                            assert_eq!((flags, ttl, len, win, opts), (SYN, 64, 40, 512, 0));
+                        }
+                        Scenario::SigAckFlood => {
+                            let (ttl, _, len, win, opts, _) = tcp_fields(f);
+                            assert_eq!((flags, ttl, len, win, opts), (ACK, 128, 40, 1024, 0));
+                        }
+                        _ => {
+                            assert_eq!((proto, ttl, ip_len), (17, 57, 20 + 8 + 512));
+                            assert!(udp_payload.iter().all(|&b| b == b'X'));
+                        }
+                    }
+                }
+            }
+            assert_eq!(attack, 10_000, "{s}");
+            let legit_pps = legit_in as f64 / 5.0;
+            assert!((1800.0..2200.0).contains(&legit_pps), "{s}: {legit_pps}");
+            assert!(replies > legit_in / 2, "{s}: {replies} replies");
+            assert!(
+                ttls.len() > 20 && ids.len() > 5000 && lens.len() > 20,
+                "{s}"
+            );
+            if s == Scenario::SigUdpFlood {
+                assert!((250..=300).contains(&attack_srcs.len()));
+            } else {
+                assert!(attack_srcs.len() > 9_900);
+            }
+            assert_eq!(r.labels.len(), 1);
+        }
     }
 
     #[test]
