@@ -58,11 +58,12 @@ pub enum Scenario {
     SigSynFlood,
     SigUdpFlood,
     SigAckFlood,
+    BenignDay,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 18] = [
+    pub const ALL: [Scenario; 19] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -81,6 +82,7 @@ impl Scenario {
         Scenario::SigSynFlood,
         Scenario::SigUdpFlood,
         Scenario::SigAckFlood,
+        Scenario::BenignDay,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -104,6 +106,7 @@ impl Scenario {
             Scenario::SigSynFlood => "sig-syn-flood",
             Scenario::SigUdpFlood => "sig-udp-flood",
             Scenario::SigAckFlood => "sig-ack-flood",
+            Scenario::BenignDay => "benign-day",
         }
     }
 
@@ -154,6 +157,12 @@ impl Scenario {
                 "established TCP (timestamps option, varied windows and lengths) from 100.64.0.0/16 to \
                  victim:443 (--background-pps in), and bare 40-byte ACKs (window 1024, TTL 128) from \
                  spoofed sources"
+            }
+            Scenario::BenignDay => {
+                "a 24 h day compressed into --duration (e.g. 24m): connections, DNS and pings from \
+                 100.64.0.0/16 to the victim and 3 neighbours, peaking at --background-pps, night ~30 % \
+                 of the peak, 30 % growth, 3x page-load bursts of 0.1-0.3 s every ~30 s and 2x surges \
+                 of 2 s every ~2 min (no alert expected; --attack-* ignored)"
             }
         }
     }
@@ -458,7 +467,10 @@ impl Plan {
             IpAddr::V4(a) => Victim::V4(u32::from(a)),
             IpAddr::V6(a) => Victim::V6(u128::from(a)),
         };
-        let needs_attack = !matches!(scenario, Scenario::Benign | Scenario::BenignGrowth);
+        let needs_attack = !matches!(
+            scenario,
+            Scenario::Benign | Scenario::BenignGrowth | Scenario::BenignDay
+        );
         let v4_only = matches!(
             scenario,
             Scenario::UdpFlood
@@ -470,6 +482,7 @@ impl Plan {
                 | Scenario::SigSynFlood
                 | Scenario::SigUdpFlood
                 | Scenario::SigAckFlood
+                | Scenario::BenignDay
         );
         if v4_only && victim_ip.is_ipv6() {
             return bad(format!("{scenario} needs an IPv4 victim, got {victim_ip}"));
@@ -528,6 +541,13 @@ impl Plan {
             Scenario::SigAckFlood => Some((
                 LegitMix::Established { port: 443 },
                 opts.background_pps as f64 / 2.0,
+            )),
+            // Peak sessions per second (the day's shape scales them down).
+            Scenario::BenignDay => Some((
+                LegitMix::Day {
+                    hosts: day_hosts(victim),
+                },
+                opts.background_pps as f64 / DAY_PACKETS,
             )),
             _ => None,
         };
@@ -601,9 +621,10 @@ impl Plan {
             Scenario::DnsReflection => (AttackKind::DnsFrag, Profile::Constant { rate }),
             Scenario::IcmpFlood => (AttackKind::Icmp, Profile::Constant { rate }),
             Scenario::CarpetBombing => (AttackKind::Carpet, Profile::Constant { rate }),
-            Scenario::Benign | Scenario::BenignGrowth | Scenario::FlashCrowd => {
-                (AttackKind::None, Profile::Constant { rate: 1.0 })
-            }
+            Scenario::Benign
+            | Scenario::BenignGrowth
+            | Scenario::FlashCrowd
+            | Scenario::BenignDay => (AttackKind::None, Profile::Constant { rate: 1.0 }),
         };
         let attack = (kind != AttackKind::None).then(|| {
             let mut g = AttackGen::new(
@@ -660,7 +681,10 @@ impl Plan {
                     AttackClass::UdpFlood,
                 )]
             }
-            Scenario::Benign | Scenario::BenignGrowth | Scenario::FlashCrowd => Vec::new(),
+            Scenario::Benign
+            | Scenario::BenignGrowth
+            | Scenario::FlashCrowd
+            | Scenario::BenignDay => Vec::new(),
         };
         let mut labels: Vec<PlanLabel> = labels
             .into_iter()
@@ -1883,6 +1907,29 @@ enum LegitMix {
     Dns,
     /// Request/response exchanges over [`FLOWS`] established connections to victim:port.
     Established { port: u16 },
+    /// benign-day: to `hosts` (the victim half the time, else one of its three neighbours), six in ten
+    /// sessions connections (port 443, one in five port 80), three DNS lookups, one ping.
+    Day { hosts: [u32; 4] },
+}
+
+/// Mean packets per benign-day session: (6 × 10 + 3 × 2 + 1 × 2) / 10.
+const DAY_PACKETS: f64 = 6.8;
+
+/// The victim and three neighbours in its /24 (the first three of .1–.4 that are not the victim).
+fn day_hosts(victim: Victim) -> [u32; 4] {
+    let v = match victim {
+        Victim::V4(v) => v,
+        // benign-day needs an IPv4 victim (`Plan::new`).
+        Victim::V6(_) => V4_SERVERS | 10,
+    };
+    let mut hosts = [v; 4];
+    let others = (1..=4u32)
+        .map(|h| (v & 0xFFFF_FF00) | h)
+        .filter(|&a| a != v);
+    for (slot, a) in hosts[1..].iter_mut().zip(others) {
+        *slot = a;
+    }
+    hosts
 }
 
 /// Established connections of [`LegitMix::Established`].
@@ -1927,6 +1974,8 @@ enum LegitKind {
     },
     /// A query and its answer; the name is drawn from `name`.
     Dns { qid: u16, name: u64, aaaa: bool },
+    /// An echo request and its reply.
+    Ping { ident: u16, seq: u16 },
 }
 
 const TLDS: [&str; 6] = ["com", "net", "org", "io", "de", "example"];
@@ -2021,22 +2070,113 @@ fn ts_option(val: u32, ecr: u32) -> [u8; 12] {
     [1, 1, 8, 10, v[0], v[1], v[2], v[3], e[0], e[1], e[2], e[3]]
 }
 
-/// Poisson arrivals over `[0, len)` seconds at `rate` per second.
+/// Poisson arrivals over `[0, len)` seconds at `rate` per second, or, with a [`Day`], at
+/// `rate × shape(t) × burst(t)`: drawn by thinning, candidates at `rate × burst(t)` (piecewise
+/// constant, so each piece is an exact Poisson process) each kept with probability `shape(t)` ≤ 1.
 #[derive(Clone, Debug)]
 struct Arrivals {
     rate: f64,
     len: f64,
     t: f64,
+    day: Option<Day>,
 }
 
 impl Arrivals {
     fn next(&mut self, rng: &mut Rng) -> Option<f64> {
-        if self.t.is_nan() || self.t >= self.len || self.rate <= 0.0 {
-            return None;
+        loop {
+            if self.t.is_nan() || self.t >= self.len || self.rate <= 0.0 {
+                return None;
+            }
+            let (mult, until) = match &mut self.day {
+                Some(d) => {
+                    d.advance(self.t, rng);
+                    d.burst(self.t)
+                }
+                None => (1.0, f64::INFINITY),
+            };
+            // Exponential gaps; 1 - unit() is in (0, 1], so the logarithm is finite.
+            let t = self.t - (1.0 - rng.unit()).ln() / (self.rate * mult);
+            if t >= until {
+                // The multiplier changes first: start over from there (the process is memoryless).
+                self.t = until;
+                continue;
+            }
+            self.t = t;
+            if t >= self.len {
+                return None;
+            }
+            match &self.day {
+                Some(d) if rng.unit() >= d.shape(t) => continue,
+                _ => return Some(t),
+            }
         }
-        // Exponential gaps; 1 - unit() is in (0, 1], so the logarithm is finite.
-        self.t += -(1.0 - rng.unit()).ln() / self.rate;
-        (self.t < self.len).then_some(self.t)
+    }
+}
+
+/// benign-day's rate over a 24 h day compressed into `len` seconds, relative to its peak: a daily
+/// cycle (lowest at 04:00, highest at 16:00, a cosine) times a linear rise to 1.3× over the day, so
+/// that the night is about 30 % of the peak; and the bursts on top of it.
+#[derive(Clone, Debug)]
+struct Day {
+    len: f64,
+    /// 1 / the maximum of [`Day::level`], so that `shape` peaks at 1.
+    norm: f64,
+    /// The current or next page-load burst, 3× for 0.1–0.3 s, every 20–40 s: [start, end).
+    page: (f64, f64),
+    /// The current or next surge, 2× for 2 s, every 90–150 s.
+    surge: (f64, f64),
+}
+
+impl Day {
+    fn new(len: f64, rng: &mut Rng) -> Day {
+        let max = (0..=2000)
+            .map(|i| Day::level(f64::from(i) / 2000.0))
+            .fold(0.0, f64::max);
+        let page = 5.0 + 25.0 * rng.unit();
+        let surge = 30.0 + 90.0 * rng.unit();
+        Day {
+            len,
+            norm: 1.0 / max,
+            page: (page, page + 0.1 + 0.2 * rng.unit()),
+            surge: (surge, surge + 2.0),
+        }
+    }
+
+    /// The smooth rate at fraction `f` of the day, before normalisation.
+    fn level(f: f64) -> f64 {
+        let cycle = 0.675 - 0.325 * (std::f64::consts::TAU * (f - 4.0 / 24.0)).cos();
+        cycle * (1.0 + 0.3 * f)
+    }
+
+    /// The smooth rate at `t` seconds as a fraction of the peak.
+    fn shape(&self, t: f64) -> f64 {
+        Day::level(t / self.len) * self.norm
+    }
+
+    /// Moves the bursts that ended by `t` to their next occurrence.
+    fn advance(&mut self, t: f64, rng: &mut Rng) {
+        while t >= self.page.1 {
+            let start = self.page.0 + 20.0 + 20.0 * rng.unit();
+            self.page = (start, start + 0.1 + 0.2 * rng.unit());
+        }
+        while t >= self.surge.1 {
+            let start = self.surge.0 + 90.0 + 60.0 * rng.unit();
+            self.surge = (start, start + 2.0);
+        }
+    }
+
+    /// The burst multiplier at `t` (after [`Day::advance`]) and when it next changes.
+    fn burst(&self, t: f64) -> (f64, f64) {
+        let (mut mult, mut until) = (1.0, f64::INFINITY);
+        for ((start, end), m) in [(self.page, 3.0), (self.surge, 2.0)] {
+            if t >= start {
+                mult *= m;
+                until = until.min(end);
+            } else {
+                until = until.min(start);
+            }
+        }
+        (mult, until)
     }
 }
 
@@ -2071,7 +2211,12 @@ impl ClientGen {
             rng,
             mix,
             start,
-            arrivals: Arrivals { rate, len, t: 0.0 },
+            arrivals: Arrivals {
+                rate,
+                len,
+                t: 0.0,
+                day: None,
+            },
             next_arrival: None,
             heap: BinaryHeap::with_capacity(1024),
             order: 0,
@@ -2080,6 +2225,9 @@ impl ClientGen {
             flows: Vec::new(),
             dns: [0; 512],
         };
+        if matches!(mix, LegitMix::Day { .. }) {
+            g.arrivals.day = Some(Day::new(len, &mut g.rng));
+        }
         if matches!(mix, LegitMix::Established { .. }) {
             g.flows = (0..FLOWS)
                 .map(|_| {
@@ -2165,8 +2313,24 @@ impl ClientGen {
         let rng = &mut self.rng;
         let mut len = |lo: u64, hi: u64| if min { 0 } else { rng.range(lo, hi) as u16 };
         let (lq, l1, l2) = (len(80, 600), len(600, 1448), len(100, 1448));
-        let (sport, kind) = match self.mix {
-            LegitMix::Conns { port } => (
+        let (server, what) = match self.mix {
+            LegitMix::Conns { port } => (self.victim, Some(port)),
+            LegitMix::Dns | LegitMix::Established { .. } => (self.victim, Some(53)),
+            LegitMix::Day { hosts } => {
+                let r = self.rng.next_u64();
+                let server = hosts[[0, 0, 0, 1, 2, 3][(r % 6) as usize]];
+                let what = match (r >> 8) % 10 {
+                    0..=5 if (r >> 16) % 5 == 0 => Some(80),
+                    0..=5 => Some(443),
+                    6..=8 => Some(53),
+                    _ => None,
+                };
+                (server, what)
+            }
+        };
+        // A port: a connection to it (53: a DNS lookup); none: a ping.
+        let (sport, kind) = match what {
+            Some(port) if port != 53 => (
                 port,
                 LegitKind::Conn {
                     cseq: self.rng.next_u32(),
@@ -2178,19 +2342,27 @@ impl ClientGen {
                     tss: self.rng.next_u32(),
                 },
             ),
-            LegitMix::Dns | LegitMix::Established { .. } => {
+            Some(port) => {
                 let r = self.rng.next_u64();
                 let kind = LegitKind::Dns {
                     qid: r as u16,
                     name: self.rng.next_u64(),
                     aaaa: (r >> 16) & 3 == 0,
                 };
-                (53, kind)
+                (port, kind)
+            }
+            None => {
+                let r = self.rng.next_u64();
+                let kind = LegitKind::Ping {
+                    ident: r as u16,
+                    seq: (r >> 16) as u16 & 0xff,
+                };
+                (0, kind)
             }
         };
         LegitSession {
             client,
-            server: self.victim,
+            server,
             cport,
             sport,
             cttl,
@@ -2355,6 +2527,22 @@ impl ClientGen {
                     frame.udp_ip(client_side, (s.cport, s.sport), &self.dns[..n], ip)
                 };
                 let gap = (!response).then(|| half * 2 + self.rng.range(50_000, 2_000_000));
+                (len, gap)
+            }
+            LegitKind::Ping { ident, seq } => {
+                let reply = s.step > 0;
+                let payload = if self.min_size { 0 } else { 56 };
+                let id = self.rng.next_u16();
+                let client_side = Ends::V4 {
+                    src: s.client,
+                    dst: s.server,
+                };
+                let len = if reply {
+                    frame.icmp_echo(client_side.swap(), 0, ident, seq, payload, id, SERVER_TTL)
+                } else {
+                    frame.icmp_echo(client_side, 8, ident, seq, payload, id, s.cttl)
+                };
+                let gap = (!reply).then(|| half * 2 + self.rng.range(20_000, 200_000));
                 (len, gap)
             }
         }
@@ -2900,6 +3088,12 @@ mod tests {
             Scenario::SlowRamp => bg + a / 2.0,
             // --background-pps counts what the clients send; the victim answers as much.
             Scenario::SigSynFlood | Scenario::SigUdpFlood | Scenario::SigAckFlood => 2.0 * bg + a,
+            // The whole day in the capture: the day's mean level (no burst starts within 5 s).
+            Scenario::BenignDay => {
+                let levels: Vec<f64> = (0..1000).map(|i| Day::level(i as f64 / 1000.0)).collect();
+                let max = levels.iter().copied().fold(0.0, f64::max);
+                bg * levels.iter().sum::<f64>() / levels.len() as f64 / max
+            }
             Scenario::PulseWave => {
                 bg + o.attack_pps as f64 * o.attack_duration.as_secs_f64().min(2.0)
             }
@@ -2932,10 +3126,10 @@ mod tests {
             let exp = expected_packets(s, &o);
             let err = (r.packets as f64 - exp).abs() / exp;
             // Legit clients arrive as a Poisson process: about 1000 sessions here, so ~3 % noise.
-            let tol = if NEW_SCENARIOS.contains(&s) {
-                0.06
-            } else {
-                0.02
+            let tol = match s {
+                Scenario::BenignDay => 0.1,
+                s if NEW_SCENARIOS.contains(&s) => 0.06,
+                _ => 0.02,
             };
             assert!(err < tol, "{s}: {} packets, expected {exp}", r.packets);
             let start = o.start.as_nanos();
@@ -2956,7 +3150,7 @@ mod tests {
         let o = short();
         const V4: &str = "198.51.100.10";
         type Want = &'static [(&'static str, &'static str, &'static str)];
-        let cases: [(Scenario, Want); 18] = [
+        let cases: [(Scenario, Want); 19] = [
             (Scenario::Benign, &[]),
             (Scenario::FlashCrowd, &[]),
             (Scenario::BenignGrowth, &[]),
@@ -2969,6 +3163,7 @@ mod tests {
             (Scenario::SigSynFlood, &[("dst_host", V4, "syn_flood")]),
             (Scenario::SigUdpFlood, &[("dst_host", V4, "udp_flood")]),
             (Scenario::SigAckFlood, &[("dst_host", V4, "tcp_flood")]),
+            (Scenario::BenignDay, &[]),
             (
                 Scenario::SourcesAtFloor,
                 &[
@@ -3257,13 +3452,14 @@ mod tests {
     }
 
     /// The scenarios added for the short-window engine: same seed, same bytes; another seed, others.
-    const NEW_SCENARIOS: [Scenario; 6] = [
+    const NEW_SCENARIOS: [Scenario; 7] = [
         Scenario::SynBurst,
         Scenario::SourcesAtFloor,
         Scenario::LearnedFloor,
         Scenario::SigSynFlood,
         Scenario::SigUdpFlood,
         Scenario::SigAckFlood,
+        Scenario::BenignDay,
     ];
 
     /// IPv4 and TCP header fields of a frame: (TTL, DF, IP total length, TCP window, TCP options
@@ -3558,6 +3754,127 @@ mod tests {
             }
             assert_eq!(r.labels.len(), 1);
         }
+    }
+
+    #[test]
+    fn benign_day_bursts_come_every_30_s_and_surges_every_2_min() {
+        let mut rng = Rng::new(5, 4);
+        let mut d = Day::new(1440.0, &mut rng);
+        // Runs of time with the page (3x) and surge (2x) factor: (start, end).
+        let (mut pages, mut surges): (Vec<(f64, f64)>, Vec<(f64, f64)>) = (vec![], vec![]);
+        let mut t = 0.0;
+        while t < 1440.0 {
+            d.advance(t, &mut rng);
+            let (m, until) = d.burst(t);
+            for (runs, factor) in [(&mut pages, 3.0), (&mut surges, 2.0)] {
+                if (m / factor).fract() == 0.0 {
+                    match runs.last_mut() {
+                        Some(r) if r.1 == t => r.1 = until,
+                        _ => runs.push((t, until)),
+                    }
+                }
+            }
+            t = until;
+        }
+        assert!((36..=72).contains(&pages.len()), "{} pages", pages.len());
+        assert!(pages.iter().all(|(a, b)| (0.1..=0.3).contains(&(b - a))));
+        assert!(pages
+            .windows(2)
+            .all(|w| (20.0..=40.0).contains(&(w[1].0 - w[0].0))));
+        assert!((9..=16).contains(&surges.len()), "{} surges", surges.len());
+        assert!(surges.iter().all(|(a, b)| (b - a - 2.0).abs() < 1e-9));
+        // The smooth part: night at ~30 % of the peak, at 04:00; peak in the afternoon.
+        let shape: Vec<f64> = (0..24).map(|h| d.shape((h * 60) as f64 + 30.0)).collect();
+        let (lo, hi) = (
+            shape.iter().copied().fold(1.0, f64::min),
+            shape.iter().copied().fold(0.0, f64::max),
+        );
+        assert!((0.28..0.33).contains(&(lo / hi)) && hi <= 1.0 && hi > 0.99);
+        let at = |x: f64| shape.iter().position(|&s| s == x).unwrap();
+        assert!(
+            (3..=4).contains(&at(lo)) && (15..=17).contains(&at(hi)),
+            "{shape:?}"
+        );
+    }
+
+    #[test]
+    fn benign_day_follows_the_day_to_the_victim_and_its_neighbours() {
+        let o = SynthOptions {
+            duration: Duration::from_secs(24 * 60),
+            background_pps: 300,
+            ..SynthOptions::default()
+        };
+        let (bytes, r) = gen(Scenario::BenignDay, &o);
+        assert!(r.labels.is_empty());
+        let hosts: Vec<IpAddr> = [
+            "198.51.100.10",
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        // Packets per minute; sessions (SYNs, queries, echo requests) per destination.
+        let mut per_min = [0u64; 24];
+        let mut sessions: HashMap<IpAddr, u64> = HashMap::new();
+        let mut protos = HashSet::new();
+        for (i, (t, f)) in records(&bytes).into_iter().enumerate() {
+            per_min[((t - o.start.as_nanos()) / 60_000_000_000) as usize] += 1;
+            let (src, dst) = ip_of(f);
+            let (client, server) = if in_legit_net(src) {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            assert!(
+                in_legit_net(client) && hosts.contains(&server),
+                "{src} > {dst}"
+            );
+            let proto = f[23];
+            protos.insert(proto);
+            let opening = match proto {
+                6 => f[47] == SYN,
+                17 => u16::from_be_bytes([f[36], f[37]]) == 53,
+                _ => f[34] == 8,
+            };
+            if opening {
+                assert_eq!(client, src);
+                *sessions.entry(server).or_default() += 1;
+            }
+            if i % 7 == 0 {
+                check_frame(f, &o);
+            }
+        }
+        assert_eq!(protos, HashSet::from([1, 6, 17]));
+        let total: u64 = sessions.values().sum();
+        let victim_share = sessions[&hosts[0]] as f64 / total as f64;
+        assert!(
+            (0.45..0.55).contains(&victim_share),
+            "victim {victim_share}"
+        );
+        assert!(hosts[1..]
+            .iter()
+            .all(|h| sessions[h] as f64 > 0.13 * total as f64));
+        // The busiest minute is at about --background-pps, the quietest (04:00) ~30 % of it.
+        let pps: Vec<f64> = per_min.iter().map(|&n| n as f64 / 60.0).collect();
+        let (lo, hi) = (
+            pps.iter().copied().fold(f64::MAX, f64::min),
+            pps.iter().copied().fold(0.0, f64::max),
+        );
+        assert!((270.0..345.0).contains(&hi), "peak {hi} pps: {pps:?}");
+        assert!((0.25..0.36).contains(&(lo / hi)), "night {lo} pps: {pps:?}");
+        let at = |x: f64| pps.iter().position(|&p| p == x).unwrap();
+        assert!(
+            (2..=5).contains(&at(lo)) && (14..=18).contains(&at(hi)),
+            "{pps:?}"
+        );
+        // Growth: 16:00-24:00 mirrors 08:00-16:00 on the cycle, and is ~9 % higher.
+        let (am, pm) = (
+            pps[8..16].iter().sum::<f64>(),
+            pps[16..].iter().sum::<f64>(),
+        );
+        assert!(pm > 1.04 * am, "{pps:?}");
     }
 
     #[test]
