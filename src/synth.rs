@@ -3761,7 +3761,8 @@ mod tests {
         let mut rng = Rng::new(5, 4);
         let mut d = Day::new(1440.0, &mut rng);
         // Runs of time with the page (3x) and surge (2x) factor: (start, end).
-        let (mut pages, mut surges): (Vec<(f64, f64)>, Vec<(f64, f64)>) = (vec![], vec![]);
+        let mut pages: Vec<(f64, f64)> = Vec::new();
+        let mut surges: Vec<(f64, f64)> = Vec::new();
         let mut t = 0.0;
         while t < 1440.0 {
             d.advance(t, &mut rng);
