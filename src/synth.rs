@@ -6,11 +6,19 @@
 //! [`SynthReport`] whose [`Label`]s say which alerts a correct detector raises. The same scenario,
 //! options and seed give a byte-identical file.
 //!
+//! The victim-centred scenarios (learned-floor, benign-day, sig-syn-flood, sig-udp-flood,
+//! sig-ack-flood) have no such background: their benign traffic is legitimate clients of the victim
+//! (and, for benign-day, of three neighbours in its /24), arriving as a Poisson process, with
+//! real-stack TCP (SYN options MSS, SACK-permitted, timestamps, window scale; timestamps on every
+//! later segment), per-client TTLs of 64 or 128 less 0–20 hops, random IP IDs and DF on TCP. Every
+//! packet of theirs is a client's, the victim's reply, or the attack's.
+//!
 //! Address plan (documentation and shared ranges only, except spoofed attack sources, which are random
 //! public-looking IPv4 addresses):
 //! - web servers 198.51.100.1–20 (TCP 443/80), DNS server 198.51.100.53, default victim 198.51.100.10;
 //!   IPv6 servers 2001:db8:100::1–::20, IPv6 victim 2001:db8:100::10;
-//! - benign clients: 5000 addresses in 100.64.0.0/10 and 500 in 2001:db8:200::/48;
+//! - benign clients: 5000 addresses in 100.64.0.0/10 and 500 in 2001:db8:200::/48; legitimate
+//!   clients of the victim-centred scenarios anywhere in 100.64.0.0/16, which no attack source uses;
 //! - UDP flood sources 203.0.113.5, .17, .99; ICMP flood sources 20 hosts of 192.0.2.0/24; spoofed IPv6
 //!   sources in 2001:db8:f000::/36.
 //!
