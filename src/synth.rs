@@ -2321,24 +2321,28 @@ impl ClientGen {
         let rng = &mut self.rng;
         let mut len = |lo: u64, hi: u64| if min { 0 } else { rng.range(lo, hi) as u16 };
         let (lq, l1, l2) = (len(80, 600), len(600, 1448), len(100, 1448));
+        enum What {
+            Conn(u16),
+            Dns,
+            Ping,
+        }
         let (server, what) = match self.mix {
-            LegitMix::Conns { port } => (self.victim, Some(port)),
-            LegitMix::Dns | LegitMix::Established { .. } => (self.victim, Some(53)),
+            LegitMix::Conns { port } => (self.victim, What::Conn(port)),
+            LegitMix::Dns | LegitMix::Established { .. } => (self.victim, What::Dns),
             LegitMix::Day { hosts } => {
                 let r = self.rng.next_u64();
                 let server = hosts[[0, 0, 0, 1, 2, 3][(r % 6) as usize]];
                 let what = match (r >> 8) % 10 {
-                    0..=5 if (r >> 16) % 5 == 0 => Some(80),
-                    0..=5 => Some(443),
-                    6..=8 => Some(53),
-                    _ => None,
+                    0..=5 if (r >> 16) % 5 == 0 => What::Conn(80),
+                    0..=5 => What::Conn(443),
+                    6..=8 => What::Dns,
+                    _ => What::Ping,
                 };
                 (server, what)
             }
         };
-        // A port: a connection to it (53: a DNS lookup); none: a ping.
         let (sport, kind) = match what {
-            Some(port) if port != 53 => (
+            What::Conn(port) => (
                 port,
                 LegitKind::Conn {
                     cseq: self.rng.next_u32(),
@@ -2350,16 +2354,16 @@ impl ClientGen {
                     tss: self.rng.next_u32(),
                 },
             ),
-            Some(port) => {
+            What::Dns => {
                 let r = self.rng.next_u64();
                 let kind = LegitKind::Dns {
                     qid: r as u16,
                     name: self.rng.next_u64(),
                     aaaa: (r >> 16) & 3 == 0,
                 };
-                (port, kind)
+                (53, kind)
             }
-            None => {
+            What::Ping => {
                 let r = self.rng.next_u64();
                 let kind = LegitKind::Ping {
                     ident: r as u16,
