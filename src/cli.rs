@@ -92,6 +92,12 @@ the samples it lost.")]
   floodwatch synth syn-flood -o syn.pcap
   floodwatch synth dns-reflection -o dns.pcap --duration 10s --attack-start 3s --attack-pps 5000
   floodwatch synth spoofed-sources -o spoofed.pcap --sources 100000 --min-size
+  floodwatch synth syn-burst -o burst.pcap --attack-pps 25000 --attack-duration 40ms
+  floodwatch synth learned-floor -o floor.pcap --duration 40m --attack-start 35m \\
+      --attack-duration 30s --background-pps 100 --attack-pps 200
+  floodwatch synth sources-at-floor -o srcs.pcap --attack-pps 4800   # 4 sources x 1200 pps
+  floodwatch synth benign-day -o day.pcap --duration 24m
+  floodwatch synth sig-syn-flood -o sig.pcap   # legit clients: src net 100.64.0.0/16 only
 
 Exit status: 0 success, 1 the file cannot be written, 2 bad usage.")]
     Synth(SynthArgs),
@@ -427,7 +433,8 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Scenario to generate: benign, syn-flood, udp-flood, dns-reflection, icmp-flood, carpet-bombing,
-    /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources.
+    /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources, syn-burst,
+    /// sources-at-floor, learned-floor, sig-syn-flood, sig-udp-flood, sig-ack-flood, benign-day.
     #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
     pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.
@@ -454,8 +461,9 @@ pub struct SynthArgs {
     /// Victim address [default: 198.51.100.10, or 2001:db8:100::10 for IPv6 scenarios].
     #[arg(long, value_name = "IP")]
     pub victim: Option<IpAddr>,
-    /// Distinct spoofed sources (spoofed-sources scenario).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    /// Distinct spoofed sources (spoofed-sources scenario); flooding sources of sources-at-floor, which
+    /// reads the default 1000000 as 4 (at most 65536 there, one src_host label each).
+    #[arg(long, value_name = "N", default_value_t = floodwatch::synth::DEFAULT_SOURCES)]
     pub sources: u64,
     /// Source MAC of every frame.
     #[arg(long, value_name = "MAC", default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
