@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::alert::AlertEvent;
 use floodwatch::config::DetectConfig;
-use floodwatch::decode::{proto, tcp_flags, Fragment, PacketSummary};
+use floodwatch::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
 use floodwatch::detect::{admission_for, Engine, ShardSpec};
 use floodwatch::key::Key;
 use floodwatch::table::{KeyTable, SourceAdmission};
@@ -78,6 +78,7 @@ impl Flood {
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
+            hdr: HeaderFields::UNKNOWN,
         }
     }
 }
