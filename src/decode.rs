@@ -390,13 +390,15 @@ impl Decoder {
         } else {
             wire_len
         };
-        let mut summary = match link_payload(link, frame)? {
-            Network::V4(ip) => decode_ipv4(ip)?,
-            Network::V6(ip) => decode_ipv6(ip)?,
+        // The summary is built once, in place: no copy of it after the IP layer.
+        let meta = Meta {
+            ts: ts.clamped(),
+            wire_len,
         };
-        summary.ts = ts.clamped();
-        summary.wire_len = wire_len;
-        Ok(summary)
+        match link_payload(link, frame)? {
+            Network::V4(ip) => decode_ipv4(ip, meta),
+            Network::V6(ip) => decode_ipv6(ip, meta),
+        }
     }
 }
 
@@ -495,6 +497,12 @@ fn bytes4(b: &[u8], at: usize) -> Option<[u8; 4]> {
         Some(&[a, b, c, d]) => Some([a, b, c, d]),
         _ => None,
     }
+}
+
+/// The 16 bytes at `at`, if present.
+#[inline]
+fn bytes16(b: &[u8], at: usize) -> Option<[u8; 16]> {
+    b.get(at..at.checked_add(16)?)?.try_into().ok()
 }
 
 /// Strips the link layer of `link` and says which IP version follows.
@@ -606,8 +614,17 @@ fn pppoe(rest: &[u8]) -> Result<Network<'_>, DecodeError> {
     }
 }
 
-/// A summary with the network fields set; `ts` and `wire_len` are filled by the caller.
+/// What the capture says of a frame, beside its bytes.
+#[derive(Clone, Copy)]
+struct Meta {
+    ts: Timestamp,
+    wire_len: u32,
+}
+
+/// The summary of a decoded packet.
+#[inline(always)]
 fn summary(
+    meta: Meta,
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
@@ -616,21 +633,21 @@ fn summary(
     hdr: HeaderFields,
 ) -> PacketSummary {
     PacketSummary {
-        ts: Timestamp(0),
+        ts: meta.ts,
         src,
         dst,
         proto,
         sport: t.sport,
         dport: t.dport,
         tcp_flags: t.tcp_flags,
-        wire_len: 0,
+        wire_len: meta.wire_len,
         fragment,
         weight: 1,
         hdr,
     }
 }
 
-fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+fn decode_ipv4(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
     use etherparse::err::ipv4::HeaderSliceError;
     let header = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
         HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
@@ -664,6 +681,7 @@ fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
     if offset > 0 {
         let fragment = Fragment::Later { offset };
         return Ok(summary(
+            meta,
             src,
             dst,
             proto,
@@ -678,7 +696,7 @@ fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
         Fragment::None
     };
     let t = transport(proto, payload, total_len - header_len, fragment, &mut hdr)?;
-    Ok(summary(src, dst, proto, fragment, t, hdr))
+    Ok(summary(meta, src, dst, proto, fragment, t, hdr))
 }
 
 /// IPv6 extension headers the decoder walks through.
@@ -693,14 +711,19 @@ mod ext {
     pub const SHIM6: u8 = 140;
 }
 
-fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+fn decode_ipv6(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
     use etherparse::err::ipv6::HeaderSliceError;
     let header = etherparse::Ipv6HeaderSlice::from_slice(ip).map_err(|e| match e {
         HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
         HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
     })?;
-    let src = IpAddr::V6(header.source_addr());
-    let dst = IpAddr::V6(header.destination_addr());
+    // Both addresses as 16-byte loads: etherparse's accessors assemble them byte by byte, which
+    // the compiler then stores byte by byte into the summary.
+    let (Some(src), Some(dst)) = (bytes16(ip, 8), bytes16(ip, 24)) else {
+        return Err(DecodeError::TruncatedIp);
+    };
+    let src = IpAddr::V6(std::net::Ipv6Addr::from(src));
+    let dst = IpAddr::V6(std::net::Ipv6Addr::from(dst));
     let rest = ip.get(etherparse::Ipv6Header::LEN..).unwrap_or(&[]);
     // Payload length 0 is a jumbogram (or a segmentation-offloaded capture): use what was captured.
     let payload_len = usize::from(header.payload_length());
@@ -753,7 +776,7 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
             _ => {
                 hdr.payload_len = len16(declared);
                 let t = transport(next, payload, declared, fragment, &mut hdr)?;
-                return Ok(summary(src, dst, next, fragment, t, hdr));
+                return Ok(summary(meta, src, dst, next, fragment, t, hdr));
             }
         };
         next = *payload.first().ok_or(DecodeError::TruncatedIp)?;
@@ -762,7 +785,7 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
         if let Fragment::Later { .. } = fragment {
             hdr.payload_len = len16(declared);
             let t = Transport::default();
-            return Ok(summary(src, dst, next, fragment, t, hdr));
+            return Ok(summary(meta, src, dst, next, fragment, t, hdr));
         }
     }
     Err(DecodeError::BadIpHeader)
@@ -775,6 +798,7 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
 /// 8-byte UDP header); a first fragment may be cut anywhere, so it yields what it has. `l4` is what
 /// was captured of the transport layer (never past the IP length), `l4_len` its length according to
 /// the IP header.
+#[inline(always)]
 fn transport(
     proto: u8,
     l4: &[u8],
@@ -831,11 +855,17 @@ fn payload_fields(hdr: &mut HeaderFields, l4: &[u8], header_len: usize, l4_len: 
     hdr.payload_len = len16(payload_len);
     hdr.bits |= HeaderFields::L4;
     let captured = l4.get(header_len..).unwrap_or_default();
-    let n = captured.len().min(payload_len).min(hdr.prefix.len());
-    if let (Some(dst), Some(src)) = (hdr.prefix.get_mut(..n), captured.get(..n)) {
-        dst.copy_from_slice(src);
+    // The IP length bounds `l4`, so `captured` never reaches past the payload (nor into padding).
+    if let Some(four) = bytes4(captured, 0) {
+        hdr.prefix = four;
+        hdr.prefix_len = 4;
+    } else {
+        // fewer than 4 bytes: a fixed-size loop, no memcpy call
+        for (dst, src) in hdr.prefix.iter_mut().zip(captured) {
+            *dst = *src;
+        }
+        hdr.prefix_len = captured.len().min(4) as u8;
     }
-    hdr.prefix_len = n as u8;
 }
 
 #[cfg(test)]
