@@ -634,7 +634,7 @@ fn nft_field(field: Field, ipv6: bool, tcp: bool, udp: bool, opts: Option<u8>) -
             format!("tcp flags == {}", flag_names(f, NFT_FLAG_NAMES, "0x0"))
         }
         (Field::Sport(p), _) if tcp || udp => format!("{l4} sport {p}"),
-        (Field::Sport(p), _) => format!("th sport {p}"),
+        (Field::Sport(p), _) => format!("meta l4proto {{ tcp, udp }} th sport {p}"),
         (Field::PayloadLen(n), _) if udp => format!("udp length {}", u32::from(n) + 8),
         // raw payload matching, offsets in bits from the start of the transport header
         (Field::PayloadPrefix(b), _) if udp => {
