@@ -42,61 +42,81 @@ const ID_GAP: u64 = 8;
 /// The gap allowed is never more than this (a random ID falls within it 1.6 % of the time).
 const MAX_ID_GAP: u64 = 1024;
 
-/// The Space-Saving top-k of one field: `values[..used]` with their counts, each count at most
-/// `errors[i]` above the true count.
+/// The Space-Saving top-k of one field: `values` with their packet counts, each count at most
+/// `errors[i]` above the true count. A slot with count 0 is empty (its value means nothing).
+///
+/// The loops run over all slots without early exits so that they compile to conditional moves:
+/// a flood random in a field misses on every packet, and branches on random data mispredict.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct TopK {
     values: [u32; SLOTS],
     counts: [u64; SLOTS],
     errors: [u64; SLOTS],
-    used: u8,
+    /// The slot the last value went to: a template's field hits it every time.
+    last: u8,
 }
 
 impl TopK {
+    /// The slot monitoring `value`, if any (the last one when empty slots hold it too).
+    #[inline]
+    fn find(&self, value: u32) -> Option<usize> {
+        let mut mask = 0u32;
+        for (i, v) in self.values.iter().enumerate() {
+            mask |= u32::from(*v == value) << i;
+        }
+        mask.checked_ilog2().map(|i| i as usize)
+    }
+
     #[inline]
     fn add(&mut self, value: u32, w: u64) {
-        let used = usize::from(self.used).min(SLOTS);
-        if let Some(i) = self.values[..used].iter().position(|v| *v == value) {
+        let last = usize::from(self.last) % SLOTS;
+        if self.values[last] == value && self.counts[last] > 0 {
+            self.counts[last] = self.counts[last].saturating_add(w);
+            return;
+        }
+        self.add_slow(value, w);
+    }
+
+    fn add_slow(&mut self, value: u32, w: u64) {
+        if let Some(i) = self.find(value) {
             self.counts[i] = self.counts[i].saturating_add(w);
+            self.last = i as u8;
             return;
         }
-        if used < SLOTS {
-            self.values[used] = value;
-            self.counts[used] = w;
-            self.errors[used] = 0;
-            self.used += 1;
-            return;
-        }
-        // Full: the value takes the place of the lightest one and inherits its count as error.
+        // The value takes the place of the lightest one (an empty slot first) and inherits its
+        // count as error.
         let mut min = 0;
-        for i in 1..SLOTS {
-            if self.counts[i] < self.counts[min] {
+        let mut floor = self.counts[0];
+        for (i, c) in self.counts.iter().enumerate().skip(1) {
+            if *c < floor {
                 min = i;
+                floor = *c;
             }
         }
-        let floor = self.counts[min];
         self.values[min] = value;
         self.counts[min] = floor.saturating_add(w);
         self.errors[min] = floor;
+        self.last = min as u8;
     }
 
     /// The value with the most packets, and a lower bound of its packets.
     fn top(&self) -> Option<(u32, u64)> {
-        let used = usize::from(self.used).min(SLOTS);
-        (0..used)
+        (0..SLOTS)
+            .filter(|i| self.counts[*i] > 0)
             .max_by_key(|i| (self.counts[*i] - self.errors[*i], std::cmp::Reverse(*i)))
             .map(|i| (self.values[i], self.counts[i] - self.errors[i]))
     }
 
-    /// An upper bound of the packets of `value`.
+    /// An upper bound of the packets of `value`: its count when monitored, else the lightest
+    /// count (an unmonitored value never had more; 0 while a slot is empty).
     fn upper(&self, value: u32) -> u64 {
-        let used = usize::from(self.used).min(SLOTS);
-        match self.values[..used].iter().position(|v| *v == value) {
-            Some(i) => self.counts[i],
-            // An unmonitored value never had more than the lightest monitored one.
-            None if used == SLOTS => self.counts.iter().copied().min().unwrap_or(0),
-            None => 0,
-        }
+        let monitored = (0..SLOTS)
+            .filter(|i| self.values[*i] == value)
+            .map(|i| self.counts[i])
+            .max()
+            .unwrap_or(0);
+        let floor = self.counts.iter().copied().min().unwrap_or(0);
+        monitored.max(floor)
     }
 }
 
