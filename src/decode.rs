@@ -1373,7 +1373,16 @@ mod tests {
                 frame[14] = 0x60;
             }
             let link = LinkType(links[i % links.len()]);
-            let _ = Decoder.decode(link, &frame, TS, next() as u32);
+            if let Ok(p) = Decoder.decode(link, &frame, TS, next() as u32) {
+                // the header fields of a decoded frame are always known and self-consistent
+                let h = p.hdr;
+                assert!(h.known() && h.prefix_len <= 4, "{h:?}");
+                assert!(h.prefix[usize::from(h.prefix_len)..]
+                    .iter()
+                    .all(|b| *b == 0));
+                assert!(h.payload_len <= h.ip_len && h.tcp_opts_len <= 40, "{h:?}");
+                assert!(h.prefix_len == 0 || h.l4(), "{h:?}");
+            }
         }
     }
 
