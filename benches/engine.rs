@@ -8,6 +8,11 @@
 //! 1 µs per packet (1 M packets/s), so evaluations (every 100 ms) and window rolls happen inside the
 //! measurement at the rate a 1 M packets/s flood causes them. `generator_only` measures the
 //! generator alone, to subtract.
+//!
+//! `signature/*`: `SignatureSketch::observe` per packet, cycling through 4096 prepared summaries: a
+//! template flood (fixed TTL, window, length, flags; random source ports and IP IDs: the values an
+//! alert's sketch mostly finds in its first slot) and a flood random in every field (every field a
+//! miss that evicts: the worst case).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,9 +20,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::alert::AlertEvent;
 use floodwatch::config::DetectConfig;
-use floodwatch::decode::{proto, tcp_flags, Fragment, PacketSummary};
+use floodwatch::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
 use floodwatch::detect::{admission_for, Engine, ShardSpec};
 use floodwatch::key::Key;
+use floodwatch::signature::SignatureSketch;
 use floodwatch::table::{KeyTable, SourceAdmission};
 use floodwatch::time::Timestamp;
 use floodwatch::window::{Counts, Sliding};
@@ -78,6 +84,7 @@ impl Flood {
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
+            hdr: HeaderFields::UNKNOWN,
         }
     }
 }
@@ -196,12 +203,62 @@ fn engine_on_packet(c: &mut Criterion) {
     g.finish();
 }
 
+/// 4096 SYNs to one victim: `template` fixes every header field but the source port and IP ID.
+fn signature_packets(template: bool) -> Vec<PacketSummary> {
+    let mut rng = SplitMix(17);
+    let mut flood = Flood::new(1_000_000, 3);
+    (0..4096)
+        .map(|_| {
+            let r = rng.next();
+            let mut p = flood.next();
+            p.sport = r as u16;
+            p.hdr = HeaderFields {
+                ip_id: (r >> 16) as u16,
+                ttl: 64,
+                ip_len: 40,
+                tcp_window: 512,
+                bits: HeaderFields::KNOWN | HeaderFields::L4,
+                ..HeaderFields::UNKNOWN
+            };
+            if !template {
+                p.tcp_flags = (r >> 32) as u8;
+                p.hdr.ttl = (r >> 40) as u8;
+                p.hdr.ip_len = 40 + (r >> 48) as u16 % 1400;
+                p.hdr.tcp_window = (r >> 24) as u16;
+                p.hdr.tcp_opts_len = ((r >> 56) % 11) as u8 * 4;
+                p.hdr.bits |= if r >> 63 == 0 { HeaderFields::DF } else { 0 };
+            }
+            p
+        })
+        .collect()
+}
+
+fn signature_observe(c: &mut Criterion) {
+    let mut g = c.benchmark_group("signature");
+    g.throughput(Throughput::Elements(1));
+    for (name, template) in [
+        ("observe_template_flood", true),
+        ("observe_random_flood", false),
+    ] {
+        let packets = signature_packets(template);
+        g.bench_function(name, |b| {
+            let mut sketch = SignatureSketch::new();
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                sketch.observe(black_box(&packets[i]));
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = window_and_tables, engine_on_packet
+    targets = window_and_tables, engine_on_packet, signature_observe
 }
 criterion_main!(benches);

@@ -58,6 +58,113 @@ pub struct PacketSummary {
     /// packet header (sFlow); a share of a flow record's packets (NetFlow/IPFIX). Bytes are
     /// `wire_len × weight`.
     pub weight: u32,
+    /// The header fields attack signatures are made of (see [`HeaderFields`]); all zero and not
+    /// [`HeaderFields::known`] for summaries built from flow records.
+    pub hdr: HeaderFields,
+}
+
+impl Default for PacketSummary {
+    /// An empty summary standing for one packet: unspecified IPv4 addresses, every field zero, header
+    /// fields unknown. For building summaries with `..PacketSummary::default()`.
+    fn default() -> Self {
+        let any = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        PacketSummary {
+            ts: Timestamp(0),
+            src: any,
+            dst: any,
+            proto: 0,
+            sport: 0,
+            dport: 0,
+            tcp_flags: 0,
+            wire_len: 0,
+            fragment: Fragment::None,
+            weight: 1,
+            hdr: HeaderFields::UNKNOWN,
+        }
+    }
+}
+
+/// The IP and transport header fields of one packet that flood tools tend to hold constant, the raw
+/// material of attack signatures (`crate::signature`).
+///
+/// Sixteen bytes, `Copy`, no pointers: it rides in every [`PacketSummary`] through the pipeline's
+/// channels. Lengths come from the packets' length fields, never from the captured length, so a
+/// snaplen-cut capture reports what was on the wire; only the payload prefix depends on what was
+/// captured ([`HeaderFields::prefix_len`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct HeaderFields {
+    /// IPv4 identification; for IPv6 the low 16 bits of the fragment header's identification, 0
+    /// without a fragment header.
+    pub ip_id: u16,
+    /// IPv4 total length; IPv6 payload length + 40 (the captured length for a jumbogram whose payload
+    /// length is 0), saturating at 65535.
+    pub ip_len: u16,
+    /// TCP window (not scaled); 0 when not TCP or the header was not captured that far.
+    pub tcp_window: u16,
+    /// Bytes after the transport header (TCP with its options, UDP's 8 bytes) according to the IP
+    /// length fields: of this fragment for a first fragment. For other protocols and later
+    /// fragments: the bytes after the IP header(s).
+    pub payload_len: u16,
+    /// The first [`HeaderFields::prefix_len`] bytes of the TCP or UDP payload, zero-filled after.
+    pub prefix: [u8; 4],
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// TCP options length in bytes (data offset × 4 − 20).
+    pub tcp_opts_len: u8,
+    /// How many bytes of [`HeaderFields::prefix`] were captured: min(4, payload length, captured).
+    pub prefix_len: u8,
+    /// [`HeaderFields::KNOWN`], [`HeaderFields::DF`], [`HeaderFields::L4`] bits.
+    pub bits: u8,
+}
+
+impl HeaderFields {
+    /// The fields of a summary that did not come from a packet header (flow records).
+    pub const UNKNOWN: HeaderFields = HeaderFields {
+        ip_id: 0,
+        ip_len: 0,
+        tcp_window: 0,
+        payload_len: 0,
+        prefix: [0; 4],
+        ttl: 0,
+        tcp_opts_len: 0,
+        prefix_len: 0,
+        bits: 0,
+    };
+    /// The fields were read from a packet header.
+    pub const KNOWN: u8 = 0x01;
+    /// IPv4 don't-fragment flag.
+    pub const DF: u8 = 0x02;
+    /// The transport header was captured whole (TCP through the window and a valid data offset, the
+    /// 8-byte UDP header), so `tcp_window`, `tcp_opts_len`, `payload_len` and the prefix are
+    /// transport-relative.
+    pub const L4: u8 = 0x04;
+
+    /// Whether the fields were read from a packet header.
+    #[inline]
+    pub fn known(&self) -> bool {
+        self.bits & Self::KNOWN != 0
+    }
+
+    /// IPv4 don't-fragment flag.
+    #[inline]
+    pub fn df(&self) -> bool {
+        self.bits & Self::DF != 0
+    }
+
+    /// Whether the TCP/UDP header was captured whole (see [`HeaderFields::L4`]).
+    #[inline]
+    pub fn l4(&self) -> bool {
+        self.bits & Self::L4 != 0
+    }
+
+    /// The captured part of the payload prefix.
+    #[inline]
+    pub fn prefix(&self) -> &[u8] {
+        let n = usize::from(self.prefix_len).min(self.prefix.len());
+        self.prefix.get(..n).unwrap_or_default()
+    }
 }
 
 pub mod proto {
@@ -250,12 +357,18 @@ enum Network<'a> {
     V6(&'a [u8]),
 }
 
-/// The transport-layer facts of a packet.
+/// The transport-layer facts of a packet (the signature fields go straight into its [`HeaderFields`]).
 #[derive(Default)]
 struct Transport {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+}
+
+/// `n` as a u16 length field, saturating.
+#[inline]
+fn len16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 impl Decoder {
@@ -277,13 +390,15 @@ impl Decoder {
         } else {
             wire_len
         };
-        let mut summary = match link_payload(link, frame)? {
-            Network::V4(ip) => decode_ipv4(ip)?,
-            Network::V6(ip) => decode_ipv6(ip)?,
+        // The summary is built once, in place: no copy of it after the IP layer.
+        let meta = Meta {
+            ts: ts.clamped(),
+            wire_len,
         };
-        summary.ts = ts.clamped();
-        summary.wire_len = wire_len;
-        Ok(summary)
+        match link_payload(link, frame)? {
+            Network::V4(ip) => decode_ipv4(ip, meta),
+            Network::V6(ip) => decode_ipv6(ip, meta),
+        }
     }
 }
 
@@ -382,6 +497,12 @@ fn bytes4(b: &[u8], at: usize) -> Option<[u8; 4]> {
         Some(&[a, b, c, d]) => Some([a, b, c, d]),
         _ => None,
     }
+}
+
+/// The 16 bytes at `at`, if present.
+#[inline]
+fn bytes16(b: &[u8], at: usize) -> Option<[u8; 16]> {
+    b.get(at..at.checked_add(16)?)?.try_into().ok()
 }
 
 /// Strips the link layer of `link` and says which IP version follows.
@@ -493,23 +614,40 @@ fn pppoe(rest: &[u8]) -> Result<Network<'_>, DecodeError> {
     }
 }
 
-/// A summary with the network fields set; `ts` and `wire_len` are filled by the caller.
-fn summary(src: IpAddr, dst: IpAddr, proto: u8, fragment: Fragment, t: Transport) -> PacketSummary {
+/// What the capture says of a frame, beside its bytes.
+#[derive(Clone, Copy)]
+struct Meta {
+    ts: Timestamp,
+    wire_len: u32,
+}
+
+/// The summary of a decoded packet.
+#[inline(always)]
+fn summary(
+    meta: Meta,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    fragment: Fragment,
+    t: Transport,
+    hdr: HeaderFields,
+) -> PacketSummary {
     PacketSummary {
-        ts: Timestamp(0),
+        ts: meta.ts,
         src,
         dst,
         proto,
         sport: t.sport,
         dport: t.dport,
         tcp_flags: t.tcp_flags,
-        wire_len: 0,
+        wire_len: meta.wire_len,
         fragment,
         weight: 1,
+        hdr,
     }
 }
 
-fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+fn decode_ipv4(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
     use etherparse::err::ipv4::HeaderSliceError;
     let header = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
         HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
@@ -526,18 +664,39 @@ fn decode_ipv4(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
     let src = IpAddr::V4(header.source_addr());
     let dst = IpAddr::V4(header.destination_addr());
     let proto = header.protocol().0;
+    let df = if header.dont_fragment() {
+        HeaderFields::DF
+    } else {
+        0
+    };
+    let mut hdr = HeaderFields {
+        ip_id: header.identification(),
+        ip_len: header.total_len(),
+        ttl: header.ttl(),
+        payload_len: len16(total_len - header_len),
+        bits: HeaderFields::KNOWN | df,
+        ..HeaderFields::UNKNOWN
+    };
     let offset = u32::from(header.fragments_offset().value()) * 8;
     if offset > 0 {
         let fragment = Fragment::Later { offset };
-        return Ok(summary(src, dst, proto, fragment, Transport::default()));
+        return Ok(summary(
+            meta,
+            src,
+            dst,
+            proto,
+            fragment,
+            Transport::default(),
+            hdr,
+        ));
     }
     let fragment = if header.more_fragments() {
         Fragment::First
     } else {
         Fragment::None
     };
-    let t = transport(proto, payload, fragment)?;
-    Ok(summary(src, dst, proto, fragment, t))
+    let t = transport(proto, payload, total_len - header_len, fragment, &mut hdr)?;
+    Ok(summary(meta, src, dst, proto, fragment, t, hdr))
 }
 
 /// IPv6 extension headers the decoder walks through.
@@ -552,14 +711,19 @@ mod ext {
     pub const SHIM6: u8 = 140;
 }
 
-fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
+fn decode_ipv6(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
     use etherparse::err::ipv6::HeaderSliceError;
     let header = etherparse::Ipv6HeaderSlice::from_slice(ip).map_err(|e| match e {
         HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
         HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
     })?;
-    let src = IpAddr::V6(header.source_addr());
-    let dst = IpAddr::V6(header.destination_addr());
+    // Both addresses as 16-byte loads: etherparse's accessors assemble them byte by byte, which
+    // the compiler then stores byte by byte into the summary.
+    let (Some(src), Some(dst)) = (bytes16(ip, 8), bytes16(ip, 24)) else {
+        return Err(DecodeError::TruncatedIp);
+    };
+    let src = IpAddr::V6(std::net::Ipv6Addr::from(src));
+    let dst = IpAddr::V6(std::net::Ipv6Addr::from(dst));
     let rest = ip.get(etherparse::Ipv6Header::LEN..).unwrap_or(&[]);
     // Payload length 0 is a jumbogram (or a segmentation-offloaded capture): use what was captured.
     let payload_len = usize::from(header.payload_length());
@@ -567,6 +731,18 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
         rest
     } else {
         rest.get(..payload_len).unwrap_or(rest)
+    };
+    // What the length field says follows the current header (captured or not).
+    let mut declared = if payload_len == 0 {
+        rest.len()
+    } else {
+        payload_len
+    };
+    let mut hdr = HeaderFields {
+        ip_len: len16(declared.saturating_add(etherparse::Ipv6Header::LEN)),
+        ttl: header.hop_limit(),
+        bits: HeaderFields::KNOWN,
+        ..HeaderFields::UNKNOWN
     };
     let mut next = header.next_header().0;
     let mut fragment = Fragment::None;
@@ -587,6 +763,8 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
             }
             ext::FRAGMENT => {
                 let field = be16(payload, 2).ok_or(DecodeError::TruncatedIp)?;
+                // The low half of the 32-bit identification, when captured.
+                hdr.ip_id = be16(payload, 6).unwrap_or(0);
                 let offset = u32::from(field >> 3) * 8;
                 if offset > 0 {
                     fragment = Fragment::Later { offset };
@@ -596,24 +774,38 @@ fn decode_ipv6(ip: &[u8]) -> Result<PacketSummary, DecodeError> {
                 8
             }
             _ => {
-                let t = transport(next, payload, fragment)?;
-                return Ok(summary(src, dst, next, fragment, t));
+                hdr.payload_len = len16(declared);
+                let t = transport(next, payload, declared, fragment, &mut hdr)?;
+                return Ok(summary(meta, src, dst, next, fragment, t, hdr));
             }
         };
         next = *payload.first().ok_or(DecodeError::TruncatedIp)?;
         payload = payload.get(ext_len..).ok_or(DecodeError::TruncatedIp)?;
+        declared = declared.saturating_sub(ext_len);
         if let Fragment::Later { .. } = fragment {
-            return Ok(summary(src, dst, next, fragment, Transport::default()));
+            hdr.payload_len = len16(declared);
+            let t = Transport::default();
+            return Ok(summary(meta, src, dst, next, fragment, t, hdr));
         }
     }
     Err(DecodeError::BadIpHeader)
 }
 
-/// Ports and flags from the start of the transport header.
+/// Ports and flags from the start of the transport header, and the TCP/UDP signature fields into
+/// `hdr`.
 ///
 /// A whole packet must carry the header fields the engine reads (TCP through the flags byte, the
-/// 8-byte UDP header); a first fragment may be cut anywhere, so it yields what it has.
-fn transport(proto: u8, l4: &[u8], fragment: Fragment) -> Result<Transport, DecodeError> {
+/// 8-byte UDP header); a first fragment may be cut anywhere, so it yields what it has. `l4` is what
+/// was captured of the transport layer (never past the IP length), `l4_len` its length according to
+/// the IP header.
+#[inline(always)]
+fn transport(
+    proto: u8,
+    l4: &[u8],
+    l4_len: usize,
+    fragment: Fragment,
+    hdr: &mut HeaderFields,
+) -> Result<Transport, DecodeError> {
     const SCTP: u8 = 132;
     const DCCP: u8 = 33;
     const UDP_LITE: u8 = 136;
@@ -628,17 +820,51 @@ fn transport(proto: u8, l4: &[u8], fragment: Fragment) -> Result<Transport, Deco
     };
     match proto {
         proto::TCP => match l4.get(13) {
-            Some(flags) => Ok(Transport {
-                tcp_flags: *flags,
-                ..ports(l4)
-            }),
+            Some(flags) => {
+                // A data offset below 5 is malformed: the payload is then taken to start at 20.
+                let header_len = l4.get(12).map_or(20, |b| usize::from(b >> 4) * 4).max(20);
+                if let Some(window) = be16(l4, 14) {
+                    hdr.tcp_window = window;
+                    hdr.tcp_opts_len = (header_len - 20) as u8;
+                    payload_fields(hdr, l4, header_len, l4_len);
+                }
+                Ok(Transport {
+                    tcp_flags: *flags,
+                    ..ports(l4)
+                })
+            }
             None if lenient => Ok(ports(l4)),
             None => Err(DecodeError::TruncatedTransport),
         },
-        proto::UDP if l4.len() >= 8 || lenient => Ok(ports(l4)),
+        proto::UDP if l4.len() >= 8 => {
+            payload_fields(hdr, l4, 8, l4_len);
+            Ok(ports(l4))
+        }
+        proto::UDP if lenient => Ok(ports(l4)),
         proto::UDP => Err(DecodeError::TruncatedTransport),
         SCTP | DCCP | UDP_LITE => Ok(ports(l4)),
         _ => Ok(Transport::default()),
+    }
+}
+
+/// The payload length and prefix of a transport header of `header_len` bytes at the start of `l4`
+/// (`l4_len` long according to the IP header).
+#[inline]
+fn payload_fields(hdr: &mut HeaderFields, l4: &[u8], header_len: usize, l4_len: usize) {
+    let payload_len = l4_len.saturating_sub(header_len);
+    hdr.payload_len = len16(payload_len);
+    hdr.bits |= HeaderFields::L4;
+    let captured = l4.get(header_len..).unwrap_or_default();
+    // The IP length bounds `l4`, so `captured` never reaches past the payload (nor into padding).
+    if let Some(four) = bytes4(captured, 0) {
+        hdr.prefix = four;
+        hdr.prefix_len = 4;
+    } else {
+        // fewer than 4 bytes: a fixed-size loop, no memcpy call
+        for (dst, src) in hdr.prefix.iter_mut().zip(captured) {
+            *dst = *src;
+        }
+        hdr.prefix_len = captured.len().min(4) as u8;
     }
 }
 
@@ -1147,8 +1373,198 @@ mod tests {
                 frame[14] = 0x60;
             }
             let link = LinkType(links[i % links.len()]);
-            let _ = Decoder.decode(link, &frame, TS, next() as u32);
+            if let Ok(p) = Decoder.decode(link, &frame, TS, next() as u32) {
+                // the header fields of a decoded frame are always known and self-consistent
+                let h = p.hdr;
+                assert!(h.known() && h.prefix_len <= 4, "{h:?}");
+                assert!(h.prefix[usize::from(h.prefix_len)..]
+                    .iter()
+                    .all(|b| *b == 0));
+                assert!(h.payload_len <= h.ip_len && h.tcp_opts_len <= 40, "{h:?}");
+                assert!(h.prefix_len == 0 || h.l4(), "{h:?}");
+            }
         }
+    }
+
+    /// An IPv4 header (IHL 5, checksum left 0: the decoder does not check it) before `l4`.
+    fn ipv4_raw(id: u16, df: bool, ttl: u8, proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x45, 0];
+        v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, ttl, proto, 0, 0]);
+        v.extend_from_slice(&SRC4);
+        v.extend_from_slice(&DST4);
+        v.extend_from_slice(l4);
+        v
+    }
+
+    /// A TCP header 40000 → 80 with `flags`, `window` and `opts` (a multiple of 4), then `payload`.
+    fn tcp_raw(flags: u8, window: u16, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut t = vec![0; 20];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[12] = (((20 + opts.len()) / 4) as u8) << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&window.to_be_bytes());
+        t.extend_from_slice(opts);
+        t.extend_from_slice(payload);
+        t
+    }
+
+    fn udp_raw(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        u
+    }
+
+    /// Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7 (20 bytes).
+    const SYN_OPTS: [u8; 20] = [
+        2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+
+    #[test]
+    fn header_fields_of_an_ipv4_tcp_syn_with_options() {
+        let ip = ipv4_raw(
+            0x1234,
+            true,
+            57,
+            proto::TCP,
+            &tcp_raw(tcp_flags::SYN, 64240, &SYN_OPTS, &[]),
+        );
+        let s = decode(LinkType::ETHERNET, &eth(0x0800, &ip)).unwrap();
+        assert_eq!(s.tcp_flags, tcp_flags::SYN);
+        let h = s.hdr;
+        assert!(h.known() && h.df() && h.l4());
+        assert_eq!(
+            h.bits,
+            HeaderFields::KNOWN | HeaderFields::DF | HeaderFields::L4
+        );
+        assert_eq!((h.ttl, h.ip_id, h.ip_len), (57, 0x1234, 60));
+        assert_eq!((h.tcp_window, h.tcp_opts_len), (64240, 20));
+        assert_eq!((h.payload_len, h.prefix_len, h.prefix), (0, 0, [0; 4]));
+        assert!(h.prefix().is_empty());
+        // no options, no DF, a payload
+        let ip = ipv4_raw(
+            0,
+            false,
+            64,
+            proto::TCP,
+            &tcp_raw(0x18, 512, &[], b"GET /x"),
+        );
+        let h = decode(LinkType::RAW, &ip).unwrap().hdr;
+        assert_eq!(h.bits, HeaderFields::KNOWN | HeaderFields::L4);
+        assert_eq!((h.ttl, h.ip_id, h.ip_len), (64, 0, 46));
+        assert_eq!((h.tcp_window, h.tcp_opts_len), (512, 0));
+        assert_eq!((h.payload_len, h.prefix()), (6, &b"GET "[..]));
+    }
+
+    #[test]
+    fn header_fields_of_a_udp_packet_with_payload() {
+        let ip = ipv4_raw(7, false, 128, proto::UDP, &udp_raw(53, 4444, &[0x58; 512]));
+        let s = decode(LinkType::ETHERNET, &eth(0x0800, &ip)).unwrap();
+        assert_eq!((s.sport, s.dport), (53, 4444));
+        let h = s.hdr;
+        assert_eq!(h.bits, HeaderFields::KNOWN | HeaderFields::L4);
+        assert_eq!((h.ttl, h.ip_id, h.ip_len), (128, 7, 540));
+        assert_eq!((h.tcp_window, h.tcp_opts_len), (0, 0));
+        assert_eq!((h.payload_len, h.prefix_len, h.prefix), (512, 4, [0x58; 4]));
+        // a short payload in an Ethernet frame padded to 60 bytes: the padding is not payload
+        let ip = ipv4_raw(7, true, 64, proto::UDP, &udp_raw(1, 2, b"q"));
+        let mut frame = eth(0x0800, &ip);
+        frame.resize(60, 0xee);
+        let h = decode(LinkType::ETHERNET, &frame).unwrap().hdr;
+        assert_eq!((h.ip_len, h.payload_len, h.prefix()), (29, 1, &b"q"[..]));
+        assert_eq!(h.prefix, [b'q', 0, 0, 0]);
+        // ICMP: IP fields only, the payload counted from the end of the IP header
+        let h = decode(LinkType::RAW, &ipv4_icmp()).unwrap().hdr;
+        assert!(h.known() && !h.l4());
+        assert_eq!(
+            (h.ttl, h.ip_len, h.payload_len, h.prefix_len),
+            (64, 32, 12, 0)
+        );
+    }
+
+    #[test]
+    fn header_fields_of_ipv6_tcp() {
+        let l4 = tcp_raw(
+            tcp_flags::SYN | tcp_flags::ACK,
+            1024,
+            &SYN_OPTS[..12],
+            b"HTTP/1.1",
+        );
+        let ip = ipv6_with(proto::TCP, &[], &l4);
+        let mut ip = ip;
+        ip[7] = 55;
+        let s = decode(LinkType::ETHERNET, &eth(0x86dd, &ip)).unwrap();
+        assert_eq!((s.sport, s.tcp_flags), (40000, 0x12));
+        let h = s.hdr;
+        assert_eq!(h.bits, HeaderFields::KNOWN | HeaderFields::L4);
+        assert_eq!((h.ttl, h.ip_id, h.ip_len), (55, 0, 80));
+        assert_eq!((h.tcp_window, h.tcp_opts_len), (1024, 12));
+        assert_eq!((h.payload_len, h.prefix()), (8, &b"HTTP"[..]));
+        // extension headers count in ip_len, not in payload_len; a fragment header gives an id
+        let chain = [44, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0, 0, 0xab, 0xcd, 0x12, 0x34];
+        let ip = ipv6_with(60, &chain, &l4);
+        let h = decode(LinkType::IPV6, &ip).unwrap().hdr;
+        assert_eq!((h.ip_id, h.ip_len, h.payload_len), (0x1234, 96, 8));
+        assert_eq!(
+            (h.tcp_window, h.tcp_opts_len, h.prefix()),
+            (1024, 12, &b"HTTP"[..])
+        );
+        // a later IPv6 fragment: the bytes after the fragment header, no transport fields
+        let later = ipv6_with(44, &[17, 0, 0x05, 0xa8, 0, 0, 0, 9], &[0xee; 100]);
+        let h = decode(LinkType::IPV6, &later).unwrap().hdr;
+        assert_eq!(h.bits, HeaderFields::KNOWN);
+        assert_eq!(
+            (h.ip_id, h.ip_len, h.payload_len, h.prefix_len),
+            (9, 148, 100, 0)
+        );
+    }
+
+    #[test]
+    fn header_fields_of_snaplen_cut_packets() {
+        // UDP with an 8-byte payload of which 2 bytes were captured
+        let ip = ipv4_raw(1, false, 64, proto::UDP, &udp_raw(123, 123, b"XYZWabcd"));
+        let s = Decoder.decode(LinkType::RAW, &ip[..30], TS, 36).unwrap();
+        let h = s.hdr;
+        assert_eq!(h.bits, HeaderFields::KNOWN | HeaderFields::L4);
+        assert_eq!((h.ip_len, h.payload_len), (36, 8));
+        assert_eq!(
+            (h.prefix_len, h.prefix(), h.prefix),
+            (2, &b"XY"[..], [b'X', b'Y', 0, 0])
+        );
+        // the UDP header only
+        let h = decode(LinkType::RAW, &ip[..28]).unwrap().hdr;
+        assert_eq!((h.payload_len, h.prefix_len, h.l4()), (8, 0, true));
+        // TCP cut inside its options: window and options known, payload not captured
+        let l4 = tcp_raw(tcp_flags::SYN, 29200, &SYN_OPTS, b"data");
+        let ip = ipv4_raw(2, true, 64, proto::TCP, &l4);
+        let h = decode(LinkType::RAW, &ip[..50]).unwrap().hdr;
+        assert_eq!((h.ip_len, h.payload_len, h.prefix_len), (64, 4, 0));
+        assert_eq!((h.tcp_window, h.tcp_opts_len, h.l4()), (29200, 20, true));
+        // TCP cut before the window: flags known, window not
+        let h = decode(LinkType::RAW, &ip[..35]).unwrap().hdr;
+        assert_eq!(
+            (h.tcp_window, h.tcp_opts_len, h.l4(), h.known()),
+            (0, 0, false, true)
+        );
+        assert_eq!(h.payload_len, 44);
+        // payload partly captured after the options
+        let h = decode(LinkType::RAW, &ip[..61]).unwrap().hdr;
+        assert_eq!((h.payload_len, h.prefix()), (4, &b"d"[..]));
+    }
+
+    #[test]
+    fn header_fields_are_small_and_unknown_by_default() {
+        assert_eq!(std::mem::size_of::<HeaderFields>(), 16);
+        assert!(std::mem::size_of::<PacketSummary>() <= 80);
+        let d = PacketSummary::default();
+        assert_eq!((d.weight, d.hdr), (1, HeaderFields::UNKNOWN));
+        assert!(!d.hdr.known() && !d.hdr.df() && !d.hdr.l4());
     }
 
     #[test]

@@ -1381,6 +1381,7 @@ mod tests {
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
+            hdr: crate::decode::HeaderFields::UNKNOWN,
         }
     }
 

@@ -393,6 +393,7 @@ mod tests {
                 wire_len: 100,
                 fragment: Fragment::None,
                 weight: 1,
+                hdr: crate::decode::HeaderFields::UNKNOWN,
             };
             ev.add(Scope::DstHost, &p);
         }

@@ -344,6 +344,7 @@ mod tests {
             wire_len: 60,
             fragment,
             weight: 1,
+            hdr: crate::decode::HeaderFields::UNKNOWN,
         }
     }
 

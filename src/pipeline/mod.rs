@@ -497,6 +497,7 @@ mod tests {
             wire_len: 60,
             fragment: crate::decode::Fragment::default(),
             weight: 1,
+            hdr: crate::decode::HeaderFields::UNKNOWN,
         };
         for _ in 0..4 {
             reader.push(p(1));

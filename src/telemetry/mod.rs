@@ -541,6 +541,8 @@ impl Telemetry {
                 Fragment::None
             },
             weight: 0,
+            // A flow record carries no per-packet header fields.
+            hdr: crate::decode::HeaderFields::UNKNOWN,
         };
         let len = span as u64;
         let step = (len / MAX_SLICES).max(self.cfg.tick_ns.max(1));
@@ -753,6 +755,13 @@ mod tests {
         assert_eq!(out[0].wire_len, 60);
         assert_eq!(out[0].tcp_flags, tcp_flags::SYN);
         assert_eq!(out[0].ts, Timestamp(5 * SEC));
+        // the sampled header's fields, as the frame decoder reads them
+        let h = out[0].hdr;
+        assert!(h.known() && h.df() && h.l4());
+        assert_eq!(
+            (h.ttl, h.ip_len, h.tcp_window, h.tcp_opts_len),
+            (64, 40, 0xffff, 0)
+        );
         let _ = feed(
             &mut t,
             6 * SEC,
@@ -789,6 +798,10 @@ mod tests {
         let d = netflow::build::v5(1_000, 100_000, 0, &[rec]);
         let now = feed(&mut t, 50 * SEC, &d);
         assert!(now.iter().all(|p| p.ts == Timestamp(50 * SEC)));
+        // a flow record has no per-packet header fields
+        assert!(now
+            .iter()
+            .all(|p| p.hdr == crate::decode::HeaderFields::UNKNOWN));
         let at_once: u64 = now.iter().map(|p| u64::from(p.weight)).sum();
         assert!(at_once <= 1000, "{at_once} packets at arrival: a burst");
         assert_eq!(
