@@ -9,7 +9,7 @@
 #   benches/latency.sh -- --window 500ms   # extra `floodwatch replay` options after --
 #
 # The flood's first packet comes from the synth labels (FILE.labels.jsonl, `first_packet_ns`), the start
-# from the alert whose scope, key and class match the label (`ts`). Target: ≤ 1 s at 2×.
+# from the alert whose scope, key and class match the label (`ts`). Target: ≤ 300 ms at 2× (issue 13).
 # The last thing printed is a markdown table ready to paste into docs/performance.md.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"

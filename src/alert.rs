@@ -200,6 +200,10 @@ pub struct AlertEvent {
     /// For subnet keys: the heaviest hosts inside the subnet.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top_hosts: Vec<PeerCount>,
+    /// The header fields nearly every attack packet shares and the key's normal traffic does not
+    /// (destination scopes; absent when nothing separates them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::Signature>,
 }
 
 impl AlertEvent {

@@ -952,6 +952,10 @@ impl EvalCtx<'_> {
                         let a = self.start(scope, key, st, reading, s);
                         out.push(self.event(EventKind::Start, scope, key, st, &a, reading));
                         st.phase = Phase::Active(Box::new(a));
+                        // later events sketch the alert's own packets
+                        if let Some(sig) = st.evidence.as_mut().and_then(|e| e.sig.as_mut()) {
+                            sig.restart(self.now.0);
+                        }
                     }
                     // Over the threshold, or back between end_ratio and it: the count of evaluations
                     // over it is kept (no coin toss for a key that sits at its threshold).
@@ -1033,6 +1037,9 @@ impl EvalCtx<'_> {
                 for s in &Signal::ALL[..Signal::THRESHOLDED] {
                     building.record(scope, *s, rates[s.index()]);
                 }
+            }
+            if let Some(sig) = st.evidence.as_mut().and_then(|e| e.sig.as_mut()) {
+                sig.quiet_window(self.now.0, self.window_s);
             }
             let floors = &self.cfg.settings_for(scope, st.profile).0.per_signal;
             st.baseline.learn(&rates, floors, &self.cfg.baseline);
@@ -1245,6 +1252,11 @@ fn base_event(
         top_ports: ev.map(|e| e.top_dst_ports(n)).unwrap_or_default(),
         top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
         top_hosts: ev.map(|e| e.top_hosts(n)).unwrap_or_default(),
+        // the start and updates: the end's span includes the hold-down, traffic back to normal
+        signature: ev
+            .filter(|_| kind != EventKind::End)
+            .and_then(|e| e.sig.as_ref())
+            .and_then(|s| s.signature(now.0)),
     }
 }
 

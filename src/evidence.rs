@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::alert::{PeerCount, PortCount};
 use crate::decode::PacketSummary;
 use crate::key::Scope;
+use crate::signature::{Signature, SignatureSketch};
 
 /// Space-Saving top-k: `k` counters; an unseen item takes the place of the smallest, inheriting its
 /// count as its possible error. `count − error` is a guaranteed lower bound, and any item with more
@@ -151,6 +152,54 @@ pub struct Evidence {
     rng: u64,
     /// The key's short window while it is hot (the engine keeps it here: only hot keys need it).
     pub burst: crate::window::Burst,
+    /// Header-field sketches of a destination key (None for source keys).
+    pub sig: Option<Box<SigSketches>>,
+}
+
+/// The header-field sketches of a hot destination key: what it receives now, and what it received
+/// in its last quiet window (the reference a signature must differ from).
+#[derive(Clone, Debug, Default)]
+pub struct SigSketches {
+    pub attack: SignatureSketch,
+    pub normal: SignatureSketch,
+    /// Packet time (ns) `attack` has been fed since.
+    pub attack_since: u64,
+    /// Packets per second of the reference window (`normal`).
+    pub normal_pps: f64,
+}
+
+impl SigSketches {
+    /// The signature of what `attack` holds at `now`, against `normal` when it has enough packets,
+    /// with the normal traffic expected in `attack` (the reference's rate over the time it covers)
+    /// left out of the shares.
+    pub fn signature(&self, now: u64) -> Option<Signature> {
+        let reference =
+            (self.normal.samples() >= crate::signature::MIN_SAMPLES).then_some(&self.normal);
+        let mut attack = self.attack.clone();
+        if reference.is_some() {
+            let secs = now.saturating_sub(self.attack_since) as f64 / 1e9;
+            attack.expect_normal((self.normal_pps * secs) as u64);
+        }
+        // an empty signature says that nothing separates the attack from normal traffic; too few
+        // packets to say anything give none
+        (attack.samples() >= crate::signature::MIN_SAMPLES).then(|| attack.signature(reference))
+    }
+
+    /// The window of `window_s` seconds ending at `now` was quiet: what it held becomes the
+    /// reference.
+    pub fn quiet_window(&mut self, now: u64, window_s: f64) {
+        if self.attack.samples() >= crate::signature::MIN_SAMPLES {
+            std::mem::swap(&mut self.attack, &mut self.normal);
+            self.normal_pps = self.normal.packets() as f64 / window_s.max(1e-9);
+        }
+        self.restart(now);
+    }
+
+    /// `attack` starts afresh at `now`.
+    pub fn restart(&mut self, now: u64) {
+        self.attack.clear();
+        self.attack_since = now;
+    }
 }
 
 impl Evidence {
@@ -166,6 +215,9 @@ impl Evidence {
             skip: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
             burst: crate::window::Burst::default(),
+            sig: scope
+                .is_destination()
+                .then(|| Box::new(SigSketches::default())),
         }
     }
 
@@ -198,6 +250,10 @@ impl Evidence {
             self.skip = self.rng % (2 * SAMPLE - 1);
             SAMPLE * weight
         };
+        if let Some(sig) = &mut self.sig {
+            sig.attack
+                .observe_scaled(p, u32::try_from(w / weight).unwrap_or(u32::MAX));
+        }
         self.peers.add_weighted(ip_bits(*peer), w);
         if p.sport != 0 || p.dport != 0 {
             self.dst_ports.add_weighted(p.dport, w);

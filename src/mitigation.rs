@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::alert::{AlertEvent, AttackClass, PortCount};
 use crate::key::{Key, Scope};
+use crate::signature::Signature;
 
 /// The suggested rules of one alert (the `mitigation` field of a `start` event).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,8 +32,31 @@ const PORT_MIN_SHARE: f64 = 0.1;
 
 /// The suggestion for `e`, or `None` for events that carry none (`update`, `end`).
 pub fn for_event(e: &AlertEvent) -> Option<Mitigation> {
-    (e.event == crate::alert::EventKind::Start)
-        .then(|| suggest(e.scope, e.key, e.class, &e.top_ports))
+    (e.event == crate::alert::EventKind::Start).then(|| {
+        let m = suggest(e.scope, e.key, e.class, &e.top_ports);
+        match &e.signature {
+            Some(sig) => with_signature(m, sig, Addr::new(e.scope, e.key).v6),
+            None => m,
+        }
+    })
+}
+
+/// `m` narrowed to the packets that carry `sig`: its match is added to the BPF filter and to the
+/// first nft rule (a reflection's second rule, for non-first fragments, has no header to match).
+pub fn with_signature(mut m: Mitigation, sig: &Signature, v6: bool) -> Mitigation {
+    if let Some(bpf) = sig.bpf(v6).filter(|b| !b.is_empty()) {
+        m.bpf = if m.bpf.is_empty() {
+            bpf
+        } else {
+            format!("{} and {bpf}", m.bpf)
+        };
+    }
+    if let (Some(nft), Some(rule)) = (sig.nft(v6).filter(|n| !n.is_empty()), m.nft.first_mut()) {
+        if let Some(head) = rule.strip_suffix(" drop") {
+            *rule = format!("{head} {nft} drop");
+        }
+    }
+    m
 }
 
 /// The rules matching an attack of `class` on (`scope`, `key`), whose heaviest destination ports

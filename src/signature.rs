@@ -154,6 +154,9 @@ pub struct SignatureSketch {
     prefix: TopK,
     /// Packets whose payload had 4 bytes or more but fewer were captured.
     prefix_partial: u64,
+    /// Packets of the key's normal traffic expected among `known` (see
+    /// [`SignatureSketch::expect_normal`]).
+    normal: u64,
 }
 
 impl SignatureSketch {
@@ -252,6 +255,20 @@ impl SignatureSketch {
         *self = Self::default();
     }
 
+    /// Says that about `packets` of what was observed are the key's normal traffic (its normal rate
+    /// times the time observed), so shares are of the rest — the attack's packets — and a flood
+    /// mixed with 10 % of normal traffic still shows the fields all of its own packets carry. The
+    /// attack is taken to be at least a twentieth of what was observed.
+    pub fn expect_normal(&mut self, packets: u64) {
+        self.normal = packets;
+    }
+
+    /// The denominator of every share: the packets observed minus the expected normal ones.
+    fn attack_total(&self) -> f64 {
+        let known = self.known as f64;
+        (known - self.normal as f64).max(known / 20.0)
+    }
+
     /// The pattern of the IPv4 identification field: one value (zero or not) or increments in
     /// at least [`MIN_SHARE`] of the packets, else random; unknown before [`MIN_SAMPLES`]
     /// summaries with header fields or without IPv4 packets.
@@ -260,7 +277,7 @@ impl SignatureSketch {
         if v4 == 0 || self.known_samples < MIN_SAMPLES {
             return IpIdPattern::Unknown;
         }
-        let total = self.known as f64;
+        let total = self.attack_total();
         match self.ip_id.top() {
             Some((0, n)) if n as f64 / total >= MIN_SHARE => IpIdPattern::Zero,
             Some((id, n)) if n as f64 / total >= MIN_SHARE => IpIdPattern::Constant(id as u16),
@@ -284,10 +301,10 @@ impl SignatureSketch {
             return sig;
         }
         let reference = reference.filter(|r| r.known > 0);
-        let total = self.known as f64;
+        let total = self.attack_total();
         let mut push =
             |field: Field, count: u64, in_reference: &dyn Fn(&SignatureSketch) -> u64| {
-                let share = count as f64 / total;
+                let share = (count as f64 / total).min(1.0);
                 if share < MIN_SHARE {
                     return;
                 }
@@ -345,7 +362,7 @@ impl SignatureSketch {
 
     /// TCP or UDP when that protocol carries at least [`MIN_SHARE`] of the packets.
     fn dominant_proto(&self) -> Option<u8> {
-        let total = self.known as f64;
+        let total = self.attack_total();
         if total == 0.0 {
             None
         } else if self.tcp as f64 / total >= MIN_SHARE {
