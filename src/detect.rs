@@ -1038,8 +1038,20 @@ impl EvalCtx<'_> {
                     building.record(scope, *s, rates[s.index()]);
                 }
             }
-            if let Some(sig) = st.evidence.as_mut().and_then(|e| e.sig.as_mut()) {
-                sig.quiet_window(self.now.0, self.window_s);
+            let sketching = st.evidence.as_ref().is_some_and(|e| e.sig.is_some());
+            if sketching {
+                // the reference is a window well under every threshold: a flood that took more
+                // than a window to cross its threshold must not become what it is compared with
+                let thresholds = self.thresholds(scope, st);
+                let quiet = thresholds
+                    .iter()
+                    .zip(rates.iter())
+                    .all(|(t, r)| *r < 0.5 * t);
+                if let Some(sig) = st.evidence.as_mut().and_then(|e| e.sig.as_mut()) {
+                    if quiet {
+                        sig.quiet_window(self.now.0, self.window_s);
+                    }
+                }
             }
             let floors = &self.cfg.settings_for(scope, st.profile).0.per_signal;
             st.baseline.learn(&rates, floors, &self.cfg.baseline);
@@ -1106,6 +1118,16 @@ impl EvalCtx<'_> {
         for (r, e) in rates.iter_mut().zip(est.iter()) {
             *r = e / span_s;
         }
+        Reading {
+            est,
+            rates,
+            thresholds: self.thresholds(scope, st),
+            span_s,
+        }
+    }
+
+    /// The key's threshold of every thresholded signal.
+    fn thresholds(&self, scope: Scope, st: &KeyState) -> [f64; Signal::THRESHOLDED] {
         let (floors, factor) = self.cfg.settings_for(scope, st.profile);
         let params = BaselineParams {
             factor,
@@ -1124,12 +1146,7 @@ impl EvalCtx<'_> {
                 .floor_for(s, floors.get(s), &params)
                 .max(learned);
         }
-        Reading {
-            est,
-            rates,
-            thresholds,
-            span_s,
-        }
+        thresholds
     }
 
     /// Whether to keep a key after its evaluation.
