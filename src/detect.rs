@@ -936,8 +936,11 @@ impl EvalCtx<'_> {
                     .as_ref()
                     .map(|b| (b, b.worst()))
                     .filter(|(_, (_, q))| *q >= self.cfg.burst_factor);
-                let start = if confirmed {
+                let start = if confirmed && ratio > 1.0 {
                     Some((&r, signal))
+                } else if confirmed {
+                    // a source confirmed on its short window reports what its short window saw
+                    short.as_ref().map(|b| (b, b.worst().0))
                 } else {
                     burst.map(|(b, (s, _))| (b, s))
                 };

@@ -174,21 +174,22 @@ impl SigSketches {
     /// left out of the shares.
     pub fn signature(&self, now: u64) -> Option<Signature> {
         let reference =
-            (self.normal.samples() >= crate::signature::MIN_SAMPLES).then_some(&self.normal);
+            (self.normal.known_samples() >= crate::signature::MIN_SAMPLES).then_some(&self.normal);
         let mut attack = self.attack.clone();
         if reference.is_some() {
             let secs = now.saturating_sub(self.attack_since) as f64 / 1e9;
             attack.expect_normal((self.normal_pps * secs) as u64);
         }
         // an empty signature says that nothing separates the attack from normal traffic; too few
-        // packets to say anything give none
-        (attack.samples() >= crate::signature::MIN_SAMPLES).then(|| attack.signature(reference))
+        // packets with header fields to say anything (or flow records, which carry none) give none
+        (attack.known_samples() >= crate::signature::MIN_SAMPLES)
+            .then(|| attack.signature(reference))
     }
 
     /// The window of `window_s` seconds ending at `now` was quiet: what it held becomes the
     /// reference.
     pub fn quiet_window(&mut self, now: u64, window_s: f64) {
-        if self.attack.samples() >= crate::signature::MIN_SAMPLES {
+        if self.attack.known_samples() >= crate::signature::MIN_SAMPLES {
             std::mem::swap(&mut self.attack, &mut self.normal);
             self.normal_pps = self.normal.packets() as f64 / window_s.max(1e-9);
         }

@@ -245,6 +245,11 @@ impl SignatureSketch {
         self.samples
     }
 
+    /// Summaries observed with header fields (flow records have none).
+    pub fn known_samples(&self) -> u64 {
+        self.known_samples
+    }
+
     /// Packets (weighted) observed with header fields.
     pub fn packets(&self) -> u64 {
         self.known
