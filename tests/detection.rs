@@ -9,16 +9,7 @@ use serde_json::Value;
 const VICTIM: &str = "198.51.100.10";
 
 fn replay(cap: &std::path::Path, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["replay", "--quiet"];
-    args.extend_from_slice(extra);
-    args.push(cap.to_str().unwrap());
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    events(&out)
+    replay_events(cap, extra)
 }
 
 fn starts_on<'a>(ev: &'a [Value], scope: &str, key: &str) -> Vec<&'a Value> {

@@ -9,16 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn replay(cap: &std::path::Path, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["replay", "--quiet"];
-    args.extend_from_slice(extra);
-    args.push(cap.to_str().unwrap());
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    events(&out)
+    replay_events(cap, extra)
 }
 
 /// For every label of `cap`, the start event on its scope, key and class, and the delay from the

@@ -128,3 +128,17 @@ pub fn shared_captures() -> Option<PathBuf> {
         None
     }
 }
+
+/// `floodwatch replay --quiet EXTRA... CAP`, which must succeed; its events.
+pub fn replay_events(cap: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["replay", "--quiet"];
+    args.extend_from_slice(extra);
+    args.push(cap.to_str().unwrap());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    events(&out)
+}
