@@ -188,28 +188,9 @@ fn sources_at_their_floor_are_named_within_a_second() {
     }
 }
 
-/// Packets of `cap` matching the BPF expression `filter`, counted by tcpdump.
-fn tcpdump_count(cap: &std::path::Path, filter: &str) -> u64 {
-    let out = std::process::Command::new("tcpdump")
-        .args(["-nr", cap.to_str().unwrap(), filter])
-        .output()
-        .expect("tcpdump runs");
-    assert!(
-        out.status.success(),
-        "tcpdump '{filter}': {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().count() as u64
-}
-
 #[test]
 fn signatures_make_rules_that_match_the_attack_and_spare_the_customers() {
-    if std::process::Command::new("tcpdump")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("tcpdump not installed: signature precision not measured");
+    if !tool_runs("tcpdump") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

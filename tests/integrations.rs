@@ -241,54 +241,11 @@ fn a_hanging_hook_is_killed_after_its_timeout_and_counted() {
     assert_eq!(seen, events);
 }
 
-/// `nft --check` works here (nft installed and allowed to open its netlink socket).
-fn nft_usable(dir: &Path) -> bool {
-    let probe = dir.join("probe.nft");
-    std::fs::write(
-        &probe,
-        "table inet fw_probe {\n  chain c {\n    ip daddr 192.0.2.1 drop\n  }\n}\n",
-    )
-    .unwrap();
-    match Command::new("nft")
-        .arg("--check")
-        .arg("-f")
-        .arg(&probe)
-        .output()
-    {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "note: `nft --check` cannot run here ({}); skipping the nftables check",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            false
-        }
-        Err(_) => {
-            eprintln!(
-                "note: nft is not installed (Debian package nftables); skipping the nftables check"
-            );
-            false
-        }
-    }
-}
-
-/// `tcpdump -d` compiles filters against a capture's link type without capturing.
-fn tcpdump_usable() -> bool {
-    let ok = Command::new("tcpdump")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("note: tcpdump is not installed; skipping the BPF filter check");
-    }
-    ok
-}
-
 #[test]
 fn suggested_rules_parse_for_every_attack_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let nft = nft_usable(dir.path());
-    let tcpdump = tcpdump_usable();
+    let tcpdump = tool_runs("tcpdump");
     let mut rules = Vec::new();
     for scenario in [
         "syn-flood",

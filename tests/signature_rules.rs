@@ -3,6 +3,9 @@
 //! `nft --check` accepts every nft match. Each check is skipped, with a note, when its tool is not
 //! installed or cannot run here.
 
+mod common;
+
+use common::{nft_usable, tcpdump_count, tool_runs};
 use std::path::Path;
 use std::process::Command;
 
@@ -235,34 +238,6 @@ fn sketch(frames: &[Vec<u8>]) -> SignatureSketch {
     sk
 }
 
-fn tool_runs(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("note: {tool} is not installed; skipping its check");
-    }
-    ok
-}
-
-/// Packets of `pcap` that `filter` keeps, by `tcpdump -r`.
-fn tcpdump_count(pcap: &Path, filter: &str) -> usize {
-    // as root tcpdump would drop to its own user, who may not read the temporary directory
-    let o = Command::new("tcpdump")
-        .args(["-Z", "root", "-nn", "-r"])
-        .arg(pcap)
-        .arg(filter)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "tcpdump rejects `{filter}`: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).lines().count()
-}
-
 /// The five attacks' signatures, each against the normal traffic of its family and transport.
 fn signatures(t: &Traffic) -> Vec<(&'static str, bool, Signature, usize)> {
     vec![
@@ -455,35 +430,6 @@ fn every_bpf_compiles() {
         checked += 1;
     }
     assert!(checked > 50, "{checked}");
-}
-
-/// `nft --check` runs here (installed, and allowed its netlink socket).
-fn nft_usable(dir: &Path) -> bool {
-    let probe = dir.join("probe.nft");
-    std::fs::write(
-        &probe,
-        "table inet fw_probe {\n  chain c {\n    ip daddr 192.0.2.1 drop\n  }\n}\n",
-    )
-    .unwrap();
-    match Command::new("nft")
-        .arg("--check")
-        .arg("-f")
-        .arg(&probe)
-        .output()
-    {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "note: `nft --check` cannot run here ({}); skipping the nftables check",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            false
-        }
-        Err(_) => {
-            eprintln!("note: nft is not installed (Debian package nftables); skipping its check");
-            false
-        }
-    }
 }
 
 #[test]

@@ -142,3 +142,63 @@ pub fn replay_events(cap: &Path, extra: &[&str]) -> Vec<Value> {
     );
     events(&out)
 }
+
+/// True when `tool --version` runs; otherwise prints a note that its check is skipped.
+pub fn tool_runs(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("note: {tool} is not installed; skipping its check");
+    }
+    ok
+}
+
+/// Packets of `pcap` that the BPF `filter` keeps, by `tcpdump -r`.
+pub fn tcpdump_count(pcap: &Path, filter: &str) -> usize {
+    // as root tcpdump would drop to its own user, who may not read the temporary directory
+    let o = Command::new("tcpdump")
+        .args(["-Z", "root", "-nn", "-r"])
+        .arg(pcap)
+        .arg(filter)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "tcpdump rejects `{filter}`: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+/// `nft --check` works here (nft installed and allowed to open its netlink socket).
+pub fn nft_usable(dir: &Path) -> bool {
+    let probe = dir.join("probe.nft");
+    std::fs::write(
+        &probe,
+        "table inet fw_probe {\n  chain c {\n    ip daddr 192.0.2.1 drop\n  }\n}\n",
+    )
+    .unwrap();
+    match Command::new("nft")
+        .arg("--check")
+        .arg("-f")
+        .arg(&probe)
+        .output()
+    {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "note: `nft --check` cannot run here ({}); skipping the nftables check",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(_) => {
+            eprintln!(
+                "note: nft is not installed (Debian package nftables); skipping the nftables check"
+            );
+            false
+        }
+    }
+}
