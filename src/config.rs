@@ -459,6 +459,9 @@ impl DetectConfig {
         if !(cfg.burst_factor.is_finite() && cfg.burst_factor >= 1.0) {
             return Err("burst_factor must be a number ≥ 1".into());
         }
+        if cfg.burst_min_packets == 0 {
+            return Err("burst_min_packets must be at least 1".into());
+        }
         if !(cfg.baseline.learned_floor.is_finite()
             && cfg.baseline.learned_floor > 0.0
             && cfg.baseline.learned_floor <= 1.0)
@@ -578,6 +581,28 @@ mod tests {
         assert!(c.ignored("10.1.2.3".parse().unwrap()));
         assert!(c.is_ours("198.51.100.7".parse().unwrap()));
         assert!(!c.is_ours("192.0.2.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn burst_and_learned_floor_settings_are_checked() {
+        let file = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        for (text, what) in [
+            ("[detection]\nburst_factor = 0.5\n", "burst_factor"),
+            ("[detection]\nburst_min_packets = 0\n", "burst_min_packets"),
+            ("[detection]\nlearned_floor = 0\n", "learned_floor"),
+            ("[detection]\nlearned_floor = 2\n", "learned_floor"),
+        ] {
+            let err = DetectConfig::resolve(Overrides::default(), Some(&file(text))).unwrap_err();
+            assert!(err.contains(what), "{text}: {err}");
+        }
+        let cfg = DetectConfig::resolve(
+            Overrides::default(),
+            Some(&file(
+                "[detection]\nwindow = \"2s\"\nmature_after = \"1h\"\n",
+            )),
+        )
+        .unwrap();
+        assert_eq!(cfg.baseline.mature_windows, 1800);
     }
 
     #[test]
