@@ -204,6 +204,10 @@ pub struct AlertEvent {
     /// (destination scopes; absent when nothing separates them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::signature::Signature>,
+    /// End events, when the engine records traces (`report`, `--record`): the key's evaluations
+    /// from the moment it came near its threshold (not written).
+    #[serde(skip)]
+    pub trace: Option<Box<crate::report::KeyTrace>>,
 }
 
 impl AlertEvent {
@@ -273,6 +277,9 @@ pub struct EventLine<'a> {
     pub event: &'a AlertEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<crate::mitigation::Mitigation>,
+    /// The attack sample file of a `start` event (`--evidence-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 impl<'a> EventLine<'a> {
@@ -281,6 +288,7 @@ impl<'a> EventLine<'a> {
         EventLine {
             event: e,
             mitigation: crate::mitigation::for_event(e),
+            evidence: None,
         }
     }
 

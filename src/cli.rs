@@ -86,6 +86,21 @@ Each sFlow sample stands for `sampling_rate` packets; each flow record for its p
 sampling rate its exporter announced. The summary lists every exporter with its sampling rate and
 the samples it lost.")]
     Collect(Box<CollectArgs>),
+    /// Write an incident report: one self-contained HTML page (charts as inline SVG, no scripts, no
+    /// network fetches) with the traffic over time, every alert on it, each alert's rate against its
+    /// learned baseline and threshold, its sources, ports and the rules to block it. From capture
+    /// files (replayed with the same detection options as `replay`) or from a recording made by
+    /// `replay --record`.
+    #[command(after_help = "Examples:
+  floodwatch report attack.pcap -o attack.html
+  floodwatch report --min-pps 500 day1.pcap day2.pcap -o incident.html --alerts alerts.jsonl
+  floodwatch replay --record run.json attack.pcap > alerts.jsonl; floodwatch report --from run.json -o run.html
+
+The page reads at 1280 px, follows the system's light or dark theme, and shows every time in UTC
+with its date. With many alerts, the most severe are drawn in full and every alert is in the table.
+Exit status: 0 success (also when the capture holds no alert: the page says so), 1 error (a
+truncated capture still gets its report, saying where reading stopped), 2 bad usage.")]
+    Report(Box<ReportArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     #[command(after_help = "Examples:
@@ -173,8 +188,50 @@ pub struct ReplayArgs {
     /// there: docs/performance.md), else a quarter of the cores, at most 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub decode_threads: Option<u16>,
+    /// Also record what an incident report draws (the traffic over time, every alert with its
+    /// key's rate, baseline and threshold) to FILE (JSON); `floodwatch report --from FILE` makes
+    /// the page. The alerts are the same with or without it.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Capture files to replay in order (pcap or pcapng; `-` reads standard input).
+    #[arg(
+        value_name = "CAPTURE",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub files: Vec<PathBuf>,
+    /// Make the report from a recording written by `replay --record` instead of a capture.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// The HTML file to write (written whole to a temporary file, then renamed).
+    #[arg(long, short, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+    /// Also write the alert events (JSON lines, as `replay` writes them) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    pub alerts: Option<PathBuf>,
+    /// Also write the recording the report was made from (as `replay --record` does).
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    pub record: Option<PathBuf>,
+    /// Alerts drawn in full (the most severe); every alert is in the table.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=500))]
+    pub max_detailed: u32,
+    /// A title for the page [default: the input's file names].
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    pub load_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// No summary on stderr (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// What floodwatch reports to besides its alert output: metrics, an alert hook, stats events.

@@ -377,6 +377,8 @@ pub struct Engine {
     building: Population,
     /// Where shards swap populations; None when this engine owns every key.
     exchange: Option<Arc<PopulationExchange>>,
+    /// Hot keys keep a trace of their evaluations, handed over with their alert's end event.
+    record_traces: bool,
     stats: EngineStats,
 }
 
@@ -417,6 +419,7 @@ impl Engine {
             population: Population::new(),
             building: Population::new(),
             exchange: None,
+            record_traces: false,
             stats: EngineStats::default(),
             cfg,
         })
@@ -657,6 +660,12 @@ impl Engine {
         }
     }
 
+    /// Hot keys record their evaluations ([`crate::report::KeyTrace`]); each alert's `end` event
+    /// carries its key's trace (for `report` and `--record`; costs about 30 KB a hot key).
+    pub fn record_traces(&mut self, on: bool) {
+        self.record_traces = on;
+    }
+
     /// Shares scope populations with the other shards (the pipeline gives every shard the same one).
     pub fn set_population_exchange(&mut self, exchange: Arc<PopulationExchange>) {
         self.exchange = Some(exchange);
@@ -754,6 +763,7 @@ impl Engine {
             seq: self.seq,
             last,
             population: &self.population,
+            record: self.record_traces,
         };
         for scope in Scope::ALL {
             let table = &mut self.tables[scope.index()];
@@ -844,6 +854,8 @@ struct EvalCtx<'a> {
     seq: u64,
     last: bool,
     population: &'a Population,
+    /// Hot keys record their evaluations.
+    record: bool,
 }
 
 /// Rates and thresholds of one key at one evaluation.
@@ -901,6 +913,9 @@ impl EvalCtx<'_> {
     ) -> bool {
         self.roll(scope, st, building);
         let r = self.read(scope, st);
+        if self.record {
+            self.trace(st, &r);
+        }
         // Subnet keys are for traffic spread over their hosts, which the full window shows; a burst
         // is one host's, and that host's own key has the short window.
         let short = if scope.is_subnet() {
@@ -979,6 +994,27 @@ impl EvalCtx<'_> {
             Phase::Active(a) => self.eval_active(scope, key, st, a, &r, out),
         }
         self.keep(st)
+    }
+
+    /// Adds this evaluation to a hot key's trace.
+    #[cold]
+    fn trace(&self, st: &mut KeyState, r: &Reading) {
+        let Some(e) = st.evidence.as_deref_mut() else {
+            return;
+        };
+        let mut point = crate::report::series::TracePoint {
+            ts_ns: self.now.0,
+            rates: [0.0; Signal::THRESHOLDED],
+            thresholds: [0.0; Signal::THRESHOLDED],
+            baselines: [0.0; Signal::THRESHOLDED],
+            distinct_peers: u32::try_from(e.distinct_peers()).unwrap_or(u32::MAX),
+        };
+        for (i, s) in Signal::ALL[..Signal::THRESHOLDED].iter().enumerate() {
+            point.rates[i] = r.rates[i] as f32;
+            point.thresholds[i] = r.thresholds[i] as f32;
+            point.baselines[i] = st.baseline.mean(*s) as f32;
+        }
+        e.trace.get_or_insert_with(Default::default).push(point);
     }
 
     /// Evaluates a key in alert: refresh, update, or end after the hold-down.
@@ -1272,6 +1308,7 @@ fn base_event(
         top_ports: ev.map(|e| e.top_dst_ports(n)).unwrap_or_default(),
         top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
         top_hosts: ev.map(|e| e.top_hosts(n)).unwrap_or_default(),
+        trace: None,
         // the start and updates: the end's span includes the hold-down, traffic back to normal
         signature: ev
             .filter(|_| kind != EventKind::End)
@@ -1286,7 +1323,7 @@ fn end_event(
     cfg: &DetectConfig,
     scope: Scope,
     key: Key,
-    st: &KeyState,
+    st: &mut KeyState,
     a: &ActiveAlert,
     now: Timestamp,
     reason: EndReason,
@@ -1304,6 +1341,7 @@ fn end_event(
     e.duration_s = Some((duration_ns as f64 / 1e6).round() / 1e3);
     e.reason = Some(reason);
     e.class_share = 1.0;
+    e.trace = st.evidence.as_mut().and_then(|ev| ev.trace.take());
     e
 }
 

@@ -154,6 +154,8 @@ pub struct Evidence {
     pub burst: crate::window::Burst,
     /// Header-field sketches of a destination key (None for source keys).
     pub sig: Option<Box<SigSketches>>,
+    /// The key's evaluations while hot, when the engine records traces (`report`, `--record`).
+    pub trace: Option<Box<crate::report::KeyTrace>>,
 }
 
 /// The header-field sketches of a hot destination key: what it receives now, and what it received
@@ -219,6 +221,7 @@ impl Evidence {
             sig: scope
                 .is_destination()
                 .then(|| Box::new(SigSketches::default())),
+            trace: None,
         }
     }
 

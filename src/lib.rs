@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mitigation;
 pub mod pipeline;
 pub mod population;
+pub mod report;
 pub mod signature;
 pub mod synth;
 pub mod table;

@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser};
 
 use cli::{
     Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
-    LiveArgs, ManArgs, OutputArgs, ReplayArgs, SynthArgs,
+    LiveArgs, ManArgs, OutputArgs, ReplayArgs, ReportArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -25,6 +25,7 @@ use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
 use floodwatch::pipeline::{self, Integrations, PipelineConfig};
+use floodwatch::report::{Recording, RenderOptions};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(*args),
         Command::Live(args) => live(*args),
         Command::Collect(args) => collect(*args),
+        Command::Report(args) => report(*args),
         Command::Synth(args) => synth_capture(args),
         Command::Config(_) => write_stdout(floodwatch::config::DEFAULT_CONFIG.as_bytes()),
         Command::Completions(args) => completions(args),
@@ -60,6 +62,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         decode_threads: args
             .decode_threads
             .map_or_else(default_decode_threads, usize::from),
+        record: args.record.is_some(),
         ..base
     };
     let writer = open_output(&args.output)?;
@@ -76,7 +79,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         extras.integrations(),
     );
     source.finish();
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    if let (Some(path), Some(mut rec)) = (&args.record, outcome.recording.take()) {
+        rec.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
+        rec.save(path)?;
+    }
     end_run(
         outcome,
         &detect,
@@ -85,6 +92,94 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         &stop,
         args.output.quiet,
     )
+}
+
+/// `floodwatch report`: a recording (made here by replaying the captures, or read with --from)
+/// rendered as one HTML page.
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let mut failed = false;
+    let recording = match &args.from {
+        Some(path) => Recording::load(path)?,
+        None => {
+            let (detect, base) = settings(&args.detect, args.load_baseline.as_deref(), false)?;
+            let pipe = PipelineConfig {
+                decode_threads: default_decode_threads(),
+                record: true,
+                ..base
+            };
+            let out: Box<dyn Write + Send> = match &args.alerts {
+                Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
+                    format!("cannot create the alerts file {}", path.display())
+                })?)),
+                None => Box::new(io::sink()),
+            };
+            let writer = EventWriter::new(out, OutputFormat::Json);
+            let stop = install_stop_handler()?;
+            let mut source =
+                ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.quiet);
+            let outcome = pipeline::run_input(
+                pipeline::Input::Pooled(&mut source),
+                &detect,
+                &pipe,
+                writer,
+                &stop,
+                Integrations::default(),
+            );
+            source.finish();
+            let mut outcome = outcome?;
+            if let Some(e) = &outcome.capture_error {
+                eprintln!("floodwatch: error: {e} (the report covers what was read before it)");
+                failed = true;
+            }
+            if !args.quiet {
+                eprint!("{}", pipeline::render_summary(&outcome.summary));
+            }
+            let mut rec = outcome
+                .recording
+                .take()
+                .context("the run recorded nothing (a bug: please report it)")?;
+            rec.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
+            if let Some(path) = &args.record {
+                rec.save(path)?;
+            }
+            rec
+        }
+    };
+    let opts = RenderOptions {
+        title: args.title.clone(),
+        max_detailed: args.max_detailed as usize,
+    };
+    let html = floodwatch::report::render_html(&recording, &opts)?;
+    write_atomically(&args.output, html.as_bytes())
+        .with_context(|| format!("cannot write the report {}", args.output.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "floodwatch: report written to {} ({} alert(s), {} KB)",
+            args.output.display(),
+            recording.alerts.len(),
+            html.len().div_ceil(1024)
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place: a reader never
+/// sees half a file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report.html".to_string());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The end every mode shares: save the baselines, wait for the hook, print the summary, let the

@@ -79,6 +79,9 @@ pub struct PipelineConfig {
     /// The frames are telemetry (`floodwatch collect`): UDP datagrams of sFlow/NetFlow/IPFIX whose
     /// samples and records are the packets.
     pub telemetry: Option<CollectConfig>,
+    /// Record what a report draws (`report`, `--record`): the input's traffic over time, every
+    /// alert's events and its key's trace ([`RunOutcome::recording`]).
+    pub record: bool,
 }
 
 /// Telemetry settings of a run ([`PipelineConfig::telemetry`]).
@@ -117,6 +120,7 @@ impl Default for PipelineConfig {
             status_interval: None,
             decode_threads: 0,
             telemetry: None,
+            record: false,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct RunOutcome {
     pub capture_error: Option<CaptureError>,
     /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
     pub baselines: Vec<BaselineEntry>,
+    /// With [`PipelineConfig::record`]: what a report draws (its `inputs` left for the caller).
+    pub recording: Option<crate::report::Recording>,
 }
 
 /// Runs `source` through decode, the engine shards and the writer until the source ends, fails or
@@ -223,20 +229,23 @@ pub fn run_input<W: Write + Send>(
         }
         drop(out_tx);
         let closed = &output_closed;
-        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
+        let record = pipe.record;
+        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, record));
 
         let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
         let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
         let (summary, capture_error) = match input {
             Input::One(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let mut reader =
+                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)
             }
             Input::Pooled(source)
                 if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
             {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let mut reader =
+                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
                 let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
                 let capture_error = reader.read_decoded(&mut chunks, stop);
                 drop(chunks);
@@ -244,7 +253,8 @@ pub fn run_input<W: Write + Send>(
                 (reader.finish(capture), capture_error)
             }
             Input::Pooled(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let mut reader =
+                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)
             }
@@ -264,7 +274,7 @@ pub fn run_input<W: Write + Send>(
         summary.engine.push(stats);
         baselines.extend(b);
     }
-    let (tally, write_error) = sink_result?;
+    let (tally, write_error, recorder) = sink_result?;
     summary.alerts = tally;
     summary.elapsed = started.elapsed();
     summary.peak_rss = peak_rss();
@@ -273,10 +283,18 @@ pub fn run_input<W: Write + Send>(
     if let Some(e) = write_error {
         return Err(PipelineError::Output(e));
     }
+    let recording = recorder.map(|r| {
+        let input = summary.recorded.take().unwrap_or_default();
+        let mut rec = r.finish(&summary, input.traffic);
+        rec.distinct_sources = input.distinct_sources;
+        rec.stopped = capture_error.as_ref().map(|e| e.to_string());
+        rec
+    });
     Ok(RunOutcome {
         summary,
         capture_error,
         baselines,
+        recording,
     })
 }
 
@@ -305,7 +323,7 @@ fn read_many<'scope, 'env>(
         })
         .collect();
     drop(tx);
-    let mut merged = Reader::new(pipe, router, None);
+    let mut merged = Reader::new(pipe, router, None).with_recording(pipe.record);
     capture::merge(rx, workers, &mut merged);
     let mut capture = CaptureStats::default();
     let mut parts = Vec::new();
@@ -359,6 +377,9 @@ fn shard_engines(
         for e in &mut engines {
             e.set_population_exchange(Arc::clone(&exchange));
         }
+    }
+    for e in &mut engines {
+        e.record_traces(pipe.record);
     }
     if let Some(file) = &pipe.load_baselines {
         for e in &mut engines {

@@ -93,6 +93,14 @@ pub(super) struct Reader<'m, D: Downstream> {
     published_kernel: u64,
     /// `floodwatch collect`: frames are telemetry datagrams.
     telemetry: Option<Box<TelemetryReader>>,
+    /// `report` / `--record`: the input's traffic over time and its distinct sources.
+    recording: Option<Box<InputRecorder>>,
+}
+
+/// What the reader records for a report.
+struct InputRecorder {
+    traffic: crate::report::TrafficSeries,
+    sources: crate::evidence::Hll,
 }
 
 /// The telemetry stage as the reader runs it.
@@ -133,7 +141,22 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     other_port: 0,
                 })
             }),
+            recording: None,
         }
+    }
+
+    /// Records the input's traffic over time and its distinct sources (the reader that routes;
+    /// `report`, `--record`).
+    pub fn with_recording(mut self, on: bool) -> Self {
+        self.recording = on.then(|| {
+            Box::new(InputRecorder {
+                traffic: crate::report::TrafficSeries::new(
+                    crate::report::series::TRAFFIC_MAX_POINTS,
+                ),
+                sources: crate::evidence::Hll::new(),
+            })
+        });
+        self
     }
 
     /// A frame of telemetry: the UDP datagram in it through the telemetry stage.
@@ -350,6 +373,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
         if self.metrics.is_some() {
             self.counts.packet(&p);
         }
+        if let Some(r) = &mut self.recording {
+            r.traffic.add(&p);
+            r.sources.add(p.src);
+        }
         if self.pace {
             self.wait_for(p.ts);
         }
@@ -391,6 +418,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
             exporters: t.stage.exporters(),
             frames_not_udp: t.not_udp,
             frames_other_port: t.other_port,
+        });
+        summary.recorded = self.recording.map(|r| {
+            Box::new(super::summary::RecordedInput {
+                traffic: r.traffic,
+                distinct_sources: r.sources.estimate(),
+            })
         });
         summary
     }

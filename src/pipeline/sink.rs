@@ -13,6 +13,7 @@ use super::Integrations;
 use crate::alert::{AlertEvent, EventKind, EventLine, EventWriter, StatsEvent};
 use crate::hook::HookJob;
 use crate::key::{Key, Scope};
+use crate::report::record::Recorder;
 
 /// An event waiting in the sink for every shard to pass its evaluation.
 // Most pending items are alerts: boxing them to shrink the rare stats variant would only add an
@@ -55,6 +56,7 @@ struct SinkOut<'a, W: Write> {
     writer: EventWriter<W>,
     tally: AlertTally,
     integ: Integrations<'a>,
+    recorder: Option<Recorder>,
 }
 
 impl<W: Write> SinkOut<'_, W> {
@@ -67,6 +69,9 @@ impl<W: Write> SinkOut<'_, W> {
                 }
                 if let Some(h) = self.integ.hook {
                     h.submit(HookJob::of(&e, EventLine::of(&e).to_json()));
+                }
+                if let Some(r) = &mut self.recorder {
+                    r.event(&e, &EventLine::of(&e));
                 }
                 self.writer.write_event(&e)
             }
@@ -87,11 +92,13 @@ pub(super) fn run_sink<W: Write>(
     stop: &AtomicBool,
     closed: &AtomicBool,
     integ: Integrations<'_>,
-) -> (AlertTally, Option<io::Error>) {
+    record: bool,
+) -> (AlertTally, Option<io::Error>, Option<Recorder>) {
     let mut out = SinkOut {
         writer,
         tally: AlertTally::default(),
         integ,
+        recorder: record.then(Recorder::new),
     };
     let mut watermarks = vec![0u64; shards];
     let mut pending: Vec<Pending> = Vec::new();
@@ -124,7 +131,7 @@ pub(super) fn run_sink<W: Write>(
             }
         }
     }
-    (out.tally, failed)
+    (out.tally, failed, out.recorder)
 }
 
 /// Writes, in order, every pending event of an evaluation all shards have passed.

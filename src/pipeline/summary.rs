@@ -50,6 +50,17 @@ pub struct RunSummary {
     pub pipeline_dropped_batches: u64,
     /// `floodwatch collect`: what the telemetry stage counted.
     pub telemetry: Option<TelemetrySummary>,
+    /// With [`PipelineConfig::record`](super::PipelineConfig::record): what the reading stage
+    /// recorded for the report.
+    pub recorded: Option<Box<RecordedInput>>,
+}
+
+/// What the reading stage records for a report: the input's traffic over time and its distinct
+/// sources.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedInput {
+    pub traffic: crate::report::TrafficSeries,
+    pub distinct_sources: u64,
 }
 
 /// The telemetry part of a [`RunSummary`].

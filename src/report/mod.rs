@@ -1,0 +1,18 @@
+//! Incident reports: what a run records for a person to read afterwards, and the HTML page made
+//! from it.
+//!
+//! - [`record`]: the [`Recording`] of a run — its counters, the whole input's traffic over time by
+//!   class, and every alert with its events and its key's rate against baseline and threshold over
+//!   time. `replay --record FILE` writes it as JSON; `report --from FILE` reads it back.
+//! - [`series`]: the bounded time series behind the charts: [`TrafficSeries`] (filled by the
+//!   reading stage, one add per packet) and [`KeyTrace`] (filled by the engine at every evaluation
+//!   of a hot key). Both keep a fixed number of points whatever the input's length: when full, two
+//!   neighbouring points merge and the step doubles.
+
+pub mod record;
+pub mod render;
+pub mod series;
+
+pub use record::{AlertRecord, EventRecord, KeySeries, Recording, SeriesPoint};
+pub use render::{render_html, RenderError, RenderOptions};
+pub use series::{KeyTrace, TrafficSeries};
