@@ -263,6 +263,11 @@ pub struct IntegrationArgs {
     /// packet time, so a consumer sees the detector is alive [default: none].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub stats_interval: Option<Duration>,
+    /// Write a report page (HTML, as `floodwatch report` makes) for every alert when it ends, to
+    /// DIR/<alert id>.html: its rate against baseline and threshold, sources, ports, rules. Made by a
+    /// thread of its own; never delays detection (pages that find it behind are counted).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

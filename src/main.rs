@@ -25,6 +25,7 @@ use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
 use floodwatch::pipeline::{self, Integrations, PipelineConfig};
+use floodwatch::report::live::AlertReports;
 use floodwatch::report::{Recording, RenderOptions};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
@@ -65,9 +66,18 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         record: args.record.is_some(),
         ..base
     };
+    if let Some(path) = &args.record {
+        check_can_create(path, "the --record file")?;
+    }
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let input = args
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extras = Extras::start(&args.integrations, args.output.quiet, input)?;
     let mut source =
         ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
     let outcome = pipeline::run_input(
@@ -97,6 +107,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
 /// `floodwatch report`: a recording (made here by replaying the captures, or read with --from)
 /// rendered as one HTML page.
 fn report(args: ReportArgs) -> Result<ExitCode> {
+    check_can_create(&args.output, "the report")?;
+    if let Some(path) = &args.record {
+        check_can_create(path, "the --record file")?;
+    }
     let mut failed = false;
     let recording = match &args.from {
         Some(path) => Recording::load(path)?,
@@ -167,14 +181,30 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     })
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place: a reader never
-/// sees half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+/// Fails at once, before any input is read, when `path` cannot be created (its directory is missing
+/// or not writable): a long replay must not end in that error.
+fn check_can_create(path: &std::path::Path, what: &str) -> Result<()> {
+    let probe = temp_beside(path);
+    File::create(&probe)
+        .map(drop)
+        .with_context(|| format!("cannot write {what} {}", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The temporary name `path` is written under before the rename: hidden, in the same directory.
+fn temp_beside(path: &std::path::Path) -> std::path::PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report.html".to_string());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
+        .unwrap_or_else(|| "floodwatch".to_string());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place: a reader never
+/// sees half a file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_beside(path);
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -220,11 +250,16 @@ struct Extras {
     linger: Option<std::time::Duration>,
     hook: Option<AlertHook>,
     stats_interval: Option<std::time::Duration>,
+    reports: Option<AlertReports>,
 }
 
 impl Extras {
     /// Binds the endpoint and starts the hook runner before any input is read.
-    fn start(a: &IntegrationArgs, quiet: bool) -> Result<Extras> {
+    fn start(a: &IntegrationArgs, quiet: bool, input: String) -> Result<Extras> {
+        let reports = match &a.report_dir {
+            Some(dir) => Some(AlertReports::start(dir, input, RenderOptions::default())?),
+            None => None,
+        };
         let hook = match &a.on_alert {
             Some(cmd) => Some(
                 AlertHook::start(HookConfig {
@@ -257,6 +292,7 @@ impl Extras {
             linger: a.metrics_linger,
             hook,
             stats_interval: a.stats_interval,
+            reports,
         })
     }
 
@@ -265,6 +301,7 @@ impl Extras {
             metrics: self.metrics.as_deref(),
             hook: self.hook.as_ref(),
             stats_interval: self.stats_interval,
+            reports: self.reports.as_ref(),
         }
     }
 
@@ -277,6 +314,19 @@ impl Extras {
             line = format!("  alert hook: {report}\n");
             if quiet && report.problems() > 0 {
                 eprintln!("floodwatch: --on-alert: {report}");
+            }
+        }
+        if let Some(r) = self.reports.take() {
+            let c = r.finish();
+            line.push_str(&format!(
+                "  alert reports: {} written, {} dropped (writer behind), {} failed\n",
+                c.written, c.dropped, c.failed
+            ));
+            if let Some(e) = c.last_error {
+                eprintln!(
+                    "floodwatch: --report-dir: {} page(s) failed, the last: {e}",
+                    c.failed
+                );
             }
         }
         if let Some(m) = &self.metrics {
@@ -311,7 +361,11 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     let writer = open_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let extras = Extras::start(
+        &args.integrations,
+        args.output.quiet,
+        format!("interface {}", args.interface),
+    )?;
     if !args.output.quiet {
         eprintln!(
             "floodwatch: capturing on {} ({described}); Ctrl-C stops",
@@ -377,7 +431,19 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         ))
     };
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let described = if live {
+        format!("telemetry on {}", listening.as_deref().unwrap_or("?"))
+    } else {
+        format!(
+            "telemetry from {}",
+            args.pcap
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let extras = Extras::start(&args.integrations, args.output.quiet, described)?;
     // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");

@@ -134,6 +134,8 @@ pub struct Integrations<'a> {
     pub hook: Option<&'a AlertHook>,
     /// `--stats-interval`: a `stats` event at every multiple of this in packet time.
     pub stats_interval: Option<Duration>,
+    /// `--report-dir`: a report page per alert when it ends (the engines record traces).
+    pub reports: Option<&'a crate::report::live::AlertReports>,
 }
 
 /// Why a run could not start or did not finish.
@@ -208,7 +210,8 @@ pub fn run_input<W: Write + Send>(
     integ: Integrations<'_>,
 ) -> Result<RunOutcome, PipelineError> {
     let threads = pipe.threads.max(1);
-    let engines = shard_engines(detect, pipe, threads)?;
+    let traces = pipe.record || integ.reports.is_some();
+    let engines = shard_engines(detect, pipe, threads, traces)?;
     let save = pipe.save_baselines;
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
@@ -360,6 +363,7 @@ fn shard_engines(
     detect: &DetectConfig,
     pipe: &PipelineConfig,
     threads: usize,
+    traces: bool,
 ) -> Result<Vec<Engine>, PipelineError> {
     let mut engines = (0..threads)
         .map(|i| {
@@ -379,7 +383,7 @@ fn shard_engines(
         }
     }
     for e in &mut engines {
-        e.record_traces(pipe.record);
+        e.record_traces(traces);
     }
     if let Some(file) = &pipe.load_baselines {
         for e in &mut engines {

@@ -71,7 +71,10 @@ impl<W: Write> SinkOut<'_, W> {
                     h.submit(HookJob::of(&e, EventLine::of(&e).to_json()));
                 }
                 if let Some(r) = &mut self.recorder {
-                    r.event(&e, &EventLine::of(&e));
+                    let ended = r.event(&e, &EventLine::of(&e));
+                    if let (Some(done), Some(reports)) = (ended, self.integ.reports) {
+                        reports.submit(done);
+                    }
                 }
                 self.writer.write_event(&e)
             }
@@ -98,7 +101,11 @@ pub(super) fn run_sink<W: Write>(
         writer,
         tally: AlertTally::default(),
         integ,
-        recorder: record.then(Recorder::new),
+        recorder: if record {
+            Some(Recorder::new())
+        } else {
+            integ.reports.map(|_| Recorder::releasing())
+        },
     };
     let mut watermarks = vec![0u64; shards];
     let mut pending: Vec<Pending> = Vec::new();
@@ -131,7 +138,9 @@ pub(super) fn run_sink<W: Write>(
             }
         }
     }
-    (out.tally, failed, out.recorder)
+    // a releasing recorder (`--report-dir`) is not a recording of the run
+    let recorder = out.recorder.filter(|_| record);
+    (out.tally, failed, recorder)
 }
 
 /// Writes, in order, every pending event of an evaluation all shards have passed.

@@ -298,16 +298,28 @@ pub struct Recorder {
     by_id: HashMap<String, usize>,
     /// Alerts holding a series, with their severity.
     with_series: Vec<(usize, f64)>,
+    /// Hand each alert over when it ends instead of keeping it (`live --report-dir`).
+    release: bool,
 }
 
 impl Recorder {
+    /// A recorder keeping every alert of the run.
     pub fn new() -> Recorder {
         Recorder::default()
     }
 
+    /// A recorder holding only open alerts: [`Recorder::event`] hands each one over when it ends
+    /// (memory stays bounded by the open alerts over months of `live`).
+    pub fn releasing() -> Recorder {
+        Recorder {
+            release: true,
+            ..Recorder::default()
+        }
+    }
+
     /// Takes one event as written (`line` is what the writer wrote for it: its mitigation and
-    /// evidence fields).
-    pub fn event(&mut self, e: &AlertEvent, line: &EventLine<'_>) {
+    /// evidence fields). A releasing recorder returns the alert an `end` event completes.
+    pub fn event(&mut self, e: &AlertEvent, line: &EventLine<'_>) -> Option<AlertRecord> {
         let i = match self.by_id.get(&e.id) {
             Some(i) => *i,
             None => {
@@ -348,11 +360,27 @@ impl Recorder {
                         .find(|s| s.name() == e.signal)
                         .unwrap_or(Signal::Packets);
                     a.series = Some(KeySeries::from_trace(trace, signal));
-                    let severity = a.severity();
-                    self.keep_series(i, severity);
+                    if !self.release {
+                        let severity = a.severity();
+                        self.keep_series(i, severity);
+                    }
+                }
+                if self.release {
+                    return self.take(&e.id);
                 }
             }
         }
+        None
+    }
+
+    /// Removes an alert (releasing recorders: the last one moves into its place).
+    fn take(&mut self, id: &str) -> Option<AlertRecord> {
+        let i = self.by_id.remove(id)?;
+        let a = self.alerts.swap_remove(i);
+        if let Some(moved) = self.alerts.get(i) {
+            self.by_id.insert(moved.id.clone(), i);
+        }
+        Some(a)
     }
 
     /// Keeps the series of the [`MAX_SERIES`] most severe alerts.
