@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod baseline;
+pub mod bus;
 pub mod capture;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,7 @@
+//! Detection partitioned across machines over a message bus (issue 15): ingest nodes publish
+//! batches of packet summaries per partition, detector nodes consume their partitions.
+//!
+//! - [`wire`]: the versioned binary encoding of a batch of summaries with the ingest node's
+//!   watermark (docs/scaling.md).
+
+pub mod wire;
