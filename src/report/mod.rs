@@ -8,7 +8,9 @@
 //!   reading stage, one add per packet) and [`KeyTrace`] (filled by the engine at every evaluation
 //!   of a hot key). Both keep a fixed number of points whatever the input's length: when full, two
 //!   neighbouring points merge and the step doubles.
+//! - [`format`]: how the page writes numbers (SI prefixes) and times (UTC, with the date).
 
+pub mod format;
 pub mod record;
 pub mod render;
 pub mod series;
