@@ -8,13 +8,15 @@
 //!   reading stage, one add per packet) and [`KeyTrace`] (filled by the engine at every evaluation
 //!   of a hot key). Both keep a fixed number of points whatever the input's length: when full, two
 //!   neighbouring points merge and the step doubles.
-//! - [`format`]: how the page writes numbers (SI prefixes) and times (UTC, with the date).
+//! - [`render`]: the page (a minijinja template filled from a view model of display strings), with
+//!   the charts of [`plot`] (plotters' SVG backend) and the numbers and times of [`format`].
 
 pub mod format;
+pub mod plot;
 pub mod record;
 pub mod render;
 pub mod series;
 
 pub use record::{AlertRecord, EventRecord, KeySeries, Recording, SeriesPoint};
-pub use render::{render_html, RenderError, RenderOptions};
+pub use render::{render_html, LinkBase, RenderError, RenderOptions};
 pub use series::{KeyTrace, TrafficSeries};
