@@ -9,7 +9,7 @@
 //!   of a hot key). Both keep a fixed number of points whatever the input's length: when full, two
 //!   neighbouring points merge and the step doubles.
 //! - [`render`]: the page (a minijinja template filled from a view model of display strings), with
-//!   the charts of [`plot`] (plotters' SVG backend) and the numbers and times of [`format`].
+//!   the charts of [`plot`] (plotters' SVG backend) and the numbers and times of [`self::format`].
 
 pub mod format;
 pub mod plot;

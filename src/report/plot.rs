@@ -1,6 +1,6 @@
 //! The report's charts: plotters' SVG backend, one `<svg>` string a chart.
 //!
-//! Colours follow the page's theme: every colour is drawn as a sentinel ([`Ink`]) that [`theme`]
+//! Colours follow the page's theme: every colour is drawn as a sentinel ([`Ink`]) that `theme`
 //! turns into `currentColor` or a CSS variable afterwards, so one SVG reads in light and dark mode.
 //! Nothing from the capture (keys, ids) is written into a chart: its text is numbers, times and
 //! fixed names. Every chart has a legend above its plot (never over the data), a time axis with
@@ -60,7 +60,7 @@ fn chart_err<E: std::fmt::Display>(chart: &'static str) -> impl Fn(E) -> ChartEr
     }
 }
 
-/// A colour of the theme. Drawn as the sentinel `#0101NN` (NN its index), replaced by [`theme`].
+/// A colour of the theme. Drawn as the sentinel `#0101NN` (NN its index), replaced by `theme`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ink {
     /// Text, axes: the page's text colour.

@@ -1,5 +1,5 @@
 //! The HTML page of a [`Recording`]: a view model of display strings built here, charts from
-//! [`plot`](super::plot), laid out by a minijinja template (`page.html`, embedded) with HTML
+//! [`super::plot`], laid out by a minijinja template (`page.html`, embedded) with HTML
 //! auto-escaping on: everything that comes from a capture (addresses, ids, rules, file names) is
 //! untrusted text.
 //!
