@@ -179,11 +179,17 @@ pub fn time_ticks(from_ns: u64, to_ns: u64, max_ticks: usize) -> (u64, Vec<u64>)
         .copied()
         .find(|s| span / s < max_ticks)
         .unwrap_or_else(|| NS_PER_DAY * (span / NS_PER_DAY / max_ticks + 1));
-    let first = from_ns.div_ceil(step) * step;
-    let ticks = (0..)
-        .map(|i| first + i * step)
-        .take_while(|t| *t <= to_ns)
-        .collect();
+    // checked: a recording can hold any time, up to u64::MAX
+    let ticks = from_ns
+        .div_ceil(step)
+        .checked_mul(step)
+        .map(|first| {
+            (0..=max_ticks)
+                .map_while(|i| i.checked_mul(step).and_then(|d| first.checked_add(d)))
+                .take_while(|t| *t <= to_ns)
+                .collect()
+        })
+        .unwrap_or_default();
     (step, ticks)
 }
 
@@ -313,8 +319,12 @@ mod tests {
             tick_label(T, 3600 * NS_PER_SEC, true),
             "11-25 14:43".to_string()
         );
-        // an empty span still gives a step
+        // an empty span still gives a step; the end of time gives no overflow
         let (step, _) = time_ticks(T, T, 8);
         assert!(step > 0);
+        let (_, ticks) = time_ticks(u64::MAX - 5 * NS_PER_SEC, u64::MAX, 8);
+        assert!(ticks.len() <= 9);
+        let (_, ticks) = time_ticks(0, u64::MAX, 8);
+        assert!(!ticks.is_empty() && ticks.len() <= 9);
     }
 }

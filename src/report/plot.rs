@@ -8,6 +8,7 @@
 //! whole input's traffic is drawn with at most [`MAX_DRAWN_STEPS`] steps, alert spans are merged
 //! where they touch at the chart's resolution, and key series hold at most 256 points.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
@@ -27,6 +28,9 @@ pub const HALF: (u32, u32) = (592, 250);
 /// Steps of the whole input's traffic drawn at most (neighbouring steps merge beyond it): about
 /// three pixels a step on a full-width chart.
 pub const MAX_DRAWN_STEPS: usize = 400;
+/// Points of a line drawn at most (a recording's key series hold 256; one read from a file could
+/// hold any number): neighbours merge beyond it, keeping their peak.
+pub const MAX_DRAWN_POINTS: usize = 512;
 /// Alert numbers written over the traffic charts at most (the most severe that fit).
 pub const MAX_SPAN_LABELS: usize = 24;
 /// Rows of alert numbers above the traffic charts.
@@ -352,10 +356,14 @@ impl Ranged for TimeCoord {
 
 type TimeChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<TimeCoord, RangedCoordf64>>;
 
-/// A value axis top: a little above the highest value, at least 1.
+/// The highest value axis drawn: beyond any real rate, far below where f64 arithmetic on the
+/// axis would overflow (a recording is read from a file: it can hold anything).
+const Y_LIMIT: f64 = 1e18;
+
+/// A value axis top: a little above the highest value, at least 1, at most [`Y_LIMIT`].
 fn y_top(max: f64) -> f64 {
     if max.is_finite() && max > 0.0 {
-        max * 1.08
+        (max * 1.08).min(Y_LIMIT)
     } else {
         1.0
     }
@@ -510,7 +518,7 @@ impl DrawnTraffic {
                     let mut sum = [0u64; 6];
                     for row in chunk {
                         for (s, x) in sum.iter_mut().zip(row) {
-                            *s += x;
+                            *s = s.saturating_add(*x);
                         }
                     }
                     sum
@@ -519,14 +527,20 @@ impl DrawnTraffic {
         };
         DrawnTraffic {
             start_ns: t.start_ns,
-            step_ns: t.step_ns.max(1) * factor as u64,
+            step_ns: t.step_ns.max(1).saturating_mul(factor as u64),
             packets: merge(&t.packets),
             bytes: merge(&t.bytes),
         }
     }
 
     fn end_ns(&self) -> u64 {
-        self.start_ns + self.step_ns * self.packets.len().max(1) as u64
+        self.ns_of(self.packets.len().max(1))
+    }
+
+    /// The start of step `i`.
+    fn ns_of(&self, i: usize) -> u64 {
+        self.start_ns
+            .saturating_add(self.step_ns.saturating_mul(i as u64))
     }
 
     /// Per step, the rate of each class (packets/s or bits/s).
@@ -661,8 +675,7 @@ fn traffic_chart(
         let err = chart_err("traffic");
         let plot = with_legend(root, &legend, lane_px)?;
         let mut chart = time_chart(&plot, axis, y_max, y_desc)?;
-        let t0 = axis.base_ns;
-        let x_of = |i: usize| ((drawn.start_ns + drawn.step_ns * i as u64) - t0) as f64 / 1e9;
+        let x_of = |i: usize| axis.x(drawn.ns_of(i));
         // stacked bands, bottom class first: each from the sum below it to the sum with it
         let mut below = vec![0.0f64; rates.len()];
         for &c in &present {
@@ -728,6 +741,20 @@ pub enum Marker {
     End,
 }
 
+/// `points`, or, when more than [`MAX_DRAWN_POINTS`], runs of neighbours merged by `merge`.
+fn thin<T: Clone>(points: &[T], merge: fn(&[T]) -> T) -> Cow<'_, [T]> {
+    if points.len() <= MAX_DRAWN_POINTS {
+        return Cow::Borrowed(points);
+    }
+    let run = points.len().div_ceil(MAX_DRAWN_POINTS);
+    Cow::Owned(points.chunks(run).map(merge).collect())
+}
+
+/// The highest of `f` over a run.
+fn peak<T>(run: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    run.iter().map(f).fold(f64::NEG_INFINITY, f64::max)
+}
+
 /// The x axis of an alert's charts: its points and events, with a little room either side.
 fn alert_axis(
     point_ts: impl Iterator<Item = u64>,
@@ -741,7 +768,7 @@ fn alert_axis(
         .copied()
         .max()
         .unwrap_or(from)
-        .max(from + 1_000_000_000);
+        .max(from.saturating_add(1_000_000_000));
     let pad = (to - from) / 40;
     TimeAxis::new(from.saturating_sub(pad), to.saturating_add(pad), max_ticks)
 }
@@ -754,6 +781,14 @@ pub fn alert_rate_chart(
     signal: &str,
     unit: &str,
 ) -> Result<String, ChartError> {
+    let points = thin(points, |run| {
+        let last = run[run.len() - 1];
+        RatePoint {
+            rate: peak(run, |p| p.rate),
+            ..last
+        }
+    });
+    let points = &points[..];
     let axis = alert_axis(points.iter().map(|p| p.ts_ns), markers, 10);
     let mut legend = vec![
         entry(format!("rate ({signal})"), Ink::Rate, Swatch::Line),
@@ -827,6 +862,20 @@ pub fn class_chart(
         (3, |p| p.icmp),
         (4, |p| p.fragment),
     ];
+    let points = thin(points, |run| {
+        let last = &run[run.len() - 1];
+        SeriesPoint {
+            ts_ns: last.ts_ns,
+            total_pps: peak(run, |p| p.total_pps),
+            syn: peak(run, |p| p.syn),
+            tcp: peak(run, |p| p.tcp),
+            udp: peak(run, |p| p.udp),
+            icmp: peak(run, |p| p.icmp),
+            fragment: peak(run, |p| p.fragment),
+            ..last.clone()
+        }
+    });
+    let points = &points[..];
     let present: Vec<(u8, Get)> = classes
         .into_iter()
         .filter(|(_, get)| points.iter().any(|p| get(p) > 0.0))
@@ -861,6 +910,8 @@ pub fn peers_chart(
     markers: &[(u64, Marker)],
     what: &str,
 ) -> Result<String, ChartError> {
+    let points = thin(points, |run| (run[run.len() - 1].0, peak(run, |p| p.1)));
+    let points = &points[..];
     let legend = vec![entry(what, Ink::Peers, Swatch::Line)];
     let axis = alert_axis(points.iter().map(|p| p.0), markers, 5);
     let y_max = points.iter().map(|p| p.1).fold(0.0, f64::max);
@@ -914,6 +965,19 @@ mod tests {
         let total = |v: &[[u64; 6]]| v.iter().flatten().sum::<u64>();
         assert_eq!(total(&drawn.packets), total(&t.packets));
         assert_eq!(drawn.end_ns(), t.start_ns + 1200 * t.step_ns);
+    }
+
+    #[test]
+    fn long_lines_are_thinned_keeping_their_peak() {
+        let pts: Vec<(u64, f64)> = (0..10_000u64)
+            .map(|i| (i, if i == 7_777 { 1e6 } else { 1.0 }))
+            .collect();
+        let thinned = thin(&pts, |run| (run[run.len() - 1].0, peak(run, |p| p.1)));
+        assert!(thinned.len() <= MAX_DRAWN_POINTS);
+        assert_eq!(thinned.iter().map(|p| p.1).fold(0.0, f64::max), 1e6);
+        assert_eq!(thinned.last().map(|p| p.0), Some(9_999));
+        let short = &pts[..10];
+        assert!(matches!(thin(short, |r| r[0]), Cow::Borrowed(_)));
     }
 
     #[test]

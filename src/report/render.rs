@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::format::{count, duration, same_day, si, si_unit, utc_datetime, utc_time};
 use super::plot::{self, AlertSpan, ChartError, Marker, RatePoint};
-use super::{AlertRecord, EventRecord, Recording};
+use super::{AlertRecord, EventRecord, KeySeries, Recording};
 
 /// Alerts the table lists at most: 10,000 alerts make a page of about a megabyte, not ten.
 pub const MAX_TABLE_ROWS: usize = 2000;
@@ -160,7 +160,7 @@ struct Detail {
     rate_svg: String,
     class_svg: Option<String>,
     class_note: Option<String>,
-    peers_svg: Option<String>,
+    peers_svg: String,
     series_note: Option<String>,
     tops: Vec<TopTable>,
     nft: Vec<String>,
@@ -222,70 +222,102 @@ impl Clock {
     }
 }
 
+/// The traffic charts and the table rows of the alerts numbered on them.
+struct TrafficView {
+    packets_svg: Option<String>,
+    bits_svg: Option<String>,
+    labelled: Vec<Row>,
+}
+
+/// What the parts of the page share: the recording, how times are written, which alerts have a
+/// section.
+struct Ctx<'a> {
+    rec: &'a Recording,
+    clock: Clock,
+    by_severity: Vec<usize>,
+    detailed: HashSet<usize>,
+}
+
+impl Ctx<'_> {
+    /// The table row of alert `i`.
+    fn row(&self, i: usize) -> Row {
+        alert_row(
+            &self.rec.alerts[i],
+            i + 1,
+            self.rec.last_ns,
+            self.clock,
+            self.detailed.contains(&i),
+        )
+    }
+
+    /// The whole input's traffic charts (none without packets).
+    fn traffic(&self) -> Result<TrafficView, RenderError> {
+        if self.rec.traffic.is_empty() {
+            return Ok(TrafficView {
+                packets_svg: None,
+                bits_svg: None,
+                labelled: Vec::new(),
+            });
+        }
+        let (spans, alert_of) = self.spans();
+        // spans hold only alerts with a start event: their indices in order of severity
+        let span_of: BTreeMap<usize, usize> =
+            alert_of.iter().enumerate().map(|(s, &i)| (i, s)).collect();
+        let order: Vec<usize> = self
+            .by_severity
+            .iter()
+            .filter_map(|i| span_of.get(i).copied())
+            .collect();
+        let t = plot::traffic_charts(&self.rec.traffic, &spans, &order)?;
+        Ok(TrafficView {
+            packets_svg: Some(t.packets_svg),
+            bits_svg: Some(t.bits_svg),
+            labelled: t.labelled.iter().map(|&s| self.row(alert_of[s])).collect(),
+        })
+    }
+
+    /// The spans of the alerts that have a start (an open one lasts to the last packet), and the
+    /// alert index of each.
+    fn spans(&self) -> (Vec<AlertSpan>, Vec<usize>) {
+        self.rec
+            .alerts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let start_ns = a.start_ns()?;
+                let end_ns = a.end_ns().or(self.rec.last_ns).unwrap_or(start_ns);
+                let span = AlertSpan {
+                    number: i + 1,
+                    start_ns,
+                    end_ns,
+                };
+                Some((span, i))
+            })
+            .unzip()
+    }
+}
+
 impl Page {
     fn new(rec: &Recording, opts: &RenderOptions) -> Result<Page, RenderError> {
-        let clock = Clock::new(rec);
         let by_severity = by_severity(&rec.alerts);
         let detailed_idx = in_start_order(&by_severity, opts.max_detailed);
-        let detailed_set: HashSet<usize> = detailed_idx.iter().copied().collect();
-        let row = |i: usize| {
-            alert_row(
-                &rec.alerts[i],
-                i + 1,
-                rec.last_ns,
-                clock,
-                detailed_set.contains(&i),
-            )
+        let ctx = Ctx {
+            rec,
+            clock: Clock::new(rec),
+            detailed: detailed_idx.iter().copied().collect(),
+            by_severity,
         };
-        let rows: Vec<Row> = in_start_order(&by_severity, MAX_TABLE_ROWS)
+        let rows: Vec<Row> = in_start_order(&ctx.by_severity, MAX_TABLE_ROWS)
             .into_iter()
-            .map(row)
+            .map(|i| ctx.row(i))
             .collect();
-        let mut charts = 0;
-        let (traffic_packets_svg, traffic_bits_svg, labelled) = if rec.traffic.is_empty() {
-            (None, None, Vec::new())
-        } else {
-            let spans: Vec<AlertSpan> = rec
-                .alerts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, a)| {
-                    let start_ns = a.start_ns()?;
-                    let end_ns = a.end_ns().or(rec.last_ns).unwrap_or(start_ns);
-                    Some(AlertSpan {
-                        number: i + 1,
-                        start_ns,
-                        end_ns,
-                    })
-                })
-                .collect();
-            // spans hold only alerts with a start event: map severity order onto them
-            let span_of: BTreeMap<usize, usize> = spans
-                .iter()
-                .enumerate()
-                .map(|(s, span)| (span.number - 1, s))
-                .collect();
-            let order: Vec<usize> = by_severity
-                .iter()
-                .filter_map(|i| span_of.get(i).copied())
-                .collect();
-            let t = plot::traffic_charts(&rec.traffic, &spans, &order)?;
-            charts += 2;
-            let labelled = t
-                .labelled
-                .iter()
-                .map(|&s| row(spans[s].number - 1))
-                .collect();
-            (Some(t.packets_svg), Some(t.bits_svg), labelled)
-        };
+        let traffic = ctx.traffic()?;
         let detailed = detailed_idx
             .iter()
-            .map(|&i| detail(&rec.alerts[i], i + 1, rec.last_ns, clock, opts))
+            .map(|&i| detail(&rec.alerts[i], i + 1, rec.last_ns, ctx.clock, opts))
             .collect::<Result<Vec<Detail>, RenderError>>()?;
-        charts += detailed
-            .iter()
-            .map(|d| 1 + usize::from(d.class_svg.is_some()) + usize::from(d.peers_svg.is_some()))
-            .sum::<usize>();
+        let charts = 2 * usize::from(traffic.packets_svg.is_some())
+            + detailed.iter().map(Detail::charts).sum::<usize>();
         let (victims, victims_total) = victims(&rec.alerts);
         Ok(Page {
             title: title(rec, opts),
@@ -306,15 +338,7 @@ impl Page {
             victims,
             victims_total,
             classes: classes(&rec.alerts),
-            counters: rec
-                .counters
-                .iter()
-                .map(|c| CounterView {
-                    name: c.name.clone(),
-                    value: count(c.value),
-                    nonzero: c.value > 0,
-                })
-                .collect(),
+            counters: counters(rec),
             no_packets: rec.traffic.is_empty(),
             stopped: rec.stopped.clone(),
             stopped_at: rec
@@ -322,22 +346,40 @@ impl Page {
                 .as_ref()
                 .and(rec.last_ns)
                 .map(|ns| utc_datetime(ns, 6)),
-            traffic_packets_svg,
-            traffic_bits_svg,
-            labelled,
+            traffic_packets_svg: traffic.packets_svg,
+            traffic_bits_svg: traffic.bits_svg,
+            labelled: traffic.labelled,
             alerts_total: rec.alerts.len(),
             detailed_left_out: rec.alerts.len() - detailed.len(),
             detailed,
             max_detailed: opts.max_detailed,
             rows_left_out: rec.alerts.len() - rows.len(),
             rows,
-            time_header: match (clock.one_day, rec.first_ns) {
+            time_header: match (ctx.clock.one_day, rec.first_ns) {
                 (true, Some(ns)) => format!("UTC, {}", super::format::utc_date(ns)),
                 _ => "UTC".to_string(),
             },
             charts,
         })
     }
+}
+
+impl Detail {
+    /// Its `<svg>` charts.
+    fn charts(&self) -> usize {
+        2 + usize::from(self.class_svg.is_some())
+    }
+}
+
+fn counters(rec: &Recording) -> Vec<CounterView> {
+    rec.counters
+        .iter()
+        .map(|c| CounterView {
+            name: c.name.clone(),
+            value: count(c.value),
+            nonzero: c.value > 0,
+        })
+        .collect()
 }
 
 /// Alert indices, most severe first (ties: earlier start first).
@@ -471,20 +513,17 @@ fn rate_unit(signal: &str) -> &'static str {
     }
 }
 
-fn detail(
-    a: &AlertRecord,
-    number: usize,
-    last_ns: Option<u64>,
-    clock: Clock,
-    opts: &RenderOptions,
-) -> Result<Detail, RenderError> {
-    let events: Vec<&EventRecord> = a
-        .start
+/// An alert's events in order: start, updates, end.
+fn events_of(a: &AlertRecord) -> Vec<&EventRecord> {
+    a.start
         .iter()
         .chain(a.updates.iter())
         .chain(a.end.iter())
-        .collect();
-    let markers: Vec<(u64, Marker)> = events
+        .collect()
+}
+
+fn markers_of(events: &[&EventRecord]) -> Vec<(u64, Marker)> {
+    events
         .iter()
         .map(|e| {
             let kind = match e.event.as_str() {
@@ -494,55 +533,80 @@ fn detail(
             };
             (e.ts_ns, kind)
         })
-        .collect();
+        .collect()
+}
+
+/// The lines of an alert's rate and peers charts: from its key series, else from its events
+/// (saying so).
+struct AlertLines {
+    rate: Vec<RatePoint>,
+    peers: Vec<(u64, f64)>,
+    note: Option<String>,
+}
+
+impl AlertLines {
+    fn new(series: Option<&KeySeries>, events: &[&EventRecord]) -> AlertLines {
+        match series {
+            Some(s) => AlertLines {
+                rate: s
+                    .points
+                    .iter()
+                    .map(|p| RatePoint {
+                        ts_ns: p.ts_ns,
+                        rate: p.rate,
+                        baseline: p.baseline,
+                        threshold: p.threshold,
+                    })
+                    .collect(),
+                peers: s
+                    .points
+                    .iter()
+                    .map(|p| (p.ts_ns, p.distinct_peers as f64))
+                    .collect(),
+                note: None,
+            },
+            None => AlertLines {
+                // an end event's rate is its average over the alert: left out
+                rate: events
+                    .iter()
+                    .filter(|e| e.event != "end")
+                    .map(|e| RatePoint {
+                        ts_ns: e.ts_ns,
+                        rate: e.pps,
+                        baseline: e.baseline_pps,
+                        threshold: e.threshold_pps,
+                    })
+                    .collect(),
+                peers: events
+                    .iter()
+                    .map(|e| (e.ts_ns, e.distinct_peers as f64))
+                    .collect(),
+                note: Some(format!(
+                    "Drawn from the alert's events only: a recording keeps the key's series for \
+                     the {} alerts furthest over their threshold.",
+                    super::record::MAX_SERIES
+                )),
+            },
+        }
+    }
+}
+
+fn detail(
+    a: &AlertRecord,
+    number: usize,
+    last_ns: Option<u64>,
+    clock: Clock,
+    opts: &RenderOptions,
+) -> Result<Detail, RenderError> {
+    let events = events_of(a);
+    let markers = markers_of(&events);
     let peers_what = if a.scope.starts_with("src") {
         "distinct destinations"
     } else {
         "distinct sources"
     };
     let series = a.series.as_ref().filter(|s| !s.points.is_empty());
-    let (rate_points, peer_points, series_note): (Vec<RatePoint>, Vec<(u64, f64)>, _) = match series
-    {
-        Some(s) => (
-            s.points
-                .iter()
-                .map(|p| RatePoint {
-                    ts_ns: p.ts_ns,
-                    rate: p.rate,
-                    baseline: p.baseline,
-                    threshold: p.threshold,
-                })
-                .collect(),
-            s.points
-                .iter()
-                .map(|p| (p.ts_ns, p.distinct_peers as f64))
-                .collect(),
-            None,
-        ),
-        None => (
-            // the events' own figures (an end event's rate is its average: left out)
-            events
-                .iter()
-                .filter(|e| e.event != "end")
-                .map(|e| RatePoint {
-                    ts_ns: e.ts_ns,
-                    rate: e.pps,
-                    baseline: e.baseline_pps,
-                    threshold: e.threshold_pps,
-                })
-                .collect(),
-            events
-                .iter()
-                .map(|e| (e.ts_ns, e.distinct_peers as f64))
-                .collect(),
-            Some(format!(
-                "Drawn from the alert's events only: a recording keeps the key's series for the \
-                 {} alerts furthest over their threshold.",
-                super::record::MAX_SERIES
-            )),
-        ),
-    };
-    let rate_svg = plot::alert_rate_chart(&rate_points, &markers, &a.signal, rate_unit(&a.signal))?;
+    let lines = AlertLines::new(series, &events);
     let class_svg = series
         .map(|s| plot::class_chart(&s.points, &markers))
         .transpose()?;
@@ -554,7 +618,7 @@ fn detail(
         )),
         _ => None,
     };
-    let peers_svg = Some(plot::peers_chart(&peer_points, &markers, peers_what)?);
+    let mitigation = a.mitigation.as_ref();
     Ok(Detail {
         number,
         anchor: anchor(number),
@@ -563,22 +627,14 @@ fn detail(
         key: a.key.clone(),
         class: a.class.clone(),
         facts: facts(a, last_ns, clock, peers_what),
-        rate_svg,
+        rate_svg: plot::alert_rate_chart(&lines.rate, &markers, &a.signal, rate_unit(&a.signal))?,
         class_svg,
         class_note,
-        peers_svg,
-        series_note,
+        peers_svg: plot::peers_chart(&lines.peers, &markers, peers_what)?,
+        series_note: lines.note,
         tops: tops(a),
-        nft: a
-            .mitigation
-            .as_ref()
-            .map(|m| m.nft.clone())
-            .unwrap_or_default(),
-        bpf: a
-            .mitigation
-            .as_ref()
-            .map(|m| m.bpf.clone())
-            .filter(|b| !b.is_empty()),
+        nft: mitigation.map(|m| m.nft.clone()).unwrap_or_default(),
+        bpf: mitigation.map(|m| m.bpf.clone()).filter(|b| !b.is_empty()),
         signature: signature_rows(a.signature.as_ref()),
         signature_raw: signature_raw(a.signature.as_ref()),
         evidence: a

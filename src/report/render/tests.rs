@@ -376,3 +376,31 @@ fn evidence_links_are_relative_to_the_page() {
         esc("ev/x.pcap")
     )));
 }
+
+#[test]
+fn a_recording_with_absurd_numbers_still_renders() {
+    // `report --from` reads any JSON: times at the ends of u64, counts that overflow a sum,
+    // a zero step, rates far beyond any link, and a series far longer than a recorder keeps
+    let mut rec = recording(3, 60 * SEC, 0);
+    rec.first_ns = Some(0);
+    rec.last_ns = Some(u64::MAX);
+    rec.distinct_sources = u64::MAX;
+    rec.counters[0].value = u64::MAX;
+    rec.traffic.start_ns = u64::MAX - 10;
+    rec.traffic.step_ns = 0;
+    rec.traffic.packets = vec![[u64::MAX; 6]; 3];
+    rec.traffic.bytes = vec![[u64::MAX; 6]; 3];
+    let a = &mut rec.alerts[0];
+    a.start = Some(event("start", u64::MAX, 1e300));
+    a.end = Some(event("end", 0, -5.0));
+    let mut s = series(0, 100_000, u64::MAX / 100_000);
+    s.points[5].rate = f64::MAX;
+    s.points[6].threshold = -1e300;
+    a.series = Some(s);
+    rec.alerts[1].series = Some(KeySeries::default());
+    let started = std::time::Instant::now();
+    let html = render(&rec);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(html.len() < 2 << 20, "{} bytes", html.len());
+    assert_eq!(html.matches("<svg").count(), charts_declared(&html));
+}
