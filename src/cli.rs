@@ -97,7 +97,9 @@ the samples it lost.")]
   floodwatch replay --record run.json attack.pcap > alerts.jsonl; floodwatch report --from run.json -o run.html
 
 The page reads at 1280 px, follows the system's light or dark theme, and shows every time in UTC
-with its date. With many alerts, the most severe are drawn in full and every alert is in the table.
+with its date. With many alerts, the --max-detailed most severe are drawn in full and the table
+lists up to 2,000 (the most severe, in order of start; the page says how many it leaves out), so
+10,000 alerts make a page of about 1.5 MB. docs/report.md describes the page.
 Exit status: 0 success (also when the capture holds no alert: the page says so), 1 error (a
 truncated capture still gets its report, saying where reading stopped), 2 bad usage.")]
     Report(Box<ReportArgs>),

@@ -26,7 +26,7 @@ use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{Metrics, MetricsServer};
 use floodwatch::pipeline::{self, Integrations, PipelineConfig};
 use floodwatch::report::live::AlertReports;
-use floodwatch::report::{Recording, RenderOptions};
+use floodwatch::report::{LinkBase, Recording, RenderOptions};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
@@ -162,6 +162,7 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     let opts = RenderOptions {
         title: args.title.clone(),
         max_detailed: args.max_detailed as usize,
+        links: link_base(&args.output),
     };
     let html = floodwatch::report::render_html(&recording, &opts)?;
     write_atomically(&args.output, html.as_bytes())
@@ -179,6 +180,18 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Evidence links of a page written to `output`: relative paths of the recording are relative to
+/// the current directory; the page links them relative to its own directory. None when the
+/// current directory is unknown (the paths are then linked as recorded).
+fn link_base(output: &std::path::Path) -> Option<LinkBase> {
+    let cwd = std::env::current_dir().ok()?;
+    let page = cwd.join(output);
+    let page_dir = page
+        .parent()
+        .map_or_else(|| cwd.clone(), |d| d.to_path_buf());
+    Some(LinkBase { cwd, page_dir })
 }
 
 /// Fails at once, before any input is read, when `path` cannot be created (its directory is missing

@@ -62,6 +62,8 @@ fn every_replay_option_is_explained_with_its_default() {
             "--metrics-listen",
             "--on-alert",
             "--stats-interval",
+            "--record",
+            "--report-dir",
         ];
         let is_optional = optional.iter().any(|o| first.contains(&format!("{o} <")));
         assert!(

@@ -8,8 +8,13 @@
 //!   reading stage, one add per packet) and [`KeyTrace`] (filled by the engine at every evaluation
 //!   of a hot key). Both keep a fixed number of points whatever the input's length: when full, two
 //!   neighbouring points merge and the step doubles.
+//! - [`render`]: the page (a minijinja template filled from a view model of display strings), with
+//!   the charts of [`plot`] (plotters' SVG backend) and the numbers and times of [`self::format`].
+//! - [`live`]: `--report-dir`, a page per alert when it ends, written by a thread of its own.
 
+pub mod format;
 pub mod live;
+pub mod plot;
 pub mod record;
 pub mod render;
 pub mod series;
@@ -31,5 +36,5 @@ pub fn file_stem(id: &str) -> String {
         .collect()
 }
 
-pub use render::{render_html, RenderError, RenderOptions};
+pub use render::{render_html, LinkBase, RenderError, RenderOptions};
 pub use series::{KeyTrace, TrafficSeries};

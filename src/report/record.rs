@@ -1,7 +1,7 @@
 //! The recording of a run: everything the incident report draws, as one serialisable value.
 //!
 //! [`Recorder`] builds it from the alert events as the sink writes them (each `end` event carries
-//! its key's [`KeyTrace`](super::KeyTrace)); the reading stage adds the traffic series and the
+//! its key's [`KeyTrace`]); the reading stage adds the traffic series and the
 //! counters at the end. `replay --record FILE` saves it as JSON ([`Recording::save`]), `report
 //! --from FILE` loads it ([`Recording::load`]).
 

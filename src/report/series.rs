@@ -119,7 +119,7 @@ impl TrafficSeries {
         let secs = self.step_ns as f64 / 1e9;
         self.packets
             .iter()
-            .map(|row| row.iter().sum::<u64>() as f64 / secs)
+            .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() / secs)
             .fold(0.0, f64::max)
     }
 
@@ -128,7 +128,7 @@ impl TrafficSeries {
         let secs = self.step_ns as f64 / 1e9;
         self.bytes
             .iter()
-            .map(|row| row.iter().sum::<u64>() as f64 * 8.0 / secs)
+            .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() * 8.0 / secs)
             .fold(0.0, f64::max)
     }
 }
