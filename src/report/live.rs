@@ -156,7 +156,9 @@ fn write_page(
         last_ns: alert.end_ns(),
         packets: end.map_or(0, |e| e.packets),
         bytes: end.map_or(0, |e| e.bytes),
+        distinct_sources: end.map_or(0, |e| e.distinct_peers),
         alerts: vec![alert],
+        alert_page: true,
         ..Recording::default()
     };
     let name = format!("{}.html", file_stem(&rec.alerts[0].id));

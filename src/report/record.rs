@@ -49,6 +49,10 @@ pub struct Recording {
     pub traffic: TrafficSeries,
     /// Every alert, in order of start.
     pub alerts: Vec<AlertRecord>,
+    /// The page of one alert (`--report-dir`): no traffic series and no run counters, the numbers
+    /// are the alert's.
+    #[serde(default)]
+    pub alert_page: bool,
 }
 
 /// A named count of the run summary.
@@ -419,6 +423,7 @@ impl Recorder {
             stopped: None,
             traffic,
             alerts: self.alerts,
+            alert_page: false,
         }
     }
 }

@@ -83,6 +83,8 @@ pub fn render_html(rec: &Recording, opts: &RenderOptions) -> Result<String, Rend
 /// Everything the template shows, as display strings.
 #[derive(Debug, Serialize)]
 struct Page {
+    /// One alert's page (`--report-dir`): the header shows the alert's numbers.
+    alert_page: bool,
     title: String,
     generator: String,
     inputs: Vec<String>,
@@ -319,7 +321,18 @@ impl Page {
         let charts = 2 * usize::from(traffic.packets_svg.is_some())
             + detailed.iter().map(Detail::charts).sum::<usize>();
         let (victims, victims_total) = victims(&rec.alerts);
+        let alert_peak = rec
+            .alerts
+            .first()
+            .and_then(|a| a.end.as_ref().or(a.start.as_ref()))
+            .map_or(0.0, |e| e.peak_pps);
+        let alert_distinct = rec
+            .alerts
+            .first()
+            .and_then(|a| a.end.as_ref().or(a.start.as_ref()))
+            .map_or(0, |e| e.distinct_peers);
         Ok(Page {
+            alert_page: rec.alert_page,
             title: title(rec, opts),
             generator: rec.generator.clone(),
             inputs: rec.inputs.clone(),
@@ -331,8 +344,19 @@ impl Page {
             frames: count(rec.frames),
             packets: count(rec.packets),
             bytes: format!("{} ({})", si_unit(rec.bytes as f64, "B"), count(rec.bytes)),
-            distinct_sources: format!("≈ {}", si(rec.distinct_sources as f64)),
-            peak_pps: si_unit(rec.traffic.peak_pps(), "pkt/s"),
+            distinct_sources: format!(
+                "≈ {}",
+                si(if rec.alert_page {
+                    alert_distinct as f64
+                } else {
+                    rec.distinct_sources as f64
+                })
+            ),
+            peak_pps: if rec.alert_page {
+                si_unit(alert_peak, "pkt/s")
+            } else {
+                si_unit(rec.traffic.peak_pps(), "pkt/s")
+            },
             peak_bps: si_unit(rec.traffic.peak_bps(), "bit/s"),
             peak_step: duration(rec.traffic.step_ns as f64 / 1e9),
             victims,
@@ -400,6 +424,9 @@ fn in_start_order(order: &[usize], n: usize) -> Vec<usize> {
 fn title(rec: &Recording, opts: &RenderOptions) -> String {
     if let Some(t) = &opts.title {
         return t.clone();
+    }
+    if let (true, Some(a)) = (rec.alert_page, rec.alerts.first()) {
+        return format!("Alert report: {} on {} ({})", a.class, a.key, a.scope);
     }
     let names: Vec<String> = rec
         .inputs

@@ -132,6 +132,7 @@ fn recording(alerts: usize, gap_ns: u64, series_points: usize) -> Recording {
                 alert(i, gap_ns, if kept { series_points } else { 0 })
             })
             .collect(),
+        alert_page: false,
     }
 }
 
@@ -403,4 +404,28 @@ fn a_recording_with_absurd_numbers_still_renders() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(html.len() < 2 << 20, "{} bytes", html.len());
     assert_eq!(html.matches("<svg").count(), charts_declared(&html));
+}
+
+#[test]
+fn an_alert_page_shows_the_alert_s_numbers_not_a_missing_run() {
+    let mut a = alert(0, SEC, 50);
+    a.end = Some(EventRecord {
+        distinct_peers: 4321,
+        ..event("end", T0 + 9 * SEC, 100.0)
+    });
+    let rec = Recording {
+        inputs: vec!["interface eth0".into()],
+        alerts: vec![a],
+        alert_page: true,
+        ..Recording::default()
+    };
+    let html = render(&rec);
+    assert!(
+        html.contains("Alert report: syn_flood on 198.51.0.0"),
+        "{html}"
+    );
+    assert!(html.contains("The page of one alert"));
+    assert!(!html.contains("No packets were read"));
+    assert!(!html.contains("frames read"));
+    assert!(html.contains("≈ 4.3"), "the key's distinct sources");
 }
