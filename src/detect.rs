@@ -24,6 +24,7 @@ use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
+use crate::state::SnapshotEntry;
 use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
@@ -595,20 +596,44 @@ impl Engine {
     /// The learned baselines of this shard's keys, plus loaded ones whose keys never showed up, for
     /// [`BaselineFile::save`](crate::baseline::BaselineFile::save).
     pub fn baselines(&self) -> Vec<BaselineEntry> {
-        let mut out: Vec<BaselineEntry> = Vec::new();
+        let mut snap = Vec::new();
+        self.snapshot_into(&mut snap);
+        snap.iter()
+            .map(|e| e.baseline.to_entry(e.scope, e.key))
+            .collect()
+    }
+
+    /// Appends what [`Engine::baselines`] holds to `out` as plain copies (no strings): what a
+    /// checkpoint takes from a shard, so the shard pauses only for one copy per key while the
+    /// serialisation and the write happen elsewhere.
+    pub fn snapshot_into(&self, out: &mut Vec<SnapshotEntry>) {
+        out.reserve(self.baseline_count());
         for scope in Scope::ALL {
             for (key, st) in self.tables[scope.index()].iter() {
                 if st.baseline.samples > 0 {
-                    out.push(st.baseline.to_entry(scope, *key));
+                    out.push(SnapshotEntry {
+                        scope,
+                        key: *key,
+                        baseline: st.baseline,
+                    });
                 }
             }
         }
         out.extend(
             self.loaded
                 .iter()
-                .map(|((scope, key), b)| b.to_entry(*scope, *key)),
+                .map(|(&(scope, key), &baseline)| SnapshotEntry {
+                    scope,
+                    key,
+                    baseline,
+                }),
         );
-        out
+    }
+
+    /// At most how many entries [`Engine::snapshot_into`] adds: the keys held and the loaded
+    /// baselines still waiting for their keys.
+    pub fn baseline_count(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum::<usize>() + self.loaded.len()
     }
 
     /// Runs every evaluation due up to `now` (the live clock tick calls this during silence).
