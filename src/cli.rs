@@ -159,6 +159,10 @@ pub struct ReplayArgs {
     /// possible; the alerts are the same either way.
     #[arg(long)]
     pub realtime: bool,
+    /// With --realtime: play FACTOR times faster than captured (e.g. 60 plays an hour in a
+    /// minute), for soak tests of what a long run does to memory and state; still the same alerts.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "realtime", value_parser = parse_speed)]
+    pub speed: f64,
     /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
     /// learning from nothing. Checked before any input is read.
     #[arg(long, value_name = "FILE")]
@@ -167,6 +171,8 @@ pub struct ReplayArgs {
     /// time with --load-baseline.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Decode threads: a reading thread only copies frames out of the file and N threads decode
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
     /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
@@ -175,6 +181,22 @@ pub struct ReplayArgs {
     pub decode_threads: Option<u16>,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
+}
+
+/// Learned baselines kept across restarts.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Keep the learned baselines in FILE across restarts: loaded at start when it exists, written
+    /// every --state-interval and when the run ends, atomically (a crash, even kill -9, leaves the
+    /// last checkpoint whole). A file that cannot be used is moved aside to FILE.corrupt-TIME with
+    /// a warning and the run starts cold. Same format as --save-baseline: --load-baseline reads
+    /// it, and when both are given a usable state file wins.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// How often to checkpoint --state: wall time for `live` and `collect --listen`, packet time
+    /// for `replay` and `collect --pcap`. A crash loses at most this much learning.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration)]
+    pub state_interval: Duration,
 }
 
 /// What floodwatch reports to besides its alert output: metrics, an alert hook, stats events.
@@ -246,6 +268,8 @@ pub struct LiveArgs {
     /// When capture stops, write every key's learned baseline to FILE, to start warm next time.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
     /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -295,6 +319,8 @@ pub struct CollectArgs {
     /// At the end, write every key's learned baseline to FILE, to start warm next time.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
     /// it off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -509,6 +535,16 @@ pub fn parse_start(s: &str) -> Result<floodwatch::time::Timestamp, String> {
         secs.trunc() as u64,
         (secs.fract() * 1e9) as u64,
     ))
+}
+
+/// Parses `--speed`: a finite factor above zero, at most a million.
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(x),
+        _ => Err(format!(
+            "`{s}` is not a speed-up factor (a number above 0, e.g. 0.5, 10, 600)"
+        )),
+    }
 }
 
 /// Parses a duration that must be above zero.

@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser};
 
 use cli::{
     Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
-    LiveArgs, ManArgs, OutputArgs, ReplayArgs, SynthArgs,
+    LiveArgs, ManArgs, OutputArgs, ReplayArgs, StateArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -23,8 +23,9 @@ use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
-use floodwatch::metrics::{Metrics, MetricsServer};
-use floodwatch::pipeline::{self, Integrations, PipelineConfig};
+use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
+use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
+use floodwatch::state::{self, Snapshot, StateStart};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
@@ -54,14 +55,19 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        CheckpointClock::Packet,
+        args.output.quiet,
     )?;
     let pipe = PipelineConfig {
         realtime: args.realtime,
+        speed: args.speed,
         decode_threads: args
             .decode_threads
             .map_or_else(default_decode_threads, usize::from),
         ..base
     };
+    prepare_state(&args.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
     let extras = Extras::start(&args.integrations, args.output.quiet)?;
@@ -80,26 +86,67 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
     )
 }
 
-/// The end every mode shares: save the baselines, wait for the hook, print the summary, let the
-/// metrics linger, and the exit code (0; 1 when reading stopped on an error; 0 when the output was
-/// closed early, e.g. `| head`).
+/// Where the learned baselines go at the end of a run.
+#[derive(Clone, Copy)]
+struct Saves<'a> {
+    /// `--save-baseline`.
+    baseline: Option<&'a std::path::Path>,
+    /// `--state`.
+    state: Option<&'a std::path::Path>,
+}
+
+/// The end every mode shares: write the state and the baselines, wait for the hook, print the
+/// summary, let the metrics linger, and the exit code (0; 1 when reading stopped on an error or the
+/// state could not be saved; 0 when the output was closed early, e.g. `| head`).
 fn end_run(
-    outcome: pipeline::RunOutcome,
+    mut outcome: pipeline::RunOutcome,
     detect: &DetectConfig,
-    save_baseline: Option<&std::path::Path>,
+    saves: Saves<'_>,
     mut extras: Extras,
     stop: &AtomicBool,
     quiet: bool,
 ) -> Result<ExitCode> {
-    if let Some(path) = save_baseline {
-        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
+    let baselines = std::mem::take(&mut outcome.baselines);
+    let (v4, v6) = (detect.subnet_v4, detect.subnet_v6);
+    let mut state_failed = false;
+    if let Some(path) = saves.state {
+        // the last checkpoint: a failure is reported, and the --save-baseline file still written
+        let started = std::time::Instant::now();
+        let keys = baselines.len() as u64;
+        let result = Snapshot::new(v4, v6, baselines.clone()).save(path);
+        if let Some(m) = &extras.metrics {
+            m.record_checkpoint(&CheckpointReport {
+                ok: result.is_ok(),
+                keys,
+                pause: std::time::Duration::ZERO,
+                write: started.elapsed(),
+                at: floodwatch::time::Timestamp::now(),
+            });
+        }
+        match result {
+            Ok(()) if !quiet => eprintln!(
+                "floodwatch: state saved to {} ({keys} keys)",
+                path.display()
+            ),
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("floodwatch: error: {e}");
+                state_failed = true;
+            }
+        }
+    }
+    if let Some(path) = saves.baseline {
+        Snapshot::new(v4, v6, baselines).save(path)?;
     }
     let hook_line = extras.finish_hook(quiet);
     let s = &outcome.summary;
@@ -113,6 +160,9 @@ fn end_run(
     }
     if let Some(e) = outcome.capture_error {
         eprintln!("floodwatch: error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    if state_failed {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -207,6 +257,9 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        CheckpointClock::Wall,
+        args.output.quiet,
     )?;
     let pipe = PipelineConfig {
         live: true,
@@ -231,11 +284,15 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         }
         LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
+    prepare_state(&args.state, args.output.quiet)?;
     let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
@@ -243,12 +300,19 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
 }
 
 fn collect(args: CollectArgs) -> Result<ExitCode> {
+    let live = !args.listen.is_empty();
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        if live {
+            CheckpointClock::Wall
+        } else {
+            CheckpointClock::Packet
+        },
+        args.output.quiet,
     )?;
-    let live = !args.listen.is_empty();
     let pipe = PipelineConfig {
         live,
         status_interval: Some(args.status_interval).filter(|d| live && !d.is_zero()),
@@ -287,6 +351,7 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
     }
+    prepare_state(&args.state, args.output.quiet)?;
     let outcome = pipeline::run_input(
         pipeline::Input::One(source.as_mut()),
         &detect,
@@ -299,7 +364,10 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
@@ -442,24 +510,97 @@ fn load_baselines(
         .map_err(Into::into)
 }
 
-/// The detection settings and the pipeline layout both modes share (threads, batch size, baselines).
+/// The detection settings and the pipeline layout every mode shares (threads, batch size,
+/// baselines, state checkpoints on `clock`).
 fn settings(
     a: &DetectArgs,
     load_baseline: Option<&std::path::Path>,
     save_baseline: bool,
+    state: &StateArgs,
+    clock: CheckpointClock,
+    quiet: bool,
 ) -> Result<(DetectConfig, PipelineConfig)> {
     let detect = detect_config(a)?;
+    // --load-baseline is checked even when the state wins, so a bad file never waits for a restart
+    let loaded = load_baselines(load_baseline, &detect)?;
+    let from_state = match &state.state {
+        Some(path) => load_state(path, &detect, quiet)?,
+        None => None,
+    };
     let pipe = PipelineConfig {
         threads: a
             .threads
             .map(usize::from)
             .unwrap_or_else(pipeline::default_shards),
         batch_size: a.batch_size as usize,
-        load_baselines: load_baselines(load_baseline, &detect)?,
-        save_baselines: save_baseline,
+        load_baselines: from_state.or(loaded),
+        save_baselines: save_baseline || state.state.is_some(),
+        checkpoint: state.state.as_ref().map(|path| CheckpointConfig {
+            path: path.clone(),
+            every: state.state_interval,
+            clock,
+            subnet_v4: detect.subnet_v4,
+            subnet_v6: detect.subnet_v6,
+            quiet,
+        }),
         ..PipelineConfig::default()
     };
     Ok((detect, pipe))
+}
+
+/// `--state` at start: the baselines it holds, or none (no file yet, or one that could not be used
+/// and was moved aside, with a warning).
+fn load_state(
+    path: &std::path::Path,
+    detect: &DetectConfig,
+    quiet: bool,
+) -> Result<Option<Arc<BaselineFile>>> {
+    match state::load_state(path, detect.subnet_v4, detect.subnet_v6)? {
+        StateStart::Missing => {
+            if !quiet {
+                eprintln!(
+                    "floodwatch: no state in {} yet: starting cold, it will be written every --state-interval",
+                    path.display()
+                );
+            }
+            Ok(None)
+        }
+        StateStart::Loaded(f) => {
+            if !quiet {
+                eprintln!(
+                    "floodwatch: state: {} learned baselines from {}",
+                    f.entries.len(),
+                    path.display()
+                );
+            }
+            Ok(Some(Arc::new(f)))
+        }
+        StateStart::Quarantined { reason, moved_to } => {
+            eprintln!(
+                "floodwatch: warning: {reason}; moved it aside to {} and starting cold",
+                moved_to.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `--state`, just before reading starts (and after any `--user` switch): removes the temporary
+/// files a killed run left, and checks the directory takes new files as this user.
+fn prepare_state(state: &StateArgs, quiet: bool) -> Result<()> {
+    let Some(path) = &state.state else {
+        return Ok(());
+    };
+    for stale in state::remove_stale_temps(path) {
+        if !quiet {
+            eprintln!(
+                "floodwatch: removed {}, left by an interrupted checkpoint",
+                stale.display()
+            );
+        }
+    }
+    state::check_writable(path)?;
+    Ok(())
 }
 
 /// Resolves the detection options: command line over the config file over the defaults.

@@ -24,6 +24,7 @@
 //! in-band through the same channels.
 
 mod capture;
+mod checkpoint;
 mod decode;
 mod reader;
 mod route;
@@ -39,15 +40,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 
 use crate::alert::EventWriter;
-use crate::baseline::{BaselineEntry, BaselineFile};
+use crate::baseline::BaselineFile;
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::detect::{Engine, ShardSpec};
 use crate::hook::AlertHook;
 use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
+use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
+pub use checkpoint::{CheckpointClock, CheckpointConfig};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
@@ -65,6 +68,8 @@ pub struct PipelineConfig {
     pub channel_batches: usize,
     /// Pace the replay at capture speed.
     pub realtime: bool,
+    /// With `realtime`: play this many times faster than captured (`--speed`; 1: capture speed).
+    pub speed: f64,
     /// Baselines to start from (`--load-baseline`).
     pub load_baselines: Option<Arc<BaselineFile>>,
     /// Collect the learned baselines at the end (`--save-baseline`).
@@ -79,6 +84,8 @@ pub struct PipelineConfig {
     /// The frames are telemetry (`floodwatch collect`): UDP datagrams of sFlow/NetFlow/IPFIX whose
     /// samples and records are the packets.
     pub telemetry: Option<CollectConfig>,
+    /// `--state`: checkpoint the baselines to a file periodically, off the capture path.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 /// Telemetry settings of a run ([`PipelineConfig::telemetry`]).
@@ -111,12 +118,14 @@ impl Default for PipelineConfig {
             batch_size: 256,
             channel_batches: 64,
             realtime: false,
+            speed: 1.0,
             load_baselines: None,
             save_baselines: false,
             live: false,
             status_interval: None,
             decode_threads: 0,
             telemetry: None,
+            checkpoint: None,
         }
     }
 }
@@ -149,7 +158,7 @@ pub struct RunOutcome {
     pub summary: RunSummary,
     pub capture_error: Option<CaptureError>,
     /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
-    pub baselines: Vec<BaselineEntry>,
+    pub baselines: Vec<SnapshotEntry>,
 }
 
 /// Runs `source` through decode, the engine shards and the writer until the source ends, fails or
@@ -208,7 +217,16 @@ pub fn run_input<W: Write + Send>(
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
 
+    let in_flight = Arc::new(AtomicBool::new(false));
     let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
+        // one slot per shard: a checkpoint is not requested before the last one was taken whole
+        let ckpt_tx = pipe.checkpoint.as_ref().map(|cfg| {
+            let (tx, rx) = bounded::<checkpoint::ShardSnapshot>(threads);
+            let flag = &*in_flight;
+            let metrics = integ.metrics;
+            s.spawn(move || checkpoint::run_writer(rx, threads, cfg, flag, metrics));
+            tx
+        });
         let mut work_txs = Vec::with_capacity(threads);
         let mut shard_handles = Vec::with_capacity(threads);
         for (i, engine) in engines.into_iter().enumerate() {
@@ -219,14 +237,22 @@ pub fn run_input<W: Write + Send>(
                 metrics: integ.metrics,
                 save,
             };
-            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
+            let ckpt = ckpt_tx.clone();
+            shard_handles
+                .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe, ckpt)));
         }
         drop(out_tx);
+        drop(ckpt_tx);
         let closed = &output_closed;
         let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
 
         let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
-        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
+        let trigger = pipe
+            .checkpoint
+            .as_ref()
+            .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
+        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
+            .with_checkpoints(trigger);
         let (summary, capture_error) = match input {
             Input::One(source) => {
                 let mut reader = Reader::new(pipe, router, integ.metrics);
@@ -366,6 +392,22 @@ fn shard_engines(
         }
     }
     Ok(engines)
+}
+
+/// A duration as a person writes it: `5m`, `90s`, `1.5s`, `250ms`.
+pub fn describe_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
 }
 
 /// The wall clock as packet time (live capture stamps frames with it).

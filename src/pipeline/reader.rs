@@ -78,6 +78,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     pub summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
+    /// `--speed`: packet time runs this many times faster than wall time when pacing.
+    speed: f64,
     metrics: Option<&'m Metrics>,
     /// Counted since the last publication to `metrics`.
     counts: InputCounts,
@@ -116,6 +118,11 @@ impl<'m, D: Downstream> Reader<'m, D> {
             },
             realtime: None,
             pace: pipe.realtime,
+            speed: if pipe.speed.is_finite() && pipe.speed > 0.0 {
+                pipe.speed
+            } else {
+                1.0
+            },
             metrics,
             counts: InputCounts::default(),
             live: pipe.live,
@@ -356,11 +363,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
         self.router.push(p);
     }
 
-    /// `--realtime`: sleeps until wall time catches up with packet time (flushing first so the shards
+    /// `--realtime`: sleeps until wall time catches up with packet time (divided by `--speed`),
+    /// flushing first so the shards
     /// see what came before).
     fn wait_for(&mut self, ts: Timestamp) {
         let (wall0, ts0) = *self.realtime.get_or_insert((Instant::now(), ts));
-        let due = Duration::from_nanos(ts.saturating_sub(ts0));
+        let due = Duration::from_nanos(ts.saturating_sub(ts0)).div_f64(self.speed);
         let now = wall0.elapsed();
         if due > now {
             self.router.flush();

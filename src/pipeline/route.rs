@@ -11,6 +11,7 @@
 
 use crossbeam_channel::Sender;
 
+use super::checkpoint::CheckpointTrigger;
 use crate::alert::StatsEvent;
 use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::DetectConfig;
@@ -38,11 +39,17 @@ pub(super) struct ShardWork {
     pub steps: Vec<(usize, TimeStep)>,
     /// `stats` events (shard 0 only), ordered after the alert events of their `seq`.
     pub marks: Vec<StatsEvent>,
+    /// Hand the baselines over for this checkpoint once the work is done (every shard gets it in
+    /// the same flush, so all of them at the same evaluation).
+    pub checkpoint: Option<u64>,
 }
 
 impl ShardWork {
     fn is_empty(&self) -> bool {
-        self.packets.is_empty() && self.steps.is_empty() && self.marks.is_empty()
+        self.packets.is_empty()
+            && self.steps.is_empty()
+            && self.marks.is_empty()
+            && self.checkpoint.is_none()
     }
 }
 
@@ -83,6 +90,7 @@ pub(super) struct Router {
     seq: u64,
     stats_clock: Option<StatsClock>,
     stats: RouteStats,
+    checkpoints: Option<CheckpointTrigger>,
 }
 
 impl Router {
@@ -115,7 +123,14 @@ impl Router {
                 bytes: 0,
             }),
             stats: RouteStats::default(),
+            checkpoints: None,
         }
+    }
+
+    /// Takes periodic checkpoints of the shards' baselines when `trigger` says they are due.
+    pub fn with_checkpoints(mut self, trigger: Option<CheckpointTrigger>) -> Router {
+        self.checkpoints = trigger;
+        self
     }
 
     /// Routes one packet (flushing when `batch_size` packets are held).
@@ -216,6 +231,15 @@ impl Router {
     /// room (the router is the only sender, so the check holds until the sends), else the packets
     /// are dropped for all shards alike and counted, and the steps wait for the next flush.
     pub fn flush(&mut self) {
+        if let Some(id) = self
+            .checkpoints
+            .as_mut()
+            .and_then(|c| c.due(self.clock.now()))
+        {
+            for w in &mut self.work {
+                w.checkpoint = Some(id);
+            }
+        }
         let held = std::mem::take(&mut self.held) as u64;
         self.oldest = None;
         if self.live && self.txs.iter().any(|tx| tx.is_full()) {
