@@ -183,6 +183,21 @@ pub struct ReplayArgs {
     pub integrations: IntegrationArgs,
 }
 
+/// Running with less than root.
+#[derive(Debug, Args)]
+pub struct PrivilegeArgs {
+    /// Once the capture sockets (or listeners) and the metrics endpoint are open, run as USER: as
+    /// root, switch user, group and supplementary groups for good; as USER already (systemd
+    /// User=), shed the capabilities given to capture. Either way no capability is kept (reading
+    /// an open socket needs none), no program started later can gain one (no_new_privs), and
+    /// alert hooks run as USER. The --state and --output directories must be writable by USER.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// With --user: the group to run as [default: USER's primary group].
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
+}
+
 /// Learned baselines kept across restarts.
 #[derive(Debug, Args)]
 pub struct StateArgs {
@@ -270,6 +285,8 @@ pub struct LiveArgs {
     pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
     /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -321,6 +338,8 @@ pub struct CollectArgs {
     pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
     /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
     /// it off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mitigation;
 pub mod pipeline;
 pub mod population;
+pub mod privileges;
 pub mod signature;
 pub mod state;
 pub mod synth;

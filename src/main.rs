@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser};
 
 use cli::{
     Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
-    LiveArgs, ManArgs, OutputArgs, ReplayArgs, StateArgs, SynthArgs,
+    LiveArgs, ManArgs, OutputArgs, PrivilegeArgs, ReplayArgs, StateArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -25,6 +25,7 @@ use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
 use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
+use floodwatch::privileges;
 use floodwatch::state::{self, Snapshot, StateStart};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
@@ -270,6 +271,8 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
     let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    drop_privileges(&args.privileges, args.output.quiet)?;
+    prepare_state(&args.state, args.output.quiet)?;
     if !args.output.quiet {
         eprintln!(
             "floodwatch: capturing on {} ({described}); Ctrl-C stops",
@@ -284,7 +287,6 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         }
         LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
-    prepare_state(&args.state, args.output.quiet)?;
     let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
     end_run(
         outcome,
@@ -347,11 +349,12 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     };
     let stop = install_stop_handler()?;
     let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    drop_privileges(&args.privileges, args.output.quiet)?;
+    prepare_state(&args.state, args.output.quiet)?;
     // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
     }
-    prepare_state(&args.state, args.output.quiet)?;
     let outcome = pipeline::run_input(
         pipeline::Input::One(source.as_mut()),
         &detect,
@@ -583,6 +586,19 @@ fn load_state(
             Ok(None)
         }
     }
+}
+
+/// `--user`/`--group`: once everything privileged is open, become that user with no capability.
+fn drop_privileges(p: &PrivilegeArgs, quiet: bool) -> Result<()> {
+    let Some(user) = &p.user else {
+        return Ok(());
+    };
+    let target = privileges::resolve(user, p.group.as_deref())?;
+    let dropped = privileges::drop_to(&target)?;
+    if !quiet {
+        eprintln!("floodwatch: {dropped}");
+    }
+    Ok(())
 }
 
 /// `--state`, just before reading starts (and after any `--user` switch): removes the temporary

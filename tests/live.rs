@@ -649,3 +649,88 @@ fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_1000() {
         "{represented} represented for {sent} sent"
     );
 }
+
+/// `--user nobody`: after the ring is open the process holds no id of root and no capability,
+/// still captures the flood, checkpoints `--state` into a directory only nobody can write, and
+/// runs the alert hook as nobody.
+#[test]
+fn afpacket_as_nobody_captures_checkpoints_and_runs_hooks_unprivileged() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let Some((uid, gid)) = nobody_ids() else {
+        eprintln!("note: skipping the --user test: no user `nobody`");
+        return;
+    };
+    let net = TestNet::create('u');
+    let dir = tempfile::tempdir().unwrap();
+    // nobody may enter the test's directory, and write only its own
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let own = dir.path().join("nobody");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::chown(&own, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state = own.join("state.json");
+    let hook_out = own.join("hook.out");
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let hook = format!("id -u >> {}", hook_out.display());
+    let mut fw = Floodwatch::start(
+        &net,
+        &[
+            "--status-interval",
+            "0",
+            "--user",
+            "nobody",
+            "--state",
+            state.to_str().unwrap(),
+            "--state-interval",
+            "1s",
+            "--on-alert",
+            &hook,
+        ],
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", fw.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let id = uid.to_string();
+    assert_eq!(field("Uid:"), [id.as_str(); 4].join(" "), "{status}");
+    let g = gid.to_string();
+    assert_eq!(field("Gid:"), [g.as_str(); 4].join(" "), "{status}");
+    for cap in ["CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap} in {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1");
+    let (sent, _) = send_flood(&net, &capture);
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "start"));
+    fw.wait_stderr("state checkpointed to");
+    let stderr = fw.interrupt(&mut events);
+    assert!(stderr.contains("running as user nobody"), "{stderr}");
+    assert_accounted(&stderr, sent);
+    let meta = std::fs::metadata(&state).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), uid, "the state file was written by nobody");
+    let f: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    // (the flood's keys learn nothing while in alert: only the file's being there and whole counts)
+    assert_eq!(f["format"], "floodwatch-baselines");
+    let ran_as = std::fs::read_to_string(&hook_out).unwrap();
+    assert!(
+        !ran_as.is_empty() && ran_as.lines().all(|l| l == id),
+        "hook ran as {ran_as:?}"
+    );
+}
+
+/// The uid and gid of `nobody`, if the system has it.
+fn nobody_ids() -> Option<(u32, u32)> {
+    let out = Command::new("id").arg("nobody").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let num = |label: &str| word_after(&text.replace(['(', '='], " "), label);
+    Some((num("uid")? as u32, num("gid")? as u32))
+}
