@@ -70,7 +70,13 @@ capture gives the same alerts at any speed and thread count. Tuning: docs/tuning
   floodwatch live --ring-blocks 256 --status-interval 30s eth0 | jq -c 'select(.event==\"start\")'
   floodwatch live --backend pcap --filter 'dst net 198.51.100.0/24' eth0
 
-Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.")]
+Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.
+
+As a service (docs/live.md, contrib/floodwatch.service):
+  floodwatch live eth0 --user floodwatch --state /var/lib/floodwatch/state.json \
+      --config /etc/floodwatch/floodwatch.toml --output /var/log/floodwatch/alerts.jsonl
+  kill -HUP PID    # reload --config (floors, factor, prefixes, networks), reopen --output
+  kill -TERM PID   # end open alerts, write the state, print the summary")]
     Live(Box<LiveArgs>),
     /// Detect floods from flow telemetry: sFlow v5, NetFlow v5/v9 and IPFIX datagrams exported by
     /// routers and switches, received on UDP sockets (`--listen`) or read from captures of them
@@ -457,8 +463,9 @@ impl DetectArgs {
 /// Where and how alerts are written.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write alerts to FILE instead of stdout; created or truncated before any input is read, so a
-    /// bad path fails at once.
+    /// Write alerts to FILE instead of stdout, opened before any input is read so a bad path fails
+    /// at once: a replay truncates it; live and collect --listen append to it and reopen it on
+    /// SIGHUP (log rotation).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// `json`: one JSON object per line (docs/alerts.md); `text`: one readable line per event.

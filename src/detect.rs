@@ -713,6 +713,28 @@ impl Engine {
         &self.cfg
     }
 
+    /// Runs on `cfg` from now on (a SIGHUP reload), keeping every key, baseline and open alert.
+    /// `cfg` must lay out windows and tables as the running settings do
+    /// ([`DetectConfig::reload_changes`]); one that does not is refused and nothing changes.
+    pub fn reconfigure(&mut self, mut cfg: DetectConfig) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        self.cfg
+            .reload_changes(&cfg)
+            .map_err(ConfigError::NotReloadable)?;
+        cfg.hash_seed = self.cfg.hash_seed;
+        self.watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
+        let min_count = admission_min_count(&cfg);
+        for a in &mut self.admission {
+            a.set_min_count(min_count);
+        }
+        // which [[prefix]] each key falls under: the list may have changed
+        for scope in Scope::ALL {
+            self.tables[scope.index()].for_each_mut(|key, st| st.profile = cfg.profile_of(*key));
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// The stream starts at `ts`.
     fn start_at(&mut self, ts: Timestamp) {
         self.now = Some(ts);
@@ -836,8 +858,13 @@ impl Engine {
 /// The source-key admission for `cfg`: a key enters a source table after 1 % of the lowest source
 /// floor's packets in one window (at least 4).
 pub fn admission_for(cfg: &DetectConfig) -> SourceAdmission {
+    SourceAdmission::new(admission_min_count(cfg))
+}
+
+/// The packets in a window a source key needs to enter its table under `cfg`.
+fn admission_min_count(cfg: &DetectConfig) -> u32 {
     let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
-    SourceAdmission::new((min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32)
+    (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32
 }
 
 /// The lowest packet-rate floor of a scope (bytes excluded).
@@ -1440,6 +1467,45 @@ mod tests {
             weight: 1,
             hdr: crate::decode::HeaderFields::UNKNOWN,
         }
+    }
+
+    #[test]
+    fn a_reconfigured_engine_keeps_its_keys_and_alerts_on_the_new_floors() {
+        let ms = 1_000_000;
+        let high = DetectConfig {
+            floors: crate::config::Floors::all_scopes(1e6),
+            ..DetectConfig::default()
+        };
+        let mut e = Engine::new(high.clone(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        // 3 s of 5 000 SYN/s: nothing over floors of a million
+        for i in 0..15_000u64 {
+            e.on_packet(&syn(T0 + i * ms / 5, i as u32), &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        let keys = e.stats().keys;
+        // a window change is refused and nothing changes
+        let wider = DetectConfig {
+            window: std::time::Duration::from_secs(2),
+            ..high.clone()
+        };
+        assert!(e.reconfigure(wider).is_err());
+        assert_eq!(e.config().window, std::time::Duration::from_secs(1));
+        let low = DetectConfig {
+            hash_seed: 99, // ignored: the tables are hashed with the running seed
+            ..DetectConfig::default()
+        };
+        e.reconfigure(low).unwrap();
+        assert_eq!(e.config().hash_seed, high.hash_seed);
+        assert_eq!(e.stats().keys, keys, "keys kept");
+        for i in 15_000..25_000u64 {
+            e.on_packet(&syn(T0 + i * ms / 5, i as u32), &mut out);
+        }
+        assert!(
+            out.iter()
+                .any(|a| a.event == EventKind::Start && a.class == AttackClass::SynFlood),
+            "{out:?}"
+        );
     }
 
     fn udp(ts: u64, src: u32, sport: u16, fragment: Fragment) -> PacketSummary {

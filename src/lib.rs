@@ -20,6 +20,7 @@ pub mod mitigation;
 pub mod pipeline;
 pub mod population;
 pub mod privileges;
+pub mod reload;
 pub mod signature;
 pub mod state;
 pub mod synth;

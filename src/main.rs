@@ -26,6 +26,7 @@ use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
 use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
 use floodwatch::privileges;
+use floodwatch::reload::{self, ReloadSlot, ReopenFile};
 use floodwatch::state::{self, Snapshot, StateStart};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
@@ -176,6 +177,8 @@ struct Extras {
     linger: Option<std::time::Duration>,
     hook: Option<AlertHook>,
     stats_interval: Option<std::time::Duration>,
+    /// SIGHUP reloads (live and collect).
+    reload: Option<Arc<ReloadSlot>>,
 }
 
 impl Extras {
@@ -213,7 +216,30 @@ impl Extras {
             linger: a.metrics_linger,
             hook,
             stats_interval: a.stats_interval,
+            reload: None,
         })
+    }
+
+    /// Starts the SIGHUP thread: reopens `output`, reloads `--config` under the command line's
+    /// settings, counting reloads in the metrics.
+    fn watch_sighup(
+        &mut self,
+        a: &DetectArgs,
+        running: &DetectConfig,
+        output: Option<ReopenFile>,
+    ) -> Result<()> {
+        let slot = Arc::new(ReloadSlot::new());
+        reload::spawn_sighup_thread(reload::Reloader {
+            config: a.config.clone(),
+            overrides: a.overrides(),
+            running: running.clone(),
+            slot: Arc::clone(&slot),
+            output,
+            metrics: self.metrics.clone(),
+        })
+        .context("cannot start the SIGHUP thread")?;
+        self.reload = Some(slot);
+        Ok(())
     }
 
     fn integrations(&self) -> Integrations<'_> {
@@ -221,6 +247,7 @@ impl Extras {
             metrics: self.metrics.as_deref(),
             hook: self.hook.as_ref(),
             stats_interval: self.stats_interval,
+            reload: self.reload.as_deref(),
         }
     }
 
@@ -254,6 +281,8 @@ impl Extras {
 }
 
 fn live(args: LiveArgs) -> Result<ExitCode> {
+    // before any thread starts, so only the SIGHUP thread ever receives it
+    reload::block_sighup().context("cannot block SIGHUP")?;
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
@@ -267,12 +296,13 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
         ..base
     };
-    let writer = open_output(&args.output)?;
+    let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     prepare_state(&args.state, args.output.quiet)?;
+    extras.watch_sighup(&args.detect, &detect, reopen)?;
     if !args.output.quiet {
         eprintln!(
             "floodwatch: capturing on {} ({described}); Ctrl-C stops",
@@ -302,6 +332,7 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
 }
 
 fn collect(args: CollectArgs) -> Result<ExitCode> {
+    reload::block_sighup().context("cannot block SIGHUP")?;
     let live = !args.listen.is_empty();
     let (detect, base) = settings(
         &args.detect,
@@ -330,7 +361,11 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         }),
         ..base
     };
-    let writer = open_output(&args.output)?;
+    let (writer, reopen) = if live {
+        open_daemon_output(&args.output)?
+    } else {
+        (open_output(&args.output)?, None)
+    };
     let mut listening = None;
     let mut source: Box<dyn FrameSource> = if live {
         let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
@@ -348,9 +383,12 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         ))
     };
     let stop = install_stop_handler()?;
-    let extras = Extras::start(&args.integrations, args.output.quiet)?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     prepare_state(&args.state, args.output.quiet)?;
+    if live {
+        extras.watch_sighup(&args.detect, &detect, reopen)?;
+    }
     // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
@@ -637,8 +675,11 @@ fn random_seed() -> u64 {
     RandomState::new().hash_one(std::process::id())
 }
 
+/// Where alerts are written.
+type AlertWriter = EventWriter<Box<dyn Write + Send>>;
+
 /// Opens the alert destination before any input is read, so a bad path fails at once.
-fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
+fn open_output(o: &OutputArgs) -> Result<AlertWriter> {
     let out: Box<dyn Write + Send> = match &o.output {
         Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
             format!(
@@ -648,11 +689,32 @@ fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
         })?)),
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let format = match o.format {
+    Ok(EventWriter::new(out, output_format(o)))
+}
+
+/// A daemon's alert destination: `--output FILE` is appended to (a restart keeps the alerts
+/// already there) and reopened on SIGHUP (the returned handle); stdout otherwise.
+fn open_daemon_output(o: &OutputArgs) -> Result<(AlertWriter, Option<ReopenFile>)> {
+    let Some(path) = &o.output else {
+        return Ok((open_output(o)?, None));
+    };
+    let file = ReopenFile::append(path).with_context(|| {
+        format!(
+            "cannot write alerts to {}: check the directory exists and is writable",
+            path.display()
+        )
+    })?;
+    Ok((
+        EventWriter::new(Box::new(file.clone()), output_format(o)),
+        Some(file),
+    ))
+}
+
+fn output_format(o: &OutputArgs) -> OutputFormat {
+    match o.format {
         Format::Json => OutputFormat::Json,
         Format::Text => OutputFormat::Text,
-    };
-    Ok(EventWriter::new(out, format))
+    }
 }
 
 /// First Ctrl-C / SIGTERM: stop reading, drain, end open alerts, print the summary. Second: exit now.

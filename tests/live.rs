@@ -734,3 +734,104 @@ fn nobody_ids() -> Option<(u32, u32)> {
     let num = |label: &str| word_after(&text.replace(['(', '='], " "), label);
     Some((num("uid")? as u32, num("gid")? as u32))
 }
+
+/// SIGHUP: a config that changes what cannot change is rejected and the running one kept; a good
+/// one applies at once (lower floors: the next flood alerts) without ending an open alert; the
+/// `--output` file is reopened after a rename (log rotation).
+#[test]
+fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let net = TestNet::create('h');
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let config = dir.path().join("fw.toml");
+    let alerts = dir.path().join("alerts.jsonl");
+    let rotated = dir.path().join("alerts.jsonl.1");
+    // floors far above the flood: nothing alerts
+    std::fs::write(&config, "[detection]\nmin_pps = 10000000\n").unwrap();
+    let mut fw = Floodwatch::start(
+        &net,
+        &[
+            "--status-interval",
+            "0",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            alerts.to_str().unwrap(),
+        ],
+    );
+    let hup = |fw: &Floodwatch| sh(&["kill", "-HUP", &fw.child.id().to_string()]);
+    send_flood(&net, &capture);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(read_events(&alerts).is_empty(), "alerted over its floors");
+
+    std::fs::write(&config, "[detection]\nwindow = \"2s\"\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: rejected");
+    assert!(fw.stderr_seen.last().unwrap().contains("window"));
+    std::fs::write(&config, "[detection]\nmin_pps = 1000\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reloaded");
+    assert!(
+        fw.stderr_seen.last().unwrap().contains("floors"),
+        "{:?}",
+        fw.stderr_seen
+    );
+    std::fs::rename(&alerts, &rotated).unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reopened --output");
+
+    send_flood(&net, &capture);
+    let start = wait_for_event(&alerts, |e| is_victim_syn_flood(e, "start"));
+    // another reload while the alert is open: it stays open
+    std::fs::write(&config, "[detection]\nmin_pps = 1000\nfactor = 4\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reloaded");
+    let stderr = fw.interrupt(&mut Vec::new());
+    let events = read_events(&alerts);
+    let starts = events
+        .iter()
+        .filter(|e| is_victim_syn_flood(e, "start"))
+        .count();
+    assert_eq!(starts, 1, "{events:?}");
+    let end = events
+        .iter()
+        .find(|e| is_victim_syn_flood(e, "end"))
+        .unwrap_or_else(|| panic!("no end: {events:?}"));
+    assert_eq!(end["id"], start["id"]);
+    assert_eq!(
+        end["reason"], "shutdown",
+        "the reload ended the alert: {end}"
+    );
+    assert!(read_events(&rotated).is_empty());
+    assert!(stderr.contains("reloaded"), "{stderr}");
+}
+
+/// The alert events in `path` (none if it does not exist).
+fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert JSON"))
+        .collect()
+}
+
+/// Waits (at most 30 s) for an event matching `want` in `path`.
+fn wait_for_event(path: &Path, want: impl Fn(&Value) -> bool) -> Value {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = read_events(path).into_iter().find(|e| want(e)) {
+            return e;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no such event in {}: {:?}",
+            path.display(),
+            read_events(path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

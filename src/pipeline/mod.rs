@@ -139,6 +139,8 @@ pub struct Integrations<'a> {
     pub hook: Option<&'a AlertHook>,
     /// `--stats-interval`: a `stats` event at every multiple of this in packet time.
     pub stats_interval: Option<Duration>,
+    /// SIGHUP: configurations to switch to while running.
+    pub reload: Option<&'a crate::reload::ReloadSlot>,
 }
 
 /// Why a run could not start or did not finish.
@@ -255,7 +257,7 @@ pub fn run_input<W: Write + Send>(
             .with_checkpoints(trigger);
         let (summary, capture_error) = match input {
             Input::One(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
+                let mut reader = Reader::new(pipe, router, integ.metrics).with_reload(integ.reload);
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)
             }
@@ -274,7 +276,7 @@ pub fn run_input<W: Write + Send>(
                 let capture_error = reader.read_all(source, stop);
                 (reader.finish(source.stats()), capture_error)
             }
-            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ.metrics),
+            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ),
         };
 
         let mut shard_stats = Vec::new();
@@ -314,8 +316,9 @@ fn read_many<'scope, 'env>(
     router: Router,
     pipe: &'env PipelineConfig,
     stop: &'env AtomicBool,
-    metrics: Option<&'env Metrics>,
+    integ: Integrations<'env>,
 ) -> (RunSummary, Option<CaptureError>) {
+    let metrics = integ.metrics;
     let workers = sources.len();
     let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
     let handles: Vec<_> = sources
@@ -331,7 +334,7 @@ fn read_many<'scope, 'env>(
         })
         .collect();
     drop(tx);
-    let mut merged = Reader::new(pipe, router, None);
+    let mut merged = Reader::new(pipe, router, None).with_reload(integ.reload);
     capture::merge(rx, workers, &mut merged);
     let mut capture = CaptureStats::default();
     let mut parts = Vec::new();

@@ -44,6 +44,8 @@ pub(super) trait Downstream {
     fn stats(&self) -> RouteStats;
     /// Hands over everything and ends.
     fn finish(self) -> RouteStats;
+    /// Runs on `cfg` from here on (only the router acts on it).
+    fn reconfigure(&mut self, cfg: crate::config::DetectConfig);
 }
 
 impl Downstream for Router {
@@ -68,6 +70,9 @@ impl Downstream for Router {
     }
     fn finish(self) -> RouteStats {
         Router::finish(self)
+    }
+    fn reconfigure(&mut self, cfg: crate::config::DetectConfig) {
+        Router::reconfigure(self, cfg)
     }
 }
 
@@ -95,6 +100,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     published_kernel: u64,
     /// `floodwatch collect`: frames are telemetry datagrams.
     telemetry: Option<Box<TelemetryReader>>,
+    /// SIGHUP reloads to apply.
+    reload: Option<&'m crate::reload::ReloadSlot>,
 }
 
 /// The telemetry stage as the reader runs it.
@@ -140,6 +147,20 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     other_port: 0,
                 })
             }),
+            reload: None,
+        }
+    }
+
+    /// Applies the configurations `slot` offers (SIGHUP reloads).
+    pub fn with_reload(mut self, slot: Option<&'m crate::reload::ReloadSlot>) -> Self {
+        self.reload = slot;
+        self
+    }
+
+    /// Switches to a reloaded configuration, if one is waiting.
+    pub fn poll_reload(&mut self) {
+        if let Some(cfg) = self.reload.and_then(|r| r.take()) {
+            self.router.reconfigure(cfg);
         }
     }
 
@@ -305,6 +326,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
         idle: Option<Timestamp>,
     ) -> bool {
         self.status(&source.stats());
+        self.poll_reload();
         if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
             self.stopping = Some((Instant::now(), wall_clock()));
         }

@@ -9,6 +9,8 @@
 //! packets of that flush are dropped for every shard and counted, and the time steps stay queued for
 //! the next flush (a shard may miss packets, never an evaluation).
 
+use std::sync::Arc;
+
 use crossbeam_channel::Sender;
 
 use super::checkpoint::CheckpointTrigger;
@@ -42,6 +44,8 @@ pub(super) struct ShardWork {
     /// Hand the baselines over for this checkpoint once the work is done (every shard gets it in
     /// the same flush, so all of them at the same evaluation).
     pub checkpoint: Option<u64>,
+    /// Run on this configuration from the start of this work on (a SIGHUP reload).
+    pub reconfigure: Option<Arc<DetectConfig>>,
 }
 
 impl ShardWork {
@@ -50,6 +54,7 @@ impl ShardWork {
             && self.steps.is_empty()
             && self.marks.is_empty()
             && self.checkpoint.is_none()
+            && self.reconfigure.is_none()
     }
 }
 
@@ -193,6 +198,19 @@ impl Router {
                 w.packets.push(Routed { p, load, mask });
             }
         }
+    }
+
+    /// Runs on `cfg` from here on: sends what is held under the old configuration, then `cfg` to
+    /// every shard at the same point of the stream. `cfg` must keep the window, tick, subnet and
+    /// key-table layout ([`DetectConfig::reload_changes`]).
+    pub fn reconfigure(&mut self, cfg: DetectConfig) {
+        self.flush();
+        let cfg = Arc::new(cfg);
+        for w in &mut self.work {
+            w.reconfigure = Some(Arc::clone(&cfg));
+        }
+        self.cfg = (*cfg).clone();
+        self.flush();
     }
 
     /// Queues the pending clock steps for every shard, at the current end of its packets.

@@ -52,6 +52,10 @@ pub(super) fn run_shard(
     for msg in rx.iter() {
         match msg {
             ShardMsg::Work(work) => {
+                if let Some(cfg) = &work.reconfigure {
+                    // checked before it was offered; a refusal keeps the running settings
+                    let _ = engine.reconfigure((**cfg).clone());
+                }
                 run_work(&mut engine, &work, &mut events);
                 marks.extend(work.marks);
                 if let (Some(id), Some(tx)) = (work.checkpoint, &checkpoints) {
