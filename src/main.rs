@@ -136,10 +136,15 @@ fn end_run(
             });
         }
         match result {
-            Ok(()) if !quiet => eprintln!(
-                "floodwatch: state saved to {} ({keys} keys)",
-                path.display()
-            ),
+            Ok(()) if !quiet => {
+                let t = outcome.checkpoints.unwrap_or_default();
+                eprintln!(
+                    "floodwatch: state saved to {} ({keys} keys); checkpoints during the run: {} written, {} failed",
+                    path.display(),
+                    t.written,
+                    t.failed
+                )
+            }
             Ok(()) => {}
             Err(e) => {
                 eprintln!("floodwatch: error: {e}");

@@ -66,7 +66,7 @@ impl Snapshot {
     }
 
     /// Sorts, then writes the file atomically ([`write_atomic`]).
-    pub fn save(mut self, path: &Path) -> Result<(), StateError> {
+    pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
         self.sort();
         write_atomic(path, |w| self.write_json(w)).map_err(|source| StateError::Write {
             path: path.display().to_string(),

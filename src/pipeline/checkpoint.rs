@@ -3,16 +3,20 @@
 //! The router decides when one is due ([`CheckpointTrigger`]: every `--state-interval` of wall time
 //! on live input, of packet time on a replay) and marks the next work it sends to every shard. All
 //! shards receive the mark in the same flush, after the same clock steps, so each hands over its
-//! baselines at the same evaluation: a copy of plain values per key ([`Engine::snapshot_into`]),
-//! the only pause a shard sees. The copies go to one writer thread ([`run_writer`]) that joins them,
-//! serialises them and writes the file atomically, far from the packets. A new checkpoint is not
-//! requested while one is still being written, so at most one set of copies exists at a time.
+//! baselines at the same evaluation: the next window boundary, whose full pass over the keys
+//! copies each key's just-learned baseline as it goes ([`Engine::request_snapshot`]), the only
+//! extra work a shard does: about 9 ms for a million keys, where a pass of its own took 100–140 ms
+//! (the copy buffers go back to the shards after each write, so only the first checkpoint of a run
+//! pays the page faults: about 50 ms more; benches/checkpoint.rs, docs/performance.md).
+//! The copies go to one writer thread ([`run_writer`]) that joins them, serialises them and writes
+//! the file atomically, far from the packets. A new checkpoint is not requested while one is still
+//! being written, so at most one set of copies exists at a time.
 //!
-//! [`Engine::snapshot_into`]: crate::detect::Engine::snapshot_into
+//! [`Engine::request_snapshot`]: crate::detect::Engine::request_snapshot
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -45,11 +49,44 @@ pub struct CheckpointConfig {
     pub quiet: bool,
 }
 
+/// The copy buffers of the shards, one slot per shard: the writer hands each back once written,
+/// so the next checkpoint copies into memory already mapped (a fresh buffer of a million keys costs
+/// the shard ~30 000 page faults, more than the copy itself).
+#[derive(Debug)]
+pub(super) struct SnapshotBuffers {
+    slots: Mutex<Vec<Vec<SnapshotEntry>>>,
+}
+
+impl SnapshotBuffers {
+    pub fn new(shards: usize) -> Self {
+        SnapshotBuffers {
+            slots: Mutex::new((0..shards).map(|_| Vec::new()).collect()),
+        }
+    }
+
+    /// Shard `i`'s buffer (empty if it is still with the writer).
+    pub fn take(&self, i: usize) -> Vec<SnapshotEntry> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get_mut(i).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Hands shard `i`'s buffer back, emptied.
+    fn put(&self, i: usize, mut buffer: Vec<SnapshotEntry>) {
+        buffer.clear();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = buffer;
+        }
+    }
+}
+
 /// One shard's part of a checkpoint.
 pub(super) struct ShardSnapshot {
+    pub shard: usize,
     pub id: u64,
     pub entries: Vec<SnapshotEntry>,
-    /// How long the copy held the shard.
+    /// How long the shard spent on the work whose window-boundary evaluation copied the baselines
+    /// (the evaluation itself included: an upper bound on what the copy added).
     pub pause: Duration,
 }
 
@@ -120,10 +157,12 @@ pub(super) fn run_writer(
     shards: usize,
     cfg: &CheckpointConfig,
     in_flight: &AtomicBool,
+    buffers: &SnapshotBuffers,
     metrics: Option<&Metrics>,
-) {
+) -> CheckpointTally {
     let mut parts: Vec<ShardSnapshot> = Vec::with_capacity(shards);
     let mut written = 0u64;
+    let mut failed = 0u64;
     let mut failing = false;
     for part in rx.iter() {
         if parts.first().is_some_and(|p| p.id != part.id) {
@@ -135,12 +174,29 @@ pub(super) fn run_writer(
         }
         let pause = parts.iter().map(|p| p.pause).max().unwrap_or_default();
         let keys: usize = parts.iter().map(|p| p.entries.len()).sum();
-        let mut entries = Vec::with_capacity(keys);
-        for p in parts.drain(..) {
-            entries.extend(p.entries);
-        }
         let started = Instant::now();
-        let result = Snapshot::new(cfg.subnet_v4, cfg.subnet_v6, entries).save(&cfg.path);
+        // one shard: its buffer is the snapshot; several: joined into a new one
+        let (entries, single) = match parts.as_mut_slice() {
+            [one] => (std::mem::take(&mut one.entries), Some(one.shard)),
+            _ => {
+                let mut all = Vec::with_capacity(keys);
+                for p in &mut parts {
+                    all.append(&mut p.entries);
+                }
+                (all, None)
+            }
+        };
+        let mut snapshot = Snapshot::new(cfg.subnet_v4, cfg.subnet_v6, entries);
+        let result = snapshot.save(&cfg.path);
+        match single {
+            Some(shard) => buffers.put(shard, snapshot.entries),
+            None => {
+                for p in parts.drain(..) {
+                    buffers.put(p.shard, p.entries);
+                }
+            }
+        }
+        parts.clear();
         let report = CheckpointReport {
             ok: result.is_ok(),
             keys: keys as u64,
@@ -172,11 +228,20 @@ pub(super) fn run_writer(
             }
             Err(e) => {
                 failing = true;
+                failed += 1;
                 eprintln!("floodwatch: warning: checkpoint failed, will retry: {e}");
             }
         }
         in_flight.store(false, Ordering::Release);
     }
+    CheckpointTally { written, failed }
+}
+
+/// The periodic checkpoints of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointTally {
+    pub written: u64,
+    pub failed: u64,
 }
 
 #[cfg(test)]

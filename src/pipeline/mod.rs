@@ -50,7 +50,7 @@ use crate::population::PopulationExchange;
 use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
-pub use checkpoint::{CheckpointClock, CheckpointConfig};
+pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
@@ -161,6 +161,8 @@ pub struct RunOutcome {
     pub capture_error: Option<CaptureError>,
     /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
     pub baselines: Vec<SnapshotEntry>,
+    /// With [`PipelineConfig::checkpoint`]: the checkpoints written during the run.
+    pub checkpoints: Option<CheckpointTally>,
 }
 
 /// Runs `source` through decode, the engine shards and the writer until the source ends, fails or
@@ -220,72 +222,82 @@ pub fn run_input<W: Write + Send>(
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
 
     let in_flight = Arc::new(AtomicBool::new(false));
-    let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
-        // one slot per shard: a checkpoint is not requested before the last one was taken whole
-        let ckpt_tx = pipe.checkpoint.as_ref().map(|cfg| {
-            let (tx, rx) = bounded::<checkpoint::ShardSnapshot>(threads);
-            let flag = &*in_flight;
-            let metrics = integ.metrics;
-            s.spawn(move || checkpoint::run_writer(rx, threads, cfg, flag, metrics));
-            tx
-        });
-        let mut work_txs = Vec::with_capacity(threads);
-        let mut shard_handles = Vec::with_capacity(threads);
-        for (i, engine) in engines.into_iter().enumerate() {
-            let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
-            work_txs.push(tx);
-            let out_tx = out_tx.clone();
-            let observe = ShardObserve {
-                metrics: integ.metrics,
-                save,
+    let buffers = checkpoint::SnapshotBuffers::new(threads);
+    let (mut summary, capture_error, sink_result, shard_stats, checkpoints) =
+        std::thread::scope(|s| {
+            // one slot per shard: a checkpoint is not requested before the last one was taken whole
+            let (ckpt_tx, ckpt_writer) = match &pipe.checkpoint {
+                Some(cfg) => {
+                    let (tx, rx) = bounded::<checkpoint::ShardSnapshot>(threads);
+                    let flag = &*in_flight;
+                    let metrics = integ.metrics;
+                    let bufs = &buffers;
+                    let h = s.spawn(move || {
+                        checkpoint::run_writer(rx, threads, cfg, flag, bufs, metrics)
+                    });
+                    (Some(tx), Some(h))
+                }
+                None => (None, None),
             };
-            let ckpt = ckpt_tx.clone();
-            shard_handles
-                .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe, ckpt)));
-        }
-        drop(out_tx);
-        drop(ckpt_tx);
-        let closed = &output_closed;
-        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
+            let mut work_txs = Vec::with_capacity(threads);
+            let mut shard_handles = Vec::with_capacity(threads);
+            for (i, engine) in engines.into_iter().enumerate() {
+                let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
+                work_txs.push(tx);
+                let out_tx = out_tx.clone();
+                let observe = ShardObserve {
+                    metrics: integ.metrics,
+                    save,
+                };
+                let ckpt = ckpt_tx.clone().map(|tx| (tx, &buffers));
+                shard_handles
+                    .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe, ckpt)));
+            }
+            drop(out_tx);
+            drop(ckpt_tx);
+            let closed = &output_closed;
+            let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
 
-        let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
-        let trigger = pipe
-            .checkpoint
-            .as_ref()
-            .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
-        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
-            .with_checkpoints(trigger);
-        let (summary, capture_error) = match input {
-            Input::One(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics).with_reload(integ.reload);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Pooled(source)
-                if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
-            {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
-                let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
-                let capture_error = reader.read_decoded(&mut chunks, stop);
-                drop(chunks);
-                let capture = reading.join().unwrap_or_default();
-                (reader.finish(capture), capture_error)
-            }
-            Input::Pooled(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ),
-        };
+            let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
+            let trigger = pipe
+                .checkpoint
+                .as_ref()
+                .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
+            let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
+                .with_checkpoints(trigger);
+            let (summary, capture_error) = match input {
+                Input::One(source) => {
+                    let mut reader =
+                        Reader::new(pipe, router, integ.metrics).with_reload(integ.reload);
+                    let capture_error = reader.read_all(source, stop);
+                    (reader.finish(source.stats()), capture_error)
+                }
+                Input::Pooled(source)
+                    if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
+                {
+                    let mut reader = Reader::new(pipe, router, integ.metrics);
+                    let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
+                    let capture_error = reader.read_decoded(&mut chunks, stop);
+                    drop(chunks);
+                    let capture = reading.join().unwrap_or_default();
+                    (reader.finish(capture), capture_error)
+                }
+                Input::Pooled(source) => {
+                    let mut reader = Reader::new(pipe, router, integ.metrics);
+                    let capture_error = reader.read_all(source, stop);
+                    (reader.finish(source.stats()), capture_error)
+                }
+                Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ),
+            };
 
-        let mut shard_stats = Vec::new();
-        for h in shard_handles {
-            shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
-        }
-        let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
-        (summary, capture_error, sink_result, shard_stats)
-    });
+            let mut shard_stats = Vec::new();
+            for h in shard_handles {
+                shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+            }
+            let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
+            let tally = ckpt_writer.map(|h| h.join().unwrap_or_default());
+            (summary, capture_error, sink_result, shard_stats, tally)
+        });
     let mut baselines = Vec::new();
     for st in shard_stats {
         let (stats, b) = st?;
@@ -305,6 +317,7 @@ pub fn run_input<W: Write + Send>(
         summary,
         capture_error,
         baselines,
+        checkpoints,
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::checkpoint::ShardSnapshot;
+use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
 use super::route::{ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::clock::Stamp;
@@ -42,13 +42,15 @@ pub(super) fn run_shard(
     out: Sender<ShardOut>,
     stop: &AtomicBool,
     observe: ShardObserve<'_>,
-    checkpoints: Option<Sender<ShardSnapshot>>,
+    checkpoints: Option<(Sender<ShardSnapshot>, &SnapshotBuffers)>,
 ) -> (EngineStats, Vec<SnapshotEntry>) {
     let mut events = Vec::new();
     let mut marks = Vec::new();
     let mut sent_watermark = 0;
     let mut published = EngineStats::default();
     let mut end_at: Option<Timestamp> = None;
+    // a checkpoint asked for, not yet taken
+    let mut pending: Option<u64> = None;
     for msg in rx.iter() {
         match msg {
             ShardMsg::Work(work) => {
@@ -56,16 +58,27 @@ pub(super) fn run_shard(
                     // checked before it was offered; a refusal keeps the running settings
                     let _ = engine.reconfigure((**cfg).clone());
                 }
+                if let (Some(id), Some((_, buffers))) = (work.checkpoint, &checkpoints) {
+                    // copied during the next window-boundary evaluation
+                    engine.request_snapshot(buffers.take(index));
+                    pending = Some(id);
+                }
+                let started = Instant::now();
                 run_work(&mut engine, &work, &mut events);
                 marks.extend(work.marks);
-                if let (Some(id), Some(tx)) = (work.checkpoint, &checkpoints) {
-                    let started = Instant::now();
-                    let mut entries = Vec::new();
-                    engine.snapshot_into(&mut entries);
-                    let pause = started.elapsed();
-                    // The router asks for no new checkpoint before the writer has taken every
-                    // shard's part of this one, so the channel (one slot per shard) has room.
-                    let _ = tx.try_send(ShardSnapshot { id, entries, pause });
+                if let (Some(id), Some((tx, _))) = (pending, &checkpoints) {
+                    if let Some(entries) = engine.take_snapshot() {
+                        pending = None;
+                        // The router asks for no new checkpoint before the writer has taken
+                        // every shard's part of this one, so the channel (one slot per shard)
+                        // has room.
+                        let _ = tx.try_send(ShardSnapshot {
+                            shard: index,
+                            id,
+                            entries,
+                            pause: started.elapsed(),
+                        });
+                    }
                 }
             }
             ShardMsg::End(now) => {
