@@ -234,3 +234,222 @@ fn a_corrupt_state_is_moved_aside_and_the_run_starts_cold_but_load_baseline_stay
         "{err}"
     );
 }
+
+/// Two hours of packet time played at 360x (about 20 s): six 20-minute segments, each with a
+/// different 30 s flood, replayed as one stream with `--state` checkpointed every 5 minutes of
+/// packet time. Memory stays flat, keys are evicted once floods end, every alert ends on its own,
+/// and every checkpoint is written.
+#[test]
+fn soak_two_hours_of_floods_coming_and_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_s: u64 = 1200;
+    let start0: u64 = 1_764_079_200;
+    let scenarios = [
+        "syn-flood",
+        "udp-flood",
+        "dns-reflection",
+        "icmp-flood",
+        "carpet-bombing",
+        "syn-flood",
+    ];
+    let mut files = Vec::new();
+    for (i, scenario) in scenarios.iter().enumerate() {
+        let seg = dir.path().join(format!("seg{i}"));
+        std::fs::create_dir(&seg).unwrap();
+        let start = (start0 + i as u64 * segment_s).to_string();
+        let seed = (i + 1).to_string();
+        files.push(synth(
+            &seg,
+            scenario,
+            &[
+                "--duration",
+                "20m",
+                "--attack-start",
+                "5m",
+                "--attack-duration",
+                "30s",
+                "--attack-pps",
+                "800",
+                "--background-pps",
+                "20",
+                "--min-size",
+                "--start",
+                &start,
+                "--seed",
+                &seed,
+            ],
+        ));
+    }
+    let state = dir.path().join("state.json");
+    let mut args: Vec<String> = [
+        "replay",
+        "--min-pps",
+        "100",
+        "--state",
+        state.to_str().unwrap(),
+        "--state-interval",
+        "5m",
+        "--realtime",
+        "--speed",
+        "360",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    let mut child = bin()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // the endpoint's address is the first thing on stderr
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "no metrics line"
+        );
+        if let Some(rest) = line.trim().strip_prefix("floodwatch: metrics on http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    let err_rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let stdout = child.stdout.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s).unwrap();
+        s
+    });
+    // sample memory and keys while it runs
+    let mut samples: Vec<(f64, u64, u64)> = Vec::new(); // (packet time s, RSS bytes, keys)
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "soak too slow"
+        );
+        let rss = rss_bytes(pid);
+        if let (Some(rss), Some(m)) = (rss, scrape(&addr)) {
+            let keys: u64 = metric_values(&m, "floodwatch_table_keys{").iter().sum();
+            let t = metric_values(&m, "floodwatch_last_packet_timestamp_seconds ")
+                .first()
+                .copied()
+                .unwrap_or(0);
+            if t > 0 {
+                samples.push((t.saturating_sub(start0) as f64, rss, keys));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let status = child.wait().unwrap();
+    let err = err_rest.join().unwrap();
+    assert!(status.success(), "{err}");
+    let out = out_reader.join().unwrap();
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let starts = events.iter().filter(|e| e["event"] == "start").count();
+    let ends: Vec<&Value> = events.iter().filter(|e| e["event"] == "end").collect();
+    assert!(
+        starts >= scenarios.len(),
+        "{starts} alerts for {} floods",
+        scenarios.len()
+    );
+    assert_eq!(starts, ends.len(), "every alert ends");
+    assert!(
+        ends.iter().all(|e| e["reason"] == "below_threshold"),
+        "an alert lasted to the end of input: {ends:?}"
+    );
+    // memory: the last third of the run holds no more than the first third (plus slack)
+    assert!(samples.len() >= 12, "{samples:?}");
+    let third = samples.len() / 3;
+    let max = |s: &[(f64, u64, u64)]| s.iter().map(|x| x.1).max().unwrap_or(0);
+    let (early, late) = (
+        max(&samples[..third]),
+        max(&samples[samples.len() - third..]),
+    );
+    let peak_keys = samples.iter().map(|x| x.2).max().unwrap_or(0);
+    let last_keys = samples.last().map_or(0, |x| x.2);
+    let covered = samples.last().map_or(0.0, |x| x.0);
+    eprintln!(
+        "soak: {covered:.0} s of packet time in {:.1} s; RSS first third max {:.1} MiB, last third \
+         max {:.1} MiB; keys peak {peak_keys}, at the end {last_keys}; alerts {starts} started, \
+         {} ended",
+        started.elapsed().as_secs_f64(),
+        early as f64 / 1048576.0,
+        late as f64 / 1048576.0,
+        ends.len()
+    );
+    assert!(
+        late <= early + early / 4 + (16 << 20),
+        "memory grew: {early} -> {late}"
+    );
+    assert!(last_keys < peak_keys, "keys were not evicted: {samples:?}");
+    // checkpoints: one per 5 minutes of packet time (2 h: 23 or 24), then the one at exit
+    let ok = err
+        .lines()
+        .filter(|l| l.contains("state checkpointed to"))
+        .count();
+    assert_eq!(ok, 1, "the first checkpoint is reported once: {err}");
+    assert!(err.contains("state saved to"), "{err}");
+    let m = metrics_after(&err);
+    assert!(m >= 23, "{m} checkpoints for 2 h at 5 min: {err}");
+}
+
+/// The checkpoints a run says it wrote ("checkpoints during the run: N written").
+fn metrics_after(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.split("checkpoints during the run: ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// VmRSS of `pid`, in bytes.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// `GET /metrics` from `addr`.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The integer part of every sample of the metric lines starting with `prefix`.
+fn metric_values(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.split('.').next()?.parse().ok())
+        .collect()
+}
