@@ -216,7 +216,7 @@ pub struct StateArgs {
     pub state: Option<PathBuf>,
     /// How often to checkpoint --state: wall time for `live` and `collect --listen`, packet time
     /// for `replay` and `collect --pcap`. A crash loses at most this much learning.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration, requires = "state")]
     pub state_interval: Duration,
 }
 
