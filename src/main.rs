@@ -337,8 +337,11 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
 }
 
 fn collect(args: CollectArgs) -> Result<ExitCode> {
-    reload::block_sighup().context("cannot block SIGHUP")?;
     let live = !args.listen.is_empty();
+    if live {
+        // before any thread starts, so only the SIGHUP thread ever receives it
+        reload::block_sighup().context("cannot block SIGHUP")?;
+    }
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
