@@ -221,7 +221,8 @@ pub enum BaselineFileError {
 impl BaselineFile {
     /// The format version this build reads and writes.
     pub const VERSION: u32 = 1;
-    const FORMAT: &'static str = "floodwatch-baselines";
+    /// The `format` field of every baselines (and state) file.
+    pub const FORMAT: &'static str = "floodwatch-baselines";
 
     /// A file holding `entries`.
     pub fn new(subnet_v4: u8, subnet_v6: u8, mut entries: Vec<BaselineEntry>) -> Self {
@@ -239,16 +240,16 @@ impl BaselineFile {
         }
     }
 
-    /// Writes the file as JSON.
+    /// Writes the file as JSON, atomically ([`crate::state::write_atomic`]): a crash during the
+    /// write leaves the previous file whole.
     pub fn save(&self, path: &std::path::Path) -> Result<(), BaselineFileError> {
-        let err = |source| BaselineFileError::Write {
+        crate::state::write_atomic(path, |w| {
+            serde_json::to_writer(w, self).map_err(std::io::Error::other)
+        })
+        .map_err(|source| BaselineFileError::Write {
             path: path.display().to_string(),
             source,
-        };
-        let f = std::fs::File::create(path).map_err(err)?;
-        let mut w = std::io::BufWriter::new(f);
-        serde_json::to_writer(&mut w, self).map_err(|e| err(std::io::Error::other(e)))?;
-        std::io::Write::flush(&mut w).map_err(err)
+        })
     }
 
     /// Reads and checks a file made with the same subnet prefix lengths.

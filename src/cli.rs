@@ -70,7 +70,13 @@ capture gives the same alerts at any speed and thread count. Tuning: docs/tuning
   floodwatch live --ring-blocks 256 --status-interval 30s eth0 | jq -c 'select(.event==\"start\")'
   floodwatch live --backend pcap --filter 'dst net 198.51.100.0/24' eth0
 
-Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.")]
+Packet timestamps drive the windows; during silence a clock tick advances time so alerts end.
+
+As a service (docs/live.md, contrib/floodwatch.service):
+  floodwatch live eth0 --user floodwatch --state /var/lib/floodwatch/state.json \
+      --config /etc/floodwatch/floodwatch.toml --output /var/log/floodwatch/alerts.jsonl
+  kill -HUP PID    # reload --config (floors, factor, prefixes, networks), reopen --output
+  kill -TERM PID   # end open alerts, write the state, print the summary")]
     Live(Box<LiveArgs>),
     /// Detect floods from flow telemetry: sFlow v5, NetFlow v5/v9 and IPFIX datagrams exported by
     /// routers and switches, received on UDP sockets (`--listen`) or read from captures of them
@@ -176,6 +182,10 @@ pub struct ReplayArgs {
     /// possible; the alerts are the same either way.
     #[arg(long)]
     pub realtime: bool,
+    /// With --realtime: play FACTOR times faster than captured (e.g. 60 plays an hour in a
+    /// minute), for soak tests of what a long run does to memory and state; still the same alerts.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "realtime", value_parser = parse_speed)]
+    pub speed: f64,
     /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
     /// learning from nothing. Checked before any input is read.
     #[arg(long, value_name = "FILE")]
@@ -184,6 +194,8 @@ pub struct ReplayArgs {
     /// time with --load-baseline.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Decode threads: a reading thread only copies frames out of the file and N threads decode
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
     /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
@@ -234,6 +246,37 @@ pub struct ReportArgs {
     /// No summary on stderr (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Running with less than root.
+#[derive(Debug, Args)]
+pub struct PrivilegeArgs {
+    /// Once the capture sockets (or listeners) and the metrics endpoint are open, run as USER: as
+    /// root, switch user, group and supplementary groups for good; as USER already (systemd
+    /// User=), shed the capabilities given to capture. Either way no capability is kept (reading
+    /// an open socket needs none), no program started later can gain one (no_new_privs), and
+    /// alert hooks run as USER. The --state and --output directories must be writable by USER.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// With --user: the group to run as [default: USER's primary group].
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
+}
+
+/// Learned baselines kept across restarts.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Keep the learned baselines in FILE across restarts: loaded at start when it exists, written
+    /// every --state-interval and when the run ends, atomically (a crash, even kill -9, leaves the
+    /// last checkpoint whole). A file that cannot be used is moved aside to FILE.corrupt-TIME with
+    /// a warning and the run starts cold. Same format as --save-baseline: --load-baseline reads
+    /// it, and when both are given a usable state file wins.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// How often to checkpoint --state: wall time for `live` and `collect --listen`, packet time
+    /// for `replay` and `collect --pcap`. A crash loses at most this much learning.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration, requires = "state")]
+    pub state_interval: Duration,
 }
 
 /// What floodwatch reports to besides its alert output: metrics, an alert hook, stats events.
@@ -310,6 +353,10 @@ pub struct LiveArgs {
     /// When capture stops, write every key's learned baseline to FILE, to start warm next time.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
     /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -359,6 +406,10 @@ pub struct CollectArgs {
     /// At the end, write every key's learned baseline to FILE, to start warm next time.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
     /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
     /// it off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -476,8 +527,9 @@ impl DetectArgs {
 /// Where and how alerts are written.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write alerts to FILE instead of stdout; created or truncated before any input is read, so a
-    /// bad path fails at once.
+    /// Write alerts to FILE instead of stdout, opened before any input is read so a bad path fails
+    /// at once: a replay truncates it; live and collect --listen append to it and reopen it on
+    /// SIGHUP (log rotation).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// `json`: one JSON object per line (docs/alerts.md); `text`: one readable line per event.
@@ -573,6 +625,16 @@ pub fn parse_start(s: &str) -> Result<floodwatch::time::Timestamp, String> {
         secs.trunc() as u64,
         (secs.fract() * 1e9) as u64,
     ))
+}
+
+/// Parses `--speed`: a finite factor above zero, at most a million.
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(x),
+        _ => Err(format!(
+            "`{s}` is not a speed-up factor (a number above 0, e.g. 0.5, 10, 600)"
+        )),
+    }
 }
 
 /// Parses a duration that must be above zero.

@@ -160,6 +160,8 @@ pub enum ConfigError {
     MaxKeys(usize),
     #[error("--min-pps must be a positive number (got {0})")]
     MinPps(f64),
+    #[error("{0}")]
+    NotReloadable(String),
 }
 
 impl DetectConfig {
@@ -231,6 +233,50 @@ impl DetectConfig {
     #[inline]
     pub fn is_ours(&self, ip: std::net::IpAddr) -> bool {
         self.ours.is_empty() || self.ours.iter().any(|k| k.contains(ip))
+    }
+
+    /// What a reload from `self` to `new` changes, by setting name; an error naming the first
+    /// setting that cannot change while running (the windows, the ticks, the subnet keys and the
+    /// key tables are laid out for it: a restart applies it, with `--state` keeping the learning).
+    pub fn reload_changes(&self, new: &DetectConfig) -> Result<Vec<String>, String> {
+        let fixed = [
+            ("window", self.window != new.window),
+            ("tick", self.tick != new.tick),
+            ("subnet_v4", self.subnet_v4 != new.subnet_v4),
+            ("subnet_v6", self.subnet_v6 != new.subnet_v6),
+            ("max_keys", self.max_keys != new.max_keys),
+        ];
+        if let Some((name, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(format!(
+                "{name} cannot change while running (it lays out the windows and key tables):                  restart floodwatch to apply it (with --state the learned baselines are kept)"
+            ));
+        }
+        let (a, b) = (&self.baseline, &new.baseline);
+        let changes = [
+            ("floors", self.floors != new.floors),
+            ("factor", a.factor != b.factor),
+            ("learned_floor", a.learned_floor != b.learned_floor),
+            ("mature_after", a.mature_windows != b.mature_windows),
+            ("trigger", self.trigger_evals != new.trigger_evals),
+            ("burst_factor", self.burst_factor != new.burst_factor),
+            (
+                "burst_min_packets",
+                self.burst_min_packets != new.burst_min_packets,
+            ),
+            ("hold_down", self.hold_down != new.hold_down),
+            (
+                "update_interval",
+                self.update_interval != new.update_interval,
+            ),
+            ("prefixes", self.profiles != new.profiles),
+            ("networks.ignore", self.ignore != new.ignore),
+            ("networks.ours", self.ours != new.ours),
+        ];
+        Ok(changes
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| (*name).to_owned())
+            .collect())
     }
 
     /// Window length in nanoseconds.

@@ -24,6 +24,7 @@ use crate::decode::PacketSummary;
 use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
+use crate::state::SnapshotEntry;
 use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
@@ -379,6 +380,9 @@ pub struct Engine {
     exchange: Option<Arc<PopulationExchange>>,
     /// Hot keys keep a trace of their evaluations, handed over with their alert's end event.
     record_traces: bool,
+    /// A checkpoint asked for: filled during the next full evaluation, then ready.
+    snapshot: Option<Vec<SnapshotEntry>>,
+    snapshot_ready: bool,
     stats: EngineStats,
 }
 
@@ -420,6 +424,8 @@ impl Engine {
             building: Population::new(),
             exchange: None,
             record_traces: false,
+            snapshot: None,
+            snapshot_ready: false,
             stats: EngineStats::default(),
             cfg,
         })
@@ -598,20 +604,69 @@ impl Engine {
     /// The learned baselines of this shard's keys, plus loaded ones whose keys never showed up, for
     /// [`BaselineFile::save`](crate::baseline::BaselineFile::save).
     pub fn baselines(&self) -> Vec<BaselineEntry> {
-        let mut out: Vec<BaselineEntry> = Vec::new();
+        let mut snap = Vec::new();
+        self.snapshot_into(&mut snap);
+        snap.iter()
+            .map(|e| e.baseline.to_entry(e.scope, e.key))
+            .collect()
+    }
+
+    /// Appends what [`Engine::baselines`] holds to `out` as plain copies (no strings): what a
+    /// checkpoint takes from a shard, so the shard pauses only for one copy per key while the
+    /// serialisation and the write happen elsewhere.
+    pub fn snapshot_into(&self, out: &mut Vec<SnapshotEntry>) {
+        out.reserve(self.baseline_count());
         for scope in Scope::ALL {
             for (key, st) in self.tables[scope.index()].iter() {
                 if st.baseline.samples > 0 {
-                    out.push(st.baseline.to_entry(scope, *key));
+                    out.push(SnapshotEntry {
+                        scope,
+                        key: *key,
+                        baseline: st.baseline,
+                    });
                 }
             }
         }
         out.extend(
             self.loaded
                 .iter()
-                .map(|((scope, key), b)| b.to_entry(*scope, *key)),
+                .map(|(&(scope, key), &baseline)| SnapshotEntry {
+                    scope,
+                    key,
+                    baseline,
+                }),
         );
-        out
+    }
+
+    /// Asks for the baselines as [`Engine::snapshot_into`] gives them, copied during the next full
+    /// evaluation (the next window boundary): that pass visits every key anyway and has just done
+    /// its learning, so the copy costs little more than the writes, and every baseline is the one
+    /// of that boundary. [`Engine::take_snapshot`] returns it afterwards.
+    ///
+    /// `buffer` is where the copies go (cleared first): the buffer of the previous checkpoint,
+    /// handed back, costs no page faults; a fresh one costs a page fault every 36 keys or so.
+    pub fn request_snapshot(&mut self, mut buffer: Vec<SnapshotEntry>) {
+        if self.snapshot.is_none() {
+            buffer.clear();
+            buffer.reserve(self.baseline_count());
+            self.snapshot = Some(buffer);
+            self.snapshot_ready = false;
+        }
+    }
+
+    /// The snapshot [`Engine::request_snapshot`] asked for, once a full evaluation has taken it.
+    pub fn take_snapshot(&mut self) -> Option<Vec<SnapshotEntry>> {
+        if !self.snapshot_ready {
+            return None;
+        }
+        self.snapshot_ready = false;
+        self.snapshot.take()
+    }
+
+    /// At most how many entries [`Engine::snapshot_into`] adds: the keys held and the loaded
+    /// baselines still waiting for their keys.
+    pub fn baseline_count(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum::<usize>() + self.loaded.len()
     }
 
     /// Runs every evaluation due up to `now` (the live clock tick calls this during silence).
@@ -697,6 +752,28 @@ impl Engine {
         &self.cfg
     }
 
+    /// Runs on `cfg` from now on (a SIGHUP reload), keeping every key, baseline and open alert.
+    /// `cfg` must lay out windows and tables as the running settings do
+    /// ([`DetectConfig::reload_changes`]); one that does not is refused and nothing changes.
+    pub fn reconfigure(&mut self, mut cfg: DetectConfig) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        self.cfg
+            .reload_changes(&cfg)
+            .map_err(ConfigError::NotReloadable)?;
+        cfg.hash_seed = self.cfg.hash_seed;
+        self.watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
+        let min_count = admission_min_count(&cfg);
+        for a in &mut self.admission {
+            a.set_min_count(min_count);
+        }
+        // which [[prefix]] each key falls under: the list may have changed
+        for scope in Scope::ALL {
+            self.tables[scope.index()].for_each_mut(|key, st| st.profile = cfg.profile_of(*key));
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// The stream starts at `ts`.
     fn start_at(&mut self, ts: Timestamp) {
         self.now = Some(ts);
@@ -750,6 +827,11 @@ impl Engine {
             self.take_population();
         }
         let mut building = std::mem::replace(&mut self.building, Population::empty());
+        // a checkpoint copies each key's baseline as the full pass visits it (learning is done)
+        let mut snap = match &mut self.snapshot {
+            Some(v) if full && !self.snapshot_ready => Some(v),
+            _ => None,
+        };
         let tick_ns = self.cfg.tick_ns().max(1);
         let ctx = EvalCtx {
             cfg: &self.cfg,
@@ -776,6 +858,15 @@ impl Engine {
                     if keep && st.is_hot() {
                         hot.push(*key);
                     }
+                    if let Some(v) = snap.as_deref_mut() {
+                        if keep && st.baseline.samples > 0 {
+                            v.push(SnapshotEntry {
+                                scope,
+                                key: *key,
+                                baseline: st.baseline,
+                            });
+                        }
+                    }
                     keep
                 });
                 if scope.index() >= 2 && table.len() < before {
@@ -790,6 +881,18 @@ impl Engine {
                     None => false,
                 });
             }
+        }
+        if let Some(v) = snap {
+            v.extend(
+                self.loaded
+                    .iter()
+                    .map(|(&(scope, key), &baseline)| SnapshotEntry {
+                        scope,
+                        key,
+                        baseline,
+                    }),
+            );
+            self.snapshot_ready = true;
         }
         self.building = building;
         if boundary {
@@ -821,8 +924,13 @@ impl Engine {
 /// The source-key admission for `cfg`: a key enters a source table after 1 % of the lowest source
 /// floor's packets in one window (at least 4).
 pub fn admission_for(cfg: &DetectConfig) -> SourceAdmission {
+    SourceAdmission::new(admission_min_count(cfg))
+}
+
+/// The packets in a window a source key needs to enter its table under `cfg`.
+fn admission_min_count(cfg: &DetectConfig) -> u32 {
     let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
-    SourceAdmission::new((min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32)
+    (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32
 }
 
 /// The lowest packet-rate floor of a scope (bytes excluded).
@@ -1453,6 +1561,70 @@ mod tests {
             weight: 1,
             hdr: crate::decode::HeaderFields::UNKNOWN,
         }
+    }
+
+    #[test]
+    fn a_snapshot_asked_for_is_taken_at_the_next_window_boundary() {
+        let ms = 1_000_000;
+        let mut e = Engine::new(DetectConfig::default(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        for i in 0..3_000u64 {
+            e.on_packet(&syn(T0 + i * ms, (i % 50) as u32), &mut out);
+        }
+        e.request_snapshot(Vec::with_capacity(1));
+        assert!(e.take_snapshot().is_none(), "not before a boundary");
+        // packets ran every evaluation up to 2.9 s; 2.95 s is no evaluation at all
+        e.advance_to(Timestamp(T0 + 2_950 * ms), &mut out);
+        assert!(e.take_snapshot().is_none(), "nothing evaluated yet");
+        e.advance_to(Timestamp(T0 + 3_050 * ms), &mut out);
+        let mut taken = e.take_snapshot().expect("taken at the boundary");
+        let mut direct = Vec::new();
+        e.snapshot_into(&mut direct);
+        let order = |v: &mut Vec<SnapshotEntry>| v.sort_by_key(|x| (x.scope, x.key));
+        order(&mut taken);
+        order(&mut direct);
+        assert!(!taken.is_empty());
+        assert_eq!(taken, direct);
+        assert!(e.take_snapshot().is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_reconfigured_engine_keeps_its_keys_and_alerts_on_the_new_floors() {
+        let ms = 1_000_000;
+        let high = DetectConfig {
+            floors: crate::config::Floors::all_scopes(1e6),
+            ..DetectConfig::default()
+        };
+        let mut e = Engine::new(high.clone(), ShardSpec::SOLE).unwrap();
+        let mut out = Vec::new();
+        // 3 s of 5 000 SYN/s: nothing over floors of a million
+        for i in 0..15_000u64 {
+            e.on_packet(&syn(T0 + i * ms / 5, i as u32), &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        let keys = e.stats().keys;
+        // a window change is refused and nothing changes
+        let wider = DetectConfig {
+            window: std::time::Duration::from_secs(2),
+            ..high.clone()
+        };
+        assert!(e.reconfigure(wider).is_err());
+        assert_eq!(e.config().window, std::time::Duration::from_secs(1));
+        let low = DetectConfig {
+            hash_seed: 99, // ignored: the tables are hashed with the running seed
+            ..DetectConfig::default()
+        };
+        e.reconfigure(low).unwrap();
+        assert_eq!(e.config().hash_seed, high.hash_seed);
+        assert_eq!(e.stats().keys, keys, "keys kept");
+        for i in 15_000..25_000u64 {
+            e.on_packet(&syn(T0 + i * ms / 5, i as u32), &mut out);
+        }
+        assert!(
+            out.iter()
+                .any(|a| a.event == EventKind::Start && a.class == AttackClass::SynFlood),
+            "{out:?}"
+        );
     }
 
     fn udp(ts: u64, src: u32, sport: u16, fragment: Fragment) -> PacketSummary {

@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser};
 
 use cli::{
     Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
-    LiveArgs, ManArgs, OutputArgs, ReplayArgs, ReportArgs, SynthArgs,
+    LiveArgs, ManArgs, OutputArgs, PrivilegeArgs, ReplayArgs, ReportArgs, StateArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -23,10 +23,13 @@ use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
-use floodwatch::metrics::{Metrics, MetricsServer};
-use floodwatch::pipeline::{self, Integrations, PipelineConfig};
+use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
+use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
+use floodwatch::privileges;
+use floodwatch::reload::{self, ReloadSlot, ReopenFile};
 use floodwatch::report::live::AlertReports;
 use floodwatch::report::{LinkBase, Recording, RenderOptions};
+use floodwatch::state::{self, Snapshot, StateStart};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
@@ -57,9 +60,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        CheckpointClock::Packet,
+        args.output.quiet,
     )?;
     let pipe = PipelineConfig {
         realtime: args.realtime,
+        speed: args.speed,
         decode_threads: args
             .decode_threads
             .map_or_else(default_decode_threads, usize::from),
@@ -69,6 +76,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if let Some(path) = &args.record {
         check_can_create(path, "the --record file")?;
     }
+    prepare_state(&args.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
     let input = args
@@ -97,7 +105,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
@@ -115,7 +126,18 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     let recording = match &args.from {
         Some(path) => Recording::load(path)?,
         None => {
-            let (detect, base) = settings(&args.detect, args.load_baseline.as_deref(), false)?;
+            let no_state = StateArgs {
+                state: None,
+                state_interval: std::time::Duration::from_secs(300),
+            };
+            let (detect, base) = settings(
+                &args.detect,
+                args.load_baseline.as_deref(),
+                false,
+                &no_state,
+                CheckpointClock::Packet,
+                args.quiet,
+            )?;
             let pipe = PipelineConfig {
                 decode_threads: default_decode_threads(),
                 record: true,
@@ -225,19 +247,62 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// The end every mode shares: save the baselines, wait for the hook, print the summary, let the
-/// metrics linger, and the exit code (0; 1 when reading stopped on an error; 0 when the output was
-/// closed early, e.g. `| head`).
+/// Where the learned baselines go at the end of a run.
+#[derive(Clone, Copy)]
+struct Saves<'a> {
+    /// `--save-baseline`.
+    baseline: Option<&'a std::path::Path>,
+    /// `--state`.
+    state: Option<&'a std::path::Path>,
+}
+
+/// The end every mode shares: write the state and the baselines, wait for the hook, print the
+/// summary, let the metrics linger, and the exit code (0; 1 when reading stopped on an error or the
+/// state could not be saved; 0 when the output was closed early, e.g. `| head`).
 fn end_run(
-    outcome: pipeline::RunOutcome,
+    mut outcome: pipeline::RunOutcome,
     detect: &DetectConfig,
-    save_baseline: Option<&std::path::Path>,
+    saves: Saves<'_>,
     mut extras: Extras,
     stop: &AtomicBool,
     quiet: bool,
 ) -> Result<ExitCode> {
-    if let Some(path) = save_baseline {
-        BaselineFile::new(detect.subnet_v4, detect.subnet_v6, outcome.baselines).save(path)?;
+    let baselines = std::mem::take(&mut outcome.baselines);
+    let (v4, v6) = (detect.subnet_v4, detect.subnet_v6);
+    let mut state_failed = false;
+    if let Some(path) = saves.state {
+        // the last checkpoint: a failure is reported, and the --save-baseline file still written
+        let started = std::time::Instant::now();
+        let keys = baselines.len() as u64;
+        let result = Snapshot::new(v4, v6, baselines.clone()).save(path);
+        if let Some(m) = &extras.metrics {
+            m.record_checkpoint(&CheckpointReport {
+                ok: result.is_ok(),
+                keys,
+                pause: std::time::Duration::ZERO,
+                write: started.elapsed(),
+                at: floodwatch::time::Timestamp::now(),
+            });
+        }
+        match result {
+            Ok(()) if !quiet => {
+                let t = outcome.checkpoints.unwrap_or_default();
+                eprintln!(
+                    "floodwatch: state saved to {} ({keys} keys); checkpoints during the run: {} written, {} failed",
+                    path.display(),
+                    t.written,
+                    t.failed
+                )
+            }
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("floodwatch: error: {e}");
+                state_failed = true;
+            }
+        }
+    }
+    if let Some(path) = saves.baseline {
+        Snapshot::new(v4, v6, baselines).save(path)?;
     }
     let hook_line = extras.finish_hook(quiet);
     let s = &outcome.summary;
@@ -253,6 +318,9 @@ fn end_run(
         eprintln!("floodwatch: error: {e}");
         return Ok(ExitCode::from(1));
     }
+    if state_failed {
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -264,6 +332,8 @@ struct Extras {
     hook: Option<AlertHook>,
     stats_interval: Option<std::time::Duration>,
     reports: Option<AlertReports>,
+    /// SIGHUP reloads (live and collect).
+    reload: Option<Arc<ReloadSlot>>,
 }
 
 impl Extras {
@@ -306,7 +376,30 @@ impl Extras {
             hook,
             stats_interval: a.stats_interval,
             reports,
+            reload: None,
         })
+    }
+
+    /// Starts the SIGHUP thread: reopens `output`, reloads `--config` under the command line's
+    /// settings, counting reloads in the metrics.
+    fn watch_sighup(
+        &mut self,
+        a: &DetectArgs,
+        running: &DetectConfig,
+        output: Option<ReopenFile>,
+    ) -> Result<()> {
+        let slot = Arc::new(ReloadSlot::new());
+        reload::spawn_sighup_thread(reload::Reloader {
+            config: a.config.clone(),
+            overrides: a.overrides(),
+            running: running.clone(),
+            slot: Arc::clone(&slot),
+            output,
+            metrics: self.metrics.clone(),
+        })
+        .context("cannot start the SIGHUP thread")?;
+        self.reload = Some(slot);
+        Ok(())
     }
 
     fn integrations(&self) -> Integrations<'_> {
@@ -315,6 +408,7 @@ impl Extras {
             hook: self.hook.as_ref(),
             stats_interval: self.stats_interval,
             reports: self.reports.as_ref(),
+            reload: self.reload.as_deref(),
         }
     }
 
@@ -361,24 +455,32 @@ impl Extras {
 }
 
 fn live(args: LiveArgs) -> Result<ExitCode> {
+    // before any thread starts, so only the SIGHUP thread ever receives it
+    reload::block_sighup().context("cannot block SIGHUP")?;
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        CheckpointClock::Wall,
+        args.output.quiet,
     )?;
     let pipe = PipelineConfig {
         live: true,
         status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
         ..base
     };
-    let writer = open_output(&args.output)?;
+    let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(
+    let mut extras = Extras::start(
         &args.integrations,
         args.output.quiet,
         format!("interface {}", args.interface),
     )?;
+    drop_privileges(&args.privileges, args.output.quiet)?;
+    prepare_state(&args.state, args.output.quiet)?;
+    extras.watch_sighup(&args.detect, &detect, reopen)?;
     if !args.output.quiet {
         eprintln!(
             "floodwatch: capturing on {} ({described}); Ctrl-C stops",
@@ -397,7 +499,10 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
@@ -405,12 +510,23 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
 }
 
 fn collect(args: CollectArgs) -> Result<ExitCode> {
+    let live = !args.listen.is_empty();
+    if live {
+        // before any thread starts, so only the SIGHUP thread ever receives it
+        reload::block_sighup().context("cannot block SIGHUP")?;
+    }
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
         args.save_baseline.is_some(),
+        &args.state,
+        if live {
+            CheckpointClock::Wall
+        } else {
+            CheckpointClock::Packet
+        },
+        args.output.quiet,
     )?;
-    let live = !args.listen.is_empty();
     let pipe = PipelineConfig {
         live,
         status_interval: Some(args.status_interval).filter(|d| live && !d.is_zero()),
@@ -426,7 +542,11 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         }),
         ..base
     };
-    let writer = open_output(&args.output)?;
+    let (writer, reopen) = if live {
+        open_daemon_output(&args.output)?
+    } else {
+        (open_output(&args.output)?, None)
+    };
     let mut listening = None;
     let mut source: Box<dyn FrameSource> = if live {
         let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
@@ -456,7 +576,12 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
                 .join(", ")
         )
     };
-    let extras = Extras::start(&args.integrations, args.output.quiet, described)?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet, described)?;
+    drop_privileges(&args.privileges, args.output.quiet)?;
+    prepare_state(&args.state, args.output.quiet)?;
+    if live {
+        extras.watch_sighup(&args.detect, &detect, reopen)?;
+    }
     // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
     if let (Some(on), false) = (listening, args.output.quiet) {
         eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
@@ -473,7 +598,10 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     end_run(
         outcome,
         &detect,
-        args.save_baseline.as_deref(),
+        Saves {
+            baseline: args.save_baseline.as_deref(),
+            state: args.state.state.as_deref(),
+        },
         extras,
         &stop,
         args.output.quiet,
@@ -616,24 +744,110 @@ fn load_baselines(
         .map_err(Into::into)
 }
 
-/// The detection settings and the pipeline layout both modes share (threads, batch size, baselines).
+/// The detection settings and the pipeline layout every mode shares (threads, batch size,
+/// baselines, state checkpoints on `clock`).
 fn settings(
     a: &DetectArgs,
     load_baseline: Option<&std::path::Path>,
     save_baseline: bool,
+    state: &StateArgs,
+    clock: CheckpointClock,
+    quiet: bool,
 ) -> Result<(DetectConfig, PipelineConfig)> {
     let detect = detect_config(a)?;
+    // --load-baseline is checked even when the state wins, so a bad file never waits for a restart
+    let loaded = load_baselines(load_baseline, &detect)?;
+    let from_state = match &state.state {
+        Some(path) => load_state(path, &detect, quiet)?,
+        None => None,
+    };
     let pipe = PipelineConfig {
         threads: a
             .threads
             .map(usize::from)
             .unwrap_or_else(pipeline::default_shards),
         batch_size: a.batch_size as usize,
-        load_baselines: load_baselines(load_baseline, &detect)?,
-        save_baselines: save_baseline,
+        load_baselines: from_state.or(loaded),
+        save_baselines: save_baseline || state.state.is_some(),
+        checkpoint: state.state.as_ref().map(|path| CheckpointConfig {
+            path: path.clone(),
+            every: state.state_interval,
+            clock,
+            subnet_v4: detect.subnet_v4,
+            subnet_v6: detect.subnet_v6,
+            quiet,
+        }),
         ..PipelineConfig::default()
     };
     Ok((detect, pipe))
+}
+
+/// `--state` at start: the baselines it holds, or none (no file yet, or one that could not be used
+/// and was moved aside, with a warning).
+fn load_state(
+    path: &std::path::Path,
+    detect: &DetectConfig,
+    quiet: bool,
+) -> Result<Option<Arc<BaselineFile>>> {
+    match state::load_state(path, detect.subnet_v4, detect.subnet_v6)? {
+        StateStart::Missing => {
+            if !quiet {
+                eprintln!(
+                    "floodwatch: no state in {} yet: starting cold, it will be written every --state-interval",
+                    path.display()
+                );
+            }
+            Ok(None)
+        }
+        StateStart::Loaded(f) => {
+            if !quiet {
+                eprintln!(
+                    "floodwatch: state: {} learned baselines from {}",
+                    f.entries.len(),
+                    path.display()
+                );
+            }
+            Ok(Some(Arc::new(f)))
+        }
+        StateStart::Quarantined { reason, moved_to } => {
+            eprintln!(
+                "floodwatch: warning: {reason}; moved it aside to {} and starting cold",
+                moved_to.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `--user`/`--group`: once everything privileged is open, become that user with no capability.
+fn drop_privileges(p: &PrivilegeArgs, quiet: bool) -> Result<()> {
+    let Some(user) = &p.user else {
+        return Ok(());
+    };
+    let target = privileges::resolve(user, p.group.as_deref())?;
+    let dropped = privileges::drop_to(&target)?;
+    if !quiet {
+        eprintln!("floodwatch: {dropped}");
+    }
+    Ok(())
+}
+
+/// `--state`, just before reading starts (and after any `--user` switch): removes the temporary
+/// files a killed run left, and checks the directory takes new files as this user.
+fn prepare_state(state: &StateArgs, quiet: bool) -> Result<()> {
+    let Some(path) = &state.state else {
+        return Ok(());
+    };
+    for stale in state::remove_stale_temps(path) {
+        if !quiet {
+            eprintln!(
+                "floodwatch: removed {}, left by an interrupted checkpoint",
+                stale.display()
+            );
+        }
+    }
+    state::check_writable(path)?;
+    Ok(())
 }
 
 /// Resolves the detection options: command line over the config file over the defaults.
@@ -654,8 +868,11 @@ fn random_seed() -> u64 {
     RandomState::new().hash_one(std::process::id())
 }
 
+/// Where alerts are written.
+type AlertWriter = EventWriter<Box<dyn Write + Send>>;
+
 /// Opens the alert destination before any input is read, so a bad path fails at once.
-fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
+fn open_output(o: &OutputArgs) -> Result<AlertWriter> {
     let out: Box<dyn Write + Send> = match &o.output {
         Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
             format!(
@@ -665,11 +882,32 @@ fn open_output(o: &OutputArgs) -> Result<EventWriter<Box<dyn Write + Send>>> {
         })?)),
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let format = match o.format {
+    Ok(EventWriter::new(out, output_format(o)))
+}
+
+/// A daemon's alert destination: `--output FILE` is appended to (a restart keeps the alerts
+/// already there) and reopened on SIGHUP (the returned handle); stdout otherwise.
+fn open_daemon_output(o: &OutputArgs) -> Result<(AlertWriter, Option<ReopenFile>)> {
+    let Some(path) = &o.output else {
+        return Ok((open_output(o)?, None));
+    };
+    let file = ReopenFile::append(path).with_context(|| {
+        format!(
+            "cannot write alerts to {}: check the directory exists and is writable",
+            path.display()
+        )
+    })?;
+    Ok((
+        EventWriter::new(Box::new(file.clone()), output_format(o)),
+        Some(file),
+    ))
+}
+
+fn output_format(o: &OutputArgs) -> OutputFormat {
+    match o.format {
         Format::Json => OutputFormat::Json,
         Format::Text => OutputFormat::Text,
-    };
-    Ok(EventWriter::new(out, format))
+    }
 }
 
 /// First Ctrl-C / SIGTERM: stop reading, drain, end open alerts, print the summary. Second: exit now.

@@ -143,6 +143,31 @@ pub struct Metrics {
     run_finished: AtomicBool,
     /// `floodwatch collect`: the telemetry stage's counters and exporters, as last published.
     telemetry: Mutex<Option<TelemetrySnapshot>>,
+    /// `--state`: checkpoints by outcome and the latest one.
+    checkpoints_ok: AtomicU64,
+    checkpoints_failed: AtomicU64,
+    last_checkpoint_ns: AtomicU64,
+    last_checkpoint_write_ns: AtomicU64,
+    last_checkpoint_pause_ns: AtomicU64,
+    state_keys: AtomicU64,
+    /// SIGHUP reloads of `--config` by outcome.
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+/// What one checkpoint of the state did ([`Metrics::record_checkpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CheckpointReport {
+    /// The file was written.
+    pub ok: bool,
+    /// Baselines in it.
+    pub keys: u64,
+    /// The longest a shard was held to hand its baselines over.
+    pub pause: Duration,
+    /// Serialising and writing (temporary file, fsync, rename, directory fsync).
+    pub write: Duration,
+    /// Wall time at the end.
+    pub at: crate::time::Timestamp,
 }
 
 /// What the telemetry stage publishes (replaced whole at each publication).
@@ -246,6 +271,32 @@ impl Metrics {
         }
     }
 
+    /// Records a checkpoint of the state: its outcome, and when it worked, its time, duration and
+    /// keys.
+    pub fn record_checkpoint(&self, c: &CheckpointReport) {
+        let r = Ordering::Relaxed;
+        if !c.ok {
+            self.checkpoints_failed.fetch_add(1, r);
+            return;
+        }
+        self.checkpoints_ok.fetch_add(1, r);
+        self.last_checkpoint_ns.store(c.at.0, r);
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.last_checkpoint_write_ns.store(ns(c.write), r);
+        self.last_checkpoint_pause_ns.store(ns(c.pause), r);
+        self.state_keys.store(c.keys, r);
+    }
+
+    /// Records a SIGHUP reload of the config file: applied (`ok`) or rejected.
+    pub fn record_reload(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The run has ended: the counters are final.
     pub fn set_run_finished(&self) {
         self.run_finished.store(true, Ordering::Relaxed);
@@ -307,6 +358,7 @@ impl Metrics {
         self.render_alerts(&mut o);
         self.render_hook(&mut o);
         self.render_telemetry(&mut o);
+        self.render_daemon(&mut o);
         header(
             &mut o,
             "floodwatch_last_packet_timestamp_seconds",
@@ -414,6 +466,61 @@ impl Metrics {
             let addr = e.address.to_string();
             sample(o, name, &[("exporter", &addr)], e.lost_samples);
         }
+    }
+
+    fn render_daemon(&self, o: &mut String) {
+        let r = Ordering::Relaxed;
+        let name = "floodwatch_checkpoints_total";
+        counter(
+            o,
+            name,
+            "Checkpoints of the --state file, by result (ok, failed).",
+        );
+        sample(o, name, &[("result", "ok")], self.checkpoints_ok.load(r));
+        sample(
+            o,
+            name,
+            &[("result", "failed")],
+            self.checkpoints_failed.load(r),
+        );
+        let secs = |ns: u64| ns as f64 / 1e9;
+        for (name, help, v) in [
+            (
+                "floodwatch_last_checkpoint_timestamp_seconds",
+                "Wall time the last successful checkpoint of the state was written (0: none yet).",
+                secs(self.last_checkpoint_ns.load(r)),
+            ),
+            (
+                "floodwatch_last_checkpoint_duration_seconds",
+                "How long the last successful checkpoint took to serialise and write, off the capture path.",
+                secs(self.last_checkpoint_write_ns.load(r)),
+            ),
+            (
+                "floodwatch_last_checkpoint_pause_seconds",
+                "How long the last successful checkpoint held the slowest counter shard (copying its baselines).",
+                secs(self.last_checkpoint_pause_ns.load(r)),
+            ),
+        ] {
+            header(o, name, "gauge", help);
+            let _ = writeln!(o, "{name} {v:.6}");
+        }
+        let name = "floodwatch_state_keys";
+        header(
+            o,
+            name,
+            "gauge",
+            "Baselines in the last successful checkpoint of the state.",
+        );
+        sample(o, name, &[], self.state_keys.load(r));
+        let name = "floodwatch_config_reloads_total";
+        counter(o, name, "SIGHUP reloads of --config, by result (ok, failed: the running configuration was kept).");
+        sample(o, name, &[("result", "ok")], self.reloads_ok.load(r));
+        sample(
+            o,
+            name,
+            &[("result", "failed")],
+            self.reloads_failed.load(r),
+        );
     }
 
     fn render_drops(&self, o: &mut String) {
@@ -811,6 +918,44 @@ mod tests {
         let text = m.render();
         assert!(text.contains("floodwatch_table_evicted_total{scope=\"dst_host\"} 7\n"));
         assert!(text.contains("floodwatch_table_keys{scope=\"dst_host\"} 4\n"));
+    }
+
+    #[test]
+    fn checkpoints_and_reloads_show_in_the_exposition() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("floodwatch_checkpoints_total{result=\"ok\"} 0\n"));
+        assert!(text.contains("floodwatch_last_checkpoint_timestamp_seconds 0.000000\n"));
+        m.record_checkpoint(&CheckpointReport {
+            ok: true,
+            keys: 1234,
+            pause: Duration::from_micros(2500),
+            write: Duration::from_millis(40),
+            at: crate::time::Timestamp(1_764_081_790_250_000_000),
+        });
+        m.record_checkpoint(&CheckpointReport {
+            ok: false,
+            keys: 99,
+            pause: Duration::ZERO,
+            write: Duration::ZERO,
+            at: crate::time::Timestamp(1),
+        });
+        m.record_reload(true);
+        m.record_reload(false);
+        m.record_reload(false);
+        let text = m.render();
+        for want in [
+            "floodwatch_checkpoints_total{result=\"ok\"} 1\n",
+            "floodwatch_checkpoints_total{result=\"failed\"} 1\n",
+            "floodwatch_last_checkpoint_timestamp_seconds 1764081790.250000\n",
+            "floodwatch_last_checkpoint_duration_seconds 0.040000\n",
+            "floodwatch_last_checkpoint_pause_seconds 0.002500\n",
+            "floodwatch_state_keys 1234\n",
+            "floodwatch_config_reloads_total{result=\"ok\"} 1\n",
+            "floodwatch_config_reloads_total{result=\"failed\"} 2\n",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
     }
 
     #[test]

@@ -83,6 +83,11 @@ impl SourceAdmission {
         }
     }
 
+    /// Admission after `min_count` packets in one window from now on (a reloaded configuration).
+    pub fn set_min_count(&mut self, min_count: u32) {
+        self.min_count = u64::from(min_count.clamp(1, u32::from(u16::MAX) / 2));
+    }
+
     /// Notes that the key at `slots` entered its table.
     #[inline]
     pub fn mark_tracked(&mut self, slots: Slots) {

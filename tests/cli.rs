@@ -59,6 +59,7 @@ fn every_replay_option_is_explained_with_its_default() {
             "--output",
             "--load-baseline",
             "--save-baseline",
+            "--state",
             "--metrics-listen",
             "--on-alert",
             "--stats-interval",

@@ -649,3 +649,189 @@ fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_1000() {
         "{represented} represented for {sent} sent"
     );
 }
+
+/// `--user nobody`: after the ring is open the process holds no id of root and no capability,
+/// still captures the flood, checkpoints `--state` into a directory only nobody can write, and
+/// runs the alert hook as nobody.
+#[test]
+fn afpacket_as_nobody_captures_checkpoints_and_runs_hooks_unprivileged() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let Some((uid, gid)) = nobody_ids() else {
+        eprintln!("note: skipping the --user test: no user `nobody`");
+        return;
+    };
+    let net = TestNet::create('u');
+    let dir = tempfile::tempdir().unwrap();
+    // nobody may enter the test's directory, and write only its own
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let own = dir.path().join("nobody");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::chown(&own, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state = own.join("state.json");
+    let hook_out = own.join("hook.out");
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let hook = format!("id -u >> {}", hook_out.display());
+    let mut fw = Floodwatch::start(
+        &net,
+        &[
+            "--status-interval",
+            "0",
+            "--user",
+            "nobody",
+            "--state",
+            state.to_str().unwrap(),
+            "--state-interval",
+            "1s",
+            "--on-alert",
+            &hook,
+        ],
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", fw.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let id = uid.to_string();
+    assert_eq!(field("Uid:"), [id.as_str(); 4].join(" "), "{status}");
+    let g = gid.to_string();
+    assert_eq!(field("Gid:"), [g.as_str(); 4].join(" "), "{status}");
+    for cap in ["CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap} in {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1");
+    let (sent, _) = send_flood(&net, &capture);
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "start"));
+    fw.wait_stderr("state checkpointed to");
+    let stderr = fw.interrupt(&mut events);
+    assert!(stderr.contains("running as user nobody"), "{stderr}");
+    assert_accounted(&stderr, sent);
+    let meta = std::fs::metadata(&state).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), uid, "the state file was written by nobody");
+    let f: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    // (the flood's keys learn nothing while in alert: only the file's being there and whole counts)
+    assert_eq!(f["format"], "floodwatch-baselines");
+    let ran_as = std::fs::read_to_string(&hook_out).unwrap();
+    assert!(
+        !ran_as.is_empty() && ran_as.lines().all(|l| l == id),
+        "hook ran as {ran_as:?}"
+    );
+}
+
+/// The uid and gid of `nobody`, if the system has it.
+fn nobody_ids() -> Option<(u32, u32)> {
+    let out = Command::new("id").arg("nobody").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let num = |label: &str| word_after(&text.replace(['(', '='], " "), label);
+    Some((num("uid")? as u32, num("gid")? as u32))
+}
+
+/// SIGHUP: a config that changes what cannot change is rejected and the running one kept; a good
+/// one applies at once (lower floors: the next flood alerts) without ending an open alert; the
+/// `--output` file is reopened after a rename (log rotation).
+#[test]
+fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live capture test: {why}");
+        return;
+    }
+    let net = TestNet::create('h');
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let config = dir.path().join("fw.toml");
+    let alerts = dir.path().join("alerts.jsonl");
+    let rotated = dir.path().join("alerts.jsonl.1");
+    // floors far above the flood: nothing alerts
+    std::fs::write(&config, "[detection]\nmin_pps = 10000000\n").unwrap();
+    let mut fw = Floodwatch::start(
+        &net,
+        &[
+            "--status-interval",
+            "0",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            alerts.to_str().unwrap(),
+        ],
+    );
+    let hup = |fw: &Floodwatch| sh(&["kill", "-HUP", &fw.child.id().to_string()]);
+    send_flood(&net, &capture);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(read_events(&alerts).is_empty(), "alerted over its floors");
+
+    std::fs::write(&config, "[detection]\nwindow = \"2s\"\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: rejected");
+    assert!(fw.stderr_seen.last().unwrap().contains("window"));
+    std::fs::write(&config, "[detection]\nmin_pps = 1000\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reloaded");
+    assert!(
+        fw.stderr_seen.last().unwrap().contains("floors"),
+        "{:?}",
+        fw.stderr_seen
+    );
+    std::fs::rename(&alerts, &rotated).unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reopened --output");
+
+    send_flood(&net, &capture);
+    let start = wait_for_event(&alerts, |e| is_victim_syn_flood(e, "start"));
+    // another reload while the alert is open: it stays open
+    std::fs::write(&config, "[detection]\nmin_pps = 1000\nfactor = 4\n").unwrap();
+    hup(&fw);
+    fw.wait_stderr("SIGHUP: reloaded");
+    let stderr = fw.interrupt(&mut Vec::new());
+    let events = read_events(&alerts);
+    let starts = events
+        .iter()
+        .filter(|e| is_victim_syn_flood(e, "start"))
+        .count();
+    assert_eq!(starts, 1, "{events:?}");
+    let end = events
+        .iter()
+        .find(|e| is_victim_syn_flood(e, "end"))
+        .unwrap_or_else(|| panic!("no end: {events:?}"));
+    assert_eq!(end["id"], start["id"]);
+    assert_eq!(
+        end["reason"], "shutdown",
+        "the reload ended the alert: {end}"
+    );
+    assert!(read_events(&rotated).is_empty());
+    assert!(stderr.contains("reloaded"), "{stderr}");
+}
+
+/// The alert events in `path` (none if it does not exist).
+fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert JSON"))
+        .collect()
+}
+
+/// Waits (at most 30 s) for an event matching `want` in `path`.
+fn wait_for_event(path: &Path, want: impl Fn(&Value) -> bool) -> Value {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = read_events(path).into_iter().find(|e| want(e)) {
+            return e;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no such event in {}: {:?}",
+            path.display(),
+            read_events(path)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

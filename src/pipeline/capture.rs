@@ -94,6 +94,8 @@ impl Downstream for CaptureTx {
         self.stats
     }
 
+    fn reconfigure(&mut self, _: crate::config::DetectConfig) {}
+
     fn finish(mut self) -> RouteStats {
         // the end of the run: what was read is still counted, so this one waits
         if !self.batch.is_empty() {
@@ -113,6 +115,7 @@ pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reade
     // per capture thread: the latest time it has vouched for (its last packet or idle report)
     let mut vouched = vec![Timestamp(0); workers.max(1)];
     loop {
+        reader.poll_reload();
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(CaptureMsg::Packets { worker, packets }) => {
                 if let (Some(v), Some(last)) = (vouched.get_mut(worker), packets.last()) {

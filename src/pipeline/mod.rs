@@ -24,6 +24,7 @@
 //! in-band through the same channels.
 
 mod capture;
+mod checkpoint;
 mod decode;
 mod reader;
 mod route;
@@ -39,15 +40,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 
 use crate::alert::EventWriter;
-use crate::baseline::{BaselineEntry, BaselineFile};
+use crate::baseline::BaselineFile;
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::detect::{Engine, ShardSpec};
 use crate::hook::AlertHook;
 use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
+use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
+pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
@@ -65,6 +68,8 @@ pub struct PipelineConfig {
     pub channel_batches: usize,
     /// Pace the replay at capture speed.
     pub realtime: bool,
+    /// With `realtime`: play this many times faster than captured (`--speed`; 1: capture speed).
+    pub speed: f64,
     /// Baselines to start from (`--load-baseline`).
     pub load_baselines: Option<Arc<BaselineFile>>,
     /// Collect the learned baselines at the end (`--save-baseline`).
@@ -79,6 +84,8 @@ pub struct PipelineConfig {
     /// The frames are telemetry (`floodwatch collect`): UDP datagrams of sFlow/NetFlow/IPFIX whose
     /// samples and records are the packets.
     pub telemetry: Option<CollectConfig>,
+    /// `--state`: checkpoint the baselines to a file periodically, off the capture path.
+    pub checkpoint: Option<CheckpointConfig>,
     /// Record what a report draws (`report`, `--record`): the input's traffic over time, every
     /// alert's events and its key's trace ([`RunOutcome::recording`]).
     pub record: bool,
@@ -114,12 +121,14 @@ impl Default for PipelineConfig {
             batch_size: 256,
             channel_batches: 64,
             realtime: false,
+            speed: 1.0,
             load_baselines: None,
             save_baselines: false,
             live: false,
             status_interval: None,
             decode_threads: 0,
             telemetry: None,
+            checkpoint: None,
             record: false,
         }
     }
@@ -134,6 +143,8 @@ pub struct Integrations<'a> {
     pub hook: Option<&'a AlertHook>,
     /// `--stats-interval`: a `stats` event at every multiple of this in packet time.
     pub stats_interval: Option<Duration>,
+    /// SIGHUP: configurations to switch to while running.
+    pub reload: Option<&'a crate::reload::ReloadSlot>,
     /// `--report-dir`: a report page per alert when it ends (the engines record traces).
     pub reports: Option<&'a crate::report::live::AlertReports>,
 }
@@ -155,7 +166,9 @@ pub struct RunOutcome {
     pub summary: RunSummary,
     pub capture_error: Option<CaptureError>,
     /// With [`PipelineConfig::save_baselines`]: every shard's learned baselines.
-    pub baselines: Vec<BaselineEntry>,
+    pub baselines: Vec<SnapshotEntry>,
+    /// With [`PipelineConfig::checkpoint`]: the checkpoints written during the run.
+    pub checkpoints: Option<CheckpointTally>,
     /// With [`PipelineConfig::record`]: what a report draws (its `inputs` left for the caller).
     pub recording: Option<crate::report::Recording>,
 }
@@ -217,60 +230,88 @@ pub fn run_input<W: Write + Send>(
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
 
-    let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
-        let mut work_txs = Vec::with_capacity(threads);
-        let mut shard_handles = Vec::with_capacity(threads);
-        for (i, engine) in engines.into_iter().enumerate() {
-            let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
-            work_txs.push(tx);
-            let out_tx = out_tx.clone();
-            let observe = ShardObserve {
-                metrics: integ.metrics,
-                save,
+    let in_flight = Arc::new(AtomicBool::new(false));
+    let buffers = checkpoint::SnapshotBuffers::new(threads);
+    let (mut summary, capture_error, sink_result, shard_stats, checkpoints) =
+        std::thread::scope(|s| {
+            // one slot per shard: a checkpoint is not requested before the last one was taken whole
+            let (ckpt_tx, ckpt_writer) = match &pipe.checkpoint {
+                Some(cfg) => {
+                    let (tx, rx) = bounded::<checkpoint::ShardSnapshot>(threads);
+                    let flag = &*in_flight;
+                    let metrics = integ.metrics;
+                    let bufs = &buffers;
+                    let h = s.spawn(move || {
+                        checkpoint::run_writer(rx, threads, cfg, flag, bufs, metrics)
+                    });
+                    (Some(tx), Some(h))
+                }
+                None => (None, None),
             };
-            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
-        }
-        drop(out_tx);
-        let closed = &output_closed;
-        let record = pipe.record;
-        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, record));
+            let mut work_txs = Vec::with_capacity(threads);
+            let mut shard_handles = Vec::with_capacity(threads);
+            for (i, engine) in engines.into_iter().enumerate() {
+                let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
+                work_txs.push(tx);
+                let out_tx = out_tx.clone();
+                let observe = ShardObserve {
+                    metrics: integ.metrics,
+                    save,
+                };
+                let ckpt = ckpt_tx.clone().map(|tx| (tx, &buffers));
+                shard_handles
+                    .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe, ckpt)));
+            }
+            drop(out_tx);
+            drop(ckpt_tx);
+            let closed = &output_closed;
+            let record = pipe.record;
+            let sink =
+                s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, record));
 
-        let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
-        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
-        let (summary, capture_error) = match input {
-            Input::One(source) => {
-                let mut reader =
-                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Pooled(source)
-                if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
-            {
-                let mut reader =
-                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
-                let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
-                let capture_error = reader.read_decoded(&mut chunks, stop);
-                drop(chunks);
-                let capture = reading.join().unwrap_or_default();
-                (reader.finish(capture), capture_error)
-            }
-            Input::Pooled(source) => {
-                let mut reader =
-                    Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ.metrics),
-        };
+            let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
+            let trigger = pipe
+                .checkpoint
+                .as_ref()
+                .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
+            let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
+                .with_checkpoints(trigger);
+            let (summary, capture_error) = match input {
+                Input::One(source) => {
+                    let mut reader = Reader::new(pipe, router, integ.metrics)
+                        .with_reload(integ.reload)
+                        .with_recording(pipe.record);
+                    let capture_error = reader.read_all(source, stop);
+                    (reader.finish(source.stats()), capture_error)
+                }
+                Input::Pooled(source)
+                    if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
+                {
+                    let mut reader =
+                        Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
+                    let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
+                    let capture_error = reader.read_decoded(&mut chunks, stop);
+                    drop(chunks);
+                    let capture = reading.join().unwrap_or_default();
+                    (reader.finish(capture), capture_error)
+                }
+                Input::Pooled(source) => {
+                    let mut reader =
+                        Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
+                    let capture_error = reader.read_all(source, stop);
+                    (reader.finish(source.stats()), capture_error)
+                }
+                Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ),
+            };
 
-        let mut shard_stats = Vec::new();
-        for h in shard_handles {
-            shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
-        }
-        let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
-        (summary, capture_error, sink_result, shard_stats)
-    });
+            let mut shard_stats = Vec::new();
+            for h in shard_handles {
+                shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+            }
+            let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
+            let tally = ckpt_writer.map(|h| h.join().unwrap_or_default());
+            (summary, capture_error, sink_result, shard_stats, tally)
+        });
     let mut baselines = Vec::new();
     for st in shard_stats {
         let (stats, b) = st?;
@@ -297,6 +338,7 @@ pub fn run_input<W: Write + Send>(
         summary,
         capture_error,
         baselines,
+        checkpoints,
         recording,
     })
 }
@@ -309,8 +351,9 @@ fn read_many<'scope, 'env>(
     router: Router,
     pipe: &'env PipelineConfig,
     stop: &'env AtomicBool,
-    metrics: Option<&'env Metrics>,
+    integ: Integrations<'env>,
 ) -> (RunSummary, Option<CaptureError>) {
+    let metrics = integ.metrics;
     let workers = sources.len();
     let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
     let handles: Vec<_> = sources
@@ -326,7 +369,9 @@ fn read_many<'scope, 'env>(
         })
         .collect();
     drop(tx);
-    let mut merged = Reader::new(pipe, router, None).with_recording(pipe.record);
+    let mut merged = Reader::new(pipe, router, None)
+        .with_reload(integ.reload)
+        .with_recording(pipe.record);
     capture::merge(rx, workers, &mut merged);
     let mut capture = CaptureStats::default();
     let mut parts = Vec::new();
@@ -391,6 +436,22 @@ fn shard_engines(
         }
     }
     Ok(engines)
+}
+
+/// A duration as a person writes it: `5m`, `90s`, `1.5s`, `250ms`.
+pub fn describe_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
 }
 
 /// The wall clock as packet time (live capture stamps frames with it).

@@ -44,6 +44,8 @@ pub(super) trait Downstream {
     fn stats(&self) -> RouteStats;
     /// Hands over everything and ends.
     fn finish(self) -> RouteStats;
+    /// Runs on `cfg` from here on (only the router acts on it).
+    fn reconfigure(&mut self, cfg: crate::config::DetectConfig);
 }
 
 impl Downstream for Router {
@@ -69,6 +71,9 @@ impl Downstream for Router {
     fn finish(self) -> RouteStats {
         Router::finish(self)
     }
+    fn reconfigure(&mut self, cfg: crate::config::DetectConfig) {
+        Router::reconfigure(self, cfg)
+    }
 }
 
 /// The reading side.
@@ -78,6 +83,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     pub summary: RunSummary,
     realtime: Option<(Instant, Timestamp)>,
     pace: bool,
+    /// `--speed`: packet time runs this many times faster than wall time when pacing.
+    speed: f64,
     metrics: Option<&'m Metrics>,
     /// Counted since the last publication to `metrics`.
     counts: InputCounts,
@@ -95,6 +102,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     telemetry: Option<Box<TelemetryReader>>,
     /// `report` / `--record`: the input's traffic over time and its distinct sources.
     recording: Option<Box<InputRecorder>>,
+    /// SIGHUP reloads to apply.
+    reload: Option<&'m crate::reload::ReloadSlot>,
 }
 
 /// What the reader records for a report.
@@ -124,6 +133,11 @@ impl<'m, D: Downstream> Reader<'m, D> {
             },
             realtime: None,
             pace: pipe.realtime,
+            speed: if pipe.speed.is_finite() && pipe.speed > 0.0 {
+                pipe.speed
+            } else {
+                1.0
+            },
             metrics,
             counts: InputCounts::default(),
             live: pipe.live,
@@ -142,6 +156,20 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 })
             }),
             recording: None,
+            reload: None,
+        }
+    }
+
+    /// Applies the configurations `slot` offers (SIGHUP reloads).
+    pub fn with_reload(mut self, slot: Option<&'m crate::reload::ReloadSlot>) -> Self {
+        self.reload = slot;
+        self
+    }
+
+    /// Switches to a reloaded configuration, if one is waiting.
+    pub fn poll_reload(&mut self) {
+        if let Some(cfg) = self.reload.and_then(|r| r.take()) {
+            self.router.reconfigure(cfg);
         }
     }
 
@@ -321,6 +349,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
         idle: Option<Timestamp>,
     ) -> bool {
         self.status(&source.stats());
+        self.poll_reload();
         if self.stopping.is_none() && stop.load(Ordering::Relaxed) {
             self.stopping = Some((Instant::now(), wall_clock()));
         }
@@ -383,11 +412,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
         self.router.push(p);
     }
 
-    /// `--realtime`: sleeps until wall time catches up with packet time (flushing first so the shards
+    /// `--realtime`: sleeps until wall time catches up with packet time (divided by `--speed`),
+    /// flushing first so the shards
     /// see what came before).
     fn wait_for(&mut self, ts: Timestamp) {
         let (wall0, ts0) = *self.realtime.get_or_insert((Instant::now(), ts));
-        let due = Duration::from_nanos(ts.saturating_sub(ts0));
+        let due = Duration::from_nanos(ts.saturating_sub(ts0)).div_f64(self.speed);
         let now = wall0.elapsed();
         if due > now {
             self.router.flush();

@@ -9,8 +9,11 @@
 //! packets of that flush are dropped for every shard and counted, and the time steps stay queued for
 //! the next flush (a shard may miss packets, never an evaluation).
 
+use std::sync::Arc;
+
 use crossbeam_channel::Sender;
 
+use super::checkpoint::CheckpointTrigger;
 use crate::alert::StatsEvent;
 use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::DetectConfig;
@@ -38,11 +41,20 @@ pub(super) struct ShardWork {
     pub steps: Vec<(usize, TimeStep)>,
     /// `stats` events (shard 0 only), ordered after the alert events of their `seq`.
     pub marks: Vec<StatsEvent>,
+    /// Hand the baselines over for this checkpoint once the work is done (every shard gets it in
+    /// the same flush, so all of them at the same evaluation).
+    pub checkpoint: Option<u64>,
+    /// Run on this configuration from the start of this work on (a SIGHUP reload).
+    pub reconfigure: Option<Arc<DetectConfig>>,
 }
 
 impl ShardWork {
     fn is_empty(&self) -> bool {
-        self.packets.is_empty() && self.steps.is_empty() && self.marks.is_empty()
+        self.packets.is_empty()
+            && self.steps.is_empty()
+            && self.marks.is_empty()
+            && self.checkpoint.is_none()
+            && self.reconfigure.is_none()
     }
 }
 
@@ -83,6 +95,7 @@ pub(super) struct Router {
     seq: u64,
     stats_clock: Option<StatsClock>,
     stats: RouteStats,
+    checkpoints: Option<CheckpointTrigger>,
 }
 
 impl Router {
@@ -115,7 +128,14 @@ impl Router {
                 bytes: 0,
             }),
             stats: RouteStats::default(),
+            checkpoints: None,
         }
+    }
+
+    /// Takes periodic checkpoints of the shards' baselines when `trigger` says they are due.
+    pub fn with_checkpoints(mut self, trigger: Option<CheckpointTrigger>) -> Router {
+        self.checkpoints = trigger;
+        self
     }
 
     /// Routes one packet (flushing when `batch_size` packets are held).
@@ -180,6 +200,19 @@ impl Router {
         }
     }
 
+    /// Runs on `cfg` from here on: sends what is held under the old configuration, then `cfg` to
+    /// every shard at the same point of the stream. `cfg` must keep the window, tick, subnet and
+    /// key-table layout ([`DetectConfig::reload_changes`]).
+    pub fn reconfigure(&mut self, cfg: DetectConfig) {
+        self.flush();
+        let cfg = Arc::new(cfg);
+        for w in &mut self.work {
+            w.reconfigure = Some(Arc::clone(&cfg));
+        }
+        self.cfg = (*cfg).clone();
+        self.flush();
+    }
+
     /// Queues the pending clock steps for every shard, at the current end of its packets.
     fn broadcast_steps(&mut self) {
         for step in &self.steps {
@@ -216,6 +249,15 @@ impl Router {
     /// room (the router is the only sender, so the check holds until the sends), else the packets
     /// are dropped for all shards alike and counted, and the steps wait for the next flush.
     pub fn flush(&mut self) {
+        if let Some(id) = self
+            .checkpoints
+            .as_mut()
+            .and_then(|c| c.due(self.clock.now()))
+        {
+            for w in &mut self.work {
+                w.checkpoint = Some(id);
+            }
+        }
         let held = std::mem::take(&mut self.held) as u64;
         self.oldest = None;
         if self.live && self.txs.iter().any(|tx| tx.is_full()) {

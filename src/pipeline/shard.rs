@@ -2,15 +2,17 @@
 //! steps where the router placed them, and forwarding its events with its watermark to the sink.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
 use super::route::{ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
-use crate::baseline::BaselineEntry;
 use crate::clock::Stamp;
 use crate::detect::{Engine, EngineStats};
 use crate::metrics::Metrics;
+use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
 /// A message from a shard to the sink.
@@ -32,6 +34,7 @@ pub(super) struct ShardObserve<'a> {
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
+/// Checkpoint requests in its work are answered on `checkpoints`.
 pub(super) fn run_shard(
     index: usize,
     mut engine: Engine,
@@ -39,17 +42,44 @@ pub(super) fn run_shard(
     out: Sender<ShardOut>,
     stop: &AtomicBool,
     observe: ShardObserve<'_>,
-) -> (EngineStats, Vec<BaselineEntry>) {
+    checkpoints: Option<(Sender<ShardSnapshot>, &SnapshotBuffers)>,
+) -> (EngineStats, Vec<SnapshotEntry>) {
     let mut events = Vec::new();
     let mut marks = Vec::new();
     let mut sent_watermark = 0;
     let mut published = EngineStats::default();
     let mut end_at: Option<Timestamp> = None;
+    // a checkpoint asked for, not yet taken
+    let mut pending: Option<u64> = None;
     for msg in rx.iter() {
         match msg {
             ShardMsg::Work(work) => {
+                if let Some(cfg) = &work.reconfigure {
+                    // checked before it was offered; a refusal keeps the running settings
+                    let _ = engine.reconfigure((**cfg).clone());
+                }
+                if let (Some(id), Some((_, buffers))) = (work.checkpoint, &checkpoints) {
+                    // copied during the next window-boundary evaluation
+                    engine.request_snapshot(buffers.take(index));
+                    pending = Some(id);
+                }
+                let started = Instant::now();
                 run_work(&mut engine, &work, &mut events);
                 marks.extend(work.marks);
+                if let (Some(id), Some((tx, _))) = (pending, &checkpoints) {
+                    if let Some(entries) = engine.take_snapshot() {
+                        pending = None;
+                        // The router asks for no new checkpoint before the writer has taken
+                        // every shard's part of this one, so the channel (one slot per shard)
+                        // has room.
+                        let _ = tx.try_send(ShardSnapshot {
+                            shard: index,
+                            id,
+                            entries,
+                            pause: started.elapsed(),
+                        });
+                    }
+                }
             }
             ShardMsg::End(now) => {
                 end_at = now;
@@ -89,11 +119,10 @@ pub(super) fn run_shard(
         marks,
         watermark: u64::MAX,
     });
-    let baselines = if observe.save {
-        engine.baselines()
-    } else {
-        Vec::new()
-    };
+    let mut baselines = Vec::new();
+    if observe.save {
+        engine.snapshot_into(&mut baselines);
+    }
     (stats, baselines)
 }
 
