@@ -17,6 +17,7 @@ pub mod hook;
 pub mod key;
 pub mod metrics;
 pub mod mitigation;
+pub mod pcap_writer;
 pub mod pipeline;
 pub mod population;
 pub mod signature;
