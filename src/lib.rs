@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod evidence;
+pub mod evidence_pcap;
 pub mod hook;
 pub mod key;
 pub mod metrics;

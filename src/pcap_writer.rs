@@ -44,6 +44,7 @@ pub struct PcapWriter<W: Write> {
     flush_at: usize,
     resolution: TsResolution,
     snaplen: u32,
+    link: LinkType,
     /// Records written.
     pub packets: u64,
     /// Captured bytes of those records (without headers).
@@ -74,9 +75,15 @@ impl<W: Write> PcapWriter<W> {
             flush_at,
             resolution,
             snaplen,
+            link,
             packets: 0,
             bytes: 0,
         }
+    }
+
+    /// The link type in the file header.
+    pub fn link(&self) -> LinkType {
+        self.link
     }
 
     /// The bytes a record of `captured` bytes takes in the file (header included), after the

@@ -1,0 +1,1227 @@
+//! Attack samples as pcap (`--evidence-dir`): for every alert, a capture file of the packets of its
+//! (scope, key) — the last N before the start and the first M after it — that tcpdump, tshark and
+//! Wireshark read. (Not to be confused with [`crate::evidence`], the per-key top peers and ports that
+//! go into the alert itself.)
+//!
+//! This module is the part without threads or channels: the [`Recorder`] that keeps a short ring of
+//! recent frames per watched key and turns start/end [`Notice`]s into files, the [`FrameBatch`]es the
+//! reader copies frames into, file-safe names ([`file_name`]), the shared [`EvidenceCounters`] (with
+//! the `--evidence-max-bytes` budget), and [`prepare_dir`]. `pipeline::evidence` runs it: the reader
+//! copies the frames of watched keys into batches, the sink sends the notices, one thread records.
+//!
+//! How a file is made. The reader runs ahead of the sink (by up to the pipeline's channel capacity
+//! in packets), so when the sink reports a start at time T, frames after T are already in the key's
+//! ring, and frames up to T may still be on their way. The recorder therefore picks the frames
+//! *lazily*: once it knows every frame up to T has arrived — a frame of the key later than T came,
+//! or a batch said the reader is past T ([`FrameBatch::through`]), or the input ended — it writes
+//! the last N frames of the ring stamped ≤ T, then the ring's frames after T, then every new frame
+//! of the key as it comes, until M are written, the alert has ended (frames later than the end are
+//! left out, by the same lazy rule), the budget is spent or the run ends. The file is written as
+//! `DIR/.NAME.pcap.tmp` and renamed to `DIR/NAME.pcap` when it is complete.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::decode::LinkType;
+use crate::detect::ScopeMask;
+use crate::key::{Key, Scope};
+use crate::pcap_writer::{PcapWriter, TsResolution, FILE_HEADER_LEN, MAX_SNAPLEN};
+use crate::time::Timestamp;
+
+/// `--evidence-before` by default.
+pub const DEFAULT_BEFORE: usize = 1000;
+/// `--evidence-after` by default.
+pub const DEFAULT_AFTER: usize = 10_000;
+/// `--evidence-max-bytes` by default: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Bytes all the rings of recent frames may hold together (frames past it are dropped and
+/// counted): the rings are `N + slack` frames a key, and a flood of jumbo frames on many keys must
+/// not grow the process without bound.
+pub const RING_BUDGET: usize = 256 << 20;
+/// Bytes a file buffers between writes.
+const FILE_BUFFER: usize = 64 << 10;
+
+/// What `--evidence-dir` and its companions ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvidenceConfig {
+    /// Where the files go.
+    pub dir: PathBuf,
+    /// Frames of the key before the alert's start, at most (`--evidence-before`).
+    pub before: usize,
+    /// Frames of the key from the start on, at most (`--evidence-after`).
+    pub after: usize,
+    /// Bytes all files of the run may take together (`--evidence-max-bytes`).
+    pub max_bytes: u64,
+}
+
+impl EvidenceConfig {
+    /// The defaults, writing to `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> EvidenceConfig {
+        EvidenceConfig {
+            dir: dir.into(),
+            before: DEFAULT_BEFORE,
+            after: DEFAULT_AFTER,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// Why evidence files cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("cannot write evidence files to {}: {source} (create the directory and make it writable, or give --evidence-dir another one)", dir.display())]
+    Dir { dir: PathBuf, source: io::Error },
+}
+
+/// Creates `dir` if needed and proves a file can be written (and removed) in it, so a bad
+/// `--evidence-dir` fails before any input is read.
+pub fn prepare_dir(dir: &Path) -> Result<(), EvidenceError> {
+    let fail = |source| EvidenceError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".floodwatch-probe-{}.tmp", std::process::id()));
+    File::create(&probe).map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)?;
+    Ok(())
+}
+
+/// The file name of an alert's evidence: its id made file-safe, plus `.pcap`. Every character
+/// other than ASCII letters, digits, `.` and `-` becomes `_`, except `:` (IPv6 addresses), which
+/// becomes `-`; so `dst_host/2001:db8::10/syn_flood/1764081790.250000` is
+/// `dst_host_2001-db8--10_syn_flood_1764081790.250000.pcap`. Ids are made of a scope, an address
+/// or prefix, a class and a time, so different ids give different names; a name that would start
+/// with `.` (hidden) gets a `_` in front.
+pub fn file_name(id: &str) -> String {
+    let mut name: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            ':' => '-',
+            _ => '_',
+        })
+        .collect();
+    if name.starts_with('.') || name.is_empty() {
+        name.insert(0, '_');
+    }
+    name.push_str(".pcap");
+    name
+}
+
+/// The temporary name a file is written under until it is complete.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp")
+}
+
+/// The key of `scope` for a packet from `src` to `dst` ([`crate::detect::key_of`] on addresses).
+pub fn key_of_addrs(scope: Scope, src: IpAddr, dst: IpAddr, subnet_v4: u8, subnet_v6: u8) -> Key {
+    match scope {
+        Scope::DstHost => Key::host(dst),
+        Scope::DstSubnet => Key::subnet(dst, subnet_v4, subnet_v6),
+        Scope::SrcHost => Key::host(src),
+        Scope::SrcSubnet => Key::subnet(src, subnet_v4, subnet_v6),
+    }
+}
+
+/// One frame the reader copied: its place in [`FrameBatch::data`], what pcap needs, and the
+/// addresses and scopes it matched watched keys in.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameMeta {
+    pub ts: Timestamp,
+    pub wire_len: u32,
+    pub link: LinkType,
+    /// Offset and captured length in the batch's data.
+    pub offset: u32,
+    pub len: u32,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The scopes whose key of this frame is watched.
+    pub scopes: ScopeMask,
+}
+
+/// Frames the reader copied, in reading order, with the reader's progress.
+#[derive(Debug, Default)]
+pub struct FrameBatch {
+    pub data: Vec<u8>,
+    pub frames: Vec<FrameMeta>,
+    /// Every frame stamped earlier than this has been offered to the copier (copied into this or
+    /// an earlier batch, dropped and counted, or not watched).
+    pub through: Timestamp,
+}
+
+impl FrameBatch {
+    /// Appends a frame.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        wire_len: u32,
+        src: IpAddr,
+        dst: IpAddr,
+        scopes: ScopeMask,
+    ) {
+        let offset = self.data.len() as u32;
+        self.data.extend_from_slice(data);
+        self.frames.push(FrameMeta {
+            ts,
+            wire_len,
+            link,
+            offset,
+            len: data.len() as u32,
+            src,
+            dst,
+            scopes,
+        });
+    }
+
+    /// The captured bytes of `f`.
+    pub fn bytes(&self, f: &FrameMeta) -> &[u8] {
+        let start = f.offset as usize;
+        self.data
+            .get(start..start + f.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+        self.through = Timestamp(0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+/// What the sink tells the recorder, in the order it writes the events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// An alert started at `ts`; its file is to be `path` (the `evidence` field of the event).
+    Start {
+        id: String,
+        path: PathBuf,
+        scope: Scope,
+        key: Key,
+        ts: Timestamp,
+    },
+    /// The alert `id` ended at `ts`.
+    End {
+        id: String,
+        scope: Scope,
+        key: Key,
+        ts: Timestamp,
+    },
+}
+
+/// The evidence counters of a run, as the summary and the metrics show them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvidenceStats {
+    /// Files completed (renamed to their final name).
+    pub files: u64,
+    /// Packets written into them.
+    pub packets: u64,
+    /// Bytes of all files, headers included.
+    pub bytes: u64,
+    /// Frames the reader could not hand to the writer because it was behind (its queue was full).
+    pub dropped: u64,
+    /// Frames not kept because the rings held [`RING_BUDGET`] bytes.
+    pub ring_full: u64,
+    /// Alerts without a file: `--evidence-max-bytes` was reached.
+    pub skipped_cap: u64,
+    /// Alerts without a file: the writer was too far behind to take the notice.
+    pub skipped_busy: u64,
+    /// Files that stopped growing at `--evidence-max-bytes`.
+    pub cut_at_cap: u64,
+    /// Frames left out of a file because their link type differs from the file's.
+    pub link_skipped: u64,
+    /// Files given up on a write error (the first one is also printed as a warning).
+    pub write_errors: u64,
+    /// Files with fewer frames before the start than `--evidence-before` (the key was watched
+    /// too late, or its ring overflowed before the start was known).
+    pub short_before: u64,
+}
+
+/// The counters, shared by the reader (drops), the sink (skipped alerts, the budget) and the
+/// recorder (the rest); also what `--metrics-listen` shows.
+#[derive(Debug, Default)]
+pub struct EvidenceCounters {
+    max_bytes: u64,
+    /// Bytes taken from the budget: headers reserved by the sink, records by the recorder.
+    used: AtomicU64,
+    files: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    dropped: AtomicU64,
+    ring_full: AtomicU64,
+    skipped_cap: AtomicU64,
+    skipped_busy: AtomicU64,
+    cut_at_cap: AtomicU64,
+    link_skipped: AtomicU64,
+    write_errors: AtomicU64,
+    short_before: AtomicU64,
+}
+
+impl EvidenceCounters {
+    /// Counters for a run whose files may take `max_bytes` together.
+    pub fn new(max_bytes: u64) -> EvidenceCounters {
+        EvidenceCounters {
+            max_bytes,
+            ..EvidenceCounters::default()
+        }
+    }
+
+    /// The sink, at an alert's start: whether it gets a file. It does while the files so far
+    /// take less than the budget; its file header is reserved at once, so alerts starting
+    /// together are decided in the order they are written.
+    pub fn admit_file(&self) -> bool {
+        let r = Ordering::Relaxed;
+        let admitted = self
+            .used
+            .fetch_update(r, r, |u| {
+                (u < self.max_bytes).then_some(u.saturating_add(FILE_HEADER_LEN))
+            })
+            .is_ok();
+        if !admitted {
+            self.skipped_cap.fetch_add(1, r);
+        }
+        admitted
+    }
+
+    /// The sink: an alert got no file because the writer could not take its notice.
+    pub fn skip_busy(&self) {
+        self.skipped_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The reader: `n` frames were dropped because the writer was behind.
+    pub fn add_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes `n` bytes of the budget, if they fit.
+    fn take(&self, n: u64) -> bool {
+        let r = Ordering::Relaxed;
+        self.used
+            .fetch_update(r, r, |u| {
+                (u.saturating_add(n) <= self.max_bytes).then_some(u + n)
+            })
+            .is_ok()
+    }
+
+    fn add(field: &AtomicU64, n: u64) {
+        field.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> EvidenceStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        EvidenceStats {
+            files: g(&self.files),
+            packets: g(&self.packets),
+            bytes: g(&self.bytes),
+            dropped: g(&self.dropped),
+            ring_full: g(&self.ring_full),
+            skipped_cap: g(&self.skipped_cap),
+            skipped_busy: g(&self.skipped_busy),
+            cut_at_cap: g(&self.cut_at_cap),
+            link_skipped: g(&self.link_skipped),
+            write_errors: g(&self.write_errors),
+            short_before: g(&self.short_before),
+        }
+    }
+}
+
+/// A frame kept in a ring.
+#[derive(Debug)]
+struct Stored {
+    ts: Timestamp,
+    wire_len: u32,
+    link: LinkType,
+    data: Vec<u8>,
+}
+
+/// An alert's file while it is being written.
+struct OpenFile {
+    id: String,
+    path: PathBuf,
+    tmp: PathBuf,
+    start: Timestamp,
+    /// Set by the end notice: frames later than this are left out.
+    end: Option<Timestamp>,
+    /// The frames before the start have been chosen and written.
+    selected: bool,
+    /// The writer, from the first frame (its link type is the file's).
+    out: Option<PcapWriter<BufWriter<File>>>,
+    /// The file, until the first frame makes the writer.
+    file: Option<File>,
+    after: usize,
+}
+
+/// What the recorder keeps per watched (scope, key).
+#[derive(Default)]
+struct KeyEvidence {
+    ring: VecDeque<Stored>,
+    /// The latest time of a frame that went into the ring.
+    latest: Timestamp,
+    open: Option<OpenFile>,
+}
+
+/// What the copier may change about the keys it watches ([`Recorder::take_watch_changes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchChanges {
+    /// Keys whose file is complete while their alert goes on: their frames are no longer needed.
+    pub done: Vec<(Scope, Key)>,
+    /// Keys whose alert ended: their frames are wanted again (for the key's next alert).
+    pub released: Vec<(Scope, Key)>,
+}
+
+impl WatchChanges {
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty() && self.released.is_empty()
+    }
+}
+
+/// Why a file is being closed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// M frames written, or the budget spent: the alert goes on, its frames are no longer needed.
+    Full,
+    /// The alert ended, or the input did.
+    Over,
+}
+
+/// Turns copied frames and start/end notices into evidence files (see the module docs).
+pub struct Recorder {
+    cfg: EvidenceConfig,
+    /// Frames kept per key: N plus the reader's lead over the sink.
+    ring_cap: usize,
+    subnet_v4: u8,
+    subnet_v6: u8,
+    keys: HashMap<(Scope, Key), KeyEvidence, foldhash::fast::RandomState>,
+    /// Keys with an open file still waiting for frames up to its start or its end.
+    pending: Vec<(Scope, Key)>,
+    ring_bytes: usize,
+    counters: std::sync::Arc<EvidenceCounters>,
+    /// Every frame stamped earlier than this has arrived.
+    through: Timestamp,
+    input_ended: bool,
+    /// The link type of the first frame seen: the header of a file that got no frame.
+    first_link: Option<LinkType>,
+    /// Keys whose file is complete while their alert goes on (the copier may skip them), and
+    /// keys whose alert ended (to be copied again).
+    done: Vec<(Scope, Key)>,
+    released: Vec<(Scope, Key)>,
+    warning: Option<String>,
+    warned: bool,
+    /// Buffers of evicted frames, reused.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Recorder {
+    /// A recorder for `cfg` whose rings hold `before + slack` frames (`slack`: how many packets
+    /// the reader may run ahead of the sink), for keys under these subnet lengths.
+    pub fn new(
+        cfg: EvidenceConfig,
+        slack: usize,
+        subnet_v4: u8,
+        subnet_v6: u8,
+        counters: std::sync::Arc<EvidenceCounters>,
+    ) -> Recorder {
+        Recorder {
+            ring_cap: cfg.before.saturating_add(slack).max(1),
+            cfg,
+            subnet_v4,
+            subnet_v6,
+            keys: HashMap::default(),
+            pending: Vec::new(),
+            ring_bytes: 0,
+            counters,
+            through: Timestamp(0),
+            input_ended: false,
+            first_link: None,
+            done: Vec::new(),
+            released: Vec::new(),
+            warning: None,
+            warned: false,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes a batch of frames.
+    pub fn frames(&mut self, batch: &FrameBatch) {
+        for f in &batch.frames {
+            self.first_link.get_or_insert(f.link);
+            let bytes = batch.bytes(f);
+            for scope in Scope::ALL {
+                if f.scopes.contains(scope) {
+                    let key = key_of_addrs(scope, f.src, f.dst, self.subnet_v4, self.subnet_v6);
+                    self.frame(scope, key, f, bytes);
+                }
+            }
+        }
+        if batch.through > self.through {
+            self.through = batch.through;
+        }
+        self.resolve_pending();
+    }
+
+    /// Takes a notice from the sink.
+    pub fn notice(&mut self, n: Notice) {
+        match n {
+            Notice::Start {
+                id,
+                path,
+                scope,
+                key,
+                ts,
+            } => self.start(id, path, scope, key, ts),
+            Notice::End { id, scope, key, ts } => self.end(&id, scope, key, ts),
+        }
+    }
+
+    /// No frame will come any more: pending files take what their rings hold.
+    pub fn end_input(&mut self) {
+        self.input_ended = true;
+        self.resolve_pending();
+    }
+
+    /// The run is over: every open file is completed.
+    pub fn finish(&mut self) {
+        self.end_input();
+        let open: Vec<(Scope, Key)> = self
+            .keys
+            .iter()
+            .filter(|(_, ke)| ke.open.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in open {
+            self.select_if_due(k);
+            self.close(k, Close::Over);
+        }
+    }
+
+    /// Forgets the rings of keys no longer watched and without an open file.
+    pub fn retain_keys(&mut self, mut watched: impl FnMut(&(Scope, Key)) -> bool) {
+        let mut freed = 0;
+        self.keys.retain(|k, ke| {
+            let keep = ke.open.is_some() || watched(k);
+            if !keep {
+                freed += ke.ring.iter().map(|s| s.data.len()).sum::<usize>();
+            }
+            keep
+        });
+        self.ring_bytes = self.ring_bytes.saturating_sub(freed);
+    }
+
+    /// Keys whose files became complete while their alerts go on, and keys whose alerts ended,
+    /// since the last call.
+    pub fn take_watch_changes(&mut self) -> WatchChanges {
+        WatchChanges {
+            done: std::mem::take(&mut self.done),
+            released: std::mem::take(&mut self.released),
+        }
+    }
+
+    /// The first write error, once (later ones are only counted).
+    pub fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> EvidenceStats {
+        self.counters.snapshot()
+    }
+
+    /// One frame of a watched key.
+    fn frame(&mut self, scope: Scope, key: Key, f: &FrameMeta, bytes: &[u8]) {
+        let k = (scope, key);
+        let ke = self.keys.entry(k).or_default();
+        match &ke.open {
+            Some(o) if o.selected => {
+                if o.end.is_some_and(|end| f.ts > end) {
+                    // the first frame after the end: every frame of the alert is in
+                    self.close(k, Close::Over);
+                    self.keep(k, f, bytes);
+                } else {
+                    self.write_after(k, f.ts, f.link, bytes, f.wire_len);
+                }
+            }
+            Some(o) => {
+                let past_start = f.ts > o.start;
+                self.keep(k, f, bytes);
+                if past_start {
+                    self.select_if_due(k);
+                }
+            }
+            None => self.keep(k, f, bytes),
+        }
+    }
+
+    /// Keeps a frame in its key's ring, evicting the oldest when the ring is full.
+    fn keep(&mut self, k: (Scope, Key), f: &FrameMeta, bytes: &[u8]) {
+        let Some(ke) = self.keys.get_mut(&k) else {
+            return;
+        };
+        let mut buf = None;
+        if ke.ring.len() >= self.ring_cap {
+            if let Some(old) = ke.ring.pop_front() {
+                self.ring_bytes -= old.data.len();
+                buf = Some(old.data);
+            }
+        }
+        while self.ring_bytes + bytes.len() > RING_BUDGET {
+            match ke.ring.pop_front() {
+                Some(old) => {
+                    self.ring_bytes -= old.data.len();
+                    self.spare.push(old.data);
+                }
+                None => {
+                    EvidenceCounters::add(&self.counters.ring_full, 1);
+                    if let Some(b) = buf {
+                        self.spare.push(b);
+                    }
+                    return;
+                }
+            }
+        }
+        let mut data = buf.or_else(|| self.spare.pop()).unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(bytes);
+        self.ring_bytes += data.len();
+        ke.latest = ke.latest.max(f.ts);
+        ke.ring.push_back(Stored {
+            ts: f.ts,
+            wire_len: f.wire_len,
+            link: f.link,
+            data,
+        });
+        self.spare.truncate(64);
+    }
+
+    fn start(&mut self, id: String, path: PathBuf, scope: Scope, key: Key, ts: Timestamp) {
+        let k = (scope, key);
+        if self.keys.get(&k).is_some_and(|ke| ke.open.is_some()) {
+            // the previous alert's file is still open (its end not yet confirmed): it is over
+            self.select_if_due(k);
+            self.close(k, Close::Over);
+        }
+        let tmp = path.with_file_name(temp_name(
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ));
+        let file = match File::create(&tmp) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed(&tmp, &e);
+                self.done.push(k);
+                return;
+            }
+        };
+        self.keys.entry(k).or_default().open = Some(OpenFile {
+            id,
+            path,
+            tmp,
+            start: ts,
+            end: None,
+            selected: false,
+            out: None,
+            file: Some(file),
+            after: 0,
+        });
+        self.select_if_due(k);
+        if self.input_ended {
+            self.close(k, Close::Over);
+        } else if self.is_pending(k) {
+            self.pending.push(k);
+        }
+    }
+
+    fn end(&mut self, id: &str, scope: Scope, key: Key, ts: Timestamp) {
+        let k = (scope, key);
+        self.released.push(k);
+        let Some(o) = self
+            .keys
+            .get_mut(&k)
+            .and_then(|ke| ke.open.as_mut())
+            .filter(|o| o.id == id)
+        else {
+            return; // complete already, or never opened
+        };
+        o.end = Some(ts);
+        if o.selected && (self.through > ts || self.input_ended) {
+            self.close(k, Close::Over);
+        } else if !self.pending.contains(&k) {
+            self.pending.push(k);
+        }
+    }
+
+    /// Whether an open file of `k` still waits for frames (up to its start, or up to its end).
+    fn is_pending(&self, k: (Scope, Key)) -> bool {
+        self.keys
+            .get(&k)
+            .and_then(|ke| ke.open.as_ref())
+            .is_some_and(|o| !o.selected || o.end.is_some())
+    }
+
+    fn resolve_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for k in pending {
+            self.select_if_due(k);
+            let over = self
+                .keys
+                .get(&k)
+                .and_then(|ke| ke.open.as_ref())
+                .and_then(|o| o.selected.then_some(o.end).flatten())
+                .is_some_and(|end| self.through > end || self.input_ended);
+            if over {
+                self.close(k, Close::Over);
+            }
+            if self.is_pending(k) && !self.pending.contains(&k) {
+                self.pending.push(k);
+            }
+        }
+        if self.input_ended {
+            // no frame will come: files that have their frames before the start are complete
+            let open: Vec<(Scope, Key)> = self
+                .keys
+                .iter()
+                .filter(|(_, ke)| ke.open.as_ref().is_some_and(|o| o.selected))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in open {
+                self.close(k, Close::Over);
+            }
+        }
+    }
+
+    /// Writes the frames before the start (and the ring's frames after it) once every frame up to
+    /// the start has arrived.
+    fn select_if_due(&mut self, k: (Scope, Key)) {
+        let (through, ended) = (self.through, self.input_ended);
+        let Some(ke) = self.keys.get_mut(&k) else {
+            return;
+        };
+        let Some(o) = ke.open.as_ref().filter(|o| !o.selected) else {
+            return;
+        };
+        let start = o.start;
+        let due = ended || through > start || ke.latest > start;
+        if !due {
+            return;
+        }
+        let ring = std::mem::take(&mut ke.ring);
+        let (before, after) = select(&ring, start, self.cfg.before);
+        if let Some(o) = ke.open.as_mut() {
+            o.selected = true;
+        }
+        if before.len() < self.cfg.before {
+            EvidenceCounters::add(&self.counters.short_before, 1);
+        }
+        for &i in &before {
+            if let Some(s) = ring.get(i) {
+                if !self.write(k, s.ts, s.link, &s.data, s.wire_len) {
+                    break;
+                }
+            }
+        }
+        for &i in &after {
+            let Some(s) = ring.get(i) else { continue };
+            let open = self.keys.get(&k).and_then(|ke| ke.open.as_ref());
+            let Some(o) = open.filter(|o| o.selected) else {
+                break; // closed: full, or failed
+            };
+            if o.end.is_some_and(|end| s.ts > end) {
+                continue;
+            }
+            self.write_after(k, s.ts, s.link, &s.data, s.wire_len);
+        }
+        for s in ring {
+            self.ring_bytes -= s.data.len();
+            self.spare.push(s.data);
+        }
+        self.spare.truncate(64);
+        if self.cfg.after == 0 {
+            let open = self.keys.get(&k).and_then(|ke| ke.open.as_ref());
+            if open.is_some_and(|o| o.selected) {
+                self.close(k, Close::Full);
+            }
+        }
+    }
+
+    /// Writes one frame after the start; closes the file at M frames.
+    fn write_after(&mut self, k: (Scope, Key), ts: Timestamp, link: LinkType, d: &[u8], w: u32) {
+        let (after, limit) = match self.keys.get(&k).and_then(|ke| ke.open.as_ref()) {
+            Some(o) => (o.after, self.cfg.after),
+            None => return,
+        };
+        if after >= limit {
+            return;
+        }
+        if self.write(k, ts, link, d, w) {
+            if let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.as_mut()) {
+                o.after += 1;
+                if o.after >= limit {
+                    self.close(k, Close::Full);
+                }
+            }
+        }
+    }
+
+    /// Writes one record to `k`'s file; false when the file is gone (closed at the budget, or
+    /// failed). A frame of another link type than the file's is skipped (and true returned).
+    fn write(&mut self, k: (Scope, Key), ts: Timestamp, link: LinkType, d: &[u8], w: u32) -> bool {
+        let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.as_mut()) else {
+            return false;
+        };
+        if let Some(file) = o.file.take() {
+            o.out = Some(pcap_file(file, link));
+        }
+        let Some(out) = o.out.as_mut() else {
+            return false;
+        };
+        if link != out.link() {
+            EvidenceCounters::add(&self.counters.link_skipped, 1);
+            return true;
+        }
+        let len = out.record_len(d.len());
+        if !self.counters.take(len) {
+            EvidenceCounters::add(&self.counters.cut_at_cap, 1);
+            self.close(k, Close::Full);
+            return false;
+        }
+        match out.record(ts, d, w) {
+            Ok(()) => {
+                EvidenceCounters::add(&self.counters.packets, 1);
+                EvidenceCounters::add(&self.counters.bytes, len);
+                true
+            }
+            Err(e) => {
+                let tmp = o.tmp.clone();
+                self.abandon(k, &tmp, &e);
+                false
+            }
+        }
+    }
+
+    /// Completes `k`'s file: flushes it and gives it its final name.
+    fn close(&mut self, k: (Scope, Key), why: Close) {
+        let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.take()) else {
+            return;
+        };
+        self.pending.retain(|p| *p != k);
+        if why == Close::Full && o.end.is_none() {
+            self.done.push(k);
+        }
+        let link = self.first_link.unwrap_or(LinkType::ETHERNET);
+        let out = match (o.out, o.file) {
+            (Some(out), _) => Some(out),
+            (None, Some(file)) => Some(pcap_file(file, link)),
+            (None, None) => None,
+        };
+        let Some(out) = out else { return };
+        let result = out
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .and_then(|_| std::fs::rename(&o.tmp, &o.path));
+        match result {
+            Ok(()) => {
+                EvidenceCounters::add(&self.counters.files, 1);
+                EvidenceCounters::add(&self.counters.bytes, FILE_HEADER_LEN);
+            }
+            Err(e) => self.failed(&o.tmp, &e),
+        }
+    }
+
+    /// Gives up `k`'s file after a write error.
+    fn abandon(&mut self, k: (Scope, Key), tmp: &Path, e: &io::Error) {
+        if let Some(ke) = self.keys.get_mut(&k) {
+            if let Some(o) = ke.open.take() {
+                if o.end.is_none() {
+                    self.done.push(k);
+                }
+            }
+        }
+        self.pending.retain(|p| *p != k);
+        self.failed(tmp, e);
+    }
+
+    /// Counts a failed file (warning about the first) and removes what was written of it.
+    fn failed(&mut self, tmp: &Path, e: &io::Error) {
+        EvidenceCounters::add(&self.counters.write_errors, 1);
+        let _ = std::fs::remove_file(tmp);
+        if !self.warned {
+            self.warned = true;
+            self.warning = Some(format!(
+                "cannot write evidence file {}: {e}; detection goes on, and later evidence \
+                 errors are only counted (see the summary)",
+                tmp.display()
+            ));
+        }
+    }
+}
+
+/// A nanosecond pcap writer of `link` frames over `file`.
+fn pcap_file(file: File, link: LinkType) -> PcapWriter<BufWriter<File>> {
+    PcapWriter::new(
+        BufWriter::with_capacity(FILE_BUFFER, file),
+        link,
+        TsResolution::Nano,
+        MAX_SNAPLEN,
+        FILE_BUFFER,
+    )
+}
+
+/// Which frames of a ring go into a file for an alert starting at `start`: the positions of the
+/// last `n` frames stamped at or before it, and of every frame after it, each in ring order.
+pub fn select_positions<T>(
+    ring: &VecDeque<T>,
+    ts: impl Fn(&T) -> Timestamp,
+    start: Timestamp,
+    n: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut before: Vec<usize> = ring
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, f)| ts(f) <= start)
+        .take(n)
+        .map(|(i, _)| i)
+        .collect();
+    before.reverse();
+    let after = ring
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| ts(f) > start)
+        .map(|(i, _)| i)
+        .collect();
+    (before, after)
+}
+
+fn select(ring: &VecDeque<Stored>, start: Timestamp, n: usize) -> (Vec<usize>, Vec<usize>) {
+    select_positions(ring, |s| s.ts, start, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::file::FileSource;
+    use crate::capture::FrameSource;
+    use std::sync::Arc;
+
+    const VICTIM: [u8; 4] = [198, 51, 100, 10];
+    const MS: u64 = 1_000_000;
+    const T0: u64 = 1_764_079_200 * Timestamp::NANOS_PER_SEC;
+
+    fn dst_host() -> (Scope, Key) {
+        (Scope::DstHost, Key::host(IpAddr::from(VICTIM)))
+    }
+
+    /// A batch of frames to the victim (watched in dst_host), at `T0 + ms` each, 60 bytes whose
+    /// first two say the millisecond; the reader is through the last of them.
+    fn batch(ms: impl IntoIterator<Item = u64>) -> FrameBatch {
+        batch_of(ms, LinkType::ETHERNET)
+    }
+
+    fn batch_of(ms: impl IntoIterator<Item = u64>, link: LinkType) -> FrameBatch {
+        let mut b = FrameBatch::default();
+        let mut mask = ScopeMask(0);
+        mask.insert(Scope::DstHost);
+        for m in ms {
+            let mut data = [0u8; 60];
+            data[..2].copy_from_slice(&(m as u16).to_be_bytes());
+            let ts = Timestamp(T0 + m * MS);
+            b.push(
+                ts,
+                link,
+                &data,
+                60,
+                IpAddr::from([192, 0, 2, 1]),
+                IpAddr::from(VICTIM),
+                mask,
+            );
+            b.through = ts;
+        }
+        b
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        rec: Recorder,
+        counters: Arc<EvidenceCounters>,
+    }
+
+    fn setup(before: usize, after: usize, slack: usize, max_bytes: u64) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(EvidenceCounters::new(max_bytes));
+        let cfg = EvidenceConfig {
+            dir: dir.path().to_path_buf(),
+            before,
+            after,
+            max_bytes,
+        };
+        let rec = Recorder::new(cfg, slack, 24, 64, Arc::clone(&counters));
+        Setup { dir, rec, counters }
+    }
+
+    impl Setup {
+        fn start(&mut self, id: &str, ms: u64) -> PathBuf {
+            assert!(self.counters.admit_file());
+            let path = self.dir.path().join(file_name(id));
+            let (scope, key) = dst_host();
+            self.rec.notice(Notice::Start {
+                id: id.to_string(),
+                path: path.clone(),
+                scope,
+                key,
+                ts: Timestamp(T0 + ms * MS),
+            });
+            path
+        }
+
+        fn end(&mut self, id: &str, ms: u64) {
+            let (scope, key) = dst_host();
+            self.rec.notice(Notice::End {
+                id: id.to_string(),
+                scope,
+                key,
+                ts: Timestamp(T0 + ms * MS),
+            });
+        }
+    }
+
+    /// The milliseconds (from the frames' first bytes) of the packets in `path`, and their link
+    /// type; checks times and lengths survived.
+    fn read(path: &Path) -> (Vec<u64>, LinkType) {
+        let mut src = FileSource::open(path).unwrap();
+        let mut ms = Vec::new();
+        let mut link = LinkType::ETHERNET;
+        while let Some(f) = src.next_frame().unwrap() {
+            let m = u64::from(u16::from_be_bytes([f.data[0], f.data[1]]));
+            assert_eq!(f.ts, Timestamp(T0 + m * MS));
+            assert_eq!((f.data.len(), f.wire_len), (60, 60));
+            link = f.link;
+            ms.push(m);
+        }
+        (ms, link)
+    }
+
+    #[test]
+    fn ids_become_file_safe_names() {
+        assert_eq!(
+            file_name("dst_host/198.51.100.10/syn_flood/1764081790.250000"),
+            "dst_host_198.51.100.10_syn_flood_1764081790.250000.pcap"
+        );
+        assert_eq!(
+            file_name("dst_subnet/198.51.100.0/24/udp_flood/1764081790.000000"),
+            "dst_subnet_198.51.100.0_24_udp_flood_1764081790.000000.pcap"
+        );
+        assert_eq!(
+            file_name("src_subnet/2001:db8::/64/dns_amplification/17.5"),
+            "src_subnet_2001-db8--_64_dns_amplification_17.5.pcap"
+        );
+        assert_eq!(file_name("../x y"), "_.._x_y.pcap");
+        assert_eq!(file_name(""), "_.pcap");
+        assert_eq!(temp_name("a.pcap"), ".a.pcap.tmp");
+        // the same id always gives the same name; different hosts different names
+        assert_ne!(
+            file_name("dst_host/2001:db8::1:0/syn_flood/1.0"),
+            file_name("dst_host/2001:db8::10/syn_flood/1.0")
+        );
+    }
+
+    #[test]
+    fn selection_takes_the_last_n_up_to_the_start_and_everything_after() {
+        let ring: VecDeque<u64> = [1, 2, 3, 4, 5, 6].into_iter().collect();
+        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(4), 2);
+        assert_eq!((b, a), (vec![2, 3], vec![4, 5]));
+        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(4), 10);
+        assert_eq!((b, a), (vec![0, 1, 2, 3], vec![4, 5]));
+        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(0), 3);
+        assert_eq!((b, a), (vec![], vec![0, 1, 2, 3, 4, 5]));
+        // a late frame (stamped before the start, read after a later one) counts as before
+        let ring: VecDeque<u64> = [1, 5, 2, 6].into_iter().collect();
+        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(3), 5);
+        assert_eq!((b, a), (vec![0, 2], vec![1, 3]));
+    }
+
+    #[test]
+    fn a_file_holds_n_before_and_m_after_once_the_reader_is_past_the_start() {
+        let mut s = setup(5, 4, 100, u64::MAX);
+        s.rec.frames(&batch(0..20));
+        // the sink is behind the reader: the start at 12 ms comes after frames up to 19 ms
+        let path = s.start("dst_host/198.51.100.10/syn_flood/1", 12);
+        s.rec.frames(&batch(20..30));
+        assert!(path.exists(), "M frames after the start complete the file");
+        assert!(!s
+            .dir
+            .path()
+            .join(temp_name(&file_name("dst_host/198.51.100.10/syn_flood/1")))
+            .exists());
+        let (ms, link) = read(&path);
+        assert_eq!(ms, vec![8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        assert_eq!(link, LinkType::ETHERNET);
+        // complete while the alert goes on: the copier may stop; the end lets it copy again
+        let changes = s.rec.take_watch_changes();
+        assert_eq!((changes.done, changes.released), (vec![dst_host()], vec![]));
+        s.end("dst_host/198.51.100.10/syn_flood/1", 40);
+        assert_eq!(s.rec.take_watch_changes().released, vec![dst_host()]);
+        let st = s.rec.stats();
+        assert_eq!((st.files, st.packets, st.short_before), (1, 9, 0));
+        assert_eq!(st.bytes, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn a_start_waits_for_the_frames_up_to_it_and_an_end_for_the_frames_up_to_it() {
+        let mut s = setup(3, 100, 100, u64::MAX);
+        s.rec.frames(&batch([0, 1, 2, 3]));
+        // the sink is ahead of the copied frames: the frames up to 6 ms are still to come
+        let path = s.start("a", 6);
+        s.rec.frames(&batch([4, 5, 6]));
+        s.rec.frames(&batch([7, 8]));
+        s.end("a", 9);
+        s.rec.frames(&batch([9]));
+        let tmp = s.dir.path().join(temp_name("a.pcap"));
+        assert!(
+            tmp.exists() && !path.exists(),
+            "not complete before the reader is past the end"
+        );
+        s.rec.frames(&batch([10, 11]));
+        assert!(path.exists() && !tmp.exists());
+        assert_eq!(read(&path).0, vec![4, 5, 6, 7, 8, 9]);
+        // the frames after the end wait in the ring for the key's next alert
+        let path2 = s.start("b", 30);
+        s.rec.end_input();
+        assert_eq!(read(&path2).0, vec![10, 11]);
+        assert_eq!(s.rec.stats().short_before, 1);
+    }
+
+    #[test]
+    fn a_batch_that_is_past_the_start_settles_it_without_frames_of_the_key() {
+        let mut s = setup(2, 100, 100, u64::MAX);
+        s.rec.frames(&batch([0, 1, 2]));
+        let path = s.start("a", 5);
+        let mut quiet = FrameBatch {
+            through: Timestamp(T0 + 6 * MS),
+            ..FrameBatch::default()
+        };
+        s.rec.frames(&quiet);
+        s.end("a", 7);
+        quiet.through = Timestamp(T0 + 8 * MS);
+        s.rec.frames(&quiet);
+        assert_eq!(read(&path).0, vec![1, 2]);
+    }
+
+    #[test]
+    fn the_ring_keeps_n_plus_slack_frames_and_counts_a_short_before() {
+        let mut s = setup(4, 10, 2, u64::MAX);
+        s.rec.frames(&batch(0..10));
+        // 6 frames kept (4 + 2): 4 to 9; the start at 8 ms takes 5 to 8 before it, 9 after
+        let path = s.start("a", 8);
+        s.rec.finish();
+        assert_eq!(read(&path).0, vec![5, 6, 7, 8, 9]);
+        assert_eq!(s.rec.stats().short_before, 0);
+        let mut s = setup(4, 10, 0, u64::MAX);
+        s.rec.frames(&batch(0..10));
+        let path = s.start("a", 8);
+        s.rec.finish();
+        assert_eq!(read(&path).0, vec![6, 7, 8, 9]);
+        assert_eq!(s.rec.stats().short_before, 1);
+    }
+
+    #[test]
+    fn the_budget_stops_a_file_and_refuses_later_alerts() {
+        // header 24 + 3 records of 76 bytes
+        let mut s = setup(10, 100, 100, 24 + 3 * 76);
+        s.rec.frames(&batch(0..10));
+        let path = s.start("a", 1);
+        assert!(path.exists(), "the file is complete at the budget");
+        assert_eq!(read(&path).0, vec![0, 1, 2]);
+        assert!(!s.counters.admit_file(), "no room left for another file");
+        let st = s.rec.stats();
+        assert_eq!((st.cut_at_cap, st.skipped_cap), (1, 1));
+        assert_eq!(st.bytes, 24 + 3 * 76);
+    }
+
+    #[test]
+    fn frames_of_another_link_type_are_skipped_and_counted() {
+        let mut s = setup(10, 100, 100, u64::MAX);
+        s.rec.frames(&batch_of([0, 1], LinkType::LINUX_SLL));
+        s.rec.frames(&batch([2, 3]));
+        let path = s.start("a", 5);
+        s.rec.finish();
+        assert_eq!(read(&path), (vec![0, 1], LinkType::LINUX_SLL));
+        assert_eq!(s.rec.stats().link_skipped, 2);
+    }
+
+    #[test]
+    fn an_alert_with_no_frames_gets_an_empty_capture() {
+        let mut s = setup(10, 100, 100, u64::MAX);
+        let path = s.start("a", 5);
+        s.rec.finish();
+        assert_eq!(read(&path).0, Vec::<u64>::new());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+    }
+
+    #[test]
+    fn a_write_error_is_counted_and_warned_about_once() {
+        let mut s = setup(10, 100, 100, u64::MAX);
+        s.rec.frames(&batch(0..3));
+        let gone = s.dir.path().join("gone");
+        let (scope, key) = dst_host();
+        for id in ["a", "b"] {
+            s.rec.notice(Notice::Start {
+                id: id.to_string(),
+                path: gone.join(file_name(id)),
+                scope,
+                key,
+                ts: Timestamp(T0 + MS),
+            });
+        }
+        let warning = s.rec.take_warning().expect("a warning");
+        assert!(warning.contains("gone"), "{warning}");
+        assert!(s.rec.take_warning().is_none());
+        assert_eq!(s.rec.stats().write_errors, 2);
+        // the copier may skip the key: its alert will get no file
+        assert_eq!(
+            s.rec.take_watch_changes().done,
+            vec![dst_host(), dst_host()]
+        );
+    }
+
+    #[test]
+    fn keys_no_longer_watched_are_forgotten_with_their_rings() {
+        let mut s = setup(10, 100, 100, u64::MAX);
+        s.rec.frames(&batch(0..3));
+        assert_eq!(s.rec.ring_bytes, 180);
+        s.rec.retain_keys(|_| false);
+        assert_eq!(s.rec.ring_bytes, 0);
+        assert!(s.rec.keys.is_empty());
+    }
+
+    #[test]
+    fn prepare_dir_creates_the_directory_and_names_it_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        prepare_dir(&sub).unwrap();
+        assert!(sub.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&sub).unwrap().count(),
+            0,
+            "the probe is removed"
+        );
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = prepare_dir(&file.join("d")).unwrap_err().to_string();
+        assert!(e.contains("f/d") && e.contains("--evidence-dir"), "{e}");
+    }
+}
