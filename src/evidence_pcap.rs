@@ -42,6 +42,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// counted): the rings are `N + slack` frames a key, and a flood of jumbo frames on many keys must
 /// not grow the process without bound.
 pub const RING_BUDGET: usize = 256 << 20;
+/// How long (packet time, ns) the ring of a key no longer watched is kept.
+pub const KEEP_UNWATCHED: u64 = 30_000_000_000;
 /// Bytes a file buffers between writes.
 const FILE_BUFFER: usize = 64 << 10;
 
@@ -132,6 +134,9 @@ pub fn key_of_addrs(scope: Scope, src: IpAddr, dst: IpAddr, subnet_v4: u8, subne
 /// addresses and scopes it matched watched keys in.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameMeta {
+    /// The frame's number in reading order: a frame sent twice (the reader looks back over its
+    /// recent frames when a key becomes watched) is kept once.
+    pub seq: u64,
     pub ts: Timestamp,
     pub wire_len: u32,
     pub link: LinkType,
@@ -155,30 +160,15 @@ pub struct FrameBatch {
 }
 
 impl FrameBatch {
-    /// Appends a frame.
+    /// Appends a frame: its bytes, and `meta` but for the place, which this sets.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        ts: Timestamp,
-        link: LinkType,
-        data: &[u8],
-        wire_len: u32,
-        src: IpAddr,
-        dst: IpAddr,
-        scopes: ScopeMask,
-    ) {
+    pub fn push(&mut self, data: &[u8], meta: FrameMeta) {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(data);
         self.frames.push(FrameMeta {
-            ts,
-            wire_len,
-            link,
             offset,
             len: data.len() as u32,
-            src,
-            dst,
-            scopes,
+            ..meta
         });
     }
 
@@ -369,6 +359,8 @@ struct OpenFile {
 #[derive(Default)]
 struct KeyEvidence {
     ring: VecDeque<Stored>,
+    /// The highest frame number taken for this key (a frame sent again is skipped).
+    last_seq: u64,
     /// The latest time of a frame that went into the ring.
     latest: Timestamp,
     open: Option<OpenFile>,
@@ -508,11 +500,15 @@ impl Recorder {
         }
     }
 
-    /// Forgets the rings of keys no longer watched and without an open file.
+    /// Forgets the rings of keys no longer watched, without an open file and without a frame in
+    /// the last [`KEEP_UNWATCHED`] of packet time (the sink may still be that far behind the
+    /// shards that stopped watching them, with an alert's start to tell).
     pub fn retain_keys(&mut self, mut watched: impl FnMut(&(Scope, Key)) -> bool) {
         let mut freed = 0;
+        let through = self.through;
         self.keys.retain(|k, ke| {
-            let keep = ke.open.is_some() || watched(k);
+            let recent = ke.latest.saturating_add(KEEP_UNWATCHED) > through;
+            let keep = ke.open.is_some() || recent || watched(k);
             if !keep {
                 freed += ke.ring.iter().map(|s| s.data.len()).sum::<usize>();
             }
@@ -544,6 +540,10 @@ impl Recorder {
     fn frame(&mut self, scope: Scope, key: Key, f: &FrameMeta, bytes: &[u8]) {
         let k = (scope, key);
         let ke = self.keys.entry(k).or_default();
+        if f.seq <= ke.last_seq && f.seq != 0 {
+            return;
+        }
+        ke.last_seq = ke.last_seq.max(f.seq);
         match &ke.open {
             Some(o) if o.selected => {
                 if o.end.is_some_and(|end| f.ts > end) {
@@ -940,15 +940,18 @@ mod tests {
             let mut data = [0u8; 60];
             data[..2].copy_from_slice(&(m as u16).to_be_bytes());
             let ts = Timestamp(T0 + m * MS);
-            b.push(
+            let meta = FrameMeta {
+                seq: m + 1,
                 ts,
+                wire_len: 60,
                 link,
-                &data,
-                60,
-                IpAddr::from([192, 0, 2, 1]),
-                IpAddr::from(VICTIM),
-                mask,
-            );
+                offset: 0,
+                len: 0,
+                src: IpAddr::from([192, 0, 2, 1]),
+                dst: IpAddr::from(VICTIM),
+                scopes: mask,
+            };
+            b.push(&data, meta);
             b.through = ts;
         }
         b
@@ -1199,10 +1202,32 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_sent_again_is_kept_once() {
+        let mut s = setup(10, 100, 100, u64::MAX);
+        s.rec.frames(&batch(0..5));
+        s.rec.frames(&batch(3..8));
+        let path = s.start("a", 4);
+        s.rec.finish();
+        assert_eq!(read(&path).0, (0..8).collect::<Vec<u64>>());
+    }
+
+    #[test]
     fn keys_no_longer_watched_are_forgotten_with_their_rings() {
         let mut s = setup(10, 100, 100, u64::MAX);
         s.rec.frames(&batch(0..3));
         assert_eq!(s.rec.ring_bytes, 180);
+        s.rec.retain_keys(|_| false);
+        assert_eq!(
+            s.rec.ring_bytes, 180,
+            "kept for a while: the sink may be behind"
+        );
+        let later = FrameBatch {
+            through: Timestamp(T0 + KEEP_UNWATCHED + 3 * MS),
+            ..FrameBatch::default()
+        };
+        s.rec.frames(&later);
+        s.rec.retain_keys(|_| true);
+        assert_eq!(s.rec.ring_bytes, 180, "watched keys are kept");
         s.rec.retain_keys(|_| false);
         assert_eq!(s.rec.ring_bytes, 0);
         assert!(s.rec.keys.is_empty());

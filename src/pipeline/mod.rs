@@ -17,6 +17,9 @@
 //!   [`AlertEvent::order_key`](crate::alert::AlertEvent::order_key) order: the output is
 //!   byte-identical whatever the thread count or batch size.
 //! - `summary`: the counters of a run and the summary printed at the end.
+//! - `evidence` (`--evidence-dir`): the reader copies the frames of keys the shards hold hot into
+//!   batches for a thread of its own, which writes a pcap per alert as the sink tells it of starts
+//!   and ends ([`crate::evidence_pcap`]).
 //!
 //! Channels are bounded; on replay a full channel makes the reader wait (back-pressure); on live
 //! capture it never does (that would stall the kernel's ring): the packets are dropped for every
@@ -25,6 +28,7 @@
 
 mod capture;
 mod decode;
+mod evidence;
 mod reader;
 mod route;
 mod shard;
@@ -43,16 +47,18 @@ use crate::baseline::{BaselineEntry, BaselineFile};
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::detect::{Engine, ShardSpec};
+use crate::evidence_pcap::{EvidenceConfig, EvidenceCounters, FrameBatch, Notice, Recorder};
 use crate::hook::AlertHook;
 use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
 use crate::time::Timestamp;
 
+use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, SinkEvidence};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
 use sink::run_sink;
-pub use summary::{render_summary, AlertTally, RunSummary, TelemetrySummary};
+pub use summary::{render_summary, AlertTally, EvidenceSummary, RunSummary, TelemetrySummary};
 
 /// How the stages are laid out.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,6 +85,9 @@ pub struct PipelineConfig {
     /// The frames are telemetry (`floodwatch collect`): UDP datagrams of sFlow/NetFlow/IPFIX whose
     /// samples and records are the packets.
     pub telemetry: Option<CollectConfig>,
+    /// `--evidence-dir`: a pcap of each alert's packets (not with telemetry, which has no frames of
+    /// the packets; replay reads on one thread, without the decode pool, when this is set).
+    pub evidence: Option<EvidenceConfig>,
 }
 
 /// Telemetry settings of a run ([`PipelineConfig::telemetry`]).
@@ -117,6 +126,7 @@ impl Default for PipelineConfig {
             status_interval: None,
             decode_threads: 0,
             telemetry: None,
+            evidence: None,
         }
     }
 }
@@ -207,57 +217,125 @@ pub fn run_input<W: Write + Send>(
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
+    let evidence = EvidenceSetup::new(pipe, threads);
+    if let (Some(ev), Some(m)) = (&evidence, integ.metrics) {
+        m.attach_evidence(Arc::clone(&ev.shared.counters));
+    }
 
-    let (mut summary, capture_error, sink_result, shard_stats) = std::thread::scope(|s| {
-        let mut work_txs = Vec::with_capacity(threads);
-        let mut shard_handles = Vec::with_capacity(threads);
-        for (i, engine) in engines.into_iter().enumerate() {
-            let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
-            work_txs.push(tx);
-            let out_tx = out_tx.clone();
-            let observe = ShardObserve {
-                metrics: integ.metrics,
-                save,
+    let (mut summary, capture_error, sink_result, shard_stats, evidence_result) =
+        std::thread::scope(|s| {
+            let ev = evidence.as_ref();
+            let mut work_txs = Vec::with_capacity(threads);
+            let mut shard_handles = Vec::with_capacity(threads);
+            for (i, engine) in engines.into_iter().enumerate() {
+                let (tx, rx) = bounded::<ShardMsg>(pipe.channel_batches.max(1));
+                work_txs.push(tx);
+                let out_tx = out_tx.clone();
+                let observe = ShardObserve {
+                    metrics: integ.metrics,
+                    save,
+                    watch: ev.map(|e| &e.shared.watch),
+                };
+                shard_handles
+                    .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
+            }
+            drop(out_tx);
+            let (recorder_handle, sink_evidence, mut frame_tx) = match ev {
+                Some(e) => {
+                    let (frame_tx, frame_rx) = bounded::<FrameBatch>(evidence::CHANNEL_BATCHES);
+                    let (notice_tx, notice_rx) = bounded::<Notice>(evidence::NOTICE_CAPACITY);
+                    let recorder = Recorder::new(
+                        e.cfg.clone(),
+                        e.slack,
+                        detect.subnet_v4,
+                        detect.subnet_v6,
+                        Arc::clone(&e.shared.counters),
+                    );
+                    let spare_tx = e.spare.0.clone();
+                    let handle = s.spawn(move || {
+                        evidence::run_evidence(recorder, frame_rx, spare_tx, notice_rx, &e.shared)
+                    });
+                    let sink_ev = SinkEvidence::new(e.cfg.dir.clone(), &e.shared, notice_tx);
+                    (Some(handle), Some(sink_ev), Some(frame_tx))
+                }
+                None => (None, None, None),
             };
-            shard_handles.push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
-        }
-        drop(out_tx);
-        let closed = &output_closed;
-        let sink = s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ));
+            let closed = &output_closed;
+            let sink = s.spawn(move || {
+                run_sink(out_rx, threads, writer, stop, closed, integ, sink_evidence)
+            });
+            // one tap per reading thread; the evidence thread ends once every tap is gone
+            let tap = |tx: &Option<crossbeam_channel::Sender<FrameBatch>>| {
+                let (e, tx) = (ev?, tx.as_ref()?);
+                Some(EvidenceTap::new(
+                    &e.shared,
+                    detect,
+                    e.lookback,
+                    tx.clone(),
+                    e.spare.1.clone(),
+                ))
+            };
 
-        let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
-        let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
-        let (summary, capture_error) = match input {
-            Input::One(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Pooled(source)
-                if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
-            {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
-                let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
-                let capture_error = reader.read_decoded(&mut chunks, stop);
-                drop(chunks);
-                let capture = reading.join().unwrap_or_default();
-                (reader.finish(capture), capture_error)
-            }
-            Input::Pooled(source) => {
-                let mut reader = Reader::new(pipe, router, integ.metrics);
-                let capture_error = reader.read_all(source, stop);
-                (reader.finish(source.stats()), capture_error)
-            }
-            Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ.metrics),
-        };
+            let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
+            let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every);
+            let (summary, capture_error, last_tap) = match input {
+                Input::One(source) => {
+                    let mut reader =
+                        Reader::new(pipe, router, integ.metrics).with_tap(tap(&frame_tx));
+                    let capture_error = reader.read_all(source, stop);
+                    let tap = reader.take_tap();
+                    (reader.finish(source.stats()), capture_error, tap)
+                }
+                Input::Pooled(source)
+                    if pipe.decode_threads > 0
+                        && !pipe.live
+                        && pipe.telemetry.is_none()
+                        && ev.is_none() =>
+                {
+                    let mut reader = Reader::new(pipe, router, integ.metrics);
+                    let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
+                    let capture_error = reader.read_decoded(&mut chunks, stop);
+                    drop(chunks);
+                    let capture = reading.join().unwrap_or_default();
+                    (reader.finish(capture), capture_error, None)
+                }
+                Input::Pooled(source) => {
+                    let mut reader =
+                        Reader::new(pipe, router, integ.metrics).with_tap(tap(&frame_tx));
+                    let capture_error = reader.read_all(source, stop);
+                    let tap = reader.take_tap();
+                    (reader.finish(source.stats()), capture_error, tap)
+                }
+                Input::Many(sources) => {
+                    let taps = sources.iter().map(|_| tap(&frame_tx)).collect();
+                    let (summary, error) =
+                        read_many(s, sources, taps, router, pipe, stop, integ.metrics);
+                    (summary, error, None)
+                }
+            };
+            frame_tx.take();
 
-        let mut shard_stats = Vec::new();
-        for h in shard_handles {
-            shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
-        }
-        let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
-        (summary, capture_error, sink_result, shard_stats)
-    });
+            let mut shard_stats = Vec::new();
+            for h in shard_handles {
+                shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+            }
+            // the shards have published their last hot keys: the tap looks back for them
+            if let Some(t) = last_tap {
+                t.finish();
+            }
+            let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
+            let evidence_result = match recorder_handle {
+                Some(h) => h.join().map_err(|_| PipelineError::Panicked),
+                None => Ok(()),
+            };
+            (
+                summary,
+                capture_error,
+                sink_result,
+                shard_stats,
+                evidence_result,
+            )
+        });
     let mut baselines = Vec::new();
     for st in shard_stats {
         let (stats, b) = st?;
@@ -265,7 +343,12 @@ pub fn run_input<W: Write + Send>(
         baselines.extend(b);
     }
     let (tally, write_error) = sink_result?;
+    evidence_result?;
     summary.alerts = tally;
+    summary.evidence = evidence.map(|e| EvidenceSummary {
+        dir: e.cfg.dir.clone(),
+        stats: e.shared.counters.snapshot(),
+    });
     summary.elapsed = started.elapsed();
     summary.peak_rss = peak_rss();
     summary.output_closed = output_closed.load(Ordering::Relaxed);
@@ -280,11 +363,46 @@ pub fn run_input<W: Write + Send>(
     })
 }
 
+/// What a run with `--evidence-dir` sets up before its threads start.
+struct EvidenceSetup {
+    cfg: EvidenceConfig,
+    shared: EvidenceShared,
+    /// Frames each key's ring holds besides N: how far (in packets) the reader may run ahead of
+    /// the sink — a shard's channel, the shards' channel to the sink, and the router's batch.
+    slack: usize,
+    /// Frames the reader looks back over when a key becomes watched: how far it may run ahead of
+    /// a shard (a shard's channel and the router's batch, with a batch to spare).
+    lookback: usize,
+    /// Batches the evidence thread hands back to the readers for reuse.
+    spare: (
+        crossbeam_channel::Sender<FrameBatch>,
+        crossbeam_channel::Receiver<FrameBatch>,
+    ),
+}
+
+impl EvidenceSetup {
+    fn new(pipe: &PipelineConfig, threads: usize) -> Option<EvidenceSetup> {
+        let cfg = pipe.evidence.clone().filter(|_| pipe.telemetry.is_none())?;
+        let per_channel = pipe.channel_batches.max(1) * pipe.batch_size.max(1);
+        Some(EvidenceSetup {
+            shared: EvidenceShared {
+                watch: EvidenceWatch::new(threads),
+                counters: Arc::new(EvidenceCounters::new(cfg.max_bytes)),
+            },
+            slack: per_channel * (threads + 1) + pipe.batch_size,
+            lookback: per_channel + 2 * pipe.batch_size.max(1),
+            spare: bounded(evidence::CHANNEL_BATCHES),
+            cfg,
+        })
+    }
+}
+
 /// Reads `sources` on one capture thread each, merging their batches into `router` on this thread;
 /// returns the summary of them all and the first capture error.
 fn read_many<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     sources: Vec<Box<dyn FrameSource + Send>>,
+    taps: Vec<Option<EvidenceTap<'env>>>,
     router: Router,
     pipe: &'env PipelineConfig,
     stop: &'env AtomicBool,
@@ -294,11 +412,14 @@ fn read_many<'scope, 'env>(
     let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
     let handles: Vec<_> = sources
         .into_iter()
+        .zip(taps)
         .enumerate()
-        .map(|(i, mut source)| {
+        .map(|(i, (mut source, tap))| {
             let down = capture::CaptureTx::new(i, tx.clone(), pipe.batch_size);
             scope.spawn(move || {
-                let mut reader = Reader::new(pipe, down, metrics).without_status_line();
+                let mut reader = Reader::new(pipe, down, metrics)
+                    .without_status_line()
+                    .with_tap(tap);
                 let error = reader.read_all(source.as_mut(), stop);
                 (reader.finish(source.stats()), error)
             })

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::evidence::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};
@@ -93,6 +94,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     published_kernel: u64,
     /// `floodwatch collect`: frames are telemetry datagrams.
     telemetry: Option<Box<TelemetryReader>>,
+    /// `--evidence-dir`: copies the frames of watched keys for the evidence thread.
+    tap: Option<EvidenceTap<'m>>,
 }
 
 /// The telemetry stage as the reader runs it.
@@ -133,7 +136,20 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     other_port: 0,
                 })
             }),
+            tap: None,
         }
+    }
+
+    /// Copies the frames of watched keys with `tap` (`--evidence-dir`).
+    pub fn with_tap(mut self, tap: Option<EvidenceTap<'m>>) -> Self {
+        self.tap = tap;
+        self
+    }
+
+    /// Takes the tap back (to finish it once the shards are done, so their last hot keys are
+    /// seen); [`Reader::finish`] finishes a tap still held.
+    pub fn take_tap(&mut self) -> Option<EvidenceTap<'m>> {
+        self.tap.take()
     }
 
     /// A frame of telemetry: the UDP datagram in it through the telemetry stage.
@@ -234,7 +250,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
                         .decoder
                         .decode(frame.link, frame.data, frame.ts, frame.wire_len)
                     {
-                        Ok(p) => self.push(p),
+                        Ok(p) => {
+                            if let Some(t) = &mut self.tap {
+                                t.offer(&frame, &p);
+                            }
+                            self.push(p)
+                        }
                         Err(e) => {
                             self.summary.decode.record(&e);
                             self.counts.not_decoded(&e);
@@ -326,6 +347,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
     /// the channels with tiny batches), and move every shard's clock to `now` at most every
     /// [`IDLE_TICK_SPACING`], so alerts end on a quiet link.
     pub fn tick(&mut self, now: Timestamp) {
+        if let Some(t) = &mut self.tap {
+            t.idle(now);
+        }
         let due = now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING;
         if due {
             self.last_tick = now;
@@ -379,6 +403,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
             self.push_telemetry();
         }
         self.publish(capture);
+        if let Some(t) = self.tap.take() {
+            t.finish();
+        }
         let route = self.router.finish();
         let mut summary = self.summary;
         summary.capture = capture;

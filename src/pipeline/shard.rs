@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::evidence::EvidenceWatch;
 use super::route::{ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::baseline::BaselineEntry;
@@ -29,6 +30,8 @@ pub(super) struct ShardObserve<'a> {
     pub metrics: Option<&'a Metrics>,
     /// Collect the learned baselines at the end.
     pub save: bool,
+    /// `--evidence-dir`: where this shard publishes its hot keys.
+    pub watch: Option<&'a EvidenceWatch>,
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
@@ -45,11 +48,19 @@ pub(super) fn run_shard(
     let mut sent_watermark = 0;
     let mut published = EngineStats::default();
     let mut end_at: Option<Timestamp> = None;
+    let mut hot_published = engine.hot_version();
     for msg in rx.iter() {
         match msg {
             ShardMsg::Work(work) => {
                 run_work(&mut engine, &work, &mut events);
                 marks.extend(work.marks);
+                if let Some(w) = observe.watch {
+                    // before the events go out: a key is watched before its alert is written
+                    if engine.hot_version() != hot_published {
+                        hot_published = engine.hot_version();
+                        w.publish(index, engine.hot_keys());
+                    }
+                }
             }
             ShardMsg::End(now) => {
                 end_at = now;

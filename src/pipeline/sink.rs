@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Receiver;
 
+use super::evidence::SinkEvidence;
 use super::shard::ShardOut;
 use super::summary::AlertTally;
 use super::Integrations;
@@ -55,6 +56,7 @@ struct SinkOut<'a, W: Write> {
     writer: EventWriter<W>,
     tally: AlertTally,
     integ: Integrations<'a>,
+    evidence: Option<SinkEvidence<'a>>,
 }
 
 impl<W: Write> SinkOut<'_, W> {
@@ -65,10 +67,14 @@ impl<W: Write> SinkOut<'_, W> {
                 if let Some(m) = self.integ.metrics {
                     m.on_alert(&e);
                 }
+                let line = EventLine {
+                    evidence: self.evidence.as_mut().and_then(|ev| ev.on_event(&e)),
+                    ..EventLine::of(&e)
+                };
                 if let Some(h) = self.integ.hook {
-                    h.submit(HookJob::of(&e, EventLine::of(&e).to_json()));
+                    h.submit(HookJob::of(&e, line.to_json()));
                 }
-                self.writer.write_event(&e)
+                self.writer.write_line(&line)
             }
             Pending::Stats(mut s) => {
                 s.active_alerts = self.tally.active();
@@ -80,18 +86,20 @@ impl<W: Write> SinkOut<'_, W> {
 
 /// The sink: orders events from all shards and writes them. Returns the tally and the write error
 /// that stopped it, if any (a closed pipe is not an error: it sets `closed` and `stop`).
-pub(super) fn run_sink<W: Write>(
+pub(super) fn run_sink<'a, W: Write>(
     rx: Receiver<ShardOut>,
     shards: usize,
     writer: EventWriter<W>,
     stop: &AtomicBool,
     closed: &AtomicBool,
-    integ: Integrations<'_>,
+    integ: Integrations<'a>,
+    evidence: Option<SinkEvidence<'a>>,
 ) -> (AlertTally, Option<io::Error>) {
     let mut out = SinkOut {
         writer,
         tally: AlertTally::default(),
         integ,
+        evidence,
     };
     let mut watermarks = vec![0u64; shards];
     let mut pending: Vec<Pending> = Vec::new();

@@ -50,6 +50,15 @@ pub struct RunSummary {
     pub pipeline_dropped_batches: u64,
     /// `floodwatch collect`: what the telemetry stage counted.
     pub telemetry: Option<TelemetrySummary>,
+    /// `--evidence-dir`: the files written and what they missed.
+    pub evidence: Option<EvidenceSummary>,
+}
+
+/// The evidence part of a [`RunSummary`].
+#[derive(Clone, Debug, Default)]
+pub struct EvidenceSummary {
+    pub dir: std::path::PathBuf,
+    pub stats: crate::evidence_pcap::EvidenceStats,
 }
 
 /// The telemetry part of a [`RunSummary`].
@@ -208,6 +217,37 @@ fn render_telemetry(o: &mut String, t: &TelemetrySummary) {
     }
 }
 
+/// The evidence lines: files written, then what did not make it into them (when anything).
+fn render_evidence(o: &mut String, e: &EvidenceSummary) {
+    use std::fmt::Write as _;
+    let st = &e.stats;
+    let _ = writeln!(
+        o,
+        "  evidence files {}  packets {}  bytes {}  in {}",
+        st.files,
+        st.packets,
+        st.bytes,
+        e.dir.display()
+    );
+    let lost: Vec<String> = [
+        ("alerts skipped at --evidence-max-bytes", st.skipped_cap),
+        ("alerts skipped (writer behind)", st.skipped_busy),
+        ("files cut at --evidence-max-bytes", st.cut_at_cap),
+        ("frames dropped (writer behind)", st.dropped),
+        ("frames dropped (rings full)", st.ring_full),
+        ("frames of another link type skipped", st.link_skipped),
+        ("files short of --evidence-before", st.short_before),
+        ("write errors", st.write_errors),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{what} {n}"))
+    .collect();
+    if !lost.is_empty() {
+        let _ = writeln!(o, "  evidence: {}", lost.join(", "));
+    }
+}
+
 pub fn render_summary(s: &RunSummary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
@@ -270,6 +310,9 @@ pub fn render_summary(s: &RunSummary) -> String {
     }
     if let Some(t) = &s.telemetry {
         render_telemetry(&mut o, t);
+    }
+    if let Some(e) = &s.evidence {
+        render_evidence(&mut o, e);
     }
     if s.ignored_packets > 0 {
         let _ = writeln!(

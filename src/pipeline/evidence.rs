@@ -1,0 +1,763 @@
+//! The evidence stage (`--evidence-dir`): attack samples as pcap, written by a thread of its own that
+//! never slows detection.
+//!
+//! ```text
+//!  shards ──hot keys──▶ EvidenceWatch ◀──complete keys── evidence thread
+//!                           │ generation                     ▲      ▲
+//!                           ▼                                │      │ start / end notices
+//!  reader: decode ─▶ EvidenceTap ──batches (try_send)────────┘     sink
+//! ```
+//! - [`EvidenceWatch`]: the (scope, key)s whose frames are wanted — every shard's hot keys
+//!   ([`Engine::hot_keys`](crate::detect::Engine::hot_keys): near their threshold or in alert),
+//!   less the keys whose file is already complete while their alert goes on — with a generation
+//!   number that moves when the set changes. Shards publish after a work message that changed
+//!   their hot keys; the reader reads one atomic per frame and takes a new copy of the set only
+//!   when the generation moved.
+//! - [`EvidenceTap`] (reader side): with an empty set, nothing but that atomic load; otherwise the
+//!   frame's keys are looked up and a frame of a watched key is copied into a batch, sent with
+//!   `try_send` over a bounded channel — a full channel drops the batch for the sample (counted),
+//!   never waits.
+//! - The sink ([`SinkEvidence`]) decides at each start whether the alert gets a file (the budget),
+//!   names it and tells the evidence thread; at each end, tells it too.
+//! - The evidence thread runs the [`Recorder`].
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
+
+use crate::alert::{AlertEvent, EventKind};
+use crate::capture::RawFrame;
+use crate::config::DetectConfig;
+use crate::decode::LinkType;
+use crate::decode::PacketSummary;
+use crate::detect::{key_of, scopes_of, ScopeMask};
+use crate::evidence_pcap::{file_name, EvidenceCounters, FrameBatch, FrameMeta, Notice, Recorder};
+use crate::key::{Key, Scope};
+use crate::time::Timestamp;
+
+/// Batches the channel from the reader(s) to the evidence thread holds.
+pub(super) const CHANNEL_BATCHES: usize = 256;
+/// A batch leaves at this many frames …
+const BATCH_FRAMES: usize = 256;
+/// … or this many bytes …
+const BATCH_BYTES: usize = 64 << 10;
+/// … or once its first frame is this old in packet time (ns), so a slow key's frames do not wait.
+const BATCH_AGE: u64 = 50_000_000;
+/// Start and end notices the evidence thread may have waiting.
+pub(super) const NOTICE_CAPACITY: usize = 65_536;
+
+type WatchKey = (Scope, Key);
+
+/// The watched keys as the reader holds them.
+#[derive(Debug, Default)]
+pub(super) struct WatchSet {
+    keys: HashSet<WatchKey, foldhash::fast::RandomState>,
+    /// The scopes with at least one watched key.
+    scopes: ScopeMask,
+}
+
+impl WatchSet {
+    pub fn contains(&self, k: &WatchKey) -> bool {
+        self.keys.contains(k)
+    }
+}
+
+#[derive(Default)]
+struct WatchInner {
+    /// Per shard: its hot keys, as last published.
+    shards: Vec<Vec<WatchKey>>,
+    /// Keys whose file is complete while their alert goes on.
+    complete: HashSet<WatchKey, foldhash::fast::RandomState>,
+    current: Arc<WatchSet>,
+}
+
+/// The keys whose frames the reader copies (see the module docs).
+#[derive(Default)]
+pub(super) struct EvidenceWatch {
+    generation: AtomicU64,
+    inner: Mutex<WatchInner>,
+}
+
+impl EvidenceWatch {
+    pub fn new(shards: usize) -> EvidenceWatch {
+        EvidenceWatch {
+            generation: AtomicU64::new(0),
+            inner: Mutex::new(WatchInner {
+                shards: vec![Vec::new(); shards],
+                ..WatchInner::default()
+            }),
+        }
+    }
+
+    /// The generation now: moves whenever the set does.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The set now, with its generation.
+    pub fn snapshot(&self) -> (u64, Arc<WatchSet>) {
+        let inner = self.lock();
+        (self.generation(), Arc::clone(&inner.current))
+    }
+
+    /// Shard `shard`'s hot keys are now `keys`.
+    pub fn publish(&self, shard: usize, keys: impl Iterator<Item = WatchKey>) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.shards.get_mut(shard) {
+            s.clear();
+            s.extend(keys);
+        }
+        self.rebuild(&mut inner);
+    }
+
+    /// The evidence thread: these keys' files are complete (`done`), these keys' alerts ended.
+    pub fn update_complete(&self, done: &[WatchKey], released: &[WatchKey]) {
+        let mut inner = self.lock();
+        for k in released {
+            inner.complete.remove(k);
+        }
+        inner.complete.extend(done.iter().copied());
+        self.rebuild(&mut inner);
+    }
+
+    fn rebuild(&self, inner: &mut WatchInner) {
+        let mut set = WatchSet::default();
+        for k in inner.shards.iter().flatten() {
+            if !inner.complete.contains(k) {
+                set.keys.insert(*k);
+                set.scopes.insert(k.0);
+            }
+        }
+        if set.keys != inner.current.keys {
+            inner.current = Arc::new(set);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reader's recent frames, so a key that becomes watched gets its frames from before the
+/// reader knew. The reader runs ahead of the shards by up to a shard channel's capacity: when a
+/// shard finds a key hot, the reader may have read thousands of that key's frames since; without
+/// this look-back a replay's evidence would start long after the key came near its threshold (and,
+/// for a short capture read whole before the shards begin, hold nothing before the start).
+///
+/// A ring of frame records over a ring of bytes: every frame is copied in whole (one `memcpy`),
+/// the oldest pushed out by count or by bytes.
+struct Backlog {
+    bytes: Vec<u8>,
+    frames: std::collections::VecDeque<BackFrame>,
+    max_frames: usize,
+    max_bytes: usize,
+    /// Bytes written so far (the write position is this modulo the ring's length).
+    written: u64,
+    /// Frames pushed out by bytes while fewer than half the frames were held: the byte ring is
+    /// too small for these frames and grows (up to `max_bytes`).
+    squeezed: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BackFrame {
+    seq: u64,
+    ts: Timestamp,
+    wire_len: u32,
+    link: LinkType,
+    /// Absolute byte position (`Backlog::written` when it was copied) and length.
+    at: u64,
+    len: u32,
+}
+
+/// The backlog starts with this many bytes a frame (grown when frames are bigger).
+const BACKLOG_BYTES_PER_FRAME: usize = 128;
+/// The most bytes the backlog holds.
+const BACKLOG_MAX_BYTES: usize = 32 << 20;
+
+impl Backlog {
+    fn new(max_frames: usize) -> Backlog {
+        let max_frames = max_frames.max(1);
+        Backlog {
+            bytes: vec![0; (max_frames * BACKLOG_BYTES_PER_FRAME).min(BACKLOG_MAX_BYTES)],
+            frames: std::collections::VecDeque::with_capacity(max_frames),
+            max_frames,
+            max_bytes: BACKLOG_MAX_BYTES,
+            written: 0,
+            squeezed: 0,
+        }
+    }
+
+    /// Copies a frame in, pushing out the oldest that its bytes or its count displace.
+    #[inline]
+    fn push(&mut self, seq: u64, f: &RawFrame<'_>) {
+        let cap = self.bytes.len();
+        let len = f.data.len();
+        if len > cap / 4 {
+            return; // a giant frame (or a tiny ring): not kept
+        }
+        // each frame is contiguous: one that would cross the ring's end starts at its beginning
+        let mut at = self.written;
+        let phys = (at % cap as u64) as usize;
+        if phys + len > cap {
+            at += (cap - phys) as u64;
+        }
+        let end = at + len as u64;
+        let lap = end.saturating_sub(cap as u64);
+        if self.frames.len() >= self.max_frames {
+            self.frames.pop_front();
+        }
+        while self.frames.front().is_some_and(|b| b.at < lap) {
+            self.frames.pop_front();
+            if self.frames.len() < self.max_frames / 2 {
+                self.squeezed += 1;
+            }
+        }
+        let start = (at % cap as u64) as usize;
+        if let Some(dst) = self.bytes.get_mut(start..start + len) {
+            dst.copy_from_slice(f.data);
+        }
+        self.frames.push_back(BackFrame {
+            seq,
+            ts: f.ts,
+            wire_len: f.wire_len,
+            link: f.link,
+            at,
+            len: len as u32,
+        });
+        self.written = end;
+        if self.squeezed > 1024 {
+            self.grow();
+        }
+    }
+
+    /// Doubles the byte ring (up to the maximum), forgetting what it held.
+    #[cold]
+    fn grow(&mut self) {
+        self.squeezed = 0;
+        let bigger = (self.bytes.len() * 2).min(self.max_bytes);
+        if bigger > self.bytes.len() {
+            self.bytes = vec![0; bigger];
+            self.frames.clear();
+            self.written = 0;
+        }
+    }
+
+    /// The frames held, oldest first, with their bytes.
+    fn iter(&self) -> impl Iterator<Item = (&BackFrame, &[u8])> + '_ {
+        let cap = self.bytes.len() as u64;
+        self.frames.iter().map(move |b| {
+            let start = (b.at % cap) as usize;
+            let data = self
+                .bytes
+                .get(start..start + b.len as usize)
+                .unwrap_or_default();
+            (b, data)
+        })
+    }
+}
+
+/// The reader's side: copies the frames of watched keys into batches for the evidence thread.
+pub(super) struct EvidenceTap<'a> {
+    watch: &'a EvidenceWatch,
+    counters: &'a EvidenceCounters,
+    cfg: DetectConfig,
+    generation: u64,
+    set: Arc<WatchSet>,
+    batch: FrameBatch,
+    tx: Sender<FrameBatch>,
+    /// Batches the evidence thread is done with, to reuse.
+    spare: Receiver<FrameBatch>,
+    /// The time of the batch's first frame.
+    batch_first: Timestamp,
+    /// Frames offered so far (each frame's number).
+    seq: u64,
+    backlog: Backlog,
+}
+
+impl<'a> EvidenceTap<'a> {
+    /// A tap whose look-back covers `lookback` frames (how far the reader may be ahead of a
+    /// shard).
+    pub fn new(
+        shared: &'a EvidenceShared,
+        cfg: &DetectConfig,
+        lookback: usize,
+        tx: Sender<FrameBatch>,
+        spare: Receiver<FrameBatch>,
+    ) -> EvidenceTap<'a> {
+        EvidenceTap {
+            watch: &shared.watch,
+            counters: &shared.counters,
+            cfg: cfg.clone(),
+            generation: 0,
+            set: Arc::new(WatchSet::default()),
+            batch: FrameBatch::default(),
+            tx,
+            spare,
+            batch_first: Timestamp(0),
+            seq: 0,
+            backlog: Backlog::new(lookback),
+        }
+    }
+
+    /// Looks at a decoded frame: keeps it in the look-back, and copies it when one of its keys is
+    /// watched.
+    #[inline]
+    pub fn offer(&mut self, frame: &RawFrame<'_>, p: &PacketSummary) {
+        self.seq += 1;
+        let g = self.watch.generation();
+        if g != self.generation {
+            self.refresh(p.ts);
+        }
+        self.backlog.push(self.seq, frame);
+        if !self.set.keys.is_empty() {
+            self.offer_watched(frame, p);
+        }
+    }
+
+    /// The set changed: copies the look-back's frames of the keys just added, sends what is held
+    /// (the evidence thread learns the reader is at `now`) and takes the new set.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, now: Timestamp) {
+        let (generation, set) = self.watch.snapshot();
+        let old = std::mem::replace(&mut self.set, set);
+        self.generation = generation;
+        let mut fresh = WatchSet::default();
+        for k in self.set.keys.iter().filter(|k| !old.contains(k)) {
+            fresh.keys.insert(*k);
+            fresh.scopes.insert(k.0);
+        }
+        if !fresh.keys.is_empty() {
+            self.backfill(&fresh);
+        }
+        self.send(now);
+    }
+
+    /// Copies the look-back's frames of the `fresh` keys (oldest first, after what the batch
+    /// holds: each key's frames stay in order).
+    fn backfill(&mut self, fresh: &WatchSet) {
+        let decoder = crate::decode::Decoder;
+        let progress = self.batch.through;
+        let mut found = Vec::new();
+        for (b, data) in self.backlog.iter() {
+            let Ok(p) = decoder.decode(b.link, data, b.ts, b.wire_len) else {
+                continue;
+            };
+            let hit = hits(&self.cfg, fresh, &p);
+            if !hit.is_empty() {
+                found.push((*b, p.src, p.dst, hit));
+            }
+        }
+        for (b, src, dst, hit) in found {
+            let cap = self.backlog.bytes.len() as u64;
+            let start = (b.at % cap) as usize;
+            let Some(data) = self.backlog.bytes.get(start..start + b.len as usize) else {
+                continue;
+            };
+            if self.batch.is_empty() {
+                self.batch_first = b.ts;
+            }
+            let meta = FrameMeta {
+                seq: b.seq,
+                ts: b.ts,
+                wire_len: b.wire_len,
+                link: b.link,
+                offset: 0,
+                len: 0,
+                src,
+                dst,
+                scopes: hit,
+            };
+            self.batch.push(data, meta);
+            if self.batch_full() {
+                // older frames than the reader's position: no progress to report
+                self.send(progress);
+            }
+        }
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.frames.len() >= BATCH_FRAMES || self.batch.data.len() >= BATCH_BYTES
+    }
+
+    fn offer_watched(&mut self, frame: &RawFrame<'_>, p: &PacketSummary) {
+        let hit = hits(&self.cfg, &self.set, p);
+        if !hit.is_empty() {
+            if self.batch.is_empty() {
+                self.batch_first = p.ts;
+            }
+            let meta = FrameMeta {
+                seq: self.seq,
+                ts: frame.ts,
+                wire_len: frame.wire_len,
+                link: frame.link,
+                offset: 0,
+                len: 0,
+                src: p.src,
+                dst: p.dst,
+                scopes: hit,
+            };
+            self.batch.push(frame.data, meta);
+        }
+        if !self.batch.is_empty()
+            && (self.batch_full() || p.ts.saturating_sub(self.batch_first) >= BATCH_AGE)
+        {
+            // every frame before this one has been offered (this one too, but a later frame may
+            // share its time)
+            self.send(p.ts);
+        }
+    }
+
+    /// Sends the batch with the reader's progress `through`; a full channel drops it (counted).
+    fn send(&mut self, through: Timestamp) {
+        let through = through.max(self.batch.through);
+        if self.batch.is_empty() && through <= self.batch.through {
+            return;
+        }
+        let next = match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => FrameBatch {
+                data: Vec::with_capacity(BATCH_BYTES + 2048),
+                frames: Vec::with_capacity(BATCH_FRAMES),
+                through: Timestamp(0),
+            },
+        };
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        batch.through = through;
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) => {
+                self.counters.add_dropped(b.frames.len() as u64);
+                b.clear();
+                self.batch = b;
+            }
+        }
+        // an unsent batch's progress is carried by the next one
+        self.batch.through = through;
+    }
+
+    /// The source is idle at `now` (live): nothing older is to come, send what is held.
+    pub fn idle(&mut self, now: Timestamp) {
+        if self.watch.generation() != self.generation {
+            self.refresh(now);
+        }
+        if !self.batch.is_empty() || !self.set.keys.is_empty() {
+            self.send(now);
+        }
+    }
+
+    /// The input is over and the shards are done (their last hot keys published): copies what the
+    /// look-back holds of keys watched since, and sends everything.
+    pub fn finish(mut self) {
+        let end = Timestamp(u64::MAX);
+        if self.watch.generation() != self.generation {
+            self.refresh(end);
+        }
+        self.send(end);
+    }
+}
+
+/// The scopes of `p` whose key is in `set`.
+#[inline]
+fn hits(cfg: &DetectConfig, set: &WatchSet, p: &PacketSummary) -> ScopeMask {
+    let mask = ScopeMask(scopes_of(cfg, p).0 & set.scopes.0);
+    let mut hit = ScopeMask(0);
+    if mask.is_empty() {
+        return hit;
+    }
+    for scope in Scope::ALL {
+        if mask.contains(scope) && set.contains(&(scope, key_of(cfg, scope, p))) {
+            hit.insert(scope);
+        }
+    }
+    hit
+}
+
+/// What the reader(s), the shards, the sink and the evidence thread share.
+pub(super) struct EvidenceShared {
+    pub watch: EvidenceWatch,
+    pub counters: Arc<EvidenceCounters>,
+}
+
+/// The sink's side: which alerts get a file, under which name.
+pub(super) struct SinkEvidence<'a> {
+    dir: PathBuf,
+    counters: &'a EvidenceCounters,
+    tx: Sender<Notice>,
+    /// File names given out in this run (an id seen twice, e.g. the same capture replayed twice,
+    /// gets `-2`, `-3`, …).
+    names: HashSet<String>,
+    /// Alerts with a file, by id: their end is told too.
+    open: HashSet<String>,
+}
+
+impl<'a> SinkEvidence<'a> {
+    pub fn new(dir: PathBuf, shared: &'a EvidenceShared, tx: Sender<Notice>) -> SinkEvidence<'a> {
+        SinkEvidence {
+            dir,
+            counters: &shared.counters,
+            tx,
+            names: HashSet::new(),
+            open: HashSet::new(),
+        }
+    }
+
+    /// An event about to be written: at a start, the path of its evidence file (its `evidence`
+    /// field) when it gets one.
+    pub fn on_event(&mut self, e: &AlertEvent) -> Option<String> {
+        match e.event {
+            EventKind::Start => self.start(e),
+            EventKind::End => {
+                if self.open.remove(&e.id) {
+                    let _ = self.tx.try_send(Notice::End {
+                        id: e.id.clone(),
+                        scope: e.scope,
+                        key: e.key,
+                        ts: e.ts,
+                    });
+                }
+                None
+            }
+            EventKind::Update => None,
+        }
+    }
+
+    fn start(&mut self, e: &AlertEvent) -> Option<String> {
+        if self.tx.is_full() {
+            self.counters.skip_busy();
+            return None;
+        }
+        if !self.counters.admit_file() {
+            return None;
+        }
+        let base = file_name(&e.id);
+        let mut name = base.clone();
+        let mut n = 1;
+        while self.names.contains(&name) {
+            n += 1;
+            name = format!("{}-{n}.pcap", base.trim_end_matches(".pcap"));
+        }
+        let path = self.dir.join(&name);
+        let shown = path.display().to_string();
+        let notice = Notice::Start {
+            id: e.id.clone(),
+            path,
+            scope: e.scope,
+            key: e.key,
+            ts: e.ts,
+        };
+        // the sink is this channel's only sender: not full a moment ago, it has room now
+        if self.tx.try_send(notice).is_err() {
+            self.counters.skip_busy();
+            return None;
+        }
+        self.names.insert(name);
+        self.open.insert(e.id.clone());
+        Some(shown)
+    }
+}
+
+/// The evidence thread: records until the reader(s) and the sink are done, then completes every
+/// file. Prints the first write error as a warning (later ones are counted).
+pub(super) fn run_evidence(
+    mut recorder: Recorder,
+    frames: Receiver<FrameBatch>,
+    spare: Sender<FrameBatch>,
+    notices: Receiver<Notice>,
+    shared: &EvidenceShared,
+) {
+    let (mut frames, mut notices) = (frames, notices);
+    let (mut frames_open, mut notices_open) = (true, true);
+    let mut generation = shared.watch.generation();
+    while frames_open || notices_open {
+        select! {
+            recv(frames) -> msg => match msg {
+                Ok(batch) => {
+                    recorder.frames(&batch);
+                    let _ = spare.try_send(batch);
+                }
+                Err(_) => {
+                    frames_open = false;
+                    frames = never();
+                    recorder.end_input();
+                }
+            },
+            recv(notices) -> msg => match msg {
+                Ok(n) => recorder.notice(n),
+                Err(_) => {
+                    notices_open = false;
+                    notices = never();
+                }
+            },
+        }
+        let changes = recorder.take_watch_changes();
+        if !changes.is_empty() {
+            shared
+                .watch
+                .update_complete(&changes.done, &changes.released);
+        }
+        let g = shared.watch.generation();
+        if g != generation {
+            generation = g;
+            let (_, set) = shared.watch.snapshot();
+            recorder.retain_keys(|k| set.contains(k));
+        }
+        if let Some(w) = recorder.take_warning() {
+            eprintln!("floodwatch: warning: {w}");
+        }
+    }
+    recorder.finish();
+    if let Some(w) = recorder.take_warning() {
+        eprintln!("floodwatch: warning: {w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn key(last: u8) -> WatchKey {
+        (
+            Scope::DstHost,
+            Key::host(IpAddr::from([198, 51, 100, last])),
+        )
+    }
+
+    #[test]
+    fn the_watch_is_every_shards_hot_keys_less_the_complete_ones() {
+        let w = EvidenceWatch::new(2);
+        let g0 = w.generation();
+        w.publish(0, [key(1)].into_iter());
+        w.publish(1, [key(2), key(3)].into_iter());
+        let (g, set) = w.snapshot();
+        assert!(g > g0);
+        assert!(set.contains(&key(1)) && set.contains(&key(3)));
+        // republishing the same keys does not move the generation
+        w.publish(1, [key(3), key(2)].into_iter());
+        assert_eq!(w.generation(), g);
+        w.update_complete(&[key(2)], &[]);
+        assert!(!w.snapshot().1.contains(&key(2)));
+        w.update_complete(&[], &[key(2)]);
+        assert!(w.snapshot().1.contains(&key(2)));
+        w.publish(0, std::iter::empty());
+        assert!(!w.snapshot().1.contains(&key(1)));
+    }
+
+    /// An Ethernet frame of a TCP SYN from 192.0.2.1 to 198.51.100.`dst_last`, padded to 60 bytes.
+    fn syn_frame(dst_last: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        ip[16..20].copy_from_slice(&[198, 51, 100, dst_last]);
+        let tcp = &mut f[34..54];
+        tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = 0x02;
+        f
+    }
+
+    fn packet(dst_last: u8, ms: u64) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(ms * 1_000_000),
+            src: IpAddr::from([192, 0, 2, 1]),
+            dst: IpAddr::from([198, 51, 100, dst_last]),
+            ..PacketSummary::default()
+        }
+    }
+
+    #[test]
+    fn the_tap_copies_watched_keys_looks_back_for_new_ones_and_counts_drops() {
+        let shared = EvidenceShared {
+            watch: EvidenceWatch::new(1),
+            counters: Arc::new(EvidenceCounters::new(u64::MAX)),
+        };
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let (_spare_tx, spare_rx) = crossbeam_channel::bounded(1);
+        let mut tap = EvidenceTap::new(&shared, &DetectConfig::default(), 16, tx, spare_rx);
+        let offer = |tap: &mut EvidenceTap<'_>, dst: u8, ms: u64| {
+            let data = syn_frame(dst);
+            let frame = RawFrame {
+                ts: Timestamp(ms * 1_000_000),
+                link: LinkType::ETHERNET,
+                data: &data,
+                wire_len: 60,
+            };
+            tap.offer(&frame, &packet(dst, ms));
+        };
+        offer(&mut tap, 10, 1);
+        offer(&mut tap, 11, 2);
+        assert!(
+            tap.batch.is_empty() && rx.is_empty(),
+            "nothing watched: nothing copied"
+        );
+        // .10 becomes watched: its frame from before is looked back for, and sent at once
+        shared.watch.publish(0, [key(10)].into_iter());
+        offer(&mut tap, 10, 3);
+        let b = rx.try_recv().unwrap();
+        assert_eq!(b.frames.len(), 1);
+        assert_eq!((b.frames[0].seq, b.frames[0].ts), (1, Timestamp(1_000_000)));
+        assert_eq!(b.through, Timestamp(3_000_000));
+        assert_eq!(tap.batch.frames.len(), 1, "the frame at 3 ms");
+        offer(&mut tap, 11, 4);
+        assert_eq!(tap.batch.frames.len(), 1, "the other key is not copied");
+        // 50 ms on, the batch leaves, saying the reader is at 60 ms
+        offer(&mut tap, 11, 60);
+        let b = rx.try_recv().unwrap();
+        assert_eq!((b.frames.len(), b.through), (1, Timestamp(60_000_000)));
+        // two batches fill the channel, the third finds it full and is dropped
+        for ms in [70, 130, 140, 200, 210, 270] {
+            offer(&mut tap, 10, ms);
+        }
+        assert_eq!(rx.len(), 2);
+        assert_eq!(shared.counters.snapshot().dropped, 2);
+        tap.finish();
+    }
+
+    #[test]
+    fn the_backlog_keeps_the_latest_frames_by_count_and_by_bytes() {
+        let mut b = Backlog::new(4);
+        b.max_bytes = b.bytes.len();
+        let data: Vec<u8> = (0..=255).collect();
+        let frame = |ms: u64, len: usize| RawFrame {
+            ts: Timestamp(ms),
+            link: LinkType::ETHERNET,
+            data: &data[..len],
+            wire_len: len as u32,
+        };
+        for i in 1..=6 {
+            b.push(i, &frame(i, 10));
+        }
+        let seqs: Vec<u64> = b.iter().map(|(f, _)| f.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5, 6]);
+        assert!(b.iter().all(|(_, d)| d == &data[..10]));
+        // 512 bytes of ring: three frames of 120 fill most of it, each new one displaces the
+        // oldest, and a frame never straddles the end
+        for i in 7..=12 {
+            b.push(i, &frame(i, 120));
+        }
+        let held: Vec<(u64, usize)> = b.iter().map(|(f, d)| (f.seq, d.len())).collect();
+        assert!(
+            held.len() <= 4 && held.last() == Some(&(12, 120)),
+            "{held:?}"
+        );
+        assert!(b.iter().all(|(_, d)| d == &data[..120]));
+        // a frame over a quarter of the ring is not kept
+        b.push(13, &frame(13, 200));
+        assert_eq!(b.iter().last().map(|(f, _)| f.seq), Some(12));
+    }
+}
