@@ -3,29 +3,40 @@
 //! Wireshark read. (Not to be confused with [`crate::evidence`], the per-key top peers and ports that
 //! go into the alert itself.)
 //!
-//! This module is the part without threads or channels: the [`Recorder`] that keeps a short ring of
+//! This module is the part without threads or channels: the [`Recorder`] that keeps a ring of
 //! recent frames per watched key and turns start/end [`Notice`]s into files, the [`FrameBatch`]es the
 //! reader copies frames into, file-safe names ([`file_name`]), the shared [`EvidenceCounters`] (with
-//! the `--evidence-max-bytes` budget), and [`prepare_dir`]. `pipeline::evidence` runs it: the reader
-//! copies the frames of watched keys into batches, the sink sends the notices, one thread records.
+//! the `--evidence-max-bytes` budget), and [`prepare_dir`]. `pipeline::evidence` runs it.
 //!
-//! How a file is made. The reader runs ahead of the sink (by up to the pipeline's channel capacity
-//! in packets), so when the sink reports a start at time T, frames after T are already in the key's
-//! ring, and frames up to T may still be on their way. The recorder therefore picks the frames
-//! *lazily*: once it knows every frame up to T has arrived — a frame of the key later than T came,
-//! or a batch said the reader is past T ([`FrameBatch::through`]), or the input ended — it writes
-//! the last N frames of the ring stamped ≤ T, then the ring's frames after T, then every new frame
-//! of the key as it comes, until M are written, the alert has ended (frames later than the end are
-//! left out, by the same lazy rule), the budget is spent or the run ends. The file is written as
-//! `DIR/.NAME.pcap.tmp` and renamed to `DIR/NAME.pcap` when it is complete.
+//! How a file is made:
+//! - *Where "before" ends.* A start event comes from an evaluation, the `seq`-th of the run; the
+//!   reader stamps each frame with the number of evaluations the stream's clock had stepped through
+//!   when the frame was counted. A frame is after the start when that number is at least the
+//!   event's `seq` ([`Mark::precedes`]): exact, whatever the timestamps do (a capture replayed
+//!   twice, late packets). Readers that do not run the clock (several capture threads) fall back to
+//!   comparing timestamps.
+//! - *When the frames are in.* The reader runs ahead of the shards, and the sink may be far behind
+//!   them. The shard owning the key tells the recorder of the start as it evaluates
+//!   ([`Notice::AlertStart`]); the recorder chooses the frames *lazily*, once every frame before the
+//!   start has arrived — a frame of the key after it came, or a batch said the reader is past it
+//!   while watching the key ([`FrameBatch::through_eval`], [`FrameBatch::watched`]), or the input
+//!   ended: the last N frames of the ring before the start, then the ring's frames after it, then
+//!   every new frame of the key, until M are written, the alert has ended (frames after the end,
+//!   by the same rule, are left out), the budget is spent or the run ends. The ring holds N frames
+//!   plus the reader's lead over the shards.
+//! - *Where they go.* Until the sink names the file ([`Notice::File`]) or refuses it
+//!   ([`Notice::NoFile`]), the chosen frames wait in memory; then they are written to
+//!   `DIR/.NAME.pcap.tmp`, which is renamed to `DIR/NAME.pcap` when complete.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::config::DetectConfig;
 use crate::decode::LinkType;
 use crate::detect::ScopeMask;
 use crate::key::{Key, Scope};
@@ -137,6 +148,10 @@ pub struct FrameMeta {
     /// The frame's number in reading order: a frame sent twice (the reader looks back over its
     /// recent frames when a key becomes watched) is kept once.
     pub seq: u64,
+    /// Evaluations the engine had run when the frame was counted (the router's count), when the
+    /// copier knows it (None with several capture threads, which read apart from the router):
+    /// a frame is after an alert's start when this is at least the start event's evaluation.
+    pub eval: Option<u64>,
     pub ts: Timestamp,
     pub wire_len: u32,
     pub link: LinkType,
@@ -155,8 +170,54 @@ pub struct FrameBatch {
     pub data: Vec<u8>,
     pub frames: Vec<FrameMeta>,
     /// Every frame stamped earlier than this has been offered to the copier (copied into this or
-    /// an earlier batch, dropped and counted, or not watched).
+    /// an earlier batch, dropped and counted, or not watched) …
     pub through: Timestamp,
+    /// … and every frame counted before this many evaluations (when the copier knows them).
+    pub through_eval: Option<u64>,
+    /// The keys the copier watched when it sent the batch (None: every key). For a key among
+    /// them, every frame of it up to `through` has been sent: the copier sends the frames it
+    /// holds of a key as soon as the key is watched, before any batch that names it.
+    pub watched: Option<Arc<WatchedKeys>>,
+}
+
+/// A set of (scope, key)s whose frames are copied.
+#[derive(Debug, Default)]
+pub struct WatchedKeys {
+    keys: HashSet<(Scope, Key), foldhash::fast::RandomState>,
+    /// The scopes with at least one key in the set.
+    scopes: ScopeMask,
+}
+
+impl WatchedKeys {
+    pub fn insert(&mut self, k: (Scope, Key)) {
+        self.keys.insert(k);
+        self.scopes.insert(k.0);
+    }
+
+    #[inline]
+    pub fn contains(&self, k: &(Scope, Key)) -> bool {
+        self.keys.contains(k)
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The scopes with at least one key in the set.
+    #[inline]
+    pub fn scopes(&self) -> ScopeMask {
+        self.scopes
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Scope, Key)> + '_ {
+        self.keys.iter()
+    }
+
+    /// Whether both hold the same keys.
+    pub fn same_keys(&self, other: &WatchedKeys) -> bool {
+        self.keys == other.keys
+    }
 }
 
 impl FrameBatch {
@@ -185,6 +246,8 @@ impl FrameBatch {
         self.data.clear();
         self.frames.clear();
         self.through = Timestamp(0);
+        self.through_eval = None;
+        self.watched = None;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,21 +258,58 @@ impl FrameBatch {
 /// What the sink tells the recorder, in the order it writes the events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
-    /// An alert started at `ts`; its file is to be `path` (the `evidence` field of the event).
-    Start {
+    /// The shard owning the key: an alert started at `at`. Sent as the shard emits the event, long
+    /// before the sink may get to it: the key's frames around the start are kept from then on.
+    AlertStart {
+        id: String,
+        scope: Scope,
+        key: Key,
+        at: Mark,
+    },
+    /// The shard (and the sink, for an alert with a file): the alert `id` ended at `at`.
+    AlertEnd {
+        id: String,
+        scope: Scope,
+        key: Key,
+        at: Mark,
+    },
+    /// The sink: the alert `id` (started at `at`) gets the file `path` (its `evidence` field).
+    File {
         id: String,
         path: PathBuf,
         scope: Scope,
         key: Key,
-        ts: Timestamp,
+        at: Mark,
     },
-    /// The alert `id` ended at `ts`.
-    End {
+    /// The sink: the alert `id` (started at `at`) gets no file (`--evidence-max-bytes`, or the
+    /// writer was behind).
+    NoFile {
         id: String,
         scope: Scope,
         key: Key,
-        ts: Timestamp,
+        at: Mark,
     },
+}
+
+/// Where an event happened in the stream: the evaluation that produced it
+/// ([`AlertEvent::seq`](crate::alert::AlertEvent)) and its packet time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub seq: u64,
+    pub ts: Timestamp,
+}
+
+impl Mark {
+    /// Whether a frame counted after `eval` evaluations (if known) and stamped `ts` comes after
+    /// this point of the stream. By evaluations when known — exact whatever the timestamps do (a
+    /// second file earlier in time, late packets); else by time.
+    #[inline]
+    pub fn precedes(&self, eval: Option<u64>, ts: Timestamp) -> bool {
+        match eval {
+            Some(e) => e >= self.seq,
+            None => ts > self.ts,
+        }
+    }
 }
 
 /// The evidence counters of a run, as the summary and the metrics show them.
@@ -286,6 +386,15 @@ impl EvidenceCounters {
         admitted
     }
 
+    /// The sink: an admitted alert got no file after all (its notice could not be sent): its
+    /// header's bytes go back to the budget.
+    pub fn give_back_header(&self) {
+        let r = Ordering::Relaxed;
+        let _ = self
+            .used
+            .fetch_update(r, r, |u| Some(u.saturating_sub(FILE_HEADER_LEN)));
+    }
+
     /// The sink: an alert got no file because the writer could not take its notice.
     pub fn skip_busy(&self) {
         self.skipped_busy.fetch_add(1, Ordering::Relaxed);
@@ -332,20 +441,25 @@ impl EvidenceCounters {
 /// A frame kept in a ring.
 #[derive(Debug)]
 struct Stored {
+    eval: Option<u64>,
     ts: Timestamp,
     wire_len: u32,
     link: LinkType,
     data: Vec<u8>,
 }
 
-/// An alert's file while it is being written.
+/// An alert's file while it is being written, or, until the sink names it, an alert whose frames
+/// are being kept.
 struct OpenFile {
+    /// Tells the files of a run apart.
+    n: u64,
     id: String,
-    path: PathBuf,
-    tmp: PathBuf,
-    start: Timestamp,
-    /// Set by the end notice: frames later than this are left out.
-    end: Option<Timestamp>,
+    /// Where it goes, and its temporary name: None until the sink gives the alert a file.
+    path: Option<PathBuf>,
+    tmp: Option<PathBuf>,
+    start: Mark,
+    /// Set by the end notice: frames after this are left out.
+    end: Option<Mark>,
     /// The frames before the start have been chosen and written.
     selected: bool,
     /// The writer, from the first frame (its link type is the file's).
@@ -353,17 +467,37 @@ struct OpenFile {
     /// The file, until the first frame makes the writer.
     file: Option<File>,
     after: usize,
+    /// Until the sink names the file: the frames chosen for it so far.
+    staged: Vec<Stored>,
+    /// Complete (M frames, the budget, its end, the input's end) before the sink named it: it
+    /// is closed as soon as it is named.
+    complete: Option<Close>,
+}
+
+impl OpenFile {
+    /// Whether a frame belongs after this alert's start and not after its end.
+    fn covers(&self, eval: Option<u64>, ts: Timestamp) -> bool {
+        self.start.precedes(eval, ts) && !self.end.is_some_and(|e| e.precedes(eval, ts))
+    }
+
+    /// Whether it still waits for frames: up to its start, or up to its known end.
+    fn pending(&self) -> bool {
+        (!self.selected || self.end.is_some()) && self.complete.is_none()
+    }
 }
 
 /// What the recorder keeps per watched (scope, key).
 #[derive(Default)]
 struct KeyEvidence {
+    /// The key's latest frames (every frame goes in; the oldest go out).
     ring: VecDeque<Stored>,
     /// The highest frame number taken for this key (a frame sent again is skipped).
     last_seq: u64,
-    /// The latest time of a frame that went into the ring.
+    /// The latest time of a frame of the key (to forget keys gone quiet).
     latest: Timestamp,
-    open: Option<OpenFile>,
+    /// Files of the key's alerts still being written, in start order (usually one; two when an
+    /// alert starts before the frames of the previous one are all in).
+    files: Vec<OpenFile>,
 }
 
 /// What the copier may change about the keys it watches ([`Recorder::take_watch_changes`]).
@@ -390,6 +524,8 @@ enum Close {
     Over,
 }
 
+type WatchKey = (Scope, Key);
+
 /// Turns copied frames and start/end notices into evidence files (see the module docs).
 pub struct Recorder {
     cfg: EvidenceConfig,
@@ -397,46 +533,54 @@ pub struct Recorder {
     ring_cap: usize,
     subnet_v4: u8,
     subnet_v6: u8,
-    keys: HashMap<(Scope, Key), KeyEvidence, foldhash::fast::RandomState>,
-    /// Keys with an open file still waiting for frames up to its start or its end.
-    pending: Vec<(Scope, Key)>,
+    keys: HashMap<WatchKey, KeyEvidence, foldhash::fast::RandomState>,
+    /// Keys with a file still waiting for frames up to its start or its end.
+    pending: Vec<WatchKey>,
     ring_bytes: usize,
-    counters: std::sync::Arc<EvidenceCounters>,
-    /// Every frame stamped earlier than this has arrived.
+    /// Bytes of frames chosen for alerts the sink has not named yet (within [`RING_BUDGET`] too).
+    staged_bytes: usize,
+    counters: Arc<EvidenceCounters>,
+    /// Every frame stamped earlier than this (counted before `through_eval` evaluations) has
+    /// arrived, for the keys of `watched`.
     through: Timestamp,
+    through_eval: Option<u64>,
+    watched: Option<Arc<WatchedKeys>>,
     input_ended: bool,
     /// The link type of the first frame seen: the header of a file that got no frame.
     first_link: Option<LinkType>,
     /// Keys whose file is complete while their alert goes on (the copier may skip them), and
     /// keys whose alert ended (to be copied again).
-    done: Vec<(Scope, Key)>,
-    released: Vec<(Scope, Key)>,
+    done: Vec<WatchKey>,
+    released: Vec<WatchKey>,
     warning: Option<String>,
     warned: bool,
     /// Buffers of evicted frames, reused.
     spare: Vec<Vec<u8>>,
+    next_file: u64,
 }
 
 impl Recorder {
     /// A recorder for `cfg` whose rings hold `before + slack` frames (`slack`: how many packets
-    /// the reader may run ahead of the sink), for keys under these subnet lengths.
+    /// the reader may run ahead of the sink), for keys as `detect` makes them (its subnet lengths).
     pub fn new(
         cfg: EvidenceConfig,
         slack: usize,
-        subnet_v4: u8,
-        subnet_v6: u8,
-        counters: std::sync::Arc<EvidenceCounters>,
+        detect: &DetectConfig,
+        counters: Arc<EvidenceCounters>,
     ) -> Recorder {
         Recorder {
             ring_cap: cfg.before.saturating_add(slack).max(1),
             cfg,
-            subnet_v4,
-            subnet_v6,
+            subnet_v4: detect.subnet_v4,
+            subnet_v6: detect.subnet_v6,
             keys: HashMap::default(),
             pending: Vec::new(),
             ring_bytes: 0,
+            staged_bytes: 0,
             counters,
             through: Timestamp(0),
+            through_eval: None,
+            watched: None,
             input_ended: false,
             first_link: None,
             done: Vec::new(),
@@ -444,6 +588,7 @@ impl Recorder {
             warning: None,
             warned: false,
             spare: Vec::new(),
+            next_file: 0,
         }
     }
 
@@ -455,60 +600,82 @@ impl Recorder {
             for scope in Scope::ALL {
                 if f.scopes.contains(scope) {
                     let key = key_of_addrs(scope, f.src, f.dst, self.subnet_v4, self.subnet_v6);
-                    self.frame(scope, key, f, bytes);
+                    self.frame((scope, key), f, bytes);
                 }
             }
         }
-        if batch.through > self.through {
-            self.through = batch.through;
-        }
+        // the reader's position, which steps back with the stream's time (a second file)
+        self.through = batch.through;
+        self.through_eval = batch.through_eval;
+        self.watched.clone_from(&batch.watched);
         self.resolve_pending();
     }
 
     /// Takes a notice from the sink.
     pub fn notice(&mut self, n: Notice) {
         match n {
-            Notice::Start {
+            Notice::AlertStart { id, scope, key, at } => {
+                self.alert_start(id, (scope, key), at);
+            }
+            Notice::AlertEnd { id, scope, key, at } => self.end(&id, (scope, key), at),
+            Notice::File {
                 id,
                 path,
                 scope,
                 key,
-                ts,
-            } => self.start(id, path, scope, key, ts),
-            Notice::End { id, scope, key, ts } => self.end(&id, scope, key, ts),
+                at,
+            } => self.admit(id, path, (scope, key), at),
+            Notice::NoFile { id, scope, key, at } => self.refuse(&id, (scope, key), at),
         }
     }
 
-    /// No frame will come any more: pending files take what their rings hold.
+    /// No frame will come any more: every file takes what its key's ring holds and is complete
+    /// (a start told later is settled at once).
     pub fn end_input(&mut self) {
         self.input_ended = true;
-        self.resolve_pending();
+        self.settle(false);
     }
 
-    /// The run is over: every open file is completed.
+    /// The run is over: every file is completed (alerts the sink never named get none).
     pub fn finish(&mut self) {
-        self.end_input();
-        let open: Vec<(Scope, Key)> = self
+        self.input_ended = true;
+        self.settle(true);
+    }
+
+    /// Completes every named file with what its key's ring holds; with `all`, drops the alerts
+    /// still unnamed.
+    fn settle(&mut self, all: bool) {
+        let open: Vec<WatchKey> = self
             .keys
             .iter()
-            .filter(|(_, ke)| ke.open.is_some())
+            .filter(|(_, ke)| !ke.files.is_empty())
             .map(|(k, _)| *k)
             .collect();
         for k in open {
-            self.select_if_due(k);
-            self.close(k, Close::Over);
+            for n in self.file_numbers(k) {
+                self.select(k, n, true);
+                if all && self.file(k, n).is_some_and(|o| o.path.is_none()) {
+                    // never named by the sink (its output closed, or the notice was lost)
+                    if let Some(o) = self.take_file(k, n) {
+                        self.unstage(o.staged);
+                    }
+                } else {
+                    self.close(k, n, Close::Over);
+                }
+            }
         }
+        self.pending.clear();
     }
 
     /// Forgets the rings of keys no longer watched, without an open file and without a frame in
     /// the last [`KEEP_UNWATCHED`] of packet time (the sink may still be that far behind the
     /// shards that stopped watching them, with an alert's start to tell).
-    pub fn retain_keys(&mut self, mut watched: impl FnMut(&(Scope, Key)) -> bool) {
+    pub fn retain_keys(&mut self, mut watched: impl FnMut(&WatchKey) -> bool) {
         let mut freed = 0;
         let through = self.through;
         self.keys.retain(|k, ke| {
             let recent = ke.latest.saturating_add(KEEP_UNWATCHED) > through;
-            let keep = ke.open.is_some() || recent || watched(k);
+            let keep = !ke.files.is_empty() || recent || watched(k);
             if !keep {
                 freed += ke.ring.iter().map(|s| s.data.len()).sum::<usize>();
             }
@@ -536,37 +703,53 @@ impl Recorder {
         self.counters.snapshot()
     }
 
-    /// One frame of a watched key.
-    fn frame(&mut self, scope: Scope, key: Key, f: &FrameMeta, bytes: &[u8]) {
-        let k = (scope, key);
+    /// The numbers of `k`'s open files, in start order.
+    fn file_numbers(&self, k: WatchKey) -> Vec<u64> {
+        self.keys
+            .get(&k)
+            .map(|ke| ke.files.iter().map(|o| o.n).collect())
+            .unwrap_or_default()
+    }
+
+    fn file(&self, k: WatchKey, n: u64) -> Option<&OpenFile> {
+        self.keys.get(&k)?.files.iter().find(|o| o.n == n)
+    }
+
+    fn file_mut(&mut self, k: WatchKey, n: u64) -> Option<&mut OpenFile> {
+        self.keys.get_mut(&k)?.files.iter_mut().find(|o| o.n == n)
+    }
+
+    /// One frame of a watched key: into its ring, and to its files.
+    fn frame(&mut self, k: WatchKey, f: &FrameMeta, bytes: &[u8]) {
         let ke = self.keys.entry(k).or_default();
         if f.seq <= ke.last_seq && f.seq != 0 {
             return;
         }
         ke.last_seq = ke.last_seq.max(f.seq);
-        match &ke.open {
-            Some(o) if o.selected => {
-                if o.end.is_some_and(|end| f.ts > end) {
-                    // the first frame after the end: every frame of the alert is in
-                    self.close(k, Close::Over);
-                    self.keep(k, f, bytes);
-                } else {
-                    self.write_after(k, f.ts, f.link, bytes, f.wire_len);
+        ke.latest = ke.latest.max(f.ts);
+        let has_files = !ke.files.is_empty();
+        self.keep(k, f, bytes);
+        if !has_files {
+            return;
+        }
+        for n in self.file_numbers(k) {
+            let Some(o) = self.file(k, n) else { continue };
+            if !o.selected {
+                if o.start.precedes(f.eval, f.ts) {
+                    // a frame after the start: every frame before it is in (the ring has this one)
+                    self.select(k, n, false);
                 }
+            } else if o.end.is_some_and(|e| e.precedes(f.eval, f.ts)) {
+                // the first frame after the end: every frame of the alert is in
+                self.close(k, n, Close::Over);
+            } else if o.covers(f.eval, f.ts) {
+                self.write_after(k, n, f.ts, f.link, bytes, f.wire_len);
             }
-            Some(o) => {
-                let past_start = f.ts > o.start;
-                self.keep(k, f, bytes);
-                if past_start {
-                    self.select_if_due(k);
-                }
-            }
-            None => self.keep(k, f, bytes),
         }
     }
 
     /// Keeps a frame in its key's ring, evicting the oldest when the ring is full.
-    fn keep(&mut self, k: (Scope, Key), f: &FrameMeta, bytes: &[u8]) {
+    fn keep(&mut self, k: WatchKey, f: &FrameMeta, bytes: &[u8]) {
         let Some(ke) = self.keys.get_mut(&k) else {
             return;
         };
@@ -577,7 +760,7 @@ impl Recorder {
                 buf = Some(old.data);
             }
         }
-        while self.ring_bytes + bytes.len() > RING_BUDGET {
+        while self.ring_bytes + self.staged_bytes + bytes.len() > RING_BUDGET {
             match ke.ring.pop_front() {
                 Some(old) => {
                     self.ring_bytes -= old.data.len();
@@ -596,8 +779,8 @@ impl Recorder {
         data.clear();
         data.extend_from_slice(bytes);
         self.ring_bytes += data.len();
-        ke.latest = ke.latest.max(f.ts);
         ke.ring.push_back(Stored {
+            eval: f.eval,
             ts: f.ts,
             wire_len: f.wire_len,
             link: f.link,
@@ -606,13 +789,48 @@ impl Recorder {
         self.spare.truncate(64);
     }
 
-    fn start(&mut self, id: String, path: PathBuf, scope: Scope, key: Key, ts: Timestamp) {
-        let k = (scope, key);
-        if self.keys.get(&k).is_some_and(|ke| ke.open.is_some()) {
-            // the previous alert's file is still open (its end not yet confirmed): it is over
-            self.select_if_due(k);
-            self.close(k, Close::Over);
+    /// An alert of `k` started at `at` (told by its shard, or by the sink if that came first):
+    /// its frames are kept from now on. Returns its file number.
+    fn alert_start(&mut self, id: String, k: WatchKey, at: Mark) -> u64 {
+        let ke = self.keys.entry(k).or_default();
+        // (ids can repeat: the same capture replayed twice; the start's evaluation cannot)
+        if let Some(o) = ke
+            .files
+            .iter()
+            .find(|o| o.id == id && o.start.seq == at.seq)
+        {
+            return o.n;
         }
+        for o in &mut ke.files {
+            // a file whose end was never told (its notice lost) ends where this one starts
+            o.end.get_or_insert(at);
+        }
+        self.next_file += 1;
+        let n = self.next_file;
+        ke.files.push(OpenFile {
+            n,
+            id,
+            path: None,
+            tmp: None,
+            start: at,
+            end: None,
+            selected: false,
+            out: None,
+            file: None,
+            after: 0,
+            staged: Vec::new(),
+            complete: None,
+        });
+        if !self.pending.contains(&k) {
+            self.pending.push(k);
+        }
+        n
+    }
+
+    /// The sink gives the alert `id` the file `path`: it is created (under its temporary name)
+    /// and takes its frames once they are in.
+    fn admit(&mut self, id: String, path: PathBuf, k: WatchKey, at: Mark) {
+        let n = self.alert_start(id, k, at);
         let tmp = path.with_file_name(temp_name(
             &path
                 .file_name()
@@ -622,165 +840,227 @@ impl Recorder {
         let file = match File::create(&tmp) {
             Ok(f) => f,
             Err(e) => {
+                self.take_file(k, n);
                 self.failed(&tmp, &e);
-                self.done.push(k);
                 return;
             }
         };
-        self.keys.entry(k).or_default().open = Some(OpenFile {
-            id,
-            path,
-            tmp,
-            start: ts,
-            end: None,
-            selected: false,
-            out: None,
-            file: Some(file),
-            after: 0,
-        });
-        self.select_if_due(k);
-        if self.input_ended {
-            self.close(k, Close::Over);
-        } else if self.is_pending(k) {
-            self.pending.push(k);
-        }
-    }
-
-    fn end(&mut self, id: &str, scope: Scope, key: Key, ts: Timestamp) {
-        let k = (scope, key);
-        self.released.push(k);
-        let Some(o) = self
-            .keys
-            .get_mut(&k)
-            .and_then(|ke| ke.open.as_mut())
-            .filter(|o| o.id == id)
-        else {
-            return; // complete already, or never opened
+        let (staged, complete) = match self.file_mut(k, n) {
+            Some(o) => {
+                o.path = Some(path);
+                o.tmp = Some(tmp);
+                o.file = Some(file);
+                (std::mem::take(&mut o.staged), o.complete)
+            }
+            None => return,
         };
-        o.end = Some(ts);
-        if o.selected && (self.through > ts || self.input_ended) {
-            self.close(k, Close::Over);
+        // the frames chosen while the sink was behind go in first
+        for s in &staged {
+            if !self.write(k, n, s.ts, s.link, &s.data, s.wire_len) {
+                break;
+            }
+        }
+        self.unstage(staged);
+        if let Some(why) = complete {
+            self.close(k, n, why);
+            return;
+        }
+        self.select(k, n, self.input_ended);
+        if self.input_ended {
+            self.close(k, n, Close::Over);
         } else if !self.pending.contains(&k) {
             self.pending.push(k);
         }
     }
 
-    /// Whether an open file of `k` still waits for frames (up to its start, or up to its end).
-    fn is_pending(&self, k: (Scope, Key)) -> bool {
-        self.keys
+    /// Lets go of frames staged for a file.
+    fn unstage(&mut self, staged: Vec<Stored>) {
+        for s in staged {
+            self.staged_bytes -= s.data.len();
+            self.spare.push(s.data);
+        }
+        self.spare.truncate(64);
+    }
+
+    /// The sink gives the alert `id` no file: its frames need not be kept.
+    fn refuse(&mut self, id: &str, k: WatchKey, at: Mark) {
+        let n = self
+            .keys
             .get(&k)
-            .and_then(|ke| ke.open.as_ref())
-            .is_some_and(|o| !o.selected || o.end.is_some())
+            .and_then(|ke| {
+                ke.files
+                    .iter()
+                    .find(|o| o.id == id && o.start.seq == at.seq)
+            })
+            .map(|o| o.n);
+        if let Some(o) = n.and_then(|n| self.take_file(k, n)) {
+            self.unstage(o.staged);
+        }
+    }
+
+    fn end(&mut self, id: &str, k: WatchKey, at: Mark) {
+        if !self.released.contains(&k) {
+            self.released.push(k);
+        }
+        let Some(ke) = self.keys.get_mut(&k) else {
+            return;
+        };
+        // an end comes after its start (the same id may come again later, replayed)
+        let open = ke
+            .files
+            .iter_mut()
+            .find(|o| o.id == id && o.end.is_none() && o.start.seq < at.seq);
+        let Some(o) = open else {
+            return; // complete already, or never opened
+        };
+        o.end = Some(at);
+        let (n, selected) = (o.n, o.selected);
+        if selected && self.past(k, at) {
+            self.close(k, n, Close::Over);
+        } else if !self.pending.contains(&k) {
+            self.pending.push(k);
+        }
+    }
+
+    /// Whether every frame of `k` up to `at` has arrived, so a file of an alert of `k` that ended
+    /// at `at` is complete: the reader is past `at` while watching `k`, or no longer watches `k`
+    /// (no more of its frames will come), or the input is over.
+    fn past(&self, k: WatchKey, at: Mark) -> bool {
+        self.input_ended || !self.watching(k) || self.reader_past(at)
+    }
+
+    /// Whether the reader has offered every frame before `at`.
+    fn reader_past(&self, at: Mark) -> bool {
+        match self.through_eval {
+            Some(e) => e >= at.seq,
+            None => self.through > at.ts,
+        }
+    }
+
+    /// Whether the copier watched `k` when it sent the latest batch.
+    fn watching(&self, k: WatchKey) -> bool {
+        self.watched.as_ref().is_none_or(|w| w.contains(&k))
     }
 
     fn resolve_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         for k in pending {
-            self.select_if_due(k);
-            let over = self
+            for n in self.file_numbers(k) {
+                self.select(k, n, false);
+                let over = self
+                    .file(k, n)
+                    .filter(|o| o.selected)
+                    .and_then(|o| o.end)
+                    .is_some_and(|end| self.past(k, end));
+                if over {
+                    self.close(k, n, Close::Over);
+                }
+            }
+            let still = self
                 .keys
                 .get(&k)
-                .and_then(|ke| ke.open.as_ref())
-                .and_then(|o| o.selected.then_some(o.end).flatten())
-                .is_some_and(|end| self.through > end || self.input_ended);
-            if over {
-                self.close(k, Close::Over);
-            }
-            if self.is_pending(k) && !self.pending.contains(&k) {
+                .is_some_and(|ke| ke.files.iter().any(OpenFile::pending));
+            if still && !self.pending.contains(&k) {
                 self.pending.push(k);
-            }
-        }
-        if self.input_ended {
-            // no frame will come: files that have their frames before the start are complete
-            let open: Vec<(Scope, Key)> = self
-                .keys
-                .iter()
-                .filter(|(_, ke)| ke.open.as_ref().is_some_and(|o| o.selected))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in open {
-                self.close(k, Close::Over);
             }
         }
     }
 
-    /// Writes the frames before the start (and the ring's frames after it) once every frame up to
-    /// the start has arrived.
-    fn select_if_due(&mut self, k: (Scope, Key)) {
-        let (through, ended) = (self.through, self.input_ended);
-        let Some(ke) = self.keys.get_mut(&k) else {
-            return;
-        };
-        let Some(o) = ke.open.as_ref().filter(|o| !o.selected) else {
+    /// Writes the frames before the start of `k`'s file `n` (and the ring's frames after it) once
+    /// every frame up to the start has arrived — or at once with `now`.
+    fn select(&mut self, k: WatchKey, n: u64, now: bool) {
+        let Some(o) = self.file(k, n).filter(|o| !o.selected) else {
             return;
         };
         let start = o.start;
-        let due = ended || through > start || ke.latest > start;
-        if !due {
+        // the reader's position counts for `k` only while it watches `k` (before, it did not copy
+        // `k`'s frames; it sends those it still holds when it starts watching)
+        let reader_past = self.watching(k) && self.reader_past(start);
+        let Some(ke) = self.keys.get_mut(&k) else {
+            return;
+        };
+        let frame_after = ke.ring.back().is_some_and(|s| start.precedes(s.eval, s.ts));
+        if !(now || self.input_ended || reader_past || frame_after) {
             return;
         }
         let ring = std::mem::take(&mut ke.ring);
-        let (before, after) = select(&ring, start, self.cfg.before);
-        if let Some(o) = ke.open.as_mut() {
-            o.selected = true;
-        }
+        let Some(o) = ke.files.iter_mut().find(|o| o.n == n) else {
+            ke.ring = ring;
+            return;
+        };
+        o.selected = true;
+        let (before, after) =
+            select_positions(&ring, |s| start.precedes(s.eval, s.ts), self.cfg.before);
+        let end = o.end;
         if before.len() < self.cfg.before {
             EvidenceCounters::add(&self.counters.short_before, 1);
         }
         for &i in &before {
             if let Some(s) = ring.get(i) {
-                if !self.write(k, s.ts, s.link, &s.data, s.wire_len) {
+                if !self.write(k, n, s.ts, s.link, &s.data, s.wire_len) {
                     break;
                 }
             }
         }
         for &i in &after {
             let Some(s) = ring.get(i) else { continue };
-            let open = self.keys.get(&k).and_then(|ke| ke.open.as_ref());
-            let Some(o) = open.filter(|o| o.selected) else {
-                break; // closed: full, or failed
-            };
-            if o.end.is_some_and(|end| s.ts > end) {
+            if end.is_some_and(|e| e.precedes(s.eval, s.ts)) {
                 continue;
             }
-            self.write_after(k, s.ts, s.link, &s.data, s.wire_len);
-        }
-        for s in ring {
-            self.ring_bytes -= s.data.len();
-            self.spare.push(s.data);
-        }
-        self.spare.truncate(64);
-        if self.cfg.after == 0 {
-            let open = self.keys.get(&k).and_then(|ke| ke.open.as_ref());
-            if open.is_some_and(|o| o.selected) {
-                self.close(k, Close::Full);
+            if self.file(k, n).is_none() {
+                break; // closed: full, or failed
             }
+            self.write_after(k, n, s.ts, s.link, &s.data, s.wire_len);
+        }
+        if let Some(ke) = self.keys.get_mut(&k) {
+            ke.ring = ring;
+        }
+        if self.cfg.after == 0 && self.file(k, n).is_some() {
+            self.close(k, n, Close::Full);
         }
     }
 
     /// Writes one frame after the start; closes the file at M frames.
-    fn write_after(&mut self, k: (Scope, Key), ts: Timestamp, link: LinkType, d: &[u8], w: u32) {
-        let (after, limit) = match self.keys.get(&k).and_then(|ke| ke.open.as_ref()) {
-            Some(o) => (o.after, self.cfg.after),
-            None => return,
-        };
-        if after >= limit {
-            return;
+    fn write_after(
+        &mut self,
+        k: WatchKey,
+        n: u64,
+        ts: Timestamp,
+        link: LinkType,
+        d: &[u8],
+        w: u32,
+    ) {
+        let limit = self.cfg.after;
+        match self.file(k, n) {
+            Some(o) if o.after < limit => {}
+            _ => return,
         }
-        if self.write(k, ts, link, d, w) {
-            if let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.as_mut()) {
+        if self.write(k, n, ts, link, d, w) {
+            if let Some(o) = self.file_mut(k, n) {
                 o.after += 1;
                 if o.after >= limit {
-                    self.close(k, Close::Full);
+                    self.close(k, n, Close::Full);
                 }
             }
         }
     }
 
-    /// Writes one record to `k`'s file; false when the file is gone (closed at the budget, or
+    /// Writes one record to `k`'s file `n`; false when the file is gone (closed at the budget, or
     /// failed). A frame of another link type than the file's is skipped (and true returned).
-    fn write(&mut self, k: (Scope, Key), ts: Timestamp, link: LinkType, d: &[u8], w: u32) -> bool {
-        let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.as_mut()) else {
+    fn write(
+        &mut self,
+        k: WatchKey,
+        n: u64,
+        ts: Timestamp,
+        link: LinkType,
+        d: &[u8],
+        w: u32,
+    ) -> bool {
+        let counters = Arc::clone(&self.counters);
+        if self.file(k, n).is_some_and(|o| o.path.is_none()) {
+            return self.stage(k, n, ts, link, d, w);
+        }
+        let Some(o) = self.file_mut(k, n) else {
             return false;
         };
         if let Some(file) = o.file.take() {
@@ -790,38 +1070,99 @@ impl Recorder {
             return false;
         };
         if link != out.link() {
-            EvidenceCounters::add(&self.counters.link_skipped, 1);
+            EvidenceCounters::add(&counters.link_skipped, 1);
             return true;
         }
         let len = out.record_len(d.len());
-        if !self.counters.take(len) {
-            EvidenceCounters::add(&self.counters.cut_at_cap, 1);
-            self.close(k, Close::Full);
+        if !counters.take(len) {
+            EvidenceCounters::add(&counters.cut_at_cap, 1);
+            self.close(k, n, Close::Full);
             return false;
         }
         match out.record(ts, d, w) {
             Ok(()) => {
-                EvidenceCounters::add(&self.counters.packets, 1);
-                EvidenceCounters::add(&self.counters.bytes, len);
+                EvidenceCounters::add(&counters.packets, 1);
+                EvidenceCounters::add(&counters.bytes, len);
                 true
             }
             Err(e) => {
-                let tmp = o.tmp.clone();
-                self.abandon(k, &tmp, &e);
+                let tmp = o.tmp.clone().unwrap_or_default();
+                self.abandon(k, n, &tmp, &e);
                 false
             }
         }
     }
 
-    /// Completes `k`'s file: flushes it and gives it its final name.
-    fn close(&mut self, k: (Scope, Key), why: Close) {
-        let Some(o) = self.keys.get_mut(&k).and_then(|ke| ke.open.take()) else {
-            return;
-        };
-        self.pending.retain(|p| *p != k);
-        if why == Close::Full && o.end.is_none() {
+    /// Keeps a frame for a file the sink has not named yet (true: taken, or dropped at the
+    /// budget and counted).
+    fn stage(
+        &mut self,
+        k: WatchKey,
+        n: u64,
+        ts: Timestamp,
+        link: LinkType,
+        d: &[u8],
+        w: u32,
+    ) -> bool {
+        if self.ring_bytes + self.staged_bytes + d.len() > RING_BUDGET {
+            EvidenceCounters::add(&self.counters.ring_full, 1);
+            return true;
+        }
+        let mut data = self.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(d);
+        self.staged_bytes += data.len();
+        if let Some(o) = self.file_mut(k, n) {
+            o.staged.push(Stored {
+                eval: None,
+                ts,
+                wire_len: w,
+                link,
+                data,
+            });
+        }
+        true
+    }
+
+    /// Takes `k`'s file `n` out of the open ones.
+    fn take_file(&mut self, k: WatchKey, n: u64) -> Option<OpenFile> {
+        let ke = self.keys.get_mut(&k)?;
+        let i = ke.files.iter().position(|o| o.n == n)?;
+        let o = ke.files.remove(i);
+        // the copier may skip the key while its alert goes on, if no other file waits for it
+        let others = !ke.files.is_empty();
+        if o.end.is_none() && !others {
             self.done.push(k);
         }
+        Some(o)
+    }
+
+    /// Completes `k`'s file `n`: flushes it and gives it its final name.
+    fn close(&mut self, k: WatchKey, n: u64, why: Close) {
+        if let Some(o) = self.file_mut(k, n).filter(|o| o.path.is_none()) {
+            // not named yet: complete once it is
+            let first = o.complete.is_none();
+            let ended = o.end.is_some();
+            o.complete.get_or_insert(why);
+            let only = self.keys.get(&k).is_some_and(|ke| ke.files.len() == 1);
+            if first && why == Close::Full && !ended && only {
+                self.done.push(k);
+            }
+            return;
+        }
+        let Some(o) = self.take_file(k, n) else {
+            return;
+        };
+        if why == Close::Over {
+            // an alert over (or the input): no frames to skip, whatever `take_file` said
+            if o.end.is_none() {
+                self.done.retain(|d| *d != k);
+            }
+        }
+        self.unstage(o.staged);
+        let (Some(path), Some(tmp)) = (o.path, o.tmp) else {
+            return; // never named by the sink: no file
+        };
         let link = self.first_link.unwrap_or(LinkType::ETHERNET);
         let out = match (o.out, o.file) {
             (Some(out), _) => Some(out),
@@ -832,26 +1173,19 @@ impl Recorder {
         let result = out
             .finish()
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .and_then(|_| std::fs::rename(&o.tmp, &o.path));
+            .and_then(|_| std::fs::rename(&tmp, &path));
         match result {
             Ok(()) => {
                 EvidenceCounters::add(&self.counters.files, 1);
                 EvidenceCounters::add(&self.counters.bytes, FILE_HEADER_LEN);
             }
-            Err(e) => self.failed(&o.tmp, &e),
+            Err(e) => self.failed(&tmp, &e),
         }
     }
 
-    /// Gives up `k`'s file after a write error.
-    fn abandon(&mut self, k: (Scope, Key), tmp: &Path, e: &io::Error) {
-        if let Some(ke) = self.keys.get_mut(&k) {
-            if let Some(o) = ke.open.take() {
-                if o.end.is_none() {
-                    self.done.push(k);
-                }
-            }
-        }
-        self.pending.retain(|p| *p != k);
+    /// Gives up `k`'s file `n` after a write error.
+    fn abandon(&mut self, k: WatchKey, n: u64, tmp: &Path, e: &io::Error) {
+        self.take_file(k, n);
         self.failed(tmp, e);
     }
 
@@ -881,34 +1215,29 @@ fn pcap_file(file: File, link: LinkType) -> PcapWriter<BufWriter<File>> {
     )
 }
 
-/// Which frames of a ring go into a file for an alert starting at `start`: the positions of the
-/// last `n` frames stamped at or before it, and of every frame after it, each in ring order.
+/// Which frames of a ring go into a file for an alert: the positions of the last `n` frames
+/// before its start and of every frame after it (`after` tells), each in ring order.
 pub fn select_positions<T>(
     ring: &VecDeque<T>,
-    ts: impl Fn(&T) -> Timestamp,
-    start: Timestamp,
+    after: impl Fn(&T) -> bool,
     n: usize,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut before: Vec<usize> = ring
         .iter()
         .enumerate()
         .rev()
-        .filter(|(_, f)| ts(f) <= start)
+        .filter(|(_, f)| !after(f))
         .take(n)
         .map(|(i, _)| i)
         .collect();
     before.reverse();
-    let after = ring
+    let later = ring
         .iter()
         .enumerate()
-        .filter(|(_, f)| ts(f) > start)
+        .filter(|(_, f)| after(f))
         .map(|(i, _)| i)
         .collect();
-    (before, after)
-}
-
-fn select(ring: &VecDeque<Stored>, start: Timestamp, n: usize) -> (Vec<usize>, Vec<usize>) {
-    select_positions(ring, |s| s.ts, start, n)
+    (before, later)
 }
 
 #[cfg(test)]
@@ -942,6 +1271,7 @@ mod tests {
             let ts = Timestamp(T0 + m * MS);
             let meta = FrameMeta {
                 seq: m + 1,
+                eval: None,
                 ts,
                 wire_len: 60,
                 link,
@@ -972,7 +1302,7 @@ mod tests {
             after,
             max_bytes,
         };
-        let rec = Recorder::new(cfg, slack, 24, 64, Arc::clone(&counters));
+        let rec = Recorder::new(cfg, slack, &DetectConfig::default(), Arc::clone(&counters));
         Setup { dir, rec, counters }
     }
 
@@ -981,23 +1311,29 @@ mod tests {
             assert!(self.counters.admit_file());
             let path = self.dir.path().join(file_name(id));
             let (scope, key) = dst_host();
-            self.rec.notice(Notice::Start {
+            self.rec.notice(Notice::File {
                 id: id.to_string(),
                 path: path.clone(),
                 scope,
                 key,
-                ts: Timestamp(T0 + ms * MS),
+                at: Mark {
+                    seq: ms,
+                    ts: Timestamp(T0 + ms * MS),
+                },
             });
             path
         }
 
         fn end(&mut self, id: &str, ms: u64) {
             let (scope, key) = dst_host();
-            self.rec.notice(Notice::End {
+            self.rec.notice(Notice::AlertEnd {
                 id: id.to_string(),
                 scope,
                 key,
-                ts: Timestamp(T0 + ms * MS),
+                at: Mark {
+                    seq: ms,
+                    ts: Timestamp(T0 + ms * MS),
+                },
             });
         }
     }
@@ -1043,18 +1379,36 @@ mod tests {
     }
 
     #[test]
-    fn selection_takes_the_last_n_up_to_the_start_and_everything_after() {
+    fn selection_takes_the_last_n_before_the_start_and_everything_after() {
         let ring: VecDeque<u64> = [1, 2, 3, 4, 5, 6].into_iter().collect();
-        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(4), 2);
+        let (b, a) = select_positions(&ring, |t| *t > 4, 2);
         assert_eq!((b, a), (vec![2, 3], vec![4, 5]));
-        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(4), 10);
+        let (b, a) = select_positions(&ring, |t| *t > 4, 10);
         assert_eq!((b, a), (vec![0, 1, 2, 3], vec![4, 5]));
-        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(0), 3);
+        let (b, a) = select_positions(&ring, |_| true, 3);
         assert_eq!((b, a), (vec![], vec![0, 1, 2, 3, 4, 5]));
-        // a late frame (stamped before the start, read after a later one) counts as before
+        // by time, a late frame (stamped before the start, read after a later one) is before
         let ring: VecDeque<u64> = [1, 5, 2, 6].into_iter().collect();
-        let (b, a) = select_positions(&ring, |t| Timestamp(*t), Timestamp(3), 5);
+        let (b, a) = select_positions(&ring, |t| *t > 3, 5);
         assert_eq!((b, a), (vec![0, 2], vec![1, 3]));
+    }
+
+    #[test]
+    fn a_mark_orders_by_evaluations_when_known_else_by_time() {
+        let m = Mark {
+            seq: 10,
+            ts: Timestamp(100),
+        };
+        assert!(
+            m.precedes(Some(10), Timestamp(0)),
+            "counted after evaluation 10"
+        );
+        assert!(
+            !m.precedes(Some(9), Timestamp(500)),
+            "counted before it, whatever its time"
+        );
+        assert!(m.precedes(None, Timestamp(101)));
+        assert!(!m.precedes(None, Timestamp(100)));
     }
 
     #[test]
@@ -1101,11 +1455,11 @@ mod tests {
         s.rec.frames(&batch([10, 11]));
         assert!(path.exists() && !tmp.exists());
         assert_eq!(read(&path).0, vec![4, 5, 6, 7, 8, 9]);
-        // the frames after the end wait in the ring for the key's next alert
+        // the ring keeps the key's latest frames for its next alert: the last 3 before it
         let path2 = s.start("b", 30);
         s.rec.end_input();
-        assert_eq!(read(&path2).0, vec![10, 11]);
-        assert_eq!(s.rec.stats().short_before, 1);
+        assert_eq!(read(&path2).0, vec![9, 10, 11]);
+        assert_eq!(s.rec.stats().short_before, 0);
     }
 
     #[test]
@@ -1182,12 +1536,15 @@ mod tests {
         let gone = s.dir.path().join("gone");
         let (scope, key) = dst_host();
         for id in ["a", "b"] {
-            s.rec.notice(Notice::Start {
+            s.rec.notice(Notice::File {
                 id: id.to_string(),
                 path: gone.join(file_name(id)),
                 scope,
                 key,
-                ts: Timestamp(T0 + MS),
+                at: Mark {
+                    seq: 0,
+                    ts: Timestamp(T0 + MS),
+                },
             });
         }
         let warning = s.rec.take_warning().expect("a warning");
@@ -1199,6 +1556,103 @@ mod tests {
             s.rec.take_watch_changes().done,
             vec![dst_host(), dst_host()]
         );
+    }
+
+    #[test]
+    fn by_evaluations_a_second_pass_over_the_same_times_is_told_apart() {
+        // the same capture twice: times repeat, the evaluation counts go on
+        let mut s = setup(2, 3, 100, u64::MAX);
+        let pass = |from_seq: u64, eval0: u64| {
+            let mut b = batch(0..10);
+            for f in &mut b.frames {
+                f.seq += from_seq;
+                // an evaluation every 2 ms
+                f.eval = Some(eval0 + (f.ts.0 - T0) / MS / 2);
+            }
+            b.through_eval = b.frames.last().and_then(|f| f.eval);
+            b
+        };
+        let (scope, key) = dst_host();
+        let start = |s: &mut Setup, id: &str, seq: u64| {
+            assert!(s.counters.admit_file());
+            let path = s.dir.path().join(file_name(id));
+            s.rec.notice(Notice::File {
+                id: id.to_string(),
+                path: path.clone(),
+                scope,
+                key,
+                at: Mark {
+                    seq,
+                    ts: Timestamp(T0 + 4 * MS),
+                },
+            });
+            path
+        };
+        s.rec.frames(&pass(0, 0));
+        s.rec.frames(&pass(100, 100));
+        // evaluation 2 (at 4 ms) of the first pass, evaluation 102 (at 4 ms again) of the second
+        let first = start(&mut s, "a", 2);
+        let second = start(&mut s, "b", 102);
+        s.rec.finish();
+        assert_eq!(read(&first).0, vec![2, 3, 4, 5, 6]);
+        assert_eq!(read(&second).0, vec![2, 3, 4, 5, 6]);
+        let mut f = FileSource::open(&second).unwrap();
+        f.next_frame().unwrap();
+        // the second file holds the second pass's frames (their numbers went on)
+        assert_eq!(s.rec.keys[&dst_host()].last_seq, 110);
+    }
+
+    #[test]
+    fn the_shards_hint_keeps_the_frames_around_a_start_however_late_the_sink_names_it() {
+        // rings of 4 + 2 frames: 100 frames later the start's would be long gone from the ring
+        let mut s = setup(4, 3, 2, u64::MAX);
+        let (scope, key) = dst_host();
+        let at = Mark {
+            seq: 0,
+            ts: Timestamp(T0 + 10 * MS),
+        };
+        s.rec.frames(&batch(0..12));
+        s.rec.notice(Notice::AlertStart {
+            id: "a".into(),
+            scope,
+            key,
+            at,
+        });
+        s.rec.frames(&batch(12..100));
+        assert!(s.rec.keys[&dst_host()].ring.len() <= 4 + 3 + 1);
+        assert!(s.counters.admit_file());
+        let path = s.dir.path().join("a.pcap");
+        s.rec.notice(Notice::File {
+            id: "a".into(),
+            path: path.clone(),
+            scope,
+            key,
+            at,
+        });
+        assert_eq!(read(&path).0, vec![7, 8, 9, 10, 11, 12, 13]);
+        // an alert the sink gives no file releases its frames
+        let at = Mark {
+            seq: 0,
+            ts: Timestamp(T0 + 150 * MS),
+        };
+        s.rec.notice(Notice::AlertStart {
+            id: "b".into(),
+            scope,
+            key,
+            at,
+        });
+        s.rec.frames(&batch(100..200));
+        s.rec.notice(Notice::NoFile {
+            id: "b".into(),
+            scope,
+            key,
+            at,
+        });
+        assert!(s.rec.keys[&dst_host()].files.is_empty());
+        s.rec.frames(&batch(200..300));
+        assert_eq!(s.rec.keys[&dst_host()].ring.len(), 6);
+        s.rec.finish();
+        assert_eq!(s.rec.stats().files, 1);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! never slows detection.
 //!
 //! ```text
-//!  shards ──hot keys──▶ EvidenceWatch ◀──complete keys── evidence thread
+//!  shards ──hot keys──▶ EvidenceWatch ◀──complete keys── evidence thread ◀─ starts, ends ── shards
 //!                           │ generation                     ▲      ▲
-//!                           ▼                                │      │ start / end notices
+//!                           ▼                                │      │ file names (or none)
 //!  reader: decode ─▶ EvidenceTap ──batches (try_send)────────┘     sink
 //! ```
 //! - [`EvidenceWatch`]: the (scope, key)s whose frames are wanted — every shard's hot keys
@@ -13,13 +13,16 @@
 //!   number that moves when the set changes. Shards publish after a work message that changed
 //!   their hot keys; the reader reads one atomic per frame and takes a new copy of the set only
 //!   when the generation moved.
-//! - [`EvidenceTap`] (reader side): with an empty set, nothing but that atomic load; otherwise the
-//!   frame's keys are looked up and a frame of a watched key is copied into a batch, sent with
-//!   `try_send` over a bounded channel — a full channel drops the batch for the sample (counted),
-//!   never waits.
-//! - The sink ([`SinkEvidence`]) decides at each start whether the alert gets a file (the budget),
-//!   names it and tells the evidence thread; at each end, tells it too.
-//! - The evidence thread runs the [`Recorder`].
+//! - [`EvidenceTap`] (reader side): copies every decoded frame into a look-back ring (one
+//!   `memcpy`), and a frame of a watched key into a batch, sent with `try_send` over a bounded
+//!   channel — a full channel drops the batch for the sample (counted), never waits. The reader
+//!   runs ahead of the shards by up to a shard channel's worth of packets, so when a key becomes
+//!   watched the tap first copies the look-back's frames of it: the samples then do not depend on
+//!   how far ahead the reader happened to be (the same files at any thread count).
+//! - The shards tell the evidence thread of their alerts' starts and ends as they emit them; the
+//!   sink ([`SinkEvidence`]) decides, when it writes a start, whether the alert gets a file (the
+//!   budget), names it (the event's `evidence` field) and tells the evidence thread.
+//! - The evidence thread runs the [`Recorder`], starts and ends before frames.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -34,7 +37,9 @@ use crate::config::DetectConfig;
 use crate::decode::LinkType;
 use crate::decode::PacketSummary;
 use crate::detect::{key_of, scopes_of, ScopeMask};
-use crate::evidence_pcap::{file_name, EvidenceCounters, FrameBatch, FrameMeta, Notice, Recorder};
+use crate::evidence_pcap::{
+    file_name, EvidenceCounters, FrameBatch, FrameMeta, Mark, Notice, Recorder, WatchedKeys,
+};
 use crate::key::{Key, Scope};
 use crate::time::Timestamp;
 
@@ -51,27 +56,13 @@ pub(super) const NOTICE_CAPACITY: usize = 65_536;
 
 type WatchKey = (Scope, Key);
 
-/// The watched keys as the reader holds them.
-#[derive(Debug, Default)]
-pub(super) struct WatchSet {
-    keys: HashSet<WatchKey, foldhash::fast::RandomState>,
-    /// The scopes with at least one watched key.
-    scopes: ScopeMask,
-}
-
-impl WatchSet {
-    pub fn contains(&self, k: &WatchKey) -> bool {
-        self.keys.contains(k)
-    }
-}
-
 #[derive(Default)]
 struct WatchInner {
     /// Per shard: its hot keys, as last published.
     shards: Vec<Vec<WatchKey>>,
     /// Keys whose file is complete while their alert goes on.
     complete: HashSet<WatchKey, foldhash::fast::RandomState>,
-    current: Arc<WatchSet>,
+    current: Arc<WatchedKeys>,
 }
 
 /// The keys whose frames the reader copies (see the module docs).
@@ -99,7 +90,7 @@ impl EvidenceWatch {
     }
 
     /// The set now, with its generation.
-    pub fn snapshot(&self) -> (u64, Arc<WatchSet>) {
+    pub fn snapshot(&self) -> (u64, Arc<WatchedKeys>) {
         let inner = self.lock();
         (self.generation(), Arc::clone(&inner.current))
     }
@@ -125,14 +116,13 @@ impl EvidenceWatch {
     }
 
     fn rebuild(&self, inner: &mut WatchInner) {
-        let mut set = WatchSet::default();
+        let mut set = WatchedKeys::default();
         for k in inner.shards.iter().flatten() {
             if !inner.complete.contains(k) {
-                set.keys.insert(*k);
-                set.scopes.insert(k.0);
+                set.insert(*k);
             }
         }
-        if set.keys != inner.current.keys {
+        if !set.same_keys(&inner.current) {
             inner.current = Arc::new(set);
             self.generation.fetch_add(1, Ordering::Release);
         }
@@ -166,6 +156,7 @@ struct Backlog {
 #[derive(Clone, Copy, Debug)]
 struct BackFrame {
     seq: u64,
+    eval: Option<u64>,
     ts: Timestamp,
     wire_len: u32,
     link: LinkType,
@@ -194,7 +185,7 @@ impl Backlog {
 
     /// Copies a frame in, pushing out the oldest that its bytes or its count displace.
     #[inline]
-    fn push(&mut self, seq: u64, f: &RawFrame<'_>) {
+    fn push(&mut self, seq: u64, eval: Option<u64>, f: &RawFrame<'_>) {
         let cap = self.bytes.len();
         let len = f.data.len();
         if len > cap / 4 {
@@ -223,6 +214,7 @@ impl Backlog {
         }
         self.frames.push_back(BackFrame {
             seq,
+            eval,
             ts: f.ts,
             wire_len: f.wire_len,
             link: f.link,
@@ -267,7 +259,7 @@ pub(super) struct EvidenceTap<'a> {
     counters: &'a EvidenceCounters,
     cfg: DetectConfig,
     generation: u64,
-    set: Arc<WatchSet>,
+    set: Arc<WatchedKeys>,
     batch: FrameBatch,
     tx: Sender<FrameBatch>,
     /// Batches the evidence thread is done with, to reuse.
@@ -276,6 +268,8 @@ pub(super) struct EvidenceTap<'a> {
     batch_first: Timestamp,
     /// Frames offered so far (each frame's number).
     seq: u64,
+    /// The router's evaluation count at the latest frame (None: not known to this reader).
+    eval: Option<u64>,
     backlog: Backlog,
 }
 
@@ -294,27 +288,30 @@ impl<'a> EvidenceTap<'a> {
             counters: &shared.counters,
             cfg: cfg.clone(),
             generation: 0,
-            set: Arc::new(WatchSet::default()),
+            set: Arc::new(WatchedKeys::default()),
             batch: FrameBatch::default(),
             tx,
             spare,
             batch_first: Timestamp(0),
             seq: 0,
+            eval: None,
             backlog: Backlog::new(lookback),
         }
     }
 
-    /// Looks at a decoded frame: keeps it in the look-back, and copies it when one of its keys is
-    /// watched.
+    /// Looks at a decoded frame, counted after `eval` evaluations (the router's count, if this
+    /// reader knows it): keeps it in the look-back, and copies it when one of its keys is watched.
     #[inline]
-    pub fn offer(&mut self, frame: &RawFrame<'_>, p: &PacketSummary) {
+    pub fn offer(&mut self, frame: &RawFrame<'_>, p: &PacketSummary, eval: Option<u64>) {
         self.seq += 1;
+        // every frame before this one was counted before `eval` evaluations or at it
+        self.eval = eval;
         let g = self.watch.generation();
         if g != self.generation {
             self.refresh(p.ts);
         }
-        self.backlog.push(self.seq, frame);
-        if !self.set.keys.is_empty() {
+        self.backlog.push(self.seq, eval, frame);
+        if !self.set.is_empty() {
             self.offer_watched(frame, p);
         }
     }
@@ -325,24 +322,25 @@ impl<'a> EvidenceTap<'a> {
     #[inline(never)]
     fn refresh(&mut self, now: Timestamp) {
         let (generation, set) = self.watch.snapshot();
-        let old = std::mem::replace(&mut self.set, set);
         self.generation = generation;
-        let mut fresh = WatchSet::default();
-        for k in self.set.keys.iter().filter(|k| !old.contains(k)) {
-            fresh.keys.insert(*k);
-            fresh.scopes.insert(k.0);
+        let mut fresh = WatchedKeys::default();
+        for k in set.iter().filter(|k| !self.set.contains(k)) {
+            fresh.insert(*k);
         }
-        if !fresh.keys.is_empty() {
+        if !fresh.is_empty() {
             self.backfill(&fresh);
         }
+        self.set = set;
         self.send(now);
     }
 
     /// Copies the look-back's frames of the `fresh` keys (oldest first, after what the batch
-    /// holds: each key's frames stay in order).
-    fn backfill(&mut self, fresh: &WatchSet) {
+    /// holds: each key's frames stay in order), into one batch however many they are: the batch
+    /// that names a key in its watched set must come with every frame of it the reader still has
+    /// (the recorder takes the set as the promise that the key's frames up to the batch's
+    /// progress are all out).
+    fn backfill(&mut self, fresh: &WatchedKeys) {
         let decoder = crate::decode::Decoder;
-        let progress = self.batch.through;
         let mut found = Vec::new();
         for (b, data) in self.backlog.iter() {
             let Ok(p) = decoder.decode(b.link, data, b.ts, b.wire_len) else {
@@ -364,6 +362,7 @@ impl<'a> EvidenceTap<'a> {
             }
             let meta = FrameMeta {
                 seq: b.seq,
+                eval: b.eval,
                 ts: b.ts,
                 wire_len: b.wire_len,
                 link: b.link,
@@ -374,10 +373,6 @@ impl<'a> EvidenceTap<'a> {
                 scopes: hit,
             };
             self.batch.push(data, meta);
-            if self.batch_full() {
-                // older frames than the reader's position: no progress to report
-                self.send(progress);
-            }
         }
     }
 
@@ -393,6 +388,7 @@ impl<'a> EvidenceTap<'a> {
             }
             let meta = FrameMeta {
                 seq: self.seq,
+                eval: self.eval,
                 ts: frame.ts,
                 wire_len: frame.wire_len,
                 link: frame.link,
@@ -413,10 +409,17 @@ impl<'a> EvidenceTap<'a> {
         }
     }
 
-    /// Sends the batch with the reader's progress `through`; a full channel drops it (counted).
+    /// Sends the batch with the reader's progress: at `through` in time, at its latest evaluation
+    /// count; a full channel drops it (counted).
     fn send(&mut self, through: Timestamp) {
-        let through = through.max(self.batch.through);
-        if self.batch.is_empty() && through <= self.batch.through {
+        self.send_at(through, self.eval);
+    }
+
+    fn send_at(&mut self, through: Timestamp, through_eval: Option<u64>) {
+        if self.batch.is_empty()
+            && through == self.batch.through
+            && through_eval == self.batch.through_eval
+        {
             return;
         }
         let next = match self.spare.try_recv() {
@@ -428,10 +431,14 @@ impl<'a> EvidenceTap<'a> {
                 data: Vec::with_capacity(BATCH_BYTES + 2048),
                 frames: Vec::with_capacity(BATCH_FRAMES),
                 through: Timestamp(0),
+                through_eval: None,
+                watched: None,
             },
         };
         let mut batch = std::mem::replace(&mut self.batch, next);
         batch.through = through;
+        batch.through_eval = through_eval;
+        batch.watched = Some(Arc::clone(&self.set));
         match self.tx.try_send(batch) {
             Ok(()) => {}
             Err(TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) => {
@@ -442,14 +449,19 @@ impl<'a> EvidenceTap<'a> {
         }
         // an unsent batch's progress is carried by the next one
         self.batch.through = through;
+        self.batch.through_eval = through_eval;
     }
 
-    /// The source is idle at `now` (live): nothing older is to come, send what is held.
-    pub fn idle(&mut self, now: Timestamp) {
+    /// The source is idle at `now` (live), the router at `eval` evaluations: nothing older is to
+    /// come, send what is held.
+    pub fn idle(&mut self, now: Timestamp, eval: Option<u64>) {
+        if eval.is_some() {
+            self.eval = eval;
+        }
         if self.watch.generation() != self.generation {
             self.refresh(now);
         }
-        if !self.batch.is_empty() || !self.set.keys.is_empty() {
+        if !self.batch.is_empty() || !self.set.is_empty() {
             self.send(now);
         }
     }
@@ -461,14 +473,14 @@ impl<'a> EvidenceTap<'a> {
         if self.watch.generation() != self.generation {
             self.refresh(end);
         }
-        self.send(end);
+        self.send_at(end, Some(u64::MAX));
     }
 }
 
 /// The scopes of `p` whose key is in `set`.
 #[inline]
-fn hits(cfg: &DetectConfig, set: &WatchSet, p: &PacketSummary) -> ScopeMask {
-    let mask = ScopeMask(scopes_of(cfg, p).0 & set.scopes.0);
+fn hits(cfg: &DetectConfig, set: &WatchedKeys, p: &PacketSummary) -> ScopeMask {
+    let mask = ScopeMask(scopes_of(cfg, p).0 & set.scopes().0);
     let mut hit = ScopeMask(0);
     if mask.is_empty() {
         return hit;
@@ -517,11 +529,15 @@ impl<'a> SinkEvidence<'a> {
             EventKind::Start => self.start(e),
             EventKind::End => {
                 if self.open.remove(&e.id) {
-                    let _ = self.tx.try_send(Notice::End {
+                    // the shard told the end already; this repeats it should that have been lost
+                    let _ = self.tx.try_send(Notice::AlertEnd {
                         id: e.id.clone(),
                         scope: e.scope,
                         key: e.key,
-                        ts: e.ts,
+                        at: Mark {
+                            seq: e.seq,
+                            ts: e.ts,
+                        },
                     });
                 }
                 None
@@ -531,11 +547,25 @@ impl<'a> SinkEvidence<'a> {
     }
 
     fn start(&mut self, e: &AlertEvent) -> Option<String> {
+        let refuse = |tx: &Sender<Notice>| {
+            // the frames the recorder keeps for the alert can go
+            let _ = tx.try_send(Notice::NoFile {
+                id: e.id.clone(),
+                scope: e.scope,
+                key: e.key,
+                at: Mark {
+                    seq: e.seq,
+                    ts: e.ts,
+                },
+            });
+        };
         if self.tx.is_full() {
             self.counters.skip_busy();
+            refuse(&self.tx);
             return None;
         }
         if !self.counters.admit_file() {
+            refuse(&self.tx);
             return None;
         }
         let base = file_name(&e.id);
@@ -547,16 +577,21 @@ impl<'a> SinkEvidence<'a> {
         }
         let path = self.dir.join(&name);
         let shown = path.display().to_string();
-        let notice = Notice::Start {
+        let notice = Notice::File {
             id: e.id.clone(),
             path,
             scope: e.scope,
             key: e.key,
-            ts: e.ts,
+            at: Mark {
+                seq: e.seq,
+                ts: e.ts,
+            },
         };
-        // the sink is this channel's only sender: not full a moment ago, it has room now
         if self.tx.try_send(notice).is_err() {
+            // filled by the shards since the look: no file after all
+            self.counters.give_back_header();
             self.counters.skip_busy();
+            refuse(&self.tx);
             return None;
         }
         self.names.insert(name);
@@ -578,6 +613,10 @@ pub(super) fn run_evidence(
     let (mut frames_open, mut notices_open) = (true, true);
     let mut generation = shared.watch.generation();
     while frames_open || notices_open {
+        // starts and ends first: a start must pin its key's frames before more of them arrive
+        while let Ok(n) = notices.try_recv() {
+            recorder.notice(n);
+        }
         select! {
             recv(frames) -> msg => match msg {
                 Ok(batch) => {
@@ -697,7 +736,7 @@ mod tests {
                 data: &data,
                 wire_len: 60,
             };
-            tap.offer(&frame, &packet(dst, ms));
+            tap.offer(&frame, &packet(dst, ms), None);
         };
         offer(&mut tap, 10, 1);
         offer(&mut tap, 11, 2);
@@ -740,7 +779,7 @@ mod tests {
             wire_len: len as u32,
         };
         for i in 1..=6 {
-            b.push(i, &frame(i, 10));
+            b.push(i, None, &frame(i, 10));
         }
         let seqs: Vec<u64> = b.iter().map(|(f, _)| f.seq).collect();
         assert_eq!(seqs, vec![3, 4, 5, 6]);
@@ -748,7 +787,7 @@ mod tests {
         // 512 bytes of ring: three frames of 120 fill most of it, each new one displaces the
         // oldest, and a frame never straddles the end
         for i in 7..=12 {
-            b.push(i, &frame(i, 120));
+            b.push(i, None, &frame(i, 120));
         }
         let held: Vec<(u64, usize)> = b.iter().map(|(f, d)| (f.seq, d.len())).collect();
         assert!(
@@ -757,7 +796,7 @@ mod tests {
         );
         assert!(b.iter().all(|(_, d)| d == &data[..120]));
         // a frame over a quarter of the ring is not kept
-        b.push(13, &frame(13, 200));
+        b.push(13, None, &frame(13, 200));
         assert_eq!(b.iter().last().map(|(f, _)| f.seq), Some(12));
     }
 }

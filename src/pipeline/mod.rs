@@ -225,6 +225,8 @@ pub fn run_input<W: Write + Send>(
     let (mut summary, capture_error, sink_result, shard_stats, evidence_result) =
         std::thread::scope(|s| {
             let ev = evidence.as_ref();
+            // starts and ends, from the shards (early) and the sink (with the file names)
+            let (notice_tx, notice_rx) = bounded::<Notice>(evidence::NOTICE_CAPACITY);
             let mut work_txs = Vec::with_capacity(threads);
             let mut shard_handles = Vec::with_capacity(threads);
             for (i, engine) in engines.into_iter().enumerate() {
@@ -235,6 +237,7 @@ pub fn run_input<W: Write + Send>(
                     metrics: integ.metrics,
                     save,
                     watch: ev.map(|e| &e.shared.watch),
+                    hints: ev.map(|_| notice_tx.clone()),
                 };
                 shard_handles
                     .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
@@ -243,23 +246,24 @@ pub fn run_input<W: Write + Send>(
             let (recorder_handle, sink_evidence, mut frame_tx) = match ev {
                 Some(e) => {
                     let (frame_tx, frame_rx) = bounded::<FrameBatch>(evidence::CHANNEL_BATCHES);
-                    let (notice_tx, notice_rx) = bounded::<Notice>(evidence::NOTICE_CAPACITY);
                     let recorder = Recorder::new(
                         e.cfg.clone(),
                         e.slack,
-                        detect.subnet_v4,
-                        detect.subnet_v6,
+                        detect,
                         Arc::clone(&e.shared.counters),
                     );
                     let spare_tx = e.spare.0.clone();
                     let handle = s.spawn(move || {
                         evidence::run_evidence(recorder, frame_rx, spare_tx, notice_rx, &e.shared)
                     });
-                    let sink_ev = SinkEvidence::new(e.cfg.dir.clone(), &e.shared, notice_tx);
+                    let sink_ev =
+                        SinkEvidence::new(e.cfg.dir.clone(), &e.shared, notice_tx.clone());
                     (Some(handle), Some(sink_ev), Some(frame_tx))
                 }
                 None => (None, None, None),
             };
+            // the notice channel closes once the shards and the sink are done
+            drop(notice_tx);
             let closed = &output_closed;
             let sink = s.spawn(move || {
                 run_sink(out_rx, threads, writer, stop, closed, integ, sink_evidence)
@@ -368,7 +372,8 @@ struct EvidenceSetup {
     cfg: EvidenceConfig,
     shared: EvidenceShared,
     /// Frames each key's ring holds besides N: how far (in packets) the reader may run ahead of
-    /// the sink — a shard's channel, the shards' channel to the sink, and the router's batch.
+    /// the shard that tells the start (a shard's channel and the router's batch, with a batch to
+    /// spare). The sink may be much further behind; the recorder picks the frames without it.
     slack: usize,
     /// Frames the reader looks back over when a key becomes watched: how far it may run ahead of
     /// a shard (a shard's channel and the router's batch, with a batch to spare).
@@ -389,7 +394,7 @@ impl EvidenceSetup {
                 watch: EvidenceWatch::new(threads),
                 counters: Arc::new(EvidenceCounters::new(cfg.max_bytes)),
             },
-            slack: per_channel * (threads + 1) + pipe.batch_size,
+            slack: per_channel + 2 * pipe.batch_size.max(1),
             lookback: per_channel + 2 * pipe.batch_size.max(1),
             spare: bounded(evidence::CHANNEL_BATCHES),
             cfg,

@@ -45,6 +45,10 @@ pub(super) trait Downstream {
     fn stats(&self) -> RouteStats;
     /// Hands over everything and ends.
     fn finish(self) -> RouteStats;
+    /// Evaluations the stream's clock has stepped through so far, when this side runs it.
+    fn evaluations(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Downstream for Router {
@@ -69,6 +73,9 @@ impl Downstream for Router {
     }
     fn finish(self) -> RouteStats {
         Router::finish(self)
+    }
+    fn evaluations(&self) -> Option<u64> {
+        Some(Router::evaluations(self))
     }
 }
 
@@ -251,10 +258,11 @@ impl<'m, D: Downstream> Reader<'m, D> {
                         .decode(frame.link, frame.data, frame.ts, frame.wire_len)
                     {
                         Ok(p) => {
+                            self.push(p);
                             if let Some(t) = &mut self.tap {
-                                t.offer(&frame, &p);
+                                // after the router took it: the evaluations due before it ran
+                                t.offer(&frame, &p, self.router.evaluations());
                             }
-                            self.push(p)
                         }
                         Err(e) => {
                             self.summary.decode.record(&e);
@@ -347,13 +355,13 @@ impl<'m, D: Downstream> Reader<'m, D> {
     /// the channels with tiny batches), and move every shard's clock to `now` at most every
     /// [`IDLE_TICK_SPACING`], so alerts end on a quiet link.
     pub fn tick(&mut self, now: Timestamp) {
-        if let Some(t) = &mut self.tap {
-            t.idle(now);
-        }
         let due = now.saturating_sub(self.last_tick) >= IDLE_TICK_SPACING;
         if due {
             self.last_tick = now;
             self.router.idle(now);
+        }
+        if let Some(t) = &mut self.tap {
+            t.idle(now, self.router.evaluations());
         }
         let old = self
             .router

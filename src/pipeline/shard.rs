@@ -11,6 +11,7 @@ use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::baseline::BaselineEntry;
 use crate::clock::Stamp;
 use crate::detect::{Engine, EngineStats};
+use crate::evidence_pcap::{Mark, Notice};
 use crate::metrics::Metrics;
 use crate::time::Timestamp;
 
@@ -25,13 +26,15 @@ pub(super) struct ShardOut {
 }
 
 /// What a shard reports besides its events.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) struct ShardObserve<'a> {
     pub metrics: Option<&'a Metrics>,
     /// Collect the learned baselines at the end.
     pub save: bool,
-    /// `--evidence-dir`: where this shard publishes its hot keys.
+    /// `--evidence-dir`: where this shard publishes its hot keys, and tells the evidence writer of
+    /// its alerts' starts and ends (ahead of the sink, which may be far behind).
     pub watch: Option<&'a EvidenceWatch>,
+    pub hints: Option<Sender<Notice>>,
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
@@ -61,6 +64,7 @@ pub(super) fn run_shard(
                         w.publish(index, engine.hot_keys());
                     }
                 }
+                hint(observe.hints.as_ref(), &events);
             }
             ShardMsg::End(now) => {
                 end_at = now;
@@ -90,6 +94,7 @@ pub(super) fn run_shard(
         EndReason::EndOfInput
     };
     engine.finish_at(end_at, reason, &mut events);
+    hint(observe.hints.as_ref(), &events);
     let stats = engine.stats();
     if let Some(m) = observe.metrics {
         m.publish_tables(&mut published, &stats);
@@ -106,6 +111,26 @@ pub(super) fn run_shard(
         Vec::new()
     };
     (stats, baselines)
+}
+
+/// Tells the evidence writer of the starts and ends among `events` (a full queue loses the hint;
+/// the sink's notice then does its work, later).
+fn hint(hints: Option<&Sender<Notice>>, events: &[AlertEvent]) {
+    let Some(tx) = hints else { return };
+    for e in events {
+        let at = Mark {
+            seq: e.seq,
+            ts: e.ts,
+        };
+        let (id, scope, key) = (e.id.clone(), e.scope, e.key);
+        let _ = match e.event {
+            crate::alert::EventKind::Start => {
+                tx.try_send(Notice::AlertStart { id, scope, key, at })
+            }
+            crate::alert::EventKind::End => tx.try_send(Notice::AlertEnd { id, scope, key, at }),
+            crate::alert::EventKind::Update => Ok(()),
+        };
+    }
 }
 
 /// Counts the packets of `work`, applying each clock step before the packet it was placed at.
