@@ -469,6 +469,8 @@ struct OpenFile {
     after: usize,
     /// Until the sink names the file: the frames chosen for it so far.
     staged: Vec<Stored>,
+    /// The recorder is done with the alert's frames (told once).
+    released: bool,
     /// Complete (M frames, the budget, its end, the input's end) before the sink named it: it
     /// is closed as soon as it is named.
     complete: Option<Close>,
@@ -498,21 +500,6 @@ struct KeyEvidence {
     /// Files of the key's alerts still being written, in start order (usually one; two when an
     /// alert starts before the frames of the previous one are all in).
     files: Vec<OpenFile>,
-}
-
-/// What the copier may change about the keys it watches ([`Recorder::take_watch_changes`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WatchChanges {
-    /// Keys whose file is complete while their alert goes on: their frames are no longer needed.
-    pub done: Vec<(Scope, Key)>,
-    /// Keys whose alert ended: their frames are wanted again (for the key's next alert).
-    pub released: Vec<(Scope, Key)>,
-}
-
-impl WatchChanges {
-    pub fn is_empty(&self) -> bool {
-        self.done.is_empty() && self.released.is_empty()
-    }
 }
 
 /// Why a file is being closed.
@@ -548,9 +535,8 @@ pub struct Recorder {
     input_ended: bool,
     /// The link type of the first frame seen: the header of a file that got no frame.
     first_link: Option<LinkType>,
-    /// Keys whose file is complete while their alert goes on (the copier may skip them), and
-    /// keys whose alert ended (to be copied again).
-    done: Vec<WatchKey>,
+    /// One entry per alert the recorder is done with (its file complete, or refused): its key's
+    /// frames are wanted for one alert fewer.
     released: Vec<WatchKey>,
     warning: Option<String>,
     warned: bool,
@@ -583,7 +569,6 @@ impl Recorder {
             watched: None,
             input_ended: false,
             first_link: None,
-            done: Vec::new(),
             released: Vec::new(),
             warning: None,
             warned: false,
@@ -684,13 +669,11 @@ impl Recorder {
         self.ring_bytes = self.ring_bytes.saturating_sub(freed);
     }
 
-    /// Keys whose files became complete while their alerts go on, and keys whose alerts ended,
-    /// since the last call.
-    pub fn take_watch_changes(&mut self) -> WatchChanges {
-        WatchChanges {
-            done: std::mem::take(&mut self.done),
-            released: std::mem::take(&mut self.released),
-        }
+    /// The keys of the alerts the recorder got done with since the last call, one entry per
+    /// alert (for [`WatchedKeys`] kept by counting: a key stays watched while one of its alerts
+    /// still wants frames).
+    pub fn take_released(&mut self) -> Vec<WatchKey> {
+        std::mem::take(&mut self.released)
     }
 
     /// The first write error, once (later ones are only counted).
@@ -819,6 +802,7 @@ impl Recorder {
             file: None,
             after: 0,
             staged: Vec::new(),
+            released: false,
             complete: None,
         });
         if !self.pending.contains(&k) {
@@ -899,9 +883,6 @@ impl Recorder {
     }
 
     fn end(&mut self, id: &str, k: WatchKey, at: Mark) {
-        if !self.released.contains(&k) {
-            self.released.push(k);
-        }
         let Some(ke) = self.keys.get_mut(&k) else {
             return;
         };
@@ -923,10 +904,10 @@ impl Recorder {
     }
 
     /// Whether every frame of `k` up to `at` has arrived, so a file of an alert of `k` that ended
-    /// at `at` is complete: the reader is past `at` while watching `k`, or no longer watches `k`
-    /// (no more of its frames will come), or the input is over.
+    /// at `at` is complete: the reader is past `at` while watching `k`, or the input is over.
+    /// (A key stays watched until the recorder releases it.)
     fn past(&self, k: WatchKey, at: Mark) -> bool {
-        self.input_ended || !self.watching(k) || self.reader_past(at)
+        self.input_ended || (self.watching(k) && self.reader_past(at))
     }
 
     /// Whether the reader has offered every frame before `at`.
@@ -1129,10 +1110,8 @@ impl Recorder {
         let ke = self.keys.get_mut(&k)?;
         let i = ke.files.iter().position(|o| o.n == n)?;
         let o = ke.files.remove(i);
-        // the copier may skip the key while its alert goes on, if no other file waits for it
-        let others = !ke.files.is_empty();
-        if o.end.is_none() && !others {
-            self.done.push(k);
+        if !o.released {
+            self.released.push(k);
         }
         Some(o)
     }
@@ -1140,25 +1119,16 @@ impl Recorder {
     /// Completes `k`'s file `n`: flushes it and gives it its final name.
     fn close(&mut self, k: WatchKey, n: u64, why: Close) {
         if let Some(o) = self.file_mut(k, n).filter(|o| o.path.is_none()) {
-            // not named yet: complete once it is
-            let first = o.complete.is_none();
-            let ended = o.end.is_some();
+            // not named yet: complete once it is; its frames are no longer wanted
             o.complete.get_or_insert(why);
-            let only = self.keys.get(&k).is_some_and(|ke| ke.files.len() == 1);
-            if first && why == Close::Full && !ended && only {
-                self.done.push(k);
+            if !std::mem::replace(&mut o.released, true) {
+                self.released.push(k);
             }
             return;
         }
         let Some(o) = self.take_file(k, n) else {
             return;
         };
-        if why == Close::Over {
-            // an alert over (or the input): no frames to skip, whatever `take_file` said
-            if o.end.is_none() {
-                self.done.retain(|d| *d != k);
-            }
-        }
         self.unstage(o.staged);
         let (Some(path), Some(tmp)) = (o.path, o.tmp) else {
             return; // never named by the sink: no file
@@ -1427,11 +1397,10 @@ mod tests {
         let (ms, link) = read(&path);
         assert_eq!(ms, vec![8, 9, 10, 11, 12, 13, 14, 15, 16]);
         assert_eq!(link, LinkType::ETHERNET);
-        // complete while the alert goes on: the copier may stop; the end lets it copy again
-        let changes = s.rec.take_watch_changes();
-        assert_eq!((changes.done, changes.released), (vec![dst_host()], vec![]));
+        // complete while the alert goes on: the copier may stop (the alert is released, once)
+        assert_eq!(s.rec.take_released(), vec![dst_host()]);
         s.end("dst_host/198.51.100.10/syn_flood/1", 40);
-        assert_eq!(s.rec.take_watch_changes().released, vec![dst_host()]);
+        assert!(s.rec.take_released().is_empty());
         let st = s.rec.stats();
         assert_eq!((st.files, st.packets, st.short_before), (1, 9, 0));
         assert_eq!(st.bytes, std::fs::metadata(&path).unwrap().len());
@@ -1551,11 +1520,8 @@ mod tests {
         assert!(warning.contains("gone"), "{warning}");
         assert!(s.rec.take_warning().is_none());
         assert_eq!(s.rec.stats().write_errors, 2);
-        // the copier may skip the key: its alert will get no file
-        assert_eq!(
-            s.rec.take_watch_changes().done,
-            vec![dst_host(), dst_host()]
-        );
+        // the copier may skip the key: its alerts will get no file
+        assert_eq!(s.rec.take_released(), vec![dst_host(), dst_host()]);
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! never slows detection.
 //!
 //! ```text
-//!  shards ──hot keys──▶ EvidenceWatch ◀──complete keys── evidence thread ◀─ starts, ends ── shards
+//!  shards ──alerts' keys─▶ EvidenceWatch ◀──keys done── evidence thread ◀─ starts, ends ── shards
 //!                           │ generation                     ▲      ▲
 //!                           ▼                                │      │ file names (or none)
 //!  reader: decode ─▶ EvidenceTap ──batches (try_send)────────┘     sink
 //! ```
-//! - [`EvidenceWatch`]: the (scope, key)s whose frames are wanted — every shard's hot keys
-//!   ([`Engine::hot_keys`](crate::detect::Engine::hot_keys): near their threshold or in alert),
-//!   less the keys whose file is already complete while their alert goes on — with a generation
-//!   number that moves when the set changes. Shards publish after a work message that changed
-//!   their hot keys; the reader reads one atomic per frame and takes a new copy of the set only
-//!   when the generation moved.
+//! - [`EvidenceWatch`]: the (scope, key)s whose frames are wanted — the keys of alerts that have
+//!   started and whose file the evidence thread has not finished (M frames, the alert's end, or
+//!   no file) — with a generation number that moves when the set changes. A shard adds a key when
+//!   it emits a start ([`ShardEvidence`]), the evidence thread releases it; the reader reads one
+//!   atomic per frame and takes a new copy of the set only when the generation moved. (Keys merely near their threshold are not watched: a flood's
+//!   victim keeps its /24 near or over its threshold for the whole flood — held back because one
+//!   host carries it — and copying all of those frames cost a fifth of the replay speed.)
 //! - [`EvidenceTap`] (reader side): copies every decoded frame into a look-back ring (one
 //!   `memcpy`), and a frame of a watched key into a batch, sent with `try_send` over a bounded
 //!   channel — a full channel drops the batch for the sample (counted), never waits. The reader
@@ -24,7 +25,7 @@
 //!   budget), names it (the event's `evidence` field) and tells the evidence thread.
 //! - The evidence thread runs the [`Recorder`], starts and ends before frames.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,10 +59,9 @@ type WatchKey = (Scope, Key);
 
 #[derive(Default)]
 struct WatchInner {
-    /// Per shard: its hot keys, as last published.
-    shards: Vec<Vec<WatchKey>>,
-    /// Keys whose file is complete while their alert goes on.
-    complete: HashSet<WatchKey, foldhash::fast::RandomState>,
+    /// Per key: its alerts whose frames are still wanted (started, and not yet done with by the
+    /// evidence thread).
+    wanted: HashMap<WatchKey, u32, foldhash::fast::RandomState>,
     current: Arc<WatchedKeys>,
 }
 
@@ -73,16 +73,6 @@ pub(super) struct EvidenceWatch {
 }
 
 impl EvidenceWatch {
-    pub fn new(shards: usize) -> EvidenceWatch {
-        EvidenceWatch {
-            generation: AtomicU64::new(0),
-            inner: Mutex::new(WatchInner {
-                shards: vec![Vec::new(); shards],
-                ..WatchInner::default()
-            }),
-        }
-    }
-
     /// The generation now: moves whenever the set does.
     #[inline]
     pub fn generation(&self) -> u64 {
@@ -95,32 +85,33 @@ impl EvidenceWatch {
         (self.generation(), Arc::clone(&inner.current))
     }
 
-    /// Shard `shard`'s hot keys are now `keys`.
-    pub fn publish(&self, shard: usize, keys: impl Iterator<Item = WatchKey>) {
+    /// A shard: an alert of `k` started; its frames are wanted until the evidence thread releases
+    /// it (so a key whose alert starts and ends before the reader looks is still seen).
+    pub fn want(&self, k: WatchKey) {
         let mut inner = self.lock();
-        if let Some(s) = inner.shards.get_mut(shard) {
-            s.clear();
-            s.extend(keys);
-        }
+        *inner.wanted.entry(k).or_default() += 1;
         self.rebuild(&mut inner);
     }
 
-    /// The evidence thread: these keys' files are complete (`done`), these keys' alerts ended.
-    pub fn update_complete(&self, done: &[WatchKey], released: &[WatchKey]) {
+    /// The evidence thread: it is done with one alert of each of `keys` (its file complete, or
+    /// refused).
+    pub fn release(&self, keys: &[WatchKey]) {
         let mut inner = self.lock();
-        for k in released {
-            inner.complete.remove(k);
+        for k in keys {
+            if let Some(n) = inner.wanted.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.wanted.remove(k);
+                }
+            }
         }
-        inner.complete.extend(done.iter().copied());
         self.rebuild(&mut inner);
     }
 
     fn rebuild(&self, inner: &mut WatchInner) {
         let mut set = WatchedKeys::default();
-        for k in inner.shards.iter().flatten() {
-            if !inner.complete.contains(k) {
-                set.insert(*k);
-            }
+        for k in inner.wanted.keys() {
+            set.insert(*k);
         }
         if !set.same_keys(&inner.current) {
             inner.current = Arc::new(set);
@@ -130,6 +121,44 @@ impl EvidenceWatch {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A shard's side: tells the evidence thread of the shard's alerts as it emits them (the sink may
+/// be far behind), and marks the keys whose frames the reader is to copy.
+#[derive(Clone)]
+pub(super) struct ShardEvidence<'a> {
+    watch: &'a EvidenceWatch,
+    hints: Sender<Notice>,
+}
+
+impl<'a> ShardEvidence<'a> {
+    pub fn new(shared: &'a EvidenceShared, hints: Sender<Notice>) -> Self {
+        ShardEvidence {
+            watch: &shared.watch,
+            hints,
+        }
+    }
+
+    /// The events the shard just emitted: starts and ends are told (a full queue loses the
+    /// hint; the sink's notice then does its work, later), and a start's key watched.
+    pub fn events(&mut self, events: &[AlertEvent]) {
+        for e in events {
+            let at = Mark {
+                seq: e.seq,
+                ts: e.ts,
+            };
+            let (id, scope, key) = (e.id.clone(), e.scope, e.key);
+            let _ = match e.event {
+                EventKind::Start => {
+                    self.watch.want((scope, key));
+                    self.hints
+                        .try_send(Notice::AlertStart { id, scope, key, at })
+                }
+                EventKind::End => self.hints.try_send(Notice::AlertEnd { id, scope, key, at }),
+                EventKind::Update => Ok(()),
+            };
+        }
     }
 }
 
@@ -240,7 +269,7 @@ impl Backlog {
     }
 
     /// The frames held, oldest first, with their bytes.
-    fn iter(&self) -> impl Iterator<Item = (&BackFrame, &[u8])> + '_ {
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&BackFrame, &[u8])> + '_ {
         let cap = self.bytes.len() as u64;
         self.frames.iter().map(move |b| {
             let start = (b.at % cap) as usize;
@@ -268,18 +297,21 @@ pub(super) struct EvidenceTap<'a> {
     batch_first: Timestamp,
     /// Frames offered so far (each frame's number).
     seq: u64,
+    /// The most frames of one key copied from the look-back when it becomes watched.
+    per_key: usize,
     /// The router's evaluation count at the latest frame (None: not known to this reader).
     eval: Option<u64>,
     backlog: Backlog,
 }
 
 impl<'a> EvidenceTap<'a> {
-    /// A tap whose look-back covers `lookback` frames (how far the reader may be ahead of a
-    /// shard).
+    /// A tap whose look-back holds `lookback` frames, of which it copies at most `per_key` (the
+    /// latest) of a key that becomes watched.
     pub fn new(
         shared: &'a EvidenceShared,
         cfg: &DetectConfig,
         lookback: usize,
+        per_key: usize,
         tx: Sender<FrameBatch>,
         spare: Receiver<FrameBatch>,
     ) -> EvidenceTap<'a> {
@@ -294,6 +326,7 @@ impl<'a> EvidenceTap<'a> {
             spare,
             batch_first: Timestamp(0),
             seq: 0,
+            per_key: per_key.max(1),
             eval: None,
             backlog: Backlog::new(lookback),
         }
@@ -334,25 +367,39 @@ impl<'a> EvidenceTap<'a> {
         self.send(now);
     }
 
-    /// Copies the look-back's frames of the `fresh` keys (oldest first, after what the batch
-    /// holds: each key's frames stay in order), into one batch however many they are: the batch
-    /// that names a key in its watched set must come with every frame of it the reader still has
-    /// (the recorder takes the set as the promise that the key's frames up to the batch's
-    /// progress are all out).
+    /// Copies the look-back's frames of the `fresh` keys — the latest `per_key` of each, oldest
+    /// first, after what the batch holds (each key's frames stay in order) — into one batch however
+    /// many they are: the batch that names a key in its watched set must come with every frame of
+    /// it the reader still has (the recorder takes the set as the promise that the key's frames up
+    /// to the batch's progress are all out).
     fn backfill(&mut self, fresh: &WatchedKeys) {
         let decoder = crate::decode::Decoder;
+        let keys: Vec<WatchKey> = fresh.iter().copied().collect();
+        let mut taken = vec![0usize; keys.len()];
         let mut found = Vec::new();
-        for (b, data) in self.backlog.iter() {
+        for (b, data) in self.backlog.iter().rev() {
+            if taken.iter().all(|n| *n >= self.per_key) {
+                break;
+            }
             let Ok(p) = decoder.decode(b.link, data, b.ts, b.wire_len) else {
                 continue;
             };
-            let hit = hits(&self.cfg, fresh, &p);
+            let mut hit = ScopeMask(0);
+            for scope in Scope::ALL {
+                let k = (scope, key_of(&self.cfg, scope, &p));
+                if let Some(i) = keys.iter().position(|x| *x == k) {
+                    if taken[i] < self.per_key && scopes_of(&self.cfg, &p).contains(scope) {
+                        taken[i] += 1;
+                        hit.insert(scope);
+                    }
+                }
+            }
             if !hit.is_empty() {
                 found.push((*b, p.src, p.dst, hit));
             }
         }
-        for (b, src, dst, hit) in found {
-            let cap = self.backlog.bytes.len() as u64;
+        let cap = self.backlog.bytes.len() as u64;
+        for (b, src, dst, hit) in found.into_iter().rev() {
             let start = (b.at % cap) as usize;
             let Some(data) = self.backlog.bytes.get(start..start + b.len as usize) else {
                 continue;
@@ -637,11 +684,9 @@ pub(super) fn run_evidence(
                 }
             },
         }
-        let changes = recorder.take_watch_changes();
-        if !changes.is_empty() {
-            shared
-                .watch
-                .update_complete(&changes.done, &changes.released);
+        let done = recorder.take_released();
+        if !done.is_empty() {
+            shared.watch.release(&done);
         }
         let g = shared.watch.generation();
         if g != generation {
@@ -672,23 +717,27 @@ mod tests {
     }
 
     #[test]
-    fn the_watch_is_every_shards_hot_keys_less_the_complete_ones() {
-        let w = EvidenceWatch::new(2);
+    fn a_key_is_watched_while_one_of_its_alerts_wants_frames() {
+        let w = EvidenceWatch::default();
         let g0 = w.generation();
-        w.publish(0, [key(1)].into_iter());
-        w.publish(1, [key(2), key(3)].into_iter());
+        w.want(key(1));
+        w.want(key(2));
         let (g, set) = w.snapshot();
         assert!(g > g0);
-        assert!(set.contains(&key(1)) && set.contains(&key(3)));
-        // republishing the same keys does not move the generation
-        w.publish(1, [key(3), key(2)].into_iter());
+        assert!(set.contains(&key(1)) && set.contains(&key(2)));
+        // a second alert of the same key changes nothing in the set
+        w.want(key(2));
         assert_eq!(w.generation(), g);
-        w.update_complete(&[key(2)], &[]);
-        assert!(!w.snapshot().1.contains(&key(2)));
-        w.update_complete(&[], &[key(2)]);
-        assert!(w.snapshot().1.contains(&key(2)));
-        w.publish(0, std::iter::empty());
-        assert!(!w.snapshot().1.contains(&key(1)));
+        w.release(&[key(2)]);
+        assert!(
+            w.snapshot().1.contains(&key(2)),
+            "one alert of it still wants frames"
+        );
+        w.release(&[key(2), key(1)]);
+        assert!(w.snapshot().1.is_empty());
+        // releasing a key not wanted is harmless
+        w.release(&[key(3)]);
+        assert!(w.snapshot().1.is_empty());
     }
 
     /// An Ethernet frame of a TCP SYN from 192.0.2.1 to 198.51.100.`dst_last`, padded to 60 bytes.
@@ -722,12 +771,12 @@ mod tests {
     #[test]
     fn the_tap_copies_watched_keys_looks_back_for_new_ones_and_counts_drops() {
         let shared = EvidenceShared {
-            watch: EvidenceWatch::new(1),
+            watch: EvidenceWatch::default(),
             counters: Arc::new(EvidenceCounters::new(u64::MAX)),
         };
         let (tx, rx) = crossbeam_channel::bounded(2);
         let (_spare_tx, spare_rx) = crossbeam_channel::bounded(1);
-        let mut tap = EvidenceTap::new(&shared, &DetectConfig::default(), 16, tx, spare_rx);
+        let mut tap = EvidenceTap::new(&shared, &DetectConfig::default(), 16, 16, tx, spare_rx);
         let offer = |tap: &mut EvidenceTap<'_>, dst: u8, ms: u64| {
             let data = syn_frame(dst);
             let frame = RawFrame {
@@ -745,7 +794,7 @@ mod tests {
             "nothing watched: nothing copied"
         );
         // .10 becomes watched: its frame from before is looked back for, and sent at once
-        shared.watch.publish(0, [key(10)].into_iter());
+        shared.watch.want(key(10));
         offer(&mut tap, 10, 3);
         let b = rx.try_recv().unwrap();
         assert_eq!(b.frames.len(), 1);

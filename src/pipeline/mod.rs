@@ -53,7 +53,7 @@ use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
 use crate::time::Timestamp;
 
-use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, SinkEvidence};
+use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEvidence};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
@@ -217,7 +217,7 @@ pub fn run_input<W: Write + Send>(
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
-    let evidence = EvidenceSetup::new(pipe, threads);
+    let evidence = EvidenceSetup::new(pipe);
     if let (Some(ev), Some(m)) = (&evidence, integ.metrics) {
         m.attach_evidence(Arc::clone(&ev.shared.counters));
     }
@@ -236,8 +236,7 @@ pub fn run_input<W: Write + Send>(
                 let observe = ShardObserve {
                     metrics: integ.metrics,
                     save,
-                    watch: ev.map(|e| &e.shared.watch),
-                    hints: ev.map(|_| notice_tx.clone()),
+                    evidence: ev.map(|e| ShardEvidence::new(&e.shared, notice_tx.clone())),
                 };
                 shard_handles
                     .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe)));
@@ -275,6 +274,7 @@ pub fn run_input<W: Write + Send>(
                     &e.shared,
                     detect,
                     e.lookback,
+                    e.cfg.before + e.slack,
                     tx.clone(),
                     e.spare.1.clone(),
                 ))
@@ -367,16 +367,21 @@ pub fn run_input<W: Write + Send>(
     })
 }
 
+/// Frames the reader keeps to look back over, at least (`--evidence-dir`).
+const LOOKBACK_FRAMES: usize = 65_536;
+
 /// What a run with `--evidence-dir` sets up before its threads start.
 struct EvidenceSetup {
     cfg: EvidenceConfig,
     shared: EvidenceShared,
-    /// Frames each key's ring holds besides N: how far (in packets) the reader may run ahead of
-    /// the shard that tells the start (a shard's channel and the router's batch, with a batch to
-    /// spare). The sink may be much further behind; the recorder picks the frames without it.
+    /// How far (in packets) the reader may run ahead of the shard that tells an alert's start (a
+    /// shard's channel and the router's batch, with a batch to spare): besides N frames before
+    /// the start, a key's ring holds this many after it. (The sink may be much further behind;
+    /// the recorder picks the frames without it.)
     slack: usize,
-    /// Frames the reader looks back over when a key becomes watched: how far it may run ahead of
-    /// a shard (a shard's channel and the router's batch, with a batch to spare).
+    /// Frames the reader keeps to look back over when a key goes into alert: at least N + slack
+    /// (so a key that is most of the traffic has all its N frames there), and more for keys that
+    /// are a smaller share of it.
     lookback: usize,
     /// Batches the evidence thread hands back to the readers for reuse.
     spare: (
@@ -386,16 +391,16 @@ struct EvidenceSetup {
 }
 
 impl EvidenceSetup {
-    fn new(pipe: &PipelineConfig, threads: usize) -> Option<EvidenceSetup> {
+    fn new(pipe: &PipelineConfig) -> Option<EvidenceSetup> {
         let cfg = pipe.evidence.clone().filter(|_| pipe.telemetry.is_none())?;
         let per_channel = pipe.channel_batches.max(1) * pipe.batch_size.max(1);
         Some(EvidenceSetup {
             shared: EvidenceShared {
-                watch: EvidenceWatch::new(threads),
+                watch: EvidenceWatch::default(),
                 counters: Arc::new(EvidenceCounters::new(cfg.max_bytes)),
             },
             slack: per_channel + 2 * pipe.batch_size.max(1),
-            lookback: per_channel + 2 * pipe.batch_size.max(1),
+            lookback: (cfg.before + per_channel + 2 * pipe.batch_size.max(1)).max(LOOKBACK_FRAMES),
             spare: bounded(evidence::CHANNEL_BATCHES),
             cfg,
         })

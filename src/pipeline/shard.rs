@@ -5,13 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::evidence::EvidenceWatch;
+use super::evidence::ShardEvidence;
 use super::route::{ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::baseline::BaselineEntry;
 use crate::clock::Stamp;
 use crate::detect::{Engine, EngineStats};
-use crate::evidence_pcap::{Mark, Notice};
 use crate::metrics::Metrics;
 use crate::time::Timestamp;
 
@@ -31,10 +30,8 @@ pub(super) struct ShardObserve<'a> {
     pub metrics: Option<&'a Metrics>,
     /// Collect the learned baselines at the end.
     pub save: bool,
-    /// `--evidence-dir`: where this shard publishes its hot keys, and tells the evidence writer of
-    /// its alerts' starts and ends (ahead of the sink, which may be far behind).
-    pub watch: Option<&'a EvidenceWatch>,
-    pub hints: Option<Sender<Notice>>,
+    /// `--evidence-dir`: tells the evidence writer of this shard's alerts.
+    pub evidence: Option<ShardEvidence<'a>>,
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
@@ -44,27 +41,21 @@ pub(super) fn run_shard(
     rx: Receiver<ShardMsg>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
-    observe: ShardObserve<'_>,
+    mut observe: ShardObserve<'_>,
 ) -> (EngineStats, Vec<BaselineEntry>) {
     let mut events = Vec::new();
     let mut marks = Vec::new();
     let mut sent_watermark = 0;
     let mut published = EngineStats::default();
     let mut end_at: Option<Timestamp> = None;
-    let mut hot_published = engine.hot_version();
     for msg in rx.iter() {
         match msg {
             ShardMsg::Work(work) => {
                 run_work(&mut engine, &work, &mut events);
                 marks.extend(work.marks);
-                if let Some(w) = observe.watch {
-                    // before the events go out: a key is watched before its alert is written
-                    if engine.hot_version() != hot_published {
-                        hot_published = engine.hot_version();
-                        w.publish(index, engine.hot_keys());
-                    }
+                if let Some(ev) = &mut observe.evidence {
+                    ev.events(&events);
                 }
-                hint(observe.hints.as_ref(), &events);
             }
             ShardMsg::End(now) => {
                 end_at = now;
@@ -94,7 +85,9 @@ pub(super) fn run_shard(
         EndReason::EndOfInput
     };
     engine.finish_at(end_at, reason, &mut events);
-    hint(observe.hints.as_ref(), &events);
+    if let Some(ev) = &mut observe.evidence {
+        ev.events(&events);
+    }
     let stats = engine.stats();
     if let Some(m) = observe.metrics {
         m.publish_tables(&mut published, &stats);
@@ -111,26 +104,6 @@ pub(super) fn run_shard(
         Vec::new()
     };
     (stats, baselines)
-}
-
-/// Tells the evidence writer of the starts and ends among `events` (a full queue loses the hint;
-/// the sink's notice then does its work, later).
-fn hint(hints: Option<&Sender<Notice>>, events: &[AlertEvent]) {
-    let Some(tx) = hints else { return };
-    for e in events {
-        let at = Mark {
-            seq: e.seq,
-            ts: e.ts,
-        };
-        let (id, scope, key) = (e.id.clone(), e.scope, e.key);
-        let _ = match e.event {
-            crate::alert::EventKind::Start => {
-                tx.try_send(Notice::AlertStart { id, scope, key, at })
-            }
-            crate::alert::EventKind::End => tx.try_send(Notice::AlertEnd { id, scope, key, at }),
-            crate::alert::EventKind::Update => Ok(()),
-        };
-    }
 }
 
 /// Counts the packets of `work`, applying each clock step before the packet it was placed at.
