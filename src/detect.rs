@@ -369,8 +369,6 @@ pub struct Engine {
     /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
     /// window boundaries (nothing can cross a threshold without first becoming hot).
     hot: [Vec<Key>; 4],
-    /// Moves whenever `hot` may have changed ([`Engine::hot_version`]).
-    hot_version: u64,
     /// Window boundaries crossed (the same count in every shard).
     boundaries: u64,
     /// The population cold keys are held to (every shard's, from the previous boundary).
@@ -415,7 +413,6 @@ impl Engine {
             admission_epoch: 0,
             loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
             hot: Default::default(),
-            hot_version: 0,
             boundaries: 0,
             population: Population::new(),
             building: Population::new(),
@@ -491,7 +488,6 @@ impl Engine {
         let loaded = &mut self.loaded;
         let admission = &mut self.admission;
         let hot = &mut self.hot;
-        let hot_version = &mut self.hot_version;
         let watch = self.watch_default;
         let ticks_per_window = (self.window_ns / cfg.tick_ns().max(1)).max(1);
         for (p, stamp, mask) in packets {
@@ -563,7 +559,6 @@ impl Engine {
                         if let Some((_, st)) = &mut $cache {
                             if st.record(scope, &at, &inc, p) {
                                 hot[scope.index()].push(key);
-                                *hot_version += 1;
                             }
                         }
                     }
@@ -688,22 +683,6 @@ impl Engine {
         s
     }
 
-    /// The (scope, key)s this engine holds hot: gathering evidence or in alert, evaluated at every
-    /// tick. Every alert's key is among them from before its start until after its end (a key
-    /// becomes hot at 30 % of its lowest threshold), so `--evidence-dir` copies the frames of
-    /// these keys only.
-    pub fn hot_keys(&self) -> impl Iterator<Item = (Scope, Key)> + '_ {
-        Scope::ALL
-            .into_iter()
-            .flat_map(move |scope| self.hot[scope.index()].iter().map(move |k| (scope, *k)))
-    }
-
-    /// A number that moves whenever [`Engine::hot_keys`] may have changed (a key became hot while
-    /// counting, or an evaluation dropped or reordered some): publish the keys when it moves.
-    pub fn hot_version(&self) -> u64 {
-        self.hot_version
-    }
-
     /// The settings.
     pub fn config(&self) -> &DetectConfig {
         &self.cfg
@@ -744,7 +723,6 @@ impl Engine {
             });
             self.hot[scope.index()].clear();
         }
-        self.hot_version += 1;
         self.start_at(ts);
     }
 
@@ -780,10 +758,8 @@ impl Engine {
         for scope in Scope::ALL {
             let table = &mut self.tables[scope.index()];
             let hot = &mut self.hot[scope.index()];
-            let hot_len = hot.len();
             if full {
-                // the list is rebuilt in table order: a different list moves the version
-                let previous = std::mem::take(hot);
+                hot.clear();
                 let before = table.len();
                 table.retain(|key, st| {
                     let keep = ctx.eval_key(scope, *key, st, out, &mut building);
@@ -795,9 +771,6 @@ impl Engine {
                 if scope.index() >= 2 && table.len() < before {
                     self.admission[scope.index() - 2].retrack(table.iter().map(|(k, _)| k));
                 }
-                if *hot != previous {
-                    self.hot_version += 1;
-                }
             } else {
                 hot.retain(|key| match table.get_mut(key) {
                     Some(st) => {
@@ -806,9 +779,6 @@ impl Engine {
                     }
                     None => false,
                 });
-                if hot.len() != hot_len {
-                    self.hot_version += 1;
-                }
             }
         }
         self.building = building;
@@ -1503,51 +1473,6 @@ mod tests {
         }
         all.sort_by_key(|e| e.order_key());
         all
-    }
-
-    #[test]
-    fn hot_keys_cover_an_alert_from_before_its_start_and_publish_by_version() {
-        let mut e = Engine::new(
-            DetectConfig {
-                hash_seed: 3,
-                hold_down: std::time::Duration::from_secs(1),
-                ..DetectConfig::default()
-            },
-            ShardSpec::SOLE,
-        )
-        .unwrap();
-        let victim = (Scope::DstHost, Key::host(IpAddr::from(VICTIM)));
-        let mut out = Vec::new();
-        // 5 000 SYN/s for 1 s from 1 s, then 3 s of quiet background
-        let mut hot_before_start = false;
-        let v0 = e.hot_version();
-        for i in 0..5_000u64 {
-            let ts = T0 + Timestamp::NANOS_PER_SEC + i * 200_000;
-            e.on_packet(&syn(ts, 0x0a00_0001 + i as u32), &mut out);
-            let started = out.iter().any(|ev| ev.event == EventKind::Start);
-            if !started && e.hot_keys().any(|k| k == victim) {
-                hot_before_start = true;
-            }
-        }
-        assert!(
-            hot_before_start,
-            "the victim is hot before its alert starts"
-        );
-        assert!(e.hot_version() > v0);
-        assert!(out.iter().any(|ev| ev.event == EventKind::Start));
-        let v1 = e.hot_version();
-        for i in 0..300u64 {
-            let ts = T0 + 2 * Timestamp::NANOS_PER_SEC + i * 10_000_000;
-            e.on_packet(&syn(ts, 0x6440_0001), &mut out);
-        }
-        assert!(out.iter().any(|ev| ev.event == EventKind::End));
-        // long after the end the key cools down: the version moves and the key leaves the list
-        for i in 0..1_000u64 {
-            let ts = T0 + 5 * Timestamp::NANOS_PER_SEC + i * 10_000_000;
-            e.on_packet(&syn(ts, 0x6440_0001), &mut out);
-        }
-        assert!(!e.hot_keys().any(|k| k == victim));
-        assert!(e.hot_version() > v1);
     }
 
     #[test]
