@@ -11,7 +11,7 @@ use crate::config::DetectConfig;
 use crate::time::Timestamp;
 
 /// A backward step larger than this (in windows) restarts the windows instead of being clamped.
-pub const MAX_BACKSTEP_WINDOWS: u64 = 2;
+const MAX_BACKSTEP_WINDOWS: u64 = 2;
 
 /// What the engine must do, in order, before counting the next packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
