@@ -869,6 +869,26 @@ mod tests {
     }
 
     #[test]
+    fn evidence_counters_show_only_with_evidence_dir() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("floodwatch_evidence"));
+        let c = Arc::new(crate::evidence_pcap::EvidenceCounters::new(10));
+        c.add_dropped(3);
+        assert!(c.admit_file());
+        assert!(!c.admit_file(), "24 header bytes are over a budget of 10");
+        m.attach_evidence(Arc::clone(&c));
+        let text = m.render();
+        for line in [
+            "floodwatch_evidence_files_total 0",
+            "floodwatch_evidence_frames_lost_total{reason=\"writer_behind\"} 3",
+            "floodwatch_evidence_alerts_skipped_total{reason=\"max_bytes\"} 1",
+            "# TYPE floodwatch_evidence_files_short_total counter",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
     fn listen_addresses_default_to_loopback() {
         let a = parse_listen_addr("9464").unwrap();
         assert_eq!(a.to_string(), "127.0.0.1:9464");

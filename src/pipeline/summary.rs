@@ -397,6 +397,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_summary_lists_evidence_files_and_what_they_missed() {
+        let mut s = RunSummary {
+            evidence: Some(EvidenceSummary {
+                dir: "ev".into(),
+                stats: crate::evidence_pcap::EvidenceStats {
+                    files: 2,
+                    packets: 500,
+                    bytes: 38_048,
+                    ..Default::default()
+                },
+            }),
+            ..RunSummary::default()
+        };
+        let text = render_summary(&s);
+        assert!(
+            text.contains("evidence files 2  packets 500  bytes 38048  in ev"),
+            "{text}"
+        );
+        assert!(!text.contains("evidence:"), "nothing lost: {text}");
+        if let Some(e) = &mut s.evidence {
+            e.stats.dropped = 7;
+            e.stats.skipped_cap = 1;
+        }
+        let text = render_summary(&s);
+        assert!(
+            text.contains(
+                "evidence: alerts skipped at --evidence-max-bytes 1, frames dropped (writer behind) 7"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_summary_counts_evictions_and_rejections() {
         let mut e = EngineStats::default();
         e.tables[Scope::DstHost.index()].evicted = 7;
