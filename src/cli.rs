@@ -195,8 +195,9 @@ pub struct EvidenceArgs {
     /// summary. DIR is created if needed; it must be writable (checked before any input is read).
     #[arg(long, value_name = "DIR")]
     pub evidence_dir: Option<PathBuf>,
-    /// With --evidence-dir: packets of the alert's key before its start, at most (those before
-    /// the key came near its threshold are not kept).
+    /// With --evidence-dir: packets of the alert's key before its start, at most. They come from
+    /// the reader's look-back of its latest frames (at least 65 536): a key that is a small share of
+    /// a fast stream may have fewer there (docs/alerts.md).
     #[arg(long, value_name = "N", default_value_t = floodwatch::evidence_pcap::DEFAULT_BEFORE, requires = "evidence_dir")]
     pub evidence_before: usize,
     /// With --evidence-dir: packets of the alert's key from its start on, at most.
