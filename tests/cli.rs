@@ -62,6 +62,7 @@ fn every_replay_option_is_explained_with_its_default() {
             "--metrics-listen",
             "--on-alert",
             "--stats-interval",
+            "--evidence-dir",
         ];
         let is_optional = optional.iter().any(|o| first.contains(&format!("{o} <")));
         assert!(
