@@ -53,8 +53,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// counted): the rings are `N + slack` frames a key, and a flood of jumbo frames on many keys must
 /// not grow the process without bound.
 pub const RING_BUDGET: usize = 256 << 20;
-/// How long (packet time, ns) the ring of a key no longer watched is kept.
-pub const KEEP_UNWATCHED: u64 = 30_000_000_000;
 /// Bytes a file buffers between writes.
 const FILE_BUFFER: usize = 64 << 10;
 
@@ -495,8 +493,6 @@ struct KeyEvidence {
     ring: VecDeque<Stored>,
     /// The highest frame number taken for this key (a frame sent again is skipped).
     last_seq: u64,
-    /// The latest time of a frame of the key (to forget keys gone quiet).
-    latest: Timestamp,
     /// Files of the key's alerts still being written, in start order (usually one; two when an
     /// alert starts before the frames of the previous one are all in).
     files: Vec<OpenFile>,
@@ -652,15 +648,13 @@ impl Recorder {
         self.pending.clear();
     }
 
-    /// Forgets the rings of keys no longer watched, without an open file and without a frame in
-    /// the last [`KEEP_UNWATCHED`] of packet time (the sink may still be that far behind the
-    /// shards that stopped watching them, with an alert's start to tell).
+    /// Forgets the rings of keys no longer watched and without an open file (a key is watched
+    /// from its alert's start until the recorder is done with the alert; its next alert takes
+    /// the frames before it from the reader's look-back).
     pub fn retain_keys(&mut self, mut watched: impl FnMut(&WatchKey) -> bool) {
         let mut freed = 0;
-        let through = self.through;
         self.keys.retain(|k, ke| {
-            let recent = ke.latest.saturating_add(KEEP_UNWATCHED) > through;
-            let keep = !ke.files.is_empty() || recent || watched(k);
+            let keep = !ke.files.is_empty() || watched(k);
             if !keep {
                 freed += ke.ring.iter().map(|s| s.data.len()).sum::<usize>();
             }
@@ -709,7 +703,6 @@ impl Recorder {
             return;
         }
         ke.last_seq = ke.last_seq.max(f.seq);
-        ke.latest = ke.latest.max(f.ts);
         let has_files = !ke.files.is_empty();
         self.keep(k, f, bytes);
         if !has_files {
@@ -1636,16 +1629,6 @@ mod tests {
         let mut s = setup(10, 100, 100, u64::MAX);
         s.rec.frames(&batch(0..3));
         assert_eq!(s.rec.ring_bytes, 180);
-        s.rec.retain_keys(|_| false);
-        assert_eq!(
-            s.rec.ring_bytes, 180,
-            "kept for a while: the sink may be behind"
-        );
-        let later = FrameBatch {
-            through: Timestamp(T0 + KEEP_UNWATCHED + 3 * MS),
-            ..FrameBatch::default()
-        };
-        s.rec.frames(&later);
         s.rec.retain_keys(|_| true);
         assert_eq!(s.rec.ring_bytes, 180, "watched keys are kept");
         s.rec.retain_keys(|_| false);
