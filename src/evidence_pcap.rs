@@ -703,11 +703,12 @@ impl Recorder {
             return;
         }
         ke.last_seq = ke.last_seq.max(f.seq);
-        let has_files = !ke.files.is_empty();
-        self.keep(k, f, bytes);
-        if !has_files {
-            return;
+        // a file still to choose its frames takes them from the ring: this one goes in first
+        let to_ring = ke.files.iter().all(|o| o.selected);
+        if !to_ring {
+            self.keep(k, f, bytes);
         }
+        let mut taken = false;
         for n in self.file_numbers(k) {
             let Some(o) = self.file(k, n) else { continue };
             if !o.selected {
@@ -719,8 +720,12 @@ impl Recorder {
                 // the first frame after the end: every frame of the alert is in
                 self.close(k, n, Close::Over);
             } else if o.covers(f.eval, f.ts) {
-                self.write_after(k, n, f.ts, f.link, bytes, f.wire_len);
+                taken |= self.write_after(k, n, f.ts, f.link, bytes, f.wire_len);
             }
+        }
+        // a frame a file took is not kept again (the key's next alert starts after this one ends)
+        if to_ring && !taken {
+            self.keep(k, f, bytes);
         }
     }
 
@@ -976,25 +981,40 @@ impl Recorder {
                 }
             }
         }
+        // frames after the start that the file does not take stay for the key's next alert
+        let mut keep = vec![false; ring.len()];
         for &i in &after {
             let Some(s) = ring.get(i) else { continue };
-            if end.is_some_and(|e| e.precedes(s.eval, s.ts)) {
-                continue;
-            }
-            if self.file(k, n).is_none() {
-                break; // closed: full, or failed
-            }
-            self.write_after(k, n, s.ts, s.link, &s.data, s.wire_len);
+            let taken = !end.is_some_and(|e| e.precedes(s.eval, s.ts))
+                && self.file(k, n).is_some()
+                && self.write_after(k, n, s.ts, s.link, &s.data, s.wire_len);
+            keep[i] = !taken;
         }
         if let Some(ke) = self.keys.get_mut(&k) {
-            ke.ring = ring;
+            if ke.files.iter().any(|o| !o.selected) {
+                ke.ring = ring; // another alert still chooses from all of it
+            } else {
+                let mut kept = VecDeque::with_capacity(ring.len());
+                for (s, keep) in ring.into_iter().zip(keep) {
+                    if keep {
+                        kept.push_back(s);
+                    } else {
+                        self.ring_bytes -= s.data.len();
+                        self.spare.push(s.data);
+                    }
+                }
+                self.spare.truncate(64);
+                if let Some(ke) = self.keys.get_mut(&k) {
+                    ke.ring = kept;
+                }
+            }
         }
         if self.cfg.after == 0 && self.file(k, n).is_some() {
             self.close(k, n, Close::Full);
         }
     }
 
-    /// Writes one frame after the start; closes the file at M frames.
+    /// Writes one frame after the start; closes the file at M frames. True when it was taken.
     fn write_after(
         &mut self,
         k: WatchKey,
@@ -1003,13 +1023,14 @@ impl Recorder {
         link: LinkType,
         d: &[u8],
         w: u32,
-    ) {
+    ) -> bool {
         let limit = self.cfg.after;
         match self.file(k, n) {
             Some(o) if o.after < limit => {}
-            _ => return,
+            _ => return false,
         }
-        if self.write(k, n, ts, link, d, w) {
+        let taken = self.write(k, n, ts, link, d, w);
+        if taken {
             if let Some(o) = self.file_mut(k, n) {
                 o.after += 1;
                 if o.after >= limit {
@@ -1017,6 +1038,7 @@ impl Recorder {
                 }
             }
         }
+        taken
     }
 
     /// Writes one record to `k`'s file `n`; false when the file is gone (closed at the budget, or
@@ -1417,11 +1439,11 @@ mod tests {
         s.rec.frames(&batch([10, 11]));
         assert!(path.exists() && !tmp.exists());
         assert_eq!(read(&path).0, vec![4, 5, 6, 7, 8, 9]);
-        // the ring keeps the key's latest frames for its next alert: the last 3 before it
+        // the frames after the end wait in the ring for the key's next alert
         let path2 = s.start("b", 30);
         s.rec.end_input();
-        assert_eq!(read(&path2).0, vec![9, 10, 11]);
-        assert_eq!(s.rec.stats().short_before, 0);
+        assert_eq!(read(&path2).0, vec![10, 11]);
+        assert_eq!(s.rec.stats().short_before, 1);
     }
 
     #[test]

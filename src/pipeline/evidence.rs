@@ -25,7 +25,7 @@
 //!   budget), names it (the event's `evidence` field) and tells the evidence thread.
 //! - The evidence thread runs the [`Recorder`], starts and ends before frames.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,8 @@ const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 << 10;
 /// … or once its first frame is this old in packet time (ns), so a slow key's frames do not wait.
 const BATCH_AGE: u64 = 50_000_000;
+/// Bytes of frames a reader holds for the evidence writer when its channel is full, at most.
+const QUEUE_BYTES: usize = 32 << 20;
 /// Start and end notices the evidence thread may have waiting.
 pub(super) const NOTICE_CAPACITY: usize = 65_536;
 
@@ -172,7 +174,7 @@ impl<'a> ShardEvidence<'a> {
 /// the oldest pushed out by count or by bytes.
 struct Backlog {
     bytes: Vec<u8>,
-    frames: std::collections::VecDeque<BackFrame>,
+    frames: VecDeque<BackFrame>,
     max_frames: usize,
     max_bytes: usize,
     /// Bytes written so far (the write position is this modulo the ring's length).
@@ -204,7 +206,7 @@ impl Backlog {
         let max_frames = max_frames.max(1);
         Backlog {
             bytes: vec![0; (max_frames * BACKLOG_BYTES_PER_FRAME).min(BACKLOG_MAX_BYTES)],
-            frames: std::collections::VecDeque::with_capacity(max_frames),
+            frames: VecDeque::with_capacity(max_frames),
             max_frames,
             max_bytes: BACKLOG_MAX_BYTES,
             written: 0,
@@ -256,16 +258,31 @@ impl Backlog {
         }
     }
 
-    /// Doubles the byte ring (up to the maximum), forgetting what it held.
+    /// Doubles the byte ring (up to the maximum), the frames it holds packed at its start.
     #[cold]
     fn grow(&mut self) {
         self.squeezed = 0;
         let bigger = (self.bytes.len() * 2).min(self.max_bytes);
-        if bigger > self.bytes.len() {
-            self.bytes = vec![0; bigger];
-            self.frames.clear();
-            self.written = 0;
+        if bigger <= self.bytes.len() {
+            return;
         }
+        let cap = self.bytes.len() as u64;
+        let mut bytes = vec![0; bigger];
+        let mut at = 0usize;
+        for b in &mut self.frames {
+            let start = (b.at % cap) as usize;
+            let len = b.len as usize;
+            if let (Some(dst), Some(src)) = (
+                bytes.get_mut(at..at + len),
+                self.bytes.get(start..start + len),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            b.at = at as u64;
+            at += len;
+        }
+        self.bytes = bytes;
+        self.written = at as u64;
     }
 
     /// The frames held, oldest first, with their bytes.
@@ -295,6 +312,11 @@ pub(super) struct EvidenceTap<'a> {
     spare: Receiver<FrameBatch>,
     /// The time of the batch's first frame.
     batch_first: Timestamp,
+    /// Batches that found the channel full, oldest first: a burst the writer has not caught up
+    /// with (an alert's look-back, many keys at once) waits here, up to [`QUEUE_BYTES`].
+    queued: VecDeque<FrameBatch>,
+    queued_bytes: usize,
+    queue_limit: usize,
     /// Frames offered so far (each frame's number).
     seq: u64,
     /// The most frames of one key copied from the look-back when it becomes watched.
@@ -325,6 +347,9 @@ impl<'a> EvidenceTap<'a> {
             tx,
             spare,
             batch_first: Timestamp(0),
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            queue_limit: QUEUE_BYTES,
             seq: 0,
             per_key: per_key.max(1),
             eval: None,
@@ -337,6 +362,9 @@ impl<'a> EvidenceTap<'a> {
     #[inline]
     pub fn offer(&mut self, frame: &RawFrame<'_>, p: &PacketSummary, eval: Option<u64>) {
         self.seq += 1;
+        if !self.queued.is_empty() {
+            self.drain();
+        }
         // every frame before this one was counted before `eval` evaluations or at it
         self.eval = eval;
         let g = self.watch.generation();
@@ -486,17 +514,39 @@ impl<'a> EvidenceTap<'a> {
         batch.through = through;
         batch.through_eval = through_eval;
         batch.watched = Some(Arc::clone(&self.set));
-        match self.tx.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) => {
+        self.queued_bytes += batch.data.len();
+        self.queued.push_back(batch);
+        self.drain();
+        if self.queued_bytes > self.queue_limit {
+            // the writer is too far behind: this batch is dropped from the samples (its progress
+            // is carried by the next one)
+            if let Some(b) = self.queued.pop_back() {
+                self.queued_bytes -= b.data.len();
                 self.counters.add_dropped(b.frames.len() as u64);
-                b.clear();
-                self.batch = b;
             }
         }
-        // an unsent batch's progress is carried by the next one
+        // what an empty batch still has to say, should it be sent
         self.batch.through = through;
         self.batch.through_eval = through_eval;
+    }
+
+    /// Hands the queued batches to the channel while it has room.
+    fn drain(&mut self) {
+        while let Some(b) = self.queued.pop_front() {
+            let len = b.data.len();
+            match self.tx.try_send(b) {
+                Ok(()) => self.queued_bytes -= len,
+                Err(TrySendError::Full(b)) => {
+                    self.queued.push_front(b);
+                    return;
+                }
+                Err(TrySendError::Disconnected(b)) => {
+                    // the writer is gone (it panicked; the run reports that)
+                    self.queued_bytes -= len;
+                    self.counters.add_dropped(b.frames.len() as u64);
+                }
+            }
+        }
     }
 
     /// The source is idle at `now` (live), the router at `eval` evaluations: nothing older is to
@@ -521,6 +571,12 @@ impl<'a> EvidenceTap<'a> {
             self.refresh(end);
         }
         self.send_at(end, Some(u64::MAX));
+        // detection is done reading: what is queued may wait for room
+        for b in std::mem::take(&mut self.queued) {
+            if let Err(e) = self.tx.send(b) {
+                self.counters.add_dropped(e.0.frames.len() as u64);
+            }
+        }
     }
 }
 
@@ -807,13 +863,31 @@ mod tests {
         offer(&mut tap, 11, 60);
         let b = rx.try_recv().unwrap();
         assert_eq!((b.frames.len(), b.through), (1, Timestamp(60_000_000)));
-        // two batches fill the channel, the third finds it full and is dropped
+        // two batches fill the channel, the third finds it full and waits in the tap …
         for ms in [70, 130, 140, 200, 210, 270] {
             offer(&mut tap, 10, ms);
         }
-        assert_eq!(rx.len(), 2);
+        assert_eq!((rx.len(), tap.queued.len()), (2, 1));
+        // … until there is room
+        rx.try_recv().unwrap();
+        offer(&mut tap, 11, 271);
+        assert_eq!((rx.len(), tap.queued.len()), (2, 0));
+        // past the queue's limit, a batch is dropped and counted
+        tap.queue_limit = 0;
+        for ms in [280, 340] {
+            offer(&mut tap, 10, ms);
+        }
         assert_eq!(shared.counters.snapshot().dropped, 2);
+        // at the end, what is queued waits for room
+        tap.queue_limit = QUEUE_BYTES;
+        for ms in [350, 410] {
+            offer(&mut tap, 10, ms);
+        }
+        assert_eq!(tap.queued.len(), 1);
+        let reading = std::thread::spawn(move || rx.iter().count());
         tap.finish();
+        assert_eq!(reading.join().unwrap(), 2 + 1 + 1);
+        assert_eq!(shared.counters.snapshot().dropped, 2);
     }
 
     #[test]
@@ -847,5 +921,17 @@ mod tests {
         // a frame over a quarter of the ring is not kept
         b.push(13, None, &frame(13, 200));
         assert_eq!(b.iter().last().map(|(f, _)| f.seq), Some(12));
+        // growing keeps what is held, in order
+        b.max_bytes = 4096;
+        let before: Vec<(u64, Vec<u8>)> = b.iter().map(|(f, d)| (f.seq, d.to_vec())).collect();
+        b.grow();
+        assert_eq!(b.bytes.len(), 1024);
+        let after: Vec<(u64, Vec<u8>)> = b.iter().map(|(f, d)| (f.seq, d.to_vec())).collect();
+        assert_eq!(after, before);
+        b.push(14, None, &frame(14, 200));
+        assert_eq!(
+            b.iter().last().map(|(f, d)| (f.seq, d.len())),
+            Some((14, 200))
+        );
     }
 }
