@@ -16,7 +16,8 @@
 //!   host carries it — and copying all of those frames cost a fifth of the replay speed.)
 //! - [`EvidenceTap`] (reader side): copies every decoded frame into a look-back ring (one
 //!   `memcpy`), and a frame of a watched key into a batch, sent with `try_send` over a bounded
-//!   channel — a full channel drops the batch for the sample (counted), never waits. The reader
+//!   channel; it never waits: batches that find the channel full are kept (up to [`QUEUE_BYTES`])
+//!   and sent as room appears, beyond that dropped from the sample (counted). The reader
 //!   runs ahead of the shards by up to a shard channel's worth of packets, so when a key becomes
 //!   watched the tap first copies the look-back's frames of it: the samples then do not depend on
 //!   how far ahead the reader happened to be (the same files at any thread count).
