@@ -323,7 +323,7 @@ pub fn run_input<W: Write + Send>(
             for h in shard_handles {
                 shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
             }
-            // the shards have published their last hot keys: the tap looks back for them
+            // the shards have told their last alerts: the tap looks back for their keys
             if let Some(t) = last_tap {
                 t.finish();
             }
