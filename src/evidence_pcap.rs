@@ -53,6 +53,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// counted): the rings are `N + slack` frames a key, and a flood of jumbo frames on many keys must
 /// not grow the process without bound.
 pub const RING_BUDGET: usize = 256 << 20;
+/// Frame buffers kept for reuse (a ring's frame that leaves gives its buffer to the next).
+const SPARE_BUFFERS: usize = 4096;
 /// Bytes a file buffers between writes.
 const FILE_BUFFER: usize = 64 << 10;
 
@@ -650,11 +652,15 @@ impl Recorder {
 
     /// Forgets the rings of keys no longer watched and without an open file (a key is watched
     /// from its alert's start until the recorder is done with the alert; its next alert takes
-    /// the frames before it from the reader's look-back).
+    /// the frames before it from the reader's look-back). A key the latest batch still names is
+    /// kept: the reader copied its frames up to that batch, and a start told now counts on them.
     pub fn retain_keys(&mut self, mut watched: impl FnMut(&WatchKey) -> bool) {
         let mut freed = 0;
+        let copied = self.watched.clone();
         self.keys.retain(|k, ke| {
-            let keep = !ke.files.is_empty() || watched(k);
+            let keep = !ke.files.is_empty()
+                || watched(k)
+                || copied.as_ref().is_some_and(|w| w.contains(k));
             if !keep {
                 freed += ke.ring.iter().map(|s| s.data.len()).sum::<usize>();
             }
@@ -767,7 +773,7 @@ impl Recorder {
             link: f.link,
             data,
         });
-        self.spare.truncate(64);
+        self.spare.truncate(SPARE_BUFFERS);
     }
 
     /// An alert of `k` started at `at` (told by its shard, or by the sink if that came first):
@@ -861,7 +867,7 @@ impl Recorder {
             self.staged_bytes -= s.data.len();
             self.spare.push(s.data);
         }
-        self.spare.truncate(64);
+        self.spare.truncate(SPARE_BUFFERS);
     }
 
     /// The sink gives the alert `id` no file: its frames need not be kept.
@@ -1003,7 +1009,7 @@ impl Recorder {
                         self.spare.push(s.data);
                     }
                 }
-                self.spare.truncate(64);
+                self.spare.truncate(SPARE_BUFFERS);
                 if let Some(ke) = self.keys.get_mut(&k) {
                     ke.ring = kept;
                 }

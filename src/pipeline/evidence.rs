@@ -165,97 +165,144 @@ impl<'a> ShardEvidence<'a> {
     }
 }
 
-/// The reader's recent frames, so a key that becomes watched gets its frames from before the
-/// reader knew. The reader runs ahead of the shards by up to a shard channel's capacity: when a
-/// shard finds a key hot, the reader may have read thousands of that key's frames since; without
-/// this look-back a replay's evidence would start long after the key came near its threshold (and,
-/// for a short capture read whole before the shards begin, hold nothing before the start).
+/// The reader's recent frames, so a key that goes into alert gets its frames from before the
+/// reader knew: the alert is found by a shard, which runs behind the reader by up to a shard
+/// channel's worth of packets, and its packets before the start are older still.
 ///
-/// A ring of frame records over a ring of bytes: every frame is copied in whole (one `memcpy`),
-/// the oldest pushed out by count or by bytes.
+/// Frame records in a power-of-two array indexed by the frame's number, over a ring of bytes:
+/// every frame is copied in whole (one `memcpy`, and no work to push anything out: a record is
+/// simply overwritten, and one whose bytes were overwritten is recognised when read).
 struct Backlog {
     bytes: Vec<u8>,
-    frames: VecDeque<BackFrame>,
-    max_frames: usize,
-    max_bytes: usize,
-    /// Bytes written so far (the write position is this modulo the ring's length).
+    slots: Vec<BackFrame>,
+    mask: u64,
+    /// The number of the latest frame pushed.
+    last: u64,
+    /// Bytes written so far, the skipped ends of the ring included, and the write position in it.
     written: u64,
-    /// Frames pushed out by bytes while fewer than half the frames were held: the byte ring is
-    /// too small for these frames and grows (up to `max_bytes`).
+    phys: usize,
+    max_bytes: usize,
+    /// Checks that found the frame half the array back already overwritten by bytes: the byte
+    /// ring is too small for these frames and grows (up to `max_bytes`).
     squeezed: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct BackFrame {
+    /// The frame's number (0: never written).
     seq: u64,
     eval: Option<u64>,
     ts: Timestamp,
     wire_len: u32,
     link: LinkType,
-    /// Absolute byte position (`Backlog::written` when it was copied) and length.
+    /// Absolute byte position (`Backlog::written` when it was copied), place in the ring and
+    /// length ([`NOT_KEPT`]: a frame too big for the ring).
     at: u64,
+    off: u32,
     len: u32,
 }
 
+impl Default for BackFrame {
+    fn default() -> Self {
+        BackFrame {
+            seq: 0,
+            eval: None,
+            ts: Timestamp(0),
+            wire_len: 0,
+            link: LinkType::ETHERNET,
+            at: 0,
+            off: 0,
+            len: 0,
+        }
+    }
+}
+
+/// [`BackFrame::len`] of a frame not kept.
+const NOT_KEPT: u32 = u32::MAX;
 /// The backlog starts with this many bytes a frame (grown when frames are bigger).
 const BACKLOG_BYTES_PER_FRAME: usize = 128;
 /// The most bytes the backlog holds.
 const BACKLOG_MAX_BYTES: usize = 32 << 20;
 
 impl Backlog {
-    fn new(max_frames: usize) -> Backlog {
-        let max_frames = max_frames.max(1);
+    /// A backlog of at least `frames` frames (rounded up to a power of two).
+    fn new(frames: usize) -> Backlog {
+        let n = frames.max(2).next_power_of_two();
         Backlog {
-            bytes: vec![0; (max_frames * BACKLOG_BYTES_PER_FRAME).min(BACKLOG_MAX_BYTES)],
-            frames: VecDeque::with_capacity(max_frames),
-            max_frames,
-            max_bytes: BACKLOG_MAX_BYTES,
+            bytes: vec![0; (n * BACKLOG_BYTES_PER_FRAME).min(BACKLOG_MAX_BYTES)],
+            slots: vec![BackFrame::default(); n],
+            mask: n as u64 - 1,
+            last: 0,
             written: 0,
+            phys: 0,
+            max_bytes: BACKLOG_MAX_BYTES,
             squeezed: 0,
         }
     }
 
-    /// Copies a frame in, pushing out the oldest that its bytes or its count displace.
+    /// Copies frame number `seq` (one more than the last) in.
     #[inline]
     fn push(&mut self, seq: u64, eval: Option<u64>, f: &RawFrame<'_>) {
         let cap = self.bytes.len();
         let len = f.data.len();
+        self.last = seq;
+        let slot = (seq & self.mask) as usize;
         if len > cap / 4 {
-            return; // a giant frame (or a tiny ring): not kept
+            // a giant frame (or a tiny ring): not kept
+            if let Some(s) = self.slots.get_mut(slot) {
+                *s = BackFrame {
+                    seq,
+                    len: NOT_KEPT,
+                    ..BackFrame::default()
+                };
+            }
+            return;
         }
         // each frame is contiguous: one that would cross the ring's end starts at its beginning
         let mut at = self.written;
-        let phys = (at % cap as u64) as usize;
+        let mut phys = self.phys;
         if phys + len > cap {
             at += (cap - phys) as u64;
+            phys = 0;
         }
-        let end = at + len as u64;
-        let lap = end.saturating_sub(cap as u64);
-        if self.frames.len() >= self.max_frames {
-            self.frames.pop_front();
-        }
-        while self.frames.front().is_some_and(|b| b.at < lap) {
-            self.frames.pop_front();
-            if self.frames.len() < self.max_frames / 2 {
-                self.squeezed += 1;
-            }
-        }
-        let start = (at % cap as u64) as usize;
-        if let Some(dst) = self.bytes.get_mut(start..start + len) {
+        if let Some(dst) = self.bytes.get_mut(phys..phys + len) {
             dst.copy_from_slice(f.data);
         }
-        self.frames.push_back(BackFrame {
-            seq,
-            eval,
-            ts: f.ts,
-            wire_len: f.wire_len,
-            link: f.link,
-            at,
-            len: len as u32,
-        });
-        self.written = end;
-        if self.squeezed > 1024 {
-            self.grow();
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = BackFrame {
+                seq,
+                eval,
+                ts: f.ts,
+                wire_len: f.wire_len,
+                link: f.link,
+                at,
+                off: phys as u32,
+                len: len as u32,
+            };
+        }
+        self.written = at + len as u64;
+        self.phys = phys + len;
+        if seq & 1023 == 0 {
+            self.check_size();
+        }
+    }
+
+    /// Whether the bytes of `b` are still in the ring.
+    fn intact(&self, b: &BackFrame) -> bool {
+        b.len != NOT_KEPT && b.at + self.bytes.len() as u64 >= self.written
+    }
+
+    /// Now and then: is the frame half the array back already overwritten by bytes? Then frames
+    /// are bigger than the ring was sized for, and it grows.
+    #[cold]
+    fn check_size(&mut self) {
+        let half = self.last.saturating_sub(self.mask / 2);
+        let b = self.slots[(half & self.mask) as usize];
+        if b.seq == half && b.len != NOT_KEPT && !self.intact(&b) {
+            self.squeezed += 1;
+            if self.squeezed >= 4 {
+                self.grow();
+            }
         }
     }
 
@@ -267,36 +314,63 @@ impl Backlog {
         if bigger <= self.bytes.len() {
             return;
         }
-        let cap = self.bytes.len() as u64;
+        let held: Vec<u64> = self.iter_rev().map(|(b, _)| b.seq).collect();
+        let held_from = held.last().copied().unwrap_or(self.last + 1);
         let mut bytes = vec![0; bigger];
         let mut at = 0usize;
-        for b in &mut self.frames {
-            let start = (b.at % cap) as usize;
-            let len = b.len as usize;
+        for seq in held.into_iter().rev() {
+            let slot = (seq & self.mask) as usize;
+            let b = self.slots[slot];
+            let (start, len) = (b.off as usize, b.len as usize);
             if let (Some(dst), Some(src)) = (
                 bytes.get_mut(at..at + len),
                 self.bytes.get(start..start + len),
             ) {
                 dst.copy_from_slice(src);
             }
-            b.at = at as u64;
+            self.slots[slot].at = at as u64;
+            self.slots[slot].off = at as u32;
             at += len;
+        }
+        // records older than the packed ones must not pass for intact in the new ring
+        for s in &mut self.slots {
+            if s.seq < held_from {
+                *s = BackFrame::default();
+            }
         }
         self.bytes = bytes;
         self.written = at as u64;
+        self.phys = at;
     }
 
-    /// The frames held, oldest first, with their bytes.
-    fn iter(&self) -> impl DoubleEndedIterator<Item = (&BackFrame, &[u8])> + '_ {
-        let cap = self.bytes.len() as u64;
-        self.frames.iter().map(move |b| {
-            let start = (b.at % cap) as usize;
-            let data = self
-                .bytes
-                .get(start..start + b.len as usize)
-                .unwrap_or_default();
-            (b, data)
-        })
+    /// The frames held, newest first, with their bytes.
+    fn iter_rev(&self) -> impl Iterator<Item = (&BackFrame, &[u8])> + '_ {
+        let n = (self.mask + 1).min(self.last);
+        (0..n)
+            .map(move |i| {
+                (
+                    self.last - i,
+                    &self.slots[((self.last - i) & self.mask) as usize],
+                )
+            })
+            .take_while(|(seq, b)| b.seq == *seq && (b.len == NOT_KEPT || self.intact(b)))
+            .filter(|(_, b)| b.len != NOT_KEPT)
+            .map(move |(_, b)| {
+                let start = b.off as usize;
+                let data = self
+                    .bytes
+                    .get(start..start + b.len as usize)
+                    .unwrap_or_default();
+                (b, data)
+            })
+    }
+
+    /// The frames held, oldest first (tests).
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = (&BackFrame, &[u8])> + '_ {
+        let mut v: Vec<_> = self.iter_rev().collect();
+        v.reverse();
+        v.into_iter()
     }
 }
 
@@ -406,7 +480,7 @@ impl<'a> EvidenceTap<'a> {
         let keys: Vec<WatchKey> = fresh.iter().copied().collect();
         let mut taken = vec![0usize; keys.len()];
         let mut found = Vec::new();
-        for (b, data) in self.backlog.iter().rev() {
+        for (b, data) in self.backlog.iter_rev() {
             if taken.iter().all(|n| *n >= self.per_key) {
                 break;
             }
@@ -427,9 +501,8 @@ impl<'a> EvidenceTap<'a> {
                 found.push((*b, p.src, p.dst, hit));
             }
         }
-        let cap = self.backlog.bytes.len() as u64;
         for (b, src, dst, hit) in found.into_iter().rev() {
-            let start = (b.at % cap) as usize;
+            let start = b.off as usize;
             let Some(data) = self.backlog.bytes.get(start..start + b.len as usize) else {
                 continue;
             };
@@ -895,6 +968,7 @@ mod tests {
     fn the_backlog_keeps_the_latest_frames_by_count_and_by_bytes() {
         let mut b = Backlog::new(4);
         b.max_bytes = b.bytes.len();
+        assert_eq!(b.bytes.len(), 512);
         let data: Vec<u8> = (0..=255).collect();
         let frame = |ms: u64, len: usize| RawFrame {
             ts: Timestamp(ms),
@@ -908,20 +982,18 @@ mod tests {
         let seqs: Vec<u64> = b.iter().map(|(f, _)| f.seq).collect();
         assert_eq!(seqs, vec![3, 4, 5, 6]);
         assert!(b.iter().all(|(_, d)| d == &data[..10]));
-        // 512 bytes of ring: three frames of 120 fill most of it, each new one displaces the
-        // oldest, and a frame never straddles the end
+        // 512 bytes of ring: frames of 120 fill it, each new one displaces the oldest, and a
+        // frame never straddles the end
         for i in 7..=12 {
             b.push(i, None, &frame(i, 120));
         }
         let held: Vec<(u64, usize)> = b.iter().map(|(f, d)| (f.seq, d.len())).collect();
-        assert!(
-            held.len() <= 4 && held.last() == Some(&(12, 120)),
-            "{held:?}"
-        );
+        assert_eq!(held, vec![(10, 120), (11, 120), (12, 120)]);
         assert!(b.iter().all(|(_, d)| d == &data[..120]));
-        // a frame over a quarter of the ring is not kept
+        // a frame over a quarter of the ring is not kept (the others are)
         b.push(13, None, &frame(13, 200));
-        assert_eq!(b.iter().last().map(|(f, _)| f.seq), Some(12));
+        let seqs: Vec<u64> = b.iter().map(|(f, _)| f.seq).collect();
+        assert_eq!(seqs, vec![10, 11, 12]);
         // growing keeps what is held, in order
         b.max_bytes = 4096;
         let before: Vec<(u64, Vec<u8>)> = b.iter().map(|(f, d)| (f.seq, d.to_vec())).collect();
@@ -930,9 +1002,7 @@ mod tests {
         let after: Vec<(u64, Vec<u8>)> = b.iter().map(|(f, d)| (f.seq, d.to_vec())).collect();
         assert_eq!(after, before);
         b.push(14, None, &frame(14, 200));
-        assert_eq!(
-            b.iter().last().map(|(f, d)| (f.seq, d.len())),
-            Some((14, 200))
-        );
+        let held: Vec<(u64, usize)> = b.iter().map(|(f, d)| (f.seq, d.len())).collect();
+        assert_eq!(held, vec![(11, 120), (12, 120), (14, 200)]);
     }
 }
