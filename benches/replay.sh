@@ -6,6 +6,7 @@
 #   benches/replay.sh            # ≥ 10 M packets, median of 5 runs
 #   benches/replay.sh --runs 9   # more runs
 #   benches/replay.sh --quick    # 1 M packets, 1 run: proves the script works (CI); never asserts a speed
+#   benches/replay.sh --evidence # only (a) --threads 1 with and without --evidence-dir (issue 12)
 #   BENCH_DIR=/var/tmp/fw benches/replay.sh   # keep the capture there and reuse it next time
 #
 # Measured, in the same run and interleaved (a1 a2 b c, a1 a2 b c, …) so drift hits all alike:
@@ -16,6 +17,9 @@
 #       out, one decode thread decodes (the decode pool; the output is the same)
 #   (b) examples/read_decode.rs: the same FileSource reader and Decoder, nothing else
 #   (c) tcpdump -r FILE -w /dev/null (Debian package tcpdump), an outside reference
+# With --evidence, instead: (a) --threads 1 and (e) the same with --evidence-dir (a fresh directory
+# each run; default --evidence-before/--evidence-after), interleaved, and the ratio e / a — what
+# writing the attack samples costs (target: at most 5 %).
 # packets/s = frames in the file / wall time of the whole command (process start to exit), the median
 # over the runs. CPU seconds (user+sys) are shown too: on a shared machine they move less than wall time.
 # The last thing printed is a markdown table ready to paste into docs/performance.md.
@@ -24,11 +28,13 @@ source "$(dirname "$0")/common.sh"
 
 RUNS=5
 QUICK=0
+EVIDENCE=0
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 RUNS=1 ;;
+    --evidence) EVIDENCE=1 ;;
     --runs) RUNS="${2:?--runs needs a number}"; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
   shift
@@ -50,7 +56,9 @@ CAPTURE="$BENCH_DIR/replay-$( ((QUICK)) && echo 1M || echo 10M).pcap"
 synth_once "$CAPTURE" "${SYNTH[@]}"
 
 HAVE_TCPDUMP=1
-if ! ensure_debian_package tcpdump tcpdump; then
+if ((EVIDENCE)); then
+  HAVE_TCPDUMP=0
+elif ! ensure_debian_package tcpdump tcpdump; then
   HAVE_TCPDUMP=0
   log "note: tcpdump is missing and could not be installed: column (c) is skipped"
 fi
@@ -70,26 +78,39 @@ declare -A LABEL=(
   [b]="(b) read+decode loop (examples/read_decode)"
   [c]="(c) tcpdump -r FILE -w /dev/null"
 )
+if ((EVIDENCE)); then
+  MAX_THREADS=1
+fi
 for ((t = 1; t <= MAX_THREADS; t++)); do
   NAMES+=("a$t")
   LABEL[a$t]="(a) floodwatch replay --threads $t --decode-threads 0"
 done
-# (d): the same with a decode pool of one thread (a reading thread only copies frames out)
-for ((t = 1; t <= 2; t++)); do
-  NAMES+=("d$t")
-  LABEL[d$t]="(d) floodwatch replay --threads $t --decode-threads 1"
-done
-NAMES+=(b)
-((HAVE_TCPDUMP)) && NAMES+=(c)
+if ((EVIDENCE)); then
+  NAMES+=(e1)
+  LABEL[e1]="(e) floodwatch replay --threads 1 --decode-threads 0 --evidence-dir DIR"
+else
+  # (d): the same with a decode pool of one thread (a reading thread only copies frames out)
+  for ((t = 1; t <= 2; t++)); do
+    NAMES+=("d$t")
+    LABEL[d$t]="(d) floodwatch replay --threads $t --decode-threads 1"
+  done
+  NAMES+=(b)
+  ((HAVE_TCPDUMP)) && NAMES+=(c)
+fi
 run_one() {
   local out="$BENCH_DIR/run-$1"
   case "$1" in
     a*) timed "$out" "$FW" replay --threads "${1#a}" --decode-threads 0 --seed 1 -o /dev/null "$CAPTURE" ;;
     d*) timed "$out" "$FW" replay --threads "${1#d}" --decode-threads 1 --seed 1 -o /dev/null "$CAPTURE" ;;
+    e*)
+      rm -rf "$BENCH_DIR/evidence"
+      timed "$out" "$FW" replay --threads "${1#e}" --decode-threads 0 --seed 1 -o /dev/null \
+        --evidence-dir "$BENCH_DIR/evidence" "$CAPTURE"
+      ;;
     b) timed "$out" "$READ_DECODE" "$CAPTURE" ;;
     c) timed "$out" tcpdump -r "$CAPTURE" -w /dev/null ;;
   esac
-  if [[ "$1" == [ad]* ]]; then
+  if [[ "$1" == [ade]* ]]; then
     local seen
     seen="$(sed -n 's/^ *frames \([0-9]*\) .*/\1/p' "$out.err")"
     [[ "$seen" == "$FRAMES" ]] || die "replay saw ${seen:-no} frames, expected $FRAMES ($out.err)"
@@ -115,6 +136,26 @@ for n in "${NAMES[@]}"; do
 done
 
 ratio() { if [[ -n "${PPS[$2]:-}" ]]; then printf '%.0f %%' "$(calc "100 * ${PPS[$1]} / ${PPS[$2]}")"; else printf 'n/a'; fi; }
+
+if ((EVIDENCE)); then
+  printf '\n### Replay with --evidence-dir\n\n'
+  printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames of 60 bytes, %s MB. ' \
+    "$(machine_line)" "${SYNTH[*]}" "$FRAMES" "$SIZE_MB"
+  printf 'Median of %s interleaved run(s); packets/s = frames / wall time of the whole command.\n\n' "$RUNS"
+  printf '| measurement | packets/s | wall s | CPU s (user+sys) | M packets per CPU-second |\n'
+  printf '|---|---:|---:|---:|---:|\n'
+  printf '%s\n' "${ROW[@]}"
+  # shellcheck disable=SC2086
+  cpu_a="$(median ${CPUS[a1]})"
+  # shellcheck disable=SC2086
+  cpu_e="$(median ${CPUS[e1]})"
+  printf '\n| with --evidence-dir / without | packets/s | CPU seconds |\n|---|---:|---:|\n'
+  printf '| e / a | %s | %s |\n' "$(ratio e1 a1)" "$(printf '%.0f %%' "$(calc "100 * $cpu_e / $cpu_a")")"
+  files="$(find "$BENCH_DIR/evidence" -name '*.pcap' 2>/dev/null | wc -l)"
+  printf '\nThe last (e) run wrote %s file(s): %s\n' "$files" \
+    "$(grep -h '^  evidence' "$BENCH_DIR/run-e1.err" | sed 's/^ *//' | paste -sd ';' -)"
+  exit 0
+fi
 
 printf '\n### Replay throughput\n\n'
 printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames of 60 bytes, %s MB. ' \

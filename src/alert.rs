@@ -242,12 +242,20 @@ impl<W: std::io::Write> EventWriter<W> {
 
     /// Writes and flushes one event.
     pub fn write_event(&mut self, e: &AlertEvent) -> std::io::Result<()> {
+        self.write_line(&EventLine::of(e))
+    }
+
+    /// Writes and flushes one event with what the sink added to it (its `evidence` file).
+    pub fn write_line(&mut self, line: &EventLine<'_>) -> std::io::Result<()> {
         match self.format {
             OutputFormat::Json => {
-                serde_json::to_writer(&mut self.out, &EventLine::of(e))?;
+                serde_json::to_writer(&mut self.out, line)?;
                 self.out.write_all(b"\n")?;
             }
-            OutputFormat::Text => writeln!(self.out, "{}", TextLine(e))?,
+            OutputFormat::Text => match &line.evidence {
+                Some(path) => writeln!(self.out, "{} evidence {path}", TextLine(line.event))?,
+                None => writeln!(self.out, "{}", TextLine(line.event))?,
+            },
         }
         self.out.flush()
     }
@@ -270,14 +278,15 @@ impl<W: std::io::Write> EventWriter<W> {
 }
 
 /// An alert event as written: the engine's fields, then what the writer adds (the `mitigation`
-/// suggestion of a `start` event).
+/// suggestion of a `start` event, and with `--evidence-dir` the `evidence` file the sink gave it).
 #[derive(Serialize)]
 pub struct EventLine<'a> {
     #[serde(flatten)]
     pub event: &'a AlertEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<crate::mitigation::Mitigation>,
-    /// The attack sample file of a `start` event (`--evidence-dir`).
+    /// `start` with `--evidence-dir`: the pcap file of the alert's packets (`DIR/NAME.pcap`),
+    /// complete under that name once written (docs/alerts.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
 }

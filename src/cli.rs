@@ -200,6 +200,9 @@ pub struct ReplayArgs {
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
     /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
     /// there: docs/performance.md), else a quarter of the cores, at most 8].
+    ///
+    /// With --evidence-dir the file is read and decoded on one thread (the evidence copy needs the
+    /// frames), whatever this says.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub decode_threads: Option<u16>,
     /// Also record what an incident report draws (the traffic over time, every alert with its
@@ -207,6 +210,8 @@ pub struct ReplayArgs {
     /// the page. The alerts are the same with or without it.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
 }
@@ -277,6 +282,48 @@ pub struct StateArgs {
     /// for `replay` and `collect --pcap`. A crash loses at most this much learning.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration, requires = "state")]
     pub state_interval: Duration,
+}
+
+/// Attack samples: a pcap file of each alert's packets.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// For every alert, write DIR/ID.pcap (the alert id made file-safe: `/` → `_`, `:` → `-`) with
+    /// packets of its scope and key: the last --evidence-before before the start and the first
+    /// --evidence-after from it, with their original timestamps (nanosecond pcap), lengths and link
+    /// type, for tcpdump, tshark or Wireshark. The start event names the file in its `evidence`
+    /// field; the file is written as DIR/.ID.pcap.tmp and renamed when complete (M packets, the
+    /// alert's end, or the end of the run). A separate thread writes them and never slows
+    /// detection: frames it cannot take in time are dropped from the sample and counted in the
+    /// summary. DIR is created if needed; it must be writable (checked before any input is read).
+    #[arg(long, value_name = "DIR")]
+    pub evidence_dir: Option<PathBuf>,
+    /// With --evidence-dir: packets of the alert's key before its start, at most. They come from
+    /// the reader's look-back of its latest frames (at least 65 536): a key that is a small share of
+    /// a fast stream may have fewer there (docs/alerts.md).
+    #[arg(long, value_name = "N", default_value_t = floodwatch::evidence_pcap::DEFAULT_BEFORE, requires = "evidence_dir")]
+    pub evidence_before: usize,
+    /// With --evidence-dir: packets of the alert's key from its start on, at most.
+    #[arg(long, value_name = "M", default_value_t = floodwatch::evidence_pcap::DEFAULT_AFTER, requires = "evidence_dir")]
+    pub evidence_after: usize,
+    /// With --evidence-dir: bytes all evidence files of the run may take (suffixes K, M, G). The
+    /// earliest alerts keep their files; a file stops growing at the limit, and later alerts get
+    /// none (counted in the summary, no `evidence` field).
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size, requires = "evidence_dir")]
+    pub evidence_max_bytes: usize,
+}
+
+impl EvidenceArgs {
+    /// The evidence settings, when --evidence-dir is given.
+    pub fn config(&self) -> Option<floodwatch::evidence_pcap::EvidenceConfig> {
+        self.evidence_dir
+            .as_ref()
+            .map(|dir| floodwatch::evidence_pcap::EvidenceConfig {
+                dir: dir.clone(),
+                before: self.evidence_before,
+                after: self.evidence_after,
+                max_bytes: self.evidence_max_bytes as u64,
+            })
+    }
 }
 
 /// What floodwatch reports to besides its alert output: metrics, an alert hook, stats events.
@@ -361,6 +408,8 @@ pub struct LiveArgs {
     /// time; 0 turns it off. (`--stats-interval` writes `stats` events to the alert output.)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub status_interval: Duration,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
 }

@@ -13,8 +13,9 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::{
-    Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, Format, IntegrationArgs,
-    LiveArgs, ManArgs, OutputArgs, PrivilegeArgs, ReplayArgs, ReportArgs, StateArgs, SynthArgs,
+    Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, EvidenceArgs, Format,
+    IntegrationArgs, LiveArgs, ManArgs, OutputArgs, PrivilegeArgs, ReplayArgs, ReportArgs,
+    StateArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -22,6 +23,7 @@ use floodwatch::capture::file::MultiFileSource;
 use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::config::{DetectConfig, FileConfig};
+use floodwatch::evidence_pcap::EvidenceConfig;
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
 use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
@@ -64,12 +66,22 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         CheckpointClock::Packet,
         args.output.quiet,
     )?;
+    let evidence = evidence_config(&args.evidence)?;
+    if evidence.is_some() && args.decode_threads.is_some_and(|n| n > 0) && !args.output.quiet {
+        eprintln!(
+            "floodwatch: note: --evidence-dir reads the capture on one thread; --decode-threads is ignored"
+        );
+    }
     let pipe = PipelineConfig {
         realtime: args.realtime,
         speed: args.speed,
-        decode_threads: args
-            .decode_threads
-            .map_or_else(default_decode_threads, usize::from),
+        decode_threads: if evidence.is_some() {
+            0
+        } else {
+            args.decode_threads
+                .map_or_else(default_decode_threads, usize::from)
+        },
+        evidence,
         record: args.record.is_some(),
         ..base
     };
@@ -468,6 +480,7 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     let pipe = PipelineConfig {
         live: true,
         status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
+        evidence: evidence_config(&args.evidence)?,
         ..base
     };
     let (writer, reopen) = open_daemon_output(&args.output)?;
@@ -732,6 +745,16 @@ fn open_pcap(_: &LiveArgs) -> Result<(Box<dyn FrameSource>, String)> {
         "this floodwatch was built without libpcap: use the default --backend afpacket, or rebuild \
          with `cargo build --release --features libpcap` (needs libpcap-dev)"
     )
+}
+
+/// `--evidence-dir` and its companions; the directory is created and proved writable before any
+/// input is read, so a bad one fails at once.
+fn evidence_config(a: &EvidenceArgs) -> Result<Option<EvidenceConfig>> {
+    let cfg = a.config();
+    if let Some(c) = &cfg {
+        floodwatch::evidence_pcap::prepare_dir(&c.dir)?;
+    }
+    Ok(cfg)
 }
 
 /// `--load-baseline`: read before any input, so a bad file fails at once.

@@ -140,6 +140,8 @@ pub struct Metrics {
     /// Touched once per alert event, never per packet.
     active: Mutex<BTreeMap<String, ActiveAlert>>,
     hook: OnceLock<Arc<HookStats>>,
+    /// `--evidence-dir`: the evidence counters.
+    evidence: OnceLock<Arc<crate::evidence_pcap::EvidenceCounters>>,
     run_finished: AtomicBool,
     /// `floodwatch collect`: the telemetry stage's counters and exporters, as last published.
     telemetry: Mutex<Option<TelemetrySnapshot>>,
@@ -264,6 +266,11 @@ impl Metrics {
         let _ = self.hook.set(stats);
     }
 
+    /// Shows the evidence counters too (`--evidence-dir`).
+    pub fn attach_evidence(&self, counters: Arc<crate::evidence_pcap::EvidenceCounters>) {
+        let _ = self.evidence.set(counters);
+    }
+
     /// Replaces the telemetry counters (collect runs).
     pub fn set_telemetry(&self, snapshot: TelemetrySnapshot) {
         if let Ok(mut t) = self.telemetry.lock() {
@@ -357,6 +364,7 @@ impl Metrics {
         self.render_tables(&mut o);
         self.render_alerts(&mut o);
         self.render_hook(&mut o);
+        self.render_evidence(&mut o);
         self.render_telemetry(&mut o);
         self.render_daemon(&mut o);
         header(
@@ -628,6 +636,53 @@ impl Metrics {
             ];
             let _ = writeln!(o, "floodwatch_top_pps{} {}", label_set(&labels), a.pps);
         }
+    }
+
+    fn render_evidence(&self, o: &mut String) {
+        let Some(e) = self.evidence.get() else { return };
+        let st = e.snapshot();
+        for (name, help, v) in [
+            (
+                "floodwatch_evidence_files_total",
+                "Evidence pcap files completed (--evidence-dir).",
+                st.files,
+            ),
+            (
+                "floodwatch_evidence_packets_total",
+                "Packets written into evidence files.",
+                st.packets,
+            ),
+            (
+                "floodwatch_evidence_bytes_total",
+                "Bytes of evidence files, headers included.",
+                st.bytes,
+            ),
+            (
+                "floodwatch_evidence_write_errors_total",
+                "Evidence files given up on a write error.",
+                st.write_errors,
+            ),
+        ] {
+            counter(o, name, help);
+            sample(o, name, &[], v);
+        }
+        let name = "floodwatch_evidence_alerts_skipped_total";
+        counter(o, name, "Alerts that got no evidence file, by reason.");
+        sample(o, name, &[("reason", "max_bytes")], st.skipped_cap);
+        sample(o, name, &[("reason", "writer_behind")], st.skipped_busy);
+        let name = "floodwatch_evidence_frames_lost_total";
+        counter(
+            o,
+            name,
+            "Frames of alerted keys not written to their evidence file, by reason.",
+        );
+        sample(o, name, &[("reason", "writer_behind")], st.dropped);
+        sample(o, name, &[("reason", "rings_full")], st.ring_full);
+        sample(o, name, &[("reason", "link_type")], st.link_skipped);
+        let name = "floodwatch_evidence_files_short_total";
+        counter(o, name, "Evidence files cut short, by reason.");
+        sample(o, name, &[("reason", "max_bytes")], st.cut_at_cap);
+        sample(o, name, &[("reason", "before_start")], st.short_before);
     }
 
     fn render_hook(&self, o: &mut String) {
@@ -955,6 +1010,26 @@ mod tests {
             "floodwatch_config_reloads_total{result=\"failed\"} 2\n",
         ] {
             assert!(text.contains(want), "{want} not in {text}");
+        }
+    }
+
+    #[test]
+    fn evidence_counters_show_only_with_evidence_dir() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("floodwatch_evidence"));
+        let c = Arc::new(crate::evidence_pcap::EvidenceCounters::new(10));
+        c.add_dropped(3);
+        assert!(c.admit_file());
+        assert!(!c.admit_file(), "24 header bytes are over a budget of 10");
+        m.attach_evidence(Arc::clone(&c));
+        let text = m.render();
+        for line in [
+            "floodwatch_evidence_files_total 0",
+            "floodwatch_evidence_frames_lost_total{reason=\"writer_behind\"} 3",
+            "floodwatch_evidence_alerts_skipped_total{reason=\"max_bytes\"} 1",
+            "# TYPE floodwatch_evidence_files_short_total counter",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
         }
     }
 

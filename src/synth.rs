@@ -39,6 +39,7 @@ use serde::{Serialize, Serializer};
 
 use crate::alert::AttackClass;
 use crate::key::{Key, Scope};
+use crate::pcap_writer::{PcapWriter, TsResolution};
 use crate::time::Timestamp;
 
 // ---------------------------------------------------------------------------------------------------
@@ -332,7 +333,7 @@ pub fn write_pcap<W: Write>(
     out: W,
 ) -> Result<SynthReport, SynthError> {
     let plan = Plan::new(scenario, opts)?;
-    let mut out = PcapOut::new(out)?;
+    let mut out = pcap_out(out);
     let mut frame = Frame::new(opts.src_mac, opts.dst_mac);
     let mut background = plan.background;
     let mut extra = plan.extra;
@@ -377,9 +378,10 @@ pub fn write_pcap<W: Write>(
                 widen(s, ts);
             }
         }
-        out.record(ts, &frame.buf[..len])?;
+        let data = &frame.buf[..len];
+        out.record(Timestamp(ts), data, data.len() as u32)?;
     }
-    out.finish()?;
+    out.flush()?;
 
     // A label whose packets never came (an attack cut off by the capture end) is left out.
     let labels = plan
@@ -1166,59 +1168,18 @@ impl Frame {
     }
 }
 
+/// Bytes the capture writer buffers between writes.
 const FLUSH_AT: usize = 1 << 20;
 
-/// Classic pcap writer with its own output buffer.
-struct PcapOut<W: Write> {
-    w: W,
-    buf: Vec<u8>,
-    packets: u64,
-    bytes: u64,
-}
-
-impl<W: Write> PcapOut<W> {
-    fn new(w: W) -> io::Result<PcapOut<W>> {
-        let mut buf = Vec::with_capacity(FLUSH_AT + 2 * FRAME_CAP);
-        buf.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        buf.extend_from_slice(&2u16.to_le_bytes());
-        buf.extend_from_slice(&4u16.to_le_bytes());
-        buf.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-        buf.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        buf.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
-        buf.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-        Ok(PcapOut {
-            w,
-            buf,
-            packets: 0,
-            bytes: 0,
-        })
-    }
-
-    fn record(&mut self, ts_ns: u64, frame: &[u8]) -> io::Result<()> {
-        let secs = u32::try_from(ts_ns / Timestamp::NANOS_PER_SEC).unwrap_or(u32::MAX);
-        let usecs = ((ts_ns % Timestamp::NANOS_PER_SEC) / 1_000) as u32;
-        let len = frame.len() as u32;
-        let mut hdr = [0u8; 16];
-        hdr[0..4].copy_from_slice(&secs.to_le_bytes());
-        hdr[4..8].copy_from_slice(&usecs.to_le_bytes());
-        hdr[8..12].copy_from_slice(&len.to_le_bytes());
-        hdr[12..16].copy_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&hdr);
-        self.buf.extend_from_slice(frame);
-        self.packets += 1;
-        self.bytes += u64::from(len);
-        if self.buf.len() >= FLUSH_AT {
-            self.w.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        self.w.write_all(&self.buf)?;
-        self.buf.clear();
-        self.w.flush()
-    }
+/// The classic (microsecond) pcap writer of Ethernet frames synth captures are written with.
+fn pcap_out<W: Write>(w: W) -> PcapWriter<W> {
+    PcapWriter::new(
+        w,
+        crate::decode::LinkType::ETHERNET,
+        TsResolution::Micro,
+        65_535,
+        FLUSH_AT,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------

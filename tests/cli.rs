@@ -65,6 +65,7 @@ fn every_replay_option_is_explained_with_its_default() {
             "--stats-interval",
             "--record",
             "--report-dir",
+            "--evidence-dir",
         ];
         let is_optional = optional.iter().any(|o| first.contains(&format!("{o} <")));
         assert!(

@@ -418,6 +418,103 @@ fn afpacket_two_capture_threads_end_the_alert_on_an_idle_link() {
     flood_then_idle('g', &["--capture-threads", "2"]);
 }
 
+/// `--evidence-dir` on a live capture: the start names a pcap of the victim's packets, N before the
+/// start and at most M after it (fewer before only when drops were counted), that tcpdump reads;
+/// complete (renamed) by the time floodwatch exits.
+#[test]
+fn afpacket_flood_leaves_an_evidence_pcap() {
+    evidence_on_veth('e', &[]);
+}
+
+/// The same with two capture threads, whose copies of the frames reach the writer apart (it orders
+/// them by time, not by the router's evaluations, which these threads do not see).
+#[test]
+fn afpacket_two_capture_threads_leave_an_evidence_pcap() {
+    evidence_on_veth('h', &["--capture-threads", "2"]);
+}
+
+fn evidence_on_veth(tag: char, extra: &[&str]) {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the live evidence test: {why}");
+        return;
+    }
+    let net = TestNet::create(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    let evidence = dir.path().join("evidence");
+    let mut args = vec![
+        "--status-interval",
+        "0",
+        "--hold-down",
+        "1s",
+        "--evidence-dir",
+        evidence.to_str().unwrap(),
+        "--evidence-before",
+        "50",
+        "--evidence-after",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    let mut fw = Floodwatch::start(&net, &args);
+    send_flood(&net, &capture);
+    let mut events = Vec::new();
+    fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "end"));
+    let stderr = fw.interrupt(&mut events);
+    let start = events
+        .iter()
+        .find(|e| is_victim_syn_flood(e, "start"))
+        .expect("a start event");
+    let file = start["evidence"].as_str().expect("an evidence field");
+    assert!(
+        file.starts_with(evidence.to_str().unwrap()),
+        "{file} is not in {}",
+        evidence.display()
+    );
+    let o = Command::new("tcpdump")
+        .args([
+            "-Z",
+            "root",
+            "-nn",
+            "-tt",
+            "--time-stamp-precision=nano",
+            "-r",
+            file,
+        ])
+        .output();
+    let Ok(o) = o else {
+        eprintln!("note: tcpdump is not installed; the evidence file is not read back");
+        return;
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let start_ns = common::rfc3339_ns(start["ts"].as_str().unwrap());
+    let (mut before, mut after) = (0, 0);
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let dst = line.split_whitespace().nth(4).unwrap_or("");
+        assert!(dst.starts_with(&format!("{VICTIM}.")), "{line}");
+        let (s, ns) = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split_once('.')
+            .unwrap();
+        let ts = s.parse::<u64>().unwrap() * 1_000_000_000 + ns.parse::<u64>().unwrap();
+        if ts < start_ns {
+            before += 1;
+        } else {
+            after += 1;
+        }
+    }
+    eprintln!("evidence: {before} before the start, {after} after");
+    // (the whole flood can fit in one tick: then the alert starts on the idle link after it, and
+    // no packet follows the start)
+    assert!(after <= 200, "{after} after the start");
+    let lost = stderr.contains("evidence: ");
+    assert!(
+        before == 50 || lost || !stderr.contains("kernel drops 0"),
+        "{before} packets before the start, with nothing counted as lost:\n{stderr}"
+    );
+}
+
 #[test]
 fn capture_threads_need_the_afpacket_backend() {
     let out = common::run(&["live", "lo", "--backend", "pcap", "--capture-threads", "2"]);

@@ -17,6 +17,9 @@
 //!   [`AlertEvent::order_key`](crate::alert::AlertEvent::order_key) order: the output is
 //!   byte-identical whatever the thread count or batch size.
 //! - `summary`: the counters of a run and the summary printed at the end.
+//! - `evidence` (`--evidence-dir`): the reader copies the frames of keys the shards hold hot into
+//!   batches for a thread of its own, which writes a pcap per alert as the sink tells it of starts
+//!   and ends ([`crate::evidence_pcap`]).
 //!
 //! Channels are bounded; on replay a full channel makes the reader wait (back-pressure); on live
 //! capture it never does (that would stall the kernel's ring): the packets are dropped for every
@@ -26,6 +29,7 @@
 mod capture;
 mod checkpoint;
 mod decode;
+mod evidence;
 mod reader;
 mod route;
 mod shard;
@@ -44,6 +48,7 @@ use crate::baseline::BaselineFile;
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
 use crate::detect::{Engine, ShardSpec};
+use crate::evidence_pcap::{EvidenceConfig, EvidenceCounters, FrameBatch, Notice, Recorder};
 use crate::hook::AlertHook;
 use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
@@ -51,11 +56,12 @@ use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
 pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
+use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEvidence};
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
 use sink::run_sink;
-pub use summary::{render_summary, AlertTally, RunSummary, TelemetrySummary};
+pub use summary::{render_summary, AlertTally, EvidenceSummary, RunSummary, TelemetrySummary};
 
 /// How the stages are laid out.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +95,9 @@ pub struct PipelineConfig {
     /// Record what a report draws (`report`, `--record`): the input's traffic over time, every
     /// alert's events and its key's trace ([`RunOutcome::recording`]).
     pub record: bool,
+    /// `--evidence-dir`: a pcap of each alert's packets (not with telemetry, which has no frames of
+    /// the packets; replay reads on one thread, without the decode pool, when this is set).
+    pub evidence: Option<EvidenceConfig>,
 }
 
 /// Telemetry settings of a run ([`PipelineConfig::telemetry`]).
@@ -130,6 +139,7 @@ impl Default for PipelineConfig {
             telemetry: None,
             checkpoint: None,
             record: false,
+            evidence: None,
         }
     }
 }
@@ -229,10 +239,14 @@ pub fn run_input<W: Write + Send>(
     let started = Instant::now();
     let output_closed = AtomicBool::new(false);
     let (out_tx, out_rx) = bounded::<ShardOut>(threads * pipe.channel_batches.max(1));
+    let evidence = EvidenceSetup::new(pipe);
+    if let (Some(ev), Some(m)) = (&evidence, integ.metrics) {
+        m.attach_evidence(Arc::clone(&ev.shared.counters));
+    }
 
     let in_flight = Arc::new(AtomicBool::new(false));
     let buffers = checkpoint::SnapshotBuffers::new(threads);
-    let (mut summary, capture_error, sink_result, shard_stats, checkpoints) =
+    let (mut summary, capture_error, sink_result, shard_stats, checkpoints, evidence_result) =
         std::thread::scope(|s| {
             // one slot per shard: a checkpoint is not requested before the last one was taken whole
             let (ckpt_tx, ckpt_writer) = match &pipe.checkpoint {
@@ -248,6 +262,9 @@ pub fn run_input<W: Write + Send>(
                 }
                 None => (None, None),
             };
+            let ev = evidence.as_ref();
+            // starts and ends, from the shards (early) and the sink (with the file names)
+            let (notice_tx, notice_rx) = bounded::<Notice>(evidence::NOTICE_CAPACITY);
             let mut work_txs = Vec::with_capacity(threads);
             let mut shard_handles = Vec::with_capacity(threads);
             for (i, engine) in engines.into_iter().enumerate() {
@@ -257,6 +274,7 @@ pub fn run_input<W: Write + Send>(
                 let observe = ShardObserve {
                     metrics: integ.metrics,
                     save,
+                    evidence: ev.map(|e| ShardEvidence::new(&e.shared, notice_tx.clone())),
                 };
                 let ckpt = ckpt_tx.clone().map(|tx| (tx, &buffers));
                 shard_handles
@@ -264,10 +282,53 @@ pub fn run_input<W: Write + Send>(
             }
             drop(out_tx);
             drop(ckpt_tx);
+            let (recorder_handle, sink_evidence, mut frame_tx) = match ev {
+                Some(e) => {
+                    let (frame_tx, frame_rx) = bounded::<FrameBatch>(evidence::CHANNEL_BATCHES);
+                    let recorder = Recorder::new(
+                        e.cfg.clone(),
+                        e.slack,
+                        detect,
+                        Arc::clone(&e.shared.counters),
+                    );
+                    let spare_tx = e.spare.0.clone();
+                    let handle = s.spawn(move || {
+                        evidence::run_evidence(recorder, frame_rx, spare_tx, notice_rx, &e.shared)
+                    });
+                    let sink_ev =
+                        SinkEvidence::new(e.cfg.dir.clone(), &e.shared, notice_tx.clone());
+                    (Some(handle), Some(sink_ev), Some(frame_tx))
+                }
+                None => (None, None, None),
+            };
+            // the notice channel closes once the shards and the sink are done
+            drop(notice_tx);
             let closed = &output_closed;
             let record = pipe.record;
-            let sink =
-                s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, record));
+            let sink = s.spawn(move || {
+                run_sink(
+                    out_rx,
+                    threads,
+                    writer,
+                    stop,
+                    closed,
+                    integ,
+                    sink_evidence,
+                    record,
+                )
+            });
+            // one tap per reading thread; the evidence thread ends once every tap is gone
+            let tap = |tx: &Option<crossbeam_channel::Sender<FrameBatch>>| {
+                let (e, tx) = (ev?, tx.as_ref()?);
+                Some(EvidenceTap::new(
+                    &e.shared,
+                    detect,
+                    e.lookback,
+                    e.cfg.before + e.slack,
+                    tx.clone(),
+                    e.spare.1.clone(),
+                ))
+            };
 
             let stats_every = integ.stats_interval.map(|d| (d.as_nanos() as u64).max(1));
             let trigger = pipe
@@ -276,16 +337,21 @@ pub fn run_input<W: Write + Send>(
                 .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
             let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
                 .with_checkpoints(trigger);
-            let (summary, capture_error) = match input {
+            let (summary, capture_error, last_tap) = match input {
                 Input::One(source) => {
                     let mut reader = Reader::new(pipe, router, integ.metrics)
                         .with_reload(integ.reload)
-                        .with_recording(pipe.record);
+                        .with_recording(pipe.record)
+                        .with_tap(tap(&frame_tx));
                     let capture_error = reader.read_all(source, stop);
-                    (reader.finish(source.stats()), capture_error)
+                    let tap = reader.take_tap();
+                    (reader.finish(source.stats()), capture_error, tap)
                 }
                 Input::Pooled(source)
-                    if pipe.decode_threads > 0 && !pipe.live && pipe.telemetry.is_none() =>
+                    if pipe.decode_threads > 0
+                        && !pipe.live
+                        && pipe.telemetry.is_none()
+                        && ev.is_none() =>
                 {
                     let mut reader =
                         Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
@@ -293,24 +359,46 @@ pub fn run_input<W: Write + Send>(
                     let capture_error = reader.read_decoded(&mut chunks, stop);
                     drop(chunks);
                     let capture = reading.join().unwrap_or_default();
-                    (reader.finish(capture), capture_error)
+                    (reader.finish(capture), capture_error, None)
                 }
                 Input::Pooled(source) => {
-                    let mut reader =
-                        Reader::new(pipe, router, integ.metrics).with_recording(pipe.record);
+                    let mut reader = Reader::new(pipe, router, integ.metrics)
+                        .with_recording(pipe.record)
+                        .with_tap(tap(&frame_tx));
                     let capture_error = reader.read_all(source, stop);
-                    (reader.finish(source.stats()), capture_error)
+                    let tap = reader.take_tap();
+                    (reader.finish(source.stats()), capture_error, tap)
                 }
-                Input::Many(sources) => read_many(s, sources, router, pipe, stop, integ),
+                Input::Many(sources) => {
+                    let taps = sources.iter().map(|_| tap(&frame_tx)).collect();
+                    let (summary, error) = read_many(s, sources, taps, router, pipe, stop, integ);
+                    (summary, error, None)
+                }
             };
+            frame_tx.take();
 
             let mut shard_stats = Vec::new();
             for h in shard_handles {
                 shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
             }
+            // the shards have told their last alerts: the tap looks back for their keys
+            if let Some(t) = last_tap {
+                t.finish();
+            }
             let sink_result = sink.join().map_err(|_| PipelineError::Panicked);
             let tally = ckpt_writer.map(|h| h.join().unwrap_or_default());
-            (summary, capture_error, sink_result, shard_stats, tally)
+            let evidence_result = match recorder_handle {
+                Some(h) => h.join().map_err(|_| PipelineError::Panicked),
+                None => Ok(()),
+            };
+            (
+                summary,
+                capture_error,
+                sink_result,
+                shard_stats,
+                tally,
+                evidence_result,
+            )
         });
     let mut baselines = Vec::new();
     for st in shard_stats {
@@ -319,7 +407,12 @@ pub fn run_input<W: Write + Send>(
         baselines.extend(b);
     }
     let (tally, write_error, recorder) = sink_result?;
+    evidence_result?;
     summary.alerts = tally;
+    summary.evidence = evidence.map(|e| EvidenceSummary {
+        dir: e.cfg.dir.clone(),
+        stats: e.shared.counters.snapshot(),
+    });
     summary.elapsed = started.elapsed();
     summary.peak_rss = peak_rss();
     summary.output_closed = output_closed.load(Ordering::Relaxed);
@@ -343,11 +436,52 @@ pub fn run_input<W: Write + Send>(
     })
 }
 
+/// Frames the reader keeps to look back over, at least (`--evidence-dir`).
+const LOOKBACK_FRAMES: usize = 65_536;
+
+/// What a run with `--evidence-dir` sets up before its threads start.
+struct EvidenceSetup {
+    cfg: EvidenceConfig,
+    shared: EvidenceShared,
+    /// How far (in packets) the reader may run ahead of the shard that tells an alert's start (a
+    /// shard's channel and the router's batch, with a batch to spare): besides N frames before
+    /// the start, a key's ring holds this many after it. (The sink may be much further behind;
+    /// the recorder picks the frames without it.)
+    slack: usize,
+    /// Frames the reader keeps to look back over when a key goes into alert: at least N + slack
+    /// (so a key that is most of the traffic has all its N frames there), and more for keys that
+    /// are a smaller share of it.
+    lookback: usize,
+    /// Batches the evidence thread hands back to the readers for reuse.
+    spare: (
+        crossbeam_channel::Sender<FrameBatch>,
+        crossbeam_channel::Receiver<FrameBatch>,
+    ),
+}
+
+impl EvidenceSetup {
+    fn new(pipe: &PipelineConfig) -> Option<EvidenceSetup> {
+        let cfg = pipe.evidence.clone().filter(|_| pipe.telemetry.is_none())?;
+        let per_channel = pipe.channel_batches.max(1) * pipe.batch_size.max(1);
+        Some(EvidenceSetup {
+            shared: EvidenceShared {
+                watch: EvidenceWatch::default(),
+                counters: Arc::new(EvidenceCounters::new(cfg.max_bytes)),
+            },
+            slack: per_channel + 2 * pipe.batch_size.max(1),
+            lookback: (cfg.before + per_channel + 2 * pipe.batch_size.max(1)).max(LOOKBACK_FRAMES),
+            spare: bounded(evidence::CHANNEL_BATCHES),
+            cfg,
+        })
+    }
+}
+
 /// Reads `sources` on one capture thread each, merging their batches into `router` on this thread;
 /// returns the summary of them all and the first capture error.
 fn read_many<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     sources: Vec<Box<dyn FrameSource + Send>>,
+    taps: Vec<Option<EvidenceTap<'env>>>,
     router: Router,
     pipe: &'env PipelineConfig,
     stop: &'env AtomicBool,
@@ -358,11 +492,14 @@ fn read_many<'scope, 'env>(
     let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
     let handles: Vec<_> = sources
         .into_iter()
+        .zip(taps)
         .enumerate()
-        .map(|(i, mut source)| {
+        .map(|(i, (mut source, tap))| {
             let down = capture::CaptureTx::new(i, tx.clone(), pipe.batch_size);
             scope.spawn(move || {
-                let mut reader = Reader::new(pipe, down, metrics).without_status_line();
+                let mut reader = Reader::new(pipe, down, metrics)
+                    .without_status_line()
+                    .with_tap(tap);
                 let error = reader.read_all(source.as_mut(), stop);
                 (reader.finish(source.stats()), error)
             })

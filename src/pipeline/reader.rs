@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::evidence::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};
@@ -46,6 +47,10 @@ pub(super) trait Downstream {
     fn finish(self) -> RouteStats;
     /// Runs on `cfg` from here on (only the router acts on it).
     fn reconfigure(&mut self, cfg: crate::config::DetectConfig);
+    /// Evaluations the stream's clock has stepped through so far, when this side runs it.
+    fn evaluations(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Downstream for Router {
@@ -73,6 +78,9 @@ impl Downstream for Router {
     }
     fn reconfigure(&mut self, cfg: crate::config::DetectConfig) {
         Router::reconfigure(self, cfg)
+    }
+    fn evaluations(&self) -> Option<u64> {
+        Some(Router::evaluations(self))
     }
 }
 
@@ -104,6 +112,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     recording: Option<Box<InputRecorder>>,
     /// SIGHUP reloads to apply.
     reload: Option<&'m crate::reload::ReloadSlot>,
+    /// `--evidence-dir`: copies the frames of watched keys for the evidence thread.
+    tap: Option<EvidenceTap<'m>>,
 }
 
 /// What the reader records for a report.
@@ -157,6 +167,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
             }),
             recording: None,
             reload: None,
+            tap: None,
         }
     }
 
@@ -185,6 +196,18 @@ impl<'m, D: Downstream> Reader<'m, D> {
             })
         });
         self
+    }
+
+    /// Copies the frames of watched keys with `tap` (`--evidence-dir`).
+    pub fn with_tap(mut self, tap: Option<EvidenceTap<'m>>) -> Self {
+        self.tap = tap;
+        self
+    }
+
+    /// Takes the tap back (to finish it once the shards are done, so their last hot keys are
+    /// seen); [`Reader::finish`] finishes a tap still held.
+    pub fn take_tap(&mut self) -> Option<EvidenceTap<'m>> {
+        self.tap.take()
     }
 
     /// A frame of telemetry: the UDP datagram in it through the telemetry stage.
@@ -285,7 +308,13 @@ impl<'m, D: Downstream> Reader<'m, D> {
                         .decoder
                         .decode(frame.link, frame.data, frame.ts, frame.wire_len)
                     {
-                        Ok(p) => self.push(p),
+                        Ok(p) => {
+                            self.push(p);
+                            if let Some(t) = &mut self.tap {
+                                // after the router took it: the evaluations due before it ran
+                                t.offer(&frame, &p, self.router.evaluations());
+                            }
+                        }
                         Err(e) => {
                             self.summary.decode.record(&e);
                             self.counts.not_decoded(&e);
@@ -383,6 +412,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
             self.last_tick = now;
             self.router.idle(now);
         }
+        if let Some(t) = &mut self.tap {
+            t.idle(now, self.router.evaluations());
+        }
         let old = self
             .router
             .oldest_held()
@@ -436,6 +468,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
             self.push_telemetry();
         }
         self.publish(capture);
+        if let Some(t) = self.tap.take() {
+            t.finish();
+        }
         let route = self.router.finish();
         let mut summary = self.summary;
         summary.capture = capture;

@@ -305,6 +305,13 @@ impl Router {
         self.stats
     }
 
+    /// Evaluations (and restarts) the clock has stepped through so far: the
+    /// [`AlertEvent::seq`](crate::alert::AlertEvent) of the latest, and the count a packet pushed
+    /// now is counted after.
+    pub fn evaluations(&self) -> u64 {
+        self.seq
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> RouteStats {
         RouteStats {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
+use super::evidence::ShardEvidence;
 use super::route::{ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::clock::Stamp;
@@ -26,11 +27,13 @@ pub(super) struct ShardOut {
 }
 
 /// What a shard reports besides its events.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) struct ShardObserve<'a> {
     pub metrics: Option<&'a Metrics>,
     /// Collect the learned baselines at the end.
     pub save: bool,
+    /// `--evidence-dir`: tells the evidence writer of this shard's alerts.
+    pub evidence: Option<ShardEvidence<'a>>,
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
@@ -41,7 +44,7 @@ pub(super) fn run_shard(
     rx: Receiver<ShardMsg>,
     out: Sender<ShardOut>,
     stop: &AtomicBool,
-    observe: ShardObserve<'_>,
+    mut observe: ShardObserve<'_>,
     checkpoints: Option<(Sender<ShardSnapshot>, &SnapshotBuffers)>,
 ) -> (EngineStats, Vec<SnapshotEntry>) {
     let mut events = Vec::new();
@@ -80,6 +83,9 @@ pub(super) fn run_shard(
                         });
                     }
                 }
+                if let Some(ev) = &mut observe.evidence {
+                    ev.events(&events);
+                }
             }
             ShardMsg::End(now) => {
                 end_at = now;
@@ -109,6 +115,9 @@ pub(super) fn run_shard(
         EndReason::EndOfInput
     };
     engine.finish_at(end_at, reason, &mut events);
+    if let Some(ev) = &mut observe.evidence {
+        ev.events(&events);
+    }
     let stats = engine.stats();
     if let Some(m) = observe.metrics {
         m.publish_tables(&mut published, &stats);

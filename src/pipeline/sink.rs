@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Receiver;
 
+use super::evidence::SinkEvidence;
 use super::shard::ShardOut;
 use super::summary::AlertTally;
 use super::Integrations;
@@ -57,6 +58,7 @@ struct SinkOut<'a, W: Write> {
     tally: AlertTally,
     integ: Integrations<'a>,
     recorder: Option<Recorder>,
+    evidence: Option<SinkEvidence<'a>>,
 }
 
 impl<W: Write> SinkOut<'_, W> {
@@ -67,16 +69,20 @@ impl<W: Write> SinkOut<'_, W> {
                 if let Some(m) = self.integ.metrics {
                     m.on_alert(&e);
                 }
+                let line = EventLine {
+                    evidence: self.evidence.as_mut().and_then(|ev| ev.on_event(&e)),
+                    ..EventLine::of(&e)
+                };
                 if let Some(h) = self.integ.hook {
-                    h.submit(HookJob::of(&e, EventLine::of(&e).to_json()));
+                    h.submit(HookJob::of(&e, line.to_json()));
                 }
                 if let Some(r) = &mut self.recorder {
-                    let ended = r.event(&e, &EventLine::of(&e));
+                    let ended = r.event(&e, &line);
                     if let (Some(done), Some(reports)) = (ended, self.integ.reports) {
                         reports.submit(done);
                     }
                 }
-                self.writer.write_event(&e)
+                self.writer.write_line(&line)
             }
             Pending::Stats(mut s) => {
                 s.active_alerts = self.tally.active();
@@ -88,13 +94,14 @@ impl<W: Write> SinkOut<'_, W> {
 
 /// The sink: orders events from all shards and writes them. Returns the tally and the write error
 /// that stopped it, if any (a closed pipe is not an error: it sets `closed` and `stop`).
-pub(super) fn run_sink<W: Write>(
+pub(super) fn run_sink<'a, W: Write>(
     rx: Receiver<ShardOut>,
     shards: usize,
     writer: EventWriter<W>,
     stop: &AtomicBool,
     closed: &AtomicBool,
-    integ: Integrations<'_>,
+    integ: Integrations<'a>,
+    evidence: Option<SinkEvidence<'a>>,
     record: bool,
 ) -> (AlertTally, Option<io::Error>, Option<Recorder>) {
     let mut out = SinkOut {
@@ -106,6 +113,7 @@ pub(super) fn run_sink<W: Write>(
         } else {
             integ.reports.map(|_| Recorder::releasing())
         },
+        evidence,
     };
     let mut watermarks = vec![0u64; shards];
     let mut pending: Vec<Pending> = Vec::new();

@@ -53,6 +53,8 @@ pub struct RunSummary {
     /// With [`PipelineConfig::record`](super::PipelineConfig::record): what the reading stage
     /// recorded for the report.
     pub recorded: Option<Box<RecordedInput>>,
+    /// `--evidence-dir`: the files written and what they missed.
+    pub evidence: Option<EvidenceSummary>,
 }
 
 /// What the reading stage records for a report: the input's traffic over time and its distinct
@@ -61,6 +63,13 @@ pub struct RunSummary {
 pub struct RecordedInput {
     pub traffic: crate::report::TrafficSeries,
     pub distinct_sources: u64,
+}
+
+/// The evidence part of a [`RunSummary`].
+#[derive(Clone, Debug, Default)]
+pub struct EvidenceSummary {
+    pub dir: std::path::PathBuf,
+    pub stats: crate::evidence_pcap::EvidenceStats,
 }
 
 /// The telemetry part of a [`RunSummary`].
@@ -219,6 +228,37 @@ fn render_telemetry(o: &mut String, t: &TelemetrySummary) {
     }
 }
 
+/// The evidence lines: files written, then what did not make it into them (when anything).
+fn render_evidence(o: &mut String, e: &EvidenceSummary) {
+    use std::fmt::Write as _;
+    let st = &e.stats;
+    let _ = writeln!(
+        o,
+        "  evidence files {}  packets {}  bytes {}  in {}",
+        st.files,
+        st.packets,
+        st.bytes,
+        e.dir.display()
+    );
+    let lost: Vec<String> = [
+        ("alerts skipped at --evidence-max-bytes", st.skipped_cap),
+        ("alerts skipped (writer behind)", st.skipped_busy),
+        ("files cut at --evidence-max-bytes", st.cut_at_cap),
+        ("frames dropped (writer behind)", st.dropped),
+        ("frames dropped (rings full)", st.ring_full),
+        ("frames of another link type skipped", st.link_skipped),
+        ("files short of --evidence-before", st.short_before),
+        ("write errors", st.write_errors),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{what} {n}"))
+    .collect();
+    if !lost.is_empty() {
+        let _ = writeln!(o, "  evidence: {}", lost.join(", "));
+    }
+}
+
 pub fn render_summary(s: &RunSummary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
@@ -281,6 +321,9 @@ pub fn render_summary(s: &RunSummary) -> String {
     }
     if let Some(t) = &s.telemetry {
         render_telemetry(&mut o, t);
+    }
+    if let Some(e) = &s.evidence {
+        render_evidence(&mut o, e);
     }
     if s.ignored_packets > 0 {
         let _ = writeln!(
@@ -363,6 +406,39 @@ pub fn render_summary(s: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_lists_evidence_files_and_what_they_missed() {
+        let mut s = RunSummary {
+            evidence: Some(EvidenceSummary {
+                dir: "ev".into(),
+                stats: crate::evidence_pcap::EvidenceStats {
+                    files: 2,
+                    packets: 500,
+                    bytes: 38_048,
+                    ..Default::default()
+                },
+            }),
+            ..RunSummary::default()
+        };
+        let text = render_summary(&s);
+        assert!(
+            text.contains("evidence files 2  packets 500  bytes 38048  in ev"),
+            "{text}"
+        );
+        assert!(!text.contains("evidence:"), "nothing lost: {text}");
+        if let Some(e) = &mut s.evidence {
+            e.stats.dropped = 7;
+            e.stats.skipped_cap = 1;
+        }
+        let text = render_summary(&s);
+        assert!(
+            text.contains(
+                "evidence: alerts skipped at --evidence-max-bytes 1, frames dropped (writer behind) 7"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_summary_counts_evictions_and_rejections() {
