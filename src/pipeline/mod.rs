@@ -60,7 +60,7 @@ use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEv
 use reader::Reader;
 use route::{Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
-use sink::run_sink;
+use sink::{run_sink, SinkFeeds};
 pub use summary::{render_summary, AlertTally, EvidenceSummary, RunSummary, TelemetrySummary};
 
 /// How the stages are laid out.
@@ -304,19 +304,12 @@ pub fn run_input<W: Write + Send>(
             // the notice channel closes once the shards and the sink are done
             drop(notice_tx);
             let closed = &output_closed;
-            let record = pipe.record;
-            let sink = s.spawn(move || {
-                run_sink(
-                    out_rx,
-                    threads,
-                    writer,
-                    stop,
-                    closed,
-                    integ,
-                    sink_evidence,
-                    record,
-                )
-            });
+            let feeds = SinkFeeds {
+                evidence: sink_evidence,
+                record: pipe.record,
+            };
+            let sink =
+                s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, feeds));
             // one tap per reading thread; the evidence thread ends once every tap is gone
             let tap = |tx: &Option<crossbeam_channel::Sender<FrameBatch>>| {
                 let (e, tx) = (ev?, tx.as_ref()?);

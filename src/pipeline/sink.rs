@@ -92,8 +92,17 @@ impl<W: Write> SinkOut<'_, W> {
     }
 }
 
-/// The sink: orders events from all shards and writes them. Returns the tally and the write error
-/// that stopped it, if any (a closed pipe is not an error: it sets `closed` and `stop`).
+/// What the sink feeds besides its output and the integrations.
+pub(super) struct SinkFeeds<'a> {
+    /// `--evidence-dir`: names each start's file and tells the evidence writer.
+    pub evidence: Option<SinkEvidence<'a>>,
+    /// `report` / `--record`: keep every alert for the recording.
+    pub record: bool,
+}
+
+/// The sink: orders events from all shards and writes them. Returns the tally, the write error
+/// that stopped it, if any (a closed pipe is not an error: it sets `closed` and `stop`), and the
+/// recorded alerts when `feeds.record`.
 pub(super) fn run_sink<'a, W: Write>(
     rx: Receiver<ShardOut>,
     shards: usize,
@@ -101,9 +110,9 @@ pub(super) fn run_sink<'a, W: Write>(
     stop: &AtomicBool,
     closed: &AtomicBool,
     integ: Integrations<'a>,
-    evidence: Option<SinkEvidence<'a>>,
-    record: bool,
+    feeds: SinkFeeds<'a>,
 ) -> (AlertTally, Option<io::Error>, Option<Recorder>) {
+    let SinkFeeds { evidence, record } = feeds;
     let mut out = SinkOut {
         writer,
         tally: AlertTally::default(),
