@@ -248,6 +248,9 @@ pub struct ReportArgs {
     pub load_baseline: Option<PathBuf>,
     #[command(flatten)]
     pub detect: DetectArgs,
+    /// Attack samples (pcap per alert) while replaying; the page links each alert's file.
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     /// No summary on stderr (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,

@@ -150,8 +150,15 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
                 CheckpointClock::Packet,
                 args.quiet,
             )?;
+            let evidence = evidence_config(&args.evidence)?;
             let pipe = PipelineConfig {
-                decode_threads: default_decode_threads(),
+                // evidence needs the frames on the reading thread (as replay)
+                decode_threads: if evidence.is_some() {
+                    0
+                } else {
+                    default_decode_threads()
+                },
+                evidence,
                 record: true,
                 ..base
             };

@@ -249,3 +249,30 @@ fn title_and_detail_options_shape_the_page() {
     assert!(html.contains("id=\"table\""));
     assert_eq!(html.matches("<svg").count(), 2);
 }
+
+#[test]
+fn evidence_files_made_with_the_report_are_linked_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("r.html");
+    let ev = dir.path().join("ev");
+    let (out, html) = report(
+        &[
+            "--evidence-dir",
+            ev.to_str().unwrap(),
+            "--evidence-after",
+            "100",
+            SYN_FLOOD,
+        ],
+        &page,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files: Vec<String> = std::fs::read_dir(&ev)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".pcap"));
+    // linked relative to the page, which sits beside the directory
+    let href = format!("href=\"{}\"", esc(&format!("ev/{}", files[0])));
+    assert!(html.contains(&href), "{href} not in the page");
+}

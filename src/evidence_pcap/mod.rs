@@ -103,13 +103,21 @@ pub fn prepare_dir(dir: &Path) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-/// The file name of an alert's evidence: its id made file-safe, plus `.pcap`. Every character
-/// other than ASCII letters, digits, `.` and `-` becomes `_`, except `:` (IPv6 addresses), which
-/// becomes `-`; so `dst_host/2001:db8::10/syn_flood/1764081790.250000` is
-/// `dst_host_2001-db8--10_syn_flood_1764081790.250000.pcap`. Ids are made of a scope, an address
-/// or prefix, a class and a time, so different ids give different names; a name that would start
-/// with `.` (hidden) gets a `_` in front.
+/// The file name of an alert's evidence: its id made file-safe ([`file_stem`]), plus `.pcap`.
 pub fn file_name(id: &str) -> String {
+    let mut name = file_stem(id);
+    name.push_str(".pcap");
+    name
+}
+
+/// An alert id made file-safe, the name of its files (evidence pcap, `--report-dir` page) without
+/// the extension. Every character other than ASCII letters, digits, `.` and `-` becomes `_`,
+/// except `:` (IPv6 addresses), which becomes `-`; so
+/// `dst_host/2001:db8::10/syn_flood/1764081790.250000` is
+/// `dst_host_2001-db8--10_syn_flood_1764081790.250000`. Ids are made of a scope, an address or
+/// prefix, a class and a time, so different ids give different names; a name that would start
+/// with `.` (hidden) gets a `_` in front.
+pub fn file_stem(id: &str) -> String {
     let mut name: String = id
         .chars()
         .map(|c| match c {
@@ -121,7 +129,6 @@ pub fn file_name(id: &str) -> String {
     if name.starts_with('.') || name.is_empty() {
         name.insert(0, '_');
     }
-    name.push_str(".pcap");
     name
 }
 

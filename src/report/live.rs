@@ -219,7 +219,7 @@ mod tests {
             names,
             [
                 "dst_host_198.51.100.10_syn_flood_1764079202.100000.html",
-                "dst_subnet_2001_db8___64_udp_flood_1764079202.100000.html"
+                "dst_subnet_2001-db8--_64_udp_flood_1764079202.100000.html"
             ]
         );
     }

@@ -19,22 +19,9 @@ pub mod record;
 pub mod render;
 pub mod series;
 
+/// The file name of an alert's files without extension: the same as its evidence pcap's.
+pub use crate::evidence_pcap::file_stem;
 pub use record::{AlertRecord, EventRecord, KeySeries, Recording, SeriesPoint};
-/// A file name for an alert id (`dst_host/198.51.100.10/syn_flood/1764081790.250000` →
-/// `dst_host_198.51.100.10_syn_flood_1764081790.250000`): every character other than ASCII letters,
-/// digits, `.` and `-` becomes `_`, so IPv6 keys (`2001:db8::/64`) make names every file system
-/// takes. Ids are unique within a run, and so are their names (the separators are in fixed places).
-pub fn file_stem(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 pub use render::{render_html, LinkBase, RenderError, RenderOptions};
 pub use series::{KeyTrace, TrafficSeries};
