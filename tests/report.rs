@@ -25,15 +25,6 @@ fn esc(s: &str) -> String {
         .replace('/', "&#x2f;")
 }
 
-/// The number of charts the page says it holds (its `floodwatch-charts` meta tag).
-fn charts_declared(html: &str) -> usize {
-    let tag = "name=\"floodwatch-charts\" content=\"";
-    let at = html.find(tag).expect("no floodwatch-charts meta tag") + tag.len();
-    html[at..at + html[at..].find('"').unwrap()]
-        .parse()
-        .unwrap()
-}
-
 fn report(args: &[&str], out: &Path) -> (std::process::Output, String) {
     let mut all = vec!["report", "-o", out.to_str().unwrap()];
     all.extend_from_slice(args);

@@ -176,15 +176,6 @@ fn luma(c: [u8; 3]) -> f64 {
     0.2126 * f64::from(c[0]) + 0.7152 * f64::from(c[1]) + 0.0722 * f64::from(c[2])
 }
 
-/// The number of charts the page declares (its `floodwatch-charts` meta tag).
-fn charts_declared(html: &str) -> usize {
-    let tag = "name=\"floodwatch-charts\" content=\"";
-    let at = html.find(tag).expect("no floodwatch-charts meta tag") + tag.len();
-    html[at..at + html[at..].find('"').unwrap()]
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn the_syn_flood_report_renders_in_a_browser() {
     let Some(browser) = browser_or_skip() else {

@@ -202,3 +202,12 @@ pub fn nft_usable(dir: &Path) -> bool {
         }
     }
 }
+
+/// The number of charts a report page declares (its `floodwatch-charts` meta tag).
+pub fn charts_declared(html: &str) -> usize {
+    let tag = "name=\"floodwatch-charts\" content=\"";
+    let at = html.find(tag).expect("no floodwatch-charts meta tag") + tag.len();
+    html[at..at + html[at..].find('"').unwrap()]
+        .parse()
+        .unwrap()
+}
