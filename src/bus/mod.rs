@@ -3,5 +3,8 @@
 //!
 //! - [`wire`]: the versioned binary encoding of a batch of summaries with the ingest node's
 //!   watermark (docs/scaling.md).
+//! - [`partition`]: which partition owns a summary's destination and source sides, and an ingest
+//!   node's per-partition batching.
 
+pub mod partition;
 pub mod wire;

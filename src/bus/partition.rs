@@ -1,0 +1,279 @@
+//! Which partition of a cluster owns a summary's keys, and the batching an ingest node does before
+//! publishing: one [`BatchWriter`](super::wire::BatchWriter) per partition, flushed with the node's
+//! watermark.
+//!
+//! A summary has a destination side (its `dst_host` and `dst_subnet` keys) and a source side
+//! (`src_host`, `src_subnet`). Each side belongs to the partition of its address's *prefix* (the
+//! cluster's `subnet_v4` / `subnet_v6`), so a host and its subnet always share a partition and a
+//! victim attacked through every site is counted whole in one place. A summary goes to its
+//! destination's partition and, when different, to its source's; a detector counts the scopes of
+//! the sides it owns ([`Cluster::sides_owned`]).
+//!
+//! The partition hash is part of the cluster's contract (every node must agree): SplitMix64 of the
+//! prefix's bits mixed with the cluster seed, written out here rather than taken from a hashing
+//! crate whose output may change between versions. The seed is the cluster's secret: an attacker
+//! who does not know it cannot aim spoofed prefixes at one partition.
+
+use std::net::IpAddr;
+
+use super::wire::{BatchHeader, BatchWriter};
+use crate::decode::PacketSummary;
+use crate::time::Timestamp;
+
+/// The partitioning every node of a cluster shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// Partitions, fixed for the cluster's life (1 to 65,535).
+    pub partitions: u16,
+    pub seed: u64,
+    /// Prefix lengths of the subnet scopes (the same as the detectors' `--subnet-v4/-v6`).
+    pub subnet_v4: u8,
+    pub subnet_v6: u8,
+}
+
+/// Which sides of a summary a partition owns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sides {
+    pub destination: bool,
+    pub source: bool,
+}
+
+impl Cluster {
+    /// The partition of an address's prefix.
+    pub fn partition_of(&self, addr: IpAddr) -> u16 {
+        let bits: u128 = match addr {
+            IpAddr::V4(a) => {
+                let len = u32::from(self.subnet_v4.min(32));
+                let v = u32::from(a);
+                let masked = if len == 0 {
+                    0
+                } else {
+                    v & (u32::MAX << (32 - len))
+                };
+                // the family and length are mixed in, so 10.0.0.0/24 and ::a00:0/24 differ
+                u128::from(masked) | (4u128 << 120) | (u128::from(len) << 112)
+            }
+            IpAddr::V6(a) => {
+                let len = u32::from(self.subnet_v6.min(128));
+                let v = u128::from(a);
+                let masked = if len == 0 {
+                    0
+                } else {
+                    v & (u128::MAX << (128 - len))
+                };
+                // the low bits of a /64..=/112 prefix are zero: fold the high half in
+                masked ^ (u128::from(len) << 8) ^ 6
+            }
+        };
+        let h = splitmix64(self.seed ^ (bits as u64) ^ splitmix64((bits >> 64) as u64));
+        (h % u64::from(self.partitions.max(1))) as u16
+    }
+
+    /// The destination's and the source's partitions of a summary.
+    pub fn partitions_of(&self, p: &PacketSummary) -> (u16, u16) {
+        (self.partition_of(p.dst), self.partition_of(p.src))
+    }
+
+    /// The sides of `p` that `partition` owns.
+    pub fn sides_owned(&self, partition: u16, p: &PacketSummary) -> Sides {
+        let (d, s) = self.partitions_of(p);
+        Sides {
+            destination: d == partition,
+            source: s == partition,
+        }
+    }
+}
+
+/// SplitMix64's finaliser: a fixed, well-mixed 64-bit permutation.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// An ingest node's batching: summaries in, per-partition encoded batches out.
+#[derive(Debug)]
+pub struct Partitioner {
+    cluster: Cluster,
+    node: u32,
+    /// Summaries a batch holds before it is ready.
+    batch: u32,
+    writers: Vec<Option<BatchWriter>>,
+    /// Batches published per partition (the next batch's sequence number is one more).
+    seqs: Vec<u64>,
+    /// Latest packet time pushed.
+    latest: Timestamp,
+    ready: Vec<(u16, Vec<u8>)>,
+}
+
+impl Partitioner {
+    /// Batches of up to `batch` summaries for each of the cluster's partitions, from node `node`.
+    pub fn new(cluster: Cluster, node: u32, batch: u32) -> Partitioner {
+        let n = usize::from(cluster.partitions.max(1));
+        Partitioner {
+            cluster,
+            node,
+            batch: batch.max(1),
+            writers: (0..n).map(|_| None).collect(),
+            seqs: vec![0; n],
+            latest: Timestamp(0),
+            ready: Vec::new(),
+        }
+    }
+
+    /// Adds one summary to its destination's batch and, when different, its source's. Summaries
+    /// are expected in packet-time order (one older than the first of its batch is published at
+    /// that first summary's time).
+    pub fn push(&mut self, p: &PacketSummary) {
+        self.latest = self.latest.max(p.ts);
+        let (d, s) = self.cluster.partitions_of(p);
+        self.add(d, p);
+        if s != d {
+            self.add(s, p);
+        }
+    }
+
+    fn add(&mut self, part: u16, p: &PacketSummary) {
+        let i = usize::from(part);
+        // a batch's times count from its first summary; an older one after it is encoded at
+        // that time (the wire format's clamp)
+        let w = self.writers[i].get_or_insert_with(|| BatchWriter::new(p.ts));
+        w.push(p);
+        if w.len() >= self.batch {
+            self.close(part);
+        }
+    }
+
+    /// Closes the batch of `part` with the watermark so far.
+    fn close(&mut self, part: u16) {
+        let i = usize::from(part);
+        let w = self.writers[i]
+            .take()
+            .unwrap_or_else(|| BatchWriter::new(self.latest));
+        self.seqs[i] += 1;
+        let bytes = w.finish(BatchHeader {
+            partition: part,
+            node: self.node,
+            seq: self.seqs[i],
+            watermark: self.latest.0,
+        });
+        self.ready.push((part, bytes));
+    }
+
+    /// Closes every partition's batch, also the empty ones: each then carries the node's watermark,
+    /// so a detector whose partition got no traffic still sees time move (call it at every tick).
+    pub fn flush(&mut self) {
+        for part in 0..self.cluster.partitions.max(1) {
+            self.close(part);
+        }
+    }
+
+    /// The batches ready to publish, as (partition, bytes), in the order they closed.
+    pub fn take_ready(&mut self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut self.ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::wire::decode_batch;
+
+    fn cluster(partitions: u16) -> Cluster {
+        Cluster {
+            partitions,
+            seed: 0x5eed,
+            subnet_v4: 24,
+            subnet_v6: 64,
+        }
+    }
+
+    fn summary(ts: u64, src: [u8; 4], dst: [u8; 4]) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(ts),
+            src: src.into(),
+            dst: dst.into(),
+            proto: 17,
+            sport: 53,
+            dport: 4444,
+            wire_len: 512,
+            ..PacketSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_host_and_its_subnet_share_a_partition_and_prefixes_spread() {
+        let c = cluster(16);
+        let a = c.partition_of([198, 51, 100, 10].into());
+        for host in 0..=255u8 {
+            assert_eq!(c.partition_of([198, 51, 100, host].into()), a);
+        }
+        let mut used = [0u32; 16];
+        for net in 0..4096u32 {
+            let addr = std::net::Ipv4Addr::from((10 << 24) | (net << 8));
+            used[usize::from(c.partition_of(addr.into()))] += 1;
+        }
+        // 4,096 prefixes over 16 partitions: 256 each on average
+        assert!(used.iter().all(|n| (180..=340).contains(n)), "{used:?}");
+        // another seed, another layout
+        let other = Cluster { seed: 1, ..c };
+        let moved = (0..256u32)
+            .filter(|n| {
+                let addr: IpAddr = std::net::Ipv4Addr::from((10 << 24) | (n << 8)).into();
+                c.partition_of(addr) != other.partition_of(addr)
+            })
+            .count();
+        assert!(moved > 200, "{moved}");
+    }
+
+    #[test]
+    fn each_side_reaches_its_partition_once_and_batches_carry_the_watermark() {
+        let c = cluster(8);
+        let mut p = Partitioner::new(c, 3, 4);
+        let mut sent = Vec::new();
+        for i in 0..40u64 {
+            let s = summary(
+                1_000 + i,
+                [203, 0, 113, i as u8],
+                [198, 51, (i % 5) as u8, 1],
+            );
+            p.push(&s);
+            sent.push(s);
+        }
+        p.flush();
+        let batches = p.take_ready();
+        let mut got: Vec<(u16, PacketSummary)> = Vec::new();
+        let mut last_seq = vec![0u64; 8];
+        for (part, bytes) in &batches {
+            let mut out = Vec::new();
+            let h = decode_batch(bytes, &mut out).unwrap();
+            assert_eq!(h.partition, *part);
+            assert_eq!(h.node, 3);
+            assert_eq!(
+                h.seq,
+                last_seq[usize::from(*part)] + 1,
+                "sequence per partition"
+            );
+            last_seq[usize::from(*part)] = h.seq;
+            assert!(out.len() <= 4);
+            assert!(out.iter().all(|s| s.ts.0 <= h.watermark));
+            got.extend(out.into_iter().map(|s| (*part, s)));
+        }
+        // every partition got at least the flush's (possibly empty) batch
+        assert!(last_seq.iter().all(|s| *s >= 1));
+        for s in &sent {
+            let (d, src) = c.partitions_of(s);
+            let copies = got.iter().filter(|(_, g)| g == s).count();
+            assert_eq!(copies, if d == src { 1 } else { 2 });
+            let owned: Vec<Sides> = got
+                .iter()
+                .filter(|(_, g)| g == s)
+                .map(|(part, g)| c.sides_owned(*part, g))
+                .collect();
+            // between its copies, each side is owned exactly once
+            assert_eq!(owned.iter().filter(|o| o.destination).count(), 1);
+            assert_eq!(owned.iter().filter(|o| o.source).count(), 1);
+        }
+    }
+}
