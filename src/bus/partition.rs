@@ -244,7 +244,7 @@ mod tests {
         p.flush();
         let batches = p.take_ready();
         let mut got: Vec<(u16, PacketSummary)> = Vec::new();
-        let mut last_seq = vec![0u64; 8];
+        let mut last_seq = [0u64; 8];
         for (part, bytes) in &batches {
             let mut out = Vec::new();
             let h = decode_batch(bytes, &mut out).unwrap();
