@@ -5,6 +5,9 @@
 //!   watermark (docs/scaling.md).
 //! - [`partition`]: which partition owns a summary's destination and source sides, and an ingest
 //!   node's per-partition batching.
+//! - [`merge`]: a detector node's side: batches of its partitions from every ingest node, merged in
+//!   time order up to the minimum watermark of the live nodes, repeats dropped.
 
+pub mod merge;
 pub mod partition;
 pub mod wire;
