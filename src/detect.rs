@@ -627,15 +627,7 @@ impl Engine {
                 }
             }
         }
-        out.extend(
-            self.loaded
-                .iter()
-                .map(|(&(scope, key), &baseline)| SnapshotEntry {
-                    scope,
-                    key,
-                    baseline,
-                }),
-        );
+        out.extend(loaded_entries(&self.loaded));
     }
 
     /// Asks for the baselines as [`Engine::snapshot_into`] gives them, copied during the next full
@@ -883,15 +875,7 @@ impl Engine {
             }
         }
         if let Some(v) = snap {
-            v.extend(
-                self.loaded
-                    .iter()
-                    .map(|(&(scope, key), &baseline)| SnapshotEntry {
-                        scope,
-                        key,
-                        baseline,
-                    }),
-            );
+            v.extend(loaded_entries(&self.loaded));
             self.snapshot_ready = true;
         }
         self.building = building;
@@ -931,6 +915,19 @@ pub fn admission_for(cfg: &DetectConfig) -> SourceAdmission {
 fn admission_min_count(cfg: &DetectConfig) -> u32 {
     let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
     (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32
+}
+
+/// The loaded baselines of keys not seen yet, as snapshot entries (a checkpoint keeps them).
+fn loaded_entries(
+    loaded: &HashMap<(Scope, Key), Baseline, FixedState>,
+) -> impl Iterator<Item = SnapshotEntry> + '_ {
+    loaded
+        .iter()
+        .map(|(&(scope, key), &baseline)| SnapshotEntry {
+            scope,
+            key,
+            baseline,
+        })
 }
 
 /// The lowest packet-rate floor of a scope (bytes excluded).
