@@ -289,7 +289,10 @@ impl Runner {
 /// Starts `sh -c command` in its own process group with the job's JSON on stdin.
 fn spawn(command: &str, job: &HookJob) -> std::io::Result<Child> {
     let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let mut child = Command::new("sh")
+    let mut cmd = Command::new("sh");
+    // a hook never inherits capabilities nor gains privileges (whatever thread starts it)
+    crate::privileges::harden_child(&mut cmd);
+    let mut child = cmd
         .arg("-c")
         .arg(command)
         .envs(job.env.iter().map(|(k, v)| (k, v)))

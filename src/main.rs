@@ -97,7 +97,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let extras = Extras::start(&args.integrations, args.output.quiet, input)?;
+    let extras = Extras::start(&args.integrations, args.output.quiet, input, false)?;
     let mut source =
         ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
     let outcome = pipeline::run_input(
@@ -110,11 +110,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     );
     source.finish();
     let mut outcome = outcome?;
+    // a recording that cannot be written must not cost the baselines, the state or the summary
+    let mut record_error = None;
     if let (Some(path), Some(mut rec)) = (&args.record, outcome.recording.take()) {
         rec.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
-        rec.save(path)?;
+        record_error = rec.save(path).err().map(anyhow::Error::from);
     }
-    end_run(
+    let code = end_run(
         outcome,
         &detect,
         Saves {
@@ -124,7 +126,14 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         extras,
         &stop,
         args.output.quiet,
-    )
+    )?;
+    match record_error {
+        Some(e) => {
+            eprintln!("floodwatch: error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(code),
+    }
 }
 
 /// `floodwatch report`: a recording (made here by replaying the captures, or read with --from)
@@ -238,6 +247,12 @@ fn link_base(output: &std::path::Path) -> Option<LinkBase> {
 /// Fails at once, before any input is read, when `path` cannot be created (its directory is missing
 /// or not writable): a long replay must not end in that error.
 fn check_can_create(path: &std::path::Path, what: &str) -> Result<()> {
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        anyhow::bail!(
+            "cannot write {what} {}: it is a directory (give a file name)",
+            path.display()
+        );
+    }
     let probe = temp_beside(path);
     File::create(&probe)
         .map(drop)
@@ -357,9 +372,16 @@ struct Extras {
 
 impl Extras {
     /// Binds the endpoint and starts the hook runner before any input is read.
-    fn start(a: &IntegrationArgs, quiet: bool, input: String) -> Result<Extras> {
+    /// `input` names what is read (for --report-dir pages); `live`: a full --report-dir queue
+    /// drops pages rather than wait (a replay waits: nothing is lost by it).
+    fn start(a: &IntegrationArgs, quiet: bool, input: String, live: bool) -> Result<Extras> {
         let reports = match &a.report_dir {
-            Some(dir) => Some(AlertReports::start(dir, input, RenderOptions::default())?),
+            Some(dir) => Some(AlertReports::start_with(
+                dir,
+                input,
+                RenderOptions::default(),
+                !live,
+            )?),
             None => None,
         };
         let hook = match &a.on_alert {
@@ -497,8 +519,10 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         &args.integrations,
         args.output.quiet,
         format!("interface {}", args.interface),
+        true,
     )?;
     drop_privileges(&args.privileges, args.output.quiet)?;
+    recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
     prepare_state(&args.state, args.output.quiet)?;
     extras.watch_sighup(&args.detect, &detect, reopen)?;
     if !args.output.quiet {
@@ -596,8 +620,9 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
                 .join(", ")
         )
     };
-    let mut extras = Extras::start(&args.integrations, args.output.quiet, described)?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
+    recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
     prepare_state(&args.state, args.output.quiet)?;
     if live {
         extras.watch_sighup(&args.detect, &detect, reopen)?;
@@ -858,6 +883,22 @@ fn drop_privileges(p: &PrivilegeArgs, quiet: bool) -> Result<()> {
     let dropped = privileges::drop_to(&target)?;
     if !quiet {
         eprintln!("floodwatch: {dropped}");
+    }
+    Ok(())
+}
+
+/// After `--user`: the --evidence-dir and --report-dir directories were checked as root; check
+/// again that this user can write them, so a sample or a page does not fail at the first alert.
+fn recheck_dirs(p: &PrivilegeArgs, pipe: &PipelineConfig, a: &IntegrationArgs) -> Result<()> {
+    let Some(user) = &p.user else {
+        return Ok(());
+    };
+    let hint = || format!("make it writable by --user {user} (e.g. chown {user})");
+    if let Some(e) = &pipe.evidence {
+        floodwatch::evidence_pcap::prepare_dir(&e.dir).with_context(hint)?;
+    }
+    if let Some(dir) = &a.report_dir {
+        AlertReports::check_writable(dir).with_context(hint)?;
     }
     Ok(())
 }

@@ -143,6 +143,33 @@ pub fn drop_to(target: &Target) -> Result<Dropped, PrivilegeError> {
     })
 }
 
+/// Makes `cmd`'s child give up what this process may still hold in the thread that starts it:
+/// its ambient capabilities (so nothing survives the exec as a non-root user) and the right to gain
+/// privileges through set-user-id programs or file capabilities (no_new_privs). Capabilities and
+/// no_new_privs are per thread, and the hook runner's thread may have started before
+/// [`drop_to`]: the child must not depend on that.
+pub fn harden_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes two prctl system calls with integer arguments, allocates nothing
+    // and touches no lock. Errors are ignored on purpose for PR_CAP_AMBIENT (EINVAL on kernels
+    // without ambient capabilities); no_new_privs cannot fail on a supported kernel, and if it did
+    // the exec would go on with the restrictions the process already has.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            Ok(())
+        });
+    }
+}
+
 /// Empties the ambient, effective, permitted and inheritable capability sets of the process.
 fn clear_capabilities() -> std::io::Result<()> {
     // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) takes no pointers; it only

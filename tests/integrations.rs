@@ -361,3 +361,19 @@ fn stats_events_are_identical_across_threads_and_batch_sizes() {
         );
     }
 }
+
+#[test]
+fn a_hook_can_gain_no_privileges_and_holds_no_capability() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "syn-flood", common::SMALL_FLOOD);
+    let seen = dir.path().join("status");
+    let cmd = format!(
+        "grep -E '^(NoNewPrivs|CapEff|CapAmb)' /proc/self/status > '{}'",
+        seen.display()
+    );
+    let out = run(&["replay", "-q", "--on-alert", &cmd, cap.to_str().unwrap()]);
+    assert!(out.status.success());
+    let status = std::fs::read_to_string(&seen).unwrap();
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("CapAmb:\t0000000000000000"), "{status}");
+}

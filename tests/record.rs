@@ -155,3 +155,37 @@ fn report_dir_writes_a_page_per_alert_when_it_ends() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn record_and_report_dir_together_keep_the_recording_and_write_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let pages = dir.path().join("pages");
+    let rec = dir.path().join("rec.json");
+    let (alerts, recording) = replay_recording(
+        cap.to_str().unwrap(),
+        &rec,
+        &["--report-dir", pages.to_str().unwrap()],
+    );
+    let ends = alerts.lines().filter(|l| l.contains(r#""event":"end""#)).count();
+    assert!(ends > 0);
+    assert_eq!(std::fs::read_dir(&pages).unwrap().count(), ends);
+    assert_eq!(recording["alerts"].as_array().unwrap().len(), ends);
+}
+
+#[test]
+fn a_directory_given_as_the_page_or_the_recording_fails_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["report", "-q", "-o", d, cap.to_str().unwrap()],
+        vec!["replay", "-q", "--record", d, cap.to_str().unwrap()],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("it is a directory"), "{err}");
+        assert!(out.stdout.is_empty(), "nothing was replayed");
+    }
+}

@@ -117,7 +117,9 @@ pub(super) fn run_sink<'a, W: Write>(
         writer,
         tally: AlertTally::default(),
         integ,
-        recorder: if record {
+        recorder: if record && integ.reports.is_some() {
+            Some(Recorder::keeping_and_handing_over())
+        } else if record {
             Some(Recorder::new())
         } else {
             integ.reports.map(|_| Recorder::releasing())

@@ -18,11 +18,8 @@ const QUEUE: usize = 256;
 /// Why the report directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportDirError {
-    #[error("cannot use {dir} for --report-dir: {source} (create it, or give a directory this user can write to)")]
-    Unusable {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot use {dir} for --report-dir: {cause} (create it, or give a directory this user can write to)")]
+    Unusable { dir: PathBuf, cause: std::io::Error },
     #[error("cannot start the report writer thread: {0}")]
     Thread(std::io::Error),
 }
@@ -50,6 +47,8 @@ struct Shared {
 /// The writer of per-alert pages.
 pub struct AlertReports {
     tx: Option<Sender<AlertRecord>>,
+    /// Wait for room in the queue (replays, where nothing is lost by waiting) instead of dropping.
+    wait: bool,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -70,9 +69,20 @@ impl AlertReports {
         input: String,
         opts: RenderOptions,
     ) -> Result<AlertReports, ReportDirError> {
-        let unusable = |source| ReportDirError::Unusable {
+        Self::start_with(dir, input, opts, false)
+    }
+
+    /// [`AlertReports::start`]; with `wait`, an alert that finds the queue full waits for room
+    /// (a replay, where waiting loses nothing) instead of being dropped (live capture).
+    pub fn start_with(
+        dir: &Path,
+        input: String,
+        opts: RenderOptions,
+        wait: bool,
+    ) -> Result<AlertReports, ReportDirError> {
+        let unusable = |cause| ReportDirError::Unusable {
             dir: dir.to_path_buf(),
-            source,
+            cause,
         };
         std::fs::create_dir_all(dir).map_err(unusable)?;
         let probe = dir.join(".floodwatch-write-test");
@@ -102,17 +112,38 @@ impl AlertReports {
             .map_err(ReportDirError::Thread)?;
         Ok(AlertReports {
             tx: Some(tx),
+            wait,
             thread: Some(thread),
             shared,
         })
     }
 
-    /// Queues the page of an ended alert (dropped and counted when the writer is behind).
+    /// Queues the page of an ended alert (on live capture dropped and counted when the writer is
+    /// behind; on replay it waits).
     pub fn submit(&self, alert: AlertRecord) {
         let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(alert) {
+        let lost = if self.wait {
+            tx.send(alert).is_err()
+        } else {
+            matches!(
+                tx.try_send(alert),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
+            )
+        };
+        if lost {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Checks again that the directory can be written (after a change of user: `--user`).
+    pub fn check_writable(dir: &Path) -> Result<(), ReportDirError> {
+        let probe = dir.join(".floodwatch-write-test");
+        std::fs::write(&probe, b"").map_err(|cause| ReportDirError::Unusable {
+            dir: dir.to_path_buf(),
+            cause,
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
     }
 
     /// Counters so far.

@@ -213,16 +213,16 @@ impl KeySeries {
 /// Why a recording could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error("cannot read the recording {path}: {source}")]
+    #[error("cannot read the recording {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path} is not a floodwatch recording (written by `replay --record`): {source}")]
+    #[error("{path} is not a floodwatch recording (written by `replay --record`)")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
     #[error("{path} is a recording of format {found}; this floodwatch reads format {RECORDING_FORMAT}: make it again with this version's `replay --record`")]
     Format { path: PathBuf, found: u32 },
-    #[error("cannot write the recording {path}: {source}")]
+    #[error("cannot write the recording {path}")]
     Write { path: PathBuf, source: io::Error },
 }
 
@@ -304,12 +304,23 @@ pub struct Recorder {
     with_series: Vec<(usize, f64)>,
     /// Hand each alert over when it ends instead of keeping it (`live --report-dir`).
     release: bool,
+    /// Keep every alert and also hand a copy of each over when it ends (`--record` with
+    /// `--report-dir`).
+    hand_over: bool,
 }
 
 impl Recorder {
     /// A recorder keeping every alert of the run.
     pub fn new() -> Recorder {
         Recorder::default()
+    }
+
+    /// A recorder keeping every alert that also hands a copy of each over when it ends.
+    pub fn keeping_and_handing_over() -> Recorder {
+        Recorder {
+            hand_over: true,
+            ..Recorder::default()
+        }
     }
 
     /// A recorder holding only open alerts: [`Recorder::event`] hands each one over when it ends
@@ -371,6 +382,9 @@ impl Recorder {
                 }
                 if self.release {
                     return self.take(&e.id);
+                }
+                if self.hand_over {
+                    return self.alerts.get(i).cloned();
                 }
             }
         }
