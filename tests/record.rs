@@ -167,7 +167,10 @@ fn record_and_report_dir_together_keep_the_recording_and_write_the_pages() {
         &rec,
         &["--report-dir", pages.to_str().unwrap()],
     );
-    let ends = alerts.lines().filter(|l| l.contains(r#""event":"end""#)).count();
+    let ends = alerts
+        .lines()
+        .filter(|l| l.contains(r#""event":"end""#))
+        .count();
     assert!(ends > 0);
     assert_eq!(std::fs::read_dir(&pages).unwrap().count(), ends);
     assert_eq!(recording["alerts"].as_array().unwrap().len(), ends);

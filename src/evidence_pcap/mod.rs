@@ -446,7 +446,7 @@ impl EvidenceCounters {
 
 mod recorder;
 
-pub use recorder::{select_positions, Recorder};
+pub use recorder::{select_positions, Recorder, STREAM_SHIFT};
 
 #[cfg(test)]
 mod tests {

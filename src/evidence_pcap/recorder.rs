@@ -67,13 +67,19 @@ impl OpenFile {
     }
 }
 
+/// Frame numbers carry their reading thread above this bit: thread `i` numbers its frames from
+/// `i << STREAM_SHIFT` (2^48 frames each before they would meet).
+pub const STREAM_SHIFT: u32 = 48;
+
 /// What the recorder keeps per watched (scope, key).
 #[derive(Default)]
 struct KeyEvidence {
     /// The key's latest frames (every frame goes in; the oldest go out).
     ring: VecDeque<Stored>,
-    /// The highest frame number taken for this key (a frame sent again is skipped).
-    last_seq: u64,
+    /// Per reading thread (the high bits of a frame number, [`STREAM_SHIFT`]): the highest frame
+    /// number taken for this key (a frame sent again is skipped). Each capture thread numbers its
+    /// own frames, so one running behind another is not mistaken for a repeat.
+    last_seq: Vec<u64>,
     /// Files of the key's alerts still being written, in start order (usually one; two when an
     /// alert starts before the frames of the previous one are all in).
     files: Vec<OpenFile>,
@@ -284,10 +290,14 @@ impl Recorder {
     /// One frame of a watched key: into its ring, and to its files.
     fn frame(&mut self, k: WatchKey, f: &FrameMeta, bytes: &[u8]) {
         let ke = self.keys.entry(k).or_default();
-        if f.seq <= ke.last_seq && f.seq != 0 {
+        let stream = (f.seq >> STREAM_SHIFT) as usize;
+        if ke.last_seq.len() <= stream {
+            ke.last_seq.resize(stream + 1, 0);
+        }
+        if f.seq <= ke.last_seq[stream] && f.seq != 0 {
             return;
         }
-        ke.last_seq = ke.last_seq.max(f.seq);
+        ke.last_seq[stream] = ke.last_seq[stream].max(f.seq);
         // a file still to choose its frames takes them from the ring: this one goes in first
         let to_ring = ke.files.iter().all(|o| o.selected);
         if !to_ring {
@@ -1125,7 +1135,7 @@ mod tests {
         let mut f = FileSource::open(&second).unwrap();
         f.next_frame().unwrap();
         // the second file holds the second pass's frames (their numbers went on)
-        assert_eq!(s.rec.keys[&dst_host()].last_seq, 110);
+        assert_eq!(s.rec.keys[&dst_host()].last_seq, [110]);
     }
 
     #[test]

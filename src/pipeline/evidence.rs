@@ -432,6 +432,13 @@ impl<'a> EvidenceTap<'a> {
         }
     }
 
+    /// Numbers this tap's frames as reading thread `stream` of several (capture threads): frame
+    /// numbers then never meet another thread's.
+    pub fn stream(mut self, stream: u16) -> Self {
+        self.seq = u64::from(stream) << crate::evidence_pcap::STREAM_SHIFT;
+        self
+    }
+
     /// Looks at a decoded frame, counted after `eval` evaluations (the router's count, if this
     /// reader knows it): keeps it in the look-back, and copies it when one of its keys is watched.
     #[inline]

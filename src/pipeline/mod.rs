@@ -363,7 +363,9 @@ pub fn run_input<W: Write + Send>(
                     (reader.finish(source.stats()), capture_error, tap)
                 }
                 Input::Many(sources) => {
-                    let taps = sources.iter().map(|_| tap(&frame_tx)).collect();
+                    let taps = (0..sources.len())
+                        .map(|i| tap(&frame_tx).map(|t| t.stream(i as u16)))
+                        .collect();
                     let (summary, error) = read_many(s, sources, taps, router, pipe, stop, integ);
                     (summary, error, None)
                 }
