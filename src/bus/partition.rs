@@ -1,6 +1,5 @@
 //! Which partition of a cluster owns a summary's keys, and the batching an ingest node does before
-//! publishing: one [`BatchWriter`](super::wire::BatchWriter) per partition, flushed with the node's
-//! watermark.
+//! publishing: one [`BatchWriter`] per partition, flushed with the node's watermark.
 //!
 //! A summary has a destination side (its `dst_host` and `dst_subnet` keys) and a source side
 //! (`src_host`, `src_subnet`). Each side belongs to the partition of its address's *prefix* (the
