@@ -75,12 +75,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let pipe = PipelineConfig {
         realtime: args.realtime,
         speed: args.speed,
-        decode_threads: if evidence.is_some() {
-            0
-        } else {
-            args.decode_threads
-                .map_or_else(default_decode_threads, usize::from)
-        },
+        decode_threads: decode_threads_for(evidence.as_ref(), args.decode_threads),
         evidence,
         record: args.record.is_some(),
         ..base
@@ -91,29 +86,24 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     prepare_state(&args.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let input = args
-        .files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let extras = Extras::start(&args.integrations, args.output.quiet, input, false)?;
-    let mut source =
-        ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
-    let outcome = pipeline::run_input(
-        pipeline::Input::Pooled(&mut source),
-        &detect,
-        &pipe,
+    let extras = Extras::start(
+        &args.integrations,
+        args.output.quiet,
+        input_names(&args.files).join(", "),
+        false,
+    )?;
+    let mut outcome = replay_files(
+        &args.files,
+        !args.output.quiet,
+        (&detect, &pipe),
         writer,
         &stop,
         extras.integrations(),
-    );
-    source.finish();
-    let mut outcome = outcome?;
+    )?;
     // a recording that cannot be written must not cost the baselines, the state or the summary
     let mut record_error = None;
     if let (Some(path), Some(mut rec)) = (&args.record, outcome.recording.take()) {
-        rec.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
+        rec.inputs = input_names(&args.files);
         record_error = rec.save(path).err().map(anyhow::Error::from);
     }
     let code = end_run(
@@ -162,11 +152,7 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
             let evidence = evidence_config(&args.evidence)?;
             let pipe = PipelineConfig {
                 // evidence needs the frames on the reading thread (as replay)
-                decode_threads: if evidence.is_some() {
-                    0
-                } else {
-                    default_decode_threads()
-                },
+                decode_threads: decode_threads_for(evidence.as_ref(), None),
                 evidence,
                 record: true,
                 ..base
@@ -179,18 +165,14 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
             };
             let writer = EventWriter::new(out, OutputFormat::Json);
             let stop = install_stop_handler()?;
-            let mut source =
-                ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.quiet);
-            let outcome = pipeline::run_input(
-                pipeline::Input::Pooled(&mut source),
-                &detect,
-                &pipe,
+            let mut outcome = replay_files(
+                &args.files,
+                !args.quiet,
+                (&detect, &pipe),
                 writer,
                 &stop,
                 Integrations::default(),
-            );
-            source.finish();
-            let mut outcome = outcome?;
+            )?;
             if let Some(e) = &outcome.capture_error {
                 eprintln!("floodwatch: error: {e} (the report covers what was read before it)");
                 failed = true;
@@ -202,7 +184,7 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
                 .recording
                 .take()
                 .context("the run recorded nothing (a bug: please report it)")?;
-            rec.inputs = args.files.iter().map(|f| f.display().to_string()).collect();
+            rec.inputs = input_names(&args.files);
             if let Some(path) = &args.record {
                 rec.save(path)?;
             }
@@ -242,6 +224,44 @@ fn link_base(output: &std::path::Path) -> Option<LinkBase> {
         .parent()
         .map_or_else(|| cwd.clone(), |d| d.to_path_buf());
     Some(LinkBase { cwd, page_dir })
+}
+
+/// Replays capture files through the pipeline, with a progress bar when `progress` (what `replay`
+/// and `report` share).
+fn replay_files<W: Write + Send>(
+    files: &[std::path::PathBuf],
+    progress: bool,
+    (detect, pipe): (&DetectConfig, &PipelineConfig),
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
+) -> Result<pipeline::RunOutcome> {
+    let mut source = ProgressSource::new(MultiFileSource::new(files.to_vec()), progress);
+    let outcome = pipeline::run_input(
+        pipeline::Input::Pooled(&mut source),
+        detect,
+        pipe,
+        writer,
+        stop,
+        integ,
+    );
+    source.finish();
+    Ok(outcome?)
+}
+
+/// The capture files as a report names its inputs.
+fn input_names(files: &[std::path::PathBuf]) -> Vec<String> {
+    files.iter().map(|f| f.display().to_string()).collect()
+}
+
+/// Decode threads of a replay: none with --evidence-dir (the sample needs the frames on the
+/// reading thread), else as asked or the default.
+fn decode_threads_for(evidence: Option<&EvidenceConfig>, asked: Option<u16>) -> usize {
+    if evidence.is_some() {
+        0
+    } else {
+        asked.map_or_else(default_decode_threads, usize::from)
+    }
 }
 
 /// Fails at once, before any input is read, when `path` cannot be created (its directory is missing
@@ -611,14 +631,7 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     let described = if live {
         format!("telemetry on {}", listening.as_deref().unwrap_or("?"))
     } else {
-        format!(
-            "telemetry from {}",
-            args.pcap
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("telemetry from {}", input_names(&args.pcap).join(", "))
     };
     let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
