@@ -513,9 +513,6 @@ impl<'a> EvidenceTap<'a> {
             let Some(data) = self.backlog.bytes.get(start..start + b.len as usize) else {
                 continue;
             };
-            if self.batch.is_empty() {
-                self.batch_first = b.ts;
-            }
             let meta = FrameMeta {
                 seq: b.seq,
                 eval: b.eval,
@@ -528,8 +525,16 @@ impl<'a> EvidenceTap<'a> {
                 dst,
                 scopes: hit,
             };
-            self.batch.push(data, meta);
+            Self::copy(&mut self.batch, &mut self.batch_first, data, meta);
         }
+    }
+
+    /// Appends one frame to the batch for the writer (the batch's age counts from its first).
+    fn copy(batch: &mut FrameBatch, first: &mut Timestamp, data: &[u8], meta: FrameMeta) {
+        if batch.is_empty() {
+            *first = meta.ts;
+        }
+        batch.push(data, meta);
     }
 
     fn batch_full(&self) -> bool {
@@ -539,9 +544,6 @@ impl<'a> EvidenceTap<'a> {
     fn offer_watched(&mut self, frame: &RawFrame<'_>, p: &PacketSummary) {
         let hit = hits(&self.cfg, &self.set, p);
         if !hit.is_empty() {
-            if self.batch.is_empty() {
-                self.batch_first = p.ts;
-            }
             let meta = FrameMeta {
                 seq: self.seq,
                 eval: self.eval,
@@ -554,7 +556,7 @@ impl<'a> EvidenceTap<'a> {
                 dst: p.dst,
                 scopes: hit,
             };
-            self.batch.push(frame.data, meta);
+            Self::copy(&mut self.batch, &mut self.batch_first, frame.data, meta);
         }
         if !self.batch.is_empty()
             && (self.batch_full() || p.ts.saturating_sub(self.batch_first) >= BATCH_AGE)
