@@ -504,3 +504,34 @@ fn the_systemd_unit_stays_hardened() {
         "the unit's exposure rose to {level}:\n{report}"
     );
 }
+
+#[test]
+fn a_report_dir_the_user_cannot_write_fails_after_the_switch_not_at_the_first_alert() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0");
+    if !root {
+        eprintln!("skipped: --user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // root's 0700 temp dir: created and checked fine as root, not writable by nobody
+    let pages = dir.path().join("pages");
+    let out = run(&[
+        "collect",
+        "-q",
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "nobody",
+        "--report-dir",
+        pages.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by --user nobody"), "{err}");
+    assert!(err.contains("pages"), "{err}");
+}
