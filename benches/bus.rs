@@ -49,6 +49,7 @@ fn encode(packets: &[PacketSummary]) -> Vec<u8> {
         node: 1,
         seq: 1,
         watermark: packets[0].ts.0,
+        last: false,
     })
 }
 

@@ -11,15 +11,17 @@
 //! - Summaries are held until every live node's watermark has passed them, then released sorted by
 //!   time (ties keep their arrival order): the engine sees what one machine would have seen.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use super::partition::{Cluster, Sides};
-use super::wire::{decode_batch, WireError};
+use super::wire::{decode_batch, BatchHeader, BatchWriter, WireError};
 use crate::decode::PacketSummary;
 use crate::time::Timestamp;
 
 /// What the merger counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeStats {
     pub batches: u64,
     pub summaries: u64,
@@ -31,16 +33,47 @@ pub struct MergeStats {
     pub foreign: u64,
     /// Times an ingest node was left out of the watermark for silence.
     pub silent_nodes: u64,
+    /// Ingest nodes whose stream ended (a replay reached its end).
+    pub ended_nodes: u64,
 }
 
-#[derive(Debug)]
-struct Node {
+/// One owned partition as one ingest node publishes it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct PartState {
+    /// Last batch sequence number.
+    seq: u64,
+    /// Packet time the node has published everything before, for this partition.
     watermark: u64,
+    /// The node's last batch for this partition has arrived.
+    ended: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Node {
     /// Wall time (ns) the node was last heard from.
     heard: u64,
     silent: bool,
-    /// Last sequence number per partition.
-    seqs: HashMap<u16, u64>,
+    /// Per owned partition heard from.
+    parts: BTreeMap<u16, PartState>,
+}
+
+/// Where a held summary came from: ties in packet time are released in this order, so the stream
+/// the engine sees does not depend on the order batches of different nodes arrived in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Origin {
+    ts: u64,
+    node: u32,
+    partition: u16,
+    seq: u64,
+    index: u32,
+}
+
+/// A summary held until every live node's watermark has passed it.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    origin: Origin,
+    summary: PacketSummary,
+    sides: Sides,
 }
 
 /// Merges the batches of one detector's partitions.
@@ -48,11 +81,42 @@ struct Node {
 pub struct Merger {
     cluster: Cluster,
     owned: Vec<bool>,
+    owned_count: usize,
     silence_ns: u64,
+    /// Ingest nodes to hear from before time moves (at most a silence limit after the first).
+    expected: usize,
+    /// Wall time the first batch arrived.
+    first_heard: Option<u64>,
     nodes: HashMap<u32, Node>,
-    pending: Vec<(PacketSummary, Sides)>,
+    pending: Vec<Held>,
     released_to: u64,
+    /// The earliest watermark of any node's first batches: where the stream starts.
+    start: Option<u64>,
     stats: MergeStats,
+    scratch: Vec<PacketSummary>,
+}
+
+/// Why a saved merger state does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeStateError {
+    #[error("merger state: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("merger state: held summaries: {0}")]
+    Wire(#[from] WireError),
+    #[error("merger state: {0} held summaries but {1} origins")]
+    Mismatch(usize, usize),
+}
+
+/// The merger's state in a checkpoint (held summaries travel as a wire batch beside it).
+#[derive(Serialize, Deserialize)]
+struct SavedMerger {
+    nodes: Vec<(u32, Node)>,
+    /// Per held summary: (node, partition, seq, index, sides bits).
+    origins: Vec<(u32, u16, u64, u32, u8)>,
+    released_to: u64,
+    start: Option<u64>,
+    stats: MergeStats,
+    first_heard: bool,
 }
 
 impl Merger {
@@ -67,20 +131,46 @@ impl Merger {
         }
         Merger {
             cluster,
+            owned_count: owned.iter().filter(|o| **o).count(),
             owned,
             silence_ns,
+            expected: 1,
+            first_heard: None,
             nodes: HashMap::new(),
             pending: Vec::new(),
             released_to: 0,
+            start: None,
             stats: MergeStats::default(),
+            scratch: Vec::new(),
         }
+    }
+
+    /// Time does not move before `n` ingest nodes have been heard from, or a silence limit after
+    /// the first one was (so every node's start is seen, as one machine would).
+    pub fn expect_nodes(mut self, n: usize) -> Merger {
+        self.expected = n.max(1);
+        self
     }
 
     /// Takes one batch received at wall time `now_ns`. A malformed batch is an error and changes
     /// nothing.
-    pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<(), WireError> {
-        let mut summaries = Vec::new();
-        let h = decode_batch(bytes, &mut summaries)?;
+    pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<BatchHeader, WireError> {
+        let mut summaries = std::mem::take(&mut self.scratch);
+        summaries.clear();
+        let h = decode_batch(bytes, &mut summaries);
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => {
+                self.scratch = summaries;
+                return Err(e);
+            }
+        };
+        self.take(h, &mut summaries, now_ns);
+        self.scratch = summaries;
+        Ok(h)
+    }
+
+    fn take(&mut self, h: BatchHeader, summaries: &mut Vec<PacketSummary>, now_ns: u64) {
         if !self
             .owned
             .get(usize::from(h.partition))
@@ -88,43 +178,99 @@ impl Merger {
             .unwrap_or(false)
         {
             self.stats.foreign += 1;
-            return Ok(());
+            return;
         }
+        self.first_heard.get_or_insert(now_ns);
         let node = self.nodes.entry(h.node).or_insert(Node {
-            watermark: 0,
             heard: now_ns,
             silent: false,
-            seqs: HashMap::new(),
+            parts: BTreeMap::new(),
         });
         node.heard = node.heard.max(now_ns);
         node.silent = false;
-        let last = node.seqs.entry(h.partition).or_insert(0);
-        if h.seq <= *last {
+        let part = node.parts.entry(h.partition).or_default();
+        if h.seq <= part.seq {
             self.stats.duplicates += 1;
-            return Ok(());
+            return;
         }
-        self.stats.gaps += h.seq - *last - 1;
-        *last = h.seq;
-        node.watermark = node.watermark.max(h.watermark);
+        if part.seq == 0 {
+            // a node's first batch of a partition carries the time it started at
+            let first = summaries
+                .first()
+                .map_or(h.watermark, |s| s.ts.0.min(h.watermark));
+            self.start = Some(self.start.map_or(first, |t| t.min(first)));
+        }
+        self.stats.gaps += h.seq - part.seq - 1;
+        part.seq = h.seq;
+        part.watermark = part.watermark.max(h.watermark);
+        if h.last && !part.ended {
+            part.ended = true;
+            let owned = self.owned_count;
+            if node.parts.len() == owned && node.parts.values().all(|p| p.ended) {
+                self.stats.ended_nodes += 1;
+            }
+        }
         self.stats.batches += 1;
         self.stats.summaries += summaries.len() as u64;
         let cluster = self.cluster;
         self.pending.extend(
             summaries
-                .into_iter()
-                .map(|s| (s, cluster.sides_owned(h.partition, &s)))
+                .drain(..)
+                .enumerate()
+                .map(|(i, s)| Held {
+                    origin: Origin {
+                        ts: s.ts.0,
+                        node: h.node,
+                        partition: h.partition,
+                        seq: h.seq,
+                        index: i as u32,
+                    },
+                    summary: s,
+                    sides: cluster.sides_owned(h.partition, &s),
+                })
                 // a summary whose two sides both live here came in one batch; its sides are those
                 // this partition owns, which `sides_owned` gives for any owned partition
-                .filter(|(_, sides)| sides.destination || sides.source),
+                .filter(|h| h.sides.destination || h.sides.source),
         );
-        Ok(())
     }
 
-    /// The packet time every live ingest node has passed, at wall time `now_ns` (None before any
-    /// node was heard from).
+    fn node_ended(&self, n: &Node) -> bool {
+        n.parts.len() == self.owned_count && n.parts.values().all(|p| p.ended)
+    }
+
+    /// True once the expected nodes were heard from and every node heard from has ended its
+    /// stream on every partition owned here.
+    pub fn all_ended(&self) -> bool {
+        self.nodes.len() >= self.expected && self.nodes.values().all(|n| self.node_ended(n))
+    }
+
+    /// Where the stream starts (the earliest time any node started at), once known.
+    pub fn start(&self) -> Option<Timestamp> {
+        self.start.map(Timestamp)
+    }
+
+    /// The packet time every live ingest node has passed, at wall time `now_ns` (None before time
+    /// may move). Once every node has ended, the latest time any of them reached.
     pub fn watermark(&mut self, now_ns: u64) -> Option<Timestamp> {
+        let first = self.first_heard?;
+        if self.nodes.len() < self.expected && now_ns.saturating_sub(first) <= self.silence_ns {
+            return None;
+        }
+        if self.all_ended() {
+            let last = self
+                .nodes
+                .values()
+                .flat_map(|n| n.parts.values().map(|p| p.watermark))
+                .max()?;
+            return Some(Timestamp(last.max(self.released_to)));
+        }
+        let owned = self.owned_count;
         let mut min: Option<u64> = None;
         for n in self.nodes.values_mut() {
+            let ended = n.parts.len() == owned && n.parts.values().all(|p| p.ended);
+            if ended {
+                continue;
+            }
             if now_ns.saturating_sub(n.heard) > self.silence_ns {
                 if !n.silent {
                     n.silent = true;
@@ -132,7 +278,18 @@ impl Merger {
                 }
                 continue;
             }
-            min = Some(min.map_or(n.watermark, |m| m.min(n.watermark)));
+            // a partition not heard from yet holds the node at 0; an ended one holds nothing
+            let w = if n.parts.len() < owned {
+                0
+            } else {
+                n.parts
+                    .values()
+                    .filter(|p| !p.ended)
+                    .map(|p| p.watermark)
+                    .min()
+                    .unwrap_or(u64::MAX)
+            };
+            min = Some(min.map_or(w, |m| m.min(w)));
         }
         min.map(Timestamp)
     }
@@ -147,9 +304,9 @@ impl Merger {
         let w = self.watermark(now_ns)?;
         self.released_to = self.released_to.max(w.0);
         let upto = self.released_to;
-        self.pending.sort_by_key(|(s, _)| s.ts);
-        let n = self.pending.partition_point(|(s, _)| s.ts.0 <= upto);
-        out.extend(self.pending.drain(..n));
+        self.pending.sort_unstable_by_key(|h| h.origin);
+        let n = self.pending.partition_point(|h| h.origin.ts <= upto);
+        out.extend(self.pending.drain(..n).map(|h| (h.summary, h.sides)));
         Some(Timestamp(upto))
     }
 
@@ -160,6 +317,92 @@ impl Merger {
 
     pub fn stats(&self) -> MergeStats {
         self.stats
+    }
+
+    /// Ingest nodes heard from, and how many of them are silent now.
+    pub fn nodes(&self) -> (usize, usize) {
+        (
+            self.nodes.len(),
+            self.nodes.values().filter(|n| n.silent).count(),
+        )
+    }
+
+    /// The merger's state for a checkpoint: (metadata as JSON, held summaries as a wire batch).
+    pub fn save(&self) -> (Vec<u8>, Vec<u8>) {
+        let base = self.pending.iter().map(|h| h.summary.ts).min();
+        let mut w = BatchWriter::new(base.unwrap_or(Timestamp(0)));
+        for h in &self.pending {
+            w.push(&h.summary);
+        }
+        let batch = w.finish(BatchHeader::default());
+        let saved = SavedMerger {
+            nodes: self.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            origins: self
+                .pending
+                .iter()
+                .map(|h| {
+                    let o = h.origin;
+                    let sides = u8::from(h.sides.destination) | (u8::from(h.sides.source) << 1);
+                    (o.node, o.partition, o.seq, o.index, sides)
+                })
+                .collect(),
+            released_to: self.released_to,
+            start: self.start,
+            stats: self.stats,
+            first_heard: self.first_heard.is_some(),
+        };
+        (serde_json::to_vec(&saved).unwrap_or_default(), batch)
+    }
+
+    /// Restores a state [`Merger::save`] wrote. Wall times restart at `now_ns` (every node counts
+    /// as just heard from).
+    pub fn restore(
+        &mut self,
+        meta: &[u8],
+        batch: &[u8],
+        now_ns: u64,
+    ) -> Result<(), MergeStateError> {
+        let saved: SavedMerger = serde_json::from_slice(meta)?;
+        let mut summaries = Vec::new();
+        decode_batch(batch, &mut summaries)?;
+        if summaries.len() != saved.origins.len() {
+            return Err(MergeStateError::Mismatch(
+                summaries.len(),
+                saved.origins.len(),
+            ));
+        }
+        self.nodes = saved
+            .nodes
+            .into_iter()
+            .map(|(k, mut n)| {
+                n.heard = now_ns;
+                n.silent = false;
+                (k, n)
+            })
+            .collect();
+        self.pending = summaries
+            .into_iter()
+            .zip(saved.origins)
+            .map(|(s, (node, partition, seq, index, sides))| Held {
+                origin: Origin {
+                    ts: s.ts.0,
+                    node,
+                    partition,
+                    seq,
+                    index,
+                },
+                summary: s,
+                sides: Sides {
+                    destination: sides & 1 != 0,
+                    source: sides & 2 != 0,
+                },
+            })
+            .collect();
+        self.released_to = saved.released_to;
+        self.start = saved.start;
+        self.stats = saved.stats;
+        self.first_heard = saved.first_heard.then_some(now_ns);
+        Ok(())
     }
 }
 
@@ -269,8 +512,9 @@ mod tests {
         assert_eq!((st.duplicates, st.gaps), (1, 1));
         // node 2 is behind: time waits for it
         assert_eq!(m.watermark(3 * SEC), Some(Timestamp(5 * SEC)));
-        // node 2 silent past the limit: time follows node 1
-        assert_eq!(m.watermark(7 * SEC), Some(Timestamp(10 * SEC + 2)));
+        // node 2 silent past the limit: time follows node 1 (batch 3 of it: the start batch, then
+        // one a summary)
+        assert_eq!(m.watermark(7 * SEC), Some(Timestamp(10 * SEC + 1)));
         assert_eq!(m.stats().silent_nodes, 1);
         // a batch for a partition not owned here is dropped
         let other = (part + 1) % 4;
@@ -278,5 +522,81 @@ mod tests {
         m2.accept(&from_a[0], 0).unwrap();
         assert_eq!(m2.stats().foreign, 1);
         assert!(m2.accept(b"garbage", 0).is_err());
+    }
+
+    #[test]
+    fn a_node_holds_time_until_every_owned_partition_has_passed_it_and_ends_with_its_last_batch() {
+        let c = cluster();
+        let mut a = Partitioner::new(c, 1, 4);
+        for i in 0..40u64 {
+            a.push(&summary(SEC + i * 1000, i as u8));
+        }
+        let mut batches = a.take_ready();
+        let all: Vec<u16> = (0..4).collect();
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        // batches closed because they were full say nothing about partitions still open
+        for (_, b) in &batches {
+            m.accept(b, 0).unwrap();
+        }
+        let mut out = Vec::new();
+        let upto = m.release(0, &mut out).unwrap().0;
+        assert!(out.iter().all(|(s, _)| s.ts.0 <= upto));
+        assert_eq!(m.start(), Some(Timestamp(SEC)));
+        assert!(!m.all_ended());
+        // saved mid-stream and restored elsewhere, it goes on the same way
+        let (meta, held) = m.save();
+        let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        copy.restore(&meta, &held, 9).unwrap();
+        assert_eq!(copy.held(), m.held());
+        a.finish();
+        batches = a.take_ready();
+        let (mut rest, mut rest_copy) = (Vec::new(), Vec::new());
+        for (_, b) in &batches {
+            m.accept(b, 0).unwrap();
+            copy.accept(b, 9).unwrap();
+        }
+        assert!(m.all_ended() && copy.all_ended());
+        let end = m.release(0, &mut rest).unwrap();
+        assert_eq!(copy.release(9, &mut rest_copy).unwrap(), end);
+        assert_eq!(end, Timestamp(SEC + 39_000));
+        assert_eq!(rest, rest_copy);
+        assert_eq!(
+            out.len() + rest.len(),
+            40 * 2
+                - out
+                    .iter()
+                    .chain(&rest)
+                    .filter(|(_, s)| s.destination && s.source)
+                    .count()
+        );
+        assert_eq!(m.held(), 0);
+        assert_eq!(m.stats().ended_nodes, 1);
+    }
+
+    #[test]
+    fn time_waits_for_the_expected_nodes_then_a_silence_limit() {
+        let c = cluster();
+        let mut a = Partitioner::new(c, 1, 4);
+        a.push(&summary(SEC, 1));
+        a.flush();
+        let mut m = Merger::new(c, &[0, 1, 2, 3], 5 * SEC).expect_nodes(2);
+        for (_, b) in a.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        assert_eq!(m.watermark(SEC), None, "the second node may still come");
+        assert_eq!(m.watermark(6 * SEC), None, "node 1 itself fell silent");
+        let mut m2 = Merger::new(c, &[0, 1, 2, 3], 5 * SEC).expect_nodes(2);
+        let mut a = Partitioner::new(c, 1, 4);
+        a.push(&summary(SEC, 1));
+        a.flush();
+        for (_, b) in a.take_ready() {
+            m2.accept(&b, 0).unwrap();
+        }
+        a.advance(Timestamp(2 * SEC));
+        a.flush();
+        for (_, b) in a.take_ready() {
+            m2.accept(&b, 5 * SEC + 1).unwrap();
+        }
+        assert_eq!(m2.watermark(5 * SEC + 1), Some(Timestamp(2 * SEC)));
     }
 }

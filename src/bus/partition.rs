@@ -101,8 +101,9 @@ pub struct Partitioner {
     writers: Vec<Option<BatchWriter>>,
     /// Batches published per partition (the next batch's sequence number is one more).
     seqs: Vec<u64>,
-    /// Latest packet time pushed.
+    /// Latest packet time pushed (or idle time advanced to).
     latest: Timestamp,
+    started: bool,
     ready: Vec<(u16, Vec<u8>)>,
 }
 
@@ -117,6 +118,7 @@ impl Partitioner {
             writers: (0..n).map(|_| None).collect(),
             seqs: vec![0; n],
             latest: Timestamp(0),
+            started: false,
             ready: Vec::new(),
         }
     }
@@ -125,6 +127,12 @@ impl Partitioner {
     /// are expected in packet-time order (one older than the first of its batch is published at
     /// that first summary's time).
     pub fn push(&mut self, p: &PacketSummary) {
+        if !self.started {
+            // every partition learns where this node's stream starts before any summary of it
+            self.started = true;
+            self.latest = p.ts;
+            self.flush();
+        }
         self.latest = self.latest.max(p.ts);
         let (d, s) = self.cluster.partitions_of(p);
         self.add(d, p);
@@ -146,6 +154,10 @@ impl Partitioner {
 
     /// Closes the batch of `part` with the watermark so far.
     fn close(&mut self, part: u16) {
+        self.close_as(part, false)
+    }
+
+    fn close_as(&mut self, part: u16, last: bool) {
         let i = usize::from(part);
         let w = self.writers[i]
             .take()
@@ -156,6 +168,7 @@ impl Partitioner {
             node: self.node,
             seq: self.seqs[i],
             watermark: self.latest.0,
+            last,
         });
         self.ready.push((part, bytes));
     }
@@ -166,6 +179,27 @@ impl Partitioner {
         for part in 0..self.cluster.partitions.max(1) {
             self.close(part);
         }
+    }
+
+    /// The source is idle at packet time `now` (live capture): nothing older is still to come, so
+    /// the next flush carries `now` as the watermark.
+    pub fn advance(&mut self, now: Timestamp) {
+        if self.started {
+            self.latest = self.latest.max(now);
+        }
+    }
+
+    /// The stream has ended: every partition gets its last batch, flagged so detectors stop waiting
+    /// for this node.
+    pub fn finish(&mut self) {
+        for part in 0..self.cluster.partitions.max(1) {
+            self.close_as(part, true);
+        }
+    }
+
+    /// Latest packet time pushed or advanced to.
+    pub fn latest(&self) -> Timestamp {
+        self.latest
     }
 
     /// The batches ready to publish, as (partition, bytes), in the order they closed.

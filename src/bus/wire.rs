@@ -6,7 +6,8 @@
 //! header (44 bytes)
 //!   0  magic      "FWSB"
 //!   4  version    u8 = 1
-//!   5  flags      u8 = 0 (reserved; a reader refuses other values)
+//!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); a
+//!                 reader refuses other bits
 //!   6  partition  u16
 //!   8  node       u32   ingest node id (unique in the cluster)
 //!  12  seq        u64   batch number of (node, partition), from 1: a detector drops repeats
@@ -59,7 +60,12 @@ pub struct BatchHeader {
     pub seq: u64,
     /// Packet time (ns) the node has published everything before, for this partition.
     pub watermark: u64,
+    /// The node's stream has ended (a replay reached its end): no batch of it follows.
+    pub last: bool,
 }
+
+/// Header flag: [`BatchHeader::last`].
+const FLAG_LAST: u8 = 0x01;
 
 /// Why bytes are not a batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -177,7 +183,7 @@ impl BatchWriter {
         let h = &mut self.buf[..HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
         h[4] = VERSION;
-        h[5] = 0;
+        h[5] = if header.last { FLAG_LAST } else { 0 };
         h[6..8].copy_from_slice(&header.partition.to_be_bytes());
         h[8..12].copy_from_slice(&header.node.to_be_bytes());
         h[12..20].copy_from_slice(&header.seq.to_be_bytes());
@@ -211,7 +217,7 @@ pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchH
     if head[4] != VERSION {
         return Err(WireError::Version(head[4]));
     }
-    if head[5] != 0 {
+    if head[5] & !FLAG_LAST != 0 {
         return Err(WireError::Flags(head[5]));
     }
     let u16_at = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
@@ -222,6 +228,7 @@ pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchH
         node: u32_at(8),
         seq: u64_at(12),
         watermark: u64_at(20),
+        last: head[5] & FLAG_LAST != 0,
     };
     let base_ts = u64_at(28);
     let count = u32_at(36);
@@ -418,6 +425,7 @@ mod tests {
             node: 42,
             seq: 9,
             watermark: 1_764_079_202_000_000_000,
+            last: true,
         }
     }
 
