@@ -7,7 +7,9 @@
 //!   node's per-partition batching.
 //! - [`merge`]: a detector node's side: batches of its partitions from every ingest node, merged in
 //!   time order up to the minimum watermark of the live nodes, repeats dropped.
+//! - [`nats`]: a small synchronous NATS client (text protocol over a TCP stream, a reader thread).
 
 pub mod merge;
+pub mod nats;
 pub mod partition;
 pub mod wire;
