@@ -1252,6 +1252,13 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Client>();
+        check::<Subscription>();
+    }
+
+    #[test]
     fn urls() {
         let u = parse_url("nats://u:p@example.org:4333").unwrap();
         assert_eq!(
