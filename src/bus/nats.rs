@@ -1251,6 +1251,89 @@ mod tests {
         assert!(matches!(p.next_op().unwrap(), Some(ServerOp::Msg { .. })));
     }
 
+    /// A fake server on loopback that runs `script` on the accepted connection.
+    fn fake_server(script: impl FnOnce(TcpStream) + Send + 'static) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                script(s);
+            }
+        });
+        addr
+    }
+
+    /// Sends INFO and answers the client's PING once CONNECT arrived.
+    fn greet(s: &mut TcpStream) {
+        s.write_all(b"INFO {\"max_payload\":1024,\"headers\":true}\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"PING\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "client hung up");
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"PONG\r\n").unwrap();
+    }
+
+    #[test]
+    fn a_server_that_is_not_nats_fails_the_connect_naming_it() {
+        let addr = fake_server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            thread::sleep(Duration::from_millis(200));
+        });
+        let err = Client::connect(&addr, "t", Duration::from_secs(2)).unwrap_err();
+        assert!(matches!(err, NatsError::Protocol(_)), "{err:?}");
+
+        let addr = fake_server(|_s| thread::sleep(Duration::from_millis(500)));
+        let err = Client::connect(&addr, "t", Duration::from_millis(100)).unwrap_err();
+        assert!(
+            matches!(&err, NatsError::Timeout { what } if what.contains(&addr)),
+            "{err:?}"
+        );
+
+        let addr = fake_server(|mut s| {
+            s.write_all(b"INFO {\"headers\":true}\r\n").unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"-ERR 'Authorization Violation'\r\n");
+        });
+        let err = Client::connect(&addr, "t", Duration::from_secs(2)).unwrap_err();
+        assert!(
+            matches!(&err, NatsError::Server(m) if m.contains("Authorization")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_after_connect_closes_the_client_without_a_panic() {
+        for garbage in [
+            &b"MSG a 1 999999999\r\n"[..],
+            b"\x00\x01\x02 nonsense\r\n",
+            b"HMSG a 1 3 3\r\nabc\r\n",
+        ] {
+            let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+            let addr = fake_server(move |mut s| {
+                greet(&mut s);
+                let _ = rx.recv();
+                let _ = s.write_all(garbage);
+                thread::sleep(Duration::from_millis(500));
+            });
+            let c = Client::connect(&addr, "t", Duration::from_secs(2)).unwrap();
+            assert_eq!(c.max_payload(), 1024);
+            let sub = c.subscribe("a").unwrap();
+            tx.send(()).unwrap();
+            assert!(matches!(
+                sub.next_timeout(Duration::from_secs(2)),
+                Err(NatsError::Closed)
+            ));
+            assert!(c.is_closed());
+            assert!(c.last_error().is_some());
+            assert!(matches!(c.publish("a", b""), Err(NatsError::Closed)));
+        }
+    }
+
     #[test]
     fn handles_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
