@@ -7,7 +7,12 @@
 //!   node's per-partition batching.
 //! - [`merge`]: a detector node's side: batches of its partitions from every ingest node, merged in
 //!   time order up to the minimum watermark of the live nodes, repeats dropped.
+//! - [`nats`]: a small synchronous NATS client (text protocol over a TCP stream, a reader thread).
+//! - [`jetstream`]: the JetStream subset used: streams, pull consumers, a key-value bucket and an
+//!   object store.
 
+pub mod jetstream;
 pub mod merge;
+pub mod nats;
 pub mod partition;
 pub mod wire;

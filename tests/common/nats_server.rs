@@ -1,0 +1,147 @@
+//! A throwaway nats-server on a free loopback port, for the NATS client tests.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A nats-server child process; killed (and waited for) on drop.
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    jetstream: bool,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// The nats-server binary: `$NATS_SERVER`, then PATH, then /usr/sbin and /usr/local/bin.
+fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// A loopback port nothing listens on (right now).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a loopback port")
+}
+
+impl NatsServer {
+    /// A server with JetStream (`-js`, storage in a temporary directory); None, with a note, when
+    /// nats-server is not installed (a panic instead when FLOODWATCH_REQUIRE_NATS=1).
+    pub fn start() -> Option<NatsServer> {
+        Self::start_with(true)
+    }
+
+    /// A server without JetStream.
+    pub fn start_without_jetstream() -> Option<NatsServer> {
+        Self::start_with(false)
+    }
+
+    fn start_with(jetstream: bool) -> Option<NatsServer> {
+        let Some(binary) = find_binary() else {
+            if std::env::var("FLOODWATCH_REQUIRE_NATS").as_deref() == Ok("1") {
+                panic!(
+                    "FLOODWATCH_REQUIRE_NATS=1 but nats-server is not installed (Debian package nats-server, or set NATS_SERVER to its path)"
+                );
+            }
+            eprintln!("skipping: nats-server not installed");
+            return None;
+        };
+        let mut s = NatsServer {
+            binary,
+            port: free_port(),
+            jetstream,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            child: None,
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    /// Runs the server on `self.port` and waits until it accepts connections.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("nats-server log file");
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.dir.path().join("js"));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                self.kill();
+                panic!(
+                    "nats-server did not accept connections on {addr} within {START_TIMEOUT:?} (exit {exited:?}); its log:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// "nats://127.0.0.1:PORT".
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
