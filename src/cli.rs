@@ -109,6 +109,23 @@ lists up to 2,000 (the most severe, in order of start; the page says how many it
 Exit status: 0 success (also when the capture holds no alert: the page says so), 1 error (a
 truncated capture still gets its report, saying where reading stopped), 2 bad usage.")]
     Report(Box<ReportArgs>),
+    /// Run a detector node of a cluster: consume the partitions given from NATS (published there by
+    /// `replay`, `live` or `collect` with --publish) and detect over them with the same engine and
+    /// outputs as one machine. A second `detect` with the same partitions is a standby: it takes
+    /// over within seconds when the first dies, from its last checkpoint (docs/scaling.md).
+    #[command(after_help = "Examples:
+  nats-server -js -sd /var/lib/nats &     # JetStream on (Debian: apt install nats-server)
+  floodwatch detect --nats nats://127.0.0.1:4222 --partitions 0-3
+  floodwatch detect --nats nats://127.0.0.1:4222 --partitions 4-7 --on-alert ./notify.sh
+  floodwatch live eth0 --publish nats://127.0.0.1:4222          # an ingest node
+  floodwatch replay --publish nats://127.0.0.1:4222 day.pcap    # another one
+
+Every node of a cluster (--cluster, default `floodwatch`) uses the same --subnet-v4/--subnet-v6;
+the first one to start fixes the partition count (--cluster-partitions, default 8). Alerts are
+written here as by `replay`, and also published on fw.CLUSTER.events.GROUP.
+Exit status: 0 stopped (Ctrl-C, or --exit-at-end), 1 error (NATS unreachable, lease lost,
+checkpoint unwritable: the message says which and what to do), 2 bad usage.")]
+    Detect(Box<DetectNodeArgs>),
     /// Write a deterministic synthetic capture (classic pcap, Ethernet) of a named scenario, for tests,
     /// demos and benchmarks. The expected alerts are written to FILE.labels.jsonl.
     #[command(after_help = "Examples:
@@ -212,6 +229,8 @@ pub struct ReplayArgs {
     pub record: Option<PathBuf>,
     #[command(flatten)]
     pub evidence: EvidenceArgs,
+    #[command(flatten)]
+    pub publish: PublishArgs,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
 }
@@ -414,6 +433,8 @@ pub struct LiveArgs {
     #[command(flatten)]
     pub evidence: EvidenceArgs,
     #[command(flatten)]
+    pub publish: PublishArgs,
+    #[command(flatten)]
     pub integrations: IntegrationArgs,
 }
 
@@ -466,6 +487,97 @@ pub struct CollectArgs {
     /// it off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub status_interval: Duration,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    #[command(flatten)]
+    pub integrations: IntegrationArgs,
+}
+
+/// `--publish`: an ingest node of a cluster.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Be an ingest node: publish the decoded packet summaries to NATS at URL
+    /// (nats://HOST:PORT, JetStream on) for the cluster's `floodwatch detect` nodes, instead of
+    /// detecting here. Each summary goes to the partitions of its destination's and its source's
+    /// prefix, in batches with this node's packet-time watermark (docs/scaling.md).
+    #[arg(long, value_name = "URL", help_heading = "Cluster")]
+    pub publish: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// This ingest node's id in the cluster (any number, unique among the ingest nodes)
+    /// [default: random at every start].
+    #[arg(long, value_name = "N", requires = "publish", help_heading = "Cluster")]
+    pub node_id: Option<u32>,
+    /// Bytes of batches kept while NATS is unreachable (suffixes K, M, G); beyond, the newest are
+    /// dropped and counted.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size, requires = "publish", help_heading = "Cluster")]
+    pub publish_buffer: usize,
+    /// Summaries per published batch (at most; every tick of packet time flushes, so this bounds
+    /// message size, not latency: ~35 bytes a summary).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), requires = "publish", help_heading = "Cluster")]
+    pub publish_batch: u32,
+}
+
+/// Which cluster a node belongs to.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster's name: it names its NATS streams, subjects and buckets (letters, digits, '-',
+    /// '_').
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "floodwatch",
+        help_heading = "Cluster"
+    )]
+    pub cluster: String,
+    /// Partitions of the cluster, when this node is the first and creates it (fixed for the
+    /// cluster's life; a node that says otherwise is refused) [default: 8].
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Cluster")]
+    pub cluster_partitions: Option<u16>,
+    /// Bytes of summary batches the bus keeps for detectors that are behind or taking over
+    /// (suffixes K, M, G; the oldest go first).
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size, help_heading = "Cluster")]
+    pub bus_max_bytes: usize,
+}
+
+/// `floodwatch detect`.
+#[derive(Debug, Args)]
+pub struct DetectNodeArgs {
+    /// The NATS server (nats://HOST:PORT; JetStream on).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The partitions this detector runs: e.g. 0-7, 3, 0,2,4-5. A running detector with the same
+    /// list makes this one its standby.
+    #[arg(long, value_name = "LIST")]
+    pub partitions: String,
+    /// Ingest nodes to hear from before time moves (so every node's start is seen); after
+    /// --silence without them, time moves with those heard.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub ingest_nodes: u32,
+    /// An ingest node not heard from for this long (wall time) stops holding time back (counted).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    pub silence: Duration,
+    /// Checkpoint the state to the cluster's object store (and acknowledge the batches it
+    /// includes) this often.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
+    pub checkpoint_interval: Duration,
+    /// The lease's time to live: a standby takes over once the running detector has not renewed
+    /// it for this long.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_positive_duration)]
+    pub lease_ttl: Duration,
+    /// Stop once every ingest node has ended its stream (replays), ending open alerts as a replay
+    /// does: for batch runs and tests.
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// With no checkpoint yet: start from the oldest batch the bus keeps, not the newest.
+    #[arg(long)]
+    pub from_start: bool,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub integrations: IntegrationArgs,
 }

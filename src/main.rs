@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::{
-    Backend, Cli, CollectArgs, Command, CompletionsArgs, DetectArgs, EvidenceArgs, Format,
-    IntegrationArgs, LiveArgs, ManArgs, OutputArgs, PrivilegeArgs, ReplayArgs, ReportArgs,
-    StateArgs, SynthArgs,
+    Backend, Cli, ClusterArgs, CollectArgs, Command, CompletionsArgs, DetectArgs, DetectNodeArgs,
+    EvidenceArgs, Format, IntegrationArgs, LiveArgs, ManArgs, OutputArgs, PrivilegeArgs,
+    PublishArgs, ReplayArgs, ReportArgs, StateArgs, SynthArgs,
 };
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::baseline::BaselineFile;
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Live(args) => live(*args),
         Command::Collect(args) => collect(*args),
         Command::Report(args) => report(*args),
+        Command::Detect(args) => detect_node(*args),
         Command::Synth(args) => synth_capture(args),
         Command::Config(_) => write_stdout(floodwatch::config::DEFAULT_CONFIG.as_bytes()),
         Command::Completions(args) => completions(args),
@@ -80,6 +81,21 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         record: args.record.is_some(),
         ..base
     };
+    if let Some(url) = &args.publish.publish {
+        let stop = install_stop_handler()?;
+        let mut source =
+            ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
+        let code = ingest(
+            url,
+            &args.publish,
+            &mut source,
+            (&detect, &pipe),
+            &stop,
+            args.output.quiet,
+        );
+        source.finish();
+        return code;
+    }
     if let Some(path) = &args.record {
         check_can_create(path, "the --record file")?;
     }
@@ -532,6 +548,28 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
         evidence: evidence_config(&args.evidence)?,
         ..base
     };
+    if let Some(url) = &args.publish.publish {
+        let (input, described) = open_live(&args)?;
+        let LiveInput::One(mut source) = input else {
+            anyhow::bail!("--publish reads with one capture thread: leave out --capture-threads");
+        };
+        let stop = install_stop_handler()?;
+        drop_privileges(&args.privileges, args.output.quiet)?;
+        if !args.output.quiet {
+            eprintln!(
+                "floodwatch: capturing on {} ({described}) for cluster {:?}; Ctrl-C stops",
+                args.interface, args.publish.cluster.cluster
+            );
+        }
+        return ingest(
+            url,
+            &args.publish,
+            source.as_mut(),
+            (&detect, &pipe),
+            &stop,
+            args.output.quiet,
+        );
+    }
     let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
@@ -606,6 +644,26 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         }),
         ..base
     };
+    if let Some(url) = &args.publish.publish {
+        let mut source: Box<dyn FrameSource> = if live {
+            Box::new(UdpSource::bind(&args.listen, args.recv_buffer)?)
+        } else {
+            Box::new(ProgressSource::new(
+                MultiFileSource::new(args.pcap.clone()),
+                !args.output.quiet,
+            ))
+        };
+        let stop = install_stop_handler()?;
+        drop_privileges(&args.privileges, args.output.quiet)?;
+        return ingest(
+            url,
+            &args.publish,
+            source.as_mut(),
+            (&detect, &pipe),
+            &stop,
+            args.output.quiet,
+        );
+    }
     let (writer, reopen) = if live {
         open_daemon_output(&args.output)?
     } else {
@@ -664,6 +722,187 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         &stop,
         args.output.quiet,
     )
+}
+
+/// Joins the cluster `c` on NATS at `url`.
+fn join_cluster(
+    url: &str,
+    c: &ClusterArgs,
+    detect: &DetectConfig,
+    client_name: &str,
+) -> Result<floodwatch::bus::cluster::ClusterBus> {
+    let settings = floodwatch::bus::cluster::JoinSettings {
+        name: c.cluster.clone(),
+        partitions: c.cluster_partitions,
+        subnet_v4: detect.subnet_v4,
+        subnet_v6: detect.subnet_v6,
+        max_bytes: i64::try_from(c.bus_max_bytes).unwrap_or(i64::MAX),
+        storage: floodwatch::bus::jetstream::Storage::File,
+    };
+    floodwatch::bus::cluster::join(url, client_name, &settings, random_seed())
+        .with_context(|| format!("cannot join cluster {:?} on NATS at {url}", c.cluster))
+}
+
+/// `--publish`: reads `source` as an ingest node of the cluster, publishing the summaries.
+fn ingest(
+    url: &str,
+    p: &PublishArgs,
+    source: &mut dyn FrameSource,
+    (detect, pipe): (&DetectConfig, &PipelineConfig),
+    stop: &AtomicBool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    use floodwatch::bus::publish::{run_publisher, PublishCounters, PublisherConfig};
+    let node = p.node_id.unwrap_or_else(|| random_seed() as u32);
+    let bus = join_cluster(
+        url,
+        &p.cluster,
+        detect,
+        &format!("floodwatch-ingest-{node}"),
+    )?;
+    let counters = Arc::new(PublishCounters::default());
+    let cfg = PublisherConfig {
+        url: url.to_string(),
+        client_name: format!("floodwatch-ingest-{node}"),
+        subjects: (0..bus.cluster.partitions)
+            .map(|i| bus.partition_subject(i))
+            .collect(),
+        buffer_bytes: p.publish_buffer,
+        drain_timeout: std::time::Duration::from_secs(10),
+        verbose: !quiet,
+    };
+    if !quiet {
+        eprintln!(
+            "floodwatch: ingest node {node} of cluster {:?} ({} partitions) publishing to {url}",
+            bus.name, bus.cluster.partitions
+        );
+    }
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    let out = pipeline::ingest::BusOut {
+        cluster: bus.cluster,
+        node,
+        batch: p.publish_batch,
+        tx,
+    };
+    let client = bus.client.clone();
+    let (summary, error, published) = std::thread::scope(|s| {
+        let c = Arc::clone(&counters);
+        let h = s.spawn(move || run_publisher(Some(client), rx, cfg, c));
+        let (summary, error) = pipeline::ingest::run_ingest(source, detect, pipe, out, stop, None);
+        (summary, error, h.join())
+    });
+    let published =
+        published.map_err(|_| anyhow::anyhow!("the publisher thread panicked (a bug)"))?;
+    if !quiet {
+        eprint!("{}", pipeline::render_summary(&summary));
+        eprintln!(
+            "published: {} summaries in {} batches ({} bytes) to cluster {:?}; dropped {} summaries in {} batches (NATS unreachable and the buffer full{}); {} disconnects",
+            published.summaries,
+            published.batches,
+            published.bytes,
+            bus.name,
+            published.dropped_summaries,
+            published.dropped_batches,
+            if published.unsent_at_end > 0 {
+                format!(", {} still unsent at the end", published.unsent_at_end)
+            } else {
+                String::new()
+            },
+            published.disconnects
+        );
+    }
+    if let Some(e) = error {
+        eprintln!("floodwatch: error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    if published.unsent_at_end > 0 {
+        eprintln!(
+            "floodwatch: error: {} batches could not be published to {url} before giving up",
+            published.unsent_at_end
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `floodwatch detect`: a detector node of a cluster.
+fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
+    use floodwatch::bus::cluster::{group_name, parse_partitions};
+    use floodwatch::bus::detector::{run_detector, DetectorConfig};
+    let mut detect = detect_config(&args.detect)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    let instance = format!("{host}-{}", std::process::id());
+    let bus = join_cluster(
+        &args.nats,
+        &args.cluster,
+        &detect,
+        &format!("floodwatch-detect-{instance}"),
+    )?;
+    let partitions = parse_partitions(&args.partitions, bus.cluster.partitions)
+        .map_err(|e| anyhow::anyhow!("--partitions {}: {e}", args.partitions))?;
+    let group = group_name(&partitions);
+    // a standby must hash keys as the detector it replaces: the seed comes from the cluster's
+    if args.detect.seed.is_none() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(bus.cluster.seed).build_hasher();
+        h.write(group.as_bytes());
+        detect.hash_seed = h.finish();
+    }
+    let cfg = DetectorConfig {
+        partitions,
+        group: group.clone(),
+        ingest_nodes: args.ingest_nodes as usize,
+        silence: args.silence,
+        checkpoint_every: args.checkpoint_interval,
+        lease_ttl: args.lease_ttl,
+        exit_at_end: args.exit_at_end,
+        from_start: args.from_start,
+        instance,
+        verbose: !args.output.quiet,
+    };
+    let (writer, _reopen) = open_daemon_output(&args.output)?;
+    let stop = install_stop_handler()?;
+    let extras = Extras::start(
+        &args.integrations,
+        args.output.quiet,
+        format!("partitions {group} of cluster {}", bus.name),
+        true,
+    )?;
+    let started = std::time::Instant::now();
+    let (result, tally, _closed) =
+        pipeline::run_events(writer, &stop, extras.integrations(), |emit| {
+            run_detector(&bus, detect, &cfg, &stop, emit)
+        })?;
+    let stats = result.with_context(|| format!("detector of partitions {group}"))?;
+    if !args.output.quiet {
+        let m = &stats.merge;
+        eprintln!(
+            "floodwatch detector summary (partitions {group} of cluster {})\n  {:.1} s; {} summaries from {} batches of the bus ({} repeated and dropped, {} missing, {} malformed); ingest nodes ended {}, fell silent {} times\n  events: {} written, {} already written before a takeover; {} checkpoints (last {} bytes){}\n  alerts: {} started, {} ended",
+            bus.name,
+            started.elapsed().as_secs_f64(),
+            m.summaries,
+            m.batches,
+            m.duplicates,
+            m.gaps,
+            stats.malformed_batches,
+            m.ended_nodes,
+            m.silent_nodes,
+            stats.events,
+            stats.events_suppressed,
+            stats.checkpoints,
+            stats.checkpoint_bytes,
+            if stats.restored {
+                format!("; restored from a checkpoint in {} ms", stats.takeover.as_millis())
+            } else {
+                String::new()
+            },
+            tally.started.values().sum::<u64>(),
+            tally.ended,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A live capture: one source read on the pipeline's thread, or a fanout group, a thread each.

@@ -10,9 +10,15 @@
 //! - [`nats`]: a small synchronous NATS client (text protocol over a TCP stream, a reader thread).
 //! - [`jetstream`]: the JetStream subset used: streams, pull consumers, a key-value bucket and an
 //!   object store.
+//! - [`cluster`]: a cluster's names, streams and shared record; [`publish`]: an ingest node's
+//!   publisher thread; [`detector`]: a detector node (lease, checkpoints, takeover).
 
+pub mod cluster;
+pub mod detector;
 pub mod jetstream;
 pub mod merge;
 pub mod nats;
 pub mod partition;
+pub mod publish;
 pub mod wire;
+

@@ -197,6 +197,11 @@ impl Partitioner {
         }
     }
 
+    /// Batches closed and not taken yet.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
     /// Latest packet time pushed or advanced to.
     pub fn latest(&self) -> Timestamp {
         self.latest

@@ -205,6 +205,16 @@ fn varint(b: &mut Vec<u8>, mut v: u64) {
     b.push(v as u8);
 }
 
+/// The count of summaries a batch's header announces (0 for what is not a batch).
+pub fn batch_count(bytes: &[u8]) -> u64 {
+    match bytes.get(36..40) {
+        Some(b) if bytes.starts_with(&MAGIC) => {
+            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        _ => 0,
+    }
+}
+
 /// Reads a batch: its header, then every summary appended to `out`. Nothing is appended unless the
 /// whole batch decodes.
 pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchHeader, WireError> {

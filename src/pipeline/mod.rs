@@ -30,6 +30,7 @@ mod capture;
 mod checkpoint;
 mod decode;
 mod evidence;
+pub mod ingest;
 mod reader;
 mod route;
 mod shard;
@@ -429,6 +430,46 @@ pub fn run_input<W: Write + Send>(
         checkpoints,
         recording,
     })
+}
+
+/// Runs `produce` on the caller's thread with the sink on a thread of its own: every batch of
+/// events `produce` hands its callback (in order) is written as a replay writes them, feeding the
+/// tally, metrics and hook. The callback returns false once the output is gone. For a detector
+/// node, whose events come from the bus rather than from counter shards.
+pub fn run_events<W: Write + Send, R>(
+    writer: EventWriter<W>,
+    stop: &AtomicBool,
+    integ: Integrations<'_>,
+    produce: impl FnOnce(&mut dyn FnMut(Vec<crate::alert::AlertEvent>) -> bool) -> R,
+) -> Result<(R, AlertTally, bool), PipelineError> {
+    let closed = AtomicBool::new(false);
+    let (r, sink) = std::thread::scope(|s| {
+        let (tx, rx) = bounded::<ShardOut>(64);
+        let closed_ref = &closed;
+        let feeds = SinkFeeds {
+            evidence: None,
+            record: false,
+        };
+        let sink = s.spawn(move || run_sink(rx, 1, writer, stop, closed_ref, integ, feeds));
+        let mut emit = |events: Vec<crate::alert::AlertEvent>| {
+            tx.send(ShardOut {
+                shard: 0,
+                events,
+                marks: Vec::new(),
+                watermark: u64::MAX,
+            })
+            .is_ok()
+                && !closed_ref.load(Ordering::Relaxed)
+        };
+        let r = produce(&mut emit);
+        drop(tx);
+        (r, sink.join().map_err(|_| PipelineError::Panicked))
+    });
+    let (tally, write_error, _) = sink?;
+    if let Some(e) = write_error {
+        return Err(PipelineError::Output(e));
+    }
+    Ok((r, tally, closed.load(Ordering::Relaxed)))
 }
 
 /// Frames the reader keeps to look back over, at least (`--evidence-dir`).

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The bus path against one machine (issue 15): a capture replayed by one `floodwatch replay` (the
+# in-process pipeline) and by an ingest node (`replay --publish`) → nats-server (JetStream, file
+# storage, on loopback) → a detector node (`detect --partitions 0-7`), in the same run, interleaved.
+#
+#   benches/cluster.sh            # 3 interleaved runs of 2 M minimum-size SYN-flood packets
+#   benches/cluster.sh --quick    # 1 run of 0.5 M packets
+#   benches/cluster.sh --runs N
+#
+# Prints, as markdown tables for docs/scaling.md:
+# - packets per CPU-second of each path (CPU = user+sys of every process of the path: replay alone;
+#   ingest + nats-server + detector) and their ratio (target ≥ 50 %);
+# - the CPU cost per published summary of publishing (ingest node), carrying (nats-server) and
+#   consuming (detector node), in ns;
+# - added detection latency: a capture with many alerts replayed at capture speed
+#   (`--realtime`) in-process and through the bus (40 sources at the floor: ~80 start/end events); for each alert event, the wall time it was
+#   written after its process started, bus minus in-process (median, p99, max; target p99 ≤ 50 ms).
+set -euo pipefail
+USER_BENCH_DIR="${BENCH_DIR:-}"
+source "$(dirname "$0")/common.sh"
+
+RUNS=3
+PPS=500000
+SECS=4
+while (($#)); do
+  case "$1" in
+    --quick) RUNS=1 SECS=1 ;;
+    --runs) RUNS="$2"; shift ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (try --help)" ;;
+  esac
+  shift
+done
+NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
+[[ -x "$NATS" ]] || ensure_debian_package nats-server nats-server || die "nats-server is missing (apt-get install nats-server)"
+NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
+build_release
+
+CAP="$BENCH_DIR/cluster-flood-$SECS.pcap"
+synth_once "$CAP" syn-flood --min-size --background-pps 0 --duration "${SECS}s" --attack-start 0s \
+  --attack-duration "${SECS}s" --attack-pps "$PPS" --sources 100000
+PACKETS=$((PPS * SECS))
+
+PORT="$(awk 'BEGIN { srand(); print 20000 + int(rand() * 20000) }')"
+URL="nats://127.0.0.1:$PORT"
+"$NATS" -a 127.0.0.1 -p "$PORT" -js -sd "$BENCH_DIR/js" >"$BENCH_DIR/nats.log" 2>&1 &
+NATS_PID=$!
+trap 'kill $NATS_PID 2>/dev/null || true; wait $NATS_PID 2>/dev/null || true; rm -rf "$BENCH_DIR/js"; [[ -n "$USER_BENCH_DIR" ]] || rm -rf "$BENCH_DIR"' EXIT
+for _ in $(seq 50); do
+  (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+
+# cpu_of PID: user+sys seconds of a running process (from /proc, clock ticks).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+declare -a IN_CPU BUS_CPU ING_CPU SRV_CPU DET_CPU SUMS
+for r in $(seq "$RUNS"); do
+  timed "$BENCH_DIR/inproc" "$FW" replay --quiet --seed 1 "$CAP"
+  IN_CPU+=("$CPU")
+  log "run $r/$RUNS in-process: $WALL s wall, $CPU s cpu"
+
+  cluster="bench$r$$"
+  srv0="$(cpu_of "$NATS_PID")"
+  ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --partitions 0-7 \
+      --exit-at-end --from-start --seed 1 -q >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
+  det=$!
+  sleep 0.3
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --node-id 1 "$CAP"
+  ing="$CPU"
+  wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
+  read -r du ds <"$BENCH_DIR/det.time"
+  dcpu="$(calc "$du + $ds")"
+  scpu="$(calc "$(cpu_of "$NATS_PID") - $srv0")"
+  sums="$(sed -n 's/^published: \([0-9]*\) summaries.*/\1/p' "$BENCH_DIR/ingest.err")"
+  cmp -s <(grep -c '"event":"start"' "$BENCH_DIR/inproc.out") <(grep -c '"event":"start"' "$BENCH_DIR/det.out") ||
+    log "warning: the two paths raised different numbers of alerts"
+  ING_CPU+=("$ing") DET_CPU+=("$dcpu") SRV_CPU+=("$scpu") SUMS+=("$sums")
+  BUS_CPU+=("$(calc "$ing + $dcpu + $scpu")")
+  log "run $r/$RUNS bus: ingest $ing s, nats-server $scpu s, detector $dcpu s cpu; $sums summaries"
+done
+
+in_cpu="$(median "${IN_CPU[@]}")" bus_cpu="$(median "${BUS_CPU[@]}")"
+ing="$(median "${ING_CPU[@]}")" srv="$(median "${SRV_CPU[@]}")" det="$(median "${DET_CPU[@]}")"
+sums="$(median "${SUMS[@]}")"
+printf '\n%s\n\n' "$(machine_line)"
+printf '%s packets (%s summaries on the bus: each goes to its destination'"'"'s and its source'"'"'s partition), median of %s interleaved runs\n\n' "$PACKETS" "$sums" "$RUNS"
+printf '| path | CPU s (user+sys) | M packets per CPU-second |\n|---|---:|---:|\n'
+printf '| in-process `replay` | %s | %s |\n' "$in_cpu" "$(fixed 2 "$PACKETS / $in_cpu / 1e6")"
+printf '| bus: ingest + nats-server + detector | %s | %s |\n' "$bus_cpu" "$(fixed 2 "$PACKETS / $bus_cpu / 1e6")"
+printf '| bus / in-process | | %s %% |\n\n' "$(fixed 0 "100 * $in_cpu / $bus_cpu")"
+printf '| cost per published summary | ns of CPU |\n|---|---:|\n'
+printf '| ingest node (read, decode, partition, encode, publish) | %s |\n' "$(fixed 0 "$ing * 1e9 / $sums")"
+printf '| nats-server (JetStream, file storage) | %s |\n' "$(fixed 0 "$srv * 1e9 / $sums")"
+printf '| detector node (consume, decode, merge, detect) | %s |\n' "$(fixed 0 "$det * 1e9 / $sums")"
+
+# latency: 40 sources flooding at the source floor (many alerts), at capture speed, in-process and through the bus
+LAT="$BENCH_DIR/cluster-sources.pcap"
+synth_once "$LAT" sources-at-floor --duration 10s --attack-start 2s --attack-duration 5s --sources 40 --attack-pps 48000 --background-pps 500
+# stamp FILE: each line of stdin prefixed with the wall time in ns
+now_ns() { local t="${EPOCHREALTIME/./}"; printf '%s000' "$t"; }
+stamp() { while IFS= read -r l; do printf '%s000 %s\n' "${EPOCHREALTIME/./}" "$l"; done >"$1"; }
+t0="$(now_ns)"
+"$FW" replay --realtime --quiet --seed 1 "$LAT" | stamp "$BENCH_DIR/lat-in.txt"
+in_t0="$t0"
+cluster="lat$$"
+"$FW" detect --nats "$URL" --cluster "$cluster" --partitions 0-7 --exit-at-end --seed 1 -q \
+  | stamp "$BENCH_DIR/lat-bus.txt" &
+det=$!
+sleep 0.5
+bus_t0="$(now_ns)"
+"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --node-id 1 -q "$LAT"
+wait "$det"
+# per event id: (wall ns since its process start) bus - in-process
+awk -v a="$in_t0" -v b="$bus_t0" '
+  function key(line,  m) { match(line, /"event":"[a-z]*","id":"[^"]*"/); return substr(line, RSTART, RLENGTH) }
+  FNR == NR { k = key($0); if (k != "") t[k] = $1 - a; next }
+  { k = key($0); if (k in t) { d = ($1 - b - t[k]) / 1e6; print d } }
+' "$BENCH_DIR/lat-in.txt" "$BENCH_DIR/lat-bus.txt" | sort -g >"$BENCH_DIR/lat.txt"
+n="$(wc -l <"$BENCH_DIR/lat.txt")"
+[[ "$n" -gt 0 ]] || die "no event matched between the two latency runs"
+p() { awk -v q="$1" -v n="$n" 'NR == (int(q * n + 0.999999) < 1 ? 1 : int(q * n + 0.999999)) { printf "%.1f", $1 }' "$BENCH_DIR/lat.txt"; }
+printf '\n| added latency through the bus (%s events, capture speed) | ms |\n|---|---:|\n' "$n"
+printf '| median | %s |\n| p99 | %s |\n| max | %s |\n' "$(p 0.5)" "$(p 0.99)" "$(p 1)"

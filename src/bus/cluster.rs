@@ -1,0 +1,278 @@
+//! A cluster on NATS: its name, its subjects and streams, and the record every node agrees on
+//! (partition count, partition seed, subnet prefix lengths), kept in the cluster's key-value
+//! bucket so the first node to start fixes it and every later one checks it.
+//!
+//! Layout for cluster `NAME`:
+//! - stream `FW_NAME`, subjects `fw.NAME.p.<partition>`: summary batches (src/bus/wire.rs);
+//! - stream `FW_NAME_EVENTS`, subjects `fw.NAME.events.<group>`: the alert events detectors wrote;
+//! - key-value bucket `fw_NAME`: key `cluster` (this record), `lease.<group>` (which detector
+//!   runs a group of partitions);
+//! - object store `fw_NAME_state`: each group's last checkpoint (`detector.<group>`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::jetstream::{JetStream, Kv, ObjectStore, Storage, StreamConfig};
+use super::nats::{Client, NatsError};
+use super::partition::Cluster;
+
+/// Version of the cluster record.
+const RECORD_VERSION: u32 = 1;
+
+/// Why a node cannot join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("cluster name {0:?}: use letters, digits, '-' and '_' only (it names NATS streams and subjects)")]
+    Name(String),
+    #[error("cluster {name:?} was created with {what} {theirs}; this node has {ours}: run every node of a cluster with the same settings, or use another --cluster")]
+    Mismatch {
+        name: String,
+        what: &'static str,
+        theirs: String,
+        ours: String,
+    },
+    #[error("cluster {name:?}: its record in bucket fw_{name} is unreadable ({reason}); delete it with `nats kv del fw_{name} cluster` to start the cluster again")]
+    Record { name: String, reason: String },
+}
+
+/// What every node of a cluster agrees on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub version: u32,
+    pub partitions: u16,
+    pub seed: u64,
+    pub subnet_v4: u8,
+    pub subnet_v6: u8,
+}
+
+/// How a node joins: the settings it would create the cluster with.
+#[derive(Clone, Debug)]
+pub struct JoinSettings {
+    pub name: String,
+    /// Partitions when this node creates the cluster; when it joins one, a value given explicitly
+    /// must match (None: take the cluster's).
+    pub partitions: Option<u16>,
+    pub subnet_v4: u8,
+    pub subnet_v6: u8,
+    /// Bytes of summary batches the bus keeps (oldest dropped beyond).
+    pub max_bytes: i64,
+    pub storage: Storage,
+}
+
+/// Partitions of a cluster created without saying.
+pub const DEFAULT_PARTITIONS: u16 = 8;
+
+/// A node's connection to its cluster.
+pub struct ClusterBus {
+    pub name: String,
+    pub client: Client,
+    pub js: JetStream,
+    pub kv: Kv,
+    pub cluster: Cluster,
+}
+
+impl ClusterBus {
+    /// The subject of a partition's batches.
+    pub fn partition_subject(&self, partition: u16) -> String {
+        format!("fw.{}.p.{partition}", self.name)
+    }
+
+    /// The stream holding the batches.
+    pub fn stream(&self) -> String {
+        format!("FW_{}", self.name)
+    }
+
+    pub fn events_stream(&self) -> String {
+        format!("FW_{}_EVENTS", self.name)
+    }
+
+    pub fn events_subject(&self, group: &str) -> String {
+        format!("fw.{}.events.{group}", self.name)
+    }
+
+    /// The object store of checkpoints.
+    pub fn state_store(&self) -> Result<ObjectStore, NatsError> {
+        ObjectStore::ensure(&self.js, &format!("fw_{}_state", self.name), Storage::File)
+    }
+}
+
+/// Checks a cluster name.
+pub fn check_name(name: &str) -> Result<(), ClusterError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ClusterError::Name(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Connects to NATS at `url`, makes sure the cluster's streams and bucket exist, and reads (or,
+/// first of all, writes) the cluster record.
+pub fn join(
+    url: &str,
+    client_name: &str,
+    s: &JoinSettings,
+    seed: u64,
+) -> Result<ClusterBus, ClusterError> {
+    check_name(&s.name)?;
+    let client = Client::connect(url, client_name, Duration::from_secs(5))?;
+    let js = JetStream::new(client.clone(), Duration::from_secs(5));
+    js.check()?;
+    let name = s.name.clone();
+    let subject = format!("fw.{name}.p.>");
+    let mut batches = StreamConfig::new(&format!("FW_{name}"), &[subject.as_str()]);
+    batches.storage = s.storage;
+    batches.max_bytes = s.max_bytes;
+    js.ensure_stream(&batches)?;
+    let subject = format!("fw.{name}.events.>");
+    let mut events = StreamConfig::new(&format!("FW_{name}_EVENTS"), &[subject.as_str()]);
+    events.max_age = Duration::from_secs(30 * 24 * 3600);
+    events.max_bytes = 1 << 30;
+    js.ensure_stream(&events)?;
+    let kv = Kv::ensure(&js, &format!("fw_{name}"), Storage::File)?;
+    let ours = ClusterRecord {
+        version: RECORD_VERSION,
+        partitions: s.partitions.unwrap_or(DEFAULT_PARTITIONS).max(1),
+        seed,
+        subnet_v4: s.subnet_v4,
+        subnet_v6: s.subnet_v6,
+    };
+    let record = loop {
+        if let Some(e) = kv.get("cluster")? {
+            let r: ClusterRecord =
+                serde_json::from_slice(&e.value).map_err(|e| ClusterError::Record {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            break r;
+        }
+        let bytes = serde_json::to_vec(&ours).unwrap_or_default();
+        if kv.create("cluster", &bytes)?.is_some() {
+            break ours;
+        }
+        // another node created it at the same moment: read theirs
+    };
+    if record.version != RECORD_VERSION {
+        return Err(ClusterError::Record {
+            name,
+            reason: format!(
+                "version {} (this floodwatch reads {RECORD_VERSION})",
+                record.version
+            ),
+        });
+    }
+    let mismatch = |what: &'static str, theirs: String, ours: String| ClusterError::Mismatch {
+        name: name.clone(),
+        what,
+        theirs,
+        ours,
+    };
+    if let Some(p) = s.partitions {
+        if p != record.partitions {
+            return Err(mismatch(
+                "--cluster-partitions",
+                record.partitions.to_string(),
+                p.to_string(),
+            ));
+        }
+    }
+    if (record.subnet_v4, record.subnet_v6) != (s.subnet_v4, s.subnet_v6) {
+        return Err(mismatch(
+            "--subnet-v4/--subnet-v6",
+            format!("/{} and /{}", record.subnet_v4, record.subnet_v6),
+            format!("/{} and /{}", s.subnet_v4, s.subnet_v6),
+        ));
+    }
+    Ok(ClusterBus {
+        name,
+        client,
+        js,
+        kv,
+        cluster: Cluster {
+            partitions: record.partitions,
+            seed: record.seed,
+            subnet_v4: record.subnet_v4,
+            subnet_v6: record.subnet_v6,
+        },
+    })
+}
+
+/// Parses a partition list: `0-7`, `3`, `0,2,4-5`; every partition below `count`.
+pub fn parse_partitions(spec: &str, count: u16) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let num = |x: &str| {
+            x.parse::<u16>()
+                .map_err(|_| format!("{part:?} is not a partition or a range (e.g. 0-7)"))
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b {
+            return Err(format!("{part:?}: the range runs backwards"));
+        }
+        if b >= count {
+            return Err(format!(
+                "partition {b} does not exist: the cluster has {count} (0-{})",
+                count - 1
+            ));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err("no partition given (e.g. --partitions 0-7)".to_string());
+    }
+    Ok(out)
+}
+
+/// The canonical name of a group of partitions (`0-3_6`), used in subjects and keys.
+pub fn group_name(parts: &[u16]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let start = parts[i];
+        let mut end = start;
+        while i + 1 < parts.len() && parts[i + 1] == end + 1 {
+            i += 1;
+            end = parts[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join("_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_lists_parse_and_name_canonically() {
+        assert_eq!(parse_partitions("0-3", 8).unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(parse_partitions("5,0-1, 1", 8).unwrap(), vec![0, 1, 5]);
+        assert!(parse_partitions("0-8", 8).unwrap_err().contains("0-7"));
+        assert!(parse_partitions("3-1", 8).is_err());
+        assert!(parse_partitions("x", 8).is_err());
+        assert!(parse_partitions("", 8).is_err());
+        assert_eq!(group_name(&[0, 1, 2, 3, 6, 8, 9]), "0-3_6_8-9");
+        assert_eq!(group_name(&[4]), "4");
+        assert!(check_name("site-a_1").is_ok());
+        assert!(
+            check_name("a.b").is_err() && check_name("").is_err() && check_name("a b").is_err()
+        );
+    }
+}

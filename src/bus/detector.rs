@@ -1,0 +1,769 @@
+//! A detector node (`floodwatch detect`): consumes the batches of its partitions from JetStream,
+//! merges them into one stream in packet-time order ([`Merger`]) and runs one [`Engine`] over the
+//! sides of each summary it owns.
+//!
+//! Failover. A group of partitions is run by one detector at a time: the holder of the lease
+//! `lease.<group>` in the cluster's key-value bucket, refreshed every quarter of its time to live.
+//! A standby started with the same partitions waits; when the lease has not moved for its whole
+//! time to live (the holder died), it takes it over with a compare-and-set. The holder
+//! checkpoints its engine and merger, with the stream position of the last batch of each
+//! partition they include, to the cluster's object store, and only then acknowledges those
+//! batches (ack-all on a durable consumer per partition). The new holder restores that
+//! checkpoint, recreates the consumers to start right after those positions and re-reads what
+//! came since: nothing is counted twice (the state had not counted it) and nothing is lost (it
+//! was not acknowledged). Events it computes again before reaching the point the dead holder had
+//! written are recognised by their position (evaluation, index in it; the engine is
+//! deterministic) against the last event the group published on `fw.<cluster>.events.<group>`,
+//! and not written again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use serde::{Deserialize, Serialize};
+
+use super::cluster::ClusterBus;
+use super::jetstream::{AckPolicy, ConsumerConfig, DeliverPolicy, JsMessage, ObjectStore};
+use super::merge::{MergeStats, Merger};
+use super::nats::NatsError;
+use super::partition::Sides;
+use crate::alert::{AlertEvent, EndReason, EventLine};
+use crate::config::DetectConfig;
+use crate::detect::{Engine, ScopeMask, ShardSpec};
+use crate::key::Scope;
+
+/// Checkpoint container: magic, version.
+const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
+const CHECKPOINT_VERSION: u16 = 1;
+
+/// Messages a partition's consumer thread keeps in flight to the merge.
+const CONSUMER_QUEUE: usize = 1024;
+
+/// How a detector node runs.
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    pub partitions: Vec<u16>,
+    /// The canonical name of the partitions ([`super::cluster::group_name`]).
+    pub group: String,
+    /// Ingest nodes to hear from before time moves.
+    pub ingest_nodes: usize,
+    /// An ingest node silent this long (wall time) no longer holds time back.
+    pub silence: Duration,
+    /// Checkpoint (and acknowledge) this often.
+    pub checkpoint_every: Duration,
+    /// The lease's time to live: a standby takes over once it has not moved for this long.
+    pub lease_ttl: Duration,
+    /// Stop once every ingest node has ended its stream (replays), ending open alerts as a replay
+    /// does.
+    pub exit_at_end: bool,
+    /// Start a group that has no checkpoint from the oldest batch the bus keeps instead of the
+    /// newest.
+    pub from_start: bool,
+    /// This process, as the lease names it.
+    pub instance: String,
+    /// Notices on stderr.
+    pub verbose: bool,
+}
+
+/// Why a detector stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("detector engine: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("the lease of partitions {group} was taken over by {holder}: this detector stopped so the group is not run twice (was it paused longer than the lease's {ttl:?}?)")]
+    LeaseLost {
+        group: String,
+        holder: String,
+        ttl: Duration,
+    },
+    #[error("cannot write the checkpoint of partitions {group}: {reason}")]
+    Checkpoint { group: String, reason: String },
+    #[error("the output is gone")]
+    OutputClosed,
+}
+
+/// What a detector counted.
+#[derive(Clone, Debug, Default)]
+pub struct DetectorStats {
+    pub merge: MergeStats,
+    pub malformed_batches: u64,
+    pub events: u64,
+    /// Events computed again after a takeover and not written again.
+    pub events_suppressed: u64,
+    pub checkpoints: u64,
+    pub checkpoint_bytes: u64,
+    /// Restored from a checkpoint at start (else started cold).
+    pub restored: bool,
+    /// Waiting for the lease (standby), then from holding it to consuming.
+    pub waited_for_lease: Duration,
+    pub takeover: Duration,
+    pub summaries: u64,
+    pub engine: crate::detect::EngineStats,
+}
+
+/// A detector's saved state.
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    partitions: Vec<u16>,
+    cluster_seed: u64,
+    /// Per partition, the stream sequence of the last batch the state includes.
+    positions: Vec<(u16, u64)>,
+    /// The run the events belong to (a new one on a cold start).
+    run: String,
+    /// Last event position written: (evaluation, index).
+    last_event: Option<(u64, u32)>,
+}
+
+struct Checkpoint {
+    meta: CheckpointMeta,
+    merger_meta: Vec<u8>,
+    merger_held: Vec<u8>,
+    engine: Vec<u8>,
+}
+
+fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
+    let meta = serde_json::to_vec(&c.meta).unwrap_or_default();
+    let mut out = Vec::with_capacity(
+        16 + meta.len() + c.merger_meta.len() + c.merger_held.len() + c.engine.len(),
+    );
+    out.extend_from_slice(CHECKPOINT_MAGIC);
+    out.extend_from_slice(&CHECKPOINT_VERSION.to_be_bytes());
+    for part in [&meta, &c.merger_meta, &c.merger_held, &c.engine] {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
+    if bytes.len() < 6 || &bytes[..4] != CHECKPOINT_MAGIC {
+        return Err("not a floodwatch detector checkpoint".into());
+    }
+    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+    if version != CHECKPOINT_VERSION {
+        return Err(format!(
+            "checkpoint version {version}; this floodwatch reads {CHECKPOINT_VERSION}"
+        ));
+    }
+    let mut rest = &bytes[6..];
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(4);
+    for _ in 0..4 {
+        let len = rest
+            .get(..8)
+            .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .ok_or("checkpoint cut short")?;
+        let len = usize::try_from(len).map_err(|_| "checkpoint part too long")?;
+        let body = rest
+            .get(8..8usize.saturating_add(len))
+            .ok_or("checkpoint cut short")?;
+        parts.push(body.to_vec());
+        rest = &rest[8 + len..];
+    }
+    let engine = parts.pop().unwrap_or_default();
+    let merger_held = parts.pop().unwrap_or_default();
+    let merger_meta = parts.pop().unwrap_or_default();
+    let meta_bytes = parts.pop().unwrap_or_default();
+    let meta: CheckpointMeta =
+        serde_json::from_slice(&meta_bytes).map_err(|e| format!("checkpoint metadata: {e}"))?;
+    Ok(Checkpoint {
+        meta,
+        merger_meta,
+        merger_held,
+        engine,
+    })
+}
+
+/// Where a detector's events go: called with each evaluation's events in order, and the
+/// evaluation they come from. Returns false when the output is gone.
+pub type EmitFn<'a> = dyn FnMut(Vec<AlertEvent>) -> bool + 'a;
+
+/// Monotonic nanoseconds since `t0`.
+fn mono(t0: Instant) -> u64 {
+    t0.elapsed().as_nanos() as u64
+}
+
+/// The lease this process holds.
+struct Lease {
+    key: String,
+    revision: u64,
+    refreshed: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseValue {
+    holder: String,
+}
+
+/// Waits until this process holds the group's lease (or `stop`).
+fn acquire_lease(
+    bus: &ClusterBus,
+    cfg: &DetectorConfig,
+    stop: &AtomicBool,
+) -> Result<Option<Lease>, DetectorError> {
+    let key = format!("lease.{}", cfg.group);
+    let mine = serde_json::to_vec(&LeaseValue {
+        holder: cfg.instance.clone(),
+    })
+    .unwrap_or_default();
+    // (revision seen, since when)
+    let mut seen: Option<(u64, Instant)> = None;
+    let mut told = false;
+    while !stop.load(Ordering::Relaxed) {
+        match bus.kv.get(&key)? {
+            None => {
+                if let Some(rev) = bus.kv.create(&key, &mine)? {
+                    return Ok(Some(Lease {
+                        key,
+                        revision: rev,
+                        refreshed: Instant::now(),
+                    }));
+                }
+            }
+            Some(e) => {
+                let holder = serde_json::from_slice::<LeaseValue>(&e.value)
+                    .map(|v| v.holder)
+                    .unwrap_or_default();
+                // a released lease (empty holder) or one that has not moved for its time to live
+                let expired = match seen {
+                    Some((rev, since)) if rev == e.revision => since.elapsed() >= cfg.lease_ttl,
+                    _ => {
+                        seen = Some((e.revision, Instant::now()));
+                        false
+                    }
+                };
+                if holder.is_empty() || expired {
+                    if let Some(rev) = bus.kv.update(&key, &mine, e.revision)? {
+                        if cfg.verbose && !holder.is_empty() {
+                            eprintln!(
+                                "floodwatch: taking over partitions {} from {holder} (its lease was not renewed for {:?})",
+                                cfg.group, cfg.lease_ttl
+                            );
+                        }
+                        return Ok(Some(Lease {
+                            key,
+                            revision: rev,
+                            refreshed: Instant::now(),
+                        }));
+                    }
+                } else if !told && cfg.verbose {
+                    told = true;
+                    eprintln!(
+                        "floodwatch: standby for partitions {}: {holder} runs them; taking over if its lease lapses for {:?}",
+                        cfg.group, cfg.lease_ttl
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100).min(cfg.lease_ttl / 8));
+    }
+    Ok(None)
+}
+
+fn refresh_lease(
+    bus: &ClusterBus,
+    cfg: &DetectorConfig,
+    lease: &mut Lease,
+) -> Result<(), DetectorError> {
+    let mine = serde_json::to_vec(&LeaseValue {
+        holder: cfg.instance.clone(),
+    })
+    .unwrap_or_default();
+    match bus.kv.update(&lease.key, &mine, lease.revision)? {
+        Some(rev) => {
+            lease.revision = rev;
+            lease.refreshed = Instant::now();
+            Ok(())
+        }
+        None => {
+            let holder = bus
+                .kv
+                .get(&lease.key)
+                .ok()
+                .flatten()
+                .and_then(|e| serde_json::from_slice::<LeaseValue>(&e.value).ok())
+                .map_or_else(|| "another detector".to_string(), |v| v.holder);
+            Err(DetectorError::LeaseLost {
+                group: cfg.group.clone(),
+                holder,
+                ttl: cfg.lease_ttl,
+            })
+        }
+    }
+}
+
+/// The durable consumer of a partition.
+fn consumer_name(bus: &ClusterBus, partition: u16) -> String {
+    format!("fw_{}_p{partition}", bus.name)
+}
+
+fn mask_of(sides: Sides) -> ScopeMask {
+    let mut m = ScopeMask(0);
+    if sides.destination {
+        m.insert(Scope::DstHost);
+        m.insert(Scope::DstSubnet);
+    }
+    if sides.source {
+        m.insert(Scope::SrcHost);
+        m.insert(Scope::SrcSubnet);
+    }
+    m
+}
+
+fn random_run() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Runs a detector node until `stop`, the end of the ingest streams (with `exit_at_end`) or an
+/// error; events go to `emit`.
+pub fn run_detector(
+    bus: &ClusterBus,
+    detect: DetectConfig,
+    cfg: &DetectorConfig,
+    stop: &AtomicBool,
+    emit: &mut EmitFn<'_>,
+) -> Result<DetectorStats, DetectorError> {
+    let mut stats = DetectorStats::default();
+    let waiting = Instant::now();
+    let Some(mut lease) = acquire_lease(bus, cfg, stop)? else {
+        return Ok(stats);
+    };
+    stats.waited_for_lease = waiting.elapsed();
+    let took = Instant::now();
+    let store = bus.state_store()?;
+    let object = format!("detector.{}", cfg.group);
+    let t0 = Instant::now();
+    let silence_ns = cfg.silence.as_nanos() as u64;
+    let mut merger =
+        Merger::new(bus.cluster, &cfg.partitions, silence_ns).expect_nodes(cfg.ingest_nodes);
+    let saved = match store.get(&object)? {
+        Some(bytes) => match decode_checkpoint(&bytes) {
+            Ok(c)
+                if c.meta.partitions == cfg.partitions
+                    && c.meta.cluster_seed == bus.cluster.seed =>
+            {
+                Some(c)
+            }
+            Ok(_) => {
+                if cfg.verbose {
+                    eprintln!("floodwatch: warning: the checkpoint of partitions {} belongs to another cluster layout; starting cold", cfg.group);
+                }
+                None
+            }
+            Err(e) => {
+                if cfg.verbose {
+                    eprintln!("floodwatch: warning: the checkpoint of partitions {} is unusable ({e}); starting cold", cfg.group);
+                }
+                None
+            }
+        },
+        None => None,
+    };
+    let from_checkpoint = saved.is_some();
+    let (mut engine, mut positions, run, mut last_written) = match saved {
+        Some(c) => {
+            let engine = Engine::restore_state(detect.clone(), &c.engine).map_err(|e| {
+                DetectorError::Checkpoint {
+                    group: cfg.group.clone(),
+                    reason: format!("the saved engine does not load: {e}"),
+                }
+            })?;
+            merger
+                .restore(&c.merger_meta, &c.merger_held, mono(t0))
+                .map_err(|e| DetectorError::Checkpoint {
+                    group: cfg.group.clone(),
+                    reason: e.to_string(),
+                })?;
+            let mut pos = vec![0u64; usize::from(bus.cluster.partitions)];
+            for (p, s) in c.meta.positions {
+                if let Some(x) = pos.get_mut(usize::from(p)) {
+                    *x = s;
+                }
+            }
+            (engine, pos, c.meta.run, c.meta.last_event)
+        }
+        None => {
+            let engine = Engine::new(detect.clone(), ShardSpec { index: 0, count: 1 })?;
+            let mut pos = vec![0u64; usize::from(bus.cluster.partitions)];
+            if !cfg.from_start {
+                for p in &cfg.partitions {
+                    pos[usize::from(*p)] = bus
+                        .js
+                        .last_message(&bus.stream(), &bus.partition_subject(*p))?
+                        .map_or(0, |m| m.seq);
+                }
+            }
+            (engine, pos, random_run(), None)
+        }
+    };
+    stats.restored = from_checkpoint;
+    // the events already written by this run (a takeover): computed again, not written again
+    let events_subject = bus.events_subject(&cfg.group);
+    if let Some(m) = bus.js.last_message(&bus.events_stream(), &events_subject)? {
+        let header = |name: &str| {
+            m.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if header("Fw-Run").as_deref() == Some(run.as_str()) {
+            if let Some(pos) = header("Fw-Pos").and_then(|p| parse_pos(&p)) {
+                last_written = Some(last_written.map_or(pos, |w| w.max(pos)));
+            }
+        }
+    }
+    let suppress_upto = last_written;
+    // the first checkpoint, before anything is consumed: a standby taking over from here on
+    // continues this run (and knows which of its events were written)
+    let mut ckpt = CheckpointWriter {
+        store: &store,
+        object: &object,
+        group: &cfg.group,
+        seed: bus.cluster.seed,
+        partitions: &cfg.partitions,
+        run: &run,
+    };
+    stats.checkpoint_bytes = ckpt.write(&engine, &merger, &positions, last_written)? as u64;
+    stats.checkpoints += 1;
+
+    // consumers, each read by a thread of its own, from right after the checkpoint's positions
+    let (tx, rx) = bounded::<(u16, JsMessage)>(CONSUMER_QUEUE);
+    let consumers_stop = AtomicBool::new(false);
+    let mut pulls = Vec::new();
+    for p in &cfg.partitions {
+        let name = consumer_name(bus, *p);
+        bus.js.delete_consumer(&bus.stream(), &name)?;
+        let mut c = ConsumerConfig::new(&name, &bus.partition_subject(*p));
+        c.deliver = DeliverPolicy::StartSequence(positions[usize::from(*p)] + 1);
+        c.ack = AckPolicy::All;
+        c.ack_wait = Duration::from_secs(60).max(cfg.checkpoint_every * 4);
+        c.max_ack_pending = 1 << 20;
+        bus.js.create_consumer(&bus.stream(), &c)?;
+        pulls.push((*p, bus.js.pull(&bus.stream(), &name)?));
+    }
+    stats.takeover = took.elapsed();
+    if cfg.verbose {
+        eprintln!(
+            "floodwatch: running partitions {} of cluster {} ({}; ready in {} ms)",
+            cfg.group,
+            bus.name,
+            if stats.restored {
+                "restored from its checkpoint"
+            } else {
+                "cold start"
+            },
+            stats.takeover.as_millis()
+        );
+    }
+    let result = std::thread::scope(|s| {
+        for (p, mut pull) in pulls {
+            let tx = tx.clone();
+            let quit = &consumers_stop;
+            s.spawn(move || {
+                while !quit.load(Ordering::Relaxed) {
+                    match pull.next_timeout(Duration::from_millis(100)) {
+                        Ok(Some(m)) => {
+                            if tx.send((p, m)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let r = consume(
+            bus,
+            cfg,
+            &rx,
+            stop,
+            &mut Loop {
+                engine: &mut engine,
+                merger: &mut merger,
+                positions: &mut positions,
+                t0,
+                lease: &mut lease,
+                ckpt: &mut ckpt,
+                stats: &mut stats,
+                emit,
+                run: &run,
+                events_subject: &events_subject,
+                suppress_upto,
+                last_written: &mut last_written,
+            },
+        );
+        consumers_stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        r
+    });
+    stats.merge = merger.stats();
+    stats.engine = engine.stats();
+    result.map(|()| stats)
+}
+
+fn parse_pos(s: &str) -> Option<(u64, u32)> {
+    let (a, b) = s.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+struct CheckpointWriter<'a> {
+    store: &'a ObjectStore,
+    object: &'a str,
+    group: &'a str,
+    seed: u64,
+    partitions: &'a [u16],
+    run: &'a str,
+}
+
+impl CheckpointWriter<'_> {
+    fn write(
+        &mut self,
+        engine: &Engine,
+        merger: &Merger,
+        positions: &[u64],
+        last_event: Option<(u64, u32)>,
+    ) -> Result<usize, DetectorError> {
+        let fail = |reason: String| DetectorError::Checkpoint {
+            group: self.group.to_string(),
+            reason,
+        };
+        let mut blob = Vec::new();
+        engine
+            .save_state(&mut blob)
+            .map_err(|e| fail(e.to_string()))?;
+        let (merger_meta, merger_held) = merger.save();
+        let c = Checkpoint {
+            meta: CheckpointMeta {
+                partitions: self.partitions.to_vec(),
+                cluster_seed: self.seed,
+                positions: self
+                    .partitions
+                    .iter()
+                    .map(|p| (*p, positions.get(usize::from(*p)).copied().unwrap_or(0)))
+                    .collect(),
+                run: self.run.to_string(),
+                last_event,
+            },
+            merger_meta,
+            merger_held,
+            engine: blob,
+        };
+        let bytes = encode_checkpoint(&c);
+        self.store
+            .put(self.object, &bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(bytes.len())
+    }
+}
+
+struct Loop<'a, 'e> {
+    engine: &'a mut Engine,
+    merger: &'a mut Merger,
+    positions: &'a mut [u64],
+    t0: Instant,
+    lease: &'a mut Lease,
+    ckpt: &'a mut CheckpointWriter<'a>,
+    stats: &'a mut DetectorStats,
+    emit: &'a mut EmitFn<'e>,
+    run: &'a str,
+    events_subject: &'a str,
+    suppress_upto: Option<(u64, u32)>,
+    last_written: &'a mut Option<(u64, u32)>,
+}
+
+impl Loop<'_, '_> {
+    /// Writes the events of one engine call: sorted as the sink writes them, numbered by
+    /// (evaluation, index), those at or before `suppress_upto` skipped (written before a takeover),
+    /// the rest published on the group's events subject, then handed to the output.
+    fn out(&mut self, bus: &ClusterBus, mut events: Vec<AlertEvent>) -> Result<(), DetectorError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        events.sort_by_key(|e| e.order_key());
+        let mut keep = Vec::with_capacity(events.len());
+        let mut last_seq = None;
+        let mut idx = 0u32;
+        for e in events {
+            if last_seq == Some(e.seq) {
+                idx += 1;
+            } else {
+                last_seq = Some(e.seq);
+                idx = 0;
+            }
+            let pos = (e.seq, idx);
+            if self.suppress_upto.is_some_and(|s| pos <= s) {
+                self.stats.events_suppressed += 1;
+                continue;
+            }
+            let line = EventLine::of(&e).to_json();
+            let pos_text = format!("{}.{}", pos.0, pos.1);
+            bus.client.publish_with_headers(
+                self.events_subject,
+                None,
+                &[("Fw-Run", self.run), ("Fw-Pos", &pos_text)],
+                line.as_bytes(),
+            )?;
+            *self.last_written = Some(pos);
+            keep.push(e);
+        }
+        bus.client.flush_writes()?;
+        self.stats.events += keep.len() as u64;
+        if !keep.is_empty() && !(self.emit)(keep) {
+            return Err(DetectorError::OutputClosed);
+        }
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        bus: &ClusterBus,
+        replies: &mut [Option<String>],
+    ) -> Result<(), DetectorError> {
+        let n = self
+            .ckpt
+            .write(self.engine, self.merger, self.positions, *self.last_written)?;
+        self.stats.checkpoints += 1;
+        self.stats.checkpoint_bytes = n as u64;
+        // the checkpoint holds everything up to these batches: acknowledge them (ack-all)
+        for r in replies.iter_mut() {
+            if let Some(reply) = r.take() {
+                bus.client.publish(&reply, b"+ACK")?;
+            }
+        }
+        bus.client.flush_writes()?;
+        Ok(())
+    }
+}
+
+fn consume(
+    bus: &ClusterBus,
+    cfg: &DetectorConfig,
+    rx: &Receiver<(u16, JsMessage)>,
+    stop: &AtomicBool,
+    l: &mut Loop<'_, '_>,
+) -> Result<(), DetectorError> {
+    let mut released = Vec::new();
+    let mut events = Vec::new();
+    let mut started = false;
+    let mut replies: Vec<Option<String>> = vec![None; usize::from(bus.cluster.partitions)];
+    let mut last_ckpt = Instant::now();
+    let mut consumers_gone = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // hand over: state saved, lease released so a standby starts at once
+            l.checkpoint(bus, &mut replies)?;
+            let _ = bus.kv.update(&l.lease.key, b"", l.lease.revision);
+            return Ok(());
+        }
+        // take what has arrived (up to a bound, so time keeps moving)
+        let mut got = 0;
+        let first = if consumers_gone {
+            std::thread::sleep(Duration::from_millis(10));
+            Err(RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(Duration::from_millis(5))
+        };
+        let mut next = first;
+        loop {
+            match next {
+                Ok((p, m)) => {
+                    got += 1;
+                    if let Some(x) = l.positions.get_mut(usize::from(p)) {
+                        *x = (*x).max(m.stream_seq);
+                    }
+                    if let Some(r) = replies.get_mut(usize::from(p)) {
+                        *r = Some(m.reply.clone());
+                    }
+                    if l.merger.accept(&m.payload, mono(l.t0)).is_err() {
+                        l.stats.malformed_batches += 1;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    consumers_gone = true;
+                    break;
+                }
+            }
+            if got >= 4096 {
+                break;
+            }
+            next = rx.try_recv().map_err(|e| match e {
+                crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            });
+        }
+        if consumers_gone && bus.client.is_closed() {
+            return Err(DetectorError::Nats(NatsError::Closed));
+        }
+        if let Some(upto) = l.merger.release(mono(l.t0), &mut released) {
+            if !started {
+                started = true;
+                if let Some(s) = l.merger.start() {
+                    l.engine.advance_to(s, &mut events);
+                }
+            }
+            l.stats.summaries += released.len() as u64;
+            for (s, sides) in released.drain(..) {
+                l.engine.on_packet_within(&s, mask_of(sides), &mut events);
+            }
+            l.engine.advance_to(upto, &mut events);
+            l.out(bus, std::mem::take(&mut events))?;
+        }
+        if cfg.exit_at_end && l.merger.all_ended() && l.merger.held() == 0 && rx.is_empty() {
+            l.engine.finish(EndReason::EndOfInput, &mut events);
+            l.out(bus, std::mem::take(&mut events))?;
+            l.checkpoint(bus, &mut replies)?;
+            let _ = bus.kv.update(&l.lease.key, b"", l.lease.revision);
+            return Ok(());
+        }
+        if last_ckpt.elapsed() >= cfg.checkpoint_every {
+            last_ckpt = Instant::now();
+            l.checkpoint(bus, &mut replies)?;
+        }
+        if l.lease.refreshed.elapsed() >= cfg.lease_ttl / 4 {
+            refresh_lease(bus, cfg, l.lease)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_round_trips_and_cut_bytes_are_refused() {
+        let c = Checkpoint {
+            meta: CheckpointMeta {
+                partitions: vec![0, 1],
+                cluster_seed: 7,
+                positions: vec![(0, 5), (1, 9)],
+                run: "r".into(),
+                last_event: Some((3, 1)),
+            },
+            merger_meta: b"{}".to_vec(),
+            merger_held: vec![1, 2, 3],
+            engine: vec![9; 100],
+        };
+        let b = encode_checkpoint(&c);
+        let d = decode_checkpoint(&b).unwrap();
+        assert_eq!(d.meta.positions, vec![(0, 5), (1, 9)]);
+        assert_eq!(d.engine, vec![9; 100]);
+        assert_eq!(d.merger_held, vec![1, 2, 3]);
+        for cut in 0..b.len() {
+            assert!(decode_checkpoint(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(parse_pos("12.3"), Some((12, 3)));
+        assert_eq!(parse_pos("x"), None);
+    }
+}

@@ -1,0 +1,384 @@
+//! Detection partitioned over NATS (docs/scaling.md): ingest nodes (`replay --publish`) and
+//! detector nodes (`detect`) on a real nats-server started here on loopback, against one machine's
+//! `floodwatch replay` of the same capture; a detector killed with SIGKILL and replaced by its
+//! standby; NATS unreachable.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::nats_server::NatsServer;
+use serde_json::Value;
+
+const TICK_NS: i64 = 100_000_000;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_floodwatch"))
+}
+
+fn synth(dir: &Path, name: &str, scenario: &str, extra: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let out = bin()
+        .args(["synth", scenario, "-o"])
+        .arg(&path)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Splits a classic pcap into two, packets alternating: what two sites would each have seen.
+fn split(pcap: &Path) -> (PathBuf, PathBuf) {
+    let bytes = std::fs::read(pcap).unwrap();
+    let le = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || bytes[..4] == [0x4d, 0x3c, 0xb2, 0xa1];
+    let (head, mut rest) = bytes.split_at(24);
+    let mut parts = [head.to_vec(), head.to_vec()];
+    let mut i = 0;
+    while rest.len() >= 16 {
+        let l = &rest[8..12];
+        let incl = if le {
+            u32::from_le_bytes([l[0], l[1], l[2], l[3]])
+        } else {
+            u32::from_be_bytes([l[0], l[1], l[2], l[3]])
+        } as usize;
+        let (rec, r) = rest.split_at(16 + incl);
+        parts[i % 2].extend_from_slice(rec);
+        rest = r;
+        i += 1;
+    }
+    let a = pcap.with_extension("a.pcap");
+    let b = pcap.with_extension("b.pcap");
+    std::fs::write(&a, &parts[0]).unwrap();
+    std::fs::write(&b, &parts[1]).unwrap();
+    (a, b)
+}
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn ts_ns(v: &Value) -> i64 {
+    // "2025-11-25T14:00:02.100000Z": compare within a day, which a test capture never spans
+    let s = v["ts"].as_str().unwrap();
+    let t = &s[11..s.len() - 1];
+    let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
+    let mut p = hms.split(':').map(|x| x.parse::<i64>().unwrap());
+    let (h, m, sec) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+    let frac_ns = format!("{frac:0<9}")[..9].parse::<i64>().unwrap();
+    ((h * 60 + m) * 60 + sec) * 1_000_000_000 + frac_ns
+}
+
+/// Start and end events by (event, scope, key, class), with their times.
+fn lifecycle(evs: &[Value]) -> BTreeMap<(String, String, String, String), Vec<i64>> {
+    let mut m: BTreeMap<_, Vec<i64>> = BTreeMap::new();
+    for e in evs {
+        let kind = e["event"].as_str().unwrap_or("");
+        if kind != "start" && kind != "end" {
+            continue;
+        }
+        let k = (
+            kind.to_string(),
+            e["scope"].as_str().unwrap().to_string(),
+            e["key"].as_str().unwrap().to_string(),
+            e["class"].as_str().unwrap().to_string(),
+        );
+        m.entry(k).or_default().push(ts_ns(e));
+    }
+    m
+}
+
+fn assert_same_alerts(one: &[Value], cluster: &[Value], what: &str) {
+    let (a, b) = (lifecycle(one), lifecycle(cluster));
+    assert!(!a.is_empty(), "{what}: the single machine raised no alert");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: different start/end events"
+    );
+    for (k, ta) in &a {
+        let tb = &b[k];
+        assert_eq!(ta.len(), tb.len(), "{what}: {k:?} count");
+        for (x, y) in ta.iter().zip(tb) {
+            assert!(
+                (x - y).abs() <= TICK_NS,
+                "{what}: {k:?} at {x} on one machine, {y} in the cluster (more than a tick apart)"
+            );
+        }
+    }
+}
+
+/// A child whose stderr is read by a thread (lines also sent to `lines`).
+struct Node {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+fn spawn(args: &[String]) -> Node {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    Node {
+        child,
+        stderr,
+        lines: rx,
+    }
+}
+
+impl Node {
+    /// Waits (bounded) for a stderr line containing `what`.
+    fn wait_line(&self, what: &str, limit: Duration) -> Option<Instant> {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return Some(Instant::now()),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Waits (bounded) for the exit; returns (success, stdout, stderr).
+    fn finish(mut self, limit: Duration) -> (bool, String, String) {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        let err = self.stderr.join().unwrap_or_default();
+        (status.is_some_and(|s| s.success()), out, err)
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn detector(url: &str, cluster: &str, parts: &str, extra: &[&str]) -> Node {
+    let mut a = s(&[
+        "detect",
+        "--nats",
+        url,
+        "--cluster",
+        cluster,
+        "--cluster-partitions",
+        "4",
+        "--partitions",
+        parts,
+        "--ingest-nodes",
+        "2",
+        "--exit-at-end",
+        "--from-start",
+        "--seed",
+        "1",
+    ]);
+    a.extend(s(extra));
+    spawn(&a)
+}
+
+fn ingest(url: &str, cluster: &str, node: &str, pcap: &Path, extra: &[&str]) -> Node {
+    let mut a = s(&[
+        "replay",
+        "--publish",
+        url,
+        "--cluster",
+        cluster,
+        "--cluster-partitions",
+        "4",
+        "--node-id",
+        node,
+    ]);
+    a.extend(s(extra));
+    a.push(pcap.display().to_string());
+    spawn(&a)
+}
+
+fn replay_one(pcap: &Path) -> Vec<Value> {
+    let out = bin()
+        .args(["replay", "--seed", "1", "-q"])
+        .arg(pcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    events(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        ("syn-flood", common::SHORT),
+        ("dns-reflection", common::SHORT),
+        ("carpet-bombing", common::SHORT),
+        ("sources-at-floor", common::SHORT),
+    ];
+    for (i, (scenario, opts)) in cases.iter().enumerate() {
+        let pcap = synth(dir.path(), &format!("{scenario}.pcap"), scenario, opts);
+        let one = replay_one(&pcap);
+        let (a, b) = split(&pcap);
+        let cluster = format!("eq{i}");
+        let d1 = detector(&url, &cluster, "0-1", &[]);
+        let d2 = detector(&url, &cluster, "2-3", &[]);
+        let i1 = ingest(&url, &cluster, "1", &a, &[]);
+        let i2 = ingest(&url, &cluster, "2", &b, &[]);
+        for (n, what) in [(i1, "ingest 1"), (i2, "ingest 2")] {
+            let (ok, _, err) = n.finish(Duration::from_secs(60));
+            assert!(ok, "{scenario}: {what} failed:\n{err}");
+        }
+        let mut cluster_events = Vec::new();
+        for (n, what) in [(d1, "detector 0-1"), (d2, "detector 2-3")] {
+            let (ok, out, err) = n.finish(Duration::from_secs(60));
+            assert!(ok, "{scenario}: {what} failed:\n{err}");
+            cluster_events.extend(events(&out));
+        }
+        assert_same_alerts(&one, &cluster_events, scenario);
+    }
+}
+
+#[test]
+fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event_is_lost_or_repeated(
+) {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    // 16 s of traffic, a flood from 4 s to 12 s, played at twice the capture's speed
+    let pcap = synth(
+        dir.path(),
+        "flood.pcap",
+        "syn-flood",
+        &[
+            "--duration",
+            "16s",
+            "--attack-start",
+            "4s",
+            "--attack-duration",
+            "8s",
+            "--attack-pps",
+            "5000",
+        ],
+    );
+    let one = replay_one(&pcap);
+    let (a, b) = split(&pcap);
+    let ckpt = ["--checkpoint-interval", "300ms", "--lease-ttl", "1s"];
+    let primary = detector(&url, "fo", "0-3", &ckpt);
+    assert!(
+        primary
+            .wait_line("running partitions", Duration::from_secs(10))
+            .is_some(),
+        "the primary did not start"
+    );
+    let standby = detector(&url, "fo", "0-3", &ckpt);
+    assert!(
+        standby
+            .wait_line("standby for partitions", Duration::from_secs(10))
+            .is_some(),
+        "the second detector did not become a standby"
+    );
+    let i1 = ingest(&url, "fo", "1", &a, &["--realtime", "--speed", "2"]);
+    let i2 = ingest(&url, "fo", "2", &b, &["--realtime", "--speed", "2"]);
+    // mid-flood (packet time ~7 s): kill the primary outright
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut primary = primary;
+    let killed = Instant::now();
+    primary.child.kill().unwrap(); // SIGKILL
+    let took = standby
+        .wait_line("running partitions", Duration::from_secs(10))
+        .map(|t| t.duration_since(killed));
+    let (_, primary_out, _) = primary.finish(Duration::from_secs(5));
+    let took = took.expect("the standby never took over");
+    eprintln!("failover: the standby ran the partitions {took:?} after the kill");
+    assert!(took <= Duration::from_secs(5), "failover took {took:?}");
+    for (n, what) in [(i1, "ingest 1"), (i2, "ingest 2")] {
+        let (ok, _, err) = n.finish(Duration::from_secs(60));
+        assert!(ok, "{what} failed:\n{err}");
+    }
+    let (ok, standby_out, err) = standby.finish(Duration::from_secs(60));
+    assert!(ok, "standby failed:\n{err}");
+    let mut all = events(&primary_out);
+    let before = all.len();
+    all.extend(events(&standby_out));
+    eprintln!(
+        "events: {before} from the primary, {} from the standby",
+        all.len() - before
+    );
+    assert!(err.contains("restored from a checkpoint"), "{err}");
+    // every event exactly once: ids of (event kind, id) unique, and the lifecycle of one machine
+    let mut seen = std::collections::HashSet::new();
+    for e in &all {
+        if e["event"] == "start" || e["event"] == "end" {
+            let k = format!("{}/{}", e["event"], e["id"]);
+            assert!(seen.insert(k.clone()), "event written twice: {k}");
+        }
+    }
+    assert_same_alerts(&one, &all, "failover");
+}
+
+#[test]
+fn nats_unreachable_at_start_is_a_clear_error() {
+    let port = common::nats_server::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = synth(dir.path(), "x.pcap", "syn-flood", common::SHORT);
+    for args in [
+        s(&["replay", "--publish", &url, &pcap.display().to_string()]),
+        s(&["detect", "--nats", &url, "--partitions", "0-3"]),
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains("nats-server"),
+            "{args:?}: {err}"
+        );
+    }
+}
