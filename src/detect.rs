@@ -693,6 +693,7 @@ impl Engine {
         let Some(now) = now.or(self.now) else { return };
         self.evaluate(now.0, true, out);
         self.seq += 1;
+        let first = out.len();
         for scope in Scope::ALL {
             let seq = self.seq;
             let window_s = self.window_s;
@@ -705,6 +706,7 @@ impl Engine {
                 }
             });
         }
+        in_key_order(&mut out[first..]);
     }
 
     /// Hot keys record their evaluations ([`crate::report::KeyTrace`]); each alert's `end` event
@@ -776,6 +778,7 @@ impl Engine {
     /// old clock, baselines are kept.
     fn restart_at(&mut self, clock: Timestamp, ts: Timestamp, out: &mut Vec<AlertEvent>) {
         self.seq += 1;
+        let first = out.len();
         let epoch = ts.0 / self.window_ns;
         for scope in Scope::ALL {
             let seq = self.seq;
@@ -801,6 +804,7 @@ impl Engine {
             });
             self.hot[scope.index()].clear();
         }
+        in_key_order(&mut out[first..]);
         self.start_at(ts);
     }
 
@@ -808,6 +812,7 @@ impl Engine {
     /// keys) and at the end of input (`last`), only the hot keys in between.
     fn evaluate(&mut self, now: u64, last: bool, out: &mut Vec<AlertEvent>) {
         self.seq += 1;
+        let first = out.len();
         self.stats.evaluations += 1;
         let epoch = now / self.window_ns;
         let frac = (now % self.window_ns) as f64 / self.window_ns as f64;
@@ -879,6 +884,7 @@ impl Engine {
             self.snapshot_ready = true;
         }
         self.building = building;
+        in_key_order(&mut out[first..]);
         if boundary {
             if let Some(ex) = &self.exchange {
                 ex.publish(self.boundaries, &self.building);
@@ -902,6 +908,16 @@ impl Engine {
     #[inline]
     fn owns(&self, scope: Scope, key: &Key) -> bool {
         self.ownership.owner(scope, key) == self.shard.index
+    }
+}
+
+/// Puts the events of one evaluation in (scope, key, kind) order, the order the pipeline writes
+/// them in ([`AlertEvent::order_key`]). Keys are evaluated in the order of their hash tables, which
+/// depends on the tables' history (a restored engine's tables hold the same keys in other slots):
+/// in key order, what an engine emits depends only on what it holds.
+fn in_key_order(events: &mut [AlertEvent]) {
+    if events.len() > 1 {
+        events.sort_by_key(|e| e.order_key());
     }
 }
 
