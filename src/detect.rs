@@ -433,7 +433,20 @@ impl Engine {
 
     /// Counts one packet of the whole stream, first running any evaluation due before its timestamp:
     /// the engine keeps the clock itself and counts the scopes of the packet this shard owns.
+    #[inline]
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
+        self.on_packet_within(p, ScopeMask::ALL, out);
+    }
+
+    /// [`Engine::on_packet`] counting only the scopes in `allowed`: a detector that owns only the
+    /// destination side or only the source side of a summary still keeps the stream's clock with
+    /// every packet (the load source admission scales with included), but counts only its side.
+    pub fn on_packet_within(
+        &mut self,
+        p: &PacketSummary,
+        allowed: ScopeMask,
+        out: &mut Vec<AlertEvent>,
+    ) {
         let mut steps = std::mem::take(&mut self.steps);
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut steps);
         for step in steps.drain(..) {
@@ -443,6 +456,10 @@ impl Engine {
         let mut mask = scopes_of(&self.cfg, p);
         if mask.is_empty() {
             self.stats.ignored_packets += 1;
+            return;
+        }
+        mask.0 &= allowed.0;
+        if mask.is_empty() {
             return;
         }
         if self.shard.count > 1 {
