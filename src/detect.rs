@@ -29,6 +29,8 @@ use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
 
+mod persist;
+
 impl Drop for Engine {
     /// A shard that stops early (even by a panic) must not leave the others waiting for it.
     fn drop(&mut self) {
