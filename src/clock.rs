@@ -211,6 +211,53 @@ impl Clock {
     }
 }
 
+/// Engine state ([`crate::engine_state`]). The window and tick caches are not kept: they only
+/// remember a division, and an empty cache computes it again.
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    impl Clock {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.var(self.window_ns);
+            e.var(self.tick_ns);
+            e.var(self.gap_limit);
+            e.opt_ts(self.now);
+            e.var(self.next_tick);
+            e.var(self.load.0);
+            e.var(self.load.1);
+            e.var(self.stats.late_packets);
+            e.var(self.stats.time_jumps);
+        }
+
+        /// Reads a clock saved under `cfg`'s window and tick.
+        pub(crate) fn load(d: &mut Dec, cfg: &DetectConfig) -> Result<Clock, EngineStateError> {
+            let mut c = Clock::new(cfg);
+            let window_ns = d.count("the clock's window")?;
+            let tick_ns = d.count("the clock's tick")?;
+            if (window_ns, tick_ns) != (c.window_ns, c.tick_ns) {
+                return Err(d.corrupt(format!(
+                    "the clock runs {window_ns} ns windows and {tick_ns} ns ticks, the saved \
+                     settings {} and {}",
+                    c.window_ns, c.tick_ns
+                )));
+            }
+            c.gap_limit = d.count("the clock's gap limit")?;
+            if c.gap_limit > crate::engine_state::MAX_COUNT / 2 {
+                return Err(d.corrupt("the clock's gap limit is beyond any real hold-down"));
+            }
+            c.now = d.opt_ts("the clock's time")?;
+            c.next_tick = d.count("the clock's next tick")?;
+            c.load = (d.count("the clock's window")?, d.count("the clock's load")?);
+            c.stats = ClockStats {
+                late_packets: d.count("the clock's late packets")?,
+                time_jumps: d.count("the clock's time jumps")?,
+            };
+            Ok(c)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,8 @@ use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
 use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
 
+mod persist;
+
 impl Drop for Engine {
     /// A shard that stops early (even by a panic) must not leave the others waiting for it.
     fn drop(&mut self) {
@@ -433,7 +435,20 @@ impl Engine {
 
     /// Counts one packet of the whole stream, first running any evaluation due before its timestamp:
     /// the engine keeps the clock itself and counts the scopes of the packet this shard owns.
+    #[inline]
     pub fn on_packet(&mut self, p: &PacketSummary, out: &mut Vec<AlertEvent>) {
+        self.on_packet_within(p, ScopeMask::ALL, out);
+    }
+
+    /// [`Engine::on_packet`] counting only the scopes in `allowed`: a detector that owns only the
+    /// destination side or only the source side of a summary still keeps the stream's clock with
+    /// every packet (the load source admission scales with included), but counts only its side.
+    pub fn on_packet_within(
+        &mut self,
+        p: &PacketSummary,
+        allowed: ScopeMask,
+        out: &mut Vec<AlertEvent>,
+    ) {
         let mut steps = std::mem::take(&mut self.steps);
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut steps);
         for step in steps.drain(..) {
@@ -443,6 +458,10 @@ impl Engine {
         let mut mask = scopes_of(&self.cfg, p);
         if mask.is_empty() {
             self.stats.ignored_packets += 1;
+            return;
+        }
+        mask.0 &= allowed.0;
+        if mask.is_empty() {
             return;
         }
         if self.shard.count > 1 {
@@ -693,6 +712,7 @@ impl Engine {
         let Some(now) = now.or(self.now) else { return };
         self.evaluate(now.0, true, out);
         self.seq += 1;
+        let first = out.len();
         for scope in Scope::ALL {
             let seq = self.seq;
             let window_s = self.window_s;
@@ -705,6 +725,7 @@ impl Engine {
                 }
             });
         }
+        in_key_order(&mut out[first..]);
     }
 
     /// Hot keys record their evaluations ([`crate::report::KeyTrace`]); each alert's `end` event
@@ -776,6 +797,7 @@ impl Engine {
     /// old clock, baselines are kept.
     fn restart_at(&mut self, clock: Timestamp, ts: Timestamp, out: &mut Vec<AlertEvent>) {
         self.seq += 1;
+        let first = out.len();
         let epoch = ts.0 / self.window_ns;
         for scope in Scope::ALL {
             let seq = self.seq;
@@ -801,6 +823,7 @@ impl Engine {
             });
             self.hot[scope.index()].clear();
         }
+        in_key_order(&mut out[first..]);
         self.start_at(ts);
     }
 
@@ -808,6 +831,7 @@ impl Engine {
     /// keys) and at the end of input (`last`), only the hot keys in between.
     fn evaluate(&mut self, now: u64, last: bool, out: &mut Vec<AlertEvent>) {
         self.seq += 1;
+        let first = out.len();
         self.stats.evaluations += 1;
         let epoch = now / self.window_ns;
         let frac = (now % self.window_ns) as f64 / self.window_ns as f64;
@@ -879,6 +903,7 @@ impl Engine {
             self.snapshot_ready = true;
         }
         self.building = building;
+        in_key_order(&mut out[first..]);
         if boundary {
             if let Some(ex) = &self.exchange {
                 ex.publish(self.boundaries, &self.building);
@@ -902,6 +927,16 @@ impl Engine {
     #[inline]
     fn owns(&self, scope: Scope, key: &Key) -> bool {
         self.ownership.owner(scope, key) == self.shard.index
+    }
+}
+
+/// Puts the events of one evaluation in (scope, key, kind) order, the order the pipeline writes
+/// them in ([`AlertEvent::order_key`]). Keys are evaluated in the order of their hash tables, which
+/// depends on the tables' history (a restored engine's tables hold the same keys in other slots):
+/// in key order, what an engine emits depends only on what it holds.
+fn in_key_order(events: &mut [AlertEvent]) {
+    if events.len() > 1 {
+        events.sort_by_key(|e| e.order_key());
     }
 }
 

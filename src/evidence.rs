@@ -397,6 +397,180 @@ fn ports(t: &TopK<u16>, n: usize) -> Vec<PortCount> {
         .collect()
 }
 
+/// Engine state ([`crate::engine_state`]).
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+    use crate::report::KeyTrace;
+    use crate::signature::SignatureSketch;
+    use crate::window::Burst;
+
+    type R<T> = Result<T, EngineStateError>;
+
+    impl<T: Copy + PartialEq + Ord> TopK<T> {
+        fn save(&self, e: &mut Enc, item: impl Fn(&mut Enc, T)) {
+            e.usize(self.items.len());
+            for ((t, c), err) in self.items.iter().zip(&self.counts).zip(&self.errors) {
+                item(e, *t);
+                e.var(*c);
+                e.var(*err);
+            }
+            e.var(self.min_slot.map_or(0, |m| m as u64 + 1));
+            e.var(self.unit);
+        }
+
+        fn load(d: &mut Dec, item: impl Fn(&mut Dec) -> R<T>) -> R<TopK<T>> {
+            let n = d.len("a top-k list", 3)?;
+            if n > SLOTS {
+                return Err(d.corrupt(format!("a top-k list holds {n} items, more than {SLOTS}")));
+            }
+            let mut t = TopK::new(SLOTS);
+            for _ in 0..n {
+                let it = item(d)?;
+                let count = d.count("a top-k count")?;
+                let error = d.count("a top-k error")?;
+                if error > count {
+                    return Err(d.corrupt("a top-k count is below its error"));
+                }
+                t.items.push(it);
+                t.counts.push(count);
+                t.errors.push(error);
+            }
+            t.min_slot = match d.usize("a top-k slot")? {
+                0 => None,
+                m if m <= n => Some(m - 1),
+                m => return Err(d.corrupt(format!("top-k slot {} of {n} does not exist", m - 1))),
+            };
+            t.unit = d.count("a top-k unit")?.max(1);
+            Ok(t)
+        }
+    }
+
+    impl Hll {
+        fn save(&self, e: &mut Enc) {
+            e.bytes(&self.regs[..]);
+        }
+
+        fn load(d: &mut Dec) -> R<Hll> {
+            let regs = d.bytes("a distinct count")?;
+            let mut h = Hll::new();
+            if regs.len() != h.regs.len() {
+                return Err(d.corrupt(format!(
+                    "a distinct count has {} registers, not {}",
+                    regs.len(),
+                    h.regs.len()
+                )));
+            }
+            h.regs.copy_from_slice(regs);
+            Ok(h)
+        }
+    }
+
+    fn save_u128(e: &mut Enc, v: u128) {
+        e.raw64(v as u64);
+        e.raw64((v >> 64) as u64);
+    }
+
+    fn load_u128(d: &mut Dec) -> R<u128> {
+        let lo = d.raw64("an address")?;
+        let hi = d.raw64("an address")?;
+        Ok(u128::from(hi) << 64 | u128::from(lo))
+    }
+
+    fn save_u16(e: &mut Enc, v: u16) {
+        e.var(u64::from(v));
+    }
+
+    fn load_u16(d: &mut Dec) -> R<u16> {
+        d.u16("a port")
+    }
+
+    impl Evidence {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            self.peers.save(e, save_u128);
+            self.dst_ports.save(e, save_u16);
+            self.src_ports.save(e, save_u16);
+            match &self.hosts {
+                None => e.u8(0),
+                Some(h) => {
+                    e.u8(1);
+                    h.save(e, save_u128);
+                }
+            }
+            self.distinct.save(e);
+            e.var(self.seen);
+            e.var(self.skip);
+            e.raw64(self.rng);
+            self.burst.save(e);
+            match &self.sig {
+                None => e.u8(0),
+                Some(s) => {
+                    e.u8(1);
+                    s.attack.save(e);
+                    s.normal.save(e);
+                    e.var(s.attack_since);
+                    e.f64(s.normal_pps);
+                }
+            }
+            match &self.trace {
+                None => e.u8(0),
+                Some(t) => {
+                    e.u8(1);
+                    t.save(e);
+                }
+            }
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> R<Evidence> {
+            let peers = TopK::load(d, load_u128)?;
+            let dst_ports = TopK::load(d, load_u16)?;
+            let src_ports = TopK::load(d, load_u16)?;
+            let hosts = if d.bool("the hosts of a subnet")? {
+                Some(TopK::load(d, load_u128)?)
+            } else {
+                None
+            };
+            let distinct = Hll::load(d)?;
+            let seen = d.count("the packets of the evidence")?;
+            let skip = d.count("the sampling gap")?;
+            let rng = d.raw64("the sampling state")?;
+            if rng == 0 {
+                // xorshift never leaves zero: the sample would stop moving
+                return Err(d.corrupt("the sampling state is zero"));
+            }
+            let burst = Burst::load(d)?;
+            let sig = if d.bool("the signature sketches")? {
+                Some(Box::new(SigSketches {
+                    attack: SignatureSketch::load(d)?,
+                    normal: SignatureSketch::load(d)?,
+                    attack_since: d.count("the signature's start")?,
+                    normal_pps: d.f64("the reference rate")?,
+                }))
+            } else {
+                None
+            };
+            let trace = if d.bool("a trace")? {
+                Some(Box::new(KeyTrace::load(d)?))
+            } else {
+                None
+            };
+            Ok(Evidence {
+                peers,
+                dst_ports,
+                src_ports,
+                hosts,
+                distinct,
+                seen,
+                skip,
+                rng,
+                burst,
+                sig,
+                trace,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

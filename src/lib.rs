@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod detect;
+pub mod engine_state;
 pub mod evidence;
 pub mod evidence_pcap;
 pub mod hook;

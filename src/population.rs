@@ -184,6 +184,67 @@ impl PopulationExchange {
     }
 }
 
+/// Engine state ([`crate::engine_state`]): each histogram as its recorded (value, count) pairs,
+/// which record back into the same buckets, and the sealed quantiles as they are.
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    impl Population {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.usize(self.hists.len());
+            for h in &self.hists {
+                let recorded: Vec<(u64, u64)> = h
+                    .iter_recorded()
+                    .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                    .collect();
+                e.usize(recorded.len());
+                for (value, count) in recorded {
+                    e.var(value);
+                    e.var(count);
+                }
+            }
+            e.usize(self.sealed.len());
+            for q in &self.sealed {
+                e.f64(*q);
+            }
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> Result<Population, EngineStateError> {
+            let n = d.len("a population", 1)?;
+            let mut p = match n {
+                0 => Population::empty(),
+                n if n == 4 * Signal::THRESHOLDED => Population::new(),
+                n => return Err(d.corrupt(format!("a population of {n} histograms"))),
+            };
+            if p.hists.len() != n {
+                return Err(d.corrupt("a population's histograms could not be made"));
+            }
+            for h in p.hists.iter_mut() {
+                let buckets = d.len("a population histogram", 2)?;
+                for _ in 0..buckets {
+                    let value = d.count("a population rate")?;
+                    let count = d.count("a population count")?;
+                    h.record_n(value, count).map_err(|_| {
+                        d.corrupt(format!("population rate {value} is out of range"))
+                    })?;
+                    if h.len() > crate::engine_state::MAX_COUNT {
+                        return Err(d.corrupt("a population counts too many keys"));
+                    }
+                }
+            }
+            let n = d.len("population quantiles", 8)?;
+            if n != 0 && n != p.hists.len() {
+                return Err(d.corrupt(format!("{n} population quantiles")));
+            }
+            p.sealed = (0..n)
+                .map(|_| d.f64("a population quantile"))
+                .collect::<Result<_, _>>()?;
+            Ok(p)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

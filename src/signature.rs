@@ -690,6 +690,113 @@ fn nft_field(field: Field, ipv6: bool, tcp: bool, udp: bool, opts: Option<u8>) -
     })
 }
 
+/// Engine state ([`crate::engine_state`]).
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    type R<T> = Result<T, EngineStateError>;
+
+    impl TopK {
+        fn save(&self, e: &mut Enc) {
+            for i in 0..SLOTS {
+                e.var(u64::from(self.values[i]));
+                e.var(self.counts[i]);
+                e.var(self.errors[i]);
+            }
+            e.u8(self.last);
+        }
+
+        fn load(d: &mut Dec) -> R<TopK> {
+            let mut t = TopK::default();
+            for i in 0..SLOTS {
+                t.values[i] = d.u32("a signature value")?;
+                t.counts[i] = d.count("a signature count")?;
+                t.errors[i] = d.count("a signature count")?;
+                if t.errors[i] > t.counts[i] {
+                    return Err(d.corrupt("a signature count is below its error"));
+                }
+            }
+            t.last = d.u8("a signature slot")?;
+            if usize::from(t.last) >= SLOTS {
+                return Err(d.corrupt(format!("signature slot {} does not exist", t.last)));
+            }
+            Ok(t)
+        }
+    }
+
+    impl SignatureSketch {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            for v in [
+                self.samples,
+                self.known_samples,
+                self.known,
+                self.tcp,
+                self.udp,
+                self.id_increments,
+                self.df[0],
+                self.df[1],
+                self.prefix_partial,
+                self.normal,
+            ] {
+                e.var(v);
+            }
+            match self.last_id {
+                None => e.u8(0),
+                Some(id) => {
+                    e.u8(1);
+                    e.var(u64::from(id));
+                }
+            }
+            for t in [
+                &self.ttl,
+                &self.ip_len,
+                &self.ip_id,
+                &self.tcp_window,
+                &self.tcp_opts,
+                &self.tcp_flags,
+                &self.sport,
+                &self.payload_len,
+                &self.prefix,
+            ] {
+                t.save(e);
+            }
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> R<SignatureSketch> {
+            let mut c = || d.count("a signature counter");
+            let (samples, known_samples, known, tcp, udp) = (c()?, c()?, c()?, c()?, c()?);
+            let (id_increments, df0, df1, prefix_partial, normal) = (c()?, c()?, c()?, c()?, c()?);
+            let last_id = if d.bool("the last IP ID")? {
+                Some(d.u16("the last IP ID")?)
+            } else {
+                None
+            };
+            Ok(SignatureSketch {
+                samples,
+                known_samples,
+                known,
+                tcp,
+                udp,
+                id_increments,
+                df: [df0, df1],
+                prefix_partial,
+                normal,
+                last_id,
+                ttl: TopK::load(d)?,
+                ip_len: TopK::load(d)?,
+                ip_id: TopK::load(d)?,
+                tcp_window: TopK::load(d)?,
+                tcp_opts: TopK::load(d)?,
+                tcp_flags: TopK::load(d)?,
+                sport: TopK::load(d)?,
+                payload_len: TopK::load(d)?,
+                prefix: TopK::load(d)?,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,6 +257,112 @@ impl<V> KeyTable<V> {
     }
 }
 
+/// Engine state ([`crate::engine_state`]).
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    type R<T> = Result<T, EngineStateError>;
+
+    impl TableStats {
+        fn save(&self, e: &mut Enc) {
+            e.var(self.inserted);
+            e.var(self.evicted);
+            e.var(self.rejected);
+            e.var(self.deferred);
+            e.usize(self.peak_len);
+        }
+
+        fn load(d: &mut Dec) -> R<TableStats> {
+            Ok(TableStats {
+                inserted: d.count("a table counter")?,
+                evicted: d.count("a table counter")?,
+                rejected: d.count("a table counter")?,
+                deferred: d.count("a table counter")?,
+                peak_len: d.usize("a table's peak")?,
+            })
+        }
+    }
+
+    impl<V> KeyTable<V> {
+        /// Writes the counters, then every (key, state) in iteration order.
+        pub(crate) fn save(&self, e: &mut Enc, mut value: impl FnMut(&mut Enc, &V)) {
+            self.stats.save(e);
+            e.usize(self.map.len());
+            for (k, v) in &self.map {
+                e.key(*k);
+                value(e, v);
+            }
+        }
+
+        /// Reads what [`KeyTable::save`] wrote into this (empty) table. The keys go in in the saved
+        /// order; the engine's output does not depend on where they land.
+        pub(crate) fn load(
+            &mut self,
+            d: &mut Dec,
+            mut value: impl FnMut(&mut Dec, Key) -> R<V>,
+        ) -> R<()> {
+            self.stats = TableStats::load(d)?;
+            // a key and the least state take more than 8 bytes
+            let n = d.len("a key table", 8)?;
+            if n > self.cap {
+                return Err(d.corrupt(format!(
+                    "a table holds {n} keys, more than its capacity of {} (max_keys)",
+                    self.cap
+                )));
+            }
+            self.map.reserve(n);
+            for _ in 0..n {
+                let k = d.key()?;
+                let v = value(d, k)?;
+                if self.map.insert(k, v).is_some() {
+                    return Err(d.corrupt(format!("key {k} is in a table twice")));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl SourceAdmission {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.usize(self.counters.len());
+            for c in &self.counters {
+                e.var(u64::from(*c));
+            }
+            e.usize(self.tracked.len());
+            for w in &self.tracked {
+                e.raw64(*w);
+            }
+        }
+
+        /// Reads the counters and hints into this admission (its `min_count` comes from the
+        /// settings).
+        pub(crate) fn load(&mut self, d: &mut Dec) -> R<()> {
+            let n = d.len("admission counters", 1)?;
+            if n != self.counters.len() {
+                return Err(d.corrupt(format!(
+                    "{n} admission counters, not {}",
+                    self.counters.len()
+                )));
+            }
+            for c in self.counters.iter_mut() {
+                *c = d.u16("an admission counter")?;
+            }
+            let n = d.len("admission hints", 8)?;
+            if n != self.tracked.len() {
+                return Err(d.corrupt(format!(
+                    "{n} admission hint words, not {}",
+                    self.tracked.len()
+                )));
+            }
+            for w in self.tracked.iter_mut() {
+                *w = d.raw64("an admission hint")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

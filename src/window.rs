@@ -326,6 +326,67 @@ impl Burst {
     }
 }
 
+/// Engine state ([`crate::engine_state`]).
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    type R<T> = Result<T, EngineStateError>;
+
+    impl Counts {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            for n in &self.n {
+                e.var(*n);
+            }
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> R<Counts> {
+            let mut c = Counts::default();
+            for n in c.n.iter_mut() {
+                // window counts add wrapping: any value is safe
+                *n = d.var("a window count")?;
+            }
+            Ok(c)
+        }
+    }
+
+    impl Sliding {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.var(self.epoch);
+            self.cur.save(e);
+            self.prev.save(e);
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> R<Sliding> {
+            Ok(Sliding {
+                epoch: d.count("a window's epoch")?,
+                cur: Counts::load(d)?,
+                prev: Counts::load(d)?,
+            })
+        }
+    }
+
+    impl Burst {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.var(self.tick);
+            self.cur.save(e);
+            self.prev.save(e);
+            e.var(self.cur_summaries);
+            e.var(self.prev_summaries);
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> R<Burst> {
+            Ok(Burst {
+                tick: d.count("a short window's tick")?,
+                cur: Counts::load(d)?,
+                prev: Counts::load(d)?,
+                cur_summaries: d.count("a short window's summaries")?,
+                prev_summaries: d.count("a short window's summaries")?,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,6 +221,72 @@ fn merge(a: &mut TracePoint, b: &TracePoint) {
     a.distinct_peers = a.distinct_peers.max(b.distinct_peers);
 }
 
+/// Engine state ([`crate::engine_state`]).
+mod persist {
+    use super::*;
+    use crate::engine_state::{Dec, Enc, EngineStateError};
+
+    /// The most evaluations one point may stand for in a restored trace (far more than any run
+    /// reaches: 256 × 2^30 ticks), so doubling it never overflows.
+    const MAX_STRIDE: u32 = 1 << 30;
+
+    impl KeyTrace {
+        pub(crate) fn save(&self, e: &mut Enc) {
+            e.usize(self.points.len());
+            for p in &self.points {
+                e.var(p.ts_ns);
+                for v in p.rates.iter().chain(&p.thresholds).chain(&p.baselines) {
+                    e.f32(*v);
+                }
+                e.var(u64::from(p.distinct_peers));
+            }
+            e.var(u64::from(self.stride));
+            e.var(u64::from(self.pending));
+        }
+
+        pub(crate) fn load(d: &mut Dec) -> Result<KeyTrace, EngineStateError> {
+            let n = d.len("a trace", 1 + 27 * 4 + 1)?;
+            if n > TRACE_MAX_POINTS {
+                return Err(d.corrupt(format!(
+                    "a trace holds {n} points, more than {TRACE_MAX_POINTS}"
+                )));
+            }
+            let mut points = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut p = TracePoint {
+                    ts_ns: d.count("a trace point's time")?,
+                    rates: [0.0; Signal::THRESHOLDED],
+                    thresholds: [0.0; Signal::THRESHOLDED],
+                    baselines: [0.0; Signal::THRESHOLDED],
+                    distinct_peers: 0,
+                };
+                for v in p
+                    .rates
+                    .iter_mut()
+                    .chain(p.thresholds.iter_mut())
+                    .chain(p.baselines.iter_mut())
+                {
+                    *v = d.f32("a trace point")?;
+                }
+                p.distinct_peers = d.u32("a trace point's peers")?;
+                points.push(p);
+            }
+            let stride = d.u32("a trace's stride")?;
+            let pending = d.u32("a trace's pending evaluations")?;
+            if stride == 0 || stride > MAX_STRIDE || pending >= stride {
+                return Err(d.corrupt(format!(
+                    "a trace's stride {stride} (pending {pending}) is impossible"
+                )));
+            }
+            Ok(KeyTrace {
+                points,
+                stride,
+                pending,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
