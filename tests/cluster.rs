@@ -280,6 +280,7 @@ fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
             cluster_events.extend(events(&out));
         }
         assert_same_alerts(&one, &cluster_events, scenario);
+        assert_same_counts(&one, &cluster_events, scenario);
     }
 }
 
@@ -291,7 +292,8 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
     };
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    // 16 s of traffic, a flood from 4 s to 12 s, played at twice the capture's speed
+    // 16 s of traffic at capture speed, a flood from 4 s to 12 s; the detectors run with the
+    // default lease (2 s) and checkpoint interval (1 s)
     let pcap = synth(
         dir.path(),
         "flood.pcap",
@@ -304,55 +306,68 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
             "--attack-duration",
             "8s",
             "--attack-pps",
-            "5000",
+            "3000",
         ],
     );
     let one = replay_one(&pcap);
     let (a, b) = split(&pcap);
-    let ckpt = ["--checkpoint-interval", "300ms", "--lease-ttl", "1s"];
-    let primary = detector(&url, "fo", "0-3", &ckpt);
+    let running = "running partitions";
+    let mut active = detector(&url, "fo", "0-3", &[]);
     assert!(
-        primary
-            .wait_line("running partitions", Duration::from_secs(10))
-            .is_some(),
-        "the primary did not start"
+        active.wait_line(running, Duration::from_secs(10)).is_some(),
+        "the first detector did not start"
     );
-    let standby = detector(&url, "fo", "0-3", &ckpt);
+    let mut standby = detector(&url, "fo", "0-3", &[]);
     assert!(
         standby
             .wait_line("standby for partitions", Duration::from_secs(10))
             .is_some(),
         "the second detector did not become a standby"
     );
-    let i1 = ingest(&url, "fo", "1", &a, &["--realtime", "--speed", "2"]);
-    let i2 = ingest(&url, "fo", "2", &b, &["--realtime", "--speed", "2"]);
-    // mid-flood (packet time ~7 s): kill the primary outright
-    std::thread::sleep(Duration::from_millis(3500));
-    let mut primary = primary;
-    let killed = Instant::now();
-    primary.child.kill().unwrap(); // SIGKILL
-    let took = standby
-        .wait_line("running partitions", Duration::from_secs(10))
-        .map(|t| t.duration_since(killed));
-    let (_, primary_out, _) = primary.finish(Duration::from_secs(5));
-    let took = took.expect("the standby never took over");
-    eprintln!("failover: the standby ran the partitions {took:?} after the kill");
-    assert!(took <= Duration::from_secs(5), "failover took {took:?}");
+    let started = Instant::now();
+    let i1 = ingest(&url, "fo", "1", &a, &["--realtime"]);
+    let i2 = ingest(&url, "fo", "2", &b, &["--realtime"]);
+    let mut outputs = Vec::new();
+    // kill the running detector twice during the flood (packet time ~6 s and ~10 s), each time
+    // with a standby waiting
+    for (n, at) in [(1, 6), (2, 10)] {
+        let wait = Duration::from_secs(at).saturating_sub(started.elapsed());
+        std::thread::sleep(wait);
+        let killed = Instant::now();
+        active.child.kill().unwrap(); // SIGKILL
+        let took = standby
+            .wait_line(running, Duration::from_secs(10))
+            .map(|t| t.duration_since(killed))
+            .unwrap_or_else(|| panic!("kill {n}: the standby never took over"));
+        eprintln!("kill {n}: the standby ran the partitions {took:?} after the kill");
+        assert!(
+            took <= Duration::from_secs(5),
+            "kill {n}: failover took {took:?}"
+        );
+        let (_, out, _) = active.finish(Duration::from_secs(5));
+        outputs.push(out);
+        active = standby;
+        standby = detector(&url, "fo", "0-3", &[]);
+        assert!(standby
+            .wait_line("standby for partitions", Duration::from_secs(10))
+            .is_some());
+    }
     for (n, what) in [(i1, "ingest 1"), (i2, "ingest 2")] {
         let (ok, _, err) = n.finish(Duration::from_secs(60));
         assert!(ok, "{what} failed:\n{err}");
     }
-    let (ok, standby_out, err) = standby.finish(Duration::from_secs(60));
-    assert!(ok, "standby failed:\n{err}");
-    let mut all = events(&primary_out);
-    let before = all.len();
-    all.extend(events(&standby_out));
-    eprintln!(
-        "events: {before} from the primary, {} from the standby",
-        all.len() - before
-    );
+    let (ok, out, err) = active.finish(Duration::from_secs(60));
+    assert!(ok, "the last detector failed:\n{err}");
     assert!(err.contains("restored from a checkpoint"), "{err}");
-    // every event exactly once: ids of (event kind, id) unique, and the lifecycle of one machine
+    outputs.push(out);
+    // the spare standby never ran: it holds nothing
+    let _ = standby.child.kill();
+    let (_, spare, _) = standby.finish(Duration::from_secs(5));
+    assert!(spare.trim().is_empty(), "the spare standby wrote: {spare}");
+    let per: Vec<usize> = outputs.iter().map(|o| events(o).len()).collect();
+    eprintln!("events written by each detector in turn: {per:?}");
+    let all: Vec<Value> = outputs.iter().flat_map(|o| events(o)).collect();
+    // every event exactly once: (event kind, id) unique, and the lifecycle of one machine
     let mut seen = std::collections::HashSet::new();
     for e in &all {
         if e["event"] == "start" || e["event"] == "end" {
@@ -361,6 +376,41 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
         }
     }
     assert_same_alerts(&one, &all, "failover");
+    assert_same_counts(&one, &all, "failover");
+    // updates too: every event of one machine, once
+    let kinds = |evs: &[Value]| {
+        let mut v: Vec<String> = evs
+            .iter()
+            .map(|e| format!("{} {} {}", e["event"], e["id"], e["ts"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        kinds(&one),
+        kinds(&all),
+        "failover: the events, updates included"
+    );
+}
+
+/// The packets and bytes each alert's end event reports: counted once, they are the same.
+fn assert_same_counts(one: &[Value], cluster: &[Value], what: &str) {
+    let ends = |evs: &[Value]| -> BTreeMap<String, (u64, u64)> {
+        evs.iter()
+            .filter(|e| e["event"] == "end")
+            .map(|e| {
+                (
+                    format!("{}/{}", e["scope"], e["key"]),
+                    (e["packets"].as_u64().unwrap(), e["bytes"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ends(one),
+        ends(cluster),
+        "{what}: packets and bytes of the alerts"
+    );
 }
 
 #[test]

@@ -21,4 +21,3 @@ pub mod nats;
 pub mod partition;
 pub mod publish;
 pub mod wire;
-
