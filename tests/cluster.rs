@@ -432,3 +432,88 @@ fn nats_unreachable_at_start_is_a_clear_error() {
         );
     }
 }
+
+#[test]
+fn an_ingest_node_that_loses_nats_keeps_its_batches_and_sends_them_once_back_or_counts_what_it_drops(
+) {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = synth(
+        dir.path(),
+        "flood.pcap",
+        "syn-flood",
+        &[
+            "--duration",
+            "6s",
+            "--attack-start",
+            "1s",
+            "--attack-duration",
+            "4s",
+            "--attack-pps",
+            "3000",
+        ],
+    );
+    let one = replay_one(&pcap);
+    for (cluster, buffer) in [("lost1", "256M"), ("lost2", "1K")] {
+        let node = spawn(&s(&[
+            "replay",
+            "--publish",
+            &url,
+            "--cluster",
+            cluster,
+            "--node-id",
+            "1",
+            "--publish-buffer",
+            buffer,
+            "--realtime",
+            &pcap.display().to_string(),
+        ]));
+        // the server dies at 1.5 s of the replay and is back 1.5 s later
+        std::thread::sleep(Duration::from_millis(1500));
+        server.kill();
+        std::thread::sleep(Duration::from_millis(1500));
+        server.restart();
+        let (ok, _, err) = node.finish(Duration::from_secs(60));
+        assert!(ok, "{cluster}: the ingest node failed:\n{err}");
+        assert!(err.contains("lost the connection to NATS"), "{err}");
+        assert!(err.contains("reconnected to NATS"), "{err}");
+        let dropped: u64 = err
+            .lines()
+            .find_map(|l| l.split("; dropped ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no drop count in:\n{err}"));
+        // then a detector reads everything the bus kept
+        let det = spawn(&s(&[
+            "detect",
+            "--nats",
+            &url,
+            "--cluster",
+            cluster,
+            "--partitions",
+            "0-7",
+            "--exit-at-end",
+            "--from-start",
+            "--seed",
+            "1",
+        ]));
+        let (ok, out, derr) = det.finish(Duration::from_secs(60));
+        assert!(ok, "{cluster}: the detector failed:\n{derr}");
+        if buffer == "256M" {
+            assert_eq!(dropped, 0, "{err}");
+            assert!(derr.contains(" 0 missing"), "{derr}");
+            let evs = events(&out);
+            assert_same_alerts(&one, &evs, cluster);
+            assert_same_counts(&one, &evs, cluster);
+        } else {
+            assert!(dropped > 0, "a 1 KiB buffer kept 1.5 s of batches?\n{err}");
+            assert!(
+                !derr.contains(" 0 missing"),
+                "the detector did not count the batches lost:\n{derr}"
+            );
+        }
+    }
+}
