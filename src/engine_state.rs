@@ -9,8 +9,9 @@
 //!   refused above `i64::MAX`, so no later `+ 1` of a restored value can overflow;
 //! - `f32`/`f64`, hash seeds and random states as fixed little-endian bytes;
 //! - sequences as a varint length, then the items. A length is checked against the bytes left
-//!   (each item takes at least one byte) before anything is allocated, so a cut or hostile blob
-//!   gives an error, never a panic or an allocation larger than the blob.
+//!   (each item takes at least a known number of bytes) before anything is allocated, so a cut or
+//!   hostile blob gives an error, never a panic, and what is allocated for it stays within a few
+//!   times its length (plus the fixed admission rows and populations of any engine).
 //!
 //! [`Engine::save_state`]: crate::detect::Engine::save_state
 //! [`Engine::restore_state`]: crate::detect::Engine::restore_state

@@ -303,8 +303,9 @@ mod persist {
             mut value: impl FnMut(&mut Dec, Key) -> R<V>,
         ) -> R<()> {
             self.stats = TableStats::load(d)?;
-            // a key and the least state take more than 8 bytes
-            let n = d.len("a key table", 8)?;
+            // a key and the least state of the engine's tables take over 100 bytes (window and
+            // baseline): the map reserved for them is a few times the bytes left, no more
+            let n = d.len("a key table", 100)?;
             if n > self.cap {
                 return Err(d.corrupt(format!(
                     "a table holds {n} keys, more than its capacity of {} (max_keys)",

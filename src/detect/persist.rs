@@ -82,7 +82,8 @@ impl Engine {
     /// (floors, trigger, hold-down, prefixes, …: the restored engine runs on `cfg` from now on, as
     /// after a reload); window, tick, subnet prefix lengths and max_keys must be the saved ones,
     /// and the hash seed stays the saved one. A blob that is cut short, corrupt or of another
-    /// version is an error, never a panic, and nothing larger than the blob is allocated for it.
+    /// version is an error, never a panic, and what is allocated for it stays within a few times
+    /// its length.
     pub fn restore_state(cfg: DetectConfig, bytes: &[u8]) -> Result<Engine, EngineStateError> {
         if !bytes.starts_with(&MAGIC) {
             return Err(EngineStateError::Magic);
