@@ -514,7 +514,7 @@ pub struct PublishArgs {
     pub publish_buffer: usize,
     /// Summaries per published batch (at most; every tick of packet time flushes, so this bounds
     /// message size, not latency: ~35 bytes a summary).
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536), requires = "publish", help_heading = "Cluster")]
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_384), requires = "publish", help_heading = "Cluster")]
     pub publish_batch: u32,
 }
 
@@ -538,6 +538,16 @@ pub struct ClusterArgs {
     /// (suffixes K, M, G; the oldest go first).
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size, help_heading = "Cluster")]
     pub bus_max_bytes: usize,
+    /// Where the bus keeps the batches: `file` (survives a NATS restart) or `memory` (less CPU on
+    /// the NATS server; lost if it restarts). The same on every node of a cluster.
+    #[arg(long, value_enum, default_value_t = BusStorage::File, help_heading = "Cluster")]
+    pub bus_storage: BusStorage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusStorage {
+    File,
+    Memory,
 }
 
 /// `floodwatch detect`.

@@ -737,7 +737,10 @@ fn join_cluster(
         subnet_v4: detect.subnet_v4,
         subnet_v6: detect.subnet_v6,
         max_bytes: i64::try_from(c.bus_max_bytes).unwrap_or(i64::MAX),
-        storage: floodwatch::bus::jetstream::Storage::File,
+        storage: match c.bus_storage {
+            cli::BusStorage::File => floodwatch::bus::jetstream::Storage::File,
+            cli::BusStorage::Memory => floodwatch::bus::jetstream::Storage::Memory,
+        },
     };
     floodwatch::bus::cluster::join(url, client_name, &settings, random_seed())
         .with_context(|| format!("cannot join cluster {:?} on NATS at {url}", c.cluster))

@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver};
 use serde::{Deserialize, Serialize};
 
 use super::cluster::ClusterBus;
@@ -36,8 +36,23 @@ use crate::key::Scope;
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
 const CHECKPOINT_VERSION: u16 = 1;
 
-/// Messages a partition's consumer thread keeps in flight to the merge.
-const CONSUMER_QUEUE: usize = 1024;
+/// Batches a partition's pull asks for at once.
+const PULL_BATCH: usize = 4;
+
+/// Batches a partition's consumer thread keeps in flight to the merge.
+const CONSUMER_QUEUE: usize = 64;
+
+/// Batches taken from one partition in a row.
+const TAKE_IN_A_ROW: usize = 8;
+
+/// One partition's batches, from its consumer thread.
+struct Feed {
+    partition: u16,
+    rx: Receiver<JsMessage>,
+    /// The latest watermark its batches carried.
+    watermark: u64,
+    gone: bool,
+}
 
 /// How a detector node runs.
 #[derive(Clone, Debug)]
@@ -436,7 +451,6 @@ pub fn run_detector(
     stats.checkpoints += 1;
 
     // consumers, each read by a thread of its own, from right after the checkpoint's positions
-    let (tx, rx) = bounded::<(u16, JsMessage)>(CONSUMER_QUEUE);
     let consumers_stop = AtomicBool::new(false);
     let mut pulls = Vec::new();
     for p in &cfg.partitions {
@@ -448,7 +462,11 @@ pub fn run_detector(
         c.ack_wait = Duration::from_secs(60).max(cfg.checkpoint_every * 4);
         c.max_ack_pending = 1 << 20;
         bus.js.create_consumer(&bus.stream(), &c)?;
-        pulls.push((*p, bus.js.pull(&bus.stream(), &name)?));
+        let mut pull = bus.js.pull(&bus.stream(), &name)?;
+        // a few batches in flight per partition: the server disconnects a client that has more
+        // than 64 MB waiting, and a batch may be as large as the server's max_payload (1 MB)
+        pull.set_batch(PULL_BATCH);
+        pulls.push((*p, pull));
     }
     stats.takeover = took.elapsed();
     if cfg.verbose {
@@ -465,14 +483,21 @@ pub fn run_detector(
         );
     }
     let result = std::thread::scope(|s| {
+        let mut feeds = Vec::new();
         for (p, mut pull) in pulls {
-            let tx = tx.clone();
+            let (tx, rx) = bounded::<JsMessage>(CONSUMER_QUEUE);
+            feeds.push(Feed {
+                partition: p,
+                rx,
+                watermark: 0,
+                gone: false,
+            });
             let quit = &consumers_stop;
             s.spawn(move || {
                 while !quit.load(Ordering::Relaxed) {
                     match pull.next_timeout(Duration::from_millis(100)) {
                         Ok(Some(m)) => {
-                            if tx.send((p, m)).is_err() {
+                            if tx.send(m).is_err() {
                                 return;
                             }
                         }
@@ -482,11 +507,10 @@ pub fn run_detector(
                 }
             });
         }
-        drop(tx);
         let r = consume(
             bus,
             cfg,
-            &rx,
+            &mut feeds,
             stop,
             &mut Loop {
                 engine: &mut engine,
@@ -504,7 +528,7 @@ pub fn run_detector(
             },
         );
         consumers_stop.store(true, Ordering::Relaxed);
-        drop(rx);
+        drop(feeds);
         r
     });
     stats.merge = merger.stats();
@@ -649,7 +673,7 @@ impl Loop<'_, '_> {
 fn consume(
     bus: &ClusterBus,
     cfg: &DetectorConfig,
-    rx: &Receiver<(u16, JsMessage)>,
+    feeds: &mut [Feed],
     stop: &AtomicBool,
     l: &mut Loop<'_, '_>,
 ) -> Result<(), DetectorError> {
@@ -658,7 +682,7 @@ fn consume(
     let mut started = false;
     let mut replies: Vec<Option<String>> = vec![None; usize::from(bus.cluster.partitions)];
     let mut last_ckpt = Instant::now();
-    let mut consumers_gone = false;
+    let tick_ns = l.engine.config().tick_ns().max(1);
     loop {
         if stop.load(Ordering::Relaxed) {
             // hand over: state saved, lease released so a standby starts at once
@@ -666,42 +690,59 @@ fn consume(
             let _ = bus.kv.update(&l.lease.key, b"", l.lease.revision);
             return Ok(());
         }
-        // take what has arrived (up to a bound, so time keeps moving)
+        // Take batches from the partitions that are behind in packet time (within a tick of the
+        // slowest): one that runs ahead waits in its channel, and then its consumer waits, so the
+        // merge holds back little (partitions read from the bus's store run at their own pace).
+        let slowest = feeds
+            .iter()
+            .filter(|f| !f.gone)
+            .map(|f| f.watermark)
+            .min()
+            .unwrap_or(0);
+        let limit = slowest.saturating_add(tick_ns);
         let mut got = 0;
-        let first = if consumers_gone {
-            std::thread::sleep(Duration::from_millis(10));
-            Err(RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(Duration::from_millis(5))
-        };
-        let mut next = first;
-        loop {
-            match next {
-                Ok((p, m)) => {
-                    got += 1;
-                    if let Some(x) = l.positions.get_mut(usize::from(p)) {
-                        *x = (*x).max(m.stream_seq);
+        for f in feeds.iter_mut().filter(|f| !f.gone && f.watermark <= limit) {
+            for _ in 0..TAKE_IN_A_ROW {
+                match f.rx.try_recv() {
+                    Ok(m) => {
+                        got += 1;
+                        take(l, &mut replies, f, &m);
                     }
-                    if let Some(r) = replies.get_mut(usize::from(p)) {
-                        *r = Some(m.reply.clone());
-                    }
-                    if l.merger.accept(&m.payload, mono(l.t0)).is_err() {
-                        l.stats.malformed_batches += 1;
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        f.gone = true;
+                        break;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    consumers_gone = true;
-                    break;
+            }
+        }
+        let consumers_gone = feeds.iter().all(|f| f.gone);
+        if got == 0 && !consumers_gone {
+            // wait (briefly) for a batch of a partition that may be read now
+            let mut sel = crossbeam_channel::Select::new();
+            let eligible: Vec<usize> = (0..feeds.len())
+                .filter(|i| !feeds[*i].gone && feeds[*i].watermark <= limit)
+                .collect();
+            for i in &eligible {
+                sel.recv(&feeds[*i].rx);
+            }
+            let picked = if eligible.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+                None
+            } else {
+                sel.select_timeout(Duration::from_millis(5)).ok().map(|op| {
+                    let i = eligible[op.index()];
+                    (i, op.recv(&feeds[i].rx))
+                })
+            };
+            drop(sel);
+            if let Some((i, r)) = picked {
+                let f = &mut feeds[i];
+                match r {
+                    Ok(m) => take(l, &mut replies, f, &m),
+                    Err(_) => f.gone = true,
                 }
             }
-            if got >= 4096 {
-                break;
-            }
-            next = rx.try_recv().map_err(|e| match e {
-                crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            });
         }
         if consumers_gone && bus.client.is_closed() {
             return Err(DetectorError::Nats(NatsError::Closed));
@@ -720,7 +761,11 @@ fn consume(
             l.engine.advance_to(upto, &mut events);
             l.out(bus, std::mem::take(&mut events))?;
         }
-        if cfg.exit_at_end && l.merger.all_ended() && l.merger.held() == 0 && rx.is_empty() {
+        if cfg.exit_at_end
+            && l.merger.all_ended()
+            && l.merger.held() == 0
+            && feeds.iter().all(|f| f.rx.is_empty())
+        {
             l.engine.finish(EndReason::EndOfInput, &mut events);
             l.out(bus, std::mem::take(&mut events))?;
             l.checkpoint(bus, &mut replies)?;
@@ -734,6 +779,21 @@ fn consume(
         if l.lease.refreshed.elapsed() >= cfg.lease_ttl / 4 {
             refresh_lease(bus, cfg, l.lease)?;
         }
+    }
+}
+
+/// One batch of a partition into the merge.
+fn take(l: &mut Loop<'_, '_>, replies: &mut [Option<String>], f: &mut Feed, m: &JsMessage) {
+    let p = usize::from(f.partition);
+    if let Some(x) = l.positions.get_mut(p) {
+        *x = (*x).max(m.stream_seq);
+    }
+    if let Some(r) = replies.get_mut(p) {
+        *r = Some(m.reply.clone());
+    }
+    match l.merger.accept(&m.payload, mono(l.t0)) {
+        Ok(h) => f.watermark = f.watermark.max(h.watermark),
+        Err(_) => l.stats.malformed_batches += 1,
     }
 }
 

@@ -11,7 +11,8 @@
 //! - Summaries are held until every live node's watermark has passed them, then released sorted by
 //!   time (ties keep their arrival order): the engine sees what one machine would have seen.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,21 +58,11 @@ struct Node {
     parts: BTreeMap<u16, PartState>,
 }
 
-/// Where a held summary came from: ties in packet time are released in this order, so the stream
+/// A summary held until every live node's watermark has passed it. Summaries are released in
+/// (time, node, partition) order, each (node, partition) in its publishing order, so the stream
 /// the engine sees does not depend on the order batches of different nodes arrived in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Origin {
-    ts: u64,
-    node: u32,
-    partition: u16,
-    seq: u64,
-    index: u32,
-}
-
-/// A summary held until every live node's watermark has passed it.
 #[derive(Clone, Copy, Debug)]
 struct Held {
-    origin: Origin,
     summary: PacketSummary,
     sides: Sides,
 }
@@ -88,7 +79,10 @@ pub struct Merger {
     /// Wall time the first batch arrived.
     first_heard: Option<u64>,
     nodes: HashMap<u32, Node>,
-    pending: Vec<Held>,
+    /// Held summaries, one queue per (node, partition): each is that node's publishing order.
+    runs: Vec<Run>,
+    run_of: HashMap<(u32, u16), usize>,
+    held: usize,
     released_to: u64,
     /// The earliest watermark of any node's first batches: where the stream starts.
     start: Option<u64>,
@@ -111,8 +105,8 @@ pub enum MergeStateError {
 #[derive(Serialize, Deserialize)]
 struct SavedMerger {
     nodes: Vec<(u32, Node)>,
-    /// Per held summary: (node, partition, seq, index, sides bits).
-    origins: Vec<(u32, u16, u64, u32, u8)>,
+    /// Per held summary: (node, partition, sides bits).
+    origins: Vec<(u32, u16, u8)>,
     released_to: u64,
     start: Option<u64>,
     stats: MergeStats,
@@ -137,7 +131,9 @@ impl Merger {
             expected: 1,
             first_heard: None,
             nodes: HashMap::new(),
-            pending: Vec::new(),
+            runs: Vec::new(),
+            run_of: HashMap::new(),
+            held: 0,
             released_to: 0,
             start: None,
             stats: MergeStats::default(),
@@ -213,18 +209,12 @@ impl Merger {
         self.stats.batches += 1;
         self.stats.summaries += summaries.len() as u64;
         let cluster = self.cluster;
-        self.pending.extend(
+        let run = self.run(h.node, h.partition);
+        let before = run.len();
+        run.extend(
             summaries
                 .drain(..)
-                .enumerate()
-                .map(|(i, s)| Held {
-                    origin: Origin {
-                        ts: s.ts.0,
-                        node: h.node,
-                        partition: h.partition,
-                        seq: h.seq,
-                        index: i as u32,
-                    },
+                .map(|s| Held {
                     summary: s,
                     sides: cluster.sides_owned(h.partition, &s),
                 })
@@ -232,6 +222,20 @@ impl Merger {
                 // this partition owns, which `sides_owned` gives for any owned partition
                 .filter(|h| h.sides.destination || h.sides.source),
         );
+        self.held += run.len() - before;
+    }
+
+    /// The queue of (node, partition).
+    fn run(&mut self, node: u32, partition: u16) -> &mut VecDeque<Held> {
+        let i = *self.run_of.entry((node, partition)).or_insert_with(|| {
+            self.runs.push(Run {
+                node,
+                partition,
+                queue: VecDeque::new(),
+            });
+            self.runs.len() - 1
+        });
+        &mut self.runs[i].queue
     }
 
     fn node_ended(&self, n: &Node) -> bool {
@@ -304,15 +308,30 @@ impl Merger {
         let w = self.watermark(now_ns)?;
         self.released_to = self.released_to.max(w.0);
         let upto = self.released_to;
-        self.pending.sort_unstable_by_key(|h| h.origin);
-        let n = self.pending.partition_point(|h| h.origin.ts <= upto);
-        out.extend(self.pending.drain(..n).map(|h| (h.summary, h.sides)));
+        // a k-way merge of the queues' heads: each summary is moved once, in (time, node,
+        // partition) order, a queue's own order kept
+        let mut heads = BinaryHeap::with_capacity(self.runs.len());
+        for (i, r) in self.runs.iter().enumerate() {
+            if let Some(h) = r.queue.front().filter(|h| h.summary.ts.0 <= upto) {
+                heads.push(Reverse((h.summary.ts, r.node, r.partition, i)));
+            }
+        }
+        while let Some(Reverse((_, _, _, i))) = heads.pop() {
+            let r = &mut self.runs[i];
+            if let Some(h) = r.queue.pop_front() {
+                out.push((h.summary, h.sides));
+                self.held -= 1;
+            }
+            if let Some(h) = r.queue.front().filter(|h| h.summary.ts.0 <= upto) {
+                heads.push(Reverse((h.summary.ts, r.node, r.partition, i)));
+            }
+        }
         Some(Timestamp(upto))
     }
 
     /// Summaries held back.
     pub fn held(&self) -> usize {
-        self.pending.len()
+        self.held
     }
 
     pub fn stats(&self) -> MergeStats {
@@ -329,21 +348,23 @@ impl Merger {
 
     /// The merger's state for a checkpoint: (metadata as JSON, held summaries as a wire batch).
     pub fn save(&self) -> (Vec<u8>, Vec<u8>) {
-        let base = self.pending.iter().map(|h| h.summary.ts).min();
+        let held = || {
+            self.runs
+                .iter()
+                .flat_map(|r| r.queue.iter().map(move |h| (r.node, r.partition, h)))
+        };
+        let base = held().map(|(_, _, h)| h.summary.ts).min();
         let mut w = BatchWriter::new(base.unwrap_or(Timestamp(0)));
-        for h in &self.pending {
+        for (_, _, h) in held() {
             w.push(&h.summary);
         }
         let batch = w.finish(BatchHeader::default());
         let saved = SavedMerger {
             nodes: self.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            origins: self
-                .pending
-                .iter()
-                .map(|h| {
-                    let o = h.origin;
+            origins: held()
+                .map(|(node, partition, h)| {
                     let sides = u8::from(h.sides.destination) | (u8::from(h.sides.source) << 1);
-                    (o.node, o.partition, o.seq, o.index, sides)
+                    (node, partition, sides)
                 })
                 .collect(),
             released_to: self.released_to,
@@ -380,30 +401,33 @@ impl Merger {
                 (k, n)
             })
             .collect();
-        self.pending = summaries
-            .into_iter()
-            .zip(saved.origins)
-            .map(|(s, (node, partition, seq, index, sides))| Held {
-                origin: Origin {
-                    ts: s.ts.0,
-                    node,
-                    partition,
-                    seq,
-                    index,
-                },
+        self.runs.clear();
+        self.run_of.clear();
+        self.held = 0;
+        for (s, (node, partition, sides)) in summaries.into_iter().zip(saved.origins) {
+            self.run(node, partition).push_back(Held {
                 summary: s,
                 sides: Sides {
                     destination: sides & 1 != 0,
                     source: sides & 2 != 0,
                 },
-            })
-            .collect();
+            });
+            self.held += 1;
+        }
         self.released_to = saved.released_to;
         self.start = saved.start;
         self.stats = saved.stats;
         self.first_heard = saved.first_heard.then_some(now_ns);
         Ok(())
     }
+}
+
+/// The held summaries of one node's partition.
+#[derive(Debug)]
+struct Run {
+    node: u32,
+    partition: u16,
+    queue: VecDeque<Held>,
 }
 
 #[cfg(test)]
@@ -598,5 +622,49 @@ mod tests {
             m2.accept(&b, 5 * SEC + 1).unwrap();
         }
         assert_eq!(m2.watermark(5 * SEC + 1), Some(Timestamp(2 * SEC)));
+    }
+
+    #[test]
+    fn releasing_in_many_steps_gives_the_stream_one_release_gives() {
+        let c = cluster();
+        let mut parts = [Partitioner::new(c, 1, 5), Partitioner::new(c, 2, 3)];
+        for i in 0..600u64 {
+            // the two nodes share times: ties are released in a fixed order
+            parts[(i % 2) as usize].push(&summary(SEC + (i / 2) * 700, (i % 251) as u8));
+            if i % 97 == 0 {
+                parts[0].flush();
+                parts[1].flush();
+            }
+        }
+        for p in &mut parts {
+            p.finish();
+        }
+        let (a, b) = (parts[0].take_ready(), parts[1].take_ready());
+        let all: Vec<u16> = (0..4).collect();
+        let mut once = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        for (_, x) in a.iter().chain(&b) {
+            once.accept(x, 0).unwrap();
+        }
+        let mut whole = Vec::new();
+        once.release(0, &mut whole).unwrap();
+        // the same batches interleaved, released after every one
+        let mut steps = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        let mut pieces = Vec::new();
+        let mut bi = b.iter();
+        for (_, x) in &a {
+            steps.accept(x, 0).unwrap();
+            if let Some((_, y)) = bi.next() {
+                steps.accept(y, 0).unwrap();
+            }
+            steps.release(0, &mut pieces);
+        }
+        for (_, y) in bi {
+            steps.accept(y, 0).unwrap();
+            steps.release(0, &mut pieces);
+        }
+        assert_eq!(steps.held(), 0);
+        assert_eq!(pieces.len(), whole.len());
+        assert!(pieces == whole, "a different order");
+        assert!(whole.windows(2).all(|w| w[0].0.ts <= w[1].0.ts));
     }
 }
