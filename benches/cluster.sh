@@ -6,6 +6,7 @@
 #   benches/cluster.sh            # 3 interleaved runs of 2 M minimum-size SYN-flood packets
 #   benches/cluster.sh --quick    # 1 run of 0.5 M packets
 #   benches/cluster.sh --runs N
+#   benches/cluster.sh --storage memory   # the bus's batches in memory (--bus-storage memory)
 #
 # Prints, as markdown tables for docs/scaling.md:
 # - packets per CPU-second of each path (CPU = user+sys of every process of the path: replay alone;
@@ -20,13 +21,15 @@ USER_BENCH_DIR="${BENCH_DIR:-}"
 source "$(dirname "$0")/common.sh"
 
 RUNS=3
+STORAGE=file
 PPS=500000
 SECS=4
 while (($#)); do
   case "$1" in
     --quick) RUNS=1 SECS=1 ;;
     --runs) RUNS="$2"; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --storage) STORAGE="$2"; shift ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
   shift
@@ -62,11 +65,11 @@ for r in $(seq "$RUNS"); do
 
   cluster="bench$r$$"
   srv0="$(cpu_of "$NATS_PID")"
-  ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --partitions 0-7 \
+  ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 \
       --exit-at-end --from-start --seed 1 -q >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
   det=$!
   sleep 0.3
-  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --node-id 1 "$CAP"
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 "$CAP"
   ing="$CPU"
   wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
   read -r du ds <"$BENCH_DIR/det.time"
@@ -91,7 +94,7 @@ printf '| bus: ingest + nats-server + detector | %s | %s |\n' "$bus_cpu" "$(fixe
 printf '| bus / in-process | | %s %% |\n\n' "$(fixed 0 "100 * $in_cpu / $bus_cpu")"
 printf '| cost per published summary | ns of CPU |\n|---|---:|\n'
 printf '| ingest node (read, decode, partition, encode, publish) | %s |\n' "$(fixed 0 "$ing * 1e9 / $sums")"
-printf '| nats-server (JetStream, file storage) | %s |\n' "$(fixed 0 "$srv * 1e9 / $sums")"
+printf '| nats-server (JetStream, %s storage) | %s |\n' "$STORAGE" "$(fixed 0 "$srv * 1e9 / $sums")"
 printf '| detector node (consume, decode, merge, detect) | %s |\n' "$(fixed 0 "$det * 1e9 / $sums")"
 
 # latency: 40 sources flooding at the source floor (many alerts), at capture speed, in-process and through the bus
@@ -104,12 +107,12 @@ t0="$(now_ns)"
 "$FW" replay --realtime --quiet --seed 1 "$LAT" | stamp "$BENCH_DIR/lat-in.txt"
 in_t0="$t0"
 cluster="lat$$"
-"$FW" detect --nats "$URL" --cluster "$cluster" --partitions 0-7 --exit-at-end --seed 1 -q \
+"$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 --exit-at-end --seed 1 -q \
   | stamp "$BENCH_DIR/lat-bus.txt" &
 det=$!
 sleep 0.5
 bus_t0="$(now_ns)"
-"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --node-id 1 -q "$LAT"
+"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 -q "$LAT"
 wait "$det"
 # per event id: (wall ns since its process start) bus - in-process
 awk -v a="$in_t0" -v b="$bus_t0" '

@@ -882,7 +882,7 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
     if !args.output.quiet {
         let m = &stats.merge;
         eprintln!(
-            "floodwatch detector summary (partitions {group} of cluster {})\n  {:.1} s; {} summaries from {} batches of the bus ({} repeated and dropped, {} missing, {} malformed); ingest nodes ended {}, fell silent {} times\n  events: {} written, {} already written before a takeover; {} checkpoints (last {} bytes){}\n  alerts: {} started, {} ended",
+            "floodwatch detector summary (partitions {group} of cluster {})\n  {:.1} s; {} summaries from {} batches of the bus ({} repeated and dropped, {} missing, {} malformed); ingest nodes ended {}, fell silent {} times\n  events: {} written, {} already written before a takeover; {} checkpoints (last {} bytes, longest {} ms){}\n  alerts: {} started, {} ended",
             bus.name,
             started.elapsed().as_secs_f64(),
             m.summaries,
@@ -896,6 +896,7 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
             stats.events_suppressed,
             stats.checkpoints,
             stats.checkpoint_bytes,
+            stats.checkpoint_longest.as_millis(),
             if stats.restored {
                 format!("; restored from a checkpoint in {} ms", stats.takeover.as_millis())
             } else {

@@ -133,7 +133,8 @@ pub fn join(
     let subject = format!("fw.{name}.events.>");
     let mut events = StreamConfig::new(&format!("FW_{name}_EVENTS"), &[subject.as_str()]);
     events.max_age = Duration::from_secs(30 * 24 * 3600);
-    events.max_bytes = 1 << 30;
+    // JetStream reserves a stream's max_bytes from the server's storage: keep this one small
+    events.max_bytes = (s.max_bytes / 4).max(16 << 20);
     js.ensure_stream(&events)?;
     let kv = Kv::ensure(&js, &format!("fw_{name}"), Storage::File)?;
     let ours = ClusterRecord {

@@ -36,8 +36,11 @@ use crate::key::Scope;
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
 const CHECKPOINT_VERSION: u16 = 1;
 
-/// Batches a partition's pull asks for at once.
+/// Batches a partition's pull asks for at once, at least (until their size is known, and for
+/// batches near the server's max_payload).
 const PULL_BATCH: usize = 4;
+/// Bytes a partition's pull asks for at once, about.
+const PULL_BYTES: usize = 2 << 20;
 
 /// Batches a partition's consumer thread keeps in flight to the merge.
 const CONSUMER_QUEUE: usize = 64;
@@ -109,6 +112,8 @@ pub struct DetectorStats {
     pub events_suppressed: u64,
     pub checkpoints: u64,
     pub checkpoint_bytes: u64,
+    /// The longest checkpoint (detection waits while it is taken and stored).
+    pub checkpoint_longest: Duration,
     /// Restored from a checkpoint at start (else started cold).
     pub restored: bool,
     /// Waiting for the lease (standby), then from holding it to consuming.
@@ -497,6 +502,11 @@ pub fn run_detector(
                 while !quit.load(Ordering::Relaxed) {
                     match pull.next_timeout(Duration::from_millis(100)) {
                         Ok(Some(m)) => {
+                            // as many batches a pull as make ~2 MB: fewer requests for small
+                            // batches, never near the server's 64 MB limit for large ones
+                            pull.set_batch(
+                                (PULL_BYTES / m.payload.len().max(1)).clamp(PULL_BATCH, 256),
+                            );
                             if tx.send(m).is_err() {
                                 return;
                             }
@@ -654,9 +664,11 @@ impl Loop<'_, '_> {
         bus: &ClusterBus,
         replies: &mut [Option<String>],
     ) -> Result<(), DetectorError> {
+        let began = Instant::now();
         let n = self
             .ckpt
             .write(self.engine, self.merger, self.positions, *self.last_written)?;
+        self.stats.checkpoint_longest = self.stats.checkpoint_longest.max(began.elapsed());
         self.stats.checkpoints += 1;
         self.stats.checkpoint_bytes = n as u64;
         // the checkpoint holds everything up to these batches: acknowledge them (ack-all)
