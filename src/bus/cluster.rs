@@ -3,7 +3,8 @@
 //! bucket so the first node to start fixes it and every later one checks it.
 //!
 //! Layout for cluster `NAME`:
-//! - stream `FW_NAME`, subjects `fw.NAME.p.<partition>`: summary batches (src/bus/wire.rs);
+//! - streams `FW_NAME_P<partition>`, subject `fw.NAME.p.<partition>`: summary batches
+//!   (src/bus/wire.rs), one stream a partition so a NATS cluster spreads them over its servers;
 //! - stream `FW_NAME_EVENTS`, subjects `fw.NAME.events.<group>`: the alert events detectors wrote;
 //! - key-value bucket `fw_NAME`: key `cluster` (this record), `lease.<group>` (which detector
 //!   runs a group of partitions);
@@ -80,9 +81,10 @@ impl ClusterBus {
         format!("fw.{}.p.{partition}", self.name)
     }
 
-    /// The stream holding the batches.
-    pub fn stream(&self) -> String {
-        format!("FW_{}", self.name)
+    /// The stream holding a partition's batches (one a partition, so a NATS cluster spreads
+    /// them over its servers).
+    pub fn stream(&self, partition: u16) -> String {
+        format!("FW_{}_P{partition}", self.name)
     }
 
     pub fn events_stream(&self) -> String {
@@ -124,12 +126,33 @@ pub fn join(
     let client = Client::connect(url, client_name, Duration::from_secs(5))?;
     let js = JetStream::new(client.clone(), Duration::from_secs(5));
     js.check()?;
+    // nodes starting together create the same streams at once: a request that times out or
+    // races another node's is tried again
+    let mut tries = 0;
+    loop {
+        match join_on(client.clone(), js.clone(), s, seed) {
+            Err(ClusterError::Nats(e)) if tries < 3 && transient(&e) => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200 * tries));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A JetStream API failure that may pass: a timeout, or a server-side error (5xx).
+fn transient(e: &NatsError) -> bool {
+    matches!(e, NatsError::Timeout { .. })
+        || matches!(e, NatsError::JetStream { code, .. } if *code >= 500 && !e.to_string().contains("insufficient"))
+}
+
+fn join_on(
+    client: Client,
+    js: JetStream,
+    s: &JoinSettings,
+    seed: u64,
+) -> Result<ClusterBus, ClusterError> {
     let name = s.name.clone();
-    let subject = format!("fw.{name}.p.>");
-    let mut batches = StreamConfig::new(&format!("FW_{name}"), &[subject.as_str()]);
-    batches.storage = s.storage;
-    batches.max_bytes = s.max_bytes;
-    js.ensure_stream(&batches)?;
     let subject = format!("fw.{name}.events.>");
     let mut events = StreamConfig::new(&format!("FW_{name}_EVENTS"), &[subject.as_str()]);
     events.max_age = Duration::from_secs(30 * 24 * 3600);
@@ -189,6 +212,15 @@ pub fn join(
             format!("/{} and /{}", record.subnet_v4, record.subnet_v6),
             format!("/{} and /{}", s.subnet_v4, s.subnet_v6),
         ));
+    }
+    // a stream per partition, sharing --bus-max-bytes
+    let share = (s.max_bytes / i64::from(record.partitions.max(1))).max(1 << 20);
+    for p in 0..record.partitions {
+        let subject = format!("fw.{name}.p.{p}");
+        let mut batches = StreamConfig::new(&format!("FW_{name}_P{p}"), &[subject.as_str()]);
+        batches.storage = s.storage;
+        batches.max_bytes = share;
+        js.ensure_stream(&batches)?;
     }
     Ok(ClusterBus {
         name,

@@ -418,7 +418,7 @@ pub fn run_detector(
                 for p in &cfg.partitions {
                     pos[usize::from(*p)] = bus
                         .js
-                        .last_message(&bus.stream(), &bus.partition_subject(*p))?
+                        .last_message(&bus.stream(*p), &bus.partition_subject(*p))?
                         .map_or(0, |m| m.seq);
                 }
             }
@@ -460,14 +460,14 @@ pub fn run_detector(
     let mut pulls = Vec::new();
     for p in &cfg.partitions {
         let name = consumer_name(bus, *p);
-        bus.js.delete_consumer(&bus.stream(), &name)?;
+        bus.js.delete_consumer(&bus.stream(*p), &name)?;
         let mut c = ConsumerConfig::new(&name, &bus.partition_subject(*p));
         c.deliver = DeliverPolicy::StartSequence(positions[usize::from(*p)] + 1);
         c.ack = AckPolicy::All;
         c.ack_wait = Duration::from_secs(60).max(cfg.checkpoint_every * 4);
         c.max_ack_pending = 1 << 20;
-        bus.js.create_consumer(&bus.stream(), &c)?;
-        let mut pull = bus.js.pull(&bus.stream(), &name)?;
+        bus.js.create_consumer(&bus.stream(*p), &c)?;
+        let mut pull = bus.js.pull(&bus.stream(*p), &name)?;
         // a few batches in flight per partition: the server disconnects a client that has more
         // than 64 MB waiting, and a batch may be as large as the server's max_payload (1 MB)
         pull.set_batch(PULL_BATCH);
