@@ -797,7 +797,14 @@ fn ingest(
     let published =
         published.map_err(|_| anyhow::anyhow!("the publisher thread panicked (a bug)"))?;
     if !quiet {
-        eprint!("{}", pipeline::render_summary(&summary));
+        // an ingest node counts no keys and raises no alert: those lines would only mislead
+        let rendered = pipeline::render_summary(&summary);
+        for line in rendered.lines().filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("peak keys") && !l.starts_with("alerts:")
+        }) {
+            eprintln!("{line}");
+        }
         eprintln!(
             "published: {} summaries in {} batches ({} bytes) to cluster {:?}; dropped {} summaries in {} batches (NATS unreachable and the buffer full{}); {} disconnects",
             published.summaries,
