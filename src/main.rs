@@ -645,14 +645,7 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         ..base
     };
     if let Some(url) = &args.publish.publish {
-        let mut source: Box<dyn FrameSource> = if live {
-            Box::new(UdpSource::bind(&args.listen, args.recv_buffer)?)
-        } else {
-            Box::new(ProgressSource::new(
-                MultiFileSource::new(args.pcap.clone()),
-                !args.output.quiet,
-            ))
-        };
+        let (mut source, _) = collect_source(&args, live)?;
         let stop = install_stop_handler()?;
         drop_privileges(&args.privileges, args.output.quiet)?;
         return ingest(
@@ -669,22 +662,7 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     } else {
         (open_output(&args.output)?, None)
     };
-    let mut listening = None;
-    let mut source: Box<dyn FrameSource> = if live {
-        let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
-        listening = Some(udp.describe());
-        if !args.output.quiet {
-            for w in udp.warnings() {
-                eprintln!("floodwatch: warning: {w}");
-            }
-        }
-        Box::new(udp)
-    } else {
-        Box::new(ProgressSource::new(
-            MultiFileSource::new(args.pcap.clone()),
-            !args.output.quiet,
-        ))
-    };
+    let (mut source, listening) = collect_source(&args, live)?;
     let stop = install_stop_handler()?;
     let described = if live {
         format!("telemetry on {}", listening.as_deref().unwrap_or("?"))
@@ -722,6 +700,28 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
         &stop,
         args.output.quiet,
     )
+}
+
+/// The input of `collect`: the --listen sockets (and what they listen on) or the --pcap files.
+fn collect_source(
+    args: &CollectArgs,
+    live: bool,
+) -> Result<(Box<dyn FrameSource>, Option<String>)> {
+    if !live {
+        let files = MultiFileSource::new(args.pcap.clone());
+        return Ok((
+            Box::new(ProgressSource::new(files, !args.output.quiet)),
+            None,
+        ));
+    }
+    let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
+    if !args.output.quiet {
+        for w in udp.warnings() {
+            eprintln!("floodwatch: warning: {w}");
+        }
+    }
+    let listening = udp.describe();
+    Ok((Box::new(udp), Some(listening)))
 }
 
 /// Joins the cluster `c` on NATS at `url`.

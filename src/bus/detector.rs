@@ -442,8 +442,9 @@ pub fn run_detector(
         }
     }
     let suppress_upto = last_written;
-    // the first checkpoint, before anything is consumed: a standby taking over from here on
-    // continues this run (and knows which of its events were written)
+    // a cold start's first checkpoint, before anything is consumed: a standby taking over from
+    // here on continues this run (and knows which of its events were written); a restored
+    // state is in the store already
     let mut ckpt = CheckpointWriter {
         store: &store,
         object: &object,
@@ -452,8 +453,13 @@ pub fn run_detector(
         partitions: &cfg.partitions,
         run: &run,
     };
-    stats.checkpoint_bytes = ckpt.write(&engine, &merger, &positions, last_written)? as u64;
-    stats.checkpoints += 1;
+    // (restoring a large state takes a while: the lease is renewed before and after)
+    refresh_lease(bus, cfg, &mut lease)?;
+    if !from_checkpoint {
+        stats.checkpoint_bytes = ckpt.write(&engine, &merger, &positions, last_written)? as u64;
+        stats.checkpoints += 1;
+        refresh_lease(bus, cfg, &mut lease)?;
+    }
 
     // consumers, each read by a thread of its own, from right after the checkpoint's positions
     let consumers_stop = AtomicBool::new(false);
