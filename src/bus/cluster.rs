@@ -72,6 +72,8 @@ pub struct ClusterBus {
     pub client: Client,
     pub js: JetStream,
     pub kv: Kv,
+    /// The object store of checkpoints.
+    pub state: ObjectStore,
     pub cluster: Cluster,
 }
 
@@ -93,11 +95,6 @@ impl ClusterBus {
 
     pub fn events_subject(&self, group: &str) -> String {
         format!("fw.{}.events.{group}", self.name)
-    }
-
-    /// The object store of checkpoints.
-    pub fn state_store(&self) -> Result<ObjectStore, NatsError> {
-        ObjectStore::ensure(&self.js, &format!("fw_{}_state", self.name), Storage::File)
     }
 }
 
@@ -140,10 +137,19 @@ pub fn join(
     }
 }
 
-/// A JetStream API failure that may pass: a timeout, or a server-side error (5xx).
+/// A JetStream API failure that may pass: a timeout, a server-side error (5xx), or "subjects
+/// overlap with an existing stream" from creating a stream another node created a moment before
+/// (tried again, the create finds the name in use and updates it).
 fn transient(e: &NatsError) -> bool {
-    matches!(e, NatsError::Timeout { .. })
-        || matches!(e, NatsError::JetStream { code, .. } if *code >= 500 && !e.to_string().contains("insufficient"))
+    const SUBJECTS_OVERLAP: u32 = 10065;
+    match e {
+        NatsError::Timeout { .. } => true,
+        NatsError::JetStream { code, err_code, .. } => {
+            *err_code == SUBJECTS_OVERLAP
+                || (*code >= 500 && !e.to_string().contains("insufficient"))
+        }
+        _ => false,
+    }
 }
 
 fn join_on(
@@ -222,11 +228,13 @@ fn join_on(
         batches.max_bytes = share;
         js.ensure_stream(&batches)?;
     }
+    let state = ObjectStore::ensure(&js, &format!("fw_{name}_state"), Storage::File)?;
     Ok(ClusterBus {
         name,
         client,
         js,
         kv,
+        state,
         cluster: Cluster {
             partitions: record.partitions,
             seed: record.seed,

@@ -359,7 +359,7 @@ pub fn run_detector(
     };
     stats.waited_for_lease = waiting.elapsed();
     let took = Instant::now();
-    let store = bus.state_store()?;
+    let store = bus.state.clone();
     let object = format!("detector.{}", cfg.group);
     let t0 = Instant::now();
     let silence_ns = cfg.silence.as_nanos() as u64;
