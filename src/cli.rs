@@ -513,7 +513,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size, requires = "publish", help_heading = "Cluster")]
     pub publish_buffer: usize,
     /// Summaries per published batch (at most; every tick of packet time flushes, so this bounds
-    /// message size, not latency: ~35 bytes a summary).
+    /// message size, not latency: 10–35 bytes a summary).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_384), requires = "publish", help_heading = "Cluster")]
     pub publish_batch: u32,
 }

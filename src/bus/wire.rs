@@ -1,11 +1,12 @@
 //! The bus encoding of packet summaries: one message is a batch of summaries for one partition,
-//! with the ingest node's watermark. Versioned, compact (about 30 bytes an IPv4 summary), every
-//! multi-byte field big-endian; docs/scaling.md documents it byte by byte.
+//! with the ingest node's watermark. Versioned, compact (about 33 bytes an IPv4 summary with header
+//! fields, 11–15 in a flood, whose summaries repeat most fields of the one before), every
+//! multi-byte field big-endian; docs/scaling.md describes it.
 //!
 //! ```text
 //! header (44 bytes)
 //!   0  magic      "FWSB"
-//!   4  version    u8 = 1
+//!   4  version    u8 = 2 (1: no repeat byte)
 //!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); a
 //!                 reader refuses other bits
 //!   6  partition  u16
@@ -18,17 +19,23 @@
 //! summary
 //!   tag      u8      bit 0 source is IPv6; bits 1–2 fragment (0 none, 1 first, 2 later); bit 3
 //!                    header fields follow; bit 4 weight follows (else 1); bit 5 ports follow (else
-//!                    0, 0); bit 6 destination is IPv6
+//!                    0, 0); bit 6 destination is IPv6; bit 7 a repeat byte follows
+//!   repeat   u8      (tag bit 7) fields equal to the previous summary's in the batch, left out
+//!                    below: bit 0 dst, bit 1 proto and flags, bit 2 dport, bit 3 wire_len,
+//!                    bit 4 header fields but ip_id, tcp_window and ttl; a reader refuses other bits, repeats in the
+//!                    first summary, and repeats the tag contradicts
 //!   ts       varint  ns after base_ts
-//!   proto    u8
-//!   flags    u8      TCP flags
-//!   src, dst 4 or 16 bytes each, as bits 0 and 6 say
-//!   sport, dport  u16 each (bit 5)
-//!   wire_len varint
+//!   proto    u8      (unless repeated)
+//!   flags    u8      TCP flags (unless repeated)
+//!   src      4 or 16 bytes, as bit 0 says
+//!   dst      4 or 16 bytes, as bit 6 says (unless repeated)
+//!   sport, dport  u16 each (bit 5; dport unless repeated)
+//!   wire_len varint  (unless repeated)
 //!   offset   varint  later fragments only: the fragment offset in bytes
 //!   weight   varint  (bit 4)
-//!   header fields 16 bytes (bit 3): ip_id u16, ip_len u16, tcp_window u16, payload_len u16,
-//!                    prefix [4], ttl u8, tcp_opts_len u8, prefix_len u8, bits u8
+//!   header fields (bit 3): ip_id u16, tcp_window u16, ttl u8 (these vary even in a flood); then
+//!                    unless repeated: ip_len u16, payload_len u16, prefix [4], tcp_opts_len u8,
+//!                    prefix_len u8, bits u8
 //! ```
 //! Varints are LEB128 (7 bits a byte, low first, at most 10 bytes for a u64).
 
@@ -40,7 +47,7 @@ use crate::time::Timestamp;
 /// The first four bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"FWSB";
 /// The encoding version this build writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header bytes.
 pub const HEADER_LEN: usize = 44;
 
@@ -50,7 +57,14 @@ const TAG_FRAG_SHIFT: u8 = 1;
 const TAG_HDR: u8 = 0x08;
 const TAG_WEIGHT: u8 = 0x10;
 const TAG_PORTS: u8 = 0x20;
-const TAG_KNOWN: u8 = 0x7f;
+const TAG_REPEAT: u8 = 0x80;
+/// Repeat bits: fields equal to the previous summary's in the batch, left out.
+const R_DST: u8 = 0x01;
+const R_PROTO: u8 = 0x02;
+const R_DPORT: u8 = 0x04;
+const R_LEN: u8 = 0x08;
+const R_HDR: u8 = 0x10;
+const R_KNOWN: u8 = 0x1f;
 
 /// What a batch says about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +104,8 @@ pub struct BatchWriter {
     buf: Vec<u8>,
     count: u32,
     base_ts: u64,
+    /// The previous summary: fields equal to its are left out (a flood repeats most of them).
+    prev: Option<PacketSummary>,
 }
 
 impl BatchWriter {
@@ -102,6 +118,7 @@ impl BatchWriter {
             buf,
             count: 0,
             base_ts: base_ts.0,
+            prev: None,
         }
     }
 
@@ -143,22 +160,62 @@ impl BatchWriter {
         if ports {
             tag |= TAG_PORTS;
         }
+        let mut repeat = 0u8;
+        if let Some(q) = &self.prev {
+            if q.dst == p.dst {
+                repeat |= R_DST;
+            }
+            if (q.proto, q.tcp_flags) == (p.proto, p.tcp_flags) {
+                repeat |= R_PROTO;
+            }
+            if ports && q.dport == p.dport {
+                repeat |= R_DPORT;
+            }
+            if q.wire_len == p.wire_len {
+                repeat |= R_LEN;
+            }
+            if p.hdr.known()
+                && q.hdr.known()
+                && (HeaderFields {
+                    ip_id: p.hdr.ip_id,
+                    tcp_window: p.hdr.tcp_window,
+                    ttl: p.hdr.ttl,
+                    ..q.hdr
+                }) == p.hdr
+            {
+                repeat |= R_HDR;
+            }
+        }
+        if repeat != 0 {
+            tag |= TAG_REPEAT;
+        }
         let b = &mut self.buf;
         b.push(tag);
+        if repeat != 0 {
+            b.push(repeat);
+        }
         varint(b, p.ts.0.saturating_sub(self.base_ts));
-        b.push(p.proto);
-        b.push(p.tcp_flags);
-        for a in [p.src, p.dst] {
-            match a {
-                IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
-                IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
-            }
+        if repeat & R_PROTO == 0 {
+            b.push(p.proto);
+            b.push(p.tcp_flags);
+        }
+        let addr = |b: &mut Vec<u8>, a: IpAddr| match a {
+            IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
+        };
+        addr(b, p.src);
+        if repeat & R_DST == 0 {
+            addr(b, p.dst);
         }
         if ports {
             b.extend_from_slice(&p.sport.to_be_bytes());
-            b.extend_from_slice(&p.dport.to_be_bytes());
+            if repeat & R_DPORT == 0 {
+                b.extend_from_slice(&p.dport.to_be_bytes());
+            }
         }
-        varint(b, u64::from(p.wire_len));
+        if repeat & R_LEN == 0 {
+            varint(b, u64::from(p.wire_len));
+        }
         if let Some(off) = offset {
             varint(b, u64::from(off));
         }
@@ -168,13 +225,18 @@ impl BatchWriter {
         if p.hdr.known() {
             let h = &p.hdr;
             b.extend_from_slice(&h.ip_id.to_be_bytes());
-            b.extend_from_slice(&h.ip_len.to_be_bytes());
             b.extend_from_slice(&h.tcp_window.to_be_bytes());
+            b.push(h.ttl);
+        }
+        if p.hdr.known() && repeat & R_HDR == 0 {
+            let h = &p.hdr;
+            b.extend_from_slice(&h.ip_len.to_be_bytes());
             b.extend_from_slice(&h.payload_len.to_be_bytes());
             b.extend_from_slice(&h.prefix);
-            b.extend_from_slice(&[h.ttl, h.tcp_opts_len, h.prefix_len, h.bits]);
+            b.extend_from_slice(&[h.tcp_opts_len, h.prefix_len, h.bits]);
         }
         self.count += 1;
+        self.prev = Some(*p);
     }
 
     /// The finished batch.
@@ -250,15 +312,20 @@ pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchH
     if body.len() > len {
         return Err(WireError::Trailing(body.len() - len));
     }
-    // the smallest summary is 13 bytes: a count the body cannot hold is refused before reserving
-    if (count as usize).saturating_mul(13) > len {
+    // the smallest summary is 7 bytes (tag, repeats, time, an IPv4 source): a count the body
+    // cannot hold is refused before reserving
+    if (count as usize).saturating_mul(7) > len {
         return Err(WireError::Truncated(
             "fewer bytes than the count of summaries needs",
         ));
     }
     let start = out.len();
     out.reserve(count as usize);
-    let mut r = Reader { b: body, at: 0 };
+    let mut r = Reader {
+        b: body,
+        at: 0,
+        prev: None,
+    };
     for index in 0..count {
         match r.summary(base_ts) {
             Ok(p) => out.push(p),
@@ -278,6 +345,8 @@ pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchH
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
+    /// The previous summary decoded (what repeat bits refer to).
+    prev: Option<PacketSummary>,
 }
 
 impl Reader<'_> {
@@ -331,23 +400,59 @@ impl Reader<'_> {
     }
 
     fn summary(&mut self, base_ts: u64) -> Result<PacketSummary, &'static str> {
+        let p = self.summary_inner(base_ts)?;
+        self.prev = Some(p);
+        Ok(p)
+    }
+
+    fn summary_inner(&mut self, base_ts: u64) -> Result<PacketSummary, &'static str> {
         let tag = self.u8()?;
-        if tag & !TAG_KNOWN != 0 {
-            return Err("unknown tag bits");
+        // every tag bit has a meaning (version 2)
+        let repeat = if tag & TAG_REPEAT != 0 { self.u8()? } else { 0 };
+        if repeat & !R_KNOWN != 0 {
+            return Err("unknown repeat bits");
         }
+        let prev = match (repeat, self.prev) {
+            (0, p) => p,
+            (_, Some(p)) => Some(p),
+            (_, None) => return Err("repeats a field of no earlier summary"),
+        };
+        let q = prev.unwrap_or_default();
         let ts = base_ts
             .checked_add(self.varint()?)
             .ok_or("timestamp past the year 2554")?;
-        let proto = self.u8()?;
-        let tcp_flags = self.u8()?;
+        let (proto, tcp_flags) = if repeat & R_PROTO != 0 {
+            (q.proto, q.tcp_flags)
+        } else {
+            (self.u8()?, self.u8()?)
+        };
         let src = self.addr(tag & TAG_SRC_V6 != 0)?;
-        let dst = self.addr(tag & TAG_DST_V6 != 0)?;
+        let dst = if repeat & R_DST != 0 {
+            if q.dst.is_ipv6() != (tag & TAG_DST_V6 != 0) {
+                return Err("repeated destination of another family");
+            }
+            q.dst
+        } else {
+            self.addr(tag & TAG_DST_V6 != 0)?
+        };
         let (sport, dport) = if tag & TAG_PORTS != 0 {
-            (self.u16()?, self.u16()?)
+            let sport = self.u16()?;
+            let dport = if repeat & R_DPORT != 0 {
+                q.dport
+            } else {
+                self.u16()?
+            };
+            (sport, dport)
+        } else if repeat & R_DPORT != 0 {
+            return Err("repeated port without ports");
         } else {
             (0, 0)
         };
-        let wire_len = self.u32_varint()?;
+        let wire_len = if repeat & R_LEN != 0 {
+            q.wire_len
+        } else {
+            self.u32_varint()?
+        };
         let fragment = match (tag >> TAG_FRAG_SHIFT) & 0x3 {
             0 => Fragment::None,
             1 => Fragment::First,
@@ -362,23 +467,42 @@ impl Reader<'_> {
             1
         };
         let hdr = if tag & TAG_HDR != 0 {
-            let [a, b, c, d, e, f, g, h] = self.take::<8>()?;
-            let prefix = self.take::<4>()?;
-            let [ttl, tcp_opts_len, prefix_len, bits] = self.take::<4>()?;
-            if bits & HeaderFields::KNOWN == 0 || prefix_len > 4 {
-                return Err("header fields out of range");
+            // what varies packet by packet even in a flood, then the rest unless repeated
+            let ip_id = self.u16()?;
+            let tcp_window = self.u16()?;
+            let ttl = self.u8()?;
+            if repeat & R_HDR != 0 {
+                if !q.hdr.known() {
+                    return Err("repeated header fields of a summary without them");
+                }
+                HeaderFields {
+                    ip_id,
+                    tcp_window,
+                    ttl,
+                    ..q.hdr
+                }
+            } else {
+                let ip_len = self.u16()?;
+                let payload_len = self.u16()?;
+                let prefix = self.take::<4>()?;
+                let [tcp_opts_len, prefix_len, bits] = self.take::<3>()?;
+                if bits & HeaderFields::KNOWN == 0 || prefix_len > 4 {
+                    return Err("header fields out of range");
+                }
+                HeaderFields {
+                    ip_id,
+                    ip_len,
+                    tcp_window,
+                    payload_len,
+                    prefix,
+                    ttl,
+                    tcp_opts_len,
+                    prefix_len,
+                    bits,
+                }
             }
-            HeaderFields {
-                ip_id: u16::from_be_bytes([a, b]),
-                ip_len: u16::from_be_bytes([c, d]),
-                tcp_window: u16::from_be_bytes([e, f]),
-                payload_len: u16::from_be_bytes([g, h]),
-                prefix,
-                ttl,
-                tcp_opts_len,
-                prefix_len,
-                bits,
-            }
+        } else if repeat & R_HDR != 0 {
+            return Err("repeated header fields without header fields");
         } else {
             HeaderFields::UNKNOWN
         };
@@ -448,7 +572,13 @@ mod tests {
         }
         let bytes = w.finish(header());
         let per = (bytes.len() - HEADER_LEN) as f64 / 256.0;
-        assert!(per <= 36.0, "{per} bytes a summary");
+        // a SYN flood: destination, protocol, flags, port, length and most header fields repeat
+        assert!(per <= 17.0, "{per} bytes a summary");
+        // each summary alone (no repeats): the whole fields
+        let mut one = BatchWriter::new(packets[0].ts);
+        one.push(&packets[0]);
+        let first = one.bytes() - HEADER_LEN;
+        assert!((30..=36).contains(&first), "{first} bytes");
         let mut out = Vec::new();
         assert_eq!(decode_batch(&bytes, &mut out), Ok(header()));
         assert_eq!(out, packets);
@@ -467,10 +597,10 @@ mod tests {
             assert!(out.is_empty());
         }
         let mut bad = bytes.clone();
-        bad[4] = 2;
+        bad[4] = 1;
         assert_eq!(
             decode_batch(&bad, &mut Vec::new()),
-            Err(WireError::Version(2))
+            Err(WireError::Version(1))
         );
         let mut bad = bytes;
         bad[0] = b'X';
@@ -545,6 +675,36 @@ mod tests {
             let mut out = Vec::new();
             prop_assert_eq!(decode_batch(&bytes, &mut out), Ok(header()));
             prop_assert_eq!(out, packets);
+        }
+
+        #[test]
+        fn summaries_that_repeat_fields_of_the_previous_round_trip(
+            packets in proptest::collection::vec((any_summary(), any::<u8>()), 0..60)
+        ) {
+            // each summary takes some field groups of the one before: what a flood does
+            let mut seq: Vec<PacketSummary> = Vec::new();
+            for (mut p, copy) in packets {
+                if let Some(q) = seq.last() {
+                    if copy & 1 != 0 { p.dst = q.dst; }
+                    if copy & 2 != 0 { p.proto = q.proto; p.tcp_flags = q.tcp_flags; }
+                    if copy & 4 != 0 { p.dport = q.dport; }
+                    if copy & 8 != 0 { p.wire_len = q.wire_len; }
+                    if copy & 16 != 0 && p.hdr.known() && q.hdr.known() {
+                        p.hdr = HeaderFields { ip_id: p.hdr.ip_id, ttl: p.hdr.ttl, ..q.hdr };
+                    }
+                    if copy & 32 != 0 { p.src = q.src; }
+                }
+                seq.push(p);
+            }
+            let base = seq.iter().map(|p| p.ts).min().unwrap_or(Timestamp(0));
+            let mut w = BatchWriter::new(base);
+            for p in &seq {
+                w.push(p);
+            }
+            let bytes = w.finish(header());
+            let mut out = Vec::new();
+            prop_assert_eq!(decode_batch(&bytes, &mut out), Ok(header()));
+            prop_assert_eq!(out, seq);
         }
 
         #[test]
