@@ -853,6 +853,11 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
     let partitions = parse_partitions(&args.partitions, bus.cluster.partitions)
         .map_err(|e| anyhow::anyhow!("--partitions {}: {e}", args.partitions))?;
     let group = group_name(&partitions);
+    if args.detect.threads.is_some_and(|t| t > 1) && !args.output.quiet {
+        eprintln!(
+            "floodwatch: note: a detector runs one engine; --threads is ignored (to use more cores, run more detectors over fewer partitions each)"
+        );
+    }
     // a standby must hash keys as the detector it replaces: the seed comes from the cluster's
     if args.detect.seed.is_none() {
         use std::hash::{BuildHasher, Hasher};
