@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::partition::{Cluster, Sides};
+use super::partition::{Cluster, DstCache, Sides};
 use super::wire::{decode_batch, BatchHeader, BatchWriter, WireError};
 use crate::decode::PacketSummary;
 use crate::time::Timestamp;
@@ -83,6 +83,7 @@ pub struct Merger {
     runs: Vec<Run>,
     run_of: HashMap<(u32, u16), usize>,
     held: usize,
+    dst_cache: DstCache,
     released_to: u64,
     /// The earliest watermark of any node's first batches: where the stream starts.
     start: Option<u64>,
@@ -134,6 +135,7 @@ impl Merger {
             runs: Vec::new(),
             run_of: HashMap::new(),
             held: 0,
+            dst_cache: DstCache::default(),
             released_to: 0,
             start: None,
             stats: MergeStats::default(),
@@ -209,6 +211,7 @@ impl Merger {
         self.stats.batches += 1;
         self.stats.summaries += summaries.len() as u64;
         let cluster = self.cluster;
+        let mut cache = self.dst_cache;
         let run = self.run(h.node, h.partition);
         let before = run.len();
         run.extend(
@@ -216,13 +219,14 @@ impl Merger {
                 .drain(..)
                 .map(|s| Held {
                     summary: s,
-                    sides: cluster.sides_owned(h.partition, &s),
+                    sides: cache.sides_owned(&cluster, h.partition, &s),
                 })
                 // a summary whose two sides both live here came in one batch; its sides are those
                 // this partition owns, which `sides_owned` gives for any owned partition
                 .filter(|h| h.sides.destination || h.sides.source),
         );
         self.held += run.len() - before;
+        self.dst_cache = cache;
     }
 
     /// The queue of (node, partition).

@@ -83,6 +83,44 @@ impl Cluster {
     }
 }
 
+/// The partition of the last destination looked up: a flood's summaries share their destination,
+/// so most look-ups skip the hash.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DstCache(Option<(IpAddr, u16)>);
+
+impl DstCache {
+    /// The partition of `dst` in `cluster`.
+    #[inline]
+    pub fn partition(&mut self, cluster: &Cluster, dst: IpAddr) -> u16 {
+        match self.0 {
+            Some((a, p)) if a == dst => p,
+            _ => {
+                let p = cluster.partition_of(dst);
+                self.0 = Some((dst, p));
+                p
+            }
+        }
+    }
+
+    /// [`Cluster::sides_owned`] for a summary published on `partition` by an ingest node: one
+    /// there though `partition` does not own its destination was published for its source (the
+    /// [`Partitioner`] sends it nowhere else), so the source is hashed only for the summaries of
+    /// destinations the partition owns.
+    #[inline]
+    pub fn sides_owned(&mut self, cluster: &Cluster, partition: u16, p: &PacketSummary) -> Sides {
+        if self.partition(cluster, p.dst) != partition {
+            return Sides {
+                destination: false,
+                source: true,
+            };
+        }
+        Sides {
+            destination: true,
+            source: cluster.partition_of(p.src) == partition,
+        }
+    }
+}
+
 /// SplitMix64's finaliser: a fixed, well-mixed 64-bit permutation.
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -105,6 +143,7 @@ pub struct Partitioner {
     latest: Timestamp,
     started: bool,
     ready: Vec<(u16, Vec<u8>)>,
+    dst_cache: DstCache,
 }
 
 impl Partitioner {
@@ -120,6 +159,7 @@ impl Partitioner {
             latest: Timestamp(0),
             started: false,
             ready: Vec::new(),
+            dst_cache: DstCache::default(),
         }
     }
 
@@ -134,7 +174,8 @@ impl Partitioner {
             self.flush();
         }
         self.latest = self.latest.max(p.ts);
-        let (d, s) = self.cluster.partitions_of(p);
+        let d = self.dst_cache.partition(&self.cluster, p.dst);
+        let s = self.cluster.partition_of(p.src);
         self.add(d, p);
         if s != d {
             self.add(s, p);
