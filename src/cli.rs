@@ -504,7 +504,8 @@ pub struct PublishArgs {
     pub publish: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// This ingest node's id in the cluster (any number, unique among the ingest nodes)
+    /// This ingest node's id in the cluster (any number, unique among the ingest nodes, and new
+    /// at every start: a detector takes the batches of a reused id for repeats of those it had)
     /// [default: random at every start].
     #[arg(long, value_name = "N", requires = "publish", help_heading = "Cluster")]
     pub node_id: Option<u32>,
