@@ -4,7 +4,7 @@
 //!
 //! Layout: the magic `FWES`, a little-endian `u16` version, then the payload. The payload is
 //! written field by field by each type that holds state (beside its private fields), with this
-//! module's [`Enc`] and read back with [`Dec`]:
+//! module's `Enc` and read back with `Dec`:
 //! - unsigned integers as LEB128 varints (most counters are small); counters, times and epochs are
 //!   refused above `i64::MAX`, so no later `+ 1` of a restored value can overflow;
 //! - `f32`/`f64`, hash seeds and random states as fixed little-endian bytes;

@@ -1,5 +1,5 @@
 //! An ingest node's pipeline (`--publish`): the same reading and decoding as a detector's, but the
-//! summaries go to the bus instead of counter shards. [`BusDownstream`] batches them per partition
+//! summaries go to the bus instead of counter shards. `BusDownstream` batches them per partition
 //! ([`Partitioner`]) and hands the batches to the publisher thread (src/bus/publish.rs) over a
 //! bounded channel: a replay waits when the publisher is behind; live capture drops and counts.
 //!
