@@ -403,14 +403,14 @@ fn sflow_syns(agent: [u8; 4], seq: u32, first_sample: u32, n: u32, rate: u32) ->
     d
 }
 
-#[test]
-fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = dir.path().join("sflow.pcap");
-    let t0: u64 = 1_764_079_200_000_000;
+/// The first datagram's time in `sflow_flood_capture` (µs).
+const SFLOW_T0: u64 = 1_764_079_200_000_000;
+
+/// 10 s of a quiet sFlow exporter (a sample of 1:100 every 200 ms: 500 packets/s), with from 5 s to
+/// 8 s a flood (40 samples every 100 ms: 40 000/s), and junk from other senders between them.
+fn sflow_flood_capture(cap: &Path) {
+    let t0 = SFLOW_T0;
     let mut datagrams = Vec::new();
-    // 10 s of a quiet exporter (a sample of 1:100 every 200 ms: 500 packets/s), with from 5 s to 8 s
-    // a flood (40 samples every 100 ms: 40 000/s), and junk from other senders between them
     let mut sample = 0;
     for tick in 0..100u64 {
         let n = if (50..80).contains(&tick) {
@@ -446,7 +446,14 @@ fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
             vec![0, 10, 0, 40, 1],
         ));
     }
-    datagram_capture(&cap, &datagrams);
+    datagram_capture(cap, &datagrams);
+}
+
+#[test]
+fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("sflow.pcap");
+    sflow_flood_capture(&cap);
     let a = run(&["collect", "--pcap", cap.to_str().unwrap()]);
     let b = run(&[
         "collect",
@@ -479,7 +486,7 @@ fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
         .find(|e| e["event"] == "start" && e["scope"] == "dst_host")
         .map(|e| rfc3339_ns(e["ts"].as_str().unwrap_or_default()))
         .unwrap_or(0);
-    let flood_at = (t0 + 5_000_000) * 1000;
+    let flood_at = (SFLOW_T0 + 5_000_000) * 1000;
     assert!(
         start >= flood_at && start - flood_at <= 300_000_000,
         "alert {} ms after the flood",
@@ -520,4 +527,62 @@ fn collect_needs_an_input_and_names_a_taken_port() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("cannot bind"), "{err}");
+}
+
+#[test]
+fn collect_publishing_to_nats_gives_a_detector_node_the_collectors_alerts() {
+    let Some(server) = common::nats_server::NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("sflow.pcap");
+    sflow_flood_capture(&cap);
+    let cap = cap.to_str().unwrap();
+    let one = run(&["collect", "--pcap", cap, "--seed", "1"]);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let bus = ["--cluster", "telemetry", "--bus-max-bytes", "64M"];
+    let mut ingest = vec!["collect", "--pcap", cap, "--publish", &url];
+    ingest.extend(bus);
+    let published = run(&ingest);
+    let err = String::from_utf8_lossy(&published.stderr);
+    assert!(published.status.success(), "{err}");
+    assert!(
+        err.contains("published: ") && err.contains("dropped 0 summaries"),
+        "{err}"
+    );
+    let mut detect = vec![
+        "detect",
+        "--nats",
+        &url,
+        "--partitions",
+        "0-7",
+        "--exit-at-end",
+        "--from-start",
+        "--seed",
+        "1",
+    ];
+    detect.extend(bus);
+    let d = run(&detect);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    // every event of the collector, the weights of sampled packets included (packets, bytes)
+    let key = |v: &Value| {
+        format!(
+            "{} {} {} {} {} {}",
+            v["event"], v["id"], v["ts"], v["class"], v["packets"], v["bytes"]
+        )
+    };
+    let (a, b): (Vec<String>, Vec<String>) = (
+        events(&one).iter().map(key).collect(),
+        events(&d).iter().map(key).collect(),
+    );
+    assert!(!a.is_empty());
+    assert_eq!(
+        a, b,
+        "the detector node's events differ from the collector's"
+    );
 }
