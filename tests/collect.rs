@@ -246,7 +246,8 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
     let cap = future_flood(dir.path(), "now");
     let want = replay_starts(&cap);
     // pmacctd is an outside tool that on a busy machine now and then exits with an error (its core
-    // and plugin processes part badly); one failed run of it is retried from a fresh collector
+    // and plugin processes part badly: "Shutting down on user request"); a failed run of it is
+    // retried from a fresh collector, up to four runs (CI saw it fail twice in a row under load)
     let mut attempt = 0;
     let (collector, metrics) = loop {
         attempt += 1;
@@ -273,7 +274,11 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
         let log = String::from_utf8_lossy(&out.stderr).into_owned()
             + &String::from_utf8_lossy(&out.stdout);
         let _ = stop_collector(collector);
-        assert!(attempt < 2, "pmacctd failed twice ({}):\n{log}", out.status);
+        assert!(
+            attempt < 4,
+            "pmacctd failed four times ({}):\n{log}",
+            out.status
+        );
         eprintln!("pmacctd failed ({}), retrying:\n{log}", out.status);
     };
     std::thread::sleep(Duration::from_millis(500));
