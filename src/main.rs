@@ -806,7 +806,7 @@ fn ingest(
             eprintln!("{line}");
         }
         eprintln!(
-            "published: {} summaries in {} batches ({} bytes) to cluster {:?}; dropped {} summaries in {} batches (NATS unreachable and the buffer full{}); {} disconnects",
+            "published: {} summaries in {} batches ({} bytes) to cluster {:?}; dropped {} summaries in {} batches (NATS unreachable and the buffer full{}); {} disconnects, {} batches sent again after one, {} refused by JetStream",
             published.summaries,
             published.batches,
             published.bytes,
@@ -818,7 +818,9 @@ fn ingest(
             } else {
                 String::new()
             },
-            published.disconnects
+            published.disconnects,
+            published.resent_batches,
+            published.refused_batches
         );
     }
     if let Some(e) = error {

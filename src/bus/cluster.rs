@@ -142,11 +142,12 @@ pub fn join(
 /// (tried again, the create finds the name in use and updates it).
 fn transient(e: &NatsError) -> bool {
     const SUBJECTS_OVERLAP: u32 = 10065;
+    /// Not enough storage for a stream's max_bytes: tried again, it fails again.
+    const INSUFFICIENT_RESOURCES: u32 = 10047;
     match e {
         NatsError::Timeout { .. } => true,
         NatsError::JetStream { code, err_code, .. } => {
-            *err_code == SUBJECTS_OVERLAP
-                || (*code >= 500 && !e.to_string().contains("insufficient"))
+            *err_code == SUBJECTS_OVERLAP || (*code >= 500 && *err_code != INSUFFICIENT_RESOURCES)
         }
         _ => false,
     }

@@ -116,11 +116,8 @@ pub struct DetectorStats {
     pub checkpoint_longest: Duration,
     /// Restored from a checkpoint at start (else started cold).
     pub restored: bool,
-    /// Waiting for the lease (standby), then from holding it to consuming.
-    pub waited_for_lease: Duration,
+    /// From holding the lease to consuming.
     pub takeover: Duration,
-    pub summaries: u64,
-    pub engine: crate::detect::EngineStats,
 }
 
 /// A detector's saved state.
@@ -353,11 +350,9 @@ pub fn run_detector(
     emit: &mut EmitFn<'_>,
 ) -> Result<DetectorStats, DetectorError> {
     let mut stats = DetectorStats::default();
-    let waiting = Instant::now();
     let Some(mut lease) = acquire_lease(bus, cfg, stop)? else {
         return Ok(stats);
     };
-    stats.waited_for_lease = waiting.elapsed();
     let took = Instant::now();
     let store = bus.state.clone();
     let object = format!("detector.{}", cfg.group);
@@ -468,7 +463,7 @@ pub fn run_detector(
         let name = consumer_name(bus, *p);
         bus.js.delete_consumer(&bus.stream(*p), &name)?;
         let mut c = ConsumerConfig::new(&name, &bus.partition_subject(*p));
-        c.deliver = DeliverPolicy::StartSequence(positions[usize::from(*p)] + 1);
+        c.deliver = DeliverPolicy::StartSequence(positions[usize::from(*p)].saturating_add(1));
         c.ack = AckPolicy::All;
         c.ack_wait = Duration::from_secs(60).max(cfg.checkpoint_every * 4);
         c.max_ack_pending = 1 << 20;
@@ -548,7 +543,6 @@ pub fn run_detector(
         r
     });
     stats.merge = merger.stats();
-    stats.engine = engine.stats();
     result.map(|()| stats)
 }
 
@@ -772,7 +766,6 @@ fn consume(
                     l.engine.advance_to(s, &mut events);
                 }
             }
-            l.stats.summaries += released.len() as u64;
             for (s, sides) in released.drain(..) {
                 l.engine.on_packet_within(&s, mask_of(sides), &mut events);
             }

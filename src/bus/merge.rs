@@ -342,14 +342,6 @@ impl Merger {
         self.stats
     }
 
-    /// Ingest nodes heard from, and how many of them are silent now.
-    pub fn nodes(&self) -> (usize, usize) {
-        (
-            self.nodes.len(),
-            self.nodes.values().filter(|n| n.silent).count(),
-        )
-    }
-
     /// The merger's state for a checkpoint: (metadata as JSON, held summaries as a wire batch).
     pub fn save(&self) -> (Vec<u8>, Vec<u8>) {
         let held = || {

@@ -243,11 +243,6 @@ impl Partitioner {
         self.ready.len()
     }
 
-    /// Latest packet time pushed or advanced to.
-    pub fn latest(&self) -> Timestamp {
-        self.latest
-    }
-
     /// The batches ready to publish, as (partition, bytes), in the order they closed.
     pub fn take_ready(&mut self) -> Vec<(u16, Vec<u8>)> {
         std::mem::take(&mut self.ready)
