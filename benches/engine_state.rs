@@ -76,7 +76,7 @@ fn engine_state(c: &mut Criterion) {
     g.sample_size(10);
     for (keys, name) in [(100_000u32, "100k_keys"), (1_000_000, "1M_keys")] {
         g.measurement_time(Duration::from_secs(if keys > 100_000 { 20 } else { 5 }));
-        let engine = engine_with(keys);
+        let mut engine = engine_with(keys);
         let mut blob = Vec::new();
         engine.save_state(&mut blob).expect("saved");
         eprintln!(

@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
+use crate::aggregate::{Drained, KeyAgg, ScopeAgg};
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
 use crate::baseline::{Baseline, BaselineEntry, BaselineParams};
 use crate::clock::{Clock, ClockStats, Stamp, TimeStep};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Hll};
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
 use crate::state::SnapshotEntry;
@@ -61,6 +62,8 @@ impl ScopeMask {
     pub const ALL: ScopeMask = ScopeMask(0b1111);
     /// The two source scopes (a packet whose destination is not ours).
     pub const SOURCES: ScopeMask = ScopeMask(0b1100);
+    /// Both destination scopes.
+    pub const DESTINATIONS: ScopeMask = ScopeMask(0b0011);
 
     #[inline]
     pub fn contains(self, scope: Scope) -> bool {
@@ -160,6 +163,9 @@ pub fn key_of(cfg: &DetectConfig, scope: Scope, p: &PacketSummary) -> Key {
     }
 }
 
+/// No pending entry (a scope the packet is not counted in).
+const NO_ENTRY: u32 = u32::MAX;
+
 /// Where a key is in its alert life.
 #[derive(Debug)]
 enum Phase {
@@ -242,15 +248,15 @@ impl KeyState {
         }
     }
 
-    #[inline]
-    /// Counts a packet; returns true when the key just started gathering evidence (became hot).
-    fn record(&mut self, scope: Scope, at: &At, inc: &Counts, p: &PacketSummary) -> bool {
-        if self.window.record(at.epoch, inc) {
+    /// Counts one aggregate of the key's packets (all in the tick of `at`); returns true when the key
+    /// just started gathering evidence (became hot). Its samples feed the evidence.
+    fn absorb(&mut self, scope: Scope, at: &At, agg: &KeyAgg, left: Drained<'_>) -> bool {
+        if self.window.record(at.epoch, &agg.counts) {
             self.since = at.ts;
             self.summaries = 0;
         }
-        self.summaries = self.summaries.saturating_add(1);
-        let packets = inc.get(Signal::Packets);
+        self.summaries = self.summaries.saturating_add(agg.summaries);
+        let packets = agg.counts.get(Signal::Packets);
         if self.tick != at.tick as u32 {
             self.tick = at.tick as u32;
             self.tick_packets = 0;
@@ -259,45 +265,58 @@ impl KeyState {
             .tick_packets
             .saturating_add(u32::try_from(packets).unwrap_or(u32::MAX));
         self.packets += packets;
-        self.bytes += inc.get(Signal::Bytes);
-        if inc.get(Signal::AmpPort) != 0 {
-            // Boyer-Moore majority vote, each summary voting with its weight
-            let weight = p.weight.max(1);
-            let (cand, w) = &mut self.amp_vote;
-            if *cand == p.sport {
-                *w = w.saturating_add(weight);
-            } else if *w < weight {
-                *cand = p.sport;
-                *w = weight - *w;
-            } else {
-                *w -= weight;
-            }
+        self.bytes += agg.counts.get(Signal::Bytes);
+        if agg.amp.1 > 0 {
+            crate::aggregate::vote(&mut self.amp_vote, agg.amp.0, agg.amp.1);
         }
-        match &mut self.evidence {
-            Some(e) => {
-                e.add(scope, p);
-                e.burst.add(at.tick, inc);
-                false
-            }
+        let became_hot = match &self.evidence {
+            Some(_) => false,
             None if self.window.current().n[0] >= self.watch_at
                 || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window)
                     >= self.watch_at =>
             {
-                self.start_watching(scope, at, p);
+                self.start_watching(scope, at);
                 true
             }
-            None => false,
+            None => return false,
+        };
+        if let Some(e) = &mut self.evidence {
+            let hosts_counted = scope.is_subnet() && agg.hosts_exact;
+            for s in left.samples {
+                e.add_sample(scope, &s.p, s.rate, hosts_counted);
+            }
+            if hosts_counted {
+                for h in left.hosts {
+                    e.add_host(h.host, h.packets);
+                }
+            }
+            if let Some(r) = left.regs {
+                e.merge_peers(r);
+            }
+            if !became_hot {
+                e.burst
+                    .add_many(at.tick, &agg.counts, u64::from(agg.summaries));
+            }
         }
+        became_hot
     }
 
     /// The key becomes hot: evidence and the short window start.
     #[cold]
     #[inline(never)]
-    fn start_watching(&mut self, scope: Scope, at: &At, p: &PacketSummary) {
+    fn start_watching(&mut self, scope: Scope, at: &At) {
         let mut e = Box::new(Evidence::new(scope));
-        e.add(scope, p);
         e.burst = self.seed_burst(at.tick);
         self.evidence = Some(e);
+    }
+
+    /// The sampling rate for the key's next aggregate (its evidence's; every packet for a key
+    /// that is not hot, until the aggregate grows), and whether its distinct peers are counted.
+    fn sample_rate(&self) -> (u32, bool) {
+        match &self.evidence {
+            Some(e) => (e.sample_rate(), true),
+            None => (1, false),
+        }
     }
 
     /// The short window of a key that just became hot: its current tick gets the packets counted in
@@ -386,6 +405,13 @@ pub struct Engine {
     snapshot: Option<Vec<SnapshotEntry>>,
     snapshot_ready: bool,
     stats: EngineStats,
+    /// Packets counted but not yet in the tables: one aggregate per scope, and the (epoch, tick)
+    /// they are all in ([`Engine::count_many`] absorbs it before returning).
+    pending: [ScopeAgg; 4],
+    pending_at: Option<(u64, u64)>,
+    /// The destination of the last packet aggregated, its destination scopes and their entries.
+    /// and the dst_subnet entry's slot for that host.
+    last_dst: Option<(std::net::IpAddr, u8, [u32; 2], u32)>,
 }
 
 impl Engine {
@@ -429,6 +455,9 @@ impl Engine {
             snapshot: None,
             snapshot_ready: false,
             stats: EngineStats::default(),
+            pending: Default::default(),
+            pending_at: None,
+            last_dst: None,
             cfg,
         })
     }
@@ -477,10 +506,14 @@ impl Engine {
             }
         }
         self.count(p, stamp, mask);
+        // a summary at a time (the bus's detector, which checkpoints between any two): counted at
+        // once, so a saved state never holds an aggregate and a restore anywhere changes nothing
+        self.absorb_pending();
     }
 
     /// Applies one step of the stream's clock (from [`Clock::accept`] or [`Clock::advance_to`]).
     pub fn apply(&mut self, step: TimeStep, out: &mut Vec<AlertEvent>) {
+        self.absorb_pending();
         match step {
             TimeStep::Start(ts) => self.start_at(ts),
             TimeStep::Evaluate(now) => {
@@ -499,103 +532,193 @@ impl Engine {
     }
 
     /// [`Engine::count`] for each of `packets` in order, with no clock step due among them. The
-    /// same result as one call per packet, with less work when consecutive packets share a key (a
-    /// flood's victim): each scope remembers the state of the last key it counted, so a repeat
-    /// skips the table lookup. Tables change only by insertion here (evictions happen at
-    /// evaluations), and a miss forgets the remembered state before the lookup that may insert.
+    /// same counts as one call per packet, with the per-key work done once per key: the packets
+    /// are first aggregated per (scope, key) ([`crate::aggregate`]), then each aggregate updates
+    /// its key's state with one table lookup. Source admission still sees every packet, in order.
     pub fn count_many<'p>(
         &mut self,
         packets: impl IntoIterator<Item = (&'p PacketSummary, Stamp, ScopeMask)>,
     ) {
-        let [t0, t1, t2, t3] = &mut self.tables;
-        let mut c0: Option<(Key, &mut KeyState)> = None;
-        let mut c1: Option<(Key, &mut KeyState)> = None;
-        let mut c2: Option<(Key, &mut KeyState)> = None;
-        let mut c3: Option<(Key, &mut KeyState)> = None;
+        for (p, stamp, mask) in packets {
+            self.aggregate(p, stamp, mask);
+        }
+    }
+
+    /// Counts what is aggregated into the tables now (done before every clock step; a checkpoint
+    /// also does it, mid-tick).
+    pub fn settle(&mut self) {
+        self.absorb_pending();
+    }
+
+    /// Adds one packet to the pending aggregate (absorbing it first when the packet is in another
+    /// tick).
+    #[inline]
+    fn aggregate(&mut self, p: &PacketSummary, stamp: Stamp, mask: ScopeMask) {
+        self.stats.packets += 1;
+        let ts = stamp.at;
+        if self.now.is_none_or(|t| ts > t) {
+            self.now = Some(ts);
+        }
+        let epoch = self.clock.epoch_of(ts);
+        let tick = self.clock.tick_of(ts);
+        if self.pending_at.is_some_and(|at| at != (epoch, tick)) {
+            self.absorb_pending();
+        }
+        self.pending_at = Some((epoch, tick));
+        if epoch != self.admission_epoch {
+            self.admission_epoch = epoch;
+            for a in self.admission.iter_mut() {
+                a.new_window();
+            }
+        }
+        let inc = Counts::of_packet(p);
+        let dst_mask = mask.0 & ScopeMask::DESTINATIONS.0;
+        // the peer of destination keys, hashed once for both (sampling, distinct sources)
+        let mut src_hash = None;
+        if dst_mask != 0 {
+            let (entries, host) = match self.last_dst {
+                // a flood's packets: one compare for both destination scopes
+                Some((dst, m, e, h)) if dst == p.dst && m == dst_mask => (e, h),
+                _ => {
+                    let mut e = [NO_ENTRY; 2];
+                    for scope in [Scope::DstHost, Scope::DstSubnet] {
+                        if mask.contains(scope) {
+                            let s = scope.index();
+                            e[s] = self.dst_entry(scope, key_of(&self.cfg, scope, p), ts.0);
+                        }
+                    }
+                    let h = match self.pending.get_mut(1) {
+                        Some(agg) if e[1] != NO_ENTRY => {
+                            agg.host_slot(e[1], p.dst).unwrap_or(NO_ENTRY)
+                        }
+                        _ => NO_ENTRY,
+                    };
+                    self.last_dst = Some((p.dst, dst_mask, e, h));
+                    (e, h)
+                }
+            };
+            for (s, i) in entries.into_iter().enumerate() {
+                if let Some(agg) = self.pending.get_mut(s).filter(|_| i != NO_ENTRY) {
+                    agg.add(i, p, &inc, || {
+                        *src_hash.get_or_insert_with(|| Hll::hash(p.src))
+                    });
+                }
+            }
+            if let Some(agg) = self.pending.get_mut(1).filter(|_| host != NO_ENTRY) {
+                agg.count_host(host, u64::from(p.weight));
+            }
+        }
+        let cfg = &self.cfg;
+        for scope in [Scope::SrcHost, Scope::SrcSubnet] {
+            if !mask.contains(scope) {
+                continue;
+            }
+            let key = key_of(cfg, scope, p);
+            let s = scope.index();
+            let (Some(agg), Some(table), Some(adm)) = (
+                self.pending.get_mut(s),
+                self.tables.get_mut(s),
+                self.admission.get_mut(s - 2),
+            ) else {
+                continue;
+            };
+            // admission counts every packet, tracked or not
+            let slots = SourceAdmission::slots(key);
+            let admit = adm.offer_weighted(slots, p.weight, stamp.load);
+            // a key with an entry has its hint set (below, or when it entered the table): most
+            // packets of a spoofed flood stop here, without a lookup
+            if !admit && !adm.may_be_tracked(slots) {
+                table.defer();
+                continue;
+            }
+            if admit {
+                adm.mark_tracked(slots);
+            }
+            let entry = match agg.find(key) {
+                // a key first seen as possibly tracked, now admitted: what follows may enter the
+                // table even if what came before may not
+                Some(e) if admit && !agg.admitted(e) => {
+                    let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
+                    agg.insert(key, ts.0, true, rate, hot)
+                }
+                Some(e) => e,
+                None => {
+                    let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
+                    agg.insert(key, ts.0, admit, rate, hot)
+                }
+            };
+            agg.add(entry, p, &inc, || Hll::hash(p.dst));
+            if scope == Scope::SrcSubnet {
+                if let Some(h) = agg.host_slot(entry, p.src) {
+                    agg.count_host(h, u64::from(p.weight));
+                }
+            }
+        }
+    }
+
+    /// The pending entry of destination `key`, made when it has none.
+    fn dst_entry(&mut self, scope: Scope, key: Key, ts: u64) -> u32 {
+        let s = scope.index();
+        let (Some(agg), Some(table)) = (self.pending.get_mut(s), self.tables.get(s)) else {
+            return NO_ENTRY;
+        };
+        match agg.find(key) {
+            Some(i) => i,
+            None => {
+                let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
+                agg.insert(key, ts, true, rate, hot)
+            }
+        }
+    }
+
+    /// Counts the pending aggregate into the tables.
+    fn absorb_pending(&mut self) {
+        let Some((epoch, tick)) = self.pending_at.take() else {
+            return;
+        };
+        self.last_dst = None;
         let cfg = &self.cfg;
         let loaded = &mut self.loaded;
         let admission = &mut self.admission;
-        let hot = &mut self.hot;
         let watch = self.watch_default;
         let ticks_per_window = (self.window_ns / cfg.tick_ns().max(1)).max(1);
-        for (p, stamp, mask) in packets {
-            self.stats.packets += 1;
-            let ts = stamp.at;
-            if self.now.is_none_or(|t| ts > t) {
-                self.now = Some(ts);
-            }
-            let epoch = self.clock.epoch_of(ts);
-            let at = At {
-                ts: ts.0,
-                epoch,
-                tick: self.clock.tick_of(ts),
-                ticks_per_window,
+        for scope in Scope::ALL {
+            let s = scope.index();
+            let (Some(agg), Some(table), Some(hot)) = (
+                self.pending.get_mut(s),
+                self.tables.get_mut(s),
+                self.hot.get_mut(s),
+            ) else {
+                continue;
             };
-            if epoch != self.admission_epoch {
-                self.admission_epoch = epoch;
-                for a in admission.iter_mut() {
-                    a.new_window();
-                }
-            }
-            let inc = Counts::of_packet(p);
-            macro_rules! count_in {
-                ($scope:expr, $table:ident, $cache:ident) => {{
-                    let scope: Scope = $scope;
-                    if mask.contains(scope) {
-                        let key = key_of(cfg, scope, p);
-                        // source keys: admission counts every packet, tracked or not
-                        let (admit, slots) = match scope.index().checked_sub(2) {
-                            None => (true, None),
-                            Some(i) => {
-                                let slots = SourceAdmission::slots(key);
-                                let admit = admission
-                                    .get_mut(i)
-                                    .is_some_and(|a| a.offer_weighted(slots, p.weight, stamp.load));
-                                (admit, Some((i, slots)))
-                            }
-                        };
-                        if !matches!(&$cache, Some((k, _)) if *k == key) {
-                            $cache = None;
-                            let untracked = slots.is_some_and(|(i, s)| {
-                                !admit && admission.get(i).is_some_and(|a| !a.may_be_tracked(s))
-                            });
-                            if untracked {
-                                $table.defer();
-                            } else {
-                                let make = || {
-                                    let profile = if cfg.profiles.is_empty() {
-                                        0
-                                    } else {
-                                        cfg.profile_of(key)
-                                    };
-                                    KeyState::new(
-                                        &at,
-                                        watch,
-                                        loaded.remove(&(scope, key)),
-                                        profile,
-                                    )
-                                };
-                                let (how, st) = $table.entry(key, admit, make);
-                                if let (Admit::Inserted, Some((i, s))) = (how, slots) {
-                                    if let Some(a) = admission.get_mut(i) {
-                                        a.mark_tracked(s);
-                                    }
-                                }
-                                $cache = st.map(|st| (key, st));
-                            }
-                        }
-                        if let Some((_, st)) = &mut $cache {
-                            if st.record(scope, &at, &inc, p) {
-                                hot[scope.index()].push(key);
-                            }
-                        }
+            agg.drain(|e, left| {
+                let at = At {
+                    ts: e.first_ts,
+                    epoch,
+                    tick,
+                    ticks_per_window,
+                };
+                let key = e.key;
+                let make = || {
+                    let profile = if cfg.profiles.is_empty() {
+                        0
+                    } else {
+                        cfg.profile_of(key)
+                    };
+                    KeyState::new(&at, watch, loaded.remove(&(scope, key)), profile)
+                };
+                let (how, st) = table.entry_many(key, e.admitted, u64::from(e.summaries), make);
+                if how == Admit::Inserted && !scope.is_destination() {
+                    if let Some(a) = admission.get_mut(s - 2) {
+                        a.mark_tracked(SourceAdmission::slots(key));
                     }
-                }};
-            }
-            count_in!(Scope::DstHost, t0, c0);
-            count_in!(Scope::DstSubnet, t1, c1);
-            count_in!(Scope::SrcHost, t2, c2);
-            count_in!(Scope::SrcSubnet, t3, c3);
+                }
+                if let Some(st) = st {
+                    if st.absorb(scope, &at, e, left) {
+                        hot.push(key);
+                    }
+                }
+            });
         }
     }
 
@@ -706,6 +829,7 @@ impl Engine {
         reason: EndReason,
         out: &mut Vec<AlertEvent>,
     ) {
+        self.absorb_pending();
         if let Some(ex) = self.exchange.take() {
             ex.leave();
         }
@@ -770,6 +894,7 @@ impl Engine {
     /// ([`DetectConfig::reload_changes`]); one that does not is refused and nothing changes.
     pub fn reconfigure(&mut self, mut cfg: DetectConfig) -> Result<(), ConfigError> {
         cfg.validate()?;
+        self.absorb_pending();
         self.cfg
             .reload_changes(&cfg)
             .map_err(ConfigError::NotReloadable)?;
@@ -1745,34 +1870,67 @@ mod tests {
         }
         one.finish(EndReason::EndOfInput, &mut one_out);
 
-        let mut runs = Engine::new(cfg.clone(), ShardSpec { index: 0, count: 1 }).unwrap();
-        let mut runs_out = Vec::new();
-        let mut clock = Clock::new(&cfg);
-        let mut steps = Vec::new();
-        let mut pending: Vec<(PacketSummary, Stamp, ScopeMask)> = Vec::new();
-        for p in &packets {
-            let stamp = clock.accept(p.ts, &mut steps);
-            if !steps.is_empty() {
-                runs.count_many(pending.iter().map(|(p, s, m)| (p, *s, *m)));
-                pending.clear();
-                for step in steps.drain(..) {
-                    runs.apply(step, &mut runs_out);
+        // the packets between two clock steps, handed over in runs of `chunk`
+        let by_runs = |chunk: usize| {
+            let mut runs = Engine::new(cfg.clone(), ShardSpec { index: 0, count: 1 }).unwrap();
+            let mut out = Vec::new();
+            let mut clock = Clock::new(&cfg);
+            let mut steps = Vec::new();
+            let mut pending: Vec<(PacketSummary, Stamp, ScopeMask)> = Vec::new();
+            let count =
+                |runs: &mut Engine, pending: &mut Vec<(PacketSummary, Stamp, ScopeMask)>| {
+                    for part in pending.chunks(chunk) {
+                        runs.count_many(part.iter().map(|(p, s, m)| (p, *s, *m)));
+                    }
+                    pending.clear();
+                };
+            for p in &packets {
+                let stamp = clock.accept(p.ts, &mut steps);
+                if !steps.is_empty() {
+                    count(&mut runs, &mut pending);
+                    for step in steps.drain(..) {
+                        runs.apply(step, &mut out);
+                    }
                 }
+                let mut p = *p;
+                p.ts = stamp.at;
+                pending.push((p, stamp, scopes_of(&cfg, &p)));
             }
-            let mut p = *p;
-            p.ts = stamp.at;
-            pending.push((p, stamp, scopes_of(&cfg, &p)));
-        }
-        runs.count_many(pending.iter().map(|(p, s, m)| (p, *s, *m)));
-        runs.finish_at(clock.now(), EndReason::EndOfInput, &mut runs_out);
-
+            count(&mut runs, &mut pending);
+            runs.finish_at(clock.now(), EndReason::EndOfInput, &mut out);
+            (out, runs.stats(), runs.baselines())
+        };
+        let (runs_out, runs_stats, runs_baselines) = by_runs(usize::MAX);
         assert!(
             one_out.iter().any(|e| e.event == EventKind::Start),
             "the flood raised nothing: the test shows nothing"
         );
-        assert_eq!(one_out, runs_out);
-        assert_eq!(one.stats(), runs.stats());
-        assert_eq!(one.baselines(), runs.baselines());
+        // a tick's aggregate is the same however its packets arrive: byte-identical output
+        for chunk in [1, 37, 256] {
+            let (out, stats, baselines) = by_runs(chunk);
+            assert_eq!(out, runs_out, "runs of {chunk}");
+            assert_eq!((stats, baselines), (runs_stats, runs_baselines.clone()));
+        }
+        // one summary at a time (aggregates of one) counts exactly the same; only what is sampled
+        // (top peers and ports, distinct peers) may differ
+        let exact = |e: &AlertEvent| {
+            (
+                e.event,
+                e.id.clone(),
+                e.ts,
+                e.class,
+                e.packets,
+                e.bytes,
+                e.pps.to_bits(),
+                e.peak_pps.to_bits(),
+            )
+        };
+        assert_eq!(
+            one_out.iter().map(exact).collect::<Vec<_>>(),
+            runs_out.iter().map(exact).collect::<Vec<_>>()
+        );
+        assert_eq!(one.stats(), runs_stats);
+        assert_eq!(one.baselines(), runs_baselines);
     }
 
     #[test]

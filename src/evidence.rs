@@ -51,6 +51,13 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
     #[inline]
     pub fn add_weighted(&mut self, item: T, w: u64) {
         self.unit = self.unit.max(w);
+        self.add_counted(item, w);
+    }
+
+    /// Counts `w` occurrences of `item` that were each seen (an exact count, not a sample: items
+    /// reported need not have been added twice).
+    #[inline]
+    pub fn add_counted(&mut self, item: T, w: u64) {
         if let Some(i) = self.items.iter().position(|t| *t == item) {
             if let Some(c) = self.counts.get_mut(i) {
                 *c += w;
@@ -130,9 +137,9 @@ fn first_min(counts: &[u64]) -> usize {
 /// Slots per top-k: more than the `top_n` reported, so the reported ones are accurate.
 const SLOTS: usize = 32;
 /// Packets recorded one by one before sampling starts.
-const EXACT_PACKETS: u64 = 4096;
-/// Past that, one packet in `SAMPLE` (on average) updates the top-k lists, standing for `SAMPLE` packets.
-const SAMPLE: u64 = 16;
+pub const EXACT_PACKETS: u64 = 4096;
+/// Past that, one packet in `SAMPLE` updates the top-k lists and signature, standing for `SAMPLE`.
+pub const SAMPLE: u32 = 16;
 
 /// What an alert shows about a key's traffic.
 #[derive(Clone, Debug)]
@@ -145,11 +152,10 @@ pub struct Evidence {
     hosts: Option<TopK<u128>>,
     /// Distinct peers, over every packet.
     distinct: Hll,
-    /// Packets recorded exactly so far (up to [`EXACT_PACKETS`]).
+    /// Summaries the samples so far stand for (what chooses the sampling rate).
     seen: u64,
-    /// Sampling: packets to pass over before the next sample.
-    skip: u64,
-    rng: u64,
+    /// The largest rate a sample had (reported in events as `sample_rate`).
+    max_rate: u32,
     /// The key's short window while it is hot (the engine keeps it here: only hot keys need it).
     pub burst: crate::window::Burst,
     /// Header-field sketches of a destination key (None for source keys).
@@ -215,8 +221,7 @@ impl Evidence {
             hosts: scope.is_subnet().then(|| TopK::new(SLOTS)),
             distinct: Hll::new(),
             seen: 0,
-            skip: 0,
-            rng: 0x9e37_79b9_7f4a_7c15,
+            max_rate: 1,
             burst: crate::window::Burst::default(),
             sig: scope
                 .is_destination()
@@ -225,13 +230,30 @@ impl Evidence {
         }
     }
 
-    /// Records one packet seen by a key of `scope`. The first packets are recorded exactly; then the
-    /// top-k lists take a deterministic sample of one packet in 16 on average, each sample weighing
-    /// 16: the gap to the next sample is drawn (1 to 31 packets, a per-key xorshift) when a sample is
-    /// taken, so the packets in between cost one decrement. That keeps a flood's victim cheap to
-    /// follow. The distinct-peer count sees every packet.
+    /// The sampling rate this key's next aggregate starts at ([`crate::aggregate`]): every packet
+    /// while the evidence is young (its first [`EXACT_PACKETS`]), then one in [`SAMPLE`], each
+    /// sample standing for as many (an aggregate thins it further as it grows past thousands of
+    /// packets in one tick).
+    pub fn sample_rate(&self) -> u32 {
+        if self.seen < EXACT_PACKETS {
+            1
+        } else {
+            SAMPLE
+        }
+    }
+
+    /// The largest sampling rate any of this evidence's samples had (1: every packet seen).
+    pub fn max_rate(&self) -> u32 {
+        self.max_rate
+    }
+
+    /// Records a sampled packet seen by a key of `scope`, standing for `rate` summaries like it.
+    /// The distinct-peer count takes its peer (what the aggregate's registers also saw does not
+    /// count twice).
+    /// Hosts inside a subnet key are taken from the samples unless `hosts_counted` (the aggregate
+    /// counted them exactly: [`Evidence::add_host`]).
     #[inline]
-    pub fn add(&mut self, scope: Scope, p: &PacketSummary) {
+    pub fn add_sample(&mut self, scope: Scope, p: &PacketSummary, rate: u32, hosts_counted: bool) {
         // by reference: choosing between two addresses by value compiles to a select per byte
         let (peer, own) = if scope.is_destination() {
             (&p.src, &p.dst)
@@ -239,33 +261,33 @@ impl Evidence {
             (&p.dst, &p.src)
         };
         self.distinct.add(*peer);
-        let weight = u64::from(p.weight.max(1));
-        let w = if self.seen < EXACT_PACKETS {
-            self.seen += 1;
-            weight
-        } else if self.skip > 0 {
-            self.skip -= 1;
-            return;
-        } else {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            // uniform on 0..=2·SAMPLE−2 packets skipped: a gap of SAMPLE on average
-            self.skip = self.rng % (2 * SAMPLE - 1);
-            SAMPLE * weight
-        };
+        let rate = rate.max(1);
+        self.seen = self.seen.saturating_add(u64::from(rate));
+        self.max_rate = self.max_rate.max(rate);
+        let w = u64::from(p.weight.max(1)) * u64::from(rate);
         if let Some(sig) = &mut self.sig {
-            sig.attack
-                .observe_scaled(p, u32::try_from(w / weight).unwrap_or(u32::MAX));
+            sig.attack.observe_scaled(p, rate);
         }
         self.peers.add_weighted(ip_bits(*peer), w);
         if p.sport != 0 || p.dport != 0 {
             self.dst_ports.add_weighted(p.dport, w);
             self.src_ports.add_weighted(p.sport, w);
         }
-        if let Some(h) = &mut self.hosts {
+        if let Some(h) = self.hosts.as_mut().filter(|_| !hosts_counted) {
             h.add_weighted(ip_bits(*own), w);
         }
+    }
+
+    /// Counts `packets` of `host` inside a subnet key (an aggregate's exact count).
+    pub fn add_host(&mut self, host: IpAddr, packets: u64) {
+        if let Some(h) = &mut self.hosts {
+            h.add_counted(ip_bits(host), packets);
+        }
+    }
+
+    /// Takes the distinct peers an aggregate counted besides its samples.
+    pub fn merge_peers(&mut self, regs: &Hll) {
+        self.distinct.merge(regs);
     }
 
     /// The guaranteed share of the heaviest host inside a subnet key (0 for host keys).
@@ -341,13 +363,36 @@ impl Hll {
     /// Counts `item`.
     #[inline]
     pub fn add(&mut self, ip: IpAddr) {
-        let h = crate::key::Key::host(ip).mix(0x000d_157c);
+        self.add_hash(Hll::hash(ip));
+    }
+
+    /// The hash [`Hll::add`] counts `ip` by (fixed seed).
+    #[inline]
+    pub fn hash(ip: IpAddr) -> u64 {
+        crate::key::Key::host(ip).mix(0x000d_157c)
+    }
+
+    /// Counts the item of hash `h` ([`Hll::hash`]).
+    #[inline]
+    pub fn add_hash(&mut self, h: u64) {
         let idx = (h >> (64 - Hll::BITS)) as usize;
         let rest = h << Hll::BITS;
         let rank = (rest.leading_zeros() + 1).min(64 - Hll::BITS + 1) as u8;
         if let Some(r) = self.regs.get_mut(idx) {
             *r = (*r).max(rank);
         }
+    }
+
+    /// Counts every item `other` counted.
+    pub fn merge(&mut self, other: &Hll) {
+        for (a, b) in self.regs.iter_mut().zip(other.regs.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
+    /// Forgets every item.
+    pub fn clear(&mut self) {
+        self.regs.fill(0);
     }
 
     /// The estimated number of distinct items added.
@@ -499,8 +544,7 @@ mod persist {
             }
             self.distinct.save(e);
             e.var(self.seen);
-            e.var(self.skip);
-            e.raw64(self.rng);
+            e.var(u64::from(self.max_rate));
             self.burst.save(e);
             match &self.sig {
                 None => e.u8(0),
@@ -532,12 +576,8 @@ mod persist {
             };
             let distinct = Hll::load(d)?;
             let seen = d.count("the packets of the evidence")?;
-            let skip = d.count("the sampling gap")?;
-            let rng = d.raw64("the sampling state")?;
-            if rng == 0 {
-                // xorshift never leaves zero: the sample would stop moving
-                return Err(d.corrupt("the sampling state is zero"));
-            }
+            let max_rate = u32::try_from(d.count("the sampling rate")?)
+                .map_err(|_| d.corrupt("the sampling rate is out of range"))?;
             let burst = Burst::load(d)?;
             let sig = if d.bool("the signature sketches")? {
                 Some(Box::new(SigSketches {
@@ -561,8 +601,7 @@ mod persist {
                 hosts,
                 distinct,
                 seen,
-                skip,
-                rng,
+                max_rate,
                 burst,
                 sig,
                 trace,
@@ -610,6 +649,8 @@ mod tests {
     fn sampled_evidence_still_names_heavy_sources() {
         use crate::decode::{Fragment, PacketSummary};
         let mut ev = Evidence::new(Scope::DstHost);
+        let key = crate::key::Key::host(IpAddr::from([198, 51, 100, 10]));
+        let mut batch = Vec::new();
         for i in 0..100_000u32 {
             let src = if i % 4 == 0 {
                 [203, 0, 113, 5]
@@ -617,7 +658,7 @@ mod tests {
                 (i.wrapping_mul(2_654_435_761) | 1).to_be_bytes()
             };
             let p = PacketSummary {
-                ts: crate::time::Timestamp(0),
+                ts: crate::time::Timestamp(u64::from(i)),
                 src: IpAddr::from(src),
                 dst: IpAddr::from([198, 51, 100, 10]),
                 proto: 17,
@@ -629,8 +670,27 @@ mod tests {
                 weight: 1,
                 hdr: crate::decode::HeaderFields::UNKNOWN,
             };
-            ev.add(Scope::DstHost, &p);
+            batch.push(p);
+            if batch.len() == 256 {
+                // the way the engine feeds it: an aggregate per run, sampled at the evidence's rate
+                let mut agg = crate::aggregate::ScopeAgg::new();
+                let e = agg.insert(key, 0, true, ev.sample_rate(), true);
+                for p in &batch {
+                    let inc = crate::window::Counts::of_packet(p);
+                    agg.add(e, p, &inc, || Hll::hash(p.src));
+                }
+                agg.drain(|_, d| {
+                    for s in d.samples {
+                        ev.add_sample(Scope::DstHost, &s.p, s.rate, false);
+                    }
+                    if let Some(r) = d.regs {
+                        ev.merge_peers(r);
+                    }
+                });
+                batch.clear();
+            }
         }
+        assert_eq!(ev.max_rate(), SAMPLE);
         let top = ev.top_peers(3);
         assert_eq!(top[0].ip, IpAddr::from([203, 0, 113, 5]));
         assert!(

@@ -5,6 +5,7 @@
 //! keeps sliding windows and learned baselines per (scope, key) and emits [`alert::AlertEvent`]s, and
 //! [`pipeline`] wires those stages into threads joined by bounded channels.
 
+pub mod aggregate;
 pub mod alert;
 pub mod baseline;
 pub mod bus;

@@ -185,16 +185,28 @@ impl<V> KeyTable<V> {
         admit: bool,
         make: impl FnOnce() -> V,
     ) -> (Admit, Option<&mut V>) {
+        self.entry_many(key, admit, 1, make)
+    }
+
+    /// [`KeyTable::entry`] for `n` packets at once (an aggregate): a refusal counts `n`.
+    #[inline]
+    pub fn entry_many(
+        &mut self,
+        key: Key,
+        admit: bool,
+        n: u64,
+        make: impl FnOnce() -> V,
+    ) -> (Admit, Option<&mut V>) {
         use std::collections::hash_map::Entry;
         let len = self.map.len();
         match self.map.entry(key) {
             Entry::Occupied(o) => (Admit::Tracked, Some(o.into_mut())),
             Entry::Vacant(_) if !admit => {
-                self.stats.deferred += 1;
+                self.stats.deferred += n;
                 (Admit::Deferred, None)
             }
             Entry::Vacant(_) if len >= self.cap => {
-                self.stats.rejected += 1;
+                self.stats.rejected += n;
                 (Admit::Rejected, None)
             }
             Entry::Vacant(v) => {

@@ -293,6 +293,16 @@ impl Burst {
         self.cur_summaries += 1;
     }
 
+    /// Counts the increments of `summaries` summaries at `tick` (an aggregate).
+    #[inline]
+    pub fn add_many(&mut self, tick: u64, inc: &Counts, summaries: u64) {
+        if tick != self.tick {
+            self.next_tick(tick);
+        }
+        self.cur.add(inc);
+        self.cur_summaries += summaries;
+    }
+
     #[cold]
     fn next_tick(&mut self, tick: u64) {
         if tick < self.tick {

@@ -451,7 +451,7 @@ pub fn run_detector(
     // (restoring a large state takes a while: the lease is renewed before and after)
     refresh_lease(bus, cfg, &mut lease)?;
     if !from_checkpoint {
-        stats.checkpoint_bytes = ckpt.write(&engine, &merger, &positions, last_written)? as u64;
+        stats.checkpoint_bytes = ckpt.write(&mut engine, &merger, &positions, last_written)? as u64;
         stats.checkpoints += 1;
         refresh_lease(bus, cfg, &mut lease)?;
     }
@@ -563,7 +563,7 @@ struct CheckpointWriter<'a> {
 impl CheckpointWriter<'_> {
     fn write(
         &mut self,
-        engine: &Engine,
+        engine: &mut Engine,
         merger: &Merger,
         positions: &[u64],
         last_event: Option<(u64, u32)>,

@@ -19,7 +19,9 @@ impl Engine {
     ///
     /// Only a sole engine ([`ShardSpec::SOLE`], no [`PopulationExchange`]) can be saved: a shard's
     /// output depends on the others.
-    pub fn save_state(&self, out: &mut Vec<u8>) -> Result<(), EngineStateError> {
+    pub fn save_state(&mut self, out: &mut Vec<u8>) -> Result<(), EngineStateError> {
+        // what is aggregated but not counted yet is counted first: the state holds no aggregate
+        self.settle();
         if self.shard.count != 1 {
             return Err(EngineStateError::Sharded {
                 index: self.shard.index,
@@ -805,8 +807,8 @@ mod tests {
             matches!(
                 e,
                 EngineStateError::Version {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{e}"
@@ -836,7 +838,7 @@ mod tests {
     fn an_absurd_length_is_refused_without_allocating_it() {
         // A fresh engine's state ends with four empty tables (five counters and a length each)
         // and four empty hot lists: make the first table's length 2^60.
-        let e = Engine::new(flood_cfg(), ShardSpec::SOLE).unwrap();
+        let mut e = Engine::new(flood_cfg(), ShardSpec::SOLE).unwrap();
         let mut blob = Vec::new();
         e.save_state(&mut blob).unwrap();
         assert_eq!(blob[blob.len() - 28..], [0; 28]);
@@ -889,7 +891,7 @@ mod tests {
     #[test]
     fn only_a_sole_engine_without_an_exchange_is_saved() {
         let mut out = Vec::new();
-        let shard = Engine::new(flood_cfg(), ShardSpec { index: 1, count: 2 }).unwrap();
+        let mut shard = Engine::new(flood_cfg(), ShardSpec { index: 1, count: 2 }).unwrap();
         let err = shard.save_state(&mut out).unwrap_err();
         assert!(err.to_string().contains("shard 1 of 2"), "{err}");
         let mut sole = Engine::new(flood_cfg(), ShardSpec::SOLE).unwrap();

@@ -1,0 +1,420 @@
+//! Aggregation before counting: the packets of one run with no clock step among them (one tick at
+//! most) become one [`KeyAgg`] per (scope, key) before the engine's tables see them, so a key's state
+//! is looked up and updated once per run instead of once per packet.
+//!
+//! What stays exact: every counter of the sliding windows (packets, bytes, SYN, …), the summaries
+//! counted, the first packet's time (where a key's traffic resumed), the amplifier-port vote (a
+//! weighted majority vote, merged). What is sampled: the packets the engine's evidence looks at one
+//! by one (top peers and ports, header-field signatures). A key's packets are all kept while its
+//! evidence is young, then one in `rate` (16 or 64), chosen by a hash of the packet's fields and
+//! time so a replay samples the same packets every time; each stands for `rate` packets. The
+//! distinct-peer count of a hot key sampled at a rate sees every packet through its own
+//! HyperLogLog registers ([`Hll`]), merged into the evidence's.
+
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
+
+use crate::decode::PacketSummary;
+use crate::evidence::Hll;
+use crate::key::Key;
+use crate::window::{Counts, Signal};
+
+/// No sample / no registers.
+const NONE: u32 = u32::MAX;
+
+/// Summaries of one entry at which its sampling rate rises to 16, then to 64.
+const ESCALATE: [u32; 2] = [4096, 65_536];
+
+/// One key's packets in one aggregate.
+#[derive(Clone, Debug)]
+pub struct KeyAgg {
+    pub key: Key,
+    pub counts: Counts,
+    /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
+    pub summaries: u32,
+    /// Packet time (ns, the clock's stamp) of the first summary.
+    pub first_ts: u64,
+    /// A source key: made by a summary the admission sketch admitted (it may enter its table). A
+    /// key known only as possibly tracked is not; its packets count only if it is. Destination
+    /// keys: always.
+    pub admitted: bool,
+    /// Weighted majority vote over amplifier source ports: (candidate, weight).
+    pub amp: (u16, u32),
+    /// One summary in `rate` is sampled (1: every one).
+    pub rate: u32,
+    /// Distinct-peer registers of this key, when it is sampled at a rate and its evidence counts
+    /// peers.
+    regs: u32,
+    first_sample: u32,
+    last_sample: u32,
+    /// A subnet key: its hosts' packets, counted exactly ([`ScopeAgg::count_host`]).
+    first_host: u32,
+    /// Every host of this subnet key was counted (false once the aggregate ran out of room).
+    pub hosts_exact: bool,
+}
+
+/// The packets of one host inside a subnet key, in one aggregate.
+#[derive(Clone, Copy, Debug)]
+pub struct HostCount {
+    pub host: std::net::IpAddr,
+    pub packets: u64,
+    next: u32,
+}
+
+/// A sampled summary and the packets it stands for besides its own weight.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub p: PacketSummary,
+    pub rate: u32,
+    next: u32,
+}
+
+/// The aggregate of one scope: its keys in the order they first appeared, their samples, and the
+/// registers of hot keys. Reused from one aggregate to the next (nothing is freed).
+#[derive(Debug)]
+pub struct ScopeAgg {
+    entries: Vec<KeyAgg>,
+    index: HashMap<Key, u32, FixedState>,
+    /// The last key looked up and its entry: a flood's packets share it.
+    last: Option<(Key, u32)>,
+    samples: Vec<Sample>,
+    regs: Vec<Hll>,
+    regs_used: usize,
+    /// Hosts of subnet entries: (entry, host) → its count in `hosts`.
+    host_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
+    hosts: Vec<HostCount>,
+}
+
+/// Hosts counted exactly in one aggregate (over all subnet keys); the keys that run out of room
+/// name their hosts from their samples.
+pub const MAX_HOSTS: usize = 65_536;
+
+impl Default for ScopeAgg {
+    fn default() -> Self {
+        ScopeAgg::new()
+    }
+}
+
+impl ScopeAgg {
+    pub fn new() -> ScopeAgg {
+        ScopeAgg {
+            entries: Vec::new(),
+            index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0001)),
+            last: None,
+            samples: Vec::new(),
+            regs: Vec::new(),
+            regs_used: 0,
+            host_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0002)),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// True when nothing is aggregated.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry of `key`, if it has one.
+    #[inline]
+    pub fn find(&mut self, key: Key) -> Option<u32> {
+        if let Some((k, i)) = self.last {
+            if k == key {
+                return Some(i);
+            }
+        }
+        let i = *self.index.get(&key)?;
+        self.last = Some((key, i));
+        Some(i)
+    }
+
+    /// Whether entry `i` was made admitted.
+    #[inline]
+    pub fn admitted(&self, i: u32) -> bool {
+        self.entries.get(i as usize).is_some_and(|e| e.admitted)
+    }
+
+    /// A new entry for `key` (the key's later summaries go to it), sampled at `rate` (a power of
+    /// two, at most 64), with distinct-peer registers when `count_peers`.
+    pub fn insert(
+        &mut self,
+        key: Key,
+        first_ts: u64,
+        admitted: bool,
+        rate: u32,
+        count_peers: bool,
+    ) -> u32 {
+        let i = self.entries.len() as u32;
+        let rate = rate.clamp(1, 64).next_power_of_two();
+        let regs = if count_peers && rate > 1 {
+            take_regs(&mut self.regs, &mut self.regs_used)
+        } else {
+            NONE
+        };
+        self.entries.push(KeyAgg {
+            key,
+            counts: Counts::default(),
+            summaries: 0,
+            first_ts,
+            admitted,
+            amp: (0, 0),
+            rate,
+            regs,
+            first_sample: NONE,
+            last_sample: NONE,
+            first_host: NONE,
+            hosts_exact: true,
+        });
+        self.index.insert(key, i);
+        self.last = Some((key, i));
+        i
+    }
+
+    /// Adds `p` (its increments `inc`) to entry `i`. `peer_hash` gives the [`Hll::hash`] of the
+    /// key's peer (the source of a destination key, the destination of a source key); it is asked
+    /// for only when the entry samples at a rate.
+    #[inline]
+    pub fn add(
+        &mut self,
+        i: u32,
+        p: &PacketSummary,
+        inc: &Counts,
+        peer_hash: impl FnOnce() -> u64,
+    ) {
+        let Some(e) = self.entries.get_mut(i as usize) else {
+            return;
+        };
+        e.counts.add(inc);
+        e.summaries = e.summaries.saturating_add(1);
+        // a key with many packets in one aggregate is sampled more thinly as it grows, and its
+        // distinct peers counted in registers from then on (its earlier packets are all samples)
+        if e.summaries == ESCALATE[0] || e.summaries == ESCALATE[1] {
+            let rate = if e.summaries == ESCALATE[0] { 16 } else { 64 };
+            if e.rate < rate {
+                e.rate = rate;
+                if e.regs == NONE {
+                    e.regs = take_regs(&mut self.regs, &mut self.regs_used);
+                }
+            }
+        }
+        if inc.get(Signal::AmpPort) != 0 {
+            vote(&mut e.amp, p.sport, p.weight.max(1));
+        }
+        let sampled = if e.rate == 1 {
+            true
+        } else {
+            let h = peer_hash();
+            if let Some(r) = self.regs.get_mut(e.regs as usize) {
+                r.add_hash(h);
+            }
+            // the peer and the time choose the sample: the same packets on every replay
+            let s = (h ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (s >> 58) as u32 & (e.rate - 1) == 0
+        };
+        if sampled {
+            let n = self.samples.len() as u32;
+            self.samples.push(Sample {
+                p: *p,
+                rate: e.rate,
+                next: NONE,
+            });
+            match self.samples.get_mut(e.last_sample as usize) {
+                Some(prev) => prev.next = n,
+                None => e.first_sample = n,
+            }
+            e.last_sample = n;
+        }
+    }
+
+    /// The host slot of `host` inside subnet entry `i` (made when it has none), for
+    /// [`ScopeAgg::count_host`]; None once the aggregate holds [`MAX_HOSTS`] hosts.
+    pub fn host_slot(&mut self, i: u32, host: std::net::IpAddr) -> Option<u32> {
+        if let Some(h) = self.host_index.get(&(i, host)) {
+            return Some(*h);
+        }
+        let e = self.entries.get_mut(i as usize)?;
+        if self.hosts.len() >= MAX_HOSTS {
+            e.hosts_exact = false;
+            return None;
+        }
+        let n = self.hosts.len() as u32;
+        self.hosts.push(HostCount {
+            host,
+            packets: 0,
+            next: e.first_host,
+        });
+        e.first_host = n;
+        self.host_index.insert((i, host), n);
+        Some(n)
+    }
+
+    /// Counts `packets` for the host at `slot` ([`ScopeAgg::host_slot`]).
+    #[inline]
+    pub fn count_host(&mut self, slot: u32, packets: u64) {
+        if let Some(h) = self.hosts.get_mut(slot as usize) {
+            h.packets += packets;
+        }
+    }
+
+    /// Hands every entry, in the order the keys first appeared, to `f` with its samples, its
+    /// registers and its hosts' counts (in the order opposite to their first packets), then
+    /// empties the aggregate.
+    pub fn drain(&mut self, mut f: impl FnMut(&KeyAgg, Drained<'_>)) {
+        for e in &self.entries {
+            let d = Drained {
+                samples: SampleIter {
+                    samples: &self.samples,
+                    at: e.first_sample,
+                },
+                regs: self.regs.get(e.regs as usize),
+                hosts: HostIter {
+                    hosts: &self.hosts,
+                    at: e.first_host,
+                },
+            };
+            f(e, d);
+        }
+        self.host_index.clear();
+        self.hosts.clear();
+        self.entries.clear();
+        self.index.clear();
+        self.last = None;
+        self.samples.clear();
+        for r in self.regs.iter_mut().take(self.regs_used) {
+            r.clear();
+        }
+        self.regs_used = 0;
+    }
+}
+
+/// What an entry leaves besides its counts.
+pub struct Drained<'a> {
+    pub samples: SampleIter<'a>,
+    /// Its distinct-peer registers, if it had any.
+    pub regs: Option<&'a Hll>,
+    /// Its hosts' exact counts (a subnet key); empty when none were counted.
+    pub hosts: HostIter<'a>,
+}
+
+/// The hosts counted inside one subnet entry.
+pub struct HostIter<'a> {
+    hosts: &'a [HostCount],
+    at: u32,
+}
+
+impl<'a> Iterator for HostIter<'a> {
+    type Item = &'a HostCount;
+
+    fn next(&mut self) -> Option<&'a HostCount> {
+        let h = self.hosts.get(self.at as usize)?;
+        self.at = h.next;
+        Some(h)
+    }
+}
+
+/// The samples of one entry, in packet order.
+pub struct SampleIter<'a> {
+    samples: &'a [Sample],
+    at: u32,
+}
+
+impl<'a> Iterator for SampleIter<'a> {
+    type Item = &'a Sample;
+
+    fn next(&mut self) -> Option<&'a Sample> {
+        let s = self.samples.get(self.at as usize)?;
+        self.at = s.next;
+        Some(s)
+    }
+}
+
+/// Registers for one more entry (reused from earlier aggregates when there are).
+fn take_regs(regs: &mut Vec<Hll>, used: &mut usize) -> u32 {
+    if *used == regs.len() {
+        regs.push(Hll::new());
+    }
+    *used += 1;
+    (*used - 1) as u32
+}
+
+/// One step of a weighted Boyer-Moore majority vote: `item` with `weight` against `(cand, w)`.
+#[inline]
+pub fn vote(state: &mut (u16, u32), item: u16, weight: u32) {
+    let (cand, w) = state;
+    if *cand == item {
+        *w = w.saturating_add(weight);
+    } else if *w < weight {
+        *cand = item;
+        *w = weight - *w;
+    } else {
+        *w -= weight;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn pkt(src: u32, ts: u64) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(ts),
+            src: std::net::Ipv4Addr::from(src).into(),
+            dst: [198, 51, 100, 1].into(),
+            proto: 6,
+            sport: 1000,
+            dport: 80,
+            tcp_flags: 0x02,
+            wire_len: 60,
+            ..PacketSummary::default()
+        }
+    }
+
+    #[test]
+    fn counts_are_exact_and_samples_follow_the_rate() {
+        let mut a = ScopeAgg::new();
+        let key = Key::host([198, 51, 100, 1].into());
+        let exact = a.insert(key, 5, true, 1, true);
+        for n in 0..100u32 {
+            let p = pkt(n, 5 + u64::from(n));
+            a.add(exact, &p, &Counts::of_packet(&p), || Hll::hash(p.src));
+        }
+        let other = Key::host([198, 51, 100, 2].into());
+        let sampled = a.insert(other, 7, true, 16, true);
+        assert_eq!(a.find(key), Some(exact));
+        for n in 0..16_000u32 {
+            let p = pkt(n, 7 + u64::from(n));
+            a.add(sampled, &p, &Counts::of_packet(&p), || Hll::hash(p.src));
+        }
+        let mut seen = Vec::new();
+        a.drain(|e, d| {
+            let n: u64 = d.samples.map(|s| u64::from(s.rate)).sum();
+            seen.push((
+                e.key,
+                e.counts.get(Signal::Packets),
+                e.summaries,
+                e.first_ts,
+                n,
+                d.regs.map(Hll::estimate),
+            ));
+        });
+        assert_eq!(seen[0], (key, 100, 100, 5, 100, None));
+        let (k, packets, summaries, first, stood_for, distinct) = seen[1];
+        assert_eq!((k, packets, summaries, first), (other, 16_000, 16_000, 7));
+        // about 1 000 samples of 16
+        assert!((12_000..20_000).contains(&stood_for), "{stood_for}");
+        let d = distinct.unwrap_or(0);
+        assert!((15_000..17_000).contains(&d), "{d}");
+        assert!(a.is_empty());
+        assert_eq!(a.find(key), None);
+    }
+
+    #[test]
+    fn majority_vote_finds_the_majority() {
+        let mut v = (0, 0);
+        for (i, port) in [53, 123, 53, 53, 11211, 53, 53].iter().enumerate() {
+            vote(&mut v, *port, 1 + (i as u32 % 2));
+        }
+        assert_eq!(v.0, 53);
+    }
+}
