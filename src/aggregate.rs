@@ -23,8 +23,9 @@ use crate::window::{Counts, Signal};
 /// No sample / no registers.
 const NONE: u32 = u32::MAX;
 
-/// Summaries of one entry at which its sampling rate rises to 16, then to 64.
-const ESCALATE: [u32; 2] = [4096, 65_536];
+/// Summaries of one entry at which its sampling rate rises to 16, then to 64 (a tick of a flood
+/// keeps about 1 500 samples of its victim, whatever its rate).
+const ESCALATE: [u32; 2] = [1024, 16_384];
 
 /// One key's packets in one aggregate.
 #[derive(Clone, Debug)]
@@ -50,8 +51,10 @@ pub struct KeyAgg {
     last_sample: u32,
     /// A subnet key: its hosts' packets, counted exactly ([`ScopeAgg::count_host`]).
     first_host: u32,
-    /// Every host of this subnet key was counted (false once the aggregate ran out of room).
+    /// Every host of this subnet key was counted (false once the key or the aggregate ran out
+    /// of room).
     pub hosts_exact: bool,
+    hosts_n: u32,
 }
 
 /// The packets of one host inside a subnet key, in one aggregate.
@@ -86,9 +89,11 @@ pub struct ScopeAgg {
     hosts: Vec<HostCount>,
 }
 
-/// Hosts counted exactly in one aggregate (over all subnet keys); the keys that run out of room
-/// name their hosts from their samples.
+/// Hosts counted exactly in one aggregate (over all subnet keys), and per key: a carpet bombing
+/// of a /24 has its victims counted; a subnet with more hosts in one tick (spoofed sources of a
+/// range, a /64) names its hosts from its samples instead.
 pub const MAX_HOSTS: usize = 65_536;
+pub const HOSTS_PER_KEY: u32 = 256;
 
 impl Default for ScopeAgg {
     fn default() -> Self {
@@ -164,6 +169,7 @@ impl ScopeAgg {
             last_sample: NONE,
             first_host: NONE,
             hosts_exact: true,
+            hosts_n: 0,
         });
         self.index.insert(key, i);
         self.last = Some((key, i));
@@ -227,16 +233,20 @@ impl ScopeAgg {
     }
 
     /// The host slot of `host` inside subnet entry `i` (made when it has none), for
-    /// [`ScopeAgg::count_host`]; None once the aggregate holds [`MAX_HOSTS`] hosts.
+    /// [`ScopeAgg::count_host`]; None once the aggregate holds [`MAX_HOSTS`] hosts or the key [`HOSTS_PER_KEY`].
     pub fn host_slot(&mut self, i: u32, host: std::net::IpAddr) -> Option<u32> {
+        if !self.entries.get(i as usize)?.hosts_exact {
+            return None;
+        }
         if let Some(h) = self.host_index.get(&(i, host)) {
             return Some(*h);
         }
         let e = self.entries.get_mut(i as usize)?;
-        if self.hosts.len() >= MAX_HOSTS {
+        if self.hosts.len() >= MAX_HOSTS || e.hosts_n >= HOSTS_PER_KEY {
             e.hosts_exact = false;
             return None;
         }
+        e.hosts_n += 1;
         let n = self.hosts.len() as u32;
         self.hosts.push(HostCount {
             host,

@@ -16,6 +16,7 @@ use pcap_parser::pcapng::Block;
 use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
 use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 
+use super::mapped::MappedPcap;
 use super::{CaptureError, CaptureStats, FrameSource, RawFrame};
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -147,6 +148,8 @@ impl<R: Read> Read for ErrorKeepingReader<R> {
 pub struct FileSource {
     path: PathBuf,
     reader: Option<Box<dyn PcapReaderIterator + Send>>,
+    /// A regular pcap file, mapped: used instead of `reader`.
+    mapped: Option<MappedPcap>,
     state: State,
     /// Current buffer capacity (the reader does not expose it).
     capacity: usize,
@@ -179,6 +182,26 @@ impl FileSource {
             path: path.to_path_buf(),
             source,
         })?;
+        // a regular pcap file is walked in place through a memory map (no copy, no parser)
+        if let Some(mapped) = MappedPcap::open(path, &file)? {
+            return Ok(FileSource {
+                path: path.to_path_buf(),
+                reader: None,
+                mapped: Some(mapped),
+                state: State::Legacy {
+                    link: LinkType(0),
+                    precision: TsPrecision::Micro,
+                    byte_order: ByteOrder::Little,
+                },
+                capacity: 0,
+                pending_consume: 0,
+                prepared: None,
+                last_ts: Timestamp(0),
+                stats: CaptureStats::default(),
+                bytes_read: 0,
+                last_io_error: Arc::new(Mutex::new(None)),
+            });
+        }
         FileSource::from_reader(path, file)
     }
 
@@ -235,6 +258,7 @@ impl FileSource {
         Ok(FileSource {
             path,
             reader: Some(reader),
+            mapped: None,
             state,
             capacity,
             pending_consume: 0,
@@ -259,6 +283,15 @@ impl FileSource {
     /// Moves to the next frame: `Ok(true)` if there is one (see [`FileSource::current`]), `Ok(false)`
     /// at the end. After an error the source is finished.
     fn advance(&mut self) -> Result<bool, CaptureError> {
+        if let Some(m) = &mut self.mapped {
+            let r = m.advance(&self.path, &mut self.stats);
+            self.bytes_read = m.offset();
+            if let Ok(true) = r {
+                return Ok(true);
+            }
+            self.mapped = None;
+            return r;
+        }
         self.prepared = None;
         match self.find_next_frame() {
             Ok(Some(p)) => {
@@ -285,6 +318,9 @@ impl FileSource {
 
     /// The frame [`FileSource::advance`] found.
     fn current(&self) -> Option<RawFrame<'_>> {
+        if let Some(m) = &self.mapped {
+            return m.current();
+        }
         let p = self.prepared?;
         let data = self.reader.as_ref()?.data().get(p.start..p.start + p.len)?;
         Some(RawFrame {
@@ -1252,6 +1288,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// What a source read: the frames and the error that ended it, comparable across readers.
+    fn outcome(src: &mut FileSource) -> (Vec<Owned>, Option<String>, u64) {
+        let (frames, err) = drain(src);
+        (frames, err.map(|e| e.to_string()), src.bytes_read())
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_the_stream_of_it_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mapped.pcap");
+        let recs = [
+            rec(1, 999_999, &[1; 60]),
+            rec(2, 5, &[2; 0]),
+            rec(3, 7, &[3; 1514]),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut files = Vec::new();
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            for precision in [TsPrecision::Micro, TsPrecision::Nano] {
+                let whole = pcap(order, precision, 113, &recs);
+                for cut in [0, 1, 10, 16, 77] {
+                    let mut b = whole.clone();
+                    b.truncate(b.len() - cut);
+                    files.push(b);
+                }
+                // a record claiming more than any record may hold
+                let mut huge = pcap(order, precision, 1, &recs[..1]);
+                let at = 24 + 8;
+                huge[at..at + 4].copy_from_slice(&u32b(order, 0x7fff_ffff));
+                files.push(huge);
+                for _ in 0..300 {
+                    let mut b = whole.clone();
+                    for _ in 0..(next() % 3 + 1) {
+                        let at = 24 + (next() as usize) % (b.len() - 24);
+                        b[at] = next() as u8;
+                    }
+                    files.push(b);
+                }
+            }
+        }
+        let mut mapped = 0;
+        for bytes in files {
+            std::fs::write(&path, &bytes).unwrap();
+            let mut from_file = FileSource::open(&path).unwrap();
+            mapped += usize::from(from_file.mapped.is_some());
+            let streamed = FileSource::from_reader(path.clone(), io::Cursor::new(bytes));
+            assert_eq!(outcome(&mut from_file), outcome(&mut streamed.unwrap()));
+        }
+        assert_eq!(mapped, 4 * 306, "every file was mapped");
+        // pcapng and standard input keep the streaming reader
+        let mut ng = shb(ByteOrder::Little);
+        ng.extend(idb(ByteOrder::Little, 1, None, None));
+        std::fs::write(&path, &ng).unwrap();
+        assert!(FileSource::open(&path).unwrap().mapped.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod afpacket;
 pub mod file;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
+mod mapped;
 #[cfg(target_os = "linux")]
 pub mod udp;
 

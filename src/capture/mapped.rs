@@ -1,0 +1,160 @@
+//! Regular pcap files read through a memory map: the frames are handed out where they lie in the
+//! file's pages, with no copy into a read buffer and no parser state machine, only the 16-byte
+//! record headers walked in order. Standard input, pipes and pcapng keep the streaming reader
+//! ([`super::file`]), which owns every other format detail; errors here are the same
+//! [`CaptureError`]s with the same offsets.
+//!
+//! The one `unsafe` block of this module maps the file; see its `SAFETY` note for what a map
+//! assumes of the file.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::file::{sniff_format, ByteOrder, FileFormat, TsPrecision, MAX_RECORD_LEN};
+use super::{CaptureError, CaptureStats, RawFrame};
+use crate::decode::LinkType;
+use crate::time::Timestamp;
+
+/// Length of the pcap file header and of a record header.
+const FILE_HEADER: usize = 24;
+const RECORD_HEADER: usize = 16;
+
+/// A legacy pcap file mapped into memory.
+pub(super) struct MappedPcap {
+    map: Mmap,
+    /// Offset of the next record header.
+    pos: usize,
+    order: ByteOrder,
+    precision: TsPrecision,
+    link: LinkType,
+    /// The frame found by the last [`MappedPcap::advance`]: its place and header fields.
+    current: Option<(usize, usize, Timestamp, u32)>,
+}
+
+impl MappedPcap {
+    /// Maps `file` (already open at `path`) when it is a regular pcap file with its whole header;
+    /// None leaves it to the streaming reader (pcapng, and what is wrong with a file too short for
+    /// its header, are told there).
+    pub(super) fn open(path: &Path, file: &File) -> Result<Option<MappedPcap>, CaptureError> {
+        let meta = file.metadata().map_err(|source| CaptureError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() || meta.len() < FILE_HEADER as u64 {
+            return Ok(None);
+        }
+        // SAFETY: the map is read-only and private to this source; the bytes are only read as
+        // plain `u8`s, never as references to other types, so any contents are valid. What a map
+        // cannot rule out is another process truncating the file while it is being read (the
+        // kernel then raises SIGBUS on the lost pages); capture files being replayed are not
+        // truncated in place, and a capture still being written only grows, past the length
+        // mapped here.
+        let map = match unsafe { Mmap::map(file) } {
+            Ok(m) => m,
+            // a file system that cannot map (some FUSE or network mounts): stream it instead
+            Err(_) => return Ok(None),
+        };
+        let Some(FileFormat::Pcap {
+            byte_order: order,
+            precision,
+        }) = sniff_format(map.get(..4).unwrap_or_default())
+        else {
+            return Ok(None);
+        };
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let link = u32_at(&map, 20, order).map_or(0, |n| n & 0x03ff_ffff);
+        Ok(Some(MappedPcap {
+            map,
+            pos: FILE_HEADER,
+            order,
+            precision,
+            link: LinkType(link),
+            current: None,
+        }))
+    }
+
+    /// Moves to the next record: `Ok(true)` when there is one, `Ok(false)` at the end of the
+    /// file. `path` names the file in errors.
+    #[inline]
+    pub(super) fn advance(
+        &mut self,
+        path: &Path,
+        stats: &mut CaptureStats,
+    ) -> Result<bool, CaptureError> {
+        self.current = None;
+        let len = self.map.len();
+        if self.pos >= len {
+            return Ok(false);
+        }
+        let header = self
+            .map
+            .get(self.pos..self.pos + RECORD_HEADER)
+            .ok_or_else(|| truncated(path, self.pos))?;
+        let field = |at: usize| {
+            let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+            match self.order {
+                ByteOrder::Little => u32::from_le_bytes(b),
+                ByteOrder::Big => u32::from_be_bytes(b),
+            }
+        };
+        let (secs, frac, caplen, wire_len) = (field(0), field(4), field(8), field(12));
+        let need = RECORD_HEADER.saturating_add(caplen as usize);
+        if need > MAX_RECORD_LEN {
+            return Err(CaptureError::Corrupt {
+                path: path.to_path_buf(),
+                offset: self.pos as u64,
+                detail: format!("record claims {need} bytes (limit {MAX_RECORD_LEN})"),
+            });
+        }
+        let start = self.pos + RECORD_HEADER;
+        let end = start + caplen as usize;
+        if end > len {
+            return Err(truncated(path, self.pos));
+        }
+        let sub_nanos = match self.precision {
+            TsPrecision::Micro => u64::from(frac).saturating_mul(1_000),
+            TsPrecision::Nano => u64::from(frac),
+        };
+        let ts = Timestamp::from_secs_nanos(u64::from(secs), sub_nanos);
+        self.current = Some((start, caplen as usize, ts, wire_len));
+        self.pos = end;
+        stats.frames += 1;
+        stats.captured_bytes += caplen as u64;
+        Ok(true)
+    }
+
+    /// The frame the last [`MappedPcap::advance`] found.
+    #[inline]
+    pub(super) fn current(&self) -> Option<RawFrame<'_>> {
+        let (start, len, ts, wire_len) = self.current?;
+        Some(RawFrame {
+            ts,
+            link: self.link,
+            data: self.map.get(start..start + len)?,
+            wire_len,
+        })
+    }
+
+    /// Bytes of the file walked so far (at the end of a complete file, its size).
+    pub(super) fn offset(&self) -> u64 {
+        self.pos.min(self.map.len()) as u64
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize, order: ByteOrder) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(match order {
+        ByteOrder::Little => u32::from_le_bytes(b),
+        ByteOrder::Big => u32::from_be_bytes(b),
+    })
+}
+
+fn truncated(path: &Path, offset: usize) -> CaptureError {
+    CaptureError::Truncated {
+        path: PathBuf::from(path),
+        offset: offset as u64,
+    }
+}
