@@ -1,15 +1,17 @@
-//! Aggregation before counting: the packets of one run with no clock step among them (one tick at
-//! most) become one [`KeyAgg`] per (scope, key) before the engine's tables see them, so a key's state
-//! is looked up and updated once per run instead of once per packet.
+//! Aggregation before counting: the packets of one tick become one [`KeyAgg`] per (scope, key)
+//! before an engine's tables see them ([`crate::detect::Aggregator`] builds them where packets
+//! arrive), so a key's state is looked up and updated once per tick instead of once per packet,
+//! and what crosses from the router to the shards is aggregates, never packets.
 //!
 //! What stays exact: every counter of the sliding windows (packets, bytes, SYN, …), the summaries
 //! counted, the first packet's time (where a key's traffic resumed), the amplifier-port vote (a
-//! weighted majority vote, merged). What is sampled: the packets the engine's evidence looks at one
-//! by one (top peers and ports, header-field signatures). A key's packets are all kept while its
-//! evidence is young, then one in `rate` (16 or 64), chosen by a hash of the packet's fields and
-//! time so a replay samples the same packets every time; each stands for `rate` packets. The
-//! distinct-peer count of a hot key sampled at a rate sees every packet through its own
-//! HyperLogLog registers ([`Hll`]), merged into the evidence's.
+//! weighted majority vote, merged), the hosts of a subnet key (up to [`HOSTS_PER_KEY`] a tick).
+//! What is sampled: the packets the engine's evidence looks at one by one (top peers and ports,
+//! header-field signatures). A key's first 128 packets of a tick are all kept, then one in 16, 64
+//! past 4 096 and 256 past 65 536, chosen by a hash of the packet's peer and time so a replay
+//! samples the same packets every time; each stands for as many packets as its rate. The
+//! distinct-peer count of a key sampled at a rate sees every packet through HyperLogLog registers
+//! of its own ([`Hll`]), merged into the evidence's.
 
 use std::collections::HashMap;
 
@@ -18,20 +20,24 @@ use foldhash::fast::FixedState;
 use crate::decode::PacketSummary;
 use crate::evidence::Hll;
 use crate::key::Key;
-use crate::window::{Counts, Signal};
+use crate::window::{Counts, PacketClass};
 
 /// No sample / no registers.
 const NONE: u32 = u32::MAX;
 
-/// Summaries of one entry at which its sampling rate rises to 16, then to 64 (a tick of a flood
-/// keeps about 1 500 samples of its victim, whatever its rate).
-const ESCALATE: [u32; 2] = [1024, 16_384];
+/// Summaries of one entry (one key, one tick) at which its sampling rate rises to 16, 64 and 256:
+/// a tick of a flood keeps under 1 500 samples of its victim, whatever its rate.
+const ESCALATE: [(u32, u32); 3] = [(128, 16), (4096, 64), (65_536, 256)];
 
 /// One key's packets in one aggregate.
 #[derive(Clone, Debug)]
 pub struct KeyAgg {
     pub key: Key,
+    /// The counters (filled from `classes` and `bytes` when the aggregate is taken).
     pub counts: Counts,
+    /// Packets by class and bytes, what a packet adds (cheaper than every counter).
+    classes: [u64; PacketClass::COUNT],
+    bytes: u64,
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
     pub summaries: u32,
     /// Packet time (ns, the clock's stamp) of the first summary.
@@ -140,7 +146,7 @@ impl ScopeAgg {
     }
 
     /// A new entry for `key` (the key's later summaries go to it), sampled at `rate` (a power of
-    /// two, at most 64), with distinct-peer registers when `count_peers`.
+    /// two, at most 256), with distinct-peer registers when `count_peers`.
     pub fn insert(
         &mut self,
         key: Key,
@@ -150,7 +156,7 @@ impl ScopeAgg {
         count_peers: bool,
     ) -> u32 {
         let i = self.entries.len() as u32;
-        let rate = rate.clamp(1, 64).next_power_of_two();
+        let rate = rate.clamp(1, 256).next_power_of_two();
         let regs = if count_peers && rate > 1 {
             take_regs(&mut self.regs, &mut self.regs_used)
         } else {
@@ -159,6 +165,8 @@ impl ScopeAgg {
         self.entries.push(KeyAgg {
             key,
             counts: Counts::default(),
+            classes: [0; PacketClass::COUNT],
+            bytes: 0,
             summaries: 0,
             first_ts,
             admitted,
@@ -184,18 +192,24 @@ impl ScopeAgg {
         &mut self,
         i: u32,
         p: &PacketSummary,
-        inc: &Counts,
+        class: PacketClass,
         peer_hash: impl FnOnce() -> u64,
     ) {
         let Some(e) = self.entries.get_mut(i as usize) else {
             return;
         };
-        e.counts.add(inc);
+        let w = u64::from(p.weight);
+        if let Some(c) = e.classes.get_mut(class.index()) {
+            *c += w;
+        }
+        e.bytes += u64::from(p.wire_len) * w;
         e.summaries = e.summaries.saturating_add(1);
         // a key with many packets in one aggregate is sampled more thinly as it grows, and its
         // distinct peers counted in registers from then on (its earlier packets are all samples)
-        if e.summaries == ESCALATE[0] || e.summaries == ESCALATE[1] {
-            let rate = if e.summaries == ESCALATE[0] { 16 } else { 64 };
+        let step = (e.summaries % ESCALATE[0].0 == 0)
+            .then(|| ESCALATE.iter().find(|(at, _)| e.summaries == *at))
+            .flatten();
+        if let Some(&(_, rate)) = step {
             if e.rate < rate {
                 e.rate = rate;
                 if e.regs == NONE {
@@ -203,7 +217,7 @@ impl ScopeAgg {
                 }
             }
         }
-        if inc.get(Signal::AmpPort) != 0 {
+        if class.is_amp() {
             vote(&mut e.amp, p.sport, p.weight.max(1));
         }
         let sampled = if e.rate == 1 {
@@ -215,7 +229,7 @@ impl ScopeAgg {
             }
             // the peer and the time choose the sample: the same packets on every replay
             let s = (h ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            (s >> 58) as u32 & (e.rate - 1) == 0
+            (s >> 56) as u32 & (e.rate - 1) == 0
         };
         if sampled {
             let n = self.samples.len() as u32;
@@ -266,34 +280,61 @@ impl ScopeAgg {
         }
     }
 
-    /// Hands every entry, in the order the keys first appeared, to `f` with its samples, its
-    /// registers and its hosts' counts (in the order opposite to their first packets), then
-    /// empties the aggregate.
-    pub fn drain(&mut self, mut f: impl FnMut(&KeyAgg, Drained<'_>)) {
-        for e in &self.entries {
-            let d = Drained {
-                samples: SampleIter {
-                    samples: &self.samples,
-                    at: e.first_sample,
-                },
-                regs: self.regs.get(e.regs as usize),
-                hosts: HostIter {
-                    hosts: &self.hosts,
-                    at: e.first_host,
-                },
-            };
-            f(e, d);
-        }
-        self.host_index.clear();
-        self.hosts.clear();
-        self.entries.clear();
+    /// Everything aggregated, moved out; the builder starts empty (keeping its index's room).
+    pub fn take(&mut self) -> ScopeAggregate {
         self.index.clear();
         self.last = None;
-        self.samples.clear();
-        for r in self.regs.iter_mut().take(self.regs_used) {
-            r.clear();
-        }
+        self.host_index.clear();
+        let mut regs = std::mem::take(&mut self.regs);
+        regs.truncate(self.regs_used);
         self.regs_used = 0;
+        let mut entries = std::mem::take(&mut self.entries);
+        for e in &mut entries {
+            e.counts = Counts::of_classes(&e.classes, e.bytes);
+        }
+        ScopeAggregate {
+            entries,
+            samples: std::mem::take(&mut self.samples),
+            hosts: std::mem::take(&mut self.hosts),
+            regs,
+        }
+    }
+}
+
+/// The aggregate of one scope, taken from a [`ScopeAgg`]: what crosses to the engine that owns
+/// its keys.
+#[derive(Debug, Default)]
+pub struct ScopeAggregate {
+    entries: Vec<KeyAgg>,
+    samples: Vec<Sample>,
+    hosts: Vec<HostCount>,
+    regs: Vec<Hll>,
+}
+
+impl ScopeAggregate {
+    /// The keys, in the order they first appeared.
+    pub fn entries(&self) -> &[KeyAgg] {
+        &self.entries
+    }
+
+    /// Every entry with its samples, registers and hosts' counts.
+    pub fn iter(&self) -> impl Iterator<Item = (&KeyAgg, Drained<'_>)> {
+        self.entries.iter().map(|e| {
+            (
+                e,
+                Drained {
+                    samples: SampleIter {
+                        samples: &self.samples,
+                        at: e.first_sample,
+                    },
+                    regs: self.regs.get(e.regs as usize),
+                    hosts: HostIter {
+                        hosts: &self.hosts,
+                        at: e.first_host,
+                    },
+                },
+            )
+        })
     }
 }
 
@@ -365,6 +406,7 @@ pub fn vote(state: &mut (u16, u32), item: u16, weight: u32) {
 mod tests {
     use super::*;
     use crate::time::Timestamp;
+    use crate::window::Signal;
 
     fn pkt(src: u32, ts: u64) -> PacketSummary {
         PacketSummary {
@@ -387,17 +429,17 @@ mod tests {
         let exact = a.insert(key, 5, true, 1, true);
         for n in 0..100u32 {
             let p = pkt(n, 5 + u64::from(n));
-            a.add(exact, &p, &Counts::of_packet(&p), || Hll::hash(p.src));
+            a.add(exact, &p, PacketClass::of(&p), || Hll::hash(p.src));
         }
         let other = Key::host([198, 51, 100, 2].into());
         let sampled = a.insert(other, 7, true, 16, true);
         assert_eq!(a.find(key), Some(exact));
         for n in 0..16_000u32 {
             let p = pkt(n, 7 + u64::from(n));
-            a.add(sampled, &p, &Counts::of_packet(&p), || Hll::hash(p.src));
+            a.add(sampled, &p, PacketClass::of(&p), || Hll::hash(p.src));
         }
         let mut seen = Vec::new();
-        a.drain(|e, d| {
+        for (e, d) in a.take().iter() {
             let n: u64 = d.samples.map(|s| u64::from(s.rate)).sum();
             seen.push((
                 e.key,
@@ -407,7 +449,7 @@ mod tests {
                 n,
                 d.regs.map(Hll::estimate),
             ));
-        });
+        }
         assert_eq!(seen[0], (key, 100, 100, 5, 100, None));
         let (k, packets, summaries, first, stood_for, distinct) = seen[1];
         assert_eq!((k, packets, summaries, first), (other, 16_000, 16_000, 7));

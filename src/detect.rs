@@ -16,21 +16,24 @@ use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
-use crate::aggregate::{Drained, KeyAgg, ScopeAgg};
+use crate::aggregate::{Drained, KeyAgg};
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
 use crate::baseline::{Baseline, BaselineEntry, BaselineParams};
 use crate::clock::{Clock, ClockStats, Stamp, TimeStep};
 use crate::config::{ConfigError, DetectConfig};
 use crate::decode::PacketSummary;
-use crate::evidence::{Evidence, Hll};
+use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
 use crate::state::SnapshotEntry;
 use crate::table::{Admit, KeyTable, SourceAdmission, TableStats};
 use crate::time::Timestamp;
-use crate::window::{Burst, Counts, Signal, Sliding, COUNTERS};
+use crate::window::{Burst, Signal, Sliding, COUNTERS};
 
+pub mod aggregator;
 mod persist;
+
+pub use aggregator::{Aggregator, TickAggregate, Tracking};
 
 impl Drop for Engine {
     /// A shard that stops early (even by a panic) must not leave the others waiting for it.
@@ -162,9 +165,6 @@ pub fn key_of(cfg: &DetectConfig, scope: Scope, p: &PacketSummary) -> Key {
         Scope::SrcSubnet => Key::subnet(p.src, v4, v6),
     }
 }
-
-/// No pending entry (a scope the packet is not counted in).
-const NO_ENTRY: u32 = u32::MAX;
 
 /// Where a key is in its alert life.
 #[derive(Debug)]
@@ -310,15 +310,6 @@ impl KeyState {
         self.evidence = Some(e);
     }
 
-    /// The sampling rate for the key's next aggregate (its evidence's; every packet for a key
-    /// that is not hot, until the aggregate grows), and whether its distinct peers are counted.
-    fn sample_rate(&self) -> (u32, bool) {
-        match &self.evidence {
-            Some(e) => (e.sample_rate(), true),
-            None => (1, false),
-        }
-    }
-
     /// The short window of a key that just became hot: its current tick gets the packets counted in
     /// it so far, split between signals as the current window's traffic is (the earlier tick is
     /// unknown and left empty).
@@ -383,9 +374,6 @@ pub struct Engine {
     /// Evaluations so far: the order of events across shards.
     seq: u64,
     watch_default: u64,
-    /// Admission of `src_host` and `src_subnet` keys, and the window it counts.
-    admission: [SourceAdmission; 2],
-    admission_epoch: u64,
     /// Loaded baselines of keys not seen yet: a key takes its own when it enters its table.
     loaded: HashMap<(Scope, Key), Baseline, FixedState>,
     /// Per scope: keys gathering evidence or alerting, evaluated at every tick; the rest only at
@@ -405,13 +393,8 @@ pub struct Engine {
     snapshot: Option<Vec<SnapshotEntry>>,
     snapshot_ready: bool,
     stats: EngineStats,
-    /// Packets counted but not yet in the tables: one aggregate per scope, and the (epoch, tick)
-    /// they are all in ([`Engine::count_many`] absorbs it before returning).
-    pending: [ScopeAgg; 4],
-    pending_at: Option<(u64, u64)>,
-    /// The destination of the last packet aggregated, its destination scopes and their entries.
-    /// and the dst_subnet entry's slot for that host.
-    last_dst: Option<(std::net::IpAddr, u8, [u32; 2], u32)>,
+    /// Packets counted but not yet in the tables (admission included: the sketches live there).
+    agg: Aggregator,
 }
 
 impl Engine {
@@ -425,8 +408,6 @@ impl Engine {
             KeyTable::new(cap, seed.wrapping_add(scope.index() as u64))
         };
         let tables = Scope::ALL.map(table);
-        let admission = admission_for(&cfg);
-        let admission = [admission.clone(), admission];
         let watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
         Ok(Engine {
             window_ns: cfg.window_ns(),
@@ -443,8 +424,6 @@ impl Engine {
             last_epoch: 0,
             seq: 0,
             watch_default,
-            admission,
-            admission_epoch: 0,
             loaded: HashMap::with_hasher(FixedState::with_seed(seed)),
             hot: Default::default(),
             boundaries: 0,
@@ -455,9 +434,7 @@ impl Engine {
             snapshot: None,
             snapshot_ready: false,
             stats: EngineStats::default(),
-            pending: Default::default(),
-            pending_at: None,
-            last_dst: None,
+            agg: Aggregator::new(&cfg, Tracking::Tables),
             cfg,
         })
     }
@@ -532,15 +509,22 @@ impl Engine {
     }
 
     /// [`Engine::count`] for each of `packets` in order, with no clock step due among them. The
-    /// same counts as one call per packet, with the per-key work done once per key: the packets
-    /// are first aggregated per (scope, key) ([`crate::aggregate`]), then each aggregate updates
-    /// its key's state with one table lookup. Source admission still sees every packet, in order.
+    /// packets are aggregated per (scope, key) and tick ([`aggregator`]) and counted into the
+    /// tables at the next clock step ([`Engine::absorb`]): the per-key work is done once per key
+    /// and tick, and the result is the same however the packets of a tick are split into calls.
     pub fn count_many<'p>(
         &mut self,
         packets: impl IntoIterator<Item = (&'p PacketSummary, Stamp, ScopeMask)>,
     ) {
         for (p, stamp, mask) in packets {
-            self.aggregate(p, stamp, mask);
+            if self.now.is_none_or(|t| stamp.at > t) {
+                self.now = Some(stamp.at);
+            }
+            let (at, other) = self.agg.tick_of(stamp);
+            if other {
+                self.absorb_pending();
+            }
+            self.agg.add(p, stamp, mask, at);
         }
     }
 
@@ -550,155 +534,56 @@ impl Engine {
         self.absorb_pending();
     }
 
-    /// Adds one packet to the pending aggregate (absorbing it first when the packet is in another
-    /// tick).
-    #[inline]
-    fn aggregate(&mut self, p: &PacketSummary, stamp: Stamp, mask: ScopeMask) {
-        self.stats.packets += 1;
-        let ts = stamp.at;
-        if self.now.is_none_or(|t| ts > t) {
-            self.now = Some(ts);
-        }
-        let epoch = self.clock.epoch_of(ts);
-        let tick = self.clock.tick_of(ts);
-        if self.pending_at.is_some_and(|at| at != (epoch, tick)) {
-            self.absorb_pending();
-        }
-        self.pending_at = Some((epoch, tick));
-        if epoch != self.admission_epoch {
-            self.admission_epoch = epoch;
-            for a in self.admission.iter_mut() {
-                a.new_window();
-            }
-        }
-        let inc = Counts::of_packet(p);
-        let dst_mask = mask.0 & ScopeMask::DESTINATIONS.0;
-        // the peer of destination keys, hashed once for both (sampling, distinct sources)
-        let mut src_hash = None;
-        if dst_mask != 0 {
-            let (entries, host) = match self.last_dst {
-                // a flood's packets: one compare for both destination scopes
-                Some((dst, m, e, h)) if dst == p.dst && m == dst_mask => (e, h),
-                _ => {
-                    let mut e = [NO_ENTRY; 2];
-                    for scope in [Scope::DstHost, Scope::DstSubnet] {
-                        if mask.contains(scope) {
-                            let s = scope.index();
-                            e[s] = self.dst_entry(scope, key_of(&self.cfg, scope, p), ts.0);
-                        }
-                    }
-                    let h = match self.pending.get_mut(1) {
-                        Some(agg) if e[1] != NO_ENTRY => {
-                            agg.host_slot(e[1], p.dst).unwrap_or(NO_ENTRY)
-                        }
-                        _ => NO_ENTRY,
-                    };
-                    self.last_dst = Some((p.dst, dst_mask, e, h));
-                    (e, h)
-                }
-            };
-            for (s, i) in entries.into_iter().enumerate() {
-                if let Some(agg) = self.pending.get_mut(s).filter(|_| i != NO_ENTRY) {
-                    agg.add(i, p, &inc, || {
-                        *src_hash.get_or_insert_with(|| Hll::hash(p.src))
-                    });
-                }
-            }
-            if let Some(agg) = self.pending.get_mut(1).filter(|_| host != NO_ENTRY) {
-                agg.count_host(host, u64::from(p.weight));
-            }
-        }
-        let cfg = &self.cfg;
-        for scope in [Scope::SrcHost, Scope::SrcSubnet] {
-            if !mask.contains(scope) {
-                continue;
-            }
-            let key = key_of(cfg, scope, p);
-            let s = scope.index();
-            let (Some(agg), Some(table), Some(adm)) = (
-                self.pending.get_mut(s),
-                self.tables.get_mut(s),
-                self.admission.get_mut(s - 2),
-            ) else {
-                continue;
-            };
-            // admission counts every packet, tracked or not
-            let slots = SourceAdmission::slots(key);
-            let admit = adm.offer_weighted(slots, p.weight, stamp.load);
-            // a key with an entry has its hint set (below, or when it entered the table): most
-            // packets of a spoofed flood stop here, without a lookup
-            if !admit && !adm.may_be_tracked(slots) {
-                table.defer();
-                continue;
-            }
-            if admit {
-                adm.mark_tracked(slots);
-            }
-            let entry = match agg.find(key) {
-                // a key first seen as possibly tracked, now admitted: what follows may enter the
-                // table even if what came before may not
-                Some(e) if admit && !agg.admitted(e) => {
-                    let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
-                    agg.insert(key, ts.0, true, rate, hot)
-                }
-                Some(e) => e,
-                None => {
-                    let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
-                    agg.insert(key, ts.0, admit, rate, hot)
-                }
-            };
-            agg.add(entry, p, &inc, || Hll::hash(p.dst));
-            if scope == Scope::SrcSubnet {
-                if let Some(h) = agg.host_slot(entry, p.src) {
-                    agg.count_host(h, u64::from(p.weight));
-                }
-            }
-        }
-    }
-
-    /// The pending entry of destination `key`, made when it has none.
-    fn dst_entry(&mut self, scope: Scope, key: Key, ts: u64) -> u32 {
-        let s = scope.index();
-        let (Some(agg), Some(table)) = (self.pending.get_mut(s), self.tables.get(s)) else {
-            return NO_ENTRY;
-        };
-        match agg.find(key) {
-            Some(i) => i,
-            None => {
-                let (rate, hot) = table.get(&key).map_or((1, false), KeyState::sample_rate);
-                agg.insert(key, ts, true, rate, hot)
-            }
-        }
-    }
-
-    /// Counts the pending aggregate into the tables.
+    /// Counts this engine's own pending aggregate.
     fn absorb_pending(&mut self) {
-        let Some((epoch, tick)) = self.pending_at.take() else {
+        if self.agg.is_empty() {
             return;
-        };
-        self.last_dst = None;
+        }
+        let t = self.agg.take();
+        self.absorb(&t);
+    }
+
+    /// Counts an aggregate into the tables: the keys this shard owns, each with one lookup. A
+    /// router's aggregates reach every shard alike; the first shard counts the stream-wide
+    /// figures (packets, packets held back by admission).
+    pub fn absorb(&mut self, t: &TickAggregate) {
+        if let Some(ts) = t.last_ts {
+            if self.now.is_none_or(|n| ts > n) {
+                self.now = Some(ts);
+            }
+        }
+        if self.shard.index == 0 {
+            self.stats.packets += t.packets;
+            for (i, d) in t.deferred.iter().enumerate() {
+                if let Some(table) = self.tables.get_mut(2 + i) {
+                    table.stats.deferred += d;
+                }
+            }
+        }
         let cfg = &self.cfg;
         let loaded = &mut self.loaded;
-        let admission = &mut self.admission;
+        let admission = &mut self.agg.admission;
         let watch = self.watch_default;
         let ticks_per_window = (self.window_ns / cfg.tick_ns().max(1)).max(1);
+        let sharded = self.shard.count > 1;
         for scope in Scope::ALL {
             let s = scope.index();
-            let (Some(agg), Some(table), Some(hot)) = (
-                self.pending.get_mut(s),
-                self.tables.get_mut(s),
-                self.hot.get_mut(s),
-            ) else {
+            let (Some(agg), Some(table), Some(hot)) =
+                (t.scopes.get(s), self.tables.get_mut(s), self.hot.get_mut(s))
+            else {
                 continue;
             };
-            agg.drain(|e, left| {
+            for (e, left) in agg.iter() {
+                let key = e.key;
+                if sharded && self.ownership.owner(scope, &key) != self.shard.index {
+                    continue;
+                }
                 let at = At {
                     ts: e.first_ts,
-                    epoch,
-                    tick,
+                    epoch: t.epoch,
+                    tick: t.tick,
                     ticks_per_window,
                 };
-                let key = e.key;
                 let make = || {
                     let profile = if cfg.profiles.is_empty() {
                         0
@@ -718,7 +603,7 @@ impl Engine {
                         hot.push(key);
                     }
                 }
-            });
+            }
         }
     }
 
@@ -900,10 +785,7 @@ impl Engine {
             .map_err(ConfigError::NotReloadable)?;
         cfg.hash_seed = self.cfg.hash_seed;
         self.watch_default = watch_level(min_floor(&cfg, Scope::DstHost), cfg.window.as_secs_f64());
-        let min_count = admission_min_count(&cfg);
-        for a in &mut self.admission {
-            a.set_min_count(min_count);
-        }
+        self.agg.reconfigure(&cfg);
         // which [[prefix]] each key falls under: the list may have changed
         for scope in Scope::ALL {
             self.tables[scope.index()].for_each_mut(|key, st| st.profile = cfg.profile_of(*key));
@@ -1011,7 +893,9 @@ impl Engine {
                     keep
                 });
                 if scope.index() >= 2 && table.len() < before {
-                    self.admission[scope.index() - 2].retrack(table.iter().map(|(k, _)| k));
+                    if let Some(a) = self.agg.admission.get_mut(scope.index() - 2) {
+                        a.retrack(table.iter().map(|(k, _)| k));
+                    }
                 }
             } else {
                 hot.retain(|key| match table.get_mut(key) {
@@ -1072,7 +956,7 @@ pub fn admission_for(cfg: &DetectConfig) -> SourceAdmission {
 }
 
 /// The packets in a window a source key needs to enter its table under `cfg`.
-fn admission_min_count(cfg: &DetectConfig) -> u32 {
+pub(super) fn admission_min_count(cfg: &DetectConfig) -> u32 {
     let min = min_floor(cfg, Scope::SrcHost).min(min_floor(cfg, Scope::SrcSubnet));
     (min * cfg.window.as_secs_f64() * 0.01).max(4.0) as u32
 }

@@ -230,18 +230,6 @@ impl Evidence {
         }
     }
 
-    /// The sampling rate this key's next aggregate starts at ([`crate::aggregate`]): every packet
-    /// while the evidence is young (its first [`EXACT_PACKETS`]), then one in [`SAMPLE`], each
-    /// sample standing for as many (an aggregate thins it further as it grows past thousands of
-    /// packets in one tick).
-    pub fn sample_rate(&self) -> u32 {
-        if self.seen < EXACT_PACKETS {
-            1
-        } else {
-            SAMPLE
-        }
-    }
-
     /// The largest sampling rate any of this evidence's samples had (1: every packet seen).
     pub fn max_rate(&self) -> u32 {
         self.max_rate
@@ -261,7 +249,16 @@ impl Evidence {
             (&p.dst, &p.src)
         };
         self.distinct.add(*peer);
-        let rate = rate.max(1);
+        let mut rate = rate.max(1);
+        if rate == 1 && self.seen >= EXACT_PACKETS {
+            // a key past its first packets, seen one packet at a time (a small aggregate, or a
+            // summary at a time): one in SAMPLE, chosen by the packet, stands for SAMPLE
+            let h = (Hll::hash(*peer) ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            if (h >> 59) as u32 & (SAMPLE - 1) != 0 {
+                return;
+            }
+            rate = SAMPLE;
+        }
         self.seen = self.seen.saturating_add(u64::from(rate));
         self.max_rate = self.max_rate.max(rate);
         let w = u64::from(p.weight.max(1)) * u64::from(rate);
@@ -674,19 +671,18 @@ mod tests {
             if batch.len() == 256 {
                 // the way the engine feeds it: an aggregate per run, sampled at the evidence's rate
                 let mut agg = crate::aggregate::ScopeAgg::new();
-                let e = agg.insert(key, 0, true, ev.sample_rate(), true);
+                let e = agg.insert(key, 0, true, 1, false);
                 for p in &batch {
-                    let inc = crate::window::Counts::of_packet(p);
-                    agg.add(e, p, &inc, || Hll::hash(p.src));
+                    agg.add(e, p, crate::window::PacketClass::of(p), || Hll::hash(p.src));
                 }
-                agg.drain(|_, d| {
+                for (_, d) in agg.take().iter() {
                     for s in d.samples {
                         ev.add_sample(Scope::DstHost, &s.p, s.rate, false);
                     }
                     if let Some(r) = d.regs {
                         ev.merge_peers(r);
                     }
-                });
+                }
                 batch.clear();
             }
         }

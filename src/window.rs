@@ -80,6 +80,89 @@ impl Signal {
     }
 }
 
+/// What a packet counts as, besides packets and bytes: its kind, and whether it is a fragment
+/// (every later fragment is; a first fragment keeps its transport kind). Tallying packets by class
+/// and expanding the tallies into [`Counts`] once gives the counts of adding each packet's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketClass(u8);
+
+/// The kind part of a [`PacketClass`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketKind {
+    Other,
+    Syn,
+    SynAck,
+    TcpOther,
+    Udp,
+    /// UDP from a known amplifier source port.
+    UdpAmp,
+    Icmp,
+    /// A non-first fragment (no transport header).
+    LaterFragment,
+}
+
+impl PacketClass {
+    /// Classes: eight kinds, each whole or first fragment.
+    pub const COUNT: usize = 16;
+
+    /// The class of `p`.
+    #[inline]
+    pub fn of(p: &PacketSummary) -> PacketClass {
+        let kind = match p.fragment {
+            Fragment::Later { .. } => PacketKind::LaterFragment,
+            _ => match p.proto {
+                proto::TCP => {
+                    let syn = p.tcp_flags & tcp_flags::SYN != 0;
+                    let ack = p.tcp_flags & tcp_flags::ACK != 0;
+                    match (syn, ack) {
+                        (true, false) => PacketKind::Syn,
+                        (true, true) => PacketKind::SynAck,
+                        _ => PacketKind::TcpOther,
+                    }
+                }
+                proto::UDP if crate::alert::AttackClass::reflection_of_port(p.sport).is_some() => {
+                    PacketKind::UdpAmp
+                }
+                proto::UDP => PacketKind::Udp,
+                proto::ICMP | proto::ICMPV6 => PacketKind::Icmp,
+                _ => PacketKind::Other,
+            },
+        };
+        PacketClass(((kind as u8) << 1) | u8::from(p.fragment != Fragment::None))
+    }
+
+    /// Index into a tally of [`PacketClass::COUNT`].
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0) & (Self::COUNT - 1)
+    }
+
+    /// The kind.
+    pub fn kind(self) -> PacketKind {
+        match self.0 >> 1 {
+            1 => PacketKind::Syn,
+            2 => PacketKind::SynAck,
+            3 => PacketKind::TcpOther,
+            4 => PacketKind::Udp,
+            5 => PacketKind::UdpAmp,
+            6 => PacketKind::Icmp,
+            7 => PacketKind::LaterFragment,
+            _ => PacketKind::Other,
+        }
+    }
+
+    /// True for fragments, first or later.
+    pub fn is_fragment(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// True for UDP from an amplifier port (what the amplifier-port vote counts).
+    #[inline]
+    pub fn is_amp(self) -> bool {
+        self.0 >> 1 == PacketKind::UdpAmp as u8
+    }
+}
+
 /// One window's counts, indexed by [`Signal::index`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -91,39 +174,50 @@ impl Counts {
     pub fn of_packet(p: &PacketSummary) -> Counts {
         let mut c = Counts::default();
         let w = u64::from(p.weight);
-        c.n[Signal::Packets.index()] = w;
+        c.add_class(PacketClass::of(p), w);
         c.n[Signal::Bytes.index()] = u64::from(p.wire_len) * w;
-        let later = matches!(p.fragment, Fragment::Later { .. });
-        match p.proto {
-            proto::TCP if !later => {
-                let syn = p.tcp_flags & tcp_flags::SYN != 0;
-                let ack = p.tcp_flags & tcp_flags::ACK != 0;
-                if syn && !ack {
-                    c.n[Signal::Syn.index()] = w;
-                } else {
-                    c.n[Signal::TcpOther.index()] = w;
-                    if syn {
-                        c.n[Signal::SynAck.index()] = w;
-                    }
-                }
+        c
+    }
+
+    /// Adds `packets` packets of `class` to every signal but bytes.
+    #[inline]
+    pub fn add_class(&mut self, class: PacketClass, packets: u64) {
+        let mut add = |s: Signal| self.n[s.index()] = self.n[s.index()].wrapping_add(packets);
+        add(Signal::Packets);
+        match class.kind() {
+            PacketKind::Syn => add(Signal::Syn),
+            PacketKind::SynAck => {
+                add(Signal::TcpOther);
+                add(Signal::SynAck);
             }
-            proto::UDP if !later => {
-                c.n[Signal::Udp.index()] = w;
-                if crate::alert::AttackClass::reflection_of_port(p.sport).is_some() {
-                    c.n[Signal::AmpPort.index()] = w;
-                    c.n[Signal::Reflection.index()] = w;
-                }
+            PacketKind::TcpOther => add(Signal::TcpOther),
+            PacketKind::Udp => add(Signal::Udp),
+            PacketKind::UdpAmp => {
+                add(Signal::Udp);
+                add(Signal::AmpPort);
+                add(Signal::Reflection);
             }
-            proto::ICMP | proto::ICMPV6 if !later => c.n[Signal::Icmp.index()] = w,
-            _ => {}
+            PacketKind::Icmp => add(Signal::Icmp),
+            PacketKind::LaterFragment => {
+                add(Signal::LaterFragment);
+                add(Signal::Reflection);
+            }
+            PacketKind::Other => {}
         }
-        if p.fragment != Fragment::None {
-            c.n[Signal::Fragment.index()] = w;
+        if class.is_fragment() {
+            add(Signal::Fragment);
         }
-        if later {
-            c.n[Signal::LaterFragment.index()] = w;
-            c.n[Signal::Reflection.index()] = w;
+    }
+
+    /// The counts of packets tallied by class ([`PacketClass`]), with their bytes.
+    pub fn of_classes(classes: &[u64; PacketClass::COUNT], bytes: u64) -> Counts {
+        let mut c = Counts::default();
+        for (i, n) in classes.iter().enumerate() {
+            if *n != 0 {
+                c.add_class(PacketClass(i as u8), *n);
+            }
         }
+        c.n[Signal::Bytes.index()] = bytes;
         c
     }
 
@@ -400,6 +494,47 @@ mod persist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tallies_by_class_expand_to_the_sum_of_each_packets_counts() {
+        let mut tally = [0u64; PacketClass::COUNT];
+        let mut bytes = 0;
+        let mut sum = Counts::default();
+        let frags = [
+            Fragment::None,
+            Fragment::First,
+            Fragment::Later { offset: 1480 },
+        ];
+        for (i, proto_) in [proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6, 47]
+            .into_iter()
+            .enumerate()
+        {
+            for flags in [
+                0u8,
+                tcp_flags::SYN,
+                tcp_flags::SYN | tcp_flags::ACK,
+                tcp_flags::ACK,
+            ] {
+                for sport in [53u16, 1234, 11211] {
+                    for fragment in frags {
+                        let mut p = PacketSummary {
+                            proto: proto_,
+                            tcp_flags: flags,
+                            sport,
+                            fragment,
+                            wire_len: 60 + i as u32,
+                            ..PacketSummary::default()
+                        };
+                        p.weight = 1 + (sport % 3) as u32;
+                        sum.add(&Counts::of_packet(&p));
+                        tally[PacketClass::of(&p).index()] += u64::from(p.weight);
+                        bytes += u64::from(p.wire_len) * u64::from(p.weight);
+                    }
+                }
+            }
+        }
+        assert_eq!(Counts::of_classes(&tally, bytes), sum);
+    }
     use crate::time::Timestamp;
     use std::net::IpAddr;
 

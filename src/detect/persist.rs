@@ -50,8 +50,8 @@ impl Engine {
         e.var(self.last_epoch);
         e.var(self.seq);
         e.var(self.boundaries);
-        e.var(self.admission_epoch);
-        for a in &self.admission {
+        e.var(self.agg.admission_epoch);
+        for a in &self.agg.admission {
             a.save(&mut e);
         }
         e.bool(self.record_traces);
@@ -129,8 +129,8 @@ impl Engine {
         e.last_epoch = d.count("the last evaluated window")?;
         e.seq = d.count("the evaluation sequence")?;
         e.boundaries = d.count("the window boundaries")?;
-        e.admission_epoch = d.count("the admission window")?;
-        for a in &mut e.admission {
+        e.agg.admission_epoch = d.count("the admission window")?;
+        for a in &mut e.agg.admission {
             a.load(&mut d)?;
         }
         e.record_traces = d.bool("the trace flag")?;

@@ -59,7 +59,7 @@ use crate::time::Timestamp;
 pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
 use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEvidence};
 use reader::Reader;
-use route::{Router, ShardMsg};
+use route::{Progress, Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
 use sink::{run_sink, SinkFeeds};
 pub use summary::{render_summary, AlertTally, EvidenceSummary, RunSummary, TelemetrySummary};
@@ -246,6 +246,8 @@ pub fn run_input<W: Write + Send>(
     }
 
     let in_flight = Arc::new(AtomicBool::new(false));
+    // with evidence, the router waits for the shards at every tick
+    let progress = evidence.as_ref().map(|_| Arc::new(Progress::new(threads)));
     let buffers = checkpoint::SnapshotBuffers::new(threads);
     let (mut summary, capture_error, sink_result, shard_stats, checkpoints, evidence_result) =
         std::thread::scope(|s| {
@@ -276,6 +278,7 @@ pub fn run_input<W: Write + Send>(
                     metrics: integ.metrics,
                     save,
                     evidence: ev.map(|e| ShardEvidence::new(&e.shared, notice_tx.clone())),
+                    progress: progress.as_deref(),
                 };
                 let ckpt = ckpt_tx.clone().map(|tx| (tx, &buffers));
                 shard_handles
@@ -329,8 +332,9 @@ pub fn run_input<W: Write + Send>(
                 .checkpoint
                 .as_ref()
                 .map(|c| checkpoint::CheckpointTrigger::new(c, Arc::clone(&in_flight)));
-            let router = Router::new(detect, work_txs, pipe.batch_size, pipe.live, stats_every)
-                .with_checkpoints(trigger);
+            let router = Router::new(detect, work_txs, pipe.live, stats_every)
+                .with_checkpoints(trigger)
+                .with_progress(progress.clone());
             let (summary, capture_error, last_tap) = match input {
                 Input::One(source) => {
                     let mut reader = Reader::new(pipe, router, integ.metrics)
@@ -646,6 +650,7 @@ mod tests {
     use crate::alert::OutputFormat;
     use crate::capture::file::FileSource;
     use crate::capture::{CaptureStats, RawFrame, SourceEvent};
+    use crate::clock::TimeStep;
     use crate::synth::{self, Scenario, SynthOptions};
 
     /// A file source that, like a live one, reports itself idle: once at `idle_at` after its last
@@ -734,14 +739,14 @@ mod tests {
     }
 
     #[test]
-    fn live_mode_drops_packets_for_every_shard_when_one_is_full_but_keeps_time() {
-        let (tx_a, rx_a) = bounded::<ShardMsg>(1);
+    fn live_mode_drops_aggregates_for_every_shard_when_one_is_full_but_keeps_time() {
+        // room for the clock's start and one tick
+        let (tx_a, rx_a) = bounded::<ShardMsg>(2);
         let (tx_b, rx_b) = bounded::<ShardMsg>(4);
         let detect = DetectConfig::default();
-        let router = Router::new(&detect, vec![tx_a, tx_b], 2, true, None);
+        let router = Router::new(&detect, vec![tx_a, tx_b], true, None);
         let pipe = PipelineConfig {
             live: true,
-            batch_size: 2,
             ..PipelineConfig::default()
         };
         let mut reader = Reader::new(&pipe, router, None);
@@ -758,37 +763,50 @@ mod tests {
             weight: 1,
             hdr: crate::decode::HeaderFields::UNKNOWN,
         };
-        for _ in 0..4 {
-            reader.push(p(1));
+        const MS: u64 = 1_000_000;
+        let t0 = 1_000 * MS;
+        // a tick of 3 packets: it leaves, with the clock's steps, when the next tick begins
+        for i in 0..3 {
+            reader.push(p(t0 + i));
         }
-        // The first flush filled shard a's channel, the second was dropped for both shards.
+        reader.push(p(t0 + 150 * MS));
         let stats = reader.router.stats();
-        assert_eq!(stats.dropped, 2);
-        assert_eq!(stats.dropped_batches, 1);
-        // A packet whose keys one shard owns reaches that shard only.
-        let shards_with_work = usize::from(!rx_a.is_empty()) + usize::from(!rx_b.is_empty());
-        assert!(shards_with_work >= 1);
-        // The clock's steps are not lost with the packets: they go out with the next flush.
-        let (a0, b0) = (rx_a.len(), rx_b.len());
-        reader.tick(Timestamp(1_000_000_000));
-        while let Ok(msg) = rx_a.try_recv() {
-            drop(msg);
-        }
-        reader.tick(Timestamp(2_000_000_000));
-        assert!(
-            rx_a.len() == 1 && rx_b.len() > b0.min(3),
-            "({a0}, {b0}) -> ({}, {})",
-            rx_a.len(),
-            rx_b.len()
-        );
-        let mut evaluations = 0;
-        while let Ok(ShardMsg::Work(w)) = rx_a.try_recv() {
-            evaluations += w
-                .steps
+        assert_eq!((stats.dropped, rx_a.len(), rx_b.len()), (0, 2, 2));
+        // shard a's channel is full: the next tick's 3 packets are lost for both shards, counted
+        reader.push(p(t0 + 160 * MS));
+        reader.push(p(t0 + 170 * MS));
+        reader.push(p(t0 + 250 * MS));
+        let stats = reader.router.stats();
+        assert_eq!((stats.dropped, stats.dropped_batches), (3, 1));
+        assert_eq!((rx_a.len(), rx_b.len()), (2, 2));
+        let counted = |w: &route::ShardWork| -> u64 {
+            w.items
                 .iter()
-                .filter(|(_, s)| matches!(s, crate::clock::TimeStep::Evaluate(_)))
-                .count();
+                .map(|i| match i {
+                    route::Item::Counts(t) => t.packets,
+                    route::Item::Step(_) => 0,
+                })
+                .sum()
+        };
+        let mut got = Vec::new();
+        while let Ok(ShardMsg::Work(w)) = rx_b.try_recv() {
+            got.push(counted(&w));
         }
+        assert_eq!(got, [0, 3], "shard b: the start, then the first tick");
+        // the clock's steps were not lost with the packets: they go out with the next flush
+        let mut evaluations = 0;
+        let mut evaluate = |rx: &crossbeam_channel::Receiver<ShardMsg>| {
+            while let Ok(ShardMsg::Work(w)) = rx.try_recv() {
+                evaluations += w
+                    .items
+                    .iter()
+                    .filter(|i| matches!(i, route::Item::Step(TimeStep::Evaluate(_))))
+                    .count();
+            }
+        };
+        evaluate(&rx_a);
+        reader.tick(Timestamp(t0 + 2_000 * MS));
+        evaluate(&rx_a);
         assert!(
             evaluations >= 19,
             "shard a got {evaluations} evaluations for 2 s of ticks"

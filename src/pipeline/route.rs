@@ -1,15 +1,15 @@
 //! Routing: the one place that sees the whole stream after decoding. It runs the stream's [`Clock`]
-//! and sends each packet only to the shards that own one of its (scope, key)s, with the scopes each
-//! owner counts ([`ScopeMask`]); every shard gets the clock's [`TimeStep`]s at the same point of its
-//! own packets, so all shards evaluate at the same packet times. Work per packet does not grow with
-//! the shard count: the keys are derived and hashed once, here, and a shard touches only what it owns.
+//! and aggregates the packets of each tick per (scope, key) ([`Aggregator`]): what leaves for the
+//! shards is one [`TickAggregate`] per tick, shared by every shard (each counts the keys it owns),
+//! followed by the clock's [`TimeStep`]s, so all shards evaluate at the same packet times. Nothing
+//! crosses a channel per packet, and the work per packet does not grow with the shard count.
 //!
-//! Packets collect in one [`ShardWork`] per shard and leave together every `batch_size` packets. On
-//! replay a full channel makes the router wait (back-pressure); on live capture it never does: the
-//! packets of that flush are dropped for every shard and counted, and the time steps stay queued for
-//! the next flush (a shard may miss packets, never an evaluation).
+//! Work leaves at every tick. On replay a full channel makes the router wait (back-pressure); on
+//! live capture it never does: the aggregates of that flush are dropped for every shard and
+//! counted (their packets), and the time steps stay queued for the next flush (a shard may miss
+//! packets, never an evaluation).
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::Sender;
 
@@ -18,27 +18,22 @@ use crate::alert::StatsEvent;
 use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::DetectConfig;
 use crate::decode::PacketSummary;
-use crate::detect::{key_of, scopes_of, Ownership, ScopeMask};
-use crate::key::Scope;
+use crate::detect::{scopes_of, Aggregator, TickAggregate};
 use crate::time::Timestamp;
 
-/// One packet on its way to a shard.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Routed {
-    /// The packet, its `ts` already the clock's [`Stamp::at`](crate::clock::Stamp).
-    pub p: PacketSummary,
-    /// Packets of the stream in this window so far (source admission scales with it).
-    pub load: u64,
-    /// The scopes this shard counts the packet in.
-    pub mask: ScopeMask,
+/// One thing a shard does, in stream order.
+#[derive(Debug)]
+pub(super) enum Item {
+    /// Count an aggregate (the keys of it the shard owns).
+    Counts(Arc<TickAggregate>),
+    /// Apply a step of the stream's clock.
+    Step(TimeStep),
 }
 
 /// What one shard receives in one message.
 #[derive(Debug, Default)]
 pub(super) struct ShardWork {
-    pub packets: Vec<Routed>,
-    /// The clock's steps, each to apply before `packets[at..]`, in order.
-    pub steps: Vec<(usize, TimeStep)>,
+    pub items: Vec<Item>,
     /// `stats` events (shard 0 only), ordered after the alert events of their `seq`.
     pub marks: Vec<StatsEvent>,
     /// Hand the baselines over for this checkpoint once the work is done (every shard gets it in
@@ -50,8 +45,7 @@ pub(super) struct ShardWork {
 
 impl ShardWork {
     fn is_empty(&self) -> bool {
-        self.packets.is_empty()
-            && self.steps.is_empty()
+        self.items.is_empty()
             && self.marks.is_empty()
             && self.checkpoint.is_none()
             && self.reconfigure.is_none()
@@ -66,6 +60,55 @@ pub(super) enum ShardMsg {
     End(Option<Timestamp>),
 }
 
+/// How many messages each shard has finished, for a router that must not run ahead of the shards
+/// (`--evidence-dir`: the reader's look-back must still hold the frames of a key when a shard says
+/// it started an alert, whatever the rate).
+#[derive(Debug)]
+pub(super) struct Progress {
+    done: Mutex<Vec<u64>>,
+    changed: Condvar,
+}
+
+impl Progress {
+    pub fn new(shards: usize) -> Progress {
+        Progress {
+            done: Mutex::new(vec![0; shards]),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Shard `i` finished one more message.
+    pub fn done(&self, i: usize) {
+        if let Ok(mut d) = self.done.lock() {
+            if let Some(n) = d.get_mut(i) {
+                *n = n.saturating_add(1);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Shard `i` stopped: it is never waited for again.
+    pub fn close(&self, i: usize) {
+        if let Ok(mut d) = self.done.lock() {
+            if let Some(n) = d.get_mut(i) {
+                *n = u64::MAX;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until every shard has finished the messages `sent` counts.
+    fn wait_for(&self, sent: &[u64]) {
+        let Ok(mut d) = self.done.lock() else { return };
+        while d.iter().zip(sent).any(|(done, sent)| done < sent) {
+            d = match self.changed.wait(d) {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+        }
+    }
+}
+
 /// What the router counted.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct RouteStats {
@@ -77,25 +120,27 @@ pub(super) struct RouteStats {
     pub dropped_batches: u64,
 }
 
-/// The router: clock, ownership and the per-shard work being filled.
+/// The router: clock, aggregation and the per-shard work being filled.
 pub(super) struct Router {
     cfg: DetectConfig,
     clock: Clock,
-    ownership: Ownership,
+    agg: Aggregator,
     /// Scratch for the clock's steps.
     steps: Vec<TimeStep>,
     work: Vec<ShardWork>,
     txs: Vec<Sender<ShardMsg>>,
-    /// Packets taken since the last flush, and the time of the first of them.
-    held: usize,
+    /// The time of the first packet since the last flush.
     oldest: Option<Timestamp>,
-    batch_size: usize,
     live: bool,
     /// Evaluations so far, as the engines count them (orders the `stats` marks).
     seq: u64,
     stats_clock: Option<StatsClock>,
     stats: RouteStats,
     checkpoints: Option<CheckpointTrigger>,
+    /// With `--evidence-dir`: messages sent to each shard, and the shards' progress to wait for
+    /// at every tick.
+    sent: Vec<u64>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl Router {
@@ -104,7 +149,6 @@ impl Router {
     pub fn new(
         cfg: &DetectConfig,
         txs: Vec<Sender<ShardMsg>>,
-        batch_size: usize,
         live: bool,
         stats_every: Option<u64>,
     ) -> Router {
@@ -112,13 +156,11 @@ impl Router {
         Router {
             cfg: cfg.clone(),
             clock: Clock::new(cfg),
-            ownership: Ownership::new(cfg, shards),
+            agg: Aggregator::for_router(cfg),
             steps: Vec::new(),
             work: (0..shards).map(|_| ShardWork::default()).collect(),
             txs,
-            held: 0,
             oldest: None,
-            batch_size: batch_size.clamp(1, 65_536),
             live,
             seq: 0,
             stats_clock: stats_every.map(|every| StatsClock {
@@ -129,7 +171,16 @@ impl Router {
             }),
             stats: RouteStats::default(),
             checkpoints: None,
+            sent: vec![0; shards],
+            progress: None,
         }
+    }
+
+    /// Waits at every tick until the shards have counted and evaluated what was sent (the
+    /// reader then never runs more than a tick's first packet ahead of an alert's start).
+    pub fn with_progress(mut self, progress: Option<Arc<Progress>>) -> Router {
+        self.progress = progress;
+        self
     }
 
     /// Takes periodic checkpoints of the shards' baselines when `trigger` says they are due.
@@ -138,13 +189,18 @@ impl Router {
         self
     }
 
-    /// Routes one packet (flushing when `batch_size` packets are held).
+    /// Takes one packet: its tick's aggregate grows; a tick boundary sends the aggregate and the
+    /// clock's steps to every shard.
     #[inline]
     pub fn push(&mut self, mut p: PacketSummary) {
         let raw_ts = p.ts;
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
         if !self.steps.is_empty() {
             self.broadcast_steps();
+            self.flush();
+            if let Some(p) = &self.progress {
+                p.wait_for(&self.sent);
+            }
         }
         if let Some(c) = &mut self.stats_clock {
             let mark = c.after_packet(&p, self.seq);
@@ -153,50 +209,27 @@ impl Router {
             }
         }
         self.oldest.get_or_insert(raw_ts);
-        self.held += 1;
         p.ts = stamp.at;
         let scopes = scopes_of(&self.cfg, &p);
         if scopes.is_empty() {
             self.stats.ignored += 1;
-        } else if self.work.len() == 1 {
-            self.work[0].packets.push(Routed {
-                p,
-                load: stamp.load,
-                mask: scopes,
-            });
-        } else {
-            self.route(p, stamp.load, scopes);
+            return;
         }
-        if self.held >= self.batch_size {
-            self.flush();
+        let (at, other) = self.agg.tick_of(stamp);
+        if other {
+            self.stage_counts();
         }
+        self.agg.add(&p, stamp, scopes, at);
     }
 
-    /// Hands `p` to the owner of each of its keys, once per owner.
-    #[inline]
-    fn route(&mut self, p: PacketSummary, load: u64, scopes: ScopeMask) {
-        // At most four owners; a packet whose keys share a shard is sent to it once.
-        let mut owners: [(usize, ScopeMask); 4] = [(usize::MAX, ScopeMask(0)); 4];
-        let mut n = 0;
-        for scope in Scope::ALL {
-            if !scopes.contains(scope) {
-                continue;
-            }
-            let owner = self.ownership.owner(scope, &key_of(&self.cfg, scope, &p));
-            match owners[..n].iter_mut().find(|(o, _)| *o == owner) {
-                Some((_, mask)) => mask.insert(scope),
-                None => {
-                    let mut mask = ScopeMask(0);
-                    mask.insert(scope);
-                    owners[n] = (owner, mask);
-                    n += 1;
-                }
-            }
+    /// Queues what is aggregated for every shard.
+    fn stage_counts(&mut self) {
+        if self.agg.is_empty() {
+            return;
         }
-        for &(owner, mask) in &owners[..n] {
-            if let Some(w) = self.work.get_mut(owner) {
-                w.packets.push(Routed { p, load, mask });
-            }
+        let t = self.agg.take_shared();
+        for w in &mut self.work {
+            w.items.push(Item::Counts(Arc::clone(&t)));
         }
     }
 
@@ -204,11 +237,13 @@ impl Router {
     /// every shard at the same point of the stream. `cfg` must keep the window, tick, subnet and
     /// key-table layout ([`DetectConfig::reload_changes`]).
     pub fn reconfigure(&mut self, cfg: DetectConfig) {
+        self.stage_counts();
         self.flush();
         let cfg = Arc::new(cfg);
         for w in &mut self.work {
             w.reconfigure = Some(Arc::clone(&cfg));
         }
+        self.agg.reconfigure(&cfg);
         self.cfg = (*cfg).clone();
         self.flush();
     }
@@ -220,9 +255,10 @@ impl Router {
                 self.seq += 1;
             }
         }
+        // what came before the steps is counted before them
+        self.stage_counts();
         for w in &mut self.work {
-            let at = w.packets.len();
-            w.steps.extend(self.steps.iter().map(|s| (at, *s)));
+            w.items.extend(self.steps.iter().map(|s| Item::Step(*s)));
         }
         self.steps.clear();
     }
@@ -258,29 +294,32 @@ impl Router {
                 w.checkpoint = Some(id);
             }
         }
-        let held = std::mem::take(&mut self.held) as u64;
         self.oldest = None;
         if self.live && self.txs.iter().any(|tx| tx.is_full()) {
-            if held > 0 {
-                self.stats.dropped += held;
+            // the aggregates are lost for every shard alike (counted); the steps wait
+            let mut dropped = 0;
+            if let Some(w) = self.work.first() {
+                for item in &w.items {
+                    if let Item::Counts(t) = item {
+                        dropped += t.packets;
+                    }
+                }
+            }
+            if dropped > 0 {
+                self.stats.dropped += dropped;
                 self.stats.dropped_batches += 1;
             }
             for w in &mut self.work {
-                w.packets.clear();
-                for (at, _) in &mut w.steps {
-                    *at = 0;
-                }
+                w.items.retain(|i| matches!(i, Item::Step(_)));
             }
             return;
         }
-        for (w, tx) in self.work.iter_mut().zip(&self.txs) {
+        for ((w, tx), sent) in self.work.iter_mut().zip(&self.txs).zip(&mut self.sent) {
             if w.is_empty() {
                 continue;
             }
-            // the next work starts with room for as many packets as this one had
-            let room = w.packets.len();
+            *sent += 1;
             let msg = ShardMsg::Work(std::mem::take(w));
-            w.packets.reserve(room);
             // Live: every channel had room and this is the only sender, so try_send cannot fail
             // for a full channel. A closed shard means the run is stopping; its error surfaces
             // from the join.
@@ -296,6 +335,7 @@ impl Router {
     /// at the end), then the end of input with the stream's latest time. Returns the counters.
     pub fn finish(mut self) -> RouteStats {
         self.live = false;
+        self.stage_counts();
         self.flush();
         let now = self.clock.now();
         for tx in &self.txs {

@@ -1,5 +1,5 @@
-//! A counter shard: one [`Engine`] over the packets the router sends it, applying the stream's clock
-//! steps where the router placed them, and forwarding its events with its watermark to the sink.
+//! A counter shard: one [`Engine`] over the aggregates the router sends it, applying the stream's
+//! clock steps where the router placed them, and forwarding its events with its watermark to the sink.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -8,9 +8,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
 use super::evidence::ShardEvidence;
-use super::route::{ShardMsg, ShardWork};
+use super::route::{Item, Progress, ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
-use crate::clock::Stamp;
 use crate::detect::{Engine, EngineStats};
 use crate::metrics::Metrics;
 use crate::state::SnapshotEntry;
@@ -34,6 +33,8 @@ pub(super) struct ShardObserve<'a> {
     pub save: bool,
     /// `--evidence-dir`: tells the evidence writer of this shard's alerts.
     pub evidence: Option<ShardEvidence<'a>>,
+    /// `--evidence-dir`: tells the router each message is done (it waits at every tick).
+    pub progress: Option<&'a Progress>,
 }
 
 /// Runs one shard until its input ends; returns its counters and (when asked) its baselines.
@@ -86,6 +87,9 @@ pub(super) fn run_shard(
                 if let Some(ev) = &mut observe.evidence {
                     ev.events(&events);
                 }
+                if let Some(p) = observe.progress {
+                    p.done(index);
+                }
             }
             ShardMsg::End(now) => {
                 end_at = now;
@@ -108,6 +112,9 @@ pub(super) fn run_shard(
                 break;
             }
         }
+    }
+    if let Some(p) = observe.progress {
+        p.close(index);
     }
     let reason = if stop.load(Ordering::Relaxed) {
         EndReason::Shutdown
@@ -135,25 +142,12 @@ pub(super) fn run_shard(
     (stats, baselines)
 }
 
-/// Counts the packets of `work`, applying each clock step before the packet it was placed at.
+/// Counts the aggregates of `work` and applies its clock steps, in the order the router placed them.
 fn run_work(engine: &mut Engine, work: &ShardWork, events: &mut Vec<AlertEvent>) {
-    let mut from = 0;
-    for &(at, step) in &work.steps {
-        let at = at.min(work.packets.len());
-        count(engine, &work.packets[from.min(at)..at]);
-        from = from.max(at);
-        engine.apply(step, events);
+    for item in &work.items {
+        match item {
+            Item::Counts(t) => engine.absorb(t),
+            Item::Step(step) => engine.apply(*step, events),
+        }
     }
-    count(engine, work.packets.get(from..).unwrap_or_default());
-}
-
-#[inline]
-fn count(engine: &mut Engine, packets: &[super::route::Routed]) {
-    engine.count_many(packets.iter().map(|r| {
-        let stamp = Stamp {
-            at: r.p.ts,
-            load: r.load,
-        };
-        (&r.p, stamp, r.mask)
-    }));
 }

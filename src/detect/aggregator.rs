@@ -1,0 +1,314 @@
+//! The aggregating half of counting: packets in, one [`TickAggregate`] per tick out, counted into
+//! the tables by [`Engine::absorb`](super::Engine::absorb). It runs where packets arrive — the
+//! pipeline's router, before anything crosses a channel, or inside an engine fed one summary at a
+//! time — so a flood costs the tables one update per key and tick, and shards receive aggregates,
+//! never packets.
+//!
+//! Per packet: its keys (one compare for both destination scopes while the destination repeats),
+//! the counters added to its entries, and source admission: the count-min sketch sees every
+//! packet in order, and a source key gets an entry only when admitted or possibly tracked. Which
+//! keys may be tracked is known exactly when the tables are at hand ([`Tracking::Tables`]: the
+//! engine marks keys as they enter and rebuilds the marks after evictions); a router, which cannot
+//! see the shards' tables, keeps the keys it saw admitted in the last `idle_windows + 2` windows
+//! ([`Tracking::Recent`]) — a superset of what a table can still hold, except a key that stays
+//! in alert with no traffic for that long, whose packets then wait for admission again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+
+use super::ScopeMask;
+use crate::aggregate::{ScopeAgg, ScopeAggregate};
+use crate::clock::Stamp;
+use crate::config::DetectConfig;
+use crate::decode::PacketSummary;
+use crate::evidence::Hll;
+use crate::key::{Key, Scope};
+use crate::table::SourceAdmission;
+use crate::window::PacketClass;
+
+/// No entry for a scope the packet is not counted in.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// How the aggregator knows which source keys may be in a table.
+#[derive(Debug)]
+pub enum Tracking {
+    /// The engine that owns this aggregator marks and rebuilds the hints from its own tables.
+    Tables,
+    /// A router's: the source keys admitted in recent windows, by the last window each was.
+    Recent {
+        keys: [HashMap<Key, u64, FixedState>; 2],
+        /// Windows a key stays hinted after its last admission.
+        windows: u64,
+        /// The window the hints were last rebuilt in.
+        rebuilt: u64,
+    },
+}
+
+/// The packets of one tick (or of a part of one, when something had to be counted mid-tick),
+/// aggregated per scope and key.
+#[derive(Debug, Default)]
+pub struct TickAggregate {
+    pub epoch: u64,
+    pub tick: u64,
+    /// Per scope, the keys in the order they first appeared.
+    pub scopes: [ScopeAggregate; 4],
+    /// Packets of the source scopes held back by admission (counted where they would have been).
+    pub deferred: [u64; 2],
+    /// Packets aggregated.
+    pub packets: u64,
+    /// The latest packet time in it.
+    pub last_ts: Option<crate::time::Timestamp>,
+}
+
+impl TickAggregate {
+    /// True when no packet is in it.
+    pub fn is_empty(&self) -> bool {
+        self.packets == 0
+    }
+}
+
+/// Aggregates packets until [`Aggregator::take`].
+#[derive(Debug)]
+pub struct Aggregator {
+    subnet_v4: u8,
+    subnet_v6: u8,
+    pending: [ScopeAgg; 4],
+    /// (epoch, tick) of what is pending.
+    at: Option<(u64, u64)>,
+    /// The destination of the last packet, its destination scopes, their entries and the
+    /// dst_subnet entry's slot for that host.
+    last_dst: Option<(std::net::IpAddr, u8, [u32; 2], u32)>,
+    pub(super) admission: [SourceAdmission; 2],
+    pub(super) admission_epoch: u64,
+    tracking: Tracking,
+    deferred: [u64; 2],
+    packets: u64,
+    last_ts: Option<crate::time::Timestamp>,
+    window_ns: u64,
+    tick_ns: u64,
+}
+
+impl Aggregator {
+    /// An aggregator for `cfg` whose source hints come from `tracking`.
+    pub fn new(cfg: &DetectConfig, tracking: Tracking) -> Aggregator {
+        let admission = super::admission_for(cfg);
+        Aggregator {
+            subnet_v4: cfg.subnet_v4,
+            subnet_v6: cfg.subnet_v6,
+            pending: Default::default(),
+            at: None,
+            last_dst: None,
+            admission: [admission.clone(), admission],
+            admission_epoch: 0,
+            tracking,
+            deferred: [0; 2],
+            packets: 0,
+            last_ts: None,
+            window_ns: cfg.window_ns().max(1),
+            tick_ns: cfg.tick_ns().max(1),
+        }
+    }
+
+    /// A router's aggregator: source hints from the keys admitted in recent windows.
+    pub fn for_router(cfg: &DetectConfig) -> Aggregator {
+        Aggregator::new(
+            cfg,
+            Tracking::Recent {
+                keys: Default::default(),
+                windows: cfg.idle_windows.saturating_add(2),
+                rebuilt: 0,
+            },
+        )
+    }
+
+    /// Takes a reloaded configuration's admission level (the rest must not change on reload).
+    pub fn reconfigure(&mut self, cfg: &DetectConfig) {
+        let min_count = super::admission_min_count(cfg);
+        for a in &mut self.admission {
+            a.set_min_count(min_count);
+        }
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_none()
+    }
+
+    /// The (epoch, tick) `ts` falls in, and whether what is pending belongs to another one (it
+    /// must be taken first).
+    #[inline]
+    pub fn tick_of(&self, stamp: Stamp) -> ((u64, u64), bool) {
+        let at = (stamp.at.0 / self.window_ns, stamp.at.0 / self.tick_ns);
+        (at, self.at.is_some_and(|p| p != at))
+    }
+
+    /// Adds `p` (stamped `stamp` by the stream's clock) to the scopes of `mask`. What is pending
+    /// must be of the same tick ([`Aggregator::tick_of`]).
+    #[inline]
+    pub fn add(&mut self, p: &PacketSummary, stamp: Stamp, mask: ScopeMask, at: (u64, u64)) {
+        self.at = Some(at);
+        self.packets += 1;
+        if self.last_ts.is_none_or(|t| stamp.at > t) {
+            self.last_ts = Some(stamp.at);
+        }
+        let (epoch, _) = at;
+        if epoch != self.admission_epoch {
+            self.admission_epoch = epoch;
+            for a in self.admission.iter_mut() {
+                a.new_window();
+            }
+            self.rebuild_hints(epoch);
+        }
+        let ts = stamp.at.0;
+        let class = PacketClass::of(p);
+        let dst_mask = mask.0 & ScopeMask::DESTINATIONS.0;
+        if dst_mask != 0 {
+            let (entries, host) = match self.last_dst {
+                // a flood's packets: one compare for both destination scopes
+                Some((dst, m, e, h)) if dst == p.dst && m == dst_mask => (e, h),
+                _ => self.dst_entries(p, mask, dst_mask, ts),
+            };
+            // the peer of destination keys, hashed once for both (sampling, distinct sources)
+            let mut src_hash = None;
+            let [host_agg, subnet_agg, ..] = &mut self.pending;
+            if entries[0] != NO_ENTRY {
+                host_agg.add(entries[0], p, class, || {
+                    *src_hash.get_or_insert_with(|| Hll::hash(p.src))
+                });
+            }
+            if entries[1] != NO_ENTRY {
+                subnet_agg.add(entries[1], p, class, || {
+                    *src_hash.get_or_insert_with(|| Hll::hash(p.src))
+                });
+                if host != NO_ENTRY {
+                    subnet_agg.count_host(host, u64::from(p.weight));
+                }
+            }
+        }
+        if mask.contains(Scope::SrcHost) {
+            let key = Key::host(p.src);
+            self.source(0, key, p, class, stamp);
+        }
+        if mask.contains(Scope::SrcSubnet) {
+            let key = Key::subnet(p.src, self.subnet_v4, self.subnet_v6);
+            self.source(1, key, p, class, stamp);
+        }
+    }
+
+    /// The entries of `p`'s destination keys (made when missing), remembered for the next packet.
+    #[cold]
+    fn dst_entries(
+        &mut self,
+        p: &PacketSummary,
+        mask: ScopeMask,
+        dst_mask: u8,
+        ts: u64,
+    ) -> ([u32; 2], u32) {
+        let mut e = [NO_ENTRY; 2];
+        let keys = [
+            Key::host(p.dst),
+            Key::subnet(p.dst, self.subnet_v4, self.subnet_v6),
+        ];
+        for (i, scope) in [Scope::DstHost, Scope::DstSubnet].into_iter().enumerate() {
+            if let (true, Some(agg)) = (mask.contains(scope), self.pending.get_mut(i)) {
+                e[i] = match agg.find(keys[i]) {
+                    Some(x) => x,
+                    None => agg.insert(keys[i], ts, true, 1, false),
+                };
+            }
+        }
+        let host = match &mut self.pending[1] {
+            agg if e[1] != NO_ENTRY => agg.host_slot(e[1], p.dst).unwrap_or(NO_ENTRY),
+            _ => NO_ENTRY,
+        };
+        self.last_dst = Some((p.dst, dst_mask, e, host));
+        (e, host)
+    }
+
+    /// Counts `p` for source key `key` of source scope `i` (0: host, 1: subnet).
+    #[inline]
+    fn source(&mut self, i: usize, key: Key, p: &PacketSummary, class: PacketClass, stamp: Stamp) {
+        let (Some(agg), Some(adm)) = (self.pending.get_mut(2 + i), self.admission.get_mut(i))
+        else {
+            return;
+        };
+        // admission counts every packet, tracked or not
+        let slots = SourceAdmission::slots(key);
+        let admit = adm.offer_weighted(slots, p.weight, stamp.load);
+        // a key with an entry has its hint set (here, or when it entered a table): most packets
+        // of a spoofed flood stop here, without a lookup
+        if !admit && !adm.may_be_tracked(slots) {
+            if let Some(d) = self.deferred.get_mut(i) {
+                *d += 1;
+            }
+            return;
+        }
+        if admit {
+            adm.mark_tracked(slots);
+        }
+        let ts = stamp.at.0;
+        let entry = match agg.find(key) {
+            // a key first seen as possibly tracked, now admitted: what follows may enter the
+            // table even if what came before may not
+            Some(e) if admit && !agg.admitted(e) => agg.insert(key, ts, true, 1, false),
+            Some(e) => e,
+            None => agg.insert(key, ts, admit, 1, false),
+        };
+        agg.add(entry, p, class, || Hll::hash(p.dst));
+        if i == 1 {
+            if let Some(h) = agg.host_slot(entry, p.src) {
+                agg.count_host(h, u64::from(p.weight));
+            }
+        }
+    }
+
+    /// At a new window: a router's hints become the keys admitted in its recent windows.
+    fn rebuild_hints(&mut self, epoch: u64) {
+        let Tracking::Recent {
+            keys,
+            windows,
+            rebuilt,
+        } = &mut self.tracking
+        else {
+            return;
+        };
+        // rebuilding costs a pass over the keys: once every few windows is enough for a hint
+        if epoch.saturating_sub(*rebuilt) < (*windows / 8).max(1) {
+            return;
+        }
+        *rebuilt = epoch;
+        for (map, adm) in keys.iter_mut().zip(self.admission.iter_mut()) {
+            map.retain(|_, last| epoch.saturating_sub(*last) <= *windows);
+            adm.retrack(map.keys());
+        }
+    }
+
+    /// Everything pending, as one aggregate (empty when nothing is).
+    pub fn take(&mut self) -> TickAggregate {
+        let (epoch, tick) = self.at.take().unwrap_or_default();
+        self.last_dst = None;
+        let scopes = [0, 1, 2, 3].map(|s| self.pending[s].take());
+        if let Tracking::Recent { keys, .. } = &mut self.tracking {
+            for (map, scope) in keys.iter_mut().zip(&scopes[2..]) {
+                for e in scope.entries().iter().filter(|e| e.admitted) {
+                    map.insert(e.key, epoch);
+                }
+            }
+        }
+        TickAggregate {
+            epoch,
+            tick,
+            scopes,
+            deferred: std::mem::take(&mut self.deferred),
+            packets: std::mem::take(&mut self.packets),
+            last_ts: self.last_ts.take(),
+        }
+    }
+
+    /// [`Aggregator::take`] shared (a router hands the same aggregate to every shard).
+    pub fn take_shared(&mut self) -> Arc<TickAggregate> {
+        Arc::new(self.take())
+    }
+}
