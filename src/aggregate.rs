@@ -7,7 +7,7 @@
 //! counted, the first packet's time (where a key's traffic resumed), the amplifier-port vote (a
 //! weighted majority vote, merged), the hosts of a subnet key (up to [`HOSTS_PER_KEY`] a tick).
 //! What is sampled: the packets the engine's evidence looks at one by one (top peers and ports,
-//! header-field signatures). A key's first 128 packets of a tick are all kept, then one in 16, 64
+//! header-field signatures). A key's first 1 024 packets of a tick are all kept, then one in 16, 64
 //! past 4 096 and 256 past 65 536, chosen by a hash of the packet's peer and time so a replay
 //! samples the same packets every time; each stands for as many packets as its rate. The
 //! distinct-peer count of a key sampled at a rate sees every packet through HyperLogLog registers
@@ -26,8 +26,9 @@ use crate::window::{Counts, PacketClass};
 const NONE: u32 = u32::MAX;
 
 /// Summaries of one entry (one key, one tick) at which its sampling rate rises to 16, 64 and 256:
-/// a tick of a flood keeps under 1 500 samples of its victim, whatever its rate.
-const ESCALATE: [(u32, u32); 3] = [(128, 16), (4096, 64), (65_536, 256)];
+/// a tick of a flood keeps about 2 300 samples of its victim, whatever its rate, and a key under
+/// 10 000 packets/s is looked at whole.
+const ESCALATE: [(u32, u32); 3] = [(1024, 16), (4096, 64), (65_536, 256)];
 
 /// One key's packets in one aggregate.
 #[derive(Clone, Debug)]
@@ -206,7 +207,7 @@ impl ScopeAgg {
         e.summaries = e.summaries.saturating_add(1);
         // a key with many packets in one aggregate is sampled more thinly as it grows, and its
         // distinct peers counted in registers from then on (its earlier packets are all samples)
-        let step = (e.summaries % ESCALATE[0].0 == 0)
+        let step = (e.summaries % 1024 == 0)
             .then(|| ESCALATE.iter().find(|(at, _)| e.summaries == *at))
             .flatten();
         if let Some(&(_, rate)) = step {

@@ -150,6 +150,10 @@ pub struct PortCount {
     pub packets: u64,
 }
 
+fn is_one(n: &u32) -> bool {
+    *n <= 1
+}
+
 /// One alert event: a line of the JSON output. docs/alerts.md documents every field.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertEvent {
@@ -200,6 +204,10 @@ pub struct AlertEvent {
     /// For subnet keys: the heaviest hosts inside the subnet.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top_hosts: Vec<PeerCount>,
+    /// The largest sampling rate of the packets the `top_*` lists and the signature were built
+    /// from: each sampled packet counted for this many (absent when every packet was looked at).
+    #[serde(skip_serializing_if = "is_one")]
+    pub sample_rate: u32,
     /// The header fields nearly every attack packet shares and the key's normal traffic does not
     /// (destination scopes; absent when nothing separates them).
     #[serde(skip_serializing_if = "Option::is_none")]

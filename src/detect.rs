@@ -1457,6 +1457,7 @@ fn base_event(
         top_ports: ev.map(|e| e.top_dst_ports(n)).unwrap_or_default(),
         top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
         top_hosts: ev.map(|e| e.top_hosts(n)).unwrap_or_default(),
+        sample_rate: ev.map_or(1, |e| e.max_rate()),
         trace: None,
         // the start and updates: the end's span includes the hold-down, traffic back to normal
         signature: ev

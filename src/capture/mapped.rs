@@ -4,8 +4,8 @@
 //! ([`super::file`]), which owns every other format detail; errors here are the same
 //! [`CaptureError`]s with the same offsets.
 //!
-//! The one `unsafe` block of this module maps the file; see its `SAFETY` note for what a map
-//! assumes of the file.
+//! The two `unsafe` blocks of this module map the file and hand the pages already read back to the
+//! kernel; see their `SAFETY` notes for what a map assumes of the file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,15 @@ pub(super) struct MappedPcap {
     link: LinkType,
     /// The frame found by the last [`MappedPcap::advance`]: its place and header fields.
     current: Option<(usize, usize, Timestamp, u32)>,
+    /// The pages before this offset have been handed back to the kernel.
+    released: usize,
 }
+
+/// Pages behind the reader are handed back every this many bytes: without it every page of the
+/// file read so far would stay in the process's resident set (a 1.5 GB capture, 1.5 GB of RSS).
+const RELEASE_EVERY: usize = 4 << 20;
+/// Alignment of what is released (a multiple of every common page size).
+const RELEASE_ALIGN: usize = 64 << 10;
 
 impl MappedPcap {
     /// Maps `file` (already open at `path`) when it is a regular pcap file with its whole header;
@@ -73,6 +81,7 @@ impl MappedPcap {
             precision,
             link: LinkType(link),
             current: None,
+            released: 0,
         }))
     }
 
@@ -88,6 +97,9 @@ impl MappedPcap {
         let len = self.map.len();
         if self.pos >= len {
             return Ok(false);
+        }
+        if self.pos - self.released >= RELEASE_EVERY {
+            self.release();
         }
         let header = self
             .map
@@ -124,6 +136,32 @@ impl MappedPcap {
         stats.frames += 1;
         stats.captured_bytes += caplen as u64;
         Ok(true)
+    }
+
+    /// Hands the pages wholly before the next record back to the kernel (they are read again from
+    /// the file should anything touch them, which nothing does: frames are lent until the next
+    /// call only).
+    #[cold]
+    fn release(&mut self) {
+        let upto = self.pos / RELEASE_ALIGN * RELEASE_ALIGN;
+        if upto <= self.released {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: no reference into [released, upto) exists: the only borrows of the map are
+            // the frames handed out by `current`, which borrow `self` and so ended before this
+            // `&mut self` call, and every later record starts at or after `self.pos` >= `upto`.
+            // The map is a read-only file mapping: dropped pages read back the file's bytes.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    upto - self.released,
+                )
+            };
+        }
+        self.released = upto;
     }
 
     /// The frame the last [`MappedPcap::advance`] found.
