@@ -88,6 +88,8 @@ pub struct Aggregator {
     last_ts: Option<crate::time::Timestamp>,
     window_ns: u64,
     tick_ns: u64,
+    /// The last tick looked up: [start, end) in ns and its (epoch, tick).
+    tick_cache: (u64, u64, (u64, u64)),
 }
 
 impl Aggregator {
@@ -108,6 +110,7 @@ impl Aggregator {
             last_ts: None,
             window_ns: cfg.window_ns().max(1),
             tick_ns: cfg.tick_ns().max(1),
+            tick_cache: (1, 0, (0, 0)),
         }
     }
 
@@ -139,8 +142,19 @@ impl Aggregator {
     /// The (epoch, tick) `ts` falls in, and whether what is pending belongs to another one (it
     /// must be taken first).
     #[inline]
-    pub fn tick_of(&self, stamp: Stamp) -> ((u64, u64), bool) {
-        let at = (stamp.at.0 / self.window_ns, stamp.at.0 / self.tick_ns);
+    pub fn tick_of(&mut self, stamp: Stamp) -> ((u64, u64), bool) {
+        let t = stamp.at.0;
+        let (start, end, cached) = self.tick_cache;
+        let at = if t >= start && t < end {
+            cached
+        } else {
+            // a tick divides the window: one epoch per tick
+            let tick = t / self.tick_ns;
+            let start = tick.saturating_mul(self.tick_ns);
+            let at = (t / self.window_ns, tick);
+            self.tick_cache = (start, start.saturating_add(self.tick_ns), at);
+            at
+        };
         (at, self.at.is_some_and(|p| p != at))
     }
 
@@ -228,7 +242,7 @@ impl Aggregator {
     }
 
     /// Counts `p` for source key `key` of source scope `i` (0: host, 1: subnet).
-    #[inline]
+    #[inline(always)]
     fn source(&mut self, i: usize, key: Key, p: &PacketSummary, class: PacketClass, stamp: Stamp) {
         let (Some(agg), Some(adm)) = (self.pending.get_mut(2 + i), self.admission.get_mut(i))
         else {
