@@ -96,6 +96,12 @@ pub struct ScopeAgg {
     hosts: Vec<HostCount>,
 }
 
+/// Keys and samples one aggregate holds at most: a tick with more (a carpet bombing of a /8, a
+/// capture whose timestamps never move) leaves in parts, so memory is bounded by these, not by the
+/// input (about 3 MB of keys and 3 MB of samples a scope).
+pub const MAX_ENTRIES: usize = 8_192;
+pub const MAX_SAMPLES: usize = 32_768;
+
 /// Hosts counted exactly in one aggregate (over all subnet keys), and per key: a carpet bombing
 /// of a /24 has its victims counted; a subnet with more hosts in one tick (spoofed sources of a
 /// range, a /64) names its hosts from its samples instead.
@@ -125,6 +131,14 @@ impl ScopeAgg {
     /// True when nothing is aggregated.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// True once the aggregate holds [`MAX_ENTRIES`] keys or [`MAX_SAMPLES`] samples: it must be
+    /// handed over before the next packet (a part of its tick; the trigger depends only on the
+    /// packets, so the parts are the same on every run).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= MAX_ENTRIES || self.samples.len() >= MAX_SAMPLES
     }
 
     /// The entry of `key`, if it has one.
@@ -199,11 +213,13 @@ impl ScopeAgg {
         let Some(e) = self.entries.get_mut(i as usize) else {
             return;
         };
+        // flow records can claim up to 2^32 packets of 2^32 bytes: counters wrap as the
+        // windows' do rather than overflow
         let w = u64::from(p.weight);
         if let Some(c) = e.classes.get_mut(class.index()) {
-            *c += w;
+            *c = c.wrapping_add(w);
         }
-        e.bytes += u64::from(p.wire_len) * w;
+        e.bytes = e.bytes.wrapping_add(u64::from(p.wire_len).wrapping_mul(w));
         e.summaries = e.summaries.saturating_add(1);
         // a key with many packets in one aggregate is sampled more thinly as it grows, and its
         // distinct peers counted in registers from then on (its earlier packets are all samples)
@@ -218,8 +234,8 @@ impl ScopeAgg {
                 }
             }
         }
-        if class.is_amp() {
-            vote(&mut e.amp, p.sport, p.weight.max(1));
+        if class.is_amp() && p.weight > 0 {
+            vote(&mut e.amp, p.sport, p.weight);
         }
         let sampled = if e.rate == 1 {
             true
@@ -277,7 +293,7 @@ impl ScopeAgg {
     #[inline]
     pub fn count_host(&mut self, slot: u32, packets: u64) {
         if let Some(h) = self.hosts.get_mut(slot as usize) {
-            h.packets += packets;
+            h.packets = h.packets.wrapping_add(packets);
         }
     }
 

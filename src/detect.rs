@@ -264,8 +264,9 @@ impl KeyState {
         self.tick_packets = self
             .tick_packets
             .saturating_add(u32::try_from(packets).unwrap_or(u32::MAX));
-        self.packets += packets;
-        self.bytes += agg.counts.get(Signal::Bytes);
+        // lifetime totals: flow records can claim absurd sizes, and a total never panics
+        self.packets = self.packets.saturating_add(packets);
+        self.bytes = self.bytes.saturating_add(agg.counts.get(Signal::Bytes));
         if agg.amp.1 > 0 {
             crate::aggregate::vote(&mut self.amp_vote, agg.amp.0, agg.amp.1);
         }
@@ -525,6 +526,9 @@ impl Engine {
                 self.absorb_pending();
             }
             self.agg.add(p, stamp, mask, at);
+            if self.agg.is_full() {
+                self.absorb_pending();
+            }
         }
     }
 
@@ -540,19 +544,24 @@ impl Engine {
             return;
         }
         let t = self.agg.take();
-        self.absorb(&t);
+        // this engine's own aggregate holds only what it counts: its figures are its own
+        self.absorb_counting(&t, true);
     }
 
     /// Counts an aggregate into the tables: the keys this shard owns, each with one lookup. A
     /// router's aggregates reach every shard alike; the first shard counts the stream-wide
     /// figures (packets, packets held back by admission).
     pub fn absorb(&mut self, t: &TickAggregate) {
+        self.absorb_counting(t, self.shard.index == 0);
+    }
+
+    fn absorb_counting(&mut self, t: &TickAggregate, figures: bool) {
         if let Some(ts) = t.last_ts {
             if self.now.is_none_or(|n| ts > n) {
                 self.now = Some(ts);
             }
         }
-        if self.shard.index == 0 {
+        if figures {
             self.stats.packets += t.packets;
             for (i, d) in t.deferred.iter().enumerate() {
                 if let Some(table) = self.tables.get_mut(2 + i) {

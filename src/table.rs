@@ -104,6 +104,27 @@ impl SourceAdmission {
             .is_none_or(|w| w & (1 << (slots.a % 64)) != 0)
     }
 
+    /// Words of the tracked hints ([`SourceAdmission::set_tracked`]).
+    pub const HINT_WORDS: usize = Self::ROW / 64;
+
+    /// The bit of `key` in the tracked hints.
+    #[inline]
+    pub fn hint_bit(key: Key) -> usize {
+        Self::slots(key).a
+    }
+
+    /// Sets the tracked hints to `bits` ([`SourceAdmission::HINT_WORDS`] words, bit
+    /// [`SourceAdmission::hint_bit`] of each key that may be tracked).
+    pub fn set_tracked(&mut self, bits: &[u64]) {
+        for (t, b) in self
+            .tracked
+            .iter_mut()
+            .zip(bits.iter().chain(std::iter::repeat(&0)))
+        {
+            *t = *b;
+        }
+    }
+
     /// Rebuilds the tracked hints from the keys now in the table.
     pub fn retrack<'k>(&mut self, keys: impl Iterator<Item = &'k Key>) {
         self.tracked.fill(0);

@@ -282,6 +282,7 @@ impl FileSource {
 
     /// Moves to the next frame: `Ok(true)` if there is one (see [`FileSource::current`]), `Ok(false)`
     /// at the end. After an error the source is finished.
+    #[inline]
     fn advance(&mut self) -> Result<bool, CaptureError> {
         if let Some(m) = &mut self.mapped {
             let r = m.advance(&self.path, &mut self.stats);
@@ -317,6 +318,7 @@ impl FileSource {
     }
 
     /// The frame [`FileSource::advance`] found.
+    #[inline]
     fn current(&self) -> Option<RawFrame<'_>> {
         if let Some(m) = &self.mapped {
             return m.current();
@@ -436,6 +438,7 @@ impl FileSource {
 }
 
 impl FrameSource for FileSource {
+    #[inline]
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         if self.advance()? {
             Ok(self.current())
@@ -503,6 +506,7 @@ impl MultiFileSource {
     }
 
     /// Moves to the next frame of the current file, or opens the following files until one has one.
+    #[inline]
     fn advance(&mut self) -> Result<bool, CaptureError> {
         if self.failed {
             return Ok(false);
@@ -515,6 +519,7 @@ impl MultiFileSource {
         result
     }
 
+    #[inline]
     fn advance_inner(&mut self) -> Result<bool, CaptureError> {
         loop {
             if self.current.is_none() {
@@ -538,6 +543,7 @@ impl MultiFileSource {
 }
 
 impl FrameSource for MultiFileSource {
+    #[inline]
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         if self.advance()? {
             Ok(self.current.as_ref().and_then(FileSource::current))
@@ -1336,9 +1342,18 @@ mod tests {
                 }
             }
         }
+        // a file written just now may still be growing: it is streamed, not mapped
+        std::fs::write(&path, &files[0]).unwrap();
+        assert!(FileSource::open(&path).unwrap().mapped.is_none());
+        let settle = |path: &Path| {
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            f.set_modified(past).unwrap();
+        };
         let mut mapped = 0;
         for bytes in files {
             std::fs::write(&path, &bytes).unwrap();
+            settle(&path);
             let mut from_file = FileSource::open(&path).unwrap();
             mapped += usize::from(from_file.mapped.is_some());
             let streamed = FileSource::from_reader(path.clone(), io::Cursor::new(bytes));
@@ -1349,6 +1364,7 @@ mod tests {
         let mut ng = shb(ByteOrder::Little);
         ng.extend(idb(ByteOrder::Little, 1, None, None));
         std::fs::write(&path, &ng).unwrap();
+        settle(&path);
         assert!(FileSource::open(&path).unwrap().mapped.is_none());
     }
 

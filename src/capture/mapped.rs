@@ -17,6 +17,9 @@ use super::{CaptureError, CaptureStats, RawFrame};
 use crate::decode::LinkType;
 use crate::time::Timestamp;
 
+/// A file unchanged for this long is taken as complete (not being written) and mapped.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Length of the pcap file header and of a record header.
 const FILE_HEADER: usize = 24;
 const RECORD_HEADER: usize = 16;
@@ -53,12 +56,22 @@ impl MappedPcap {
         if !meta.is_file() || meta.len() < FILE_HEADER as u64 {
             return Ok(None);
         }
-        // SAFETY: the map is read-only and private to this source; the bytes are only read as
-        // plain `u8`s, never as references to other types, so any contents are valid. What a map
-        // cannot rule out is another process truncating the file while it is being read (the
-        // kernel then raises SIGBUS on the lost pages); capture files being replayed are not
-        // truncated in place, and a capture still being written only grows, past the length
-        // mapped here.
+        // a capture still being written (changed in the last seconds) is streamed: a map sees
+        // only the length it had when mapped, a stream reads on to the end
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= SETTLED);
+        if !settled {
+            return Ok(None);
+        }
+        // SAFETY: a read-only shared mapping of the file; its bytes are only read as plain
+        // `u8`s (any contents are valid), never as references to other types, and nothing
+        // writes through it. What no map can rule out is another process shrinking the file
+        // while it is read: the lost pages then raise SIGBUS. Only files that have not changed
+        // for a while are mapped (above); one truncated in place under a running replay (a
+        // rotation by copy-and-truncate of the very file being replayed) would end the process.
         let map = match unsafe { Mmap::map(file) } {
             Ok(m) => m,
             // a file system that cannot map (some FUSE or network mounts): stream it instead

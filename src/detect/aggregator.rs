@@ -9,14 +9,15 @@
 //! packet in order, and a source key gets an entry only when admitted or possibly tracked. Which
 //! keys may be tracked is known exactly when the tables are at hand ([`Tracking::Tables`]: the
 //! engine marks keys as they enter and rebuilds the marks after evictions); a router, which cannot
-//! see the shards' tables, keeps the keys it saw admitted in the last `idle_windows + 2` windows
-//! ([`Tracking::Recent`]) — a superset of what a table can still hold, except a key that stays
-//! in alert with no traffic for that long, whose packets then wait for admission again.
+//! see the shards' tables, hints every source key that had an entry in the last `idle_windows + 2`
+//! windows ([`Tracking::Recent`], fixed-size bitmaps) — a superset of what a table still holds, but
+//! for a key that stays in its table with no packet at all for that long (an alert that outlives
+//! its traffic by minutes), whose packets then wait for admission again.
+//!
+//! An aggregate is bounded ([`crate::aggregate::MAX_ENTRIES`], [`crate::aggregate::MAX_SAMPLES`]):
+//! a tick with more keys or samples leaves in parts, at points the packets alone decide.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use foldhash::fast::FixedState;
 
 use super::ScopeMask;
 use crate::aggregate::{ScopeAgg, ScopeAggregate};
@@ -36,14 +37,31 @@ const NO_ENTRY: u32 = u32::MAX;
 pub enum Tracking {
     /// The engine that owns this aggregator marks and rebuilds the hints from its own tables.
     Tables,
-    /// A router's: the source keys admitted in recent windows, by the last window each was.
+    /// A router's: the source keys that had an entry (were admitted, or counted as possibly
+    /// tracked) in the last `windows` windows, as a ring of hint bitmaps, one per `generation`
+    /// windows. Fixed size (8 KiB a bitmap), whatever the input.
     Recent {
-        keys: [HashMap<Key, u64, FixedState>; 2],
-        /// Windows a key stays hinted after its last admission.
+        ring: Vec<Vec<u64>>,
         windows: u64,
-        /// The window the hints were last rebuilt in.
-        rebuilt: u64,
+        generation: u64,
+        /// The generation the ring was last moved to.
+        current: u64,
     },
+}
+
+impl Tracking {
+    /// A router's hints for keys kept `windows` windows.
+    fn recent(windows: u64) -> Tracking {
+        let windows = windows.max(1);
+        let generation = (windows / 8).max(1);
+        let len = windows.div_ceil(generation) as usize + 1;
+        Tracking::Recent {
+            ring: vec![vec![0; SourceAdmission::HINT_WORDS]; len],
+            windows,
+            generation,
+            current: 0,
+        }
+    }
 }
 
 /// The packets of one tick (or of a part of one, when something had to be counted mid-tick),
@@ -116,14 +134,7 @@ impl Aggregator {
 
     /// A router's aggregator: source hints from the keys admitted in recent windows.
     pub fn for_router(cfg: &DetectConfig) -> Aggregator {
-        Aggregator::new(
-            cfg,
-            Tracking::Recent {
-                keys: Default::default(),
-                windows: cfg.idle_windows.saturating_add(2),
-                rebuilt: 0,
-            },
-        )
+        Aggregator::new(cfg, Tracking::recent(cfg.idle_windows.saturating_add(2)))
     }
 
     /// Takes a reloaded configuration's admission level (the rest must not change on reload).
@@ -132,6 +143,42 @@ impl Aggregator {
         for a in &mut self.admission {
             a.set_min_count(min_count);
         }
+        if let Tracking::Recent { windows, .. } = &self.tracking {
+            let wanted = cfg.idle_windows.saturating_add(2).max(1);
+            if *windows != wanted {
+                // a new span: the hints of the old ring all carry over into the new one's first
+                // bitmap (they may only be too many, never too few)
+                let mut merged = vec![0u64; SourceAdmission::HINT_WORDS];
+                if let Tracking::Recent { ring, .. } = &self.tracking {
+                    for bits in ring {
+                        for (m, b) in merged.iter_mut().zip(bits) {
+                            *m |= b;
+                        }
+                    }
+                }
+                let mut fresh = Tracking::recent(wanted);
+                if let Tracking::Recent {
+                    ring,
+                    generation,
+                    current,
+                    ..
+                } = &mut fresh
+                {
+                    *current = self.admission_epoch / *generation;
+                    let len = ring.len() as u64;
+                    if let Some(slot) = ring.get_mut((*current % len) as usize) {
+                        *slot = merged;
+                    }
+                }
+                self.tracking = fresh;
+            }
+        }
+    }
+
+    /// True when what is pending must be taken before the next packet ([`ScopeAgg::is_full`]).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.pending.iter().any(ScopeAgg::is_full)
     }
 
     /// True when nothing is pending.
@@ -278,24 +325,48 @@ impl Aggregator {
         }
     }
 
-    /// At a new window: a router's hints become the keys admitted in its recent windows.
+    /// At a new window: a router's hints become the keys that had entries in its recent windows.
     fn rebuild_hints(&mut self, epoch: u64) {
         let Tracking::Recent {
-            keys,
-            windows,
-            rebuilt,
+            ring,
+            generation,
+            current,
+            ..
         } = &mut self.tracking
         else {
             return;
         };
-        // rebuilding costs a pass over the keys: once every few windows is enough for a hint
-        if epoch.saturating_sub(*rebuilt) < (*windows / 8).max(1) {
+        let g = epoch / *generation;
+        if g == *current {
             return;
         }
-        *rebuilt = epoch;
-        for (map, adm) in keys.iter_mut().zip(self.admission.iter_mut()) {
-            map.retain(|_, last| epoch.saturating_sub(*last) <= *windows);
-            adm.retrack(map.keys());
+        let len = ring.len() as u64;
+        if g < *current || g - *current >= len {
+            // time went back (a second file), or so far ahead that every bitmap is stale; the
+            // latest keys stay hinted
+            let last = (*current % len) as usize;
+            for (i, bits) in ring.iter_mut().enumerate() {
+                if i != last {
+                    bits.fill(0);
+                }
+            }
+            ring.swap(last, (g % len) as usize);
+        } else {
+            for n in *current + 1..=g {
+                if let Some(bits) = ring.get_mut((n % len) as usize) {
+                    bits.fill(0);
+                }
+            }
+        }
+        *current = g;
+        let mut hints = vec![0u64; SourceAdmission::HINT_WORDS];
+        for bits in ring.iter() {
+            for (h, b) in hints.iter_mut().zip(bits) {
+                *h |= b;
+            }
+        }
+        for adm in self.admission.iter_mut() {
+            adm.set_tracked(&hints);
         }
     }
 
@@ -304,10 +375,18 @@ impl Aggregator {
         let (epoch, tick) = self.at.take().unwrap_or_default();
         self.last_dst = None;
         let scopes = [0, 1, 2, 3].map(|s| self.pending[s].take());
-        if let Tracking::Recent { keys, .. } = &mut self.tracking {
-            for (map, scope) in keys.iter_mut().zip(&scopes[2..]) {
-                for e in scope.entries().iter().filter(|e| e.admitted) {
-                    map.insert(e.key, epoch);
+        if let Tracking::Recent { ring, current, .. } = &mut self.tracking {
+            // every source key with an entry stays hinted: admitted now, or counted because it
+            // may be tracked (traffic under the admission level keeps a tracked key's hint)
+            let len = ring.len() as u64;
+            if let Some(bits) = ring.get_mut((*current % len) as usize) {
+                for scope in &scopes[2..] {
+                    for e in scope.entries() {
+                        let b = SourceAdmission::hint_bit(e.key);
+                        if let Some(w) = bits.get_mut(b / 64) {
+                            *w |= 1 << (b % 64);
+                        }
+                    }
                 }
             }
         }
@@ -324,5 +403,98 @@ impl Aggregator {
     /// [`Aggregator::take`] shared (a router hands the same aggregate to every shard).
     pub fn take_shared(&mut self) -> Arc<TickAggregate> {
         Arc::new(self.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn pkt(dst: u32, src: u32) -> PacketSummary {
+        PacketSummary {
+            ts: Timestamp(5_000_000_000),
+            src: std::net::Ipv4Addr::from(src).into(),
+            dst: std::net::Ipv4Addr::from(dst).into(),
+            proto: 17,
+            sport: 4000,
+            dport: 53,
+            wire_len: 80,
+            ..PacketSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_tick_with_too_many_keys_leaves_in_bounded_parts_that_count_every_packet() {
+        let cfg = DetectConfig::default();
+        let mut agg = Aggregator::for_router(&cfg);
+        let (mut parts, mut packets, mut keys) = (0, 0, 0);
+        // a carpet bombing of a /16 in one tick: 65 536 destinations, one packet each
+        for i in 0..65_536u32 {
+            let p = pkt(0x0a00_0000 | i, 0xcb00_7105);
+            let stamp = Stamp {
+                at: p.ts,
+                load: u64::from(i) + 1,
+            };
+            let (at, other) = agg.tick_of(stamp);
+            assert!(!other, "one tick");
+            agg.add(&p, stamp, ScopeMask::ALL, at);
+            if agg.is_full() {
+                let t = agg.take();
+                assert!(t.scopes[0].entries().len() <= crate::aggregate::MAX_ENTRIES);
+                parts += 1;
+                packets += t.packets;
+                keys += t.scopes[0].entries().len();
+            }
+        }
+        let t = agg.take();
+        packets += t.packets;
+        keys += t.scopes[0].entries().len();
+        assert!(
+            parts >= 65_536 / crate::aggregate::MAX_ENTRIES - 1,
+            "{parts} parts"
+        );
+        assert_eq!((packets, keys), (65_536, 65_536));
+    }
+
+    #[test]
+    fn a_router_keeps_hinting_a_source_with_traffic_under_the_admission_level() {
+        let cfg = DetectConfig {
+            idle_windows: 8,
+            ..DetectConfig::default()
+        };
+        let mut agg = Aggregator::for_router(&cfg);
+        let heavy = 0xcb00_7105;
+        let key = Key::host(std::net::Ipv4Addr::from(heavy).into());
+        let slots = SourceAdmission::slots(key);
+        let window = cfg.window_ns();
+        // window 0: admitted (many packets); later windows: one packet a window, far under the
+        // admission level, for five times the hint span
+        for w in 0..50u64 {
+            let n = if w == 0 { 200 } else { 1 };
+            for i in 0..n {
+                let ts = Timestamp(w * window + i);
+                let p = PacketSummary {
+                    ts,
+                    ..pkt(0x0a00_0001, heavy)
+                };
+                let stamp = Stamp {
+                    at: ts,
+                    load: i + 1,
+                };
+                let (at, other) = agg.tick_of(stamp);
+                if other {
+                    agg.take();
+                }
+                agg.add(&p, stamp, ScopeMask::ALL, at);
+                let t = if i + 1 == n { Some(agg.take()) } else { None };
+                if let Some(t) = t.filter(|_| w > 0) {
+                    // (window 0 holds back the packets before admission) the packet was counted
+                    // for the source, not held back
+                    assert_eq!(t.deferred, [0, 0], "window {w}");
+                }
+            }
+            assert!(agg.admission[0].may_be_tracked(slots), "window {w}");
+        }
     }
 }

@@ -97,7 +97,9 @@ impl Progress {
         self.changed.notify_all();
     }
 
-    /// Waits until every shard has finished the messages `sent` counts.
+    /// Waits until every shard has finished the messages `sent` counts (a shard that ended, by a
+    /// panic too, counts as done: [`CloseOnDrop`]). Like a full channel on replay, this is
+    /// back-pressure: it waits as long as the shards (and the output behind them) take.
     fn wait_for(&self, sent: &[u64]) {
         let Ok(mut d) = self.done.lock() else { return };
         while d.iter().zip(sent).any(|(done, sent)| done < sent) {
@@ -105,6 +107,21 @@ impl Progress {
                 Ok(d) => d,
                 Err(_) => return,
             };
+        }
+    }
+}
+
+/// Closes a shard's [`Progress`] when dropped: however the shard's thread ends (a panic too), the
+/// router is not left waiting for it.
+pub(super) struct CloseOnDrop<'a> {
+    pub progress: Option<&'a Progress>,
+    pub shard: usize,
+}
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.progress {
+            p.close(self.shard);
         }
     }
 }
@@ -178,8 +195,12 @@ impl Router {
 
     /// Waits at every tick until the shards have counted and evaluated what was sent (the
     /// reader then never runs more than a tick's first packet ahead of an alert's start).
+    /// Not on live capture: the router is the capture thread there, and must never wait on a
+    /// shard (a stalled output would stall the capture).
     pub fn with_progress(mut self, progress: Option<Arc<Progress>>) -> Router {
-        self.progress = progress;
+        if !self.live {
+            self.progress = progress;
+        }
         self
     }
 
@@ -220,6 +241,11 @@ impl Router {
             self.stage_counts();
         }
         self.agg.add(&p, stamp, scopes, at);
+        if self.agg.is_full() {
+            // a part of the tick leaves now: memory stays bounded whatever the tick holds
+            self.stage_counts();
+            self.flush();
+        }
     }
 
     /// Queues what is aggregated for every shard.

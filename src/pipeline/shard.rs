@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
 use super::evidence::ShardEvidence;
-use super::route::{Item, Progress, ShardMsg, ShardWork};
+use super::route::{CloseOnDrop, Item, Progress, ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::detect::{Engine, EngineStats};
 use crate::metrics::Metrics;
@@ -48,6 +48,11 @@ pub(super) fn run_shard(
     mut observe: ShardObserve<'_>,
     checkpoints: Option<(Sender<ShardSnapshot>, &SnapshotBuffers)>,
 ) -> (EngineStats, Vec<SnapshotEntry>) {
+    // the router may wait for this shard's progress: it must hear when the shard is gone
+    let close = CloseOnDrop {
+        progress: observe.progress,
+        shard: index,
+    };
     let mut events = Vec::new();
     let mut marks = Vec::new();
     let mut sent_watermark = 0;
@@ -113,9 +118,7 @@ pub(super) fn run_shard(
             }
         }
     }
-    if let Some(p) = observe.progress {
-        p.close(index);
-    }
+    drop(close);
     let reason = if stop.load(Ordering::Relaxed) {
         EndReason::Shutdown
     } else {
