@@ -335,7 +335,8 @@ impl KeyState {
 /// Counters the engine keeps about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Packets counted by this shard (in at least one scope it owns).
+    /// Packets counted: by an engine fed packets itself ([`Engine::on_packet`], `count_many`),
+    /// those in at least one scope it owns; of a router's aggregates, every packet, by shard 0.
     pub packets: u64,
     /// Packets stamped earlier than one already seen, counted at the later time (by the engine's own
     /// clock: zero when a router keeps the time).
