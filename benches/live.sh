@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Live capture benchmark: CPU per packet and kernel drops of `floodwatch live` with one and with two
+# capture threads (AF_PACKET fanout), on a veth pair between two network namespaces this script
+# makes (and deletes), flooded by tcpreplay at its top speed. Root, `ip` and `tcpreplay` needed.
+#
+#   benches/live.sh               # 300 k SYNs per run, 3 runs per setting
+#   benches/live.sh --packets N   # N packets per run
+#   benches/live.sh --quick       # 50 k packets, 1 run: proves the script works
+#
+# Traffic goes only to the receiving namespace's own address (10.250.0.2) over the veth pair. CPU
+# is floodwatch's user+sys time from GNU time, from start to Ctrl-C, per packet read; an idle run
+# (no traffic) is measured too and shown beside it (start-up and idle ticks: what a short run adds).
+# The last thing printed is a markdown table ready to paste into docs/performance.md.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+PACKETS=300000
+RUNS=3
+while (($#)); do
+  case "$1" in
+    --quick) PACKETS=50000 RUNS=1 ;;
+    --packets) PACKETS="${2:?--packets needs a number}"; shift ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (try --help)" ;;
+  esac
+  shift
+done
+[[ "$(id -u)" == 0 ]] || die "needs root (network namespaces and AF_PACKET)"
+command -v ip >/dev/null || die "needs ip (Debian package iproute2)"
+ensure_debian_package tcpreplay tcpreplay || die "needs tcpreplay (Debian package tcpreplay)"
+ensure_debian_package time time || die "needs GNU time (Debian package time)"
+build_release
+
+TAG="fwb$$"
+SNS="${TAG}s" RNS="${TAG}r" SIF="${TAG}s" RIF="${TAG}r"
+cleanup() {
+  ip netns del "$SNS" 2>/dev/null || true
+  ip netns del "$RNS" 2>/dev/null || true
+}
+trap 'cleanup; [[ -n "${KEEP_BENCH_DIR:-}" ]] || rm -rf "$BENCH_DIR"' EXIT
+ip netns add "$SNS"
+ip netns add "$RNS"
+for ns in "$SNS" "$RNS"; do
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+done
+ip link add "$SIF" netns "$SNS" type veth peer name "$RIF" netns "$RNS"
+ip -n "$SNS" addr add 10.250.0.1/24 dev "$SIF"
+ip -n "$RNS" addr add 10.250.0.2/24 dev "$RIF"
+ip -n "$SNS" link set "$SIF" up
+ip -n "$RNS" link set "$RIF" up
+MAC="$(ip netns exec "$RNS" cat "/sys/class/net/$RIF/address")"
+
+CAPTURE="$BENCH_DIR/live-$PACKETS.pcap"
+"$FW" synth syn-flood --victim 10.250.0.2 --dst-mac "$MAC" --src-mac 02:00:00:00:00:01 \
+  --duration 1s --attack-start 0s --attack-duration 1s --attack-pps "$PACKETS" \
+  --background-pps 0 -o "$CAPTURE" >/dev/null 2>"$BENCH_DIR/synth.log" ||
+  die "synth failed: $(cat "$BENCH_DIR/synth.log")"
+
+# run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
+# CPU (s), FRAMES, KDROPS.
+run() {
+  local threads="$1" send="$2" err="$BENCH_DIR/live.err" times="$BENCH_DIR/live.time"
+  rm -f "$err" "$times"
+  ip netns exec "$RNS" /usr/bin/time -f '%U %S' -o "$times" \
+    "$FW" live "$RIF" --threads 1 --capture-threads "$threads" --status-interval 0 \
+    -o /dev/null 2>"$err" &
+  local pid=$!
+  for _ in $(seq 100); do
+    grep -q "capturing on" "$err" 2>/dev/null && break
+    sleep 0.05
+  done
+  grep -q "capturing on" "$err" || die "floodwatch did not start: $(cat "$err")"
+  if ((send)); then
+    ip netns exec "$SNS" tcpreplay -q -i "$SIF" --topspeed "$CAPTURE" >"$BENCH_DIR/tcpreplay.log" 2>&1 ||
+      die "tcpreplay failed: $(cat "$BENCH_DIR/tcpreplay.log")"
+  else
+    sleep 0.5
+  fi
+  sleep 1
+  pkill -INT -f "$FW live $RIF" || true
+  wait "$pid" || true
+  read -r user sys <"$times"
+  CPU="$(calc "$user + $sys")"
+  FRAMES="$(sed -n 's/.*frames \([0-9]*\).*/\1/p' "$err" | head -n 1)"
+  KDROPS="$(sed -n 's/.*kernel drops \([0-9]*\).*/\1/p' "$err" | head -n 1)"
+  FRAMES="${FRAMES:-0}" KDROPS="${KDROPS:-0}"
+}
+
+ROWS=()
+for threads in 1 2; do
+  idle=() cpus=() frames=() drops=()
+  for r in $(seq "$RUNS"); do
+    run "$threads" 0
+    idle+=("$CPU")
+    run "$threads" 1
+    cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS")
+    log "capture threads $threads, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU"
+  done
+  cpu="$(median "${cpus[@]}")" base="$(median "${idle[@]}")" got="$(median "${frames[@]}")"
+  per="$(fixed 0 "$cpu * 1e9 / ($got > 0 ? $got : 1)")"
+  ROWS+=("| $threads | $PACKETS | $got | $(median "${drops[@]}") | $cpu | $base | $per |")
+done
+RATE="$(sed -n 's/.*Rated: *\([0-9.]*\) Bps, *[0-9.]* Mbps, *\([0-9.]*\) pps.*/\2/p' "$BENCH_DIR/tcpreplay.log" | head -n 1)"
+
+printf '\n### Live capture on a veth pair\n\n'
+printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
+  "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
+printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read |\n|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '%s\n' "${ROWS[@]}"
