@@ -34,9 +34,8 @@ const ESCALATE: [(u32, u32); 3] = [(1024, 16), (4096, 64), (65_536, 256)];
 #[derive(Clone, Debug)]
 pub struct KeyAgg {
     pub key: Key,
-    /// The counters (filled from `classes` and `bytes` when the aggregate is taken).
-    pub counts: Counts,
-    /// Packets by class and bytes, what a packet adds (cheaper than every counter).
+    /// Packets by class and bytes, what a packet adds (cheaper than every counter; [`KeyAgg::counts`]
+    /// expands them).
     classes: [u64; PacketClass::COUNT],
     bytes: u64,
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
@@ -70,6 +69,13 @@ pub struct HostCount {
     pub host: std::net::IpAddr,
     pub packets: u64,
     next: u32,
+}
+
+impl KeyAgg {
+    /// The window counters of the key's packets.
+    pub fn counts(&self) -> Counts {
+        Counts::of_classes(&self.classes, self.bytes)
+    }
 }
 
 /// A sampled summary and the packets it stands for besides its own weight.
@@ -128,11 +134,6 @@ impl ScopeAgg {
         }
     }
 
-    /// True when nothing is aggregated.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// True once the aggregate holds [`MAX_ENTRIES`] keys or [`MAX_SAMPLES`] samples: it must be
     /// handed over before the next packet (a part of its tick; the trigger depends only on the
     /// packets, so the parts are the same on every run).
@@ -179,7 +180,6 @@ impl ScopeAgg {
         };
         self.entries.push(KeyAgg {
             key,
-            counts: Counts::default(),
             classes: [0; PacketClass::COUNT],
             bytes: 0,
             summaries: 0,
@@ -297,7 +297,7 @@ impl ScopeAgg {
         }
     }
 
-    /// Everything aggregated, moved out; the builder starts empty (keeping its index's room).
+    /// Everything aggregated, moved out; the builder starts empty.
     pub fn take(&mut self) -> ScopeAggregate {
         self.index.clear();
         self.last = None;
@@ -305,14 +305,12 @@ impl ScopeAgg {
         let mut regs = std::mem::take(&mut self.regs);
         regs.truncate(self.regs_used);
         self.regs_used = 0;
-        let mut entries = std::mem::take(&mut self.entries);
-        for e in &mut entries {
-            e.counts = Counts::of_classes(&e.classes, e.bytes);
-        }
+        // the next aggregate starts with room for as much as this one held (it leaves with the
+        // aggregate: no growing from empty at every tick)
         ScopeAggregate {
-            entries,
-            samples: std::mem::take(&mut self.samples),
-            hosts: std::mem::take(&mut self.hosts),
+            entries: taken_with_room(&mut self.entries),
+            samples: taken_with_room(&mut self.samples),
+            hosts: taken_with_room(&mut self.hosts),
             regs,
         }
     }
@@ -340,13 +338,13 @@ impl ScopeAggregate {
             (
                 e,
                 Drained {
-                    samples: SampleIter {
-                        samples: &self.samples,
+                    samples: Linked {
+                        items: &self.samples,
                         at: e.first_sample,
                     },
                     regs: self.regs.get(e.regs as usize),
-                    hosts: HostIter {
-                        hosts: &self.hosts,
+                    hosts: Linked {
+                        items: &self.hosts,
                         at: e.first_host,
                     },
                 },
@@ -364,36 +362,50 @@ pub struct Drained<'a> {
     pub hosts: HostIter<'a>,
 }
 
+/// Items of one entry, linked through a shared arena by index (samples in packet order; hosts in
+/// the order opposite to their first packets).
+pub struct Linked<'a, T> {
+    items: &'a [T],
+    at: u32,
+}
+
+/// An arena item that names the next item of its entry.
+trait Link {
+    fn next(&self) -> u32;
+}
+
+impl Link for Sample {
+    fn next(&self) -> u32 {
+        self.next
+    }
+}
+
+impl Link for HostCount {
+    fn next(&self) -> u32 {
+        self.next
+    }
+}
+
+#[allow(private_bounds)]
+impl<'a, T: Link> Iterator for Linked<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        let item = self.items.get(self.at as usize)?;
+        self.at = item.next();
+        Some(item)
+    }
+}
+
+/// The samples of one entry.
+pub type SampleIter<'a> = Linked<'a, Sample>;
 /// The hosts counted inside one subnet entry.
-pub struct HostIter<'a> {
-    hosts: &'a [HostCount],
-    at: u32,
-}
+pub type HostIter<'a> = Linked<'a, HostCount>;
 
-impl<'a> Iterator for HostIter<'a> {
-    type Item = &'a HostCount;
-
-    fn next(&mut self) -> Option<&'a HostCount> {
-        let h = self.hosts.get(self.at as usize)?;
-        self.at = h.next;
-        Some(h)
-    }
-}
-
-/// The samples of one entry, in packet order.
-pub struct SampleIter<'a> {
-    samples: &'a [Sample],
-    at: u32,
-}
-
-impl<'a> Iterator for SampleIter<'a> {
-    type Item = &'a Sample;
-
-    fn next(&mut self) -> Option<&'a Sample> {
-        let s = self.samples.get(self.at as usize)?;
-        self.at = s.next;
-        Some(s)
-    }
+/// Takes `v`, leaving an empty vector with room for as many items.
+fn taken_with_room<T>(v: &mut Vec<T>) -> Vec<T> {
+    let room = v.len();
+    std::mem::replace(v, Vec::with_capacity(room))
 }
 
 /// Registers for one more entry (reused from earlier aggregates when there are).
@@ -460,7 +472,7 @@ mod tests {
             let n: u64 = d.samples.map(|s| u64::from(s.rate)).sum();
             seen.push((
                 e.key,
-                e.counts.get(Signal::Packets),
+                e.counts().get(Signal::Packets),
                 e.summaries,
                 e.first_ts,
                 n,
@@ -474,7 +486,7 @@ mod tests {
         assert!((12_000..20_000).contains(&stood_for), "{stood_for}");
         let d = distinct.unwrap_or(0);
         assert!((15_000..17_000).contains(&d), "{d}");
-        assert!(a.is_empty());
+        assert!(a.take().entries().is_empty());
         assert_eq!(a.find(key), None);
     }
 

@@ -251,12 +251,13 @@ impl KeyState {
     /// Counts one aggregate of the key's packets (all in the tick of `at`); returns true when the key
     /// just started gathering evidence (became hot). Its samples feed the evidence.
     fn absorb(&mut self, scope: Scope, at: &At, agg: &KeyAgg, left: Drained<'_>) -> bool {
-        if self.window.record(at.epoch, &agg.counts) {
+        let counts = agg.counts();
+        if self.window.record(at.epoch, &counts) {
             self.since = at.ts;
             self.summaries = 0;
         }
         self.summaries = self.summaries.saturating_add(agg.summaries);
-        let packets = agg.counts.get(Signal::Packets);
+        let packets = counts.get(Signal::Packets);
         if self.tick != at.tick as u32 {
             self.tick = at.tick as u32;
             self.tick_packets = 0;
@@ -266,7 +267,7 @@ impl KeyState {
             .saturating_add(u32::try_from(packets).unwrap_or(u32::MAX));
         // lifetime totals: flow records can claim absurd sizes, and a total never panics
         self.packets = self.packets.saturating_add(packets);
-        self.bytes = self.bytes.saturating_add(agg.counts.get(Signal::Bytes));
+        self.bytes = self.bytes.saturating_add(counts.get(Signal::Bytes));
         if agg.amp.1 > 0 {
             crate::aggregate::vote(&mut self.amp_vote, agg.amp.0, agg.amp.1);
         }
@@ -295,8 +296,7 @@ impl KeyState {
                 e.merge_peers(r);
             }
             if !became_hot {
-                e.burst
-                    .add_many(at.tick, &agg.counts, u64::from(agg.summaries));
+                e.burst.add_many(at.tick, &counts, u64::from(agg.summaries));
             }
         }
         became_hot

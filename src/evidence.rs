@@ -248,12 +248,13 @@ impl Evidence {
         } else {
             (&p.dst, &p.src)
         };
-        self.distinct.add(*peer);
+        let peer_hash = Hll::hash(*peer);
+        self.distinct.add_hash(peer_hash);
         let mut rate = rate.max(1);
         if rate == 1 && self.seen >= EXACT_PACKETS {
             // a key past its first packets, seen one packet at a time (a small aggregate, or a
             // summary at a time): one in SAMPLE, chosen by the packet, stands for SAMPLE
-            let h = (Hll::hash(*peer) ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let h = (peer_hash ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             if (h >> 59) as u32 & (SAMPLE - 1) != 0 {
                 return;
             }

@@ -238,13 +238,6 @@ impl<V> KeyTable<V> {
         }
     }
 
-    /// Counts a packet of a key held back by admission without looking it up (the caller knows it
-    /// is not in the table).
-    #[inline]
-    pub fn defer(&mut self) {
-        self.stats.deferred += 1;
-    }
-
     /// The state of `key` if tracked, for changing.
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
         self.map.get_mut(key)

@@ -64,6 +64,17 @@ impl Tracking {
     }
 }
 
+/// Every hint any bitmap of `ring` holds.
+fn union(ring: &[Vec<u64>]) -> Vec<u64> {
+    let mut all = vec![0u64; SourceAdmission::HINT_WORDS];
+    for bits in ring {
+        for (a, b) in all.iter_mut().zip(bits) {
+            *a |= b;
+        }
+    }
+    all
+}
+
 /// The packets of one tick (or of a part of one, when something had to be counted mid-tick),
 /// aggregated per scope and key.
 #[derive(Debug, Default)]
@@ -78,13 +89,6 @@ pub struct TickAggregate {
     pub packets: u64,
     /// The latest packet time in it.
     pub last_ts: Option<crate::time::Timestamp>,
-}
-
-impl TickAggregate {
-    /// True when no packet is in it.
-    pub fn is_empty(&self) -> bool {
-        self.packets == 0
-    }
 }
 
 /// Aggregates packets until [`Aggregator::take`].
@@ -143,19 +147,12 @@ impl Aggregator {
         for a in &mut self.admission {
             a.set_min_count(min_count);
         }
-        if let Tracking::Recent { windows, .. } = &self.tracking {
+        if let Tracking::Recent { windows, ring, .. } = &self.tracking {
             let wanted = cfg.idle_windows.saturating_add(2).max(1);
             if *windows != wanted {
-                // a new span: the hints of the old ring all carry over into the new one's first
-                // bitmap (they may only be too many, never too few)
-                let mut merged = vec![0u64; SourceAdmission::HINT_WORDS];
-                if let Tracking::Recent { ring, .. } = &self.tracking {
-                    for bits in ring {
-                        for (m, b) in merged.iter_mut().zip(bits) {
-                            *m |= b;
-                        }
-                    }
-                }
+                // a new span: every hint of the old ring carries over into the new one's current
+                // bitmap (hints may only be too many, never too few)
+                let merged = union(ring);
                 let mut fresh = Tracking::recent(wanted);
                 if let Tracking::Recent {
                     ring,
@@ -359,12 +356,7 @@ impl Aggregator {
             }
         }
         *current = g;
-        let mut hints = vec![0u64; SourceAdmission::HINT_WORDS];
-        for bits in ring.iter() {
-            for (h, b) in hints.iter_mut().zip(bits) {
-                *h |= b;
-            }
-        }
+        let hints = union(ring);
         for adm in self.admission.iter_mut() {
             adm.set_tracked(&hints);
         }
