@@ -102,6 +102,24 @@ impl FrameSource for ProgressSource {
         self.inner.next_frame()
     }
 
+    fn without_idle(&self) -> bool {
+        self.inner.without_idle()
+    }
+
+    fn next_frames(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        let before = self.calls;
+        let n = self.inner.next_frames(max, each)?;
+        self.calls += n as u64;
+        if self.calls / UPDATE_EVERY != before / UPDATE_EVERY {
+            self.update();
+        }
+        Ok(n)
+    }
+
     fn stats(&self) -> CaptureStats {
         self.inner.stats()
     }

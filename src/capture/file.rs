@@ -294,6 +294,10 @@ impl FileSource {
             return r;
         }
         self.prepared = None;
+        if self.reader.is_none() {
+            // finished (at the end or after an error): what was read stays as it was
+            return Ok(false);
+        }
         match self.find_next_frame() {
             Ok(Some(p)) => {
                 self.prepared = Some(p);
@@ -438,6 +442,10 @@ impl FileSource {
 }
 
 impl FrameSource for FileSource {
+    fn without_idle(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         if self.advance()? {
@@ -445,6 +453,23 @@ impl FrameSource for FileSource {
         } else {
             Ok(None)
         }
+    }
+
+    fn next_frames(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        let Some(m) = &mut self.mapped else {
+            return super::one_by_one(self, max, each);
+        };
+        let r = m.for_each(&self.path, &mut self.stats, max, each);
+        self.bytes_read = m.offset();
+        if !matches!(r, Ok(n) if n == max) {
+            // the end of the file, or a fault in it: as [`FileSource::advance`] leaves it
+            self.mapped = None;
+        }
+        r
     }
 
     fn stats(&self) -> CaptureStats {
@@ -519,6 +544,32 @@ impl MultiFileSource {
         result
     }
 
+    /// Frames of the current file (opened when none is), at most `max`, handed to `each`; at its
+    /// end the next file is made current. None when no file is left.
+    fn next_frames_of_file(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<Option<usize>, CaptureError> {
+        if self.current.is_none() {
+            let Some(path) = self.paths.get(self.index) else {
+                return Ok(None);
+            };
+            self.current = Some(FileSource::open(path)?);
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        let n = current.next_frames(max, each)?;
+        if n < max {
+            self.finished_stats.add(&current.stats());
+            self.finished_bytes += current.bytes_read();
+            self.current = None;
+            self.index += 1;
+        }
+        Ok(Some(n))
+    }
+
     #[inline]
     fn advance_inner(&mut self) -> Result<bool, CaptureError> {
         loop {
@@ -543,6 +594,10 @@ impl MultiFileSource {
 }
 
 impl FrameSource for MultiFileSource {
+    fn without_idle(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         if self.advance()? {
@@ -550,6 +605,27 @@ impl FrameSource for MultiFileSource {
         } else {
             Ok(None)
         }
+    }
+
+    fn next_frames(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        let mut n = 0;
+        while n < max && !self.failed {
+            let step = self.next_frames_of_file(max - n, each);
+            match step {
+                Ok(Some(k)) => n += k,
+                Ok(None) => break,
+                Err(e) => {
+                    self.failed = true;
+                    self.current = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn stats(&self) -> CaptureStats {
@@ -1035,6 +1111,45 @@ mod tests {
         }
     }
 
+    /// [`drain`] through [`FrameSource::next_frames`], `batch` frames at a time.
+    fn drain_batched(
+        src: &mut impl FrameSource,
+        batch: usize,
+    ) -> (Vec<Owned>, Option<CaptureError>) {
+        assert!(src.without_idle());
+        let mut out = Vec::new();
+        loop {
+            let before = out.len();
+            let r = src.next_frames(batch, &mut |f| {
+                out.push(Owned {
+                    ts: f.ts.as_nanos(),
+                    link: f.link.0,
+                    data: f.data.to_vec(),
+                    wire_len: f.wire_len,
+                })
+            });
+            match r {
+                Ok(n) => {
+                    assert_eq!(n, out.len() - before, "the count handed");
+                    if n < batch {
+                        assert!(
+                            matches!(src.next_frame(), Ok(None)),
+                            "fewer only at the end"
+                        );
+                        return (out, None);
+                    }
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(src.next_frame(), Ok(None)),
+                        "finished after an error"
+                    );
+                    return (out, Some(e));
+                }
+            }
+        }
+    }
+
     fn read_all(bytes: Vec<u8>) -> Vec<Owned> {
         let (frames, err) = drain(&mut source(bytes).unwrap());
         assert!(err.is_none(), "{err:?}");
@@ -1356,8 +1471,21 @@ mod tests {
             settle(&path);
             let mut from_file = FileSource::open(&path).unwrap();
             mapped += usize::from(from_file.mapped.is_some());
-            let streamed = FileSource::from_reader(path.clone(), io::Cursor::new(bytes));
-            assert_eq!(outcome(&mut from_file), outcome(&mut streamed.unwrap()));
+            let streamed = FileSource::from_reader(path.clone(), io::Cursor::new(bytes.clone()));
+            let expected = outcome(&mut streamed.unwrap());
+            assert_eq!(outcome(&mut from_file), expected);
+            // and a batch at a time, mapped and streamed, whatever the batch
+            for batch in [1, 2, 1024] {
+                let mut mapped = FileSource::open(&path).unwrap();
+                let (frames, err) = drain_batched(&mut mapped, batch);
+                let got = (frames, err.map(|e| e.to_string()), mapped.bytes_read());
+                assert_eq!(got, expected, "mapped, batches of {batch}");
+                let mut streamed =
+                    FileSource::from_reader(path.clone(), io::Cursor::new(bytes.clone())).unwrap();
+                let (frames, err) = drain_batched(&mut streamed, batch);
+                assert_eq!(frames, expected.0, "streamed, batches of {batch}");
+                assert_eq!(err.map(|e| e.to_string()), expected.1);
+            }
         }
         assert_eq!(mapped, 4 * 306, "every file was mapped");
         // pcapng and standard input keep the streaming reader
@@ -1469,15 +1597,29 @@ mod tests {
         assert!(src.next_frame().unwrap().is_some());
         assert!(src.next_frame().unwrap().is_none());
         assert_eq!(src.stats().frames, 3);
+        // in batches: across the files, in order, and the same count
+        for batch in [1, 2, 5] {
+            let mut src = MultiFileSource::new(vec![a.clone(), b.clone()]);
+            let (frames, err) = drain_batched(&mut src, batch);
+            assert!(err.is_none(), "{err:?}");
+            let data: Vec<&[u8]> = frames.iter().map(|f| f.data.as_slice()).collect();
+            assert_eq!(data, [&b"a1"[..], b"b1", b"b2"], "batches of {batch}");
+            assert_eq!(src.stats().frames, 3);
+        }
         // a missing file is an Open error naming it, then the source is finished
         let missing = dir.path().join("missing.pcap");
-        let mut src = MultiFileSource::new(vec![a, missing.clone(), b]);
+        let mut src = MultiFileSource::new(vec![a.clone(), missing.clone(), b.clone()]);
         assert!(src.next_frame().unwrap().is_some());
         match src.next_frame() {
             Err(CaptureError::Open { path, .. }) => assert_eq!(path, missing),
             other => panic!("expected Open, got {:?}", other.map(|f| f.is_some())),
         }
         assert!(src.next_frame().unwrap().is_none());
+        // in batches: the first file's frame is handed, then the error
+        let mut src = MultiFileSource::new(vec![a, missing.clone(), b]);
+        let (frames, err) = drain_batched(&mut src, 8);
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(err, Some(CaptureError::Open { path, .. }) if path == missing));
     }
 
     /// Frame counts from `../shared/captures/INDEX.md`.

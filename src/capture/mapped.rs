@@ -107,22 +107,93 @@ impl MappedPcap {
         stats: &mut CaptureStats,
     ) -> Result<bool, CaptureError> {
         self.current = None;
+        let record = match self.order {
+            ByteOrder::Little => self.record::<false>(path)?,
+            ByteOrder::Big => self.record::<true>(path)?,
+        };
+        let Some(record) = record else {
+            return Ok(false);
+        };
+        self.current = Some(record);
+        self.pos = record.0 + record.1;
+        stats.frames += 1;
+        stats.captured_bytes += record.1 as u64;
+        Ok(true)
+    }
+
+    /// Hands the next records, at most `max`, to `each` ([`super::FrameSource::next_frames`]):
+    /// fewer than `max` only at the end of the file.
+    #[inline]
+    pub(super) fn for_each(
+        &mut self,
+        path: &Path,
+        stats: &mut CaptureStats,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        self.current = None;
+        match self.order {
+            ByteOrder::Little => self.walk::<false>(path, stats, max, each),
+            ByteOrder::Big => self.walk::<true>(path, stats, max, each),
+        }
+    }
+
+    /// [`MappedPcap::for_each`] in one byte order (`BIG`: big-endian fields).
+    #[inline(always)]
+    fn walk<const BIG: bool>(
+        &mut self,
+        path: &Path,
+        stats: &mut CaptureStats,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        for n in 0..max {
+            let Some((start, len, ts, wire_len)) = self.record::<BIG>(path)? else {
+                return Ok(n);
+            };
+            self.pos = start + len;
+            stats.frames += 1;
+            stats.captured_bytes += len as u64;
+            if let Some(data) = self.map.get(start..start + len) {
+                each(RawFrame {
+                    ts,
+                    link: self.link,
+                    data,
+                    wire_len,
+                });
+            }
+        }
+        Ok(max)
+    }
+
+    /// The record at `pos`: (start of its bytes, captured length, time, wire length); None at the
+    /// end of the file.
+    #[inline(always)]
+    fn record<const BIG: bool>(
+        &mut self,
+        path: &Path,
+    ) -> Result<Option<(usize, usize, Timestamp, u32)>, CaptureError> {
         let len = self.map.len();
         if self.pos >= len {
-            return Ok(false);
+            return Ok(None);
         }
         if self.pos - self.released >= RELEASE_EVERY {
             self.release();
         }
-        let header = self
+        let Some(&header) = self
             .map
-            .get(self.pos..self.pos + RECORD_HEADER)
-            .ok_or_else(|| truncated(path, self.pos))?;
+            .get(self.pos..)
+            .and_then(|rest| rest.first_chunk::<RECORD_HEADER>())
+        else {
+            return Err(truncated(path, self.pos));
+        };
         let field = |at: usize| {
-            let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
-            match self.order {
-                ByteOrder::Little => u32::from_le_bytes(b),
-                ByteOrder::Big => u32::from_be_bytes(b),
+            let v =
+                u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+            if BIG {
+                v.swap_bytes()
+            } else {
+                v
             }
         };
         let (secs, frac, caplen, wire_len) = (field(0), field(4), field(8), field(12));
@@ -135,8 +206,7 @@ impl MappedPcap {
             });
         }
         let start = self.pos + RECORD_HEADER;
-        let end = start + caplen as usize;
-        if end > len {
+        if start + caplen as usize > len {
             return Err(truncated(path, self.pos));
         }
         let sub_nanos = match self.precision {
@@ -144,11 +214,7 @@ impl MappedPcap {
             TsPrecision::Nano => u64::from(frac),
         };
         let ts = Timestamp::from_secs_nanos(u64::from(secs), sub_nanos);
-        self.current = Some((start, caplen as usize, ts, wire_len));
-        self.pos = end;
-        stats.frames += 1;
-        stats.captured_bytes += caplen as u64;
-        Ok(true)
+        Ok(Some((start, caplen as usize, ts, wire_len)))
     }
 
     /// Hands the pages wholly before the next record back to the kernel (they are read again from

@@ -80,8 +80,42 @@ pub trait FrameSource {
             None => SourceEvent::End,
         })
     }
+    /// True when the source never reports itself idle, so its frames may be taken with
+    /// [`FrameSource::next_frames`] (files); false for sources whose [`FrameSource::next_event`]
+    /// says more than `next_frame` does.
+    fn without_idle(&self) -> bool {
+        false
+    }
+    /// Hands the next frames, at most `max`, to `each` in order and says how many it handed; fewer
+    /// than `max` only at the end of input. Meant for sources [`FrameSource::without_idle`]
+    /// (idle reports need `next_event`). Files walk their records in one loop here instead of one
+    /// call through every layer per frame. After an `Err` (the frames before the fault were
+    /// handed) the source is finished.
+    fn next_frames(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(RawFrame<'_>),
+    ) -> Result<usize, CaptureError> {
+        one_by_one(self, max, each)
+    }
     /// Counters so far.
     fn stats(&self) -> CaptureStats;
+}
+
+/// [`FrameSource::next_frames`] through [`FrameSource::next_frame`]: what a source without a
+/// loop of its own does.
+pub fn one_by_one<S: FrameSource + ?Sized>(
+    source: &mut S,
+    max: usize,
+    each: &mut dyn FnMut(RawFrame<'_>),
+) -> Result<usize, CaptureError> {
+    for n in 0..max {
+        match source.next_frame()? {
+            Some(frame) => each(frame),
+            None => return Ok(n),
+        }
+    }
+    Ok(max)
 }
 
 /// Why a capture could not be read. Every variant names the file or interface and says what to do.

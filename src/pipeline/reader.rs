@@ -28,6 +28,8 @@ const LIVE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Frames between two publications of the reader's counters.
 const PUBLISH_EVERY_FRAMES: u64 = 4096;
+/// Frames a file hands over per call ([`Reader::read_all`]); divides [`PUBLISH_EVERY_FRAMES`].
+const BATCH: usize = 1024;
 
 /// Where the reader hands its packets: the router itself, or a capture thread's channel to it.
 pub(super) trait Downstream {
@@ -288,6 +290,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
         source: &mut dyn FrameSource,
         stop: &AtomicBool,
     ) -> Option<CaptureError> {
+        if source.without_idle() && self.telemetry.is_none() {
+            return self.read_batches(source, stop);
+        }
         loop {
             if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, None) {
                 return None;
@@ -301,26 +306,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     self.counts.frames += 1;
                     self.telemetry_frame(frame);
                 }
-                Ok(SourceEvent::Frame(frame)) => {
-                    self.summary.frames += 1;
-                    self.counts.frames += 1;
-                    match self
-                        .decoder
-                        .decode(frame.link, frame.data, frame.ts, frame.wire_len)
-                    {
-                        Ok(p) => {
-                            self.push(p);
-                            if let Some(t) = &mut self.tap {
-                                // after the router took it: the evaluations due before it ran
-                                t.offer(&frame, &p, self.router.evaluations());
-                            }
-                        }
-                        Err(e) => {
-                            self.summary.decode.record(&e);
-                            self.counts.not_decoded(&e);
-                        }
-                    }
-                }
+                Ok(SourceEvent::Frame(frame)) => self.frame(frame),
                 Ok(SourceEvent::Idle { now }) => {
                     if let Some(t) = self.telemetry.as_deref_mut() {
                         t.stage.advance(now, &mut t.scratch);
@@ -334,6 +320,52 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 }
                 Ok(SourceEvent::End) => return None,
                 Err(e) => return Some(e),
+            }
+        }
+    }
+
+    /// [`Reader::read_all`] of a file: frames [`BATCH`] at a time, each batch walked by the source
+    /// in one loop. The stop request and the metrics are looked at between batches, at the same
+    /// frame counts as frame by frame.
+    fn read_batches(
+        &mut self,
+        source: &mut dyn FrameSource,
+        stop: &AtomicBool,
+    ) -> Option<CaptureError> {
+        loop {
+            if self.should_stop(source, stop, None) {
+                return None;
+            }
+            if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
+                self.publish(source.stats());
+            }
+            match source.next_frames(BATCH, &mut |frame| self.frame(frame)) {
+                Ok(n) if n == BATCH => {}
+                Ok(_) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    /// Decodes and hands on one frame.
+    #[inline]
+    fn frame(&mut self, frame: RawFrame<'_>) {
+        self.summary.frames += 1;
+        self.counts.frames += 1;
+        match self
+            .decoder
+            .decode(frame.link, frame.data, frame.ts, frame.wire_len)
+        {
+            Ok(p) => {
+                self.push(p);
+                if let Some(t) = &mut self.tap {
+                    // after the router took it: the evaluations due before it ran
+                    t.offer(&frame, &p, self.router.evaluations());
+                }
+            }
+            Err(e) => {
+                self.summary.decode.record(&e);
+                self.counts.not_decoded(&e);
             }
         }
     }
