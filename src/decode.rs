@@ -531,13 +531,16 @@ fn sniff_ip(ip: &[u8]) -> Result<Network<'_>, DecodeError> {
 }
 
 /// Ethernet II: destination, source, ethertype, then tags.
+#[inline]
 fn ethernet(frame: &[u8]) -> Result<Network<'_>, DecodeError> {
-    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame)
-        .map_err(|_| DecodeError::TruncatedLink)?;
-    let rest = frame
-        .get(etherparse::Ethernet2Header::LEN..)
-        .ok_or(DecodeError::TruncatedLink)?;
-    by_ethertype(eth.ether_type().0, rest)
+    // read in place: the ethertype is all the link layer tells
+    let (Some(ethertype), Some(rest)) = (be16(frame, 12), frame.get(14..)) else {
+        return Err(DecodeError::TruncatedLink);
+    };
+    if ethertype == ethertype::IPV4 {
+        return Ok(Network::V4(rest));
+    }
+    by_ethertype(ethertype, rest)
 }
 
 /// Linux cooked capture: SLL (protocol at 14, 16-byte header) or SLL2 (protocol at 0, 20 bytes).
@@ -647,37 +650,46 @@ fn summary(
     }
 }
 
+/// IPv4, read in place from its fixed 20 bytes (RFC 791): version and IHL checked as a header
+/// parser would (a short header is truncated, a wrong version or an IHL under 5 invalid).
+#[inline]
 fn decode_ipv4(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
-    use etherparse::err::ipv4::HeaderSliceError;
-    let header = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
-        HeaderSliceError::Len(_) => DecodeError::TruncatedIp,
-        HeaderSliceError::Content(_) => DecodeError::BadIpHeader,
-    })?;
-    let header_len = header.slice().len();
-    let total_len = usize::from(header.total_len());
+    let Some(h) = ip.first_chunk::<20>() else {
+        return Err(DecodeError::TruncatedIp);
+    };
+    if h[0] >> 4 != 4 || h[0] & 0x0f < 5 {
+        return Err(DecodeError::BadIpHeader);
+    }
+    let header_len = usize::from(h[0] & 0x0f) * 4;
+    if ip.len() < header_len {
+        return Err(DecodeError::TruncatedIp);
+    }
+    let total = u16::from_be_bytes([h[2], h[3]]);
+    let total_len = usize::from(total);
     if total_len < header_len {
         return Err(DecodeError::BadIpHeader);
     }
     // Ethernet padding lies beyond total_len; a snaplen cut leaves less than total_len.
     let end = total_len.min(ip.len());
     let payload = ip.get(header_len..end).unwrap_or(&[]);
-    let src = IpAddr::V4(header.source_addr());
-    let dst = IpAddr::V4(header.destination_addr());
-    let proto = header.protocol().0;
-    let df = if header.dont_fragment() {
+    let src = IpAddr::V4(std::net::Ipv4Addr::new(h[12], h[13], h[14], h[15]));
+    let dst = IpAddr::V4(std::net::Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+    let proto = h[9];
+    let flags = h[6];
+    let df = if flags & 0x40 != 0 {
         HeaderFields::DF
     } else {
         0
     };
     let mut hdr = HeaderFields {
-        ip_id: header.identification(),
-        ip_len: header.total_len(),
-        ttl: header.ttl(),
+        ip_id: u16::from_be_bytes([h[4], h[5]]),
+        ip_len: total,
+        ttl: h[8],
         payload_len: len16(total_len - header_len),
         bits: HeaderFields::KNOWN | df,
         ..HeaderFields::UNKNOWN
     };
-    let offset = u32::from(header.fragments_offset().value()) * 8;
+    let offset = u32::from(u16::from_be_bytes([flags & 0x1f, h[7]])) * 8;
     if offset > 0 {
         let fragment = Fragment::Later { offset };
         return Ok(summary(
@@ -690,7 +702,7 @@ fn decode_ipv4(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
             hdr,
         ));
     }
-    let fragment = if header.more_fragments() {
+    let fragment = if flags & 0x20 != 0 {
         Fragment::First
     } else {
         Fragment::None
