@@ -99,6 +99,7 @@ impl Clock {
     }
 
     /// [`Clock::accept`] for a summary standing for `weight` packets (they all count in the load).
+    #[inline]
     pub fn accept_weighted(
         &mut self,
         ts: Timestamp,
@@ -125,7 +126,21 @@ impl Clock {
         }
     }
 
+    #[inline]
     fn move_to(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) -> Timestamp {
+        // most packets: in order, before the next evaluation is due
+        if let Some(clock) = self.now {
+            if ts >= clock && ts.0 < self.next_tick && ts <= Timestamp::LATEST {
+                self.now = Some(ts);
+                return ts;
+            }
+        }
+        self.move_slowly(ts, steps)
+    }
+
+    /// [`Clock::move_to`] for a packet that starts the clock, is late, or crosses a tick.
+    #[cold]
+    fn move_slowly(&mut self, ts: Timestamp, steps: &mut Vec<TimeStep>) -> Timestamp {
         // Near u64::MAX the next tick would saturate and the tick loop never end.
         let ts = ts.clamped();
         let Some(clock) = self.now else {
