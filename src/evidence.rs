@@ -14,7 +14,9 @@ use crate::signature::{Signature, SignatureSketch};
 ///
 /// Items and counts live in separate arrays (the lookup scans items only) and the slot to replace —
 /// the first one with the smallest count — is remembered between misses, so a spoofed flood, where
-/// nearly every item is new, does not rescan every count per packet.
+/// nearly every item is new, does not rescan every count per packet. Nor does it scan the items
+/// for one that is not there: a count of the items held per [`Fingerprint`] byte says when no
+/// slot can hold it (most new items of a flood of spoofed sources or random ports).
 #[derive(Clone, Debug)]
 pub struct TopK<T> {
     items: Vec<T>,
@@ -25,12 +27,41 @@ pub struct TopK<T> {
     min_slot: Option<usize>,
     /// Largest weight added so far: an item is reported once surely seen twice at that weight.
     unit: u64,
+    /// Items held per fingerprint.
+    held: Box<[u8; 256]>,
 }
 
-impl<T: Copy + PartialEq + Ord> TopK<T> {
-    /// An empty top-k with `k` slots.
+/// A byte of an item, well mixed: [`TopK`]'s filter of the items it may hold.
+pub trait Fingerprint {
+    fn fingerprint(&self) -> u8;
+}
+
+impl Fingerprint for u128 {
+    #[inline]
+    fn fingerprint(&self) -> u8 {
+        let x = (*self as u64) ^ ((*self >> 64) as u64).rotate_left(17);
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8
+    }
+}
+
+impl Fingerprint for u16 {
+    #[inline]
+    fn fingerprint(&self) -> u8 {
+        (u32::from(*self).wrapping_mul(0x9e37_79b1) >> 24) as u8
+    }
+}
+
+impl Fingerprint for u32 {
+    #[inline]
+    fn fingerprint(&self) -> u8 {
+        (self.wrapping_mul(0x9e37_79b1) >> 24) as u8
+    }
+}
+
+impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
+    /// An empty top-k with `k` slots (at most 255).
     pub fn new(k: usize) -> Self {
-        let k = k.max(1);
+        let k = k.clamp(1, 255);
         TopK {
             items: Vec::with_capacity(k),
             counts: Vec::with_capacity(k),
@@ -38,7 +69,19 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
             k,
             min_slot: None,
             unit: 1,
+            held: Box::new([0; 256]),
         }
+    }
+
+    /// Notes that `item` came (`add`) into a slot or left it.
+    #[inline]
+    fn hold(&mut self, item: &T, add: bool) {
+        let c = &mut self.held[usize::from(item.fingerprint())];
+        *c = if add {
+            c.saturating_add(1)
+        } else {
+            c.saturating_sub(1)
+        };
     }
 
     /// Counts one occurrence of `item`.
@@ -58,7 +101,11 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
     /// reported need not have been added twice).
     #[inline]
     pub fn add_counted(&mut self, item: T, w: u64) {
-        if let Some(i) = self.items.iter().position(|t| *t == item) {
+        let maybe_held = self.held[usize::from(item.fingerprint())] != 0;
+        if let Some(i) = maybe_held
+            .then(|| self.items.iter().position(|t| *t == item))
+            .flatten()
+        {
             if let Some(c) = self.counts.get_mut(i) {
                 *c += w;
             }
@@ -71,6 +118,7 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
             self.items.push(item);
             self.counts.push(w);
             self.errors.push(0);
+            self.hold(&item, true);
             self.min_slot = None;
             return;
         }
@@ -86,9 +134,11 @@ impl<T: Copy + PartialEq + Ord> TopK<T> {
             return;
         };
         let old = *count;
-        *slot = item;
+        let gone = std::mem::replace(slot, item);
         *error = old;
         *count = old + w;
+        self.hold(&gone, false);
+        self.hold(&item, true);
         // Every slot before `m` counts more than `old` (m was the first minimum) and none counts
         // less, so the next first minimum is the next slot still at `old`, if any.
         self.min_slot = self
@@ -450,7 +500,7 @@ mod persist {
 
     type R<T> = Result<T, EngineStateError>;
 
-    impl<T: Copy + PartialEq + Ord> TopK<T> {
+    impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
         fn save(&self, e: &mut Enc, item: impl Fn(&mut Enc, T)) {
             e.usize(self.items.len());
             for ((t, c), err) in self.items.iter().zip(&self.counts).zip(&self.errors) {
@@ -475,6 +525,7 @@ mod persist {
                 if error > count {
                     return Err(d.corrupt("a top-k count is below its error"));
                 }
+                t.hold(&it, true);
                 t.items.push(it);
                 t.counts.push(count);
                 t.errors.push(error);
