@@ -100,6 +100,9 @@ pub struct ScopeAgg {
     /// Hosts of subnet entries: (entry, host) → its count in `hosts`.
     host_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
     hosts: Vec<HostCount>,
+    /// The most entries, samples and hosts one aggregate held so far: the next one starts with
+    /// that room (bounded by [`MAX_ENTRIES`], …), so a tick never regrows what an earlier one had.
+    room: [usize; 3],
 }
 
 /// Keys and samples one aggregate holds at most: a tick with more (a carpet bombing of a /8, a
@@ -131,6 +134,7 @@ impl ScopeAgg {
             regs_used: 0,
             host_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0002)),
             hosts: Vec::new(),
+            room: [0; 3],
         }
     }
 
@@ -305,12 +309,13 @@ impl ScopeAgg {
         let mut regs = std::mem::take(&mut self.regs);
         regs.truncate(self.regs_used);
         self.regs_used = 0;
-        // the next aggregate starts with room for as much as this one held (it leaves with the
-        // aggregate: no growing from empty at every tick)
+        // the next aggregate starts with room for as much as any one held (the buffers leave with
+        // the aggregate: no growing from empty at every tick)
+        let [entries, samples, hosts] = &mut self.room;
         ScopeAggregate {
-            entries: taken_with_room(&mut self.entries),
-            samples: taken_with_room(&mut self.samples),
-            hosts: taken_with_room(&mut self.hosts),
+            entries: taken_with_room(&mut self.entries, entries),
+            samples: taken_with_room(&mut self.samples, samples),
+            hosts: taken_with_room(&mut self.hosts, hosts),
             regs,
         }
     }
@@ -403,9 +408,9 @@ pub type SampleIter<'a> = Linked<'a, Sample>;
 pub type HostIter<'a> = Linked<'a, HostCount>;
 
 /// Takes `v`, leaving an empty vector with room for as many items.
-fn taken_with_room<T>(v: &mut Vec<T>) -> Vec<T> {
-    let room = v.len();
-    std::mem::replace(v, Vec::with_capacity(room))
+fn taken_with_room<T>(v: &mut Vec<T>, room: &mut usize) -> Vec<T> {
+    *room = (*room).max(v.len());
+    std::mem::replace(v, Vec::with_capacity(*room))
 }
 
 /// Registers for one more entry (reused from earlier aggregates when there are).
