@@ -557,6 +557,15 @@ pub struct Announcer {
     persist: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcer")
+            .field("max_rules", &self.policy.max_rules)
+            .field("keep_on_exit", &self.keep_on_exit)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Announcer {
     /// Starts the writer thread. Returns the announcer and a note for stderr when the pipe could
     /// not be opened yet (missing or no reader: it is retried every [`RETRY`]); a path that
