@@ -421,7 +421,7 @@ pub struct BgpArgs {
     pub bgp_max_rules: u32,
     /// Never announce anything for a key inside PREFIX (or a subnet holding it), e.g. your
     /// resolvers or the routers themselves (repeatable; added to the config file's
-    /// `[mitigation] never_block`).
+    /// `[mitigation] never_block`) [default: none].
     #[arg(long, value_name = "PREFIX", requires = "exabgp_pipe")]
     pub never_block: Vec<floodwatch::key::Key>,
     /// Announce flowspec rules for source-scope alerts too (matching the attacker's address);
