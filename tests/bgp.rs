@@ -413,12 +413,22 @@ fn fast_run(lab: &Lab, cap: &Path, extra: &[&str]) -> String {
     err
 }
 
+/// One lab (the BGP session takes seconds to come up) for every check, in order.
 #[test]
 fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     if !lab_possible() {
         return;
     }
     let lab = Lab::start();
+    let cap = paced_flood_is_announced_and_withdrawn(&lab);
+    guard_rails_hold(&lab, &cap);
+    ipv6_rules_reach_flow6(&lab);
+    a_restart_takes_kept_routes_over(&lab);
+}
+
+/// A paced sig-syn-flood: the rule and the blackhole in BIRD within a second of the start, gone
+/// within a second of the end. Returns the capture.
+fn paced_flood_is_announced_and_withdrawn(lab: &Lab) -> PathBuf {
     let dir = lab.dir.path();
     // 2 s of a 5 000/s SYN flood from 2 s, in 6 s of capture, replayed at capture speed
     let cap = synth(
@@ -453,21 +463,21 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     let (t_start, start) = run.next("start", Duration::from_secs(10));
     let flow = |lab: &Lab| lab.birdc("show route table flowtab4 all");
     let held = |lab: &Lab| flow(lab).contains(&format!("dst {VICTIM}/32"));
-    let t_flow = poll_until(Duration::from_secs(3), || held(&lab))
-        .unwrap_or_else(|| panic!("BIRD never held the rule: {}", flow(&lab)));
-    let rule_text = flow(&lab);
+    let t_flow = poll_until(Duration::from_secs(3), || held(lab))
+        .unwrap_or_else(|| panic!("BIRD never held the rule: {}", flow(lab)));
+    let rule_text = flow(lab);
     let show_blackhole =
         |lab: &Lab| lab.birdc(&format!("show route {VICTIM}/32 table master4 all"));
     let t_blackhole = poll_until(Duration::from_secs(3), || {
-        show_blackhole(&lab).contains("(65535,666)")
+        show_blackhole(lab).contains("(65535,666)")
     })
-    .unwrap_or_else(|| panic!("no blackhole route: {}", show_blackhole(&lab)));
-    let blackhole = show_blackhole(&lab);
+    .unwrap_or_else(|| panic!("no blackhole route: {}", show_blackhole(lab)));
+    let blackhole = show_blackhole(lab);
     let (t_end, _) = run.next("end", Duration::from_secs(10));
     let t_gone = poll_until(Duration::from_secs(3), || {
-        !held(&lab) && !lab.birdc("show route table master4").contains(VICTIM)
+        !held(lab) && !lab.birdc("show route table master4").contains(VICTIM)
     })
-    .unwrap_or_else(|| panic!("not withdrawn: {}", flow(&lab)));
+    .unwrap_or_else(|| panic!("not withdrawn: {}", flow(lab)));
     let err = run.finish();
 
     // the rule as BIRD decoded it, narrowed by the signature the alert carried
@@ -514,16 +524,22 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
         "summary: {err}"
     );
 
+    cap
+}
+
+/// The cap and the never-block prefixes: BIRD receives nothing.
+fn guard_rails_hold(lab: &Lab, cap: &Path) {
+    let dir = lab.dir.path();
     // the cap: a rule and a blackhole do not fit in one route, so nothing goes out
     let before = (lab.received("flow4"), lab.received("ipv4"));
-    let err = fast_run(&lab, &cap, &["--blackhole", "--bgp-max-rules", "1"]);
+    let err = fast_run(lab, cap, &["--blackhole", "--bgp-max-rules", "1"]);
     assert!(err.contains("1 refused at the cap"), "{err}");
     // never-block prefixes, from the config file and the command line
     let conf = dir.join("fw.toml");
     std::fs::write(&conf, "[mitigation]\nnever_block = [\"198.51.100.0/24\"]\n").unwrap();
-    let err = fast_run(&lab, &cap, &["--config", conf.to_str().unwrap()]);
+    let err = fast_run(lab, cap, &["--config", conf.to_str().unwrap()]);
     assert!(err.contains("1 in never-block prefixes"), "{err}");
-    let err = fast_run(&lab, &cap, &["--never-block", "198.51.100.10"]);
+    let err = fast_run(lab, cap, &["--never-block", "198.51.100.10"]);
     assert!(err.contains("1 in never-block prefixes"), "{err}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -531,9 +547,13 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
         before,
         "BIRD received something"
     );
+}
 
-    // IPv6: the flow6 rule (next-header, no length) reaches BIRD's flow6 table while the alert
-    // lasts (paced: ExaBGP folds an announcement withdrawn before it sent it into nothing)
+/// IPv6: the flow6 rule (next-header, no length) reaches BIRD's flow6 table while the alert lasts
+/// (paced: ExaBGP folds an announcement withdrawn before it sent it into nothing).
+fn ipv6_rules_reach_flow6(lab: &Lab) {
+    let dir = lab.dir.path();
+    let pipe = lab.pipe();
     let v6 = synth(
         dir,
         "ipv6-syn-flood",
@@ -558,23 +578,23 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     let (t_start, _) = run.next("start", Duration::from_secs(10));
     let flow6 = |lab: &Lab| lab.birdc("show route table flowtab6 all");
     let t_flow6 = poll_until(Duration::from_secs(3), || {
-        flow6(&lab).contains("dst 2001:db8:100::10/128")
+        flow6(lab).contains("dst 2001:db8:100::10/128")
     })
     .unwrap_or_else(|| {
         panic!(
             "BIRD never held the flow6 rule: {}\nexabgp log: {}",
-            flow6(&lab),
+            flow6(lab),
             std::fs::read_to_string(dir.join("exabgp.log")).unwrap_or_default()
         )
     });
-    let rule6 = flow6(&lab);
+    let rule6 = flow6(lab);
     assert!(rule6.contains("next header 6"), "{rule6}");
     assert!(rule6.contains("dport 80"), "{rule6}");
     let (t_end, _) = run.next("end", Duration::from_secs(10));
     let t_gone6 = poll_until(Duration::from_secs(3), || {
-        !flow6(&lab).contains("2001:db8:100::10")
+        !flow6(lab).contains("2001:db8:100::10")
     })
-    .unwrap_or_else(|| panic!("flow6 not withdrawn: {}", flow6(&lab)));
+    .unwrap_or_else(|| panic!("flow6 not withdrawn: {}", flow6(lab)));
     eprintln!(
         "IPv6: alert start -> flow6 rule in BIRD: {} ms; end -> withdrawn: {} ms",
         t_flow6.duration_since(t_start).as_millis(),
@@ -584,4 +604,112 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     assert!(t_gone6.duration_since(t_end) < LATENCY_BOUND);
     let err = run.finish();
     assert!(err.contains("exabgp: 1 announced, 1 withdrawn"), "{err}");
+}
+
+/// `--bgp-keep-on-exit` with `--state`: the route of an alert the end of the input closed stays in
+/// BIRD after floodwatch exits; the next run announces it again, the alert that comes back takes
+/// it over, and without the option it is withdrawn at that run's end.
+fn a_restart_takes_kept_routes_over(lab: &Lab) {
+    let dir = lab.dir.path();
+    std::fs::create_dir_all(dir.join("open")).unwrap();
+    // the flood lasts to the end of the capture: its alert ends with the input
+    let open_ended = synth(
+        &dir.join("open"),
+        "sig-syn-flood",
+        &[
+            "--duration",
+            "4s",
+            "--attack-start",
+            "1s",
+            "--attack-duration",
+            "3s",
+            "--attack-pps",
+            "5000",
+            "--background-pps",
+            "500",
+        ],
+    );
+    let state = dir.join("state.json");
+    let st = state.to_str().unwrap();
+    let held = || {
+        lab.birdc("show route table flowtab4")
+            .contains(&format!("dst {VICTIM}/32"))
+    };
+    let err = fast_run(lab, &open_ended, &["--state", st, "--bgp-keep-on-exit"]);
+    assert!(err.contains("1 still announced at exit"), "{err}");
+    assert!(
+        poll_until(Duration::from_secs(2), held).is_some(),
+        "kept route not in BIRD"
+    );
+    let saved = std::fs::read_to_string(dir.join("state.json.exabgp.json")).unwrap();
+    assert!(saved.contains("198.51.100.10/32"), "{saved}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(held(), "the kept route went away");
+    let err = fast_run(
+        lab,
+        &open_ended,
+        &["--state", st, "--bgp-restore-hold", "5s"],
+    );
+    assert!(
+        err.contains("1 route(s) left announced by the last run announced again"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 restored from the last run (0 withdrawn unclaimed)"),
+        "{err}"
+    );
+    assert!(
+        poll_until(Duration::from_secs(2), || !held()).is_some(),
+        "not withdrawn at the end of the second run"
+    );
+    let saved = std::fs::read_to_string(dir.join("state.json.exabgp.json")).unwrap();
+    assert!(!saved.contains("198.51.100.10"), "{saved}");
+}
+
+/// Every command that detects takes the options; they need --exabgp-pipe; a path that is not a
+/// pipe is refused by name; a missing pipe is reported and detection goes on. No root needed.
+#[test]
+fn the_options_are_on_every_detecting_command_and_checked() {
+    for cmd in ["replay", "live", "collect", "detect"] {
+        let o = bin().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&o.stdout);
+        for opt in [
+            "--exabgp-pipe",
+            "--blackhole",
+            "--bgp-max-rules",
+            "--never-block",
+        ] {
+            assert!(help.contains(opt), "{cmd} --help lacks {opt}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "syn-flood", common::SMALL_FLOOD);
+    let c = cap.to_str().unwrap();
+    let o = bin().args(["replay", "--blackhole", c]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "--blackhole alone is bad usage");
+    let plain = dir.path().join("not-a-pipe");
+    std::fs::write(&plain, b"").unwrap();
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", plain.to_str().unwrap(), c])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not-a-pipe") && err.contains("mkfifo"),
+        "{err}"
+    );
+    // a missing pipe: said at start, alerts written all the same, lines counted
+    let missing = dir.path().join("missing.pipe");
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", missing.to_str().unwrap(), c])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains("exabgp: 1 announced, 1 withdrawn"), "{err}");
+    assert!(err.contains("2 dropped"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"event\":\"start\""), "{out}");
 }

@@ -20,7 +20,8 @@
 //! [`RETRY`]. When a reader comes back after one was lost, every active route is announced again
 //! (ExaBGP may have restarted; announcing a route twice changes nothing).
 //!
-//! At the end every active route is withdrawn (unless `keep_on_exit`). With `persist` (beside
+//! At the end every active route is withdrawn (unless `keep_on_exit`: then the alerts the end of
+//! the run closes — reason `end_of_input` or `shutdown` — keep their routes too). With `persist` (beside
 //! `--state`) the active routes are kept in a file, so a restarted floodwatch announces them again
 //! and holds them for `restore_hold`: an alert on the same key that starts meanwhile takes them
 //! over, the others are then withdrawn.
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::flowspec::{self, FlowAction};
-use crate::alert::{AlertEvent, EventKind};
+use crate::alert::{AlertEvent, EndReason, EventKind};
 use crate::key::{Key, Scope};
 
 /// How often a missing pipe is opened again and unwritten lines retried.
@@ -351,6 +352,8 @@ struct Policy {
     max_rules: usize,
     never_block: Vec<Key>,
     source_scopes: bool,
+    /// Alerts ended by the end of the run (input over, Ctrl-C) keep their routes.
+    keep_on_exit: bool,
 }
 
 impl Policy {
@@ -402,6 +405,11 @@ impl Policy {
                 // route just changes holder, another one is withdrawn)
                 book.release(&restored);
             }
+            // the run ending ends the open alerts, not the attacks: with keep_on_exit their
+            // routes stay (and are saved for the next run)
+            EventKind::End
+                if self.keep_on_exit
+                    && matches!(e.reason, Some(EndReason::EndOfInput | EndReason::Shutdown)) => {}
             EventKind::End => book.release(&owner),
             EventKind::Update => {}
         }
@@ -634,6 +642,7 @@ impl Announcer {
                     max_rules: cfg.max_rules,
                     never_block: cfg.never_block,
                     source_scopes: cfg.source_scopes,
+                    keep_on_exit: cfg.keep_on_exit,
                 },
                 shared,
                 writer: Some(writer),

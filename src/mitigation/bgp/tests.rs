@@ -70,6 +70,7 @@ fn policy(max_rules: usize, blackhole: bool) -> Policy {
         max_rules,
         never_block: vec!["198.51.100.0/28".parse().unwrap()],
         source_scopes: false,
+        keep_on_exit: false,
     }
 }
 
@@ -371,4 +372,26 @@ fn kept_routes_are_saved_and_announced_again_by_the_next_run() {
     assert_eq!(stats.restored_expired, 1);
     let left = load_saved(&persist).unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn keep_on_exit_keeps_the_routes_of_alerts_the_end_of_the_run_closes() {
+    use crate::alert::EndReason;
+    let p = Policy {
+        keep_on_exit: true,
+        ..policy(32, false)
+    };
+    let mut b = Book::default();
+    p.on_event(&mut b, &start("a", "198.51.100.80"));
+    p.on_event(&mut b, &start("b", "198.51.100.81"));
+    drain(&mut b);
+    let mut over = end("a", "198.51.100.80");
+    over.reason = Some(EndReason::BelowThreshold);
+    p.on_event(&mut b, &over);
+    assert_eq!(drain(&mut b).len(), 1, "an attack that ended is withdrawn");
+    let mut stopped = end("b", "198.51.100.81");
+    stopped.reason = Some(EndReason::Shutdown);
+    p.on_event(&mut b, &stopped);
+    assert!(b.outbox.is_empty(), "kept");
+    assert_eq!(b.routes.len(), 1);
 }
