@@ -672,7 +672,7 @@ impl Announcer {
         self.shared.book().stats.clone()
     }
 
-    /// Withdraws every active route (unless `keep_on_exit`), gives the pipe up to [`EXIT_GRACE`]
+    /// Withdraws every active route (unless `keep_on_exit`), gives the pipe up to 2 s
     /// to take the last lines, stops the writer and returns the counters.
     pub fn finish(mut self) -> BgpStats {
         {
