@@ -675,6 +675,10 @@ impl Announcer {
     /// Withdraws every active route (unless `keep_on_exit`), gives the pipe up to 2 s
     /// to take the last lines, stops the writer and returns the counters.
     pub fn finish(mut self) -> BgpStats {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> BgpStats {
         {
             let mut book = self.shared.book();
             if !self.keep_on_exit {
@@ -713,6 +717,16 @@ impl Announcer {
             let _ = save_routes(p, &left);
         }
         book.stats.clone()
+    }
+}
+
+/// A run that stops on an error never calls [`Announcer::finish`]: its routes are withdrawn (or
+/// kept) all the same.
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.shut_down();
+        }
     }
 }
 

@@ -395,3 +395,16 @@ fn keep_on_exit_keeps_the_routes_of_alerts_the_end_of_the_run_closes() {
     assert!(b.outbox.is_empty(), "kept");
     assert_eq!(b.routes.len(), 1);
 }
+
+#[test]
+fn dropping_the_announcer_withdraws_like_finish() {
+    let fifo = Fifo::new("drop");
+    let mut r = reader(&fifo.path);
+    let (a, _) = Announcer::start(config(&fifo.path)).unwrap();
+    a.on_event(&start("a", "198.51.100.90"));
+    drop(a);
+    let got = read_for(&mut r, Duration::from_millis(200));
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 2, "{got}");
+    assert!(lines[1].starts_with("withdraw flow route"), "{got}");
+}
