@@ -464,6 +464,9 @@ impl Extras {
                 if let Some(h) = &hook {
                     m.attach_hook(h.stats());
                 }
+                if let Some(b) = &bgp {
+                    m.attach_bgp(b.stats_handle());
+                }
                 let srv = MetricsServer::start(addr, Arc::clone(&m))?;
                 if !quiet {
                     eprintln!("floodwatch: metrics on http://{}/metrics", srv.local_addr());

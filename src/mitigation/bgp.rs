@@ -555,6 +555,24 @@ impl Shared {
     }
 }
 
+/// Reads the ExaBGP output's counters from another thread (`--metrics-listen`).
+#[derive(Clone)]
+pub struct BgpStatsHandle(Arc<Shared>);
+
+impl BgpStatsHandle {
+    /// The counters and the routes active now.
+    pub fn snapshot(&self) -> (BgpStats, usize) {
+        let book = self.0.book();
+        (book.stats.clone(), book.routes.len())
+    }
+}
+
+impl std::fmt::Debug for BgpStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BgpStatsHandle")
+    }
+}
+
 /// The ExaBGP output of a run: [`Announcer::on_event`] for every alert event, [`Announcer::finish`]
 /// at the end.
 pub struct Announcer {
@@ -670,6 +688,11 @@ impl Announcer {
     /// The counters so far.
     pub fn stats(&self) -> BgpStats {
         self.shared.book().stats.clone()
+    }
+
+    /// A handle that reads the counters and the active routes, for the metrics endpoint.
+    pub fn stats_handle(&self) -> BgpStatsHandle {
+        BgpStatsHandle(Arc::clone(&self.shared))
     }
 
     /// Withdraws every active route (unless `keep_on_exit`), gives the pipe up to 2 s
