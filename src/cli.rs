@@ -382,6 +382,60 @@ pub struct IntegrationArgs {
     /// thread of its own; never delays detection (pages that find it behind are counted).
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub bgp: BgpArgs,
+}
+
+/// Announcements to routers through ExaBGP (docs/mitigation.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "BGP mitigation (ExaBGP)")]
+pub struct BgpArgs {
+    /// Announce a flowspec rule (RFC 8955/8956) for every alert while it lasts, by writing ExaBGP
+    /// API commands to the named pipe PATH that an ExaBGP `process` relays (e.g. `run
+    /// /usr/bin/socat stdout pipe:PATH;`). The rule matches the victim and the header fields that
+    /// separate the attack from normal traffic (the `flowspec` of the alert's `mitigation`); it is
+    /// withdrawn when the alert ends and when floodwatch exits. A missing pipe or one without a
+    /// reader is reported, retried and never delays detection. Nothing is announced without it.
+    #[arg(long, value_name = "PATH")]
+    pub exabgp_pipe: Option<PathBuf>,
+    /// What the flowspec rules do: `discard`, or `rate-limit:N` to let through at most N bytes per
+    /// second (RFC 8955 traffic-rate, in bytes; 125000 is 1 Mbit/s).
+    #[arg(long, value_name = "ACTION", default_value = "discard", value_parser = floodwatch::mitigation::flowspec::FlowAction::parse, requires = "exabgp_pipe")]
+    pub flowspec_action: floodwatch::mitigation::flowspec::FlowAction,
+    /// Also announce the victim's /32 (/128) with the blackhole community, a remotely triggered
+    /// blackhole (RFC 7999): the router drops all its traffic, the good with the bad. Only for
+    /// `dst_host` alerts.
+    #[arg(long, requires = "exabgp_pipe")]
+    pub blackhole: bool,
+    /// Next hop of the blackhole routes (one IPv4 and one IPv6 at most; the routers map it to a
+    /// discard route) [default: `self`, ExaBGP's own address].
+    #[arg(long, value_name = "ADDR", requires = "blackhole")]
+    pub blackhole_next_hop: Vec<IpAddr>,
+    /// Community of the blackhole routes, ASN:VALUE (repeatable; replaces the default; add
+    /// 65535:65281 NO_EXPORT to keep them in your AS) [default: 65535:666].
+    #[arg(long, value_name = "ASN:VALUE", requires = "blackhole", value_parser = floodwatch::mitigation::bgp::Blackhole::parse_community)]
+    pub blackhole_community: Vec<String>,
+    /// Most routes announced at once (each flowspec rule and each blackhole counts one); an alert
+    /// whose routes would pass it is not announced, and counted.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "exabgp_pipe")]
+    pub bgp_max_rules: u32,
+    /// Never announce anything for a key inside PREFIX (or a subnet holding it), e.g. your
+    /// resolvers or the routers themselves (repeatable; added to the config file's
+    /// `[mitigation] never_block`) [default: none].
+    #[arg(long, value_name = "PREFIX", requires = "exabgp_pipe")]
+    pub never_block: Vec<floodwatch::key::Key>,
+    /// Announce flowspec rules for source-scope alerts too (matching the attacker's address);
+    /// by default only destination alerts are announced.
+    #[arg(long, requires = "exabgp_pipe")]
+    pub bgp_source_scopes: bool,
+    /// Leave the routes announced when floodwatch exits (with --state they are taken over or
+    /// withdrawn by the next run).
+    #[arg(long, requires = "exabgp_pipe")]
+    pub bgp_keep_on_exit: bool,
+    /// With --state: routes the last run left announced are announced again at start and kept
+    /// this long for an alert on the same key to take them over; the others are then withdrawn.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "exabgp_pipe")]
+    pub bgp_restore_hold: Duration,
 }
 
 #[derive(Debug, Args)]

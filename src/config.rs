@@ -429,6 +429,28 @@ pub struct NetworksConfig {
     pub ignore: Vec<String>,
 }
 
+/// `[mitigation]`: limits on what is announced to routers (`--exabgp-pipe`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MitigationConfig {
+    /// Prefixes never announced (flowspec or blackhole), whatever alerts on them.
+    #[serde(default)]
+    pub never_block: Vec<String>,
+}
+
+impl MitigationConfig {
+    /// The never-block prefixes as keys; the error names the bad entry.
+    pub fn never_block_keys(&self) -> Result<Vec<Key>, String> {
+        self.never_block
+            .iter()
+            .map(|s| {
+                s.parse::<Key>()
+                    .map_err(|e| format!("mitigation.never_block: {e}"))
+            })
+            .collect()
+    }
+}
+
 /// The TOML config file. Unknown keys are rejected, by name.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -441,6 +463,8 @@ pub struct FileConfig {
     pub networks: NetworksConfig,
     #[serde(default)]
     pub prefix: Vec<PrefixConfig>,
+    #[serde(default)]
+    pub mitigation: MitigationConfig,
 }
 
 /// Why a config file could not be used.

@@ -26,6 +26,7 @@ use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::evidence_pcap::EvidenceConfig;
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
+use floodwatch::mitigation::bgp::{Announcer, BgpConfig, Blackhole, BLACKHOLE_COMMUNITY};
 use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, Integrations, PipelineConfig};
 use floodwatch::privileges;
 use floodwatch::reload::{self, ReloadSlot, ReopenFile};
@@ -102,11 +103,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     prepare_state(&args.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
+    let bgp = bgp_config(
+        &args.integrations,
+        &args.detect,
+        args.state.state.as_deref(),
+    )?;
     let extras = Extras::start(
         &args.integrations,
         args.output.quiet,
         input_names(&args.files).join(", "),
         false,
+        bgp,
     )?;
     let mut outcome = replay_files(
         &args.files,
@@ -404,13 +411,32 @@ struct Extras {
     reports: Option<AlertReports>,
     /// SIGHUP reloads (live and collect).
     reload: Option<Arc<ReloadSlot>>,
+    /// `--exabgp-pipe`.
+    bgp: Option<Announcer>,
 }
 
 impl Extras {
     /// Binds the endpoint and starts the hook runner before any input is read.
     /// `input` names what is read (for --report-dir pages); `live`: a full --report-dir queue
     /// drops pages rather than wait (a replay waits: nothing is lost by it).
-    fn start(a: &IntegrationArgs, quiet: bool, input: String, live: bool) -> Result<Extras> {
+    fn start(
+        a: &IntegrationArgs,
+        quiet: bool,
+        input: String,
+        live: bool,
+        bgp: Option<BgpConfig>,
+    ) -> Result<Extras> {
+        let bgp = match bgp {
+            Some(cfg) => {
+                let (announcer, note) = Announcer::start(cfg)?;
+                // a pipe with no reader is worth saying even with --quiet: nothing reaches the routers
+                if let Some(note) = note {
+                    eprintln!("{note}");
+                }
+                Some(announcer)
+            }
+            None => None,
+        };
         let reports = match &a.report_dir {
             Some(dir) => Some(AlertReports::start_with(
                 dir,
@@ -438,6 +464,9 @@ impl Extras {
                 if let Some(h) = &hook {
                     m.attach_hook(h.stats());
                 }
+                if let Some(b) = &bgp {
+                    m.attach_bgp(b.stats_handle());
+                }
                 let srv = MetricsServer::start(addr, Arc::clone(&m))?;
                 if !quiet {
                     eprintln!("floodwatch: metrics on http://{}/metrics", srv.local_addr());
@@ -454,6 +483,7 @@ impl Extras {
             stats_interval: a.stats_interval,
             reports,
             reload: None,
+            bgp,
         })
     }
 
@@ -486,6 +516,7 @@ impl Extras {
             stats_interval: self.stats_interval,
             reports: self.reports.as_ref(),
             reload: self.reload.as_deref(),
+            bgp: self.bgp.as_ref(),
         }
     }
 
@@ -513,10 +544,23 @@ impl Extras {
                 );
             }
         }
+        line.push_str(&self.finish_bgp(quiet));
         if let Some(m) = &self.metrics {
             m.set_run_finished();
         }
         line
+    }
+
+    /// Withdraws what `--exabgp-pipe` announced (unless kept) and returns its summary line.
+    fn finish_bgp(&mut self, quiet: bool) -> String {
+        let Some(b) = self.bgp.take() else {
+            return String::new();
+        };
+        let stats = b.finish();
+        if quiet && (stats.dropped > 0 || stats.active_at_exit > 0) {
+            eprintln!("floodwatch: --exabgp-pipe: {stats}");
+        }
+        format!("  exabgp: {stats}\n")
     }
 
     /// Keeps the endpoint up for `--metrics-linger` (or until Ctrl-C), then closes it.
@@ -573,11 +617,17 @@ fn live(args: LiveArgs) -> Result<ExitCode> {
     let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
+    let bgp = bgp_config(
+        &args.integrations,
+        &args.detect,
+        args.state.state.as_deref(),
+    )?;
     let mut extras = Extras::start(
         &args.integrations,
         args.output.quiet,
         format!("interface {}", args.interface),
         true,
+        bgp,
     )?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
@@ -669,7 +719,12 @@ fn collect(args: CollectArgs) -> Result<ExitCode> {
     } else {
         format!("telemetry from {}", input_names(&args.pcap).join(", "))
     };
-    let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live)?;
+    let bgp = bgp_config(
+        &args.integrations,
+        &args.detect,
+        args.state.state.as_deref(),
+    )?;
+    let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live, bgp)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
     prepare_state(&args.state, args.output.quiet)?;
@@ -881,17 +936,21 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
     };
     let (writer, _reopen) = open_daemon_output(&args.output)?;
     let stop = install_stop_handler()?;
+    let bgp = bgp_config(&args.integrations, &args.detect, None)?;
     let extras = Extras::start(
         &args.integrations,
         args.output.quiet,
         format!("partitions {group} of cluster {}", bus.name),
         true,
+        bgp,
     )?;
     let started = std::time::Instant::now();
     let (result, tally, _closed) =
         pipeline::run_events(writer, &stop, extras.integrations(), |emit| {
             run_detector(&bus, detect, &cfg, &stop, emit)
         })?;
+    let mut extras = extras;
+    let bgp_line = extras.finish_bgp(args.output.quiet);
     let stats = result.with_context(|| format!("detector of partitions {group}"))?;
     if !args.output.quiet {
         let m = &stats.merge;
@@ -919,6 +978,7 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
             tally.started.values().sum::<u64>(),
             tally.ended,
         );
+        eprint!("{bgp_line}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1201,6 +1261,63 @@ fn detect_config(a: &DetectArgs) -> Result<DetectConfig> {
         })?;
     cfg.hash_seed = a.seed.unwrap_or_else(random_seed);
     Ok(cfg)
+}
+
+/// The `--exabgp-pipe` settings, with the config file's never-block prefixes; `None` without it.
+/// With `--state` the announced routes are kept beside the state file.
+fn bgp_config(
+    a: &IntegrationArgs,
+    detect: &DetectArgs,
+    state: Option<&std::path::Path>,
+) -> Result<Option<BgpConfig>> {
+    let b = &a.bgp;
+    let Some(pipe) = &b.exabgp_pipe else {
+        return Ok(None);
+    };
+    let mut never_block = b.never_block.clone();
+    if let Some(path) = &detect.config {
+        let file = FileConfig::load(path)?;
+        let keys = file
+            .mitigation
+            .never_block_keys()
+            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        never_block.extend(keys);
+    }
+    let hop = |v6: bool| -> Result<Option<std::net::IpAddr>> {
+        let mut of_family = b.blackhole_next_hop.iter().filter(|h| h.is_ipv6() == v6);
+        let first = of_family.next().copied();
+        if of_family.next().is_some() {
+            anyhow::bail!(
+                "--blackhole-next-hop: give at most one IPv{} address",
+                if v6 { 6 } else { 4 }
+            );
+        }
+        Ok(first)
+    };
+    let blackhole = if b.blackhole {
+        Some(Blackhole {
+            next_hop_v4: hop(false)?,
+            next_hop_v6: hop(true)?,
+            communities: if b.blackhole_community.is_empty() {
+                vec![BLACKHOLE_COMMUNITY.to_owned()]
+            } else {
+                b.blackhole_community.clone()
+            },
+        })
+    } else {
+        None
+    };
+    Ok(Some(BgpConfig {
+        pipe: pipe.clone(),
+        action: b.flowspec_action,
+        blackhole,
+        max_rules: b.bgp_max_rules as usize,
+        never_block,
+        source_scopes: b.bgp_source_scopes,
+        keep_on_exit: b.bgp_keep_on_exit,
+        persist: state.map(floodwatch::mitigation::bgp::persist_path_for),
+        restore_hold: b.bgp_restore_hold,
+    }))
 }
 
 /// A seed that differs per run, so attackers cannot aim at fixed hash buckets.

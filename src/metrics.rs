@@ -140,6 +140,8 @@ pub struct Metrics {
     /// Touched once per alert event, never per packet.
     active: Mutex<BTreeMap<String, ActiveAlert>>,
     hook: OnceLock<Arc<HookStats>>,
+    /// `--exabgp-pipe`: the announcer's counters.
+    bgp: OnceLock<crate::mitigation::bgp::BgpStatsHandle>,
     /// `--evidence-dir`: the evidence counters.
     evidence: OnceLock<Arc<crate::evidence_pcap::EvidenceCounters>>,
     run_finished: AtomicBool,
@@ -266,6 +268,11 @@ impl Metrics {
         let _ = self.hook.set(stats);
     }
 
+    /// Shows the ExaBGP output's counters too (`--exabgp-pipe`).
+    pub fn attach_bgp(&self, stats: crate::mitigation::bgp::BgpStatsHandle) {
+        let _ = self.bgp.set(stats);
+    }
+
     /// Shows the evidence counters too (`--evidence-dir`).
     pub fn attach_evidence(&self, counters: Arc<crate::evidence_pcap::EvidenceCounters>) {
         let _ = self.evidence.set(counters);
@@ -364,6 +371,7 @@ impl Metrics {
         self.render_tables(&mut o);
         self.render_alerts(&mut o);
         self.render_hook(&mut o);
+        self.render_bgp(&mut o);
         self.render_evidence(&mut o);
         self.render_telemetry(&mut o);
         self.render_daemon(&mut o);
@@ -696,6 +704,49 @@ impl Metrics {
         for (outcome, v) in h.snapshot().outcomes() {
             sample(o, "floodwatch_alert_hook_total", &[("outcome", outcome)], v);
         }
+    }
+}
+
+impl Metrics {
+    fn render_bgp(&self, o: &mut String) {
+        let Some(h) = self.bgp.get() else { return };
+        let (s, active) = h.snapshot();
+        let name = "floodwatch_exabgp_alerts_total";
+        counter(
+            o,
+            name,
+            "Alerts --exabgp-pipe left unannounced, by reason (cap, never_block, source_scope).",
+        );
+        for (reason, v) in [
+            ("cap", s.refused_cap),
+            ("never_block", s.refused_never_block),
+            ("source_scope", s.skipped_source_scope),
+        ] {
+            sample(o, name, &[("reason", reason)], v);
+        }
+        let name = "floodwatch_exabgp_routes_total";
+        counter(o, name, "Routes announced and withdrawn through ExaBGP.");
+        sample(o, name, &[("action", "announce")], s.announced);
+        sample(o, name, &[("action", "withdraw")], s.withdrawn);
+        let name = "floodwatch_exabgp_routes_active";
+        header(
+            o,
+            name,
+            "gauge",
+            "Routes announced now (flowspec rules and blackholes).",
+        );
+        sample(o, name, &[], active as u64);
+        let name = "floodwatch_exabgp_lines_total";
+        counter(
+            o,
+            name,
+            "Commands not written to the pipe at once (deferred, retried) or never (dropped).",
+        );
+        sample(o, name, &[("outcome", "deferred")], s.deferred);
+        sample(o, name, &[("outcome", "dropped")], s.dropped);
+        let name = "floodwatch_exabgp_pipe_open_failures_total";
+        counter(o, name, "Failed opens of the pipe (missing, no reader).");
+        sample(o, name, &[], s.open_failures);
     }
 }
 

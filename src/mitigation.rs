@@ -6,6 +6,9 @@
 //! an attacker), narrowed by what the class says dominates — TCP SYN without ACK, a protocol, the
 //! amplifier's source port — and by the destination ports when a few of them carry the attack.
 
+pub mod bgp;
+pub mod flowspec;
+
 use serde::Serialize;
 
 use crate::alert::{AlertEvent, AttackClass, PortCount};
@@ -21,6 +24,11 @@ pub struct Mitigation {
     pub nft: Vec<String>,
     /// The same match as a pcap/BPF filter expression (`tcpdump`, `--filter`).
     pub bpf: String,
+    /// Flowspec rules (RFC 8955/8956) as ExaBGP API commands (`announce flow route { … }`), the
+    /// ones `--exabgp-pipe` announces (with `discard`; `--flowspec-action` may change that).
+    /// Empty only where [`suggest`] is used alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flowspec: Vec<String>,
 }
 
 /// At most this many destination ports go into a rule.
@@ -34,10 +42,15 @@ const PORT_MIN_SHARE: f64 = 0.1;
 pub fn for_event(e: &AlertEvent) -> Option<Mitigation> {
     (e.event == crate::alert::EventKind::Start).then(|| {
         let m = suggest(e.scope, e.key, e.class, &e.top_ports);
-        match &e.signature {
+        let mut m = match &e.signature {
             Some(sig) => with_signature(m, sig, Addr::new(e.scope, e.key).v6),
             None => m,
-        }
+        };
+        m.flowspec = flowspec::for_event(e)
+            .iter()
+            .map(|r| r.announce(flowspec::FlowAction::Discard))
+            .collect();
+        m
     })
 }
 
@@ -116,6 +129,7 @@ pub fn suggest(scope: Scope, key: Key, class: AttackClass, top_ports: &[PortCoun
     Mitigation {
         nft: vec![format!("{} drop", join(&[&addr.nft, &nft]))],
         bpf: join_and(&[&addr.bpf, &bpf]),
+        flowspec: Vec::new(),
     }
 }
 
@@ -136,6 +150,7 @@ fn reflection(addr: &Addr, port: u16) -> Mitigation {
             format!("{} {nft_frag} drop", addr.nft),
         ],
         bpf: format!("{} and (udp src port {port} or ({bpf_frag}))", addr.bpf),
+        flowspec: Vec::new(),
     }
 }
 
@@ -169,7 +184,7 @@ impl Addr {
 
 /// The destination ports worth naming: the fewest heaviest ports (at most [`MAX_PORTS`]) that cover
 /// [`PORT_COVERAGE`] of the counted packets, or none when the attack is spread over many ports.
-fn dominant_ports(top: &[PortCount]) -> Vec<u16> {
+pub(crate) fn dominant_ports(top: &[PortCount]) -> Vec<u16> {
     let total: u64 = top.iter().map(|p| p.packets).sum();
     if total == 0 {
         return Vec::new();

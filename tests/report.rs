@@ -67,9 +67,12 @@ fn the_syn_flood_capture_gets_a_full_report() {
         "Alerts in detail",
         "Suggested rules",
         "tcp flags",
+        "BGP flowspec (ExaBGP API)",
     ] {
         assert!(html.contains(want), "{want:?} missing");
     }
+    let rule = "announce flow route { match { destination 198.51.100.10/32; protocol =tcp;";
+    assert!(html.contains(&esc(rule)), "the flowspec rule is missing");
     assert!(!html.contains("No alerts"));
     assert!(!html.contains("<script"));
     // two traffic charts, three for each alert (all drawn in full here)

@@ -158,6 +158,8 @@ pub struct Integrations<'a> {
     pub reload: Option<&'a crate::reload::ReloadSlot>,
     /// `--report-dir`: a report page per alert when it ends (the engines record traces).
     pub reports: Option<&'a crate::report::live::AlertReports>,
+    /// `--exabgp-pipe`: every alert event written is also handed to the BGP announcer.
+    pub bgp: Option<&'a crate::mitigation::bgp::Announcer>,
 }
 
 /// Why a run could not start or did not finish.

@@ -76,6 +76,9 @@ impl<W: Write> SinkOut<'_, W> {
                 if let Some(h) = self.integ.hook {
                     h.submit(HookJob::of(&e, line.to_json()));
                 }
+                if let Some(b) = self.integ.bgp {
+                    b.on_event(&e);
+                }
                 if let Some(r) = &mut self.recorder {
                     let ended = r.event(&e, &line);
                     if let (Some(done), Some(reports)) = (ended, self.integ.reports) {

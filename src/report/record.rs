@@ -154,6 +154,9 @@ pub struct PortRecord {
 pub struct MitigationRecord {
     pub nft: Vec<String>,
     pub bpf: String,
+    /// ExaBGP flowspec commands (absent from recordings made before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flowspec: Vec<String>,
 }
 
 /// A key's evaluations for the alert's signal.
@@ -357,6 +360,7 @@ impl Recorder {
                 a.mitigation = line.mitigation.as_ref().map(|m| MitigationRecord {
                     nft: m.nft.clone(),
                     bpf: m.bpf.clone(),
+                    flowspec: m.flowspec.clone(),
                 });
                 a.signature = e
                     .signature

@@ -167,6 +167,7 @@ struct Detail {
     tops: Vec<TopTable>,
     nft: Vec<String>,
     bpf: Option<String>,
+    flowspec: Vec<String>,
     signature: Vec<SignatureRow>,
     signature_raw: Option<String>,
     evidence: Option<Evidence>,
@@ -662,6 +663,7 @@ fn detail(
         tops: tops(a),
         nft: mitigation.map(|m| m.nft.clone()).unwrap_or_default(),
         bpf: mitigation.map(|m| m.bpf.clone()).filter(|b| !b.is_empty()),
+        flowspec: mitigation.map(|m| m.flowspec.clone()).unwrap_or_default(),
         signature: signature_rows(a.signature.as_ref()),
         signature_raw: signature_raw(a.signature.as_ref()),
         evidence: a

@@ -79,6 +79,10 @@ fn alert(i: usize, gap_ns: u64, series_points: usize) -> AlertRecord {
         mitigation: Some(MitigationRecord {
             nft: vec!["ip daddr 198.51.100.10 tcp flags & (syn|ack) == syn drop".to_string()],
             bpf: "dst host 198.51.100.10 and tcp".to_string(),
+            flowspec: vec![
+                "announce flow route { match { destination 198.51.100.10/32; protocol =tcp; } then { discard; } }"
+                    .to_string(),
+            ],
         }),
         signature: Some(serde_json::json!([
             {"field": "ip_len", "share": 1.0, "value": 40},
@@ -264,6 +268,7 @@ fn strings_from_the_input_are_escaped() {
     if let Some(m) = a.mitigation.as_mut() {
         m.nft = vec![evil.to_string()];
         m.bpf = evil.to_string();
+        m.flowspec = vec![evil.to_string()];
     }
     a.signature = Some(serde_json::json!([{"field": evil, "value": evil, "share": 1.0}]));
     a.evidence = Some(format!("ev/\"><{evil}.pcap"));
