@@ -758,9 +758,9 @@ impl DetectArgs {
 /// Where and how alerts are written.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write alerts to FILE instead of stdout, opened before any input is read so a bad path fails
-    /// at once: a replay truncates it; live and collect --listen append to it and reopen it on
-    /// SIGHUP (log rotation).
+    /// Write alerts to FILE instead of stdout (`-`: stdout), opened before any input is read so a
+    /// bad path fails at once: a replay truncates it; live and collect --listen append to it and
+    /// reopen it on SIGHUP (log rotation).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// `json`: one JSON object per line (docs/alerts.md); `text`: one readable line per event.

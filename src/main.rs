@@ -1331,7 +1331,7 @@ type AlertWriter = EventWriter<Box<dyn Write + Send>>;
 
 /// Opens the alert destination before any input is read, so a bad path fails at once.
 fn open_output(o: &OutputArgs) -> Result<AlertWriter> {
-    let out: Box<dyn Write + Send> = match &o.output {
+    let out: Box<dyn Write + Send> = match alert_file(o) {
         Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
             format!(
                 "cannot write alerts to {}: check the directory exists and is writable",
@@ -1343,10 +1343,17 @@ fn open_output(o: &OutputArgs) -> Result<AlertWriter> {
     Ok(EventWriter::new(out, output_format(o)))
 }
 
+/// The file `--output` names; None for stdout (no option, or `-` as for the capture files).
+fn alert_file(o: &OutputArgs) -> Option<&std::path::Path> {
+    o.output
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"))
+}
+
 /// A daemon's alert destination: `--output FILE` is appended to (a restart keeps the alerts
 /// already there) and reopened on SIGHUP (the returned handle); stdout otherwise.
 fn open_daemon_output(o: &OutputArgs) -> Result<(AlertWriter, Option<ReopenFile>)> {
-    let Some(path) = &o.output else {
+    let Some(path) = alert_file(o) else {
         return Ok((open_output(o)?, None));
     };
     let file = ReopenFile::append(path).with_context(|| {

@@ -164,4 +164,13 @@ fn stdout_carries_only_alerts_in_both_formats() {
     assert!(to_file.stdout.is_empty());
     let written = std::fs::read(&file).unwrap();
     assert_eq!(written, json.stdout);
+
+    // `-o -` is stdout, as `-` is standard input for the captures: no file named `-` appears
+    let dash = bin()
+        .current_dir(dir.path())
+        .args(["replay", "-o", "-", messy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(dash.stdout, json.stdout);
+    assert!(!dir.path().join("-").exists());
 }
