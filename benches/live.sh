@@ -8,8 +8,9 @@
 #   benches/live.sh --quick       # 50 k packets, 1 run: proves the script works
 #
 # Traffic goes only to the receiving namespace's own address (10.250.0.2) over the veth pair. CPU
-# is floodwatch's user+sys time from GNU time, from start to Ctrl-C, per packet read; an idle run
-# (no traffic) is measured too and shown beside it (start-up and idle ticks: what a short run adds).
+# is floodwatch's user+sys time as its summary reports it (getrusage, to the microsecond), from
+# start to Ctrl-C, per packet read; an idle run (no traffic) is measured too and shown beside it
+# (start-up and idle ticks: what a short run adds).
 # The last thing printed is a markdown table ready to paste into docs/performance.md.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -28,7 +29,6 @@ done
 [[ "$(id -u)" == 0 ]] || die "needs root (network namespaces and AF_PACKET)"
 command -v ip >/dev/null || die "needs ip (Debian package iproute2)"
 ensure_debian_package tcpreplay tcpreplay || die "needs tcpreplay (Debian package tcpreplay)"
-ensure_debian_package time time || die "needs GNU time (Debian package time)"
 build_release
 
 TAG="fwb$$"
@@ -60,11 +60,11 @@ CAPTURE="$BENCH_DIR/live-$PACKETS.pcap"
 # run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
 # CPU (s), FRAMES, KDROPS.
 run() {
-  local threads="$1" send="$2" err="$BENCH_DIR/live.err" times="$BENCH_DIR/live.time"
-  rm -f "$err" "$times"
-  ip netns exec "$RNS" /usr/bin/time -f '%U %S' -o "$times" \
-    "$FW" live "$RIF" --threads 1 --capture-threads "$threads" --status-interval 0 \
-    -o /dev/null 2>"$err" &
+  local threads="$1" send="$2" err="$BENCH_DIR/live.err"
+  rm -f "$err"
+  # `ip netns exec` becomes floodwatch (it execs): $! is floodwatch's pid
+  ip netns exec "$RNS" "$FW" live "$RIF" --threads 1 --capture-threads "$threads" \
+    --status-interval 0 -o /dev/null 2>"$err" &
   local pid=$!
   for _ in $(seq 100); do
     grep -q "capturing on" "$err" 2>/dev/null && break
@@ -78,10 +78,11 @@ run() {
     sleep 0.5
   fi
   sleep 1
-  pkill -INT -f "$FW live $RIF" || true
+  kill -INT "$pid" || true
   wait "$pid" || true
-  read -r user sys <"$times"
-  CPU="$(calc "$user + $sys")"
+  # floodwatch's own user+system time (getrusage, to the microsecond) from its summary
+  CPU="$(sed -n 's/^ *CPU \([0-9.]*\) s.*/\1/p' "$err" | head -n 1)"
+  [[ -n "$CPU" ]] || die "no CPU line in floodwatch's summary: $(tail -n 5 "$err")"
   FRAMES="$(sed -n 's/.*frames \([0-9]*\).*/\1/p' "$err" | head -n 1)"
   KDROPS="$(sed -n 's/.*kernel drops \([0-9]*\).*/\1/p' "$err" | head -n 1)"
   FRAMES="${FRAMES:-0}" KDROPS="${KDROPS:-0}"

@@ -161,6 +161,7 @@ pub fn run_ingest(
     let mut summary = reader.finish(source.stats());
     summary.elapsed = started.elapsed();
     summary.peak_rss = super::peak_rss();
+    summary.cpu = super::cpu_time();
     summary.interrupted = stop.load(std::sync::atomic::Ordering::Relaxed);
     (summary, error)
 }

@@ -417,6 +417,7 @@ pub fn run_input<W: Write + Send>(
     });
     summary.elapsed = started.elapsed();
     summary.peak_rss = peak_rss();
+    summary.cpu = cpu_time();
     summary.output_closed = output_closed.load(Ordering::Relaxed);
     summary.interrupted = stop.load(Ordering::Relaxed) && !summary.output_closed;
     if let Some(e) = write_error {
@@ -636,6 +637,17 @@ pub fn describe_duration(d: Duration) -> String {
 /// The wall clock as packet time (live capture stamps frames with it).
 fn wall_clock() -> Timestamp {
     Timestamp::now()
+}
+
+/// The CPU time the process has used so far: (user, system).
+pub fn cpu_time() -> Option<(Duration, Duration)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let d = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().max(0) as u64)
+            + Duration::from_micros(t.tv_usec().max(0) as u64)
+    };
+    Some((d(u.user_time()), d(u.system_time())))
 }
 
 /// The process's peak resident set size (VmHWM in /proc/self/status), in bytes.

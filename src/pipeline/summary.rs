@@ -42,6 +42,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Peak resident memory of the process, in bytes (Linux; None elsewhere).
     pub peak_rss: Option<u64>,
+    /// CPU time of the process so far (user, system), to the microsecond.
+    pub cpu: Option<(Duration, Duration)>,
     /// The source was a live interface.
     pub live: bool,
     /// Packets read but not counted because the shards were behind (live capture only).
@@ -381,6 +383,15 @@ pub fn render_summary(s: &RunSummary) -> String {
         let _ = writeln!(
             o,
             "  packets not tracked by source (sources too small to matter, e.g. spoofed): src_host {dh}, src_subnet {ds}"
+        );
+    }
+    if let Some((user, system)) = s.cpu {
+        let _ = writeln!(
+            o,
+            "  CPU {:.3} s (user {:.3} s, system {:.3} s)",
+            (user + system).as_secs_f64(),
+            user.as_secs_f64(),
+            system.as_secs_f64()
         );
     }
     if let Some(rss) = s.peak_rss {
