@@ -194,6 +194,20 @@ fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
     assert!(mib <= 128, "peak RSS {mib} MiB");
     // The spoofed sources were held back, and counted.
     let err = String::from_utf8_lossy(&out.stderr);
+    // the CPU the run took, to the millisecond: user and system add up to the total
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("CPU "))
+        .expect("no CPU line");
+    let secs: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse().ok())
+        .collect();
+    assert_eq!(secs.len(), 3, "{line}");
+    assert!(
+        secs[0] > 0.0 && (secs[1] + secs[2] - secs[0]).abs() <= 0.002,
+        "{line}"
+    );
     assert!(err.contains("not tracked"), "{err}");
 }
 
