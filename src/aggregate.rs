@@ -203,14 +203,16 @@ impl ScopeAgg {
         i
     }
 
-    /// Adds `p` (its increments `inc`) to entry `i`. `peer_hash` gives the [`Hll::hash`] of the
-    /// key's peer (the source of a destination key, the destination of a source key); it is asked
-    /// for only when the entry samples at a rate.
+    /// Adds `p`, stamped `at` by the stream's clock (its time, or the clock's when it came late),
+    /// to entry `i`. `peer_hash` gives the [`Hll::hash`] of the key's peer (the source of a
+    /// destination key, the destination of a source key); it is asked for only when the entry
+    /// samples at a rate. A sample keeps `p` with the stamp as its time.
     #[inline]
     pub fn add(
         &mut self,
         i: u32,
         p: &PacketSummary,
+        at: crate::time::Timestamp,
         class: PacketClass,
         peer_hash: impl FnOnce() -> u64,
     ) {
@@ -249,13 +251,13 @@ impl ScopeAgg {
                 r.add_hash(h);
             }
             // the peer and the time choose the sample: the same packets on every replay
-            let s = (h ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let s = (h ^ at.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             (s >> 56) as u32 & (e.rate - 1) == 0
         };
         if sampled {
             let n = self.samples.len() as u32;
             self.samples.push(Sample {
-                p: *p,
+                p: PacketSummary { ts: at, ..*p },
                 rate: e.rate,
                 next: NONE,
             });
@@ -463,14 +465,14 @@ mod tests {
         let exact = a.insert(key, 5, true, 1, true);
         for n in 0..100u32 {
             let p = pkt(n, 5 + u64::from(n));
-            a.add(exact, &p, PacketClass::of(&p), || Hll::hash(p.src));
+            a.add(exact, &p, p.ts, PacketClass::of(&p), || Hll::hash(p.src));
         }
         let other = Key::host([198, 51, 100, 2].into());
         let sampled = a.insert(other, 7, true, 16, true);
         assert_eq!(a.find(key), Some(exact));
         for n in 0..16_000u32 {
             let p = pkt(n, 7 + u64::from(n));
-            a.add(sampled, &p, PacketClass::of(&p), || Hll::hash(p.src));
+            a.add(sampled, &p, p.ts, PacketClass::of(&p), || Hll::hash(p.src));
         }
         let mut seen = Vec::new();
         for (e, d) in a.take().iter() {

@@ -725,7 +725,9 @@ mod tests {
                 let mut agg = crate::aggregate::ScopeAgg::new();
                 let e = agg.insert(key, 0, true, 1, false);
                 for p in &batch {
-                    agg.add(e, p, crate::window::PacketClass::of(p), || Hll::hash(p.src));
+                    agg.add(e, p, p.ts, crate::window::PacketClass::of(p), || {
+                        Hll::hash(p.src)
+                    });
                 }
                 for (_, d) in agg.take().iter() {
                     for s in d.samples {

@@ -232,12 +232,12 @@ impl Aggregator {
             let mut src_hash = None;
             let [host_agg, subnet_agg, ..] = &mut self.pending;
             if entries[0] != NO_ENTRY {
-                host_agg.add(entries[0], p, class, || {
+                host_agg.add(entries[0], p, stamp.at, class, || {
                     *src_hash.get_or_insert_with(|| Hll::hash(p.src))
                 });
             }
             if entries[1] != NO_ENTRY {
-                subnet_agg.add(entries[1], p, class, || {
+                subnet_agg.add(entries[1], p, stamp.at, class, || {
                     *src_hash.get_or_insert_with(|| Hll::hash(p.src))
                 });
                 if host != NO_ENTRY {
@@ -314,7 +314,7 @@ impl Aggregator {
             Some(e) => e,
             None => agg.insert(key, ts, admit, 1, false),
         };
-        agg.add(entry, p, class, || Hll::hash(p.dst));
+        agg.add(entry, p, stamp.at, class, || Hll::hash(p.dst));
         if i == 1 {
             if let Some(h) = agg.host_slot(entry, p.src) {
                 agg.count_host(h, u64::from(p.weight));

@@ -48,8 +48,8 @@ impl CaptureTx {
 
 impl Downstream for CaptureTx {
     #[inline]
-    fn push(&mut self, p: PacketSummary) {
-        self.batch.push(p);
+    fn push(&mut self, p: &PacketSummary) {
+        self.batch.push(*p);
         if self.batch.len() >= self.batch_size {
             self.flush();
         }
@@ -123,7 +123,7 @@ pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reade
                 }
                 // frames so far for the status line (undecoded frames join at the end)
                 reader.add_frames(packets.len() as u64);
-                for p in packets {
+                for p in &packets {
                     reader.push(p);
                 }
             }

@@ -88,8 +88,8 @@ impl BusDownstream {
 
 impl Downstream for BusDownstream {
     #[inline]
-    fn push(&mut self, p: PacketSummary) {
-        self.parts.push(&p);
+    fn push(&mut self, p: &PacketSummary) {
+        self.parts.push(p);
         // after the packet: its batch and the watermark that passes the tick boundary go together
         self.flush_due(p.ts.0);
         if self.parts.ready_len() >= HAND_OVER_BATCHES {

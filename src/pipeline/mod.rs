@@ -781,15 +781,15 @@ mod tests {
         let t0 = 1_000 * MS;
         // a tick of 3 packets: it leaves, with the clock's steps, when the next tick begins
         for i in 0..3 {
-            reader.push(p(t0 + i));
+            reader.push(&p(t0 + i));
         }
-        reader.push(p(t0 + 150 * MS));
+        reader.push(&p(t0 + 150 * MS));
         let stats = reader.router.stats();
         assert_eq!((stats.dropped, rx_a.len(), rx_b.len()), (0, 2, 2));
         // shard a's channel is full: the next tick's 3 packets are lost for both shards, counted
-        reader.push(p(t0 + 160 * MS));
-        reader.push(p(t0 + 170 * MS));
-        reader.push(p(t0 + 250 * MS));
+        reader.push(&p(t0 + 160 * MS));
+        reader.push(&p(t0 + 170 * MS));
+        reader.push(&p(t0 + 250 * MS));
         let stats = reader.router.stats();
         assert_eq!((stats.dropped, stats.dropped_batches), (3, 1));
         assert_eq!((rx_a.len(), rx_b.len()), (2, 2));

@@ -34,7 +34,7 @@ const BATCH: usize = 1024;
 /// Where the reader hands its packets: the router itself, or a capture thread's channel to it.
 pub(super) trait Downstream {
     /// Takes one packet.
-    fn push(&mut self, p: PacketSummary);
+    fn push(&mut self, p: &PacketSummary);
     /// The source is idle at `now`: nothing older is still to come.
     fn idle(&mut self, now: Timestamp);
     /// Hands over what is held.
@@ -57,7 +57,7 @@ pub(super) trait Downstream {
 
 impl Downstream for Router {
     #[inline]
-    fn push(&mut self, p: PacketSummary) {
+    fn push(&mut self, p: &PacketSummary) {
         Router::push(self, p)
     }
     fn idle(&mut self, now: Timestamp) {
@@ -244,9 +244,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
             return;
         };
         let mut scratch = std::mem::take(&mut t.scratch);
-        for p in scratch.drain(..) {
+        for p in &scratch {
             self.push(p);
         }
+        scratch.clear();
         if let Some(t) = self.telemetry.as_deref_mut() {
             t.scratch = scratch;
         }
@@ -357,7 +358,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
             .decode(frame.link, frame.data, frame.ts, frame.wire_len)
         {
             Ok(p) => {
-                self.push(p);
+                self.push(&p);
                 if let Some(t) = &mut self.tap {
                     // after the router took it: the evaluations due before it ran
                     t.offer(&frame, &p, self.router.evaluations());
@@ -385,7 +386,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 self.summary.decode.record(e);
                 self.counts.not_decoded(e);
             }
-            for p in d.packets {
+            for p in &d.packets {
                 self.push(p);
             }
             if d.error.is_some() {
@@ -457,17 +458,17 @@ impl<'m, D: Downstream> Reader<'m, D> {
     }
 
     #[inline]
-    pub fn push(&mut self, p: PacketSummary) {
+    pub fn push(&mut self, p: &PacketSummary) {
         let s = &mut self.summary;
         s.packets += u64::from(p.weight);
         s.bytes += u64::from(p.wire_len) * u64::from(p.weight);
         s.first_ts.get_or_insert(p.ts);
         s.last_ts = Some(s.last_ts.map_or(p.ts, |t| t.max(p.ts)));
         if self.metrics.is_some() {
-            self.counts.packet(&p);
+            self.counts.packet(p);
         }
         if let Some(r) = &mut self.recording {
-            r.traffic.add(&p);
+            r.traffic.add(p);
             r.sources.add(p.src);
         }
         if self.pace {

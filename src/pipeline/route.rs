@@ -213,8 +213,7 @@ impl Router {
     /// Takes one packet: its tick's aggregate grows; a tick boundary sends the aggregate and the
     /// clock's steps to every shard.
     #[inline]
-    pub fn push(&mut self, mut p: PacketSummary) {
-        let raw_ts = p.ts;
+    pub fn push(&mut self, p: &PacketSummary) {
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
         if !self.steps.is_empty() {
             self.broadcast_steps();
@@ -224,14 +223,13 @@ impl Router {
             }
         }
         if let Some(c) = &mut self.stats_clock {
-            let mark = c.after_packet(&p, self.seq);
+            let mark = c.after_packet(p, self.seq);
             if let (Some(mark), Some(w)) = (mark, self.work.first_mut()) {
                 w.marks.push(mark);
             }
         }
-        self.oldest.get_or_insert(raw_ts);
-        p.ts = stamp.at;
-        let scopes = scopes_of(&self.cfg, &p);
+        self.oldest.get_or_insert(p.ts);
+        let scopes = scopes_of(&self.cfg, p);
         if scopes.is_empty() {
             self.stats.ignored += 1;
             return;
@@ -240,7 +238,7 @@ impl Router {
         if other {
             self.stage_counts();
         }
-        self.agg.add(&p, stamp, scopes, at);
+        self.agg.add(p, stamp, scopes, at);
         if self.agg.is_full() {
             // a part of the tick leaves now: memory stays bounded whatever the tick holds
             self.stage_counts();
