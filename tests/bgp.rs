@@ -709,7 +709,30 @@ fn the_options_are_on_every_detecting_command_and_checked() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("exabgp: 1 announced, 1 withdrawn"), "{err}");
-    assert!(err.contains("2 dropped"), "{err}");
+    // the announcement and its withdrawal never went out: they cancel out, nothing is owed
+    assert!(err.contains("0 dropped"), "{err}");
+    assert!(!err.contains("still announced"), "{err}");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"event\":\"start\""), "{out}");
+    // more rules than the design bounds, and routes kept with no --state to find them again
+    let p = missing.to_str().unwrap();
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", p, "--bgp-max-rules", "5000", c])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--bgp-max-rules 5000 is bad usage"
+    );
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", p, "--bgp-keep-on-exit", c])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--bgp-keep-on-exit") && err.contains("--state"),
+        "{err}"
+    );
 }

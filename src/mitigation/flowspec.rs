@@ -187,6 +187,18 @@ impl FlowRule {
     }
 }
 
+/// The announcement, with `action`, of the rule whose withdrawal is `withdraw` (as
+/// [`FlowRule::withdraw`] writes it); `None` for any other text.
+pub fn announce_of_withdraw(withdraw: &str, action: FlowAction) -> Option<String> {
+    let components = withdraw
+        .strip_prefix("withdraw flow route { match { ")?
+        .strip_suffix(" } }")?;
+    Some(format!(
+        "announce flow route {{ match {{ {components} }} then {{ {} }} }}",
+        action.exabgp()
+    ))
+}
+
 /// `tcp`, `udp`, `icmp` by name (ExaBGP knows them), others as numbers.
 fn protocol_name(p: u8) -> String {
     match p {
