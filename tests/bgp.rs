@@ -716,6 +716,22 @@ fn the_options_are_on_every_detecting_command_and_checked() {
     assert!(out.contains("\"event\":\"start\""), "{out}");
     // more rules than the design bounds, and routes kept with no --state to find them again
     let p = missing.to_str().unwrap();
+    // the start event shows the rule as announced, with --flowspec-action
+    let o = bin()
+        .args([
+            "replay",
+            "--exabgp-pipe",
+            p,
+            "--flowspec-action",
+            "rate-limit:125000",
+            c,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("then { rate-limit 125000; } }"), "{out}");
+    assert!(!out.contains("discard;"), "{out}");
     let o = bin()
         .args(["replay", "--exabgp-pipe", p, "--bgp-max-rules", "5000", c])
         .output()

@@ -528,6 +528,11 @@ impl Announcer {
         }
     }
 
+    /// What the flowspec rules announced do (`--flowspec-action`).
+    pub fn flowspec_action(&self) -> FlowAction {
+        self.policy.action
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> BgpStats {
         self.shared.book().stats.clone()
