@@ -249,9 +249,22 @@ enum Refusal {
     NeverBlock,
 }
 
+/// `key` with an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d`, /96 or longer) written as the IPv4
+/// prefix it is, so a never-block prefix matches it in either form.
+fn canonical(key: Key) -> Key {
+    match key {
+        Key::V6 { addr, prefix } if prefix >= 96 && addr >> 32 == 0xffff => Key::V4 {
+            addr: addr as u32,
+            prefix: prefix - 96,
+        },
+        k => k,
+    }
+}
+
 impl Policy {
     fn never_block(&self, key: Key) -> bool {
-        self.never_block.iter().any(|n| {
+        let key = canonical(key);
+        self.never_block.iter().map(|n| canonical(*n)).any(|n| {
             // the key inside a never-block prefix, or a prefix that holds one
             n.contains(key.addr()) && n.prefix() <= key.prefix()
                 || key.contains(n.addr()) && key.prefix() <= n.prefix()

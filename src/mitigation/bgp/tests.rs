@@ -751,6 +751,20 @@ fn a_corrupt_persist_file_is_moved_aside_not_overwritten() {
 }
 
 #[test]
+fn never_block_holds_for_ipv4_mapped_ipv6_keys() {
+    let p = policy(32, false);
+    let mut b = Book::default();
+    p.on_event(&mut b, &start("a", "::ffff:198.51.100.5"));
+    let p = Policy {
+        never_block: vec!["::ffff:192.0.2.0/120".parse().unwrap()],
+        ..policy(32, false)
+    };
+    p.on_event(&mut b, &start("b", "192.0.2.53"));
+    assert_eq!(b.stats.refused_never_block, 2);
+    assert!(drain(&mut b).is_empty());
+}
+
+#[test]
 fn a_second_start_of_the_same_alert_changes_nothing() {
     let p = policy(32, false);
     let mut b = Book::default();
