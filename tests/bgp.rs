@@ -133,14 +133,26 @@ impl Lab {
         let (veth_e, veth_b) = (format!("fwb{id}e"), format!("fwb{id}b"));
         sh(&["ip", "netns", "add", &lab.ns_exa]);
         sh(&["ip", "netns", "add", &lab.ns_bird]);
+        // made inside the namespaces, never in the root one: deleting them deletes the pair
         sh(&[
-            "ip", "link", "add", &veth_e, "type", "veth", "peer", "name", &veth_b,
+            "ip",
+            "-n",
+            &lab.ns_exa,
+            "link",
+            "add",
+            &veth_e,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_b,
+            "netns",
+            &lab.ns_bird,
         ]);
         for (veth, ns, addr) in [
             (&veth_e, &lab.ns_exa, EXA_ADDR),
             (&veth_b, &lab.ns_bird, BIRD_ADDR),
         ] {
-            sh(&["ip", "link", "set", veth, "netns", ns]);
             sh(&[
                 "ip",
                 "-n",
