@@ -256,6 +256,25 @@ impl Lab {
         self.exabgp = Some(child);
     }
 
+    /// Stops ExaBGP and its relay (as ExaBGP's own shutdown does) and starts a new one.
+    fn restart_exabgp(&mut self) {
+        if let Some(mut c) = self.exabgp.take() {
+            stop(&mut c);
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("relay.pid")) {
+            let _ = Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let down = poll_until(SESSION_TIMEOUT, || {
+            !self.birdc("show protocols exa").contains("Established")
+        });
+        assert!(down.is_some(), "the BGP session stayed up");
+        self.start_exabgp();
+        self.wait_established();
+    }
+
     fn birdc(&self, cmd: &str) -> String {
         let o = Command::new("birdc")
             .arg("-s")
@@ -431,11 +450,12 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     if !lab_possible() {
         return;
     }
-    let lab = Lab::start();
+    let mut lab = Lab::start();
     let cap = paced_flood_is_announced_and_withdrawn(&lab);
     guard_rails_hold(&lab, &cap);
     ipv6_rules_reach_flow6(&lab);
     a_restart_takes_kept_routes_over(&lab);
+    an_exabgp_restart_gets_the_rule_back(&mut lab);
 }
 
 /// A paced sig-syn-flood: the rule and the blackhole in BIRD within a second of the start, gone
@@ -676,6 +696,55 @@ fn a_restart_takes_kept_routes_over(lab: &Lab) {
     );
     let saved = std::fs::read_to_string(dir.join("state.json.exabgp.json")).unwrap();
     assert!(!saved.contains("198.51.100.10"), "{saved}");
+}
+
+/// ExaBGP restarts while an alert lasts: BIRD drops the session's routes, and floodwatch, which
+/// sees the pipe's reader go, announces the rule again to the new ExaBGP.
+fn an_exabgp_restart_gets_the_rule_back(lab: &mut Lab) {
+    let dir = lab.dir.path().join("exabgp-restart");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = synth(
+        &dir,
+        "sig-syn-flood",
+        &[
+            "--duration",
+            "40s",
+            "--attack-start",
+            "1s",
+            "--attack-duration",
+            "39s",
+            "--attack-pps",
+            "2000",
+            "--background-pps",
+            "200",
+        ],
+    );
+    let pipe = lab.pipe();
+    let run = Run::start(&[
+        "replay",
+        "--realtime",
+        "--exabgp-pipe",
+        pipe.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    let held = |lab: &Lab| {
+        lab.birdc("show route table flowtab4")
+            .contains(&format!("dst {VICTIM}/32"))
+    };
+    run.next("start", Duration::from_secs(10));
+    assert!(
+        poll_until(Duration::from_secs(3), || held(lab)).is_some(),
+        "BIRD never held the rule"
+    );
+    lab.restart_exabgp();
+    let back = poll_until(Duration::from_secs(5), || held(lab));
+    assert!(
+        back.is_some(),
+        "the rule is not back after ExaBGP restarted: {}\nexabgp log: {}",
+        lab.birdc("show route table flowtab4"),
+        std::fs::read_to_string(lab.dir.path().join("exabgp.log")).unwrap_or_default()
+    );
+    drop(run);
 }
 
 /// Every command that detects takes the options; they need --exabgp-pipe; a path that is not a
