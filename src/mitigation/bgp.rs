@@ -227,7 +227,7 @@ pub enum BgpError {
     Thread(io::Error),
     #[error(transparent)]
     Persist(#[from] PersistError),
-    #[error("--bgp-keep-on-exit needs --state FILE: the routes it leaves announced are kept there for the next run to take over or withdraw; without it they would stay announced forever (add --state, or leave out --bgp-keep-on-exit)")]
+    #[error("--bgp-keep-on-exit needs --state FILE: the routes it leaves announced are kept there for the next run to take over or withdraw; without it they would stay announced forever (add --state, which replay, live and collect take, or leave out --bgp-keep-on-exit, as detect must)")]
     KeepWithoutState,
 }
 
