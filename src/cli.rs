@@ -416,8 +416,9 @@ pub struct BgpArgs {
     #[arg(long, value_name = "ASN:VALUE", requires = "blackhole", value_parser = floodwatch::mitigation::bgp::Blackhole::parse_community)]
     pub blackhole_community: Vec<String>,
     /// Most routes announced at once (each flowspec rule and each blackhole counts one); an alert
-    /// whose routes would pass it is not announced, and counted.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "exabgp_pipe")]
+    /// whose routes would pass it is not announced, and counted. At most 4096: routers hold a few
+    /// thousand flowspec rules, and the routes file beside --state is rewritten on every change.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), requires = "exabgp_pipe")]
     pub bgp_max_rules: u32,
     /// Never announce anything for a key inside PREFIX (or a subnet holding it), e.g. your
     /// resolvers or the routers themselves (repeatable; added to the config file's

@@ -1317,6 +1317,7 @@ fn bgp_config(
         keep_on_exit: b.bgp_keep_on_exit,
         persist: state.map(floodwatch::mitigation::bgp::persist_path_for),
         restore_hold: b.bgp_restore_hold,
+        reannounce: floodwatch::mitigation::bgp::REANNOUNCE,
     }))
 }
 

@@ -25,8 +25,8 @@ pub struct Mitigation {
     /// The same match as a pcap/BPF filter expression (`tcpdump`, `--filter`).
     pub bpf: String,
     /// Flowspec rules (RFC 8955/8956) as ExaBGP API commands (`announce flow route { … }`), the
-    /// ones `--exabgp-pipe` announces (with `discard`; `--flowspec-action` may change that).
-    /// Empty only where [`suggest`] is used alone.
+    /// ones `--exabgp-pipe` announces: with its `--flowspec-action` when it is given, else
+    /// `discard` ([`flowspec_lines`]). Empty only where [`suggest`] is used alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flowspec: Vec<String>,
 }
@@ -46,12 +46,17 @@ pub fn for_event(e: &AlertEvent) -> Option<Mitigation> {
             Some(sig) => with_signature(m, sig, Addr::new(e.scope, e.key).v6),
             None => m,
         };
-        m.flowspec = flowspec::for_event(e)
-            .iter()
-            .map(|r| r.announce(flowspec::FlowAction::Discard))
-            .collect();
+        m.flowspec = flowspec_lines(e, flowspec::FlowAction::Discard);
         m
     })
+}
+
+/// The flowspec rules of `e` with `action`, as `--exabgp-pipe` announces them.
+pub fn flowspec_lines(e: &AlertEvent, action: flowspec::FlowAction) -> Vec<String> {
+    flowspec::for_event(e)
+        .iter()
+        .map(|r| r.announce(action))
+        .collect()
 }
 
 /// `m` narrowed to the packets that carry `sig`: its match is added to the BPF filter and to the

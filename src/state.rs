@@ -212,7 +212,7 @@ pub fn load_state(path: &Path, subnet_v4: u8, subnet_v6: u8) -> Result<StateStar
 }
 
 /// `PATH.corrupt-20251125T144310Z` for a file set aside at `now`.
-fn corrupt_name(path: &Path, now: &crate::time::Timestamp) -> PathBuf {
+pub(crate) fn corrupt_name(path: &Path, now: &crate::time::Timestamp) -> PathBuf {
     // 2025-11-25T14:43:10.250000Z → 20251125T144310Z
     let t = now.to_string();
     let stamp: String = t

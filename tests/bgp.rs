@@ -133,14 +133,26 @@ impl Lab {
         let (veth_e, veth_b) = (format!("fwb{id}e"), format!("fwb{id}b"));
         sh(&["ip", "netns", "add", &lab.ns_exa]);
         sh(&["ip", "netns", "add", &lab.ns_bird]);
+        // made inside the namespaces, never in the root one: deleting them deletes the pair
         sh(&[
-            "ip", "link", "add", &veth_e, "type", "veth", "peer", "name", &veth_b,
+            "ip",
+            "-n",
+            &lab.ns_exa,
+            "link",
+            "add",
+            &veth_e,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_b,
+            "netns",
+            &lab.ns_bird,
         ]);
         for (veth, ns, addr) in [
             (&veth_e, &lab.ns_exa, EXA_ADDR),
             (&veth_b, &lab.ns_bird, BIRD_ADDR),
         ] {
-            sh(&["ip", "link", "set", veth, "netns", ns]);
             sh(&[
                 "ip",
                 "-n",
@@ -242,6 +254,25 @@ impl Lab {
             .spawn()
             .expect("cannot start exabgp");
         self.exabgp = Some(child);
+    }
+
+    /// Stops ExaBGP and its relay (as ExaBGP's own shutdown does) and starts a new one.
+    fn restart_exabgp(&mut self) {
+        if let Some(mut c) = self.exabgp.take() {
+            stop(&mut c);
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("relay.pid")) {
+            let _ = Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let down = poll_until(SESSION_TIMEOUT, || {
+            !self.birdc("show protocols exa").contains("Established")
+        });
+        assert!(down.is_some(), "the BGP session stayed up");
+        self.start_exabgp();
+        self.wait_established();
     }
 
     fn birdc(&self, cmd: &str) -> String {
@@ -419,11 +450,12 @@ fn exabgp_carries_flowspec_and_blackhole_to_bird_while_the_alert_lasts() {
     if !lab_possible() {
         return;
     }
-    let lab = Lab::start();
+    let mut lab = Lab::start();
     let cap = paced_flood_is_announced_and_withdrawn(&lab);
     guard_rails_hold(&lab, &cap);
     ipv6_rules_reach_flow6(&lab);
     a_restart_takes_kept_routes_over(&lab);
+    an_exabgp_restart_gets_the_rule_back(&mut lab);
 }
 
 /// A paced sig-syn-flood: the rule and the blackhole in BIRD within a second of the start, gone
@@ -666,6 +698,55 @@ fn a_restart_takes_kept_routes_over(lab: &Lab) {
     assert!(!saved.contains("198.51.100.10"), "{saved}");
 }
 
+/// ExaBGP restarts while an alert lasts: BIRD drops the session's routes, and floodwatch, which
+/// sees the pipe's reader go, announces the rule again to the new ExaBGP.
+fn an_exabgp_restart_gets_the_rule_back(lab: &mut Lab) {
+    let dir = lab.dir.path().join("exabgp-restart");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = synth(
+        &dir,
+        "sig-syn-flood",
+        &[
+            "--duration",
+            "40s",
+            "--attack-start",
+            "1s",
+            "--attack-duration",
+            "39s",
+            "--attack-pps",
+            "2000",
+            "--background-pps",
+            "200",
+        ],
+    );
+    let pipe = lab.pipe();
+    let run = Run::start(&[
+        "replay",
+        "--realtime",
+        "--exabgp-pipe",
+        pipe.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    let held = |lab: &Lab| {
+        lab.birdc("show route table flowtab4")
+            .contains(&format!("dst {VICTIM}/32"))
+    };
+    run.next("start", Duration::from_secs(10));
+    assert!(
+        poll_until(Duration::from_secs(3), || held(lab)).is_some(),
+        "BIRD never held the rule"
+    );
+    lab.restart_exabgp();
+    let back = poll_until(Duration::from_secs(5), || held(lab));
+    assert!(
+        back.is_some(),
+        "the rule is not back after ExaBGP restarted: {}\nexabgp log: {}",
+        lab.birdc("show route table flowtab4"),
+        std::fs::read_to_string(lab.dir.path().join("exabgp.log")).unwrap_or_default()
+    );
+    drop(run);
+}
+
 /// Every command that detects takes the options; they need --exabgp-pipe; a path that is not a
 /// pipe is refused by name; a missing pipe is reported and detection goes on. No root needed.
 #[test]
@@ -709,7 +790,46 @@ fn the_options_are_on_every_detecting_command_and_checked() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("exabgp: 1 announced, 1 withdrawn"), "{err}");
-    assert!(err.contains("2 dropped"), "{err}");
+    // the announcement and its withdrawal never went out: they cancel out, nothing is owed
+    assert!(err.contains("0 dropped"), "{err}");
+    assert!(!err.contains("still announced"), "{err}");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"event\":\"start\""), "{out}");
+    // more rules than the design bounds, and routes kept with no --state to find them again
+    let p = missing.to_str().unwrap();
+    // the start event shows the rule as announced, with --flowspec-action
+    let o = bin()
+        .args([
+            "replay",
+            "--exabgp-pipe",
+            p,
+            "--flowspec-action",
+            "rate-limit:125000",
+            c,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("then { rate-limit 125000; } }"), "{out}");
+    assert!(!out.contains("discard;"), "{out}");
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", p, "--bgp-max-rules", "5000", c])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--bgp-max-rules 5000 is bad usage"
+    );
+    let o = bin()
+        .args(["replay", "--exabgp-pipe", p, "--bgp-keep-on-exit", c])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--bgp-keep-on-exit") && err.contains("--state"),
+        "{err}"
+    );
 }

@@ -13,25 +13,36 @@
 //!   whose routes do not fit is refused as a whole and counted;
 //! - two alerts that give the same route share it: it is withdrawn with the last of them.
 //!
-//! The pipe never delays detection: the sink only queues lines ([`Announcer::on_event`] takes a
-//! short lock); a thread of its own opens the pipe non-blocking (`ENXIO`: no reader yet), writes
-//! each line with one non-blocking `write` (a line is under `PIPE_BUF`, so it is written whole or
-//! not at all), keeps what could not be written (bounded, counted) and retries every
-//! [`RETRY`]. When a reader comes back after one was lost, every active route is announced again
-//! (ExaBGP may have restarted; announcing a route twice changes nothing).
+//! The pipe never delays detection: the sink only records what it wants ([`Announcer::on_event`]
+//! takes a short lock); a thread of its own opens the pipe non-blocking (`ENXIO`: no reader yet),
+//! writes each line with one non-blocking `write` (a line is under `PIPE_BUF`, so it is written
+//! whole or not at all) and retries every [`RETRY`]. What is owed is kept per route, not as a
+//! queue of lines ([`book`]): the wanted routes against what ExaBGP was last told.
 //!
-//! At the end every active route is withdrawn (unless `keep_on_exit`: then the alerts the end of
-//! the run closes — reason `end_of_input` or `shutdown` — keep their routes too). With `persist` (beside
-//! `--state`) the active routes are kept in a file, so a restarted floodwatch announces them again
-//! and holds them for `restore_hold`: an alert on the same key that starts meanwhile takes them
-//! over, the others are then withdrawn.
+//! ExaBGP keeps no routes across its own restart, and a restart can go unseen from the pipe: the
+//! reader of the old ExaBGP (socat) may take a line before it notices its ExaBGP is gone, and the
+//! new one may open the pipe before floodwatch writes again. So the writer (1) polls the pipe every
+//! [`RETRY`], idle or not, and announces every wanted route again when its reader went away, and
+//! (2) announces every wanted route again every `reannounce` ([`REANNOUNCE`] by default), which
+//! covers what polling cannot see; ExaBGP ignores an announcement of a route it already holds, so
+//! that costs a few lines and no BGP update.
+//!
+//! At the end every active route is withdrawn (unless `keep_on_exit`, which needs `persist`: then
+//! the alerts the end of the run closes — reason `end_of_input` or `shutdown` — keep their routes
+//! too). With `persist` (beside `--state`) the routes ExaBGP may hold (wanted ones, and those whose
+//! withdrawal is not written yet) are kept in a file, so a restarted floodwatch announces the
+//! ones its settings still allow again and holds them for `restore_hold` (an alert on the same
+//! key that starts meanwhile takes them over, the others are then withdrawn), and withdraws the
+//! rest at once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+mod book;
+mod persist;
+mod pipe;
+
+use std::collections::BTreeMap;
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,11 +52,18 @@ use serde::{Deserialize, Serialize};
 use super::flowspec::{self, FlowAction};
 use crate::alert::{AlertEvent, EndReason, EventKind};
 use crate::key::{Key, Scope};
+use book::{Book, Owner};
+pub use persist::{persist_path_for, PersistError};
+use persist::{Loaded, SavedRoute};
+use pipe::{OpenError, Pipe, Reader};
 
-/// How often a missing pipe is opened again and unwritten lines retried.
+/// How often a missing pipe is opened again, unwritten lines retried and the reader checked.
 pub const RETRY: Duration = Duration::from_millis(250);
-/// Lines kept for the pipe at most; older ones are dropped (counted) beyond it.
-const OUTBOX_CAP: usize = 4096;
+/// How often every wanted route is announced again (the default of `reannounce`).
+pub const REANNOUNCE: Duration = Duration::from_secs(30);
+/// The most routes `max_rules` may allow: routers hold a few thousand flowspec rules, and the
+/// persist file is rewritten whole on every change.
+pub const MAX_RULES_LIMIT: usize = 4096;
 /// How long the end of a run waits for the pipe to take the last withdrawals.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// The longest line one `write` on a pipe keeps whole (POSIX PIPE_BUF on Linux).
@@ -108,7 +126,7 @@ pub struct BgpConfig {
     pub action: FlowAction,
     /// Also announce a blackhole route of the victim.
     pub blackhole: Option<Blackhole>,
-    /// Most routes active at once.
+    /// Most routes active at once (at most [`MAX_RULES_LIMIT`]).
     pub max_rules: usize,
     /// Keys inside these prefixes (or prefixes holding one) are never announced.
     pub never_block: Vec<Key>,
@@ -120,6 +138,8 @@ pub struct BgpConfig {
     pub persist: Option<PathBuf>,
     /// How long restored routes wait for an alert to take them over.
     pub restore_hold: Duration,
+    /// How often every wanted route is announced again ([`REANNOUNCE`]).
+    pub reannounce: Duration,
 }
 
 /// One route as the two commands that make and remove it.
@@ -144,7 +164,7 @@ pub struct BgpStats {
     /// Lines that could not be written when first tried (no pipe, no reader, pipe full): kept
     /// and retried.
     pub deferred: u64,
-    /// Lines dropped unwritten (the queue was full, or still unwritten at exit).
+    /// Lines dropped unwritten (too long for one write, or still unwritten at exit).
     pub dropped: u64,
     /// Attempts to open the pipe that failed (missing, no reader).
     pub open_failures: u64,
@@ -153,6 +173,11 @@ pub struct BgpStats {
     /// Routes restored from the persist file at start, and of them those withdrawn unclaimed.
     pub restored: u64,
     pub restored_expired: u64,
+    /// Routes of the persist file the current settings no longer allow (source scope,
+    /// never-block, no `--blackhole`, the cap): withdrawn at start.
+    pub restored_refused: u64,
+    /// Failed writes of the persist file (each retried).
+    pub persist_errors: u64,
     /// Routes still announced (kept on exit, or whose withdrawal could not be written).
     pub active_at_exit: u64,
 }
@@ -172,11 +197,18 @@ impl std::fmt::Display for BgpStats {
             self.open_failures,
             self.reconnects
         )?;
-        if self.restored > 0 {
+        if self.restored > 0 || self.restored_refused > 0 {
             write!(
                 f,
-                "; {} restored from the last run ({} withdrawn unclaimed)",
-                self.restored, self.restored_expired
+                "; {} restored from the last run ({} withdrawn unclaimed), {} withdrawn at start as the settings no longer allow them",
+                self.restored, self.restored_expired, self.restored_refused
+            )?;
+        }
+        if self.persist_errors > 0 {
+            write!(
+                f,
+                "; {} failed writes of the routes file",
+                self.persist_errors
             )?;
         }
         if self.active_at_exit > 0 {
@@ -193,157 +225,11 @@ pub enum BgpError {
     Pipe { path: String, detail: String },
     #[error("cannot start the --exabgp-pipe writer thread: {0}")]
     Thread(io::Error),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("--bgp-keep-on-exit needs --state FILE: the routes it leaves announced are kept there for the next run to take over or withdraw; without it they would stay announced forever (add --state, which replay, live and collect take, or leave out --bgp-keep-on-exit, as detect must)")]
+    KeepWithoutState,
 }
-
-/// Who holds a route: an alert (by id) or a route restored from the last run (by key).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Owner {
-    Alert(String),
-    Restored(Scope, Key),
-}
-
-/// A route and how many owners hold it.
-#[derive(Debug)]
-struct Held {
-    route: Route,
-    scope: Scope,
-    key: Key,
-    refs: u32,
-}
-
-/// The routes and the lines waiting for the pipe. Pure: no I/O, time passed in.
-#[derive(Debug, Default)]
-struct Book {
-    /// By withdraw command (the route's identity).
-    routes: BTreeMap<String, Held>,
-    /// The route identities of each owner.
-    owners: HashMap<Owner, Vec<String>>,
-    /// When restored routes stop waiting for an alert.
-    restore_deadline: Option<Instant>,
-    outbox: VecDeque<String>,
-    stats: BgpStats,
-    /// The route set changed since the persist file was last written.
-    dirty: bool,
-    /// The run is ending: the writer flushes and stops.
-    stopping: bool,
-}
-
-impl Book {
-    fn push(&mut self, line: String) {
-        if self.outbox.len() >= OUTBOX_CAP {
-            self.outbox.pop_front();
-            self.stats.dropped += 1;
-        }
-        self.outbox.push_back(line);
-    }
-
-    /// Takes `routes` for `owner`: each new route is announced, shared ones gain a holder.
-    fn hold(&mut self, owner: Owner, scope: Scope, key: Key, routes: Vec<Route>) {
-        let mut ids = Vec::with_capacity(routes.len());
-        for r in routes {
-            let id = r.withdraw.clone();
-            match self.routes.get_mut(&id) {
-                Some(h) => h.refs += 1,
-                None => {
-                    self.push(r.announce.clone());
-                    self.stats.announced += 1;
-                    self.routes.insert(
-                        id.clone(),
-                        Held {
-                            route: r,
-                            scope,
-                            key,
-                            refs: 1,
-                        },
-                    );
-                    self.dirty = true;
-                }
-            }
-            ids.push(id);
-        }
-        self.owners.insert(owner, ids);
-    }
-
-    /// Drops what `owner` holds: routes no one else holds are withdrawn.
-    fn release(&mut self, owner: &Owner) {
-        for id in self.owners.remove(owner).unwrap_or_default() {
-            let last = match self.routes.get_mut(&id) {
-                Some(h) => {
-                    h.refs = h.refs.saturating_sub(1);
-                    h.refs == 0
-                }
-                None => false,
-            };
-            if last {
-                self.routes.remove(&id);
-                self.push(id);
-                self.stats.withdrawn += 1;
-                self.dirty = true;
-            }
-        }
-    }
-
-    /// How many of `routes` are not active yet.
-    fn new_routes(&self, routes: &[Route]) -> usize {
-        routes
-            .iter()
-            .filter(|r| !self.routes.contains_key(&r.withdraw))
-            .count()
-    }
-
-    /// Withdraws the restored routes no alert took over, once their hold has passed.
-    fn expire_restored(&mut self, now: Instant) {
-        if self.restore_deadline.is_none_or(|d| now < d) {
-            return;
-        }
-        self.restore_deadline = None;
-        let restored: Vec<Owner> = self
-            .owners
-            .keys()
-            .filter(|o| matches!(o, Owner::Restored(..)))
-            .cloned()
-            .collect();
-        for o in restored {
-            let before = self.stats.withdrawn;
-            self.release(&o);
-            self.stats.restored_expired += self.stats.withdrawn - before;
-        }
-    }
-
-    /// The active routes, as the persist file keeps them.
-    fn saved(&self) -> Vec<SavedRoute> {
-        self.routes
-            .values()
-            .map(|h| SavedRoute {
-                scope: h.scope.name().to_owned(),
-                key: h.key.to_string(),
-                announce: h.route.announce.clone(),
-                withdraw: h.route.withdraw.clone(),
-            })
-            .collect()
-    }
-}
-
-/// One route in the persist file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavedRoute {
-    scope: String,
-    key: String,
-    announce: String,
-    withdraw: String,
-}
-
-/// The persist file: `{"format":"floodwatch-exabgp-routes","version":1,"routes":[…]}`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavedRoutes {
-    format: String,
-    version: u32,
-    routes: Vec<SavedRoute>,
-}
-
-const SAVED_FORMAT: &str = "floodwatch-exabgp-routes";
 
 /// The decisions, without the pipe: what the sink calls for every event.
 struct Policy {
@@ -356,13 +242,44 @@ struct Policy {
     keep_on_exit: bool,
 }
 
+/// Why a key gets no routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    SourceScope,
+    NeverBlock,
+}
+
+/// `key` with an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d`, /96 or longer) written as the IPv4
+/// prefix it is, so a never-block prefix matches it in either form.
+fn canonical(key: Key) -> Key {
+    match key {
+        Key::V6 { addr, prefix } if prefix >= 96 && addr >> 32 == 0xffff => Key::V4 {
+            addr: addr as u32,
+            prefix: prefix - 96,
+        },
+        k => k,
+    }
+}
+
 impl Policy {
     fn never_block(&self, key: Key) -> bool {
-        self.never_block.iter().any(|n| {
+        let key = canonical(key);
+        self.never_block.iter().map(|n| canonical(*n)).any(|n| {
             // the key inside a never-block prefix, or a prefix that holds one
             n.contains(key.addr()) && n.prefix() <= key.prefix()
                 || key.contains(n.addr()) && key.prefix() <= n.prefix()
         })
+    }
+
+    /// Whether (`scope`, `key`) may have routes at all.
+    fn refusal(&self, scope: Scope, key: Key) -> Option<Refusal> {
+        if !scope.is_destination() && !self.source_scopes {
+            Some(Refusal::SourceScope)
+        } else if self.never_block(key) {
+            Some(Refusal::NeverBlock)
+        } else {
+            None
+        }
     }
 
     /// The routes of a `start` event.
@@ -380,31 +297,31 @@ impl Policy {
         routes
     }
 
+    /// A route of the last run as these settings would announce it now (the current flowspec
+    /// action, the current blackhole communities), or `None` if they would not announce it.
+    fn current(&self, scope: Scope, key: Key, r: Route) -> Option<Route> {
+        if let Some(announce) = flowspec::announce_of_withdraw(&r.withdraw, self.action) {
+            return Some(Route {
+                announce,
+                withdraw: r.withdraw,
+            });
+        }
+        let now = self
+            .blackhole
+            .as_ref()
+            .filter(|_| scope == Scope::DstHost)?
+            .routes(key);
+        (now.withdraw == r.withdraw).then_some(now)
+    }
+
     fn on_event(&self, book: &mut Book, e: &AlertEvent) {
         let owner = Owner::Alert(e.id.clone());
         match e.event {
-            EventKind::Start => {
-                if !e.scope.is_destination() && !self.source_scopes {
-                    book.stats.skipped_source_scope += 1;
-                    return;
-                }
-                if self.never_block(e.key) {
-                    book.stats.refused_never_block += 1;
-                    return;
-                }
-                let routes = self.routes(e);
-                let restored = Owner::Restored(e.scope, e.key);
-                let reclaim = book.owners.contains_key(&restored);
-                let room = self.max_rules.saturating_sub(book.routes.len());
-                if !reclaim && book.new_routes(&routes) > room {
-                    book.stats.refused_cap += 1;
-                    return;
-                }
-                book.hold(owner, e.scope, e.key, routes);
-                // a restored route of this key: the alert's own routes replace it (the same
-                // route just changes holder, another one is withdrawn)
-                book.release(&restored);
-            }
+            EventKind::Start => match self.refusal(e.scope, e.key) {
+                Some(Refusal::SourceScope) => book.stats.skipped_source_scope += 1,
+                Some(Refusal::NeverBlock) => book.stats.refused_never_block += 1,
+                None => self.start(book, owner, e),
+            },
             // the run ending ends the open alerts, not the attacks: with keep_on_exit their
             // routes stay (and are saved for the next run)
             EventKind::End
@@ -414,136 +331,69 @@ impl Policy {
             EventKind::Update => {}
         }
     }
-}
 
-/// The pipe's end of the ExaBGP output: opened when it can be, never blocking.
-struct Pipe {
-    path: PathBuf,
-    file: Option<File>,
-    /// A reader was there once and went away: announce everything again on the next one.
-    lost: bool,
-    last_attempt: Option<Instant>,
-}
-
-/// Why the pipe could not be opened.
-#[derive(Debug, PartialEq, Eq)]
-enum OpenError {
-    Missing,
-    NoReader,
-    NotAPipe,
-    Other(String),
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Missing => f.write_str(
-                "does not exist: create it with `mkfifo` and have an ExaBGP process read it (docs/mitigation.md)",
-            ),
-            OpenError::NoReader => f.write_str(
-                "has no reader yet (is ExaBGP running with its `process` reading this pipe?)",
-            ),
-            OpenError::NotAPipe => f.write_str("is not a named pipe (make one with `mkfifo`)"),
-            OpenError::Other(e) => f.write_str(e),
-        }
-    }
-}
-
-impl Pipe {
-    fn open(path: &Path) -> Result<File, OpenError> {
-        match std::fs::metadata(path) {
-            Ok(m) if !m.file_type().is_fifo() => return Err(OpenError::NotAPipe),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::Missing),
-            Err(e) => return Err(OpenError::Other(e.to_string())),
-        }
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => OpenError::NoReader,
-                Some(libc::ENOENT) => OpenError::Missing,
-                _ => OpenError::Other(e.to_string()),
-            })
-    }
-
-    /// Opens the pipe if it is closed and the last attempt is [`RETRY`] old; true when it is
-    /// open. A reopen after a loss queues every active route again.
-    fn ensure_open(&mut self, now: Instant, book: &mut Book) -> bool {
-        if self.file.is_some() {
-            return true;
-        }
-        if self
-            .last_attempt
-            .is_some_and(|t| now.duration_since(t) < RETRY)
-        {
-            return false;
-        }
-        self.last_attempt = Some(now);
-        match Pipe::open(&self.path) {
-            Ok(f) => {
-                self.file = Some(f);
-                if std::mem::take(&mut self.lost) {
-                    book.stats.reconnects += 1;
-                    let again: Vec<String> = book
-                        .routes
-                        .values()
-                        .map(|h| h.route.announce.clone())
-                        .collect();
-                    for line in again {
-                        book.push(line);
-                    }
-                }
-                true
-            }
-            Err(_) => {
-                book.stats.open_failures += 1;
-                false
-            }
-        }
-    }
-
-    /// Writes queued lines until one does not go: each with one non-blocking write, whole or not
-    /// at all.
-    fn flush(&mut self, lines: &mut VecDeque<String>, stats: &mut BgpStats) {
-        let Some(file) = self.file.as_mut() else {
+    /// Holds the routes of a `start` event if they fit under the cap, counting the routes of a
+    /// restored holder of the key that it replaces as free.
+    fn start(&self, book: &mut Book, owner: Owner, e: &AlertEvent) {
+        let mut routes = self.routes(e);
+        let all = routes.len();
+        routes.retain(|r| r.announce.len() < PIPE_BUF);
+        book.stats.dropped += (all - routes.len()) as u64;
+        let restored = Owner::Restored(e.scope, e.key);
+        let room = self.max_rules.saturating_sub(book.routes.len())
+            + book.freed_by_release(&restored, &routes);
+        if book.new_routes(&routes) > room {
+            book.stats.refused_cap += 1;
             return;
-        };
-        while let Some(line) = lines.front() {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-            if buf.len() > PIPE_BUF {
-                lines.pop_front();
-                stats.dropped += 1;
+        }
+        book.hold(owner, e.scope, e.key, routes);
+        // a restored route of this key: the alert's own routes replace it (the same route
+        // changes holder, announced again if its text changed; another one is withdrawn)
+        book.release(&restored);
+    }
+
+    /// Puts the routes of the last run back: those these settings still allow, within the cap,
+    /// are announced again and held until `deadline`; the others are withdrawn at once.
+    fn restore(&self, book: &mut Book, saved: Vec<SavedRoute>, deadline: Instant) {
+        let mut by_key: BTreeMap<(Scope, Key), Vec<Route>> = BTreeMap::new();
+        for s in saved {
+            // whatever ExaBGP may hold is withdrawn, unless held again below
+            book.may_be_held(s.withdraw.clone());
+            if let (Some(scope), Ok(key), false) = (
+                Scope::from_name(&s.scope),
+                s.key.parse::<Key>(),
+                s.announce.is_empty(),
+            ) {
+                by_key.entry((scope, key)).or_default().push(Route {
+                    announce: s.announce,
+                    withdraw: s.withdraw,
+                });
+            }
+        }
+        for ((scope, key), routes) in by_key {
+            let saved = routes.len();
+            let routes: Vec<Route> = match self.refusal(scope, key) {
+                Some(_) => Vec::new(),
+                None => routes
+                    .into_iter()
+                    .filter_map(|r| self.current(scope, key, r))
+                    .collect(),
+            };
+            let room = self.max_rules.saturating_sub(book.routes.len());
+            if routes.is_empty() || book.new_routes(&routes) > room {
+                book.stats.restored_refused += saved as u64;
                 continue;
             }
-            match file.write(&buf) {
-                Ok(n) if n == buf.len() => {
-                    lines.pop_front();
-                }
-                // a pipe write under PIPE_BUF is whole or fails: anything else means it is not a
-                // pipe any more; stop using it
-                Ok(_) => {
-                    self.file = None;
-                    self.lost = true;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // EPIPE: the reader went away
-                    self.file = None;
-                    self.lost = true;
-                    return;
-                }
-            }
+            book.stats.restored += routes.len() as u64;
+            book.stats.restored_refused += (saved - routes.len()) as u64;
+            book.hold(Owner::Restored(scope, key), scope, key, routes);
         }
+        book.stats.announced = 0;
+        book.restore_deadline = Some(deadline);
     }
 }
 
-/// State shared by the sink (which queues) and the writer thread (which writes).
+/// State shared by the sink (which records what it wants) and the writer thread (which writes).
 struct Shared {
     book: Mutex<Book>,
     wake: Condvar,
@@ -578,7 +428,7 @@ impl std::fmt::Debug for BgpStatsHandle {
 pub struct Announcer {
     policy: Policy,
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<VecDeque<String>>>,
+    writer: Option<JoinHandle<()>>,
     keep_on_exit: bool,
     persist: Option<PathBuf>,
 }
@@ -595,31 +445,39 @@ impl std::fmt::Debug for Announcer {
 impl Announcer {
     /// Starts the writer thread. Returns the announcer and a note for stderr when the pipe could
     /// not be opened yet (missing or no reader: it is retried every [`RETRY`]); a path that
-    /// exists and is not a pipe is an error. With `persist`, routes left by the last run are
-    /// announced again at once (the note says how many).
+    /// exists and is not a pipe is an error, so is `keep_on_exit` without `persist`. With
+    /// `persist`, routes left by the last run are put back (the note says how many); a persist
+    /// file that is not one is moved aside (the note says where).
     pub fn start(cfg: BgpConfig) -> Result<(Announcer, Option<String>), BgpError> {
+        if cfg.keep_on_exit && cfg.persist.is_none() {
+            return Err(BgpError::KeepWithoutState);
+        }
         let path = cfg.pipe.display().to_string();
-        let mut notes = Vec::new();
-        let mut pipe = Pipe {
-            path: cfg.pipe.clone(),
-            file: None,
-            lost: false,
-            last_attempt: None,
+        let policy = Policy {
+            action: cfg.action,
+            blackhole: cfg.blackhole,
+            max_rules: cfg.max_rules.min(MAX_RULES_LIMIT),
+            never_block: cfg.never_block,
+            source_scopes: cfg.source_scopes,
+            keep_on_exit: cfg.keep_on_exit,
         };
+        let mut notes = Vec::new();
+        let mut pipe = Pipe::new(cfg.pipe.clone());
         let mut book = Book::default();
         if let Some(p) = &cfg.persist {
-            match load_saved(p) {
-                Ok(saved) if !saved.is_empty() => {
-                    restore(&mut book, saved, Instant::now() + cfg.restore_hold);
+            match persist::load(p)? {
+                Loaded::Routes(saved) if !saved.is_empty() => {
+                    policy.restore(&mut book, saved, Instant::now() + cfg.restore_hold);
                     notes.push(format!(
-                        "{} route(s) left announced by the last run announced again (withdrawn after {:?} unless an alert takes them over)",
-                        book.stats.restored, cfg.restore_hold
+                        "{} route(s) left announced by the last run announced again (withdrawn after {:?} unless an alert takes them over), {} withdrawn",
+                        book.stats.restored, cfg.restore_hold, book.stats.restored_refused
                     ));
                 }
-                Ok(_) => {}
-                Err(e) => notes.push(format!(
-                    "{}: {e}; starting with no routes (ExaBGP may still hold old ones)",
-                    p.display()
+                Loaded::Routes(_) => {}
+                Loaded::MovedAside { reason, to } => notes.push(format!(
+                    "{} cannot be used ({reason}): moved aside to {}; starting with no routes (ExaBGP may still hold old ones)",
+                    p.display(),
+                    to.display()
                 )),
             }
         }
@@ -644,24 +502,22 @@ impl Announcer {
             book: Mutex::new(book),
             wake: Condvar::new(),
         });
-        let thread_shared = Arc::clone(&shared);
-        let persist = cfg.persist.clone();
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            pipe,
+            persist: cfg.persist.clone(),
+            reannounce: cfg.reannounce,
+            persist_failing: false,
+        };
         let writer = std::thread::Builder::new()
             .name("exabgp-pipe".into())
-            .spawn(move || write_loop(&thread_shared, pipe, persist.as_deref()))
+            .spawn(move || writer.run())
             .map_err(BgpError::Thread)?;
         let note = (!notes.is_empty())
             .then(|| format!("floodwatch: --exabgp-pipe {path}: {}", notes.join("; ")));
         Ok((
             Announcer {
-                policy: Policy {
-                    action: cfg.action,
-                    blackhole: cfg.blackhole,
-                    max_rules: cfg.max_rules,
-                    never_block: cfg.never_block,
-                    source_scopes: cfg.source_scopes,
-                    keep_on_exit: cfg.keep_on_exit,
-                },
+                policy,
                 shared,
                 writer: Some(writer),
                 keep_on_exit: cfg.keep_on_exit,
@@ -671,18 +527,23 @@ impl Announcer {
         ))
     }
 
-    /// Queues the announcements or withdrawals of one event. Never waits for the pipe.
+    /// Records the announcements or withdrawals of one event. Never waits for the pipe.
     pub fn on_event(&self, e: &AlertEvent) {
         if e.event == EventKind::Update {
             return;
         }
         let mut book = self.shared.book();
         self.policy.on_event(&mut book, e);
-        let queued = !book.outbox.is_empty();
+        let kicked = book.kicked;
         drop(book);
-        if queued {
+        if kicked {
             self.shared.wake.notify_one();
         }
+    }
+
+    /// What the flowspec rules announced do (`--flowspec-action`).
+    pub fn flowspec_action(&self) -> FlowAction {
+        self.policy.action
     }
 
     /// The counters so far.
@@ -710,34 +571,25 @@ impl Announcer {
                     book.release(&o);
                 }
             }
+            book.stopping = true;
         }
-        self.shared.book().stopping = true;
         self.shared.wake.notify_one();
-        let mut unwritten = match self.writer.take().map(JoinHandle::join) {
-            Some(Ok(lines)) => lines,
-            _ => VecDeque::new(),
-        };
-        let mut book = self.shared.book();
-        unwritten.append(&mut book.outbox);
-        book.stats.dropped += unwritten.len() as u64;
-        // what ExaBGP may still hold: the routes kept, and those whose withdrawal never went out
-        let mut left = book.saved();
-        if !unwritten.is_empty() {
-            left.extend(
-                unwritten
-                    .iter()
-                    .filter(|w| w.starts_with("withdraw "))
-                    .map(|w| SavedRoute {
-                        scope: String::new(),
-                        key: String::new(),
-                        announce: String::new(),
-                        withdraw: w.clone(),
-                    }),
-            );
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
         }
-        book.stats.active_at_exit = left.len() as u64;
+        let mut book = self.shared.book();
+        book.unwritten();
+        // what ExaBGP may still hold: the routes kept, and those whose withdrawal never went out
+        book.stats.active_at_exit = book.held_by_exabgp() as u64;
         if let Some(p) = &self.persist {
-            let _ = save_routes(p, &left);
+            if let Err(e) = persist::save(p, &book.saved()) {
+                book.stats.persist_errors += 1;
+                eprintln!(
+                    "floodwatch: --exabgp-pipe: cannot write the routes file {}: {e}; the next run will not know the {} route(s) ExaBGP may still hold",
+                    p.display(),
+                    book.stats.active_at_exit
+                );
+            }
         }
         book.stats.clone()
     }
@@ -753,117 +605,109 @@ impl Drop for Announcer {
     }
 }
 
-/// The writer thread: opens the pipe when it can, writes what is queued, withdraws restored
-/// routes no alert claimed, keeps the persist file current; at stop, flushes for up to
-/// [`EXIT_GRACE`]. Returns the lines it could not write.
-fn write_loop(shared: &Shared, mut pipe: Pipe, persist: Option<&Path>) -> VecDeque<String> {
-    // lines tried and not written yet, oldest first
-    let mut pending: VecDeque<String> = VecDeque::new();
-    let mut exit_by: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let mut book = shared.book();
-        book.expire_restored(now);
-        let has_work = !pending.is_empty() || !book.outbox.is_empty();
-        let open = has_work && pipe.ensure_open(now, &mut book);
-        let tried_before = pending.len();
-        pending.append(&mut book.outbox);
-        let saved = std::mem::take(&mut book.dirty).then(|| book.saved());
-        let stopping = book.stopping;
-        drop(book);
-        let mut stats = BgpStats::default();
-        if open {
-            pipe.flush(&mut pending, &mut stats);
-        }
-        // lines written in order: those left beyond the ones left before are new failures
-        stats.deferred = pending.len().saturating_sub(tried_before) as u64;
-        while pending.len() > OUTBOX_CAP {
-            pending.pop_front();
-            stats.dropped += 1;
-        }
-        if let (Some(p), Some(routes)) = (persist, saved) {
-            let _ = save_routes(p, &routes);
-        }
-        let mut book = shared.book();
-        book.stats.deferred += stats.deferred;
-        book.stats.dropped += stats.dropped;
-        if stopping {
-            let by = *exit_by.get_or_insert(now + EXIT_GRACE);
-            if (pending.is_empty() && book.outbox.is_empty()) || now >= by {
-                return pending;
+/// The writer thread: opens the pipe when it can, writes what is owed, watches the reader,
+/// announces everything again every `reannounce`, withdraws restored routes no alert claimed,
+/// keeps the persist file current; at stop, flushes for up to [`EXIT_GRACE`].
+struct Writer {
+    shared: Arc<Shared>,
+    pipe: Pipe,
+    persist: Option<PathBuf>,
+    reannounce: Duration,
+    /// The persist file could not be written last time (said once on stderr).
+    persist_failing: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut exit_by: Option<Instant> = None;
+        let mut again_at = Instant::now() + self.reannounce;
+        loop {
+            let now = Instant::now();
+            let mut book = self.shared.book();
+            book.writer_wakeups += 1;
+            book.kicked = false;
+            book.expire_restored(now);
+            if self.pipe.reader_gone() || now >= again_at {
+                again_at = now + self.reannounce;
+                book.announce_all_again();
             }
+            let outs = if book.owes_lines() {
+                match self.pipe.ensure_open(now) {
+                    Reader::Back => book.stats.reconnects += 1,
+                    Reader::Failed => book.stats.open_failures += 1,
+                    Reader::Opened | Reader::Unchanged => {}
+                }
+                book.next_lines()
+            } else {
+                Vec::new()
+            };
+            let saved = match &self.persist {
+                Some(_) if std::mem::take(&mut book.dirty) => Some(book.saved()),
+                _ => None,
+            };
+            let stopping = book.stopping;
+            drop(book);
+            let done = self.pipe.flush(&outs);
+            let saved = saved.map(|routes| self.save(&routes));
+            let mut book = self.shared.book();
+            book.stats.dropped += done.too_long as u64;
+            let mut outs = outs.into_iter();
+            for o in outs.by_ref().take(done.written) {
+                book.written(o);
+            }
+            book.deferred(&outs.collect::<Vec<_>>());
+            if done.lost {
+                book.announce_all_again();
+            }
+            if let Some(Err(())) = saved {
+                book.stats.persist_errors += 1;
+                book.dirty = true;
+            }
+            if stopping {
+                let by = *exit_by.get_or_insert(now + EXIT_GRACE);
+                if !book.owes_lines() || now >= by {
+                    return;
+                }
+                // a plain wait: the predicate of the one below is false once stopping
+                drop(self.shared.wake.wait_timeout(book, RETRY / 5));
+                continue;
+            }
+            let wait = if book.owes_lines() && self.pipe.file.is_some() {
+                RETRY / 5
+            } else {
+                RETRY
+            };
+            drop(
+                self.shared
+                    .wake
+                    .wait_timeout_while(book, wait, |b| !b.kicked && !b.stopping),
+            );
         }
-        let wait = if pending.is_empty() {
-            Duration::from_secs(1)
-        } else {
-            RETRY / 5
+    }
+
+    /// Writes the persist file; a failure is said once on stderr (naming the file) until a
+    /// write works again.
+    fn save(&mut self, routes: &[SavedRoute]) -> Result<(), ()> {
+        let Some(path) = &self.persist else {
+            return Ok(());
         };
-        let _ = shared
-            .wake
-            .wait_timeout_while(book, wait, |b| b.outbox.is_empty() && !b.stopping);
-    }
-}
-
-/// Puts the routes of the last run back: announced again and held until `deadline`.
-fn restore(book: &mut Book, saved: Vec<SavedRoute>, deadline: Instant) {
-    let mut by_key: BTreeMap<(Scope, Key), Vec<Route>> = BTreeMap::new();
-    let mut orphans = Vec::new();
-    for s in saved {
-        match (Scope::from_name(&s.scope), s.key.parse::<Key>()) {
-            (Some(scope), Ok(key)) if !s.announce.is_empty() => {
-                by_key.entry((scope, key)).or_default().push(Route {
-                    announce: s.announce,
-                    withdraw: s.withdraw,
-                })
+        match persist::save(path, routes) {
+            Ok(()) => {
+                self.persist_failing = false;
+                Ok(())
             }
-            // a withdrawal that never went out: send it now
-            _ => orphans.push(s.withdraw),
+            Err(e) => {
+                if !std::mem::replace(&mut self.persist_failing, true) {
+                    eprintln!(
+                        "floodwatch: --exabgp-pipe: cannot write the routes file {}: {e}; retried every {} ms (until then a restart would not know the routes announced)",
+                        path.display(),
+                        RETRY.as_millis()
+                    );
+                }
+                Err(())
+            }
         }
     }
-    for w in orphans {
-        book.push(w);
-    }
-    for ((scope, key), routes) in by_key {
-        book.stats.restored += routes.len() as u64;
-        book.hold(Owner::Restored(scope, key), scope, key, routes);
-    }
-    book.stats.announced = 0;
-    book.restore_deadline = Some(deadline);
-}
-
-/// Reads the persist file; a missing file is no routes.
-fn load_saved(path: &Path) -> Result<Vec<SavedRoute>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let saved: SavedRoutes = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    if saved.format != SAVED_FORMAT || saved.version != 1 {
-        return Err(format!(
-            "not a {SAVED_FORMAT} file of version 1 (format {:?}, version {})",
-            saved.format, saved.version
-        ));
-    }
-    Ok(saved.routes)
-}
-
-fn save_routes(path: &Path, routes: &[SavedRoute]) -> io::Result<()> {
-    let file = SavedRoutes {
-        format: SAVED_FORMAT.to_owned(),
-        version: 1,
-        routes: routes.to_vec(),
-    };
-    crate::state::write_atomic(path, |w| {
-        serde_json::to_writer(&mut *w, &file).map_err(io::Error::other)
-    })
-}
-
-/// The persist file kept beside a `--state` file.
-pub fn persist_path_for(state: &Path) -> PathBuf {
-    let mut name = state.as_os_str().to_owned();
-    name.push(".exabgp.json");
-    PathBuf::from(name)
 }
 
 #[cfg(test)]

@@ -187,6 +187,18 @@ impl FlowRule {
     }
 }
 
+/// The announcement, with `action`, of the rule whose withdrawal is `withdraw` (as
+/// [`FlowRule::withdraw`] writes it); `None` for any other text.
+pub fn announce_of_withdraw(withdraw: &str, action: FlowAction) -> Option<String> {
+    let components = withdraw
+        .strip_prefix("withdraw flow route { match { ")?
+        .strip_suffix(" } }")?;
+    Some(format!(
+        "announce flow route {{ match {{ {components} }} then {{ {} }} }}",
+        action.exabgp()
+    ))
+}
+
 /// `tcp`, `udp`, `icmp` by name (ExaBGP knows them), others as numbers.
 fn protocol_name(p: u8) -> String {
     match p {
@@ -278,10 +290,16 @@ pub fn rules(
     vec![r]
 }
 
-/// Adds the signature fields flowspec can express to `r`.
+/// Adds the signature fields flowspec can express to `r`. A rule on fragments takes no transport
+/// field: later fragments carry no transport header, so a port or a TCP flag never matches them
+/// (RFC 8955 §4.2.2).
 fn narrow(r: &mut FlowRule, sig: &Signature) {
-    let tcp = sig.proto == Some(proto::TCP);
-    let udp = sig.proto == Some(proto::UDP);
+    let fragments = matches!(
+        r.fragment,
+        Some(FragmentMatch::IsFragment | FragmentMatch::LaterFragment)
+    );
+    let tcp = sig.proto == Some(proto::TCP) && !fragments;
+    let udp = sig.proto == Some(proto::UDP) && !fragments;
     // the signature's transport fields are written for its protocol: a rule of another one would
     // match nothing
     if let (Some(p), Some(s)) = (r.protocol, sig.proto) {
@@ -378,6 +396,30 @@ mod tests {
              packet-length =40; fragment [ =dont-fragment ]; } }"
         );
         assert_eq!(omitted(&s, false), ["ttl", "tcp_options"]);
+    }
+
+    #[test]
+    fn a_fragment_rule_takes_no_port_nor_tcp_flags_from_the_signature() {
+        for (p, fields) in [
+            (proto::UDP, vec![Field::IpLen(1500), Field::Sport(4444)]),
+            (
+                proto::TCP,
+                vec![Field::IpLen(1500), Field::TcpFlags(0x18), Field::Sport(80)],
+            ),
+        ] {
+            let s = sig(p, &fields);
+            let r = rules(
+                Scope::DstHost,
+                key("198.51.100.10"),
+                AttackClass::FragmentFlood,
+                &[],
+                Some(&s),
+            );
+            assert_eq!(
+                r[0].components(),
+                "destination 198.51.100.10/32; packet-length =1500; fragment [ =is-fragment ];"
+            );
+        }
     }
 
     #[test]

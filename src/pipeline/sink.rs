@@ -69,10 +69,14 @@ impl<W: Write> SinkOut<'_, W> {
                 if let Some(m) = self.integ.metrics {
                     m.on_alert(&e);
                 }
-                let line = EventLine {
+                let mut line = EventLine {
                     evidence: self.evidence.as_mut().and_then(|ev| ev.on_event(&e)),
                     ..EventLine::of(&e)
                 };
+                if let (Some(b), Some(m)) = (self.integ.bgp, line.mitigation.as_mut()) {
+                    // the rules as announced: with --flowspec-action, not the default discard
+                    m.flowspec = crate::mitigation::flowspec_lines(&e, b.flowspec_action());
+                }
                 if let Some(h) = self.integ.hook {
                     h.submit(HookJob::of(&e, line.to_json()));
                 }
