@@ -194,43 +194,11 @@ fn signatures_make_rules_that_match_the_attack_and_spare_the_customers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Legitimate clients are all in 100.64.0.0/16 and send to the victim's attacked port; attack
-    // sources never are. The victim's own replies are left out of both counts.
-    const LEGIT: &str = "src net 100.64.0.0/16 and dst host 198.51.100.10";
-    const ATTACK: &str = "not src net 100.64.0.0/16 and dst host 198.51.100.10";
-    for (scenario, class, extra) in [
-        ("sig-syn-flood", "syn_flood", &[][..]),
-        ("sig-udp-flood", "udp_flood", &[][..]),
-        // an ACK flood under the 30 000/s other-TCP floor: a small site's settings
-        ("sig-ack-flood", "tcp_flood", &["--min-pps", "100"][..]),
-    ] {
-        let cap = synth(
-            dir.path(),
-            scenario,
-            &[
-                "--duration",
-                "16s",
-                "--attack-start",
-                "8s",
-                "--attack-duration",
-                "4s",
-                "--attack-pps",
-                "5000",
-                "--background-pps",
-                "500",
-            ],
-        );
-        let ev = replay(&cap, extra);
-        let start = ev
-            .iter()
-            .find(|e| e["event"] == "start" && e["scope"] == "dst_host" && e["class"] == class)
-            .unwrap_or_else(|| panic!("{scenario}: no {class} start: {ev:#?}"));
+    for (scenario, cap, start) in signature_scenario_starts(dir.path()) {
         let sig = start["signature"].as_array().expect("a signature");
         assert!(!sig.is_empty(), "{scenario}: empty signature");
         let bpf = start["mitigation"]["bpf"].as_str().unwrap();
-        let matched = |who: &str| tcpdump_count(&cap, &format!("({bpf}) and {who}"));
-        let (att, att_all) = (matched(ATTACK), tcpdump_count(&cap, ATTACK));
-        let (leg, leg_all) = (matched(LEGIT), tcpdump_count(&cap, LEGIT));
+        let ((att, att_all), (leg, leg_all)) = filter_matches(&cap, bpf);
         eprintln!("{scenario}: attack {att}/{att_all}, legitimate {leg}/{leg_all}: {bpf}");
         assert!(
             att as f64 >= 0.95 * att_all as f64,

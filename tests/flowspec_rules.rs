@@ -6,12 +6,7 @@
 
 mod common;
 
-use common::{replay_events, synth, tcpdump_count, tool_runs};
-
-/// Legitimate clients are all in 100.64.0.0/16 (synth's victim-centred scenarios); attack sources
-/// never are. The victim's own replies are in neither count.
-const LEGIT: &str = "src net 100.64.0.0/16 and dst host 198.51.100.10";
-const ATTACK: &str = "not src net 100.64.0.0/16 and dst host 198.51.100.10";
+use common::{filter_matches, signature_scenario_starts, tool_runs};
 
 /// ExaBGP's TCP flag names and their bits.
 fn flag_bits(names: &str) -> u8 {
@@ -118,33 +113,7 @@ fn signature_flowspec_rules_drop_the_attack_and_spare_the_customers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for (scenario, class, extra) in [
-        ("sig-syn-flood", "syn_flood", &[][..]),
-        ("sig-udp-flood", "udp_flood", &[][..]),
-        // an ACK flood under the 30 000/s other-TCP floor: a small site's settings
-        ("sig-ack-flood", "tcp_flood", &["--min-pps", "100"][..]),
-    ] {
-        let cap = synth(
-            dir.path(),
-            scenario,
-            &[
-                "--duration",
-                "16s",
-                "--attack-start",
-                "8s",
-                "--attack-duration",
-                "4s",
-                "--attack-pps",
-                "5000",
-                "--background-pps",
-                "500",
-            ],
-        );
-        let ev = replay_events(&cap, extra);
-        let start = ev
-            .iter()
-            .find(|e| e["event"] == "start" && e["scope"] == "dst_host" && e["class"] == class)
-            .unwrap_or_else(|| panic!("{scenario}: no {class} start: {ev:#?}"));
+    for (scenario, cap, start) in signature_scenario_starts(dir.path()) {
         let rules = start["mitigation"]["flowspec"]
             .as_array()
             .expect("a flowspec list");
@@ -156,9 +125,7 @@ fn signature_flowspec_rules_drop_the_attack_and_spare_the_customers() {
             "{rule}"
         );
         let bpf = flowspec_to_bpf(rule);
-        let matched = |who: &str| tcpdump_count(&cap, &format!("({bpf}) and {who}"));
-        let (att, att_all) = (matched(ATTACK), tcpdump_count(&cap, ATTACK));
-        let (leg, leg_all) = (matched(LEGIT), tcpdump_count(&cap, LEGIT));
+        let ((att, att_all), (leg, leg_all)) = filter_matches(&cap, &bpf);
         eprintln!(
             "{scenario}: flowspec matches attack {att}/{att_all} ({:.2} %), legitimate {leg}/{leg_all} ({:.2} %): {rule}",
             100.0 * att as f64 / att_all as f64,

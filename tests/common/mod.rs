@@ -213,3 +213,57 @@ pub fn charts_declared(html: &str) -> usize {
         .parse()
         .unwrap()
 }
+
+/// The signature scenarios of synth, each written to `dir` and replayed (a small site's floors
+/// for the ACK flood, under the 30 000/s other-TCP floor): the scenario, its capture and the start
+/// event of its `dst_host` alert (panics naming the scenario when there is none).
+pub fn signature_scenario_starts(dir: &Path) -> Vec<(&'static str, PathBuf, Value)> {
+    let scenarios: [(&str, &str, &[&str]); 3] = [
+        ("sig-syn-flood", "syn_flood", &[]),
+        ("sig-udp-flood", "udp_flood", &[]),
+        ("sig-ack-flood", "tcp_flood", &["--min-pps", "100"]),
+    ];
+    scenarios
+        .into_iter()
+        .map(|(scenario, class, extra)| {
+            let cap = synth(
+                dir,
+                scenario,
+                &[
+                    "--duration",
+                    "16s",
+                    "--attack-start",
+                    "8s",
+                    "--attack-duration",
+                    "4s",
+                    "--attack-pps",
+                    "5000",
+                    "--background-pps",
+                    "500",
+                ],
+            );
+            let ev = replay_events(&cap, extra);
+            let start = ev
+                .iter()
+                .find(|e| e["event"] == "start" && e["scope"] == "dst_host" && e["class"] == class)
+                .unwrap_or_else(|| panic!("{scenario}: no {class} start: {ev:#?}"))
+                .clone();
+            (scenario, cap, start)
+        })
+        .collect()
+}
+
+/// In the signature scenarios, legitimate clients are all in 100.64.0.0/16 and send to the
+/// victim's attacked port; attack sources never are. The victim's own replies are in neither.
+pub const SIG_LEGIT: &str = "src net 100.64.0.0/16 and dst host 198.51.100.10";
+pub const SIG_ATTACK: &str = "not src net 100.64.0.0/16 and dst host 198.51.100.10";
+
+/// How many packets of a signature scenario's capture the tcpdump `filter` matches:
+/// ((attack matched, attack), (legitimate matched, legitimate)).
+pub fn filter_matches(cap: &Path, filter: &str) -> ((usize, usize), (usize, usize)) {
+    let matched = |who: &str| tcpdump_count(cap, &format!("({filter}) and {who}"));
+    (
+        (matched(SIG_ATTACK), tcpdump_count(cap, SIG_ATTACK)),
+        (matched(SIG_LEGIT), tcpdump_count(cap, SIG_LEGIT)),
+    )
+}
