@@ -551,7 +551,7 @@ pub struct CollectArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// Be an ingest node: publish the decoded packet summaries to NATS at URL
-    /// (nats://HOST:PORT, JetStream on) for the cluster's `floodwatch detect` nodes, instead of
+    /// (nats://HOST:PORT or tls://HOST:PORT, JetStream on) for the cluster's `floodwatch detect` nodes, instead of
     /// detecting here. Each summary goes to the partitions of its destination's and its source's
     /// prefix, in batches with this node's packet-time watermark (docs/scaling.md).
     #[arg(long, value_name = "URL", help_heading = "Cluster")]
@@ -664,7 +664,8 @@ pub enum BusStorage {
 /// `floodwatch detect`.
 #[derive(Debug, Args)]
 pub struct DetectNodeArgs {
-    /// The NATS server (nats://HOST:PORT; JetStream on).
+    /// The NATS server (nats://HOST:PORT, or tls://HOST:PORT for TLS; the servers of a NATS
+    /// cluster comma-separated; JetStream on). TLS and credentials: the NATS security options.
     #[arg(long, value_name = "URL")]
     pub nats: String,
     #[command(flatten)]

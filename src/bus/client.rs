@@ -321,10 +321,19 @@ impl Client {
             .build()
             .map_err(NatsError::Runtime)?;
         let url = o.url.clone();
+        // several servers of a NATS cluster: comma-separated
+        let mut servers = Vec::new();
+        for u in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let addr = u.parse::<async_nats::ServerAddr>().map_err(|e| {
+                NatsError::Options(format!(
+                    "bad NATS URL {u:?}: {e} (expected nats://HOST:PORT or tls://HOST:PORT)"
+                ))
+            })?;
+            servers.push(addr);
+        }
         let client = rt
             .block_on(async {
-                tokio::time::timeout(timeout + Duration::from_secs(1), opts.connect(url.as_str()))
-                    .await
+                tokio::time::timeout(timeout + Duration::from_secs(1), opts.connect(servers)).await
             })
             .map_err(|_| NatsError::Connect {
                 url: url.clone(),
