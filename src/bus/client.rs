@@ -161,6 +161,16 @@ fn read_secret(option: &'static str, path: &Path) -> Result<String, NatsError> {
     Ok(secret)
 }
 
+/// How long to wait before connection attempt `attempts` (async-nats asks before the first one
+/// too: none then, nor for the first reconnection; then 100 ms more each time, at most 500 ms).
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis((attempts as u64 * 100).min(500))
+    }
+}
+
 /// The async-nats options for `o`: files read and checked now, so a bad one is named at start.
 fn connect_options(o: &NatsOptions, timeout: Duration) -> Result<ConnectOptions, NatsError> {
     let ways = [
@@ -192,9 +202,7 @@ fn connect_options(o: &NatsOptions, timeout: Duration) -> Result<ConnectOptions,
         .request_timeout(Some(timeout))
         // reconnect forever, soon: a publisher keeps its batches meanwhile
         .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((attempts as u64 * 100).clamp(100, 500))
-        });
+        .reconnect_delay_callback(reconnect_delay);
     if let Some(path) = &o.nkey {
         let seed = read_secret("--nats-nkey", path)?;
         if !seed.starts_with("SU") {
