@@ -2,7 +2,8 @@
 //! the test, an account whose users authenticate with an nkey or a password file, permissions
 //! limited to floodwatch's subjects): a node with what it needs joins; a node without TLS, with
 //! a CA that did not sign the server, without its client certificate, with a bad file or a
-//! credential the server does not know fails at start with a message naming what to fix.
+//! credential the server does not know fails at start with a message naming what to fix; a token
+//! read from a file; TLS asked of a server without it.
 
 mod common;
 
@@ -187,4 +188,54 @@ fn secrets_are_never_taken_from_the_command_line() {
         !help.contains("--nats-password "),
         "a password option on the command line"
     );
+}
+
+#[test]
+fn a_token_from_a_file_joins_and_a_wrong_one_is_refused_naming_the_option() {
+    let Some(server) = common::nats_server::NatsServer::start_configured(
+        "authorization { token: \"t0k3n-from-a-file\" }\n",
+        "nats",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("token");
+    std::fs::write(&good, "t0k3n-from-a-file\n").unwrap();
+    let bad = dir.path().join("stale-token");
+    std::fs::write(&bad, "t0k3n-of-last-year\n").unwrap();
+    let pcap = common::synth(dir.path(), "syn-flood", common::SHORT);
+    let out = bin()
+        .args(["replay", "--publish", &server.url(), "--cluster", "tok"])
+        .args([
+            "--cluster-partitions",
+            "2",
+            "--bus-max-bytes",
+            "16M",
+            "--nats-token-file",
+        ])
+        .arg(&good)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("; dropped 0 summaries"), "{err}");
+    let (code, err) = detect(
+        &server.url(),
+        &["--nats-token-file".to_string(), bad.display().to_string()],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("--nats-token-file"),
+        "{err}"
+    );
+    // and without one
+    let (code, err) = detect(&server.url(), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--nats-token-file"), "{err}");
+    // TLS asked of a server without it
+    let tls_url = server.url().replace("nats://", "tls://");
+    let (code, err) = detect(&tls_url, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not seem to speak TLS"), "{err}");
 }

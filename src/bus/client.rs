@@ -266,7 +266,21 @@ fn connect_error(o: &NatsOptions, e: async_nats::ConnectError) -> NatsError {
     let tls_failed = ["tls", "certificate", "handshake", "alert"]
         .iter()
         .any(|w| lower.contains(w));
+    let plain_server = o.wants_tls()
+        && [
+            "corrupt message",
+            "invalidcontenttype",
+            "not support tls",
+            "tls not",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
     match e.kind() {
+        _ if plain_server => NatsError::Tls {
+            url,
+            reason,
+            hint: "The server does not seem to speak TLS: enable tls {} in its config, or connect with a nats:// URL and no --nats-tls-* option",
+        },
         ConnectErrorKind::Tls | ConnectErrorKind::Io if tls_failed => NatsError::Tls {
             url,
             reason,
