@@ -188,6 +188,20 @@ fn secrets_are_never_taken_from_the_command_line() {
         !help.contains("--nats-password "),
         "a password option on the command line"
     );
+
+    // a creds file that is not one is named before anything is dialled
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("node.creds");
+    std::fs::write(&creds, "not a creds file\n").unwrap();
+    let (code, err) = detect(
+        "nats://127.0.0.1:1",
+        &["--nats-creds".to_string(), creds.display().to_string()],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--nats-creds") && err.contains(&creds.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
