@@ -154,7 +154,7 @@ fn window_and_tables(c: &mut Criterion) {
         let mut n = 0u32;
         b.iter(|| {
             n = n.wrapping_add(1);
-            if n % 1_000_000 == 0 {
+            if n.is_multiple_of(1_000_000) {
                 a.new_window();
             }
             let load = u64::from(n % 1_000_000) + 1;

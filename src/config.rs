@@ -172,7 +172,7 @@ impl DetectConfig {
             return Err(ConfigError::Window(self.window));
         }
         let t = self.tick.as_nanos();
-        if self.tick < Duration::from_millis(1) || w % t != 0 {
+        if self.tick < Duration::from_millis(1) || !w.is_multiple_of(t) {
             return Err(ConfigError::Tick {
                 tick: self.tick,
                 window: self.window,

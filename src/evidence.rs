@@ -779,12 +779,12 @@ mod tests {
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 // a mix of heavy items, a long tail and occasional weighted samples
-                let item = if rng % 3 == 0 {
+                let item = if rng.is_multiple_of(3) {
                     (rng >> 8) as u32 % 4
                 } else {
                     (rng >> 8) as u32 % 500
                 };
-                let w = if rng % 7 == 0 { 16 } else { 1 };
+                let w = if rng.is_multiple_of(7) { 16 } else { 1 };
                 seq.push((item, w));
             }
             let mut t = TopK::new(k);

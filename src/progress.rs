@@ -96,7 +96,7 @@ fn new_bar(total: Option<u64>) -> ProgressBar {
 impl FrameSource for ProgressSource {
     fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
         self.calls += 1;
-        if self.calls % UPDATE_EVERY == 0 {
+        if self.calls.is_multiple_of(UPDATE_EVERY) {
             self.update();
         }
         self.inner.next_frame()

@@ -2280,7 +2280,7 @@ impl ClientGen {
                 let r = self.rng.next_u64();
                 let server = hosts[[0, 0, 0, 1, 2, 3][(r % 6) as usize]];
                 let what = match (r >> 8) % 10 {
-                    0..=5 if (r >> 16) % 5 == 0 => What::Conn(80),
+                    0..=5 if (r >> 16).is_multiple_of(5) => What::Conn(80),
                     0..=5 => What::Conn(443),
                     6..=8 => What::Dns,
                     _ => What::Ping,

@@ -690,7 +690,7 @@ fn read_file_header(
                 });
             };
             let len = len as usize;
-            if !(28..=MAX_RECORD_LEN).contains(&len) || len % 4 != 0 {
+            if !(28..=MAX_RECORD_LEN).contains(&len) || !len.is_multiple_of(4) {
                 return Err(CaptureError::Corrupt {
                     path: path.to_path_buf(),
                     offset: 0,

@@ -295,10 +295,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
             return self.read_batches(source, stop);
         }
         loop {
-            if self.summary.frames % 1024 == 0 && self.should_stop(source, stop, None) {
+            if self.summary.frames.is_multiple_of(1024) && self.should_stop(source, stop, None) {
                 return None;
             }
-            if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
+            if self.summary.frames.is_multiple_of(PUBLISH_EVERY_FRAMES) {
                 self.publish(source.stats());
             }
             match source.next_event() {
@@ -337,7 +337,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
             if self.should_stop(source, stop, None) {
                 return None;
             }
-            if self.summary.frames % PUBLISH_EVERY_FRAMES == 0 {
+            if self.summary.frames.is_multiple_of(PUBLISH_EVERY_FRAMES) {
                 self.publish(source.stats());
             }
             match source.next_frames(BATCH, &mut |frame| self.frame(frame)) {
