@@ -17,7 +17,7 @@
 //! takes a short lock); a thread of its own opens the pipe non-blocking (`ENXIO`: no reader yet),
 //! writes each line with one non-blocking `write` (a line is under `PIPE_BUF`, so it is written
 //! whole or not at all) and retries every [`RETRY`]. What is owed is kept per route, not as a
-//! queue of lines ([`book`]): the wanted routes against what ExaBGP was last told.
+//! queue of lines (`bgp::book`): the wanted routes against what ExaBGP was last told.
 //!
 //! ExaBGP keeps no routes across its own restart, and a restart can go unseen from the pipe: the
 //! reader of the old ExaBGP (socat) may take a line before it notices its ExaBGP is gone, and the
