@@ -106,19 +106,27 @@ impl MappedPcap {
         path: &Path,
         stats: &mut CaptureStats,
     ) -> Result<bool, CaptureError> {
-        self.current = None;
-        let record = match self.order {
-            ByteOrder::Little => self.record::<false>(path)?,
-            ByteOrder::Big => self.record::<true>(path)?,
+        self.current = match self.order {
+            ByteOrder::Little => self.step::<false>(path, stats)?,
+            ByteOrder::Big => self.step::<true>(path, stats)?,
         };
-        let Some(record) = record else {
-            return Ok(false);
+        Ok(self.current.is_some())
+    }
+
+    /// The record at `pos`, counted in `stats`, with `pos` moved past it; None at the end.
+    #[inline(always)]
+    fn step<const BIG: bool>(
+        &mut self,
+        path: &Path,
+        stats: &mut CaptureStats,
+    ) -> Result<Option<(usize, usize, Timestamp, u32)>, CaptureError> {
+        let Some(record) = self.record::<BIG>(path)? else {
+            return Ok(None);
         };
-        self.current = Some(record);
         self.pos = record.0 + record.1;
         stats.frames += 1;
         stats.captured_bytes += record.1 as u64;
-        Ok(true)
+        Ok(Some(record))
     }
 
     /// Hands the next records, at most `max`, to `each` ([`super::FrameSource::next_frames`]):
@@ -148,12 +156,9 @@ impl MappedPcap {
         each: &mut dyn FnMut(RawFrame<'_>),
     ) -> Result<usize, CaptureError> {
         for n in 0..max {
-            let Some((start, len, ts, wire_len)) = self.record::<BIG>(path)? else {
+            let Some((start, len, ts, wire_len)) = self.step::<BIG>(path, stats)? else {
                 return Ok(n);
             };
-            self.pos = start + len;
-            stats.frames += 1;
-            stats.captured_bytes += len as u64;
             if let Some(data) = self.map.get(start..start + len) {
                 each(RawFrame {
                     ts,
