@@ -23,6 +23,7 @@ fn summaries() -> Vec<PacketSummary> {
             sport: 1024 + i as u16,
             dport: 80,
             tcp_flags: 0x02,
+            tcp_num: 0,
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,

@@ -81,6 +81,7 @@ impl Flood {
             sport: 1024 + (r as u16 % 60_000),
             dport: 80,
             tcp_flags: tcp_flags::SYN,
+            tcp_num: 0,
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,

@@ -28,6 +28,7 @@ fn packet(ts: u64, src: u32, dst: u32) -> PacketSummary {
         sport: 40_000,
         dport: 80,
         tcp_flags: tcp_flags::SYN,
+        tcp_num: 0,
         wire_len: 60,
         fragment: Fragment::None,
         weight: 1,

@@ -20,7 +20,7 @@ use foldhash::fast::FixedState;
 use crate::decode::PacketSummary;
 use crate::evidence::Hll;
 use crate::key::Key;
-use crate::window::{Counts, PacketClass};
+use crate::window::{Counts, PacketClass, Signal};
 
 /// No sample / no registers.
 const NONE: u32 = u32::MAX;
@@ -38,6 +38,8 @@ pub struct KeyAgg {
     /// expands them).
     classes: [u64; PacketClass::COUNT],
     bytes: u64,
+    /// The request signals ([`Signal::REQUEST_SIGNALS`]) counted from connections.
+    requests: [u64; 3],
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
     pub summaries: u32,
     /// Packet time (ns, the clock's stamp) of the first summary.
@@ -74,7 +76,11 @@ pub struct HostCount {
 impl KeyAgg {
     /// The window counters of the key's packets.
     pub fn counts(&self) -> Counts {
-        Counts::of_classes(&self.classes, self.bytes)
+        let mut c = Counts::of_classes(&self.classes, self.bytes);
+        for (s, n) in Signal::REQUEST_SIGNALS.iter().zip(self.requests) {
+            c.n[s.index()] = n;
+        }
+        c
     }
 }
 
@@ -186,6 +192,7 @@ impl ScopeAgg {
             key,
             classes: [0; PacketClass::COUNT],
             bytes: 0,
+            requests: [0; 3],
             summaries: 0,
             first_ts,
             admitted,
@@ -266,6 +273,19 @@ impl ScopeAgg {
                 None => e.first_sample = n,
             }
             e.last_sample = n;
+        }
+    }
+
+    /// Counts `n` of request signal `which` (an index into [`Signal::REQUEST_SIGNALS`]) for entry
+    /// `i`.
+    #[inline]
+    pub fn add_request(&mut self, i: u32, which: usize, n: u64) {
+        if let Some(c) = self
+            .entries
+            .get_mut(i as usize)
+            .and_then(|e| e.requests.get_mut(which))
+        {
+            *c = c.wrapping_add(n);
         }
     }
 

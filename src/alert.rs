@@ -24,11 +24,18 @@ pub enum AttackClass {
     /// their handshakes (other TCP grows with it). Reported so the overload is seen, under its own name
     /// so it is not mistaken for an attack.
     FlashCrowd,
+    /// Requests far over the key's normal (HTTP request heads, estimated requests inside TLS) from
+    /// clients that completed their handshakes.
+    HttpFlood,
+    /// Completed TCP handshakes (connections, TLS hellos) far over the key's normal.
+    ConnectionFlood,
+    /// Many connections holding a request head open without finishing it.
+    Slowloris,
 }
 
 impl AttackClass {
     /// Every class, in a fixed order.
-    pub const ALL: [AttackClass; 14] = [
+    pub const ALL: [AttackClass; 17] = [
         AttackClass::SynFlood,
         AttackClass::TcpFlood,
         AttackClass::UdpFlood,
@@ -43,6 +50,9 @@ impl AttackClass {
         AttackClass::SnmpAmplification,
         AttackClass::TrafficFlood,
         AttackClass::FlashCrowd,
+        AttackClass::HttpFlood,
+        AttackClass::ConnectionFlood,
+        AttackClass::Slowloris,
     ];
 
     /// Reflection services recognised by their UDP source port.
@@ -73,6 +83,9 @@ impl AttackClass {
             AttackClass::SnmpAmplification => "snmp_amplification",
             AttackClass::TrafficFlood => "traffic_flood",
             AttackClass::FlashCrowd => "flash_crowd",
+            AttackClass::HttpFlood => "http_flood",
+            AttackClass::ConnectionFlood => "connection_flood",
+            AttackClass::Slowloris => "slowloris",
         }
     }
 

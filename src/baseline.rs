@@ -292,11 +292,19 @@ impl BaselineFile {
                 path: p.clone(),
                 detail: e.to_string(),
             })?;
+        let mut f = f;
         let expected = BaselineFile::new(subnet_v4, subnet_v6, Vec::new());
-        if f.signals != expected.signals {
+        // Columns are matched by name: a file learned before the request signals existed loads,
+        // with those signals not learned yet (zero: their floors hold until they are).
+        let columns: Vec<Option<usize>> = expected
+            .signals
+            .iter()
+            .map(|name| f.signals.iter().position(|s| s == name))
+            .collect();
+        if let Some(unknown) = f.signals.iter().find(|s| !expected.signals.contains(s)) {
             return Err(BaselineFileError::Incompatible {
                 path: p,
-                detail: format!("its signals are {:?}", f.signals),
+                detail: format!("it has a signal `{unknown}` this floodwatch does not know"),
             });
         }
         if (f.subnet_v4, f.subnet_v6) != (subnet_v4, subnet_v6) {
@@ -316,12 +324,12 @@ impl BaselineFile {
             crate::key::Scope::from_name(&e.scope)
                 .ok_or_else(|| bad(format!("unknown scope `{}`", e.scope)))?;
             e.key.parse::<crate::key::Key>().map_err(bad)?;
-            if e.mean.len() != Signal::THRESHOLDED || e.var.len() != Signal::THRESHOLDED {
+            if e.mean.len() != f.signals.len() || e.var.len() != f.signals.len() {
                 return Err(bad(format!(
                     "entry {} has {} columns, expected {}",
                     e.key,
                     e.mean.len(),
-                    Signal::THRESHOLDED
+                    f.signals.len()
                 )));
             }
             if e.mean
@@ -334,6 +342,19 @@ impl BaselineFile {
                     e.key
                 )));
             }
+        }
+        if columns.iter().enumerate().any(|(i, c)| *c != Some(i)) {
+            let pick = |v: &[f32]| -> Vec<f32> {
+                columns
+                    .iter()
+                    .map(|c| c.and_then(|i| v.get(i).copied()).unwrap_or(0.0))
+                    .collect()
+            };
+            for e in &mut f.entries {
+                e.mean = pick(&e.mean);
+                e.var = pick(&e.var);
+            }
+            f.signals = expected.signals;
         }
         Ok(f)
     }

@@ -725,7 +725,7 @@ pub struct DetectArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub update_interval: Option<Duration>,
     /// Most keys tracked, all scopes together, split 40 % dst_host, 10 % dst_subnet, 40 % src_host,
-    /// 10 % src_subnet. Each key costs about 400 bytes; the default keeps the process under 128 MiB.
+    /// 10 % src_subnet. Each key costs about 470 bytes; the default keeps the process under 128 MiB.
     /// Keys over the cap are not tracked and are counted in the summary [default: 131072].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(64..=100_000_000))]
     pub max_keys: Option<u64>,

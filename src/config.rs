@@ -11,6 +11,16 @@ use crate::baseline::BaselineParams;
 use crate::key::{Key, Scope};
 use crate::window::Signal;
 
+/// Default floors of a destination's request signals: 40 requests/s, 100 completed handshakes/s, 100
+/// request heads held open. A small site that normally serves a few requests a second and suddenly
+/// takes 50 from a handful of machines is over the first; a busy site has learned a higher normal
+/// (its threshold is `factor ×` that). docs/tuning.md gives the reasoning.
+pub const REQUEST_FLOORS: [f64; 3] = [40.0, 100.0, 100.0];
+/// Default floors of a source's request signals: one client sending 50 requests every second, opening
+/// 50 connections a second or holding 50 heads open, second after second, is no browser (a browser
+/// loading a heavy page sends about 20 a second to a dozen servers for a second or two).
+pub const SOURCE_REQUEST_FLOORS: [f64; 3] = [50.0, 50.0, 50.0];
+
 /// Absolute floors: a key never alerts below these rates, whatever its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Floors {
@@ -22,27 +32,37 @@ impl Floors {
     /// Floors scaled from one number, `min_pps` (default 1000): SYN, SYN-ACK, ICMP, fragments and
     /// reflection at `min_pps`; UDP at 5×; other TCP at 30×; all packets at 50×; bytes at 1 Gbit/s ×
     /// `min_pps`/1000.
+    ///
+    /// The request signals do not scale with `min_pps` (a packet floor sized for volumetric floods
+    /// says nothing of what a small web site takes): [`REQUEST_FLOORS`] for destinations.
     pub fn from_min_pps(min_pps: f64) -> Floors {
         let mut per_signal = [0.0; Signal::THRESHOLDED];
         for s in &Signal::ALL[..Signal::THRESHOLDED] {
-            per_signal[s.index()] = min_pps
-                * match s {
-                    Signal::Packets => 50.0,
-                    Signal::Bytes => 125_000.0,
-                    Signal::TcpOther => 30.0,
-                    Signal::Udp => 5.0,
-                    _ => 1.0,
-                };
+            per_signal[s.index()] = match s {
+                Signal::Packets => 50.0 * min_pps,
+                Signal::Bytes => 125_000.0 * min_pps,
+                Signal::TcpOther => 30.0 * min_pps,
+                Signal::Udp => 5.0 * min_pps,
+                Signal::HttpRequests => REQUEST_FLOORS[0],
+                Signal::Handshakes => REQUEST_FLOORS[1],
+                Signal::IncompleteHeads => REQUEST_FLOORS[2],
+                _ => min_pps,
+            };
         }
         Floors { per_signal }
     }
 
     /// The floors of `scope` from `min_pps`: as [`Floors::from_min_pps`], except that a source sending
-    /// SYN-ACKs is a server answering connections (or a reflector), so source scopes put SYN-ACK at 30×.
+    /// SYN-ACKs is a server answering connections (or a reflector), so source scopes put SYN-ACK at 30×;
+    /// and one client's requests and connections have floors of their own
+    /// ([`SOURCE_REQUEST_FLOORS`]).
     pub fn for_scope(scope: Scope, min_pps: f64) -> Floors {
         let mut f = Floors::from_min_pps(min_pps);
         if !scope.is_destination() {
             f.per_signal[Signal::SynAck.index()] = 30.0 * min_pps;
+            for (s, v) in Signal::REQUEST_SIGNALS.iter().zip(SOURCE_REQUEST_FLOORS) {
+                f.per_signal[s.index()] = v;
+            }
         }
         f
     }
@@ -383,6 +403,9 @@ pub struct FloorOverrides {
     pub fragment: Option<f64>,
     pub reflection: Option<f64>,
     pub syn_ack: Option<f64>,
+    pub http_requests: Option<f64>,
+    pub handshakes: Option<f64>,
+    pub incomplete_heads: Option<f64>,
 }
 
 impl FloorOverrides {
@@ -397,6 +420,9 @@ impl FloorOverrides {
             (Signal::Fragment, self.fragment),
             (Signal::Reflection, self.reflection),
             (Signal::SynAck, self.syn_ack),
+            (Signal::HttpRequests, self.http_requests),
+            (Signal::Handshakes, self.handshakes),
+            (Signal::IncompleteHeads, self.incomplete_heads),
         ];
         for f in floors.iter_mut() {
             for (s, v) in set {

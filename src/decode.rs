@@ -33,8 +33,8 @@ pub enum Fragment {
     None,
     /// First fragment (offset 0, more-fragments set): carries the transport header.
     First,
-    /// A later fragment: no transport header; `offset` in bytes.
-    Later { offset: u32 },
+    /// A later fragment: no transport header; `offset` in bytes (at most 65 528: 13 bits of 8-byte units).
+    Later { offset: u16 },
 }
 
 /// What the detector needs to know about one packet. `Copy`, no heap.
@@ -51,6 +51,11 @@ pub struct PacketSummary {
     pub dport: u16,
     /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80), 0 otherwise.
     pub tcp_flags: u8,
+    /// The TCP number a handshake is checked by: the sequence number of a segment with SYN set, the
+    /// acknowledgement number of any other; 0 when not TCP, not captured, or not from a packet
+    /// header. A SYN-ACK's sequence number plus one is what the client's ACK must acknowledge, which
+    /// a spoofed source never sees ([`crate::requests`] creates connection state only then).
+    pub tcp_num: u32,
     /// Original length on the wire (not the captured length), so snaplen-cut captures count full bytes.
     pub wire_len: u32,
     pub fragment: Fragment,
@@ -76,6 +81,7 @@ impl Default for PacketSummary {
             sport: 0,
             dport: 0,
             tcp_flags: 0,
+            tcp_num: 0,
             wire_len: 0,
             fragment: Fragment::None,
             weight: 1,
@@ -363,6 +369,7 @@ struct Transport {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    tcp_num: u32,
 }
 
 /// `n` as a u16 length field, saturating.
@@ -443,14 +450,16 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
     let l4 = frame.get(34..end)?;
     let l4_len = total_len - 20;
     // (transport header length, TCP flags, window, options length)
-    let (header_len, tcp_flags, tcp_window, tcp_opts_len) = match proto {
+    let (header_len, tcp_flags, tcp_window, tcp_opts_len, tcp_num) = match proto {
         proto::TCP if l4.len() >= 20 => {
             // a data offset below 5 is malformed: the payload is then taken to start at 20
             let words = (f[46] >> 4).max(5);
             let window = u16::from_be_bytes([f[48], f[49]]);
-            (usize::from(words) * 4, f[47], window, (words - 5) * 4)
+            let at = if f[47] & tcp_flags::SYN != 0 { 38 } else { 42 };
+            let num = u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+            (usize::from(words) * 4, f[47], window, (words - 5) * 4, num)
         }
-        proto::UDP if l4.len() >= 8 => (8, 0, 0, 0),
+        proto::UDP if l4.len() >= 8 => (8, 0, 0, 0, 0),
         _ => return None,
     };
     let captured = u32::try_from(frame.len()).unwrap_or(u32::MAX);
@@ -489,6 +498,7 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
         sport: u16::from_be_bytes([f[34], f[35]]),
         dport: u16::from_be_bytes([f[36], f[37]]),
         tcp_flags,
+        tcp_num,
         wire_len: wire_len.max(captured),
         fragment: Fragment::None,
         weight: 1,
@@ -737,6 +747,7 @@ fn summary(
         sport: t.sport,
         dport: t.dport,
         tcp_flags: t.tcp_flags,
+        tcp_num: t.tcp_num,
         wire_len: meta.wire_len,
         fragment,
         weight: 1,
@@ -783,7 +794,7 @@ fn decode_ipv4(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
         bits: HeaderFields::KNOWN | df,
         ..HeaderFields::UNKNOWN
     };
-    let offset = u32::from(u16::from_be_bytes([flags & 0x1f, h[7]])) * 8;
+    let offset = u16::from_be_bytes([flags & 0x1f, h[7]]) << 3;
     if offset > 0 {
         let fragment = Fragment::Later { offset };
         return Ok(summary(
@@ -871,7 +882,7 @@ fn decode_ipv6(ip: &[u8], meta: Meta) -> Result<PacketSummary, DecodeError> {
                 let field = be16(payload, 2).ok_or(DecodeError::TruncatedIp)?;
                 // The low half of the 32-bit identification, when captured.
                 hdr.ip_id = be16(payload, 6).unwrap_or(0);
-                let offset = u32::from(field >> 3) * 8;
+                let offset = field & !7;
                 if offset > 0 {
                     fragment = Fragment::Later { offset };
                 } else if field & 1 != 0 {
@@ -921,6 +932,7 @@ fn transport(
             sport: u16::from_be_bytes([a, b]),
             dport: u16::from_be_bytes([c, d]),
             tcp_flags: 0,
+            tcp_num: 0,
         },
         None => Transport::default(),
     };
@@ -934,8 +946,12 @@ fn transport(
                     hdr.tcp_opts_len = (header_len - 20) as u8;
                     payload_fields(hdr, l4, header_len, l4_len);
                 }
+                // SYN: the sequence number (bytes 4..8), else the acknowledgement (8..12)
+                let at = if flags & tcp_flags::SYN != 0 { 4 } else { 8 };
+                let tcp_num = bytes4(l4, at).map_or(0, u32::from_be_bytes);
                 Ok(Transport {
                     tcp_flags: *flags,
+                    tcp_num,
                     ..ports(l4)
                 })
             }

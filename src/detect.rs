@@ -202,6 +202,9 @@ struct KeyState {
     evidence: Option<Box<Evidence>>,
     /// Packets in the current window at which evidence starts being gathered.
     watch_at: u64,
+    /// The same for the request signals together (requests, handshakes, heads held open): a
+    /// request flood is a few hundred packets a second, far under `watch_at`.
+    watch_req: u32,
     /// Packet time (ns) at which the key's traffic resumed after a silence of a whole window (or
     /// first appeared): while that is less than a window ago, its rate is judged on the time since.
     since: u64,
@@ -239,6 +242,7 @@ impl KeyState {
             phase: Phase::Idle,
             evidence: None,
             watch_at,
+            watch_req: u32::MAX,
             since: at.ts,
             summaries: 0,
             tick: at.tick as u32,
@@ -275,7 +279,8 @@ impl KeyState {
             Some(_) => false,
             None if self.window.current().n[0] >= self.watch_at
                 || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window)
-                    >= self.watch_at =>
+                    >= self.watch_at
+                || requests_of(self.window.current()) >= u64::from(self.watch_req) =>
             {
                 self.start_watching(scope, at);
                 true
@@ -988,9 +993,25 @@ fn loaded_entries(
 fn min_floor(cfg: &DetectConfig, scope: Scope) -> f64 {
     Signal::ALL[..Signal::THRESHOLDED]
         .iter()
-        .filter(|s| **s != Signal::Bytes)
+        .filter(|s| **s != Signal::Bytes && !s.is_request_signal())
         .map(|s| cfg.floors_of(scope).get(*s))
         .fold(f64::INFINITY, f64::min)
+}
+
+/// Leaves the request signals out of a rate measured over less than a window: a browser opens a
+/// dozen connections and sends a burst of requests in a fraction of a second; a request flood is
+/// judged on whole windows.
+fn sustained_only(rates: &mut [f64; COUNTERS]) {
+    for s in Signal::REQUEST_SIGNALS {
+        rates[s.index()] = 0.0;
+    }
+}
+
+/// The request signals of a window together (what [`KeyState::watch_req`] is compared with).
+fn requests_of(c: &crate::window::Counts) -> u64 {
+    Signal::REQUEST_SIGNALS
+        .iter()
+        .fold(0u64, |n, s| n.saturating_add(c.get(*s)))
 }
 
 /// Packets in a window at which a key starts gathering evidence: 30 % of its lowest threshold.
@@ -1084,11 +1105,18 @@ impl EvalCtx<'_> {
         };
         let (signal, ratio) = r.worst();
         st.watch_at = {
-            let min_thr = r.thresholds[Signal::Syn.index()..]
+            let min_thr = r.thresholds[Signal::Syn.index()..=Signal::SynAck.index()]
                 .iter()
                 .copied()
                 .fold(r.thresholds[0], f64::min);
             watch_level(min_thr, self.window_s)
+        };
+        st.watch_req = {
+            let min_thr = Signal::REQUEST_SIGNALS
+                .iter()
+                .map(|s| r.thresholds[s.index()])
+                .fold(f64::INFINITY, f64::min);
+            u32::try_from(watch_level(min_thr, self.window_s)).unwrap_or(u32::MAX)
         };
         match std::mem::replace(&mut st.phase, Phase::Idle) {
             prev @ (Phase::Idle | Phase::Pending(_)) => {
@@ -1297,6 +1325,7 @@ impl EvalCtx<'_> {
             *e = *c as f64;
             *r = *e / self.short_s;
         }
+        sustained_only(&mut rates);
         Some(Reading {
             est,
             rates,
@@ -1315,6 +1344,9 @@ impl EvalCtx<'_> {
         let mut rates = [0.0; COUNTERS];
         for (r, e) in rates.iter_mut().zip(est.iter()) {
             *r = e / span_s;
+        }
+        if span_s < self.window_s {
+            sustained_only(&mut rates);
         }
         Reading {
             est,
@@ -1507,12 +1539,20 @@ fn end_event(
 
 /// Names what dominates a key's traffic, given the signal that crossed its threshold.
 ///
-/// Cut-offs, in order: reflection when at least half the UDP packets come from amplifier ports and
+/// A request signal names its own class (`http_flood`, `connection_flood`, `slowloris`). For packet
+/// signals, cut-offs in order: reflection when at least half the UDP packets come from amplifier ports and
 /// reflection traffic (those plus non-first fragments) is at least half of all packets (the port is
 /// the majority amplifier port); `fragment_flood` when fragments are at least half of the packets;
 /// else the crossed signal names the class, and a packet- or byte-rate alert takes the class of
 /// whichever of SYN / other TCP / UDP / ICMP is at least half of the packets, else `traffic_flood`.
 pub fn classify(signal: Signal, est: &[f64; COUNTERS], amp_port: u16) -> AttackClass {
+    match signal {
+        // connections, not packets: what they are does not depend on the packet mix
+        Signal::HttpRequests => return AttackClass::HttpFlood,
+        Signal::Handshakes => return AttackClass::ConnectionFlood,
+        Signal::IncompleteHeads => return AttackClass::Slowloris,
+        _ => {}
+    }
     let get = |s: Signal| est[s.index()];
     let total = get(Signal::Packets).max(1.0);
     let reflection = get(Signal::AmpPort) >= 0.5 * get(Signal::Udp).max(1.0)
@@ -1608,6 +1648,7 @@ mod tests {
             sport: (src % 60_000) as u16 + 1024,
             dport: 80,
             tcp_flags: tcp_flags::SYN,
+            tcp_num: 0,
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
@@ -1896,7 +1937,7 @@ mod tests {
                 src % 500,
                 0,
                 Fragment::Later {
-                    offset: 1480 * n as u32,
+                    offset: 1480 * n as u16,
                 },
             ),
         });
@@ -2235,9 +2276,9 @@ mod tests {
 
     #[test]
     fn per_key_state_stays_small() {
-        // The --max-keys help promises about 400 bytes a key (state + key + map slot).
+        // The --max-keys help promises about 470 bytes a key (state + key + map slot).
         let per_key = std::mem::size_of::<KeyState>() + std::mem::size_of::<Key>() + 8;
-        assert!(per_key <= 400, "{per_key} bytes per key");
+        assert!(per_key <= 470, "{per_key} bytes per key");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::time::Timestamp;
 /// The first bytes of every engine state.
 pub const MAGIC: [u8; 4] = *b"FWES";
 /// The version this build writes and reads.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// Why an engine state could not be saved or restored. Each says what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]

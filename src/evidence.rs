@@ -714,6 +714,7 @@ mod tests {
                 sport: 4444,
                 dport: 53,
                 tcp_flags: 0,
+                tcp_num: 0,
                 wire_len: 100,
                 fragment: Fragment::None,
                 weight: 1,

@@ -963,6 +963,7 @@ mod tests {
             sport: 1234,
             dport: 80,
             tcp_flags: flags,
+            tcp_num: 0,
             wire_len: 60,
             fragment,
             weight: 1,

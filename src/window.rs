@@ -30,6 +30,17 @@ pub enum Signal {
     Reflection,
     /// TCP SYN-ACK (reflection of spoofed SYNs shows up here).
     SynAck,
+    /// Requests: HTTP/1.x request heads, HTTP/2 prefaces and, inside TLS, the client's bursts of
+    /// application data after the server last spoke (estimated requests), on connections whose
+    /// handshake completed ([`crate::requests`]).
+    HttpRequests,
+    /// Connections whose TCP handshake completed (the client acknowledged the server's SYN-ACK),
+    /// counted at the client's ACK.
+    Handshakes,
+    /// Connections holding a request head open (started, never finished, the server silent) for
+    /// longer than the slowloris grace: each adds one per second it stays so, so the rate of this
+    /// signal is the number of such connections.
+    IncompleteHeads,
     /// UDP from a known amplifier source port only (header present).
     AmpPort,
     /// Non-first fragments only (no transport header).
@@ -37,7 +48,7 @@ pub enum Signal {
 }
 
 /// Number of counters per window.
-pub const COUNTERS: usize = 11;
+pub const COUNTERS: usize = 14;
 
 impl Signal {
     /// Every counter, in index order.
@@ -51,11 +62,28 @@ impl Signal {
         Signal::Fragment,
         Signal::Reflection,
         Signal::SynAck,
+        Signal::HttpRequests,
+        Signal::Handshakes,
+        Signal::IncompleteHeads,
         Signal::AmpPort,
         Signal::LaterFragment,
     ];
     /// How many leading signals carry a threshold.
-    pub const THRESHOLDED: usize = 9;
+    pub const THRESHOLDED: usize = 12;
+    /// The signals counted from connections, not packets: what [`crate::requests`] tracks.
+    pub const REQUEST_SIGNALS: [Signal; 3] = [
+        Signal::HttpRequests,
+        Signal::Handshakes,
+        Signal::IncompleteHeads,
+    ];
+
+    /// True for the signals counted from connections ([`Signal::REQUEST_SIGNALS`]).
+    pub fn is_request_signal(self) -> bool {
+        matches!(
+            self,
+            Signal::HttpRequests | Signal::Handshakes | Signal::IncompleteHeads
+        )
+    }
 
     /// Index into [`Counts::n`].
     pub fn index(self) -> usize {
@@ -76,6 +104,9 @@ impl Signal {
             Signal::AmpPort => "amp_port",
             Signal::LaterFragment => "later_fragment",
             Signal::SynAck => "syn_ack",
+            Signal::HttpRequests => "http_requests",
+            Signal::Handshakes => "handshakes",
+            Signal::IncompleteHeads => "incomplete_heads",
         }
     }
 }
@@ -547,6 +578,7 @@ mod tests {
             sport,
             dport: 80,
             tcp_flags: flags,
+            tcp_num: 0,
             wire_len: 60,
             fragment,
             weight: 1,

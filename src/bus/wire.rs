@@ -457,7 +457,8 @@ impl Reader<'_> {
             0 => Fragment::None,
             1 => Fragment::First,
             2 => Fragment::Later {
-                offset: self.u32_varint()?,
+                offset: u16::try_from(self.u32_varint()?)
+                    .map_err(|_| "fragment offset over 65535")?,
             },
             _ => return Err("unknown fragment kind"),
         };
@@ -514,6 +515,7 @@ impl Reader<'_> {
             sport,
             dport,
             tcp_flags,
+            tcp_num: 0,
             wire_len,
             fragment,
             weight,
@@ -536,6 +538,7 @@ mod tests {
             sport: 40_000 + i as u16,
             dport: 80,
             tcp_flags: 0x02,
+            tcp_num: 0,
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
@@ -622,7 +625,7 @@ mod tests {
                 any::<u8>(),
                 any::<u32>(),
                 0u8..3,
-                any::<u32>(),
+                any::<u16>(),
             ),
             (any::<u32>(), any::<bool>(), any::<[u8; 16]>()),
         )
@@ -636,6 +639,7 @@ mod tests {
                         sport,
                         dport,
                         tcp_flags: flags,
+                        tcp_num: 0,
                         wire_len: len,
                         fragment: match fk {
                             0 => Fragment::None,

@@ -26,6 +26,7 @@ use crate::config::DetectConfig;
 use crate::decode::PacketSummary;
 use crate::evidence::Hll;
 use crate::key::{Key, Scope};
+use crate::requests::conn::{ConnEvent, Flow, Tracker};
 use crate::table::SourceAdmission;
 use crate::window::PacketClass;
 
@@ -112,6 +113,11 @@ pub struct Aggregator {
     tick_ns: u64,
     /// The last tick looked up: [start, end) in ns and its (epoch, tick).
     tick_cache: (u64, u64, (u64, u64)),
+    /// Connection state for the request signals, and what it said for the packet at hand.
+    conns: Tracker,
+    conn_events: Vec<(ConnEvent, Flow, u8)>,
+    /// The tick the connections were last ticked at.
+    conns_tick: u64,
 }
 
 impl Aggregator {
@@ -133,7 +139,15 @@ impl Aggregator {
             window_ns: cfg.window_ns().max(1),
             tick_ns: cfg.tick_ns().max(1),
             tick_cache: (1, 0, (0, 0)),
+            conns: Tracker::new(cfg.hash_seed),
+            conn_events: Vec::new(),
+            conns_tick: u64::MAX,
         }
+    }
+
+    /// The connection tracker's counters.
+    pub fn tracker_stats(&self) -> crate::requests::conn::TrackerStats {
+        self.conns.stats()
     }
 
     /// A router's aggregator: source hints from the keys admitted in recent windows.
@@ -253,6 +267,73 @@ impl Aggregator {
             let key = Key::subnet(p.src, self.subnet_v4, self.subnet_v6);
             self.source(1, key, p, class, stamp);
         }
+        if p.proto == crate::decode::proto::TCP {
+            self.connections(p, ts, mask, at.1);
+        }
+    }
+
+    /// Feeds the connection tracker (its per-tick work first, at a new tick) and counts what it
+    /// says.
+    #[inline]
+    fn connections(&mut self, p: &PacketSummary, ts: u64, mask: ScopeMask, tick: u64) {
+        let events = &mut self.conn_events;
+        if tick != self.conns_tick {
+            self.conns_tick = tick;
+            self.conns.tick(ts, &mut |e, f, m| events.push((e, *f, m)));
+        }
+        self.conns
+            .packet(p, ts, mask.0, &mut |e, f, m| events.push((e, *f, m)));
+        if !self.conn_events.is_empty() {
+            self.count_connection_events(ts);
+        }
+    }
+
+    /// Counts the request signals the tracker reported, for the server's destination keys and the
+    /// client's source keys. A client that completed a handshake is no spoofed source: its keys
+    /// are admitted.
+    #[cold]
+    fn count_connection_events(&mut self, ts: u64) {
+        let events = std::mem::take(&mut self.conn_events);
+        for &(e, flow, m) in &events {
+            let which = match e {
+                ConnEvent::Request => 0,
+                ConnEvent::Handshake => 1,
+                ConnEvent::HeldSecond => 2,
+            };
+            let mask = ScopeMask(m);
+            let keys = [
+                (Scope::DstHost, Key::host(flow.server)),
+                (
+                    Scope::DstSubnet,
+                    Key::subnet(flow.server, self.subnet_v4, self.subnet_v6),
+                ),
+                (Scope::SrcHost, Key::host(flow.client)),
+                (
+                    Scope::SrcSubnet,
+                    Key::subnet(flow.client, self.subnet_v4, self.subnet_v6),
+                ),
+            ];
+            for (i, (scope, key)) in keys.into_iter().enumerate() {
+                if !mask.contains(scope) {
+                    continue;
+                }
+                if i >= 2 {
+                    if let Some(adm) = self.admission.get_mut(i - 2) {
+                        adm.mark_tracked(SourceAdmission::slots(key));
+                    }
+                }
+                let Some(agg) = self.pending.get_mut(i) else {
+                    continue;
+                };
+                let entry = match agg.find(key) {
+                    Some(x) if agg.admitted(x) => x,
+                    _ => agg.insert(key, ts, true, 1, false),
+                };
+                agg.add_request(entry, which, 1);
+            }
+        }
+        self.conn_events = events;
+        self.conn_events.clear();
     }
 
     /// The entries of `p`'s destination keys (made when missing), remembered for the next packet.

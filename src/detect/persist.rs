@@ -219,6 +219,7 @@ fn save_key_state(e: &mut Enc, st: &KeyState) {
         }
     }
     e.var(st.watch_at);
+    e.var(u64::from(st.watch_req));
     e.var(st.since);
     e.var(u64::from(st.summaries));
     e.var(u64::from(st.tick));
@@ -253,6 +254,7 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
         phase,
         evidence,
         watch_at: d.count("a key's watch level")?,
+        watch_req: d.u32("a key's request watch level")?,
         since: d.count("a key's start")?,
         summaries: d.u32("a key's summaries")?,
         tick: d.u32("a key's tick")?,
@@ -323,6 +325,7 @@ mod tests {
             sport: (src % 60_000) as u16 + 1024,
             dport: 80,
             tcp_flags: tcp_flags::SYN,
+            tcp_num: 0,
             wire_len: 60,
             fragment: Fragment::None,
             weight: 1,
@@ -395,7 +398,7 @@ mod tests {
                 n => (
                     0,
                     Fragment::Later {
-                        offset: 1480 * n as u32,
+                        offset: 1480 * n as u16,
                     },
                 ),
             };
@@ -807,9 +810,9 @@ mod tests {
             matches!(
                 e,
                 EngineStateError::Version {
-                    found: 3,
-                    supported: 2
-                }
+                    found,
+                    supported: VERSION
+                } if found == VERSION + 1
             ),
             "{e}"
         );

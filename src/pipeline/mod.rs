@@ -772,6 +772,7 @@ mod tests {
             sport: 1234,
             dport: 80,
             tcp_flags: 0x02,
+            tcp_num: 0,
             wire_len: 60,
             fragment: crate::decode::Fragment::default(),
             weight: 1,

@@ -302,6 +302,7 @@ mod tests {
             sport: 1234,
             dport: 80,
             tcp_flags: flags,
+            tcp_num: 0,
             wire_len: 100,
             fragment: Fragment::default(),
             weight: 1,

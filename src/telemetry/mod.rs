@@ -534,6 +534,7 @@ impl Telemetry {
             sport: rec.sport,
             dport: rec.dport,
             tcp_flags: flags,
+            tcp_num: 0,
             wire_len,
             fragment: if rec.later_fragment {
                 Fragment::Later { offset: 8 }

@@ -1,0 +1,512 @@
+//! Light connection state for the request signals: which TCP connections completed their
+//! handshake, whether a request head is open on them, whether the server spoke last.
+//!
+//! Nothing here trusts a source address. A connection exists only once its client acknowledged the
+//! server's SYN-ACK with the right number (the SYN-ACK's sequence number plus one, which a spoofed
+//! source never sees): a SYN flood, however large, creates no connection, and a SYN-ACK (a server's
+//! answer, or a reflected one) only a half-open entry that expires. Both tables are bounded; what
+//! does not fit is refused and counted, never grown into.
+//!
+//! Per connection, from packet summaries alone (the payload's first bytes, [`super::sniff`]):
+//! - a **request** is an HTTP/1.x request head or HTTP/2 preface starting a client segment, or,
+//!   inside TLS, a client application-data record after the server last spoke (the request-like
+//!   burst of a keep-alive connection: an estimate, said so in events);
+//! - a **head held open** is a request head the server has not answered (no server data since)
+//!   after [`HEAD_GRACE_NS`]: slowloris keeps hundreds of them, a browser none. Each such
+//!   connection counts one per second it stays so ([`Tracker::tick`]).
+//!
+//! Connections to a loopback address are not tracked: a reverse proxy talking to its back end on
+//! the same host opens one per request, and nothing on loopback crosses a network.
+//!
+//! What leaves is [`ConnEvent`]s for the client and the server, which the aggregator counts like
+//! packets, in the same tick.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use foldhash::fast::FixedState;
+
+use super::Sniff;
+use crate::decode::{proto, tcp_flags, PacketSummary};
+
+/// Half-open entries (SYN-ACK seen, ACK not yet) kept at most.
+pub const MAX_HALF_OPEN: usize = 65_536;
+/// Connections kept at most.
+pub const MAX_CONNS: usize = 65_536;
+/// How long a SYN-ACK waits for its ACK.
+pub const HALF_OPEN_TTL_NS: u64 = 10_000_000_000;
+/// A connection with no packet for this long is forgotten (slowloris sends a line every 10–15 s).
+pub const IDLE_TTL_NS: u64 = 120_000_000_000;
+/// How long a request head may stay unanswered before it counts as held open: longer than any
+/// client takes to send a head and a server to start answering it.
+pub const HEAD_GRACE_NS: u64 = 10_000_000_000;
+/// Sweeps of expired entries run at most this often (packet time).
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// A connection, seen from its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub client_port: u16,
+    pub server_port: u16,
+}
+
+impl Flow {
+    /// `p` sent by the client.
+    fn from_client(p: &PacketSummary) -> Flow {
+        Flow {
+            client: p.src,
+            server: p.dst,
+            client_port: p.sport,
+            server_port: p.dport,
+        }
+    }
+
+    /// `p` sent by the server.
+    fn from_server(p: &PacketSummary) -> Flow {
+        Flow {
+            client: p.dst,
+            server: p.src,
+            client_port: p.dport,
+            server_port: p.sport,
+        }
+    }
+}
+
+/// What one packet (or one tick) says about a connection, for its client and its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// The handshake completed.
+    Handshake,
+    /// A request (HTTP head, HTTP/2 preface, or a TLS client burst after the server spoke).
+    Request,
+    /// One more second of a request head held open.
+    HeldSecond,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HalfOpen {
+    /// What the client's ACK must acknowledge.
+    expect: u32,
+    since: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    last: u64,
+    /// When the open request head started (0: none open).
+    head_since: u64,
+    /// Held-open time credited so far (ns past the grace, not yet a whole second).
+    held_ns: u64,
+    /// Up to when the head's held time was credited.
+    credited_to: u64,
+    /// The server sent data since the client's last request.
+    server_spoke: bool,
+    /// The client sent a TLS handshake record.
+    tls: bool,
+    /// The scopes its packets are counted in (the aggregator's mask, passed through).
+    mask: u8,
+}
+
+/// Counters of the tracker itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub handshakes: u64,
+    pub requests: u64,
+    /// SYN-ACKs not remembered: the half-open table was full.
+    pub half_open_refused: u64,
+    /// Completed handshakes not tracked: the connection table was full.
+    pub conns_refused: u64,
+}
+
+/// The connection tables (see the module docs).
+#[derive(Debug)]
+pub struct Tracker {
+    half_open: HashMap<Flow, HalfOpen, FixedState>,
+    conns: HashMap<Flow, Conn, FixedState>,
+    /// Connections with a request head open (a subset of `conns`): what [`Tracker::tick`] walks.
+    heads: Vec<Flow>,
+    next_sweep: u64,
+    stats: TrackerStats,
+}
+
+impl Tracker {
+    /// Empty tables whose hashers are seeded with `seed` (keys come from packets: attackers choose
+    /// them; a fixed seed per run keeps a replay's output the same).
+    pub fn new(seed: u64) -> Tracker {
+        Tracker {
+            half_open: HashMap::with_hasher(FixedState::with_seed(seed)),
+            conns: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
+            heads: Vec::new(),
+            next_sweep: 0,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// Connections tracked now.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Takes one TCP packet summary at packet time `now` (ns), counted in the scopes of `mask`;
+    /// `out` gets what it completes, with the connection and the mask its events count in. A SYN
+    /// without ACK returns at once: it never creates state.
+    #[inline]
+    pub fn packet(
+        &mut self,
+        p: &PacketSummary,
+        now: u64,
+        mask: u8,
+        out: &mut impl FnMut(ConnEvent, &Flow, u8),
+    ) {
+        if p.proto != proto::TCP
+            || p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+        {
+            return;
+        }
+        if self.half_open.is_empty() && self.conns.is_empty() && p.tcp_flags & tcp_flags::SYN == 0 {
+            return;
+        }
+        self.slow_path(p, now, mask, out);
+    }
+
+    #[inline(never)]
+    fn slow_path(
+        &mut self,
+        p: &PacketSummary,
+        now: u64,
+        mask: u8,
+        out: &mut impl FnMut(ConnEvent, &Flow, u8),
+    ) {
+        let flags = p.tcp_flags;
+        if flags & tcp_flags::SYN != 0 {
+            // SYN-ACK from the server: remember what the client must acknowledge
+            let flow = Flow::from_server(p);
+            if flow.server.is_loopback() {
+                // a host talking to itself (a reverse proxy and its back end open a connection
+                // per request): no network flood, and no connection state
+                return;
+            }
+            let entry = HalfOpen {
+                expect: p.tcp_num.wrapping_add(1),
+                since: now,
+            };
+            if self.half_open.len() < MAX_HALF_OPEN || self.half_open.contains_key(&flow) {
+                self.half_open.insert(flow, entry);
+            } else {
+                self.stats.half_open_refused += 1;
+            }
+            return;
+        }
+        let closing = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        let data = p.hdr.payload_len > 0;
+        let from_client = Flow::from_client(p);
+        if let Some(c) = self.conns.get_mut(&from_client) {
+            c.last = now;
+            if data {
+                client_data(
+                    c,
+                    p,
+                    now,
+                    &from_client,
+                    &mut self.heads,
+                    &mut self.stats,
+                    out,
+                );
+            }
+            if closing {
+                self.conns.remove(&from_client);
+            }
+            return;
+        }
+        let from_server = Flow::from_server(p);
+        if let Some(c) = self.conns.get_mut(&from_server) {
+            c.last = now;
+            if data {
+                // the server answered: whatever head was open is not held
+                c.server_spoke = true;
+                c.head_since = 0;
+            }
+            if closing {
+                self.conns.remove(&from_server);
+            }
+            return;
+        }
+        // the client's ACK completing a handshake (it may carry the first request)
+        let Some(h) = self.half_open.get(&from_client).copied() else {
+            return;
+        };
+        if flags & tcp_flags::ACK == 0 || p.tcp_num != h.expect || closing {
+            if closing {
+                self.half_open.remove(&from_client);
+            }
+            return;
+        }
+        self.half_open.remove(&from_client);
+        self.stats.handshakes += 1;
+        out(ConnEvent::Handshake, &from_client, mask);
+        if self.conns.len() >= MAX_CONNS {
+            self.stats.conns_refused += 1;
+            return;
+        }
+        let mut c = Conn {
+            last: now,
+            head_since: 0,
+            held_ns: 0,
+            credited_to: 0,
+            server_spoke: false,
+            tls: false,
+            mask,
+        };
+        if data {
+            client_data(
+                &mut c,
+                p,
+                now,
+                &from_client,
+                &mut self.heads,
+                &mut self.stats,
+                out,
+            );
+        }
+        self.conns.insert(from_client, c);
+    }
+
+    /// At a tick boundary at packet time `now`: each head held open past the grace counts its
+    /// whole seconds, and (once a second) expired entries go.
+    pub fn tick(&mut self, now: u64, out: &mut impl FnMut(ConnEvent, &Flow, u8)) {
+        let conns = &mut self.conns;
+        self.heads.retain(|flow| {
+            let Some(c) = conns.get_mut(flow) else {
+                return false;
+            };
+            if c.head_since == 0 {
+                return false;
+            }
+            let from = c
+                .head_since
+                .saturating_add(HEAD_GRACE_NS)
+                .max(c.credited_to);
+            if now > from {
+                c.held_ns += now - from;
+                c.credited_to = now;
+                while c.held_ns >= SECOND_NS {
+                    c.held_ns -= SECOND_NS;
+                    out(ConnEvent::HeldSecond, flow, c.mask);
+                }
+            }
+            true
+        });
+        if now >= self.next_sweep {
+            self.next_sweep = now.saturating_add(SWEEP_EVERY_NS);
+            self.half_open
+                .retain(|_, h| now.saturating_sub(h.since) < HALF_OPEN_TTL_NS);
+            self.conns
+                .retain(|_, c| now.saturating_sub(c.last) < IDLE_TTL_NS);
+        }
+    }
+}
+
+/// Data from the client on connection `c`.
+#[inline]
+fn client_data(
+    c: &mut Conn,
+    p: &PacketSummary,
+    now: u64,
+    flow: &Flow,
+    heads: &mut Vec<Flow>,
+    stats: &mut TrackerStats,
+    out: &mut impl FnMut(ConnEvent, &Flow, u8),
+) {
+    match super::sniff(p.hdr.prefix()) {
+        Sniff::HttpMethod | Sniff::H2Preface => {
+            stats.requests += 1;
+            out(ConnEvent::Request, flow, c.mask);
+            if c.head_since == 0 {
+                if heads.len() < MAX_CONNS {
+                    heads.push(*flow);
+                }
+                c.held_ns = 0;
+                c.credited_to = 0;
+            }
+            c.head_since = now.max(1);
+            c.server_spoke = false;
+        }
+        Sniff::TlsHandshake => c.tls = true,
+        Sniff::TlsAppData if c.tls && c.server_spoke => {
+            stats.requests += 1;
+            out(ConnEvent::Request, flow, c.mask);
+            c.server_spoke = false;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::HeaderFields;
+    use crate::time::Timestamp;
+    use std::net::Ipv4Addr;
+
+    const CLIENT: [u8; 4] = [192, 0, 2, 7];
+    const SERVER: [u8; 4] = [198, 51, 100, 80];
+    const S: u64 = SECOND_NS;
+
+    fn seg(from_client: bool, flags: u8, num: u32, payload: &[u8]) -> PacketSummary {
+        let (src, dst, sport, dport) = if from_client {
+            (CLIENT, SERVER, 40_000, 80)
+        } else {
+            (SERVER, CLIENT, 80, 40_000)
+        };
+        let mut hdr = HeaderFields {
+            payload_len: payload.len() as u16,
+            bits: HeaderFields::KNOWN | HeaderFields::L4,
+            ..HeaderFields::UNKNOWN
+        };
+        for (d, s) in hdr.prefix.iter_mut().zip(payload) {
+            *d = *s;
+        }
+        hdr.prefix_len = payload.len().min(4) as u8;
+        PacketSummary {
+            hdr,
+            ts: Timestamp(0),
+            src: Ipv4Addr::from(src).into(),
+            dst: Ipv4Addr::from(dst).into(),
+            proto: proto::TCP,
+            sport,
+            dport,
+            tcp_flags: flags,
+            tcp_num: num,
+            wire_len: 60 + payload.len() as u32,
+            ..PacketSummary::default()
+        }
+    }
+
+    const ACK: u8 = tcp_flags::ACK;
+    const PSH_ACK: u8 = tcp_flags::PSH | tcp_flags::ACK;
+
+    fn run(t: &mut Tracker, packets: &[(u64, PacketSummary)]) -> Vec<ConnEvent> {
+        let mut got = Vec::new();
+        for (now, p) in packets {
+            t.packet(p, *now, 15, &mut |e, _, _| got.push(e));
+        }
+        got
+    }
+
+    fn handshake(server_isn: u32) -> Vec<(u64, PacketSummary)> {
+        vec![
+            (1, seg(true, tcp_flags::SYN, 1000, b"")),
+            (2, seg(false, tcp_flags::SYN | ACK, server_isn, b"")),
+            (3, seg(true, ACK, server_isn.wrapping_add(1), b"")),
+        ]
+    }
+
+    #[test]
+    fn a_handshake_completes_only_with_the_right_acknowledgement() {
+        let mut t = Tracker::new(1);
+        assert_eq!(
+            run(&mut t, &handshake(u32::MAX)),
+            vec![ConnEvent::Handshake]
+        );
+        assert_eq!(t.connections(), 1);
+        // a blind ACK after a SYN-ACK (a spoofer guessing) creates nothing
+        let mut t = Tracker::new(1);
+        let mut pk = handshake(5000);
+        pk[2].1.tcp_num = 4242;
+        assert!(run(&mut t, &pk).is_empty());
+        assert_eq!(t.connections(), 0);
+    }
+
+    #[test]
+    fn spoofed_syns_create_no_state() {
+        let mut t = Tracker::new(1);
+        for i in 0..10_000u32 {
+            let mut p = seg(true, tcp_flags::SYN, i, b"");
+            p.src = Ipv4Addr::from(0x0a00_0000 + i).into();
+            t.packet(&p, u64::from(i), 15, &mut |_, _, _| panic!("no event"));
+        }
+        assert_eq!((t.half_open.len(), t.connections()), (0, 0));
+    }
+
+    #[test]
+    fn requests_and_held_heads() {
+        let mut t = Tracker::new(1);
+        let mut pk = handshake(7);
+        pk.push((4, seg(true, PSH_ACK, 8, b"GET / HTTP/1.1\r\n")));
+        pk.push((5, seg(false, PSH_ACK, 1, b"HTTP/1.1 200 OK")));
+        pk.push((6, seg(true, PSH_ACK, 8, b"GET /a HTTP/1.1\r\n")));
+        // a body segment is no request
+        pk.push((7, seg(true, PSH_ACK, 8, b"x=1&y")));
+        let got = run(&mut t, &pk);
+        assert_eq!(
+            got,
+            vec![ConnEvent::Handshake, ConnEvent::Request, ConnEvent::Request]
+        );
+        // the second head is never answered: after the grace, one per second
+        let mut held = 0;
+        for s in 1..=31u64 {
+            t.tick(s * S, &mut |e, f, _| {
+                assert_eq!((e, f.client), (ConnEvent::HeldSecond, IpAddr::from(CLIENT)));
+                held += 1;
+            });
+        }
+        // the head opened at 6 ns: 31 s - 10 s of grace - 6 ns is 20 whole seconds
+        assert_eq!(held, 20, "seconds past the grace");
+        // the server answers: nothing more
+        t.packet(
+            &seg(false, PSH_ACK, 1, b"HTTP"),
+            30 * S,
+            15,
+            &mut |_, _, _| {},
+        );
+        t.tick(40 * S, &mut |_, _, _| panic!("answered"));
+        // FIN ends it
+        t.packet(
+            &seg(true, tcp_flags::FIN | ACK, 8, b""),
+            41 * S,
+            15,
+            &mut |_, _, _| {},
+        );
+        assert_eq!(t.connections(), 0);
+    }
+
+    #[test]
+    fn tls_requests_are_client_bursts_after_the_server_spoke() {
+        let mut t = Tracker::new(1);
+        let mut pk = handshake(9);
+        pk.push((4, seg(true, PSH_ACK, 10, &[0x16, 3, 1, 0])));
+        pk.push((5, seg(false, PSH_ACK, 1, &[0x16, 3, 3, 0])));
+        pk.push((6, seg(true, PSH_ACK, 10, &[0x17, 3, 3, 0])));
+        // a second segment of the same burst: not another request
+        pk.push((7, seg(true, PSH_ACK, 10, &[0x17, 3, 3, 0])));
+        pk.push((8, seg(false, PSH_ACK, 1, &[0x17, 3, 3, 0])));
+        pk.push((9, seg(true, PSH_ACK, 10, &[0x17, 3, 3, 0])));
+        let got = run(&mut t, &pk);
+        assert_eq!(
+            got,
+            vec![ConnEvent::Handshake, ConnEvent::Request, ConnEvent::Request]
+        );
+    }
+
+    #[test]
+    fn tables_are_bounded_and_expire() {
+        let mut t = Tracker::new(3);
+        for i in 0..(MAX_HALF_OPEN as u32 + 100) {
+            let mut p = seg(false, tcp_flags::SYN | ACK, i, b"");
+            p.dst = Ipv4Addr::from(0x0a00_0000 + i).into();
+            t.packet(&p, 1, 15, &mut |_, _, _| {});
+        }
+        assert_eq!(t.half_open.len(), MAX_HALF_OPEN);
+        assert_eq!(t.stats().half_open_refused, 100);
+        t.tick(HALF_OPEN_TTL_NS + 2, &mut |_, _, _| {});
+        assert!(t.half_open.is_empty());
+    }
+}
