@@ -40,6 +40,8 @@ pub struct KeyAgg {
     bytes: u64,
     /// The request signals ([`Signal::REQUEST_SIGNALS`]) counted from connections.
     requests: [u64; 3],
+    /// A destination key: its clients' request signals ([`ScopeAgg::add_request`]).
+    first_client: u32,
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
     pub summaries: u32,
     /// Packet time (ns, the clock's stamp) of the first summary.
@@ -70,6 +72,15 @@ pub struct KeyAgg {
 pub struct HostCount {
     pub host: std::net::IpAddr,
     pub packets: u64,
+    next: u32,
+}
+
+/// One client's request signals at a destination key, in one aggregate.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCount {
+    pub client: std::net::IpAddr,
+    /// Indexed as [`Signal::REQUEST_SIGNALS`].
+    pub counts: [u32; 3],
     next: u32,
 }
 
@@ -106,6 +117,9 @@ pub struct ScopeAgg {
     /// Hosts of subnet entries: (entry, host) → its count in `hosts`.
     host_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
     hosts: Vec<HostCount>,
+    /// Clients of destination entries: (entry, client) → its counts in `clients`.
+    client_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
+    clients: Vec<ClientCount>,
     /// The most entries, samples and hosts one aggregate held so far: the next one starts with
     /// that room (bounded by [`MAX_ENTRIES`], …), so a tick never regrows what an earlier one had.
     room: [usize; 3],
@@ -122,6 +136,10 @@ pub const MAX_SAMPLES: usize = 32_768;
 /// range, a /64) names its hosts from its samples instead.
 pub const MAX_HOSTS: usize = 65_536;
 pub const HOSTS_PER_KEY: u32 = 256;
+
+/// Clients counted per destination in one aggregate (over all keys): the senders of requests,
+/// each of whom completed a handshake.
+pub const MAX_CLIENTS: usize = 65_536;
 
 impl Default for ScopeAgg {
     fn default() -> Self {
@@ -140,6 +158,8 @@ impl ScopeAgg {
             regs_used: 0,
             host_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0002)),
             hosts: Vec::new(),
+            client_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0003)),
+            clients: Vec::new(),
             room: [0; 3],
         }
     }
@@ -193,6 +213,7 @@ impl ScopeAgg {
             classes: [0; PacketClass::COUNT],
             bytes: 0,
             requests: [0; 3],
+            first_client: NONE,
             summaries: 0,
             first_ts,
             admitted,
@@ -277,15 +298,39 @@ impl ScopeAgg {
     }
 
     /// Counts `n` of request signal `which` (an index into [`Signal::REQUEST_SIGNALS`]) for entry
-    /// `i`.
-    #[inline]
-    pub fn add_request(&mut self, i: u32, which: usize, n: u64) {
-        if let Some(c) = self
-            .entries
-            .get_mut(i as usize)
-            .and_then(|e| e.requests.get_mut(which))
-        {
+    /// `i`, and for `client` inside it when given (destination keys: who sent them). Clients
+    /// past [`MAX_CLIENTS`] in one aggregate are counted in the entry only.
+    pub fn add_request(&mut self, i: u32, which: usize, n: u64, client: Option<std::net::IpAddr>) {
+        let Some(e) = self.entries.get_mut(i as usize) else {
+            return;
+        };
+        if let Some(c) = e.requests.get_mut(which) {
             *c = c.wrapping_add(n);
+        }
+        let Some(client) = client else {
+            return;
+        };
+        let slot = match self.client_index.get(&(i, client)) {
+            Some(x) => *x,
+            None if self.clients.len() < MAX_CLIENTS => {
+                let x = self.clients.len() as u32;
+                self.clients.push(ClientCount {
+                    client,
+                    counts: [0; 3],
+                    next: e.first_client,
+                });
+                e.first_client = x;
+                self.client_index.insert((i, client), x);
+                x
+            }
+            None => return,
+        };
+        if let Some(c) = self
+            .clients
+            .get_mut(slot as usize)
+            .and_then(|c| c.counts.get_mut(which))
+        {
+            *c = c.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
     }
 
@@ -328,6 +373,8 @@ impl ScopeAgg {
         self.index.clear();
         self.last = None;
         self.host_index.clear();
+        self.client_index.clear();
+        let clients = std::mem::take(&mut self.clients);
         let mut regs = std::mem::take(&mut self.regs);
         regs.truncate(self.regs_used);
         self.regs_used = 0;
@@ -339,6 +386,7 @@ impl ScopeAgg {
             samples: taken_with_room(&mut self.samples, samples),
             hosts: taken_with_room(&mut self.hosts, hosts),
             regs,
+            clients,
         }
     }
 }
@@ -351,6 +399,7 @@ pub struct ScopeAggregate {
     samples: Vec<Sample>,
     hosts: Vec<HostCount>,
     regs: Vec<Hll>,
+    clients: Vec<ClientCount>,
 }
 
 impl ScopeAggregate {
@@ -374,6 +423,10 @@ impl ScopeAggregate {
                         items: &self.hosts,
                         at: e.first_host,
                     },
+                    clients: Linked {
+                        items: &self.clients,
+                        at: e.first_client,
+                    },
                 },
             )
         })
@@ -387,6 +440,8 @@ pub struct Drained<'a> {
     pub regs: Option<&'a Hll>,
     /// Its hosts' exact counts (a subnet key); empty when none were counted.
     pub hosts: HostIter<'a>,
+    /// Its clients' request signals (a destination key).
+    pub clients: Linked<'a, ClientCount>,
 }
 
 /// Items of one entry, linked through a shared arena by index (samples in packet order; hosts in
@@ -408,6 +463,12 @@ impl Link for Sample {
 }
 
 impl Link for HostCount {
+    fn next(&self) -> u32 {
+        self.next
+    }
+}
+
+impl Link for ClientCount {
     fn next(&self) -> u32 {
         self.next
     }

@@ -167,6 +167,36 @@ fn is_one(n: &u32) -> bool {
     *n <= 1
 }
 
+/// Who sent a request flood: every client named completed a TCP handshake with the victim, so its
+/// address is its own (not spoofed).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestEvidence {
+    /// Always true: the clients below completed handshakes (written so a reader need not know).
+    pub verified_sources: bool,
+    /// The heaviest clients on the alert's signal, heaviest first.
+    pub clients: Vec<ClientCount>,
+    /// Share of the alert's signal (since the destination came near its threshold) these clients
+    /// carry.
+    pub top_share: f64,
+    /// Clients counted (at most [`crate::requests::clients::MAX_CLIENTS`] one by one).
+    pub clients_seen: u64,
+    /// Requests inside TLS are counted as the client's bursts after the server spoke: an
+    /// estimate. Always true for `http_requests` (written so a reader need not know).
+    pub tls_requests_estimated: bool,
+}
+
+/// One client of a request flood and what it did since the destination came near its threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientCount {
+    pub ip: std::net::IpAddr,
+    /// Requests (HTTP request heads; inside TLS, estimated).
+    pub requests: u32,
+    /// Connections it completed.
+    pub connections: u32,
+    /// Seconds of request heads it held open past the grace.
+    pub held_s: u32,
+}
+
 /// One alert event: a line of the JSON output. docs/alerts.md documents every field.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertEvent {
@@ -225,6 +255,10 @@ pub struct AlertEvent {
     /// (destination scopes; absent when nothing separates them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::signature::Signature>,
+    /// Request-flood classes at a destination: the clients that sent the requests, opened the
+    /// connections or held the heads open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Box<RequestEvidence>>,
     /// End events, when the engine records traces (`report`, `--record`): the key's evaluations
     /// from the moment it came near its threshold (not written).
     #[serde(skip)]

@@ -300,6 +300,9 @@ impl KeyState {
             if let Some(r) = left.regs {
                 e.merge_peers(r);
             }
+            for c in left.clients {
+                e.add_client(c.client, c.counts);
+            }
             if !became_hot {
                 e.burst.add_many(at.tick, &counts, u64::from(agg.summaries));
             }
@@ -1149,8 +1152,9 @@ impl EvalCtx<'_> {
                 // A sub-second burst of connections that complete their handshakes is a busy
                 // client, not an overload: flash crowds are judged on the full window only.
                 let start = start.filter(|(reading, s)| {
-                    reading.span_s >= self.window_s
-                        || class_of(st, reading, *s) != AttackClass::FlashCrowd
+                    (reading.span_s >= self.window_s
+                        || class_of(st, reading, *s) != AttackClass::FlashCrowd)
+                        && !request_crowd(scope, st, *s)
                 });
                 match start {
                     Some((reading, s)) if !one_host_carries_it(scope, st) => {
@@ -1500,6 +1504,7 @@ fn base_event(
         top_src_ports: ev.map(|e| e.top_src_ports(n)).unwrap_or_default(),
         top_hosts: ev.map(|e| e.top_hosts(n)).unwrap_or_default(),
         sample_rate: ev.map_or(1, |e| e.max_rate()),
+        requests: request_evidence(a.signal, ev, n),
         trace: None,
         // the start and updates: the end's span includes the hold-down, traffic back to normal
         signature: ev
@@ -1507,6 +1512,49 @@ fn base_event(
             .and_then(|e| e.sig.as_ref())
             .and_then(|s| s.signature(now.0)),
     }
+}
+
+/// The clients of a request-signal alert at a destination.
+fn request_evidence(
+    signal: Signal,
+    ev: Option<&Evidence>,
+    n: usize,
+) -> Option<Box<crate::alert::RequestEvidence>> {
+    let which = Signal::REQUEST_SIGNALS.iter().position(|s| *s == signal)?;
+    let clients = ev?.clients.as_deref()?;
+    let top = clients.top(which, n);
+    Some(Box::new(crate::alert::RequestEvidence {
+        verified_sources: true,
+        top_share: (clients.top_share(which, n) * 1000.0).round() / 1000.0,
+        clients: top
+            .iter()
+            .map(|c| crate::alert::ClientCount {
+                ip: c.ip,
+                requests: c.counts[0],
+                connections: c.counts[1],
+                held_s: c.counts[2],
+            })
+            .collect(),
+        clients_seen: clients.len() as u64,
+        tls_requests_estimated: true,
+    }))
+}
+
+/// Whether a destination's request signal `signal` comes from a crowd of ordinary visitors rather
+/// than a flood ([`crate::requests::clients::Clients::looks_like_flood`]): such a key does not
+/// start an alert on it. Unknown (no clients counted) is not a crowd.
+fn request_crowd(scope: Scope, st: &KeyState, signal: Signal) -> bool {
+    let which = match signal {
+        Signal::HttpRequests => 0,
+        Signal::Handshakes => 1,
+        _ => return false,
+    };
+    scope.is_destination()
+        && st
+            .evidence
+            .as_ref()
+            .and_then(|e| e.clients.as_deref())
+            .is_some_and(|c| !c.looks_like_flood(which))
 }
 
 /// The `end` event of an alert: totals over the alert's life.

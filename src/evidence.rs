@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::alert::{PeerCount, PortCount};
 use crate::decode::PacketSummary;
 use crate::key::Scope;
+use crate::requests::clients::Clients;
 use crate::signature::{Signature, SignatureSketch};
 
 /// Space-Saving top-k: `k` counters; an unseen item takes the place of the smallest, inheriting its
@@ -212,6 +213,8 @@ pub struct Evidence {
     pub sig: Option<Box<SigSketches>>,
     /// The key's evaluations while hot, when the engine records traces (`report`, `--record`).
     pub trace: Option<Box<crate::report::KeyTrace>>,
+    /// A destination's clients and their request signals (None until one is counted).
+    pub clients: Option<Box<Clients>>,
 }
 
 /// The header-field sketches of a hot destination key: what it receives now, and what it received
@@ -277,7 +280,13 @@ impl Evidence {
                 .is_destination()
                 .then(|| Box::new(SigSketches::default())),
             trace: None,
+            clients: None,
         }
+    }
+
+    /// Counts a client's request signals at this (destination) key.
+    pub fn add_client(&mut self, ip: IpAddr, counts: crate::requests::clients::Counts) {
+        self.clients.get_or_insert_default().add(ip, counts);
     }
 
     /// The largest sampling rate any of this evidence's samples had (1: every packet seen).
@@ -612,6 +621,13 @@ mod persist {
                     t.save(e);
                 }
             }
+            match &self.clients {
+                None => e.u8(0),
+                Some(c) => {
+                    e.u8(1);
+                    c.save(e);
+                }
+            }
         }
 
         pub(crate) fn load(d: &mut Dec) -> R<Evidence> {
@@ -643,6 +659,11 @@ mod persist {
             } else {
                 None
             };
+            let clients = if d.bool("the clients")? {
+                Some(Box::new(Clients::load(d)?))
+            } else {
+                None
+            };
             Ok(Evidence {
                 peers,
                 dst_ports,
@@ -654,6 +675,7 @@ mod persist {
                 burst,
                 sig,
                 trace,
+                clients,
             })
         }
     }

@@ -329,7 +329,8 @@ impl Aggregator {
                     Some(x) if agg.admitted(x) => x,
                     _ => agg.insert(key, ts, true, 1, false),
                 };
-                agg.add_request(entry, which, 1);
+                let client = (i < 2).then_some(flow.client);
+                agg.add_request(entry, which, 1, client);
             }
         }
         self.conn_events = events;

@@ -1,6 +1,7 @@
 //! Requests: what a TCP payload's first bytes say (an HTTP request head, a TLS record), and the
 //! connection state the request signals are counted from ([`conn`]).
 
+pub mod clients;
 pub mod conn;
 
 /// What the first bytes of a TCP payload are, told from [`crate::decode::HeaderFields::prefix`]

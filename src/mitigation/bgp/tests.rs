@@ -37,6 +37,7 @@ fn event(kind: EventKind, id: &str, scope: Scope, key: &str, class: AttackClass)
         top_src_ports: Vec::new(),
         top_hosts: Vec::new(),
         sample_rate: 1,
+        requests: None,
         trace: None,
         signature: None,
     }
