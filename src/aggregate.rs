@@ -39,7 +39,7 @@ pub struct KeyAgg {
     classes: [u64; PacketClass::COUNT],
     bytes: u64,
     /// The request signals ([`Signal::REQUEST_SIGNALS`]) counted from connections.
-    requests: [u64; 3],
+    requests: [u32; 3],
     /// A destination key: its clients' request signals ([`ScopeAgg::add_request`]).
     first_client: u32,
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
@@ -89,7 +89,7 @@ impl KeyAgg {
     pub fn counts(&self) -> Counts {
         let mut c = Counts::of_classes(&self.classes, self.bytes);
         for (s, n) in Signal::REQUEST_SIGNALS.iter().zip(self.requests) {
-            c.n[s.index()] = n;
+            c.n[s.index()] = u64::from(n);
         }
         c
     }
@@ -122,7 +122,7 @@ pub struct ScopeAgg {
     clients: Vec<ClientCount>,
     /// The most entries, samples and hosts one aggregate held so far: the next one starts with
     /// that room (bounded by [`MAX_ENTRIES`], …), so a tick never regrows what an earlier one had.
-    room: [usize; 3],
+    room: [usize; 4],
 }
 
 /// Keys and samples one aggregate holds at most: a tick with more (a carpet bombing of a /8, a
@@ -160,7 +160,7 @@ impl ScopeAgg {
             hosts: Vec::new(),
             client_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0003)),
             clients: Vec::new(),
-            room: [0; 3],
+            room: [0; 4],
         }
     }
 
@@ -304,8 +304,9 @@ impl ScopeAgg {
         let Some(e) = self.entries.get_mut(i as usize) else {
             return;
         };
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         if let Some(c) = e.requests.get_mut(which) {
-            *c = c.wrapping_add(n);
+            *c = c.saturating_add(n);
         }
         let Some(client) = client else {
             return;
@@ -330,7 +331,7 @@ impl ScopeAgg {
             .get_mut(slot as usize)
             .and_then(|c| c.counts.get_mut(which))
         {
-            *c = c.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            *c = c.saturating_add(n);
         }
     }
 
@@ -374,19 +375,18 @@ impl ScopeAgg {
         self.last = None;
         self.host_index.clear();
         self.client_index.clear();
-        let clients = std::mem::take(&mut self.clients);
         let mut regs = std::mem::take(&mut self.regs);
         regs.truncate(self.regs_used);
         self.regs_used = 0;
         // the next aggregate starts with room for as much as any one held (the buffers leave with
         // the aggregate: no growing from empty at every tick)
-        let [entries, samples, hosts] = &mut self.room;
+        let [entries, samples, hosts, clients] = &mut self.room;
         ScopeAggregate {
             entries: taken_with_room(&mut self.entries, entries),
             samples: taken_with_room(&mut self.samples, samples),
             hosts: taken_with_room(&mut self.hosts, hosts),
             regs,
-            clients,
+            clients: taken_with_room(&mut self.clients, clients),
         }
     }
 }

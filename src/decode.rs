@@ -455,8 +455,13 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
             // a data offset below 5 is malformed: the payload is then taken to start at 20
             let words = (f[46] >> 4).max(5);
             let window = u16::from_be_bytes([f[48], f[49]]);
-            let at = if f[47] & tcp_flags::SYN != 0 { 38 } else { 42 };
-            let num = u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+            let seq = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
+            let ack = u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
+            let num = if f[47] & tcp_flags::SYN != 0 {
+                seq
+            } else {
+                ack
+            };
             (usize::from(words) * 4, f[47], window, (words - 5) * 4, num)
         }
         proto::UDP if l4.len() >= 8 => (8, 0, 0, 0, 0),

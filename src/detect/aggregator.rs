@@ -23,7 +23,7 @@ use super::ScopeMask;
 use crate::aggregate::{ScopeAgg, ScopeAggregate};
 use crate::clock::Stamp;
 use crate::config::DetectConfig;
-use crate::decode::PacketSummary;
+use crate::decode::{tcp_flags, PacketSummary};
 use crate::evidence::Hll;
 use crate::key::{Key, Scope};
 use crate::requests::conn::{ConnEvent, Flow, Tracker};
@@ -116,7 +116,7 @@ pub struct Aggregator {
     /// Connection state for the request signals, and what it said for the packet at hand.
     conns: Tracker,
     conn_events: Vec<(ConnEvent, Flow, u8)>,
-    /// The tick the connections were last ticked at.
+    /// The tick whose aggregate last ran the tracker's per-tick work.
     conns_tick: u64,
 }
 
@@ -267,24 +267,32 @@ impl Aggregator {
             let key = Key::subnet(p.src, self.subnet_v4, self.subnet_v6);
             self.source(1, key, p, class, stamp);
         }
-        if p.proto == crate::decode::proto::TCP {
-            self.connections(p, ts, mask, at.1);
+        // a SYN never creates connection state: a SYN flood stops at this compare
+        if p.proto == crate::decode::proto::TCP
+            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) != tcp_flags::SYN
+        {
+            self.connections(p, ts, mask);
         }
     }
 
-    /// Feeds the connection tracker (its per-tick work first, at a new tick) and counts what it
-    /// says.
-    #[inline]
-    fn connections(&mut self, p: &PacketSummary, ts: u64, mask: ScopeMask, tick: u64) {
+    /// Feeds the connection tracker and counts what it says.
+    #[inline(never)]
+    fn connections(&mut self, p: &PacketSummary, ts: u64, mask: ScopeMask) {
         let events = &mut self.conn_events;
-        if tick != self.conns_tick {
-            self.conns_tick = tick;
-            self.conns.tick(ts, &mut |e, f, m| events.push((e, *f, m)));
-        }
         self.conns
             .packet(p, ts, mask.0, &mut |e, f, m| events.push((e, *f, m)));
         if !self.conn_events.is_empty() {
             self.count_connection_events(ts);
+        }
+    }
+
+    /// The tracker's per-tick work (heads held open, expiry) at packet time `now`, counted into
+    /// what is pending.
+    fn tick_connections(&mut self, now: u64) {
+        let events = &mut self.conn_events;
+        self.conns.tick(now, &mut |e, f, m| events.push((e, *f, m)));
+        if !self.conn_events.is_empty() {
+            self.count_connection_events(now);
         }
     }
 
@@ -446,6 +454,13 @@ impl Aggregator {
 
     /// Everything pending, as one aggregate (empty when nothing is).
     pub fn take(&mut self) -> TickAggregate {
+        if let (Some((_, tick)), Some(now)) = (self.at, self.last_ts) {
+            // once per tick, at its last packet (a tick that leaves in parts: at the first)
+            if tick != self.conns_tick {
+                self.conns_tick = tick;
+                self.tick_connections(now.0);
+            }
+        }
         let (epoch, tick) = self.at.take().unwrap_or_default();
         self.last_dst = None;
         let scopes = [0, 1, 2, 3].map(|s| self.pending[s].take());

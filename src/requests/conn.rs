@@ -208,6 +208,18 @@ impl Tracker {
         let closing = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
         let data = p.hdr.payload_len > 0;
         let from_client = Flow::from_client(p);
+        if !data && !closing {
+            // a bare ACK: it only matters when it completes a handshake (an established
+            // connection's bare ACKs leave its state as it is)
+            if self.half_open.is_empty() {
+                return;
+            }
+            if let Some(c) = self.conns.get_mut(&from_client) {
+                c.last = now;
+                return;
+            }
+            return self.complete(p, now, mask, from_client, false, out);
+        }
         if let Some(c) = self.conns.get_mut(&from_client) {
             c.last = now;
             if data {
@@ -239,7 +251,22 @@ impl Tracker {
             }
             return;
         }
-        // the client's ACK completing a handshake (it may carry the first request)
+        self.complete(p, now, mask, from_client, closing, out);
+    }
+
+    /// `p` from the client of `from_client` (no connection yet): the ACK completing its handshake
+    /// (it may carry the first request), or nothing.
+    fn complete(
+        &mut self,
+        p: &PacketSummary,
+        now: u64,
+        mask: u8,
+        from_client: Flow,
+        closing: bool,
+        out: &mut impl FnMut(ConnEvent, &Flow, u8),
+    ) {
+        let flags = p.tcp_flags;
+        let data = p.hdr.payload_len > 0;
         let Some(h) = self.half_open.get(&from_client).copied() else {
             return;
         };
