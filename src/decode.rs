@@ -146,6 +146,10 @@ impl HeaderFields {
     /// 8-byte UDP header), so `tcp_window`, `tcp_opts_len`, `payload_len` and the prefix are
     /// transport-relative.
     pub const L4: u8 = 0x04;
+    /// A TCP payload that starts with an HTTP request line holds the end of its head (an empty
+    /// line) in what was captured: the request is whole ([`crate::requests`]; a head left open is
+    /// how slowloris looks).
+    pub const HEAD_END: u8 = 0x08;
 
     /// Whether the fields were read from a packet header.
     #[inline]
@@ -489,6 +493,9 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
     if let Some(four) = payload.first_chunk::<4>() {
         hdr.prefix = *four;
         hdr.prefix_len = 4;
+        if proto == proto::TCP {
+            hdr.bits |= head_end(payload);
+        }
     } else {
         for (d, s) in hdr.prefix.iter_mut().zip(payload) {
             *d = *s;
@@ -950,6 +957,9 @@ fn transport(
                     hdr.tcp_window = window;
                     hdr.tcp_opts_len = (header_len - 20) as u8;
                     payload_fields(hdr, l4, header_len, l4_len);
+                    if hdr.prefix_len == 4 {
+                        hdr.bits |= head_end(l4.get(header_len..).unwrap_or_default());
+                    }
                 }
                 // SYN: the sequence number (bytes 4..8), else the acknowledgement (8..12)
                 let at = if flags & tcp_flags::SYN != 0 { 4 } else { 8 };
@@ -971,6 +981,29 @@ fn transport(
         proto::UDP => Err(DecodeError::TruncatedTransport),
         SCTP | DCCP | UDP_LITE => Ok(ports(l4)),
         _ => Ok(Transport::default()),
+    }
+}
+
+/// [`HeaderFields::HEAD_END`] when `payload` starts with an HTTP request line and holds the empty
+/// line that ends its head; 0 otherwise. Only request heads are searched (a few in a flood of
+/// packets), and only what was captured.
+#[inline]
+fn head_end(payload: &[u8]) -> u8 {
+    if crate::requests::sniff(payload.get(..4).unwrap_or_default())
+        != crate::requests::Sniff::HttpMethod
+    {
+        return 0;
+    }
+    head_end_in(payload)
+}
+
+#[cold]
+#[inline(never)]
+fn head_end_in(payload: &[u8]) -> u8 {
+    if payload.windows(4).any(|w| w == b"\r\n\r\n") {
+        HeaderFields::HEAD_END
+    } else {
+        0
     }
 }
 

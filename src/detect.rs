@@ -301,7 +301,7 @@ impl KeyState {
                 e.merge_peers(r);
             }
             for c in left.clients {
-                e.add_client(c.client, c.counts);
+                e.add_client(c.client, c.counts, at.ts);
             }
             if !became_hot {
                 e.burst.add_many(at.tick, &counts, u64::from(agg.summaries));
@@ -1154,7 +1154,7 @@ impl EvalCtx<'_> {
                 let start = start.filter(|(reading, s)| {
                     (reading.span_s >= self.window_s
                         || class_of(st, reading, *s) != AttackClass::FlashCrowd)
-                        && !request_crowd(scope, st, *s)
+                        && !request_crowd(scope, st, *s, self.now.0)
                 });
                 match start {
                     Some((reading, s)) if !one_host_carries_it(scope, st) => {
@@ -1543,7 +1543,7 @@ fn request_evidence(
 /// Whether a destination's request signal `signal` comes from a crowd of ordinary visitors rather
 /// than a flood ([`crate::requests::clients::Clients::looks_like_flood`]): such a key does not
 /// start an alert on it. Unknown (no clients counted) is not a crowd.
-fn request_crowd(scope: Scope, st: &KeyState, signal: Signal) -> bool {
+fn request_crowd(scope: Scope, st: &KeyState, signal: Signal, now: u64) -> bool {
     let which = match signal {
         Signal::HttpRequests => 0,
         Signal::Handshakes => 1,
@@ -1554,7 +1554,7 @@ fn request_crowd(scope: Scope, st: &KeyState, signal: Signal) -> bool {
             .evidence
             .as_ref()
             .and_then(|e| e.clients.as_deref())
-            .is_some_and(|c| !c.looks_like_flood(which))
+            .is_some_and(|c| !c.looks_like_flood(which, now))
 }
 
 /// The `end` event of an alert: totals over the alert's life.

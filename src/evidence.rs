@@ -284,9 +284,9 @@ impl Evidence {
         }
     }
 
-    /// Counts a client's request signals at this (destination) key.
-    pub fn add_client(&mut self, ip: IpAddr, counts: crate::requests::clients::Counts) {
-        self.clients.get_or_insert_default().add(ip, counts);
+    /// Counts a client's request signals at this (destination) key, at packet time `now` (ns).
+    pub fn add_client(&mut self, ip: IpAddr, counts: crate::requests::clients::Counts, now: u64) {
+        self.clients.get_or_insert_default().add(ip, counts, now);
     }
 
     /// The largest sampling rate any of this evidence's samples had (1: every packet seen).

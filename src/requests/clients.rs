@@ -7,8 +7,11 @@
 //! bounded and the heaviest clients (who come early and stay) are exact.
 //!
 //! A flash crowd and a request flood both raise a site's request rate; what differs is who sends
-//! it. [`Clients::looks_like_flood`] asks whether a few clients carry it, or clients that keep
-//! going past what a browser does on one visit.
+//! it. A visitor's browser loads a page and its assets (5 to 15 requests over one or two
+//! connections) in a second or two and goes quiet; a flood's clients keep going.
+//! [`Clients::looks_like_flood`] asks whether clients that kept going for [`PERSIST_NS`] at a
+//! steady rate carry a good share of it. That takes two seconds to see, and the first two seconds
+//! of a crowd and of a flood look alike (a few new clients, each sending fast).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,14 +20,16 @@ use foldhash::fast::FixedState;
 
 /// Clients counted one by one.
 pub const MAX_CLIENTS: usize = 4_096;
-/// How many of the heaviest clients [`Clients::looks_like_flood`] weighs together.
-pub const FEW: usize = 10;
-/// Share of a signal the [`FEW`] heaviest clients carry in a flood (a handful of machines, not a
-/// crowd).
-pub const FEW_SHARE: f64 = 0.5;
-/// A client past this many requests or connections since the destination became hot keeps going
-/// past a browser's visit (a page and its assets: 5 to 15 requests, one or two connections).
-pub const PERSISTENT: u32 = 20;
+/// How long a client must have kept going to count as persistent: longer than a browser takes to
+/// load a page.
+pub const PERSIST_NS: u64 = 2_000_000_000;
+/// What a persistent client has sent at least, per signal (requests, connections, held seconds):
+/// more than one visit takes (a page and its assets: up to about 15 requests; a browser opens at
+/// most 6 connections to one host).
+pub const PERSIST_MIN: [u32; 3] = [16, 8, 10];
+/// ... at a rate of at least this many per second since it first appeared (a client polling once
+/// a second for a minute is no flood).
+pub const PERSIST_RATE: f64 = 2.0;
 /// Share of a signal persistent clients carry in a flood.
 pub const PERSISTENT_SHARE: f64 = 0.3;
 
@@ -35,10 +40,18 @@ pub type Counts = [u32; 3];
 /// See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct Clients {
-    map: HashMap<IpAddr, Counts, FixedState>,
+    map: HashMap<IpAddr, Client, FixedState>,
     /// Counts of clients that did not fit.
     others: [u64; 3],
     total: [u64; 3],
+}
+
+/// One client as counted: its signals and when it was first and last counted (packet time, ns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Client {
+    counts: Counts,
+    first: u64,
+    last: u64,
 }
 
 /// A client and its counts, as events report them.
@@ -49,20 +62,29 @@ pub struct ClientTotal {
 }
 
 impl Clients {
-    /// Counts `counts` more for `ip`.
-    pub fn add(&mut self, ip: IpAddr, counts: Counts) {
+    /// Counts `counts` more for `ip`, at packet time `now` (ns).
+    pub fn add(&mut self, ip: IpAddr, counts: Counts, now: u64) {
         for (t, c) in self.total.iter_mut().zip(counts) {
             *t = t.saturating_add(u64::from(c));
         }
         let len = self.map.len();
         match self.map.get_mut(&ip) {
             Some(have) => {
-                for (h, c) in have.iter_mut().zip(counts) {
+                for (h, c) in have.counts.iter_mut().zip(counts) {
                     *h = h.saturating_add(c);
                 }
+                have.first = have.first.min(now);
+                have.last = have.last.max(now);
             }
             None if len < MAX_CLIENTS => {
-                self.map.insert(ip, counts);
+                self.map.insert(
+                    ip,
+                    Client {
+                        counts,
+                        first: now,
+                        last: now,
+                    },
+                );
             }
             None => {
                 for (o, c) in self.others.iter_mut().zip(counts) {
@@ -93,10 +115,10 @@ impl Clients {
         let mut v: Vec<ClientTotal> = self
             .map
             .iter()
-            .filter(|(_, c)| c.get(which).is_some_and(|x| *x > 0))
+            .filter(|(_, c)| c.counts.get(which).is_some_and(|x| *x > 0))
             .map(|(ip, c)| ClientTotal {
                 ip: *ip,
-                counts: *c,
+                counts: c.counts,
             })
             .collect();
         let get = |c: &ClientTotal| c.counts.get(which).copied().unwrap_or(0);
@@ -115,25 +137,29 @@ impl Clients {
         top as f64 / self.total(which).max(1) as f64
     }
 
-    /// The share of signal `which` carried by clients with at least `min` of it.
-    pub fn share_of_clients_over(&self, which: usize, min: u32) -> f64 {
+    /// The share of signal `which` carried by persistent clients: counted for at least
+    /// [`PERSIST_NS`] by `now`, with at least [`PERSIST_MIN`] of it at [`PERSIST_RATE`] a second.
+    pub fn persistent_share(&self, which: usize, now: u64) -> f64 {
+        let min = PERSIST_MIN.get(which).copied().unwrap_or(u32::MAX);
         let heavy: u64 = self
             .map
             .values()
-            .filter_map(|c| c.get(which).copied())
-            .filter(|x| *x >= min)
-            .map(u64::from)
+            .filter_map(|c| {
+                let n = c.counts.get(which).copied()?;
+                let span = now.saturating_sub(c.first);
+                let rate = f64::from(n) * 1e9 / span.max(1) as f64;
+                (span >= PERSIST_NS && n >= min && rate >= PERSIST_RATE).then_some(u64::from(n))
+            })
             .sum();
         heavy as f64 / self.total(which).max(1) as f64
     }
 
-    /// Whether signal `which` comes from a flood rather than a crowd: the [`FEW`] heaviest clients
-    /// carry at least [`FEW_SHARE`] of it, or clients past [`PERSISTENT`] carry at least
-    /// [`PERSISTENT_SHARE`]. A flash crowd (hundreds of new clients, each a page's worth of
-    /// requests) and a busy site (many clients, each a few requests) do neither.
-    pub fn looks_like_flood(&self, which: usize) -> bool {
-        self.top_share(which, FEW) >= FEW_SHARE
-            || self.share_of_clients_over(which, PERSISTENT) >= PERSISTENT_SHARE
+    /// Whether signal `which` comes from a flood rather than a crowd, at packet time `now`:
+    /// persistent clients ([`Clients::persistent_share`]) carry at least [`PERSISTENT_SHARE`] of
+    /// it. A flash crowd (hundreds of new clients, each a page's worth of requests in a second or
+    /// two) and a busy site (many clients, each a few requests) do not.
+    pub fn looks_like_flood(&self, which: usize, now: u64) -> bool {
+        self.persistent_share(which, now) >= PERSISTENT_SHARE
     }
 }
 
@@ -146,7 +172,7 @@ pub(crate) mod persist {
     impl Clients {
         pub(crate) fn save(&self, e: &mut Enc) {
             // in address order: the same state saves to the same bytes
-            let mut all: Vec<(&IpAddr, &Counts)> = self.map.iter().collect();
+            let mut all: Vec<(&IpAddr, &Client)> = self.map.iter().collect();
             all.sort_unstable_by(|a, b| a.0.cmp(b.0));
             e.var(all.len() as u64);
             for (ip, c) in all {
@@ -154,9 +180,11 @@ pub(crate) mod persist {
                     IpAddr::V4(a) => e.bytes(&a.octets()),
                     IpAddr::V6(a) => e.bytes(&a.octets()),
                 }
-                for x in c {
-                    e.var(u64::from(*x));
+                for x in c.counts {
+                    e.var(u64::from(x));
                 }
+                e.var(c.first);
+                e.var(c.last);
             }
             for x in self.others.iter().chain(self.total.iter()) {
                 e.var(*x);
@@ -181,11 +209,13 @@ pub(crate) mod persist {
                     }
                     b => return Err(d.corrupt(format!("a client's address of {} bytes", b.len()))),
                 };
-                let mut counts = [0u32; 3];
-                for x in &mut counts {
+                let mut client = Client::default();
+                for x in &mut client.counts {
                     *x = d.u32("a client's count")?;
                 }
-                c.map.insert(ip, counts);
+                client.first = d.count("a client's first time")?;
+                client.last = d.count("a client's last time")?;
+                c.map.insert(ip, client);
             }
             for x in c.others.iter_mut().chain(c.total.iter_mut()) {
                 *x = d.count("the clients' totals")?;
@@ -204,38 +234,48 @@ mod tests {
         Ipv4Addr::from(0xc000_0200 + i).into()
     }
 
+    const S: u64 = 1_000_000_000;
+
     #[test]
-    fn a_few_heavy_clients_are_a_flood_a_crowd_is_not() {
-        // four machines, 40 requests each, over a site's 30 ordinary clients with 2 each
+    fn clients_that_keep_going_are_a_flood_a_crowd_is_not() {
+        // four machines at 12 requests a second each, over a site's 30 ordinary clients
         let mut flood = Clients::default();
-        for i in 0..4 {
-            flood.add(ip(i), [40, 2, 0]);
+        for t in 0..4 {
+            for i in 0..4 {
+                flood.add(ip(i), [12, 1, 0], t * S);
+            }
+            for i in 10..40 {
+                flood.add(ip(i), [1, 1, 0], t * S);
+            }
         }
-        for i in 10..40 {
-            flood.add(ip(i), [2, 1, 0]);
-        }
-        assert!(flood.looks_like_flood(0));
-        assert_eq!(flood.top(0, 2)[0].counts[0], 40);
-        // a flash crowd: 300 new clients, 10 requests each
+        // the first seconds look like anything; three seconds in, the machines kept going
+        assert!(!flood.looks_like_flood(0, S));
+        assert!(flood.looks_like_flood(0, 3 * S));
+        assert_eq!(flood.top(0, 2)[0].counts[0], 48);
+        // a flash crowd: new visitors every second, each 12 requests over 1.5 s, then quiet
         let mut crowd = Clients::default();
-        for i in 0..300 {
-            crowd.add(ip(i), [10, 1, 0]);
+        for t in 0..20u64 {
+            for i in 0..15 {
+                let who = ip((t * 15 + i) as u32);
+                crowd.add(who, [8, 1, 0], t * S);
+                crowd.add(who, [4, 0, 0], t * S + S / 2 * 3);
+            }
+            assert!(!crowd.looks_like_flood(0, t * S + S), "second {t}");
+            assert!(!crowd.looks_like_flood(1, t * S + S), "second {t}");
         }
-        assert!(!crowd.looks_like_flood(0));
-        assert!(!crowd.looks_like_flood(1));
-        // ninety bots that keep going: each past a browser's visit
-        let mut ddos = Clients::default();
-        for i in 0..90 {
-            ddos.add(ip(i), [25, 6, 0]);
+        // a client polling once a second for a minute
+        let mut poller = Clients::default();
+        for t in 0..60 {
+            poller.add(ip(1), [1, 0, 0], t * S);
         }
-        assert!(ddos.looks_like_flood(0));
+        assert!(!poller.looks_like_flood(0, 60 * S));
     }
 
     #[test]
     fn clients_past_the_bound_are_counted_together() {
         let mut c = Clients::default();
         for i in 0..(MAX_CLIENTS as u32 + 10) {
-            c.add(ip(i), [1, 0, 0]);
+            c.add(ip(i), [1, 0, 0], 0);
         }
         assert_eq!(c.len(), MAX_CLIENTS);
         assert_eq!(c.total(0), MAX_CLIENTS as u64 + 10);

@@ -8,9 +8,10 @@
 //! does not fit is refused and counted, never grown into.
 //!
 //! Per connection, from packet summaries alone (the payload's first bytes, [`super::sniff`]):
-//! - a **request** is an HTTP/1.x request head or HTTP/2 preface starting a client segment, or,
-//!   inside TLS, a client application-data record after the server last spoke (the request-like
-//!   burst of a keep-alive connection: an estimate, said so in events);
+//! - a **request** is an HTTP/1.x request head starting a client segment, counted when the head
+//!   is whole ([`HeaderFields::HEAD_END`]) or, when it is not, once the server answers it; an
+//!   HTTP/2 preface; or, inside TLS, a client application-data record after the server last spoke
+//!   (the request-like burst of a keep-alive connection: an estimate, said so in events);
 //! - a **head held open** is a request head the server has not answered (no server data since)
 //!   after [`HEAD_GRACE_NS`]: slowloris keeps hundreds of them, a browser none. Each such
 //!   connection counts one per second it stays so ([`Tracker::tick`]).
@@ -27,7 +28,7 @@ use std::net::IpAddr;
 use foldhash::fast::FixedState;
 
 use super::Sniff;
-use crate::decode::{proto, tcp_flags, PacketSummary};
+use crate::decode::{proto, tcp_flags, HeaderFields, PacketSummary};
 
 /// Half-open entries (SYN-ACK seen, ACK not yet) kept at most.
 pub const MAX_HALF_OPEN: usize = 65_536;
@@ -242,9 +243,13 @@ impl Tracker {
         if let Some(c) = self.conns.get_mut(&from_server) {
             c.last = now;
             if data {
-                // the server answered: whatever head was open is not held
+                // the server answered: a head that was open was a whole request after all
                 c.server_spoke = true;
-                c.head_since = 0;
+                if c.head_since != 0 {
+                    c.head_since = 0;
+                    self.stats.requests += 1;
+                    out(ConnEvent::Request, &from_server, c.mask);
+                }
             }
             if closing {
                 self.conns.remove(&from_server);
@@ -353,9 +358,9 @@ fn client_data(
     out: &mut impl FnMut(ConnEvent, &Flow, u8),
 ) {
     match super::sniff(p.hdr.prefix()) {
-        Sniff::HttpMethod | Sniff::H2Preface => {
-            stats.requests += 1;
-            out(ConnEvent::Request, flow, c.mask);
+        Sniff::HttpMethod if p.hdr.bits & HeaderFields::HEAD_END == 0 => {
+            // a head not whole in its first segment: a request once the server answers it,
+            // held open (slowloris) while it does not
             if c.head_since == 0 {
                 if heads.len() < MAX_CONNS {
                     heads.push(*flow);
@@ -364,6 +369,12 @@ fn client_data(
                 c.credited_to = 0;
             }
             c.head_since = now.max(1);
+            c.server_spoke = false;
+        }
+        Sniff::HttpMethod | Sniff::H2Preface => {
+            stats.requests += 1;
+            out(ConnEvent::Request, flow, c.mask);
+            c.head_since = 0;
             c.server_spoke = false;
         }
         Sniff::TlsHandshake => c.tls = true,
@@ -467,11 +478,16 @@ mod tests {
     fn requests_and_held_heads() {
         let mut t = Tracker::new(1);
         let mut pk = handshake(7);
-        pk.push((4, seg(true, PSH_ACK, 8, b"GET / HTTP/1.1\r\n")));
+        // a whole head, then one cut short that the server answers, then one it never answers
+        let mut whole = seg(true, PSH_ACK, 8, b"GET / HTTP/1.1\r\n\r\n");
+        whole.hdr.bits |= HeaderFields::HEAD_END;
+        pk.push((4, whole));
         pk.push((5, seg(false, PSH_ACK, 1, b"HTTP/1.1 200 OK")));
-        pk.push((6, seg(true, PSH_ACK, 8, b"GET /a HTTP/1.1\r\n")));
+        pk.push((6, seg(true, PSH_ACK, 8, b"GET /b HTTP/1.1\r\n")));
+        pk.push((7, seg(false, PSH_ACK, 1, b"HTTP/1.1 200 OK")));
+        pk.push((8, seg(true, PSH_ACK, 8, b"GET /a HTTP/1.1\r\n")));
         // a body segment is no request
-        pk.push((7, seg(true, PSH_ACK, 8, b"x=1&y")));
+        pk.push((9, seg(true, PSH_ACK, 8, b"x=1&y")));
         let got = run(&mut t, &pk);
         assert_eq!(
             got,
@@ -485,7 +501,7 @@ mod tests {
                 held += 1;
             });
         }
-        // the head opened at 6 ns: 31 s - 10 s of grace - 6 ns is 20 whole seconds
+        // the head opened at 8 ns: 31 s - 10 s of grace - 8 ns is 20 whole seconds
         assert_eq!(held, 20, "seconds past the grace");
         // the server answers: nothing more
         t.packet(
