@@ -27,6 +27,7 @@ pub mod population;
 pub mod privileges;
 pub mod reload;
 pub mod report;
+pub mod requests;
 pub mod signature;
 pub mod state;
 pub mod synth;
