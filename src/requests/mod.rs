@@ -21,8 +21,8 @@
 //!   [`HeadKind::Http1`] with `complete: false`: that is how slowloris looks.
 //! - **The HTTP/2 connection preface** (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, prior knowledge h2c):
 //!   [`HeadKind::H2Preface`]. Its requests are in HPACK-compressed frames, not parsed here.
-//! - **TLS ClientHellos**: the SNI host name, the first ALPN protocol and the JA4 fingerprint (the
-//!   TLS client part, BSD-licensed) of the hello (to come: [`parse`] gives `None` for them yet).
+//! - **TLS ClientHellos** ([`tls`]): the SNI host name, the first ALPN protocol and the JA4
+//!   fingerprint (the TLS client part, BSD-licensed) of the hello.
 //!
 //! # Bounded work, no panics
 //!
@@ -45,6 +45,7 @@
 //! HTML; an nginx snippet must quote and escape a value, or not write it).
 
 pub mod http;
+pub mod tls;
 
 /// How many bytes of a payload [`parse`] looks at, at most.
 pub const PARSE_LIMIT: usize = 4096;
@@ -218,7 +219,8 @@ pub fn parse(payload: &[u8]) -> Option<RequestHead> {
     match sniff(data) {
         Sniff::HttpMethod => http::parse_head(data),
         Sniff::H2Preface => h2_preface(data),
-        Sniff::None | Sniff::TlsHandshake | Sniff::TlsAppData | Sniff::TlsOther => None,
+        Sniff::TlsHandshake => tls::parse_client_hello(data),
+        Sniff::None | Sniff::TlsAppData | Sniff::TlsOther => None,
     }
 }
 

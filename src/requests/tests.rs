@@ -19,6 +19,28 @@ Sec-Fetch-User: ?1\r\n\
 Priority: u=0, i\r\n\
 \r\n";
 
+/// A Firefox ClientHello to ja4db.com, the handshake message only (no record header), as published
+/// beside its JA4 in a JA4 implementation's tests. Firefox's JA4,
+/// `t13d1715h2_5b57614c22b0_5c2c66f702b0`, is the one the JA4 database and many tools list for it.
+pub(crate) const FIREFOX_HELLO_HEX: &str = "010002880303b1454f846bd902745d988d870726ef0c313ce90f17984d51557964c3e606fa91200b509f238e6769dd3ad25fe6ed13020e3f7b64738a226fc0158ef2b59ba19b2c0022130113031302c02bc02fcca9cca8c02cc030c00ac009c013c014009c009d002f00350100021d0000000e000c0000096a613464622e636f6d00170000ff01000100000a000e000c001d00170018001901000101000b00020100002300000010000e000c02683208687474702f312e310005000501000000000022000a000804030503060302030033006b0069001d0020cb5494b8b6fffd904f2c18eecc978ae6ef7c9c89d347498dae1b66799176554900170041040bbdc463c55494edca30649e6c48e51261c4d61843e7cf607fffddca1d7cf7d8ae69ced9796f6403565655906bbcd7dffc103db95889d5d6774114b6793c4132002b00050403040303000d0018001604030503060308040805080604010501060102030201002d00020101001c00024001fe0d01190000010003d10020b8cdfd2a9b9924e45471c4ebb24514d71a231a49d8d314fbcb75af0214a2e67c00efd356cf2704ea9bb5e85579856bf473cb9b5ae1657b33929c86f5ee4b57cafcac74ecb8fe201f5d9e883efdd391395639d9e42eafa8eae467601838c23c3e239907da1a6983f4e966e4990ff13f74e0159fe37d60535b76d308caea1e114170ce3e3fd67c14a2f5e3e8fe540895e3d6a66fec86e88d2e403f9ff299681748c664572a7e889fe274ec142b2f5eb9445142c16dd98034f92d47be96ead6b030536ca37506cc44c94fd7d1f1b2178b71d5fc5e5339b1c91cf9db67c82099a0f0168ce228947c600a1cd48ee9d9b481c87f052999431bd4b91d2aac4a7dab3090578a64087a3d7cd9c603c6e75c7d878f9d";
+
+/// [`FIREFOX_HELLO_HEX`] in a TLS 1.0 handshake record, as it goes on the wire.
+pub(crate) fn firefox_hello() -> Vec<u8> {
+    let message = hex(FIREFOX_HELLO_HEX);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    record.extend_from_slice(&message);
+    record
+}
+
+/// Bytes from hex digits.
+pub(crate) fn hex(digits: &str) -> Vec<u8> {
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 #[test]
 fn sniff_tells_methods_preface_and_tls_records_from_four_bytes() {
     for m in [
@@ -80,6 +102,7 @@ fn only_heads_are_worth_parsing() {
 fn parse_dispatches_on_the_sniff() {
     let http = parse(BROWSER_GET).unwrap();
     assert!(matches!(http.kind, HeadKind::Http1 { .. }));
+    assert_eq!(parse(&firefox_hello()).unwrap().kind, HeadKind::TlsHello);
     assert_eq!(parse(H2_PREFACE).unwrap().kind, HeadKind::H2Preface);
     assert_eq!(parse(&[0x17, 0x03, 0x03, 0x00, 0x10, 1, 2, 3]), None);
     assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n"), None);
