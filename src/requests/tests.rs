@@ -1,5 +1,5 @@
-//! Tests of the module as a whole (sniff, dispatch, bounded strings), and the fixtures the
-//! parsers' own tests share.
+//! Tests of the module as a whole (sniff, dispatch, bounded strings, never panicking), and the
+//! fixtures the parsers' own tests share.
 
 use super::*;
 
@@ -18,6 +18,9 @@ Sec-Fetch-Site: none\r\n\
 Sec-Fetch-User: ?1\r\n\
 Priority: u=0, i\r\n\
 \r\n";
+
+/// The request line of [`BROWSER_GET`], with its CRLF.
+pub(crate) const BROWSER_GET_LINE: &str = "GET /search?q=floodwatch&lang=en HTTP/1.1\r\n";
 
 /// A Firefox ClientHello to ja4db.com, the handshake message only (no record header), as published
 /// beside its JA4 in a JA4 implementation's tests. Firefox's JA4,
@@ -39,6 +42,22 @@ pub(crate) fn hex(digits: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// The deterministic xorshift64 generator of the never-panics test.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }
 
 #[test]
@@ -193,4 +212,121 @@ fn bounded_text_replaces_invalid_utf8_and_unsafe_characters() {
     );
     // Quotes, semicolons and braces are the consumers' to escape.
     assert_eq!(&*bounded_text(b"\"a\";{b}<c>", 32, false), "\"a\";{b}<c>");
+}
+
+/// Checks what holds for any head: strings within bounds, no control character.
+fn assert_sane(head: &RequestHead, input: &[u8]) {
+    for (value, max) in [
+        (&head.path, PATH_MAX),
+        (&head.host, HOST_MAX),
+        (&head.user_agent, USER_AGENT_MAX),
+        (&head.fingerprint, FINGERPRINT_MAX),
+        (&head.alpn, ALPN_MAX),
+    ] {
+        if let Some(v) = value {
+            assert!(v.len() <= max, "{v:?} from {input:?}");
+            assert!(!v.chars().any(is_unsafe), "{v:?} from {input:?}");
+        }
+    }
+}
+
+/// Valid heads of every kind, to be cut and mutated.
+fn seeds() -> Vec<Vec<u8>> {
+    vec![
+        BROWSER_GET.to_vec(),
+        b"POST /login HTTP/1.0\nhost: a\nuser-agent: b\n\nname=x".to_vec(),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),
+        H2_PREFACE.to_vec(),
+        firefox_hello(),
+    ]
+}
+
+#[test]
+fn no_input_makes_parse_panic_or_break_its_bounds() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let seeds = seeds();
+    let prefixes: [&[u8]; 6] = [
+        b"GET ",
+        b"POST ",
+        b"PRI ",
+        &[0x16, 0x03, 0x01],
+        &[0x16, 0x03, 0x03, 0x00, 0x40, 0x01],
+        b"OPTIONS ",
+    ];
+    // Every cut of every seed.
+    for seed in &seeds {
+        for len in 0..=seed.len() {
+            if let Some(head) = parse(&seed[..len]) {
+                assert_sane(&head, &seed[..len]);
+            }
+        }
+    }
+    for round in 0..60_000 {
+        let mut input = match round % 3 {
+            // Random bytes behind a plausible start.
+            0 => {
+                let mut v = prefixes[rng.below(prefixes.len())].to_vec();
+                let n = rng.below(300);
+                v.extend((0..n).map(|_| rng.next() as u8));
+                v
+            }
+            // A seed with a few bytes changed, inserted or removed, then maybe cut.
+            _ => {
+                let mut v = seeds[rng.below(seeds.len())].clone();
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(v.len());
+                    match rng.below(3) {
+                        0 => v[at] = rng.next() as u8,
+                        1 => v.insert(at, rng.next() as u8),
+                        _ => {
+                            v.remove(at);
+                        }
+                    }
+                }
+                v
+            }
+        };
+        if rng.below(2) == 0 {
+            input.truncate(rng.below(input.len() + 1));
+        }
+        if let Some(head) = parse(&input) {
+            assert_sane(&head, &input);
+        }
+    }
+}
+
+#[test]
+fn every_cut_of_a_get_head_past_its_request_line_is_an_open_head_with_its_path() {
+    let line = BROWSER_GET_LINE.len();
+    for len in line..BROWSER_GET.len() {
+        let head = parse(&BROWSER_GET[..len]).unwrap();
+        assert_eq!(
+            head.kind,
+            HeadKind::Http1 {
+                method: Method::Get,
+                complete: false
+            },
+            "cut at {len}"
+        );
+        assert_eq!(head.path.as_deref(), Some("/search?q=floodwatch&lang=en"));
+    }
+    let whole = parse(BROWSER_GET).unwrap();
+    assert_eq!(
+        whole.kind,
+        HeadKind::Http1 {
+            method: Method::Get,
+            complete: true
+        }
+    );
+    // Shorter cuts, once the target has begun, still fit a request line: the path seen so far,
+    // marked as cut while its closing space is not there.
+    for len in "GET /".len()..line {
+        let head = parse(&BROWSER_GET[..len]).unwrap();
+        let path = head.path.unwrap();
+        let seen = path.strip_suffix('…').unwrap_or(&path);
+        assert!(
+            "/search?q=floodwatch&lang=en".starts_with(seen),
+            "cut at {len}: {path}"
+        );
+    }
 }
