@@ -27,6 +27,16 @@
 //! must still fit a request line; the head is then [`HeadKind::Http1`] with `complete: false`, a target cut before its
 //! space is closed with `…`, and only headers whose line end was seen are read. A head whose end
 //! never comes is what a slowloris connection looks like.
+//!
+//! # Why not httparse
+//!
+//! `benches/requests.rs` measures this parser against httparse doing the same job (same fields,
+//! same strings, httparse as lenient as this). When written, in instructions a call (callgrind)
+//! and wall time (criterion, a loaded 2-core VM): a 430-byte browser GET 3.1 k against 5.0 k
+//! (273 ns against 543 ns), a one-line partial head 0.66 k against 1.04 k (58 against 127 ns),
+//! `GET ` and binary 118 against 379 (13 against 88 ns). Besides, this parser reads only the two
+//! headers it needs, gives the whole headers of a cut head (httparse's `Partial` does not say
+//! which headers it finished), and reads a cut request line.
 
 use memchr::memchr;
 
