@@ -448,22 +448,25 @@ struct PlanLabel {
     source: Option<usize>,
 }
 
+/// The end of the capture (ns), checked: a capture lasts a while and ends before pcap's 32-bit
+/// seconds run out.
+fn capture_end(opts: &SynthOptions) -> Result<u64, SynthError> {
+    let bad = |m: &str| Err(SynthError::BadOptions(m.into()));
+    if opts.duration.is_zero() {
+        return bad("duration must be greater than zero");
+    }
+    let dur_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+    match opts.start.as_nanos().checked_add(dur_ns) {
+        Some(e) if e / Timestamp::NANOS_PER_SEC <= u64::from(u32::MAX) => Ok(e),
+        _ => bad("the capture must end before 2106-02-07 (pcap seconds are 32-bit)"),
+    }
+}
+
 impl Plan {
     fn new(scenario: Scenario, opts: &SynthOptions) -> Result<Plan, SynthError> {
         let bad = |m: String| Err(SynthError::BadOptions(m));
-        if opts.duration.is_zero() {
-            return bad("duration must be greater than zero".into());
-        }
-        let dur_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+        let end = capture_end(opts)?;
         let start = opts.start.as_nanos();
-        let end = match start.checked_add(dur_ns) {
-            Some(e) if e / Timestamp::NANOS_PER_SEC <= u64::from(u32::MAX) => e,
-            _ => {
-                return bad(
-                    "the capture must end before 2106-02-07 (pcap seconds are 32-bit)".into(),
-                )
-            }
-        };
         for (name, v) in [
             ("attack_pps", opts.attack_pps),
             ("background_pps", opts.background_pps),
@@ -1077,9 +1080,15 @@ impl Frame {
     /// A TCP segment with any options (at most 40 bytes, zero-padded to a multiple of 4) and
     /// `seg.payload` filler bytes, clamped so that an IPv4 packet fits a 1500-byte MTU.
     fn tcp_seg(&mut self, ends: Ends, ip: IpFields, seg: &TcpSeg<'_>) -> usize {
+        self.tcp_data(ends, ip, seg, &FILLER)
+    }
+
+    /// [`Frame::tcp_seg`] with the first `seg.payload` bytes of `data` as the payload (as many as
+    /// `data` has and an IPv4 packet of 1500 bytes holds).
+    fn tcp_data(&mut self, ends: Ends, ip: IpFields, seg: &TcpSeg<'_>, data: &[u8]) -> usize {
         let opts = &seg.opts[..seg.opts.len().min(40)];
         let hl = 20 + opts.len().div_ceil(4) * 4;
-        let payload = seg.payload.min(1480 - hl);
+        let payload = seg.payload.min(1480 - hl).min(data.len());
         let l4_len = hl + payload;
         let o = self.ip(ends, 6, l4_len, ip.id, ip.frag(), ip.ttl);
         let t = &mut self.buf[o..o + l4_len];
@@ -1093,7 +1102,7 @@ impl Frame {
         t[16..20].fill(0);
         t[20..20 + opts.len()].copy_from_slice(opts);
         t[20 + opts.len()..hl].fill(0);
-        t[hl..].copy_from_slice(&FILLER[..payload]);
+        t[hl..].copy_from_slice(&data[..payload]);
         let c = fold(sum16(t, ends.pseudo_sum(6, l4_len)));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         self.finish(o + l4_len)
