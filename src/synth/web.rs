@@ -508,3 +508,6 @@ pub(super) fn write_pcap<W: Write>(
         labels: label.into_iter().collect(),
     })
 }
+
+#[cfg(test)]
+mod tests;
