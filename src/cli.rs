@@ -138,6 +138,8 @@ checkpoint unwritable: the message says which and what to do), 2 bad usage.")]
   floodwatch synth sources-at-floor -o srcs.pcap --attack-pps 4800   # 4 sources x 1200 pps
   floodwatch synth benign-day -o day.pcap --duration 24m
   floodwatch synth sig-syn-flood -o sig.pcap   # legit clients: src net 100.64.0.0/16 only
+  floodwatch synth http-flood -o hoic.pcap     # 90 s: the site alone, then 50 requests/s from 30 s
+  floodwatch synth slowloris -o slow.pcap --sources 5 --attack-pps 100   # 1000 connections
 
 Exit status: 0 success, 1 the file cannot be written, 2 bad usage.")]
     Synth(SynthArgs),
@@ -782,7 +784,10 @@ pub enum Format {
 pub struct SynthArgs {
     /// Scenario to generate: benign, syn-flood, udp-flood, dns-reflection, icmp-flood, carpet-bombing,
     /// ipv6-syn-flood, slow-ramp, pulse-wave, flash-crowd, benign-growth, spoofed-sources, syn-burst,
-    /// sources-at-floor, learned-floor, sig-syn-flood, sig-udp-flood, sig-ack-flood, benign-day.
+    /// sources-at-floor, learned-floor, sig-syn-flood, sig-udp-flood, sig-ack-flood, benign-day; and
+    /// the web scenarios (whole HTTP/TLS sessions with a small site, rates in requests or
+    /// connections per second, longer defaults): http-flood, http-ddos, https-flood,
+    /// http-few-heavy, tls-flood, slowloris, http-flash-crowd, busy-site, quiet-host-syn.
     #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
     pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.
@@ -791,26 +796,32 @@ pub struct SynthArgs {
     /// Seed: the same seed and options give a byte-identical file.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Total capture length.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// When the attack starts, from the capture's start.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub attack_start: Duration,
-    /// How long the attack lasts.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub attack_duration: Duration,
-    /// Attack packets per second.
-    #[arg(long, value_name = "PPS", default_value_t = 20_000)]
-    pub attack_pps: u64,
-    /// Benign background packets per second (0: none).
-    #[arg(long, value_name = "PPS", default_value_t = 2_000)]
-    pub background_pps: u64,
+    /// Total capture length [default: 30s; web scenarios 90s, slowloris 120s, busy-site 150s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// When the attack starts, from the capture's start [default: 10s; web scenarios 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub attack_start: Option<Duration>,
+    /// How long the attack lasts [default: 10s; web scenarios 20s to 120s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub attack_duration: Option<Duration>,
+    /// Attack packets per second [default: 20000]. For the web scenarios: requests/s of http-flood
+    /// (50), http-ddos (400), https-flood (90), http-few-heavy (180); connections/s of tls-flood
+    /// (300) and of slowloris, for 10 s (50); new browsers/s of http-flash-crowd (16); busy-site's
+    /// final requests/s (200); quiet-host-syn's SYN/s (300).
+    #[arg(long, value_name = "PPS")]
+    pub attack_pps: Option<u64>,
+    /// Benign background packets per second, 0: none [default: 2000]; for the web scenarios the
+    /// site's requests per second [default: 4; http-few-heavy and busy-site, where it is the
+    /// start of the growth: 20].
+    #[arg(long, value_name = "PPS")]
+    pub background_pps: Option<u64>,
     /// Victim address [default: 198.51.100.10, or 2001:db8:100::10 for IPv6 scenarios].
     #[arg(long, value_name = "IP")]
     pub victim: Option<IpAddr>,
     /// Distinct spoofed sources (spoofed-sources scenario); flooding sources of sources-at-floor, which
-    /// reads the default 1000000 as 4 (at most 65536 there, one src_host label each).
+    /// reads the default 1000000 as 4 (at most 65536 there, one src_host label each); attacking hosts
+    /// of the web scenarios, which read the default as their own number (1 to 254).
     #[arg(long, value_name = "N", default_value_t = floodwatch::synth::DEFAULT_SOURCES)]
     pub sources: u64,
     /// Source MAC of every frame.

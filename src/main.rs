@@ -1394,19 +1394,20 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
 
 fn synth_capture(a: SynthArgs) -> Result<ExitCode> {
     let scenario = a.scenario;
+    let defaults = synth::SynthOptions::for_scenario(scenario);
     let opts = synth::SynthOptions {
         seed: a.seed,
-        duration: a.duration,
-        attack_start: a.attack_start,
-        attack_duration: a.attack_duration,
-        attack_pps: a.attack_pps,
-        background_pps: a.background_pps,
+        duration: a.duration.unwrap_or(defaults.duration),
+        attack_start: a.attack_start.unwrap_or(defaults.attack_start),
+        attack_duration: a.attack_duration.unwrap_or(defaults.attack_duration),
+        attack_pps: a.attack_pps.unwrap_or(defaults.attack_pps),
+        background_pps: a.background_pps.unwrap_or(defaults.background_pps),
         victim: a.victim,
         sources: a.sources,
         src_mac: a.src_mac,
         dst_mac: a.dst_mac,
         min_size: a.min_size,
-        start: a.start.unwrap_or(synth::SynthOptions::default().start),
+        start: a.start.unwrap_or(defaults.start),
     };
     let file = File::create(&a.output).with_context(|| {
         format!(

@@ -25,6 +25,10 @@
 //! Every IPv4 header checksum is correct, and so are TCP, ICMP and unfragmented UDP checksums; the UDP
 //! checksum of the fragmented DNS-reflection datagrams is 0 ("none", legal over IPv4). Frames shorter
 //! than the 60-byte Ethernet minimum are zero-padded to 60 bytes, as a receiving NIC would deliver them.
+//!
+//! The web scenarios (http-flood, https-flood, slowloris, … : [`Scenario::is_web`]) are request floods
+//! and their look-alikes, made of whole TCP/HTTP/TLS sessions with a small website; the `web`
+//! module builds them, with defaults of their own ([`SynthOptions::for_scenario`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -41,6 +45,10 @@ use crate::alert::AttackClass;
 use crate::key::{Key, Scope};
 use crate::pcap_writer::{PcapWriter, TsResolution};
 use crate::time::Timestamp;
+
+mod web;
+
+pub use web::RequestClass;
 
 // ---------------------------------------------------------------------------------------------------
 // Public API
@@ -68,11 +76,20 @@ pub enum Scenario {
     SigUdpFlood,
     SigAckFlood,
     BenignDay,
+    HttpFlood,
+    HttpDdos,
+    HttpsFlood,
+    HttpFewHeavy,
+    TlsFlood,
+    Slowloris,
+    HttpFlashCrowd,
+    BusySite,
+    QuietHostSyn,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 19] = [
+    pub const ALL: [Scenario; 28] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -92,6 +109,15 @@ impl Scenario {
         Scenario::SigUdpFlood,
         Scenario::SigAckFlood,
         Scenario::BenignDay,
+        Scenario::HttpFlood,
+        Scenario::HttpDdos,
+        Scenario::HttpsFlood,
+        Scenario::HttpFewHeavy,
+        Scenario::TlsFlood,
+        Scenario::Slowloris,
+        Scenario::HttpFlashCrowd,
+        Scenario::BusySite,
+        Scenario::QuietHostSyn,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -116,6 +142,15 @@ impl Scenario {
             Scenario::SigUdpFlood => "sig-udp-flood",
             Scenario::SigAckFlood => "sig-ack-flood",
             Scenario::BenignDay => "benign-day",
+            Scenario::HttpFlood => "http-flood",
+            Scenario::HttpDdos => "http-ddos",
+            Scenario::HttpsFlood => "https-flood",
+            Scenario::HttpFewHeavy => "http-few-heavy",
+            Scenario::TlsFlood => "tls-flood",
+            Scenario::Slowloris => "slowloris",
+            Scenario::HttpFlashCrowd => "http-flash-crowd",
+            Scenario::BusySite => "busy-site",
+            Scenario::QuietHostSyn => "quiet-host-syn",
         }
     }
 
@@ -173,7 +208,50 @@ impl Scenario {
                  of the peak, 30 % growth, 3x page-load bursts of 0.1-0.3 s every ~30 s and 2x surges \
                  of 2 s every ~2 min (no alert expected; --attack-* ignored)"
             }
+            Scenario::HttpFlood => {
+                "HOIC-style: 4 hosts of 203.0.113.0/24 send --attack-pps HTTP requests/s (default 50) \
+                 over 3 keep-alive connections each to the site's port 80, over its 4 requests/s"
+            }
+            Scenario::HttpDdos => {
+                "HTTP DDoS: 90 hosts of 203.0.113.0/24, --attack-pps requests/s in all (default 400), \
+                 a new connection every 1-5 requests, to the site's port 80"
+            }
+            Scenario::HttpsFlood => {
+                "keep-alive HTTPS flood: 6 bots (Go and Python TLS stacks) each hold 1-2 TLS \
+                 connections to port 443 and send --attack-pps requests/s in all (default 90)"
+            }
+            Scenario::HttpFewHeavy => {
+                "a busier site (--background-pps 20 requests/s) where 3 hosts suddenly request \
+                 /search.php?q=cheap+flights at --attack-pps / 3 requests/s each (default 180 in all)"
+            }
+            Scenario::TlsFlood => {
+                "TLS handshake flood: 50 hosts open --attack-pps connections/s (default 300) to port \
+                 443, send a ClientHello, take the server's handshake and close (FIN or RST)"
+            }
+            Scenario::Slowloris => {
+                "slowloris: 3 hosts open --attack-pps connections/s for 10 s (default 500 in all), send \
+                 a request head without its blank line, then a header line every 10-15 s until the end"
+            }
+            Scenario::HttpFlashCrowd => {
+                "a flash crowd: --attack-pps new browsers/s (default 16, 320 in all) each load a page \
+                 and 4-14 assets in ~2 s over 1-2 connections, then leave (no alert expected)"
+            }
+            Scenario::BusySite => {
+                "a busy site's growth: browsers' requests rise linearly from --background-pps (20) to \
+                 --attack-pps (200) requests/s over the attack period (2 min), a few each (no alert \
+                 expected)"
+            }
+            Scenario::QuietHostSyn => {
+                "a quiet host (a ping every ~20 s) takes --attack-pps spoofed SYN/s (default 300) to \
+                 port 443 from fresh random sources; it answers some, no handshake completes"
+            }
         }
+    }
+
+    /// Whether this is one of the web scenarios: whole TCP/HTTP/TLS sessions with a small website,
+    /// whose rates are requests or connections per second ([`SynthOptions::for_scenario`]).
+    pub fn is_web(self) -> bool {
+        web::defaults(self).is_some()
     }
 
     /// The victim when the options name none.
@@ -251,6 +329,17 @@ pub struct SynthOptions {
     pub min_size: bool,
 }
 
+impl SynthOptions {
+    /// The defaults for `scenario`: [`SynthOptions::default`], except for the web scenarios
+    /// ([`Scenario::is_web`]). Those capture 90 s or more (a warm-up of 30 s, then the attack),
+    /// read `attack_pps` as the attack's requests, connections, browsers or SYNs per second and
+    /// `background_pps` as the site's requests per second, as [`Scenario::describe`] says; and
+    /// [`DEFAULT_SOURCES`] as their own number of attacking hosts.
+    pub fn for_scenario(scenario: Scenario) -> SynthOptions {
+        web::defaults(scenario).unwrap_or_default()
+    }
+}
+
 impl Default for SynthOptions {
     fn default() -> Self {
         SynthOptions {
@@ -270,21 +359,62 @@ impl Default for SynthOptions {
     }
 }
 
+/// The class of an expected alert, as alerts name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabelClass {
+    /// A class of today's alerts.
+    Attack(AttackClass),
+    /// A request-flood class of issue 23, which the alerts' [`AttackClass`] does not have yet.
+    Request(RequestClass),
+}
+
+impl LabelClass {
+    /// The name used in alerts and labels (`syn_flood`, `http_flood`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelClass::Attack(c) => c.name(),
+            LabelClass::Request(c) => c.name(),
+        }
+    }
+}
+
+impl From<AttackClass> for LabelClass {
+    fn from(c: AttackClass) -> LabelClass {
+        LabelClass::Attack(c)
+    }
+}
+
+impl fmt::Display for LabelClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for LabelClass {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// An alert a correct detector raises on the capture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
     pub scope: Scope,
     pub key: Key,
-    pub class: AttackClass,
+    pub class: LabelClass,
     /// Timestamp (as written, microsecond precision) of the first attack packet.
     pub first_packet: Timestamp,
     /// Timestamp of the last attack packet.
     pub last_packet: Timestamp,
+    /// The attacking hosts, ascending, when they are real (they complete handshakes): what the
+    /// alert should name. Empty for spoofed sources and for the packet-level floods.
+    pub attackers: Vec<IpAddr>,
 }
 
 impl Serialize for Label {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Label", 7)?;
+        let fields = if self.attackers.is_empty() { 7 } else { 8 };
+        let mut st = s.serialize_struct("Label", fields)?;
         st.serialize_field("scope", &self.scope)?;
         st.serialize_field("key", &self.key)?;
         st.serialize_field("class", &self.class)?;
@@ -292,6 +422,9 @@ impl Serialize for Label {
         st.serialize_field("first_packet_ns", &self.first_packet.as_nanos())?;
         st.serialize_field("last_packet", &self.last_packet.to_string())?;
         st.serialize_field("last_packet_ns", &self.last_packet.as_nanos())?;
+        if !self.attackers.is_empty() {
+            st.serialize_field("attackers", &self.attackers)?;
+        }
         st.end()
     }
 }
@@ -317,7 +450,8 @@ pub enum SynthError {
 }
 
 /// Writes `report`'s labels as JSON lines: `{"scope","key","class","first_packet","first_packet_ns",
-/// "last_packet","last_packet_ns"}`.
+/// "last_packet","last_packet_ns"}`, and `"attackers":["203.0.113.7",…]` when [`Label::attackers`]
+/// is not empty.
 pub fn write_labels<W: Write>(report: &SynthReport, mut out: W) -> io::Result<()> {
     for label in &report.labels {
         serde_json::to_writer(&mut out, label).map_err(io::Error::from)?;
@@ -332,6 +466,9 @@ pub fn write_pcap<W: Write>(
     opts: &SynthOptions,
     out: W,
 ) -> Result<SynthReport, SynthError> {
+    if scenario.is_web() {
+        return web::write_pcap(scenario, opts, out);
+    }
     let plan = Plan::new(scenario, opts)?;
     let mut out = pcap_out(out);
     let mut frame = Frame::new(opts.src_mac, opts.dst_mac);
@@ -395,9 +532,10 @@ pub fn write_pcap<W: Write>(
             Some(Label {
                 scope: l.scope,
                 key: l.key,
-                class: l.class,
+                class: l.class.into(),
                 first_packet: Timestamp(first),
                 last_packet: Timestamp(last),
+                attackers: Vec::new(),
             })
         })
         .collect();
@@ -448,22 +586,25 @@ struct PlanLabel {
     source: Option<usize>,
 }
 
+/// The end of the capture (ns), checked: a capture lasts a while and ends before pcap's 32-bit
+/// seconds run out.
+fn capture_end(opts: &SynthOptions) -> Result<u64, SynthError> {
+    let bad = |m: &str| Err(SynthError::BadOptions(m.into()));
+    if opts.duration.is_zero() {
+        return bad("duration must be greater than zero");
+    }
+    let dur_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+    match opts.start.as_nanos().checked_add(dur_ns) {
+        Some(e) if e / Timestamp::NANOS_PER_SEC <= u64::from(u32::MAX) => Ok(e),
+        _ => bad("the capture must end before 2106-02-07 (pcap seconds are 32-bit)"),
+    }
+}
+
 impl Plan {
     fn new(scenario: Scenario, opts: &SynthOptions) -> Result<Plan, SynthError> {
         let bad = |m: String| Err(SynthError::BadOptions(m));
-        if opts.duration.is_zero() {
-            return bad("duration must be greater than zero".into());
-        }
-        let dur_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+        let end = capture_end(opts)?;
         let start = opts.start.as_nanos();
-        let end = match start.checked_add(dur_ns) {
-            Some(e) if e / Timestamp::NANOS_PER_SEC <= u64::from(u32::MAX) => e,
-            _ => {
-                return bad(
-                    "the capture must end before 2106-02-07 (pcap seconds are 32-bit)".into(),
-                )
-            }
-        };
         for (name, v) in [
             ("attack_pps", opts.attack_pps),
             ("background_pps", opts.background_pps),
@@ -635,6 +776,16 @@ impl Plan {
             | Scenario::BenignGrowth
             | Scenario::FlashCrowd
             | Scenario::BenignDay => (AttackKind::None, Profile::Constant { rate: 1.0 }),
+            // `web` plans these: `write_pcap` hands them over before a `Plan` is made.
+            Scenario::HttpFlood
+            | Scenario::HttpDdos
+            | Scenario::HttpsFlood
+            | Scenario::HttpFewHeavy
+            | Scenario::TlsFlood
+            | Scenario::Slowloris
+            | Scenario::HttpFlashCrowd
+            | Scenario::BusySite
+            | Scenario::QuietHostSyn => (AttackKind::None, Profile::Constant { rate: 1.0 }),
         };
         let attack = (kind != AttackKind::None).then(|| {
             let mut g = AttackGen::new(
@@ -695,6 +846,15 @@ impl Plan {
             | Scenario::BenignGrowth
             | Scenario::FlashCrowd
             | Scenario::BenignDay => Vec::new(),
+            Scenario::HttpFlood
+            | Scenario::HttpDdos
+            | Scenario::HttpsFlood
+            | Scenario::HttpFewHeavy
+            | Scenario::TlsFlood
+            | Scenario::Slowloris
+            | Scenario::HttpFlashCrowd
+            | Scenario::BusySite
+            | Scenario::QuietHostSyn => Vec::new(),
         };
         let mut labels: Vec<PlanLabel> = labels
             .into_iter()
@@ -1077,9 +1237,15 @@ impl Frame {
     /// A TCP segment with any options (at most 40 bytes, zero-padded to a multiple of 4) and
     /// `seg.payload` filler bytes, clamped so that an IPv4 packet fits a 1500-byte MTU.
     fn tcp_seg(&mut self, ends: Ends, ip: IpFields, seg: &TcpSeg<'_>) -> usize {
+        self.tcp_data(ends, ip, seg, &FILLER)
+    }
+
+    /// [`Frame::tcp_seg`] with the first `seg.payload` bytes of `data` as the payload (as many as
+    /// `data` has and an IPv4 packet of 1500 bytes holds).
+    fn tcp_data(&mut self, ends: Ends, ip: IpFields, seg: &TcpSeg<'_>, data: &[u8]) -> usize {
         let opts = &seg.opts[..seg.opts.len().min(40)];
         let hl = 20 + opts.len().div_ceil(4) * 4;
-        let payload = seg.payload.min(1480 - hl);
+        let payload = seg.payload.min(1480 - hl).min(data.len());
         let l4_len = hl + payload;
         let o = self.ip(ends, 6, l4_len, ip.id, ip.frag(), ip.ttl);
         let t = &mut self.buf[o..o + l4_len];
@@ -1093,7 +1259,7 @@ impl Frame {
         t[16..20].fill(0);
         t[20..20 + opts.len()].copy_from_slice(opts);
         t[20 + opts.len()..hl].fill(0);
-        t[hl..].copy_from_slice(&FILLER[..payload]);
+        t[hl..].copy_from_slice(&data[..payload]);
         let c = fold(sum16(t, ends.pseudo_sum(6, l4_len)));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         self.finish(o + l4_len)
@@ -3074,7 +3240,8 @@ mod tests {
     #[test]
     fn every_scenario_counts_orders_and_checksums() {
         let o = short();
-        for s in Scenario::ALL {
+        // The web scenarios count requests, not packets: `web`'s tests check them.
+        for s in Scenario::ALL.into_iter().filter(|s| !s.is_web()) {
             let (bytes, r) = gen(s, &o);
             let recs = records(&bytes);
             assert_eq!(recs.len() as u64, r.packets, "{s}");
@@ -3221,7 +3388,8 @@ mod tests {
             min_size: true,
             ..short()
         };
-        for s in Scenario::ALL {
+        // The web scenarios are made of payloads and refuse --min-size.
+        for s in Scenario::ALL.into_iter().filter(|s| !s.is_web()) {
             let (bytes, _) = gen(s, &o);
             for (i, (_, f)) in records(&bytes).into_iter().enumerate() {
                 let v6 = f[12..14] == [0x86, 0xdd];
@@ -3483,10 +3651,14 @@ mod tests {
             assert_eq!(to_victim, 1000, "{victim}");
             assert!(other > 8000, "background of {other} packets");
             assert_eq!(r.labels.len(), 1);
-            let l = r.labels[0];
+            let l = &r.labels[0];
             assert_eq!(
                 (l.scope, l.key, l.class),
-                (Scope::DstHost, Key::host(victim), AttackClass::SynFlood)
+                (
+                    Scope::DstHost,
+                    Key::host(victim),
+                    AttackClass::SynFlood.into()
+                )
             );
             assert!(l.first_packet.as_nanos() >= t0);
             assert!(l.last_packet.as_nanos() < t0 + 40_000_000);
@@ -3506,7 +3678,11 @@ mod tests {
             assert_eq!(r.labels.len(), 1 + n);
             assert_eq!(
                 (r.labels[0].scope, r.labels[0].key, r.labels[0].class),
-                (Scope::DstHost, Key::host(victim), AttackClass::SynFlood)
+                (
+                    Scope::DstHost,
+                    Key::host(victim),
+                    AttackClass::SynFlood.into()
+                )
             );
             // Per source: packets per 200 ms slot of the attack, first and last packet.
             let t0 = o.start.as_nanos() + 2_000_000_000;
@@ -3532,7 +3708,10 @@ mod tests {
             assert_eq!(per.len(), n);
             let each = 4800 / n as u64 / 5;
             for l in &r.labels[1..] {
-                assert_eq!((l.scope, l.class), (Scope::SrcHost, AttackClass::SynFlood));
+                assert_eq!(
+                    (l.scope, l.class),
+                    (Scope::SrcHost, AttackClass::SynFlood.into())
+                );
                 let (src, (slots, first, last)) = per
                     .iter()
                     .find(|(a, _)| Key::host(**a) == l.key)
@@ -3964,7 +4143,7 @@ mod tests {
         );
         for s in Scenario::ALL {
             let t = std::time::Instant::now();
-            let r = write_pcap(s, &SynthOptions::default(), std::io::sink()).unwrap();
+            let r = write_pcap(s, &SynthOptions::for_scenario(s), std::io::sink()).unwrap();
             println!(
                 "{:16} {:>8} packets {:>11} bytes {:.3} s",
                 s.name(),
