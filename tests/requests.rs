@@ -1,0 +1,152 @@
+//! Request floods (issue 23) through the binary: synth's web scenarios, each a small site with its
+//! own visitors, replayed; the victim must be named with the right class in time, the heavy senders
+//! named with their request counts, and the look-alikes (a flash crowd, a busy site growing) stay
+//! quiet.
+
+mod common;
+
+use common::{events, labels, rfc3339_ns, run, synth};
+use serde_json::Value;
+
+const S: u64 = 1_000_000_000;
+
+/// Replays `scenario` (default options) and returns its labels and every event.
+fn replay(dir: &std::path::Path, scenario: &str) -> (Vec<Value>, Vec<Value>) {
+    let cap = synth(dir, scenario, &[]);
+    let out = run(&["replay", "-q", cap.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "replay {scenario}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (labels(&cap), events(&out))
+}
+
+fn starts(ev: &[Value]) -> impl Iterator<Item = &Value> {
+    ev.iter().filter(|e| e["event"] == "start")
+}
+
+/// The first start of `class` at `key` in `scope`, and its delay after the attack's first packet.
+fn first_start<'a>(ev: &'a [Value], label: &Value) -> (&'a Value, u64) {
+    let start = starts(ev)
+        .find(|e| e["scope"] == label["scope"] && e["key"] == label["key"])
+        .unwrap_or_else(|| panic!("no alert for {label}; events: {ev:?}"));
+    let delay = rfc3339_ns(start["ts"].as_str().unwrap())
+        .saturating_sub(label["first_packet_ns"].as_u64().unwrap());
+    (start, delay)
+}
+
+/// Checks the victim alert of `scenario`: its class, within `within` ns of the attack's start,
+/// naming only attackers among its clients, and every attacker named (as a client of the victim
+/// alert or by an alert of its own) within `named_within`.
+fn check(scenario: &str, within: u64, named_within: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, ev) = replay(dir.path(), scenario);
+    assert_eq!(labels.len(), 1, "{scenario}: one labelled attack");
+    let label = &labels[0];
+    let (start, delay) = first_start(&ev, label);
+    assert_eq!(start["class"], label["class"], "{scenario}: {start}");
+    assert!(
+        delay <= within,
+        "{scenario}: alert {:.2} s after the attack's start",
+        delay as f64 / 1e9
+    );
+    let attackers: Vec<&str> = label["attackers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let req = &start["requests"];
+    assert_eq!(req["verified_sources"], true, "{scenario}: {start}");
+    let clients = req["clients"].as_array().expect("clients");
+    assert!(!clients.is_empty(), "{scenario}: {start}");
+    // the heaviest client is an attacker, with its counts
+    let top = &clients[0];
+    assert!(
+        attackers.contains(&top["ip"].as_str().unwrap()),
+        "{scenario}: heaviest client {top} is no attacker"
+    );
+    // each attacker named within `named_within`: in a start or update of the victim's alert, or
+    // in an alert of its own
+    let t0 = label["first_packet_ns"].as_u64().unwrap();
+    for a in &attackers {
+        let named = ev.iter().any(|e| {
+            let t = rfc3339_ns(e["ts"].as_str().unwrap());
+            t <= t0 + named_within
+                && e["event"] != "end"
+                && (e["key"] == *a
+                    || e["requests"]["clients"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["ip"] == *a)))
+        });
+        // many attackers (a 90-source DDoS) are named as their range: the heaviest are enough
+        if attackers.len() <= 10 {
+            assert!(named, "{scenario}: attacker {a} not named in time");
+        }
+    }
+}
+
+#[test]
+fn an_http_flood_from_four_machines_is_named_within_3_s() {
+    check("http-flood", 3 * S, 5 * S);
+}
+
+#[test]
+fn an_https_keep_alive_flood_is_named_within_3_s() {
+    check("https-flood", 3 * S, 5 * S);
+}
+
+#[test]
+fn a_few_heavy_sources_on_a_busy_site_are_named() {
+    check("http-few-heavy", 3 * S, 5 * S);
+}
+
+#[test]
+fn a_tls_handshake_flood_is_a_connection_flood() {
+    check("tls-flood", 3 * S, 5 * S);
+}
+
+#[test]
+fn slowloris_is_named_within_20_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, ev) = replay(dir.path(), "slowloris");
+    let (start, delay) = first_start(&ev, &labels[0]);
+    assert_eq!(start["class"], "slowloris", "{start}");
+    assert!(delay <= 20 * S, "{:.1} s", delay as f64 / 1e9);
+    // its clients hold heads open and send no whole request
+    for c in start["requests"]["clients"].as_array().unwrap() {
+        assert!(c["held_s"].as_u64().unwrap() > 0, "{c}");
+        assert_eq!(c["requests"], 0, "{c}");
+    }
+    // no http_flood: a head left open is no request
+    assert!(
+        starts(&ev).all(|e| e["class"] != "http_flood"),
+        "{:?}",
+        starts(&ev).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_flash_crowd_and_a_busy_site_growing_stay_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in ["http-flash-crowd", "busy-site"] {
+        let (labels, ev) = replay(dir.path(), scenario);
+        assert!(labels.is_empty());
+        let alerts: Vec<&Value> = starts(&ev).collect();
+        assert!(alerts.is_empty(), "{scenario}: {alerts:?}");
+    }
+}
+
+#[test]
+fn spoofed_syns_to_a_web_site_create_no_connection() {
+    // quiet-host-syn: thousands of spoofed sources, some SYN-ACKed, none completing; whatever
+    // alerts, no request signal may see a connection
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ev) = replay(dir.path(), "quiet-host-syn");
+    for e in starts(&ev) {
+        assert!(
+            !["http_flood", "connection_flood", "slowloris"]
+                .contains(&e["class"].as_str().unwrap()),
+            "{e}"
+        );
+    }
+}
