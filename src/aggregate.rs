@@ -42,6 +42,8 @@ pub struct KeyAgg {
     requests: [u32; 3],
     /// A destination key: its clients' request signals ([`ScopeAgg::add_request`]).
     first_client: u32,
+    /// A destination key: what its requests asked for ([`ScopeAgg::add_detail`]).
+    first_detail: u32,
     /// Summaries aggregated (a flow record or sFlow sample is one summary standing for many packets).
     pub summaries: u32,
     /// Packet time (ns, the clock's stamp) of the first summary.
@@ -84,6 +86,20 @@ pub struct ClientCount {
     next: u32,
 }
 
+/// What one request at a destination key asked for: its path, Host (or TLS SNI), User-Agent or
+/// TLS fingerprint ([`Detail::KINDS`]).
+#[derive(Clone, Debug)]
+pub struct Detail {
+    pub kind: u8,
+    pub text: Box<str>,
+    next: u32,
+}
+
+impl Detail {
+    /// The kinds, by index.
+    pub const KINDS: [&'static str; 4] = ["path", "host", "user_agent", "fingerprint"];
+}
+
 impl KeyAgg {
     /// The window counters of the key's packets.
     pub fn counts(&self) -> Counts {
@@ -120,9 +136,10 @@ pub struct ScopeAgg {
     /// Clients of destination entries: (entry, client) → its counts in `clients`.
     client_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
     clients: Vec<ClientCount>,
+    details: Vec<Detail>,
     /// The most entries, samples and hosts one aggregate held so far: the next one starts with
     /// that room (bounded by [`MAX_ENTRIES`], …), so a tick never regrows what an earlier one had.
-    room: [usize; 4],
+    room: [usize; 5],
 }
 
 /// Keys and samples one aggregate holds at most: a tick with more (a carpet bombing of a /8, a
@@ -140,6 +157,10 @@ pub const HOSTS_PER_KEY: u32 = 256;
 /// Clients counted per destination in one aggregate (over all keys): the senders of requests,
 /// each of whom completed a handshake.
 pub const MAX_CLIENTS: usize = 65_536;
+
+/// Request details noted in one aggregate (over all keys): a tick of a flood at 100 000 requests a
+/// second notes its first 16 384 requests' paths, hosts, agents and fingerprints.
+pub const MAX_DETAILS: usize = 16_384;
 
 impl Default for ScopeAgg {
     fn default() -> Self {
@@ -160,7 +181,8 @@ impl ScopeAgg {
             hosts: Vec::new(),
             client_index: HashMap::with_hasher(FixedState::with_seed(0x0a66_0003)),
             clients: Vec::new(),
-            room: [0; 4],
+            details: Vec::new(),
+            room: [0; 5],
         }
     }
 
@@ -214,6 +236,7 @@ impl ScopeAgg {
             bytes: 0,
             requests: [0; 3],
             first_client: NONE,
+            first_detail: NONE,
             summaries: 0,
             first_ts,
             admitted,
@@ -335,6 +358,24 @@ impl ScopeAgg {
         }
     }
 
+    /// Notes what a request at entry `i` asked for ([`Detail`]); past [`MAX_DETAILS`] in one
+    /// aggregate, nothing more is noted (the request itself is counted all the same).
+    pub fn add_detail(&mut self, i: u32, kind: u8, text: Box<str>) {
+        if self.details.len() >= MAX_DETAILS {
+            return;
+        }
+        let Some(e) = self.entries.get_mut(i as usize) else {
+            return;
+        };
+        let n = self.details.len() as u32;
+        self.details.push(Detail {
+            kind,
+            text,
+            next: e.first_detail,
+        });
+        e.first_detail = n;
+    }
+
     /// The host slot of `host` inside subnet entry `i` (made when it has none), for
     /// [`ScopeAgg::count_host`]; None once the aggregate holds [`MAX_HOSTS`] hosts or the key [`HOSTS_PER_KEY`].
     pub fn host_slot(&mut self, i: u32, host: std::net::IpAddr) -> Option<u32> {
@@ -380,13 +421,14 @@ impl ScopeAgg {
         self.regs_used = 0;
         // the next aggregate starts with room for as much as any one held (the buffers leave with
         // the aggregate: no growing from empty at every tick)
-        let [entries, samples, hosts, clients] = &mut self.room;
+        let [entries, samples, hosts, clients, details] = &mut self.room;
         ScopeAggregate {
             entries: taken_with_room(&mut self.entries, entries),
             samples: taken_with_room(&mut self.samples, samples),
             hosts: taken_with_room(&mut self.hosts, hosts),
             regs,
             clients: taken_with_room(&mut self.clients, clients),
+            details: taken_with_room(&mut self.details, details),
         }
     }
 }
@@ -400,6 +442,7 @@ pub struct ScopeAggregate {
     hosts: Vec<HostCount>,
     regs: Vec<Hll>,
     clients: Vec<ClientCount>,
+    details: Vec<Detail>,
 }
 
 impl ScopeAggregate {
@@ -427,6 +470,10 @@ impl ScopeAggregate {
                         items: &self.clients,
                         at: e.first_client,
                     },
+                    details: Linked {
+                        items: &self.details,
+                        at: e.first_detail,
+                    },
                 },
             )
         })
@@ -442,6 +489,8 @@ pub struct Drained<'a> {
     pub hosts: HostIter<'a>,
     /// Its clients' request signals (a destination key).
     pub clients: Linked<'a, ClientCount>,
+    /// What its requests asked for (a destination key).
+    pub details: Linked<'a, Detail>,
 }
 
 /// Items of one entry, linked through a shared arena by index (samples in packet order; hosts in
@@ -469,6 +518,12 @@ impl Link for HostCount {
 }
 
 impl Link for ClientCount {
+    fn next(&self) -> u32 {
+        self.next
+    }
+}
+
+impl Link for Detail {
     fn next(&self) -> u32 {
         self.next
     }

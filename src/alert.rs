@@ -183,6 +183,24 @@ pub struct RequestEvidence {
     /// Requests inside TLS are counted as the client's bursts after the server spoke: an
     /// estimate. Always true for `http_requests` (written so a reader need not know).
     pub tls_requests_estimated: bool,
+    /// The commonest request paths (HTTP/1), Host headers and TLS server names, User-Agents and
+    /// TLS fingerprints (JA4) of the requests, up to five each, with how many requests carried
+    /// each (empty when none was seen: requests inside TLS carry no path).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<DetailCount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<DetailCount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<DetailCount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<DetailCount>,
+}
+
+/// A request detail (a path, host, user agent or fingerprint) and how many requests carried it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DetailCount {
+    pub value: Box<str>,
+    pub requests: u32,
 }
 
 /// One client of a request flood and what it did since the destination came near its threshold.

@@ -597,6 +597,54 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// The request head `frame` carries, when `p` (its summary) is TCP whose payload starts like
+    /// one ([`crate::requests::wants_parse`]): what it asks for, from whom (Host, User-Agent, SNI,
+    /// JA4). One compare for any other packet.
+    #[inline]
+    pub fn request_head(
+        &self,
+        link: LinkType,
+        frame: &[u8],
+        p: &PacketSummary,
+    ) -> Option<crate::requests::RequestHead> {
+        if p.proto != proto::TCP
+            || !crate::requests::wants_parse(crate::requests::sniff(p.hdr.prefix()))
+        {
+            return None;
+        }
+        tcp_payload(link, frame).and_then(crate::requests::parse)
+    }
+}
+
+/// The captured TCP payload of a frame (IPv4 that is not a fragment, IPv6 without extension
+/// headers), for the rare frames whose request head is read.
+#[cold]
+#[inline(never)]
+fn tcp_payload(link: LinkType, frame: &[u8]) -> Option<&[u8]> {
+    let l4 = match link_payload(link, frame).ok()? {
+        Network::V4(ip) => {
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let total = usize::from(be16(ip, 2)?);
+            let (flags, proto_byte) = (be16(ip, 6)?, *ip.get(9)?);
+            if proto_byte != proto::TCP || flags & 0x3fff != 0 || ihl < 20 {
+                return None;
+            }
+            ip.get(ihl..total.clamp(ihl, ip.len()))?
+        }
+        Network::V6(ip) => {
+            if *ip.get(6)? != proto::TCP {
+                return None;
+            }
+            let len = usize::from(be16(ip, 4)?);
+            let rest = ip.get(40..)?;
+            rest.get(..len.min(rest.len()))?
+        }
+    };
+    let header_len = (usize::from(*l4.get(12)? >> 4) * 4).max(20);
+    l4.get(header_len..)
+}
+
 /// Big-endian u16 at `at`, if present.
 #[inline]
 fn be16(b: &[u8], at: usize) -> Option<u16> {

@@ -275,18 +275,43 @@ impl KeyState {
         if agg.amp.1 > 0 {
             crate::aggregate::vote(&mut self.amp_vote, agg.amp.0, agg.amp.1);
         }
+        let packets_near = || {
+            self.window.current().n[0] >= self.watch_at
+                || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window) >= self.watch_at
+        };
         let became_hot = match &self.evidence {
-            Some(_) => false,
-            None if self.window.current().n[0] >= self.watch_at
-                || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window)
-                    >= self.watch_at
-                || requests_of(self.window.current()) >= u64::from(self.watch_req) =>
-            {
+            Some(e) if e.packets_watched => false,
+            // near a request threshold before: the packets are watched from now, as if the
+            // evidence started now (what packets it sketches must not depend on the requests)
+            Some(_) if packets_near() => {
+                let clients = self.evidence.as_mut().and_then(|e| e.clients.take());
                 self.start_watching(scope, at);
+                if let Some(e) = &mut self.evidence {
+                    e.clients = clients;
+                }
+                // hot already (since its requests came near)
+                false
+            }
+            Some(_) => false,
+            None if packets_near() => {
+                self.start_watching(scope, at);
+                true
+            }
+            None if requests_of(self.window.current()) >= u64::from(self.watch_req) => {
+                self.evidence = Some(Box::new(Evidence::for_requests(scope)));
                 true
             }
             None => return false,
         };
+        if let Some(e) = self.evidence.as_mut().filter(|e| !e.packets_watched) {
+            for c in left.clients {
+                e.add_client(c.client, c.counts, at.ts);
+            }
+            for d in left.details {
+                e.add_detail(d.kind, &d.text);
+            }
+            return became_hot;
+        }
         if let Some(e) = &mut self.evidence {
             let hosts_counted = scope.is_subnet() && agg.hosts_exact;
             for s in left.samples {
@@ -302,6 +327,9 @@ impl KeyState {
             }
             for c in left.clients {
                 e.add_client(c.client, c.counts, at.ts);
+            }
+            for d in left.details {
+                e.add_detail(d.kind, &d.text);
             }
             if !became_hot {
                 e.burst.add_many(at.tick, &counts, u64::from(agg.summaries));
@@ -1073,8 +1101,16 @@ impl Reading {
 
     /// The thresholded signal furthest over its threshold, with its ratio rate/threshold.
     fn worst(&self) -> (Signal, f64) {
+        self.worst_where(|_| true)
+    }
+
+    /// [`Reading::worst`] among the signals `keep` keeps.
+    fn worst_where(&self, keep: impl Fn(Signal) -> bool) -> (Signal, f64) {
         let mut best = (Signal::Packets, 0.0);
-        for s in &Signal::ALL[..Signal::THRESHOLDED] {
+        for s in Signal::ALL[..Signal::THRESHOLDED]
+            .iter()
+            .filter(|s| keep(**s))
+        {
             let r = self.rates[s.index()] / self.thresholds[s.index()];
             if r > best.1 {
                 best = (*s, r);
@@ -1106,7 +1142,15 @@ impl EvalCtx<'_> {
         } else {
             self.read_short(st, &r.thresholds)
         };
-        let (signal, ratio) = r.worst();
+        let all = r.worst();
+        let (signal, ratio) = match all {
+            // a crowd's requests are no flood: judged on its packets alone (a flash crowd's SYNs
+            // are the `flash_crowd` overload)
+            (s, _) if request_crowd(scope, st, s, self.now.0) => {
+                r.worst_where(|s| !s.is_request_signal())
+            }
+            w => w,
+        };
         st.watch_at = {
             let min_thr = r.thresholds[Signal::Syn.index()..=Signal::SynAck.index()]
                 .iter()
@@ -1152,9 +1196,8 @@ impl EvalCtx<'_> {
                 // A sub-second burst of connections that complete their handshakes is a busy
                 // client, not an overload: flash crowds are judged on the full window only.
                 let start = start.filter(|(reading, s)| {
-                    (reading.span_s >= self.window_s
-                        || class_of(st, reading, *s) != AttackClass::FlashCrowd)
-                        && !request_crowd(scope, st, *s, self.now.0)
+                    reading.span_s >= self.window_s
+                        || class_of(st, reading, *s) != AttackClass::FlashCrowd
                 });
                 match start {
                     Some((reading, s)) if !one_host_carries_it(scope, st) => {
@@ -1173,7 +1216,8 @@ impl EvalCtx<'_> {
                     }
                     _ => {
                         let short_packets = short.as_ref().map_or(0.0, |b| b.est[0]);
-                        if ratio < 0.3
+                        // (on every signal: a crowd's requests keep its clients counted)
+                        if all.1 < 0.3
                             && st.window.current().n[0] < st.watch_at
                             && short_packets * self.window_s / self.short_s < st.watch_at as f64
                         {
@@ -1537,7 +1581,23 @@ fn request_evidence(
             .collect(),
         clients_seen: clients.len() as u64,
         tls_requests_estimated: true,
+        paths: details(clients, 0),
+        hosts: details(clients, 1),
+        user_agents: details(clients, 2),
+        fingerprints: details(clients, 3),
     }))
+}
+
+/// The commonest values of one kind of request detail, for an event.
+fn details(
+    clients: &crate::requests::clients::Clients,
+    kind: u8,
+) -> Vec<crate::alert::DetailCount> {
+    clients
+        .top_details(kind, 5)
+        .into_iter()
+        .map(|(value, requests)| crate::alert::DetailCount { value, requests })
+        .collect()
 }
 
 /// Whether a destination's request signal `signal` comes from a crowd of ordinary visitors rather

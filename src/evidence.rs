@@ -215,6 +215,9 @@ pub struct Evidence {
     pub trace: Option<Box<crate::report::KeyTrace>>,
     /// A destination's clients and their request signals (None until one is counted).
     pub clients: Option<Box<Clients>>,
+    /// The key's packets are watched (samples, short window): it came near a packet threshold.
+    /// False for evidence started by request signals alone, which only counts clients.
+    pub packets_watched: bool,
 }
 
 /// The header-field sketches of a hot destination key: what it receives now, and what it received
@@ -281,7 +284,22 @@ impl Evidence {
                 .then(|| Box::new(SigSketches::default())),
             trace: None,
             clients: None,
+            packets_watched: true,
         }
+    }
+
+    /// Evidence of a key near a request threshold only: its clients are counted, its packets not
+    /// yet ([`Evidence::packets_watched`]).
+    pub fn for_requests(scope: Scope) -> Self {
+        Evidence {
+            packets_watched: false,
+            ..Evidence::new(scope)
+        }
+    }
+
+    /// Counts what one request at this (destination) key asked for.
+    pub fn add_detail(&mut self, kind: u8, text: &str) {
+        self.clients.get_or_insert_default().add_detail(kind, text);
     }
 
     /// Counts a client's request signals at this (destination) key, at packet time `now` (ns).
@@ -628,6 +646,7 @@ mod persist {
                     c.save(e);
                 }
             }
+            e.bool(self.packets_watched);
         }
 
         pub(crate) fn load(d: &mut Dec) -> R<Evidence> {
@@ -664,6 +683,7 @@ mod persist {
             } else {
                 None
             };
+            let packets_watched = d.bool("whether packets are watched")?;
             Ok(Evidence {
                 peers,
                 dst_ports,
@@ -676,6 +696,7 @@ mod persist {
                 sig,
                 trace,
                 clients,
+                packets_watched,
             })
         }
     }

@@ -6,7 +6,7 @@
 //! ```text
 //! header (44 bytes)
 //!   0  magic      "FWSB"
-//!   4  version    u8 = 2 (1: no repeat byte)
+//!   4  version    u8 = 3 (2: no TCP number; 1: no repeat byte)
 //!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); a
 //!                 reader refuses other bits
 //!   6  partition  u16
@@ -36,6 +36,8 @@
 //!   header fields (bit 3): ip_id u16, tcp_window u16, ttl u8 (these vary even in a flood); then
 //!                    unless repeated: ip_len u16, payload_len u16, prefix [4], tcp_opts_len u8,
 //!                    prefix_len u8, bits u8
+//!   TCP number (TCP with header fields): u32, the sequence number of a SYN, the acknowledgement
+//!                    number of any other segment (handshakes are verified by it)
 //! ```
 //! Varints are LEB128 (7 bits a byte, low first, at most 10 bytes for a u64).
 
@@ -47,7 +49,7 @@ use crate::time::Timestamp;
 /// The first four bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"FWSB";
 /// The encoding version this build writes and reads.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Header bytes.
 pub const HEADER_LEN: usize = 44;
 
@@ -234,6 +236,10 @@ impl BatchWriter {
             b.extend_from_slice(&h.payload_len.to_be_bytes());
             b.extend_from_slice(&h.prefix);
             b.extend_from_slice(&[h.tcp_opts_len, h.prefix_len, h.bits]);
+        }
+        if p.proto == crate::decode::proto::TCP && p.hdr.known() {
+            // what a handshake is verified by (request signals, version 3)
+            b.extend_from_slice(&p.tcp_num.to_be_bytes());
         }
         self.count += 1;
         self.prev = Some(*p);
@@ -507,6 +513,11 @@ impl Reader<'_> {
         } else {
             HeaderFields::UNKNOWN
         };
+        let tcp_num = if proto == crate::decode::proto::TCP && hdr.known() {
+            u32::from_be_bytes(self.take::<4>()?)
+        } else {
+            0
+        };
         Ok(PacketSummary {
             ts: Timestamp(ts),
             src,
@@ -515,7 +526,7 @@ impl Reader<'_> {
             sport,
             dport,
             tcp_flags,
-            tcp_num: 0,
+            tcp_num,
             wire_len,
             fragment,
             weight,

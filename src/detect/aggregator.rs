@@ -275,6 +275,45 @@ impl Aggregator {
         }
     }
 
+    /// Notes what the request head `head` of `p` (just added) asked for at `p`'s destination
+    /// keys, when `p` was data from the client of an established connection (a spoofed packet
+    /// shaped like a request names nothing).
+    pub fn add_head(
+        &mut self,
+        p: &PacketSummary,
+        mask: ScopeMask,
+        head: crate::requests::RequestHead,
+    ) {
+        if p.tcp_flags & tcp_flags::SYN != 0 || !self.conns.last_was_client_data() {
+            return;
+        }
+        let keys = [
+            Key::host(p.dst),
+            Key::subnet(p.dst, self.subnet_v4, self.subnet_v6),
+        ];
+        let texts = [head.path, head.host, head.user_agent, head.fingerprint];
+        for (i, (scope, key)) in [Scope::DstHost, Scope::DstSubnet]
+            .into_iter()
+            .zip(keys)
+            .enumerate()
+        {
+            if !mask.contains(scope) {
+                continue;
+            }
+            let Some(agg) = self.pending.get_mut(i) else {
+                continue;
+            };
+            let Some(entry) = agg.find(key) else {
+                continue;
+            };
+            for (kind, text) in texts.iter().enumerate() {
+                if let Some(t) = text {
+                    agg.add_detail(entry, kind as u8, t.clone());
+                }
+            }
+        }
+    }
+
     /// Feeds the connection tracker and counts what it says.
     #[inline(never)]
     fn connections(&mut self, p: &PacketSummary, ts: u64, mask: ScopeMask) {

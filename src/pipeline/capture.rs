@@ -12,6 +12,7 @@ use super::reader::{Downstream, Reader};
 use super::route::{RouteStats, Router};
 use crate::capture::CaptureStats;
 use crate::decode::PacketSummary;
+use crate::requests::RequestHead;
 use crate::time::Timestamp;
 
 /// A message from a capture thread to the router's thread.
@@ -19,6 +20,8 @@ pub(super) enum CaptureMsg {
     Packets {
         worker: usize,
         packets: Vec<PacketSummary>,
+        /// Request heads of some packets: (index in `packets`, head), in order.
+        heads: Vec<(u32, RequestHead)>,
     },
     /// `worker` is idle: nothing older than `now` is still to come from it.
     Idle { worker: usize, now: Timestamp },
@@ -29,6 +32,7 @@ pub(super) struct CaptureTx {
     worker: usize,
     tx: Sender<CaptureMsg>,
     batch: Vec<PacketSummary>,
+    heads: Vec<(u32, RequestHead)>,
     batch_size: usize,
     stats: RouteStats,
 }
@@ -40,6 +44,7 @@ impl CaptureTx {
             worker,
             tx,
             batch: Vec::with_capacity(batch_size),
+            heads: Vec::new(),
             batch_size,
             stats: RouteStats::default(),
         }
@@ -53,6 +58,11 @@ impl Downstream for CaptureTx {
         if self.batch.len() >= self.batch_size {
             self.flush();
         }
+    }
+
+    fn push_head(&mut self, p: &PacketSummary, head: RequestHead) {
+        self.heads.push((self.batch.len() as u32, head));
+        self.push(p);
     }
 
     fn idle(&mut self, now: Timestamp) {
@@ -75,6 +85,7 @@ impl Downstream for CaptureTx {
         let msg = CaptureMsg::Packets {
             worker: self.worker,
             packets,
+            heads: std::mem::take(&mut self.heads),
         };
         if self.tx.try_send(msg).is_err() {
             self.stats.dropped += n;
@@ -103,6 +114,7 @@ impl Downstream for CaptureTx {
             let _ = self.tx.send(CaptureMsg::Packets {
                 worker: self.worker,
                 packets,
+                heads: std::mem::take(&mut self.heads),
             });
         }
         self.stats
@@ -117,14 +129,22 @@ pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reade
     loop {
         reader.poll_reload();
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(CaptureMsg::Packets { worker, packets }) => {
+            Ok(CaptureMsg::Packets {
+                worker,
+                packets,
+                heads,
+            }) => {
                 if let (Some(v), Some(last)) = (vouched.get_mut(worker), packets.last()) {
                     *v = (*v).max(last.ts);
                 }
                 // frames so far for the status line (undecoded frames join at the end)
                 reader.add_frames(packets.len() as u64);
-                for p in &packets {
-                    reader.push(p);
+                let mut heads = heads.into_iter().peekable();
+                for (i, p) in packets.iter().enumerate() {
+                    match heads.next_if(|(at, _)| *at as usize == i) {
+                        Some((_, head)) => reader.push_head(p, head),
+                        None => reader.push(p),
+                    }
                 }
             }
             Ok(CaptureMsg::Idle { worker, now }) => {

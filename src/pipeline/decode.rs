@@ -52,6 +52,8 @@ pub(super) struct Decoded {
     /// Frames in the chunk.
     pub frames: u64,
     pub packets: Vec<PacketSummary>,
+    /// The request heads some packets carry: (index in `packets`, head), in order.
+    pub heads: Vec<(u32, crate::requests::RequestHead)>,
     /// Frames that did not decode (counted by reason; their order does not matter).
     pub errors: Vec<DecodeError>,
     pub error: Option<CaptureError>,
@@ -178,13 +180,19 @@ fn decode_chunks(rx: Receiver<Chunk>, tx: Sender<Decoded>) {
         let mut out = Decoded {
             frames: chunk.frames.len() as u64,
             packets: Vec::with_capacity(chunk.frames.len()),
+            heads: Vec::new(),
             errors: Vec::new(),
             error: chunk.error,
         };
         for f in &chunk.frames {
             let data = chunk.data.get(f.start..f.end).unwrap_or_default();
             match decoder.decode(f.link, data, f.ts, f.wire_len) {
-                Ok(p) => out.packets.push(p),
+                Ok(p) => {
+                    if let Some(head) = decoder.request_head(f.link, data, &p) {
+                        out.heads.push((out.packets.len() as u32, head));
+                    }
+                    out.packets.push(p);
+                }
                 Err(e) => out.errors.push(e),
             }
         }

@@ -87,6 +87,13 @@ impl BusDownstream {
 }
 
 impl Downstream for BusDownstream {
+    /// The bus carries packet summaries, not request heads: a detector counts the requests (a
+    /// summary carries the TCP number its handshake is verified by, and whether a request head
+    /// is whole) but cannot name their paths, hosts, agents or fingerprints.
+    fn push_head(&mut self, p: &PacketSummary, _head: crate::requests::RequestHead) {
+        self.push(p);
+    }
+
     #[inline]
     fn push(&mut self, p: &PacketSummary) {
         self.parts.push(p);

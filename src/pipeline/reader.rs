@@ -35,6 +35,8 @@ const BATCH: usize = 1024;
 pub(super) trait Downstream {
     /// Takes one packet.
     fn push(&mut self, p: &PacketSummary);
+    /// Takes one packet that carries a request head (what it asked for).
+    fn push_head(&mut self, p: &PacketSummary, head: crate::requests::RequestHead);
     /// The source is idle at `now`: nothing older is still to come.
     fn idle(&mut self, now: Timestamp);
     /// Hands over what is held.
@@ -59,6 +61,9 @@ impl Downstream for Router {
     #[inline]
     fn push(&mut self, p: &PacketSummary) {
         Router::push(self, p)
+    }
+    fn push_head(&mut self, p: &PacketSummary, head: crate::requests::RequestHead) {
+        Router::push_head(self, p, head)
     }
     fn idle(&mut self, now: Timestamp) {
         Router::idle(self, now)
@@ -358,7 +363,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
             .decode(frame.link, frame.data, frame.ts, frame.wire_len)
         {
             Ok(p) => {
-                self.push(&p);
+                match self.decoder.request_head(frame.link, frame.data, &p) {
+                    None => self.push(&p),
+                    Some(head) => self.push_head(&p, head),
+                }
                 if let Some(t) = &mut self.tap {
                     // after the router took it: the evaluations due before it ran
                     t.offer(&frame, &p, self.router.evaluations());
@@ -386,8 +394,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 self.summary.decode.record(e);
                 self.counts.not_decoded(e);
             }
-            for p in &d.packets {
-                self.push(p);
+            let mut heads = d.heads.into_iter().peekable();
+            for (i, p) in d.packets.iter().enumerate() {
+                match heads.next_if(|(at, _)| *at as usize == i) {
+                    Some((_, head)) => self.push_head(p, head),
+                    None => self.push(p),
+                }
             }
             if d.error.is_some() {
                 return d.error;
@@ -459,6 +471,19 @@ impl<'m, D: Downstream> Reader<'m, D> {
 
     #[inline]
     pub fn push(&mut self, p: &PacketSummary) {
+        self.account(p);
+        self.router.push(p);
+    }
+
+    /// [`Reader::push`] of a packet carrying a request head.
+    pub fn push_head(&mut self, p: &PacketSummary, head: crate::requests::RequestHead) {
+        self.account(p);
+        self.router.push_head(p, head);
+    }
+
+    /// The reader's own counts of a packet, and pacing.
+    #[inline]
+    fn account(&mut self, p: &PacketSummary) {
         let s = &mut self.summary;
         s.packets += u64::from(p.weight);
         s.bytes += u64::from(p.wire_len) * u64::from(p.weight);
@@ -474,7 +499,6 @@ impl<'m, D: Downstream> Reader<'m, D> {
         if self.pace {
             self.wait_for(p.ts);
         }
-        self.router.push(p);
     }
 
     /// `--realtime`: sleeps until wall time catches up with packet time (divided by `--speed`),

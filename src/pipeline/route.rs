@@ -19,6 +19,7 @@ use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::DetectConfig;
 use crate::decode::PacketSummary;
 use crate::detect::{scopes_of, Aggregator, TickAggregate};
+use crate::requests::RequestHead;
 use crate::time::Timestamp;
 
 /// One thing a shard does, in stream order.
@@ -214,6 +215,17 @@ impl Router {
     /// clock's steps to every shard.
     #[inline]
     pub fn push(&mut self, p: &PacketSummary) {
+        self.push_with(p, None);
+    }
+
+    /// [`Router::push`] of a packet carrying a request head (what it asked for is noted for the
+    /// request-flood evidence).
+    pub fn push_head(&mut self, p: &PacketSummary, head: RequestHead) {
+        self.push_with(p, Some(head));
+    }
+
+    #[inline]
+    fn push_with(&mut self, p: &PacketSummary, head: Option<RequestHead>) {
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
         if !self.steps.is_empty() {
             self.broadcast_steps();
@@ -239,6 +251,9 @@ impl Router {
             self.stage_counts();
         }
         self.agg.add(p, stamp, scopes, at);
+        if let Some(h) = head {
+            self.agg.add_head(p, scopes, h);
+        }
         if self.agg.is_full() {
             // a part of the tick leaves now: memory stays bounded whatever the tick holds
             self.stage_counts();

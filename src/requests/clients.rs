@@ -20,6 +20,8 @@ use foldhash::fast::FixedState;
 
 /// Clients counted one by one.
 pub const MAX_CLIENTS: usize = 4_096;
+/// Distinct values counted per kind of request detail (paths, hosts, agents, fingerprints).
+pub const MAX_DETAILS: usize = 256;
 /// How long a client must have kept going to count as persistent: longer than a browser takes to
 /// load a page.
 pub const PERSIST_NS: u64 = 2_000_000_000;
@@ -41,6 +43,10 @@ pub type Counts = [u32; 3];
 #[derive(Clone, Debug, Default)]
 pub struct Clients {
     map: HashMap<IpAddr, Client, FixedState>,
+    /// What the requests asked for, per [`crate::aggregate::Detail::KINDS`]: value → requests.
+    details: [HashMap<Box<str>, u32, FixedState>; 4],
+    /// Details that did not fit, per kind.
+    details_others: [u64; 4],
     /// Counts of clients that did not fit.
     others: [u64; 3],
     total: [u64; 3],
@@ -92,6 +98,32 @@ impl Clients {
                 }
             }
         }
+    }
+
+    /// Counts one request's detail of `kind` ([`crate::aggregate::Detail::KINDS`]).
+    pub fn add_detail(&mut self, kind: u8, text: &str) {
+        let k = usize::from(kind);
+        let Some(map) = self.details.get_mut(k) else {
+            return;
+        };
+        if let Some(n) = map.get_mut(text) {
+            *n = n.saturating_add(1);
+        } else if map.len() < MAX_DETAILS {
+            map.insert(text.into(), 1);
+        } else if let Some(o) = self.details_others.get_mut(k) {
+            *o += 1;
+        }
+    }
+
+    /// The `n` commonest values of detail `kind`, commonest first (ties by value).
+    pub fn top_details(&self, kind: u8, n: usize) -> Vec<(Box<str>, u32)> {
+        let Some(map) = self.details.get(usize::from(kind)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(Box<str>, u32)> = map.iter().map(|(t, c)| (t.clone(), *c)).collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
     }
 
     /// Total of signal `which` over every client.
@@ -189,6 +221,16 @@ pub(crate) mod persist {
             for x in self.others.iter().chain(self.total.iter()) {
                 e.var(*x);
             }
+            for (map, others) in self.details.iter().zip(&self.details_others) {
+                let mut all: Vec<(&Box<str>, &u32)> = map.iter().collect();
+                all.sort_unstable();
+                e.var(all.len() as u64);
+                for (t, n) in all {
+                    e.bytes(t.as_bytes());
+                    e.var(u64::from(*n));
+                }
+                e.var(*others);
+            }
         }
 
         pub(crate) fn load(d: &mut Dec) -> R<Clients> {
@@ -219,6 +261,19 @@ pub(crate) mod persist {
             }
             for x in c.others.iter_mut().chain(c.total.iter_mut()) {
                 *x = d.count("the clients' totals")?;
+            }
+            for (map, others) in c.details.iter_mut().zip(c.details_others.iter_mut()) {
+                let n = d.count("the request details")?;
+                if n > MAX_DETAILS as u64 {
+                    return Err(d.corrupt(format!("{n} request details, more than {MAX_DETAILS}")));
+                }
+                for _ in 0..n {
+                    let t = std::str::from_utf8(d.bytes("a request detail")?)
+                        .map_err(|_| d.corrupt("a request detail is not UTF-8"))?;
+                    let count = d.u32("a request detail's count")?;
+                    map.insert(t.into(), count);
+                }
+                *others = d.count("the request details that did not fit")?;
             }
             Ok(c)
         }

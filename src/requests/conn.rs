@@ -131,6 +131,8 @@ pub struct Tracker {
     heads: Vec<Flow>,
     next_sweep: u64,
     stats: TrackerStats,
+    /// The last packet taken was data from the client of an established connection.
+    client_data: bool,
 }
 
 impl Tracker {
@@ -143,12 +145,19 @@ impl Tracker {
             heads: Vec::new(),
             next_sweep: 0,
             stats: TrackerStats::default(),
+            client_data: false,
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> TrackerStats {
         self.stats
+    }
+
+    /// Whether the last packet [`Tracker::packet`] took was data from the client of an
+    /// established connection (what a request head it carries may be believed for).
+    pub fn last_was_client_data(&self) -> bool {
+        self.client_data
     }
 
     /// Connections tracked now.
@@ -167,6 +176,7 @@ impl Tracker {
         mask: u8,
         out: &mut impl FnMut(ConnEvent, &Flow, u8),
     ) {
+        self.client_data = false;
         if p.proto != proto::TCP
             || p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
         {
@@ -224,6 +234,7 @@ impl Tracker {
         if let Some(c) = self.conns.get_mut(&from_client) {
             c.last = now;
             if data {
+                self.client_data = true;
                 client_data(
                     c,
                     p,
@@ -298,6 +309,7 @@ impl Tracker {
             mask,
         };
         if data {
+            self.client_data = true;
             client_data(
                 &mut c,
                 p,
