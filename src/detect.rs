@@ -279,8 +279,9 @@ impl KeyState {
             self.window.current().n[0] >= self.watch_at
                 || u64::from(self.tick_packets).saturating_mul(at.ticks_per_window) >= self.watch_at
         };
-        let became_hot = match &self.evidence {
-            Some(e) if e.packets_watched => false,
+        // (hot list, packets watched from this aggregate on: its burst was seeded)
+        let (became_hot, seeded) = match &self.evidence {
+            Some(e) if e.packets_watched => (false, false),
             // near a request threshold before: the packets are watched from now, as if the
             // evidence started now (what packets it sketches must not depend on the requests)
             Some(_) if packets_near() => {
@@ -290,16 +291,16 @@ impl KeyState {
                     e.clients = clients;
                 }
                 // hot already (since its requests came near)
-                false
+                (false, true)
             }
-            Some(_) => false,
+            Some(_) => (false, false),
             None if packets_near() => {
                 self.start_watching(scope, at);
-                true
+                (true, true)
             }
             None if requests_of(self.window.current()) >= u64::from(self.watch_req) => {
                 self.evidence = Some(Box::new(Evidence::for_requests(scope)));
-                true
+                (true, false)
             }
             None => return false,
         };
@@ -331,7 +332,7 @@ impl KeyState {
             for d in left.details {
                 e.add_detail(d.kind, &d.text);
             }
-            if !became_hot {
+            if !seeded {
                 e.burst.add_many(at.tick, &counts, u64::from(agg.summaries));
             }
         }
@@ -1216,12 +1217,15 @@ impl EvalCtx<'_> {
                     }
                     _ => {
                         let short_packets = short.as_ref().map_or(0.0, |b| b.est[0]);
-                        // (on every signal: a crowd's requests keep its clients counted)
-                        if all.1 < 0.3
+                        let packets_quiet = r.worst_where(|s| !s.is_request_signal()).1 < 0.3
                             && st.window.current().n[0] < st.watch_at
-                            && short_packets * self.window_s / self.short_s < st.watch_at as f64
-                        {
+                            && short_packets * self.window_s / self.short_s < st.watch_at as f64;
+                        if packets_quiet && all.1 < 0.3 {
                             st.evidence = None;
+                        } else if packets_quiet {
+                            // requests still near their threshold: their clients stay counted,
+                            // the packets stop being watched (as a key whose evidence ended)
+                            requests_only(scope, st);
                         }
                     }
                 }
@@ -1317,10 +1321,13 @@ impl EvalCtx<'_> {
                 // the reference is a window well under every threshold: a flood that took more
                 // than a window to cross its threshold must not become what it is compared with
                 let thresholds = self.thresholds(scope, st);
+                // (packets: the signature is theirs; a site's ordinary requests may sit near
+                // their lower floors)
                 let quiet = thresholds
                     .iter()
                     .zip(rates.iter())
-                    .all(|(t, r)| *r < 0.5 * t);
+                    .zip(Signal::ALL)
+                    .all(|((t, r), s)| s.is_request_signal() || *r < 0.5 * t);
                 if let Some(sig) = st.evidence.as_mut().and_then(|e| e.sig.as_mut()) {
                     if quiet {
                         sig.quiet_window(self.now.0, self.window_s);
@@ -1555,6 +1562,15 @@ fn base_event(
             .filter(|_| kind != EventKind::End)
             .and_then(|e| e.sig.as_ref())
             .and_then(|s| s.signature(now.0)),
+    }
+}
+
+/// Drops the packet part of a key's evidence, keeping the clients of its requests.
+fn requests_only(scope: Scope, st: &mut KeyState) {
+    if let Some(e) = st.evidence.as_mut().filter(|e| e.packets_watched) {
+        let clients = e.clients.take();
+        **e = Evidence::for_requests(scope);
+        e.clients = clients;
     }
 }
 

@@ -150,3 +150,31 @@ fn spoofed_syns_to_a_web_site_create_no_connection() {
         );
     }
 }
+
+#[test]
+fn request_alerts_say_what_was_asked_for_and_by_which_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, ev) = replay(dir.path(), "http-few-heavy");
+    let (start, _) = first_start(&ev, &labels[0]);
+    let req = &start["requests"];
+    assert_eq!(
+        req["paths"][0]["value"], "/search.php?q=cheap+flights",
+        "{req}"
+    );
+    assert_eq!(
+        req["user_agents"][0]["value"], "python-requests/2.31.0",
+        "{req}"
+    );
+    assert_eq!(req["hosts"][0]["value"], "www.example.com", "{req}");
+    // a TLS handshake flood: the server name and the tool's JA4, one per hello
+    let (labels, ev) = replay(dir.path(), "tls-flood");
+    let (start, _) = first_start(&ev, &labels[0]);
+    let req = &start["requests"];
+    let fp = req["fingerprints"][0]["value"].as_str().unwrap();
+    assert!(fp.starts_with("t13d") && fp.len() == 36, "{req}");
+    assert!(
+        req["fingerprints"][0]["requests"].as_u64().unwrap() > 100,
+        "{req}"
+    );
+    assert_eq!(req["hosts"][0]["value"], "www.example.com", "{req}");
+}
