@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::nats_server::{free_port, NatsServer};
 use floodwatch::bus::client::{Client, NatsError, NatsOptions};
+use floodwatch::bus::cluster::{join, JoinSettings};
 use floodwatch::bus::store::{
     AckOutcome, AckPublisher, ConsumerSpec, JetStream, Kv, ObjectStore, Storage, StreamSpec,
 };
@@ -64,7 +65,7 @@ fn acknowledged_publishes_come_back_in_order_and_a_pull_consumer_reads_from_a_po
     let js = JetStream::new(&client);
     js.check().unwrap();
     js.ensure_stream(&spec("EVENTS", "ev.>")).unwrap();
-    js.ensure_stream(&spec("EVENTS", "ev.>")).unwrap(); // again: an update to the same
+    js.ensure_stream(&spec("EVENTS", "ev.>")).unwrap(); // again: found as it is
     let publisher = js.publisher();
     for seq in 1..=2000u64 {
         publisher
@@ -232,4 +233,65 @@ fn a_publish_the_server_never_acknowledges_is_reported_lost_and_the_client_recon
     publisher.publish(2, "k.1", b"b".to_vec()).unwrap();
     assert_eq!(outcome(&publisher), (2, AckOutcome::Stored));
     assert_eq!(js.last_message("K", "k.1").unwrap().unwrap().seq, 2);
+}
+
+/// Nodes started together create their cluster's streams, key-value bucket and object store at
+/// the same moment. nats-server 2.9 (Debian's) lists a stream that another client is creating
+/// before its store and subscriptions exist: a stream update then crashes the server (a nil
+/// store), and a direct get (how a key or an object is read) is dropped unanswered. Every node
+/// must join, read a key and an object well within the JetStream timeout, and the server must
+/// still be running after each round.
+#[test]
+fn nodes_joining_one_cluster_at_once_all_join_promptly_and_the_server_stays_up() {
+    const NODES: usize = 6;
+    const ROUNDS: usize = 60;
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    for round in 0..ROUNDS {
+        let name = format!("race{round}");
+        let nodes: Vec<_> = (0..NODES)
+            .map(|n| {
+                let (url, name) = (url.clone(), name.clone());
+                thread::spawn(move || {
+                    let started = Instant::now();
+                    let settings = JoinSettings {
+                        name,
+                        partitions: Some(4),
+                        subnet_v4: 24,
+                        subnet_v6: 64,
+                        max_bytes: 8 << 20,
+                        storage: Storage::File,
+                    };
+                    let options = NatsOptions::new(&url, &format!("node-{n}"));
+                    let bus = join(&options, &settings, 1).map_err(|e| e.to_string())?;
+                    bus.kv
+                        .get(&format!("lease.{n}"))
+                        .map_err(|e| e.to_string())?;
+                    bus.state
+                        .get(&format!("detector.{n}"))
+                        .map_err(|e| e.to_string())?;
+                    Ok::<Duration, String>(started.elapsed())
+                })
+            })
+            .collect();
+        let results: Vec<_> = nodes
+            .into_iter()
+            .map(|node| node.join().expect("node thread"))
+            .collect();
+        assert!(
+            server.is_running(),
+            "round {round}: nats-server died; its log:\n{}",
+            server.log()
+        );
+        for (n, result) in results.into_iter().enumerate() {
+            let took = result.unwrap_or_else(|e| panic!("round {round}, node {n}: {e}"));
+            // a dropped request shows as the JetStream timeout (5 s), or 5 s more per retry
+            assert!(
+                took < Duration::from_secs(4),
+                "round {round}, node {n}: joining took {took:?}"
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! hand-written client) use: `KV_<bucket>` on `$KV.<bucket>.>`, `OBJ_<bucket>` on
 //! `$O.<bucket>.C.>`/`$O.<bucket>.M.>`, so a cluster started by either build is read by the other.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
@@ -25,6 +25,35 @@ use super::client::{Client, NatsError};
 
 /// How long a JetStream API call (or a publish's acknowledgement) may take.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// JetStream's "stream name already in use with a different configuration".
+const STREAM_NAME_IN_USE: u64 = 10058;
+
+/// JetStream's "subjects overlap with an existing stream".
+const SUBJECTS_OVERLAP: u64 = 10065;
+
+/// JetStream's "stream not found".
+const STREAM_NOT_FOUND: u64 = 10059;
+
+/// What creating a stream found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// Created, or there with the configuration asked.
+    Same,
+    /// There with another configuration.
+    Differs,
+}
+
+/// A subject of a stream with `subjects` that nothing is written to: a stream's first subject
+/// with its wildcards made a literal token.
+fn probe_subject(subjects: &[String]) -> String {
+    let first = subjects.first().map_or("fw", String::as_str);
+    first
+        .split('.')
+        .map(|t| if t == "*" || t == ">" { "_fw_ready" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +204,14 @@ impl JetStream {
         })
     }
 
-    /// Creates the stream, or updates it to `spec`.
+    /// Creates the stream, or updates it to `spec` when it exists with another configuration;
+    /// returns once the server has set it up (see [`JetStream::wait_ready`]).
+    ///
+    /// Create first, update only a stream that is there with another configuration, and only
+    /// once it is set up: async-nats' `create_or_update_stream` sends the update first, and on
+    /// nats-server 2.9 an update that reaches a stream while another client is creating it
+    /// dereferences the stream's store before it exists and crashes the server (seen when the
+    /// nodes of a cluster start together).
     pub fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), NatsError> {
         let cfg = Config {
             name: spec.name.clone(),
@@ -189,25 +225,142 @@ impl JetStream {
             ..Config::default()
         };
         let what = format!("creating or updating stream {}", spec.name);
-        self.client
-            .block_on(self.ctx.create_or_update_stream(cfg))
-            .map(|_| ())
-            .map_err(|e| match e.kind() {
-                CreateStreamErrorKind::JetStream(js) => NatsError::JetStream {
-                    code: u16::try_from(js.code()).unwrap_or(500),
-                    err_code: js.error_code().0 as u32,
-                    description: format!(
-                        "{what} on {}: {} (delete the stream, e.g. `nats stream rm {}`, if its configuration cannot change)",
-                        self.client.url(),
-                        js,
-                        spec.name
-                    ),
-                },
-                CreateStreamErrorKind::TimedOut => NatsError::Timeout {
+        if self.create_stream(&cfg, &what)? == Created::Differs {
+            self.wait_ready(&spec.name)?;
+            self.client
+                .block_on(self.ctx.update_stream(&cfg))
+                .map_err(|e| self.stream_error(&what, &spec.name, e))?;
+        }
+        self.wait_ready(&spec.name)
+    }
+
+    /// Creates stream `cfg`, or finds it there (with this configuration or another); the server
+    /// may still be setting it up ([`JetStream::wait_ready`]).
+    ///
+    /// Two clients creating a stream at once can both pass the server's check that the name is
+    /// free; the second then hears "subjects overlap with an existing stream" (10065), the first
+    /// one's. Asked again, it finds the stream by its name.
+    fn create_stream(&self, cfg: &Config, what: &str) -> Result<Created, NatsError> {
+        let mut tries = 0;
+        loop {
+            let e = match self.client.block_on(self.ctx.create_stream(cfg.clone())) {
+                Ok(_) => return Ok(Created::Same),
+                Err(e) => e,
+            };
+            let code = match e.kind() {
+                CreateStreamErrorKind::JetStream(js) => js.error_code().0,
+                _ => 0,
+            };
+            if code == STREAM_NAME_IN_USE {
+                return Ok(Created::Differs);
+            }
+            if code == SUBJECTS_OVERLAP && tries < 3 && self.stream_exists(&cfg.name)? {
+                tries += 1;
+                continue;
+            }
+            return Err(self.stream_error(what, &cfg.name, e));
+        }
+    }
+
+    /// Stream `name` exists.
+    fn stream_exists(&self, name: &str) -> Result<bool, NatsError> {
+        use async_nats::jetstream::context::GetStreamErrorKind;
+        match self.client.block_on(self.ctx.get_stream(name)) {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(js) if js.error_code().0 == STREAM_NOT_FOUND => {
+                    Ok(false)
+                }
+                _ => Err(self.error(&format!("looking for stream {name}"), &e)),
+            },
+        }
+    }
+
+    fn stream_error(
+        &self,
+        what: &str,
+        name: &str,
+        e: jetstream::context::CreateStreamError,
+    ) -> NatsError {
+        match e.kind() {
+            CreateStreamErrorKind::JetStream(js) => NatsError::JetStream {
+                code: u16::try_from(js.code()).unwrap_or(500),
+                err_code: js.error_code().0 as u32,
+                description: format!(
+                    "{what} on {}: {} (delete the stream, e.g. `nats stream rm {name}`, if its configuration cannot change)",
+                    self.client.url(),
+                    js,
+                ),
+            },
+            CreateStreamErrorKind::TimedOut => NatsError::Timeout {
+                what: format!("{what} on {}", self.client.url()),
+            },
+            _ => self.error(what, &e),
+        }
+    }
+
+    /// Waits until the server has set up stream `name`, so that it can be read, written and
+    /// updated.
+    ///
+    /// nats-server 2.9 (Debian's) lists a stream in its account as soon as a client starts
+    /// creating it, before the stream has a store and before it subscribes to its subjects and
+    /// to direct gets. Another client that finds it then (its own create returns at once: the
+    /// stream exists) and uses it meets a server that crashes on an update or a message get
+    /// (the store is nil), and that drops a direct get without an answer — how async-nats reads
+    /// a key of a bucket or an object's metadata — so the read waits for the whole API timeout
+    /// (a request to `$JS.API.DIRECT.GET.<stream>.…` that no stream has subscribed to yet
+    /// reaches only the server's own `$JS.API.>` subscription, which ignores it: there is
+    /// interest, so not even "no responders"). The stream's info is answered safely throughout
+    /// and shows a zero creation time until the store exists; a stream that allows direct gets
+    /// answers one once it has subscribed to its subjects and to direct gets. So: ask the info
+    /// until the creation time is set, then, for such a stream, send a direct get for a subject
+    /// never written with a short time limit, again until it is answered. (A stream without
+    /// direct gets has no such sign for its subscriptions; the server makes them right after the
+    /// store, in the same request, without I/O between; a publish before them would be refused
+    /// at once with no responders, not left waiting.)
+    pub fn wait_ready(&self, name: &str) -> Result<(), NatsError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let deadline = Instant::now() + API_TIMEOUT;
+        let what = format!("waiting for stream {name} to be set up");
+        let mut pause = Duration::from_millis(2);
+        let mut probe_limit = Duration::from_millis(25);
+        loop {
+            let stream = self
+                .client
+                .block_on(self.ctx.get_stream(name))
+                .map_err(|e| self.error(&what, &e))?;
+            let info = stream.cached_info();
+            if info.created.unix_timestamp() > 0 {
+                if !info.config.allow_direct {
+                    return Ok(());
+                }
+                let subject = probe_subject(&info.config.subjects);
+                let left = deadline.saturating_duration_since(Instant::now());
+                let answer = self.client.block_on(async {
+                    tokio::time::timeout(
+                        probe_limit.min(left),
+                        stream.direct_get_last_for_subject(subject),
+                    )
+                    .await
+                });
+                match answer {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(()),
+                    // not answered: not subscribed yet
+                    Ok(Err(e)) if matches!(e.kind(), DirectGetErrorKind::TimedOut) => {}
+                    Err(_) => {}
+                    Ok(Err(e)) => return Err(self.error(&what, &e)),
+                }
+                probe_limit = (probe_limit * 2).min(Duration::from_secs(1));
+            }
+            if Instant::now() >= deadline {
+                return Err(NatsError::Timeout {
                     what: format!("{what} on {}", self.client.url()),
-                },
-                _ => self.error(&what, &e),
-            })
+                });
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Deletes a stream; false when it did not exist.
@@ -485,29 +638,30 @@ pub struct Kv {
 }
 
 impl Kv {
-    /// Opens the bucket, or creates it (history 1). The bucket's stream is made here with the
-    /// layout of async-nats' own `create_key_value`, which first reads the account's limits in a
-    /// form older servers (Debian's 2.9) do not answer.
+    /// Creates the bucket (history 1), or opens it, and returns once the server has set it up
+    /// ([`JetStream::wait_ready`]). The bucket's stream is made here with the layout of
+    /// async-nats' own `create_key_value`, which first reads the account's limits in a form
+    /// older servers (Debian's 2.9) do not answer.
     pub fn ensure(js: &JetStream, bucket: &str, storage: Storage) -> Result<Kv, NatsError> {
         let what = format!("opening key-value bucket {bucket}");
-        if js.client.block_on(js.ctx.get_key_value(bucket)).is_err() {
-            let cfg = Config {
-                name: format!("KV_{bucket}"),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                storage: storage.nats(),
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: DiscardPolicy::New,
-                num_replicas: 1,
-                duplicate_window: Duration::from_secs(120),
-                ..Config::default()
-            };
-            if let Err(e) = js.client.block_on(js.ctx.get_or_create_stream(cfg)) {
-                return Err(js.error(&what, &e));
-            }
-        }
+        let stream = format!("KV_{bucket}");
+        let cfg = Config {
+            name: stream.clone(),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: storage.nats(),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            num_replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            ..Config::default()
+        };
+        // a bucket there with another layout (made by the nats tool, or by an older floodwatch)
+        // is used as it is
+        js.create_stream(&cfg, &what)?;
+        js.wait_ready(&stream)?;
         let store = js
             .client
             .block_on(js.ctx.get_key_value(bucket))
@@ -593,25 +747,33 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// Opens the bucket, or creates it.
+    /// Creates the bucket, or opens it, and returns once the server has set it up
+    /// ([`JetStream::wait_ready`]).
     pub fn ensure(
         js: &JetStream,
         bucket: &str,
         storage: Storage,
     ) -> Result<ObjectStore, NatsError> {
         let what = format!("opening object store {bucket}");
-        let store = match js.client.block_on(js.ctx.get_object_store(bucket)) {
-            Ok(s) => s,
-            Err(_) => js
-                .client
-                .block_on(js.ctx.create_object_store(jetstream::object_store::Config {
-                    bucket: bucket.to_string(),
-                    storage: storage.nats(),
-                    num_replicas: 1,
-                    ..Default::default()
-                }))
-                .map_err(|e| js.error(&what, &e))?,
+        let stream = format!("OBJ_{bucket}");
+        // the layout of async-nats' own create_object_store; a bucket there with another one is
+        // used as it is
+        let cfg = Config {
+            name: stream.clone(),
+            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+            storage: storage.nats(),
+            num_replicas: 1,
+            discard: DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Config::default()
         };
+        js.create_stream(&cfg, &what)?;
+        js.wait_ready(&stream)?;
+        let store = js
+            .client
+            .block_on(js.ctx.get_object_store(bucket))
+            .map_err(|e| js.error(&what, &e))?;
         Ok(ObjectStore {
             js: js.clone(),
             bucket: bucket.to_string(),

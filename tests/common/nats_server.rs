@@ -155,6 +155,13 @@ impl NatsServer {
         self.port
     }
 
+    /// The server process is still running (it did not exit, e.g. on a crash).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Kills the server (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
