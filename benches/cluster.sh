@@ -7,6 +7,8 @@
 #   benches/cluster.sh --quick    # 1 run of 0.5 M packets
 #   benches/cluster.sh --runs N
 #   benches/cluster.sh --storage memory   # the bus's batches in memory (--bus-storage memory)
+#   benches/cluster.sh --tls      # every node over mutual TLS (a CA and certificates made here)
+#   FLOODWATCH_BIN=/path/to/floodwatch benches/cluster.sh   # another build (A/B)
 #
 # Prints, as markdown tables for docs/scaling.md:
 # - packets per CPU-second of each path (CPU = user+sys of every process of the path: replay alone;
@@ -24,12 +26,14 @@ RUNS=3
 STORAGE=file
 PPS=500000
 SECS=4
+TLS=0
 while (($#)); do
   case "$1" in
     --quick) RUNS=1 SECS=1 ;;
     --runs) RUNS="$2"; shift ;;
     --storage) STORAGE="$2"; shift ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --tls) TLS=1 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
   shift
@@ -38,6 +42,8 @@ NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [[ -x "$NATS" ]] || ensure_debian_package nats-server nats-server || die "nats-server is missing (apt-get install nats-server)"
 NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
 build_release
+# FLOODWATCH_BIN=path: bench another build instead (an A/B against an earlier one)
+[[ -z "${FLOODWATCH_BIN:-}" ]] || FW="$FLOODWATCH_BIN"
 
 CAP="$BENCH_DIR/cluster-flood-$SECS.pcap"
 synth_once "$CAP" syn-flood --min-size --background-pps 0 --duration "${SECS}s" --attack-start 0s \
@@ -46,7 +52,30 @@ PACKETS=$((PPS * SECS))
 
 PORT="$(awk 'BEGIN { srand(); print 20000 + int(rand() * 20000) }')"
 URL="nats://127.0.0.1:$PORT"
-"$NATS" -a 127.0.0.1 -p "$PORT" -js -sd "$BENCH_DIR/js" >"$BENCH_DIR/nats.log" 2>&1 &
+SEC=()
+NATS_CONF=()
+if ((TLS)); then
+  # mutual TLS as docs/scaling.md deploys it: a CA, the server's and a client's certificate
+  command -v openssl >/dev/null || die "--tls needs the openssl CLI (apt-get install openssl)"
+  pki="$BENCH_DIR/pki"
+  mkdir -p "$pki"
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -keyout "$pki/ca.key" -out "$pki/ca.pem" -subj "/CN=bench CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  for who in server:serverAuth client:clientAuth; do
+    name="${who%%:*}"
+    openssl req -new "${ec[@]}" -keyout "$pki/$name.key" -out "$pki/$name.csr" -subj "/CN=$name" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=%s\n' "${who#*:}" >"$pki/$name.ext"
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+      -extfile "$pki/$name.ext" -out "$pki/$name.pem" 2>/dev/null
+  done
+  printf 'tls { cert_file: "%s", key_file: "%s", ca_file: "%s", verify: true }\n' \
+    "$pki/server.pem" "$pki/server.key" "$pki/ca.pem" >"$pki/nats.conf"
+  NATS_CONF=(-c "$pki/nats.conf")
+  URL="tls://127.0.0.1:$PORT"
+  SEC=(--nats-tls-ca "$pki/ca.pem" --nats-tls-cert "$pki/client.pem" --nats-tls-key "$pki/client.key")
+fi
+"$NATS" -a 127.0.0.1 -p "$PORT" -js -sd "$BENCH_DIR/js" "${NATS_CONF[@]}" >"$BENCH_DIR/nats.log" 2>&1 &
 NATS_PID=$!
 trap 'kill $NATS_PID 2>/dev/null || true; wait $NATS_PID 2>/dev/null || true; rm -rf "$BENCH_DIR/js"; [[ -n "$USER_BENCH_DIR" ]] || rm -rf "$BENCH_DIR"' EXIT
 for _ in $(seq 50); do
@@ -66,10 +95,10 @@ for r in $(seq "$RUNS"); do
   cluster="bench$r$$"
   srv0="$(cpu_of "$NATS_PID")"
   ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 \
-      --exit-at-end --from-start --seed 1 -q >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
+      --exit-at-end --from-start --seed 1 -q "${SEC[@]}" >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
   det=$!
   sleep 0.3
-  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 "$CAP"
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 "${SEC[@]}" "$CAP"
   ing="$CPU"
   wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
   read -r du ds <"$BENCH_DIR/det.time"
@@ -108,11 +137,11 @@ t0="$(now_ns)"
 in_t0="$t0"
 cluster="lat$$"
 "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 --exit-at-end --seed 1 -q \
-  | stamp "$BENCH_DIR/lat-bus.txt" &
+  "${SEC[@]}" | stamp "$BENCH_DIR/lat-bus.txt" &
 det=$!
 sleep 0.5
 bus_t0="$(now_ns)"
-"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 -q "$LAT"
+"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 -q "${SEC[@]}" "$LAT"
 wait "$det"
 # per event id: (wall ns since its process start) bus - in-process
 awk -v a="$in_t0" -v b="$bus_t0" '

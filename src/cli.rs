@@ -554,7 +554,7 @@ pub struct CollectArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// Be an ingest node: publish the decoded packet summaries to NATS at URL
-    /// (nats://HOST:PORT, JetStream on) for the cluster's `floodwatch detect` nodes, instead of
+    /// (nats://HOST:PORT or tls://HOST:PORT, JetStream on) for the cluster's `floodwatch detect` nodes, instead of
     /// detecting here. Each summary goes to the partitions of its destination's and its source's
     /// prefix, in batches with this node's packet-time watermark (docs/scaling.md).
     #[arg(long, value_name = "URL", help_heading = "Cluster")]
@@ -600,6 +600,62 @@ pub struct ClusterArgs {
     /// the NATS server; lost if it restarts). The same on every node of a cluster.
     #[arg(long, value_enum, default_value_t = BusStorage::File, help_heading = "Cluster")]
     pub bus_storage: BusStorage,
+    #[command(flatten)]
+    pub security: NatsSecurityArgs,
+}
+
+/// How a node proves itself to NATS and checks the server: TLS and one way to authenticate.
+/// Secrets come from files only (never the command line, where `ps` shows them); docs/scaling.md
+/// shows a secure deployment.
+#[derive(Debug, Args)]
+pub struct NatsSecurityArgs {
+    /// CA certificate (PEM) that signed the NATS server's certificate: turns TLS on (as a tls://
+    /// URL does) and trusts only this CA.
+    #[arg(long, value_name = "FILE", help_heading = "NATS security")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM), for a server that verifies clients (mutual TLS);
+    /// with --nats-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "nats_tls_key",
+        help_heading = "NATS security"
+    )]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --nats-tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "nats_tls_cert",
+        help_heading = "NATS security"
+    )]
+    pub nats_tls_key: Option<PathBuf>,
+    /// A NATS credentials file (user JWT and nkey seed, as `nsc` writes them).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["nats_nkey", "nats_user", "nats_token_file"], help_heading = "NATS security")]
+    pub nats_creds: Option<PathBuf>,
+    /// A file holding a user nkey seed (SU...; `nk -gen user`), whose public key the server lists.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["nats_user", "nats_token_file"], help_heading = "NATS security")]
+    pub nats_nkey: Option<PathBuf>,
+    /// A NATS user name; its password is read from --nats-password-file.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "nats_password_file",
+        conflicts_with = "nats_token_file",
+        help_heading = "NATS security"
+    )]
+    pub nats_user: Option<String>,
+    /// A file holding the password of --nats-user (one line).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "nats_user",
+        help_heading = "NATS security"
+    )]
+    pub nats_password_file: Option<PathBuf>,
+    /// A file holding the server's authentication token (one line).
+    #[arg(long, value_name = "FILE", help_heading = "NATS security")]
+    pub nats_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -611,7 +667,8 @@ pub enum BusStorage {
 /// `floodwatch detect`.
 #[derive(Debug, Args)]
 pub struct DetectNodeArgs {
-    /// The NATS server (nats://HOST:PORT; JetStream on).
+    /// The NATS server (nats://HOST:PORT, or tls://HOST:PORT for TLS; the servers of a NATS
+    /// cluster comma-separated; JetStream on). TLS and credentials: the NATS security options.
     #[arg(long, value_name = "URL")]
     pub nats: String,
     #[command(flatten)]

@@ -786,6 +786,19 @@ fn join_cluster(
     detect: &DetectConfig,
     client_name: &str,
 ) -> Result<floodwatch::bus::cluster::ClusterBus> {
+    let sec = &c.security;
+    let nats = floodwatch::bus::client::NatsOptions {
+        url: url.to_string(),
+        name: client_name.to_string(),
+        tls_ca: sec.nats_tls_ca.clone(),
+        tls_cert: sec.nats_tls_cert.clone(),
+        tls_key: sec.nats_tls_key.clone(),
+        creds: sec.nats_creds.clone(),
+        nkey: sec.nats_nkey.clone(),
+        user: sec.nats_user.clone(),
+        password_file: sec.nats_password_file.clone(),
+        token_file: sec.nats_token_file.clone(),
+    };
     let settings = floodwatch::bus::cluster::JoinSettings {
         name: c.cluster.clone(),
         partitions: c.cluster_partitions,
@@ -793,11 +806,11 @@ fn join_cluster(
         subnet_v6: detect.subnet_v6,
         max_bytes: i64::try_from(c.bus_max_bytes).unwrap_or(i64::MAX),
         storage: match c.bus_storage {
-            cli::BusStorage::File => floodwatch::bus::jetstream::Storage::File,
-            cli::BusStorage::Memory => floodwatch::bus::jetstream::Storage::Memory,
+            cli::BusStorage::File => floodwatch::bus::store::Storage::File,
+            cli::BusStorage::Memory => floodwatch::bus::store::Storage::Memory,
         },
     };
-    floodwatch::bus::cluster::join(url, client_name, &settings, random_seed())
+    floodwatch::bus::cluster::join(&nats, &settings, random_seed())
         .with_context(|| format!("cannot join cluster {:?} on NATS at {url}", c.cluster))
 }
 
@@ -821,7 +834,6 @@ fn ingest(
     let counters = Arc::new(PublishCounters::default());
     let cfg = PublisherConfig {
         url: url.to_string(),
-        client_name: format!("floodwatch-ingest-{node}"),
         subjects: (0..bus.cluster.partitions)
             .map(|i| bus.partition_subject(i))
             .collect(),
@@ -842,10 +854,10 @@ fn ingest(
         batch: p.publish_batch,
         tx,
     };
-    let client = bus.client.clone();
+    let publisher = bus.js.publisher();
     let (summary, error, published) = std::thread::scope(|s| {
         let c = Arc::clone(&counters);
-        let h = s.spawn(move || run_publisher(Some(client), rx, cfg, c));
+        let h = s.spawn(move || run_publisher(publisher, rx, cfg, c));
         let (summary, error) = pipeline::ingest::run_ingest(source, detect, pipe, out, stop, None);
         (summary, error, h.join())
     });

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::nats_server::NatsServer;
+use common::secure_nats::{Auth, SecureNats};
 use serde_json::Value;
 
 const TICK_NS: i64 = 100_000_000;
@@ -256,7 +257,22 @@ fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let url = server.url();
+    equivalence(&server.url(), &[]);
+}
+
+#[test]
+fn the_cluster_over_mutual_tls_with_an_nkey_account_raises_the_alerts_of_one_machine() {
+    let Some(secure) = SecureNats::start() else {
+        return;
+    };
+    let sec = secure.args(Auth::Nkey);
+    let sec: Vec<&str> = sec.iter().map(String::as_str).collect();
+    equivalence(&secure.server.url(), &sec);
+}
+
+/// Two ingest and two detector nodes over NATS at `url`, every node with the options `sec`.
+fn equivalence(url: &str, sec: &[&str]) {
+    let url = url.to_string();
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[&str]); 4] = [
         ("syn-flood", common::SHORT),
@@ -269,10 +285,10 @@ fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
         let one = replay_one(&pcap);
         let (a, b) = split(&pcap);
         let cluster = format!("eq{i}");
-        let d1 = detector(&url, &cluster, "0-1", &[]);
-        let d2 = detector(&url, &cluster, "2-3", &[]);
-        let i1 = ingest(&url, &cluster, "1", &a, &[]);
-        let i2 = ingest(&url, &cluster, "2", &b, &[]);
+        let d1 = detector(&url, &cluster, "0-1", sec);
+        let d2 = detector(&url, &cluster, "2-3", sec);
+        let i1 = ingest(&url, &cluster, "1", &a, sec);
+        let i2 = ingest(&url, &cluster, "2", &b, sec);
         for (n, what) in [(i1, "ingest 1"), (i2, "ingest 2")] {
             let (ok, _, err) = n.finish(Duration::from_secs(60));
             assert!(ok, "{scenario}: {what} failed:\n{err}");
@@ -294,7 +310,27 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let url = server.url();
+    failover(&server.url(), &[]);
+}
+
+#[test]
+fn over_mutual_tls_with_a_password_file_a_killed_detector_is_replaced_by_its_standby() {
+    let Some(secure) = SecureNats::start() else {
+        return;
+    };
+    let sec = secure.args(Auth::Password);
+    let sec: Vec<&str> = sec.iter().map(String::as_str).collect();
+    failover(&secure.server.url(), &sec);
+}
+
+/// A detector killed twice during a flood, each time replaced by its standby, every node with
+/// the options `sec`.
+fn failover(url: &str, sec: &[&str]) {
+    let url = url.to_string();
+    let realtime: Vec<&str> = ["--realtime"]
+        .into_iter()
+        .chain(sec.iter().copied())
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     // 16 s of traffic at capture speed, a flood from 4 s to 12 s; the detectors run with the
     // default lease (2 s) and checkpoint interval (1 s)
@@ -316,12 +352,12 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
     let one = replay_one(&pcap);
     let (a, b) = split(&pcap);
     let running = "running partitions";
-    let mut active = detector(&url, "fo", "0-3", &[]);
+    let mut active = detector(&url, "fo", "0-3", sec);
     assert!(
         active.wait_line(running, Duration::from_secs(10)).is_some(),
         "the first detector did not start"
     );
-    let mut standby = detector(&url, "fo", "0-3", &[]);
+    let mut standby = detector(&url, "fo", "0-3", sec);
     assert!(
         standby
             .wait_line("standby for partitions", Duration::from_secs(10))
@@ -329,8 +365,8 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
         "the second detector did not become a standby"
     );
     let started = Instant::now();
-    let i1 = ingest(&url, "fo", "1", &a, &["--realtime"]);
-    let i2 = ingest(&url, "fo", "2", &b, &["--realtime"]);
+    let i1 = ingest(&url, "fo", "1", &a, &realtime);
+    let i2 = ingest(&url, "fo", "2", &b, &realtime);
     let mut outputs = Vec::new();
     // kill the running detector twice during the flood (packet time ~6 s and ~10 s), each time
     // with a standby waiting
@@ -351,7 +387,7 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
         let (_, out, _) = active.finish(Duration::from_secs(5));
         outputs.push(out);
         active = standby;
-        standby = detector(&url, "fo", "0-3", &[]);
+        standby = detector(&url, "fo", "0-3", sec);
         assert!(standby
             .wait_line("standby for partitions", Duration::from_secs(10))
             .is_some());

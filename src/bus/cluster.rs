@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::jetstream::{JetStream, Kv, ObjectStore, Storage, StreamConfig};
-use super::nats::{Client, NatsError};
+use super::client::{Client, NatsError, NatsOptions};
 use super::partition::Cluster;
+use super::store::{JetStream, Kv, ObjectStore, Storage, StreamSpec};
 
 /// Version of the cluster record.
 const RECORD_VERSION: u32 = 1;
@@ -111,17 +111,12 @@ pub fn check_name(name: &str) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Connects to NATS at `url`, makes sure the cluster's streams and bucket exist, and reads (or,
-/// first of all, writes) the cluster record.
-pub fn join(
-    url: &str,
-    client_name: &str,
-    s: &JoinSettings,
-    seed: u64,
-) -> Result<ClusterBus, ClusterError> {
+/// Connects to NATS as `nats` says, makes sure the cluster's streams and bucket exist, and reads
+/// (or, first of all, writes) the cluster record.
+pub fn join(nats: &NatsOptions, s: &JoinSettings, seed: u64) -> Result<ClusterBus, ClusterError> {
     check_name(&s.name)?;
-    let client = Client::connect(url, client_name, Duration::from_secs(5))?;
-    let js = JetStream::new(client.clone(), Duration::from_secs(5));
+    let client = Client::connect(nats, Duration::from_secs(5))?;
+    let js = JetStream::new(&client);
     js.check()?;
     // nodes starting together create the same streams at once: a request that times out or
     // races another node's is tried again
@@ -161,10 +156,14 @@ fn join_on(
 ) -> Result<ClusterBus, ClusterError> {
     let name = s.name.clone();
     let subject = format!("fw.{name}.events.>");
-    let mut events = StreamConfig::new(&format!("FW_{name}_EVENTS"), &[subject.as_str()]);
-    events.max_age = Duration::from_secs(30 * 24 * 3600);
-    // JetStream reserves a stream's max_bytes from the server's storage: keep this one small
-    events.max_bytes = (s.max_bytes / 4).max(16 << 20);
+    let events = StreamSpec {
+        name: format!("FW_{name}_EVENTS"),
+        subjects: vec![subject],
+        storage: Storage::File,
+        // JetStream reserves a stream's max_bytes from the server's storage: keep this one small
+        max_bytes: (s.max_bytes / 4).max(16 << 20),
+        max_age: Duration::from_secs(30 * 24 * 3600),
+    };
     js.ensure_stream(&events)?;
     let kv = Kv::ensure(&js, &format!("fw_{name}"), Storage::File)?;
     let ours = ClusterRecord {
@@ -223,11 +222,13 @@ fn join_on(
     // a stream per partition, sharing --bus-max-bytes
     let share = (s.max_bytes / i64::from(record.partitions.max(1))).max(1 << 20);
     for p in 0..record.partitions {
-        let subject = format!("fw.{name}.p.{p}");
-        let mut batches = StreamConfig::new(&format!("FW_{name}_P{p}"), &[subject.as_str()]);
-        batches.storage = s.storage;
-        batches.max_bytes = share;
-        js.ensure_stream(&batches)?;
+        js.ensure_stream(&StreamSpec {
+            name: format!("FW_{name}_P{p}"),
+            subjects: vec![format!("fw.{name}.p.{p}")],
+            storage: s.storage,
+            max_bytes: share,
+            max_age: Duration::ZERO,
+        })?;
     }
     let state = ObjectStore::ensure(&js, &format!("fw_{name}_state"), Storage::File)?;
     Ok(ClusterBus {

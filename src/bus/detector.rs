@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 use serde::{Deserialize, Serialize};
 
+use super::client::NatsError;
 use super::cluster::ClusterBus;
-use super::jetstream::{AckPolicy, ConsumerConfig, DeliverPolicy, JsMessage, ObjectStore};
 use super::merge::{MergeStats, Merger};
-use super::nats::NatsError;
 use super::partition::Sides;
+use super::store::{ConsumerSpec, Delivered, ObjectStore};
 use crate::alert::{AlertEvent, EndReason, EventLine};
 use crate::config::DetectConfig;
 use crate::detect::{Engine, ScopeMask, ShardSpec};
@@ -36,9 +36,8 @@ use crate::key::Scope;
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
 const CHECKPOINT_VERSION: u16 = 1;
 
-/// Batches a partition's pull asks for at once, at least (until their size is known, and for
-/// batches near the server's max_payload).
-const PULL_BATCH: usize = 4;
+/// Batches a partition's pull asks for at once, at most (fewer when they pass [`PULL_BYTES`]).
+const PULL_BATCH: usize = 256;
 /// Bytes a partition's pull asks for at once, about.
 const PULL_BYTES: usize = 2 << 20;
 
@@ -51,7 +50,7 @@ const TAKE_IN_A_ROW: usize = 8;
 /// One partition's batches, from its consumer thread.
 struct Feed {
     partition: u16,
-    rx: Receiver<JsMessage>,
+    rx: Receiver<Delivered>,
     /// The latest watermark its batches carried.
     watermark: u64,
     gone: bool,
@@ -460,18 +459,18 @@ pub fn run_detector(
     let consumers_stop = AtomicBool::new(false);
     let mut pulls = Vec::new();
     for p in &cfg.partitions {
-        let name = consumer_name(bus, *p);
-        bus.js.delete_consumer(&bus.stream(*p), &name)?;
-        let mut c = ConsumerConfig::new(&name, &bus.partition_subject(*p));
-        c.deliver = DeliverPolicy::StartSequence(positions[usize::from(*p)].saturating_add(1));
-        c.ack = AckPolicy::All;
-        c.ack_wait = Duration::from_secs(60).max(cfg.checkpoint_every * 4);
-        c.max_ack_pending = 1 << 20;
-        bus.js.create_consumer(&bus.stream(*p), &c)?;
-        let mut pull = bus.js.pull(&bus.stream(*p), &name)?;
-        // a few batches in flight per partition: the server disconnects a client that has more
-        // than 64 MB waiting, and a batch may be as large as the server's max_payload (1 MB)
-        pull.set_batch(PULL_BATCH);
+        let pull = bus.js.pull_consumer(&ConsumerSpec {
+            stream: bus.stream(*p),
+            durable: consumer_name(bus, *p),
+            filter: bus.partition_subject(*p),
+            start: positions[usize::from(*p)].saturating_add(1),
+            ack_wait: Duration::from_secs(60).max(cfg.checkpoint_every * 4),
+            max_ack_pending: 1 << 20,
+            // as many batches a pull as make ~2 MB: fewer requests for small batches, never
+            // near the server's 64 MB limit of data waiting for a client for large ones
+            batch_messages: PULL_BATCH,
+            batch_bytes: PULL_BYTES,
+        })?;
         pulls.push((*p, pull));
     }
     stats.takeover = took.elapsed();
@@ -491,7 +490,7 @@ pub fn run_detector(
     let result = std::thread::scope(|s| {
         let mut feeds = Vec::new();
         for (p, mut pull) in pulls {
-            let (tx, rx) = bounded::<JsMessage>(CONSUMER_QUEUE);
+            let (tx, rx) = bounded::<Delivered>(CONSUMER_QUEUE);
             feeds.push(Feed {
                 partition: p,
                 rx,
@@ -503,11 +502,6 @@ pub fn run_detector(
                 while !quit.load(Ordering::Relaxed) {
                     match pull.next_timeout(Duration::from_millis(100)) {
                         Ok(Some(m)) => {
-                            // as many batches a pull as make ~2 MB: fewer requests for small
-                            // batches, never near the server's 64 MB limit for large ones
-                            pull.set_batch(
-                                (PULL_BYTES / m.payload.len().max(1)).clamp(PULL_BATCH, 256),
-                            );
                             if tx.send(m).is_err() {
                                 return;
                             }
@@ -644,14 +638,13 @@ impl Loop<'_, '_> {
             let pos_text = format!("{}.{}", pos.0, pos.1);
             bus.client.publish_with_headers(
                 self.events_subject,
-                None,
                 &[("Fw-Run", self.run), ("Fw-Pos", &pos_text)],
                 line.as_bytes(),
             )?;
             *self.last_written = Some(pos);
             keep.push(e);
         }
-        bus.client.flush_writes()?;
+        bus.client.flush()?;
         self.stats.events += keep.len() as u64;
         if !keep.is_empty() && !(self.emit)(keep) {
             return Err(DetectorError::OutputClosed);
@@ -662,7 +655,7 @@ impl Loop<'_, '_> {
     fn checkpoint(
         &mut self,
         bus: &ClusterBus,
-        replies: &mut [Option<String>],
+        replies: &mut [Option<Delivered>],
     ) -> Result<(), DetectorError> {
         let began = Instant::now();
         let n = self
@@ -673,11 +666,11 @@ impl Loop<'_, '_> {
         self.stats.checkpoint_bytes = n as u64;
         // the checkpoint holds everything up to these batches: acknowledge them (ack-all)
         for r in replies.iter_mut() {
-            if let Some(reply) = r.take() {
-                bus.client.publish(&reply, b"+ACK")?;
+            if let Some(last) = r.take() {
+                last.ack(&bus.client)?;
             }
         }
-        bus.client.flush_writes()?;
+        bus.client.flush()?;
         Ok(())
     }
 }
@@ -692,7 +685,7 @@ fn consume(
     let mut released = Vec::new();
     let mut events = Vec::new();
     let mut started = false;
-    let mut replies: Vec<Option<String>> = vec![None; usize::from(bus.cluster.partitions)];
+    let mut replies: Vec<Option<Delivered>> = (0..bus.cluster.partitions).map(|_| None).collect();
     let mut last_ckpt = Instant::now();
     let tick_ns = l.engine.config().tick_ns().max(1);
     loop {
@@ -718,7 +711,7 @@ fn consume(
                 match f.rx.try_recv() {
                     Ok(m) => {
                         got += 1;
-                        take(l, &mut replies, f, &m);
+                        take(l, &mut replies, f, m);
                     }
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                     Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -751,13 +744,19 @@ fn consume(
             if let Some((i, r)) = picked {
                 let f = &mut feeds[i];
                 match r {
-                    Ok(m) => take(l, &mut replies, f, &m),
+                    Ok(m) => take(l, &mut replies, f, m),
                     Err(_) => f.gone = true,
                 }
             }
         }
-        if consumers_gone && bus.client.is_closed() {
-            return Err(DetectorError::Nats(NatsError::Closed));
+        if consumers_gone {
+            return Err(DetectorError::Nats(NatsError::Closed {
+                what: format!(
+                    "the consumers of partitions {} on {} stopped",
+                    cfg.group,
+                    bus.client.url()
+                ),
+            }));
         }
         if let Some(upto) = l.merger.release(mono(l.t0), &mut released) {
             if !started {
@@ -794,17 +793,17 @@ fn consume(
 }
 
 /// One batch of a partition into the merge.
-fn take(l: &mut Loop<'_, '_>, replies: &mut [Option<String>], f: &mut Feed, m: &JsMessage) {
+fn take(l: &mut Loop<'_, '_>, replies: &mut [Option<Delivered>], f: &mut Feed, m: Delivered) {
     let p = usize::from(f.partition);
     if let Some(x) = l.positions.get_mut(p) {
         *x = (*x).max(m.stream_seq);
     }
-    if let Some(r) = replies.get_mut(p) {
-        *r = Some(m.reply.clone());
-    }
-    match l.merger.accept(&m.payload, mono(l.t0)) {
+    match l.merger.accept(m.payload(), mono(l.t0)) {
         Ok(h) => f.watermark = f.watermark.max(h.watermark),
         Err(_) => l.stats.malformed_batches += 1,
+    }
+    if let Some(r) = replies.get_mut(p) {
+        *r = Some(m);
     }
 }
 

@@ -7,17 +7,18 @@
 //!   node's per-partition batching.
 //! - [`merge`]: a detector node's side: batches of its partitions from every ingest node, merged in
 //!   time order up to the minimum watermark of the live nodes, repeats dropped.
-//! - [`nats`]: a small synchronous NATS client (text protocol over a TCP stream, a reader thread).
-//! - [`jetstream`]: the JetStream subset used: streams, pull consumers, a key-value bucket and an
-//!   object store.
+//! - [`client`]: the connection to NATS through the official client async-nats (TLS, creds,
+//!   nkeys, reconnects), behind blocking calls on a small runtime the bus owns.
+//! - [`store`]: the JetStream used: streams, pull consumers, an acknowledged publisher, a
+//!   key-value bucket and an object store.
 //! - [`cluster`]: a cluster's names, streams and shared record; [`publish`]: an ingest node's
 //!   publisher thread; [`detector`]: a detector node (lease, checkpoints, takeover).
 
+pub mod client;
 pub mod cluster;
 pub mod detector;
-pub mod jetstream;
 pub mod merge;
-pub mod nats;
 pub mod partition;
 pub mod publish;
+pub mod store;
 pub mod wire;

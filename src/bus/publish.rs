@@ -1,11 +1,12 @@
 //! An ingest node's publisher: a thread that takes the pipeline's encoded batches and publishes
-//! each on its partition's subject, asking JetStream for an acknowledgement of each (answered on
-//! the publisher's inbox, in order, without waiting for them one by one). A batch is dropped from
-//! memory only once stored. When the connection is lost, the batches not acknowledged go back to
-//! the front of the queue and are sent again after reconnecting (a detector drops the copies it
-//! already has by their sequence numbers). While NATS is unreachable the queue is kept up to a
-//! byte budget, reconnecting every half second; beyond the budget the newest batches are dropped
-//! and counted (detectors see the gap in sequence numbers and count it too).
+//! each on its partition's subject, with JetStream's acknowledgement of each coming back in
+//! order without waiting for them one by one ([`AckPublisher`]). A batch is dropped from memory
+//! only once stored. When the connection is lost (or an acknowledgement does not come), the
+//! batches not acknowledged go back to the front of the queue and are sent again once the client
+//! has reconnected (a detector drops the copies it already has by their sequence numbers). While
+//! NATS is unreachable the queue is kept up to a byte budget (the client reconnects every half
+//! second or so); beyond the budget the newest batches are dropped and counted (detectors see
+//! the gap in sequence numbers and count it too).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::nats::{Client, Subscription};
+use super::store::{AckOutcome, AckPublisher};
 use super::wire::batch_count;
 
-/// Wait between two attempts to reconnect.
-const RECONNECT_EVERY: Duration = Duration::from_millis(500);
-/// Unflushed data is written to the socket at least this often.
-const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// The longest wait for the pipeline when nothing is queued.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
 
 /// What the publisher counted (shared with the metrics and the summary).
 #[derive(Debug, Default)]
@@ -75,8 +74,8 @@ impl PublishCounters {
 
 /// How the publisher runs.
 pub struct PublisherConfig {
+    /// The NATS URL (for messages).
     pub url: String,
-    pub client_name: String,
     /// Subject of partition i: `subjects[i]`.
     pub subjects: Vec<String>,
     /// Bytes kept while disconnected.
@@ -90,191 +89,190 @@ pub struct PublisherConfig {
 /// Batches sent and not acknowledged yet, at most (then sending waits for acknowledgements).
 const MAX_UNACKED: usize = 4096;
 
-/// A connection with its acknowledgement inbox.
-struct Link {
-    client: Client,
-    inbox: String,
-    acks: Subscription,
+/// The publisher's batches: waiting to be sent, and sent but not acknowledged (oldest first).
+struct Batches {
+    queue: VecDeque<(u16, Vec<u8>)>,
+    /// (publish id, partition, bytes)
+    unacked: VecDeque<(u64, u16, Vec<u8>)>,
+    held_bytes: usize,
+    next_id: u64,
 }
 
-impl Link {
-    fn new(client: Client) -> Result<Link, super::nats::NatsError> {
-        let inbox = client.new_inbox();
-        let acks = client.subscribe(&inbox)?;
-        Ok(Link {
-            client,
-            inbox,
-            acks,
-        })
+impl Batches {
+    /// Everything not acknowledged goes back to the front of the queue, in order.
+    fn resend_unacked(&mut self, counters: &PublishCounters) {
+        counters
+            .resent_batches
+            .fetch_add(self.unacked.len() as u64, Ordering::Relaxed);
+        while let Some((_, p, b)) = self.unacked.pop_back() {
+            self.queue.push_front((p, b));
+        }
+    }
+
+    /// Takes the pipeline's batches, dropping (and counting) what passes the budget while
+    /// disconnected.
+    fn take(
+        &mut self,
+        batches: Vec<(u16, Vec<u8>)>,
+        connected: bool,
+        cfg: &PublisherConfig,
+        counters: &PublishCounters,
+    ) {
+        for b in batches {
+            if !connected && self.held_bytes + b.1.len() > cfg.buffer_bytes {
+                counters.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .dropped_summaries
+                    .fetch_add(batch_count(&b.1), Ordering::Relaxed);
+                continue;
+            }
+            self.held_bytes += b.1.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    /// Sends queued batches within the window of unacknowledged ones; false when sending failed.
+    fn send(
+        &mut self,
+        out: &AckPublisher,
+        cfg: &PublisherConfig,
+        counters: &PublishCounters,
+    ) -> bool {
+        while self.unacked.len() < MAX_UNACKED {
+            let Some((part, bytes)) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(subject) = cfg.subjects.get(usize::from(part)) else {
+                // a partition this cluster does not have: a bug upstream; count and skip
+                counters.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                self.held_bytes -= bytes.len();
+                continue;
+            };
+            let id = self.next_id;
+            if out.publish(id, subject, bytes.clone()).is_err() {
+                self.queue.push_front((part, bytes));
+                return false;
+            }
+            self.next_id += 1;
+            self.unacked.push_back((id, part, bytes));
+        }
+        true
+    }
+
+    fn left(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.queue
+            .iter()
+            .map(|(_, b)| b)
+            .chain(self.unacked.iter().map(|(_, _, b)| b))
     }
 }
 
 /// Runs until `rx` closes and everything is sent and stored (or the drain time is up); returns the
 /// counters.
 pub fn run_publisher(
-    client: Option<Client>,
+    out: AckPublisher,
     rx: Receiver<Vec<(u16, Vec<u8>)>>,
     cfg: PublisherConfig,
     counters: Arc<PublishCounters>,
 ) -> PublishStats {
-    // waiting to be sent, and sent but not acknowledged (oldest first)
-    let mut queue: VecDeque<(u16, Vec<u8>)> = VecDeque::new();
-    let mut unacked: VecDeque<(u16, Vec<u8>)> = VecDeque::new();
-    let mut held_bytes = 0usize;
-    let mut link = client.and_then(|c| Link::new(c).ok());
-    let mut last_attempt = Instant::now();
-    let mut last_flush = Instant::now();
-    let mut dirty = false;
+    let mut b = Batches {
+        queue: VecDeque::new(),
+        unacked: VecDeque::new(),
+        held_bytes: 0,
+        next_id: 0,
+    };
+    let mut connected = out.client().is_connected();
     let mut ended_at: Option<Instant> = None;
     let mut warned_refusal = false;
     loop {
         // take what the pipeline has (without waiting while there is work queued)
-        if ended_at.is_none() && (queue.len() < MAX_UNACKED || link.is_none()) {
+        if ended_at.is_none() && (b.queue.len() < MAX_UNACKED || !connected) {
             // nothing to send: wait for the pipeline (briefly while acknowledgements are due)
-            let wait = match (queue.is_empty(), unacked.is_empty()) {
-                (true, true) => FLUSH_EVERY,
+            let wait = match (b.queue.is_empty() || !connected, b.unacked.is_empty()) {
+                (true, true) => IDLE_WAIT,
                 (true, false) => Duration::from_micros(200),
                 _ => Duration::ZERO,
             };
             match rx.recv_timeout(wait) {
-                Ok(batches) => {
-                    for b in batches {
-                        if link.is_none() && held_bytes + b.1.len() > cfg.buffer_bytes {
-                            counters.dropped_batches.fetch_add(1, Ordering::Relaxed);
-                            counters
-                                .dropped_summaries
-                                .fetch_add(batch_count(&b.1), Ordering::Relaxed);
-                            continue;
-                        }
-                        held_bytes += b.1.len();
-                        queue.push_back(b);
-                    }
-                }
+                Ok(batches) => b.take(batches, connected, &cfg, &counters),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => ended_at = Some(Instant::now()),
             }
-        } else if ended_at.is_none() {
+        } else {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let mut failed = false;
-        if let Some(l) = &link {
-            // acknowledgements, in publishing order
-            loop {
-                match l.acks.try_next() {
-                    Ok(Some(m)) => {
-                        if let Some((_, b)) = unacked.pop_front() {
-                            held_bytes -= b.len();
-                            let refused = m.status.is_some_and(|s| s >= 300)
-                                || m.payload.windows(7).any(|w| w == b"\"error\"");
-                            if refused {
-                                counters.refused_batches.fetch_add(1, Ordering::Relaxed);
-                                counters
-                                    .dropped_summaries
-                                    .fetch_add(batch_count(&b), Ordering::Relaxed);
-                                if cfg.verbose && !warned_refusal {
-                                    warned_refusal = true;
-                                    eprintln!(
-                                        "floodwatch: warning: JetStream refused a batch: {}",
-                                        String::from_utf8_lossy(&m.payload)
-                                    );
-                                }
-                            } else {
-                                counters.batches.fetch_add(1, Ordering::Relaxed);
-                                counters
-                                    .summaries
-                                    .fetch_add(batch_count(&b), Ordering::Relaxed);
-                                counters.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
+        let now_connected = out.client().is_connected();
+        if connected && !now_connected {
+            counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            if cfg.verbose {
+                eprintln!(
+                    "floodwatch: warning: lost the connection to NATS at {}; keeping up to {} bytes of batches and reconnecting",
+                    cfg.url, cfg.buffer_bytes
+                );
             }
-            // send what is queued, within the window of unacknowledged batches
-            while !failed && unacked.len() < MAX_UNACKED {
-                let Some((part, bytes)) = queue.pop_front() else {
-                    break;
-                };
-                let Some(subject) = cfg.subjects.get(usize::from(part)) else {
-                    // a partition this cluster does not have: a bug upstream; count and skip
-                    counters.dropped_batches.fetch_add(1, Ordering::Relaxed);
-                    held_bytes -= bytes.len();
-                    continue;
-                };
-                if l.client
-                    .publish_with_headers(subject, Some(&l.inbox), &[], &bytes)
-                    .is_err()
-                {
-                    queue.push_front((part, bytes));
-                    failed = true;
-                    break;
-                }
-                unacked.push_back((part, bytes));
-                dirty = true;
+            // what was not acknowledged is sent again (detectors drop repeats)
+            b.resend_unacked(&counters);
+        } else if !connected && now_connected {
+            counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            if cfg.verbose {
+                eprintln!(
+                    "floodwatch: reconnected to NATS at {}; sending {} batches kept meanwhile",
+                    cfg.url,
+                    b.queue.len()
+                );
             }
-            if !failed && dirty && (queue.is_empty() || last_flush.elapsed() >= FLUSH_EVERY) {
-                failed = l.client.flush_writes().is_err();
-                dirty = false;
-                last_flush = Instant::now();
-            }
-            if failed || l.client.is_closed() {
-                counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                if cfg.verbose {
-                    eprintln!(
-                        "floodwatch: warning: lost the connection to NATS at {}; keeping up to {} bytes of batches and reconnecting",
-                        cfg.url, cfg.buffer_bytes
-                    );
-                }
-                // what was not acknowledged is sent again (detectors drop repeats)
-                counters
-                    .resent_batches
-                    .fetch_add(unacked.len() as u64, Ordering::Relaxed);
-                while let Some(b) = unacked.pop_back() {
-                    queue.push_front(b);
-                }
-                link = None;
-                last_attempt = Instant::now();
-            }
-        } else if last_attempt.elapsed() >= RECONNECT_EVERY {
-            last_attempt = Instant::now();
-            if let Ok(l) = Client::connect(&cfg.url, &cfg.client_name, Duration::from_secs(1))
-                .and_then(Link::new)
-            {
-                counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                if cfg.verbose {
-                    eprintln!(
-                        "floodwatch: reconnected to NATS at {}; sending {} batches kept meanwhile",
-                        cfg.url,
-                        queue.len()
-                    );
-                }
-                link = Some(l);
+        }
+        connected = now_connected;
+        // acknowledgements, in publishing order (those of batches already queued again are stale)
+        while let Some((id, outcome)) = out.try_outcome() {
+            if b.unacked.front().is_none_or(|(first, _, _)| *first != id) {
                 continue;
             }
-        } else {
+            let Some((_, part, bytes)) = b.unacked.pop_front() else {
+                break;
+            };
+            match outcome {
+                AckOutcome::Stored => {
+                    b.held_bytes -= bytes.len();
+                    counters.batches.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .summaries
+                        .fetch_add(batch_count(&bytes), Ordering::Relaxed);
+                    counters
+                        .bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                AckOutcome::Refused(reason) => {
+                    b.held_bytes -= bytes.len();
+                    counters.refused_batches.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .dropped_summaries
+                        .fetch_add(batch_count(&bytes), Ordering::Relaxed);
+                    if cfg.verbose && !warned_refusal {
+                        warned_refusal = true;
+                        eprintln!("floodwatch: warning: JetStream refused a batch: {reason}");
+                    }
+                }
+                AckOutcome::Lost => {
+                    // no acknowledgement came: this one and all after it go again
+                    b.unacked.push_front((id, part, bytes));
+                    b.resend_unacked(&counters);
+                }
+            }
+        }
+        // (a failed send: the connection is going; its state says so soon)
+        if !connected || !b.send(&out, &cfg, &counters) {
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(t) = ended_at {
-            let done = queue.is_empty() && unacked.is_empty() && link.is_some();
+            let done = b.queue.is_empty() && b.unacked.is_empty() && connected;
             if done || t.elapsed() >= cfg.drain_timeout {
                 let mut st = counters.snapshot();
-                let left = queue.len() + unacked.len();
+                let left = b.queue.len() + b.unacked.len();
                 st.unsent_at_end = left as u64;
                 st.dropped_batches += left as u64;
-                st.dropped_summaries += queue
-                    .iter()
-                    .chain(unacked.iter())
-                    .map(|(_, b)| batch_count(b))
-                    .sum::<u64>();
+                st.dropped_summaries += b.left().map(|x| batch_count(x)).sum::<u64>();
                 return st;
-            }
-            if !done && link.is_some() && queue.is_empty() {
-                // waiting for the last acknowledgements
-                std::thread::sleep(Duration::from_micros(200));
             }
         }
     }

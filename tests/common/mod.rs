@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod nats_server;
+pub mod secure_nats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

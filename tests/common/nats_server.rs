@@ -15,6 +15,10 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     jetstream: bool,
+    /// Extra server configuration (TLS, accounts), written to a file the server reads.
+    config: Option<String>,
+    /// The URL scheme clients use: "nats" or "tls".
+    scheme: &'static str,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -51,7 +55,21 @@ impl NatsServer {
         Self::start_with(false)
     }
 
+    /// A server with JetStream and `config` (nats-server's configuration syntax: `tls {...}`,
+    /// `authorization {...}`, ...) on top of its port and store; clients use `scheme` URLs.
+    pub fn start_configured(config: &str, scheme: &'static str) -> Option<NatsServer> {
+        Self::start_full(true, Some(config.to_string()), scheme)
+    }
+
     fn start_with(jetstream: bool) -> Option<NatsServer> {
+        Self::start_full(jetstream, None, "nats")
+    }
+
+    fn start_full(
+        jetstream: bool,
+        config: Option<String>,
+        scheme: &'static str,
+    ) -> Option<NatsServer> {
         let Some(binary) = find_binary() else {
             if std::env::var("FLOODWATCH_REQUIRE_NATS").as_deref() == Ok("1") {
                 panic!(
@@ -65,6 +83,8 @@ impl NatsServer {
             binary,
             port: free_port(),
             jetstream,
+            config,
+            scheme,
             dir: tempfile::tempdir().expect("temporary directory"),
             child: None,
         };
@@ -87,6 +107,11 @@ impl NatsServer {
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.jetstream {
             cmd.arg("-js").arg("-sd").arg(self.dir.path().join("js"));
+        }
+        if let Some(config) = &self.config {
+            let path = self.dir.path().join("nats-server.conf");
+            std::fs::write(&path, config).expect("nats-server config");
+            cmd.arg("-c").arg(path);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -116,13 +141,25 @@ impl NatsServer {
         }
     }
 
-    /// "nats://127.0.0.1:PORT".
+    /// "nats://127.0.0.1:PORT" (tls:// for a TLS server).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server process is still running (it did not exit, e.g. on a crash).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Kills the server (SIGKILL) and waits for it.
