@@ -51,9 +51,9 @@ pub struct PacketSummary {
     pub dport: u16,
     /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80), 0 otherwise.
     pub tcp_flags: u8,
-    /// The TCP number a handshake is checked by: the sequence number of a segment with SYN set, the
-    /// acknowledgement number of any other; 0 when not TCP, not captured, or not from a packet
-    /// header. A SYN-ACK's sequence number plus one is what the client's ACK must acknowledge, which
+    /// The TCP number a handshake is checked by: the sequence number of a SYN-ACK, the
+    /// acknowledgement number of any other segment with ACK set; 0 without ACK (a SYN's own number
+    /// is never needed), when not TCP, not captured, or not from a packet header. A SYN-ACK's sequence number plus one is what the client's ACK must acknowledge, which
     /// a spoofed source never sees ([`crate::requests`] creates connection state only then).
     pub tcp_num: u32,
     /// Original length on the wire (not the captured length), so snaplen-cut captures count full bytes.
@@ -461,10 +461,10 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
             let window = u16::from_be_bytes([f[48], f[49]]);
             let seq = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
             let ack = u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
-            let num = if f[47] & tcp_flags::SYN != 0 {
-                seq
-            } else {
-                ack
+            let num = match f[47] & (tcp_flags::SYN | tcp_flags::ACK) {
+                0x12 => seq,
+                0x10 => ack,
+                _ => 0,
             };
             (usize::from(words) * 4, f[47], window, (words - 5) * 4, num)
         }
@@ -1009,9 +1009,16 @@ fn transport(
                         hdr.bits |= head_end(l4.get(header_len..).unwrap_or_default());
                     }
                 }
-                // SYN: the sequence number (bytes 4..8), else the acknowledgement (8..12)
-                let at = if flags & tcp_flags::SYN != 0 { 4 } else { 8 };
-                let tcp_num = bytes4(l4, at).map_or(0, u32::from_be_bytes);
+                // SYN-ACK: the sequence number (bytes 4..8); other segments with ACK: the
+                // acknowledgement (8..12); without ACK: none
+                let at = match flags & (tcp_flags::SYN | tcp_flags::ACK) {
+                    0x12 => Some(4),
+                    0x10 => Some(8),
+                    _ => None,
+                };
+                let tcp_num = at
+                    .and_then(|at| bytes4(l4, at))
+                    .map_or(0, u32::from_be_bytes);
                 Ok(Transport {
                     tcp_flags: *flags,
                     tcp_num,

@@ -36,8 +36,8 @@
 //!   header fields (bit 3): ip_id u16, tcp_window u16, ttl u8 (these vary even in a flood); then
 //!                    unless repeated: ip_len u16, payload_len u16, prefix [4], tcp_opts_len u8,
 //!                    prefix_len u8, bits u8
-//!   TCP number (TCP with header fields): u32, the sequence number of a SYN, the acknowledgement
-//!                    number of any other segment (handshakes are verified by it)
+//!   TCP number (TCP with header fields and ACK set): u32, the sequence number of a SYN-ACK, the
+//!                    acknowledgement number of any other segment (handshakes are verified by it)
 //! ```
 //! Varints are LEB128 (7 bits a byte, low first, at most 10 bytes for a u64).
 
@@ -237,8 +237,11 @@ impl BatchWriter {
             b.extend_from_slice(&h.prefix);
             b.extend_from_slice(&[h.tcp_opts_len, h.prefix_len, h.bits]);
         }
-        if p.proto == crate::decode::proto::TCP && p.hdr.known() {
-            // what a handshake is verified by (request signals, version 3)
+        if p.proto == crate::decode::proto::TCP
+            && p.hdr.known()
+            && p.tcp_flags & crate::decode::tcp_flags::ACK != 0
+        {
+            // what a handshake is verified by (request signals, version 3; a bare SYN has none)
             b.extend_from_slice(&p.tcp_num.to_be_bytes());
         }
         self.count += 1;
@@ -513,7 +516,10 @@ impl Reader<'_> {
         } else {
             HeaderFields::UNKNOWN
         };
-        let tcp_num = if proto == crate::decode::proto::TCP && hdr.known() {
+        let tcp_num = if proto == crate::decode::proto::TCP
+            && hdr.known()
+            && tcp_flags & crate::decode::tcp_flags::ACK != 0
+        {
             u32::from_be_bytes(self.take::<4>()?)
         } else {
             0
