@@ -482,7 +482,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
     }
 
     /// The reader's own counts of a packet, and pacing.
-    #[inline]
+    #[inline(always)]
     fn account(&mut self, p: &PacketSummary) {
         let s = &mut self.summary;
         s.packets += u64::from(p.weight);

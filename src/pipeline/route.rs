@@ -214,18 +214,18 @@ impl Router {
     /// Takes one packet: its tick's aggregate grows; a tick boundary sends the aggregate and the
     /// clock's steps to every shard.
     #[inline]
-    pub fn push(&mut self, p: &PacketSummary) {
-        self.push_with(p, None);
-    }
-
-    /// [`Router::push`] of a packet carrying a request head (what it asked for is noted for the
-    /// request-flood evidence).
+    /// [`Router::push`] of a packet carrying a request head: what it asked for is noted for the
+    /// request-flood evidence (unless the packet filled its aggregate, which then left).
     pub fn push_head(&mut self, p: &PacketSummary, head: RequestHead) {
-        self.push_with(p, Some(head));
+        self.push(p);
+        let scopes = scopes_of(&self.cfg, p);
+        if !scopes.is_empty() {
+            self.agg.add_head(p, scopes, head);
+        }
     }
 
     #[inline]
-    fn push_with(&mut self, p: &PacketSummary, head: Option<RequestHead>) {
+    pub fn push(&mut self, p: &PacketSummary) {
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
         if !self.steps.is_empty() {
             self.broadcast_steps();
@@ -251,9 +251,6 @@ impl Router {
             self.stage_counts();
         }
         self.agg.add(p, stamp, scopes, at);
-        if let Some(h) = head {
-            self.agg.add_head(p, scopes, h);
-        }
         if self.agg.is_full() {
             // a part of the tick leaves now: memory stays bounded whatever the tick holds
             self.stage_counts();
