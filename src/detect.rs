@@ -1147,7 +1147,7 @@ impl EvalCtx<'_> {
         let (signal, ratio) = match all {
             // a crowd's requests are no flood: judged on its packets alone (a flash crowd's SYNs
             // are the `flash_crowd` overload)
-            (s, _) if request_crowd(scope, st, s, self.now.0) => {
+            (s, q) if q >= self.cfg.end_ratio && request_crowd(scope, st, s, self.now.0) => {
                 r.worst_where(|s| !s.is_request_signal())
             }
             w => w,

@@ -8,6 +8,7 @@
 
 pub mod bgp;
 pub mod flowspec;
+pub mod requests;
 
 use serde::Serialize;
 
@@ -29,6 +30,9 @@ pub struct Mitigation {
     /// `discard` ([`flowspec_lines`]). Empty only where [`suggest`] is used alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flowspec: Vec<String>,
+    /// Request floods at a destination: what nginx can do itself ([`requests::nginx`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<requests::Nginx>,
 }
 
 /// At most this many destination ports go into a rule.
@@ -41,6 +45,16 @@ const PORT_MIN_SHARE: f64 = 0.1;
 /// The suggestion for `e`, or `None` for events that carry none (`update`, `end`).
 pub fn for_event(e: &AlertEvent) -> Option<Mitigation> {
     (e.event == crate::alert::EventKind::Start).then(|| {
+        if requests::is_request_class(e.class) && e.scope.is_destination() {
+            // the clients, never the victim: its own kind of traffic is the attack's
+            let (nft, bpf) = requests::firewall(e, &dominant_ports(&e.top_ports));
+            return Mitigation {
+                nft,
+                bpf,
+                flowspec: flowspec_lines(e, flowspec::FlowAction::Discard),
+                nginx: requests::nginx(e),
+            };
+        }
         let m = suggest(e.scope, e.key, e.class, &e.top_ports);
         let mut m = match &e.signature {
             Some(sig) => with_signature(m, sig, Addr::new(e.scope, e.key).v6),
@@ -135,6 +149,7 @@ pub fn suggest(scope: Scope, key: Key, class: AttackClass, top_ports: &[PortCoun
         nft: vec![format!("{} drop", join(&[&addr.nft, &nft]))],
         bpf: join_and(&[&addr.bpf, &bpf]),
         flowspec: Vec::new(),
+        nginx: None,
     }
 }
 
@@ -156,6 +171,7 @@ fn reflection(addr: &Addr, port: u16) -> Mitigation {
         ],
         bpf: format!("{} and (udp src port {port} or ({bpf_frag}))", addr.bpf),
         flowspec: Vec::new(),
+        nginx: None,
     }
 }
 

@@ -18,8 +18,12 @@ use crate::window::Signal;
 pub const QUANTILE: f64 = 0.99;
 /// Fewer keys than this in a scope and its population says nothing.
 pub const MIN_KEYS: u64 = 50;
+/// The signals with a population: the packet signals (the thresholded ones before
+/// [`Signal::HttpRequests`]). A cold key's request signals are held to their floors alone: a site
+/// is no neighbour of another site's requests, and their histograms would cost every evaluation.
+const SIGNALS: usize = Signal::HttpRequests as usize;
 
-/// Per scope and thresholded signal, a histogram of per-key rates (per second, rounded up).
+/// Per scope and packet signal, a histogram of per-key rates (per second, rounded up).
 #[derive(Clone, Debug)]
 pub struct Population {
     hists: Vec<Histogram<u64>>,
@@ -32,9 +36,7 @@ impl Population {
     /// An empty population.
     pub fn new() -> Self {
         let make = || Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 2).ok();
-        let hists = (0..4 * Signal::THRESHOLDED)
-            .filter_map(|_| make())
-            .collect();
+        let hists = (0..4 * SIGNALS).filter_map(|_| make()).collect();
         Population {
             hists,
             sealed: Vec::new(),
@@ -65,7 +67,11 @@ impl Population {
     }
 
     fn slot(scope: Scope, s: Signal) -> usize {
-        scope.index() * Signal::THRESHOLDED + s.index()
+        if s.index() < SIGNALS {
+            scope.index() * SIGNALS + s.index()
+        } else {
+            usize::MAX
+        }
     }
 
     /// Records one key's rate of `s` (zero rates are not recorded: idle keys say nothing).
@@ -214,7 +220,7 @@ mod persist {
             let n = d.len("a population", 1)?;
             let mut p = match n {
                 0 => Population::empty(),
-                n if n == 4 * Signal::THRESHOLDED => Population::new(),
+                n if n == 4 * SIGNALS => Population::new(),
                 n => return Err(d.corrupt(format!("a population of {n} histograms"))),
             };
             if p.hists.len() != n {

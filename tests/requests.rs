@@ -166,6 +166,32 @@ fn request_alerts_say_what_was_asked_for_and_by_which_tool() {
         "{req}"
     );
     assert_eq!(req["hosts"][0]["value"], "www.example.com", "{req}");
+    // the rules drop the three heavy clients' traffic to the site, and nothing else
+    let m = &start["mitigation"];
+    let nft = m["nft"][0].as_str().unwrap();
+    let mut attackers: Vec<&str> = labels[0]["attackers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    attackers.sort();
+    let named = |s: &str| -> Vec<&str> {
+        let mut v: Vec<&str> = attackers
+            .iter()
+            .copied()
+            .filter(|a| s.contains(a))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(named(nft), attackers, "{nft}");
+    assert!(
+        nft.starts_with("ip saddr {") && !nft.contains("100.64."),
+        "{nft}"
+    );
+    assert_eq!(m["flowspec"].as_array().unwrap().len(), 3, "{m}");
+    assert_eq!(m["nginx"]["deny"].as_array().unwrap().len(), 3, "{m}");
     // a TLS handshake flood: the server name and the tool's JA4, one per hello
     let (labels, ev) = replay(dir.path(), "tls-flood");
     let (start, _) = first_start(&ev, &labels[0]);

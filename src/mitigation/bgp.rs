@@ -291,7 +291,13 @@ impl Policy {
                 withdraw: r.withdraw(),
             })
             .collect();
-        if let (Some(b), Scope::DstHost) = (&self.blackhole, e.scope) {
+        // a request flood is the site's own kind of traffic: blackholing the victim would finish
+        // the attackers' work (its flowspec rules name the clients instead)
+        if let (Some(b), Scope::DstHost, false) = (
+            &self.blackhole,
+            e.scope,
+            super::requests::is_request_class(e.class),
+        ) {
             routes.push(b.routes(e.key));
         }
         routes
@@ -711,4 +717,4 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

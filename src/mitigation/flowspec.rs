@@ -236,6 +236,9 @@ pub fn for_event(e: &AlertEvent) -> Vec<FlowRule> {
     if e.event != crate::alert::EventKind::Start {
         return Vec::new();
     }
+    if super::requests::is_request_class(e.class) && e.scope.is_destination() {
+        return super::requests::flow_rules(e, &super::dominant_ports(&e.top_ports));
+    }
     rules(
         e.scope,
         e.key,

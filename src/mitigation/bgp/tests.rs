@@ -6,7 +6,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-fn event(kind: EventKind, id: &str, scope: Scope, key: &str, class: AttackClass) -> AlertEvent {
+pub(crate) fn event(
+    kind: EventKind,
+    id: &str,
+    scope: Scope,
+    key: &str,
+    class: AttackClass,
+) -> AlertEvent {
     AlertEvent {
         event: kind,
         id: id.to_owned(),
