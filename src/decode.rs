@@ -630,7 +630,8 @@ fn tcp_payload(link: LinkType, frame: &[u8]) -> Option<&[u8]> {
             if proto_byte != proto::TCP || flags & 0x3fff != 0 || ihl < 20 {
                 return None;
             }
-            ip.get(ihl..total.clamp(ihl, ip.len()))?
+            // (a get, not a clamp: an IHL past what was captured gives nothing, never a panic)
+            ip.get(ihl..total.max(ihl).min(ip.len()))?
         }
         Network::V6(ip) => {
             if *ip.get(6)? != proto::TCP {
@@ -1164,6 +1165,37 @@ mod tests {
         assert_eq!(s.tcp_flags, tcp_flags::SYN);
         assert_eq!(s.fragment, Fragment::None);
         assert_eq!(s.ts, TS);
+    }
+
+    #[test]
+    fn a_request_payload_is_found_and_hostile_headers_give_nothing() {
+        // an IHL of 15 words on 24 captured bytes, a total length past the capture, no TCP
+        for ip in [
+            vec![
+                0x4f, 0, 0, 24, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0,
+            ],
+            vec![
+                0x45, 0, 0xff, 0xff, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+            ],
+            vec![0x45],
+        ] {
+            let frame = eth(0x0800, &ip);
+            assert_eq!(tcp_payload(LinkType::ETHERNET, &frame), None, "{ip:?}");
+        }
+        let mut tcp = vec![0u8; 20];
+        tcp[12] = 5 << 4;
+        tcp.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
+        ];
+        let total = (ip.len() + tcp.len()) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&tcp);
+        let frame = eth(0x0800, &ip);
+        assert_eq!(
+            tcp_payload(LinkType::ETHERNET, &frame),
+            Some(&b"GET / HTTP/1.1\r\n\r\n"[..])
+        );
     }
 
     #[test]
