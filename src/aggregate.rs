@@ -30,6 +30,27 @@ const NONE: u32 = u32::MAX;
 /// 10 000 packets/s is looked at whole.
 const ESCALATE: [(u32, u32); 3] = [(1024, 16), (4096, 64), (65_536, 256)];
 
+/// An entry and an address (a subnet's host, a destination's client): the key of the per-entry
+/// indexes, hashed as one or two words (the derived hash of an `IpAddr` feeds the hasher a
+/// discriminant, a length and a byte slice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryAddr(u32, std::net::IpAddr);
+
+impl std::hash::Hash for EntryAddr {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self.1 {
+            std::net::IpAddr::V4(a) => {
+                h.write_u64(u64::from(self.0) << 32 | u64::from(a.to_bits()))
+            }
+            std::net::IpAddr::V6(a) => {
+                h.write_u128(a.to_bits());
+                h.write_u32(self.0);
+            }
+        }
+    }
+}
+
 /// One key's packets in one aggregate.
 #[derive(Clone, Debug)]
 pub struct KeyAgg {
@@ -131,10 +152,10 @@ pub struct ScopeAgg {
     regs: Vec<Hll>,
     regs_used: usize,
     /// Hosts of subnet entries: (entry, host) → its count in `hosts`.
-    host_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
+    host_index: HashMap<EntryAddr, u32, FixedState>,
     hosts: Vec<HostCount>,
     /// Clients of destination entries: (entry, client) → its counts in `clients`.
-    client_index: HashMap<(u32, std::net::IpAddr), u32, FixedState>,
+    client_index: HashMap<EntryAddr, u32, FixedState>,
     clients: Vec<ClientCount>,
     details: Vec<Detail>,
     /// The most entries, samples and hosts one aggregate held so far: the next one starts with
@@ -334,7 +355,7 @@ impl ScopeAgg {
         let Some(client) = client else {
             return;
         };
-        let slot = match self.client_index.get(&(i, client)) {
+        let slot = match self.client_index.get(&EntryAddr(i, client)) {
             Some(x) => *x,
             None if self.clients.len() < MAX_CLIENTS => {
                 let x = self.clients.len() as u32;
@@ -344,7 +365,7 @@ impl ScopeAgg {
                     next: e.first_client,
                 });
                 e.first_client = x;
-                self.client_index.insert((i, client), x);
+                self.client_index.insert(EntryAddr(i, client), x);
                 x
             }
             None => return,
@@ -382,7 +403,7 @@ impl ScopeAgg {
         if !self.entries.get(i as usize)?.hosts_exact {
             return None;
         }
-        if let Some(h) = self.host_index.get(&(i, host)) {
+        if let Some(h) = self.host_index.get(&EntryAddr(i, host)) {
             return Some(*h);
         }
         let e = self.entries.get_mut(i as usize)?;
@@ -398,7 +419,7 @@ impl ScopeAgg {
             next: e.first_host,
         });
         e.first_host = n;
-        self.host_index.insert((i, host), n);
+        self.host_index.insert(EntryAddr(i, host), n);
         Some(n)
     }
 

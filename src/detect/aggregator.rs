@@ -336,8 +336,8 @@ impl Aggregator {
     }
 
     /// Counts the request signals the tracker reported, for the server's destination keys and the
-    /// client's source keys. A client that completed a handshake is no spoofed source: its keys
-    /// are admitted.
+    /// client's source keys (where the client's packets count: source keys are admitted by their
+    /// packets, as always).
     #[cold]
     fn count_connection_events(&mut self, ts: u64) {
         let events = std::mem::take(&mut self.conn_events);
@@ -364,17 +364,28 @@ impl Aggregator {
                 if !mask.contains(scope) {
                     continue;
                 }
-                if i >= 2 {
-                    if let Some(adm) = self.admission.get_mut(i - 2) {
-                        adm.mark_tracked(SourceAdmission::slots(key));
-                    }
-                }
                 let Some(agg) = self.pending.get_mut(i) else {
                     continue;
                 };
-                let entry = match agg.find(key) {
-                    Some(x) if agg.admitted(x) => x,
-                    _ => agg.insert(key, ts, true, 1, false),
+                let entry = if i < 2 {
+                    match agg.find(key) {
+                        Some(x) if agg.admitted(x) => x,
+                        _ => agg.insert(key, ts, true, 1, false),
+                    }
+                } else {
+                    // a client's requests count where its packets count: in its entry, or in
+                    // one that counts only if its key is tracked (what the packet path does for
+                    // a key it did not admit); a client never admitted for its packets is not
+                    // given a key for its requests (a destination's client list names it)
+                    let tracked = self
+                        .admission
+                        .get(i - 2)
+                        .is_some_and(|a| a.may_be_tracked(SourceAdmission::slots(key)));
+                    match agg.find(key) {
+                        Some(x) => x,
+                        None if tracked => agg.insert(key, ts, false, 1, false),
+                        None => continue,
+                    }
                 };
                 let client = (i < 2).then_some(flow.client);
                 agg.add_request(entry, which, 1, client);
