@@ -270,3 +270,102 @@ fn evidence_files_made_with_the_report_are_linked_from_it() {
     let href = format!("href=\"{}\"", esc(&format!("ev/{}", files[0])));
     assert!(html.contains(&href), "{href} not in the page");
 }
+
+/// The attackers of a synth capture's one labelled attack.
+fn attackers(cap: &Path) -> Vec<String> {
+    let labels = labels(cap);
+    assert_eq!(labels.len(), 1, "one labelled attack");
+    labels[0]["attackers"]
+        .as_array()
+        .expect("attackers")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn an_http_flood_report_names_its_clients_what_they_asked_for_and_the_nginx_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let cap_s = cap.to_str().unwrap();
+    let rec = dir.path().join("run.json");
+    let out = run(&["replay", "-q", "--record", rec.to_str().unwrap(), cap_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, html) = report(
+        &["--quiet", "--from", rec.to_str().unwrap()],
+        &dir.path().join("from.html"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // the page of the capture is the page of its recording: the requests made the round trip
+    let (out, direct) = report(&["--quiet", cap_s], &dir.path().join("direct.html"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(html, direct, "replay --record + report --from differs");
+
+    assert!(html.contains("http_flood"));
+    assert!(html.contains("completed a TCP handshake with the victim"));
+    assert!(html.contains("clients the alert names carry"));
+    for a in attackers(&cap) {
+        // each attacker is a row of the clients table and is denied by the nginx snippet
+        assert!(
+            html.contains(&format!(
+                "<tr><td class=\"mono\">{a}</td><td class=\"num\">"
+            )),
+            "client {a} missing"
+        );
+        assert!(html.contains(&format!("deny {a};")), "no deny for {a}");
+    }
+    for want in [
+        "<h4>Paths</h4>",
+        "<h4>User agents</h4>",
+        "<p class=\"muted\">nginx</p>",
+        "limit_req zone=floodwatch_req burst=20 nodelay;",
+        "Requests inside TLS are an estimate",
+    ] {
+        assert!(html.contains(want), "{want:?} missing");
+    }
+    for want in ["/?id=", "www.example.com", "req/s", "limit_req_zone "] {
+        assert!(html.contains(&esc(want)), "{want:?} missing");
+    }
+    assert_eq!(html.matches("<svg").count(), charts_declared(&html));
+}
+
+#[test]
+fn paths_and_user_agents_of_a_request_flood_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let rec = dir.path().join("run.json");
+    let out = run(&[
+        "replay",
+        "-q",
+        "--record",
+        rec.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // a client chooses its path and user agent: give them markup and quotes
+    let evil = "<script>alert(\"x\")</script>'";
+    let path = format!("/{evil}");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    let mut edited = 0;
+    for a in v["alerts"].as_array_mut().unwrap() {
+        for kind in ["start", "end"] {
+            if let Some(r) = a[kind].get_mut("requests") {
+                r["paths"][0]["value"] = path.clone().into();
+                r["user_agents"][0]["value"] = evil.into();
+                edited += 1;
+            }
+        }
+    }
+    assert!(edited > 0, "no request evidence in the recording");
+    let evil_rec = dir.path().join("evil.json");
+    std::fs::write(&evil_rec, v.to_string()).unwrap();
+    let (out, html) = report(
+        &["--quiet", "--from", evil_rec.to_str().unwrap()],
+        &dir.path().join("evil.html"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!html.contains("<script"), "an unescaped tag");
+    assert!(!html.contains("alert(\""), "an unescaped quote");
+    assert!(html.contains(&format!("<td class=\"mono text\">{}</td>", esc(&path))));
+    assert!(html.contains(&format!("<td class=\"mono text\">{}</td>", esc(evil))));
+}

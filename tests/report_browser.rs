@@ -1,7 +1,8 @@
 //! The report of the bundled SYN-flood capture opened in a real browser (headless Chromium):
 //! it renders (the screenshot is not blank and has content down the page), every chart is in
 //! the DOM, nothing is logged to the console, nothing is fetched from the network, and the dark
-//! theme is dark.
+//! theme is dark. The report of a synthetic HTTP flood, with its clients and request details,
+//! renders too.
 //!
 //! Skips with a note when no Chromium is installed, unless FLOODWATCH_REQUIRE_BROWSER=1 (CI
 //! installs Debian's `chromium-headless-shell` and sets it). FLOODWATCH_CHROMIUM names another
@@ -275,4 +276,62 @@ fn the_syn_flood_report_renders_in_a_browser() {
     let bg = shot.background();
     assert!(luma(bg) < 60.0, "dark background {bg:?}");
     assert!(shot.ink(0..1000, bg) > 0.02, "a blank dark screenshot");
+}
+
+#[test]
+fn an_http_flood_report_renders_in_a_browser() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let page = dir.path().join("http-flood.html");
+    let out = run(&[
+        "report",
+        "--quiet",
+        cap.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    let expected = charts_declared(&html);
+    let out = open(&browser, dir.path(), "dom", &page, &["--dump-dom"]);
+    assert!(
+        out.status.success(),
+        "browser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(dom.matches("<svg").count(), expected, "charts in the DOM");
+    // the request part is there as the browser built it
+    for want in ["Clients", "User agents", "limit_req zone=floodwatch_req"] {
+        assert!(dom.contains(want), "{want:?} not in the DOM");
+    }
+    let console = console_lines(&out);
+    assert!(
+        console.is_empty(),
+        "the page logged to the console: {console:#?}"
+    );
+    let shot_path = dir.path().join("light.png");
+    let out = open(
+        &browser,
+        dir.path(),
+        "light",
+        &page,
+        &[
+            &format!("--screenshot={}", shot_path.display()),
+            &format!("--window-size={WIDTH},{HEIGHT}"),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(console_lines(&out).is_empty());
+    let shot = Shot::load(&shot_path);
+    let bg = shot.background();
+    assert!(luma(bg) > 200.0, "light background {bg:?}");
+    assert!(shot.distinct_colours() > 50, "a blank screenshot");
 }

@@ -1,7 +1,7 @@
 //! Request floods (issue 23) through the binary: synth's web scenarios, each a small site with its
 //! own visitors, replayed; the victim must be named with the right class in time, the heavy senders
 //! named with their request counts, and the look-alikes (a flash crowd, a busy site growing) stay
-//! quiet.
+//! quiet. An HTTP flood's evidence pcap (`--evidence-dir`) holds its attackers' request heads.
 
 mod common;
 
@@ -203,4 +203,91 @@ fn request_alerts_say_what_was_asked_for_and_by_which_tool() {
         "{req}"
     );
     assert_eq!(req["hosts"][0]["value"], "www.example.com", "{req}");
+}
+
+/// The frames of a pcap read back with the crate's own reader, decoded: (packet, frame bytes).
+fn read_capture(path: &std::path::Path) -> Vec<(floodwatch::decode::PacketSummary, Vec<u8>)> {
+    use floodwatch::capture::file::FileSource;
+    use floodwatch::capture::FrameSource;
+    let mut src = FileSource::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    while let Some(f) = src
+        .next_frame()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    {
+        let p = floodwatch::decode::Decoder
+            .decode(f.link, f.data, f.ts, f.wire_len)
+            .unwrap_or_else(|e| panic!("{}: a frame that does not decode: {e:?}", path.display()));
+        out.push((p, f.data.to_vec()));
+    }
+    out
+}
+
+/// Whether a frame carries the start of an HTTP/1 request head.
+fn has_request_head(frame: &[u8]) -> bool {
+    let line_end = frame.windows(11).any(|w| w == b" HTTP/1.1\r\n");
+    line_end
+        && ["GET /", "POST /", "HEAD /"]
+            .iter()
+            .any(|m| frame.windows(m.len()).any(|w| w == m.as_bytes()))
+}
+
+#[test]
+fn an_http_flood_s_evidence_pcap_holds_the_attackers_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let ev = dir.path().join("ev");
+    let out = run(&[
+        "replay",
+        "-q",
+        "--evidence-dir",
+        ev.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let label = &labels(&cap)[0];
+    let ev_all = events(&out);
+    let (start, _) = first_start(&ev_all, label);
+    assert_eq!(start["class"], "http_flood", "{start}");
+    let file = std::path::PathBuf::from(start["evidence"].as_str().expect("an evidence file"));
+    // a pcap the crate reads back, every frame decoding, every packet to the victim
+    let frames = read_capture(&file);
+    assert!(!frames.is_empty(), "{}: no packets", file.display());
+    let victim = label["key"].as_str().unwrap();
+    assert!(frames.iter().all(|(p, _)| p.dst.to_string() == victim));
+    // the attackers' request heads from the alert's start on, each attacker's many, not only
+    // their handshakes
+    let start_ns = rfc3339_ns(start["ts"].as_str().unwrap());
+    let attackers: Vec<&str> = label["attackers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for a in &attackers {
+        let heads = frames
+            .iter()
+            .filter(|(p, f)| p.src.to_string() == *a && p.ts.0 >= start_ns && has_request_head(f))
+            .count();
+        assert!(
+            heads >= 100,
+            "{a}: {heads} request heads in {}",
+            file.display()
+        );
+    }
+    // the requests in the file are the flood's: its visitors' are a few
+    let (attack, visits): (Vec<_>, Vec<_>) = frames
+        .iter()
+        .filter(|(_, f)| has_request_head(f))
+        .partition(|(p, _)| attackers.contains(&p.src.to_string().as_str()));
+    assert!(
+        attack.len() >= 9 * visits.len(),
+        "{} request heads of the attackers', {} of visitors",
+        attack.len(),
+        visits.len()
+    );
 }

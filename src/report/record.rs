@@ -133,6 +133,51 @@ pub struct EventRecord {
     pub top_ports: Vec<PortRecord>,
     pub top_src_ports: Vec<PortRecord>,
     pub top_hosts: Vec<PeerRecord>,
+    /// Request-flood classes at a destination: who sent the requests (absent from other alerts,
+    /// and from recordings made before request floods were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestRecord>,
+}
+
+/// The `requests` of a request-flood event: its clients and what they asked for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Every client listed completed a TCP handshake with the victim: its address is its own.
+    pub verified_sources: bool,
+    /// The heaviest clients on the alert's signal, heaviest first.
+    pub clients: Vec<ClientRecord>,
+    /// Share of the alert's signal the listed clients carry (0–1).
+    pub top_share: f64,
+    /// Clients counted.
+    pub clients_seen: u64,
+    /// Requests inside TLS were estimated (client bursts after the server last spoke).
+    pub tls_requests_estimated: bool,
+    /// The commonest paths, hosts (Host header, TLS server name), user agents and TLS
+    /// fingerprints (JA4) of the requests: strings the clients chose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<DetailRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<DetailRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<DetailRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<DetailRecord>,
+}
+
+/// One client of a request flood.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub ip: String,
+    pub requests: u32,
+    pub connections: u32,
+    pub held_s: u32,
+}
+
+/// A request detail (path, host, user agent, fingerprint) and the requests that carried it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetailRecord {
+    pub value: String,
+    pub requests: u32,
 }
 
 /// An address and its packets.
@@ -157,6 +202,16 @@ pub struct MitigationRecord {
     /// ExaBGP flowspec commands (absent from recordings made before they existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flowspec: Vec<String>,
+    /// Request floods: the nginx snippet (absent for other alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRecord>,
+}
+
+/// What nginx can do about a request flood: `deny` lines and a limit per client address.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NginxRecord {
+    pub deny: Vec<String>,
+    pub limit: Vec<String>,
 }
 
 /// A key's evaluations for the alert's signal.
@@ -361,6 +416,10 @@ impl Recorder {
                     nft: m.nft.clone(),
                     bpf: m.bpf.clone(),
                     flowspec: m.flowspec.clone(),
+                    nginx: m.nginx.as_ref().map(|n| NginxRecord {
+                        deny: n.deny.clone(),
+                        limit: n.limit.clone(),
+                    }),
                 });
                 a.signature = e
                     .signature
@@ -492,5 +551,37 @@ fn event_record(e: &AlertEvent) -> EventRecord {
         top_ports: ports(&e.top_ports),
         top_src_ports: ports(&e.top_src_ports),
         top_hosts: peers(&e.top_hosts),
+        requests: e.requests.as_deref().map(request_record),
+    }
+}
+
+fn request_record(r: &crate::alert::RequestEvidence) -> RequestRecord {
+    let details = |v: &[crate::alert::DetailCount]| {
+        v.iter()
+            .map(|d| DetailRecord {
+                value: d.value.to_string(),
+                requests: d.requests,
+            })
+            .collect()
+    };
+    RequestRecord {
+        verified_sources: r.verified_sources,
+        clients: r
+            .clients
+            .iter()
+            .map(|c| ClientRecord {
+                ip: c.ip.to_string(),
+                requests: c.requests,
+                connections: c.connections,
+                held_s: c.held_s,
+            })
+            .collect(),
+        top_share: r.top_share,
+        clients_seen: r.clients_seen,
+        tls_requests_estimated: r.tls_requests_estimated,
+        paths: details(&r.paths),
+        hosts: details(&r.hosts),
+        user_agents: details(&r.user_agents),
+        fingerprints: details(&r.fingerprints),
     }
 }

@@ -17,6 +17,8 @@ use super::format::{count, duration, same_day, si, si_unit, utc_datetime, utc_ti
 use super::plot::{self, AlertSpan, ChartError, Marker, RatePoint};
 use super::{AlertRecord, EventRecord, KeySeries, Recording};
 
+mod requests;
+
 /// Alerts the table lists at most: 10,000 alerts make a page of about a megabyte, not ten.
 pub const MAX_TABLE_ROWS: usize = 2000;
 /// Rows of a detailed alert's top sources / ports tables.
@@ -171,6 +173,10 @@ struct Detail {
     signature: Vec<SignatureRow>,
     signature_raw: Option<String>,
     evidence: Option<Evidence>,
+    /// Request floods: who sent it and what they asked for.
+    requests: Option<requests::RequestsView>,
+    /// Request floods: the nginx snippet, a line each.
+    nginx: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -353,10 +359,10 @@ impl Page {
                     rec.distinct_sources as f64
                 })
             ),
-            peak_pps: if rec.alert_page {
-                si_unit(alert_peak, "pkt/s")
-            } else {
-                si_unit(rec.traffic.peak_pps(), "pkt/s")
+            peak_pps: match (rec.alert_page, rec.alerts.first()) {
+                (true, Some(a)) => peak_with_unit(a, alert_peak),
+                (true, None) => si_unit(alert_peak, "pkt/s"),
+                (false, _) => si_unit(rec.traffic.peak_pps(), "pkt/s"),
             },
             peak_bps: si_unit(rec.traffic.peak_bps(), "bit/s"),
             peak_step: duration(rec.traffic.step_ns as f64 / 1e9),
@@ -521,7 +527,11 @@ fn alert_row(
         start: start.map_or_else(|| "–".to_string(), |t| clock.at(t)),
         end: end.map_or_else(|| "open at the end".to_string(), |t| clock.at(t)),
         duration: dur,
-        peak_pps: si(peak_pps(a)),
+        // the column is in pkt/s: a request signal's rate says its own unit
+        peak_pps: match requests::short_unit(&a.signal) {
+            Some(_) => peak_with_unit(a, peak_pps(a)),
+            None => si(peak_pps(a)),
+        },
         severity: format!("{}×", si(a.severity())),
         packets: last_event(a).map_or_else(|| "–".to_string(), |e| count(e.packets)),
         anchor: detailed.then(|| anchor(number)),
@@ -532,13 +542,18 @@ fn anchor(number: usize) -> String {
     format!("alert-{number}")
 }
 
-/// The unit of an alert signal's rate.
+/// The unit of an alert signal's rate on a chart's axis.
 fn rate_unit(signal: &str) -> &'static str {
     if signal == "bytes" {
         "bytes/s"
     } else {
-        "packets/s"
+        requests::axis_unit(signal).unwrap_or("packets/s")
     }
+}
+
+/// An alert's peak rate with its unit: packets/s, unless its signal counts requests.
+fn peak_with_unit(a: &AlertRecord, peak: f64) -> String {
+    si_unit(peak, requests::short_unit(&a.signal).unwrap_or("pkt/s"))
 }
 
 /// An alert's events in order: start, updates, end.
@@ -670,6 +685,11 @@ fn detail(
             .evidence
             .as_ref()
             .map(|e| evidence(e, opts.links.as_ref())),
+        requests: requests::view(a),
+        nginx: mitigation
+            .and_then(|m| m.nginx.as_ref())
+            .map(requests::nginx_lines)
+            .unwrap_or_default(),
     })
 }
 
@@ -681,7 +701,11 @@ fn facts(
 ) -> Vec<(String, String)> {
     let mut f: Vec<(String, String)> = Vec::new();
     let mut add = |k: &str, v: String| f.push((k.to_string(), v));
-    let unit = if a.signal == "bytes" { "B/s" } else { "pkt/s" };
+    let unit = if a.signal == "bytes" {
+        "B/s"
+    } else {
+        requests::short_unit(&a.signal).unwrap_or("pkt/s")
+    };
     if let Some(s) = &a.start {
         add("start", clock.at(s.ts_ns));
     }
@@ -705,12 +729,17 @@ fn facts(
         add("threshold at start", si_unit(s.threshold_pps, unit));
         add("learned baseline at start", si_unit(s.baseline_pps, unit));
     }
-    add("peak rate", si_unit(peak_pps(a), "pkt/s"));
+    add("peak rate", peak_with_unit(a, peak_pps(a)));
     add("peak / threshold", format!("{}×", si(a.severity())));
     if let Some(e) = last_event(a) {
         add("packets", count(e.packets));
         add("bytes", si_unit(e.bytes as f64, "B"));
-        add(peers_what, format!("≈ {}", si(e.distinct_peers as f64)));
+        let peers = match (e.distinct_peers, requests::short_unit(&a.signal)) {
+            // a request signal alone does not watch the key's packets: nothing was counted
+            (0, Some(_)) => "not counted (a request signal: see the clients)".to_string(),
+            (n, _) => format!("≈ {}", si(n as f64)),
+        };
+        add(peers_what, peers);
     }
     add("updates", a.updates.len().to_string());
     f

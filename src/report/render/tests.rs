@@ -1,7 +1,10 @@
 //! Tests of the page: structure, bounds and escaping, on recordings built by hand.
 
 use super::*;
-use crate::report::record::{Counter, MitigationRecord, PeerRecord, PortRecord, MAX_SERIES};
+use crate::report::record::{
+    ClientRecord, Counter, DetailRecord, MitigationRecord, NginxRecord, PeerRecord, PortRecord,
+    RequestRecord, MAX_SERIES,
+};
 use crate::report::{KeySeries, SeriesPoint, TrafficSeries};
 
 /// 2025-11-25 14:00:00 UTC.
@@ -35,6 +38,7 @@ fn event(kind: &str, ts_ns: u64, pps: f64) -> EventRecord {
         }],
         top_src_ports: Vec::new(),
         top_hosts: Vec::new(),
+        requests: None,
     }
 }
 
@@ -83,6 +87,7 @@ fn alert(i: usize, gap_ns: u64, series_points: usize) -> AlertRecord {
                 "announce flow route { match { destination 198.51.100.10/32; protocol =tcp; } then { discard; } }"
                     .to_string(),
             ],
+            nginx: None,
         }),
         signature: Some(serde_json::json!([
             {"field": "ip_len", "share": 1.0, "value": 40},
@@ -433,4 +438,106 @@ fn an_alert_page_shows_the_alert_s_numbers_not_a_missing_run() {
     assert!(!html.contains("No packets were read"));
     assert!(!html.contains("frames read"));
     assert!(html.contains("≈ 4.3"), "the key's distinct sources");
+}
+
+/// Alert 0 of [`recording`] made an HTTP flood: its start names two clients and what they asked
+/// for (`path` and `agent` chosen by the test), its mitigation the nginx snippet.
+fn http_flood(path: &str, agent: &str) -> Recording {
+    let mut rec = recording(1, SEC, 50);
+    let a = &mut rec.alerts[0];
+    a.class = "http_flood".to_string();
+    a.signal = "http_requests".to_string();
+    a.signature = None;
+    let detail = |v: &str, n: u32| DetailRecord {
+        value: v.to_string(),
+        requests: n,
+    };
+    let client = |ip: &str, requests: u32| ClientRecord {
+        ip: ip.to_string(),
+        requests,
+        connections: 4,
+        held_s: 0,
+    };
+    if let Some(s) = a.start.as_mut() {
+        s.requests = Some(RequestRecord {
+            verified_sources: true,
+            clients: vec![client("203.0.113.7", 4_812), client("203.0.113.9", 3_977)],
+            top_share: 0.964,
+            clients_seen: 41,
+            tls_requests_estimated: true,
+            paths: vec![detail(path, 8_000), detail("/", 12)],
+            hosts: vec![detail("www.example.com", 8_012)],
+            user_agents: vec![detail(agent, 8_000)],
+            fingerprints: Vec::new(),
+        });
+    }
+    if let Some(m) = a.mitigation.as_mut() {
+        m.nft = vec![
+            "ip saddr { 203.0.113.7, 203.0.113.9 } ip daddr 198.51.0.0 meta l4proto tcp drop"
+                .to_string(),
+        ];
+        m.nginx = Some(NginxRecord {
+            deny: vec!["deny 203.0.113.7;".into(), "deny 203.0.113.9;".into()],
+            limit: vec![
+                "limit_req_zone $binary_remote_addr zone=floodwatch_req:10m rate=10r/s;".into(),
+                "limit_req zone=floodwatch_req burst=20 nodelay;".into(),
+            ],
+        });
+    }
+    rec
+}
+
+#[test]
+fn a_request_alert_shows_its_clients_what_they_asked_for_and_the_nginx_rules() {
+    let html = render(&http_flood("/search.php?q=cheap", "python-requests/2.31.0"));
+    for want in [
+        "Clients <span class=\"muted\">(start event)</span>",
+        "completed a TCP handshake with the victim",
+        "<td class=\"mono\">203.0.113.7</td><td class=\"num\">4,812</td>",
+        "The 2 clients the alert names carry 96.4 % of the requests (http_requests)",
+        "41 clients seen",
+        "Requests inside TLS are an estimate",
+        "Hosts and TLS server names",
+        "www.example.com",
+        "<p class=\"muted\">nginx</p>",
+        "limit_req zone=floodwatch_req burst=20 nodelay;\ndeny 203.0.113.7;",
+    ] {
+        assert!(html.contains(want), "{want:?} missing");
+    }
+    for want in [
+        "/search.php?q=cheap",
+        "python-requests/2.31.0",
+        "# in the http block",
+    ] {
+        assert!(html.contains(&esc(want)), "{want:?} missing");
+    }
+    // no JA4 was seen: no empty table
+    assert!(!html.contains("TLS fingerprints"));
+    // the rates are in requests: the facts, the table, the rate chart's axis
+    let peak = format!("peak rate</span>{}", esc("2 k req/s"));
+    assert!(html.contains(&peak), "{peak:?} missing");
+    assert!(html.contains(&format!("<td class=\"num\">{}</td>", esc("2 k req/s"))));
+    assert!(html.contains("requests/s"));
+}
+
+#[test]
+fn request_strings_are_escaped() {
+    let evil = "<script>alert(\"x\")</script>\'";
+    let html = render(&http_flood(&format!("/{evil}"), evil));
+    assert!(!html.contains("<script"), "an unescaped tag");
+    assert!(!html.contains("alert(\""), "an unescaped quote");
+    assert!(html.contains(&esc(&format!("/{evil}"))));
+    assert_eq!(
+        html.matches(&esc(evil)).count(),
+        2,
+        "the path and the agent"
+    );
+}
+
+#[test]
+fn packet_alerts_have_no_request_part() {
+    let html = render(&recording(2, 60 * SEC, 50));
+    assert!(!html.contains("Clients <span"));
+    assert!(!html.contains("nginx"));
+    assert!(!html.contains(&esc("req/s")));
 }
