@@ -4,8 +4,9 @@
 //! Nothing here trusts a source address. A connection exists only once its client acknowledged the
 //! server's SYN-ACK with the right number (the SYN-ACK's sequence number plus one, which a spoofed
 //! source never sees): a SYN flood, however large, creates no connection, and a SYN-ACK (a server's
-//! answer, or a reflected one) only a half-open entry that expires. Both tables are bounded; what
-//! does not fit is refused and counted, never grown into.
+//! answer, or a reflected one) only a half-open entry that expires. Both kinds are bounded; what
+//! does not fit is refused and counted, never grown into. Both live in one map keyed by the
+//! connection whichever way a packet went, so a packet of either end costs one lookup.
 //!
 //! Per connection, from packet summaries alone (the payload's first bytes, [`super::sniff`]):
 //! - a **request** is an HTTP/1.x request head starting a client segment, counted when the head
@@ -46,7 +47,7 @@ const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
 
 /// A connection, seen from its client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
     pub client: IpAddr,
     pub server: IpAddr,
@@ -54,53 +55,106 @@ pub struct Flow {
     pub server_port: u16,
 }
 
-/// Hashed as words: an IPv4 flow is one 128-bit write (the derived hash of an `IpAddr` feeds the
-/// hasher a discriminant, a length and a byte slice, several times the work). Equal flows hash
-/// alike; an IPv4 and an IPv6 flow may share a hash, never equality.
-impl std::hash::Hash for Flow {
+/// A connection whichever way its packet went: the two ends in a fixed order (the lower address
+/// and port first), so one lookup finds it from a packet of either end. Addresses are 128-bit
+/// words (IPv4 in the low 32 bits, told apart by `v6`): compared and hashed as integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey {
+    lo: u128,
+    hi: u128,
+    lo_port: u16,
+    hi_port: u16,
+    v6: bool,
+}
+
+impl std::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let ports = u32::from(self.client_port) << 16 | u32::from(self.server_port);
-        match (self.client, self.server) {
-            (IpAddr::V4(c), IpAddr::V4(s)) => h.write_u128(
-                u128::from(c.to_bits()) << 64 | u128::from(s.to_bits()) << 32 | u128::from(ports),
-            ),
-            (c, s) => {
-                h.write_u128(bits(c));
-                h.write_u128(bits(s));
-                h.write_u32(ports);
-            }
+        let ports = u32::from(self.lo_port) << 16 | u32::from(self.hi_port);
+        if self.v6 {
+            h.write_u128(self.lo);
+            h.write_u128(self.hi);
+            h.write_u32(ports);
+        } else {
+            // an IPv4 connection is one 128-bit word
+            h.write_u128(self.lo << 64 | self.hi << 32 | u128::from(ports));
         }
     }
 }
 
-/// An address as 128 bits (IPv4 mapped into IPv6).
+/// An address as a word and whether it is IPv6.
 #[inline]
-fn bits(ip: IpAddr) -> u128 {
+fn word(ip: IpAddr) -> (u128, bool) {
     match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().to_bits(),
-        IpAddr::V6(a) => a.to_bits(),
+        IpAddr::V4(a) => (u128::from(a.to_bits()), false),
+        IpAddr::V6(a) => (a.to_bits(), true),
     }
 }
 
-impl Flow {
-    /// `p` sent by the client.
-    fn from_client(p: &PacketSummary) -> Flow {
-        Flow {
-            client: p.src,
-            server: p.dst,
-            client_port: p.sport,
-            server_port: p.dport,
-        }
+/// The address of a word.
+fn address(w: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::from_bits(w))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::from_bits(w as u32))
+    }
+}
+
+impl FlowKey {
+    /// The key of the connection between (`a`, `a_port`) and (`b`, `b_port`), and whether `a` is
+    /// its lower end.
+    #[inline]
+    fn of(a: IpAddr, a_port: u16, b: IpAddr, b_port: u16) -> (FlowKey, bool) {
+        let ((wa, v6), (wb, _)) = (word(a), word(b));
+        let a_lo = (wa, a_port) <= (wb, b_port);
+        let key = if a_lo {
+            FlowKey {
+                lo: wa,
+                hi: wb,
+                lo_port: a_port,
+                hi_port: b_port,
+                v6,
+            }
+        } else {
+            FlowKey {
+                lo: wb,
+                hi: wa,
+                lo_port: b_port,
+                hi_port: a_port,
+                v6,
+            }
+        };
+        (key, a_lo)
     }
 
-    /// `p` sent by the server.
-    fn from_server(p: &PacketSummary) -> Flow {
-        Flow {
-            client: p.dst,
-            server: p.src,
-            client_port: p.dport,
-            server_port: p.sport,
+    /// The key of `p`'s connection, and whether its sender is the lower end.
+    #[inline]
+    fn of_packet(p: &PacketSummary) -> (FlowKey, bool) {
+        FlowKey::of(p.src, p.sport, p.dst, p.dport)
+    }
+
+    /// The key of `flow`, and whether its client is the lower end.
+    fn of_flow(flow: &Flow) -> (FlowKey, bool) {
+        FlowKey::of(flow.client, flow.client_port, flow.server, flow.server_port)
+    }
+
+    /// The connection, with its client at the lower end or at the higher one.
+    fn flow(&self, client_lo: bool) -> Flow {
+        let (lo, hi) = (address(self.lo, self.v6), address(self.hi, self.v6));
+        if client_lo {
+            Flow {
+                client: lo,
+                server: hi,
+                client_port: self.lo_port,
+                server_port: self.hi_port,
+            }
+        } else {
+            Flow {
+                client: hi,
+                server: lo,
+                client_port: self.hi_port,
+                server_port: self.lo_port,
+            }
         }
     }
 }
@@ -140,6 +194,20 @@ struct Conn {
     mask: u8,
 }
 
+/// One entry of the table: a SYN-ACK waiting for its ACK, or a connection.
+#[derive(Clone, Copy, Debug)]
+enum State {
+    HalfOpen(HalfOpen),
+    Conn(Conn),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// The client is the key's lower end.
+    client_lo: bool,
+    state: State,
+}
+
 /// Counters of the tracker itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrackerStats {
@@ -151,12 +219,15 @@ pub struct TrackerStats {
     pub conns_refused: u64,
 }
 
-/// The connection tables (see the module docs).
+/// The connection table (see the module docs): half-open entries and connections in one map, so
+/// that a packet of either end costs one lookup; each kind bounded by its own cap.
 #[derive(Debug)]
 pub struct Tracker {
-    half_open: HashMap<Flow, HalfOpen, FixedState>,
-    conns: HashMap<Flow, Conn, FixedState>,
-    /// Connections with a request head open (a subset of `conns`): what [`Tracker::tick`] walks.
+    table: HashMap<FlowKey, Entry, FixedState>,
+    half_open: usize,
+    conns: usize,
+    /// Connections with a request head open (a subset of the connections): what
+    /// [`Tracker::tick`] walks.
     heads: Vec<Flow>,
     next_sweep: u64,
     stats: TrackerStats,
@@ -165,12 +236,13 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Empty tables whose hashers are seeded with `seed` (keys come from packets: attackers choose
+    /// An empty table whose hasher is seeded with `seed` (keys come from packets: attackers choose
     /// them; a fixed seed per run keeps a replay's output the same).
     pub fn new(seed: u64) -> Tracker {
         Tracker {
-            half_open: HashMap::with_hasher(FixedState::with_seed(seed)),
-            conns: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
+            table: HashMap::with_hasher(FixedState::with_seed(seed)),
+            half_open: 0,
+            conns: 0,
             heads: Vec::new(),
             next_sweep: 0,
             stats: TrackerStats::default(),
@@ -191,7 +263,7 @@ impl Tracker {
 
     /// Connections tracked now.
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conns
     }
 
     /// Takes one TCP packet summary at packet time `now` (ns), counted in the scopes of `mask`;
@@ -211,7 +283,7 @@ impl Tracker {
         {
             return;
         }
-        if self.half_open.is_empty() && self.conns.is_empty() && p.tcp_flags & tcp_flags::SYN == 0 {
+        if self.table.is_empty() && p.tcp_flags & tcp_flags::SYN == 0 {
             return;
         }
         self.slow_path(p, now, mask, out);
@@ -226,105 +298,124 @@ impl Tracker {
         out: &mut impl FnMut(ConnEvent, &Flow, u8),
     ) {
         let flags = p.tcp_flags;
+        let (key, sender_lo) = FlowKey::of_packet(p);
         if flags & tcp_flags::SYN != 0 {
             // SYN-ACK from the server: remember what the client must acknowledge
-            let flow = Flow::from_server(p);
-            if flow.server.is_loopback() {
+            if p.src.is_loopback() {
                 // a host talking to itself (a reverse proxy and its back end open a connection
                 // per request): no network flood, and no connection state
                 return;
             }
-            let entry = HalfOpen {
-                expect: p.tcp_num.wrapping_add(1),
-                since: now,
+            let entry = Entry {
+                client_lo: !sender_lo,
+                state: State::HalfOpen(HalfOpen {
+                    expect: p.tcp_num.wrapping_add(1),
+                    since: now,
+                }),
             };
-            if self.half_open.len() < MAX_HALF_OPEN || self.half_open.contains_key(&flow) {
-                self.half_open.insert(flow, entry);
-            } else {
-                self.stats.half_open_refused += 1;
+            match self.table.get_mut(&key) {
+                // a connection already open keeps its entry
+                Some(Entry {
+                    state: State::Conn(_),
+                    ..
+                }) => {}
+                Some(e) => *e = entry,
+                None if self.half_open < MAX_HALF_OPEN => {
+                    self.table.insert(key, entry);
+                    self.half_open += 1;
+                }
+                None => self.stats.half_open_refused += 1,
             }
             return;
         }
         let closing = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
         let data = p.hdr.payload_len > 0;
-        let from_client = Flow::from_client(p);
-        if !data && !closing {
-            // a bare ACK: it only matters when it completes a handshake (an established
-            // connection's bare ACKs leave its state as it is)
-            if self.half_open.is_empty() {
-                return;
-            }
-            if let Some(c) = self.conns.get_mut(&from_client) {
-                c.last = now;
-                return;
-            }
-            return self.complete(p, now, mask, from_client, false, out);
-        }
-        if let Some(c) = self.conns.get_mut(&from_client) {
-            c.last = now;
-            if data {
-                self.client_data = true;
-                client_data(
-                    c,
-                    p,
-                    now,
-                    &from_client,
-                    &mut self.heads,
-                    &mut self.stats,
-                    out,
-                );
-            }
-            if closing {
-                self.conns.remove(&from_client);
-            }
+        let Some(e) = self.table.get_mut(&key) else {
             return;
-        }
-        let from_server = Flow::from_server(p);
-        if let Some(c) = self.conns.get_mut(&from_server) {
-            c.last = now;
-            if data {
-                // the server answered: a head that was open was a whole request after all
-                c.server_spoke = true;
-                if c.head_since != 0 {
-                    c.head_since = 0;
-                    self.stats.requests += 1;
-                    out(ConnEvent::Request, &from_server, c.mask);
+        };
+        let from_client = e.client_lo == sender_lo;
+        match &mut e.state {
+            State::Conn(c) if from_client => {
+                if !data && !closing {
+                    // a bare ACK: an established connection's leave its state as it is
+                    c.last = now;
+                    return;
+                }
+                c.last = now;
+                let flow = key.flow(e.client_lo);
+                if data {
+                    self.client_data = true;
+                    client_data(c, p, now, &flow, &mut self.heads, &mut self.stats, out);
+                }
+                if closing {
+                    self.remove(&key);
                 }
             }
-            if closing {
-                self.conns.remove(&from_server);
+            State::Conn(c) => {
+                if !data && !closing {
+                    // the server's bare ACKs say nothing
+                    return;
+                }
+                c.last = now;
+                if data {
+                    // the server answered: a head that was open was a whole request after all
+                    c.server_spoke = true;
+                    if c.head_since != 0 {
+                        c.head_since = 0;
+                        self.stats.requests += 1;
+                        let mask = c.mask;
+                        out(ConnEvent::Request, &key.flow(e.client_lo), mask);
+                    }
+                }
+                if closing {
+                    self.remove(&key);
+                }
             }
-            return;
+            State::HalfOpen(h) if from_client => {
+                if flags & tcp_flags::ACK == 0 || p.tcp_num != h.expect || closing {
+                    if closing {
+                        self.remove(&key);
+                    }
+                    return;
+                }
+                let client_lo = e.client_lo;
+                self.complete(p, now, mask, key, client_lo, out);
+            }
+            State::HalfOpen(_) => {}
         }
-        self.complete(p, now, mask, from_client, closing, out);
     }
 
-    /// `p` from the client of `from_client` (no connection yet): the ACK completing its handshake
-    /// (it may carry the first request), or nothing.
+    /// Forgets the entry of `key`.
+    fn remove(&mut self, key: &FlowKey) {
+        match self.table.remove(key) {
+            Some(Entry {
+                state: State::HalfOpen(_),
+                ..
+            }) => self.half_open -= 1,
+            Some(Entry {
+                state: State::Conn(_),
+                ..
+            }) => self.conns -= 1,
+            None => {}
+        }
+    }
+
+    /// `p` from the client of half-open `key`, acknowledging its SYN-ACK: the handshake completed
+    /// (its ACK may carry the first request).
     fn complete(
         &mut self,
         p: &PacketSummary,
         now: u64,
         mask: u8,
-        from_client: Flow,
-        closing: bool,
+        key: FlowKey,
+        client_lo: bool,
         out: &mut impl FnMut(ConnEvent, &Flow, u8),
     ) {
-        let flags = p.tcp_flags;
-        let data = p.hdr.payload_len > 0;
-        let Some(h) = self.half_open.get(&from_client).copied() else {
-            return;
-        };
-        if flags & tcp_flags::ACK == 0 || p.tcp_num != h.expect || closing {
-            if closing {
-                self.half_open.remove(&from_client);
-            }
-            return;
-        }
-        self.half_open.remove(&from_client);
+        let flow = key.flow(client_lo);
         self.stats.handshakes += 1;
-        out(ConnEvent::Handshake, &from_client, mask);
-        if self.conns.len() >= MAX_CONNS {
+        out(ConnEvent::Handshake, &flow, mask);
+        if self.conns >= MAX_CONNS {
+            self.remove(&key);
             self.stats.conns_refused += 1;
             return;
         }
@@ -337,27 +428,27 @@ impl Tracker {
             tls: false,
             mask,
         };
-        if data {
+        if p.hdr.payload_len > 0 {
             self.client_data = true;
-            client_data(
-                &mut c,
-                p,
-                now,
-                &from_client,
-                &mut self.heads,
-                &mut self.stats,
-                out,
-            );
+            client_data(&mut c, p, now, &flow, &mut self.heads, &mut self.stats, out);
         }
-        self.conns.insert(from_client, c);
+        if let Some(e) = self.table.get_mut(&key) {
+            e.state = State::Conn(c);
+            self.half_open -= 1;
+            self.conns += 1;
+        }
     }
 
     /// At a tick boundary at packet time `now`: each head held open past the grace counts its
     /// whole seconds, and (once a second) expired entries go.
     pub fn tick(&mut self, now: u64, out: &mut impl FnMut(ConnEvent, &Flow, u8)) {
-        let conns = &mut self.conns;
+        let table = &mut self.table;
         self.heads.retain(|flow| {
-            let Some(c) = conns.get_mut(flow) else {
+            let Some(Entry {
+                state: State::Conn(c),
+                ..
+            }) = table.get_mut(&FlowKey::of_flow(flow).0)
+            else {
                 return false;
             };
             if c.head_since == 0 {
@@ -379,10 +470,18 @@ impl Tracker {
         });
         if now >= self.next_sweep {
             self.next_sweep = now.saturating_add(SWEEP_EVERY_NS);
-            self.half_open
-                .retain(|_, h| now.saturating_sub(h.since) < HALF_OPEN_TTL_NS);
-            self.conns
-                .retain(|_, c| now.saturating_sub(c.last) < IDLE_TTL_NS);
+            self.table.retain(|_, e| match e.state {
+                State::HalfOpen(h) => now.saturating_sub(h.since) < HALF_OPEN_TTL_NS,
+                State::Conn(c) => now.saturating_sub(c.last) < IDLE_TTL_NS,
+            });
+            self.half_open = 0;
+            self.conns = 0;
+            for e in self.table.values() {
+                match e.state {
+                    State::HalfOpen(_) => self.half_open += 1,
+                    State::Conn(_) => self.conns += 1,
+                }
+            }
         }
     }
 }
@@ -512,7 +611,7 @@ mod tests {
             p.src = Ipv4Addr::from(0x0a00_0000 + i).into();
             t.packet(&p, u64::from(i), 15, &mut |_, _, _| panic!("no event"));
         }
-        assert_eq!((t.half_open.len(), t.connections()), (0, 0));
+        assert_eq!((t.half_open, t.connections()), (0, 0));
     }
 
     #[test]
@@ -588,9 +687,9 @@ mod tests {
             p.dst = Ipv4Addr::from(0x0a00_0000 + i).into();
             t.packet(&p, 1, 15, &mut |_, _, _| {});
         }
-        assert_eq!(t.half_open.len(), MAX_HALF_OPEN);
+        assert_eq!(t.half_open, MAX_HALF_OPEN);
         assert_eq!(t.stats().half_open_refused, 100);
         t.tick(HALF_OPEN_TTL_NS + 2, &mut |_, _, _| {});
-        assert!(t.half_open.is_empty());
+        assert_eq!(t.half_open, 0);
     }
 }
