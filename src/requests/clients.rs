@@ -22,9 +22,10 @@ use foldhash::fast::FixedState;
 pub const MAX_CLIENTS: usize = 4_096;
 /// Distinct values counted per kind of request detail (paths, hosts, agents, fingerprints).
 pub const MAX_DETAILS: usize = 256;
-/// How long a client must have kept going to count as persistent: longer than a browser takes to
-/// load a page.
-pub const PERSIST_NS: u64 = 2_000_000_000;
+/// How long a client must have been counted to count as persistent: past the first moments, when
+/// a crowd's newcomers and a flood's clients both send fast (what keeps newcomers out for good is
+/// [`PERSIST_MIN`]: a visit never reaches it).
+pub const PERSIST_NS: u64 = 1_500_000_000;
 /// What a persistent client has sent at least, per signal (requests, connections, held seconds):
 /// more than one visit takes (a page and its assets: up to about 15 requests; a browser opens at
 /// most 6 connections to one host).
