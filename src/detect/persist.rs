@@ -195,7 +195,9 @@ fn save_key_state(e: &mut Enc, st: &KeyState) {
             e.var(u64::from(*n));
         }
         Phase::Active(a) => {
-            e.u8(2);
+            // 3: an alert that started on a quiet host's floor (the same layout; files without
+            // one read as before)
+            e.u8(if a.quiet_host { 3 } else { 2 });
             e.bytes(a.id.as_bytes());
             e.u8(AttackClass::ALL
                 .iter()
@@ -238,7 +240,8 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
     let phase = match d.u8("an alert phase")? {
         0 => Phase::Idle,
         1 => Phase::Pending(d.u32("a pending count")?),
-        2 => Phase::Active(Box::new(load_alert(d)?)),
+        2 => Phase::Active(Box::new(load_alert(d, false)?)),
+        3 => Phase::Active(Box::new(load_alert(d, true)?)),
         p => return Err(d.corrupt(format!("alert phase {p} does not exist"))),
     };
     let evidence = if d.bool("the evidence flag")? {
@@ -268,7 +271,7 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
     })
 }
 
-fn load_alert(d: &mut Dec) -> R<ActiveAlert> {
+fn load_alert(d: &mut Dec, quiet_host: bool) -> R<ActiveAlert> {
     let id = d.bytes("an alert id")?;
     let id = std::str::from_utf8(id)
         .map_err(|_| d.corrupt("an alert id is not UTF-8"))?
@@ -294,6 +297,7 @@ fn load_alert(d: &mut Dec) -> R<ActiveAlert> {
         threshold: d.f64("an alert's threshold")?,
         base_packets: d.count("an alert's packets")?,
         base_bytes: d.count("an alert's bytes")?,
+        quiet_host,
     })
 }
 
