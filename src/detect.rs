@@ -1251,7 +1251,8 @@ impl EvalCtx<'_> {
     /// Judges `r` of a key against the quiet-host floors ([`quiet`]), lowering its thresholds where
     /// they apply; an alert that started on the usual thresholds keeps them.
     fn judge_quiet(&self, scope: Scope, st: &KeyState, r: &mut Reading) -> quiet::Verdict {
-        if matches!(&st.phase, Phase::Active(a) if !a.quiet_host) {
+        let usual_alert = matches!(&st.phase, Phase::Active(a) if !a.quiet_host);
+        if scope != Scope::DstHost || usual_alert {
             return quiet::Verdict::default();
         }
         let params = BaselineParams {

@@ -742,6 +742,39 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_started_on_a_quiet_host_floor_stays_one_when_restored() {
+        for quiet_host in [false, true] {
+            let at = At {
+                ts: T0,
+                epoch: T0 / SEC,
+                tick: T0 / (SEC / 10),
+                ticks_per_window: 10,
+            };
+            let mut st = KeyState::new(&at, 300, None, 0);
+            st.phase = Phase::Active(Box::new(ActiveAlert {
+                id: "dst_host/198.51.100.10/syn_flood/1".into(),
+                class: AttackClass::SynFlood,
+                signal: Signal::Syn,
+                started: Timestamp(T0),
+                last_over: Timestamp(T0),
+                last_update: Timestamp(T0),
+                peak: 300.0,
+                threshold: 200.0,
+                quiet_host,
+                base_packets: 1,
+                base_bytes: 60,
+            }));
+            let mut buf = Vec::new();
+            save_key_state(&mut Enc::new(&mut buf), &st);
+            let back = load_key_state(&mut Dec::new(&buf)).unwrap();
+            match back.phase {
+                Phase::Active(a) => assert_eq!((a.quiet_host, a.threshold), (quiet_host, 200.0)),
+                p => panic!("{p:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_restored_engine_continues_exactly_as_the_saved_one_would_have() {
         for (i, case) in cases().iter().enumerate() {
             for k in stops(case, straight(i)) {

@@ -242,7 +242,7 @@ mod tests {
     fn ordinary_traffic_keeps_the_usual_floors() {
         let quiet = learned(&[(Signal::Packets, 0.1)]);
         let many = evidence(100, 100);
-        let cases: [(&str, Baseline, Vec<(Signal, f64)>, Evidence); 5] = [
+        let cases = [
             // a scanner: one source, nothing completes
             ("port scan", quiet, SPOOFED_SYNS.to_vec(), evidence(100, 1)),
             // a crowd of real connections: they complete

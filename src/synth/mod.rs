@@ -354,7 +354,8 @@ pub struct SynthOptions {
 
 impl SynthOptions {
     /// The defaults for `scenario`: [`SynthOptions::default`], except for the web scenarios
-    /// ([`Scenario::is_web`]). Those capture 90 s or more (a warm-up of 30 s, then the attack),
+    /// ([`Scenario::is_web`]). Those capture 90 s or more (a warm-up of 30 s, 60 s for the quiet-host
+    /// scenarios, then the attack),
     /// read `attack_pps` as the attack's requests, connections, browsers or SYNs per second and
     /// `background_pps` as the site's requests per second, as [`Scenario::describe`] says; and
     /// [`DEFAULT_SOURCES`] as their own number of attacking hosts.

@@ -1,13 +1,13 @@
 //! The web scenarios: request floods and their look-alikes (issue 23), made of whole TCP/HTTP/TLS
 //! sessions with a small website.
 //!
-//! The site is the victim (198.51.100.10 unless `--victim`; quiet-host-syn puts it on .80 of the
-//! victim's /24 instead), `www.example.com` on port 80 and 443 (nginx, TLS 1.3). Its visitors are
-//! browsers in 100.64.0.0/16 ([`Visit`]): Chrome, Edge, Firefox and Safari with their own heads and
-//! ClientHellos, 70 % over TLS, a page and its assets at a time. Attackers are hosts of
-//! 203.0.113.0/24 running a tool ([`http::Agent`]: HOIC, Mirai, python-requests, Go, slowloris.py, a
-//! handshake flooder), except quiet-host-syn's spoofed sources. Every connection is a correct one
-//! ([`conn`]): only spoofed SYNs fail to complete a handshake.
+//! The site is the victim (198.51.100.10 unless `--victim`; the quiet-host scenarios put it on .80
+//! of the victim's /24 instead), `www.example.com` on port 80 and 443 (nginx, TLS 1.3). Its
+//! visitors are browsers in 100.64.0.0/16 ([`Visit`]): Chrome, Edge, Firefox and Safari with their
+//! own heads and ClientHellos, 70 % over TLS, a page and its assets at a time. Attackers are hosts
+//! of 203.0.113.0/24 running a tool ([`http::Agent`]: HOIC, Mirai, python-requests, Go,
+//! slowloris.py, a handshake flooder), except the quiet-host scenarios' spoofed sources and crowd.
+//! Every connection is a correct one ([`conn`]): only spoofed SYNs fail to complete a handshake.
 //!
 //! Rates are in the scenario's own unit, set by `attack_pps` and `background_pps`
 //! ([`Scenario::describe`]); defaults in [`defaults`]. The first 30 s are the site's normal
