@@ -241,6 +241,12 @@ pub struct AlertEvent {
     pub baseline_pps: f64,
     /// The threshold that was crossed: max(floor, baseline-derived).
     pub threshold_pps: f64,
+    /// True on every event of an alert that a quiet host's lower floor started (`[quiet_hosts]`:
+    /// the key's normal of the signal is near zero and its traffic carries the mark of an attack
+    /// of that kind; docs/tuning.md, "Quiet hosts"); the start's `threshold_pps` is that floor.
+    /// Absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_host: bool,
     pub window_s: f64,
     /// Start/update: packets and bytes of the key in the window. End: over the whole alert.
     pub packets: u64,
@@ -410,7 +416,7 @@ impl fmt::Display for TextLine<'_> {
         };
         write!(
             f,
-            "{} {kind} {} {} {} {:.0} {}/s (threshold {:.0}, baseline {:.0}, {:.1} Mbit/s)",
+            "{} {kind} {} {} {} {:.0} {}/s (threshold {:.0}{}, baseline {:.0}, {:.1} Mbit/s)",
             e.ts,
             e.scope,
             e.key,
@@ -418,6 +424,7 @@ impl fmt::Display for TextLine<'_> {
             e.pps,
             if e.signal == "bytes" { "B" } else { "pkt" },
             e.threshold_pps,
+            if e.quiet_host { " quiet host" } else { "" },
             e.baseline_pps,
             e.bps / 1e6
         )?;

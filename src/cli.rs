@@ -844,7 +844,8 @@ pub struct SynthArgs {
     /// sources-at-floor, learned-floor, sig-syn-flood, sig-udp-flood, sig-ack-flood, benign-day; and
     /// the web scenarios (whole HTTP/TLS sessions with a small site, rates in requests or
     /// connections per second, longer defaults): http-flood, http-ddos, https-flood,
-    /// http-few-heavy, tls-flood, slowloris, http-flash-crowd, busy-site, quiet-host-syn.
+    /// http-few-heavy, tls-flood, slowloris, http-flash-crowd, busy-site, quiet-host-syn,
+    /// quiet-host-icmp, quiet-host-scan, quiet-host-crowd.
     #[arg(value_name = "SCENARIO", value_parser = clap::value_parser!(floodwatch::synth::Scenario))]
     pub scenario: floodwatch::synth::Scenario,
     /// Output capture file.
@@ -853,10 +854,12 @@ pub struct SynthArgs {
     /// Seed: the same seed and options give a byte-identical file.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Total capture length [default: 30s; web scenarios 90s, slowloris 120s, busy-site 150s].
+    /// Total capture length [default: 30s; web scenarios 90s, slowloris and quiet-host-* 120s,
+    /// busy-site 150s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// When the attack starts, from the capture's start [default: 10s; web scenarios 30s].
+    /// When the attack starts, from the capture's start [default: 10s; web scenarios 30s,
+    /// quiet-host-* 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub attack_start: Option<Duration>,
     /// How long the attack lasts [default: 10s; web scenarios 20s to 120s].
@@ -865,7 +868,8 @@ pub struct SynthArgs {
     /// Attack packets per second [default: 20000]. For the web scenarios: requests/s of http-flood
     /// (50), http-ddos (400), https-flood (90), http-few-heavy (180); connections/s of tls-flood
     /// (300) and of slowloris, for 10 s (50); new browsers/s of http-flash-crowd (16); busy-site's
-    /// final requests/s (200); quiet-host-syn's SYN/s (300).
+    /// final requests/s (200); quiet-host-syn's SYN/s (300), quiet-host-icmp's echo requests/s
+    /// (300), quiet-host-scan's SYN/s (300), quiet-host-crowd's new clients/s (300).
     #[arg(long, value_name = "PPS")]
     pub attack_pps: Option<u64>,
     /// Benign background packets per second, 0: none [default: 2000]; for the web scenarios the

@@ -21,6 +21,50 @@ pub const REQUEST_FLOORS: [f64; 3] = [40.0, 100.0, 100.0];
 /// loading a heavy page sends about 20 a second to a dozen servers for a second or two).
 pub const SOURCE_REQUEST_FLOORS: [f64; 3] = [50.0, 50.0, 50.0];
 
+/// Default quiet-host floor of each of [`QuietFloors::SIGNALS`], packets/s: a fifth of the default
+/// SYN floor, a few hundred packets a second that a small site cannot take for long. docs/tuning.md
+/// ("Quiet hosts") gives the reasoning.
+pub const QUIET_FLOOR: f64 = 200.0;
+
+/// The quiet-host floors (`[quiet_hosts]` in the config file): the lower floor that applies to a
+/// destination host whose learned normal of a signal is near zero, once the traffic carries the mark
+/// of an attack of that kind ([`crate::detect`]'s `quiet` module). One per [`QuietFloors::SIGNALS`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuietFloors {
+    /// Packets per second, in the order of [`QuietFloors::SIGNALS`].
+    pub per_signal: [f64; 4],
+}
+
+impl QuietFloors {
+    /// The signals a quiet host has a floor of its own for: a flood of each has a mark that
+    /// ordinary traffic lacks (handshakes that never complete, many senders of what the host never
+    /// receives).
+    pub const SIGNALS: [Signal; 4] = [
+        Signal::Syn,
+        Signal::Icmp,
+        Signal::Fragment,
+        Signal::Reflection,
+    ];
+
+    /// The quiet-host floor of `s` (infinite for a signal without one).
+    pub fn get(&self, s: Signal) -> f64 {
+        Self::SIGNALS
+            .iter()
+            .position(|q| *q == s)
+            .and_then(|i| self.per_signal.get(i))
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    }
+}
+
+impl Default for QuietFloors {
+    fn default() -> Self {
+        QuietFloors {
+            per_signal: [QUIET_FLOOR; 4],
+        }
+    }
+}
+
 /// Absolute floors: a key never alerts below these rates, whatever its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Floors {
@@ -109,6 +153,8 @@ pub struct DetectConfig {
     pub subnet_v6: u8,
     /// Absolute floors per scope (index [`Scope::index`]).
     pub floors: [Floors; 4],
+    /// The lower floors of quiet destination hosts ([`QuietFloors`]).
+    pub quiet_hosts: QuietFloors,
     pub baseline: BaselineParams,
     /// Consecutive evaluations over threshold before an alert starts.
     pub trigger_evals: u32,
@@ -149,6 +195,7 @@ impl Default for DetectConfig {
             subnet_v4: 24,
             subnet_v6: 64,
             floors: Floors::all_scopes(1000.0),
+            quiet_hosts: QuietFloors::default(),
             baseline: BaselineParams::default(),
             trigger_evals: 2,
             burst_factor: 1.5,
@@ -180,6 +227,8 @@ pub enum ConfigError {
     MaxKeys(usize),
     #[error("--min-pps must be a positive number (got {0})")]
     MinPps(f64),
+    #[error("quiet_hosts floors must be positive numbers of packets/s (got {0})")]
+    QuietFloor(f64),
     #[error("{0}")]
     NotReloadable(String),
 }
@@ -208,6 +257,14 @@ impl DetectConfig {
             if let Some(&x) = f.per_signal.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
                 return Err(ConfigError::MinPps(x));
             }
+        }
+        if let Some(&x) = self
+            .quiet_hosts
+            .per_signal
+            .iter()
+            .find(|x| !(x.is_finite() && **x > 0.0))
+        {
+            return Err(ConfigError::QuietFloor(x));
         }
         Ok(())
     }
@@ -274,6 +331,7 @@ impl DetectConfig {
         let (a, b) = (&self.baseline, &new.baseline);
         let changes = [
             ("floors", self.floors != new.floors),
+            ("quiet_hosts", self.quiet_hosts != new.quiet_hosts),
             ("factor", a.factor != b.factor),
             ("learned_floor", a.learned_floor != b.learned_floor),
             ("mature_after", a.mature_windows != b.mature_windows),
@@ -434,6 +492,31 @@ impl FloorOverrides {
     }
 }
 
+/// `[quiet_hosts]`: the quiet-host floors, packets/s; each replaces the default ([`QUIET_FLOOR`]).
+/// A value at or above a signal's floor turns the quiet-host floor of that signal off.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietOverrides {
+    pub syn: Option<f64>,
+    pub icmp: Option<f64>,
+    pub fragment: Option<f64>,
+    pub reflection: Option<f64>,
+}
+
+impl QuietOverrides {
+    /// The defaults with what the file sets.
+    fn resolve(&self) -> QuietFloors {
+        let mut q = QuietFloors::default();
+        let set = [self.syn, self.icmp, self.fragment, self.reflection];
+        for (slot, v) in q.per_signal.iter_mut().zip(set) {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        q
+    }
+}
+
 /// One `[[prefix]]` table.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -485,6 +568,8 @@ pub struct FileConfig {
     pub detection: Overrides,
     #[serde(default)]
     pub floors: FloorOverrides,
+    #[serde(default)]
+    pub quiet_hosts: QuietOverrides,
     #[serde(default)]
     pub networks: NetworksConfig,
     #[serde(default)]
@@ -539,6 +624,7 @@ impl DetectConfig {
             subnet_v4: o.subnet_v4.unwrap_or(d.subnet_v4),
             subnet_v6: o.subnet_v6.unwrap_or(d.subnet_v6),
             floors,
+            quiet_hosts: file.quiet_hosts.resolve(),
             trigger_evals: o.trigger.unwrap_or(d.trigger_evals).max(1),
             burst_factor: o.burst_factor.unwrap_or(d.burst_factor),
             burst_min_packets: o.burst_min_packets.unwrap_or(d.burst_min_packets),
@@ -699,6 +785,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.baseline.mature_windows, 1800);
+    }
+
+    #[test]
+    fn quiet_host_floors_come_from_their_own_table() {
+        let file = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        let c = DetectConfig::resolve(Overrides::default(), None).unwrap();
+        assert_eq!(c.quiet_hosts.get(Signal::Syn), QUIET_FLOOR);
+        assert_eq!(c.quiet_hosts.get(Signal::Udp), f64::INFINITY);
+        let c = DetectConfig::resolve(
+            Overrides::default(),
+            Some(&file("[quiet_hosts]\nsyn = 150\nreflection = 1000\n")),
+        )
+        .unwrap();
+        assert_eq!(c.quiet_hosts.get(Signal::Syn), 150.0);
+        assert_eq!(c.quiet_hosts.get(Signal::Icmp), QUIET_FLOOR);
+        assert_eq!(c.quiet_hosts.get(Signal::Reflection), 1000.0);
+        // the packet floors are not touched
+        assert_eq!(c.floors_of(Scope::DstHost).get(Signal::Syn), 1000.0);
+        let err = DetectConfig::resolve(
+            Overrides::default(),
+            Some(&file("[quiet_hosts]\nicmp = 0\n")),
+        )
+        .unwrap_err();
+        assert!(err.contains("quiet_hosts"), "{err}");
+        let e = toml::from_str::<FileConfig>("[quiet_hosts]\nudp = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("udp"), "{e}");
+        let changed = DetectConfig::default().reload_changes(&c).unwrap();
+        assert_eq!(changed, ["quiet_hosts"]);
     }
 
     #[test]

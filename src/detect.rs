@@ -32,6 +32,7 @@ use crate::window::{Burst, Signal, Sliding, COUNTERS};
 
 pub mod aggregator;
 mod persist;
+mod quiet;
 
 pub use aggregator::{Aggregator, TickAggregate, Tracking};
 
@@ -186,6 +187,9 @@ struct ActiveAlert {
     peak: f64,
     /// The signal's threshold at the last evaluation.
     threshold: f64,
+    /// The alert started on a quiet host's floor ([`quiet`]): only such an alert keeps judging its
+    /// key against the quiet-host floors.
+    quiet_host: bool,
     /// Lifetime packet/byte totals of the key at the alert's start, minus what its window held then.
     base_packets: u64,
     base_bytes: u64,
@@ -1132,7 +1136,11 @@ impl EvalCtx<'_> {
         building: &mut Population,
     ) -> bool {
         self.roll(scope, st, building);
-        let r = self.read(scope, st);
+        let mut r = self.read(scope, st);
+        // a quiet host's floor is for whole windows: the short window and the levels at which
+        // evidence starts keep the usual thresholds
+        let usual = r.thresholds;
+        let quiet = self.judge_quiet(scope, st, &mut r);
         if self.record {
             self.trace(st, &r);
         }
@@ -1141,7 +1149,7 @@ impl EvalCtx<'_> {
         let short = if scope.is_subnet() {
             None
         } else {
-            self.read_short(st, &r.thresholds)
+            self.read_short(st, &usual)
         };
         let all = r.worst();
         let (signal, ratio) = match all {
@@ -1153,16 +1161,16 @@ impl EvalCtx<'_> {
             w => w,
         };
         st.watch_at = {
-            let min_thr = r.thresholds[Signal::Syn.index()..=Signal::SynAck.index()]
+            let min_thr = usual[Signal::Syn.index()..=Signal::SynAck.index()]
                 .iter()
                 .copied()
-                .fold(r.thresholds[0], f64::min);
+                .fold(usual[0], f64::min);
             watch_level(min_thr, self.window_s)
         };
         st.watch_req = {
             let min_thr = Signal::REQUEST_SIGNALS
                 .iter()
-                .map(|s| r.thresholds[s.index()])
+                .map(|s| usual[s.index()])
                 .fold(f64::INFINITY, f64::min);
             u32::try_from(watch_level(min_thr, self.window_s)).unwrap_or(u32::MAX)
         };
@@ -1202,7 +1210,9 @@ impl EvalCtx<'_> {
                 });
                 match start {
                     Some((reading, s)) if !one_host_carries_it(scope, st) => {
-                        let a = self.start(scope, key, st, reading, s);
+                        let mut a = self.start(scope, key, st, reading, s);
+                        // (the short window never has a quiet floor)
+                        a.quiet_host = std::ptr::eq(reading, &r) && quiet.lowered(s);
                         out.push(self.event(EventKind::Start, scope, key, st, &a, reading));
                         st.phase = Phase::Active(Box::new(a));
                         // later events sketch the alert's own packets
@@ -1215,6 +1225,9 @@ impl EvalCtx<'_> {
                     _ if n > 0 && level >= self.cfg.end_ratio => {
                         st.phase = Phase::Pending(n);
                     }
+                    // near a quiet host's floor with the mark of an attack: its senders are
+                    // watched (what the floor waits for)
+                    _ if quiet.watching() => watch_packets(scope, st),
                     _ => {
                         let short_packets = short.as_ref().map_or(0.0, |b| b.est[0]);
                         let packets_quiet = r.worst_where(|s| !s.is_request_signal()).1 < 0.3
@@ -1233,6 +1246,26 @@ impl EvalCtx<'_> {
             Phase::Active(a) => self.eval_active(scope, key, st, a, &r, out),
         }
         self.keep(st)
+    }
+
+    /// Judges `r` of a key against the quiet-host floors ([`quiet`]), lowering its thresholds where
+    /// they apply; an alert that started on the usual thresholds keeps them.
+    fn judge_quiet(&self, scope: Scope, st: &KeyState, r: &mut Reading) -> quiet::Verdict {
+        let usual_alert = matches!(&st.phase, Phase::Active(a) if !a.quiet_host);
+        if scope != Scope::DstHost || usual_alert {
+            return quiet::Verdict::default();
+        }
+        let params = BaselineParams {
+            factor: self.cfg.settings_for(scope, st.profile).1,
+            ..self.cfg.baseline
+        };
+        let host = quiet::Host {
+            scope,
+            baseline: &st.baseline,
+            params: &params,
+            evidence: st.evidence.as_deref(),
+        };
+        quiet::judge(&self.cfg.quiet_hosts, &host, r, self.window_s)
     }
 
     /// Adds this evaluation to a hot key's trace.
@@ -1469,6 +1502,7 @@ impl EvalCtx<'_> {
             last_update: self.now,
             peak: r.rates[signal.index()],
             threshold: r.thresholds[signal.index()],
+            quiet_host: false,
             base_packets: st.packets.saturating_sub(window_packets),
             base_bytes: st.bytes.saturating_sub(window_bytes),
         }
@@ -1542,6 +1576,7 @@ fn base_event(
         total_pps: 0.0,
         baseline_pps: round1(st.baseline.mean(a.signal)),
         threshold_pps: round1(a.threshold),
+        quiet_host: a.quiet_host,
         window_s,
         packets: 0,
         bytes: 0,
@@ -1562,6 +1597,20 @@ fn base_event(
             .filter(|_| kind != EventKind::End)
             .and_then(|e| e.sig.as_ref())
             .and_then(|s| s.signature(now.0)),
+    }
+}
+
+/// Starts watching a key's packets (its evidence: senders, ports, short window) unless it already
+/// does, keeping the clients of its requests.
+fn watch_packets(scope: Scope, st: &mut KeyState) {
+    match st.evidence.as_mut() {
+        None => st.evidence = Some(Box::new(Evidence::new(scope))),
+        Some(e) if !e.packets_watched => {
+            let clients = e.clients.take();
+            **e = Evidence::new(scope);
+            e.clients = clients;
+        }
+        Some(_) => {}
     }
 }
 

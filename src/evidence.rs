@@ -372,6 +372,13 @@ impl Evidence {
         top as f64 / h.total().max(1) as f64
     }
 
+    /// The guaranteed share of the heaviest peer among the sampled packets (0 when no peer surely
+    /// sent two: the one-packet sources of a spoofed flood).
+    pub fn top_peer_share(&self) -> f64 {
+        let top = self.peers.top(1).first().map_or(0, |(_, c)| *c);
+        top as f64 / self.peers.total().max(1) as f64
+    }
+
     /// Estimated distinct peers (sources of a destination key, destinations of a source key).
     pub fn distinct_peers(&self) -> u64 {
         self.distinct.estimate()

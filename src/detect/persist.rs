@@ -195,7 +195,9 @@ fn save_key_state(e: &mut Enc, st: &KeyState) {
             e.var(u64::from(*n));
         }
         Phase::Active(a) => {
-            e.u8(2);
+            // 3: an alert that started on a quiet host's floor (the same layout; files without
+            // one read as before)
+            e.u8(if a.quiet_host { 3 } else { 2 });
             e.bytes(a.id.as_bytes());
             e.u8(AttackClass::ALL
                 .iter()
@@ -238,7 +240,8 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
     let phase = match d.u8("an alert phase")? {
         0 => Phase::Idle,
         1 => Phase::Pending(d.u32("a pending count")?),
-        2 => Phase::Active(Box::new(load_alert(d)?)),
+        2 => Phase::Active(Box::new(load_alert(d, false)?)),
+        3 => Phase::Active(Box::new(load_alert(d, true)?)),
         p => return Err(d.corrupt(format!("alert phase {p} does not exist"))),
     };
     let evidence = if d.bool("the evidence flag")? {
@@ -268,7 +271,7 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
     })
 }
 
-fn load_alert(d: &mut Dec) -> R<ActiveAlert> {
+fn load_alert(d: &mut Dec, quiet_host: bool) -> R<ActiveAlert> {
     let id = d.bytes("an alert id")?;
     let id = std::str::from_utf8(id)
         .map_err(|_| d.corrupt("an alert id is not UTF-8"))?
@@ -294,6 +297,7 @@ fn load_alert(d: &mut Dec) -> R<ActiveAlert> {
         threshold: d.f64("an alert's threshold")?,
         base_packets: d.count("an alert's packets")?,
         base_bytes: d.count("an alert's bytes")?,
+        quiet_host,
     })
 }
 
@@ -735,6 +739,39 @@ mod tests {
             churn.tables[2].deferred > 0 && churn.tables[2].inserted > 0,
             "{churn:?}"
         );
+    }
+
+    #[test]
+    fn an_alert_started_on_a_quiet_host_floor_stays_one_when_restored() {
+        for quiet_host in [false, true] {
+            let at = At {
+                ts: T0,
+                epoch: T0 / SEC,
+                tick: T0 / (SEC / 10),
+                ticks_per_window: 10,
+            };
+            let mut st = KeyState::new(&at, 300, None, 0);
+            st.phase = Phase::Active(Box::new(ActiveAlert {
+                id: "dst_host/198.51.100.10/syn_flood/1".into(),
+                class: AttackClass::SynFlood,
+                signal: Signal::Syn,
+                started: Timestamp(T0),
+                last_over: Timestamp(T0),
+                last_update: Timestamp(T0),
+                peak: 300.0,
+                threshold: 200.0,
+                quiet_host,
+                base_packets: 1,
+                base_bytes: 60,
+            }));
+            let mut buf = Vec::new();
+            save_key_state(&mut Enc::new(&mut buf), &st);
+            let back = load_key_state(&mut Dec::new(&buf)).unwrap();
+            match back.phase {
+                Phase::Active(a) => assert_eq!((a.quiet_host, a.threshold), (quiet_host, 200.0)),
+                p => panic!("{p:?}"),
+            }
+        }
     }
 
     #[test]

@@ -85,11 +85,14 @@ pub enum Scenario {
     HttpFlashCrowd,
     BusySite,
     QuietHostSyn,
+    QuietHostIcmp,
+    QuietHostScan,
+    QuietHostCrowd,
 }
 
 impl Scenario {
     /// Every scenario, in a fixed order.
-    pub const ALL: [Scenario; 28] = [
+    pub const ALL: [Scenario; 31] = [
         Scenario::Benign,
         Scenario::SynFlood,
         Scenario::UdpFlood,
@@ -118,6 +121,9 @@ impl Scenario {
         Scenario::HttpFlashCrowd,
         Scenario::BusySite,
         Scenario::QuietHostSyn,
+        Scenario::QuietHostIcmp,
+        Scenario::QuietHostScan,
+        Scenario::QuietHostCrowd,
     ];
 
     /// The kebab-case name used on the command line (`syn-flood`, …).
@@ -151,6 +157,9 @@ impl Scenario {
             Scenario::HttpFlashCrowd => "http-flash-crowd",
             Scenario::BusySite => "busy-site",
             Scenario::QuietHostSyn => "quiet-host-syn",
+            Scenario::QuietHostIcmp => "quiet-host-icmp",
+            Scenario::QuietHostScan => "quiet-host-scan",
+            Scenario::QuietHostCrowd => "quiet-host-crowd",
         }
     }
 
@@ -245,6 +254,20 @@ impl Scenario {
                 "a quiet host (a ping every ~20 s) takes --attack-pps spoofed SYN/s (default 300) to \
                  port 443 from fresh random sources; it answers some, no handshake completes"
             }
+            Scenario::QuietHostIcmp => {
+                "the same quiet host takes --attack-pps spoofed ICMP echo requests/s (default 300) \
+                 from fresh random sources, and answers each"
+            }
+            Scenario::QuietHostScan => {
+                "the same quiet host is port-scanned: one host of 203.0.113.0/24 sends --attack-pps \
+                 SYN/s (default 300) to its ports in turn; the few open ones answer and the scanner \
+                 resets (no alert expected)"
+            }
+            Scenario::QuietHostCrowd => {
+                "the same quiet host suddenly serves a crowd: --attack-pps new clients/s (default \
+                 300) of 100.64.128.0/17 each open a connection, ask for a page and close (no alert \
+                 expected)"
+            }
         }
     }
 
@@ -331,7 +354,8 @@ pub struct SynthOptions {
 
 impl SynthOptions {
     /// The defaults for `scenario`: [`SynthOptions::default`], except for the web scenarios
-    /// ([`Scenario::is_web`]). Those capture 90 s or more (a warm-up of 30 s, then the attack),
+    /// ([`Scenario::is_web`]). Those capture 90 s or more (a warm-up of 30 s, 60 s for the quiet-host
+    /// scenarios, then the attack),
     /// read `attack_pps` as the attack's requests, connections, browsers or SYNs per second and
     /// `background_pps` as the site's requests per second, as [`Scenario::describe`] says; and
     /// [`DEFAULT_SOURCES`] as their own number of attacking hosts.
@@ -785,7 +809,10 @@ impl Plan {
             | Scenario::Slowloris
             | Scenario::HttpFlashCrowd
             | Scenario::BusySite
-            | Scenario::QuietHostSyn => (AttackKind::None, Profile::Constant { rate: 1.0 }),
+            | Scenario::QuietHostSyn
+            | Scenario::QuietHostIcmp
+            | Scenario::QuietHostScan
+            | Scenario::QuietHostCrowd => (AttackKind::None, Profile::Constant { rate: 1.0 }),
         };
         let attack = (kind != AttackKind::None).then(|| {
             let mut g = AttackGen::new(
@@ -854,7 +881,10 @@ impl Plan {
             | Scenario::Slowloris
             | Scenario::HttpFlashCrowd
             | Scenario::BusySite
-            | Scenario::QuietHostSyn => Vec::new(),
+            | Scenario::QuietHostSyn
+            | Scenario::QuietHostIcmp
+            | Scenario::QuietHostScan
+            | Scenario::QuietHostCrowd => Vec::new(),
         };
         let mut labels: Vec<PlanLabel> = labels
             .into_iter()

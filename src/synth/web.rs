@@ -1,13 +1,13 @@
 //! The web scenarios: request floods and their look-alikes (issue 23), made of whole TCP/HTTP/TLS
 //! sessions with a small website.
 //!
-//! The site is the victim (198.51.100.10 unless `--victim`; quiet-host-syn puts it on .80 of the
-//! victim's /24 instead), `www.example.com` on port 80 and 443 (nginx, TLS 1.3). Its visitors are
-//! browsers in 100.64.0.0/16 ([`Visit`]): Chrome, Edge, Firefox and Safari with their own heads and
-//! ClientHellos, 70 % over TLS, a page and its assets at a time. Attackers are hosts of
-//! 203.0.113.0/24 running a tool ([`http::Agent`]: HOIC, Mirai, python-requests, Go, slowloris.py, a
-//! handshake flooder), except quiet-host-syn's spoofed sources. Every connection is a correct one
-//! ([`conn`]): only spoofed SYNs fail to complete a handshake.
+//! The site is the victim (198.51.100.10 unless `--victim`; the quiet-host scenarios put it on .80
+//! of the victim's /24 instead), `www.example.com` on port 80 and 443 (nginx, TLS 1.3). Its
+//! visitors are browsers in 100.64.0.0/16 ([`Visit`]): Chrome, Edge, Firefox and Safari with their
+//! own heads and ClientHellos, 70 % over TLS, a page and its assets at a time. Attackers are hosts
+//! of 203.0.113.0/24 running a tool ([`http::Agent`]: HOIC, Mirai, python-requests, Go,
+//! slowloris.py, a handshake flooder), except the quiet-host scenarios' spoofed sources and crowd.
+//! Every connection is a correct one ([`conn`]): only spoofed SYNs fail to complete a handshake.
 //!
 //! Rates are in the scenario's own unit, set by `attack_pps` and `background_pps`
 //! ([`Scenario::describe`]); defaults in [`defaults`]. The first 30 s are the site's normal
@@ -17,6 +17,7 @@
 mod attackers;
 mod conn;
 mod http;
+mod quiet;
 mod tls;
 mod visitors;
 
@@ -79,7 +80,11 @@ pub(super) fn defaults(s: Scenario) -> Option<SynthOptions> {
         Scenario::Slowloris => (120, 30, 90, 50, 4),
         Scenario::HttpFlashCrowd => (90, 30, 20, 16, 4),
         Scenario::BusySite => (150, 30, 120, 200, 20),
-        Scenario::QuietHostSyn => (90, 30, 30, 300, 4),
+        // a minute of the quiet host's normal first: its baseline is warm (docs/tuning.md)
+        Scenario::QuietHostSyn | Scenario::QuietHostIcmp | Scenario::QuietHostScan => {
+            (120, 60, 30, 300, 4)
+        }
+        Scenario::QuietHostCrowd => (120, 60, 10, 300, 4),
         _ => return None,
     };
     Some(SynthOptions {
@@ -106,6 +111,20 @@ fn default_sources(s: Scenario) -> Option<u64> {
     }
 }
 
+impl Scenario {
+    /// The quiet-host scenarios: a host whose whole normal is a ping now and then, beside the
+    /// site.
+    pub fn is_quiet_host(self) -> bool {
+        matches!(
+            self,
+            Scenario::QuietHostSyn
+                | Scenario::QuietHostIcmp
+                | Scenario::QuietHostScan
+                | Scenario::QuietHostCrowd
+        )
+    }
+}
+
 /// The alert class a correct detector raises on the victim, if any.
 fn class(s: Scenario) -> Option<LabelClass> {
     match s {
@@ -116,6 +135,7 @@ fn class(s: Scenario) -> Option<LabelClass> {
         Scenario::TlsFlood => Some(LabelClass::Request(RequestClass::ConnectionFlood)),
         Scenario::Slowloris => Some(LabelClass::Request(RequestClass::Slowloris)),
         Scenario::QuietHostSyn => Some(LabelClass::Attack(AttackClass::SynFlood)),
+        Scenario::QuietHostIcmp => Some(LabelClass::Attack(AttackClass::IcmpFlood)),
         _ => None,
     }
 }
@@ -316,11 +336,11 @@ fn plan(s: Scenario, opts: &SynthOptions) -> Result<WebPlan, SynthError> {
     let to = from
         .saturating_add(u64::try_from(opts.attack_duration.as_nanos()).unwrap_or(u64::MAX))
         .min(end);
-    // quiet-host-syn: the site is a neighbour of the quiet victim.
+    // quiet-host-*: the site is a neighbour of the quiet victim.
     let site = match s {
-        Scenario::QuietHostSyn if victim & 0xff == 80 => (victim & !0xff) | 81,
-        Scenario::QuietHostSyn => (victim & !0xff) | 80,
-        _ => victim,
+        _ if !s.is_quiet_host() => victim,
+        _ if victim & 0xff == 80 => (victim & !0xff) | 81,
+        _ => (victim & !0xff) | 80,
     };
     let mut p = Planner {
         rng: Rng::new(opts.seed, 0x3eb),
@@ -396,6 +416,18 @@ fn plan(s: Scenario, opts: &SynthOptions) -> Result<WebPlan, SynthError> {
         Scenario::QuietHostSyn => {
             p.pings();
             p.spoofed_syns(rate, opts.sources);
+        }
+        Scenario::QuietHostIcmp => {
+            p.pings();
+            p.spoofed_pings(rate, opts.sources);
+        }
+        Scenario::QuietHostScan => {
+            p.pings();
+            p.port_scan(rate);
+        }
+        Scenario::QuietHostCrowd => {
+            p.pings();
+            p.crowd_of_connections(rate);
         }
         _ => return Err(SynthError::BadOptions(format!("{s} is not a web scenario"))),
     }

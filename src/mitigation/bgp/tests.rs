@@ -27,6 +27,7 @@ pub(crate) fn event(
         total_pps: 0.0,
         baseline_pps: 0.0,
         threshold_pps: 0.0,
+        quiet_host: false,
         window_s: 1.0,
         packets: 0,
         bytes: 0,

@@ -642,6 +642,84 @@ fn a_quiet_host_takes_300_spoofed_syns_per_second_and_no_handshake_completes() {
     near("site requests/s", c.normal_rate(), 4.0, 0.4);
 }
 
+/// The quiet host of the quiet-host scenarios.
+fn quiet_host() -> u32 {
+    ip4(Scenario::QuietHostSyn.default_victim())
+}
+
+/// The packets to the quiet host of a quiet-host scenario during its attack.
+fn at_the_quiet_host(c: &Capture) -> Vec<&Pkt> {
+    let (from, to) = c.window();
+    c.pkts
+        .iter()
+        .filter(|p| p.dst == quiet_host() && (from..to).contains(&p.ts))
+        .collect()
+}
+
+#[test]
+fn a_quiet_host_takes_300_spoofed_echo_requests_per_second() {
+    let c = Capture::new(Scenario::QuietHostIcmp);
+    let l = c.label("icmp_flood", 0);
+    assert_eq!(l.key.to_string(), "198.51.100.10");
+    let pkts = at_the_quiet_host(&c);
+    let icmp: Vec<&&Pkt> = pkts.iter().filter(|p| p.proto == 1).collect();
+    let secs = c.opts.attack_duration.as_secs_f64();
+    near("echo requests/s", icmp.len() as f64 / secs, 300.0, 0.2);
+    let sources: HashSet<u32> = icmp.iter().map(|p| p.src).collect();
+    assert!(sources.len() > 5000, "{} sources", sources.len());
+}
+
+#[test]
+fn a_port_scan_comes_from_one_host_over_the_ports_in_turn() {
+    // (its SYNs go to every port: read as packets, not as the site's connections)
+    let s = Scenario::QuietHostScan;
+    let opts = SynthOptions::for_scenario(s);
+    let mut bytes = Vec::new();
+    let report = write_pcap(s, &opts, &mut bytes).unwrap();
+    assert!(report.labels.is_empty());
+    let from = opts.start.as_nanos() + opts.attack_start.as_nanos() as u64;
+    let to = from + opts.attack_duration.as_nanos() as u64;
+    let pkts = packets(&bytes);
+    let pkts: Vec<&Pkt> = pkts
+        .iter()
+        .filter(|p| p.dst == quiet_host() && (from..to).contains(&p.ts))
+        .collect();
+    let syns: Vec<&&Pkt> = pkts.iter().filter(|p| p.flags == SYN).collect();
+    near(
+        "SYN/s",
+        syns.len() as f64 / opts.attack_duration.as_secs_f64(),
+        300.0,
+        0.2,
+    );
+    let sources: HashSet<u32> = syns.iter().map(|p| p.src).collect();
+    assert_eq!(sources.len(), 1);
+    let ports: HashSet<u16> = syns.iter().map(|p| p.dport).collect();
+    assert!(ports.len() > 8000, "{} ports", ports.len());
+    // the open ports answer, and the scanner resets them
+    assert!(pkts.iter().any(|p| p.dport == 443 && p.flags & RST != 0));
+}
+
+#[test]
+fn a_crowd_of_real_connections_completes_every_handshake() {
+    let c = Capture::new(Scenario::QuietHostCrowd);
+    assert!(c.report.labels.is_empty());
+    let pkts = at_the_quiet_host(&c);
+    let syns = pkts.iter().filter(|p| p.flags == SYN).count();
+    let secs = c.opts.attack_duration.as_secs_f64();
+    near("connections/s", syns as f64 / secs, 300.0, 0.2);
+    let victim = quiet_host();
+    let to_victim: Vec<&Tcp> = c
+        .conns
+        .iter()
+        .filter(|t| t.port == 80 && t.client >> 15 == (LEGIT_NET | 0x8000) >> 15)
+        .filter(|t| pkts.iter().any(|p| p.src == t.client && p.dst == victim))
+        .collect();
+    assert!(to_victim.len() > 2000, "{} connections", to_victim.len());
+    assert!(to_victim
+        .iter()
+        .all(|t| t.established && t.requests.len() == 1));
+}
+
 #[test]
 fn same_seed_same_bytes() {
     for s in Scenario::ALL.into_iter().filter(|s| s.is_web()) {
