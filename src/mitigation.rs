@@ -37,14 +37,28 @@ pub struct Mitigation {
 
 /// At most this many destination ports go into a rule.
 const MAX_PORTS: usize = 4;
+/// Whether event `e` carries rules: every `start`; the `update`s of request floods at a
+/// destination too, since their rules name clients and a flood's clients are not all past a
+/// visit's worth when it starts (the update's rules name those counted by then).
+pub fn carries_rules(e: &AlertEvent) -> bool {
+    match e.event {
+        crate::alert::EventKind::Start => true,
+        crate::alert::EventKind::Update => {
+            requests::is_request_class(e.class) && e.scope.is_destination() && e.requests.is_some()
+        }
+        crate::alert::EventKind::End => false,
+    }
+}
+
 /// The named ports must cover at least this share of the counted packets.
 const PORT_COVERAGE: f64 = 0.8;
 /// A port under this share of the counted packets is never named.
 const PORT_MIN_SHARE: f64 = 0.1;
 
-/// The suggestion for `e`, or `None` for events that carry none (`update`, `end`).
+/// The suggestion for `e`, or `None` for events that carry none: `end`, and `update` but those of
+/// request floods at a destination ([`carries_rules`]).
 pub fn for_event(e: &AlertEvent) -> Option<Mitigation> {
-    (e.event == crate::alert::EventKind::Start).then(|| {
+    carries_rules(e).then(|| {
         if requests::is_request_class(e.class) && e.scope.is_destination() {
             // the clients, never the victim: its own kind of traffic is the attack's
             let (nft, bpf) = requests::firewall(e, &dominant_ports(&e.top_ports));

@@ -83,6 +83,26 @@ fn check(scenario: &str, within: u64, named_within: u64) {
             assert!(named, "{scenario}: attacker {a} not named in time");
         }
     }
+    // the victim alert's rules, as its updates refresh them, deny every attacker and no visitor
+    if attackers.len() <= 10 {
+        let rules = ev
+            .iter()
+            .filter(|e| e["id"] == start["id"] && e["mitigation"].is_object())
+            .next_back()
+            .expect("rules");
+        assert_ne!(rules["event"], "end", "{scenario}: {rules}");
+        let denied: Vec<&str> = rules["mitigation"]["nginx"]["deny"]
+            .as_array()
+            .expect("deny lines")
+            .iter()
+            .filter_map(|d| d.as_str()?.strip_prefix("deny ")?.strip_suffix(';'))
+            .collect();
+        let mut want = attackers.clone();
+        want.sort_unstable();
+        let mut got = denied.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "{scenario}: {rules}");
+    }
 }
 
 #[test]

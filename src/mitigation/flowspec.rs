@@ -233,7 +233,7 @@ fn tcp_flags_expr(f: TcpFlags) -> String {
 /// The flowspec rules of a `start` event (none for other events): one for most attacks, two for
 /// reflection (the amplifier's responses by source port, and their later fragments).
 pub fn for_event(e: &AlertEvent) -> Vec<FlowRule> {
-    if e.event != crate::alert::EventKind::Start {
+    if !super::carries_rules(e) {
         return Vec::new();
     }
     if super::requests::is_request_class(e.class) && e.scope.is_destination() {

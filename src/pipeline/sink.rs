@@ -74,7 +74,8 @@ impl<W: Write> SinkOut<'_, W> {
                     ..EventLine::of(&e)
                 };
                 if let (Some(b), Some(m)) = (self.integ.bgp, line.mitigation.as_mut()) {
-                    // the rules as announced: with --flowspec-action, not the default discard
+                    // the rules with --flowspec-action, not the default discard (those of a
+                    // start are what is announced; an update's refreshed client rules are not)
                     m.flowspec = crate::mitigation::flowspec_lines(&e, b.flowspec_action());
                 }
                 if let Some(h) = self.integ.hook {

@@ -74,7 +74,8 @@ pub struct AlertRecord {
     pub start: Option<EventRecord>,
     pub updates: Vec<EventRecord>,
     pub end: Option<EventRecord>,
-    /// The rules of the start event's `mitigation`.
+    /// The rules of the start event's `mitigation`, or of the latest update that refreshed them
+    /// (request floods: [`crate::mitigation::carries_rules`]).
     pub mitigation: Option<MitigationRecord>,
     /// The start event's `signature` as written (a list of fields), if any.
     pub signature: Option<serde_json::Value>,
@@ -205,6 +206,21 @@ pub struct MitigationRecord {
     /// Request floods: the nginx snippet (absent for other alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxRecord>,
+}
+
+impl MitigationRecord {
+    /// The record of an event's suggested rules.
+    fn of(m: &crate::mitigation::Mitigation) -> MitigationRecord {
+        MitigationRecord {
+            nft: m.nft.clone(),
+            bpf: m.bpf.clone(),
+            flowspec: m.flowspec.clone(),
+            nginx: m.nginx.as_ref().map(|n| NginxRecord {
+                deny: n.deny.clone(),
+                limit: n.limit.clone(),
+            }),
+        }
+    }
 }
 
 /// What nginx can do about a request flood: `deny` lines and a limit per client address.
@@ -412,15 +428,7 @@ impl Recorder {
         let a = &mut self.alerts[i];
         match e.event {
             EventKind::Start => {
-                a.mitigation = line.mitigation.as_ref().map(|m| MitigationRecord {
-                    nft: m.nft.clone(),
-                    bpf: m.bpf.clone(),
-                    flowspec: m.flowspec.clone(),
-                    nginx: m.nginx.as_ref().map(|n| NginxRecord {
-                        deny: n.deny.clone(),
-                        limit: n.limit.clone(),
-                    }),
-                });
+                a.mitigation = line.mitigation.as_ref().map(MitigationRecord::of);
                 a.signature = e
                     .signature
                     .as_ref()
@@ -428,7 +436,14 @@ impl Recorder {
                 a.evidence = line.evidence.clone();
                 a.start = Some(rec);
             }
-            EventKind::Update => a.updates.push(rec),
+            EventKind::Update => {
+                // a request flood's update names the clients counted by then: its rules replace
+                // the start's
+                if let Some(m) = line.mitigation.as_ref() {
+                    a.mitigation = Some(MitigationRecord::of(m));
+                }
+                a.updates.push(rec)
+            }
             EventKind::End => {
                 a.end = Some(rec);
                 if let Some(trace) = &e.trace {
