@@ -87,8 +87,7 @@ fn check(scenario: &str, within: u64, named_within: u64) {
     if attackers.len() <= 10 {
         let rules = ev
             .iter()
-            .filter(|e| e["id"] == start["id"] && e["mitigation"].is_object())
-            .next_back()
+            .rfind(|e| e["id"] == start["id"] && e["mitigation"].is_object())
             .expect("rules");
         assert_ne!(rules["event"], "end", "{scenario}: {rules}");
         let denied: Vec<&str> = rules["mitigation"]["nginx"]["deny"]
