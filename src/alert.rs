@@ -180,6 +180,10 @@ pub struct RequestEvidence {
     pub top_share: f64,
     /// Clients counted (at most [`crate::requests::clients::MAX_CLIENTS`] one by one).
     pub clients_seen: u64,
+    /// The clients the rules name ([`crate::requests::clients::Clients::to_block`]): every one
+    /// past the block test, heaviest first, up to 256; `clients` lists only the `--top` heaviest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub block: Vec<std::net::IpAddr>,
     /// Requests inside TLS are counted as the client's bursts after the server spoke: an
     /// estimate. Always true for `http_requests` (written so a reader need not know).
     pub tls_requests_estimated: bool,

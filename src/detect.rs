@@ -1645,6 +1645,7 @@ fn request_evidence(
             })
             .collect(),
         clients_seen: clients.len() as u64,
+        block: clients.to_block(which),
         tls_requests_estimated: true,
         paths: details(clients, 0),
         hosts: details(clients, 1),

@@ -19,9 +19,10 @@ use super::flowspec::FlowRule;
 use crate::alert::{AlertEvent, AttackClass, ClientCount};
 use crate::decode::proto;
 use crate::key::Key;
-use crate::requests::clients::PERSIST_MIN;
+use crate::requests::clients::{BLOCK_SHARE, PERSIST_MIN};
 
-/// Clients a rule names at most (the event's `requests.clients`, heaviest first).
+/// Flowspec rules (one per client) an alert names at most: BGP routes are scarcer than an nft
+/// set's entries, which name every client of the event's `requests.block`.
 pub const MAX_CLIENTS: usize = 16;
 
 /// What nginx can do about a request flood itself.
@@ -43,17 +44,16 @@ pub fn is_request_class(class: AttackClass) -> bool {
     )
 }
 
-/// A client is blocked when it sent at least this share of what the heaviest client sent (on the
-/// alert's signal): the flood's machines, not the ordinary visitors listed after them.
-pub const BLOCK_SHARE: f64 = 0.25;
-
-/// The clients to block of a destination's request alert, heaviest first (at most
-/// [`MAX_CLIENTS`]): those of its named clients that sent at least [`BLOCK_SHARE`] of the
-/// heaviest's count and more than one visit's worth.
+/// The clients to block of a destination's request alert, heaviest first: its `requests.block`
+/// ([`crate::requests::clients::Clients::to_block`]); an event without that list (made by hand)
+/// names those of its listed clients that pass the same test.
 fn clients(e: &AlertEvent) -> Vec<IpAddr> {
     let Some(r) = e.requests.as_deref() else {
         return Vec::new();
     };
+    if !r.block.is_empty() {
+        return r.block.clone();
+    }
     let (count, visit): (fn(&ClientCount) -> u32, u32) = match e.class {
         AttackClass::ConnectionFlood => (|c| c.connections, PERSIST_MIN[1]),
         AttackClass::Slowloris => (|c| c.held_s, PERSIST_MIN[2]),
@@ -64,7 +64,6 @@ fn clients(e: &AlertEvent) -> Vec<IpAddr> {
     r.clients
         .iter()
         .filter(|c| f64::from(count(c)) >= least)
-        .take(MAX_CLIENTS)
         .map(|c| c.ip)
         .collect()
 }
@@ -119,6 +118,7 @@ pub fn flow_rules(e: &AlertEvent, ports: &[u16]) -> Vec<FlowRule> {
     clients(e)
         .into_iter()
         .filter(|ip| ip.is_ipv6() == v6)
+        .take(MAX_CLIENTS)
         .map(|ip| FlowRule {
             v6,
             destination: Some(e.key),
@@ -187,6 +187,7 @@ mod tests {
                 .collect(),
             top_share: 1.0,
             clients_seen: clients.len() as u64,
+            block: Vec::new(),
             tls_requests_estimated: true,
             paths: Vec::new(),
             hosts: Vec::new(),
@@ -194,6 +195,29 @@ mod tests {
             fingerprints: Vec::new(),
         }));
         e
+    }
+
+    #[test]
+    fn a_block_list_is_named_whole_but_flowspec_keeps_to_its_cap() {
+        let mut e = event(AttackClass::HttpFlood, &["203.0.113.1"]);
+        let block: Vec<IpAddr> = (0..90u32)
+            .map(|i| std::net::Ipv4Addr::from(0xcb00_7100 + i).into())
+            .collect();
+        if let Some(r) = e.requests.as_mut() {
+            r.block = block.clone();
+        }
+        let (nft, bpf) = firewall(&e, &[80]);
+        for ip in &block {
+            assert!(nft[0].contains(&format!("{ip},")) || nft[0].contains(&format!("{ip} }}")));
+            assert!(
+                bpf.contains(&format!("src host {ip})"))
+                    || bpf.contains(&format!("src host {ip} "))
+            );
+        }
+        let deny = nginx(&e).map(|n| n.deny).unwrap_or_default();
+        assert_eq!(deny.len(), 90);
+        assert_eq!(deny[89], "deny 203.0.113.89;");
+        assert_eq!(flow_rules(&e, &[80]).len(), MAX_CLIENTS);
     }
 
     #[test]
