@@ -2815,6 +2815,18 @@ struct Spoof {
 }
 
 impl Spoof {
+    /// `sources` spoofed IPv4 sources in turn, keyed from `rng` (two draws; no IPv6 key).
+    fn v4(sources: u64, rng: &mut Rng) -> Spoof {
+        Spoof {
+            sources: sources.max(1),
+            used: 0,
+            j: 0,
+            k1: rng.next_u32(),
+            k2: rng.next_u32(),
+            k64: (0, 0),
+        }
+    }
+
     fn next(&mut self, v6: bool) -> (u32, u128) {
         if self.used >= self.sources {
             self.used = 0;

@@ -15,14 +15,7 @@ impl Planner {
     /// (`sources` of them, in turn); the victim answers each.
     pub(super) fn spoofed_pings(&mut self, rate: f64, sources: u64) {
         let (from, to) = self.attack;
-        let mut spoof = Spoof {
-            sources: sources.max(1),
-            used: 0,
-            j: 0,
-            k1: self.rng.next_u32(),
-            k2: self.rng.next_u32(),
-            k64: (0, 0),
-        };
+        let mut spoof = Spoof::v4(sources, &mut self.rng);
         for t in arrivals(&mut self.rng, from, to - from, |t| rate * t) {
             let r = &mut self.rng;
             let client = Client {
