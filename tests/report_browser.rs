@@ -224,28 +224,7 @@ fn the_syn_flood_report_renders_in_a_browser() {
     );
 
     // light: the screenshot has a light background, colour, and content down the page
-    let light = dir.path().join("light.png");
-    let out = open(
-        &browser,
-        dir.path(),
-        "light",
-        &page,
-        &[
-            &format!("--screenshot={}", light.display()),
-            &format!("--window-size={WIDTH},{HEIGHT}"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(console_lines(&out).is_empty());
-    let shot = Shot::load(&light);
-    assert_eq!((shot.width, shot.height), (WIDTH as usize, HEIGHT as usize));
-    let bg = shot.background();
-    assert!(luma(bg) > 200.0, "light background {bg:?}");
-    assert!(shot.distinct_colours() > 50, "a blank screenshot");
+    let (shot, bg) = light_screenshot(&browser, dir.path(), &page);
     // header, traffic charts, the alert's charts, its tables: ink in every band of 500 px down to
     // 2,500 px (the page is about 2,700 px tall)
     for band in 0..5 {
@@ -317,21 +296,34 @@ fn an_http_flood_report_renders_in_a_browser() {
         console.is_empty(),
         "the page logged to the console: {console:#?}"
     );
-    let shot_path = dir.path().join("light.png");
+    light_screenshot(&browser, dir.path(), &page);
+}
+
+/// A light-theme screenshot of `page` at the test's window size, taken without an error or a
+/// console line; checked to have a light background and to be no blank page. Returns it and its
+/// background colour.
+fn light_screenshot(browser: &Path, dir: &Path, page: &Path) -> (Shot, [u8; 3]) {
+    let path = dir.join("light.png");
     let out = open(
-        &browser,
-        dir.path(),
+        browser,
+        dir,
         "light",
-        &page,
+        page,
         &[
-            &format!("--screenshot={}", shot_path.display()),
+            &format!("--screenshot={}", path.display()),
             &format!("--window-size={WIDTH},{HEIGHT}"),
         ],
     );
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "browser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(console_lines(&out).is_empty());
-    let shot = Shot::load(&shot_path);
+    let shot = Shot::load(&path);
+    assert_eq!((shot.width, shot.height), (WIDTH as usize, HEIGHT as usize));
     let bg = shot.background();
     assert!(luma(bg) > 200.0, "light background {bg:?}");
     assert!(shot.distinct_colours() > 50, "a blank screenshot");
+    (shot, bg)
 }
