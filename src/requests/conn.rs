@@ -391,11 +391,11 @@ impl Tracker {
             Some(Entry {
                 state: State::HalfOpen(_),
                 ..
-            }) => self.half_open -= 1,
+            }) => self.half_open = self.half_open.saturating_sub(1),
             Some(Entry {
                 state: State::Conn(_),
                 ..
-            }) => self.conns -= 1,
+            }) => self.conns = self.conns.saturating_sub(1),
             None => {}
         }
     }
@@ -434,7 +434,7 @@ impl Tracker {
         }
         if let Some(e) = self.table.get_mut(&key) {
             e.state = State::Conn(c);
-            self.half_open -= 1;
+            self.half_open = self.half_open.saturating_sub(1);
             self.conns += 1;
         }
     }
