@@ -150,6 +150,10 @@ impl HeaderFields {
     /// line) in what was captured: the request is whole ([`crate::requests`]; a head left open is
     /// how slowloris looks).
     pub const HEAD_END: u8 = 0x08;
+    /// A TCP payload whose first bytes look like the start of a request head (an HTTP/1 method,
+    /// the HTTP/2 preface, a TLS handshake record: [`crate::requests::wants_parse`]), so
+    /// [`Decoder::request_head`] reads it; every other packet costs that one bit test.
+    pub const REQUEST: u8 = 0x10;
 
     /// Whether the fields were read from a packet header.
     #[inline]
@@ -401,6 +405,29 @@ impl Decoder {
         self.decode_any(link, frame, ts, wire_len)
     }
 
+    /// [`Decoder::decode`] into `out`, for a loop that decodes frame after frame into one summary:
+    /// the fields land where they are read from, with no summary moved on the way (a summary is
+    /// some 80 bytes, and moving it twice cost a minimum-size packet a tenth of its decoding).
+    /// On an error, what `out` holds is unspecified (still a valid summary).
+    #[inline]
+    pub fn decode_into(
+        &self,
+        link: LinkType,
+        frame: &[u8],
+        ts: Timestamp,
+        wire_len: u32,
+        out: &mut PacketSummary,
+    ) -> Result<(), DecodeError> {
+        if link == LinkType::ETHERNET {
+            if let Some(p) = ethernet_ipv4_tcp_udp(frame, ts, wire_len) {
+                *out = p;
+                return Ok(());
+            }
+        }
+        *out = self.decode_any(link, frame, ts, wire_len)?;
+        Ok(())
+    }
+
     /// [`Decoder::decode`] of any frame, without the common frame's straight path.
     #[inline(never)]
     fn decode_any(
@@ -459,12 +486,13 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
             // a data offset below 5 is malformed: the payload is then taken to start at 20
             let words = (f[46] >> 4).max(5);
             let window = u16::from_be_bytes([f[48], f[49]]);
-            let seq = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
-            let ack = u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
-            let num = match f[47] & (tcp_flags::SYN | tcp_flags::ACK) {
-                0x12 => seq,
-                0x10 => ack,
-                _ => 0,
+            // read only with ACK set: a SYN flood's packets skip it at one test
+            let num = if f[47] & tcp_flags::ACK == 0 {
+                0
+            } else if f[47] & tcp_flags::SYN != 0 {
+                u32::from_be_bytes([f[38], f[39], f[40], f[41]])
+            } else {
+                u32::from_be_bytes([f[42], f[43], f[44], f[45]])
             };
             (usize::from(words) * 4, f[47], window, (words - 5) * 4, num)
         }
@@ -493,14 +521,14 @@ fn ethernet_ipv4_tcp_udp(frame: &[u8], ts: Timestamp, wire_len: u32) -> Option<P
     if let Some(four) = payload.first_chunk::<4>() {
         hdr.prefix = *four;
         hdr.prefix_len = 4;
-        if proto == proto::TCP {
-            hdr.bits |= head_end(payload);
-        }
     } else {
         for (d, s) in hdr.prefix.iter_mut().zip(payload) {
             *d = *s;
         }
         hdr.prefix_len = payload.len().min(4) as u8;
+    }
+    if proto == proto::TCP && hdr.prefix_len != 0 {
+        hdr.bits |= request_bits(hdr.prefix(), payload);
     }
     Some(PacketSummary {
         ts: ts.clamped(),
@@ -600,7 +628,7 @@ impl Decoder {
 impl Decoder {
     /// The request head `frame` carries, when `p` (its summary) is TCP whose payload starts like
     /// one ([`crate::requests::wants_parse`]): what it asks for, from whom (Host, User-Agent, SNI,
-    /// JA4). One compare for any other packet.
+    /// JA4). One bit test for any other packet ([`HeaderFields::REQUEST`]).
     #[inline]
     pub fn request_head(
         &self,
@@ -608,9 +636,7 @@ impl Decoder {
         frame: &[u8],
         p: &PacketSummary,
     ) -> Option<crate::requests::RequestHead> {
-        if p.proto != proto::TCP
-            || !crate::requests::wants_parse(crate::requests::sniff(p.hdr.prefix()))
-        {
+        if p.hdr.bits & HeaderFields::REQUEST == 0 {
             return None;
         }
         tcp_payload(link, frame).and_then(crate::requests::parse)
@@ -1006,8 +1032,9 @@ fn transport(
                     hdr.tcp_window = window;
                     hdr.tcp_opts_len = (header_len - 20) as u8;
                     payload_fields(hdr, l4, header_len, l4_len);
-                    if hdr.prefix_len == 4 {
-                        hdr.bits |= head_end(l4.get(header_len..).unwrap_or_default());
+                    if hdr.prefix_len != 0 {
+                        let payload = l4.get(header_len..).unwrap_or_default();
+                        hdr.bits |= request_bits(hdr.prefix(), payload);
                     }
                 }
                 // SYN-ACK: the sequence number (bytes 4..8); other segments with ACK: the
@@ -1040,17 +1067,21 @@ fn transport(
     }
 }
 
-/// [`HeaderFields::HEAD_END`] when `payload` starts with an HTTP request line and holds the empty
-/// line that ends its head; 0 otherwise. Only request heads are searched (a few in a flood of
-/// packets), and only what was captured.
+/// The request bits of a TCP payload that starts with `prefix` (its first bytes, up to four):
+/// [`HeaderFields::REQUEST`] when it looks like the start of a request head, and
+/// [`HeaderFields::HEAD_END`] when it starts with an HTTP request line and holds the empty line
+/// that ends its head. Only request heads are searched (a few in a flood of packets), and only
+/// what was captured.
 #[inline]
-fn head_end(payload: &[u8]) -> u8 {
-    if crate::requests::sniff(payload.get(..4).unwrap_or_default())
-        != crate::requests::Sniff::HttpMethod
-    {
+fn request_bits(prefix: &[u8], payload: &[u8]) -> u8 {
+    let sniff = crate::requests::sniff(prefix);
+    if !crate::requests::wants_parse(sniff) {
         return 0;
     }
-    head_end_in(payload)
+    if sniff != crate::requests::Sniff::HttpMethod {
+        return HeaderFields::REQUEST;
+    }
+    HeaderFields::REQUEST | head_end_in(payload)
 }
 
 #[cold]
@@ -1703,7 +1734,11 @@ mod tests {
             &tcp_raw(0x18, 512, &[], b"GET /x"),
         );
         let h = decode(LinkType::RAW, &ip).unwrap().hdr;
-        assert_eq!(h.bits, HeaderFields::KNOWN | HeaderFields::L4);
+        // a request line's start (REQUEST) whose head does not end in what was captured
+        assert_eq!(
+            h.bits,
+            HeaderFields::KNOWN | HeaderFields::L4 | HeaderFields::REQUEST
+        );
         assert_eq!((h.ttl, h.ip_id, h.ip_len), (64, 0, 46));
         assert_eq!((h.tcp_window, h.tcp_opts_len), (512, 0));
         assert_eq!((h.payload_len, h.prefix()), (6, &b"GET "[..]));
@@ -1805,9 +1840,34 @@ mod tests {
         assert_eq!((h.payload_len, h.prefix()), (4, &b"d"[..]));
     }
 
-    /// Checks the straight path against the general one on `frame`; true when it took it.
+    /// Checks the straight path against the general one on `frame`, and decoding into a summary
+    /// that held another packet against decoding afresh; true when it took the straight path.
     fn same_both_ways(frame: &[u8], wire_len: u32) -> bool {
         let ts = Timestamp(1_700_000_000_123_456_789);
+        let mut reused = PacketSummary {
+            ts: Timestamp(7),
+            src: Ipv6Addr::from(SRC6).into(),
+            dst: Ipv6Addr::from(DST6).into(),
+            proto: 99,
+            sport: 1,
+            dport: 2,
+            tcp_flags: 0xff,
+            tcp_num: 3,
+            wire_len: 4,
+            fragment: Fragment::Later { offset: 8 },
+            weight: 5,
+            hdr: HeaderFields {
+                bits: 0xff,
+                prefix: [9; 4],
+                prefix_len: 4,
+                ..HeaderFields::default()
+            },
+        };
+        let fresh = Decoder.decode(LinkType::ETHERNET, frame, ts, wire_len);
+        match Decoder.decode_into(LinkType::ETHERNET, frame, ts, wire_len, &mut reused) {
+            Ok(()) => assert_eq!(fresh, Ok(reused), "frame {frame:02x?}"),
+            Err(e) => assert_eq!(fresh, Err(e), "frame {frame:02x?}"),
+        }
         match ethernet_ipv4_tcp_udp(frame, ts, wire_len) {
             Some(p) => {
                 let general = Decoder.decode_any(LinkType::ETHERNET, frame, ts, wire_len);

@@ -312,7 +312,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     self.counts.frames += 1;
                     self.telemetry_frame(frame);
                 }
-                Ok(SourceEvent::Frame(frame)) => self.frame(frame),
+                Ok(SourceEvent::Frame(frame)) => self.frame(frame, &mut PacketSummary::default()),
                 Ok(SourceEvent::Idle { now }) => {
                     if let Some(t) = self.telemetry.as_deref_mut() {
                         t.stage.advance(now, &mut t.scratch);
@@ -338,6 +338,8 @@ impl<'m, D: Downstream> Reader<'m, D> {
         source: &mut dyn FrameSource,
         stop: &AtomicBool,
     ) -> Option<CaptureError> {
+        // every frame is decoded into this one summary
+        let mut p = PacketSummary::default();
         loop {
             if self.should_stop(source, stop, None) {
                 return None;
@@ -345,7 +347,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
             if self.summary.frames.is_multiple_of(PUBLISH_EVERY_FRAMES) {
                 self.publish(source.stats());
             }
-            match source.next_frames(BATCH, &mut |frame| self.frame(frame)) {
+            match source.next_frames(BATCH, &mut |frame| self.frame(frame, &mut p)) {
                 Ok(n) if n == BATCH => {}
                 Ok(_) => return None,
                 Err(e) => return Some(e),
@@ -353,23 +355,23 @@ impl<'m, D: Downstream> Reader<'m, D> {
         }
     }
 
-    /// Decodes and hands on one frame.
+    /// Decodes one frame into `p` (the caller's, reused frame after frame) and hands it on.
     #[inline]
-    fn frame(&mut self, frame: RawFrame<'_>) {
+    fn frame(&mut self, frame: RawFrame<'_>, p: &mut PacketSummary) {
         self.summary.frames += 1;
         self.counts.frames += 1;
         match self
             .decoder
-            .decode(frame.link, frame.data, frame.ts, frame.wire_len)
+            .decode_into(frame.link, frame.data, frame.ts, frame.wire_len, p)
         {
-            Ok(p) => {
-                match self.decoder.request_head(frame.link, frame.data, &p) {
-                    None => self.push(&p),
-                    Some(head) => self.push_head(&p, head),
+            Ok(()) => {
+                match self.decoder.request_head(frame.link, frame.data, p) {
+                    None => self.push(p),
+                    Some(head) => self.push_head(p, head),
                 }
                 if let Some(t) = &mut self.tap {
                     // after the router took it: the evaluations due before it ran
-                    t.offer(&frame, &p, self.router.evaluations());
+                    t.offer(&frame, p, self.router.evaluations());
                 }
             }
             Err(e) => {
