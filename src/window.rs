@@ -182,6 +182,13 @@ impl PacketClass {
         }
     }
 
+    /// True for TCP with a header that is not a bare SYN: a SYN-ACK or any later segment (what
+    /// connection state is made of).
+    #[inline]
+    pub fn is_tcp_after_syn(self) -> bool {
+        matches!(self.0 >> 1, 2 | 3)
+    }
+
     /// True for fragments, first or later.
     pub fn is_fragment(self) -> bool {
         self.0 & 1 != 0

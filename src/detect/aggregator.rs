@@ -92,6 +92,10 @@ pub struct TickAggregate {
     pub last_ts: Option<crate::time::Timestamp>,
 }
 
+/// A destination, the destination scopes it was counted in, their entries (or [`NO_ENTRY`]) and
+/// the slot of the host inside its dst_subnet entry: valid until the aggregate is taken.
+type DstEntries = (std::net::IpAddr, u8, [u32; 2], u32);
+
 /// Aggregates packets until [`Aggregator::take`].
 #[derive(Debug)]
 pub struct Aggregator {
@@ -102,7 +106,10 @@ pub struct Aggregator {
     at: Option<(u64, u64)>,
     /// The destination of the last packet, its destination scopes, their entries and the
     /// dst_subnet entry's slot for that host.
-    last_dst: Option<(std::net::IpAddr, u8, [u32; 2], u32)>,
+    last_dst: Option<DstEntries>,
+    /// The one before it (when another): a flood's victim between packets of other traffic
+    /// finds its entries here, not through two lookups and a host's.
+    prev_dst: Option<DstEntries>,
     pub(super) admission: [SourceAdmission; 2],
     pub(super) admission_epoch: u64,
     tracking: Tracking,
@@ -130,6 +137,7 @@ impl Aggregator {
             pending: Default::default(),
             at: None,
             last_dst: None,
+            prev_dst: None,
             admission: [admission.clone(), admission],
             admission_epoch: 0,
             tracking,
@@ -267,10 +275,9 @@ impl Aggregator {
             let key = Key::subnet(p.src, self.subnet_v4, self.subnet_v6);
             self.source(1, key, p, class, stamp);
         }
-        // a SYN never creates connection state: a SYN flood stops at this compare
-        if p.proto == crate::decode::proto::TCP
-            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) != tcp_flags::SYN
-        {
+        // a SYN never creates connection state: a SYN flood stops at this compare (a later
+        // fragment has no TCP header to track either)
+        if class.is_tcp_after_syn() {
             self.connections(p, ts, mask);
         }
     }
@@ -404,6 +411,12 @@ impl Aggregator {
         dst_mask: u8,
         ts: u64,
     ) -> ([u32; 2], u32) {
+        if let Some(prev @ (dst, m, e, host)) = self.prev_dst {
+            if dst == p.dst && m == dst_mask {
+                self.prev_dst = self.last_dst.replace(prev);
+                return (e, host);
+            }
+        }
         let mut e = [NO_ENTRY; 2];
         let keys = [
             Key::host(p.dst),
@@ -421,7 +434,7 @@ impl Aggregator {
             agg if e[1] != NO_ENTRY => agg.host_slot(e[1], p.dst).unwrap_or(NO_ENTRY),
             _ => NO_ENTRY,
         };
-        self.last_dst = Some((p.dst, dst_mask, e, host));
+        self.prev_dst = self.last_dst.replace((p.dst, dst_mask, e, host));
         (e, host)
     }
 
@@ -513,6 +526,7 @@ impl Aggregator {
         }
         let (epoch, tick) = self.at.take().unwrap_or_default();
         self.last_dst = None;
+        self.prev_dst = None;
         let scopes = [0, 1, 2, 3].map(|s| self.pending[s].take());
         if let Tracking::Recent { ring, current, .. } = &mut self.tracking {
             // every source key with an entry stays hinted: admitted now, or counted because it
