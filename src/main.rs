@@ -5,7 +5,7 @@ mod commands;
 mod progress;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::BufWriter;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -15,25 +15,22 @@ use clap::{CommandFactory, Parser};
 
 use cli::{
     Backend, Cli, ClusterArgs, CollectArgs, Command, CompletionsArgs, DetectNodeArgs, LiveArgs,
-    ManArgs, PublishArgs, ReplayArgs, ReportArgs, StateArgs, SynthArgs,
+    ManArgs, PublishArgs, SynthArgs,
 };
-use commands::output::{
-    check_can_create, open_daemon_output, open_output, write_atomically, write_stdout,
-};
+use commands::output::{open_daemon_output, open_output, write_stdout};
+use commands::replay::{input_names, replay};
+use commands::report::report;
 use commands::run::{bgp_config, end_run, Extras, Saves};
 use commands::{
     detect_config, drop_privileges, evidence_config, install_stop_handler, prepare_state,
     random_seed, recheck_dirs, settings,
 };
-use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::config::DetectConfig;
-use floodwatch::evidence_pcap::EvidenceConfig;
-use floodwatch::pipeline::{self, CheckpointClock, Integrations, PipelineConfig};
+use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
 use floodwatch::reload;
-use floodwatch::report::{LinkBase, Recording, RenderOptions};
 use floodwatch::synth;
 use floodwatch::telemetry::TelemetryConfig;
 use progress::ProgressSource;
@@ -57,234 +54,6 @@ fn main() -> ExitCode {
             eprintln!("floodwatch: error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let (detect, base) = settings(
-        &args.detect,
-        args.load_baseline.as_deref(),
-        args.save_baseline.is_some(),
-        &args.state,
-        CheckpointClock::Packet,
-        args.output.quiet,
-    )?;
-    let evidence = evidence_config(&args.evidence)?;
-    if evidence.is_some() && args.decode_threads.is_some_and(|n| n > 0) && !args.output.quiet {
-        eprintln!(
-            "floodwatch: note: --evidence-dir reads the capture on one thread; --decode-threads is ignored"
-        );
-    }
-    let pipe = PipelineConfig {
-        realtime: args.realtime,
-        speed: args.speed,
-        decode_threads: decode_threads_for(evidence.as_ref(), args.decode_threads),
-        evidence,
-        record: args.record.is_some(),
-        ..base
-    };
-    if let Some(url) = &args.publish.publish {
-        let stop = install_stop_handler()?;
-        let mut source =
-            ProgressSource::new(MultiFileSource::new(args.files.clone()), !args.output.quiet);
-        let code = ingest(
-            url,
-            &args.publish,
-            &mut source,
-            (&detect, &pipe),
-            &stop,
-            args.output.quiet,
-        );
-        source.finish();
-        return code;
-    }
-    if let Some(path) = &args.record {
-        check_can_create(path, "the --record file")?;
-    }
-    prepare_state(&args.state, args.output.quiet)?;
-    let writer = open_output(&args.output)?;
-    let stop = install_stop_handler()?;
-    let bgp = bgp_config(
-        &args.integrations,
-        &args.detect,
-        args.state.state.as_deref(),
-    )?;
-    let extras = Extras::start(
-        &args.integrations,
-        args.output.quiet,
-        input_names(&args.files).join(", "),
-        false,
-        bgp,
-    )?;
-    let mut outcome = replay_files(
-        &args.files,
-        !args.output.quiet,
-        (&detect, &pipe),
-        writer,
-        &stop,
-        extras.integrations(),
-    )?;
-    // a recording that cannot be written must not cost the baselines, the state or the summary
-    let mut record_error = None;
-    if let (Some(path), Some(mut rec)) = (&args.record, outcome.recording.take()) {
-        rec.inputs = input_names(&args.files);
-        record_error = rec.save(path).err().map(anyhow::Error::from);
-    }
-    let code = end_run(
-        outcome,
-        &detect,
-        Saves {
-            baseline: args.save_baseline.as_deref(),
-            state: args.state.state.as_deref(),
-        },
-        extras,
-        &stop,
-        args.output.quiet,
-    )?;
-    match record_error {
-        Some(e) => {
-            eprintln!("floodwatch: error: {e:#}");
-            Ok(ExitCode::from(1))
-        }
-        None => Ok(code),
-    }
-}
-
-/// `floodwatch report`: a recording (made here by replaying the captures, or read with --from)
-/// rendered as one HTML page.
-fn report(args: ReportArgs) -> Result<ExitCode> {
-    check_can_create(&args.output, "the report")?;
-    if let Some(path) = &args.record {
-        check_can_create(path, "the --record file")?;
-    }
-    let mut failed = false;
-    let recording = match &args.from {
-        Some(path) => Recording::load(path)?,
-        None => {
-            let no_state = StateArgs {
-                state: None,
-                state_interval: std::time::Duration::from_secs(300),
-            };
-            let (detect, base) = settings(
-                &args.detect,
-                args.load_baseline.as_deref(),
-                false,
-                &no_state,
-                CheckpointClock::Packet,
-                args.quiet,
-            )?;
-            let evidence = evidence_config(&args.evidence)?;
-            let pipe = PipelineConfig {
-                // evidence needs the frames on the reading thread (as replay)
-                decode_threads: decode_threads_for(evidence.as_ref(), None),
-                evidence,
-                record: true,
-                ..base
-            };
-            let out: Box<dyn Write + Send> = match &args.alerts {
-                Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| {
-                    format!("cannot create the alerts file {}", path.display())
-                })?)),
-                None => Box::new(io::sink()),
-            };
-            let writer = EventWriter::new(out, OutputFormat::Json);
-            let stop = install_stop_handler()?;
-            let mut outcome = replay_files(
-                &args.files,
-                !args.quiet,
-                (&detect, &pipe),
-                writer,
-                &stop,
-                Integrations::default(),
-            )?;
-            if let Some(e) = &outcome.capture_error {
-                eprintln!("floodwatch: error: {e} (the report covers what was read before it)");
-                failed = true;
-            }
-            if !args.quiet {
-                eprint!("{}", pipeline::render_summary(&outcome.summary));
-            }
-            let mut rec = outcome
-                .recording
-                .take()
-                .context("the run recorded nothing (a bug: please report it)")?;
-            rec.inputs = input_names(&args.files);
-            if let Some(path) = &args.record {
-                rec.save(path)?;
-            }
-            rec
-        }
-    };
-    let opts = RenderOptions {
-        title: args.title.clone(),
-        max_detailed: args.max_detailed as usize,
-        links: link_base(&args.output),
-    };
-    let html = floodwatch::report::render_html(&recording, &opts)?;
-    write_atomically(&args.output, html.as_bytes())
-        .with_context(|| format!("cannot write the report {}", args.output.display()))?;
-    if !args.quiet {
-        eprintln!(
-            "floodwatch: report written to {} ({} alert(s), {} KB)",
-            args.output.display(),
-            recording.alerts.len(),
-            html.len().div_ceil(1024)
-        );
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Evidence links of a page written to `output`: relative paths of the recording are relative to
-/// the current directory; the page links them relative to its own directory. None when the
-/// current directory is unknown (the paths are then linked as recorded).
-fn link_base(output: &std::path::Path) -> Option<LinkBase> {
-    let cwd = std::env::current_dir().ok()?;
-    let page = cwd.join(output);
-    let page_dir = page
-        .parent()
-        .map_or_else(|| cwd.clone(), |d| d.to_path_buf());
-    Some(LinkBase { cwd, page_dir })
-}
-
-/// Replays capture files through the pipeline, with a progress bar when `progress` (what `replay`
-/// and `report` share).
-fn replay_files<W: Write + Send>(
-    files: &[std::path::PathBuf],
-    progress: bool,
-    (detect, pipe): (&DetectConfig, &PipelineConfig),
-    writer: EventWriter<W>,
-    stop: &AtomicBool,
-    integ: Integrations<'_>,
-) -> Result<pipeline::RunOutcome> {
-    let mut source = ProgressSource::new(MultiFileSource::new(files.to_vec()), progress);
-    let outcome = pipeline::run_input(
-        pipeline::Input::Pooled(&mut source),
-        detect,
-        pipe,
-        writer,
-        stop,
-        integ,
-    );
-    source.finish();
-    Ok(outcome?)
-}
-
-/// The capture files as a report names its inputs.
-fn input_names(files: &[std::path::PathBuf]) -> Vec<String> {
-    files.iter().map(|f| f.display().to_string()).collect()
-}
-
-/// Decode threads of a replay: none with --evidence-dir (the sample needs the frames on the
-/// reading thread), else as asked or the default.
-fn decode_threads_for(evidence: Option<&EvidenceConfig>, asked: Option<u16>) -> usize {
-    if evidence.is_some() {
-        0
-    } else {
-        asked.map_or_else(default_decode_threads, usize::from)
     }
 }
 
@@ -712,17 +481,6 @@ fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
 enum LiveInput {
     One(Box<dyn FrameSource>),
     Group(Vec<Box<dyn FrameSource + Send>>),
-}
-
-/// Decode threads by default: none up to four cores (a reading thread, a decode thread and the
-/// shards would share too few), else a quarter of the cores, at most 8.
-fn default_decode_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores <= 4 {
-        0
-    } else {
-        (cores / 4).clamp(1, 8)
-    }
 }
 
 /// Capture threads by default: one up to three cores (the reader, the shards and the sink share

@@ -4,6 +4,8 @@
 //! and ends every run the same way.
 
 pub(crate) mod output;
+pub(crate) mod replay;
+pub(crate) mod report;
 pub(crate) mod run;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
