@@ -14,27 +14,19 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::{
-    Cli, ClusterArgs, CollectArgs, Command, CompletionsArgs, DetectNodeArgs, ManArgs, PublishArgs,
-    SynthArgs,
+    Cli, ClusterArgs, Command, CompletionsArgs, DetectNodeArgs, ManArgs, PublishArgs, SynthArgs,
 };
+use commands::collect::collect;
 use commands::live::live;
-use commands::output::{open_daemon_output, open_output, write_stdout};
-use commands::replay::{input_names, replay};
+use commands::output::{open_daemon_output, write_stdout};
+use commands::replay::replay;
 use commands::report::report;
-use commands::run::{bgp_config, end_run, Extras, Saves};
-use commands::{
-    detect_config, drop_privileges, install_stop_handler, prepare_state, random_seed, recheck_dirs,
-    settings,
-};
-use floodwatch::capture::file::MultiFileSource;
-use floodwatch::capture::udp::UdpSource;
+use commands::run::{bgp_config, Extras};
+use commands::{detect_config, install_stop_handler, random_seed};
 use floodwatch::capture::FrameSource;
 use floodwatch::config::DetectConfig;
-use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
-use floodwatch::reload;
+use floodwatch::pipeline::{self, PipelineConfig};
 use floodwatch::synth;
-use floodwatch::telemetry::TelemetryConfig;
-use progress::ProgressSource;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,124 +48,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn collect(args: CollectArgs) -> Result<ExitCode> {
-    let live = !args.listen.is_empty();
-    if live {
-        // before any thread starts, so only the SIGHUP thread ever receives it
-        reload::block_sighup().context("cannot block SIGHUP")?;
-    }
-    let (detect, base) = settings(
-        &args.detect,
-        args.load_baseline.as_deref(),
-        args.save_baseline.is_some(),
-        &args.state,
-        if live {
-            CheckpointClock::Wall
-        } else {
-            CheckpointClock::Packet
-        },
-        args.output.quiet,
-    )?;
-    let pipe = PipelineConfig {
-        live,
-        status_interval: Some(args.status_interval).filter(|d| live && !d.is_zero()),
-        telemetry: Some(pipeline::CollectConfig {
-            telemetry: TelemetryConfig {
-                max_exporters: args.max_exporters.max(1),
-                max_templates: args.max_templates.max(1),
-                allow: args.allow.clone(),
-                window_ns: detect.window_ns(),
-                tick_ns: detect.tick.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
-            },
-            ports: args.port.clone(),
-        }),
-        ..base
-    };
-    if let Some(url) = &args.publish.publish {
-        let (mut source, _) = collect_source(&args, live)?;
-        let stop = install_stop_handler()?;
-        drop_privileges(&args.privileges, args.output.quiet)?;
-        return ingest(
-            url,
-            &args.publish,
-            source.as_mut(),
-            (&detect, &pipe),
-            &stop,
-            args.output.quiet,
-        );
-    }
-    let (writer, reopen) = if live {
-        open_daemon_output(&args.output)?
-    } else {
-        (open_output(&args.output)?, None)
-    };
-    let (mut source, listening) = collect_source(&args, live)?;
-    let stop = install_stop_handler()?;
-    let described = if live {
-        format!("telemetry on {}", listening.as_deref().unwrap_or("?"))
-    } else {
-        format!("telemetry from {}", input_names(&args.pcap).join(", "))
-    };
-    let bgp = bgp_config(
-        &args.integrations,
-        &args.detect,
-        args.state.state.as_deref(),
-    )?;
-    let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live, bgp)?;
-    drop_privileges(&args.privileges, args.output.quiet)?;
-    recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
-    prepare_state(&args.state, args.output.quiet)?;
-    if live {
-        extras.watch_sighup(&args.detect, &detect, reopen)?;
-    }
-    // last start-up line: once it is printed, the sockets and the metrics endpoint are ready
-    if let (Some(on), false) = (listening, args.output.quiet) {
-        eprintln!("floodwatch: collecting telemetry on {on}; Ctrl-C stops");
-    }
-    let outcome = pipeline::run_input(
-        pipeline::Input::One(source.as_mut()),
-        &detect,
-        &pipe,
-        writer,
-        &stop,
-        extras.integrations(),
-    )?;
-    drop(source);
-    end_run(
-        outcome,
-        &detect,
-        Saves {
-            baseline: args.save_baseline.as_deref(),
-            state: args.state.state.as_deref(),
-        },
-        extras,
-        &stop,
-        args.output.quiet,
-    )
-}
-
-/// The input of `collect`: the --listen sockets (and what they listen on) or the --pcap files.
-fn collect_source(
-    args: &CollectArgs,
-    live: bool,
-) -> Result<(Box<dyn FrameSource>, Option<String>)> {
-    if !live {
-        let files = MultiFileSource::new(args.pcap.clone());
-        return Ok((
-            Box::new(ProgressSource::new(files, !args.output.quiet)),
-            None,
-        ));
-    }
-    let udp = UdpSource::bind(&args.listen, args.recv_buffer)?;
-    if !args.output.quiet {
-        for w in udp.warnings() {
-            eprintln!("floodwatch: warning: {w}");
-        }
-    }
-    let listening = udp.describe();
-    Ok((Box::new(udp), Some(listening)))
 }
 
 /// Joins the cluster `c` on NATS at `url`.
