@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use super::cluster::ingest;
 use super::output::{open_daemon_output, open_output};
 use super::replay::input_names;
 use super::run::{bgp_config, end_run, Extras, Saves};
 use super::{drop_privileges, install_stop_handler, prepare_state, recheck_dirs, settings};
 use crate::cli::CollectArgs;
-use crate::ingest;
 use crate::progress::ProgressSource;
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::capture::udp::UdpSource;

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use super::cluster::ingest;
 use super::output::open_daemon_output;
 use super::run::{bgp_config, end_run, Extras, Saves};
 use super::{
     drop_privileges, evidence_config, install_stop_handler, prepare_state, recheck_dirs, settings,
 };
 use crate::cli::{Backend, LiveArgs};
-use crate::ingest;
 use floodwatch::capture::FrameSource;
 use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
 use floodwatch::reload;

@@ -3,6 +3,7 @@
 //! beside this one; `output` opens what the commands write and `run` starts a run's integrations
 //! and ends every run the same way.
 
+pub(crate) mod cluster;
 pub(crate) mod collect;
 pub(crate) mod live;
 pub(crate) mod output;

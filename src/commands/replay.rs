@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 
+use super::cluster::ingest;
 use super::output::{check_can_create, open_output};
 use super::run::{bgp_config, end_run, Extras, Saves};
 use super::{evidence_config, install_stop_handler, prepare_state, settings};
 use crate::cli::ReplayArgs;
-use crate::ingest;
 use crate::progress::ProgressSource;
 use floodwatch::alert::EventWriter;
 use floodwatch::capture::file::MultiFileSource;
