@@ -5,11 +5,13 @@
 
 pub(crate) mod cluster;
 pub(crate) mod collect;
+pub(crate) mod docs;
 pub(crate) mod live;
 pub(crate) mod output;
 pub(crate) mod replay;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod synth;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
