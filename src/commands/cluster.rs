@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::output::open_daemon_output;
-use super::run::{bgp_config, Extras};
+use super::run::Extras;
 use super::{detect_config, install_stop_handler, random_seed};
 use crate::cli::{self, ClusterArgs, DetectNodeArgs, PublishArgs};
 use floodwatch::capture::FrameSource;
@@ -184,13 +184,13 @@ pub(crate) fn detect_node(args: DetectNodeArgs) -> Result<ExitCode> {
     };
     let (writer, _reopen) = open_daemon_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let bgp = bgp_config(&args.integrations, &args.detect, None)?;
     let extras = Extras::start(
         &args.integrations,
+        &args.detect,
+        None,
         args.output.quiet,
         format!("partitions {group} of cluster {}", bus.name),
         true,
-        bgp,
     )?;
     let started = std::time::Instant::now();
     let (result, tally, _closed) =

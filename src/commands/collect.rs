@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::cluster::ingest;
 use super::output::{open_daemon_output, open_output};
 use super::replay::input_names;
-use super::run::{bgp_config, end_run, Extras, Saves};
+use super::run::{end_run, Extras, Saves};
 use super::{drop_privileges, install_stop_handler, prepare_state, recheck_dirs, settings};
 use crate::cli::CollectArgs;
 use crate::progress::ProgressSource;
@@ -78,12 +78,14 @@ pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
     } else {
         format!("telemetry from {}", input_names(&args.pcap).join(", "))
     };
-    let bgp = bgp_config(
+    let mut extras = Extras::start(
         &args.integrations,
         &args.detect,
         args.state.state.as_deref(),
+        args.output.quiet,
+        described,
+        live,
     )?;
-    let mut extras = Extras::start(&args.integrations, args.output.quiet, described, live, bgp)?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
     prepare_state(&args.state, args.output.quiet)?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::cluster::ingest;
 use super::output::open_daemon_output;
-use super::run::{bgp_config, end_run, Extras, Saves};
+use super::run::{end_run, Extras, Saves};
 use super::{
     drop_privileges, evidence_config, install_stop_handler, prepare_state, recheck_dirs, settings,
 };
@@ -59,17 +59,13 @@ pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
     let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let bgp = bgp_config(
+    let mut extras = Extras::start(
         &args.integrations,
         &args.detect,
         args.state.state.as_deref(),
-    )?;
-    let mut extras = Extras::start(
-        &args.integrations,
         args.output.quiet,
         format!("interface {}", args.interface),
         true,
-        bgp,
     )?;
     drop_privileges(&args.privileges, args.output.quiet)?;
     recheck_dirs(&args.privileges, &pipe, &args.integrations)?;

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::cluster::ingest;
 use super::output::{check_can_create, open_output};
-use super::run::{bgp_config, end_run, Extras, Saves};
+use super::run::{end_run, Extras, Saves};
 use super::{evidence_config, install_stop_handler, prepare_state, settings};
 use crate::cli::ReplayArgs;
 use crate::progress::ProgressSource;
@@ -65,17 +65,13 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode> {
     prepare_state(&args.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let bgp = bgp_config(
+    let extras = Extras::start(
         &args.integrations,
         &args.detect,
         args.state.state.as_deref(),
-    )?;
-    let extras = Extras::start(
-        &args.integrations,
         args.output.quiet,
         input_names(&args.files).join(", "),
         false,
-        bgp,
     )?;
     let mut outcome = replay_files(
         &args.files,

@@ -113,15 +113,17 @@ pub(crate) struct Extras {
 impl Extras {
     /// Binds the endpoint and starts the hook runner before any input is read.
     /// `input` names what is read (for --report-dir pages); `live`: a full --report-dir queue
-    /// drops pages rather than wait (a replay waits: nothing is lost by it).
+    /// drops pages rather than wait (a replay waits: nothing is lost by it). `detect` gives the
+    /// config file's never-block prefixes to --exabgp-pipe, which keeps its routes beside `state`.
     pub(crate) fn start(
         a: &IntegrationArgs,
+        detect: &DetectArgs,
+        state: Option<&std::path::Path>,
         quiet: bool,
         input: String,
         live: bool,
-        bgp: Option<BgpConfig>,
     ) -> Result<Extras> {
-        let bgp = match bgp {
+        let bgp = match bgp_config(a, detect, state)? {
             Some(cfg) => {
                 let (announcer, note) = Announcer::start(cfg)?;
                 // a pipe with no reader is worth saying even with --quiet: nothing reaches the routers
@@ -272,7 +274,7 @@ impl Extras {
 
 /// The `--exabgp-pipe` settings, with the config file's never-block prefixes; `None` without it.
 /// With `--state` the announced routes are kept beside the state file.
-pub(crate) fn bgp_config(
+fn bgp_config(
     a: &IntegrationArgs,
     detect: &DetectArgs,
     state: Option<&std::path::Path>,
