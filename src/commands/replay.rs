@@ -90,10 +90,7 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let code = end_run(
         outcome,
         &detect,
-        Saves {
-            baseline: args.save_baseline.as_deref(),
-            state: args.state.state.as_deref(),
-        },
+        Saves::new(args.save_baseline.as_deref(), &args.state),
         extras,
         &stop,
         args.output.quiet,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DetectArgs, IntegrationArgs};
+use crate::cli::{DetectArgs, IntegrationArgs, StateArgs};
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
@@ -23,9 +23,19 @@ use floodwatch::state::Snapshot;
 #[derive(Clone, Copy)]
 pub(crate) struct Saves<'a> {
     /// `--save-baseline`.
-    pub(crate) baseline: Option<&'a std::path::Path>,
+    baseline: Option<&'a std::path::Path>,
     /// `--state`.
-    pub(crate) state: Option<&'a std::path::Path>,
+    state: Option<&'a std::path::Path>,
+}
+
+impl<'a> Saves<'a> {
+    /// `--save-baseline` and `--state`, as a command took them.
+    pub(crate) fn new(baseline: Option<&'a std::path::Path>, state: &'a StateArgs) -> Self {
+        Saves {
+            baseline,
+            state: state.state.as_deref(),
+        }
+    }
 }
 
 /// The end every mode shares: write the state and the baselines, wait for the hook, print the
