@@ -3,28 +3,26 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::cluster::ingest;
 use super::output::{open_daemon_output, open_output};
 use super::replay::input_names;
 use super::run::{end_run, Extras, Saves};
-use super::{drop_privileges, install_stop_handler, prepare_state, recheck_dirs, settings};
+use super::{block_sighup, drop_privileges, install_stop_handler, settings, start_as_user};
 use crate::cli::CollectArgs;
 use crate::progress::ProgressSource;
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::capture::udp::UdpSource;
 use floodwatch::capture::FrameSource;
 use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
-use floodwatch::reload;
 use floodwatch::telemetry::TelemetryConfig;
 
 /// `floodwatch collect`: telemetry until Ctrl-C (--listen) or the end of the files (--pcap).
 pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
     let live = !args.listen.is_empty();
     if live {
-        // before any thread starts, so only the SIGHUP thread ever receives it
-        reload::block_sighup().context("cannot block SIGHUP")?;
+        block_sighup()?;
     }
     let (detect, base) = settings(
         &args.detect,
@@ -86,9 +84,13 @@ pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
         described,
         live,
     )?;
-    drop_privileges(&args.privileges, args.output.quiet)?;
-    recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
-    prepare_state(&args.state, args.output.quiet)?;
+    start_as_user(
+        &args.privileges,
+        &pipe,
+        &args.integrations,
+        &args.state,
+        args.output.quiet,
+    )?;
     if live {
         extras.watch_sighup(&args.detect, &detect, reopen)?;
     }

@@ -3,23 +3,21 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::cluster::ingest;
 use super::output::open_daemon_output;
 use super::run::{end_run, Extras, Saves};
 use super::{
-    drop_privileges, evidence_config, install_stop_handler, prepare_state, recheck_dirs, settings,
+    block_sighup, drop_privileges, evidence_config, install_stop_handler, settings, start_as_user,
 };
 use crate::cli::{Backend, LiveArgs};
 use floodwatch::capture::FrameSource;
 use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
-use floodwatch::reload;
 
 /// `floodwatch live`: captures until Ctrl-C; alerts on the output, the summary on stderr.
 pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
-    // before any thread starts, so only the SIGHUP thread ever receives it
-    reload::block_sighup().context("cannot block SIGHUP")?;
+    block_sighup()?;
     let (detect, base) = settings(
         &args.detect,
         args.load_baseline.as_deref(),
@@ -67,9 +65,13 @@ pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
         format!("interface {}", args.interface),
         true,
     )?;
-    drop_privileges(&args.privileges, args.output.quiet)?;
-    recheck_dirs(&args.privileges, &pipe, &args.integrations)?;
-    prepare_state(&args.state, args.output.quiet)?;
+    start_as_user(
+        &args.privileges,
+        &pipe,
+        &args.integrations,
+        &args.state,
+        args.output.quiet,
+    )?;
     extras.watch_sighup(&args.detect, &detect, reopen)?;
     if !args.output.quiet {
         eprintln!(

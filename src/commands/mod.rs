@@ -24,6 +24,7 @@ use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::evidence_pcap::EvidenceConfig;
 use floodwatch::pipeline::{self, CheckpointClock, CheckpointConfig, PipelineConfig};
 use floodwatch::privileges;
+use floodwatch::reload;
 use floodwatch::report::live::AlertReports;
 use floodwatch::state::{self, StateStart};
 
@@ -156,6 +157,27 @@ pub(crate) fn install_stop_handler() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// A daemon's last steps before reading, once everything privileged is open (the capture, the
+/// sockets, the output, the metrics endpoint): become `--user`, check again as that user the
+/// directories checked as root, and prepare `--state`.
+pub(crate) fn start_as_user(
+    p: &PrivilegeArgs,
+    pipe: &PipelineConfig,
+    a: &IntegrationArgs,
+    state: &StateArgs,
+    quiet: bool,
+) -> Result<()> {
+    drop_privileges(p, quiet)?;
+    recheck_dirs(p, pipe, a)?;
+    prepare_state(state, quiet)
+}
+
+/// Blocks SIGHUP in this thread and the threads it starts; called before any thread starts, so
+/// only the SIGHUP thread (`Extras::watch_sighup`) ever receives it.
+pub(crate) fn block_sighup() -> Result<()> {
+    reload::block_sighup().context("cannot block SIGHUP")
+}
+
 /// `--user`/`--group`: once everything privileged is open, become that user with no capability.
 pub(crate) fn drop_privileges(p: &PrivilegeArgs, quiet: bool) -> Result<()> {
     let Some(user) = &p.user else {
@@ -171,11 +193,7 @@ pub(crate) fn drop_privileges(p: &PrivilegeArgs, quiet: bool) -> Result<()> {
 
 /// After `--user`: the --evidence-dir and --report-dir directories were checked as root; check
 /// again that this user can write them, so a sample or a page does not fail at the first alert.
-pub(crate) fn recheck_dirs(
-    p: &PrivilegeArgs,
-    pipe: &PipelineConfig,
-    a: &IntegrationArgs,
-) -> Result<()> {
+fn recheck_dirs(p: &PrivilegeArgs, pipe: &PipelineConfig, a: &IntegrationArgs) -> Result<()> {
     let Some(user) = &p.user else {
         return Ok(());
     };
