@@ -26,7 +26,10 @@ const SIGNALS: usize = Signal::HttpRequests as usize;
 /// Per scope and packet signal, a histogram of per-key rates (per second, rounded up).
 #[derive(Clone, Debug)]
 pub struct Population {
-    hists: Vec<Histogram<u64>>,
+    /// Made at its first rate: a histogram is some 40 KiB to allocate and zero, most scope and
+    /// signal pairs never record one (a flood's first window, signals no quiet key sends), and a
+    /// population is cloned at every window boundary.
+    hists: Vec<Option<Histogram<u64>>>,
     /// [`QUANTILE`] of every histogram, computed once by [`Population::seal`] (reading a quantile
     /// walks the histogram; thresholds read it for every cold key at every evaluation).
     sealed: Vec<f64>,
@@ -35,12 +38,25 @@ pub struct Population {
 impl Population {
     /// An empty population.
     pub fn new() -> Self {
-        let make = || Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 2).ok();
-        let hists = (0..4 * SIGNALS).filter_map(|_| make()).collect();
         Population {
-            hists,
+            hists: vec![None; 4 * SIGNALS],
             sealed: Vec::new(),
         }
+    }
+
+    /// A histogram of rates (fixed bounds: never fails in practice; if it did, the slot would
+    /// stay empty and say nothing, as a population under [`MIN_KEYS`] does).
+    fn histogram() -> Option<Histogram<u64>> {
+        Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 2).ok()
+    }
+
+    /// The histogram of slot `i`, made when it has none yet.
+    fn made(&mut self, i: usize) -> Option<&mut Histogram<u64>> {
+        let slot = self.hists.get_mut(i)?;
+        if slot.is_none() {
+            *slot = Self::histogram();
+        }
+        slot.as_mut()
     }
 
     /// A population with no histograms (a placeholder that costs nothing to make).
@@ -56,12 +72,9 @@ impl Population {
         self.sealed = self
             .hists
             .iter()
-            .map(|h| {
-                if h.len() >= MIN_KEYS {
-                    h.value_at_quantile(QUANTILE) as f64
-                } else {
-                    0.0
-                }
+            .map(|h| match h {
+                Some(h) if h.len() >= MIN_KEYS => h.value_at_quantile(QUANTILE) as f64,
+                _ => 0.0,
             })
             .collect();
     }
@@ -77,7 +90,7 @@ impl Population {
     /// Records one key's rate of `s` (zero rates are not recorded: idle keys say nothing).
     pub fn record(&mut self, scope: Scope, s: Signal, rate: f64) {
         if rate >= 1.0 {
-            if let Some(h) = self.hists.get_mut(Self::slot(scope, s)) {
+            if let Some(h) = self.made(Self::slot(scope, s)) {
                 h.saturating_record(rate.ceil().min(1e12) as u64);
             }
         }
@@ -85,9 +98,11 @@ impl Population {
 
     /// Adds another shard's population.
     pub fn merge(&mut self, other: &Population) {
-        for (a, b) in self.hists.iter_mut().zip(other.hists.iter()) {
-            // Same bounds on both sides: `add` cannot fail.
-            let _ = a.add(b);
+        for (i, b) in other.hists.iter().enumerate() {
+            if let (Some(b), Some(a)) = (b, self.made(i)) {
+                // Same bounds on both sides: `add` cannot fail.
+                let _ = a.add(b);
+            }
         }
     }
 
@@ -103,7 +118,7 @@ impl Population {
 
     /// Forgets everything.
     pub fn clear(&mut self) {
-        for h in &mut self.hists {
+        for h in self.hists.iter_mut().flatten() {
             h.reset();
         }
         self.sealed.clear();
@@ -201,7 +216,8 @@ mod persist {
             e.usize(self.hists.len());
             for h in &self.hists {
                 let recorded: Vec<(u64, u64)> = h
-                    .iter_recorded()
+                    .iter()
+                    .flat_map(|h| h.iter_recorded())
                     .map(|v| (v.value_iterated_to(), v.count_at_value()))
                     .collect();
                 e.usize(recorded.len());
@@ -226,8 +242,14 @@ mod persist {
             if p.hists.len() != n {
                 return Err(d.corrupt("a population's histograms could not be made"));
             }
-            for h in p.hists.iter_mut() {
+            for i in 0..n {
                 let buckets = d.len("a population histogram", 2)?;
+                if buckets == 0 {
+                    continue;
+                }
+                let h = p
+                    .made(i)
+                    .ok_or_else(|| d.corrupt("a population's histograms could not be made"))?;
                 for _ in 0..buckets {
                     let value = d.count("a population rate")?;
                     let count = d.count("a population count")?;
