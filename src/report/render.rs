@@ -527,10 +527,10 @@ fn alert_row(
         start: start.map_or_else(|| "–".to_string(), |t| clock.at(t)),
         end: end.map_or_else(|| "open at the end".to_string(), |t| clock.at(t)),
         duration: dur,
-        // the column is in pkt/s: a request signal's rate says its own unit
-        peak_pps: match requests::short_unit(&a.signal) {
-            Some(_) => peak_with_unit(a, peak_pps(a)),
-            None => si(peak_pps(a)),
+        // the column is in pkt/s: a rate of bytes or requests says its own unit
+        peak_pps: match short_unit(&a.signal) {
+            "pkt/s" => si(peak_pps(a)),
+            _ => peak_with_unit(a, peak_pps(a)),
         },
         severity: format!("{}×", si(a.severity())),
         packets: last_event(a).map_or_else(|| "–".to_string(), |e| count(e.packets)),
@@ -551,9 +551,18 @@ fn rate_unit(signal: &str) -> &'static str {
     }
 }
 
-/// An alert's peak rate with its unit: packets/s, unless its signal counts requests.
+/// The short unit of an alert signal's rate: B/s for bytes, a request signal's own, else pkt/s.
+fn short_unit(signal: &str) -> &'static str {
+    if signal == "bytes" {
+        "B/s"
+    } else {
+        requests::short_unit(signal).unwrap_or("pkt/s")
+    }
+}
+
+/// An alert's peak rate with its unit ([`short_unit`]).
 fn peak_with_unit(a: &AlertRecord, peak: f64) -> String {
-    si_unit(peak, requests::short_unit(&a.signal).unwrap_or("pkt/s"))
+    si_unit(peak, short_unit(&a.signal))
 }
 
 /// An alert's events in order: start, updates, end.
@@ -701,11 +710,7 @@ fn facts(
 ) -> Vec<(String, String)> {
     let mut f: Vec<(String, String)> = Vec::new();
     let mut add = |k: &str, v: String| f.push((k.to_string(), v));
-    let unit = if a.signal == "bytes" {
-        "B/s"
-    } else {
-        requests::short_unit(&a.signal).unwrap_or("pkt/s")
-    };
+    let unit = short_unit(&a.signal);
     if let Some(s) = &a.start {
         add("start", clock.at(s.ts_ns));
     }

@@ -541,3 +541,22 @@ fn packet_alerts_have_no_request_part() {
     assert!(!html.contains("nginx"));
     assert!(!html.contains(&esc("req/s")));
 }
+
+#[test]
+fn a_bytes_alert_states_its_rate_in_bytes() {
+    let mut rec = recording(2, 60 * SEC, 50);
+    let a = &mut rec.alerts[0];
+    a.signal = "bytes".to_string();
+    a.class = "udp_flood".to_string();
+    let html = render(&rec);
+    // the table's column is in pkt/s: the bytes alert's peak carries its own unit there, and
+    // its details say B/s; the packet alert's peak stays a bare number
+    let bytes_peak = esc(&si_unit(peak_pps(&rec.alerts[0]), "B/s"));
+    assert!(html.contains(&bytes_peak), "{bytes_peak} missing");
+    let syn_peak = si(peak_pps(&rec.alerts[1]));
+    assert!(
+        html.contains(&format!(">{syn_peak}<")),
+        "{syn_peak} missing"
+    );
+    assert!(!html.contains(&esc(&si_unit(peak_pps(&rec.alerts[0]), "pkt/s"))));
+}
