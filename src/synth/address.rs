@@ -66,12 +66,12 @@ pub(super) const LEGIT_NET: u32 = 0x6440_0000;
 /// Walks a keyed permutation of the IPv4 space, skipping non-public addresses, restarting after
 /// `sources` addresses: the first `sources` addresses are all distinct.
 pub(super) struct Spoof {
-    pub(super) sources: u64,
-    pub(super) used: u64,
-    pub(super) j: u64,
-    pub(super) k1: u32,
-    pub(super) k2: u32,
-    pub(super) k64: (u64, u64),
+    sources: u64,
+    used: u64,
+    j: u64,
+    k1: u32,
+    k2: u32,
+    k64: (u64, u64),
 }
 
 impl Spoof {
@@ -85,6 +85,14 @@ impl Spoof {
             k2: rng.next_u32(),
             k64: (0, 0),
         }
+    }
+
+    /// `sources` spoofed sources in turn, IPv4 or IPv6, keyed from `rng` (four draws: the IPv4
+    /// keys as [`Spoof::v4`] draws them, then the IPv6 key).
+    pub(super) fn v4_v6(sources: u64, rng: &mut Rng) -> Spoof {
+        let mut spoof = Spoof::v4(sources, rng);
+        spoof.k64 = (rng.next_u64(), rng.next_u64());
+        spoof
     }
 
     pub(super) fn next(&mut self, v6: bool) -> (u32, u128) {

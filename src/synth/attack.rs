@@ -49,12 +49,12 @@ pub(super) struct AttackGen {
     pub(super) k: u64,
     pub(super) victim: Victim,
     pub(super) min_size: bool,
-    pub(super) resolvers: Vec<u32>,
+    resolvers: Vec<u32>,
     icmp_hosts: [(u32, u16, u16); ICMP_HOSTS],
     udp_srcs: [(u32, u16); 3],
     dgram: Vec<u8>,
     pub(super) frag: (u32, u16, u8),
-    pub(super) spoof: Spoof,
+    spoof: Spoof,
     /// FloorSyn sources: (address, SYN window, TTL), one fixed stack each.
     pub(super) floor_srcs: Vec<(u32, u16, u8)>,
     /// Index in `floor_srcs` of the source of the packet last emitted.
@@ -104,14 +104,7 @@ impl AttackGen {
         for (i, b) in dgram.iter_mut().enumerate().skip(20) {
             *b = FILLER[(i - 20) % FILLER.len()];
         }
-        let mut spoof = Spoof {
-            sources: opts.sources.max(1),
-            used: 0,
-            j: 0,
-            k1: rng.next_u32(),
-            k2: rng.next_u32(),
-            k64: (rng.next_u64(), rng.next_u64()),
-        };
+        let mut spoof = Spoof::v4_v6(opts.sources, &mut rng);
         let floor_srcs = if kind == AttackKind::FloorSyn {
             (0..floor_sources(opts))
                 .map(|_| {
@@ -182,21 +175,9 @@ impl AttackGen {
                     Victim::V6(d) => Ends::V6 { src: s6, dst: d },
                 };
                 let r = self.rng.next_u64();
-                let sport = 1024 + (r as u16) % 64512;
                 let win = SYN_WINDOWS[((r >> 16) % SYN_WINDOWS.len() as u64) as usize];
                 let ttl = 40 + ((r >> 24) % 25) as u8;
-                frame.tcp(
-                    ends,
-                    (sport, self.syn_port),
-                    (r >> 32) as u32,
-                    0,
-                    SYN,
-                    win,
-                    None,
-                    0,
-                    id,
-                    ttl,
-                )
+                bare_syn(frame, ends, self.syn_port, r, win, (id, ttl))
             }
             (AttackKind::UdpFew, Victim::V4(d)) => {
                 let (src, sport) = self.udp_srcs[self.rng.below(3) as usize];
@@ -265,19 +246,7 @@ impl AttackGen {
                 let (src, win, ttl) = self.floor_srcs.get(i).copied().unwrap_or_default();
                 self.last_source = Some(i);
                 let r = self.rng.next_u64();
-                let sport = 1024 + (r as u16) % 64512;
-                frame.tcp(
-                    Ends::V4 { src, dst: d },
-                    (sport, 80),
-                    (r >> 32) as u32,
-                    0,
-                    SYN,
-                    win,
-                    None,
-                    0,
-                    id,
-                    ttl,
-                )
+                bare_syn(frame, Ends::V4 { src, dst: d }, 80, r, win, (id, ttl))
             }
             (AttackKind::HpingSyn | AttackKind::BareAck, Victim::V4(d)) => {
                 let src = random_public(&mut self.rng);
@@ -319,6 +288,24 @@ impl AttackGen {
     }
 }
 
+/// A flooder's bare SYN to `dport`: no options, no payload, the source port and sequence number
+/// drawn from `r`; `ip` is the IP ID and TTL.
+fn bare_syn(frame: &mut Frame, ends: Ends, dport: u16, r: u64, win: u16, ip: (u16, u8)) -> usize {
+    let sport = 1024 + (r as u16) % 64512;
+    let (id, ttl) = ip;
+    frame.tcp(
+        ends,
+        (sport, dport),
+        (r >> 32) as u32,
+        0,
+        SYN,
+        win,
+        None,
+        0,
+        id,
+        ttl,
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,16 +2,13 @@
 //! about twenty servers ([`Mode::Background`]), and flash-crowd sessions from distinct clients to the
 //! victim ([`Mode::Flash`]), merged by time in [`SessionGen`].
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::address::{
     v6_server, Victim, SERVERS, V4_CLIENT_NET, V4_DNS_SERVER, V4_SERVERS, V6_CLIENT_NET,
 };
 use super::dns::{dns_header, dns_label, dns_tail};
 use super::packet::{Ends, Frame, ACK, FIN, PSH, SYN};
 use super::rng::{perm64, Rng};
-use super::schedule::{Pending, Profile, Schedule};
+use super::schedule::{self, Profile, Schedule, SessionSource, Sessions};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -35,16 +32,16 @@ enum Kind {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Session {
+pub(super) struct Session {
     /// Client → server.
-    pub(super) ends: Ends,
-    pub(super) cport: u16,
-    pub(super) sport: u16,
-    pub(super) rtt: u32,
-    pub(super) step: u8,
-    pub(super) cttl: u8,
+    ends: Ends,
+    cport: u16,
+    sport: u16,
+    rtt: u32,
+    step: u8,
+    cttl: u8,
     sttl: u8,
-    pub(super) kind: Kind,
+    kind: Kind,
 }
 
 pub(super) enum Mode {
@@ -99,12 +96,10 @@ const V6_CLIENTS: usize = 500;
 
 pub(super) struct SessionGen {
     pub(super) rng: Rng,
-    pub(super) mode: Mode,
+    mode: Mode,
     pub(super) sched: Schedule,
     arrival_k: u64,
-    pub(super) next_arrival: Option<u64>,
-    heap: BinaryHeap<Reverse<Pending<Session>>>,
-    pub(super) order: u64,
+    sessions: Sessions<Session>,
     clients4: Vec<u32>,
     clients6: Vec<u128>,
     /// Per-server load wave: (period s, phase rad).
@@ -149,9 +144,7 @@ impl SessionGen {
             mode,
             sched: Schedule::new(profile, start, len),
             arrival_k: 0,
-            next_arrival: None,
-            heap: BinaryHeap::with_capacity(1024),
-            order: 0,
+            sessions: Sessions::new(),
             clients4,
             clients6,
             waves,
@@ -159,44 +152,17 @@ impl SessionGen {
             dns: [0; 256],
             exclude: None,
         };
-        g.next_arrival = g.sched.next(&mut g.rng);
+        g.sessions.next_arrival = g.sched.next(&mut g.rng);
         g
     }
 
     pub(super) fn peek(&self) -> Option<u64> {
-        let top = self.heap.peek().map(|p| p.0.ts);
-        match (self.next_arrival, top) {
-            (Some(a), Some(t)) => Some(a.min(t)),
-            (a, t) => a.or(t),
-        }
+        self.sessions.peek()
     }
 
     /// Emits the earliest packet into `frame`; returns its length.
     pub(super) fn emit(&mut self, frame: &mut Frame) -> Option<usize> {
-        let top = self.heap.peek().map(|p| p.0.ts);
-        let (ts, session) = match (self.next_arrival, top) {
-            (Some(a), t) if t.is_none_or(|t| a <= t) => {
-                let s = self.new_session(a);
-                self.next_arrival = self.sched.next(&mut self.rng);
-                (a, s)
-            }
-            _ => {
-                let p = self.heap.pop()?.0;
-                (p.ts, p.session)
-            }
-        };
-        let (len, gap) = self.step(&session, frame);
-        if let Some(gap) = gap {
-            let mut next = session;
-            next.step += 1;
-            self.order += 1;
-            self.heap.push(Reverse(Pending {
-                ts: ts.saturating_add(gap),
-                order: self.order,
-                session: next,
-            }));
-        }
-        Some(len)
+        schedule::emit(self, frame)
     }
 
     /// `ends` with the excluded address, if either end is it, replaced by a neighbour: a server (or
@@ -490,6 +456,31 @@ impl SessionGen {
             p = dns_label(b, p, label.as_bytes());
         }
         dns_tail(b, p, aaaa, response, idx as u32 + 1)
+    }
+}
+
+impl SessionSource for SessionGen {
+    type Session = Session;
+
+    fn sessions(&mut self) -> &mut Sessions<Session> {
+        &mut self.sessions
+    }
+
+    fn arrive(&mut self, ts: u64) -> Session {
+        let s = self.new_session(ts);
+        self.sessions.next_arrival = self.sched.next(&mut self.rng);
+        s
+    }
+
+    fn write_step(&mut self, s: &Session, _ts: u64, frame: &mut Frame) -> (usize, Option<u64>) {
+        self.step(s, frame)
+    }
+
+    fn advance(s: Session) -> Session {
+        Session {
+            step: s.step + 1,
+            ..s
+        }
     }
 }
 

@@ -2,14 +2,11 @@
 //! benign-day): real-stack TCP connections, established exchanges, DNS and pings from
 //! 100.64.0.0/16, arriving as a Poisson process and merged by time in [`ClientGen`].
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::address::{Victim, LEGIT_NET, V4_SERVERS};
 use super::dns::legit_dns;
 use super::packet::{Ends, Frame, IpFields, TcpSeg, ACK, FIN, PSH, SYN};
 use super::rng::{splitmix64, Rng};
-use super::schedule::{secs_to_ns, Arrivals, Day, Pending};
+use super::schedule::{self, secs_to_ns, Arrivals, Day, SessionSource, Sessions};
 
 /// TTL of what the victim (a Linux server, zero hops from the capture point) sends.
 pub(super) const SERVER_TTL: u8 = 64;
@@ -66,8 +63,8 @@ struct Flow {
     pub(super) cport: u16,
     pub(super) cttl: u8,
     pub(super) rtt: u64,
-    pub(super) cseq: u32,
-    pub(super) sseq: u32,
+    cseq: u32,
+    sseq: u32,
     /// TCP timestamp clocks at the capture start.
     pub(super) tsc: u32,
     pub(super) tss: u32,
@@ -103,19 +100,19 @@ enum LegitKind {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct LegitSession {
-    pub(super) client: u32,
-    pub(super) server: u32,
-    pub(super) cport: u16,
-    pub(super) sport: u16,
+pub(super) struct LegitSession {
+    client: u32,
+    server: u32,
+    cport: u16,
+    sport: u16,
     /// TTL of the client's packets as captured.
-    pub(super) cttl: u8,
+    cttl: u8,
     /// Round-trip time, ns.
-    pub(super) rtt: u64,
+    rtt: u64,
     /// When the TCP timestamp clocks read `tsc`/`tss`.
-    pub(super) t0: u64,
-    pub(super) step: u8,
-    pub(super) kind: LegitKind,
+    t0: u64,
+    step: u8,
+    kind: LegitKind,
 }
 
 /// A legit client's stack, fixed per address: TTL as captured (64 or 128 less 0–20 hops) and whether
@@ -147,12 +144,10 @@ pub(super) fn ts_option(val: u32, ecr: u32) -> [u8; 12] {
 /// with the victim, merged by time (the victim-centred counterpart of [`SessionGen`]).
 pub(super) struct ClientGen {
     pub(super) rng: Rng,
-    pub(super) mix: LegitMix,
+    mix: LegitMix,
     pub(super) start: u64,
-    pub(super) arrivals: Arrivals,
-    pub(super) next_arrival: Option<u64>,
-    heap: BinaryHeap<Reverse<Pending<LegitSession>>>,
-    pub(super) order: u64,
+    arrivals: Arrivals,
+    sessions: Sessions<LegitSession>,
     pub(super) victim: u32,
     pub(super) min_size: bool,
     flows: Vec<Flow>,
@@ -180,9 +175,7 @@ impl ClientGen {
                 t: 0.0,
                 day: None,
             },
-            next_arrival: None,
-            heap: BinaryHeap::with_capacity(1024),
-            order: 0,
+            sessions: Sessions::new(),
             victim,
             min_size,
             flows: Vec::new(),
@@ -209,7 +202,7 @@ impl ClientGen {
                 })
                 .collect();
         }
-        g.next_arrival = g.arrival();
+        g.sessions.next_arrival = g.arrival();
         g
     }
 
@@ -219,39 +212,12 @@ impl ClientGen {
     }
 
     pub(super) fn peek(&self) -> Option<u64> {
-        let top = self.heap.peek().map(|p| p.0.ts);
-        match (self.next_arrival, top) {
-            (Some(a), Some(t)) => Some(a.min(t)),
-            (a, t) => a.or(t),
-        }
+        self.sessions.peek()
     }
 
     /// Emits the earliest packet into `frame`; returns its length.
     pub(super) fn emit(&mut self, frame: &mut Frame) -> Option<usize> {
-        let top = self.heap.peek().map(|p| p.0.ts);
-        let (ts, session) = match (self.next_arrival, top) {
-            (Some(a), t) if t.is_none_or(|t| a <= t) => {
-                let s = self.new_session(a);
-                self.next_arrival = self.arrival();
-                (a, s)
-            }
-            _ => {
-                let p = self.heap.pop()?.0;
-                (p.ts, p.session)
-            }
-        };
-        let (len, gap) = self.step(&session, ts, frame);
-        if let Some(gap) = gap {
-            let mut next = session;
-            next.step += 1;
-            self.order += 1;
-            self.heap.push(Reverse(Pending {
-                ts: ts.saturating_add(gap),
-                order: self.order,
-                session: next,
-            }));
-        }
-        Some(len)
+        schedule::emit(self, frame)
     }
 
     /// A client address of 100.64.0.0/16 (not .0.0 nor .255.255) and an ephemeral port of its stack.
@@ -576,6 +542,31 @@ impl ClientGen {
             payload: usize::from(payload),
         };
         frame.tcp_seg(ends, ip, &seg)
+    }
+}
+
+impl SessionSource for ClientGen {
+    type Session = LegitSession;
+
+    fn sessions(&mut self) -> &mut Sessions<LegitSession> {
+        &mut self.sessions
+    }
+
+    fn arrive(&mut self, ts: u64) -> LegitSession {
+        let s = self.new_session(ts);
+        self.sessions.next_arrival = self.arrival();
+        s
+    }
+
+    fn write_step(&mut self, s: &LegitSession, ts: u64, frame: &mut Frame) -> (usize, Option<u64>) {
+        self.step(s, ts, frame)
+    }
+
+    fn advance(s: LegitSession) -> LegitSession {
+        LegitSession {
+            step: s.step + 1,
+            ..s
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! When things happen: rate [`Profile`]s and the [`Schedule`] of event times they give, Poisson
-//! [`Arrivals`] and benign-day's [`Day`], and [`Pending`], a queued packet of a session.
+//! [`Arrivals`] and benign-day's [`Day`], and the [`Sessions`] of a generator whose sessions arrive
+//! over time and send a few packets each ([`SessionSource`], merged by time in [`emit`]).
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 
+use super::packet::Frame;
 use super::rng::Rng;
 
 /// Expected number of events by time `t` (seconds from the stream's start), and its inverse.
@@ -89,12 +92,12 @@ pub(super) fn secs_to_ns(t: f64) -> u64 {
 /// Event times of a profile over `[start, start + len)`: `n` events, the k-th at `inv(k + jitter)`.
 #[derive(Clone, Debug)]
 pub(super) struct Schedule {
-    pub(super) profile: Profile,
+    profile: Profile,
     pub(super) start: u64,
-    pub(super) horizon: f64,
+    horizon: f64,
     pub(super) n: u64,
     pub(super) k: u64,
-    pub(super) prev: u64,
+    prev: u64,
 }
 
 impl Schedule {
@@ -133,10 +136,10 @@ impl Schedule {
 
 /// A session's next packet, ordered by time then by when it was queued.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Pending<S> {
-    pub(super) ts: u64,
-    pub(super) order: u64,
-    pub(super) session: S,
+struct Pending<S> {
+    ts: u64,
+    order: u64,
+    session: S,
 }
 
 impl<S> PartialEq for Pending<S> {
@@ -154,6 +157,76 @@ impl<S> Ord for Pending<S> {
     fn cmp(&self, o: &Self) -> Ordering {
         (self.ts, self.order).cmp(&(o.ts, o.order))
     }
+}
+
+/// The sessions of a generator: when the next one arrives, and the next packet of each one under
+/// way, earliest first (ties in the order they were queued).
+pub(super) struct Sessions<S> {
+    /// When the next session arrives; `None` once no more will.
+    pub(super) next_arrival: Option<u64>,
+    heap: BinaryHeap<Reverse<Pending<S>>>,
+    order: u64,
+}
+
+impl<S> Sessions<S> {
+    pub(super) fn new() -> Sessions<S> {
+        Sessions {
+            next_arrival: None,
+            heap: BinaryHeap::with_capacity(1024),
+            order: 0,
+        }
+    }
+
+    /// The time of the next packet: a new session's first or a queued one.
+    pub(super) fn peek(&self) -> Option<u64> {
+        let top = self.heap.peek().map(|p| p.0.ts);
+        match (self.next_arrival, top) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
+    }
+}
+
+/// A generator of sessions that arrive over time and send a few packets each, one step at a time.
+pub(super) trait SessionSource {
+    type Session: Copy;
+
+    fn sessions(&mut self) -> &mut Sessions<Self::Session>;
+
+    /// Starts the session arriving at `ts` and sets when the next one arrives.
+    fn arrive(&mut self, ts: u64) -> Self::Session;
+
+    /// Writes the session's current step, sent at `ts`; returns the frame length and the gap to
+    /// the next step, if there is one.
+    fn write_step(&mut self, s: &Self::Session, ts: u64, frame: &mut Frame)
+        -> (usize, Option<u64>);
+
+    /// The session at its next step.
+    fn advance(s: Self::Session) -> Self::Session;
+}
+
+/// Emits `g`'s earliest packet into `frame` (a new session's first on a tie) and queues the
+/// session's next one; returns the frame length, `None` when no packet is left.
+pub(super) fn emit<G: SessionSource>(g: &mut G, frame: &mut Frame) -> Option<usize> {
+    let top = g.sessions().heap.peek().map(|p| p.0.ts);
+    let (ts, session) = match (g.sessions().next_arrival, top) {
+        (Some(a), t) if t.is_none_or(|t| a <= t) => (a, g.arrive(a)),
+        _ => {
+            let p = g.sessions().heap.pop()?.0;
+            (p.ts, p.session)
+        }
+    };
+    let (len, gap) = g.write_step(&session, ts, frame);
+    if let Some(gap) = gap {
+        let q = g.sessions();
+        q.order += 1;
+        q.heap.push(Reverse(Pending {
+            ts: ts.saturating_add(gap),
+            order: q.order,
+            session: G::advance(session),
+        }));
+    }
+    Some(len)
 }
 
 /// Poisson arrivals over `[0, len)` seconds at `rate` per second, or, with a [`Day`], at
