@@ -27,10 +27,13 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use super::{
-    capture_end, client_stack, pcap_out, Frame, Label, LabelClass, Rng, Scenario, Spoof,
-    SynthError, SynthOptions, SynthReport, DEFAULT_SOURCES, LEGIT_NET,
-};
+use super::address::{Spoof, LEGIT_NET};
+use super::clients::client_stack;
+use super::output::pcap_out;
+use super::packet::Frame;
+use super::plan::capture_end;
+use super::rng::Rng;
+use super::{Label, LabelClass, Scenario, SynthError, SynthOptions, SynthReport, DEFAULT_SOURCES};
 use crate::alert::AttackClass;
 use crate::key::{Key, Scope};
 use crate::time::Timestamp;

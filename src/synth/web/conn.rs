@@ -15,10 +15,10 @@
 
 use std::collections::VecDeque;
 
-use super::super::{
-    syn_options, ts_option, Ends, Frame, IpFields, Rng, TcpSeg, ACK, FIN, PSH, SERVER_TTL, SYN,
-    SYN_WINDOWS,
-};
+use super::super::attack::SYN_WINDOWS;
+use super::super::clients::{syn_options, ts_option, SERVER_TTL};
+use super::super::packet::{Ends, Frame, IpFields, TcpSeg, ACK, FIN, PSH, SYN};
+use super::super::rng::Rng;
 use super::http::{self, Agent, Ask};
 use super::tls::{self, APPLICATION_DATA};
 

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::super::Rng;
+use super::super::rng::Rng;
 use super::tls::{self, HelloProfile};
 
 /// Who is on the client side of a connection.

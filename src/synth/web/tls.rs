@@ -7,7 +7,7 @@
 //! offers two key shares, Go and OpenSSL send no GREASE — so their JA3/JA4 fingerprints differ.
 //! Encrypted records hold random bytes: only their headers and lengths mean anything on the wire.
 
-use super::super::Rng;
+use super::super::rng::Rng;
 
 /// Record content type of a handshake message.
 pub(super) const HANDSHAKE: u8 = 0x16;
