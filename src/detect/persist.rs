@@ -310,7 +310,8 @@ mod tests {
 
     use super::*;
     use crate::alert::EndReason;
-    use crate::decode::{proto, tcp_flags, Fragment, HeaderFields};
+    use crate::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+    use crate::detect::key_state::At;
 
     const T0: u64 = 1_764_079_200 * Timestamp::NANOS_PER_SEC;
     const SEC: u64 = Timestamp::NANOS_PER_SEC;
