@@ -8,8 +8,8 @@ use crate::baseline::Baseline;
 use crate::key::Scope;
 use crate::window::{Signal, COUNTERS};
 
+use super::eval::Reading;
 use super::key_state::KeyState;
-use super::Reading;
 
 /// Names what dominates a key's traffic, given the signal that crossed its threshold.
 ///

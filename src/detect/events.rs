@@ -11,8 +11,8 @@ use crate::time::Timestamp;
 use crate::window::Signal;
 
 use super::classify::class_of;
+use super::eval::{EvalCtx, Reading};
 use super::key_state::{ActiveAlert, KeyState};
-use super::{EvalCtx, Reading};
 
 impl EvalCtx<'_> {
     pub(super) fn start(

@@ -28,7 +28,7 @@ use crate::evidence::Evidence;
 use crate::key::Scope;
 use crate::window::Signal;
 
-use super::Reading;
+use super::eval::Reading;
 
 /// A learned mean under this share of the quiet floor is near zero (10/s at the default 200/s).
 pub(super) const NEAR_ZERO: f64 = 0.05;
