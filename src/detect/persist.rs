@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::alert::AttackClass;
 use crate::engine_state::{Dec, Enc, EngineStateError, MAGIC, VERSION};
 
 type R<T> = Result<T, EngineStateError>;
@@ -309,8 +310,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::alert::EndReason;
-    use crate::decode::{proto, tcp_flags, Fragment, HeaderFields};
+    use crate::alert::{EndReason, EventKind};
+    use crate::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+    use crate::detect::key_state::At;
 
     const T0: u64 = 1_764_079_200 * Timestamp::NANOS_PER_SEC;
     const SEC: u64 = Timestamp::NANOS_PER_SEC;

@@ -28,7 +28,7 @@ use crate::evidence::Evidence;
 use crate::key::Scope;
 use crate::window::Signal;
 
-use super::Reading;
+use super::eval::Reading;
 
 /// A learned mean under this share of the quiet floor is near zero (10/s at the default 200/s).
 pub(super) const NEAR_ZERO: f64 = 0.05;
@@ -129,7 +129,7 @@ fn counts_mark(s: Signal, r: &Reading, baseline: &Baseline) -> bool {
         // which one-way captures show even when they hide the handshakes)
         Signal::Syn => {
             est(Signal::Handshakes) < COMPLETED_MAX * est(Signal::Syn)
-                && !super::handshakes_complete(&r.rates, baseline)
+                && !super::classify::handshakes_complete(&r.rates, baseline)
         }
         Signal::Reflection => {
             let size = est(Signal::Bytes) / est(Signal::Packets).max(1.0);
