@@ -16,6 +16,9 @@ use crate::time::Timestamp;
 use crate::window::{Signal, COUNTERS};
 
 use super::classify::{class_of, one_host_carries_it, request_crowd};
+
+/// When a request flood at a destination sends its first update (see [`Engine::eval_active`]).
+pub(super) const FIRST_RULES_UPDATE_NS: u64 = 2_000_000_000;
 use super::events::end_event;
 use super::key_state::{ActiveAlert, KeyState, Phase};
 use super::{in_key_order, loaded_entries, quiet, watch_level, Engine};
@@ -396,7 +399,16 @@ impl EvalCtx<'_> {
             st.evidence = None;
             return;
         }
-        if self.now.saturating_sub(a.last_update) >= self.cfg.update_interval.as_nanos() as u64 {
+        let interval = self.cfg.update_interval.as_nanos() as u64;
+        // a request flood at a destination sends its first update FIRST_RULES_UPDATE after its
+        // start, not a whole interval: by then every client that keeps sending has passed the
+        // block test, and the update names them all, with rules (a start comes as soon as the
+        // rate is over, before the slower clients have made a visit's worth)
+        let first_rules = a.last_update == a.started
+            && a.signal.is_request_signal()
+            && scope.is_destination()
+            && self.now.saturating_sub(a.started) >= FIRST_RULES_UPDATE_NS.min(interval);
+        if first_rules || self.now.saturating_sub(a.last_update) >= interval {
             a.last_update = self.now;
             out.push(self.event(EventKind::Update, scope, key, st, &a, r));
         }
