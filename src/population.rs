@@ -99,7 +99,9 @@ impl Population {
     /// Adds another shard's population.
     pub fn merge(&mut self, other: &Population) {
         for (i, b) in other.hists.iter().enumerate() {
-            if let (Some(b), Some(a)) = (b, self.made(i)) {
+            // only where the other has one: a slot neither recorded in stays unmade
+            let Some(b) = b else { continue };
+            if let Some(a) = self.made(i) {
                 // Same bounds on both sides: `add` cannot fail.
                 let _ = a.add(b);
             }
@@ -276,6 +278,20 @@ mod persist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_slots_with_rates_hold_a_histogram() {
+        let mut a = Population::new();
+        a.record(Scope::DstHost, Signal::Syn, 50.0);
+        a.record(Scope::SrcHost, Signal::Udp, 0.5); // under one a second: not recorded
+        let mut b = Population::new();
+        b.merge(&a);
+        b.merge(&Population::new());
+        let made = |p: &Population| p.hists.iter().filter(|h| h.is_some()).count();
+        assert_eq!((made(&a), made(&b)), (1, 1));
+        b.clear();
+        assert_eq!(made(&b), 1, "clear resets, it does not unmake");
+    }
 
     #[test]
     fn quantile_needs_enough_keys() {
