@@ -16,12 +16,12 @@ use crate::time::Timestamp;
 use crate::window::{Signal, COUNTERS};
 
 use super::classify::{class_of, one_host_carries_it, request_crowd};
-
-/// When a request flood at a destination sends its first update (see [`Engine::eval_active`]).
-pub(super) const FIRST_RULES_UPDATE_NS: u64 = 2_000_000_000;
 use super::events::end_event;
 use super::key_state::{ActiveAlert, KeyState, Phase};
 use super::{in_key_order, loaded_entries, quiet, watch_level, Engine};
+
+/// When a request flood at a destination sends its first update ([`EvalCtx::eval_active`]).
+const FIRST_RULES_UPDATE_NS: u64 = 2_000_000_000;
 
 impl Engine {
     /// Evaluates keys at time `now`: every key at a window boundary (learning baselines, evicting idle

@@ -299,6 +299,8 @@ impl<'m, D: Downstream> Reader<'m, D> {
         if source.without_idle() && self.telemetry.is_none() {
             return self.read_batches(source, stop);
         }
+        // every frame is decoded into this one summary
+        let mut p = PacketSummary::default();
         loop {
             if self.summary.frames.is_multiple_of(1024) && self.should_stop(source, stop, None) {
                 return None;
@@ -312,7 +314,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     self.counts.frames += 1;
                     self.telemetry_frame(frame);
                 }
-                Ok(SourceEvent::Frame(frame)) => self.frame(frame, &mut PacketSummary::default()),
+                Ok(SourceEvent::Frame(frame)) => self.frame(frame, &mut p),
                 Ok(SourceEvent::Idle { now }) => {
                     if let Some(t) = self.telemetry.as_deref_mut() {
                         t.stage.advance(now, &mut t.scratch);
