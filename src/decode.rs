@@ -112,6 +112,8 @@ impl Decoder {
         wire_len: u32,
         out: &mut PacketSummary,
     ) -> Result<(), DecodeError> {
+        // the straight path spelled out again, not `*out = self.decode(..)?`: through the
+        // Result the summary is moved once more (+37 instructions a packet on the SYN-flood bench)
         if link == LinkType::ETHERNET {
             if let Some(p) = ethernet_ipv4_tcp_udp(frame, ts, wire_len) {
                 *out = p;
