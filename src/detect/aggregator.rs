@@ -277,7 +277,7 @@ impl Aggregator {
         }
         // a SYN never creates connection state: a SYN flood stops at this compare (a later
         // fragment has no TCP header to track either)
-        if class.is_tcp_after_syn() {
+        if class.is_tcp_after_syn() && self.conns.wants(p) {
             self.connections(p, ts, mask);
         }
     }
@@ -321,12 +321,12 @@ impl Aggregator {
         }
     }
 
-    /// Feeds the connection tracker and counts what it says.
+    /// Feeds the connection tracker a packet it wants and counts what it says.
     #[inline(never)]
     fn connections(&mut self, p: &PacketSummary, ts: u64, mask: ScopeMask) {
         let events = &mut self.conn_events;
         self.conns
-            .packet(p, ts, mask.0, &mut |e, f, m| events.push((e, *f, m)));
+            .take(p, ts, mask.0, &mut |e, f, m| events.push((e, *f, m)));
         if !self.conn_events.is_empty() {
             self.count_connection_events(ts);
         }

@@ -6,7 +6,10 @@
 //! source never sees): a SYN flood, however large, creates no connection, and a SYN-ACK (a server's
 //! answer, or a reflected one) only a half-open entry that expires. Both kinds are bounded; what
 //! does not fit is refused and counted, never grown into. Both live in one map keyed by the
-//! connection whichever way a packet went, so a packet of either end costs one lookup.
+//! connection whichever way a packet went, so a packet of either end costs one lookup. A bare ACK
+//! (no data, SYN, FIN or RST), which changes a connection only when it completes a handshake, is
+//! looked up only when a small filter of the half-open entries says its flow may have one: the
+//! ACKs of established connections, half the packets of a busy site, cost a hash and one load.
 //!
 //! Per connection, from packet summaries alone (the payload's first bytes, [`super::sniff`]):
 //! - a **request** is an HTTP/1.x request head starting a client segment, counted when the head
@@ -37,11 +40,14 @@ pub const MAX_HALF_OPEN: usize = 65_536;
 pub const MAX_CONNS: usize = 65_536;
 /// How long a SYN-ACK waits for its ACK.
 pub const HALF_OPEN_TTL_NS: u64 = 10_000_000_000;
-/// A connection with no packet for this long is forgotten (slowloris sends a line every 10–15 s).
+/// A connection with no data, SYN, FIN or RST for this long is forgotten (slowloris sends a line
+/// every 10–15 s; bare ACKs do not keep a connection: they skip the table, see [`Tracker::wants`]).
 pub const IDLE_TTL_NS: u64 = 120_000_000_000;
 /// How long a request head may stay unanswered before it counts as held open: longer than any
 /// client takes to send a head and a server to start answering it.
 pub const HEAD_GRACE_NS: u64 = 10_000_000_000;
+/// Buckets of the half-open filter (a power of two): see [`Tracker::maybe_half_open`].
+const HALF_OPEN_BUCKETS: usize = 1 << 14;
 /// Sweeps of expired entries run at most this often (packet time).
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
@@ -89,6 +95,20 @@ fn word(ip: IpAddr) -> (u128, bool) {
         IpAddr::V4(a) => (u128::from(a.to_bits()), false),
         IpAddr::V6(a) => (a.to_bits(), true),
     }
+}
+
+/// The half-open filter's bucket of the connection between (`a`, `a_port`) and (`b`, `b_port`),
+/// the same whichever end comes first (a sum of the two ends' mixes), seeded like the table.
+#[inline]
+fn bucket(seed: u64, a: u128, a_port: u16, b: u128, b_port: u16) -> usize {
+    let end = |w: u128, port: u16| {
+        let x = (w as u64) ^ ((w >> 64) as u64) ^ (u64::from(port) << 48) ^ seed;
+        x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    };
+    let h = end(a, a_port)
+        .wrapping_add(end(b, b_port))
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h >> (64 - HALF_OPEN_BUCKETS.trailing_zeros())) as usize
 }
 
 /// The address of a word.
@@ -225,6 +245,10 @@ pub struct TrackerStats {
 pub struct Tracker {
     table: HashMap<FlowKey, Entry, FixedState>,
     half_open: usize,
+    /// Half-open entries per bucket of [`bucket`]: a bare ACK whose bucket holds none cannot
+    /// complete a handshake, and skips the table.
+    half_open_at: Box<[u32]>,
+    seed: u64,
     conns: usize,
     /// Connections with a request head open (a subset of the connections): what
     /// [`Tracker::tick`] walks.
@@ -242,6 +266,8 @@ impl Tracker {
         Tracker {
             table: HashMap::with_hasher(FixedState::with_seed(seed)),
             half_open: 0,
+            half_open_at: vec![0; HALF_OPEN_BUCKETS].into_boxed_slice(),
+            seed,
             conns: 0,
             heads: Vec::new(),
             next_sweep: 0,
@@ -268,7 +294,8 @@ impl Tracker {
 
     /// Takes one TCP packet summary at packet time `now` (ns), counted in the scopes of `mask`;
     /// `out` gets what it completes, with the connection and the mask its events count in. A SYN
-    /// without ACK returns at once: it never creates state.
+    /// without ACK returns at once: it never creates state. [`Tracker::wants`], then
+    /// [`Tracker::take`].
     #[inline]
     pub fn packet(
         &mut self,
@@ -277,20 +304,50 @@ impl Tracker {
         mask: u8,
         out: &mut impl FnMut(ConnEvent, &Flow, u8),
     ) {
+        if self.wants(p) {
+            self.take(p, now, mask, out);
+        }
+    }
+
+    /// Whether `p` may change the table (then give it to [`Tracker::take`]); false for all that
+    /// cannot: not TCP, a SYN, anything while the table is empty but a SYN-ACK, and a bare ACK
+    /// (no data, no SYN, FIN or RST) of a flow with no half-open entry, since a bare ACK changes a
+    /// connection only when it completes a handshake. Forgets what the last packet was
+    /// ([`Tracker::last_was_client_data`]).
+    #[inline]
+    pub fn wants(&mut self, p: &PacketSummary) -> bool {
         self.client_data = false;
         if p.proto != proto::TCP
             || p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
         {
-            return;
+            return false;
         }
         if self.table.is_empty() && p.tcp_flags & tcp_flags::SYN == 0 {
-            return;
+            return false;
         }
-        self.slow_path(p, now, mask, out);
+        p.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0
+            || p.hdr.payload_len != 0
+            || self.maybe_half_open(p)
     }
 
+    /// Whether `p`'s flow may have a half-open entry (its bucket holds one; false: it has none).
+    #[inline]
+    fn maybe_half_open(&self, p: &PacketSummary) -> bool {
+        let b = bucket(self.seed, word(p.src).0, p.sport, word(p.dst).0, p.dport);
+        self.half_open_at.get(b).is_some_and(|&n| n != 0)
+    }
+
+    /// Counts a half-open entry of `key` in (`add`) or out of its bucket.
+    fn note_half_open(&mut self, key: &FlowKey, add: bool) {
+        let b = bucket(self.seed, key.lo, key.lo_port, key.hi, key.hi_port);
+        if let Some(n) = self.half_open_at.get_mut(b) {
+            *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+
+    /// Takes `p`, which [`Tracker::wants`] (what [`Tracker::packet`] says).
     #[inline(never)]
-    fn slow_path(
+    pub fn take(
         &mut self,
         p: &PacketSummary,
         now: u64,
@@ -323,6 +380,7 @@ impl Tracker {
                 None if self.half_open < MAX_HALF_OPEN => {
                     self.table.insert(key, entry);
                     self.half_open += 1;
+                    self.note_half_open(&key, true);
                 }
                 None => self.stats.half_open_refused += 1,
             }
@@ -337,8 +395,8 @@ impl Tracker {
         match &mut e.state {
             State::Conn(c) if from_client => {
                 if !data && !closing {
-                    // a bare ACK: an established connection's leave its state as it is
-                    c.last = now;
+                    // a bare ACK leaves an established connection as it is (most never get
+                    // here: see `wants`)
                     return;
                 }
                 c.last = now;
@@ -391,7 +449,10 @@ impl Tracker {
             Some(Entry {
                 state: State::HalfOpen(_),
                 ..
-            }) => self.half_open = self.half_open.saturating_sub(1),
+            }) => {
+                self.half_open = self.half_open.saturating_sub(1);
+                self.note_half_open(key, false);
+            }
             Some(Entry {
                 state: State::Conn(_),
                 ..
@@ -436,6 +497,7 @@ impl Tracker {
             e.state = State::Conn(c);
             self.half_open = self.half_open.saturating_sub(1);
             self.conns += 1;
+            self.note_half_open(&key, false);
         }
     }
 
@@ -476,9 +538,17 @@ impl Tracker {
             });
             self.half_open = 0;
             self.conns = 0;
-            for e in self.table.values() {
+            self.half_open_at.fill(0);
+            let seed = self.seed;
+            for (key, e) in &self.table {
                 match e.state {
-                    State::HalfOpen(_) => self.half_open += 1,
+                    State::HalfOpen(_) => {
+                        self.half_open += 1;
+                        let b = bucket(seed, key.lo, key.lo_port, key.hi, key.hi_port);
+                        if let Some(n) = self.half_open_at.get_mut(b) {
+                            *n += 1;
+                        }
+                    }
                     State::Conn(_) => self.conns += 1,
                 }
             }
@@ -691,5 +761,45 @@ mod tests {
         assert_eq!(t.stats().half_open_refused, 100);
         t.tick(HALF_OPEN_TTL_NS + 2, &mut |_, _, _| {});
         assert_eq!(t.half_open, 0);
+        assert!(t.half_open_at.iter().all(|&n| n == 0));
+    }
+
+    #[test]
+    fn bare_acks_skip_the_table_unless_they_may_complete_a_handshake() {
+        let mut t = Tracker::new(1);
+        let pk = handshake(41);
+        // the SYN-ACK leaves a half-open entry: the client's bare ACK is wanted, and completes it
+        assert!(run(&mut t, &pk[..2]).is_empty());
+        assert!(t.wants(&pk[2].1));
+        assert_eq!(run(&mut t, &pk[2..]), vec![ConnEvent::Handshake]);
+        // once open, bare ACKs of either end pass by; data, FIN and RST do not
+        let bare = seg(true, ACK, 42, b"");
+        assert!(!t.wants(&bare));
+        assert!(!t.wants(&seg(false, ACK, 1, b"")));
+        assert!(t.wants(&seg(true, PSH_ACK, 42, b"GET")));
+        assert!(t.wants(&seg(true, ACK | tcp_flags::FIN, 42, b"")));
+        assert!(t.wants(&seg(false, tcp_flags::RST, 0, b"")));
+        // the filter is kept across a sweep: a SYN-ACK older than the sweep still completes
+        let mut t = Tracker::new(7);
+        run(&mut t, &pk[..2]);
+        t.tick(3 * S, &mut |_, _, _| {});
+        assert_eq!(t.half_open, 1);
+        assert_eq!(
+            run(&mut t, &[(3 * S + 1, pk[2].1)]),
+            vec![ConnEvent::Handshake]
+        );
+        assert!(t.half_open_at.iter().all(|&n| n == 0));
+    }
+
+    #[test]
+    fn the_half_open_filter_is_the_same_from_either_end() {
+        let a = word(IpAddr::from(CLIENT)).0;
+        let b = word(IpAddr::from(SERVER)).0;
+        assert_eq!(bucket(9, a, 40_000, b, 80), bucket(9, b, 80, a, 40_000));
+        let (key, _) = FlowKey::of(IpAddr::from(SERVER), 80, IpAddr::from(CLIENT), 40_000);
+        assert_eq!(
+            bucket(9, key.lo, key.lo_port, key.hi, key.hi_port),
+            bucket(9, a, 40_000, b, 80)
+        );
     }
 }
