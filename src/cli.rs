@@ -189,6 +189,16 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("load_baseline", |a| a.help(
+        "Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of \
+         learning from nothing. Checked before any input is read"
+    )),
+    mut_arg("save_baseline", |a| a.help(
+        "At the end, write every key's learned baseline to FILE (versioned JSON), to start warm \
+         next time with --load-baseline"
+    ))
+)]
 pub struct ReplayArgs {
     /// Capture files to replay in order; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -205,16 +215,8 @@ pub struct ReplayArgs {
     /// minute), for soak tests of what a long run does to memory and state; still the same alerts.
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "realtime", value_parser = parse_speed)]
     pub speed: f64,
-    /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
-    /// learning from nothing. Checked before any input is read.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// At the end, write every key's learned baseline to FILE (versioned JSON), to start warm next
-    /// time with --load-baseline.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     /// Decode threads: a reading thread only copies frames out of the file and N threads decode
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
     /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
@@ -290,6 +292,50 @@ pub struct PrivilegeArgs {
     /// With --user: the group to run as [default: USER's primary group].
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
+}
+
+/// The options of a run that detects here (`replay`, `live`, `collect`), borrowed together: each
+/// step of such a run (its settings, its integrations, its end) takes them as one.
+#[derive(Debug, Clone, Copy)]
+pub struct RunArgs<'a> {
+    pub detect: &'a DetectArgs,
+    pub output: &'a OutputArgs,
+    pub baseline: &'a BaselineArgs,
+    pub integrations: &'a IntegrationArgs,
+}
+
+/// `run()` for the arguments of each command that detects here (they name the groups alike).
+macro_rules! impl_run_args {
+    ($($args:ty),*) => {$(
+        impl $args {
+            /// The options every run that detects here has.
+            pub fn run(&self) -> RunArgs<'_> {
+                RunArgs {
+                    detect: &self.detect,
+                    output: &self.output,
+                    baseline: &self.baseline,
+                    integrations: &self.integrations,
+                }
+            }
+        }
+    )*};
+}
+
+impl_run_args!(ReplayArgs, LiveArgs, CollectArgs);
+
+/// Learned baselines: where a run starts from and where it leaves them. (`replay` and `live` word
+/// the help of the two files for what they are: see their `mut_arg`, which leave out the closing
+/// period as clap does with a doc comment.)
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
+    #[arg(long, value_name = "FILE")]
+    pub load_baseline: Option<PathBuf>,
+    /// At the end, write every key's learned baseline to FILE, to start warm next time.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Learned baselines kept across restarts.
@@ -442,6 +488,9 @@ pub struct BgpArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("save_baseline", |a| a.help(
+    "When capture stops, write every key's learned baseline to FILE, to start warm next time"
+)))]
 pub struct LiveArgs {
     /// Network interface to watch (e.g. eth0).
     #[arg(value_name = "INTERFACE")]
@@ -473,14 +522,8 @@ pub struct LiveArgs {
     /// thread [default: 1 on up to 3 cores, else a quarter of the cores, at most 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub capture_threads: Option<u16>,
-    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// When capture stops, write every key's learned baseline to FILE, to start warm next time.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
@@ -530,14 +573,8 @@ pub struct CollectArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// At the end, write every key's learned baseline to FILE, to start warm next time.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
     /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
