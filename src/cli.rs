@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 pub use floodwatch::config::parse_duration;
 
 /// Network flood (DoS/DDoS) detector: replays captures or watches traffic, learns what is normal for
@@ -189,16 +189,18 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    mut_arg("load_baseline", |a| a.help(
+#[command(mut_args(with_help(&[
+    (
+        "load_baseline",
         "Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of \
-         learning from nothing. Checked before any input is read"
-    )),
-    mut_arg("save_baseline", |a| a.help(
+         learning from nothing. Checked before any input is read",
+    ),
+    (
+        "save_baseline",
         "At the end, write every key's learned baseline to FILE (versioned JSON), to start warm \
-         next time with --load-baseline"
-    ))
-)]
+         next time with --load-baseline",
+    ),
+])))]
 pub struct ReplayArgs {
     /// Capture files to replay in order; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -324,8 +326,7 @@ macro_rules! impl_run_args {
 impl_run_args!(ReplayArgs, LiveArgs, CollectArgs);
 
 /// Learned baselines: where a run starts from and where it leaves them. (`replay` and `live` word
-/// the help of the two files for what they are: see their `mut_arg`, which leave out the closing
-/// period as clap does with a doc comment.)
+/// the help of the two files for what they are: see their `with_help`.)
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
@@ -488,9 +489,10 @@ pub struct BgpArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("save_baseline", |a| a.help(
-    "When capture stops, write every key's learned baseline to FILE, to start warm next time"
-)))]
+#[command(mut_args(with_help(&[(
+    "save_baseline",
+    "When capture stops, write every key's learned baseline to FILE, to start warm next time",
+)])))]
 pub struct LiveArgs {
     /// Network interface to watch (e.g. eth0).
     #[arg(value_name = "INTERFACE")]
@@ -936,6 +938,17 @@ pub struct SynthArgs {
     /// [default: 1764079200, 2025-11-25 14:00 UTC].
     #[arg(long, value_name = "TIME", value_parser = parse_start)]
     pub start: Option<floodwatch::time::Timestamp>,
+}
+
+/// Sets the help of the arguments named in `helps` (id, help), where a command words a shared
+/// option for itself. In place, unlike `Command::mut_arg`, which moves the argument to the end
+/// (completion scripts list the arguments in that order). Without a closing period, as clap
+/// leaves a one-sentence doc comment.
+fn with_help(helps: &'static [(&'static str, &'static str)]) -> impl FnMut(Arg) -> Arg {
+    move |a| match helps.iter().find(|(id, _)| a.get_id().as_str() == *id) {
+        Some((_, help)) => a.help(*help),
+        None => a,
+    }
 }
 
 /// Parses `--start`: Unix seconds (fractions allowed), `now` or `now+DURATION`.
