@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 pub use floodwatch::config::parse_duration;
 
 /// Network flood (DoS/DDoS) detector: replays captures or watches traffic, learns what is normal for
@@ -189,6 +189,18 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_args(with_help(&[
+    (
+        "load_baseline",
+        "Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of \
+         learning from nothing. Checked before any input is read",
+    ),
+    (
+        "save_baseline",
+        "At the end, write every key's learned baseline to FILE (versioned JSON), to start warm \
+         next time with --load-baseline",
+    ),
+])))]
 pub struct ReplayArgs {
     /// Capture files to replay in order; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -205,16 +217,8 @@ pub struct ReplayArgs {
     /// minute), for soak tests of what a long run does to memory and state; still the same alerts.
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "realtime", value_parser = parse_speed)]
     pub speed: f64,
-    /// Start from the baselines in FILE (made by --save-baseline on normal traffic) instead of
-    /// learning from nothing. Checked before any input is read.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// At the end, write every key's learned baseline to FILE (versioned JSON), to start warm next
-    /// time with --load-baseline.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     /// Decode threads: a reading thread only copies frames out of the file and N threads decode
     /// them, so reading is not capped by one core; 0 decodes on the reading thread. The alerts are
     /// the same for any N [default: 0 up to 4 cores (at the default --threads it gains nothing
@@ -290,6 +294,49 @@ pub struct PrivilegeArgs {
     /// With --user: the group to run as [default: USER's primary group].
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
+}
+
+/// The options of a run that detects here (`replay`, `live`, `collect`), borrowed together: each
+/// step of such a run (its settings, its integrations, its end) takes them as one.
+#[derive(Debug, Clone, Copy)]
+pub struct RunArgs<'a> {
+    pub detect: &'a DetectArgs,
+    pub output: &'a OutputArgs,
+    pub baseline: &'a BaselineArgs,
+    pub integrations: &'a IntegrationArgs,
+}
+
+/// `run()` for the arguments of each command that detects here (they name the groups alike).
+macro_rules! impl_run_args {
+    ($($args:ty),*) => {$(
+        impl $args {
+            /// The options every run that detects here has.
+            pub fn run(&self) -> RunArgs<'_> {
+                RunArgs {
+                    detect: &self.detect,
+                    output: &self.output,
+                    baseline: &self.baseline,
+                    integrations: &self.integrations,
+                }
+            }
+        }
+    )*};
+}
+
+impl_run_args!(ReplayArgs, LiveArgs, CollectArgs);
+
+/// Learned baselines: where a run starts from and where it leaves them. (`replay` and `live` word
+/// the help of the two files for what they are: see their `with_help`.)
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
+    #[arg(long, value_name = "FILE")]
+    pub load_baseline: Option<PathBuf>,
+    /// At the end, write every key's learned baseline to FILE, to start warm next time.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Learned baselines kept across restarts.
@@ -442,6 +489,10 @@ pub struct BgpArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_args(with_help(&[(
+    "save_baseline",
+    "When capture stops, write every key's learned baseline to FILE, to start warm next time",
+)])))]
 pub struct LiveArgs {
     /// Network interface to watch (e.g. eth0).
     #[arg(value_name = "INTERFACE")]
@@ -473,14 +524,8 @@ pub struct LiveArgs {
     /// thread [default: 1 on up to 3 cores, else a quarter of the cores, at most 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub capture_threads: Option<u16>,
-    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// When capture stops, write every key's learned baseline to FILE, to start warm next time.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
     /// Print a status line (frames, rate, kernel and pipeline drops) on stderr this often, in wall
@@ -530,14 +575,8 @@ pub struct CollectArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Start from the baselines in FILE (made by --save-baseline) instead of learning from nothing.
-    #[arg(long, value_name = "FILE")]
-    pub load_baseline: Option<PathBuf>,
-    /// At the end, write every key's learned baseline to FILE, to start warm next time.
-    #[arg(long, value_name = "FILE")]
-    pub save_baseline: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub baseline: BaselineArgs,
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
     /// With --listen: print a status line of counters on stderr this often (wall time); 0 turns
@@ -899,6 +938,17 @@ pub struct SynthArgs {
     /// [default: 1764079200, 2025-11-25 14:00 UTC].
     #[arg(long, value_name = "TIME", value_parser = parse_start)]
     pub start: Option<floodwatch::time::Timestamp>,
+}
+
+/// Sets the help of the arguments named in `helps` (id, help), where a command words a shared
+/// option for itself. In place, unlike `Command::mut_arg`, which moves the argument to the end
+/// (completion scripts list the arguments in that order). Without a closing period, as clap
+/// leaves a one-sentence doc comment.
+fn with_help(helps: &'static [(&'static str, &'static str)]) -> impl FnMut(Arg) -> Arg {
+    move |a| match helps.iter().find(|(id, _)| a.get_id().as_str() == *id) {
+        Some((_, help)) => a.help(*help),
+        None => a,
+    }
 }
 
 /// Parses `--start`: Unix seconds (fractions allowed), `now` or `now+DURATION`.

@@ -325,48 +325,39 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
         let r = Ordering::Relaxed;
-        counter(
+        let frames = self.frames.load(r);
+        single(
             &mut o,
             "floodwatch_frames_total",
+            COUNTER,
             "Frames read from the source.",
+            frames,
         );
-        sample(&mut o, "floodwatch_frames_total", &[], self.frames.load(r));
-        header(
-            &mut o,
-            "floodwatch_packets_total",
-            "counter",
-            "Decoded packets by traffic class.",
-        );
-        for t in TrafficClass::ALL {
-            let v = self.packets[t as usize].load(r);
-            sample(
-                &mut o,
+        for (name, help, values) in [
+            (
                 "floodwatch_packets_total",
-                &[("class", t.name())],
-                v,
-            );
+                "Decoded packets by traffic class.",
+                &self.packets,
+            ),
+            (
+                "floodwatch_bytes_total",
+                "Wire bytes of decoded packets by traffic class.",
+                &self.bytes,
+            ),
+        ] {
+            let by_class = TrafficClass::ALL.map(|t| (t.name(), values[t as usize].load(r)));
+            labelled(&mut o, (name, COUNTER, help), "class", by_class);
         }
-        header(
+        labelled(
             &mut o,
-            "floodwatch_bytes_total",
-            "counter",
-            "Wire bytes of decoded packets by traffic class.",
+            (
+                "floodwatch_frames_not_decoded_total",
+                COUNTER,
+                "Frames that produced no packet, by reason.",
+            ),
+            "reason",
+            SkipReason::ALL.map(|s| (s.name(), self.not_decoded[s.index()].load(r))),
         );
-        for t in TrafficClass::ALL {
-            let v = self.bytes[t as usize].load(r);
-            sample(&mut o, "floodwatch_bytes_total", &[("class", t.name())], v);
-        }
-        header(
-            &mut o,
-            "floodwatch_frames_not_decoded_total",
-            "counter",
-            "Frames that produced no packet, by reason.",
-        );
-        for s in SkipReason::ALL {
-            let v = self.not_decoded[s.index()].load(r);
-            let name = "floodwatch_frames_not_decoded_total";
-            sample(&mut o, name, &[("reason", s.name())], v);
-        }
         self.render_drops(&mut o);
         self.render_tables(&mut o);
         self.render_alerts(&mut o);
@@ -383,14 +374,13 @@ impl Metrics {
         );
         let ts = self.last_ts_ns.load(r) as f64 / 1e9;
         let _ = writeln!(o, "floodwatch_last_packet_timestamp_seconds {ts:.6}");
-        header(
+        single(
             &mut o,
             "floodwatch_run_finished",
-            "gauge",
+            GAUGE,
             "1 once the run has ended (input read, alerts written, hooks done): the counters are final.",
+            u64::from(self.run_finished.load(r)),
         );
-        let done = u64::from(self.run_finished.load(r));
-        sample(&mut o, "floodwatch_run_finished", &[], done);
         o
     }
 
@@ -399,24 +389,33 @@ impl Metrics {
             return;
         };
         let st = &t.stats;
-        let name = "floodwatch_telemetry_datagrams_total";
-        counter(o, name, "Telemetry datagrams received, by kind.");
-        for (kind, v) in [
-            ("sflow", st.sflow_datagrams),
-            ("netflow5", st.netflow5_datagrams),
-            ("netflow9", st.netflow9_datagrams),
-            ("ipfix", st.ipfix_datagrams),
-        ] {
-            sample(o, name, &[("kind", kind)], v);
-        }
-        let name = "floodwatch_telemetry_malformed_total";
-        counter(o, name, "Telemetry datagrams not used in full, by reason.");
-        for (m, v) in crate::telemetry::Malformed::ALL.iter().zip(st.malformed) {
-            sample(o, name, &[("reason", m.name())], v);
-        }
-        let name = "floodwatch_telemetry_skipped_total";
-        counter(o, name, "Telemetry not counted (or corrected), by reason.");
-        for (reason, v) in [
+        labelled(
+            o,
+            (
+                "floodwatch_telemetry_datagrams_total",
+                COUNTER,
+                "Telemetry datagrams received, by kind.",
+            ),
+            "kind",
+            [
+                ("sflow", st.sflow_datagrams),
+                ("netflow5", st.netflow5_datagrams),
+                ("netflow9", st.netflow9_datagrams),
+                ("ipfix", st.ipfix_datagrams),
+            ],
+        );
+        let malformed = crate::telemetry::Malformed::ALL.iter().map(|m| m.name());
+        labelled(
+            o,
+            (
+                "floodwatch_telemetry_malformed_total",
+                COUNTER,
+                "Telemetry datagrams not used in full, by reason.",
+            ),
+            "reason",
+            malformed.zip(st.malformed),
+        );
+        let skipped = [
             ("not_allowed", st.not_allowed),
             ("exporters_over_cap", st.exporters_refused),
             ("no_template", st.no_template),
@@ -425,9 +424,17 @@ impl Metrics {
             ("absurd_clock", st.clock_absurd),
             ("absurd_packet_count", st.records_clamped),
             ("undecoded_sampled_header", st.sflow_headers_not_decoded),
-        ] {
-            sample(o, name, &[("reason", reason)], v);
-        }
+        ];
+        labelled(
+            o,
+            (
+                "floodwatch_telemetry_skipped_total",
+                COUNTER,
+                "Telemetry not counted (or corrected), by reason.",
+            ),
+            "reason",
+            skipped,
+        );
         for (name, help, v) in [
             ("floodwatch_telemetry_sflow_samples_total", "sFlow flow samples.", st.sflow_flow_samples),
             ("floodwatch_telemetry_flow_records_total", "NetFlow/IPFIX flow records.", st.flow_records),
@@ -435,19 +442,13 @@ impl Metrics {
             ("floodwatch_telemetry_late_packets_total", "Packets of flow records that began over a window before they arrived (fed from arrival on).", st.late_packets),
             ("floodwatch_telemetry_packets_total", "Packets the telemetry represents (samples and records times their sampling rate).", st.packets),
         ] {
-            counter(o, name, help);
-            sample(o, name, &[], v);
+            single(o, name, COUNTER, help, v);
         }
-        header(
+        single(
             o,
             "floodwatch_telemetry_exporters",
-            "gauge",
+            GAUGE,
             "Exporters tracked.",
-        );
-        sample(
-            o,
-            "floodwatch_telemetry_exporters",
-            &[],
             t.exporter_count as u64,
         );
         let name = "floodwatch_telemetry_exporter_datagrams_total";
@@ -486,18 +487,18 @@ impl Metrics {
 
     fn render_daemon(&self, o: &mut String) {
         let r = Ordering::Relaxed;
-        let name = "floodwatch_checkpoints_total";
-        counter(
+        labelled(
             o,
-            name,
-            "Checkpoints of the --state file, by result (ok, failed).",
-        );
-        sample(o, name, &[("result", "ok")], self.checkpoints_ok.load(r));
-        sample(
-            o,
-            name,
-            &[("result", "failed")],
-            self.checkpoints_failed.load(r),
+            (
+                "floodwatch_checkpoints_total",
+                COUNTER,
+                "Checkpoints of the --state file, by result (ok, failed).",
+            ),
+            "result",
+            [
+                ("ok", self.checkpoints_ok.load(r)),
+                ("failed", self.checkpoints_failed.load(r)),
+            ],
         );
         let secs = |ns: u64| ns as f64 / 1e9;
         for (name, help, v) in [
@@ -520,54 +521,55 @@ impl Metrics {
             header(o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v:.6}");
         }
-        let name = "floodwatch_state_keys";
-        header(
+        single(
             o,
-            name,
-            "gauge",
+            "floodwatch_state_keys",
+            GAUGE,
             "Baselines in the last successful checkpoint of the state.",
+            self.state_keys.load(r),
         );
-        sample(o, name, &[], self.state_keys.load(r));
-        let name = "floodwatch_config_reloads_total";
-        counter(o, name, "SIGHUP reloads of --config, by result (ok, failed: the running configuration was kept).");
-        sample(o, name, &[("result", "ok")], self.reloads_ok.load(r));
-        sample(
+        labelled(
             o,
-            name,
-            &[("result", "failed")],
-            self.reloads_failed.load(r),
+            (
+                "floodwatch_config_reloads_total",
+                COUNTER,
+                "SIGHUP reloads of --config, by result (ok, failed: the running configuration was kept).",
+            ),
+            "result",
+            [
+                ("ok", self.reloads_ok.load(r)),
+                ("failed", self.reloads_failed.load(r)),
+            ],
         );
     }
 
     fn render_drops(&self, o: &mut String) {
         let r = Ordering::Relaxed;
-        counter(
+        single(
             o,
             "floodwatch_kernel_drops_total",
+            COUNTER,
             "Packets the kernel dropped before capture (0 for replay).",
-        );
-        sample(
-            o,
-            "floodwatch_kernel_drops_total",
-            &[],
             self.kernel_drops.load(r),
         );
-        counter(
+        single(
             o,
             "floodwatch_pipeline_drops_total",
+            COUNTER,
             "Packets dropped because the pipeline was full (live capture only; 0 for replay).",
+            self.pipeline_drops.load(r),
         );
-        let v = self.pipeline_drops.load(r);
-        sample(o, "floodwatch_pipeline_drops_total", &[], v);
     }
 
     fn render_tables(&self, o: &mut String) {
         let r = Ordering::Relaxed;
-        header(o, "floodwatch_table_keys", "gauge", "Keys held, by scope.");
-        for s in Scope::ALL {
-            let v = self.table_keys[s.index()].load(r).max(0) as u64;
-            sample(o, "floodwatch_table_keys", &[("scope", s.name())], v);
-        }
+        let keys = Scope::ALL.map(|s| (s.name(), self.table_keys[s.index()].load(r).max(0) as u64));
+        labelled(
+            o,
+            ("floodwatch_table_keys", GAUGE, "Keys held, by scope."),
+            "scope",
+            keys,
+        );
         let tables: [(&str, &str, &[AtomicU64; 4]); 3] = [
             (
                 "floodwatch_table_evicted_total",
@@ -586,10 +588,8 @@ impl Metrics {
             ),
         ];
         for (name, help, values) in tables {
-            counter(o, name, help);
-            for s in Scope::ALL {
-                sample(o, name, &[("scope", s.name())], values[s.index()].load(r));
-            }
+            let by_scope = Scope::ALL.map(|s| (s.name(), values[s.index()].load(r)));
+            labelled(o, (name, COUNTER, help), "scope", by_scope);
         }
     }
 
@@ -600,16 +600,16 @@ impl Metrics {
         for a in active.values() {
             by_class[a.class as usize] += 1;
         }
-        header(
+        labelled(
             o,
-            "floodwatch_alerts_active",
-            "gauge",
-            "Alerts in progress, by class.",
+            (
+                "floodwatch_alerts_active",
+                GAUGE,
+                "Alerts in progress, by class.",
+            ),
+            "class",
+            AttackClass::ALL.map(|c| (c.name(), by_class[c as usize])),
         );
-        for c in AttackClass::ALL {
-            let v = by_class[c as usize];
-            sample(o, "floodwatch_alerts_active", &[("class", c.name())], v);
-        }
         for (name, help, values) in [
             (
                 "floodwatch_alerts_started_total",
@@ -622,10 +622,8 @@ impl Metrics {
                 &self.alerts_ended,
             ),
         ] {
-            counter(o, name, help);
-            for c in AttackClass::ALL {
-                sample(o, name, &[("class", c.name())], values[c as usize].load(r));
-            }
+            let by_class = AttackClass::ALL.map(|c| (c.name(), values[c as usize].load(r)));
+            labelled(o, (name, COUNTER, help), "class", by_class);
         }
         header(
             o,
@@ -671,39 +669,62 @@ impl Metrics {
                 st.write_errors,
             ),
         ] {
-            counter(o, name, help);
-            sample(o, name, &[], v);
+            single(o, name, COUNTER, help, v);
         }
-        let name = "floodwatch_evidence_alerts_skipped_total";
-        counter(o, name, "Alerts that got no evidence file, by reason.");
-        sample(o, name, &[("reason", "max_bytes")], st.skipped_cap);
-        sample(o, name, &[("reason", "writer_behind")], st.skipped_busy);
-        let name = "floodwatch_evidence_frames_lost_total";
-        counter(
+        labelled(
             o,
-            name,
-            "Frames of alerted keys not written to their evidence file, by reason.",
+            (
+                "floodwatch_evidence_alerts_skipped_total",
+                COUNTER,
+                "Alerts that got no evidence file, by reason.",
+            ),
+            "reason",
+            [
+                ("max_bytes", st.skipped_cap),
+                ("writer_behind", st.skipped_busy),
+            ],
         );
-        sample(o, name, &[("reason", "writer_behind")], st.dropped);
-        sample(o, name, &[("reason", "rings_full")], st.ring_full);
-        sample(o, name, &[("reason", "link_type")], st.link_skipped);
-        let name = "floodwatch_evidence_files_short_total";
-        counter(o, name, "Evidence files cut short, by reason.");
-        sample(o, name, &[("reason", "max_bytes")], st.cut_at_cap);
-        sample(o, name, &[("reason", "before_start")], st.short_before);
+        labelled(
+            o,
+            (
+                "floodwatch_evidence_frames_lost_total",
+                COUNTER,
+                "Frames of alerted keys not written to their evidence file, by reason.",
+            ),
+            "reason",
+            [
+                ("writer_behind", st.dropped),
+                ("rings_full", st.ring_full),
+                ("link_type", st.link_skipped),
+            ],
+        );
+        labelled(
+            o,
+            (
+                "floodwatch_evidence_files_short_total",
+                COUNTER,
+                "Evidence files cut short, by reason.",
+            ),
+            "reason",
+            [
+                ("max_bytes", st.cut_at_cap),
+                ("before_start", st.short_before),
+            ],
+        );
     }
 
     fn render_hook(&self, o: &mut String) {
         let Some(h) = self.hook.get() else { return };
-        header(
+        labelled(
             o,
-            "floodwatch_alert_hook_total",
-            "counter",
-            "--on-alert events by outcome (ok, failed, timeout, spawn_error, dropped).",
+            (
+                "floodwatch_alert_hook_total",
+                COUNTER,
+                "--on-alert events by outcome (ok, failed, timeout, spawn_error, dropped).",
+            ),
+            "outcome",
+            h.snapshot().outcomes(),
         );
-        for (outcome, v) in h.snapshot().outcomes() {
-            sample(o, "floodwatch_alert_hook_total", &[("outcome", outcome)], v);
-        }
     }
 }
 
@@ -711,47 +732,81 @@ impl Metrics {
     fn render_bgp(&self, o: &mut String) {
         let Some(h) = self.bgp.get() else { return };
         let (s, active) = h.snapshot();
-        let name = "floodwatch_exabgp_alerts_total";
-        counter(
+        labelled(
             o,
-            name,
-            "Alerts --exabgp-pipe left unannounced, by reason (cap, never_block, source_scope).",
+            (
+                "floodwatch_exabgp_alerts_total",
+                COUNTER,
+                "Alerts --exabgp-pipe left unannounced, by reason (cap, never_block, source_scope).",
+            ),
+            "reason",
+            [
+                ("cap", s.refused_cap),
+                ("never_block", s.refused_never_block),
+                ("source_scope", s.skipped_source_scope),
+            ],
         );
-        for (reason, v) in [
-            ("cap", s.refused_cap),
-            ("never_block", s.refused_never_block),
-            ("source_scope", s.skipped_source_scope),
-        ] {
-            sample(o, name, &[("reason", reason)], v);
-        }
-        let name = "floodwatch_exabgp_routes_total";
-        counter(o, name, "Routes announced and withdrawn through ExaBGP.");
-        sample(o, name, &[("action", "announce")], s.announced);
-        sample(o, name, &[("action", "withdraw")], s.withdrawn);
-        let name = "floodwatch_exabgp_routes_active";
-        header(
+        labelled(
             o,
-            name,
-            "gauge",
+            (
+                "floodwatch_exabgp_routes_total",
+                COUNTER,
+                "Routes announced and withdrawn through ExaBGP.",
+            ),
+            "action",
+            [("announce", s.announced), ("withdraw", s.withdrawn)],
+        );
+        single(
+            o,
+            "floodwatch_exabgp_routes_active",
+            GAUGE,
             "Routes announced now (flowspec rules and blackholes).",
+            active as u64,
         );
-        sample(o, name, &[], active as u64);
-        let name = "floodwatch_exabgp_lines_total";
-        counter(
+        labelled(
             o,
-            name,
-            "Commands not written to the pipe at once (deferred, retried) or never (dropped).",
+            (
+                "floodwatch_exabgp_lines_total",
+                COUNTER,
+                "Commands not written to the pipe at once (deferred, retried) or never (dropped).",
+            ),
+            "outcome",
+            [("deferred", s.deferred), ("dropped", s.dropped)],
         );
-        sample(o, name, &[("outcome", "deferred")], s.deferred);
-        sample(o, name, &[("outcome", "dropped")], s.dropped);
-        let name = "floodwatch_exabgp_pipe_open_failures_total";
-        counter(o, name, "Failed opens of the pipe (missing, no reader).");
-        sample(o, name, &[], s.open_failures);
+        single(
+            o,
+            "floodwatch_exabgp_pipe_open_failures_total",
+            COUNTER,
+            "Failed opens of the pipe (missing, no reader).",
+            s.open_failures,
+        );
     }
 }
 
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
+
 fn counter(o: &mut String, name: &str, help: &str) {
-    header(o, name, "counter", help);
+    header(o, name, COUNTER, help);
+}
+
+/// A metric (name, kind, help) with one sample, unlabelled.
+fn single(o: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    header(o, name, kind, help);
+    sample(o, name, &[], v);
+}
+
+/// A metric (name, kind, help) with one label: a sample for each (value of `label`, count).
+fn labelled<'a>(
+    o: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    label: &str,
+    samples: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    header(o, name, kind, help);
+    for (value, v) in samples {
+        sample(o, name, &[(label, value)], v);
+    }
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {

@@ -510,18 +510,15 @@ mod tests {
             a.push(&summary(10 * SEC + i, 1));
         }
         b.push(&summary(5 * SEC, 1));
-        let from_a: Vec<Vec<u8>> = a
-            .take_ready()
-            .into_iter()
-            .filter(|(p, _)| *p == part)
-            .map(|(_, x)| x)
-            .collect();
-        let from_b: Vec<Vec<u8>> = b
-            .take_ready()
-            .into_iter()
-            .filter(|(p, _)| *p == part)
-            .map(|(_, x)| x)
-            .collect();
+        // the batches of `part` a partitioner has ready
+        let ready = |p: &mut Partitioner| -> Vec<Vec<u8>> {
+            let batches = p.take_ready().into_iter();
+            batches
+                .filter(|(p, _)| *p == part)
+                .map(|(_, x)| x)
+                .collect()
+        };
+        let (from_a, from_b) = (ready(&mut a), ready(&mut b));
         let mut m = Merger::new(c, &[part], 5 * SEC);
         // node 2 heard at 0 s, node 1 at 3 s (wall time)
         m.accept(&from_b[0], 0).unwrap();

@@ -583,14 +583,30 @@ mod tests {
         }
     }
 
+    /// `packets` in a batch (based at the earliest time, as the publisher bases them) with
+    /// [`header`].
+    fn batch_of(packets: &[PacketSummary]) -> Vec<u8> {
+        let base = packets.iter().map(|p| p.ts).min().unwrap_or(Timestamp(0));
+        let mut w = BatchWriter::new(base);
+        for p in packets {
+            w.push(p);
+        }
+        w.finish(header())
+    }
+
+    /// `packets` written into a batch and read back: its header, and the summaries read.
+    fn round_trip(
+        packets: &[PacketSummary],
+    ) -> (Result<BatchHeader, WireError>, Vec<PacketSummary>) {
+        let mut out = Vec::new();
+        let read = decode_batch(&batch_of(packets), &mut out);
+        (read, out)
+    }
+
     #[test]
     fn a_batch_round_trips_and_is_compact() {
         let packets: Vec<PacketSummary> = (0..256).map(syn).collect();
-        let mut w = BatchWriter::new(packets[0].ts);
-        for p in &packets {
-            w.push(p);
-        }
-        let bytes = w.finish(header());
+        let bytes = batch_of(&packets);
         let per = (bytes.len() - HEADER_LEN) as f64 / 256.0;
         // a SYN flood: destination, protocol, flags, port, length and most header fields repeat
         assert!(per <= 17.0, "{per} bytes a summary");
@@ -687,14 +703,8 @@ mod tests {
     proptest! {
         #[test]
         fn any_summaries_round_trip(packets in proptest::collection::vec(any_summary(), 0..40)) {
-            let base = packets.iter().map(|p| p.ts).min().unwrap_or(Timestamp(0));
-            let mut w = BatchWriter::new(base);
-            for p in &packets {
-                w.push(p);
-            }
-            let bytes = w.finish(header());
-            let mut out = Vec::new();
-            prop_assert_eq!(decode_batch(&bytes, &mut out), Ok(header()));
+            let (read, out) = round_trip(&packets);
+            prop_assert_eq!(read, Ok(header()));
             prop_assert_eq!(out, packets);
         }
 
@@ -717,14 +727,8 @@ mod tests {
                 }
                 seq.push(p);
             }
-            let base = seq.iter().map(|p| p.ts).min().unwrap_or(Timestamp(0));
-            let mut w = BatchWriter::new(base);
-            for p in &seq {
-                w.push(p);
-            }
-            let bytes = w.finish(header());
-            let mut out = Vec::new();
-            prop_assert_eq!(decode_batch(&bytes, &mut out), Ok(header()));
+            let (read, out) = round_trip(&seq);
+            prop_assert_eq!(read, Ok(header()));
             prop_assert_eq!(out, seq);
         }
 

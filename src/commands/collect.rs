@@ -8,8 +8,8 @@ use anyhow::Result;
 use super::cluster::ingest;
 use super::output::{open_daemon_output, open_output};
 use super::replay::input_names;
-use super::run::{end_run, Extras, Saves};
-use super::{block_sighup, drop_privileges, install_stop_handler, settings, start_as_user};
+use super::run::end_run;
+use super::{block_sighup, drop_privileges, install_stop_handler};
 use crate::cli::CollectArgs;
 use crate::progress::ProgressSource;
 use floodwatch::capture::file::MultiFileSource;
@@ -24,18 +24,12 @@ pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
     if live {
         block_sighup()?;
     }
-    let (detect, base) = settings(
-        &args.detect,
-        args.load_baseline.as_deref(),
-        args.save_baseline.is_some(),
-        &args.state,
-        if live {
-            CheckpointClock::Wall
-        } else {
-            CheckpointClock::Packet
-        },
-        args.output.quiet,
-    )?;
+    let run = args.run();
+    let (detect, base) = run.settings(if live {
+        CheckpointClock::Wall
+    } else {
+        CheckpointClock::Packet
+    })?;
     let pipe = PipelineConfig {
         live,
         status_interval: Some(args.status_interval).filter(|d| live && !d.is_zero()),
@@ -76,21 +70,7 @@ pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
     } else {
         format!("telemetry from {}", input_names(&args.pcap).join(", "))
     };
-    let mut extras = Extras::start(
-        &args.integrations,
-        &args.detect,
-        args.state.state.as_deref(),
-        args.output.quiet,
-        described,
-        live,
-    )?;
-    start_as_user(
-        &args.privileges,
-        &pipe,
-        &args.integrations,
-        &args.state,
-        args.output.quiet,
-    )?;
+    let mut extras = run.start_daemon(&args.privileges, &pipe, described, live)?;
     if live {
         extras.watch_sighup(&args.detect, &detect, reopen)?;
     }
@@ -107,14 +87,7 @@ pub(crate) fn collect(args: CollectArgs) -> Result<ExitCode> {
         extras.integrations(),
     )?;
     drop(source);
-    end_run(
-        outcome,
-        &detect,
-        Saves::new(args.save_baseline.as_deref(), &args.state),
-        extras,
-        &stop,
-        args.output.quiet,
-    )
+    end_run(outcome, &detect, run, extras, &stop)
 }
 
 /// The input of `collect`: the --listen sockets (and what they listen on) or the --pcap files.

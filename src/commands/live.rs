@@ -7,10 +7,8 @@ use anyhow::Result;
 
 use super::cluster::ingest;
 use super::output::open_daemon_output;
-use super::run::{end_run, Extras, Saves};
-use super::{
-    block_sighup, drop_privileges, evidence_config, install_stop_handler, settings, start_as_user,
-};
+use super::run::end_run;
+use super::{block_sighup, drop_privileges, evidence_config, install_stop_handler};
 use crate::cli::{Backend, LiveArgs};
 use floodwatch::capture::FrameSource;
 use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
@@ -18,14 +16,8 @@ use floodwatch::pipeline::{self, CheckpointClock, PipelineConfig};
 /// `floodwatch live`: captures until Ctrl-C; alerts on the output, the summary on stderr.
 pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
     block_sighup()?;
-    let (detect, base) = settings(
-        &args.detect,
-        args.load_baseline.as_deref(),
-        args.save_baseline.is_some(),
-        &args.state,
-        CheckpointClock::Wall,
-        args.output.quiet,
-    )?;
+    let run = args.run();
+    let (detect, base) = run.settings(CheckpointClock::Wall)?;
     let pipe = PipelineConfig {
         live: true,
         status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
@@ -57,20 +49,11 @@ pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
     let (writer, reopen) = open_daemon_output(&args.output)?;
     let (input, described) = open_live(&args)?;
     let stop = install_stop_handler()?;
-    let mut extras = Extras::start(
-        &args.integrations,
-        &args.detect,
-        args.state.state.as_deref(),
-        args.output.quiet,
-        format!("interface {}", args.interface),
-        true,
-    )?;
-    start_as_user(
+    let mut extras = run.start_daemon(
         &args.privileges,
         &pipe,
-        &args.integrations,
-        &args.state,
-        args.output.quiet,
+        format!("interface {}", args.interface),
+        true,
     )?;
     extras.watch_sighup(&args.detect, &detect, reopen)?;
     if !args.output.quiet {
@@ -88,14 +71,7 @@ pub(crate) fn live(args: LiveArgs) -> Result<ExitCode> {
         LiveInput::Group(sources) => pipeline::Input::Many(sources),
     };
     let outcome = pipeline::run_input(input, &detect, &pipe, writer, &stop, extras.integrations())?;
-    end_run(
-        outcome,
-        &detect,
-        Saves::new(args.save_baseline.as_deref(), &args.state),
-        extras,
-        &stop,
-        args.output.quiet,
-    )
+    end_run(outcome, &detect, run, extras, &stop)
 }
 
 /// A live capture: one source read on the pipeline's thread, or a fanout group, a thread each.

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DetectArgs, EvidenceArgs, IntegrationArgs, PrivilegeArgs, StateArgs};
+use crate::cli::{
+    BaselineArgs, DetectArgs, EvidenceArgs, IntegrationArgs, PrivilegeArgs, RunArgs, StateArgs,
+};
 use floodwatch::baseline::BaselineFile;
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::evidence_pcap::EvidenceConfig;
@@ -27,20 +29,65 @@ use floodwatch::privileges;
 use floodwatch::reload;
 use floodwatch::report::live::AlertReports;
 use floodwatch::state::{self, StateStart};
+use run::Extras;
+
+/// The steps of a run that detects here, each taking the run's options as one.
+impl RunArgs<'_> {
+    /// `--quiet`.
+    pub(crate) fn quiet(self) -> bool {
+        self.output.quiet
+    }
+
+    /// [`settings`] from these options.
+    pub(crate) fn settings(self, clock: CheckpointClock) -> Result<(DetectConfig, PipelineConfig)> {
+        settings(self.detect, self.baseline, clock, self.quiet())
+    }
+
+    /// The run's integrations ([`Extras::start`]), reading `input`.
+    pub(crate) fn extras(self, input: String, live: bool) -> Result<Extras> {
+        Extras::start(
+            self.integrations,
+            self.detect,
+            self.baseline.state.state.as_deref(),
+            self.quiet(),
+            input,
+            live,
+        )
+    }
+
+    /// A daemon's start once its input and output are open: the integrations (the metrics
+    /// endpoint may want a privileged port), then [`start_as_user`].
+    pub(crate) fn start_daemon(
+        self,
+        privileges: &PrivilegeArgs,
+        pipe: &PipelineConfig,
+        input: String,
+        live: bool,
+    ) -> Result<Extras> {
+        let extras = self.extras(input, live)?;
+        start_as_user(
+            privileges,
+            pipe,
+            self.integrations,
+            &self.baseline.state,
+            self.quiet(),
+        )?;
+        Ok(extras)
+    }
+}
 
 /// The detection settings and the pipeline layout every mode shares (threads, batch size,
 /// baselines, state checkpoints on `clock`).
 pub(crate) fn settings(
     a: &DetectArgs,
-    load_baseline: Option<&std::path::Path>,
-    save_baseline: bool,
-    state: &StateArgs,
+    baseline: &BaselineArgs,
     clock: CheckpointClock,
     quiet: bool,
 ) -> Result<(DetectConfig, PipelineConfig)> {
     let detect = detect_config(a)?;
+    let state = &baseline.state;
     // --load-baseline is checked even when the state wins, so a bad file never waits for a restart
-    let loaded = load_baselines(load_baseline, &detect)?;
+    let loaded = load_baselines(baseline.load_baseline.as_deref(), &detect)?;
     let from_state = match &state.state {
         Some(path) => load_state(path, &detect, quiet)?,
         None => None,
@@ -52,7 +99,7 @@ pub(crate) fn settings(
             .unwrap_or_else(pipeline::default_shards),
         batch_size: a.batch_size as usize,
         load_baselines: from_state.or(loaded),
-        save_baselines: save_baseline || state.state.is_some(),
+        save_baselines: baseline.save_baseline.is_some() || state.state.is_some(),
         checkpoint: state.state.as_ref().map(|path| CheckpointConfig {
             path: path.clone(),
             every: state.state_interval,

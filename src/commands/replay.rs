@@ -9,8 +9,8 @@ use anyhow::Result;
 
 use super::cluster::ingest;
 use super::output::{check_can_create, open_output};
-use super::run::{end_run, Extras, Saves};
-use super::{evidence_config, install_stop_handler, prepare_state, settings};
+use super::run::end_run;
+use super::{evidence_config, install_stop_handler, prepare_state};
 use crate::cli::ReplayArgs;
 use crate::progress::ProgressSource;
 use floodwatch::alert::EventWriter;
@@ -22,14 +22,8 @@ use floodwatch::pipeline::{self, CheckpointClock, Integrations, PipelineConfig};
 /// `floodwatch replay`: the captures through the pipeline; alerts on the output, the summary on
 /// stderr.
 pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let (detect, base) = settings(
-        &args.detect,
-        args.load_baseline.as_deref(),
-        args.save_baseline.is_some(),
-        &args.state,
-        CheckpointClock::Packet,
-        args.output.quiet,
-    )?;
+    let run = args.run();
+    let (detect, base) = run.settings(CheckpointClock::Packet)?;
     let evidence = evidence_config(&args.evidence)?;
     if evidence.is_some() && args.decode_threads.is_some_and(|n| n > 0) && !args.output.quiet {
         eprintln!(
@@ -62,17 +56,10 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if let Some(path) = &args.record {
         check_can_create(path, "the --record file")?;
     }
-    prepare_state(&args.state, args.output.quiet)?;
+    prepare_state(&args.baseline.state, args.output.quiet)?;
     let writer = open_output(&args.output)?;
     let stop = install_stop_handler()?;
-    let extras = Extras::start(
-        &args.integrations,
-        &args.detect,
-        args.state.state.as_deref(),
-        args.output.quiet,
-        input_names(&args.files).join(", "),
-        false,
-    )?;
+    let extras = run.extras(input_names(&args.files).join(", "), false)?;
     let mut outcome = replay_files(
         &args.files,
         !args.output.quiet,
@@ -87,14 +74,7 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode> {
         rec.inputs = input_names(&args.files);
         record_error = rec.save(path).err().map(anyhow::Error::from);
     }
-    let code = end_run(
-        outcome,
-        &detect,
-        Saves::new(args.save_baseline.as_deref(), &args.state),
-        extras,
-        &stop,
-        args.output.quiet,
-    )?;
+    let code = end_run(outcome, &detect, run, extras, &stop)?;
     match record_error {
         Some(e) => {
             eprintln!("floodwatch: error: {e:#}");

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::output::{check_can_create, write_atomically};
 use super::replay::{decode_threads_for, input_names, replay_files};
 use super::{evidence_config, install_stop_handler, settings};
-use crate::cli::{ReportArgs, StateArgs};
+use crate::cli::{BaselineArgs, ReportArgs, StateArgs};
 use floodwatch::alert::{EventWriter, OutputFormat};
 use floodwatch::pipeline::{self, CheckpointClock, Integrations, PipelineConfig};
 use floodwatch::report::{LinkBase, Recording, RenderOptions};
@@ -26,18 +26,16 @@ pub(crate) fn report(args: ReportArgs) -> Result<ExitCode> {
     let recording = match &args.from {
         Some(path) => Recording::load(path)?,
         None => {
-            let no_state = StateArgs {
-                state: None,
-                state_interval: std::time::Duration::from_secs(300),
+            let baseline = BaselineArgs {
+                load_baseline: args.load_baseline.clone(),
+                save_baseline: None,
+                state: StateArgs {
+                    state: None,
+                    state_interval: std::time::Duration::from_secs(300),
+                },
             };
-            let (detect, base) = settings(
-                &args.detect,
-                args.load_baseline.as_deref(),
-                false,
-                &no_state,
-                CheckpointClock::Packet,
-                args.quiet,
-            )?;
+            let (detect, base) =
+                settings(&args.detect, &baseline, CheckpointClock::Packet, args.quiet)?;
             let evidence = evidence_config(&args.evidence)?;
             let pipe = PipelineConfig {
                 // evidence needs the frames on the reading thread (as replay)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DetectArgs, IntegrationArgs, StateArgs};
+use crate::cli::{DetectArgs, IntegrationArgs, RunArgs};
 use floodwatch::config::{DetectConfig, FileConfig};
 use floodwatch::hook::{AlertHook, HookConfig};
 use floodwatch::metrics::{CheckpointReport, Metrics, MetricsServer};
@@ -19,40 +19,21 @@ use floodwatch::report::live::AlertReports;
 use floodwatch::report::RenderOptions;
 use floodwatch::state::Snapshot;
 
-/// Where the learned baselines go at the end of a run.
-#[derive(Clone, Copy)]
-pub(crate) struct Saves<'a> {
-    /// `--save-baseline`.
-    baseline: Option<&'a std::path::Path>,
-    /// `--state`.
-    state: Option<&'a std::path::Path>,
-}
-
-impl<'a> Saves<'a> {
-    /// `--save-baseline` and `--state`, as a command took them.
-    pub(crate) fn new(baseline: Option<&'a std::path::Path>, state: &'a StateArgs) -> Self {
-        Saves {
-            baseline,
-            state: state.state.as_deref(),
-        }
-    }
-}
-
 /// The end every mode shares: write the state and the baselines, wait for the hook, print the
 /// summary, let the metrics linger, and the exit code (0; 1 when reading stopped on an error or the
 /// state could not be saved; 0 when the output was closed early, e.g. `| head`).
 pub(crate) fn end_run(
     mut outcome: pipeline::RunOutcome,
     detect: &DetectConfig,
-    saves: Saves<'_>,
+    run: RunArgs<'_>,
     mut extras: Extras,
     stop: &AtomicBool,
-    quiet: bool,
 ) -> Result<ExitCode> {
+    let quiet = run.quiet();
     let baselines = std::mem::take(&mut outcome.baselines);
     let (v4, v6) = (detect.subnet_v4, detect.subnet_v6);
     let mut state_failed = false;
-    if let Some(path) = saves.state {
+    if let Some(path) = &run.baseline.state.state {
         // the last checkpoint: a failure is reported, and the --save-baseline file still written
         let started = std::time::Instant::now();
         let keys = baselines.len() as u64;
@@ -83,7 +64,7 @@ pub(crate) fn end_run(
             }
         }
     }
-    if let Some(path) = saves.baseline {
+    if let Some(path) = &run.baseline.save_baseline {
         Snapshot::new(v4, v6, baselines).save(path)?;
     }
     let hook_line = extras.finish_hook(quiet);

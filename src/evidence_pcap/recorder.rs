@@ -27,6 +27,49 @@ struct Stored {
     data: Vec<u8>,
 }
 
+impl Stored {
+    fn record(&self) -> Record<'_> {
+        Record {
+            ts: self.ts,
+            wire_len: self.wire_len,
+            link: self.link,
+            data: &self.data,
+        }
+    }
+}
+
+/// One frame on its way to a file: what a pcap record holds, and the link type it must match.
+#[derive(Clone, Copy)]
+struct Record<'a> {
+    ts: Timestamp,
+    wire_len: u32,
+    link: LinkType,
+    data: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// A frame of a batch: its description and its bytes.
+    fn of(f: &FrameMeta, data: &'a [u8]) -> Self {
+        Record {
+            ts: f.ts,
+            wire_len: f.wire_len,
+            link: f.link,
+            data,
+        }
+    }
+
+    /// This frame kept, in `data` (a copy of its bytes).
+    fn stored(self, eval: Option<u64>, data: Vec<u8>) -> Stored {
+        Stored {
+            eval,
+            ts: self.ts,
+            wire_len: self.wire_len,
+            link: self.link,
+            data,
+        }
+    }
+}
+
 /// An alert's file while it is being written, or, until the sink names it, an alert whose frames
 /// are being kept.
 struct OpenFile {
@@ -315,7 +358,7 @@ impl Recorder {
                 // the first frame after the end: every frame of the alert is in
                 self.close(k, n, Close::Over);
             } else if o.covers(f.eval, f.ts) {
-                taken |= self.write_after(k, n, f.ts, f.link, bytes, f.wire_len);
+                taken |= self.write_after(k, n, Record::of(f, bytes));
             }
         }
         // a frame a file took is not kept again (the key's next alert starts after this one ends)
@@ -355,13 +398,7 @@ impl Recorder {
         data.clear();
         data.extend_from_slice(bytes);
         self.ring_bytes += data.len();
-        ke.ring.push_back(Stored {
-            eval: f.eval,
-            ts: f.ts,
-            wire_len: f.wire_len,
-            link: f.link,
-            data,
-        });
+        ke.ring.push_back(Record::of(f, bytes).stored(f.eval, data));
         self.spare.truncate(SPARE_BUFFERS);
     }
 
@@ -433,7 +470,7 @@ impl Recorder {
         };
         // the frames chosen while the sink was behind go in first
         for s in &staged {
-            if !self.write(k, n, s.ts, s.link, &s.data, s.wire_len) {
+            if !self.write(k, n, s.record()) {
                 break;
             }
         }
@@ -571,7 +608,7 @@ impl Recorder {
         }
         for &i in &before {
             if let Some(s) = ring.get(i) {
-                if !self.write(k, n, s.ts, s.link, &s.data, s.wire_len) {
+                if !self.write(k, n, s.record()) {
                     break;
                 }
             }
@@ -582,7 +619,7 @@ impl Recorder {
             let Some(s) = ring.get(i) else { continue };
             let taken = !end.is_some_and(|e| e.precedes(s.eval, s.ts))
                 && self.file(k, n).is_some()
-                && self.write_after(k, n, s.ts, s.link, &s.data, s.wire_len);
+                && self.write_after(k, n, s.record());
             keep[i] = !taken;
         }
         if let Some(ke) = self.keys.get_mut(&k) {
@@ -610,21 +647,13 @@ impl Recorder {
     }
 
     /// Writes one frame after the start; closes the file at M frames. True when it was taken.
-    fn write_after(
-        &mut self,
-        k: WatchKey,
-        n: u64,
-        ts: Timestamp,
-        link: LinkType,
-        d: &[u8],
-        w: u32,
-    ) -> bool {
+    fn write_after(&mut self, k: WatchKey, n: u64, r: Record<'_>) -> bool {
         let limit = self.cfg.after;
         match self.file(k, n) {
             Some(o) if o.after < limit => {}
             _ => return false,
         }
-        let taken = self.write(k, n, ts, link, d, w);
+        let taken = self.write(k, n, r);
         if taken {
             if let Some(o) = self.file_mut(k, n) {
                 o.after += 1;
@@ -638,39 +667,31 @@ impl Recorder {
 
     /// Writes one record to `k`'s file `n`; false when the file is gone (closed at the budget, or
     /// failed). A frame of another link type than the file's is skipped (and true returned).
-    fn write(
-        &mut self,
-        k: WatchKey,
-        n: u64,
-        ts: Timestamp,
-        link: LinkType,
-        d: &[u8],
-        w: u32,
-    ) -> bool {
+    fn write(&mut self, k: WatchKey, n: u64, r: Record<'_>) -> bool {
         let counters = Arc::clone(&self.counters);
         if self.file(k, n).is_some_and(|o| o.path.is_none()) {
-            return self.stage(k, n, ts, link, d, w);
+            return self.stage(k, n, r);
         }
         let Some(o) = self.file_mut(k, n) else {
             return false;
         };
         if let Some(file) = o.file.take() {
-            o.out = Some(pcap_file(file, link));
+            o.out = Some(pcap_file(file, r.link));
         }
         let Some(out) = o.out.as_mut() else {
             return false;
         };
-        if link != out.link() {
+        if r.link != out.link() {
             EvidenceCounters::add(&counters.link_skipped, 1);
             return true;
         }
-        let len = out.record_len(d.len());
+        let len = out.record_len(r.data.len());
         if !counters.take(len) {
             EvidenceCounters::add(&counters.cut_at_cap, 1);
             self.close(k, n, Close::Full);
             return false;
         }
-        match out.record(ts, d, w) {
+        match out.record(r.ts, r.data, r.wire_len) {
             Ok(()) => {
                 EvidenceCounters::add(&counters.packets, 1);
                 EvidenceCounters::add(&counters.bytes, len);
@@ -686,31 +707,17 @@ impl Recorder {
 
     /// Keeps a frame for a file the sink has not named yet (true: taken, or dropped at the
     /// budget and counted).
-    fn stage(
-        &mut self,
-        k: WatchKey,
-        n: u64,
-        ts: Timestamp,
-        link: LinkType,
-        d: &[u8],
-        w: u32,
-    ) -> bool {
-        if self.ring_bytes + self.staged_bytes + d.len() > RING_BUDGET {
+    fn stage(&mut self, k: WatchKey, n: u64, r: Record<'_>) -> bool {
+        if self.ring_bytes + self.staged_bytes + r.data.len() > RING_BUDGET {
             EvidenceCounters::add(&self.counters.ring_full, 1);
             return true;
         }
         let mut data = self.spare.pop().unwrap_or_default();
         data.clear();
-        data.extend_from_slice(d);
+        data.extend_from_slice(r.data);
         self.staged_bytes += data.len();
         if let Some(o) = self.file_mut(k, n) {
-            o.staged.push(Stored {
-                eval: None,
-                ts,
-                wire_len: w,
-                link,
-                data,
-            });
+            o.staged.push(r.stored(None, data));
         }
         true
     }

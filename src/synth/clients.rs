@@ -72,31 +72,29 @@ struct Flow {
 
 #[derive(Clone, Copy, Debug)]
 enum LegitKind {
-    /// One whole connection ([`CONN_DIRS`]); `tsc`/`tss` are the TCP timestamp clocks at `t0`.
-    Conn {
-        cseq: u32,
-        sseq: u32,
-        lq: u16,
-        l1: u16,
-        l2: u16,
-        tsc: u32,
-        tss: u32,
-    },
+    /// One whole connection ([`CONN_DIRS`]).
+    Conn(TcpNumbers),
     /// A request, a two-segment response and the client's ACK on an established connection
     /// (client, victim, victim, client).
-    Exchange {
-        cseq: u32,
-        sseq: u32,
-        lq: u16,
-        l1: u16,
-        l2: u16,
-        tsc: u32,
-        tss: u32,
-    },
+    Exchange(TcpNumbers),
     /// A query and its answer; the name is drawn from `name`.
     Dns { qid: u16, name: u64, aaaa: bool },
     /// An echo request and its reply.
     Ping { ident: u16, seq: u16 },
+}
+
+/// What a TCP session of the legit clients numbers: the client's and the server's initial
+/// sequence numbers, the lengths of the request and of the response's two segments, and the TCP
+/// timestamp clocks at the session's `t0`.
+#[derive(Clone, Copy, Debug)]
+struct TcpNumbers {
+    cseq: u32,
+    sseq: u32,
+    lq: u16,
+    l1: u16,
+    l2: u16,
+    tsc: u32,
+    tss: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -265,7 +263,7 @@ impl ClientGen {
         let (sport, kind) = match what {
             What::Conn(port) => (
                 port,
-                LegitKind::Conn {
+                LegitKind::Conn(TcpNumbers {
                     cseq: self.rng.next_u32(),
                     sseq: self.rng.next_u32(),
                     lq,
@@ -273,7 +271,7 @@ impl ClientGen {
                     l2,
                     tsc: self.rng.next_u32(),
                     tss: self.rng.next_u32(),
-                },
+                }),
             ),
             What::Dns => {
                 let r = self.rng.next_u64();
@@ -341,7 +339,7 @@ impl ClientGen {
             rtt: f.rtt,
             t0: self.start,
             step: 0,
-            kind: LegitKind::Exchange {
+            kind: LegitKind::Exchange(TcpNumbers {
                 cseq: f.cseq,
                 sseq: f.sseq,
                 lq,
@@ -349,7 +347,7 @@ impl ClientGen {
                 l2,
                 tsc: f.tsc,
                 tss: f.tss,
-            },
+            }),
         }
     }
 
@@ -358,26 +356,18 @@ impl ClientGen {
     fn step(&mut self, s: &LegitSession, ts: u64, frame: &mut Frame) -> (usize, Option<u64>) {
         let half = s.rtt / 2;
         match s.kind {
-            LegitKind::Conn {
-                cseq,
-                sseq,
-                lq,
-                l1,
-                l2,
-                tsc,
-                tss,
-            } => {
+            LegitKind::Conn(t) => {
                 let i = usize::from(s.step).min(CONN_DIRS.len() - 1);
-                let (q, a, b) = (u32::from(lq), u32::from(l1), u32::from(l2));
-                let (c1, s1) = (cseq.wrapping_add(1), sseq.wrapping_add(1));
+                let (q, a, b) = (u32::from(t.lq), u32::from(t.l1), u32::from(t.l2));
+                let (c1, s1) = (t.cseq.wrapping_add(1), t.sseq.wrapping_add(1));
                 let (cq, sab) = (c1.wrapping_add(q), s1.wrapping_add(a + b));
                 let (seq, ack, flags, payload) = match i {
-                    0 => (cseq, 0, SYN, 0),
-                    1 => (sseq, c1, SYN | ACK, 0),
+                    0 => (t.cseq, 0, SYN, 0),
+                    1 => (t.sseq, c1, SYN | ACK, 0),
                     2 => (c1, s1, ACK, 0),
-                    3 => (c1, s1, PSH | ACK, lq),
-                    4 => (s1, cq, ACK, l1),
-                    5 => (s1.wrapping_add(a), cq, PSH | ACK, l2),
+                    3 => (c1, s1, PSH | ACK, t.lq),
+                    4 => (s1, cq, ACK, t.l1),
+                    5 => (s1.wrapping_add(a), cq, PSH | ACK, t.l2),
                     6 => (cq, sab, ACK, 0),
                     7 => (sab, cq, FIN | ACK, 0),
                     8 => (cq, sab.wrapping_add(1), FIN | ACK, 0),
@@ -390,7 +380,7 @@ impl ClientGen {
                     ts,
                     from_server,
                     (seq, ack, flags, payload),
-                    (tsc, tss),
+                    (t.tsc, t.tss),
                 );
                 // About 3.5 round trips plus the victim's think time and close delay: ~100 ms.
                 let gap = match i {
@@ -404,25 +394,17 @@ impl ClientGen {
                 };
                 (len, gap)
             }
-            LegitKind::Exchange {
-                cseq,
-                sseq,
-                lq,
-                l1,
-                l2,
-                tsc,
-                tss,
-            } => {
+            LegitKind::Exchange(t) => {
                 let i = s.step.min(3);
-                let (q, a, b) = (u32::from(lq), u32::from(l1), u32::from(l2));
-                let cq = cseq.wrapping_add(q);
+                let (q, a, b) = (u32::from(t.lq), u32::from(t.l1), u32::from(t.l2));
+                let cq = t.cseq.wrapping_add(q);
                 let (seg, from_server) = match i {
-                    0 => ((cseq, sseq, PSH | ACK, lq), false),
-                    1 => ((sseq, cq, ACK, l1), true),
-                    2 => ((sseq.wrapping_add(a), cq, PSH | ACK, l2), true),
-                    _ => ((cq, sseq.wrapping_add(a + b), ACK, 0), false),
+                    0 => ((t.cseq, t.sseq, PSH | ACK, t.lq), false),
+                    1 => ((t.sseq, cq, ACK, t.l1), true),
+                    2 => ((t.sseq.wrapping_add(a), cq, PSH | ACK, t.l2), true),
+                    _ => ((cq, t.sseq.wrapping_add(a + b), ACK, 0), false),
                 };
-                let len = self.tcp(frame, s, ts, from_server, seg, (tsc, tss));
+                let len = self.tcp(frame, s, ts, from_server, seg, (t.tsc, t.tss));
                 let gap = match i {
                     0 => Some(half + self.rng.range(500_000, 10_000_000)),
                     1 => Some(self.rng.range(10_000, 300_000)),

@@ -215,12 +215,20 @@ impl Plan {
             };
 
         let rate = opts.attack_pps as f64;
-        let (kind, profile) = match scenario {
+        let constant = Profile::Constant { rate };
+        let host = Key::host(victim_ip);
+        let v4net = |a: [u8; 4]| Key::subnet(IpAddr::V4(Ipv4Addr::from(a)), 24, 64);
+        let syn_flood = || vec![(Scope::DstHost, host, AttackClass::SynFlood)];
+        let (kind, profile, labels) = match scenario {
             Scenario::SynFlood
             | Scenario::Ipv6SynFlood
             | Scenario::SynBurst
-            | Scenario::LearnedFloor => (AttackKind::Syn, Profile::Constant { rate }),
-            Scenario::SlowRamp => (AttackKind::Syn, Profile::Ramp { rate, len: att_len }),
+            | Scenario::LearnedFloor => (AttackKind::Syn, constant, syn_flood()),
+            Scenario::SlowRamp => (
+                AttackKind::Syn,
+                Profile::Ramp { rate, len: att_len },
+                syn_flood(),
+            ),
             Scenario::PulseWave => (
                 AttackKind::Syn,
                 Profile::Pulse {
@@ -228,22 +236,66 @@ impl Plan {
                     on: 2.0,
                     period: 10.0,
                 },
+                syn_flood(),
             ),
-            Scenario::SpoofedSources => (AttackKind::Spoofed, Profile::Constant { rate }),
-            Scenario::SourcesAtFloor => (AttackKind::FloorSyn, Profile::Constant { rate }),
-            Scenario::SigSynFlood => (AttackKind::HpingSyn, Profile::Constant { rate }),
-            Scenario::SigUdpFlood => (AttackKind::XUdp, Profile::Constant { rate }),
-            Scenario::SigAckFlood => (AttackKind::BareAck, Profile::Constant { rate }),
-            Scenario::UdpFlood => (AttackKind::UdpFew, Profile::Constant { rate }),
-            Scenario::DnsReflection => (AttackKind::DnsFrag, Profile::Constant { rate }),
-            Scenario::IcmpFlood => (AttackKind::Icmp, Profile::Constant { rate }),
-            Scenario::CarpetBombing => (AttackKind::Carpet, Profile::Constant { rate }),
+            Scenario::SpoofedSources => (AttackKind::Spoofed, constant, syn_flood()),
+            Scenario::SourcesAtFloor => (AttackKind::FloorSyn, constant, syn_flood()),
+            Scenario::SigSynFlood => (AttackKind::HpingSyn, constant, syn_flood()),
+            Scenario::SigUdpFlood => (
+                AttackKind::XUdp,
+                constant,
+                vec![(Scope::DstHost, host, AttackClass::UdpFlood)],
+            ),
+            // ACK floods are "other TCP" to the detector.
+            Scenario::SigAckFlood => (
+                AttackKind::BareAck,
+                constant,
+                vec![(Scope::DstHost, host, AttackClass::TcpFlood)],
+            ),
+            Scenario::UdpFlood => (
+                AttackKind::UdpFew,
+                constant,
+                vec![
+                    (Scope::DstHost, host, AttackClass::UdpFlood),
+                    (
+                        Scope::SrcSubnet,
+                        v4net([203, 0, 113, 0]),
+                        AttackClass::UdpFlood,
+                    ),
+                ],
+            ),
+            Scenario::DnsReflection => (
+                AttackKind::DnsFrag,
+                constant,
+                vec![(Scope::DstHost, host, AttackClass::DnsAmplification)],
+            ),
+            Scenario::IcmpFlood => (
+                AttackKind::Icmp,
+                constant,
+                vec![
+                    (Scope::DstHost, host, AttackClass::IcmpFlood),
+                    (
+                        Scope::SrcSubnet,
+                        v4net([192, 0, 2, 0]),
+                        AttackClass::IcmpFlood,
+                    ),
+                ],
+            ),
+            Scenario::CarpetBombing => (
+                AttackKind::Carpet,
+                constant,
+                vec![(
+                    Scope::DstSubnet,
+                    Key::subnet(victim_ip, 24, 64),
+                    AttackClass::UdpFlood,
+                )],
+            ),
             Scenario::Benign
             | Scenario::BenignGrowth
             | Scenario::FlashCrowd
-            | Scenario::BenignDay => (AttackKind::None, Profile::Constant { rate: 1.0 }),
+            | Scenario::BenignDay
             // `web` plans these: `write_pcap` hands them over before a `Plan` is made.
-            Scenario::HttpFlood
+            | Scenario::HttpFlood
             | Scenario::HttpDdos
             | Scenario::HttpsFlood
             | Scenario::HttpFewHeavy
@@ -254,7 +306,11 @@ impl Plan {
             | Scenario::QuietHostSyn
             | Scenario::QuietHostIcmp
             | Scenario::QuietHostScan
-            | Scenario::QuietHostCrowd => (AttackKind::None, Profile::Constant { rate: 1.0 }),
+            | Scenario::QuietHostCrowd => (
+                AttackKind::None,
+                Profile::Constant { rate: 1.0 },
+                Vec::new(),
+            ),
         };
         let attack = (kind != AttackKind::None).then(|| {
             let mut g = AttackGen::new(
@@ -272,62 +328,6 @@ impl Plan {
             g
         });
 
-        let host = Key::host(victim_ip);
-        let v4net = |a: [u8; 4]| Key::subnet(IpAddr::V4(Ipv4Addr::from(a)), 24, 64);
-        let labels = match scenario {
-            Scenario::SynFlood
-            | Scenario::Ipv6SynFlood
-            | Scenario::SlowRamp
-            | Scenario::PulseWave
-            | Scenario::SpoofedSources
-            | Scenario::SynBurst
-            | Scenario::SourcesAtFloor
-            | Scenario::LearnedFloor
-            | Scenario::SigSynFlood => vec![(Scope::DstHost, host, AttackClass::SynFlood)],
-            Scenario::SigUdpFlood => vec![(Scope::DstHost, host, AttackClass::UdpFlood)],
-            // ACK floods are "other TCP" to the detector.
-            Scenario::SigAckFlood => vec![(Scope::DstHost, host, AttackClass::TcpFlood)],
-            Scenario::UdpFlood => vec![
-                (Scope::DstHost, host, AttackClass::UdpFlood),
-                (
-                    Scope::SrcSubnet,
-                    v4net([203, 0, 113, 0]),
-                    AttackClass::UdpFlood,
-                ),
-            ],
-            Scenario::DnsReflection => vec![(Scope::DstHost, host, AttackClass::DnsAmplification)],
-            Scenario::IcmpFlood => vec![
-                (Scope::DstHost, host, AttackClass::IcmpFlood),
-                (
-                    Scope::SrcSubnet,
-                    v4net([192, 0, 2, 0]),
-                    AttackClass::IcmpFlood,
-                ),
-            ],
-            Scenario::CarpetBombing => {
-                vec![(
-                    Scope::DstSubnet,
-                    Key::subnet(victim_ip, 24, 64),
-                    AttackClass::UdpFlood,
-                )]
-            }
-            Scenario::Benign
-            | Scenario::BenignGrowth
-            | Scenario::FlashCrowd
-            | Scenario::BenignDay => Vec::new(),
-            Scenario::HttpFlood
-            | Scenario::HttpDdos
-            | Scenario::HttpsFlood
-            | Scenario::HttpFewHeavy
-            | Scenario::TlsFlood
-            | Scenario::Slowloris
-            | Scenario::HttpFlashCrowd
-            | Scenario::BusySite
-            | Scenario::QuietHostSyn
-            | Scenario::QuietHostIcmp
-            | Scenario::QuietHostScan
-            | Scenario::QuietHostCrowd => Vec::new(),
-        };
         let mut labels: Vec<PlanLabel> = labels
             .into_iter()
             .map(|(scope, key, class)| PlanLabel {

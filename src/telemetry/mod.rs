@@ -784,18 +784,7 @@ mod tests {
     fn a_late_long_record_keeps_its_rate_from_arrival_on_and_is_counted_late() {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // 60 000 packets over the 60 s before export (a 60-s active timeout), exported at 1 000 s
-        let rec = (
-            [203, 0, 113, 5],
-            [198, 51, 100, 10],
-            40000,
-            80,
-            6,
-            0x12 | 0x01,
-            60_000,
-            3_600_000,
-            40_000,
-            100_000,
-        );
+        let rec = netflow::build::tcp(0x12 | 0x01, 60_000, 3_600_000, 40_000, 100_000);
         let d = netflow::build::v5(1_000, 100_000, 0, &[rec]);
         let now = feed(&mut t, 50 * SEC, &d);
         assert!(now.iter().all(|p| p.ts == Timestamp(50 * SEC)));
@@ -829,18 +818,7 @@ mod tests {
     fn records_ending_after_export_are_queued_until_their_time() {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // a SYN flow from uptime 100 s to 102 s, in a datagram exported at uptime 100 s
-        let rec = (
-            [203, 0, 113, 5],
-            [198, 51, 100, 10],
-            40000,
-            80,
-            6,
-            0x02,
-            2_000,
-            80_000,
-            100_000,
-            102_000,
-        );
+        let rec = netflow::build::tcp(0x02, 2_000, 80_000, 100_000, 102_000);
         let out = feed(
             &mut t,
             50 * SEC,
@@ -865,18 +843,7 @@ mod tests {
     #[test]
     fn a_one_packet_flow_in_the_future_waits_for_its_time() {
         let mut t = Telemetry::new(TelemetryConfig::default());
-        let rec = (
-            [203, 0, 113, 5],
-            [198, 51, 100, 10],
-            40000,
-            80,
-            6,
-            0x02,
-            1,
-            60,
-            103_000,
-            103_000,
-        );
+        let rec = netflow::build::tcp(0x02, 1, 60, 103_000, 103_000);
         let out = feed(
             &mut t,
             50 * SEC,
@@ -892,18 +859,7 @@ mod tests {
     #[test]
     fn a_record_claiming_absurd_packet_counts_is_clamped_to_a_few_summaries() {
         let mut t = Telemetry::new(TelemetryConfig::default());
-        let rec = (
-            [203, 0, 113, 5],
-            [198, 51, 100, 10],
-            1,
-            2,
-            17,
-            0,
-            u32::MAX,
-            u32::MAX,
-            1,
-            2,
-        );
+        let rec = netflow::build::udp(u32::MAX, u32::MAX, 1, 2);
         let out = feed(
             &mut t,
             50 * SEC,
@@ -920,18 +876,7 @@ mod tests {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // record ends a day before export; sampling rate 2^14 − 1 in the header is fine, the
         // options of another exporter say 0
-        let rec = (
-            [203, 0, 113, 5],
-            [198, 51, 100, 10],
-            1,
-            2,
-            17,
-            0,
-            10,
-            1000,
-            1,
-            2,
-        );
+        let rec = netflow::build::udp(10, 1000, 1, 2);
         let out = feed(
             &mut t,
             50 * SEC,

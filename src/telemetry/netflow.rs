@@ -144,7 +144,7 @@ pub(super) fn parse_v5(
     let sampling = sampling_rate(u64::from(sampling & 0x3fff).max(1), counts);
     for _ in 0..count {
         let mut r = Cursor::new(c.take(48).ok_or(Malformed::Truncated)?);
-        let (Some(src), Some(dst)) = (addr4(&mut r), addr4(&mut r)) else {
+        let (Some(src), Some(dst)) = (r.ipv4(), r.ipv4()) else {
             return Err(Malformed::Truncated);
         };
         r.skip(8).ok_or(Malformed::Truncated)?; // next hop, input and output interfaces
@@ -175,11 +175,6 @@ pub(super) fn parse_v5(
         });
     }
     Ok(())
-}
-
-fn addr4(c: &mut Cursor<'_>) -> Option<Ipv4Addr> {
-    let b: [u8; 4] = c.take(4)?.try_into().ok()?;
-    Some(Ipv4Addr::from(b))
 }
 
 /// An exporter's sysUpTime stamp `t` as ms since the epoch, given the datagram's export time and
@@ -610,6 +605,24 @@ pub mod build {
     /// (src, dst, sport, dport, proto, flags, packets, bytes, first uptime ms, last uptime ms)
     pub type Rec = ([u8; 4], [u8; 4], u16, u16, u8, u8, u32, u32, u32, u32);
 
+    /// A TCP flow with `flags` from 203.0.113.5:40000 to 198.51.100.10:80: `packets` packets of
+    /// `bytes` bytes in all, from uptime `first` to `last` ms.
+    pub const fn tcp(flags: u8, packets: u32, bytes: u32, first: u32, last: u32) -> Rec {
+        let (src, dst) = ([203, 0, 113, 5], [198, 51, 100, 10]);
+        (src, dst, 40000, 80, 6, flags, packets, bytes, first, last)
+    }
+
+    /// A UDP flow from 203.0.113.5:1 to 198.51.100.10:2, otherwise as [`tcp`].
+    pub const fn udp(packets: u32, bytes: u32, first: u32, last: u32) -> Rec {
+        let (src, dst) = ([203, 0, 113, 5], [198, 51, 100, 10]);
+        (src, dst, 1, 2, 17, 0, packets, bytes, first, last)
+    }
+
+    /// Packets, bytes, first and last: the four counters both encodings write in a row.
+    fn counters(r: &Rec) -> [u32; 4] {
+        [r.6, r.7, r.8, r.9]
+    }
+
     /// A v5 datagram exported at `secs` (uptime `uptime` ms).
     pub fn v5(secs: u32, uptime: u32, sampling: u16, recs: &[Rec]) -> Vec<u8> {
         let mut d = Vec::new();
@@ -624,7 +637,7 @@ pub mod build {
             d.extend_from_slice(&r.0);
             d.extend_from_slice(&r.1);
             d.extend_from_slice(&[0; 8]); // next hop, interfaces
-            for x in [r.6, r.7, r.8, r.9] {
+            for x in counters(r) {
                 d.extend_from_slice(&x.to_be_bytes());
             }
             d.extend_from_slice(&r.2.to_be_bytes());
@@ -657,10 +670,48 @@ pub mod build {
         d.extend_from_slice(&r.2.to_be_bytes());
         d.extend_from_slice(&r.3.to_be_bytes());
         d.extend_from_slice(&[r.4, r.5]);
-        for x in [r.6, r.7, r.8, r.9] {
+        for x in counters(r) {
             d.extend_from_slice(&x.to_be_bytes());
         }
         d
+    }
+
+    /// Appends a set (or, in v9, a flowset): its id, its length with the 4-byte header, `body`.
+    fn set(sets: &mut Vec<u8>, id: u16, body: &[u8]) {
+        sets.extend_from_slice(&id.to_be_bytes());
+        sets.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+        sets.extend_from_slice(body);
+    }
+
+    /// The sets v9 and IPFIX datagrams share: template 256 in a template set `template_set`
+    /// (when `template`), the options template `options` in set `options_set` followed by its
+    /// data record `option` (when given), then `recs` in a data set of template 256.
+    fn sets(
+        (template_set, template): (u16, bool),
+        (options_set, options): (u16, &[u8]),
+        option: Option<(u16, Vec<u8>)>,
+        recs: &[Rec],
+    ) -> Vec<u8> {
+        let mut sets = Vec::new();
+        if template {
+            let mut t = vec![1u8, 0, 0, FIELDS.len() as u8]; // id 256
+            for (id, len) in FIELDS {
+                t.extend_from_slice(&id.to_be_bytes());
+                t.extend_from_slice(&len.to_be_bytes());
+            }
+            set(&mut sets, template_set, &t);
+        }
+        if let Some((id, value)) = option {
+            set(&mut sets, options_set, options);
+            let mut data = 0u32.to_be_bytes().to_vec(); // the scope
+            data.extend_from_slice(&value);
+            set(&mut sets, id, &data);
+        }
+        if !recs.is_empty() {
+            let body: Vec<u8> = recs.iter().flat_map(record).collect();
+            set(&mut sets, 256, &body);
+        }
+        sets
     }
 
     /// A v9 datagram from source id `source`: the template (when `template`), an options record
@@ -673,35 +724,11 @@ pub mod build {
         sampling: Option<u32>,
         recs: &[Rec],
     ) -> Vec<u8> {
-        let mut sets = Vec::new();
-        if template {
-            let mut t = vec![1u8, 0, 0, FIELDS.len() as u8]; // id 256
-            for (id, len) in FIELDS {
-                t.extend_from_slice(&id.to_be_bytes());
-                t.extend_from_slice(&len.to_be_bytes());
-            }
-            sets.extend_from_slice(&0u16.to_be_bytes());
-            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
-            sets.extend_from_slice(&t);
-        }
-        if let Some(rate) = sampling {
-            // options template 257: scope system (id 1, 4 bytes), option SAMPLING_INTERVAL (34, 4)
-            let t = [1u8, 1, 0, 4, 0, 4, 0, 1, 0, 4, 0, 34, 0, 4];
-            sets.extend_from_slice(&1u16.to_be_bytes());
-            sets.extend_from_slice(&((t.len() + 4 + 2) as u16).to_be_bytes());
-            sets.extend_from_slice(&t);
-            sets.extend_from_slice(&[0, 0]);
-            sets.extend_from_slice(&257u16.to_be_bytes());
-            sets.extend_from_slice(&12u16.to_be_bytes());
-            sets.extend_from_slice(&0u32.to_be_bytes());
-            sets.extend_from_slice(&rate.to_be_bytes());
-        }
-        if !recs.is_empty() {
-            let body: Vec<u8> = recs.iter().flat_map(record).collect();
-            sets.extend_from_slice(&256u16.to_be_bytes());
-            sets.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-            sets.extend_from_slice(&body);
-        }
+        // options template 257: scope system (id 1, 4 bytes), option SAMPLING_INTERVAL (34, 4),
+        // padded to 4 bytes
+        let options = [1u8, 1, 0, 4, 0, 4, 0, 1, 0, 4, 0, 34, 0, 4, 0, 0];
+        let sampling = sampling.map(|rate| (257, rate.to_be_bytes().to_vec()));
+        let sets = sets((0, template), (1, &options), sampling, recs);
         let mut d = Vec::new();
         d.extend_from_slice(&9u16.to_be_bytes());
         d.extend_from_slice(&(recs.len() as u16).to_be_bytes());
@@ -721,34 +748,10 @@ pub mod build {
         init_ms: Option<u64>,
         recs: &[Rec],
     ) -> Vec<u8> {
-        let mut sets = Vec::new();
-        if template {
-            let mut t = vec![1u8, 0, 0, FIELDS.len() as u8];
-            for (id, len) in FIELDS {
-                t.extend_from_slice(&id.to_be_bytes());
-                t.extend_from_slice(&len.to_be_bytes());
-            }
-            sets.extend_from_slice(&2u16.to_be_bytes());
-            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
-            sets.extend_from_slice(&t);
-        }
-        if let Some(init) = init_ms {
-            // options template 258: scope meteringProcessId (143, 4), systemInitTimeMilliseconds (160, 8)
-            let t = [1u8, 2, 0, 2, 0, 1, 0, 143, 0, 4, 0, 160, 0, 8];
-            sets.extend_from_slice(&3u16.to_be_bytes());
-            sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
-            sets.extend_from_slice(&t);
-            sets.extend_from_slice(&258u16.to_be_bytes());
-            sets.extend_from_slice(&16u16.to_be_bytes());
-            sets.extend_from_slice(&0u32.to_be_bytes());
-            sets.extend_from_slice(&init.to_be_bytes());
-        }
-        if !recs.is_empty() {
-            let body: Vec<u8> = recs.iter().flat_map(record).collect();
-            sets.extend_from_slice(&256u16.to_be_bytes());
-            sets.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-            sets.extend_from_slice(&body);
-        }
+        // options template 258: scope meteringProcessId (143, 4), systemInitTimeMilliseconds (160, 8)
+        let options = [1u8, 2, 0, 2, 0, 1, 0, 143, 0, 4, 0, 160, 0, 8];
+        let init = init_ms.map(|init| (258, init.to_be_bytes().to_vec()));
+        let sets = sets((2, template), (3, &options), init, recs);
         let mut d = Vec::new();
         d.extend_from_slice(&10u16.to_be_bytes());
         d.extend_from_slice(&((sets.len() + 16) as u16).to_be_bytes());
@@ -764,18 +767,7 @@ pub mod build {
 mod tests {
     use super::*;
 
-    const SYN: build::Rec = (
-        [203, 0, 113, 5],
-        [198, 51, 100, 10],
-        40000,
-        80,
-        6,
-        0x02,
-        10,
-        600,
-        9_000,
-        10_000,
-    );
+    const SYN: build::Rec = build::tcp(0x02, 10, 600, 9_000, 10_000);
 
     fn collect(
         d: &[u8],

@@ -3,7 +3,7 @@
 //! decodes. Everything is XDR: 4-byte big-endian words, opaque data padded to 4 bytes, and every
 //! sample and record says its own length, so unknown ones are skipped exactly.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::wire::Cursor;
 use super::Malformed;
@@ -52,24 +52,11 @@ pub(super) fn parse(payload: &[u8], v: &mut impl Visitor) -> Result<(), Malforme
         return Err(Malformed::UnknownVersion);
     }
     let agent = match c.u32().ok_or(Malformed::Truncated)? {
-        1 => {
-            let b: [u8; 4] = c
-                .take(4)
-                .ok_or(Malformed::Truncated)?
-                .try_into()
-                .map_err(|_| Malformed::Truncated)?;
-            IpAddr::V4(Ipv4Addr::from(b))
-        }
-        2 => {
-            let b: [u8; 16] = c
-                .take(16)
-                .ok_or(Malformed::Truncated)?
-                .try_into()
-                .map_err(|_| Malformed::Truncated)?;
-            IpAddr::V6(Ipv6Addr::from(b))
-        }
+        1 => c.ipv4().map(IpAddr::V4),
+        2 => c.ipv6().map(IpAddr::V6),
         _ => return Err(Malformed::BadField),
-    };
+    }
+    .ok_or(Malformed::Truncated)?;
     let sub_agent = c.u32().ok_or(Malformed::Truncated)?;
     let _sequence = c.u32().ok_or(Malformed::Truncated)?;
     let _uptime = c.u32().ok_or(Malformed::Truncated)?;

@@ -1,6 +1,8 @@
 //! Bounds-checked big-endian reading of datagrams: every read says `None` past the end, so a field
 //! length or count chosen by the sender can never index outside the buffer.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 /// A read position in a byte slice.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cursor<'a> {
@@ -40,8 +42,22 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        let b: [u8; 4] = self.take(4)?.try_into().ok()?;
-        Some(u32::from_be_bytes(b))
+        self.array().map(u32::from_be_bytes)
+    }
+
+    /// The next `N` bytes as an array, consumed.
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    /// The next 4 bytes as an IPv4 address.
+    pub fn ipv4(&mut self) -> Option<Ipv4Addr> {
+        self.array().map(Ipv4Addr::from)
+    }
+
+    /// The next 16 bytes as an IPv6 address.
+    pub fn ipv6(&mut self) -> Option<Ipv6Addr> {
+        self.array().map(Ipv6Addr::from)
     }
 }
 
@@ -68,6 +84,10 @@ mod tests {
         assert_eq!(c.u8(), Some(9));
         assert_eq!(c.u8(), None);
         assert_eq!(c.take(usize::MAX), None);
+        let mut c = Cursor::new(&[192, 0, 2, 1, 7]);
+        assert_eq!(c.ipv4(), Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(c.ipv6(), None);
+        assert_eq!(c.array::<1>(), Some([7]));
         assert_eq!(uint(&[1, 0]), Some(256));
         assert_eq!(uint(&[]), None);
         assert_eq!(uint(&[0; 9]), None);

@@ -283,6 +283,11 @@ fn read_for(r: &mut File, wait: Duration) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// Lines that arrive on a non-blocking reader within 200 ms.
+fn lines_read(r: &mut File) -> usize {
+    read_for(r, Duration::from_millis(200)).lines().count()
+}
+
 fn reader(path: &Path) -> File {
     OpenOptions::new()
         .read(true)
@@ -324,10 +329,7 @@ fn a_lost_reader_gets_every_active_route_again_and_exit_withdraws() {
     let (a, note) = Announcer::start(config(&fifo.path)).unwrap();
     assert!(note.is_none(), "{note:?}");
     a.on_event(&start("a", "198.51.100.60"));
-    assert_eq!(
-        read_for(&mut r, Duration::from_millis(200)).lines().count(),
-        1
-    );
+    assert_eq!(lines_read(&mut r), 1);
     drop(r);
     // the next line finds no reader (EPIPE): kept, and sent with the active routes on reconnect
     a.on_event(&start("b", "198.51.100.61"));
@@ -488,10 +490,7 @@ fn a_reader_back_before_the_next_write_gets_every_route_again() {
     let (a, _) = Announcer::start(cfg).unwrap();
     a.on_event(&start("a", "198.51.100.61"));
     a.on_event(&start("b", "198.51.100.62"));
-    assert_eq!(
-        read_for(&mut r, Duration::from_millis(200)).lines().count(),
-        2
-    );
+    assert_eq!(lines_read(&mut r), 2);
     // ExaBGP restarted and its new reader opened the pipe before floodwatch wrote again: no
     // write failed and no poll saw the gap
     drop(r);
@@ -510,10 +509,7 @@ fn an_idle_pipe_whose_reader_went_away_is_seen_and_every_route_announced_again()
     let mut r = reader(&fifo.path);
     let (a, _) = Announcer::start(config(&fifo.path)).unwrap();
     a.on_event(&start("a", "198.51.100.63"));
-    assert_eq!(
-        read_for(&mut r, Duration::from_millis(200)).lines().count(),
-        1
-    );
+    assert_eq!(lines_read(&mut r), 1);
     drop(r);
     // nothing is written meanwhile: only polling the pipe can see the reader go
     std::thread::sleep(RETRY * 2);
@@ -582,10 +578,7 @@ fn exit_with_no_reader_waits_without_spinning() {
     let mut r = reader(&fifo.path);
     let (a, _) = Announcer::start(config(&fifo.path)).unwrap();
     a.on_event(&start("a", "198.51.100.64"));
-    assert_eq!(
-        read_for(&mut r, Duration::from_millis(200)).lines().count(),
-        1
-    );
+    assert_eq!(lines_read(&mut r), 1);
     drop(r);
     let handle = a.stats_handle();
     // the withdrawal has no reader: the exit waits EXIT_GRACE for one

@@ -128,6 +128,25 @@ const OPENSSL_SIG_ALGS: &[u16] = &[
 const H2_H1: &[&str] = &["h2", "http/1.1"];
 const TLS13_12: &[u16] = &[0x0304, 0x0303];
 
+/// What a profile sends unless it says otherwise: no GREASE, its extensions in order, one X25519
+/// key share, ALPN h2 and http/1.1, TLS 1.3 and 1.2, uncompressed points only, no certificate
+/// compression, no padding. (Ciphers, extensions, groups and signature algorithms every profile
+/// names.)
+const PLAIN: HelloProfile = HelloProfile {
+    grease: false,
+    ciphers: &[],
+    exts: &[],
+    shuffle: false,
+    groups: &[],
+    key_shares: &[X25519],
+    sig_algs: &[],
+    alpn: H2_H1,
+    versions: TLS13_12,
+    point_formats: &[0],
+    cert_compression: 0,
+    pad_to: 0,
+};
+
 /// Chrome 120 and Edge (BoringSSL): GREASE, shuffled extensions, padded to 512 bytes.
 pub(super) static CHROME: HelloProfile = HelloProfile {
     grease: true,
@@ -153,18 +172,14 @@ pub(super) static CHROME: HelloProfile = HelloProfile {
     ],
     shuffle: true,
     groups: &[X25519, SECP256R1, 0x0018],
-    key_shares: &[X25519],
     sig_algs: CHROME_SIG_ALGS,
-    alpn: H2_H1,
-    versions: TLS13_12,
-    point_formats: &[0],
     cert_compression: 2,
     pad_to: 512,
+    ..PLAIN
 };
 
 /// Firefox 120 (NSS): no GREASE, two key shares, delegated credentials, record size limit.
 pub(super) static FIREFOX: HelloProfile = HelloProfile {
-    grease: false,
     ciphers: &[
         0x1301, 0x1303, 0x1302, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030, 0xc00a, 0xc009,
         0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
@@ -185,17 +200,12 @@ pub(super) static FIREFOX: HelloProfile = HelloProfile {
         Ext::PskKeyExchangeModes,
         Ext::RecordSizeLimit,
     ],
-    shuffle: false,
     groups: &[X25519, SECP256R1, 0x0018, 0x0019, 0x0100, 0x0101],
     key_shares: &[X25519, SECP256R1],
     sig_algs: &[
         0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0203, 0x0201,
     ],
-    alpn: H2_H1,
-    versions: TLS13_12,
-    point_formats: &[0],
-    cert_compression: 0,
-    pad_to: 0,
+    ..PLAIN
 };
 
 /// Safari 17: GREASE in a fixed order, legacy CBC suites, versions down to TLS 1.0.
@@ -222,22 +232,18 @@ pub(super) static SAFARI: HelloProfile = HelloProfile {
         Ext::CompressCertificate,
         Ext::GreaseOne,
     ],
-    shuffle: false,
     groups: &[X25519, SECP256R1, 0x0018, 0x0019],
-    key_shares: &[X25519],
     sig_algs: &[
         0x0403, 0x0804, 0x0401, 0x0503, 0x0203, 0x0805, 0x0501, 0x0806, 0x0601, 0x0201,
     ],
-    alpn: H2_H1,
     versions: &[0x0304, 0x0303, 0x0302, 0x0301],
-    point_formats: &[0],
     cert_compression: 1,
     pad_to: 512,
+    ..PLAIN
 };
 
 /// Go's crypto/tls under net/http (a Go flood tool).
 pub(super) static GO: HelloProfile = HelloProfile {
-    grease: false,
     ciphers: &[
         0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc009, 0xc013, 0xc00a, 0xc014, 0x009c,
         0x009d, 0x002f, 0x0035, 0xc012, 0x000a, 0x1301, 0x1302, 0x1303,
@@ -257,23 +263,16 @@ pub(super) static GO: HelloProfile = HelloProfile {
         Ext::SessionTicket,
         Ext::PskKeyExchangeModes,
     ],
-    shuffle: false,
     groups: &[X25519, SECP256R1, 0x0018, 0x0019],
-    key_shares: &[X25519],
     sig_algs: &[
         0x0804, 0x0403, 0x0807, 0x0805, 0x0503, 0x0806, 0x0603, 0x0401, 0x0501, 0x0601, 0x0203,
         0x0201,
     ],
-    alpn: H2_H1,
-    versions: TLS13_12,
-    point_formats: &[0],
-    cert_compression: 0,
-    pad_to: 0,
+    ..PLAIN
 };
 
-/// curl 8 on OpenSSL 3.
-pub(super) static CURL: HelloProfile = HelloProfile {
-    grease: false,
+/// OpenSSL 3 as curl 8 uses it; Python's differs in two places.
+const OPENSSL: HelloProfile = HelloProfile {
     ciphers: OPENSSL_CIPHERS,
     exts: &[
         Ext::ServerName,
@@ -288,21 +287,17 @@ pub(super) static CURL: HelloProfile = HelloProfile {
         Ext::PskKeyExchangeModes,
         Ext::KeyShare,
     ],
-    shuffle: false,
     groups: OPENSSL_GROUPS,
-    key_shares: &[X25519],
     sig_algs: OPENSSL_SIG_ALGS,
-    alpn: H2_H1,
-    versions: TLS13_12,
     point_formats: &[0, 1, 2],
-    cert_compression: 0,
-    pad_to: 0,
+    ..PLAIN
 };
+
+/// curl 8 on OpenSSL 3.
+pub(super) static CURL: HelloProfile = OPENSSL;
 
 /// Python's requests (urllib3 2 on OpenSSL 3): ALPN http/1.1 only, post-handshake auth.
 pub(super) static PYTHON: HelloProfile = HelloProfile {
-    grease: false,
-    ciphers: OPENSSL_CIPHERS,
     exts: &[
         Ext::ServerName,
         Ext::EcPointFormats,
@@ -317,20 +312,12 @@ pub(super) static PYTHON: HelloProfile = HelloProfile {
         Ext::PskKeyExchangeModes,
         Ext::KeyShare,
     ],
-    shuffle: false,
-    groups: OPENSSL_GROUPS,
-    key_shares: &[X25519],
-    sig_algs: OPENSSL_SIG_ALGS,
     alpn: &["http/1.1"],
-    versions: TLS13_12,
-    point_formats: &[0, 1, 2],
-    cert_compression: 0,
-    pad_to: 0,
+    ..OPENSSL
 };
 
 /// A handshake flooder built on OpenSSL 1.1.1: a short cipher list, no ALPN.
 pub(super) static FLOODER: HelloProfile = HelloProfile {
-    grease: false,
     ciphers: &[
         0x1302, 0x1303, 0x1301, 0xc02c, 0xc030, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0x009f, 0x009e,
         0xc024, 0xc028, 0xc023, 0xc027, 0x00ff,
@@ -347,17 +334,13 @@ pub(super) static FLOODER: HelloProfile = HelloProfile {
         Ext::PskKeyExchangeModes,
         Ext::KeyShare,
     ],
-    shuffle: false,
     groups: &[X25519, SECP256R1, 0x0018],
-    key_shares: &[X25519],
     sig_algs: &[
         0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601,
     ],
     alpn: &[],
-    versions: TLS13_12,
     point_formats: &[0, 1, 2],
-    cert_compression: 0,
-    pad_to: 0,
+    ..PLAIN
 };
 
 /// A GREASE value (RFC 8701): 0x0a0a, 0x1a1a, … 0xfafa.
