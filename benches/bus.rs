@@ -2,40 +2,36 @@
 //! in summaries per second on one core, so the cost of the bus path per summary is known before any
 //! message system is in the way. Run with `cargo bench --bench bus`.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::bus::wire::{decode_batch, BatchHeader, BatchWriter};
-use floodwatch::decode::{Fragment, HeaderFields, PacketSummary};
-use floodwatch::time::Timestamp;
+use floodwatch::decode::{HeaderFields, PacketSummary};
 
 const BATCH: usize = 256;
 
 /// A spoofed SYN flood's summaries: every source different, header fields known.
 fn summaries() -> Vec<PacketSummary> {
     (0..BATCH as u32)
-        .map(|i| PacketSummary {
-            ts: Timestamp(1_764_079_202_000_000_000 + u64::from(i) * 1_000),
-            src: IpAddr::V4(Ipv4Addr::from(0x6440_0000 + i * 7919)),
-            dst: [198, 51, 100, 10].into(),
-            proto: 6,
-            sport: 1024 + i as u16,
-            dport: 80,
-            tcp_flags: 0x02,
-            tcp_num: 0,
-            wire_len: 60,
-            fragment: Fragment::None,
-            weight: 1,
-            hdr: HeaderFields {
-                ip_id: i as u16,
-                ip_len: 40,
-                tcp_window: 512,
-                prefix: [0; 4],
-                ttl: 64,
-                bits: HeaderFields::KNOWN | HeaderFields::DF | HeaderFields::L4,
-                ..HeaderFields::UNKNOWN
-            },
+        .map(|i| {
+            let ts = 1_764_079_202_000_000_000 + u64::from(i) * 1_000;
+            let src = IpAddr::V4(Ipv4Addr::from(0x6440_0000 + i * 7919));
+            let syn = common::syn(ts, src, 1024 + i as u16, [198, 51, 100, 10].into());
+            PacketSummary {
+                hdr: HeaderFields {
+                    ip_id: i as u16,
+                    ip_len: 40,
+                    tcp_window: 512,
+                    prefix: [0; 4],
+                    ttl: 64,
+                    bits: HeaderFields::KNOWN | HeaderFields::DF | HeaderFields::L4,
+                    ..HeaderFields::UNKNOWN
+                },
+                ..syn
+            }
         })
         .collect()
 }

@@ -16,13 +16,15 @@
 //!
 //! Targets (issue 14): pause ≤ 50 ms, write ≤ 2 s, on this 2-core machine.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use floodwatch::config::DetectConfig;
-use floodwatch::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+use floodwatch::decode::PacketSummary;
 use floodwatch::detect::{Engine, ShardSpec};
 use floodwatch::state::Snapshot;
 use floodwatch::time::Timestamp;
@@ -32,20 +34,8 @@ const KEYS: u32 = 1_000_000;
 
 /// One SYN from a fixed client to `dst`.
 fn packet(ts: u64, dst: u32) -> PacketSummary {
-    PacketSummary {
-        ts: Timestamp(ts),
-        src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-        dst: IpAddr::V4(Ipv4Addr::from(dst)),
-        proto: proto::TCP,
-        sport: 40_000,
-        dport: 80,
-        tcp_flags: tcp_flags::SYN,
-        tcp_num: 0,
-        wire_len: 60,
-        fragment: Fragment::None,
-        weight: 1,
-        hdr: HeaderFields::UNKNOWN,
-    }
+    let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    common::syn(ts, client, 40_000, IpAddr::V4(Ipv4Addr::from(dst)))
 }
 
 /// An engine holding `KEYS` destination hosts, each with a baseline learned from two windows.

@@ -27,17 +27,15 @@ STORAGE=file
 PPS=500000
 SECS=4
 TLS=0
-while (($#)); do
+quick_settings() { RUNS=1 SECS=1; }
+bench_option() {
   case "$1" in
-    --quick) RUNS=1 SECS=1 ;;
-    --runs) RUNS="$2"; shift ;;
-    --storage) STORAGE="$2"; shift ;;
+    --storage) STORAGE="$2" TAKEN=2 ;;
     --tls) TLS=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
+    *) return 1 ;;
   esac
-  shift
-done
+}
+parse_options 20 "$@"
 NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [[ -x "$NATS" ]] || ensure_debian_package nats-server nats-server || die "nats-server is missing (apt-get install nats-server)"
 NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"

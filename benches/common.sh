@@ -1,4 +1,4 @@
-# Shared helpers of the benchmark scripts (benches/replay.sh, memory.sh, latency.sh); sourced, not run.
+# Shared helpers of the benchmark scripts (benches/*.sh); sourced, not run.
 #
 # Sets ROOT (the repository), BENCH_DIR (captures; a temp dir removed on exit unless the caller set
 # BENCH_DIR, which keeps the captures for the next run) and FW (the release floodwatch binary).
@@ -39,6 +39,39 @@ synth_once() {
   printf '%s' "$*" >"$stamp"
 }
 
+# parse_options HELP_LINES ARGS…: the option loop of a bench script.
+# - `-h`, `--help`: prints the script's header comment (its lines 2 to HELP_LINES) and exits;
+# - `--quick`: sets QUICK=1 and calls the script's `quick_settings`, where it makes the run short;
+# - `--runs N`: sets RUNS, in a script that has set RUNS (to its default);
+# - any other option goes to the script's `bench_option ARGS…`, which handles "$1" (setting TAKEN=2
+#   when it also takes "$2", TAKEN=$# when it takes all the rest) and returns non-zero for an option
+#   it does not know (the default one knows none).
+QUICK=0
+quick_settings() { :; }
+bench_option() { return 1; }
+parse_options() {
+  local help_lines="$1"
+  shift
+  while (($#)); do
+    TAKEN=1
+    case "$1" in
+      -h | --help) sed -n "2,${help_lines}p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      --quick) QUICK=1; quick_settings ;;
+      --runs) [[ -v RUNS ]] || die "unknown option $1 (try --help)"; RUNS="${2:?--runs needs a number}" TAKEN=2 ;;
+      *) bench_option "$@" || die "unknown option $1 (try --help)" ;;
+    esac
+    shift "$TAKEN"
+  done
+}
+
+# min_size_syn_flood DURATION ATTACK_START ATTACK_DURATION: sets SYNTH to the synth options of the
+# replay benches' capture: a spoofed SYN flood of minimum-size frames at 1 M packets/s over 20 k
+# packets/s of benign background.
+min_size_syn_flood() {
+  SYNTH=(syn-flood --min-size --seed 1 --duration "$1" --attack-start "$2" --attack-duration "$3"
+    --attack-pps 1000000 --background-pps 20000)
+}
+
 # median NUMBER…: the median (mean of the middle two for an even count).
 median() {
   printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
@@ -65,6 +98,22 @@ timed() {
     die "failed: $* ($(tail -n 3 "$prefix.err"))"
   read -r WALL user sys <<<"$(tail -n 1 <<<"$t")"
   CPU="$(calc "$user + $sys")"
+}
+
+# interleaved_runs: calls the script's `run_one NAME` (which runs `timed`) for each NAME of NAMES,
+# RUNS times over (a b c, a b c, …: drift hits all alike), adding each run's WALL and CPU to the
+# space-separated lists WALLS[NAME] and CPUS[NAME] (associative arrays the script declares) and
+# logging it under LABEL[NAME].
+interleaved_runs() {
+  local r n
+  for ((r = 1; r <= RUNS; r++)); do
+    for n in "${NAMES[@]}"; do
+      run_one "$n"
+      WALLS[$n]+="$WALL "
+      CPUS[$n]+="$CPU "
+      log "run $r/$RUNS ${LABEL[$n]}: $WALL s wall, $CPU s cpu"
+    done
+  done
 }
 
 # machine_line: one line describing this machine for the tables.

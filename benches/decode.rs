@@ -1,7 +1,10 @@
 //! Decode throughput per link type: `Decoder::decode` on one minimum-size frame of each kind, in
 //! packets per second. Run with `cargo bench --bench decode`.
 
+mod common;
+
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::decode::{Decoder, Fragment, LinkType};
@@ -168,10 +171,7 @@ fn decode_per_link_type(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(2));
+    config = common::criterion(Duration::from_millis(500), Duration::from_secs(2));
     targets = decode_per_link_type
 }
 criterion_main!(benches);

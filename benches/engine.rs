@@ -14,18 +14,20 @@
 //! alert's sketch mostly finds in its first slot) and a flood random in every field (every field a
 //! miss that evicts: the worst case).
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use floodwatch::alert::AlertEvent;
 use floodwatch::config::DetectConfig;
-use floodwatch::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+use floodwatch::decode::{HeaderFields, PacketSummary};
 use floodwatch::detect::{admission_for, Engine, ShardSpec};
 use floodwatch::key::Key;
 use floodwatch::signature::SignatureSketch;
 use floodwatch::table::{KeyTable, SourceAdmission};
-use floodwatch::time::Timestamp;
 use floodwatch::window::{Counts, Sliding};
 
 /// Capture start of the generated stream.
@@ -73,20 +75,9 @@ impl Flood {
     fn next(&mut self) -> PacketSummary {
         let r = self.rng.below(self.keys);
         self.ts += STEP_NS;
-        PacketSummary {
-            ts: Timestamp(self.ts),
-            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(r as u32))),
-            dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
-            proto: proto::TCP,
-            sport: 1024 + (r as u16 % 60_000),
-            dport: 80,
-            tcp_flags: tcp_flags::SYN,
-            tcp_num: 0,
-            wire_len: 60,
-            fragment: Fragment::None,
-            weight: 1,
-            hdr: HeaderFields::UNKNOWN,
-        }
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(r as u32)));
+        let victim = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10));
+        common::syn(self.ts, src, 1024 + (r as u16 % 60_000), victim)
     }
 }
 
@@ -256,10 +247,7 @@ fn signature_observe(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(3));
+    config = common::criterion(Duration::from_secs(1), Duration::from_secs(3));
     targets = window_and_tables, engine_on_packet, signature_observe
 }
 criterion_main!(benches);

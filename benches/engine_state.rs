@@ -7,33 +7,22 @@
 //! gathers evidence. `save` writes into a buffer reused between iterations (what a detector that
 //! checkpoints periodically does); `restore` reads it into a new engine.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use floodwatch::config::DetectConfig;
-use floodwatch::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+use floodwatch::decode::PacketSummary;
 use floodwatch::detect::{Engine, ShardSpec};
-use floodwatch::time::Timestamp;
 
 const T0: u64 = 1_764_079_200_000_000_000;
 
 fn packet(ts: u64, src: u32, dst: u32) -> PacketSummary {
-    PacketSummary {
-        ts: Timestamp(ts),
-        src: IpAddr::V4(Ipv4Addr::from(src)),
-        dst: IpAddr::V4(Ipv4Addr::from(dst)),
-        proto: proto::TCP,
-        sport: 40_000,
-        dport: 80,
-        tcp_flags: tcp_flags::SYN,
-        tcp_num: 0,
-        wire_len: 60,
-        fragment: Fragment::None,
-        weight: 1,
-        hdr: HeaderFields::UNKNOWN,
-    }
+    let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+    common::syn(ts, IpAddr::V4(src), 40_000, IpAddr::V4(dst))
 }
 
 fn config(keys: u32) -> DetectConfig {

@@ -11,15 +11,10 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-case "${1:-}" in
-  -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  "") ;;
-  *) die "unknown option $1 (try --help)" ;;
-esac
+parse_options 10 "$@" # no options but --help
 ensure_debian_package valgrind valgrind || die "valgrind (Debian package valgrind) is needed"
 build_release --example read_decode
-SYNTH=(syn-flood --min-size --seed 1 --duration 1s --attack-start 300ms --attack-duration 200ms
-  --attack-pps 1000000 --background-pps 20000)
+min_size_syn_flood 1s 300ms 200ms
 CAPTURE="$BENCH_DIR/instructions.pcap"
 synth_once "$CAPTURE" "${SYNTH[@]}"
 FRAMES="$("$ROOT/target/release/examples/read_decode" "$CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"

@@ -18,15 +18,9 @@ FLOOR=1000
 MULTIPLES=(1.25 2 10)
 STARTS=(10000ms 10033ms 10067ms)
 REPLAY_ARGS=()
-while (($#)); do
-  case "$1" in
-    --quick) STARTS=(10033ms) ;;
-    --) shift; REPLAY_ARGS=("$@"); break ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-  esac
-  shift
-done
+quick_settings() { STARTS=(10033ms); }
+bench_option() { [[ "$1" == -- ]] && REPLAY_ARGS=("${@:2}") TAKEN=$#; }
+parse_options 13 "$@"
 build_release
 
 # json_field NAME LINE: the value of a top-level string or number field of a flat JSON line.

@@ -17,15 +17,9 @@ source "$(dirname "$0")/common.sh"
 
 PACKETS=300000
 RUNS=3
-while (($#)); do
-  case "$1" in
-    --quick) PACKETS=50000 RUNS=1 ;;
-    --packets) PACKETS="${2:?--packets needs a number}"; shift ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-  esac
-  shift
-done
+quick_settings() { PACKETS=50000 RUNS=1; }
+bench_option() { [[ "$1" == --packets ]] && PACKETS="${2:?--packets needs a number}" TAKEN=2; }
+parse_options 13 "$@"
 [[ "$(id -u)" == 0 ]] || die "needs root (network namespaces and AF_PACKET)"
 command -v ip >/dev/null || die "needs ip (Debian package iproute2)"
 ensure_debian_package tcpreplay tcpreplay || die "needs tcpreplay (Debian package tcpreplay)"

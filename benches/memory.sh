@@ -16,15 +16,9 @@ source "$(dirname "$0")/common.sh"
 
 SOURCES=(1000000 5000000 10000000)
 THREADS=2
-while (($#)); do
-  case "$1" in
-    --quick) SOURCES=(1000000) ;;
-    --threads) THREADS="${2:?--threads needs a number}"; shift ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-  esac
-  shift
-done
+quick_settings() { SOURCES=(1000000); }
+bench_option() { [[ "$1" == --threads ]] && THREADS="${2:?--threads needs a number}" TAKEN=2; }
+parse_options 13 "$@"
 
 ensure_debian_package /usr/bin/time time || die "/usr/bin/time (Debian package time) is needed"
 build_release

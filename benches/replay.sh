@@ -27,27 +27,17 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 RUNS=5
-QUICK=0
 EVIDENCE=0
-while (($#)); do
-  case "$1" in
-    --quick) QUICK=1 RUNS=1 ;;
-    --evidence) EVIDENCE=1 ;;
-    --runs) RUNS="${2:?--runs needs a number}"; shift ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-  esac
-  shift
-done
+quick_settings() { RUNS=1; }
+bench_option() { [[ "$1" == --evidence ]] && EVIDENCE=1; }
+parse_options 24 "$@"
 
 if ((QUICK)); then
   # 1 s of attack at 1 M packets/s + 3 s of background: ~1.06 M frames.
-  SYNTH=(syn-flood --min-size --seed 1 --duration 3s --attack-start 1s --attack-duration 1s
-    --attack-pps 1000000 --background-pps 20000)
+  min_size_syn_flood 3s 1s 1s
 else
   # 10 s of attack at 1 M packets/s + 12 s of background: ~10.24 M frames (~780 MB).
-  SYNTH=(syn-flood --min-size --seed 1 --duration 12s --attack-start 1s --attack-duration 10s
-    --attack-pps 1000000 --background-pps 20000)
+  min_size_syn_flood 12s 1s 10s
 fi
 
 build_release --example read_decode
@@ -115,15 +105,8 @@ run_one() {
     seen="$(sed -n 's/^ *frames \([0-9]*\) .*/\1/p' "$out.err")"
     [[ "$seen" == "$FRAMES" ]] || die "replay saw ${seen:-no} frames, expected $FRAMES ($out.err)"
   fi
-  WALLS[$1]+="$WALL "
-  CPUS[$1]+="$CPU "
 }
-for ((r = 1; r <= RUNS; r++)); do
-  for n in "${NAMES[@]}"; do
-    run_one "$n"
-    log "run $r/$RUNS ${LABEL[$n]}: $WALL s wall, $CPU s cpu"
-  done
-done
+interleaved_runs
 
 declare -A PPS
 ROW=()

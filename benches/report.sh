@@ -18,24 +18,14 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 RUNS=5
-QUICK=0
-while (($#)); do
-  case "$1" in
-    --quick) QUICK=1 RUNS=1 ;;
-    --runs) RUNS="${2:?--runs needs a number}"; shift ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-  esac
-  shift
-done
+quick_settings() { RUNS=1; }
+parse_options 16 "$@"
 
 if ((QUICK)); then
-  SYNTH=(syn-flood --min-size --seed 1 --duration 3s --attack-start 1s --attack-duration 1s
-    --attack-pps 1000000 --background-pps 20000)
+  min_size_syn_flood 3s 1s 1s
 else
   # 5 s of attack at 1 M packets/s + 8 s of background: ~5.16 M frames.
-  SYNTH=(syn-flood --min-size --seed 1 --duration 8s --attack-start 1s --attack-duration 5s
-    --attack-pps 1000000 --background-pps 20000)
+  min_size_syn_flood 8s 1s 5s
 fi
 
 build_release
@@ -57,15 +47,8 @@ run_one() {
     b) timed "$out" "$FW" replay --seed 1 --record "$BENCH_DIR/rec.json" -o /dev/null "$CAPTURE" ;;
     c) timed "$out" "$FW" report --seed 1 "$CAPTURE" -o "$BENCH_DIR/report.html" ;;
   esac
-  WALLS[$1]+="$WALL "
-  CPUS[$1]+="$CPU "
 }
-for ((r = 1; r <= RUNS; r++)); do
-  for n in "${NAMES[@]}"; do
-    run_one "$n"
-    log "run $r/$RUNS ${LABEL[$n]}: $WALL s wall, $CPU s cpu"
-  done
-done
+interleaved_runs
 FRAMES="$(sed -n 's/^ *frames \([0-9]*\) .*/\1/p' "$BENCH_DIR/run-a.err")"
 [[ -n "$FRAMES" && "$FRAMES" -gt 0 ]] || die "replay read no frames ($BENCH_DIR/run-a.err)"
 grep -q "report written" "$BENCH_DIR/run-c.err" || die "report wrote no page ($BENCH_DIR/run-c.err)"

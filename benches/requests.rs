@@ -7,7 +7,10 @@
 //! as lenient as ours (`ignore_invalid_headers_in_requests`), with 64 header slots, and the whole
 //! headers of a partial head are read from the slots it filled.
 
+mod common;
+
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use floodwatch::requests::{
@@ -207,10 +210,7 @@ fn sniff_and_tls(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(2));
+    config = common::criterion(Duration::from_millis(500), Duration::from_secs(2));
     targets = http1_heads, sniff_and_tls
 }
 

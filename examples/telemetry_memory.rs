@@ -46,28 +46,21 @@ fn main() {
     let ts = Timestamp::from_secs_nanos(1_764_079_200, 0);
     for e in 0..exporters {
         let exporter = IpAddr::from((0x0a00_0000u32 + e).to_be_bytes());
+        let mut send = |payload: &[u8]| {
+            let datagram = Datagram {
+                ts,
+                exporter,
+                payload,
+            };
+            t.datagram(&datagram, &mut out)
+        };
         for id in 0..templates {
             // the builder's template is id 256 at bytes 24..26: renumber it
             let mut d = netflow::v9(1_764_079_200, 1000, 0, true, None, &[]);
             d[24..26].copy_from_slice(&(256 + id).to_be_bytes());
-            t.datagram(
-                &Datagram {
-                    ts,
-                    exporter,
-                    payload: &d,
-                },
-                &mut out,
-            );
+            send(&d);
         }
-        let d = netflow::v9(1_764_079_200, 1000, 0, false, None, &[rec]);
-        t.datagram(
-            &Datagram {
-                ts,
-                exporter,
-                payload: &d,
-            },
-            &mut out,
-        );
+        send(&netflow::v9(1_764_079_200, 1000, 0, false, None, &[rec]));
         out.clear();
     }
     let st = t.stats();

@@ -74,6 +74,13 @@ fn flood(dir: &Path) -> PathBuf {
     synth(dir, "syn-flood", SMALL_FLOOD)
 }
 
+/// The bytes of [`flood`], made in a new temporary directory that lives as long as the handle.
+fn flood_bytes() -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    (dir, bytes)
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -83,16 +90,8 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn replay(files: &[&Path], extra: &[&str]) -> Output {
     let mut args = vec!["replay"];
     args.extend_from_slice(extra);
-    args.extend(files.iter().map(|p| p.to_str().unwrap()));
+    args.extend(files.iter().map(|p| arg(p)));
     run(&args)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn last_stderr_line(out: &Output) -> String {
-    stderr(out).lines().last().unwrap_or_default().to_string()
 }
 
 fn syn_flood_starts(ev: &[Value]) -> usize {
@@ -106,8 +105,10 @@ fn syn_flood_starts(ev: &[Value]) -> usize {
         .count()
 }
 
-/// Asserts a failed run kept the alerts of the flood read before the error: its start and its end.
-fn assert_flood_alerts_kept(out: &Output) {
+/// Asserts a failed run counted the `frames` read before the error and kept the alerts of the
+/// flood in them: its start and its end.
+fn assert_flood_alerts_kept(out: &Output, frames: usize) {
+    assert_eq!(summary_count(out, "frames"), Some(frames as u64));
     let ev = events(out);
     assert_eq!(
         syn_flood_starts(&ev),
@@ -122,8 +123,7 @@ fn assert_flood_alerts_kept(out: &Output) {
 
 #[test]
 fn truncated_record_header_fails_after_printing_alerts() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    let (dir, bytes) = flood_bytes();
     let (header, recs) = split_pcap(&bytes);
     // the whole capture, then 9 bytes of a record header
     let mut cut = join_pcap(&header, &recs);
@@ -136,14 +136,12 @@ fn truncated_record_header_fails_after_printing_alerts() {
         last.contains("cut-header.pcap") && last.contains("truncated"),
         "{last}"
     );
-    assert_eq!(summary_count(&out, "frames"), Some(recs.len() as u64));
-    assert_flood_alerts_kept(&out);
+    assert_flood_alerts_kept(&out, recs.len());
 }
 
 #[test]
 fn bad_magic_is_named_with_its_bytes_and_a_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    let (dir, bytes) = flood_bytes();
     let mut bad = bytes.clone();
     bad[0] ^= 0x01;
     let path = write(dir.path(), "bad-magic.pcap", &bad);
@@ -171,8 +169,7 @@ fn bad_magic_is_named_with_its_bytes_and_a_fix() {
 
 #[test]
 fn zero_length_records_are_counted_not_fatal() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    let (dir, bytes) = flood_bytes();
     let (header, mut recs) = split_pcap(&bytes);
     let n = recs.len();
     for i in (0..n).step_by(500).rev() {
@@ -197,8 +194,7 @@ fn zero_length_records_are_counted_not_fatal() {
 
 #[test]
 fn oversized_record_is_corrupt_after_printing_alerts() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    let (dir, bytes) = flood_bytes();
     let (header, recs) = split_pcap(&bytes);
     let mut bad = join_pcap(&header, &recs);
     // a record header claiming 2 GiB, followed by a little data
@@ -216,14 +212,12 @@ fn oversized_record_is_corrupt_after_printing_alerts() {
             && last.contains(&format!("byte {}", bytes.len())),
         "{last}"
     );
-    assert_eq!(summary_count(&out, "frames"), Some(recs.len() as u64));
-    assert_flood_alerts_kept(&out);
+    assert_flood_alerts_kept(&out, recs.len());
 }
 
 #[test]
 fn snaplen_over_256_kib_and_a_300_kib_record_are_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(flood(dir.path())).unwrap();
+    let (dir, bytes) = flood_bytes();
     let (mut header, mut recs) = split_pcap(&bytes);
     header[16..20].copy_from_slice(&(1u32 << 20).to_le_bytes()); // snaplen 1 MiB
     let mut jumbo = recs[recs.len() / 2].clone();

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{bin, synth};
+use common::{arg, bin, run, run_ok, sh, stderr, synth, temp_synth, words};
 use serde_json::Value;
 
 const EXA_ADDR: &str = "10.251.0.1";
@@ -90,18 +90,6 @@ fn lab_possible() -> bool {
     false
 }
 
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// Two namespaces joined by a veth pair, BIRD in one and ExaBGP in the other; all of it stopped
 /// and deleted on drop.
 struct Lab {
@@ -113,6 +101,22 @@ struct Lab {
 }
 
 impl Lab {
+    /// `floodwatch replay --realtime --exabgp-pipe PIPE EXTRA... CAP`: `cap` paced at capture
+    /// speed, announcing to this lab's ExaBGP.
+    fn paced_run(&self, extra: &[&str], cap: &Path) -> Run {
+        let pipe = self.pipe();
+        let mut args = vec!["replay", "--realtime", "--exabgp-pipe", arg(&pipe)];
+        args.extend_from_slice(extra);
+        args.push(arg(cap));
+        Run::start(&args)
+    }
+
+    /// Whether BIRD's flowtab4 holds a rule for the victim.
+    fn holds_victim_rule(&self) -> bool {
+        self.birdc("show route table flowtab4")
+            .contains(&format!("dst {VICTIM}/32"))
+    }
+
     fn pipe(&self) -> PathBuf {
         self.dir.path().join("exabgp.pipe")
     }
@@ -166,7 +170,7 @@ impl Lab {
             sh(&["ip", "-n", ns, "link", "set", veth, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        sh(&["mkfifo", lab.pipe().to_str().unwrap()]);
+        sh(&["mkfifo", arg(&lab.pipe())]);
         lab.start_bird();
         lab.start_exabgp();
         lab.wait_established();
@@ -224,7 +228,7 @@ impl Lab {
             ),
         )
         .unwrap();
-        sh(&["chmod", "+x", relay.to_str().unwrap()]);
+        sh(&["chmod", "+x", arg(&relay)]);
         let conf = d.join("exabgp.conf");
         std::fs::write(
             &conf,
@@ -361,12 +365,7 @@ struct Run {
 
 impl Run {
     fn start(args: &[&str]) -> Run {
-        let mut child = bin()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("floodwatch");
+        let mut child = common::spawn_piped(bin().args(args));
         let out = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -429,19 +428,10 @@ fn poll_until(wait: Duration, mut probe: impl FnMut() -> bool) -> Option<Instant
 
 fn fast_run(lab: &Lab, cap: &Path, extra: &[&str]) -> String {
     let pipe = lab.pipe();
-    let mut args = vec![
-        "replay",
-        "--hold-down",
-        "1s",
-        "--exabgp-pipe",
-        pipe.to_str().unwrap(),
-    ];
+    let mut args = vec!["replay", "--hold-down", "1s", "--exabgp-pipe", arg(&pipe)];
     args.extend_from_slice(extra);
-    args.push(cap.to_str().unwrap());
-    let out = bin().args(&args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{err}");
-    err
+    args.push(arg(cap));
+    stderr(&run_ok(&args)).into_owned()
 }
 
 /// One lab (the BGP session takes seconds to come up) for every check, in order.
@@ -466,32 +456,19 @@ fn paced_flood_is_announced_and_withdrawn(lab: &Lab) -> PathBuf {
     let cap = synth(
         dir,
         "sig-syn-flood",
-        &[
-            "--duration",
-            "6s",
-            "--attack-start",
-            "2s",
-            "--attack-duration",
-            "2s",
-            "--attack-pps",
-            "5000",
-            "--background-pps",
-            "500",
-        ],
+        &words(
+            "--duration 6s --attack-start 2s --attack-duration 2s --attack-pps 5000 \
+             --background-pps 500",
+        ),
     );
-    let pipe = lab.pipe();
-    let run = Run::start(&[
-        "replay",
-        "--realtime",
+    let blackhole = [
         "--hold-down",
         "1s",
-        "--exabgp-pipe",
-        pipe.to_str().unwrap(),
         "--blackhole",
         "--blackhole-next-hop",
         EXA_ADDR,
-        cap.to_str().unwrap(),
-    ]);
+    ];
+    let run = lab.paced_run(&blackhole, &cap);
     let (t_start, start) = run.next("start", Duration::from_secs(10));
     let flow = |lab: &Lab| lab.birdc("show route table flowtab4 all");
     let held = |lab: &Lab| flow(lab).contains(&format!("dst {VICTIM}/32"));
@@ -569,7 +546,7 @@ fn guard_rails_hold(lab: &Lab, cap: &Path) {
     // never-block prefixes, from the config file and the command line
     let conf = dir.join("fw.toml");
     std::fs::write(&conf, "[mitigation]\nnever_block = [\"198.51.100.0/24\"]\n").unwrap();
-    let err = fast_run(lab, cap, &["--config", conf.to_str().unwrap()]);
+    let err = fast_run(lab, cap, &["--config", arg(&conf)]);
     assert!(err.contains("1 in never-block prefixes"), "{err}");
     let err = fast_run(lab, cap, &["--never-block", "198.51.100.10"]);
     assert!(err.contains("1 in never-block prefixes"), "{err}");
@@ -585,28 +562,12 @@ fn guard_rails_hold(lab: &Lab, cap: &Path) {
 /// (paced: ExaBGP folds an announcement withdrawn before it sent it into nothing).
 fn ipv6_rules_reach_flow6(lab: &Lab) {
     let dir = lab.dir.path();
-    let pipe = lab.pipe();
     let v6 = synth(
         dir,
         "ipv6-syn-flood",
-        &[
-            "--duration",
-            "5s",
-            "--attack-start",
-            "1s",
-            "--attack-duration",
-            "2s",
-        ],
+        &words("--duration 5s --attack-start 1s --attack-duration 2s"),
     );
-    let run = Run::start(&[
-        "replay",
-        "--realtime",
-        "--hold-down",
-        "1s",
-        "--exabgp-pipe",
-        pipe.to_str().unwrap(),
-        v6.to_str().unwrap(),
-    ]);
+    let run = lab.paced_run(&["--hold-down", "1s"], &v6);
     let (t_start, _) = run.next("start", Duration::from_secs(10));
     let flow6 = |lab: &Lab| lab.birdc("show route table flowtab6 all");
     let t_flow6 = poll_until(Duration::from_secs(3), || {
@@ -648,25 +609,14 @@ fn a_restart_takes_kept_routes_over(lab: &Lab) {
     let open_ended = synth(
         &dir.join("open"),
         "sig-syn-flood",
-        &[
-            "--duration",
-            "4s",
-            "--attack-start",
-            "1s",
-            "--attack-duration",
-            "3s",
-            "--attack-pps",
-            "5000",
-            "--background-pps",
-            "500",
-        ],
+        &words(
+            "--duration 4s --attack-start 1s --attack-duration 3s --attack-pps 5000 \
+             --background-pps 500",
+        ),
     );
     let state = dir.join("state.json");
-    let st = state.to_str().unwrap();
-    let held = || {
-        lab.birdc("show route table flowtab4")
-            .contains(&format!("dst {VICTIM}/32"))
-    };
+    let st = arg(&state);
+    let held = || lab.holds_victim_rule();
     let err = fast_run(lab, &open_ended, &["--state", st, "--bgp-keep-on-exit"]);
     assert!(err.contains("1 still announced at exit"), "{err}");
     assert!(
@@ -706,38 +656,19 @@ fn an_exabgp_restart_gets_the_rule_back(lab: &mut Lab) {
     let cap = synth(
         &dir,
         "sig-syn-flood",
-        &[
-            "--duration",
-            "40s",
-            "--attack-start",
-            "1s",
-            "--attack-duration",
-            "39s",
-            "--attack-pps",
-            "2000",
-            "--background-pps",
-            "200",
-        ],
+        &words(
+            "--duration 40s --attack-start 1s --attack-duration 39s --attack-pps 2000 \
+             --background-pps 200",
+        ),
     );
-    let pipe = lab.pipe();
-    let run = Run::start(&[
-        "replay",
-        "--realtime",
-        "--exabgp-pipe",
-        pipe.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    let held = |lab: &Lab| {
-        lab.birdc("show route table flowtab4")
-            .contains(&format!("dst {VICTIM}/32"))
-    };
+    let run = lab.paced_run(&[], &cap);
     run.next("start", Duration::from_secs(10));
     assert!(
-        poll_until(Duration::from_secs(3), || held(lab)).is_some(),
+        poll_until(Duration::from_secs(3), || lab.holds_victim_rule()).is_some(),
         "BIRD never held the rule"
     );
     lab.restart_exabgp();
-    let back = poll_until(Duration::from_secs(5), || held(lab));
+    let back = poll_until(Duration::from_secs(5), || lab.holds_victim_rule());
     assert!(
         back.is_some(),
         "the rule is not back after ExaBGP restarted: {}\nexabgp log: {}",
@@ -752,29 +683,22 @@ fn an_exabgp_restart_gets_the_rule_back(lab: &mut Lab) {
 #[test]
 fn the_options_are_on_every_detecting_command_and_checked() {
     for cmd in ["replay", "live", "collect", "detect"] {
-        let o = bin().args([cmd, "--help"]).output().unwrap();
-        let help = String::from_utf8_lossy(&o.stdout);
-        for opt in [
+        let opts = [
             "--exabgp-pipe",
             "--blackhole",
             "--bgp-max-rules",
             "--never-block",
-        ] {
-            assert!(help.contains(opt), "{cmd} --help lacks {opt}");
-        }
+        ];
+        common::help_listing(cmd, &opts);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", common::SMALL_FLOOD);
-    let c = cap.to_str().unwrap();
-    let o = bin().args(["replay", "--blackhole", c]).output().unwrap();
+    let (dir, cap) = temp_synth("syn-flood", common::SMALL_FLOOD);
+    let c = arg(&cap);
+    let o = run(&["replay", "--blackhole", c]);
     assert_eq!(o.status.code(), Some(2), "--blackhole alone is bad usage");
     let plain = dir.path().join("not-a-pipe");
     std::fs::write(&plain, b"").unwrap();
-    let o = bin()
-        .args(["replay", "--exabgp-pipe", plain.to_str().unwrap(), c])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = run(&["replay", "--exabgp-pipe", arg(&plain), c]);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("not-a-pipe") && err.contains("mkfifo"),
@@ -782,11 +706,8 @@ fn the_options_are_on_every_detecting_command_and_checked() {
     );
     // a missing pipe: said at start, alerts written all the same, lines counted
     let missing = dir.path().join("missing.pipe");
-    let o = bin()
-        .args(["replay", "--exabgp-pipe", missing.to_str().unwrap(), c])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = run(&["replay", "--exabgp-pipe", arg(&missing), c]);
+    let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("exabgp: 1 announced, 1 withdrawn"), "{err}");
@@ -796,37 +717,27 @@ fn the_options_are_on_every_detecting_command_and_checked() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"event\":\"start\""), "{out}");
     // more rules than the design bounds, and routes kept with no --state to find them again
-    let p = missing.to_str().unwrap();
+    let p = arg(&missing);
     // the start event shows the rule as announced, with --flowspec-action
-    let o = bin()
-        .args([
-            "replay",
-            "--exabgp-pipe",
-            p,
-            "--flowspec-action",
-            "rate-limit:125000",
-            c,
-        ])
-        .output()
-        .unwrap();
+    let o = run_ok(&[
+        "replay",
+        "--exabgp-pipe",
+        p,
+        "--flowspec-action",
+        "rate-limit:125000",
+        c,
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("then { rate-limit 125000; } }"), "{out}");
     assert!(!out.contains("discard;"), "{out}");
-    let o = bin()
-        .args(["replay", "--exabgp-pipe", p, "--bgp-max-rules", "5000", c])
-        .output()
-        .unwrap();
+    let o = run(&["replay", "--exabgp-pipe", p, "--bgp-max-rules", "5000", c]);
     assert_eq!(
         o.status.code(),
         Some(2),
         "--bgp-max-rules 5000 is bad usage"
     );
-    let o = bin()
-        .args(["replay", "--exabgp-pipe", p, "--bgp-keep-on-exit", c])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = run(&["replay", "--exabgp-pipe", p, "--bgp-keep-on-exit", c]);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("--bgp-keep-on-exit") && err.contains("--state"),

@@ -7,12 +7,7 @@ use common::*;
 
 fn stdout_of(args: &[&str]) -> String {
     let out = run(args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
@@ -73,18 +68,12 @@ fn every_replay_option_is_explained_with_its_default() {
             "--evidence-dir",
             "--publish",
             "--exabgp-pipe",
-            // how an ingest node (--publish) reaches NATS: TLS and one way to authenticate,
-            // each off unless given
-            "--nats-tls-ca",
-            "--nats-tls-cert",
-            "--nats-tls-key",
-            "--nats-creds",
-            "--nats-nkey",
-            "--nats-user",
-            "--nats-password-file",
-            "--nats-token-file",
         ];
-        let is_optional = optional.iter().any(|o| first.contains(&format!("{o} <")));
+        // and how an ingest node (--publish) reaches NATS
+        let is_optional = optional
+            .iter()
+            .chain(NATS_CLIENT_OPTIONS)
+            .any(|o| first.contains(&format!("{o} <")));
         assert!(
             block.contains("[default:") || is_optional,
             "no default for: {block}"
@@ -121,13 +110,13 @@ fn man_pages_are_generated_from_the_clap_definition() {
     assert!(replay.contains("\\-\\-min\\-pps"));
     let out = run(&["man", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
+    assert!(stderr(&out).contains("nonsense"));
 }
 
 #[test]
 fn an_unknown_synth_scenario_is_bad_usage_listing_the_valid_ones() {
     let out = run(&["synth", "nope", "-o", "/nonexistent/x.pcap"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("nope") && err.contains("syn-flood"), "{err}");
 }

@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::{bin, stderr, temp_synth, words};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,26 +19,6 @@ use common::secure_nats::{Auth, SecureNats};
 use serde_json::Value;
 
 const TICK_NS: i64 = 100_000_000;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_floodwatch"))
-}
-
-fn synth(dir: &Path, name: &str, scenario: &str, extra: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let out = bin()
-        .args(["synth", scenario, "-o"])
-        .arg(&path)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 /// Splits a classic pcap into two, packets alternating: what two sites would each have seen.
 fn split(pcap: &Path) -> (PathBuf, PathBuf) {
@@ -130,12 +112,7 @@ struct Node {
 }
 
 fn spawn(args: &[String]) -> Node {
-    let mut child = bin()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_piped(bin().args(args));
     let err = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let stderr = std::thread::spawn(move || {
@@ -244,30 +221,36 @@ fn replay_one(pcap: &Path) -> Vec<Value> {
         .arg(pcap)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     events(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs `test` with the URL of a plain NATS server and no security options (skipped, by
+/// [`NatsServer::start`], without nats-server).
+fn over_plain_nats(test: fn(&str, &[&str])) {
+    if let Some(server) = NatsServer::start() {
+        test(&server.url(), &[]);
+    }
+}
+
+/// Runs `test` with the URL of a NATS server that wants mutual TLS and `auth`, and the options
+/// every node needs for it (skipped, by [`SecureNats::start`], without nats-server or openssl).
+fn over_secure_nats(auth: Auth, test: fn(&str, &[&str])) {
+    if let Some(secure) = SecureNats::start() {
+        let sec = secure.args(auth);
+        let sec: Vec<&str> = sec.iter().map(String::as_str).collect();
+        test(&secure.server.url(), &sec);
+    }
 }
 
 #[test]
 fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    equivalence(&server.url(), &[]);
+    over_plain_nats(equivalence);
 }
 
 #[test]
 fn the_cluster_over_mutual_tls_with_an_nkey_account_raises_the_alerts_of_one_machine() {
-    let Some(secure) = SecureNats::start() else {
-        return;
-    };
-    let sec = secure.args(Auth::Nkey);
-    let sec: Vec<&str> = sec.iter().map(String::as_str).collect();
-    equivalence(&secure.server.url(), &sec);
+    over_secure_nats(Auth::Nkey, equivalence);
 }
 
 /// Two ingest and two detector nodes over NATS at `url`, every node with the options `sec`.
@@ -281,7 +264,7 @@ fn equivalence(url: &str, sec: &[&str]) {
         ("sources-at-floor", common::SHORT),
     ];
     for (i, (scenario, opts)) in cases.iter().enumerate() {
-        let pcap = synth(dir.path(), &format!("{scenario}.pcap"), scenario, opts);
+        let pcap = common::synth(dir.path(), scenario, opts);
         let one = replay_one(&pcap);
         let (a, b) = split(&pcap);
         let cluster = format!("eq{i}");
@@ -307,20 +290,12 @@ fn equivalence(url: &str, sec: &[&str]) {
 #[test]
 fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event_is_lost_or_repeated(
 ) {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    failover(&server.url(), &[]);
+    over_plain_nats(failover);
 }
 
 #[test]
 fn over_mutual_tls_with_a_password_file_a_killed_detector_is_replaced_by_its_standby() {
-    let Some(secure) = SecureNats::start() else {
-        return;
-    };
-    let sec = secure.args(Auth::Password);
-    let sec: Vec<&str> = sec.iter().map(String::as_str).collect();
-    failover(&secure.server.url(), &sec);
+    over_secure_nats(Auth::Password, failover);
 }
 
 /// A detector killed twice during a flood, each time replaced by its standby, every node with
@@ -331,23 +306,11 @@ fn failover(url: &str, sec: &[&str]) {
         .into_iter()
         .chain(sec.iter().copied())
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     // 16 s of traffic at capture speed, a flood from 4 s to 12 s; the detectors run with the
     // default lease (2 s) and checkpoint interval (1 s)
-    let pcap = synth(
-        dir.path(),
-        "flood.pcap",
+    let (_dir, pcap) = temp_synth(
         "syn-flood",
-        &[
-            "--duration",
-            "16s",
-            "--attack-start",
-            "4s",
-            "--attack-duration",
-            "8s",
-            "--attack-pps",
-            "3000",
-        ],
+        &words("--duration 16s --attack-start 4s --attack-duration 8s --attack-pps 3000"),
     );
     let one = replay_one(&pcap);
     let (a, b) = split(&pcap);
@@ -457,15 +420,14 @@ fn assert_same_counts(one: &[Value], cluster: &[Value], what: &str) {
 fn nats_unreachable_at_start_is_a_clear_error() {
     let port = common::nats_server::free_port();
     let url = format!("nats://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = synth(dir.path(), "x.pcap", "syn-flood", common::SHORT);
+    let (_dir, pcap) = temp_synth("syn-flood", common::SHORT);
     for args in [
         s(&["replay", "--publish", &url, &pcap.display().to_string()]),
         s(&["detect", "--nats", &url, "--partitions", "0-3"]),
     ] {
         let out = bin().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(
             err.contains(&format!("127.0.0.1:{port}")) && err.contains("nats-server"),
             "{args:?}: {err}"
@@ -480,21 +442,9 @@ fn an_ingest_node_that_loses_nats_keeps_its_batches_and_sends_them_once_back_or_
         return;
     };
     let url = server.url();
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = synth(
-        dir.path(),
-        "flood.pcap",
+    let (_dir, pcap) = temp_synth(
         "syn-flood",
-        &[
-            "--duration",
-            "6s",
-            "--attack-start",
-            "1s",
-            "--attack-duration",
-            "4s",
-            "--attack-pps",
-            "3000",
-        ],
+        &words("--duration 6s --attack-start 1s --attack-duration 4s --attack-pps 3000"),
     );
     let one = replay_one(&pcap);
     for (cluster, buffer) in [("lost1", "256M"), ("lost2", "1K")] {

@@ -67,13 +67,11 @@ fn free_port() -> u16 {
 /// `extra` asks for an endpoint.
 fn start_collector(port: u16, extra: &[&str]) -> (Child, Option<String>) {
     let addr = format!("127.0.0.1:{port}");
-    let mut child = bin()
-        .args(["collect", "--listen", &addr, "--status-interval", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(
+        bin()
+            .args(["collect", "--listen", &addr, "--status-interval", "0"])
+            .args(extra),
+    );
     // wait for the start-up line: the socket is bound
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
@@ -157,8 +155,7 @@ fn future_flood(dir: &Path, lead: &str) -> std::path::PathBuf {
 
 /// What `replay` names on `cap`.
 fn replay_starts(cap: &Path) -> Vec<(String, String, String)> {
-    let out = run(&["replay", "--quiet", cap.to_str().unwrap()]);
-    assert!(out.status.success());
+    let out = run_ok(&["replay", "--quiet", arg(cap)]);
     let s = starts(&events(&out));
     assert!(
         !s.is_empty(),
@@ -271,8 +268,7 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
         if out.status.success() {
             break (collector, metrics);
         }
-        let log = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
+        let log = stderr(&out).into_owned() + &String::from_utf8_lossy(&out.stdout);
         let _ = stop_collector(collector);
         assert!(
             attempt < 4,
@@ -310,7 +306,7 @@ fn pmacct_sflow_names_the_victim_and_estimates_the_packets() {
         "sampling rate not shown: {err}"
     );
     // samples × 10 estimate the capture's packets (sampling is random: within 20 %)
-    let frames = summary_count(&run(&["replay", cap.to_str().unwrap()]), "packets").unwrap();
+    let frames = summary_count(&run(&["replay", arg(&cap)]), "packets").unwrap();
     let line = err
         .lines()
         .find(|l| l.contains("packets represented"))
@@ -459,22 +455,22 @@ fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("sflow.pcap");
     sflow_flood_capture(&cap);
-    let a = run(&["collect", "--pcap", cap.to_str().unwrap()]);
+    let a = run(&["collect", "--pcap", arg(&cap)]);
     let b = run(&[
         "collect",
         "--pcap",
-        cap.to_str().unwrap(),
+        arg(&cap),
         "--threads",
         "2",
         "--batch-size",
         "7",
     ]);
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(a.status.success(), "{}", stderr(&a));
     assert_eq!(
         a.stdout, b.stdout,
         "collect --pcap differs between runs/layouts"
     );
-    let err = String::from_utf8_lossy(&a.stderr);
+    let err = stderr(&a);
     assert!(!err.contains("panicked"), "{err}");
     let got = starts(&events(&a));
     assert!(
@@ -507,19 +503,13 @@ fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
     }
     assert!(err.contains("malformed"), "junk not counted:\n{err}");
     // --port narrows to the telemetry port; another one leaves nothing
-    let none = run(&["collect", "--pcap", cap.to_str().unwrap(), "--port", "2055"]);
+    let none = run(&["collect", "--pcap", arg(&cap), "--port", "2055"]);
     assert!(events(&none).is_empty());
-    assert!(String::from_utf8_lossy(&none.stderr).contains("UDP to other ports 400"));
+    assert!(stderr(&none).contains("UDP to other ports 400"));
     // --allow keeps only the real exporter
-    let allowed = run(&[
-        "collect",
-        "--pcap",
-        cap.to_str().unwrap(),
-        "--allow",
-        "192.0.2.0/24",
-    ]);
+    let allowed = run(&["collect", "--pcap", arg(&cap), "--allow", "192.0.2.0/24"]);
     assert_eq!(allowed.stdout, a.stdout);
-    assert!(String::from_utf8_lossy(&allowed.stderr).contains("not allowed 300"));
+    assert!(stderr(&allowed).contains("not allowed 300"));
 }
 
 #[test]
@@ -530,7 +520,7 @@ fn collect_needs_an_input_and_names_a_taken_port() {
     let addr = s.local_addr().unwrap().to_string();
     let out = run(&["collect", "--listen", &addr]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains(&addr) && err.contains("cannot bind"), "{err}");
 }
 
@@ -543,18 +533,13 @@ fn collect_publishing_to_nats_gives_a_detector_node_the_collectors_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("sflow.pcap");
     sflow_flood_capture(&cap);
-    let cap = cap.to_str().unwrap();
-    let one = run(&["collect", "--pcap", cap, "--seed", "1"]);
-    assert!(
-        one.status.success(),
-        "{}",
-        String::from_utf8_lossy(&one.stderr)
-    );
+    let cap = arg(&cap);
+    let one = run_ok(&["collect", "--pcap", cap, "--seed", "1"]);
     let bus = ["--cluster", "telemetry", "--bus-max-bytes", "64M"];
     let mut ingest = vec!["collect", "--pcap", cap, "--publish", &url];
     ingest.extend(bus);
     let published = run(&ingest);
-    let err = String::from_utf8_lossy(&published.stderr);
+    let err = stderr(&published);
     assert!(published.status.success(), "{err}");
     assert!(
         err.contains("published: ") && err.contains("dropped 0 summaries"),
@@ -573,7 +558,7 @@ fn collect_publishing_to_nats_gives_a_detector_node_the_collectors_alerts() {
     ];
     detect.extend(bus);
     let d = run(&detect);
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert!(d.status.success(), "{}", stderr(&d));
     // every event of the collector, the weights of sampled packets included (packets, bytes)
     let key = |v: &Value| {
         format!(

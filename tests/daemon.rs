@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, events, run, synth};
+use common::{arg, bin, events, is_root, run, run_ok, stderr, synth, words};
 use serde_json::Value;
 
 const VICTIM: &str = "198.51.100.10";
@@ -29,13 +29,13 @@ fn strictly_loadable(state: &Path, tiny: &Path) -> Result<(), String> {
         "replay",
         "--quiet",
         "--load-baseline",
-        state.to_str().unwrap(),
-        tiny.to_str().unwrap(),
+        arg(state),
+        arg(tiny),
     ]);
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(stderr(&out).into_owned())
     }
 }
 
@@ -79,15 +79,10 @@ fn kill_9_while_checkpointing_never_corrupts_the_state_and_a_restart_starts_warm
         &["--duration", "1s", "--background-pps", "50"],
     );
     let state = dir.path().join("state.json");
-    let s = state.to_str().unwrap();
+    let s = arg(&state);
 
     // Learn once, cleanly: the state holds warm baselines.
-    let out = run(&["replay", "--quiet", "--state", s, learn.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["replay", "--quiet", "--state", s, arg(&learn)]);
     strictly_loadable(&state, &tiny).unwrap();
 
     // Then crash it again and again while it checkpoints non-stop (a checkpoint every 100 ms of
@@ -115,7 +110,7 @@ fn kill_9_while_checkpointing_never_corrupts_the_state_and_a_restart_starts_warm
                 "--realtime",
                 "--speed",
                 "40",
-                learn.to_str().unwrap(),
+                arg(&learn),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -145,22 +140,10 @@ fn kill_9_while_checkpointing_never_corrupts_the_state_and_a_restart_starts_warm
     let flood = synth(
         dir.path(),
         "syn-flood",
-        &[
-            "--duration",
-            "6s",
-            "--attack-start",
-            "0s",
-            "--attack-duration",
-            "4s",
-        ],
+        &words("--duration 6s --attack-start 0s --attack-duration 4s"),
     );
-    let out = run(&["replay", "--state", s, flood.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run_ok(&["replay", "--state", s, arg(&flood)]);
+    let err = stderr(&out);
     assert!(err.contains("learned baselines from"), "{err}");
     assert!(temporaries(dir.path()).is_empty(), "{err}");
     let ev = events(&out);
@@ -175,7 +158,7 @@ fn kill_9_while_checkpointing_never_corrupts_the_state_and_a_restart_starts_warm
         "the restarted run alerted without its learned baseline"
     );
     // the same flood with no state: the victim is cold
-    let cold = events(&run(&["replay", "--quiet", flood.to_str().unwrap()]));
+    let cold = events(&run(&["replay", "--quiet", arg(&flood)]));
     let cold_b = cold
         .iter()
         .find(|e| e["event"] == "start" && e["scope"] == "dst_host" && e["key"] == VICTIM)
@@ -188,20 +171,15 @@ fn a_corrupt_state_is_moved_aside_and_the_run_starts_cold_but_load_baseline_stay
     let dir = tempfile::tempdir().unwrap();
     let learn = benign(dir.path(), 40);
     let state = dir.path().join("state.json");
-    let s = state.to_str().unwrap();
+    let s = arg(&state);
     // a truncated file, as an in-place write cut short would leave
     std::fs::write(
         &state,
         b"{\"format\":\"floodwatch-baselines\",\"version\":1,\"entries\":[{\"scope\"",
     )
     .unwrap();
-    let out = run(&["replay", "--state", s, learn.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run_ok(&["replay", "--state", s, arg(&learn)]);
+    let err = stderr(&out);
     assert!(
         err.contains("warning: the state file") && err.contains("moved it aside to"),
         "{err}"
@@ -219,12 +197,7 @@ fn a_corrupt_state_is_moved_aside_and_the_run_starts_cold_but_load_baseline_stay
     assert!(f["entries"].as_array().unwrap().len() > 10);
     // --load-baseline on the corrupt file is still an error, before anything is read
     let bad = dir.path().join(&aside[0]);
-    let out = run(&[
-        "replay",
-        "--load-baseline",
-        bad.to_str().unwrap(),
-        learn.to_str().unwrap(),
-    ]);
+    let out = run(&["replay", "--load-baseline", arg(&bad), arg(&learn)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     // a state directory that does not exist is a clear error at start
@@ -232,10 +205,10 @@ fn a_corrupt_state_is_moved_aside_and_the_run_starts_cold_but_load_baseline_stay
         "replay",
         "--state",
         dir.path().join("nope/state.json").to_str().unwrap(),
-        learn.to_str().unwrap(),
+        arg(&learn),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("nope/state.json") && err.contains("writable"),
         "{err}"
@@ -293,7 +266,7 @@ fn soak_two_hours_of_floods_coming_and_going() {
         "--min-pps",
         "100",
         "--state",
-        state.to_str().unwrap(),
+        arg(&state),
         "--state-interval",
         "5m",
         "--realtime",
@@ -305,13 +278,8 @@ fn soak_two_hours_of_floods_coming_and_going() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
-    let mut child = bin()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    args.extend(files.iter().map(|f| arg(f).to_string()));
+    let mut child = common::spawn_piped(bin().args(&args));
     let pid = child.id();
     // the endpoint's address is the first thing on stderr
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
@@ -497,8 +465,7 @@ fn the_systemd_unit_stays_hardened() {
             return;
         }
     };
-    let report =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
     let level: f64 = report
         .split("Overall exposure level for floodwatch.service:")
         .nth(1)
@@ -514,13 +481,7 @@ fn the_systemd_unit_stays_hardened() {
 
 #[test]
 fn a_report_dir_the_user_cannot_write_fails_after_the_switch_not_at_the_first_alert() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if !root {
+    if !is_root() {
         eprintln!("skipped: --user needs root");
         return;
     }
@@ -535,10 +496,10 @@ fn a_report_dir_the_user_cannot_write_fails_after_the_switch_not_at_the_first_al
         "--user",
         "nobody",
         "--report-dir",
-        pages.to_str().unwrap(),
+        arg(&pages),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("writable by --user nobody"), "{err}");
     assert!(err.contains("pages"), "{err}");
 }

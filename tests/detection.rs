@@ -21,23 +21,11 @@ fn starts_on<'a>(ev: &'a [Value], scope: &str, key: &str) -> Vec<&'a Value> {
 #[test]
 fn slow_ramp_alerts_before_half_rate() {
     // 40 s of benign traffic, then SYNs ramping from 0 to 30 kpps over 75 s.
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(
-        dir.path(),
+    let (_dir, cap, ev) = synth_and_replay(
         "slow-ramp",
-        &[
-            "--duration",
-            "116s",
-            "--attack-start",
-            "40s",
-            "--attack-duration",
-            "75s",
-            "--attack-pps",
-            "30000",
-        ],
+        "--duration 116s --attack-start 40s --attack-duration 75s --attack-pps 30000",
     );
     let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
-    let ev = replay(&cap, &[]);
     let s = starts_on(&ev, "dst_host", VICTIM);
     let s = s.first().expect("ramp never alerted");
     assert_eq!(s["class"], "syn_flood");
@@ -52,23 +40,11 @@ fn slow_ramp_alerts_before_half_rate() {
 #[test]
 fn pulse_wave_alerts_on_the_first_pulse_as_one_alert() {
     // 2 s on, 8 s off at 80 kpps: the hold-down (10 s) outlasts the gaps, so the pulses share one alert.
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(
-        dir.path(),
+    let (_dir, cap, ev) = synth_and_replay(
         "pulse-wave",
-        &[
-            "--duration",
-            "50s",
-            "--attack-start",
-            "10s",
-            "--attack-duration",
-            "30s",
-            "--attack-pps",
-            "80000",
-        ],
+        "--duration 50s --attack-start 10s --attack-duration 30s --attack-pps 80000",
     );
     let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
-    let ev = replay(&cap, &[]);
     let s = starts_on(&ev, "dst_host", VICTIM);
     assert_eq!(s.len(), 1, "pulses split into {} alerts", s.len());
     let at = rfc3339_ns(s[0]["ts"].as_str().unwrap());
@@ -88,9 +64,7 @@ fn pulse_wave_alerts_on_the_first_pulse_as_one_alert() {
 
 #[test]
 fn carpet_bombing_alerts_on_the_subnet_not_the_hosts() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(
-        dir.path(),
+    let (_dir, cap) = temp_synth(
         "carpet-bombing",
         &["--duration", "20s", "--attack-pps", "30000"],
     );
@@ -141,47 +115,23 @@ fn flash_crowd_is_not_a_syn_flood() {
 
 #[test]
 fn benign_growth_to_three_times_raises_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(
-        dir.path(),
+    let (_dir, _cap, ev) = synth_and_replay(
         "benign-growth",
-        &[
-            "--duration",
-            "150s",
-            "--attack-start",
-            "20s",
-            "--attack-duration",
-            "120s",
-        ],
+        "--duration 150s --attack-start 20s --attack-duration 120s",
     );
-    let ev = replay(&cap, &[]);
     assert!(ev.is_empty(), "smooth growth alerted: {:?}", ev.first());
 }
 
 #[test]
 fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(
-        dir.path(),
+    let (_dir, cap) = temp_synth(
         "spoofed-sources",
-        &[
-            "--sources",
-            "1000000",
-            "--duration",
-            "12s",
-            "--attack-start",
-            "2s",
-            "--attack-duration",
-            "8s",
-            "--attack-pps",
-            "130000",
-            "--background-pps",
-            "500",
-            "--min-size",
-        ],
+        &words(
+            "--sources 1000000 --duration 12s --attack-start 2s --attack-duration 8s \
+             --attack-pps 130000 --background-pps 500 --min-size",
+        ),
     );
-    let out = run(&["replay", cap.to_str().unwrap()]);
-    assert!(out.status.success());
+    let out = run_ok(&["replay", arg(&cap)]);
     let ev = events(&out);
     let s = starts_on(&ev, "dst_host", VICTIM);
     assert_eq!(
@@ -193,7 +143,7 @@ fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
     let mib = summary_count(&out, "memory").expect("no peak memory in the summary");
     assert!(mib <= 128, "peak RSS {mib} MiB");
     // The spoofed sources were held back, and counted.
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     // the CPU the run took, to the millisecond: user and system add up to the total
     let line = err
         .lines()
@@ -213,27 +163,21 @@ fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
 
 #[test]
 fn saved_baselines_start_warm_and_never_delay_an_alert() {
-    let dir = tempfile::tempdir().unwrap();
-    let benign = synth(dir.path(), "benign", &["--duration", "60s"]);
+    let (dir, benign) = temp_synth("benign", &["--duration", "60s"]);
     let saved = dir.path().join("baselines.json");
-    let out = run(&[
+    run_ok(&[
         "replay",
         "--quiet",
         "--save-baseline",
-        saved.to_str().unwrap(),
-        benign.to_str().unwrap(),
+        arg(&saved),
+        arg(&benign),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let file: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
     assert_eq!(file["version"], 1);
     assert!(file["entries"].as_array().unwrap().len() > 100);
     let flood = synth(dir.path(), "syn-flood", &["--duration", "20s"]);
     let cold = replay(&flood, &[]);
-    let warm = replay(&flood, &["--load-baseline", saved.to_str().unwrap()]);
+    let warm = replay(&flood, &["--load-baseline", arg(&saved)]);
     let t = |ev: &[Value]| {
         starts_on(ev, "dst_host", VICTIM)
             .first()
@@ -255,14 +199,9 @@ fn saved_baselines_start_warm_and_never_delay_an_alert() {
         b"{\"format\":\"floodwatch-baselines\",\"version\":1,\"entries\":[",
     )
     .unwrap();
-    let out = run(&[
-        "replay",
-        "--load-baseline",
-        saved.to_str().unwrap(),
-        flood.to_str().unwrap(),
-    ]);
+    let out = run(&["replay", "--load-baseline", arg(&saved), arg(&flood)]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("baselines.json") && err.contains("--save-baseline"),
         "{err}"
@@ -272,18 +211,13 @@ fn saved_baselines_start_warm_and_never_delay_an_alert() {
 
 #[test]
 fn config_file_overrides_apply_and_the_command_line_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let flood = synth(
-        dir.path(),
-        "syn-flood",
-        &["--duration", "14s", "--attack-pps", "5000"],
-    );
+    let (dir, flood) = temp_synth("syn-flood", &["--duration", "14s", "--attack-pps", "5000"]);
     let cfg = dir.path().join("fw.toml");
     // The default config, as printed, works as is.
     let out = run(&["config", "--default"]);
     std::fs::write(&cfg, &out.stdout).unwrap();
     assert_eq!(
-        replay(&flood, &["--config", cfg.to_str().unwrap()]),
+        replay(&flood, &["--config", arg(&cfg)]),
         replay(&flood, &[])
     );
     // A per-prefix floor above the flood's rate silences the victim; its subnet stays quiet too, since
@@ -293,7 +227,7 @@ fn config_file_overrides_apply_and_the_command_line_wins() {
         "[[prefix]]\nprefix = \"198.51.100.10/32\"\nmin_pps = 20000\n",
     )
     .unwrap();
-    let ev = replay(&flood, &["--config", cfg.to_str().unwrap()]);
+    let ev = replay(&flood, &["--config", arg(&cfg)]);
     assert!(ev.is_empty(), "{ev:?}");
     // A lower floor on the victim makes it alert no later than the defaults (at 25x the default
     // floor the short window already starts both at the first tick of the flood).
@@ -302,7 +236,7 @@ fn config_file_overrides_apply_and_the_command_line_wins() {
         "[[prefix]]\nprefix = \"198.51.100.10/32\"\nmin_pps = 100\n",
     )
     .unwrap();
-    let low = replay(&flood, &["--config", cfg.to_str().unwrap()]);
+    let low = replay(&flood, &["--config", arg(&cfg)]);
     let at = |ev: &[Value]| {
         starts_on(ev, "dst_host", VICTIM)
             .first()
@@ -311,24 +245,15 @@ fn config_file_overrides_apply_and_the_command_line_wins() {
     assert!(at(&low).unwrap() <= at(&replay(&flood, &[])).unwrap());
     // Ignored networks are not counted at all.
     std::fs::write(&cfg, "[networks]\nignore = [\"198.51.100.0/24\"]\n").unwrap();
-    assert!(replay(&flood, &["--config", cfg.to_str().unwrap()]).is_empty());
+    assert!(replay(&flood, &["--config", arg(&cfg)]).is_empty());
     // The command line beats the file.
     std::fs::write(&cfg, "[detection]\nmin_pps = 100000\n").unwrap();
-    assert!(replay(&flood, &["--config", cfg.to_str().unwrap()]).is_empty());
-    assert!(!replay(
-        &flood,
-        &["--config", cfg.to_str().unwrap(), "--min-pps", "1000"]
-    )
-    .is_empty());
+    assert!(replay(&flood, &["--config", arg(&cfg)]).is_empty());
+    assert!(!replay(&flood, &["--config", arg(&cfg), "--min-pps", "1000"]).is_empty());
     // Unknown keys are rejected by name.
     std::fs::write(&cfg, "[detection]\nmin_ppss = 5\n").unwrap();
-    let out = run(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        flood.to_str().unwrap(),
-    ]);
+    let out = run(&["replay", "--config", arg(&cfg), arg(&flood)]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("min_ppss") && err.contains("fw.toml"), "{err}");
 }

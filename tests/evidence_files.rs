@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::{arg, stderr};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -28,23 +30,27 @@ fn replay(dir: &Path, extra: &[&str], captures: &[&Path]) -> Output {
         "--seed",
         "1",
         "--evidence-dir",
-        dir.to_str().unwrap(),
+        arg(dir),
         "--evidence-before",
         &before,
         "--evidence-after",
         &after,
     ];
     args.extend_from_slice(extra);
-    args.extend(captures.iter().map(|c| c.to_str().unwrap()));
+    args.extend(captures.iter().map(|c| arg(c)));
     common::run(&args)
 }
 
 fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "floodwatch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "floodwatch failed: {}", stderr(out));
+}
+
+/// The start events of `out`'s `dst_host` alerts.
+fn dst_host_starts(out: &Output) -> Vec<Value> {
+    starts(out)
+        .into_iter()
+        .filter(|s| s["scope"] == "dst_host")
+        .collect()
 }
 
 fn starts(out: &Output) -> Vec<Value> {
@@ -98,20 +104,8 @@ fn tcpdump(path: &Path) -> Option<Vec<(u64, String)>> {
     if !common::tool_runs("tcpdump") {
         return None;
     }
-    // as root tcpdump would drop to its own user, who may not read the temporary directory
-    let o = Command::new("tcpdump")
-        .args([
-            "-Z",
-            "root",
-            "-nn",
-            "-tt",
-            "--time-stamp-precision=nano",
-            "-r",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = common::tcpdump_nano(path).unwrap();
+    let err = stderr(&o);
     assert!(o.status.success(), "tcpdump -r {}: {err}", path.display());
     assert!(err.contains("link-type EN10MB"), "{err}");
     Some(
@@ -199,7 +193,7 @@ fn each_start_names_a_file_with_n_packets_before_and_m_after() {
     files.sort();
     names.sort();
     assert_eq!(files, names);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     let line = format!(
         "evidence files {}  packets {}",
         starts.len(),
@@ -229,10 +223,7 @@ fn a_capture_replayed_twice_gives_two_files() {
     let dir = tmp.path().join("evidence");
     let out = replay(&dir, &["--quiet"], &[&cap, &cap]);
     ok(&out);
-    let starts: Vec<Value> = starts(&out)
-        .into_iter()
-        .filter(|s| s["scope"] == "dst_host")
-        .collect();
+    let starts = dst_host_starts(&out);
     assert_eq!(starts.len(), 2, "{starts:?}");
     assert_eq!(starts[0]["id"], starts[1]["id"]);
     let first = PathBuf::from(starts[0]["evidence"].as_str().unwrap());
@@ -255,10 +246,7 @@ fn the_byte_budget_keeps_the_earliest_file_and_skips_later_alerts() {
     let dir = tmp.path().join("evidence");
     let out = replay(&dir, &["--evidence-max-bytes", "24"], &[&cap, &cap]);
     ok(&out);
-    let starts: Vec<Value> = starts(&out)
-        .into_iter()
-        .filter(|s| s["scope"] == "dst_host")
-        .collect();
+    let starts = dst_host_starts(&out);
     assert_eq!(starts.len(), 2, "{starts:?}");
     let kept = PathBuf::from(
         starts[0]["evidence"]
@@ -271,7 +259,7 @@ fn the_byte_budget_keeps_the_earliest_file_and_skips_later_alerts() {
         assert!(lines.is_empty());
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("alerts skipped at --evidence-max-bytes 1")
             && err.contains("files cut at --evidence-max-bytes 1"),
@@ -290,9 +278,9 @@ fn an_unusable_directory_fails_before_reading_input() {
     let missing = tmp.path().join("missing.pcap");
     let out = replay(&dir, &[], &[&missing]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
-        err.contains(dir.to_str().unwrap()) && err.contains("--evidence-dir"),
+        err.contains(arg(&dir)) && err.contains("--evidence-dir"),
         "{err}"
     );
     assert!(
@@ -307,6 +295,6 @@ fn an_unusable_directory_fails_before_reading_input() {
 fn evidence_options_need_the_directory() {
     let out = common::run(&["replay", "--evidence-before", "5", "x.pcap"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("--evidence-dir"), "{err}");
 }

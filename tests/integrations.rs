@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,7 +17,7 @@ use serde_json::Value;
 /// The packet and byte counts `floodwatch synth` reports for the capture it wrote.
 fn synth_counts(dir: &Path, scenario: &str) -> (std::path::PathBuf, u64, u64) {
     let (path, out) = synth_output(dir, scenario, SHORT);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     // "wrote X (N packets, B bytes on the wire, ...)"
     let inner = err.split('(').nth(1).expect("synth report");
     let mut words = inner.split_whitespace();
@@ -79,7 +79,7 @@ fn metrics_endpoint_counts_the_capture() {
             "127.0.0.1:0",
             "--metrics-linger",
             "120s",
-            cap.to_str().unwrap(),
+            arg(&cap),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -128,8 +128,7 @@ fn metrics_endpoint_counts_the_capture() {
 
 #[test]
 fn on_alert_sees_every_event_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "dns-reflection", SHORT);
+    let (dir, cap) = temp_synth("dns-reflection", SHORT);
     let rec = dir.path().join("rec");
     std::fs::create_dir(&rec).unwrap();
     // Each run records its environment line and stdin in a file of its own.
@@ -137,19 +136,14 @@ fn on_alert_sees_every_event_exactly_once() {
         "f=$(mktemp '{}/ev.XXXXXX') && {{ echo \"$FLOODWATCH_EVENT|$FLOODWATCH_ID|$FLOODWATCH_SCOPE|$FLOODWATCH_KEY|$FLOODWATCH_CLASS|$FLOODWATCH_PPS\"; cat; }} > \"$f\"",
         rec.display()
     );
-    let out = run(&[
+    let out = run_ok(&[
         "replay",
         "--on-alert",
         &cmd,
         "--on-alert-concurrency",
         "2",
-        cap.to_str().unwrap(),
+        arg(&cap),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -181,7 +175,7 @@ fn on_alert_sees_every_event_exactly_once() {
         );
         assert_eq!(env, &want);
     }
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!(
             "alert hook: {} ok, 0 failed, 0 timed out",
@@ -203,8 +197,7 @@ fn process_gone(pid: u32) -> bool {
 
 #[test]
 fn a_hanging_hook_is_killed_after_its_timeout_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SHORT);
+    let (dir, cap) = temp_synth("syn-flood", SHORT);
     let pids = dir.path().join("pids");
     std::fs::create_dir(&pids).unwrap();
     // The command starts a grandchild, as real scripts do: it must die with the group.
@@ -212,18 +205,17 @@ fn a_hanging_hook_is_killed_after_its_timeout_and_counted() {
         "sleep 60 >/dev/null 2>&1 & echo $! > \"$(mktemp '{}/p.XXXXXX')\"; wait",
         pids.display()
     );
-    let out = run(&[
+    let out = run_ok(&[
         "replay",
         "--on-alert",
         &cmd,
         "--on-alert-timeout",
         "300ms",
-        cap.to_str().unwrap(),
+        arg(&cap),
     ]);
-    assert!(out.status.success());
     let events = events(&out).len();
     assert!(events >= 2);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("alert hook: 0 ok, 0 failed, {events} timed out")),
         "{err}"
@@ -256,8 +248,7 @@ fn suggested_rules_parse_for_every_attack_scenario() {
         "ipv6-syn-flood",
     ] {
         let cap = synth(dir.path(), scenario, SHORT);
-        let out = run(&["replay", "--quiet", cap.to_str().unwrap()]);
-        assert!(out.status.success());
+        let out = run_ok(&["replay", "--quiet", arg(&cap)]);
         let ev = events(&out);
         let starts: Vec<&Value> = ev.iter().filter(|e| e["event"] == "start").collect();
         assert!(!starts.is_empty(), "{scenario}: no alert");
@@ -274,15 +265,7 @@ fn suggested_rules_parse_for_every_attack_scenario() {
             let bpf = m["bpf"].as_str().expect("mitigation.bpf");
             assert!(bpf.contains(key), "{scenario}: {bpf}");
             if tcpdump {
-                let o = Command::new("tcpdump")
-                    .args(["-d", "-r", cap.to_str().unwrap(), bpf])
-                    .output()
-                    .unwrap();
-                assert!(
-                    o.status.success(),
-                    "{scenario}: BPF `{bpf}` does not compile: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
+                assert_bpf_compiles(&cap, bpf, scenario);
             }
         }
         for e in ev.iter().filter(|e| e["event"] != "start") {
@@ -291,34 +274,22 @@ fn suggested_rules_parse_for_every_attack_scenario() {
     }
     if nft {
         let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();
-        let file = dir.path().join("rules.nft");
-        std::fs::write(
-            &file,
-            format!("table inet floodwatch_check {{\n  chain input {{\n{body}  }}\n}}\n"),
-        )
-        .unwrap();
-        let o = Command::new("nft")
-            .arg("--check")
-            .arg("-f")
-            .arg(&file)
-            .output()
-            .unwrap();
+        let o = nft_check(&nft_table_file(dir.path(), "floodwatch_check", &body));
         assert!(
             o.status.success(),
             "nft rejects the suggestions:\n{body}\n{}",
-            String::from_utf8_lossy(&o.stderr)
+            stderr(&o)
         );
     }
 }
 
 #[test]
 fn stats_events_are_identical_across_threads_and_batch_sizes() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SHORT);
-    let cap = cap.to_str().unwrap();
+    let (_dir, cap) = temp_synth("syn-flood", SHORT);
+    let cap = arg(&cap);
     let plain = run(&["replay", "--quiet", cap]);
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("\"stats\""));
-    let reference = run(&[
+    let reference = run_ok(&[
         "replay",
         "--quiet",
         "--stats-interval",
@@ -327,7 +298,6 @@ fn stats_events_are_identical_across_threads_and_batch_sizes() {
         "1",
         cap,
     ]);
-    assert!(reference.status.success());
     let ev = events(&reference);
     let stats: Vec<&Value> = ev.iter().filter(|e| e["event"] == "stats").collect();
     // 12 s of capture: a stats event at every whole second after the first packet.
@@ -345,34 +315,24 @@ fn stats_events_are_identical_across_threads_and_batch_sizes() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(alerts_only, String::from_utf8_lossy(&plain.stdout));
-    for args in [
-        ["--threads", "2", "--batch-size", "256"],
-        ["--threads", "3", "--batch-size", "7"],
-        ["--threads", "1", "--batch-size", "1"],
-    ] {
-        let mut a = vec!["replay", "--quiet", "--stats-interval", "1s"];
-        a.extend_from_slice(&args);
-        a.push(cap);
-        let out = run(&a);
-        assert!(out.status.success());
-        assert!(
-            out.stdout == reference.stdout,
-            "{args:?} differs from --threads 1"
-        );
-    }
+    let layouts = [
+        "--threads 2 --batch-size 256",
+        "--threads 3 --batch-size 7",
+        "--threads 1 --batch-size 1",
+    ];
+    let base = ["replay", "--quiet", "--stats-interval", "1s"];
+    assert_layouts_print(&reference, &base, &layouts, cap);
 }
 
 #[test]
 fn a_hook_can_gain_no_privileges_and_holds_no_capability() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", common::SMALL_FLOOD);
+    let (dir, cap) = temp_synth("syn-flood", common::SMALL_FLOOD);
     let seen = dir.path().join("status");
     let cmd = format!(
         "grep -E '^(NoNewPrivs|CapEff|CapAmb)' /proc/self/status > '{}'",
         seen.display()
     );
-    let out = run(&["replay", "-q", "--on-alert", &cmd, cap.to_str().unwrap()]);
-    assert!(out.status.success());
+    run_ok(&["replay", "-q", "--on-alert", &cmd, arg(&cap)]);
     let status = std::fs::read_to_string(&seen).unwrap();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("CapAmb:\t0000000000000000"), "{status}");

@@ -7,8 +7,11 @@
 
 mod common;
 
+use common::{arg, is_root, sh, stderr};
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
@@ -19,15 +22,23 @@ use serde_json::Value;
 const FLOOD_PACKETS: u64 = 50_000;
 const VICTIM: &str = "10.250.0.2";
 
+/// A veth pair (`tag` keeps its names apart) and a flood capture addressed to its receiver, in a
+/// new temporary directory; None, with a note that the `test` is skipped, where the live tests
+/// cannot run.
+fn veth_and_flood(tag: char, test: &str) -> Option<(TestNet, tempfile::TempDir, PathBuf)> {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("note: skipping the {test}: {why}");
+        return None;
+    }
+    let net = TestNet::create(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    Some((net, dir, capture))
+}
+
 /// Why the live tests cannot run here, if they cannot.
 fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if !root {
+    if !is_root() {
         return Some("not root (network namespaces need it)".into());
     }
     for (tool, arg) in [("ip", "-V"), ("tcpreplay", "-V")] {
@@ -42,19 +53,6 @@ fn missing_prerequisite() -> Option<String> {
         }
     }
     None
-}
-
-fn sh(args: &[&str]) -> std::process::Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Two namespaces and a veth pair; `Drop` deletes the namespaces (and with them the veth).
@@ -158,14 +156,12 @@ impl Floodwatch {
 
     /// `floodwatch ARGS` in the receiving namespace, once it has printed `ready` on stderr.
     fn start_with(net: &TestNet, args: &[&str], ready: &str) -> Floodwatch {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &net.receiver_ns])
-            .arg(env!("CARGO_BIN_EXE_floodwatch"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start floodwatch");
+        let mut child = common::spawn_piped(
+            Command::new("ip")
+                .args(["netns", "exec", &net.receiver_ns])
+                .arg(env!("CARGO_BIN_EXE_floodwatch"))
+                .args(args),
+        );
         let stdout = lines(child.stdout.take().expect("stdout"));
         let stderr = lines(child.stderr.take().expect("stderr"));
         let mut fw = Floodwatch {
@@ -259,7 +255,7 @@ fn send_flood(net: &TestNet, capture: &Path) -> (u64, String) {
     assert!(
         out.status.success(),
         "tcpreplay failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
     let sent = word_after(&text, "Actual:").expect("tcpreplay's packet count");
     let failed = word_after(&text, "Failed packets:").unwrap_or(0);
@@ -305,6 +301,11 @@ fn flood_capture(dir: &Path, mac: &str) -> std::path::PathBuf {
     )
 }
 
+/// The first `event` (start, end…) of the SYN flood alert on the victim among `events`.
+fn victim_event<'a>(events: &'a [Value], event: &str) -> Option<&'a Value> {
+    events.iter().find(|e| is_victim_syn_flood(e, event))
+}
+
 fn is_victim_syn_flood(e: &Value, event: &str) -> bool {
     e["event"] == event
         && e["class"] == "syn_flood"
@@ -325,13 +326,9 @@ fn assert_accounted(stderr: &str, sent: u64) {
 /// The flood raises `syn_flood` on the victim; Ctrl-C ends it with reason `shutdown`, and the
 /// summary accounts for every packet sent. Returns the summary (empty when skipped).
 fn flood_then_interrupt(tag: char, backend: &[&str]) -> String {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("note: skipping the live capture test: {why}");
+    let Some((net, _dir, capture)) = veth_and_flood(tag, "live capture test") else {
         return String::new();
-    }
-    let net = TestNet::create(tag);
-    let dir = tempfile::tempdir().unwrap();
-    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    };
     let mut args = vec!["--status-interval", "0"];
     args.extend_from_slice(backend);
     let mut fw = Floodwatch::start(&net, &args);
@@ -340,10 +337,7 @@ fn flood_then_interrupt(tag: char, backend: &[&str]) -> String {
     let mut events = Vec::new();
     fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "start"));
     let stderr = fw.interrupt(&mut events);
-    let end = events
-        .iter()
-        .find(|e| is_victim_syn_flood(e, "end"))
-        .unwrap_or_else(|| panic!("no end event: {events:?}"));
+    let end = victim_event(&events, "end").unwrap_or_else(|| panic!("no end event: {events:?}"));
     assert_eq!(end["reason"], "shutdown", "{end}");
     assert!(
         stderr.contains("floodwatch summary (interrupted)"),
@@ -356,13 +350,9 @@ fn flood_then_interrupt(tag: char, backend: &[&str]) -> String {
 /// With a short hold-down, the alert ends on the idle link by itself: the idle clock advances
 /// packet time although no packet arrives.
 fn flood_then_idle(tag: char, backend: &[&str]) {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("note: skipping the live capture test: {why}");
+    let Some((net, _dir, capture)) = veth_and_flood(tag, "live capture test") else {
         return;
-    }
-    let net = TestNet::create(tag);
-    let dir = tempfile::tempdir().unwrap();
-    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    };
     let mut args = vec!["--status-interval", "0", "--hold-down", "1s"];
     args.extend_from_slice(backend);
     let mut fw = Floodwatch::start(&net, &args);
@@ -434,13 +424,9 @@ fn afpacket_two_capture_threads_leave_an_evidence_pcap() {
 }
 
 fn evidence_on_veth(tag: char, extra: &[&str]) {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("note: skipping the live evidence test: {why}");
+    let Some((net, dir, capture)) = veth_and_flood(tag, "live evidence test") else {
         return;
-    }
-    let net = TestNet::create(tag);
-    let dir = tempfile::tempdir().unwrap();
-    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    };
     let evidence = dir.path().join("evidence");
     let mut args = vec![
         "--status-interval",
@@ -448,7 +434,7 @@ fn evidence_on_veth(tag: char, extra: &[&str]) {
         "--hold-down",
         "1s",
         "--evidence-dir",
-        evidence.to_str().unwrap(),
+        arg(&evidence),
         "--evidence-before",
         "50",
         "--evidence-after",
@@ -460,28 +446,14 @@ fn evidence_on_veth(tag: char, extra: &[&str]) {
     let mut events = Vec::new();
     fw.wait_event(&mut events, |e| is_victim_syn_flood(e, "end"));
     let stderr = fw.interrupt(&mut events);
-    let start = events
-        .iter()
-        .find(|e| is_victim_syn_flood(e, "start"))
-        .expect("a start event");
+    let start = victim_event(&events, "start").expect("a start event");
     let file = start["evidence"].as_str().expect("an evidence field");
     assert!(
-        file.starts_with(evidence.to_str().unwrap()),
+        file.starts_with(arg(&evidence)),
         "{file} is not in {}",
         evidence.display()
     );
-    let o = Command::new("tcpdump")
-        .args([
-            "-Z",
-            "root",
-            "-nn",
-            "-tt",
-            "--time-stamp-precision=nano",
-            "-r",
-            file,
-        ])
-        .output();
-    let Ok(o) = o else {
+    let Ok(o) = common::tcpdump_nano(Path::new(file)) else {
         eprintln!("note: tcpdump is not installed; the evidence file is not read back");
         return;
     };
@@ -519,7 +491,7 @@ fn evidence_on_veth(tag: char, extra: &[&str]) {
 fn capture_threads_need_the_afpacket_backend() {
     let out = common::run(&["live", "lo", "--backend", "pcap", "--capture-threads", "2"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("pcap backend reads with one thread"), "{err}");
 }
 
@@ -527,7 +499,7 @@ fn capture_threads_need_the_afpacket_backend() {
 fn unknown_interface_lists_the_available_ones() {
     let out = common::run(&["live", "no-such-if9"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("no network interface named `no-such-if9`; available:"),
         "{err}"
@@ -538,7 +510,7 @@ fn unknown_interface_lists_the_available_ones() {
 fn filter_needs_the_pcap_backend() {
     let out = common::run(&["live", "lo", "--filter", "tcp"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend pcap"));
+    assert!(stderr(&out).contains("--backend pcap"));
 }
 
 #[cfg(feature = "libpcap")]
@@ -574,7 +546,7 @@ fn missing_privilege_names_cap_net_raw_and_setcap() {
         eprintln!("note: skipping the privilege test: `setpriv` is not installed");
         return;
     };
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     if err.contains("Permission denied") && !err.contains("CAP_NET_RAW") {
         eprintln!("note: skipping the privilege test: nobody cannot run the test binary: {err}");
         return;
@@ -688,10 +660,7 @@ fn sflow_on_veth(tag: char, rate: u32) -> Option<(f64, u64, u64)> {
     let _ = probe.kill();
     let _ = probe.wait();
     let stderr = fw.interrupt(&mut events);
-    let start = events
-        .iter()
-        .find(|e| is_victim_syn_flood(e, "start"))
-        .expect("start event");
+    let start = victim_event(&events, "start").expect("start event");
     let at = common::rfc3339_ns(start["ts"].as_str().unwrap_or_default());
     // the flood's first packet left tcpreplay one second (of capture time) after it started, or
     // later if it fell behind: the latency measured is an upper bound
@@ -717,32 +686,26 @@ fn sflow_on_veth(tag: char, rate: u32) -> Option<(f64, u64, u64)> {
 /// Bounded in CI (the machine may be busy); docs/performance.md has the latency on a quiet one.
 #[test]
 fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_100() {
-    let Some((latency_ms, represented, sent)) = sflow_on_veth('s', 100) else {
-        return;
-    };
-    assert!(
-        latency_ms < 2000.0,
-        "start {latency_ms:.0} ms after the flood"
-    );
-    let ratio = represented as f64 / sent as f64;
-    assert!(
-        (0.9..1.1).contains(&ratio),
-        "{represented} represented for {sent} sent"
-    );
+    check_sflow_on_veth('s', 100, 2000.0, 0.9..1.1);
 }
 
 #[test]
 fn sflow_from_pmacctd_on_veth_alerts_and_estimates_the_packets_at_1_in_1000() {
-    let Some((latency_ms, represented, sent)) = sflow_on_veth('t', 1000) else {
+    check_sflow_on_veth('t', 1000, 3000.0, 0.8..1.2);
+}
+
+/// [`sflow_on_veth`] at 1 in `rate`: the alert starts under `max_latency_ms` after the flood, and
+/// the packets represented over those sent are within `ratio` (skipped where it cannot run).
+fn check_sflow_on_veth(tag: char, rate: u32, max_latency_ms: f64, ratio: Range<f64>) {
+    let Some((latency_ms, represented, sent)) = sflow_on_veth(tag, rate) else {
         return;
     };
     assert!(
-        latency_ms < 3000.0,
+        latency_ms < max_latency_ms,
         "start {latency_ms:.0} ms after the flood"
     );
-    let ratio = represented as f64 / sent as f64;
     assert!(
-        (0.8..1.2).contains(&ratio),
+        ratio.contains(&(represented as f64 / sent as f64)),
         "{represented} represented for {sent} sent"
     );
 }
@@ -781,7 +744,7 @@ fn afpacket_as_nobody_captures_checkpoints_and_runs_hooks_unprivileged() {
             "--user",
             "nobody",
             "--state",
-            state.to_str().unwrap(),
+            arg(&state),
             "--state-interval",
             "1s",
             "--on-alert",
@@ -837,13 +800,9 @@ fn nobody_ids() -> Option<(u32, u32)> {
 /// `--output` file is reopened after a rename (log rotation).
 #[test]
 fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("note: skipping the live capture test: {why}");
+    let Some((net, dir, capture)) = veth_and_flood('h', "live capture test") else {
         return;
-    }
-    let net = TestNet::create('h');
-    let dir = tempfile::tempdir().unwrap();
-    let capture = flood_capture(dir.path(), &net.receiver_mac());
+    };
     let config = dir.path().join("fw.toml");
     let alerts = dir.path().join("alerts.jsonl");
     let rotated = dir.path().join("alerts.jsonl.1");
@@ -855,9 +814,9 @@ fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
             "--status-interval",
             "0",
             "--config",
-            config.to_str().unwrap(),
+            arg(&config),
             "--output",
-            alerts.to_str().unwrap(),
+            arg(&alerts),
         ],
     );
     let hup = |fw: &Floodwatch| sh(&["kill", "-HUP", &fw.child.id().to_string()]);
@@ -894,10 +853,7 @@ fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
         .filter(|e| is_victim_syn_flood(e, "start"))
         .count();
     assert_eq!(starts, 1, "{events:?}");
-    let end = events
-        .iter()
-        .find(|e| is_victim_syn_flood(e, "end"))
-        .unwrap_or_else(|| panic!("no end: {events:?}"));
+    let end = victim_event(&events, "end").unwrap_or_else(|| panic!("no end: {events:?}"));
     assert_eq!(end["id"], start["id"]);
     assert_eq!(
         end["reason"], "shutdown",

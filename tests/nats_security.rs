@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::process::Command;
+use common::{bin, stderr};
+
 use std::time::{Duration, Instant};
 
 use common::secure_nats::{Auth, SecureNats};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_floodwatch"))
-}
 
 /// Runs `floodwatch detect` against `url` with `extra`, bounded; returns (exit code, stderr).
 fn detect(url: &str, extra: &[String]) -> (Option<i32>, String) {
@@ -37,10 +34,7 @@ fn detect(url: &str, extra: &[String]) -> (Option<i32>, String) {
         "took {:?}",
         started.elapsed()
     );
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), stderr(&out).into_owned())
 }
 
 fn with(mut a: Vec<String>, more: &[&str]) -> Vec<String> {
@@ -66,7 +60,7 @@ fn a_node_with_tls_and_an_nkey_or_a_password_joins_and_a_wrong_one_is_refused_na
         let dir = tempfile::tempdir().unwrap();
         let pcap = common::synth(dir.path(), "syn-flood", common::SHORT);
         let out = cmd.arg(&pcap).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert_eq!(out.status.code(), Some(0), "{auth:?}: {err}");
         assert!(
             err.contains("published:") && err.contains("; dropped 0 summaries"),
@@ -168,22 +162,9 @@ fn secrets_are_never_taken_from_the_command_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("--nats-password-file"), "{err}");
-    let help = bin().args(["detect", "--help"]).output().unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
-    for opt in [
-        "--nats-tls-ca",
-        "--nats-tls-cert",
-        "--nats-tls-key",
-        "--nats-creds",
-        "--nats-nkey",
-        "--nats-user",
-        "--nats-password-file",
-        "--nats-token-file",
-    ] {
-        assert!(help.contains(opt), "detect --help lacks {opt}");
-    }
+    let help = common::help_listing("detect", common::NATS_CLIENT_OPTIONS);
     assert!(
         !help.contains("--nats-password "),
         "a password option on the command line"
@@ -231,7 +212,7 @@ fn a_token_from_a_file_joins_and_a_wrong_one_is_refused_naming_the_option() {
         .arg(&pcap)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("; dropped 0 summaries"), "{err}");
     let (code, err) = detect(

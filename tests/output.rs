@@ -23,20 +23,14 @@ const CHATTY: &[&str] = &["--min-pps", "1", "--update-interval", "100ms"];
 fn closing_stdout_early_exits_zero_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let cap = flood(dir.path());
-    let all = run(&[&["replay", cap.to_str().unwrap()], CHATTY].concat());
+    let all = run(&[&["replay", arg(&cap)], CHATTY].concat());
     assert!(
         all.stdout.len() > 256 * 1024,
         "the run must write more than a pipe holds ({} bytes)",
         all.stdout.len()
     );
 
-    let mut child = bin()
-        .args(["replay", cap.to_str().unwrap()])
-        .args(CHATTY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(bin().args(["replay", arg(&cap)]).args(CHATTY));
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -48,7 +42,7 @@ fn closing_stdout_early_exits_zero_quietly() {
     assert!(
         out.stderr.is_empty(),
         "a closed stdout is not an error: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -63,12 +57,7 @@ fn piping_into_head_keeps_the_pipeline_status_zero() {
         CHATTY.join(" ")
     );
     let out = Command::new("bash").args(["-c", &script]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty());
 }
 
@@ -76,10 +65,10 @@ fn piping_into_head_keeps_the_pipeline_status_zero() {
 fn unusable_output_fails_before_reading_input() {
     let dir = tempfile::tempdir().unwrap();
     // the output is a directory: it cannot be created as a file
-    let bad = dir.path().to_str().unwrap();
+    let bad = arg(dir.path());
     let out = run(&["replay", "--output", bad, "/nonexistent/input.pcap"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(bad) && err.contains("writable") && !err.contains("input.pcap"),
         "the output must fail first: {err}"
@@ -87,13 +76,11 @@ fn unusable_output_fails_before_reading_input() {
     assert!(out.stdout.is_empty());
 
     // from stdin, held open and never written: the run must not wait for input
-    let mut child = bin()
-        .args(["replay", "--output", bad, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(
+        bin()
+            .args(["replay", "--output", bad, "-"])
+            .stdin(Stdio::piped()),
+    );
     let stdin = child.stdin.take().unwrap();
     let started = Instant::now();
     let status = loop {
@@ -114,7 +101,7 @@ fn unusable_output_fails_before_reading_input() {
         Some(1),
         "replay waited for input before opening --output"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("writable"));
+    assert!(stderr(&out).contains("writable"));
 }
 
 #[test]
@@ -128,7 +115,7 @@ fn stdout_carries_only_alerts_in_both_formats() {
     let messy = dir.path().join("messy.pcap");
     std::fs::write(&messy, &bytes).unwrap();
 
-    let json = run(&["replay", messy.to_str().unwrap()]);
+    let json = run(&["replay", arg(&messy)]);
     assert_eq!(json.status.code(), Some(1));
     let ev = events(&json); // every line parses as JSON
     assert!(!ev.is_empty());
@@ -136,11 +123,11 @@ fn stdout_carries_only_alerts_in_both_formats() {
         let kind = e["event"].as_str().unwrap_or_default();
         assert!(["start", "update", "end"].contains(&kind), "{e}");
     }
-    let err = String::from_utf8_lossy(&json.stderr);
+    let err = stderr(&json);
     assert!(err.contains("floodwatch summary") && err.contains("truncated_link 1"));
     assert!(err.contains("messy.pcap"));
 
-    let text = run(&["replay", "--format", "text", messy.to_str().unwrap()]);
+    let text = run(&["replay", "--format", "text", arg(&messy)]);
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert_eq!(stdout.lines().count(), ev.len(), "one line per event");
     for line in stdout.lines() {
@@ -155,12 +142,7 @@ fn stdout_carries_only_alerts_in_both_formats() {
 
     // --output takes the alerts; stdout stays empty
     let file = dir.path().join("alerts.jsonl");
-    let to_file = run(&[
-        "replay",
-        "-o",
-        file.to_str().unwrap(),
-        messy.to_str().unwrap(),
-    ]);
+    let to_file = run(&["replay", "-o", arg(&file), arg(&messy)]);
     assert!(to_file.stdout.is_empty());
     let written = std::fs::read(&file).unwrap();
     assert_eq!(written, json.stdout);
@@ -168,7 +150,7 @@ fn stdout_carries_only_alerts_in_both_formats() {
     // `-o -` is stdout, as `-` is standard input for the captures: no file named `-` appears
     let dash = bin()
         .current_dir(dir.path())
-        .args(["replay", "-o", "-", messy.to_str().unwrap()])
+        .args(["replay", "-o", "-", arg(&messy)])
         .output()
         .unwrap();
     assert_eq!(dash.stdout, json.stdout);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{events, labels, rfc3339_ns, run, synth};
+use common::{arg, events, labels, rfc3339_ns, run, stderr, synth};
 use serde_json::Value;
 
 const S: u64 = 1_000_000_000;
@@ -15,13 +15,9 @@ fn replay(dir: &std::path::Path, scenario: &str, extra: &[&str]) -> (Vec<Value>,
     let cap = synth(dir, scenario, &[]);
     let mut args = vec!["replay", "-q"];
     args.extend_from_slice(extra);
-    args.push(cap.to_str().unwrap());
+    args.push(arg(&cap));
     let out = run(&args);
-    assert!(
-        out.status.success(),
-        "replay {scenario}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "replay {scenario}: {}", stderr(&out));
     (labels(&cap), events(&out))
 }
 
@@ -94,10 +90,6 @@ fn the_quiet_host_floor_is_set_in_the_config_file() {
     // at or above the flood's rate, the quiet-host floor no longer wakes on it
     let cfg = dir.path().join("fw.toml");
     std::fs::write(&cfg, "[quiet_hosts]\nsyn = 1000\n").unwrap();
-    let (_, ev) = replay(
-        dir.path(),
-        "quiet-host-syn",
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let (_, ev) = replay(dir.path(), "quiet-host-syn", &["--config", arg(&cfg)]);
     assert!(ev.is_empty(), "{ev:?}");
 }

@@ -49,8 +49,8 @@ fn every_shared_capture_replays_and_counts_its_frames() {
     }
     for (name, frames) in CAPTURES {
         let path = root.join(name);
-        let out = run(&["replay", path.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let out = run(&["replay", arg(&path)]);
+        let err = stderr(&out);
         assert!(out.status.success(), "{name}: {err}");
         assert!(!err.contains("panicked"), "{name} panicked: {err}");
         assert_eq!(
@@ -60,7 +60,7 @@ fn every_shared_capture_replays_and_counts_its_frames() {
         );
         let _ = events(&out);
         // A decode pool (the pcapng has two interfaces of different link types) reads the same.
-        let pooled = run(&["replay", "--decode-threads", "2", path.to_str().unwrap()]);
+        let pooled = run(&["replay", "--decode-threads", "2", arg(&path)]);
         assert!(
             pooled.stdout == out.stdout,
             "{name}: alerts differ with --decode-threads 2"
@@ -71,7 +71,7 @@ fn every_shared_capture_replays_and_counts_its_frames() {
             "{name} with --decode-threads 2"
         );
         let undecoded = |o: &std::process::Output| {
-            String::from_utf8_lossy(&o.stderr)
+            stderr(o)
                 .lines()
                 .find(|l| l.trim_start().starts_with("not decoded"))
                 .map(str::to_owned)
@@ -93,10 +93,7 @@ fn every_shared_capture_replays_and_counts_its_frames() {
     {
         let out = run(&["replay", root.join(name).to_str().unwrap()]);
         assert!(out.status.code().is_some(), "{name} was killed by a signal");
-        assert!(
-            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-            "{name} panicked"
-        );
+        assert!(!stderr(&out).contains("panicked"), "{name} panicked");
     }
 }
 
@@ -104,8 +101,7 @@ fn assert_alert(name: &str, scope: &str, key: &str, class: &str) {
     let Some(root) = shared_captures() else {
         return;
     };
-    let out = run(&["replay", "--quiet", root.join(name).to_str().unwrap()]);
-    assert!(out.status.success());
+    let out = run_ok(&["replay", "--quiet", root.join(name).to_str().unwrap()]);
     let ev = events(&out);
     assert!(
         ev.iter().any(|e| e["event"] == "start"

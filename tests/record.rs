@@ -3,35 +3,23 @@
 
 mod common;
 
-use common::{run, synth, SMALL_FLOOD};
+use common::{arg, run, run_ok, stderr, temp_synth, SMALL_FLOOD};
 use serde_json::Value;
 
 fn replay_recording(capture: &str, record: &std::path::Path, extra: &[&str]) -> (String, Value) {
-    let mut args = vec![
-        "replay",
-        "-q",
-        "--record",
-        record.to_str().unwrap(),
-        capture,
-    ];
+    let mut args = vec!["replay", "-q", "--record", arg(record), capture];
     args.extend_from_slice(extra);
     let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let rec: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     (String::from_utf8(out.stdout).unwrap(), rec)
 }
 
 #[test]
 fn recording_changes_no_alert_and_holds_every_alert_with_its_trace() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
-    let cap = cap.to_str().unwrap();
-    let plain = run(&["replay", "-q", cap]);
-    assert!(plain.status.success());
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
+    let cap = arg(&cap);
+    let plain = run_ok(&["replay", "-q", cap]);
     let rec_path = dir.path().join("rec.json");
     let (alerts, rec) = replay_recording(cap, &rec_path, &[]);
     assert_eq!(alerts, String::from_utf8(plain.stdout).unwrap());
@@ -85,9 +73,8 @@ fn recording_changes_no_alert_and_holds_every_alert_with_its_trace() {
 
 #[test]
 fn a_recording_is_the_same_for_any_thread_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "dns-reflection", common::SHORT);
-    let cap = cap.to_str().unwrap();
+    let (dir, cap) = temp_synth("dns-reflection", common::SHORT);
+    let cap = arg(&cap);
     let (a1, r1) = replay_recording(cap, &dir.path().join("r1.json"), &["--threads", "1"]);
     let (a3, r3) = replay_recording(cap, &dir.path().join("r3.json"), &["--threads", "3"]);
     assert_eq!(a1, a3);
@@ -96,37 +83,19 @@ fn a_recording_is_the_same_for_any_thread_count() {
 
 #[test]
 fn an_unwritable_recording_path_is_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
     let bad = dir.path().join("no/such/dir/rec.json");
-    let out = run(&[
-        "replay",
-        "-q",
-        "--record",
-        bad.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
+    let out = run(&["replay", "-q", "--record", arg(&bad), arg(&cap)]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("no/such/dir/rec.json"), "{err}");
 }
 
 #[test]
 fn report_dir_writes_a_page_per_alert_when_it_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
     let pages = dir.path().join("pages");
-    let out = run(&[
-        "replay",
-        "--report-dir",
-        pages.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&["replay", "--report-dir", arg(&pages), arg(&cap)]);
     let ids: Vec<String> = common::events(&out)
         .iter()
         .filter(|e| e["event"] == "end")
@@ -142,7 +111,7 @@ fn report_dir_writes_a_page_per_alert_when_it_ends() {
             "{html}"
         );
     }
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("alert reports: {} written, 0 dropped", ids.len())),
         "{err}"
@@ -158,15 +127,10 @@ fn report_dir_writes_a_page_per_alert_when_it_ends() {
 
 #[test]
 fn record_and_report_dir_together_keep_the_recording_and_write_the_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
     let pages = dir.path().join("pages");
     let rec = dir.path().join("rec.json");
-    let (alerts, recording) = replay_recording(
-        cap.to_str().unwrap(),
-        &rec,
-        &["--report-dir", pages.to_str().unwrap()],
-    );
+    let (alerts, recording) = replay_recording(arg(&cap), &rec, &["--report-dir", arg(&pages)]);
     let ends = alerts
         .lines()
         .filter(|l| l.contains(r#""event":"end""#))
@@ -178,16 +142,15 @@ fn record_and_report_dir_together_keep_the_recording_and_write_the_pages() {
 
 #[test]
 fn a_directory_given_as_the_page_or_the_recording_fails_before_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
-    let d = dir.path().to_str().unwrap();
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
+    let d = arg(dir.path());
     for args in [
-        vec!["report", "-q", "-o", d, cap.to_str().unwrap()],
-        vec!["replay", "-q", "--record", d, cap.to_str().unwrap()],
+        vec!["report", "-q", "-o", d, arg(&cap)],
+        vec!["replay", "-q", "--record", d, arg(&cap)],
     ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(err.contains("it is a directory"), "{err}");
         assert!(out.stdout.is_empty(), "nothing was replayed");
     }

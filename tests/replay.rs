@@ -17,12 +17,7 @@ fn check_scenario(scenario: &str, named: bool) {
     let cap = synth(dir.path(), scenario, SHORT);
     let labels = labels(&cap);
     assert!(!labels.is_empty(), "{scenario} has no labels");
-    let out = run(&["replay", "--quiet", cap.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&["replay", "--quiet", arg(&cap)]);
     let ev = events(&out);
     for l in &labels {
         let first = l["first_packet_ns"].as_u64().expect("first_packet_ns");
@@ -88,10 +83,8 @@ fn ipv6_syn_flood_is_detected() {
 
 #[test]
 fn benign_background_raises_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "benign", &["--duration", "60s"]);
-    let out = run(&["replay", cap.to_str().unwrap()]);
-    assert!(out.status.success());
+    let (_dir, cap) = temp_synth("benign", &["--duration", "60s"]);
+    let out = run_ok(&["replay", arg(&cap)]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "",
@@ -102,55 +95,28 @@ fn benign_background_raises_nothing() {
 
 #[test]
 fn output_is_byte_identical_across_threads_and_batch_sizes() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "udp-flood", SHORT);
-    let cap = cap.to_str().unwrap();
-    let reference = run(&["replay", "--quiet", "--threads", "1", cap]);
-    assert!(reference.status.success());
+    let (_dir, cap) = temp_synth("udp-flood", SHORT);
+    let cap = arg(&cap);
+    let reference = run_ok(&["replay", "--quiet", "--threads", "1", cap]);
     assert!(!reference.stdout.is_empty());
-    let layouts: [&[&str]; 7] = [
-        &["--threads", "2", "--batch-size", "256"],
-        &["--threads", "4", "--batch-size", "7"],
-        &["--threads", "1", "--batch-size", "1"],
-        &["--threads", "3", "--batch-size", "64"],
-        &["--threads", "1", "--decode-threads", "1"],
-        &[
-            "--threads",
-            "2",
-            "--decode-threads",
-            "2",
-            "--batch-size",
-            "7",
-        ],
-        &[
-            "--threads",
-            "3",
-            "--decode-threads",
-            "3",
-            "--batch-size",
-            "1",
-        ],
+    let layouts = [
+        "--threads 2 --batch-size 256",
+        "--threads 4 --batch-size 7",
+        "--threads 1 --batch-size 1",
+        "--threads 3 --batch-size 64",
+        "--threads 1 --decode-threads 1",
+        "--threads 2 --decode-threads 2 --batch-size 7",
+        "--threads 3 --decode-threads 3 --batch-size 1",
     ];
-    for args in layouts {
-        let mut a = vec!["replay", "--quiet"];
-        a.extend_from_slice(args);
-        a.push(cap);
-        let out = run(&a);
-        assert!(out.status.success());
-        assert!(
-            out.stdout == reference.stdout,
-            "{args:?} differs from --threads 1"
-        );
-    }
+    assert_layouts_print(&reference, &["replay", "--quiet"], &layouts, cap);
 }
 
 #[test]
 fn output_is_identical_across_threads_when_populations_set_thresholds() {
     // Tiny floors: the thresholds of cold keys come from their scope's population, which the shards
     // merge at every window boundary.
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "udp-flood", SHORT);
-    let cap = cap.to_str().unwrap();
+    let (_dir, cap) = temp_synth("udp-flood", SHORT);
+    let cap = arg(&cap);
     let base = ["replay", "--quiet", "--min-pps", "3"];
     let one = run(&[&base[..], &["--threads", "1", cap]].concat());
     assert!(one.status.success());
@@ -163,18 +129,17 @@ fn output_is_identical_across_threads_when_populations_set_thresholds() {
 
 #[test]
 fn truncated_capture_prints_alerts_then_fails_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SHORT);
+    let (dir, cap) = temp_synth("syn-flood", SHORT);
     let bytes = std::fs::read(&cap).unwrap();
     // Cut inside the last record's data.
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
     let mut first: Option<(Vec<u8>, String)> = None;
     for decode in ["0", "2"] {
-        let out = run(&["replay", "--decode-threads", decode, cut.to_str().unwrap()]);
+        let out = run(&["replay", "--decode-threads", decode, arg(&cut)]);
         assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or_default();
+        let err = stderr(&out);
+        let last = last_stderr_line(&out);
         assert!(
             last.contains("cut.pcap") && last.contains("truncated"),
             "--decode-threads {decode}: last stderr line: {last}"
@@ -211,10 +176,9 @@ fn random_bytes_fail_with_one_clear_line() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&junk, bytes).unwrap();
-    let out = run(&["replay", junk.to_str().unwrap()]);
+    let out = run(&["replay", arg(&junk)]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
+    let last = last_stderr_line(&out);
     assert!(
         last.contains("junk.pcap") && last.contains("not a pcap"),
         "last stderr line: {last}"
@@ -226,7 +190,7 @@ fn random_bytes_fail_with_one_clear_line() {
 fn missing_file_and_bad_usage_have_their_exit_codes() {
     let out = run(&["replay", "/nonexistent/x.pcap"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.pcap"));
+    assert!(stderr(&out).contains("/nonexistent/x.pcap"));
     assert_eq!(run(&["replay"]).status.code(), Some(2));
     assert_eq!(
         run(&["replay", "--window", "fast", "x"]).status.code(),
@@ -236,8 +200,7 @@ fn missing_file_and_bad_usage_have_their_exit_codes() {
 
 #[test]
 fn stdin_and_several_files_replay_as_one_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "icmp-flood", SHORT);
+    let (_dir, cap) = temp_synth("icmp-flood", SHORT);
     let bytes = std::fs::read(&cap).unwrap();
     let mut child = bin()
         .args(["replay", "--quiet", "--decode-threads", "2", "-"])
@@ -251,13 +214,12 @@ fn stdin_and_several_files_replay_as_one_stream() {
         stdin.write_all(&bytes).unwrap();
     }
     let piped = child.wait_with_output().unwrap();
-    let direct = run(&["replay", "--quiet", cap.to_str().unwrap()]);
+    let direct = run(&["replay", "--quiet", arg(&cap)]);
     assert!(piped.status.success());
     assert_eq!(piped.stdout, direct.stdout);
     // The same file twice: the second copy jumps back in time and is counted in full.
-    let twice = run(&["replay", cap.to_str().unwrap(), cap.to_str().unwrap()]);
-    assert!(twice.status.success());
-    let once = run(&["replay", cap.to_str().unwrap()]);
+    let twice = run_ok(&["replay", arg(&cap), arg(&cap)]);
+    let once = run(&["replay", arg(&cap)]);
     assert_eq!(
         summary_count(&twice, "frames").unwrap(),
         2 * summary_count(&once, "frames").unwrap()

@@ -11,10 +11,6 @@ use common::*;
 const SYN_FLOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/syn-flood.pcap");
 const BENIGN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/benign.pcap");
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// `s` as the page writes it: HTML-escaped the way minijinja does (`/` too).
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -26,7 +22,7 @@ fn esc(s: &str) -> String {
 }
 
 fn report(args: &[&str], out: &Path) -> (std::process::Output, String) {
-    let mut all = vec!["report", "-o", out.to_str().unwrap()];
+    let mut all = vec!["report", "-o", arg(out)];
     all.extend_from_slice(args);
     let o = run(&all);
     let html = std::fs::read_to_string(out).unwrap_or_default();
@@ -38,7 +34,7 @@ fn the_syn_flood_capture_gets_a_full_report() {
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("syn.html");
     let alerts = dir.path().join("alerts.jsonl");
-    let (out, html) = report(&[SYN_FLOOD, "--alerts", alerts.to_str().unwrap()], &page);
+    let (out, html) = report(&[SYN_FLOOD, "--alerts", arg(&alerts)], &page);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("report written to"),
@@ -110,14 +106,13 @@ fn middle_of_a_record(pcap: &[u8]) -> usize {
 
 #[test]
 fn a_truncated_capture_still_gets_its_report_saying_where_reading_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "syn-flood", SMALL_FLOOD);
+    let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
     let bytes = std::fs::read(&cap).unwrap();
     let cut_at = middle_of_a_record(&bytes);
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &bytes[..cut_at]).unwrap();
     let page = dir.path().join("cut.html");
-    let (out, html) = report(&["--quiet", cut.to_str().unwrap()], &page);
+    let (out, html) = report(&["--quiet", arg(&cut)], &page);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
     assert!(!html.is_empty(), "no report written");
@@ -151,17 +146,10 @@ fn a_recording_makes_the_same_page_as_the_capture() {
     let direct = dir.path().join("direct.html");
     let from = dir.path().join("from.html");
     // the capture's path as given is part of the page (its title and inputs): give the same one
-    let out = run(&[
-        "replay",
-        "--quiet",
-        "--record",
-        rec.to_str().unwrap(),
-        SYN_FLOOD,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&["replay", "--quiet", "--record", arg(&rec), SYN_FLOOD]);
     let (out, direct_html) = report(&["--quiet", SYN_FLOOD], &direct);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (out, from_html) = report(&["--quiet", "--from", rec.to_str().unwrap()], &from);
+    let (out, from_html) = report(&["--quiet", "--from", arg(&rec)], &from);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(from_html.contains("syn_flood"));
     assert_eq!(
@@ -171,7 +159,7 @@ fn a_recording_makes_the_same_page_as_the_capture() {
     // and report --record writes the recording replay --record does
     let again = dir.path().join("again.json");
     let (out, _) = report(
-        &["--quiet", "--record", again.to_str().unwrap(), SYN_FLOOD],
+        &["--quiet", "--record", arg(&again), SYN_FLOOD],
         &dir.path().join("again.html"),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -183,7 +171,7 @@ fn a_bad_recording_is_refused_with_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("never.html");
     let check = |from: &PathBuf, want: &str| {
-        let (out, _) = report(&["--from", from.to_str().unwrap()], &page);
+        let (out, _) = report(&["--from", arg(from)], &page);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains(want), "{want:?} not in: {err}");
@@ -203,14 +191,7 @@ fn a_bad_recording_is_refused_with_what_is_wrong() {
     let future = dir.path().join("future.json");
     let mut v: serde_json::Value = {
         let rec = dir.path().join("ok.json");
-        let out = run(&[
-            "replay",
-            "--quiet",
-            "--record",
-            rec.to_str().unwrap(),
-            BENIGN,
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        run_ok(&["replay", "--quiet", "--record", arg(&rec), BENIGN]);
         serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap()
     };
     v["format"] = 99.into();
@@ -252,7 +233,7 @@ fn evidence_files_made_with_the_report_are_linked_from_it() {
     let (out, html) = report(
         &[
             "--evidence-dir",
-            ev.to_str().unwrap(),
+            arg(&ev),
             "--evidence-after",
             "100",
             SYN_FLOOD,
@@ -285,14 +266,12 @@ fn attackers(cap: &Path) -> Vec<String> {
 
 #[test]
 fn an_http_flood_report_names_its_clients_what_they_asked_for_and_the_nginx_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
-    let cap_s = cap.to_str().unwrap();
+    let (dir, cap) = temp_synth("http-flood", &["--seed", "1"]);
+    let cap_s = arg(&cap);
     let rec = dir.path().join("run.json");
-    let out = run(&["replay", "-q", "--record", rec.to_str().unwrap(), cap_s]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&["replay", "-q", "--record", arg(&rec), cap_s]);
     let (out, html) = report(
-        &["--quiet", "--from", rec.to_str().unwrap()],
+        &["--quiet", "--from", arg(&rec)],
         &dir.path().join("from.html"),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -331,17 +310,9 @@ fn an_http_flood_report_names_its_clients_what_they_asked_for_and_the_nginx_rule
 
 #[test]
 fn paths_and_user_agents_of_a_request_flood_are_escaped() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let (dir, cap) = temp_synth("http-flood", &["--seed", "1"]);
     let rec = dir.path().join("run.json");
-    let out = run(&[
-        "replay",
-        "-q",
-        "--record",
-        rec.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&["replay", "-q", "--record", arg(&rec), arg(&cap)]);
     // a client chooses its path and user agent: give them markup and quotes
     let evil = "<script>alert(\"x\")</script>'";
     let path = format!("/{evil}");
@@ -360,7 +331,7 @@ fn paths_and_user_agents_of_a_request_flood_are_escaped() {
     let evil_rec = dir.path().join("evil.json");
     std::fs::write(&evil_rec, v.to_string()).unwrap();
     let (out, html) = report(
-        &["--quiet", "--from", evil_rec.to_str().unwrap()],
+        &["--quiet", "--from", arg(&evil_rec)],
         &dir.path().join("evil.html"),
     );
     assert!(out.status.success(), "{}", stderr(&out));

@@ -111,7 +111,7 @@ fn open(browser: &Path, dir: &Path, name: &str, page: &Path, args: &[&str]) -> O
 
 /// Lines of the browser's log about the page: console messages and uncaught errors.
 fn console_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stderr)
+    stderr(out)
         .lines()
         .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
         .map(str::to_string)
@@ -184,12 +184,7 @@ fn the_syn_flood_report_renders_in_a_browser() {
     };
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("syn-flood.html");
-    let out = run(&["report", "--quiet", SYN_FLOOD, "-o", page.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["report", "--quiet", SYN_FLOOD, "-o", arg(&page)]);
     let html = std::fs::read_to_string(&page).unwrap();
     // one alert: two traffic charts and its three
     let expected = charts_declared(&html);
@@ -204,11 +199,7 @@ fn the_syn_flood_report_renders_in_a_browser() {
         &page,
         &[&format!("--log-net-log={}", netlog.display()), "--dump-dom"],
     );
-    assert!(
-        out.status.success(),
-        "browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert_eq!(dom.matches("<svg").count(), expected, "charts in the DOM");
     assert!(dom.contains("Traffic over time") && dom.contains("All alerts"));
@@ -246,11 +237,7 @@ fn the_syn_flood_report_renders_in_a_browser() {
             "--blink-settings=preferredColorScheme=0",
         ],
     );
-    assert!(
-        out.status.success(),
-        "browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let shot = Shot::load(&dark);
     let bg = shot.background();
     assert!(luma(bg) < 60.0, "dark background {bg:?}");
@@ -262,29 +249,13 @@ fn an_http_flood_report_renders_in_a_browser() {
     let Some(browser) = browser_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let (dir, cap) = temp_synth("http-flood", &["--seed", "1"]);
     let page = dir.path().join("http-flood.html");
-    let out = run(&[
-        "report",
-        "--quiet",
-        cap.to_str().unwrap(),
-        "-o",
-        page.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["report", "--quiet", arg(&cap), "-o", arg(&page)]);
     let html = std::fs::read_to_string(&page).unwrap();
     let expected = charts_declared(&html);
     let out = open(&browser, dir.path(), "dom", &page, &["--dump-dom"]);
-    assert!(
-        out.status.success(),
-        "browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert_eq!(dom.matches("<svg").count(), expected, "charts in the DOM");
     // the request part is there as the browser built it
@@ -314,11 +285,7 @@ fn light_screenshot(browser: &Path, dir: &Path, page: &Path) -> (Shot, [u8; 3]) 
             &format!("--window-size={WIDTH},{HEIGHT}"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     assert!(console_lines(&out).is_empty());
     let shot = Shot::load(&path);
     assert_eq!((shot.width, shot.height), (WIDTH as usize, HEIGHT as usize));

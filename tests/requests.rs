@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{events, labels, rfc3339_ns, run, synth};
+use common::{arg, events, labels, rfc3339_ns, run, run_ok, stderr, synth, temp_synth};
 use serde_json::Value;
 
 const S: u64 = 1_000_000_000;
@@ -13,12 +13,8 @@ const S: u64 = 1_000_000_000;
 /// Replays `scenario` (default options) and returns its labels and every event.
 fn replay(dir: &std::path::Path, scenario: &str) -> (Vec<Value>, Vec<Value>) {
     let cap = synth(dir, scenario, &[]);
-    let out = run(&["replay", "-q", cap.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "replay {scenario}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&["replay", "-q", arg(&cap)]);
+    assert!(out.status.success(), "replay {scenario}: {}", stderr(&out));
     (labels(&cap), events(&out))
 }
 
@@ -288,21 +284,9 @@ fn has_request_head(frame: &[u8]) -> bool {
 
 #[test]
 fn an_http_flood_s_evidence_pcap_holds_the_attackers_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = synth(dir.path(), "http-flood", &["--seed", "1"]);
+    let (dir, cap) = temp_synth("http-flood", &["--seed", "1"]);
     let ev = dir.path().join("ev");
-    let out = run(&[
-        "replay",
-        "-q",
-        "--evidence-dir",
-        ev.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&["replay", "-q", "--evidence-dir", arg(&ev), arg(&cap)]);
     let label = &labels(&cap)[0];
     let ev_all = events(&out);
     let (start, _) = first_start(&ev_all, label);

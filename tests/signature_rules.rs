@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{nft_usable, tcpdump_count, tool_runs};
+use common::{
+    assert_bpf_compiles, nft_check, nft_table_file, nft_usable, stderr, tcpdump_count, tool_runs,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -240,38 +242,20 @@ fn sketch(frames: &[Vec<u8>]) -> SignatureSketch {
 
 /// The five attacks' signatures, each against the normal traffic of its family and transport.
 fn signatures(t: &Traffic) -> Vec<(&'static str, bool, Signature, usize)> {
-    vec![
-        (
-            "syn flood",
-            false,
-            sketch(&t.syn_flood).signature(Some(&sketch(&t.normal_tcp))),
-            t.syn_flood.len(),
-        ),
-        (
-            "udp flood",
-            false,
-            sketch(&t.udp_flood).signature(Some(&sketch(&t.normal_udp))),
-            t.udp_flood.len(),
-        ),
-        (
-            "ack flood",
-            false,
-            sketch(&t.ack_flood).signature(Some(&sketch(&t.normal_tcp))),
-            t.ack_flood.len(),
-        ),
-        (
-            "ipv6 syn flood",
-            true,
-            sketch(&t.syn_flood6).signature(Some(&sketch(&t.normal_tcp6))),
-            t.syn_flood6.len(),
-        ),
-        (
-            "ipv6 udp flood",
-            true,
-            sketch(&t.udp_flood6).signature(Some(&sketch(&t.normal_udp6))),
-            t.udp_flood6.len(),
-        ),
-    ]
+    let attacks = [
+        ("syn flood", false, &t.syn_flood, &t.normal_tcp),
+        ("udp flood", false, &t.udp_flood, &t.normal_udp),
+        ("ack flood", false, &t.ack_flood, &t.normal_tcp),
+        ("ipv6 syn flood", true, &t.syn_flood6, &t.normal_tcp6),
+        ("ipv6 udp flood", true, &t.udp_flood6, &t.normal_udp6),
+    ];
+    attacks
+        .into_iter()
+        .map(|(name, ipv6, attack, normal)| {
+            let signature = sketch(attack).signature(Some(&sketch(normal)));
+            (name, ipv6, signature, attack.len())
+        })
+        .collect()
 }
 
 #[test]
@@ -416,17 +400,7 @@ fn every_bpf_compiles() {
     let mut checked = 0;
     for (sig, ipv6) in every_shape() {
         let Some(bpf) = sig.bpf(ipv6) else { continue };
-        let o = Command::new("tcpdump")
-            .args(["-Z", "root", "-d", "-r"])
-            .arg(&pcap)
-            .arg(&bpf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "`{bpf}` does not compile: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_bpf_compiles(&pcap, &bpf, "a signature shape");
         checked += 1;
     }
     assert!(checked > 50, "{checked}");
@@ -446,22 +420,12 @@ fn every_nft_match_is_accepted() {
     rules.extend(every_shape().iter().filter_map(|(s, ipv6)| s.nft(*ipv6)));
     assert!(rules.len() > 50, "{}", rules.len());
     let body: String = rules.iter().map(|r| format!("    {r} drop\n")).collect();
-    let file = dir.path().join("rules.nft");
-    std::fs::write(
-        &file,
-        format!("table inet fw_signature {{\n  chain input {{\n{body}  }}\n}}\n"),
-    )
-    .unwrap();
-    let o = Command::new("nft")
-        .arg("--check")
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let file = nft_table_file(dir.path(), "fw_signature", &body);
+    let o = nft_check(&file);
     assert!(
         o.status.success(),
         "nft rejects a signature match:\n{}",
-        String::from_utf8_lossy(&o.stderr)
+        stderr(&o)
     );
     // the raw payload offsets land where the payload starts: UDP after 8 bytes, TCP after the
     // header with its options (20 bytes for the ACK flood), as nft compiles them
@@ -470,7 +434,7 @@ fn every_nft_match_is_accepted() {
         .arg(&file)
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
     if out.contains("payload load") {
         assert!(
             out.contains("payload load 4b @ transport header + 8 "),

@@ -46,39 +46,41 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_ok(&out, format_args!("openssl {args:?}"));
+}
+
+/// The `openssl req` options for a new P-256 key, written unencrypted to `key_file`.
+fn new_ec_key(key_file: &str) -> [&str; 7] {
+    [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key_file,
+    ]
 }
 
 /// A self-signed CA `name` (name.pem, name.key).
 fn make_ca(dir: &Path, name: &str) {
     let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let subject = format!("/CN=floodwatch test {name}");
+    let certificate = [
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-subj",
+        &subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
     openssl(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=floodwatch test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+        &[&["req", "-x509"][..], &new_ec_key(&key), &certificate].concat(),
     );
 }
 
@@ -92,23 +94,15 @@ fn make_leaf(dir: &Path, ca: &str, name: &str, usage: &str) {
         ),
     )
     .expect("extension file");
+    let (key, csr, subject) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("/CN={name}"),
+    );
+    let request = ["-out", &csr, "-subj", &subject];
     openssl(
         dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
+        &[&["req", "-new"][..], &new_ec_key(&key), &request].concat(),
     );
     openssl(
         dir,
