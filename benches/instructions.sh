@@ -3,7 +3,8 @@
 # wall time is not (and this VM exposes no hardware counters to `perf stat`). Same capture shape as
 # benches/replay.sh, shortened to ~220 k frames so callgrind (≈ 50× slower) finishes in a minute.
 #
-#   benches/instructions.sh      # (a) replay --threads 1 and 2, (b) read+decode, (c) tcpdump; top functions of (a) at 1
+#   benches/instructions.sh      # (a) replay --threads 1 and 2, (b) read+decode, (c) tcpdump; top functions of (a) at 1;
+#                                # (d) replay --threads 1 of mixed web traffic (synth busy-site: what request floods' work costs)
 #
 # Instructions are not time — cache misses are invisible here (perf record shows them) — but a change
 # that removes work shows up exactly. Needs valgrind (Debian package, installed if missing).
@@ -57,11 +58,19 @@ if ensure_debian_package tcpdump tcpdump; then
   ROWS+=("| (c) tcpdump -r FILE -w /dev/null | $(fixed 0 "$IR / $FRAMES") |")
 fi
 
+# mixed web traffic: whole HTTP/TLS sessions with real payloads, the request path's own work
+WEB=(busy-site --seed 1)
+WEB_CAPTURE="$BENCH_DIR/busy-site.pcap"
+synth_once "$WEB_CAPTURE" "${WEB[@]}"
+WEB_FRAMES="$("$ROOT/target/release/examples/read_decode" "$WEB_CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
+callgrind d "$FW" replay --threads 1 --seed 1 -o /dev/null "$WEB_CAPTURE"
+WEB_ROW="| (d) floodwatch replay --threads 1, \`floodwatch synth ${WEB[*]}\` ($WEB_FRAMES frames of web traffic) | $(fixed 0 "$IR / $WEB_FRAMES") |"
+
 printf '\n### Instructions per packet (callgrind)\n\n'
 printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames. Whole process, start-up included.\n\n' \
   "$(machine_line)" "${SYNTH[*]}" "$FRAMES"
 printf '| measurement | instructions per packet |\n|---|---:|\n'
-printf '%s\n' "${ROWS[@]}"
+printf '%s\n' "${ROWS[@]}" "$WEB_ROW"
 printf '\nTop functions of (a) by exclusive instructions (inlined code counts where it lands):\n\n'
 printf '| function | instructions per packet | share of (a) |\n|---|---:|---:|\n'
 while read -r n f; do
