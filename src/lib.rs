@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod atomic_file;
 pub mod baseline;
 pub mod bus;
 pub mod capture;
