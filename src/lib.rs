@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod alert;
 pub mod atomic_file;
+pub mod attack_class;
 pub mod baseline;
 pub mod bus;
 pub mod capture;
