@@ -168,7 +168,7 @@ pub struct AlertEvent {
     /// End events, when the engine records traces (`report`, `--record`): the key's evaluations
     /// from the moment it came near its threshold (not written).
     #[serde(skip)]
-    pub trace: Option<Box<crate::report::KeyTrace>>,
+    pub trace: Option<Box<crate::key_trace::KeyTrace>>,
 }
 
 impl AlertEvent {

@@ -212,7 +212,7 @@ pub struct Evidence {
     /// Header-field sketches of a destination key (None for source keys).
     pub sig: Option<Box<SigSketches>>,
     /// The key's evaluations while hot, when the engine records traces (`report`, `--record`).
-    pub trace: Option<Box<crate::report::KeyTrace>>,
+    pub trace: Option<Box<crate::key_trace::KeyTrace>>,
     /// A destination's clients and their request signals (None until one is counted).
     pub clients: Option<Box<Clients>>,
     /// The key's packets are watched (samples, short window): it came near a packet threshold.
@@ -528,7 +528,7 @@ fn ports(t: &TopK<u16>, n: usize) -> Vec<PortCount> {
 mod persist {
     use super::*;
     use crate::engine_state::{Dec, Enc, EngineStateError};
-    use crate::report::KeyTrace;
+    use crate::key_trace::KeyTrace;
     use crate::signature::SignatureSketch;
     use crate::window::Burst;
 

@@ -21,6 +21,7 @@ pub mod evidence;
 pub mod evidence_pcap;
 pub mod hook;
 pub mod key;
+pub mod key_trace;
 pub mod metrics;
 pub mod mitigation;
 pub mod pcap_writer;

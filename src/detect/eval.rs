@@ -351,7 +351,7 @@ impl EvalCtx<'_> {
         let Some(e) = st.evidence.as_deref_mut() else {
             return;
         };
-        let mut point = crate::report::series::TracePoint {
+        let mut point = crate::key_trace::TracePoint {
             ts_ns: self.now.0,
             rates: [0.0; Signal::THRESHOLDED],
             thresholds: [0.0; Signal::THRESHOLDED],

@@ -585,7 +585,7 @@ mod tests {
     struct Outcome {
         events: Vec<String>,
         /// The end events' traces (not part of the JSON line).
-        traces: Vec<Option<Box<crate::report::KeyTrace>>>,
+        traces: Vec<Option<Box<crate::key_trace::KeyTrace>>>,
         stats: EngineStats,
         baselines: Vec<String>,
     }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::series::{KeyTrace, TrafficSeries};
+use super::series::TrafficSeries;
 use crate::alert::{AlertEvent, EventKind, EventLine};
+use crate::key_trace::KeyTrace;
 use crate::pipeline::RunSummary;
 use crate::window::Signal;
 
