@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod alert_output;
 pub mod atomic_file;
 pub mod attack_class;
 pub mod baseline;

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
-use crate::alert::EventWriter;
+use crate::alert_output::EventWriter;
 use crate::baseline::BaselineFile;
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
@@ -661,7 +661,7 @@ pub fn peak_rss() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::OutputFormat;
+    use crate::alert_output::OutputFormat;
     use crate::capture::file::FileSource;
     use crate::capture::{CaptureStats, RawFrame, SourceEvent};
     use crate::clock::TimeStep;

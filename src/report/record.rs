@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::series::TrafficSeries;
-use crate::alert::{AlertEvent, EventKind, EventLine};
+use crate::alert::{AlertEvent, EventKind};
+use crate::alert_output::EventLine;
 use crate::key_trace::KeyTrace;
 use crate::pipeline::RunSummary;
 use crate::window::Signal;
