@@ -425,7 +425,7 @@ pub fn run_input<W: Write + Send>(
     }
     let recording = recorder.map(|r| {
         let input = summary.recorded.take().unwrap_or_default();
-        let mut rec = r.finish(&summary, input.traffic);
+        let mut rec = r.finish(summary.report_totals(), input.traffic);
         rec.distinct_sources = input.distinct_sources;
         rec.stopped = capture_error.as_ref().map(|e| e.to_string());
         rec
