@@ -30,10 +30,10 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use crate::alert::{AlertEvent, EndReason};
+use crate::attribution::Evidence;
 use crate::baseline::Baseline;
 use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::{ConfigError, DetectConfig};
-use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
 use crate::state::SnapshotEntry;

@@ -6,9 +6,9 @@
 //! below `end_ratio` of them ([`EvalCtx::eval_active`]).
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
+use crate::attribution::Evidence;
 use crate::baseline::BaselineParams;
 use crate::config::DetectConfig;
-use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::Population;
 use crate::state::SnapshotEntry;

@@ -126,7 +126,7 @@ pub(super) struct Reader<'m, D: Downstream> {
 /// What the reader records for a report.
 struct InputRecorder {
     traffic: crate::report::TrafficSeries,
-    sources: crate::evidence::Hll,
+    sources: crate::attribution::Hll,
 }
 
 /// The telemetry stage as the reader runs it.
@@ -199,7 +199,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 traffic: crate::report::TrafficSeries::new(
                     crate::report::series::TRAFFIC_MAX_POINTS,
                 ),
-                sources: crate::evidence::Hll::new(),
+                sources: crate::attribution::Hll::new(),
             })
         });
         self

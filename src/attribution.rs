@@ -1,5 +1,10 @@
-//! Evidence gathered for keys near or over their threshold: the heaviest peers, ports and member hosts,
-//! each kept by a small Space-Saving top-k so memory stays fixed however many peers a flood has.
+//! Attribution: what the engine gathers for keys near or over their threshold to say who and what an
+//! alert is about ([`Evidence`]) — the heaviest peers, ports and member hosts, each kept by a small
+//! Space-Saving top-k so memory stays fixed however many peers a flood has, the distinct peers
+//! ([`Hll`]), the header-field sketch its signature comes from and the request clients.
+//!
+//! Not to be confused with the evidence pcaps users see (`--evidence-dir`, src/evidence_pcap/) nor
+//! the pipeline's tap that feeds them (src/pipeline/evidence_tap.rs).
 
 use std::net::IpAddr;
 
