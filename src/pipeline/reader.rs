@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::evidence::EvidenceTap;
+use super::evidence_tap::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};

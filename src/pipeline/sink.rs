@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Receiver;
 
-use super::evidence::SinkEvidence;
+use super::evidence_tap::SinkEvidence;
 use super::shard::ShardOut;
 use super::summary::AlertTally;
 use super::Integrations;
