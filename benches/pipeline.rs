@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use floodwatch::alert::{EventWriter, OutputFormat};
+use floodwatch::alert_output::{EventWriter, OutputFormat};
 use floodwatch::capture::file::FileSource;
 use floodwatch::config::DetectConfig;
 use floodwatch::pipeline::{self, PipelineConfig};

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
 
+use crate::attribution::Hll;
 use crate::decode::PacketSummary;
-use crate::evidence::Hll;
 use crate::key::Key;
 use crate::window::{Counts, PacketClass, Signal};
 

@@ -240,10 +240,10 @@ impl BaselineFile {
         }
     }
 
-    /// Writes the file as JSON, atomically ([`crate::state::write_atomic`]): a crash during the
+    /// Writes the file as JSON, atomically ([`crate::atomic_file::write_atomic`]): a crash during the
     /// write leaves the previous file whole.
     pub fn save(&self, path: &std::path::Path) -> Result<(), BaselineFileError> {
-        crate::state::write_atomic(path, |w| {
+        crate::atomic_file::write_atomic(path, |w| {
             serde_json::to_writer(w, self).map_err(std::io::Error::other)
         })
         .map_err(|source| BaselineFileError::Write {

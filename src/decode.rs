@@ -25,6 +25,7 @@ impl LinkType {
     pub const LINUX_SLL2: LinkType = LinkType(276);
 }
 
+pub mod request_head;
 mod skip;
 mod summary;
 
@@ -339,7 +340,7 @@ impl Decoder {
 
 impl Decoder {
     /// The request head `frame` carries, when `p` (its summary) is TCP whose payload starts like
-    /// one ([`crate::requests::wants_parse`]): what it asks for, from whom (Host, User-Agent, SNI,
+    /// one ([`request_head::wants_parse`]): what it asks for, from whom (Host, User-Agent, SNI,
     /// JA4). One bit test for any other packet ([`HeaderFields::REQUEST`]).
     #[inline]
     pub fn request_head(
@@ -347,11 +348,11 @@ impl Decoder {
         link: LinkType,
         frame: &[u8],
         p: &PacketSummary,
-    ) -> Option<crate::requests::RequestHead> {
+    ) -> Option<request_head::RequestHead> {
         if p.hdr.bits & HeaderFields::REQUEST == 0 {
             return None;
         }
-        tcp_payload(link, frame).and_then(crate::requests::parse)
+        tcp_payload(link, frame).and_then(request_head::parse)
     }
 }
 
@@ -786,11 +787,11 @@ fn transport(
 /// what was captured.
 #[inline]
 fn request_bits(prefix: &[u8], payload: &[u8]) -> u8 {
-    let sniff = crate::requests::sniff(prefix);
-    if !crate::requests::wants_parse(sniff) {
+    let sniff = request_head::sniff(prefix);
+    if !request_head::wants_parse(sniff) {
         return 0;
     }
-    if sniff != crate::requests::Sniff::HttpMethod {
+    if sniff != request_head::Sniff::HttpMethod {
         return HeaderFields::REQUEST;
     }
     HeaderFields::REQUEST | head_end_in(payload)

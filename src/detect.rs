@@ -30,10 +30,10 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use crate::alert::{AlertEvent, EndReason};
+use crate::attribution::Evidence;
 use crate::baseline::Baseline;
 use crate::clock::{Clock, ClockStats, TimeStep};
 use crate::config::{ConfigError, DetectConfig};
-use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::{Population, PopulationExchange};
 use crate::state::SnapshotEntry;
@@ -240,7 +240,7 @@ impl Engine {
         in_key_order(&mut out[first..]);
     }
 
-    /// Hot keys record their evaluations ([`crate::report::KeyTrace`]); each alert's `end` event
+    /// Hot keys record their evaluations ([`crate::key_trace::KeyTrace`]); each alert's `end` event
     /// carries its key's trace (for `report` and `--record`; costs about 30 KB a hot key).
     pub fn record_traces(&mut self, on: bool) {
         self.record_traces = on;

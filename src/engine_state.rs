@@ -16,7 +16,6 @@
 //! [`Engine::save_state`]: crate::detect::Engine::save_state
 //! [`Engine::restore_state`]: crate::detect::Engine::restore_state
 
-use crate::config::ConfigError;
 use crate::key::{Key, Scope};
 use crate::time::Timestamp;
 
@@ -65,7 +64,7 @@ pub enum EngineStateError {
         "the settings do not fit the saved engine state: {0}; run the standby with the settings of \
          the detector that saved it"
     )]
-    Config(#[from] ConfigError),
+    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Writes the parts of a state.

@@ -7,6 +7,10 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod alert_output;
+pub mod atomic_file;
+pub mod attack_class;
+pub mod attribution;
 pub mod baseline;
 pub mod bus;
 pub mod capture;
@@ -15,10 +19,10 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod engine_state;
-pub mod evidence;
 pub mod evidence_pcap;
 pub mod hook;
 pub mod key;
+pub mod key_trace;
 pub mod metrics;
 pub mod mitigation;
 pub mod pcap_writer;

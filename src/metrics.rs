@@ -1209,4 +1209,42 @@ mod tests {
         drop(server_side);
         client.join().unwrap();
     }
+
+    /// `--exabgp-pipe`'s counters on the endpoint (the announcer's own tests are in
+    /// src/mitigation/bgp/tests.rs, whose helpers this borrows).
+    #[test]
+    fn the_metrics_endpoint_shows_the_counters() {
+        use crate::mitigation::bgp::tests::{config, reader, start, Fifo};
+        use crate::mitigation::bgp::{Announcer, BgpConfig, Blackhole, BLACKHOLE_COMMUNITY};
+        let fifo = Fifo::new("metrics");
+        let _r = reader(&fifo.path);
+        let cfg = BgpConfig {
+            max_rules: 1,
+            blackhole: Some(Blackhole {
+                next_hop_v4: None,
+                next_hop_v6: None,
+                communities: vec![BLACKHOLE_COMMUNITY.to_owned()],
+            }),
+            ..config(&fifo.path)
+        };
+        let (a, _) = Announcer::start(cfg).unwrap();
+        let m = Metrics::new();
+        m.attach_bgp(a.stats_handle());
+        // a dst_subnet alert: a flowspec rule, no blackhole; then a host that does not fit
+        let mut subnet = start("s", "198.51.100.0/24");
+        subnet.scope = Scope::DstSubnet;
+        a.on_event(&subnet);
+        a.on_event(&start("h", "198.51.100.99"));
+        let text = m.render();
+        for line in [
+            "floodwatch_exabgp_routes_total{action=\"announce\"} 1",
+            "floodwatch_exabgp_routes_active 1",
+            "floodwatch_exabgp_alerts_total{reason=\"cap\"} 1",
+            "floodwatch_exabgp_lines_total{outcome=\"dropped\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        let stats = a.finish();
+        assert_eq!(stats.withdrawn, 1);
+    }
 }

@@ -151,7 +151,9 @@ impl PacketClass {
                         _ => PacketKind::TcpOther,
                     }
                 }
-                proto::UDP if crate::alert::AttackClass::reflection_of_port(p.sport).is_some() => {
+                proto::UDP
+                    if crate::attack_class::AttackClass::reflection_of_port(p.sport).is_some() =>
+                {
                     PacketKind::UdpAmp
                 }
                 proto::UDP => PacketKind::Udp,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::{Format, OutputArgs};
-use floodwatch::alert::{EventWriter, OutputFormat};
+use floodwatch::alert_output::{EventWriter, OutputFormat};
 use floodwatch::reload::ReopenFile;
 
 /// Where alerts are written.

@@ -13,7 +13,7 @@ use super::run::end_run;
 use super::{evidence_config, install_stop_handler, prepare_state};
 use crate::cli::ReplayArgs;
 use crate::progress::ProgressSource;
-use floodwatch::alert::EventWriter;
+use floodwatch::alert_output::EventWriter;
 use floodwatch::capture::file::MultiFileSource;
 use floodwatch::config::DetectConfig;
 use floodwatch::evidence_pcap::EvidenceConfig;

@@ -11,7 +11,7 @@ use super::output::{check_can_create, write_atomically};
 use super::replay::{decode_threads_for, input_names, replay_files};
 use super::{evidence_config, install_stop_handler, settings};
 use crate::cli::{BaselineArgs, ReportArgs, StateArgs};
-use floodwatch::alert::{EventWriter, OutputFormat};
+use floodwatch::alert_output::{EventWriter, OutputFormat};
 use floodwatch::pipeline::{self, CheckpointClock, Integrations, PipelineConfig};
 use floodwatch::report::{LinkBase, Recording, RenderOptions};
 

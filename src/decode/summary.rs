@@ -132,7 +132,7 @@ impl HeaderFields {
     /// how slowloris looks).
     pub const HEAD_END: u8 = 0x08;
     /// A TCP payload whose first bytes look like the start of a request head (an HTTP/1 method,
-    /// the HTTP/2 preface, a TLS handshake record: [`crate::requests::wants_parse`]), so
+    /// the HTTP/2 preface, a TLS handshake record: [`super::request_head::wants_parse`]), so
     /// [`Decoder::request_head`](super::Decoder::request_head) reads it; every other packet costs that one bit test.
     pub const REQUEST: u8 = 0x10;
 

@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use super::ScopeMask;
 use crate::aggregate::{ScopeAgg, ScopeAggregate};
+use crate::attribution::Hll;
 use crate::clock::Stamp;
 use crate::config::DetectConfig;
 use crate::decode::{tcp_flags, PacketSummary};
-use crate::evidence::Hll;
 use crate::key::{Key, Scope};
 use crate::requests::conn::{ConnEvent, Flow, Tracker};
 use crate::table::SourceAdmission;

@@ -6,9 +6,9 @@
 //! below `end_ratio` of them ([`EvalCtx::eval_active`]).
 
 use crate::alert::{AlertEvent, AttackClass, EndReason, EventKind};
+use crate::attribution::Evidence;
 use crate::baseline::BaselineParams;
 use crate::config::DetectConfig;
-use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::population::Population;
 use crate::state::SnapshotEntry;
@@ -351,7 +351,7 @@ impl EvalCtx<'_> {
         let Some(e) = st.evidence.as_deref_mut() else {
             return;
         };
-        let mut point = crate::report::series::TracePoint {
+        let mut point = crate::key_trace::TracePoint {
             ts_ns: self.now.0,
             rates: [0.0; Signal::THRESHOLDED],
             thresholds: [0.0; Signal::THRESHOLDED],

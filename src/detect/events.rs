@@ -4,8 +4,8 @@
 //! over the alert's whole life.
 
 use crate::alert::{AlertEvent, EndReason, EventKind};
+use crate::attribution::Evidence;
 use crate::config::DetectConfig;
-use crate::evidence::Evidence;
 use crate::key::{Key, Scope};
 use crate::time::Timestamp;
 use crate::window::Signal;

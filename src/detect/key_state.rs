@@ -4,8 +4,8 @@
 
 use crate::aggregate::{Drained, KeyAgg};
 use crate::alert::AttackClass;
+use crate::attribution::Evidence;
 use crate::baseline::Baseline;
-use crate::evidence::Evidence;
 use crate::key::Scope;
 use crate::time::Timestamp;
 use crate::window::{Burst, Signal, Sliding, COUNTERS};

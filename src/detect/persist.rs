@@ -10,6 +10,14 @@ use crate::engine_state::{Dec, Enc, EngineStateError, MAGIC, VERSION};
 
 type R<T> = Result<T, EngineStateError>;
 
+/// Settings that do not fit a saved state: the engine state codec sits below the settings, so the
+/// conversion lives here, where both are known.
+impl From<ConfigError> for EngineStateError {
+    fn from(err: ConfigError) -> Self {
+        EngineStateError::Config(Box::new(err))
+    }
+}
+
 impl Engine {
     /// Appends the complete state of this engine to `out`: the settings that lay out its windows
     /// and tables, the clock, every key's window, baseline, alert phase and evidence, the hot lists,
@@ -577,7 +585,7 @@ mod tests {
     struct Outcome {
         events: Vec<String>,
         /// The end events' traces (not part of the JSON line).
-        traces: Vec<Option<Box<crate::report::KeyTrace>>>,
+        traces: Vec<Option<Box<crate::key_trace::KeyTrace>>>,
         stats: EngineStats,
         baselines: Vec<String>,
     }

@@ -22,9 +22,9 @@
 //! not start on a quiet floor never has its thresholds lowered, so every other alert's life is as
 //! before.
 
+use crate::attribution::Evidence;
 use crate::baseline::{Baseline, BaselineParams};
 use crate::config::QuietFloors;
-use crate::evidence::Evidence;
 use crate::key::Scope;
 use crate::window::Signal;
 

@@ -1,7 +1,7 @@
 //! Attack samples as pcap (`--evidence-dir`): for every alert, a capture file of the packets of its
 //! (scope, key) — the last N before the start and the first M after it — that tcpdump, tshark and
-//! Wireshark read. (Not to be confused with [`crate::evidence`], the per-key top peers and ports that
-//! go into the alert itself.)
+//! Wireshark read. (Not to be confused with [`crate::attribution`], the per-key top peers and ports
+//! that go into the alert itself.)
 //!
 //! This module is the part without threads or channels: the [`Recorder`] that keeps a ring of
 //! recent frames per watched key and turns start/end [`Notice`]s into files, the [`FrameBatch`]es the

@@ -29,7 +29,7 @@
 mod capture;
 mod checkpoint;
 mod decode;
-mod evidence;
+mod evidence_tap;
 pub mod ingest;
 mod reader;
 mod route;
@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
-use crate::alert::EventWriter;
+use crate::alert_output::EventWriter;
 use crate::baseline::BaselineFile;
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::config::{ConfigError, DetectConfig};
@@ -57,7 +57,7 @@ use crate::state::SnapshotEntry;
 use crate::time::Timestamp;
 
 pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
-use evidence::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEvidence};
+use evidence_tap::{EvidenceShared, EvidenceTap, EvidenceWatch, ShardEvidence, SinkEvidence};
 use reader::Reader;
 use route::{Progress, Router, ShardMsg};
 use shard::{run_shard, ShardObserve, ShardOut};
@@ -269,7 +269,7 @@ pub fn run_input<W: Write + Send>(
             };
             let ev = evidence.as_ref();
             // starts and ends, from the shards (early) and the sink (with the file names)
-            let (notice_tx, notice_rx) = bounded::<Notice>(evidence::NOTICE_CAPACITY);
+            let (notice_tx, notice_rx) = bounded::<Notice>(evidence_tap::NOTICE_CAPACITY);
             let mut work_txs = Vec::with_capacity(threads);
             let mut shard_handles = Vec::with_capacity(threads);
             for (i, engine) in engines.into_iter().enumerate() {
@@ -290,7 +290,7 @@ pub fn run_input<W: Write + Send>(
             drop(ckpt_tx);
             let (recorder_handle, sink_evidence, mut frame_tx) = match ev {
                 Some(e) => {
-                    let (frame_tx, frame_rx) = bounded::<FrameBatch>(evidence::CHANNEL_BATCHES);
+                    let (frame_tx, frame_rx) = bounded::<FrameBatch>(evidence_tap::CHANNEL_BATCHES);
                     let recorder = Recorder::new(
                         e.cfg.clone(),
                         e.slack,
@@ -299,7 +299,9 @@ pub fn run_input<W: Write + Send>(
                     );
                     let spare_tx = e.spare.0.clone();
                     let handle = s.spawn(move || {
-                        evidence::run_evidence(recorder, frame_rx, spare_tx, notice_rx, &e.shared)
+                        evidence_tap::run_evidence(
+                            recorder, frame_rx, spare_tx, notice_rx, &e.shared,
+                        )
                     });
                     let sink_ev =
                         SinkEvidence::new(e.cfg.dir.clone(), &e.shared, notice_tx.clone());
@@ -425,7 +427,7 @@ pub fn run_input<W: Write + Send>(
     }
     let recording = recorder.map(|r| {
         let input = summary.recorded.take().unwrap_or_default();
-        let mut rec = r.finish(&summary, input.traffic);
+        let mut rec = r.finish(summary.report_totals(), input.traffic);
         rec.distinct_sources = input.distinct_sources;
         rec.stopped = capture_error.as_ref().map(|e| e.to_string());
         rec
@@ -513,7 +515,7 @@ impl EvidenceSetup {
             },
             slack: per_channel + 2 * pipe.batch_size.max(1),
             lookback: (cfg.before + per_channel + 2 * pipe.batch_size.max(1)).max(LOOKBACK_FRAMES),
-            spare: bounded(evidence::CHANNEL_BATCHES),
+            spare: bounded(evidence_tap::CHANNEL_BATCHES),
             cfg,
         })
     }
@@ -661,7 +663,7 @@ pub fn peak_rss() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::OutputFormat;
+    use crate::alert_output::OutputFormat;
     use crate::capture::file::FileSource;
     use crate::capture::{CaptureStats, RawFrame, SourceEvent};
     use crate::clock::TimeStep;

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::evidence::EvidenceTap;
+use super::evidence_tap::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
 use super::{wall_clock, PipelineConfig};
@@ -126,7 +126,7 @@ pub(super) struct Reader<'m, D: Downstream> {
 /// What the reader records for a report.
 struct InputRecorder {
     traffic: crate::report::TrafficSeries,
-    sources: crate::evidence::Hll,
+    sources: crate::attribution::Hll,
 }
 
 /// The telemetry stage as the reader runs it.
@@ -199,7 +199,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                 traffic: crate::report::TrafficSeries::new(
                     crate::report::series::TRAFFIC_MAX_POINTS,
                 ),
-                sources: crate::evidence::Hll::new(),
+                sources: crate::attribution::Hll::new(),
             })
         });
         self

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::checkpoint::{ShardSnapshot, SnapshotBuffers};
-use super::evidence::ShardEvidence;
+use super::evidence_tap::ShardEvidence;
 use super::route::{CloseOnDrop, Item, Progress, ShardMsg, ShardWork};
 use crate::alert::{AlertEvent, EndReason, StatsEvent};
 use crate::detect::{Engine, EngineStats};

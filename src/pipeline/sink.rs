@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Receiver;
 
-use super::evidence::SinkEvidence;
+use super::evidence_tap::SinkEvidence;
 use super::shard::ShardOut;
 use super::summary::AlertTally;
 use super::Integrations;
-use crate::alert::{AlertEvent, EventKind, EventLine, EventWriter, StatsEvent};
+use crate::alert::{AlertEvent, EventKind, StatsEvent};
+use crate::alert_output::{EventLine, EventWriter};
 use crate::hook::HookJob;
 use crate::key::{Key, Scope};
 use crate::report::record::Recorder;

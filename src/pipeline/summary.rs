@@ -10,6 +10,7 @@ use crate::clock::ClockStats;
 use crate::decode::DecodeStats;
 use crate::detect::EngineStats;
 use crate::key::{Key, Scope};
+use crate::report::record::{Counter, RunTotals};
 use crate::time::Timestamp;
 
 /// What a run saw, for the summary.
@@ -96,6 +97,33 @@ impl RunSummary {
     /// Frames per wall-clock second.
     pub fn frames_per_second(&self) -> f64 {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// What a report's recording keeps of the run: span, totals, and the counters in the order a
+    /// report lists them.
+    pub fn report_totals(&self) -> RunTotals {
+        let c = |name: &str, value: u64| Counter {
+            name: name.to_string(),
+            value,
+        };
+        RunTotals {
+            first_ns: self.first_ts.map(|t| t.0),
+            last_ns: self.last_ts.map(|t| t.0),
+            frames: self.frames,
+            packets: self.packets,
+            bytes: self.bytes,
+            counters: vec![
+                c("frames not decoded", self.decode.total()),
+                c("kernel drops", self.capture.kernel_drops),
+                c("pipeline drops", self.pipeline_drops),
+                c(
+                    "packets ignored (ignore/ours networks)",
+                    self.ignored_packets,
+                ),
+                c("packets stamped out of order", self.clock.late_packets),
+                c("time jumps", self.clock.time_jumps),
+            ],
+        }
     }
 }
 

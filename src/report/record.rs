@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::series::{KeyTrace, TrafficSeries};
-use crate::alert::{AlertEvent, EventKind, EventLine};
-use crate::pipeline::RunSummary;
+use super::series::TrafficSeries;
+use crate::alert::{AlertEvent, EventKind};
+use crate::alert_output::EventLine;
+use crate::key_trace::KeyTrace;
 use crate::window::Signal;
 
 /// The version of the recording format written; [`Recording::load`] refuses others.
@@ -60,6 +61,19 @@ pub struct Recording {
 pub struct Counter {
     pub name: String,
     pub value: u64,
+}
+
+/// What a recording keeps of the run's summary: its span, totals and counters (the pipeline's
+/// `RunSummary::report_totals` makes it, so the report needs nothing of the pipeline).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunTotals {
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub frames: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The counters of the run's summary, in the order a report lists them.
+    pub counters: Vec<Counter>,
 }
 
 /// One alert: its events and its key's series.
@@ -342,22 +356,6 @@ impl Recording {
             err(e)
         })
     }
-
-    /// The counters of a run's summary, in the order a report lists them.
-    pub fn counters_of(s: &RunSummary) -> Vec<Counter> {
-        let c = |name: &str, value: u64| Counter {
-            name: name.to_string(),
-            value,
-        };
-        vec![
-            c("frames not decoded", s.decode.total()),
-            c("kernel drops", s.capture.kernel_drops),
-            c("pipeline drops", s.pipeline_drops),
-            c("packets ignored (ignore/ours networks)", s.ignored_packets),
-            c("packets stamped out of order", s.clock.late_packets),
-            c("time jumps", s.clock.time_jumps),
-        ]
-    }
 }
 
 /// `path` with `.tmp` appended, hidden (a leading dot) in the same directory.
@@ -500,18 +498,18 @@ impl Recorder {
     }
 
     /// The recording of the run: the alerts, with what the reading stage saw.
-    pub fn finish(self, summary: &RunSummary, traffic: TrafficSeries) -> Recording {
+    pub fn finish(self, run: RunTotals, traffic: TrafficSeries) -> Recording {
         Recording {
             format: RECORDING_FORMAT,
             generator: format!("floodwatch {}", env!("CARGO_PKG_VERSION")),
             inputs: Vec::new(),
-            first_ns: summary.first_ts.map(|t| t.0),
-            last_ns: summary.last_ts.map(|t| t.0),
-            frames: summary.frames,
-            packets: summary.packets,
-            bytes: summary.bytes,
+            first_ns: run.first_ns,
+            last_ns: run.last_ns,
+            frames: run.frames,
+            packets: run.packets,
+            bytes: run.bytes,
             distinct_sources: 0,
-            counters: Recording::counters_of(summary),
+            counters: run.counters,
             stopped: None,
             traffic,
             alerts: self.alerts,

@@ -11,7 +11,7 @@
 //! looked up only when a small filter of the half-open entries says its flow may have one: the
 //! ACKs of established connections, half the packets of a busy site, cost a hash and one load.
 //!
-//! Per connection, from packet summaries alone (the payload's first bytes, [`super::sniff`]):
+//! Per connection, from packet summaries alone (the payload's first bytes, [`sniff`]):
 //! - a **request** is an HTTP/1.x request head starting a client segment, counted when the head
 //!   is whole ([`HeaderFields::HEAD_END`]) or, when it is not, once the server answers it; an
 //!   HTTP/2 preface; or, inside TLS, a client application-data record after the server last spoke
@@ -31,7 +31,7 @@ use std::net::IpAddr;
 
 use foldhash::fast::FixedState;
 
-use super::Sniff;
+use crate::decode::request_head::{sniff, Sniff};
 use crate::decode::{proto, tcp_flags, HeaderFields, PacketSummary};
 
 /// Half-open entries (SYN-ACK seen, ACK not yet) kept at most.
@@ -567,7 +567,7 @@ fn client_data(
     stats: &mut TrackerStats,
     out: &mut impl FnMut(ConnEvent, &Flow, u8),
 ) {
-    match super::sniff(p.hdr.prefix()) {
+    match sniff(p.hdr.prefix()) {
         Sniff::HttpMethod if p.hdr.bits & HeaderFields::HEAD_END == 0 => {
             // a head not whole in its first segment: a request once the server answers it,
             // held open (slowloris) while it does not

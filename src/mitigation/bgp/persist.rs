@@ -76,7 +76,7 @@ pub(super) fn load(path: &Path) -> Result<Loaded, PersistError> {
         ),
         Err(e) => e.to_string(),
     };
-    let to = crate::state::corrupt_name(path, &crate::time::Timestamp::now());
+    let to = crate::atomic_file::corrupt_name(path, &crate::time::Timestamp::now());
     match std::fs::rename(path, &to) {
         Ok(()) => Ok(Loaded::MovedAside { reason, to }),
         Err(source) => Err(PersistError::MoveAside {
@@ -94,7 +94,7 @@ pub(super) fn save(path: &Path, routes: &[SavedRoute]) -> io::Result<()> {
         version: 1,
         routes: routes.to_vec(),
     };
-    crate::state::write_atomic(path, |w| {
+    crate::atomic_file::write_atomic(path, |w| {
         serde_json::to_writer(&mut *w, &file).map_err(io::Error::other)
     })
 }

@@ -50,7 +50,7 @@ pub(crate) fn event(
     }
 }
 
-fn start(id: &str, key: &str) -> AlertEvent {
+pub(crate) fn start(id: &str, key: &str) -> AlertEvent {
     event(
         EventKind::Start,
         id,
@@ -222,13 +222,13 @@ fn communities_are_checked() {
 }
 
 /// A FIFO in a fresh temporary directory (removed on drop).
-struct Fifo {
+pub(crate) struct Fifo {
     dir: PathBuf,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl Fifo {
-    fn new(name: &str) -> Fifo {
+    pub(crate) fn new(name: &str) -> Fifo {
         let dir =
             std::env::temp_dir().join(format!("floodwatch-bgp-unit-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -250,7 +250,7 @@ impl Drop for Fifo {
     }
 }
 
-fn config(pipe: &Path) -> BgpConfig {
+pub(crate) fn config(pipe: &Path) -> BgpConfig {
     BgpConfig {
         pipe: pipe.to_owned(),
         action: FlowAction::RateLimit(125_000),
@@ -288,7 +288,7 @@ fn lines_read(r: &mut File) -> usize {
     read_for(r, Duration::from_millis(200)).lines().count()
 }
 
-fn reader(path: &Path) -> File {
+pub(crate) fn reader(path: &Path) -> File {
     OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -431,40 +431,6 @@ fn dropping_the_announcer_withdraws_like_finish() {
     let lines: Vec<&str> = got.lines().collect();
     assert_eq!(lines.len(), 1, "{got}");
     assert!(lines[0].starts_with("withdraw flow route"), "{got}");
-}
-
-#[test]
-fn the_metrics_endpoint_shows_the_counters() {
-    let fifo = Fifo::new("metrics");
-    let _r = reader(&fifo.path);
-    let cfg = BgpConfig {
-        max_rules: 1,
-        blackhole: Some(Blackhole {
-            next_hop_v4: None,
-            next_hop_v6: None,
-            communities: vec![BLACKHOLE_COMMUNITY.to_owned()],
-        }),
-        ..config(&fifo.path)
-    };
-    let (a, _) = Announcer::start(cfg).unwrap();
-    let m = crate::metrics::Metrics::new();
-    m.attach_bgp(a.stats_handle());
-    // a dst_subnet alert: a flowspec rule, no blackhole; then a host that does not fit
-    let mut subnet = start("s", "198.51.100.0/24");
-    subnet.scope = Scope::DstSubnet;
-    a.on_event(&subnet);
-    a.on_event(&start("h", "198.51.100.99"));
-    let text = m.render();
-    for line in [
-        "floodwatch_exabgp_routes_total{action=\"announce\"} 1",
-        "floodwatch_exabgp_routes_active 1",
-        "floodwatch_exabgp_alerts_total{reason=\"cap\"} 1",
-        "floodwatch_exabgp_lines_total{outcome=\"dropped\"} 0",
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
-    let stats = a.finish();
-    assert_eq!(stats.withdrawn, 1);
 }
 
 /// Waits until `probe` holds, up to `wait`.

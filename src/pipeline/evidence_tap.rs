@@ -1,5 +1,6 @@
-//! The evidence stage (`--evidence-dir`): attack samples as pcap, written by a thread of its own that
-//! never slows detection.
+//! The evidence tap (`--evidence-dir`): the pipeline's side of the attack samples written as pcap
+//! (src/evidence_pcap/), by a thread of its own that never slows detection — what the reader copies,
+//! what the shards and the sink tell, and the thread that runs the evidence recorder.
 //!
 //! ```text
 //!  shards ──alerts' keys─▶ EvidenceWatch ◀──keys done── evidence thread ◀─ starts, ends ── shards

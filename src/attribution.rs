@@ -1,5 +1,10 @@
-//! Evidence gathered for keys near or over their threshold: the heaviest peers, ports and member hosts,
-//! each kept by a small Space-Saving top-k so memory stays fixed however many peers a flood has.
+//! Attribution: what the engine gathers for keys near or over their threshold to say who and what an
+//! alert is about ([`Evidence`]) — the heaviest peers, ports and member hosts, each kept by a small
+//! Space-Saving top-k so memory stays fixed however many peers a flood has, the distinct peers
+//! ([`Hll`]), the header-field sketch its signature comes from and the request clients.
+//!
+//! Not to be confused with the evidence pcaps users see (`--evidence-dir`, src/evidence_pcap/) nor
+//! the pipeline's tap that feeds them (src/pipeline/evidence_tap.rs).
 
 use std::net::IpAddr;
 
@@ -212,7 +217,7 @@ pub struct Evidence {
     /// Header-field sketches of a destination key (None for source keys).
     pub sig: Option<Box<SigSketches>>,
     /// The key's evaluations while hot, when the engine records traces (`report`, `--record`).
-    pub trace: Option<Box<crate::report::KeyTrace>>,
+    pub trace: Option<Box<crate::key_trace::KeyTrace>>,
     /// A destination's clients and their request signals (None until one is counted).
     pub clients: Option<Box<Clients>>,
     /// The key's packets are watched (samples, short window): it came near a packet threshold.
@@ -528,7 +533,7 @@ fn ports(t: &TopK<u16>, n: usize) -> Vec<PortCount> {
 mod persist {
     use super::*;
     use crate::engine_state::{Dec, Enc, EngineStateError};
-    use crate::report::KeyTrace;
+    use crate::key_trace::KeyTrace;
     use crate::signature::SignatureSketch;
     use crate::window::Burst;
 

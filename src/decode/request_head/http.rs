@@ -204,7 +204,7 @@ fn trim_ows(value: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requests::tests::BROWSER_GET;
+    use crate::decode::request_head::tests::BROWSER_GET;
 
     fn http1(method: Method, complete: bool) -> HeadKind {
         HeadKind::Http1 { method, complete }

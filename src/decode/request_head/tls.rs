@@ -420,7 +420,7 @@ fn push_hex_list(text: &mut Vec<u8>, values: &[u16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requests::tests::firefox_hello;
+    use crate::decode::request_head::tests::firefox_hello;
 
     /// A ClientHello record built from its parts (legacy version 0x0303 unless told).
     struct HelloSpec {
