@@ -9,7 +9,7 @@
 //! connection whichever way a packet went, so a packet of either end costs one lookup. A bare ACK
 //! (no data, SYN, FIN or RST), which changes a connection only when it completes a handshake, is
 //! looked up only when a small filter of the half-open entries says its flow may have one: the
-//! ACKs of established connections, half the packets of a busy site, cost a hash and one load.
+//! bare ACKs of established connections cost a hash and one load.
 //!
 //! Per connection, from packet summaries alone (the payload's first bytes, [`sniff`]):
 //! - a **request** is an HTTP/1.x request head starting a client segment, counted when the head
@@ -145,6 +145,11 @@ impl FlowKey {
             }
         };
         (key, a_lo)
+    }
+
+    /// Its bucket of the half-open filter ([`bucket`]).
+    fn bucket(&self, seed: u64) -> usize {
+        bucket(seed, self.lo, self.lo_port, self.hi, self.hi_port)
     }
 
     /// The key of `p`'s connection, and whether its sender is the lower end.
@@ -339,8 +344,7 @@ impl Tracker {
 
     /// Counts a half-open entry of `key` in (`add`) or out of its bucket.
     fn note_half_open(&mut self, key: &FlowKey, add: bool) {
-        let b = bucket(self.seed, key.lo, key.lo_port, key.hi, key.hi_port);
-        if let Some(n) = self.half_open_at.get_mut(b) {
+        if let Some(n) = self.half_open_at.get_mut(key.bucket(self.seed)) {
             *n = if add { *n + 1 } else { n.saturating_sub(1) };
         }
     }
@@ -544,8 +548,7 @@ impl Tracker {
                 match e.state {
                     State::HalfOpen(_) => {
                         self.half_open += 1;
-                        let b = bucket(seed, key.lo, key.lo_port, key.hi, key.hi_port);
-                        if let Some(n) = self.half_open_at.get_mut(b) {
+                        if let Some(n) = self.half_open_at.get_mut(key.bucket(seed)) {
                             *n += 1;
                         }
                     }
@@ -797,9 +800,6 @@ mod tests {
         let b = word(IpAddr::from(SERVER)).0;
         assert_eq!(bucket(9, a, 40_000, b, 80), bucket(9, b, 80, a, 40_000));
         let (key, _) = FlowKey::of(IpAddr::from(SERVER), 80, IpAddr::from(CLIENT), 40_000);
-        assert_eq!(
-            bucket(9, key.lo, key.lo_port, key.hi, key.hi_port),
-            bucket(9, a, 40_000, b, 80)
-        );
+        assert_eq!(key.bucket(9), bucket(9, a, 40_000, b, 80));
     }
 }
