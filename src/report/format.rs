@@ -238,21 +238,25 @@ mod tests {
 
     #[test]
     fn si_prefixes_keep_three_significant_digits() {
-        assert_eq!(si(0.0), "0");
-        assert_eq!(si(0.05), "0.05");
-        assert_eq!(si(2.0), "2");
-        assert_eq!(si(12.5), "12.5");
-        assert_eq!(si(950.0), "950");
-        assert_eq!(si(999.4), "999");
-        assert_eq!(si(2000.0), "2 k");
-        assert_eq!(si(2500.0), "2.5 k");
-        assert_eq!(si(48_211.0), "48.2 k");
-        assert_eq!(si(999_990.0), "1 M");
-        assert_eq!(si(1_516_684.0), "1.52 M");
-        assert_eq!(si(23_141_280.0), "23.1 M");
-        assert_eq!(si(3.1e9), "3.1 G");
-        assert_eq!(si(-2500.0), "-2.5 k");
-        assert_eq!(si(f64::NAN), "–");
+        for (v, want) in [
+            (0.0, "0"),
+            (0.05, "0.05"),
+            (2.0, "2"),
+            (12.5, "12.5"),
+            (950.0, "950"),
+            (999.4, "999"),
+            (2000.0, "2 k"),
+            (2500.0, "2.5 k"),
+            (48_211.0, "48.2 k"),
+            (999_990.0, "1 M"),
+            (1_516_684.0, "1.52 M"),
+            (23_141_280.0, "23.1 M"),
+            (3.1e9, "3.1 G"),
+            (-2500.0, "-2.5 k"),
+            (f64::NAN, "–"),
+        ] {
+            assert_eq!(si(v), want, "si({v})");
+        }
         assert_eq!(si_unit(1.5e6, "bit/s"), "1.5 Mbit/s");
         assert_eq!(si_unit(300.0, "pkt/s"), "300 pkt/s");
         assert_eq!(si_unit(5390.0, "pkt/s"), "5.39 k pkt/s");
@@ -285,12 +289,16 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(duration(0.25), "0.25 s");
-        assert_eq!(duration(5.878), "5.88 s");
-        assert_eq!(duration(192.0), "3 min 12 s");
-        assert_eq!(duration(3720.0), "1 h 02 min");
-        assert_eq!(duration(2.0 * 86_400.0 + 3.0 * 3600.0), "2 d 3 h");
-        assert_eq!(duration(-1.0), "–");
+        for (secs, want) in [
+            (0.25, "0.25 s"),
+            (5.878, "5.88 s"),
+            (192.0, "3 min 12 s"),
+            (3720.0, "1 h 02 min"),
+            (2.0 * 86_400.0 + 3.0 * 3600.0, "2 d 3 h"),
+            (-1.0, "–"),
+        ] {
+            assert_eq!(duration(secs), want, "duration({secs})");
+        }
     }
 
     #[test]

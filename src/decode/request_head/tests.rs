@@ -63,15 +63,7 @@ impl XorShift {
 #[test]
 fn sniff_tells_methods_preface_and_tls_records_from_four_bytes() {
     for m in [
-        &b"GET "[..],
-        b"POST",
-        b"PUT ",
-        b"HEAD",
-        b"DELE",
-        b"OPTI",
-        b"PATC",
-        b"CONN",
-        b"TRAC",
+        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
     ] {
         assert_eq!(sniff(m), Sniff::HttpMethod, "{m:?}");
     }
