@@ -398,6 +398,15 @@ mod tests {
         r
     }
 
+    /// A baseline that learned `windows` windows of `pps` (see [`rates`]).
+    fn learned(pps: f64, windows: u32, p: &BaselineParams) -> Baseline {
+        let mut b = Baseline::default();
+        for _ in 0..windows {
+            b.learn(&rates(pps), &FLOORS, p);
+        }
+        b
+    }
+
     #[test]
     fn learns_a_steady_rate() {
         let p = BaselineParams::default();
@@ -447,10 +456,7 @@ mod tests {
     #[test]
     fn no_threshold_before_warmup() {
         let p = BaselineParams::default();
-        let mut b = Baseline::default();
-        for _ in 0..p.warmup - 1 {
-            b.learn(&rates(100.0), &FLOORS, &p);
-        }
+        let mut b = learned(100.0, p.warmup - 1, &p);
         assert_eq!(b.threshold(Signal::Packets, &p), 0.0);
         b.learn(&rates(100.0), &FLOORS, &p);
         assert!(b.threshold(Signal::Packets, &p) > 100.0);
@@ -460,10 +466,7 @@ mod tests {
     fn a_slow_ramp_stays_above_what_is_learned() {
         // 100 pps of normal traffic, then +5 % per window: the rate must overtake the threshold.
         let p = BaselineParams::default();
-        let mut b = Baseline::default();
-        for _ in 0..60 {
-            b.learn(&rates(100.0), &FLOORS, &p);
-        }
+        let mut b = learned(100.0, 60, &p);
         let mut rate = 100.0;
         let mut caught = false;
         for _ in 0..200 {
@@ -485,10 +488,7 @@ mod tests {
     fn smooth_growth_is_learned_not_flagged() {
         // Tripling over 120 windows.
         let p = BaselineParams::default();
-        let mut b = Baseline::default();
-        for _ in 0..60 {
-            b.learn(&rates(100.0), &FLOORS, &p);
-        }
+        let mut b = learned(100.0, 60, &p);
         let g = 3f64.powf(1.0 / 120.0);
         let mut rate = 100.0;
         for _ in 0..120 {
@@ -520,10 +520,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.json");
         let p = BaselineParams::default();
-        let mut b = Baseline::default();
-        for _ in 0..40 {
-            b.learn(&rates(100.0), &FLOORS, &p);
-        }
+        let b = learned(100.0, 40, &p);
         let key: crate::key::Key = "198.51.100.10".parse().unwrap();
         let f = BaselineFile::new(24, 64, vec![b.to_entry(crate::key::Scope::DstHost, key)]);
         f.save(&path).unwrap();
@@ -549,10 +546,7 @@ mod tests {
     #[test]
     fn silence_decays_the_mean() {
         let p = BaselineParams::default();
-        let mut b = Baseline::default();
-        for _ in 0..50 {
-            b.learn(&rates(1000.0), &FLOORS, &p);
-        }
+        let mut b = learned(1000.0, 50, &p);
         b.learn_silence(300, &p);
         assert!(b.mean(Signal::Packets) < 10.0);
         assert_eq!(b.samples, 350);
