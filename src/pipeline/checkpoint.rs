@@ -259,13 +259,16 @@ mod tests {
         }
     }
 
+    /// A trigger and the flag it raises while a checkpoint is under way.
+    fn trigger(clock: CheckpointClock, every: Duration) -> (CheckpointTrigger, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let t = CheckpointTrigger::new(&cfg(clock, every), Arc::clone(&flag));
+        (t, flag)
+    }
+
     #[test]
     fn packet_time_checkpoints_come_every_interval_and_never_overlap() {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut t = CheckpointTrigger::new(
-            &cfg(CheckpointClock::Packet, Duration::from_secs(10)),
-            Arc::clone(&flag),
-        );
+        let (mut t, flag) = trigger(CheckpointClock::Packet, Duration::from_secs(10));
         let s = |x: u64| Some(Timestamp(x * 1_000_000_000));
         assert_eq!(t.due(None), None);
         assert_eq!(t.due(s(100)), None);
@@ -284,11 +287,7 @@ mod tests {
 
     #[test]
     fn wall_checkpoints_wait_for_the_interval() {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut t = CheckpointTrigger::new(
-            &cfg(CheckpointClock::Wall, Duration::from_millis(30)),
-            Arc::clone(&flag),
-        );
+        let (mut t, flag) = trigger(CheckpointClock::Wall, Duration::from_millis(30));
         assert_eq!(t.due(None), None);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(t.due(None), Some(1));
