@@ -275,24 +275,28 @@ fn join_and(parts: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    fn key(s: &str) -> Key {
-        s.parse().unwrap()
+    /// What [`suggest`] says for an alert on `key` whose top ports are (port, packets) `ports`.
+    fn suggest_for(
+        scope: Scope,
+        key: &str,
+        class: AttackClass,
+        ports: &[(u16, u64)],
+    ) -> Mitigation {
+        let ports: Vec<PortCount> = ports
+            .iter()
+            .map(|&(port, packets)| PortCount { port, packets })
+            .collect();
+        suggest(scope, key.parse().unwrap(), class, &ports)
     }
 
-    fn ports(v: &[(u16, u64)]) -> Vec<PortCount> {
-        v.iter()
-            .map(|&(port, packets)| PortCount { port, packets })
-            .collect()
+    /// [`suggest_for`] an attack on the host 198.51.100.10.
+    fn suggest_for_victim(class: AttackClass, ports: &[(u16, u64)]) -> Mitigation {
+        suggest_for(Scope::DstHost, "198.51.100.10", class, ports)
     }
 
     #[test]
     fn syn_flood_on_one_port_names_victim_port_and_flags() {
-        let m = suggest(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::SynFlood,
-            &ports(&[(80, 48_100), (443, 20)]),
-        );
+        let m = suggest_for_victim(AttackClass::SynFlood, &[(80, 48_100), (443, 20)]);
         assert_eq!(
             m.nft,
             ["ip daddr 198.51.100.10 tcp dport 80 tcp flags & (syn|ack) == syn drop"]
@@ -305,12 +309,7 @@ mod tests {
 
     #[test]
     fn dns_amplification_matches_source_port_and_later_fragments() {
-        let m = suggest(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::DnsAmplification,
-            &ports(&[(40_000, 10)]),
-        );
+        let m = suggest_for_victim(AttackClass::DnsAmplification, &[(40_000, 10)]);
         assert_eq!(
             m.nft,
             [
@@ -326,18 +325,18 @@ mod tests {
 
     #[test]
     fn source_subnet_uses_saddr_and_the_prefix() {
-        let m = suggest(
+        let m = suggest_for(
             Scope::SrcSubnet,
-            key("203.0.113.0/24"),
+            "203.0.113.0/24",
             AttackClass::UdpFlood,
-            &ports(&[(1, 5), (2, 5), (3, 5), (4, 5), (5, 5), (6, 5)]),
+            &[(1, 5), (2, 5), (3, 5), (4, 5), (5, 5), (6, 5)],
         );
         // Ports spread evenly: none is named.
         assert_eq!(m.nft, ["ip saddr 203.0.113.0/24 meta l4proto udp drop"]);
         assert_eq!(m.bpf, "src net 203.0.113.0/24 and udp");
-        let m = suggest(
+        let m = suggest_for(
             Scope::SrcHost,
-            key("203.0.113.9"),
+            "203.0.113.9",
             AttackClass::TrafficFlood,
             &[],
         );
@@ -347,20 +346,20 @@ mod tests {
 
     #[test]
     fn ipv6_variants_use_ip6_and_fixed_offsets() {
-        let m = suggest(
+        let m = suggest_for(
             Scope::DstHost,
-            key("2001:db8:100::10"),
+            "2001:db8:100::10",
             AttackClass::SynFlood,
-            &ports(&[(80, 100)]),
+            &[(80, 100)],
         );
         assert_eq!(
             m.nft,
             ["ip6 daddr 2001:db8:100::10 tcp dport 80 tcp flags & (syn|ack) == syn drop"]
         );
         assert!(m.bpf.contains("ip6[53] & 0x12 == 0x02"), "{}", m.bpf);
-        let m = suggest(
+        let m = suggest_for(
             Scope::DstSubnet,
-            key("2001:db8:100::/64"),
+            "2001:db8:100::/64",
             AttackClass::NtpAmplification,
             &[],
         );
@@ -372,24 +371,14 @@ mod tests {
             ]
         );
         assert!(m.bpf.starts_with("dst net 2001:db8:100::/64 and"));
-        let m = suggest(
-            Scope::DstHost,
-            key("2001:db8::1"),
-            AttackClass::IcmpFlood,
-            &[],
-        );
+        let m = suggest_for(Scope::DstHost, "2001:db8::1", AttackClass::IcmpFlood, &[]);
         assert_eq!(m.nft, ["ip6 daddr 2001:db8::1 meta l4proto ipv6-icmp drop"]);
         assert_eq!(m.bpf, "dst host 2001:db8::1 and icmp6");
     }
 
     #[test]
     fn a_few_heavy_ports_become_a_set() {
-        let m = suggest(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::TcpFlood,
-            &ports(&[(443, 500), (80, 450), (22, 3)]),
-        );
+        let m = suggest_for_victim(AttackClass::TcpFlood, &[(443, 500), (80, 450), (22, 3)]);
         assert_eq!(m.nft, ["ip daddr 198.51.100.10 tcp dport { 80, 443 } drop"]);
         assert_eq!(
             m.bpf,
@@ -399,12 +388,7 @@ mod tests {
 
     #[test]
     fn fragment_flood_matches_any_fragment() {
-        let m = suggest(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::FragmentFlood,
-            &[],
-        );
+        let m = suggest_for_victim(AttackClass::FragmentFlood, &[]);
         assert_eq!(
             m.nft,
             ["ip daddr 198.51.100.10 ip frag-off & 0x3fff != 0 drop"]

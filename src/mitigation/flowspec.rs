@@ -351,8 +351,20 @@ mod tests {
     use super::*;
     use crate::signature::SignatureField;
 
-    fn key(s: &str) -> Key {
-        s.parse().unwrap()
+    /// [`rules`] for an attack on `key`, written out.
+    fn rules_for(
+        scope: Scope,
+        key: &str,
+        class: AttackClass,
+        ports: &[u16],
+        sig: Option<&Signature>,
+    ) -> Vec<FlowRule> {
+        rules(scope, key.parse().unwrap(), class, ports, sig)
+    }
+
+    /// [`rules_for`] an attack on the host 198.51.100.10.
+    fn victim_rules(class: AttackClass, ports: &[u16], sig: Option<&Signature>) -> Vec<FlowRule> {
+        rules_for(Scope::DstHost, "198.51.100.10", class, ports, sig)
     }
 
     fn sig(proto: u8, fields: &[Field]) -> Signature {
@@ -378,13 +390,7 @@ mod tests {
                 Field::TcpFlags(0x02),
             ],
         );
-        let r = rules(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::SynFlood,
-            &[80],
-            Some(&s),
-        );
+        let r = victim_rules(AttackClass::SynFlood, &[80], Some(&s));
         assert_eq!(r.len(), 1);
         assert_eq!(
             r[0].announce(FlowAction::Discard),
@@ -411,15 +417,8 @@ mod tests {
             ),
         ] {
             let s = sig(p, &fields);
-            let r = rules(
-                Scope::DstHost,
-                key("198.51.100.10"),
-                AttackClass::FragmentFlood,
-                &[],
-                Some(&s),
-            );
             assert_eq!(
-                r[0].components(),
+                victim_rules(AttackClass::FragmentFlood, &[], Some(&s))[0].components(),
                 "destination 198.51.100.10/32; packet-length =1500; fragment [ =is-fragment ];"
             );
         }
@@ -427,15 +426,8 @@ mod tests {
 
     #[test]
     fn without_a_signature_a_syn_flood_is_syn_without_ack() {
-        let r = rules(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::SynFlood,
-            &[80, 443],
-            None,
-        );
         assert_eq!(
-            r[0].components(),
+            victim_rules(AttackClass::SynFlood, &[80, 443], None)[0].components(),
             "destination 198.51.100.10/32; protocol =tcp; destination-port [ =80 =443 ]; \
              tcp-flags [ =syn&!ack ];"
         );
@@ -443,13 +435,7 @@ mod tests {
 
     #[test]
     fn reflection_gives_the_source_port_rule_and_a_later_fragments_rule() {
-        let r = rules(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::DnsAmplification,
-            &[],
-            None,
-        );
+        let r = victim_rules(AttackClass::DnsAmplification, &[], None);
         let texts: Vec<String> = r.iter().map(FlowRule::components).collect();
         assert_eq!(
             texts,
@@ -470,9 +456,9 @@ mod tests {
                 Field::PayloadLen(492),
             ],
         );
-        let r = rules(
+        let r = rules_for(
             Scope::DstHost,
-            key("2001:db8::10"),
+            "2001:db8::10",
             AttackClass::UdpFlood,
             &[],
             Some(&s),
@@ -483,9 +469,9 @@ mod tests {
              source-port =4444; } then { rate-limit 125000; } }"
         );
         assert_eq!(omitted(&s, true), ["ip_len", "payload_len"]);
-        let icmp = rules(
+        let icmp = rules_for(
             Scope::DstHost,
-            key("2001:db8::10"),
+            "2001:db8::10",
             AttackClass::IcmpFlood,
             &[],
             None,
@@ -498,9 +484,9 @@ mod tests {
 
     #[test]
     fn source_scopes_match_the_source_prefix() {
-        let r = rules(
+        let r = rules_for(
             Scope::SrcSubnet,
-            key("203.0.113.0/24"),
+            "203.0.113.0/24",
             AttackClass::FragmentFlood,
             &[],
             None,
@@ -516,15 +502,8 @@ mod tests {
         // a TCP flood key whose sampled packets were UDP-dominated: the UDP fields would make a
         // TCP rule match nothing
         let s = sig(proto::UDP, &[Field::Sport(53), Field::IpLen(100)]);
-        let r = rules(
-            Scope::DstHost,
-            key("198.51.100.10"),
-            AttackClass::TcpFlood,
-            &[],
-            Some(&s),
-        );
         assert_eq!(
-            r[0].components(),
+            victim_rules(AttackClass::TcpFlood, &[], Some(&s))[0].components(),
             "destination 198.51.100.10/32; protocol =tcp;"
         );
     }
