@@ -393,10 +393,15 @@ mod tests {
     const VICTIM: [u8; 4] = [198, 51, 100, 10];
 
     pub(super) fn syn(ts: u64, src: u32) -> PacketSummary {
+        syn_to(ts, src, IpAddr::from(VICTIM))
+    }
+
+    /// A SYN to port 80 of `dst` from the IPv4 address `src` (its port derived from it).
+    pub(super) fn syn_to(ts: u64, src: u32, dst: IpAddr) -> PacketSummary {
         PacketSummary {
             ts: Timestamp(ts),
             src: IpAddr::from(src.to_be_bytes()),
-            dst: IpAddr::from(VICTIM),
+            dst,
             proto: proto::TCP,
             sport: (src % 60_000) as u16 + 1024,
             dport: 80,
@@ -449,6 +454,17 @@ mod tests {
     }
 
     fn udp(ts: u64, src: u32, sport: u16, fragment: Fragment) -> PacketSummary {
+        udp_to(ts, src, IpAddr::from(VICTIM), sport, fragment)
+    }
+
+    /// A 1500-byte UDP packet (or fragment) to port 4444 of `dst`.
+    pub(super) fn udp_to(
+        ts: u64,
+        src: u32,
+        dst: IpAddr,
+        sport: u16,
+        fragment: Fragment,
+    ) -> PacketSummary {
         PacketSummary {
             proto: proto::UDP,
             sport,
@@ -456,7 +472,7 @@ mod tests {
             tcp_flags: 0,
             fragment,
             wire_len: 1500,
-            ..syn(ts, src)
+            ..syn_to(ts, src, dst)
         }
     }
 
@@ -881,6 +897,21 @@ mod tests {
         assert!(victim_start(&out).is_none(), "{out:?}");
     }
 
+    /// 20 s of 200 SYN/s to the victim from `T0` on.
+    fn background_syns() -> Vec<PacketSummary> {
+        spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn)
+    }
+
+    /// Asserts the alert `a` (on `what`) started at most `max_ms` after `at`.
+    fn started_within(a: &AlertEvent, at: u64, max_ms: u64, what: &str) {
+        let after_ns = a.ts.0 - at;
+        assert!(
+            after_ns <= max_ms * 1_000_000,
+            "{what}: after {} ms",
+            after_ns / 1_000_000
+        );
+    }
+
     #[test]
     fn a_capture_shorter_than_the_window_is_judged_on_its_span() {
         // 4 000 SYNs in 25 ms and the capture ends: the sliding window would read 4 000/s over a
@@ -896,30 +927,26 @@ mod tests {
     #[test]
     fn a_flood_at_twice_the_threshold_over_background_starts_within_300_ms() {
         for offset_ms in [0u64, 33, 67] {
-            let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn); // 200/s
+            let mut packets = background_syns();
             let flood_at = T0 + 10 * Timestamp::NANOS_PER_SEC + offset_ms * 1_000_000;
             packets.extend(spread(flood_at, 5 * Timestamp::NANOS_PER_SEC, 10_000, syn));
             let out = replay_with(DetectConfig::default(), packets);
             let a = victim_start(&out).expect("the flood alerts");
-            assert!(
-                a.ts.0 - flood_at <= 300_000_000,
-                "offset {offset_ms} ms: {} ms",
-                (a.ts.0 - flood_at) / 1_000_000
-            );
+            started_within(a, flood_at, 300, &format!("offset {offset_ms} ms"));
         }
     }
 
     #[test]
     fn a_short_burst_far_above_the_floor_over_background_alerts() {
         // 10x the SYN floor for 50 ms over a steady 200 SYN/s: the full window never fills
-        let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+        let mut packets = background_syns();
         let at = T0 + 10 * Timestamp::NANOS_PER_SEC + 61_000_000;
         packets.extend(spread(at, 50_000_000, 500, syn));
         let out = replay_with(DetectConfig::default(), packets.clone());
         let a = victim_start(&out).expect("the burst alerts");
-        assert!(a.ts.0 - at <= 300_000_000);
+        started_within(a, at, 300, "the burst");
         // a burst of 3x for 50 ms does not reach 1.5x over the short window
-        let mut calm = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+        let mut calm = background_syns();
         calm.extend(spread(at, 50_000_000, 150, syn));
         assert!(victim_start(&replay_with(DetectConfig::default(), calm)).is_none());
     }
@@ -929,7 +956,7 @@ mod tests {
         // one source at 1.1x the SYN floor among a spoofed flood on the victim
         for rate in [1100u64, 1250, 1500] {
             let heavy = 0xcb00_7105u32;
-            let mut packets = spread(T0, 20 * Timestamp::NANOS_PER_SEC, 4000, syn);
+            let mut packets = background_syns();
             let at = T0 + 10 * Timestamp::NANOS_PER_SEC + 17_000_000;
             // the source was already talking to the victim (its key is not fresh)
             packets.extend(spread(T0, 10 * Timestamp::NANOS_PER_SEC, 1000, |ts, _| {
@@ -954,11 +981,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{rate}/s: no src_host alert"));
             assert_eq!(src.key, Key::host(IpAddr::from(heavy.to_be_bytes())));
             // its full window alone would take about a second at 1.1x
-            assert!(
-                src.ts.0 - at <= 600_000_000,
-                "{rate}/s: after {} ms",
-                (src.ts.0 - at) / 1_000_000
-            );
+            started_within(src, at, 600, &format!("{rate}/s"));
         }
     }
 

@@ -319,7 +319,7 @@ mod tests {
 
     use super::*;
     use crate::alert::{EndReason, EventKind};
-    use crate::decode::{proto, tcp_flags, Fragment, HeaderFields, PacketSummary};
+    use crate::decode::{proto, tcp_flags, Fragment, PacketSummary};
     use crate::detect::key_state::At;
 
     const T0: u64 = 1_764_079_200 * Timestamp::NANOS_PER_SEC;
@@ -331,20 +331,7 @@ mod tests {
     }
 
     fn pkt(ts: u64, src: u32, dst: u32) -> PacketSummary {
-        PacketSummary {
-            ts: Timestamp(ts),
-            src: ip(src),
-            dst: ip(dst),
-            proto: proto::TCP,
-            sport: (src % 60_000) as u16 + 1024,
-            dport: 80,
-            tcp_flags: tcp_flags::SYN,
-            tcp_num: 0,
-            wire_len: 60,
-            fragment: Fragment::None,
-            weight: 1,
-            hdr: HeaderFields::UNKNOWN,
-        }
+        crate::detect::tests::syn_to(ts, src, ip(dst))
     }
 
     /// A deterministic xorshift stream of numbers.
@@ -417,14 +404,8 @@ mod tests {
                 ),
             };
             v.push(PacketSummary {
-                proto: proto::UDP,
-                sport,
-                dport: 4444,
-                tcp_flags: 0,
-                fragment,
-                wire_len: 1500,
                 weight: if i % 10 == 0 { 8 } else { 1 },
-                ..pkt(ts, src, dst)
+                ..crate::detect::tests::udp_to(ts, src, ip(dst), sport, fragment)
             });
         }
         v.sort_by_key(|p| p.ts);
