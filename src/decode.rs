@@ -831,7 +831,7 @@ fn payload_fields(hdr: &mut HeaderFields, l4: &[u8], header_len: usize, l4_len: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::PacketBuilder;
+    use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const TS: Timestamp = Timestamp(1_000_000_000);
@@ -844,42 +844,44 @@ mod tests {
         Decoder.decode(link, frame, TS, 0)
     }
 
+    /// Asserts the decoder refuses `frame` of `link`, for the reason `why`.
+    #[track_caller]
+    fn assert_refused(link: LinkType, frame: &[u8], why: DecodeError) {
+        assert_eq!(decode(link, frame), Err(why));
+    }
+
+    /// The bytes an etherparse builder `write`s into an empty buffer.
+    fn built<E: std::fmt::Debug>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Vec<u8> {
+        let mut v = Vec::new();
+        write(&mut v).unwrap();
+        v
+    }
+
+    /// An IPv4 header from `SRC4` to `DST4`, for a transport to follow.
+    fn ipv4() -> PacketBuilderStep<IpHeaders> {
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+    }
+
+    /// An IPv6 header from `SRC6` to `DST6`, for a transport to follow.
+    fn ipv6() -> PacketBuilderStep<IpHeaders> {
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+    }
+
     /// IPv4 + TCP SYN 40000 → 80 with a 4-byte payload.
     fn ipv4_tcp_syn() -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64)
-            .tcp(40000, 80, 1, 1024)
-            .syn()
-            .write(&mut v, b"abcd")
-            .unwrap();
-        v
+        built(|v| ipv4().tcp(40000, 80, 1, 1024).syn().write(v, b"abcd"))
     }
 
     fn ipv4_udp() -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64)
-            .udp(5353, 53)
-            .write(&mut v, b"query")
-            .unwrap();
-        v
+        built(|v| ipv4().udp(5353, 53).write(v, b"query"))
     }
 
     fn ipv6_udp() -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv6(SRC6, DST6, 64)
-            .udp(1234, 443)
-            .write(&mut v, b"quic")
-            .unwrap();
-        v
+        built(|v| ipv6().udp(1234, 443).write(v, b"quic"))
     }
 
     fn ipv4_icmp() -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64)
-            .icmpv4_echo_request(1, 2)
-            .write(&mut v, b"ping")
-            .unwrap();
-        v
+        built(|v| ipv4().icmpv4_echo_request(1, 2).write(v, b"ping"))
     }
 
     fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
@@ -1010,12 +1012,9 @@ mod tests {
             assert_tcp_syn(&s);
         }
         let arp = eth_tagged(&[(0x88a8, 2001), (0x8100, 7)], 0x0806, &[0; 28]);
-        assert_eq!(decode(LinkType::ETHERNET, &arp), Err(DecodeError::NonIp));
+        assert_refused(LinkType::ETHERNET, &arp, DecodeError::NonIp);
         let cut = eth_tagged(&[(0x8100, 10)], 0x0800, &[]);
-        assert_eq!(
-            decode(LinkType::ETHERNET, &cut[..16]),
-            Err(DecodeError::TruncatedLink)
-        );
+        assert_refused(LinkType::ETHERNET, &cut[..16], DecodeError::TruncatedLink);
     }
 
     #[test]
@@ -1039,15 +1038,13 @@ mod tests {
         assert_tcp_syn(&s);
         // Ethernet pseudowire (control word 0) is not IP
         let pw = [0x00, 0x01, 0x01, 0x40, 0, 0, 0, 0];
-        assert_eq!(
-            decode(LinkType::ETHERNET, &eth(0x8847, &pw)),
-            Err(DecodeError::NonIp)
-        );
+        assert_refused(LinkType::ETHERNET, &eth(0x8847, &pw), DecodeError::NonIp);
         // no bottom-of-stack before the end
         let cut = [0x00, 0x01, 0x00, 0x40];
-        assert_eq!(
-            decode(LinkType::ETHERNET, &eth(0x8847, &cut)),
-            Err(DecodeError::TruncatedLink)
+        assert_refused(
+            LinkType::ETHERNET,
+            &eth(0x8847, &cut),
+            DecodeError::TruncatedLink,
         );
     }
 
@@ -1071,14 +1068,12 @@ mod tests {
         assert_tcp_syn(&decode(LinkType::LINUX_SLL2, &sll2).unwrap());
         let mut arp = sll2.clone();
         arp[0..2].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(decode(LinkType::LINUX_SLL2, &arp), Err(DecodeError::NonIp));
-        assert_eq!(
-            decode(LinkType::LINUX_SLL, &sll[..15]),
-            Err(DecodeError::TruncatedLink)
-        );
-        assert_eq!(
-            decode(LinkType::LINUX_SLL2, &sll2[..19]),
-            Err(DecodeError::TruncatedLink)
+        assert_refused(LinkType::LINUX_SLL2, &arp, DecodeError::NonIp);
+        assert_refused(LinkType::LINUX_SLL, &sll[..15], DecodeError::TruncatedLink);
+        assert_refused(
+            LinkType::LINUX_SLL2,
+            &sll2[..19],
+            DecodeError::TruncatedLink,
         );
     }
 
@@ -1089,20 +1084,14 @@ mod tests {
         for lt in [LinkType::RAW, LinkType(12), LinkType(14)] {
             assert_tcp_syn(&decode(lt, &ip4).unwrap());
             assert_eq!(decode(lt, &ip6).unwrap().proto, proto::UDP);
-            assert_eq!(decode(lt, &[0x50; 40]), Err(DecodeError::BadIpHeader));
+            assert_refused(lt, &[0x50; 40], DecodeError::BadIpHeader);
         }
         assert_tcp_syn(&decode(LinkType::IPV4, &ip4).unwrap());
-        assert_eq!(decode(LinkType::IPV4, &ip6), Err(DecodeError::BadIpHeader));
+        assert_refused(LinkType::IPV4, &ip6, DecodeError::BadIpHeader);
         assert_eq!(decode(LinkType::IPV6, &ip6).unwrap().dport, 443);
-        assert_eq!(decode(LinkType::IPV6, &ip4), Err(DecodeError::BadIpHeader));
-        assert_eq!(
-            decode(LinkType::IPV6, &ip6[..39]),
-            Err(DecodeError::TruncatedIp)
-        );
-        assert_eq!(
-            decode(LinkType::IPV6, &[0x45; 40]),
-            Err(DecodeError::BadIpHeader)
-        );
+        assert_refused(LinkType::IPV6, &ip4, DecodeError::BadIpHeader);
+        assert_refused(LinkType::IPV6, &ip6[..39], DecodeError::TruncatedIp);
+        assert_refused(LinkType::IPV6, &[0x45; 40], DecodeError::BadIpHeader);
     }
 
     #[test]
@@ -1124,28 +1113,28 @@ mod tests {
         }
         assert_tcp_syn(&decode(LinkType::LOOP, &with(2u32.to_be_bytes(), &ip4)).unwrap());
         // LOOP is network order only
-        assert_eq!(
-            decode(LinkType::LOOP, &with(2u32.to_le_bytes(), &ip4)),
-            Err(DecodeError::NonIp)
+        assert_refused(
+            LinkType::LOOP,
+            &with(2u32.to_le_bytes(), &ip4),
+            DecodeError::NonIp,
         );
-        assert_eq!(
-            decode(LinkType::NULL, &with(7u32.to_le_bytes(), &ip4)),
-            Err(DecodeError::NonIp)
+        assert_refused(
+            LinkType::NULL,
+            &with(7u32.to_le_bytes(), &ip4),
+            DecodeError::NonIp,
         );
-        assert_eq!(
-            decode(LinkType::NULL, &[2, 0, 0]),
-            Err(DecodeError::TruncatedLink)
-        );
+        assert_refused(LinkType::NULL, &[2, 0, 0], DecodeError::TruncatedLink);
     }
 
     #[test]
     fn unsupported_link_type_and_empty() {
-        assert_eq!(
-            decode(LinkType(239), &[1, 2, 3]),
-            Err(DecodeError::UnsupportedLinkType(239))
+        assert_refused(
+            LinkType(239),
+            &[1, 2, 3],
+            DecodeError::UnsupportedLinkType(239),
         );
-        assert_eq!(decode(LinkType::ETHERNET, &[]), Err(DecodeError::Empty));
-        assert_eq!(decode(LinkType(239), &[]), Err(DecodeError::Empty));
+        assert_refused(LinkType::ETHERNET, &[], DecodeError::Empty);
+        assert_refused(LinkType(239), &[], DecodeError::Empty);
     }
 
     /// Sets the IPv4 flags/fragment-offset field and fixes nothing else (decode ignores checksums).
@@ -1191,33 +1180,24 @@ mod tests {
     fn ipv4_header_checks() {
         let mut ip = ipv4_tcp_syn();
         ip[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(decode(LinkType::RAW, &ip), Err(DecodeError::BadIpHeader));
+        assert_refused(LinkType::RAW, &ip, DecodeError::BadIpHeader);
         let mut ip = ipv4_tcp_syn();
         ip[0] = 0x44; // IHL 4
-        assert_eq!(decode(LinkType::RAW, &ip), Err(DecodeError::BadIpHeader));
+        assert_refused(LinkType::RAW, &ip, DecodeError::BadIpHeader);
         let mut ip = ipv4_tcp_syn();
         ip[0] = 0x4f; // IHL 15: 60 bytes, longer than the packet's 44
-        assert_eq!(decode(LinkType::IPV4, &ip), Err(DecodeError::TruncatedIp));
+        assert_refused(LinkType::IPV4, &ip, DecodeError::TruncatedIp);
         // total length longer than captured (snaplen) is fine
         let mut ip = ipv4_tcp_syn();
         ip[2..4].copy_from_slice(&1500u16.to_be_bytes());
         assert_tcp_syn(&decode(LinkType::RAW, &ip).unwrap());
         // snaplen cut right after the IP header
         let ip = ipv4_tcp_syn();
-        assert_eq!(
-            decode(LinkType::RAW, &ip[..20]),
-            Err(DecodeError::TruncatedTransport)
-        );
-        assert_eq!(
-            decode(LinkType::RAW, &ip[..33]),
-            Err(DecodeError::TruncatedTransport)
-        );
+        assert_refused(LinkType::RAW, &ip[..20], DecodeError::TruncatedTransport);
+        assert_refused(LinkType::RAW, &ip[..33], DecodeError::TruncatedTransport);
         assert_tcp_syn(&decode(LinkType::RAW, &ip[..34]).unwrap());
         let udp = ipv4_udp();
-        assert_eq!(
-            decode(LinkType::RAW, &udp[..27]),
-            Err(DecodeError::TruncatedTransport)
-        );
+        assert_refused(LinkType::RAW, &udp[..27], DecodeError::TruncatedTransport);
         assert_eq!(decode(LinkType::RAW, &udp[..28]).unwrap().dport, 53);
     }
 
@@ -1256,10 +1236,7 @@ mod tests {
         assert_eq!(s.tcp_flags, tcp_flags::SYN | tcp_flags::ACK);
         assert_eq!(s.fragment, Fragment::None);
         // cut inside the routing header
-        assert_eq!(
-            decode(LinkType::IPV6, &ip[..50]),
-            Err(DecodeError::TruncatedIp)
-        );
+        assert_refused(LinkType::IPV6, &ip[..50], DecodeError::TruncatedIp);
         // no next header
         let s = decode(LinkType::IPV6, &ipv6_with(59, &[], &[])).unwrap();
         assert_eq!((s.proto, s.sport), (59, 0));
@@ -1267,9 +1244,10 @@ mod tests {
         let chain: Vec<u8> = std::iter::repeat_n([0u8, 0, 0, 0, 0, 0, 0, 0], 40)
             .flatten()
             .collect();
-        assert_eq!(
-            decode(LinkType::IPV6, &ipv6_with(0, &chain, &[])),
-            Err(DecodeError::BadIpHeader)
+        assert_refused(
+            LinkType::IPV6,
+            &ipv6_with(0, &chain, &[]),
+            DecodeError::BadIpHeader,
         );
     }
 
