@@ -210,6 +210,13 @@ mod tests {
         HeadKind::Http1 { method, complete }
     }
 
+    /// Asserts `text` gives no head.
+    #[track_caller]
+    fn assert_refused(text: &[u8]) {
+        let shown = String::from_utf8_lossy(text);
+        assert_eq!(parse_head(text), None, "{shown:?}");
+    }
+
     #[test]
     fn a_browser_head_gives_path_host_user_agent_and_its_end() {
         let head = parse_head(BROWSER_GET).unwrap();
@@ -278,12 +285,7 @@ mod tests {
             b"GET / HTTP/1.1x",
             b"GET / HTTP/1.\r",
         ] {
-            assert_eq!(
-                parse_head(text),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(text)
-            );
+            assert_refused(text);
         }
     }
 
@@ -369,12 +371,7 @@ mod tests {
             b"POST",
             b"DELETE",
         ] {
-            assert_eq!(
-                parse_head(text),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(text)
-            );
+            assert_refused(text);
         }
     }
 
