@@ -735,6 +735,22 @@ mod tests {
         out
     }
 
+    /// What a NetFlow v5 datagram (sent at 1 000 s) arriving at 50 s gives at once.
+    fn feed_v5(
+        t: &mut Telemetry,
+        uptime_ms: u32,
+        sampling: u16,
+        recs: &[netflow::build::Rec],
+    ) -> Vec<PacketSummary> {
+        let datagram = netflow::build::v5(1_000, uptime_ms, sampling, recs);
+        feed(t, 50 * SEC, &datagram)
+    }
+
+    /// The packets the summaries stand for.
+    fn packets(summaries: &[PacketSummary]) -> u64 {
+        summaries.iter().map(|p| u64::from(p.weight)).sum()
+    }
+
     #[test]
     fn sflow_samples_become_weighted_summaries_and_gaps_are_lost_samples() {
         let frame = syn_frame();
@@ -785,14 +801,13 @@ mod tests {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // 60 000 packets over the 60 s before export (a 60-s active timeout), exported at 1 000 s
         let rec = netflow::build::tcp(0x12 | 0x01, 60_000, 3_600_000, 40_000, 100_000);
-        let d = netflow::build::v5(1_000, 100_000, 0, &[rec]);
-        let now = feed(&mut t, 50 * SEC, &d);
+        let now = feed_v5(&mut t, 100_000, 0, &[rec]);
         assert!(now.iter().all(|p| p.ts == Timestamp(50 * SEC)));
         // a flow record has no per-packet header fields
         assert!(now
             .iter()
             .all(|p| p.hdr == crate::decode::HeaderFields::UNKNOWN));
-        let at_once: u64 = now.iter().map(|p| u64::from(p.weight)).sum();
+        let at_once = packets(&now);
         assert!(at_once <= 1000, "{at_once} packets at arrival: a burst");
         assert_eq!(
             now[0].tcp_flags,
@@ -803,13 +818,13 @@ mod tests {
         assert_eq!(t.stats().late_packets, 60_000);
         let mut rest = Vec::new();
         t.advance(Timestamp(51 * SEC), &mut rest);
-        let first_second: u64 = at_once + rest.iter().map(|p| u64::from(p.weight)).sum::<u64>();
+        let first_second = at_once + packets(&rest);
         assert!(
             (900..=2_000).contains(&first_second),
             "{first_second} in the first second"
         );
         t.finish(&mut rest);
-        let all: u64 = at_once + rest.iter().map(|p| u64::from(p.weight)).sum::<u64>();
+        let all = at_once + packets(&rest);
         assert_eq!(all, 60_000);
         assert!(rest.last().is_some_and(|p| p.ts.0 >= 109 * SEC));
     }
@@ -819,23 +834,19 @@ mod tests {
         let mut t = Telemetry::new(TelemetryConfig::default());
         // a SYN flow from uptime 100 s to 102 s, in a datagram exported at uptime 100 s
         let rec = netflow::build::tcp(0x02, 2_000, 80_000, 100_000, 102_000);
-        let out = feed(
-            &mut t,
-            50 * SEC,
-            &netflow::build::v5(1_000, 100_000, 0, &[rec]),
-        );
-        let now: u64 = out.iter().map(|p| u64::from(p.weight)).sum();
+        let out = feed_v5(&mut t, 100_000, 0, &[rec]);
+        let now = packets(&out);
         assert!(now <= 100, "{now} packets counted at once");
         let mut later = Vec::new();
         t.advance(Timestamp(51 * SEC), &mut later);
-        let mid: u64 = later.iter().map(|p| u64::from(p.weight)).sum();
+        let mid = packets(&later);
         assert!(
             (900..=1100).contains(&mid),
             "{mid} released in the first second"
         );
         assert!(later.windows(2).all(|w| w[0].ts <= w[1].ts));
         t.finish(&mut later);
-        let all: u64 = now + later.iter().map(|p| u64::from(p.weight)).sum::<u64>();
+        let all = now + packets(&later);
         assert_eq!(all, 2_000);
         assert!(later.iter().all(|p| p.tcp_flags == tcp_flags::SYN));
     }
@@ -844,11 +855,7 @@ mod tests {
     fn a_one_packet_flow_in_the_future_waits_for_its_time() {
         let mut t = Telemetry::new(TelemetryConfig::default());
         let rec = netflow::build::tcp(0x02, 1, 60, 103_000, 103_000);
-        let out = feed(
-            &mut t,
-            50 * SEC,
-            &netflow::build::v5(1_000, 100_000, 0, &[rec]),
-        );
+        let out = feed_v5(&mut t, 100_000, 0, &[rec]);
         assert!(out.is_empty());
         let mut later = Vec::new();
         t.finish(&mut later);
@@ -860,12 +867,8 @@ mod tests {
     fn a_record_claiming_absurd_packet_counts_is_clamped_to_a_few_summaries() {
         let mut t = Telemetry::new(TelemetryConfig::default());
         let rec = netflow::build::udp(u32::MAX, u32::MAX, 1, 2);
-        let out = feed(
-            &mut t,
-            50 * SEC,
-            &netflow::build::v5(1_000, 2, 0x3fff, &[rec; 30]),
-        );
-        let fed: u64 = out.iter().map(|p| u64::from(p.weight)).sum();
+        let out = feed_v5(&mut t, 2, 0x3fff, &[rec; 30]);
+        let fed = packets(&out);
         assert_eq!(fed, 30 << 34);
         assert!(out.len() <= 30 * 5, "{} summaries", out.len());
         assert_eq!(t.stats().records_clamped, 30);
@@ -877,13 +880,9 @@ mod tests {
         // record ends a day before export; sampling rate 2^14 − 1 in the header is fine, the
         // options of another exporter say 0
         let rec = netflow::build::udp(10, 1000, 1, 2);
-        let out = feed(
-            &mut t,
-            50 * SEC,
-            &netflow::build::v5(1_000, 86_400_002, 0, &[rec]),
-        );
+        let out = feed_v5(&mut t, 86_400_002, 0, &[rec]);
         assert_eq!(t.stats().clock_absurd, 1);
-        assert_eq!(out.iter().map(|p| u64::from(p.weight)).sum::<u64>(), 10);
+        assert_eq!(packets(&out), 10);
         let d = netflow::build::v9(1_000, 1_000, 1, true, Some(0), &[rec]);
         let _ = feed(&mut t, 51 * SEC, &d);
         assert_eq!(t.stats().bad_sampling, 1);
