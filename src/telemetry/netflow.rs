@@ -5,7 +5,7 @@
 //! announce.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use foldhash::fast::FixedState;
 
@@ -490,26 +490,10 @@ impl Values {
             6 => self.tcp_flags = n().unwrap_or(0) as u8,
             7 => self.sport = n().unwrap_or(0) as u16,
             11 => self.dport = n().unwrap_or(0) as u16,
-            8 | 12 => {
-                if let Ok(b) = <[u8; 4]>::try_from(v) {
-                    let ip = Some(IpAddr::V4(Ipv4Addr::from(b)));
-                    if id == 8 {
-                        self.src = ip;
-                    } else {
-                        self.dst = ip;
-                    }
-                }
-            }
-            27 | 28 => {
-                if let Ok(b) = <[u8; 16]>::try_from(v) {
-                    let ip = Some(IpAddr::V6(Ipv6Addr::from(b)));
-                    if id == 27 {
-                        self.src = ip;
-                    } else {
-                        self.dst = ip;
-                    }
-                }
-            }
+            8 => self.src = addr::<4>(v).or(self.src),
+            12 => self.dst = addr::<4>(v).or(self.dst),
+            27 => self.src = addr::<16>(v).or(self.src),
+            28 => self.dst = addr::<16>(v).or(self.dst),
             22 => self.up_first = n().map(|x| x as u32),
             21 => self.up_last = n().map(|x| x as u32),
             150 => self.abs_first = n().map(secs_ms),
@@ -585,6 +569,14 @@ fn to_i64(x: u64) -> i64 {
 /// Seconds as ms, saturating.
 fn secs_ms(s: u64) -> i64 {
     to_i64(s).saturating_mul(1000)
+}
+
+/// The address in a field of `N` bytes (4: IPv4, 16: IPv6); `None` for a field of another length.
+fn addr<const N: usize>(v: &[u8]) -> Option<IpAddr>
+where
+    IpAddr: From<[u8; N]>,
+{
+    <[u8; N]>::try_from(v).ok().map(IpAddr::from)
 }
 
 /// An NTP timestamp (seconds since 1900 in the high 32 bits) as ms since the Unix epoch.
