@@ -612,7 +612,7 @@ fn flow_flags(f: u8) -> u8 {
 /// The kind of a datagram from its first bytes.
 fn recognise(payload: &[u8]) -> Result<u8, Malformed> {
     let mut c = wire::Cursor::new(payload);
-    let word = c.u32().ok_or(Malformed::Truncated)?;
+    let word = c.u32()?;
     if word == 5 {
         return Ok(KIND_SFLOW);
     }

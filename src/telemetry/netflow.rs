@@ -128,14 +128,14 @@ pub(super) fn parse_v5(
     on_record: &mut dyn FnMut(&FlowRecord),
 ) -> Result<(), Malformed> {
     let mut c = Cursor::new(payload);
-    let _version = c.u16().ok_or(Malformed::Truncated)?;
-    let count = c.u16().ok_or(Malformed::Truncated)?;
-    let uptime = c.u32().ok_or(Malformed::Truncated)?;
-    let secs = c.u32().ok_or(Malformed::Truncated)?;
-    let nsecs = c.u32().ok_or(Malformed::Truncated)?;
-    let _sequence = c.u32().ok_or(Malformed::Truncated)?;
-    let _engine = c.u16().ok_or(Malformed::Truncated)?;
-    let sampling = c.u16().ok_or(Malformed::Truncated)?;
+    let _version = c.u16()?;
+    let count = c.u16()?;
+    let uptime = c.u32()?;
+    let secs = c.u32()?;
+    let nsecs = c.u32()?;
+    let _sequence = c.u32()?;
+    let _engine = c.u16()?;
+    let sampling = c.u16()?;
     if count > MAX_V5_RECORDS {
         return Err(Malformed::BadCount);
     }
@@ -143,20 +143,20 @@ pub(super) fn parse_v5(
     // top two bits: sampling mode; the low 14: the interval (0: unsampled)
     let sampling = sampling_rate(u64::from(sampling & 0x3fff).max(1), counts);
     for _ in 0..count {
-        let mut r = Cursor::new(c.take(48).ok_or(Malformed::Truncated)?);
-        let (Some(src), Some(dst)) = (r.ipv4(), r.ipv4()) else {
+        let mut r = Cursor::new(c.take(48)?);
+        let (Ok(src), Ok(dst)) = (r.ipv4(), r.ipv4()) else {
             return Err(Malformed::Truncated);
         };
-        r.skip(8).ok_or(Malformed::Truncated)?; // next hop, input and output interfaces
-        let packets = r.u32().ok_or(Malformed::Truncated)?;
-        let bytes = r.u32().ok_or(Malformed::Truncated)?;
-        let first = r.u32().ok_or(Malformed::Truncated)?;
-        let last = r.u32().ok_or(Malformed::Truncated)?;
-        let sport = r.u16().ok_or(Malformed::Truncated)?;
-        let dport = r.u16().ok_or(Malformed::Truncated)?;
-        r.skip(1).ok_or(Malformed::Truncated)?;
-        let tcp_flags = r.u8().ok_or(Malformed::Truncated)?;
-        let proto = r.u8().ok_or(Malformed::Truncated)?;
+        r.skip(8)?; // next hop, input and output interfaces
+        let packets = r.u32()?;
+        let bytes = r.u32()?;
+        let first = r.u32()?;
+        let last = r.u32()?;
+        let sport = r.u16()?;
+        let dport = r.u16()?;
+        r.skip(1)?;
+        let tcp_flags = r.u8()?;
+        let proto = r.u8()?;
         counts.records += 1;
         on_record(&FlowRecord {
             src: IpAddr::V4(src),
@@ -211,14 +211,14 @@ pub(super) fn parse_templated(
     on_record: &mut dyn FnMut(&FlowRecord),
 ) -> Result<(), Malformed> {
     let mut c = Cursor::new(payload);
-    let version = c.u16().ok_or(Malformed::Truncated)?;
+    let version = c.u16()?;
     let (dialect, export_ms, domain, end) = match version {
         9 => {
-            let _count = c.u16().ok_or(Malformed::Truncated)?;
-            let uptime = c.u32().ok_or(Malformed::Truncated)?;
-            let secs = c.u32().ok_or(Malformed::Truncated)?;
-            let _seq = c.u32().ok_or(Malformed::Truncated)?;
-            let source_id = c.u32().ok_or(Malformed::Truncated)?;
+            let _count = c.u16()?;
+            let uptime = c.u32()?;
+            let secs = c.u32()?;
+            let _seq = c.u32()?;
+            let source_id = c.u32()?;
             (
                 Dialect::V9 { uptime },
                 i64::from(secs) * 1000,
@@ -227,10 +227,10 @@ pub(super) fn parse_templated(
             )
         }
         10 => {
-            let len = usize::from(c.u16().ok_or(Malformed::Truncated)?);
-            let secs = c.u32().ok_or(Malformed::Truncated)?;
-            let _seq = c.u32().ok_or(Malformed::Truncated)?;
-            let domain = c.u32().ok_or(Malformed::Truncated)?;
+            let len = usize::from(c.u16()?);
+            let secs = c.u32()?;
+            let _seq = c.u32()?;
+            let domain = c.u32()?;
             if len < 16 || len > payload.len() {
                 return Err(Malformed::BadLength);
             }
@@ -250,7 +250,7 @@ pub(super) fn parse_templated(
     let mut data: Vec<(u16, &[u8])> = Vec::new();
     let mut result = Ok(());
     while c.remaining() >= 4 {
-        let (Some(set_id), Some(len)) = (c.u16(), c.u16()) else {
+        let (Ok(set_id), Ok(len)) = (c.u16(), c.u16()) else {
             result = Err(Malformed::Truncated);
             break;
         };
@@ -259,7 +259,7 @@ pub(super) fn parse_templated(
             result = Err(Malformed::BadLength);
             break;
         }
-        let Some(set) = c.take(len - 4) else {
+        let Ok(set) = c.take(len - 4) else {
             result = Err(Malformed::BadLength);
             break;
         };
@@ -303,19 +303,19 @@ fn template_set(
     let mut c = Cursor::new(set);
     // a record needs at least its id and a count; the rest is padding
     while c.remaining() >= 4 {
-        let id = c.u16().ok_or(Malformed::Truncated)?;
+        let id = c.u16()?;
         let (fields, scope_fields) = match (h.dialect, options) {
             (Dialect::V9 { .. }, true) => {
-                let scope_len = c.u16().ok_or(Malformed::Truncated)?;
-                let option_len = c.u16().ok_or(Malformed::Truncated)?;
+                let scope_len = c.u16()?;
+                let option_len = c.u16()?;
                 ((scope_len / 4) + (option_len / 4), scope_len / 4)
             }
             (Dialect::Ipfix, true) => {
-                let n = c.u16().ok_or(Malformed::Truncated)?;
-                let scope = c.u16().ok_or(Malformed::Truncated)?;
+                let n = c.u16()?;
+                let scope = c.u16()?;
                 (n, scope)
             }
-            (_, false) => (c.u16().ok_or(Malformed::Truncated)?, 0),
+            (_, false) => (c.u16()?, 0),
         };
         if id < 256 {
             if id == 0 && fields == 0 {
@@ -336,11 +336,11 @@ fn template_set(
         let mut list = Vec::with_capacity(usize::from(fields));
         let mut min_len = 0usize;
         for _ in 0..fields {
-            let raw = c.u16().ok_or(Malformed::Truncated)?;
-            let len = c.u16().ok_or(Malformed::Truncated)?;
+            let raw = c.u16()?;
+            let len = c.u16()?;
             let enterprise = h.dialect == Dialect::Ipfix && raw & 0x8000 != 0;
             if enterprise {
-                c.skip(4).ok_or(Malformed::Truncated)?;
+                c.skip(4)?;
             }
             if len == 65535 && h.dialect != Dialect::Ipfix {
                 return Err(Malformed::BadField);
@@ -388,14 +388,14 @@ fn data_set(
         let mut rec = Values::default();
         for f in t.fields.iter() {
             let len = if f.len == 65535 {
-                match c.u8().ok_or(Malformed::Truncated)? {
-                    255 => usize::from(c.u16().ok_or(Malformed::Truncated)?),
+                match c.u8()? {
+                    255 => usize::from(c.u16()?),
                     n => usize::from(n),
                 }
             } else {
                 usize::from(f.len)
             };
-            let v = c.take(len).ok_or(Malformed::BadLength)?;
+            let v = c.part(len)?;
             if !f.enterprise {
                 rec.set(f.id, v);
             }

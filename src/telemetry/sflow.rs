@@ -47,28 +47,27 @@ pub(super) trait Visitor {
 /// visited.
 pub(super) fn parse(payload: &[u8], v: &mut impl Visitor) -> Result<(), Malformed> {
     let mut c = Cursor::new(payload);
-    let version = c.u32().ok_or(Malformed::Truncated)?;
+    let version = c.u32()?;
     if version != 5 {
         return Err(Malformed::UnknownVersion);
     }
-    let agent = match c.u32().ok_or(Malformed::Truncated)? {
+    let agent = match c.u32()? {
         1 => c.ipv4().map(IpAddr::V4),
         2 => c.ipv6().map(IpAddr::V6),
         _ => return Err(Malformed::BadField),
-    }
-    .ok_or(Malformed::Truncated)?;
-    let sub_agent = c.u32().ok_or(Malformed::Truncated)?;
-    let _sequence = c.u32().ok_or(Malformed::Truncated)?;
-    let _uptime = c.u32().ok_or(Malformed::Truncated)?;
-    let samples = c.u32().ok_or(Malformed::Truncated)?;
+    }?;
+    let sub_agent = c.u32()?;
+    let _sequence = c.u32()?;
+    let _uptime = c.u32()?;
+    let samples = c.u32()?;
     if samples > MAX_COUNT {
         return Err(Malformed::BadCount);
     }
     v.header(Header { agent, sub_agent });
     for _ in 0..samples {
-        let format = c.u32().ok_or(Malformed::Truncated)?;
-        let len = c.u32().ok_or(Malformed::Truncated)? as usize;
-        let body = c.take(len).ok_or(Malformed::BadLength)?;
+        let format = c.u32()?;
+        let len = c.u32()? as usize;
+        let body = c.part(len)?;
         match format {
             1 => flow_sample(body, false, v)?,
             3 => flow_sample(body, true, v)?,
@@ -82,21 +81,20 @@ pub(super) fn parse(payload: &[u8], v: &mut impl Visitor) -> Result<(), Malforme
 /// A flow sample (format 1) or an expanded one (format 3).
 fn flow_sample(body: &[u8], expanded: bool, v: &mut impl Visitor) -> Result<(), Malformed> {
     let mut c = Cursor::new(body);
-    let sequence = c.u32().ok_or(Malformed::Truncated)?;
+    let sequence = c.u32()?;
     let source_id = if expanded {
-        let kind = c.u32().ok_or(Malformed::Truncated)?;
-        let index = c.u32().ok_or(Malformed::Truncated)?;
+        let kind = c.u32()?;
+        let index = c.u32()?;
         (kind << 24) | (index & 0x00ff_ffff)
     } else {
-        c.u32().ok_or(Malformed::Truncated)?
+        c.u32()?
     };
-    let sampling_rate = c.u32().ok_or(Malformed::Truncated)?;
-    let _pool = c.u32().ok_or(Malformed::Truncated)?;
-    let _drops = c.u32().ok_or(Malformed::Truncated)?;
+    let sampling_rate = c.u32()?;
+    let _pool = c.u32()?;
+    let _drops = c.u32()?;
     // input and output interfaces: one word each, two when expanded
-    c.skip(if expanded { 16 } else { 8 })
-        .ok_or(Malformed::Truncated)?;
-    let records = c.u32().ok_or(Malformed::Truncated)?;
+    c.skip(if expanded { 16 } else { 8 })?;
+    let records = c.u32()?;
     if records > MAX_COUNT {
         return Err(Malformed::BadCount);
     }
@@ -106,16 +104,16 @@ fn flow_sample(body: &[u8], expanded: bool, v: &mut impl Visitor) -> Result<(), 
         sampling_rate,
     });
     for _ in 0..records {
-        let format = c.u32().ok_or(Malformed::Truncated)?;
-        let len = c.u32().ok_or(Malformed::Truncated)? as usize;
-        let rec = c.take(len).ok_or(Malformed::BadLength)?;
+        let format = c.u32()?;
+        let len = c.u32()? as usize;
+        let rec = c.part(len)?;
         if format == 1 {
             let mut r = Cursor::new(rec);
-            let protocol = r.u32().ok_or(Malformed::Truncated)?;
-            let frame_length = r.u32().ok_or(Malformed::Truncated)?;
-            let stripped = r.u32().ok_or(Malformed::Truncated)?;
-            let header_len = r.u32().ok_or(Malformed::Truncated)? as usize;
-            let header = r.take(header_len).ok_or(Malformed::BadLength)?;
+            let protocol = r.u32()?;
+            let frame_length = r.u32()?;
+            let stripped = r.u32()?;
+            let header_len = r.u32()? as usize;
+            let header = r.part(header_len)?;
             v.raw_header(protocol, frame_length, stripped, header);
         } else {
             v.other_record();

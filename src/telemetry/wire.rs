@@ -1,7 +1,12 @@
-//! Bounds-checked big-endian reading of datagrams: every read says `None` past the end, so a field
-//! length or count chosen by the sender can never index outside the buffer.
+//! Bounds-checked big-endian reading of datagrams: every read fails with
+//! [`Malformed::Truncated`] past the end, so a field length or count chosen by the sender can never
+//! index outside the buffer.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::Malformed;
+
+type R<T> = Result<T, Malformed>;
 
 /// A read position in a byte slice.
 #[derive(Clone, Copy, Debug)]
@@ -21,42 +26,47 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `n` bytes, consumed.
-    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.buf.get(self.at..end)?;
+    pub fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.at.checked_add(n).ok_or(Malformed::Truncated)?;
+        let s = self.buf.get(self.at..end).ok_or(Malformed::Truncated)?;
         self.at = end;
-        Some(s)
+        Ok(s)
     }
 
-    pub fn skip(&mut self, n: usize) -> Option<()> {
+    /// The next `n` bytes of a part whose length the sender gave: [`Malformed::BadLength`] when it
+    /// runs past the end.
+    pub fn part(&mut self, n: usize) -> R<&'a [u8]> {
+        self.take(n).map_err(|_| Malformed::BadLength)
+    }
+
+    pub fn skip(&mut self, n: usize) -> R<()> {
         self.take(n).map(|_| ())
     }
 
-    pub fn u8(&mut self) -> Option<u8> {
-        self.take(1).and_then(|b| b.first().copied())
+    pub fn u8(&mut self) -> R<u8> {
+        self.array().map(u8::from_be_bytes)
     }
 
-    pub fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    pub fn u16(&mut self) -> R<u16> {
+        self.array().map(u16::from_be_bytes)
     }
 
-    pub fn u32(&mut self) -> Option<u32> {
+    pub fn u32(&mut self) -> R<u32> {
         self.array().map(u32::from_be_bytes)
     }
 
     /// The next `N` bytes as an array, consumed.
-    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
+    pub fn array<const N: usize>(&mut self) -> R<[u8; N]> {
+        self.take(N)?.try_into().map_err(|_| Malformed::Truncated)
     }
 
     /// The next 4 bytes as an IPv4 address.
-    pub fn ipv4(&mut self) -> Option<Ipv4Addr> {
+    pub fn ipv4(&mut self) -> R<Ipv4Addr> {
         self.array().map(Ipv4Addr::from)
     }
 
     /// The next 16 bytes as an IPv6 address.
-    pub fn ipv6(&mut self) -> Option<Ipv6Addr> {
+    pub fn ipv6(&mut self) -> R<Ipv6Addr> {
         self.array().map(Ipv6Addr::from)
     }
 }
@@ -77,17 +87,17 @@ mod tests {
     #[test]
     fn reads_stop_at_the_end() {
         let mut c = Cursor::new(&[0, 1, 0, 0, 0, 2, 9]);
-        assert_eq!(c.u16(), Some(1));
-        assert_eq!(c.u32(), Some(2));
+        assert_eq!(c.u16(), Ok(1));
+        assert_eq!(c.u32(), Ok(2));
         assert_eq!(c.remaining(), 1);
-        assert_eq!(c.u16(), None);
-        assert_eq!(c.u8(), Some(9));
-        assert_eq!(c.u8(), None);
-        assert_eq!(c.take(usize::MAX), None);
+        assert_eq!(c.u16(), Err(Malformed::Truncated));
+        assert_eq!(c.u8(), Ok(9));
+        assert_eq!(c.u8(), Err(Malformed::Truncated));
+        assert_eq!(c.take(usize::MAX), Err(Malformed::Truncated));
         let mut c = Cursor::new(&[192, 0, 2, 1, 7]);
-        assert_eq!(c.ipv4(), Some(Ipv4Addr::new(192, 0, 2, 1)));
-        assert_eq!(c.ipv6(), None);
-        assert_eq!(c.array::<1>(), Some([7]));
+        assert_eq!(c.ipv4(), Ok(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(c.ipv6(), Err(Malformed::Truncated));
+        assert_eq!(c.array::<1>(), Ok([7]));
         assert_eq!(uint(&[1, 0]), Some(256));
         assert_eq!(uint(&[]), None);
         assert_eq!(uint(&[0; 9]), None);
