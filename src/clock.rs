@@ -55,10 +55,10 @@ pub struct Clock {
     now: Option<Timestamp>,
     /// Time of the next evaluation.
     next_tick: u64,
-    /// (start, end, number) of the window packets last fell in.
-    epoch_cache: (u64, u64, u64),
-    /// (start, end, number) of the tick packets last fell in.
-    tick_cache: (u64, u64, u64),
+    /// The window packets last fell in.
+    epoch_cache: Span,
+    /// The tick packets last fell in.
+    tick_cache: Span,
     /// (window number, packets in it so far).
     load: (u64, u64),
     stats: ClockStats,
@@ -74,8 +74,8 @@ impl Clock {
             gap_limit: (cfg.hold_down.as_nanos() as u64).saturating_add(2 * window_ns),
             now: None,
             next_tick: 0,
-            epoch_cache: (0, 0, 0),
-            tick_cache: (0, 0, 0),
+            epoch_cache: Span::default(),
+            tick_cache: Span::default(),
             load: (0, 0),
             stats: ClockStats::default(),
         }
@@ -201,28 +201,41 @@ impl Clock {
     /// The window number of `ts`, without a division for the many packets of one window.
     #[inline]
     pub fn epoch_of(&mut self, ts: Timestamp) -> u64 {
-        let (start, end, epoch) = self.epoch_cache;
-        if ts.0 >= start && ts.0 < end {
-            return epoch;
-        }
-        let epoch = ts.0 / self.window_ns;
-        let start = epoch.saturating_mul(self.window_ns);
-        self.epoch_cache = (start, start.saturating_add(self.window_ns), epoch);
-        epoch
+        self.epoch_cache.number_of(ts.0, self.window_ns)
     }
 
     /// The tick number of `ts` (evaluations happen at tick boundaries), cached like
     /// [`Clock::epoch_of`].
     #[inline]
     pub fn tick_of(&mut self, ts: Timestamp) -> u64 {
-        let (start, end, tick) = self.tick_cache;
-        if ts.0 >= start && ts.0 < end {
-            return tick;
+        self.tick_cache.number_of(ts.0, self.tick_ns)
+    }
+}
+
+/// The span `[start, end)` of one window or tick and its number: a cache that saves the division
+/// for the many packets that fall in the same one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u64,
+    end: u64,
+    number: u64,
+}
+
+impl Span {
+    /// The number of the `width`-long span `t` falls in, remembered for the next call.
+    #[inline]
+    fn number_of(&mut self, t: u64, width: u64) -> u64 {
+        if t >= self.start && t < self.end {
+            return self.number;
         }
-        let tick = ts.0 / self.tick_ns;
-        let start = tick.saturating_mul(self.tick_ns);
-        self.tick_cache = (start, start.saturating_add(self.tick_ns), tick);
-        tick
+        let number = t / width;
+        let start = number.saturating_mul(width);
+        *self = Span {
+            start,
+            end: start.saturating_add(width),
+            number,
+        };
+        number
     }
 }
 
