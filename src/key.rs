@@ -150,7 +150,8 @@ impl Key {
     }
 }
 
-fn mask32(prefix: u8) -> u32 {
+/// The netmask of an IPv4 prefix of `prefix` bits (at most 32).
+pub(crate) fn mask32(prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {
@@ -158,7 +159,8 @@ fn mask32(prefix: u8) -> u32 {
     }
 }
 
-fn mask128(prefix: u8) -> u128 {
+/// The netmask of an IPv6 prefix of `prefix` bits (at most 128).
+pub(crate) fn mask128(prefix: u8) -> u128 {
     if prefix == 0 {
         0
     } else {

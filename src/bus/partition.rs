@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use super::wire::{BatchHeader, BatchWriter};
 use crate::decode::PacketSummary;
+use crate::key::{mask128, mask32};
 use crate::time::Timestamp;
 
 /// The partitioning every node of a cluster shares.
@@ -42,24 +43,14 @@ impl Cluster {
     pub fn partition_of(&self, addr: IpAddr) -> u16 {
         let bits: u128 = match addr {
             IpAddr::V4(a) => {
-                let len = u32::from(self.subnet_v4.min(32));
-                let v = u32::from(a);
-                let masked = if len == 0 {
-                    0
-                } else {
-                    v & (u32::MAX << (32 - len))
-                };
+                let len = self.subnet_v4.min(32);
+                let masked = u32::from(a) & mask32(len);
                 // the family and length are mixed in, so 10.0.0.0/24 and ::a00:0/24 differ
                 u128::from(masked) | (4u128 << 120) | (u128::from(len) << 112)
             }
             IpAddr::V6(a) => {
-                let len = u32::from(self.subnet_v6.min(128));
-                let v = u128::from(a);
-                let masked = if len == 0 {
-                    0
-                } else {
-                    v & (u128::MAX << (128 - len))
-                };
+                let len = self.subnet_v6.min(128);
+                let masked = u128::from(a) & mask128(len);
                 // the low bits of a /64..=/112 prefix are zero: fold the high half in
                 masked ^ (u128::from(len) << 8) ^ 6
             }
