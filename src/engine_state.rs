@@ -307,23 +307,31 @@ impl<'a> Dec<'a> {
     pub(crate) fn key(&mut self) -> R<Key> {
         match self.u8("a key")? {
             4 => {
-                let addr = u32::from_le_bytes(self.array("an IPv4 key")?);
-                let prefix = self.u8("an IPv4 key")?;
-                if prefix > 32 {
-                    return Err(self.corrupt(format!("an IPv4 key has prefix length {prefix}")));
-                }
-                Ok(Key::V4 { addr, prefix })
+                let (addr, prefix) = self.prefix("an IPv4 key")?;
+                Ok(Key::V4 {
+                    addr: u32::from_le_bytes(addr),
+                    prefix,
+                })
             }
             6 => {
-                let addr = u128::from_le_bytes(self.array("an IPv6 key")?);
-                let prefix = self.u8("an IPv6 key")?;
-                if prefix > 128 {
-                    return Err(self.corrupt(format!("an IPv6 key has prefix length {prefix}")));
-                }
-                Ok(Key::V6 { addr, prefix })
+                let (addr, prefix) = self.prefix("an IPv6 key")?;
+                Ok(Key::V6 {
+                    addr: u128::from_le_bytes(addr),
+                    prefix,
+                })
             }
             t => Err(self.corrupt(format!("key family {t} is neither 4 nor 6"))),
         }
+    }
+
+    /// The `N` address bytes and the prefix length of a key, the length at most `8 * N` bits.
+    fn prefix<const N: usize>(&mut self, what: &'static str) -> R<([u8; N], u8)> {
+        let addr = self.array(what)?;
+        let prefix = self.u8(what)?;
+        if usize::from(prefix) > 8 * N {
+            return Err(self.corrupt(format!("{what} has prefix length {prefix}")));
+        }
+        Ok((addr, prefix))
     }
 
     /// Fails unless every byte was read.
