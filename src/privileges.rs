@@ -73,19 +73,11 @@ impl fmt::Display for Dropped {
 
 /// Looks up `user` and `group` (default: the user's primary group).
 pub fn resolve(user: &str, group: Option<&str>) -> Result<Target, PrivilegeError> {
-    let u = User::from_name(user)
-        .map_err(|source| PrivilegeError::Lookup {
-            what: format!("user {user}"),
-            source,
-        })?
+    let u = found(User::from_name(user), || format!("user {user}"))?
         .ok_or_else(|| PrivilegeError::NoUser(user.to_owned()))?;
     let (group, gid) = match group {
         Some(g) => {
-            let gr = Group::from_name(g)
-                .map_err(|source| PrivilegeError::Lookup {
-                    what: format!("group {g}"),
-                    source,
-                })?
+            let gr = found(Group::from_name(g), || format!("group {g}"))?
                 .ok_or_else(|| PrivilegeError::NoGroup(g.to_owned()))?;
             (gr.name, gr.gid)
         }
@@ -102,6 +94,17 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<Target, PrivilegeError
         uid: u.uid,
         group,
         gid,
+    })
+}
+
+/// A user or group lookup's answer, its failure named after `what` was looked up.
+fn found<T>(
+    answer: nix::Result<Option<T>>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<T>, PrivilegeError> {
+    answer.map_err(|source| PrivilegeError::Lookup {
+        what: what(),
+        source,
     })
 }
 
