@@ -148,10 +148,7 @@ impl<'a> ShardEvidence<'a> {
     /// hint; the sink's notice then does its work, later), and a start's key watched.
     pub fn events(&mut self, events: &[AlertEvent]) {
         for e in events {
-            let at = Mark {
-                seq: e.seq,
-                ts: e.ts,
-            };
+            let at = mark(e);
             let (id, scope, key) = (e.id.clone(), e.scope, e.key);
             let _ = match e.event {
                 EventKind::Start => {
@@ -698,6 +695,14 @@ pub(super) struct SinkEvidence<'a> {
     open: HashSet<String>,
 }
 
+/// Where the event `e` happened in the stream.
+fn mark(e: &AlertEvent) -> Mark {
+    Mark {
+        seq: e.seq,
+        ts: e.ts,
+    }
+}
+
 impl<'a> SinkEvidence<'a> {
     pub fn new(dir: PathBuf, shared: &'a EvidenceShared, tx: Sender<Notice>) -> SinkEvidence<'a> {
         SinkEvidence {
@@ -721,10 +726,7 @@ impl<'a> SinkEvidence<'a> {
                         id: e.id.clone(),
                         scope: e.scope,
                         key: e.key,
-                        at: Mark {
-                            seq: e.seq,
-                            ts: e.ts,
-                        },
+                        at: mark(e),
                     });
                 }
                 None
@@ -740,10 +742,7 @@ impl<'a> SinkEvidence<'a> {
                 id: e.id.clone(),
                 scope: e.scope,
                 key: e.key,
-                at: Mark {
-                    seq: e.seq,
-                    ts: e.ts,
-                },
+                at: mark(e),
             });
         };
         if self.tx.is_full() {
@@ -769,10 +768,7 @@ impl<'a> SinkEvidence<'a> {
             path,
             scope: e.scope,
             key: e.key,
-            at: Mark {
-                seq: e.seq,
-                ts: e.ts,
-            },
+            at: mark(e),
         };
         if self.tx.try_send(notice).is_err() {
             // filled by the shards since the look: no file after all
