@@ -195,20 +195,14 @@ pub fn run<W: Write + Send>(
     writer: EventWriter<W>,
     stop: &AtomicBool,
 ) -> Result<RunOutcome, PipelineError> {
-    run_with(source, detect, pipe, writer, stop, Integrations::default())
-}
-
-/// [`run`], also publishing metrics, feeding the alert hook and writing `stats` events as
-/// `integ` asks.
-pub fn run_with<W: Write + Send>(
-    source: &mut dyn FrameSource,
-    detect: &DetectConfig,
-    pipe: &PipelineConfig,
-    writer: EventWriter<W>,
-    stop: &AtomicBool,
-    integ: Integrations<'_>,
-) -> Result<RunOutcome, PipelineError> {
-    run_input(Input::One(source), detect, pipe, writer, stop, integ)
+    run_input(
+        Input::One(source),
+        detect,
+        pipe,
+        writer,
+        stop,
+        Integrations::default(),
+    )
 }
 
 /// What the pipeline reads.
@@ -226,7 +220,8 @@ pub enum Input<'s> {
     Many(Vec<Box<dyn FrameSource + Send>>),
 }
 
-/// [`run_with`] over any [`Input`].
+/// [`run`] over any [`Input`], also publishing metrics, feeding the alert hook and writing `stats`
+/// events as `integ` asks.
 pub fn run_input<W: Write + Send>(
     input: Input<'_>,
     detect: &DetectConfig,
