@@ -551,21 +551,12 @@ impl MultiFileSource {
         max: usize,
         each: &mut dyn FnMut(RawFrame<'_>),
     ) -> Result<Option<usize>, CaptureError> {
-        if self.current.is_none() {
-            let Some(path) = self.paths.get(self.index) else {
-                return Ok(None);
-            };
-            self.current = Some(FileSource::open(path)?);
-        }
-        let Some(current) = self.current.as_mut() else {
+        let Some(current) = self.open_current()? else {
             return Ok(None);
         };
         let n = current.next_frames(max, each)?;
         if n < max {
-            self.finished_stats.add(&current.stats());
-            self.finished_bytes += current.bytes_read();
-            self.current = None;
-            self.index += 1;
+            self.finish_current();
         }
         Ok(Some(n))
     }
@@ -573,23 +564,35 @@ impl MultiFileSource {
     #[inline]
     fn advance_inner(&mut self) -> Result<bool, CaptureError> {
         loop {
-            if self.current.is_none() {
-                let Some(path) = self.paths.get(self.index) else {
-                    return Ok(false);
-                };
-                self.current = Some(FileSource::open(path)?);
-            }
-            let Some(current) = self.current.as_mut() else {
+            let Some(current) = self.open_current()? else {
                 return Ok(false);
             };
             if current.advance()? {
                 return Ok(true);
             }
-            self.finished_stats.add(&current.stats());
-            self.finished_bytes += current.bytes_read();
-            self.current = None;
-            self.index += 1;
+            self.finish_current();
         }
+    }
+
+    /// The file being read, opened when none is; `None` when no file is left.
+    #[inline]
+    fn open_current(&mut self) -> Result<Option<&mut FileSource>, CaptureError> {
+        if self.current.is_none() {
+            let Some(path) = self.paths.get(self.index) else {
+                return Ok(None);
+            };
+            self.current = Some(FileSource::open(path)?);
+        }
+        Ok(self.current.as_mut())
+    }
+
+    /// Closes the file read to its end, its counters kept, and moves on to the next one.
+    fn finish_current(&mut self) {
+        if let Some(done) = self.current.take() {
+            self.finished_stats.add(&done.stats());
+            self.finished_bytes += done.bytes_read();
+        }
+        self.index += 1;
     }
 }
 
