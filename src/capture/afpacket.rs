@@ -630,50 +630,52 @@ fn fanout_id(fd: &OwnedFd) -> io::Result<u16> {
 
 /// Reads (and thereby resets) the kernel's counters of the socket.
 fn read_kernel_stats(fd: &OwnedFd) -> io::Result<libc::tpacket_stats_v3> {
-    let mut st = libc::tpacket_stats_v3 {
+    let zero = libc::tpacket_stats_v3 {
         tp_packets: 0,
         tp_drops: 0,
         tp_freeze_q_cnt: 0,
     };
-    let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-    // SAFETY: `st` and `len` are live locals; the kernel writes at most `len` bytes into `st` and
-    // updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            (&mut st as *mut libc::tpacket_stats_v3).cast::<c_void>(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(st)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    socket_option(fd, (libc::SOL_PACKET, libc::PACKET_STATISTICS), zero)
 }
 
 /// The pending error of the socket (`SO_ERROR`).
 fn socket_error(fd: &OwnedFd) -> io::Error {
-    let mut code: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `code` and `len` are live locals of the sizes the kernel is told.
+    let code: libc::c_int = 0;
+    match socket_option(fd, (libc::SOL_SOCKET, libc::SO_ERROR), code) {
+        Err(e) => e,
+        Ok(0) => io::Error::other("the socket reported an error condition"),
+        Ok(code) => io::Error::from_raw_os_error(code),
+    }
+}
+
+/// Plain C values the kernel may fill in from `getsockopt`: any bytes are a valid value.
+trait PlainOption: Copy {}
+impl PlainOption for libc::c_int {}
+impl PlainOption for libc::tpacket_stats_v3 {}
+
+/// The socket option (`level`, `name`), read into `value`.
+fn socket_option<T: PlainOption>(
+    fd: &OwnedFd,
+    (level, name): (libc::c_int, libc::c_int),
+    mut value: T,
+) -> io::Result<T> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals and `len` is `value`'s size: the kernel writes at
+    // most that many bytes into `value` (a plain C type, valid whatever they are) and updates
+    // `len`.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut code as *mut libc::c_int).cast::<c_void>(),
+            level,
+            name,
+            (&mut value as *mut T).cast::<c_void>(),
             &mut len,
         )
     };
-    if rc != 0 {
-        io::Error::last_os_error()
-    } else if code == 0 {
-        io::Error::other("the socket reported an error condition")
+    if rc == 0 {
+        Ok(value)
     } else {
-        io::Error::from_raw_os_error(code)
+        Err(io::Error::last_os_error())
     }
 }
 
