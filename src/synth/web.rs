@@ -250,6 +250,23 @@ impl Planner {
         client.port = client.port.wrapping_add(1);
     }
 
+    /// A flow to the victim's `port` that only opens, with `opening`, and sends nothing more: a
+    /// flooder's SYN or ping, a scanner's probe, a monitor's ping.
+    fn probe(&mut self, open_at: u64, client: Client, port: u16, opening: Opening, attack: bool) {
+        self.flows.push(ConnPlan {
+            open_at,
+            client,
+            server: self.victim,
+            port,
+            agent: Agent::HandshakeFlooder,
+            tls: false,
+            opening,
+            steps: Vec::new(),
+            attack,
+            seed: self.rng.next_u64(),
+        });
+    }
+
     /// `n` distinct hosts of 203.0.113.0/24 (1 ≤ n ≤ 254), the attackers.
     fn bots(&mut self, n: u64) -> Vec<u32> {
         let mut pool: Vec<u32> = (1..=254).collect();

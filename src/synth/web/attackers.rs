@@ -2,9 +2,9 @@
 //! connections, with TLS handshakes or with slowloris's unfinished heads; and quiet-host-syn's
 //! spoofed SYNs (with the pings that are its victim's whole normal).
 
-use super::conn::{Client, ConnPlan, Opening, Side, Step, What};
+use super::conn::{Client, Opening, Side, Step, What};
 use super::http::{Agent, Ask, Resource};
-use super::{arrivals, exp_gap, ms, Planner, Spoof, LEGIT_NET, MS, SECOND};
+use super::{arrivals, exp_gap, ms, Planner, Rng, Spoof, LEGIT_NET, MS, SECOND};
 
 /// slowloris opens its connections over this long.
 const SLOWLORIS_OPENING: u64 = 10 * SECOND;
@@ -156,31 +156,38 @@ impl Planner {
     /// (`sources` of them, in turn); a third are answered, a fifth of those reset by the address's
     /// real owner.
     pub(super) fn spoofed_syns(&mut self, rate: f64, sources: u64) {
+        let source_port = |r: &mut Rng| r.range(1024, 65535) as u16;
+        self.spoofed_flood(rate, sources, 443, source_port, |r| {
+            let answered = r.unit() < 1.0 / 3.0;
+            let reset = answered && r.unit() < 0.2;
+            Opening::Spoofed { answered, reset }
+        });
+    }
+
+    /// `rate` packets per second to the victim's `port` from spoofed sources (`sources` of them,
+    /// in turn) over the attack, each source port drawn by `source_port`, each opening by
+    /// `opening`.
+    pub(super) fn spoofed_flood(
+        &mut self,
+        rate: f64,
+        sources: u64,
+        port: u16,
+        source_port: impl Fn(&mut Rng) -> u16,
+        opening: impl Fn(&mut Rng) -> Opening,
+    ) {
         let (from, to) = self.attack;
         let mut spoof = Spoof::v4(sources, &mut self.rng);
         for t in arrivals(&mut self.rng, from, to - from, |t| rate * t) {
             let r = &mut self.rng;
             let client = Client {
                 addr: spoof.next(false).0,
-                port: r.range(1024, 65535) as u16,
+                port: source_port(r),
                 ttl: 40 + r.below(25) as u8,
                 linux: true,
                 rtt: ms(r, 30, 200),
             };
-            let answered = r.unit() < 1.0 / 3.0;
-            let reset = answered && r.unit() < 0.2;
-            self.flows.push(ConnPlan {
-                open_at: t,
-                client,
-                server: self.victim,
-                port: 443,
-                agent: Agent::HandshakeFlooder,
-                tls: false,
-                opening: Opening::Spoofed { answered, reset },
-                steps: Vec::new(),
-                attack: true,
-                seed: r.next_u64(),
-            });
+            let opening = opening(r);
+            self.probe(t, client, port, opening, true);
         }
     }
 
@@ -192,18 +199,7 @@ impl Planner {
         let mut seq = 0u16;
         while t < self.end {
             seq = seq.wrapping_add(1);
-            self.flows.push(ConnPlan {
-                open_at: t,
-                client: monitor,
-                server: self.victim,
-                port: 0,
-                agent: Agent::HandshakeFlooder,
-                tls: false,
-                opening: Opening::Ping { ident, seq },
-                steps: Vec::new(),
-                attack: false,
-                seed: self.rng.next_u64(),
-            });
+            self.probe(t, monitor, 0, Opening::Ping { ident, seq }, false);
             t += ms(&mut self.rng, 15_000, 25_000);
         }
     }

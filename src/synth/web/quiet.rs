@@ -1,9 +1,9 @@
 //! The quiet-host scenarios beside quiet-host-syn: a spoofed ICMP flood on the quiet host, and two
 //! look-alikes that must stay quiet — a port scan from one host, and a crowd of real connections.
 
-use super::conn::{Client, ConnPlan, Opening, Side, Step, What};
+use super::conn::{Client, Opening, Side, Step, What};
 use super::http::{Agent, Ask, Resource};
-use super::{arrivals, ms, Planner, Spoof};
+use super::{arrivals, ms, Planner, Rng};
 
 /// The ports a scanned quiet host answers on (the rest are filtered: no answer).
 const OPEN_PORTS: [u16; 3] = [22, 80, 443];
@@ -14,33 +14,11 @@ impl Planner {
     /// quiet-host-icmp: `rate` echo requests per second to the victim from spoofed sources
     /// (`sources` of them, in turn); the victim answers each.
     pub(super) fn spoofed_pings(&mut self, rate: f64, sources: u64) {
-        let (from, to) = self.attack;
-        let mut spoof = Spoof::v4(sources, &mut self.rng);
-        for t in arrivals(&mut self.rng, from, to - from, |t| rate * t) {
-            let r = &mut self.rng;
-            let client = Client {
-                addr: spoof.next(false).0,
-                port: 0,
-                ttl: 40 + r.below(25) as u8,
-                linux: true,
-                rtt: ms(r, 30, 200),
-            };
-            self.flows.push(ConnPlan {
-                open_at: t,
-                client,
-                server: self.victim,
-                port: 0,
-                agent: Agent::HandshakeFlooder,
-                tls: false,
-                opening: Opening::Ping {
-                    ident: r.next_u16(),
-                    seq: r.next_u16(),
-                },
-                steps: Vec::new(),
-                attack: true,
-                seed: r.next_u64(),
-            });
-        }
+        let opening = |r: &mut Rng| Opening::Ping {
+            ident: r.next_u16(),
+            seq: r.next_u16(),
+        };
+        self.spoofed_flood(rate, sources, 0, |_| 0, opening);
     }
 
     /// quiet-host-scan: one host sends `rate` SYNs per second to the victim's ports in turn (from
@@ -59,21 +37,11 @@ impl Planner {
                 port: self.rng.range(32_768, 60_999) as u16,
                 ..scanner
             };
-            self.flows.push(ConnPlan {
-                open_at: t,
-                client,
-                server: self.victim,
-                port,
-                agent: Agent::HandshakeFlooder,
-                tls: false,
-                opening: Opening::Spoofed {
-                    answered,
-                    reset: answered,
-                },
-                steps: Vec::new(),
-                attack: true,
-                seed: self.rng.next_u64(),
-            });
+            let opening = Opening::Spoofed {
+                answered,
+                reset: answered,
+            };
+            self.probe(t, client, port, opening, true);
         }
     }
 
