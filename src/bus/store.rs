@@ -299,6 +299,19 @@ impl JetStream {
         }
     }
 
+    /// Makes a bucket's stream `cfg` (or keeps the one there), waits until the server has set it
+    /// up, then opens the bucket with `open`.
+    fn open_bucket<T, E: std::error::Error + 'static>(
+        &self,
+        cfg: &Config,
+        what: &str,
+        open: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, NatsError> {
+        self.create_stream(cfg, what)?;
+        self.wait_ready(&cfg.name)?;
+        self.client.block_on(open).map_err(|e| self.error(what, &e))
+    }
+
     /// Waits until the server has set up stream `name`, so that it can be read, written and
     /// updated.
     ///
@@ -644,9 +657,8 @@ impl Kv {
     /// older servers (Debian's 2.9) do not answer.
     pub fn ensure(js: &JetStream, bucket: &str, storage: Storage) -> Result<Kv, NatsError> {
         let what = format!("opening key-value bucket {bucket}");
-        let stream = format!("KV_{bucket}");
         let cfg = Config {
-            name: stream.clone(),
+            name: format!("KV_{bucket}"),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
             storage: storage.nats(),
@@ -660,12 +672,7 @@ impl Kv {
         };
         // a bucket there with another layout (made by the nats tool, or by an older floodwatch)
         // is used as it is
-        js.create_stream(&cfg, &what)?;
-        js.wait_ready(&stream)?;
-        let store = js
-            .client
-            .block_on(js.ctx.get_key_value(bucket))
-            .map_err(|e| js.error(&what, &e))?;
+        let store = js.open_bucket(&cfg, &what, js.ctx.get_key_value(bucket))?;
         Ok(Kv {
             js: js.clone(),
             bucket: bucket.to_string(),
@@ -755,11 +762,10 @@ impl ObjectStore {
         storage: Storage,
     ) -> Result<ObjectStore, NatsError> {
         let what = format!("opening object store {bucket}");
-        let stream = format!("OBJ_{bucket}");
         // the layout of async-nats' own create_object_store; a bucket there with another one is
         // used as it is
         let cfg = Config {
-            name: stream.clone(),
+            name: format!("OBJ_{bucket}"),
             subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
             storage: storage.nats(),
             num_replicas: 1,
@@ -768,12 +774,7 @@ impl ObjectStore {
             allow_direct: true,
             ..Config::default()
         };
-        js.create_stream(&cfg, &what)?;
-        js.wait_ready(&stream)?;
-        let store = js
-            .client
-            .block_on(js.ctx.get_object_store(bucket))
-            .map_err(|e| js.error(&what, &e))?;
+        let store = js.open_bucket(&cfg, &what, js.ctx.get_object_store(bucket))?;
         Ok(ObjectStore {
             js: js.clone(),
             bucket: bucket.to_string(),
