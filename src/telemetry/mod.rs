@@ -43,7 +43,7 @@ use crate::decode::{tcp_flags, Decoder, Fragment, LinkType, PacketSummary};
 use crate::key::Key;
 use crate::time::Timestamp;
 
-use netflow::{FlowCounts, FlowRecord, Templates, MAX_SAMPLING_RATE};
+use netflow::{FlowRecord, Templates, MAX_SAMPLING_RATE};
 
 /// Why a datagram (or the rest of it) was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,14 +144,17 @@ pub struct TelemetryStats {
     pub sflow_headers_not_decoded: u64,
     /// Samples missing from sequence numbers (per agent, sub-agent and data source).
     pub sflow_lost_samples: u64,
+    /// NetFlow and IPFIX flow records.
     pub flow_records: u64,
     pub templates: u64,
+    /// Templates not kept: the exporter already has the most allowed.
     pub templates_refused: u64,
     pub templates_withdrawn: u64,
     /// Data sets whose template was never received.
     pub no_template: u64,
     pub options_records: u64,
-    /// Sampling rates of 0 or above 2^20 (taken as 1 or clamped).
+    /// Sampling rates of 0 or above 2^20 (taken as 1 or clamped), of sFlow samples and flow
+    /// records.
     pub bad_sampling: u64,
     /// Flow records whose times were absurd against the arrival (placed at arrival).
     pub clock_absurd: u64,
@@ -169,16 +172,6 @@ impl TelemetryStats {
     /// Datagrams not used in full.
     pub fn malformed_total(&self) -> u64 {
         self.malformed.iter().sum()
-    }
-
-    fn add_flow_counts(&mut self, c: &FlowCounts) {
-        self.flow_records += c.records;
-        self.templates += c.templates;
-        self.templates_refused += c.templates_refused;
-        self.templates_withdrawn += c.templates_withdrawn;
-        self.no_template += c.no_template;
-        self.options_records += c.options_records;
-        self.bad_sampling += c.bad_sampling;
     }
 }
 
@@ -383,12 +376,12 @@ impl Telemetry {
                 sflow::parse(d.payload, &mut v)
             }
             _ => {
-                let mut counts = FlowCounts::default();
+                let records_before = self.stats.flow_records;
                 let mut records = std::mem::take(&mut self.records);
                 records.clear();
                 let r = if kind == KIND_V5 {
                     self.stats.netflow5_datagrams += 1;
-                    netflow::parse_v5(d.payload, &mut counts, &mut |r| records.push(*r))
+                    netflow::parse_v5(d.payload, &mut self.stats, &mut |r| records.push(*r))
                 } else {
                     if kind == KIND_V9 {
                         self.stats.netflow9_datagrams += 1;
@@ -398,17 +391,16 @@ impl Telemetry {
                     netflow::parse_templated(
                         d.payload,
                         &mut exporter.templates,
-                        &mut counts,
+                        &mut self.stats,
                         &mut |r| records.push(*r),
                     )
                 };
-                exporter.units += counts.records;
+                exporter.units += self.stats.flow_records - records_before;
                 if kind == KIND_V5 {
                     if let Some(r) = records.first() {
                         exporter.sampling_rate = r.sampling;
                     }
                 }
-                self.stats.add_flow_counts(&counts);
                 // The exporter's clock against ours: the smallest (arrival − export time) seen,
                 // which network delay only makes larger. Applied only past two seconds, so an
                 // exporter within NTP's reach keeps its own (finer) times.

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use foldhash::fast::FixedState;
 
 use super::wire::{uint, Cursor};
-use super::Malformed;
+use super::{Malformed, TelemetryStats};
 
 /// Fields per template beyond which the template is taken as hostile.
 const MAX_FIELDS: u16 = 256;
@@ -42,21 +42,6 @@ pub(super) struct FlowRecord {
     pub later_fragment: bool,
     /// Packets per sampled packet (1: unsampled).
     pub sampling: u64,
-}
-
-/// What a datagram did besides yielding records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct FlowCounts {
-    pub records: u64,
-    pub templates: u64,
-    /// Templates not kept: the exporter already has the most allowed.
-    pub templates_refused: u64,
-    pub templates_withdrawn: u64,
-    /// Data records (sets) whose template was never received.
-    pub no_template: u64,
-    pub options_records: u64,
-    /// Sampling rates of 0 (taken as 1) or above [`MAX_SAMPLING_RATE`] (clamped).
-    pub bad_sampling: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,21 +95,21 @@ impl Templates {
         self.sampling.values().copied().max()
     }
 
-    fn define(&mut self, domain: u32, id: u16, t: Template, counts: &mut FlowCounts) {
+    fn define(&mut self, domain: u32, id: u16, t: Template, stats: &mut TelemetryStats) {
         let key = (domain, id);
         if !self.map.contains_key(&key) && self.map.len() >= self.cap {
-            counts.templates_refused += 1;
+            stats.templates_refused += 1;
             return;
         }
         self.map.insert(key, t);
-        counts.templates += 1;
+        stats.templates += 1;
     }
 }
 
 /// Parses a NetFlow v5 datagram.
 pub(super) fn parse_v5(
     payload: &[u8],
-    counts: &mut FlowCounts,
+    stats: &mut TelemetryStats,
     on_record: &mut dyn FnMut(&FlowRecord),
 ) -> Result<(), Malformed> {
     let mut c = Cursor::new(payload);
@@ -141,7 +126,7 @@ pub(super) fn parse_v5(
     }
     let export_ms = i64::from(secs) * 1000 + i64::from(nsecs / 1_000_000);
     // top two bits: sampling mode; the low 14: the interval (0: unsampled)
-    let sampling = sampling_rate(u64::from(sampling & 0x3fff).max(1), counts);
+    let sampling = sampling_rate(u64::from(sampling & 0x3fff).max(1), stats);
     for _ in 0..count {
         let mut r = Cursor::new(c.take(48)?);
         let (Ok(src), Ok(dst)) = (r.ipv4(), r.ipv4()) else {
@@ -157,7 +142,7 @@ pub(super) fn parse_v5(
         r.skip(1)?;
         let tcp_flags = r.u8()?;
         let proto = r.u8()?;
-        counts.records += 1;
+        stats.flow_records += 1;
         on_record(&FlowRecord {
             src: IpAddr::V4(src),
             dst: IpAddr::V4(dst),
@@ -184,12 +169,12 @@ fn uptime_ms(export_ms: i64, uptime: u32, t: u32) -> i64 {
 }
 
 /// A sampling rate as given, 0 taken as 1 and huge ones clamped, both counted.
-fn sampling_rate(rate: u64, counts: &mut FlowCounts) -> u64 {
+fn sampling_rate(rate: u64, stats: &mut TelemetryStats) -> u64 {
     if rate == 0 {
-        counts.bad_sampling += 1;
+        stats.bad_sampling += 1;
         1
     } else if rate > MAX_SAMPLING_RATE {
-        counts.bad_sampling += 1;
+        stats.bad_sampling += 1;
         MAX_SAMPLING_RATE
     } else {
         rate
@@ -207,7 +192,7 @@ enum Dialect {
 pub(super) fn parse_templated(
     payload: &[u8],
     templates: &mut Templates,
-    counts: &mut FlowCounts,
+    stats: &mut TelemetryStats,
     on_record: &mut dyn FnMut(&FlowRecord),
 ) -> Result<(), Malformed> {
     let mut c = Cursor::new(payload);
@@ -265,10 +250,10 @@ pub(super) fn parse_templated(
         };
         match (dialect, set_id) {
             (Dialect::V9 { .. }, 0) | (Dialect::Ipfix, 2) => {
-                template_set(set, &header, false, templates, counts)?
+                template_set(set, &header, false, templates, stats)?
             }
             (Dialect::V9 { .. }, 1) | (Dialect::Ipfix, 3) => {
-                template_set(set, &header, true, templates, counts)?
+                template_set(set, &header, true, templates, stats)?
             }
             (_, id) if id >= 256 => data.push((id, set)),
             _ => {} // reserved set ids: skipped
@@ -279,7 +264,7 @@ pub(super) fn parse_templated(
     for pass_options in [true, false] {
         for &(id, set) in &data {
             if is_options(templates, id) == pass_options {
-                data_set(set, id, &header, templates, counts, on_record)?;
+                data_set(set, id, &header, templates, stats, on_record)?;
             }
         }
     }
@@ -298,7 +283,7 @@ fn template_set(
     h: &Header,
     options: bool,
     templates: &mut Templates,
-    counts: &mut FlowCounts,
+    stats: &mut TelemetryStats,
 ) -> Result<(), Malformed> {
     let mut c = Cursor::new(set);
     // a record needs at least its id and a count; the rest is padding
@@ -326,7 +311,7 @@ fn template_set(
         if fields == 0 {
             // IPFIX withdrawal
             if templates.map.remove(&(h.domain, id)).is_some() {
-                counts.templates_withdrawn += 1;
+                stats.templates_withdrawn += 1;
             }
             continue;
         }
@@ -363,7 +348,7 @@ fn template_set(
                 options,
                 min_len,
             },
-            counts,
+            stats,
         );
     }
     Ok(())
@@ -375,11 +360,11 @@ fn data_set(
     id: u16,
     h: &Header,
     templates: &mut Templates,
-    counts: &mut FlowCounts,
+    stats: &mut TelemetryStats,
     on_record: &mut dyn FnMut(&FlowRecord),
 ) -> Result<(), Malformed> {
     let Some(t) = templates.map.get(&(h.domain, id)) else {
-        counts.no_template += 1;
+        stats.no_template += 1;
         return Ok(());
     };
     let t = t.clone(); // cheap: the fields are shared
@@ -401,9 +386,9 @@ fn data_set(
             }
         }
         if t.options {
-            counts.options_records += 1;
+            stats.options_records += 1;
             if let Some(rate) = rec.sampling() {
-                let rate = sampling_rate(rate, counts);
+                let rate = sampling_rate(rate, stats);
                 if templates.sampling.len() < templates.cap
                     || templates.sampling.contains_key(&h.domain)
                 {
@@ -423,11 +408,11 @@ fn data_set(
             continue; // not an IP flow (e.g. a layer-2 template): nothing to count
         };
         let sampling = match rec.sampling() {
-            Some(r) => sampling_rate(r, counts),
+            Some(r) => sampling_rate(r, stats),
             None => templates.sampling.get(&h.domain).copied().unwrap_or(1),
         };
         let (start_ms, end_ms) = rec.times(h, templates.init_ms.get(&h.domain).copied());
-        counts.records += 1;
+        stats.flow_records += 1;
         on_record(&FlowRecord {
             src,
             dst,
@@ -764,15 +749,15 @@ mod tests {
     fn collect(
         d: &[u8],
         t: &mut Templates,
-    ) -> (Result<(), Malformed>, Vec<FlowRecord>, FlowCounts) {
+    ) -> (Result<(), Malformed>, Vec<FlowRecord>, TelemetryStats) {
         let mut out = Vec::new();
-        let mut counts = FlowCounts::default();
+        let mut stats = TelemetryStats::default();
         let r = if d.get(1) == Some(&5) {
-            parse_v5(d, &mut counts, &mut |r| out.push(*r))
+            parse_v5(d, &mut stats, &mut |r| out.push(*r))
         } else {
-            parse_templated(d, t, &mut counts, &mut |r| out.push(*r))
+            parse_templated(d, t, &mut stats, &mut |r| out.push(*r))
         };
-        (r, out, counts)
+        (r, out, stats)
     }
 
     #[test]
