@@ -85,17 +85,9 @@ pub fn firewall(e: &AlertEvent, ports: &[u16]) -> (Vec<String>, String) {
     if same.is_empty() {
         return (Vec::new(), String::new());
     }
-    let (nft_ports, bpf_ports) = match ports {
-        [] => (String::new(), String::new()),
-        [p] => (format!(" tcp dport {p}"), format!(" and dst port {p}")),
-        many => {
-            let list: Vec<String> = many.iter().map(u16::to_string).collect();
-            let bpf: Vec<String> = many.iter().map(|p| format!("dst port {p}")).collect();
-            (
-                format!(" tcp dport {{ {} }}", list.join(", ")),
-                format!(" and ({})", bpf.join(" or ")),
-            )
-        }
+    let (nft_ports, bpf_ports) = match super::port_match("tcp", ports) {
+        (nft, _) if nft.is_empty() => (String::new(), String::new()),
+        (nft, bpf) => (format!(" {nft}"), format!(" and {bpf}")),
     };
     let kind = if e.key.is_host() { "host" } else { "net" };
     let nft = format!(
