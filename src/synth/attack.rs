@@ -353,10 +353,7 @@ mod tests {
 
     #[test]
     fn carpet_bombing_spreads_over_254_hosts() {
-        let o = SynthOptions {
-            background_pps: 0,
-            ..short()
-        };
+        let o = short_alone();
         let (bytes, r) = gen(Scenario::CarpetBombing, &o);
         let mut per: HashMap<IpAddr, u64> = HashMap::new();
         for (_, f) in records(&bytes) {
@@ -372,9 +369,8 @@ mod tests {
     #[test]
     fn spoofed_sources_are_distinct_then_cycle() {
         let o = SynthOptions {
-            background_pps: 0,
             sources: 1_000_000,
-            ..short()
+            ..short_alone()
         };
         let (bytes, r) = gen(Scenario::SpoofedSources, &o);
         let srcs: HashSet<IpAddr> = records(&bytes).iter().map(|(_, f)| ip_of(f).0).collect();
@@ -391,10 +387,7 @@ mod tests {
 
     #[test]
     fn udp_and_icmp_sources_stay_in_their_24() {
-        let o = SynthOptions {
-            background_pps: 0,
-            ..short()
-        };
+        let o = short_alone();
         for (s, net, n) in [
             (Scenario::UdpFlood, "203.0.113.0/24", 3),
             (Scenario::IcmpFlood, "192.0.2.0/24", 20),

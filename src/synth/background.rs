@@ -518,10 +518,7 @@ mod tests {
 
     #[test]
     fn flash_crowd_sessions_complete_from_distinct_clients() {
-        let o = SynthOptions {
-            background_pps: 0,
-            ..short()
-        };
+        let o = short_alone();
         let (bytes, r) = gen(Scenario::FlashCrowd, &o);
         let victim: IpAddr = "198.51.100.10".parse().unwrap();
         let (mut syn_clients, mut synack, mut fin_from_client) = (HashSet::new(), 0, 0);

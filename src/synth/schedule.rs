@@ -347,12 +347,11 @@ mod tests {
     #[test]
     fn slow_ramp_rises_and_pulse_wave_pulses() {
         let o = SynthOptions {
-            background_pps: 0,
             duration: Duration::from_secs(25),
             attack_start: Duration::from_secs(1),
             attack_duration: Duration::from_secs(20),
             attack_pps: 2_000,
-            ..short()
+            ..short_alone()
         };
         let per_sec = |s: Scenario| {
             let (bytes, _) = gen(s, &o);

@@ -27,6 +27,14 @@ pub(super) fn short() -> SynthOptions {
     }
 }
 
+/// [`short`] without background traffic: the scenario's own packets only.
+pub(super) fn short_alone() -> SynthOptions {
+    SynthOptions {
+        background_pps: 0,
+        ..short()
+    }
+}
+
 pub(super) fn gen(s: Scenario, o: &SynthOptions) -> (Vec<u8>, SynthReport) {
     let mut out = Vec::new();
     let r = write_pcap(s, o, &mut out).unwrap();
