@@ -20,6 +20,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fixtures::assert_contains_all;
 use common::*;
 use serde_json::Value;
 
@@ -493,14 +494,15 @@ fn collect_pcap_is_deterministic_and_junk_does_not_hide_real_samples() {
         "alert {} ms after the flood",
         (start as i128 - flood_at as i128) / 1_000_000
     );
-    for needle in [
-        "lost samples 7",
-        "exporter 192.0.2.1 sflow",
-        "sampling 1:100",
-        "data without template 100",
-    ] {
-        assert!(err.contains(needle), "summary lacks {needle:?}:\n{err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "lost samples 7",
+            "exporter 192.0.2.1 sflow",
+            "sampling 1:100",
+            "data without template 100",
+        ],
+    );
     assert!(err.contains("malformed"), "junk not counted:\n{err}");
     // --port narrows to the telemetry port; another one leaves nothing
     let none = run(&["collect", "--pcap", arg(&cap), "--port", "2055"]);

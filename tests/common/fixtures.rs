@@ -27,6 +27,14 @@ impl XorShift {
     }
 }
 
+/// Panics unless `text` contains every one of `needles`, naming the first it lacks and `text`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
 /// An IPv4 header from `src` to `dst` before `l4`: IHL 5, no options and checksum 0 (neither the
 /// decoder nor the filters check it).
 pub fn ipv4(
