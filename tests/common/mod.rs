@@ -217,20 +217,6 @@ pub fn summary_count(out: &Output, name: &str) -> Option<u64> {
     None
 }
 
-/// The shared real captures, or None (with a note) when the folder is absent.
-pub fn shared_captures() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} absent; skipping the real-capture checks",
-            p.display()
-        );
-        None
-    }
-}
-
 /// `floodwatch replay --quiet EXTRA... CAP`, which must succeed; its events.
 pub fn replay_events(cap: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["replay", "--quiet"];
