@@ -61,6 +61,16 @@ pub fn assert_ok(out: &Output, what: impl std::fmt::Display) {
     );
 }
 
+/// Panics unless `out` is a failure with exit code 1 whose stderr contains every one of
+/// `needles`; returns that stderr for further checks.
+#[track_caller]
+pub fn assert_fails_naming(out: &Output, needles: &[&str]) -> String {
+    let err = stderr(out).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    fixtures::assert_contains_all(&err, needles);
+    err
+}
+
 /// What a command wrote on stderr, as text.
 pub fn stderr(out: &Output) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(&out.stderr)
