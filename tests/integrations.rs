@@ -274,12 +274,8 @@ fn suggested_rules_parse_for_every_attack_scenario() {
     }
     if nft {
         let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();
-        let o = nft_check(&nft_table_file(dir.path(), "floodwatch_check", &body));
-        assert!(
-            o.status.success(),
-            "nft rejects the suggestions:\n{body}\n{}",
-            stderr(&o)
-        );
+        let file = nft_table_file(dir.path(), "floodwatch_check", &body);
+        assert_nft_accepts(&file, format_args!("the suggestions:\n{body}\n"));
     }
 }
 

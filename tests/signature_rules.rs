@@ -7,7 +7,8 @@ mod common;
 
 use common::fixtures::{ipv4, XorShift as Rng};
 use common::{
-    assert_bpf_compiles, nft_check, nft_table_file, nft_usable, stderr, tcpdump_count, tool_runs,
+    assert_bpf_compiles, assert_nft_accepts, nft_table_file, nft_usable, stderr, tcpdump_count,
+    tool_runs,
 };
 use std::path::Path;
 use std::process::Command;
@@ -406,12 +407,7 @@ fn every_nft_match_is_accepted() {
     assert!(rules.len() > 50, "{}", rules.len());
     let body: String = rules.iter().map(|r| format!("    {r} drop\n")).collect();
     let file = nft_table_file(dir.path(), "fw_signature", &body);
-    let o = nft_check(&file);
-    assert!(
-        o.status.success(),
-        "nft rejects a signature match:\n{}",
-        stderr(&o)
-    );
+    assert_nft_accepts(&file, "the signature matches");
     // the raw payload offsets land where the payload starts: UDP after 8 bytes, TCP after the
     // header with its options (20 bytes for the ACK flood), as nft compiles them
     let o = Command::new("nft")

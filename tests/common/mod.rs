@@ -279,14 +279,16 @@ pub fn nft_table_file(dir: &Path, table: &str, body: &str) -> PathBuf {
     file
 }
 
-/// `nft --check -f FILE`: its output (panics when nft cannot be started).
-pub fn nft_check(file: &Path) -> Output {
-    Command::new("nft")
+/// `nft --check -f FILE`, which must accept the file: panics saying `what` the file holds and
+/// nft's stderr (or that nft cannot be started).
+pub fn assert_nft_accepts(file: &Path, what: impl std::fmt::Display) {
+    let out = Command::new("nft")
         .arg("--check")
         .arg("-f")
         .arg(file)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run nft --check -f {}: {e}", file.display()))
+        .unwrap_or_else(|e| panic!("cannot run nft --check -f {}: {e}", file.display()));
+    assert_ok(&out, format_args!("nft --check of {what}"));
 }
 
 /// `tcpdump -Z root -nn -tt --time-stamp-precision=nano -r FILE`: its output, or why it could not
