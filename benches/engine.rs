@@ -103,42 +103,47 @@ fn window_and_tables(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("key_table_entry_hit_1k", |b| {
-        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7);
-        for i in 0..1000 {
-            let _ = t.entry(host_key(i), true, Sliding::default);
-        }
-        let mut rng = SplitMix(1);
-        b.iter(|| {
-            let k = host_key(rng.below(1000));
-            black_box(t.entry(k, true, Sliding::default).0)
-        })
-    });
-
-    g.bench_function("key_table_entry_miss_full", |b| {
-        let mut t: KeyTable<Sliding> = KeyTable::new(65_536, 7);
-        for i in 0..65_536 {
-            let _ = t.entry(host_key(i), true, Sliding::default);
-        }
-        let mut rng = SplitMix(2);
-        b.iter(|| {
-            let k = host_key(65_536 + rng.below(10_000_000));
-            black_box(t.entry(k, true, Sliding::default).0)
-        })
-    });
-
-    g.bench_function("key_table_entry_miss_deferred", |b| {
-        // half full of tracked keys, so the miss probes a table of realistic size
-        let mut t: KeyTable<Sliding> = KeyTable::new(32_768, 7);
-        for i in 0..16_384 {
-            let _ = t.entry(host_key(20_000_000 + i), true, Sliding::default);
-        }
-        let mut rng = SplitMix(3);
-        b.iter(|| {
-            let k = host_key(rng.below(10_000_000));
-            black_box(t.entry(k, false, Sliding::default).0)
-        })
-    });
+    // A lookup in a table of `capacity` already holding the keys `filled`: of a key drawn from
+    // `from + 0..span`, admitted when it is new or not. A hit; a miss in a full table; a miss not
+    // admitted (deferred) in a table half full of tracked keys, so it probes one of realistic size.
+    for (name, capacity, filled, seed, (from, span), admit) in [
+        (
+            "key_table_entry_hit_1k",
+            65_536,
+            0..1000,
+            1,
+            (0, 1000),
+            true,
+        ),
+        (
+            "key_table_entry_miss_full",
+            65_536,
+            0..65_536,
+            2,
+            (65_536, 10_000_000),
+            true,
+        ),
+        (
+            "key_table_entry_miss_deferred",
+            32_768,
+            20_000_000..20_016_384,
+            3,
+            (0, 10_000_000),
+            false,
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            let mut t: KeyTable<Sliding> = KeyTable::new(capacity, 7);
+            for i in filled.clone() {
+                let _ = t.entry(host_key(i), true, Sliding::default);
+            }
+            let mut rng = SplitMix(seed);
+            b.iter(|| {
+                let k = host_key(from + rng.below(span));
+                black_box(t.entry(k, admit, Sliding::default).0)
+            })
+        });
+    }
 
     g.bench_function("source_admission_offer_10M_sources", |b| {
         let mut a = admission_for(&DetectConfig::default());

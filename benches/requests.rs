@@ -8,44 +8,27 @@
 //! headers of a partial head are read from the slots it filled.
 
 mod common;
+/// The browser head the parser's unit tests use, and the xorshift generator.
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion, Throughput};
+use fixtures::{XorShift, BROWSER_GET};
 use floodwatch::requests::{
     self, bounded_text, HeadKind, Method, RequestHead, HOST_MAX, PATH_MAX, USER_AGENT_MAX,
 };
-
-/// A browser's GET head (Firefox on Linux), 430 bytes.
-const BROWSER_GET: &[u8] = b"GET /search?q=floodwatch&lang=en HTTP/1.1\r\n\
-Host: www.example.org\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Connection: keep-alive\r\n\
-Upgrade-Insecure-Requests: 1\r\n\
-Sec-Fetch-Dest: document\r\n\
-Sec-Fetch-Mode: navigate\r\n\
-Sec-Fetch-Site: none\r\n\
-Sec-Fetch-User: ?1\r\n\
-Priority: u=0, i\r\n\
-\r\n";
 
 /// The first segment of a slowloris connection: the request line and nothing after it.
 const PARTIAL_LINE: &[u8] = b"GET /?4471 HTTP/1.1\r\n";
 
 /// "GET " and 400 bytes of binary (fixed xorshift): a payload that sniffs as HTTP and is not.
 fn garbage() -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut x = XorShift(0x2545_f491_4f6c_dd1d);
     let mut v = b"GET ".to_vec();
-    v.extend((0..400).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u8
-    }));
+    v.extend((0..400).map(|_| x.next() as u8));
     v
 }
 

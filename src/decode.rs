@@ -1357,14 +1357,7 @@ mod tests {
 
     /// An IPv4 header (IHL 5, checksum left 0: the decoder does not check it) before `l4`.
     fn ipv4_raw(id: u16, df: bool, ttl: u8, proto: u8, l4: &[u8]) -> Vec<u8> {
-        let mut v = vec![0x45, 0];
-        v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-        v.extend_from_slice(&id.to_be_bytes());
-        v.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, ttl, proto, 0, 0]);
-        v.extend_from_slice(&SRC4);
-        v.extend_from_slice(&DST4);
-        v.extend_from_slice(l4);
-        v
+        crate::fixtures::ipv4(SRC4, DST4, id, df, ttl, proto, l4)
     }
 
     /// A TCP header 40000 → 80 with `flags`, `window` and `opts` (a multiple of 4), then `payload`.

@@ -39,3 +39,8 @@ pub mod table;
 pub mod telemetry;
 pub mod time;
 pub mod window;
+
+/// Fixtures the unit tests share with the integration tests and the benches (one file, plain std).
+#[cfg(test)]
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;

@@ -803,16 +803,7 @@ mod tests {
     use crate::decode::{tcp_flags, HeaderFields};
     use std::net::IpAddr;
 
-    /// A deterministic xorshift generator.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::fixtures::XorShift as Rng;
 
     /// An IPv4 TCP packet from `sport` with the given header fields and no payload.
     fn tcp(ttl: u8, window: u16, opts: u8, flags: u8, sport: u16, ip_id: u16) -> PacketSummary {

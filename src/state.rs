@@ -321,10 +321,7 @@ mod tests {
             .save(&dir.path().join("nope/state.json"))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("nope/state.json") && e.contains("writable"),
-            "{e}"
-        );
+        crate::fixtures::assert_contains_all(&e, &["nope/state.json", "writable"]);
     }
 
     #[test]

@@ -125,6 +125,13 @@ impl Lab {
         self.dir.path().join("bird.ctl")
     }
 
+    /// Writes `text` to the file `name` of the lab's directory; its path.
+    fn write(&self, name: &str, text: String) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
     fn start() -> Lab {
         let id = std::process::id();
         let mut lab = Lab {
@@ -179,9 +186,8 @@ impl Lab {
 
     fn start_bird(&mut self) {
         let d = self.dir.path();
-        let conf = d.join("bird.conf");
-        std::fs::write(
-            &conf,
+        let conf = self.write(
+            "bird.conf",
             format!(
                 "router id {BIRD_ADDR};\n\
                  log \"{}\" all;\n\
@@ -197,8 +203,7 @@ impl Lab {
                  }}\n",
                 d.join("bird.log").display()
             ),
-        )
-        .unwrap();
+        );
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns_bird, "bird", "-f", "-c"])
             .arg(&conf)
@@ -218,20 +223,17 @@ impl Lab {
         // ExaBGP splits `run` on commas, and socat's pipe options need one: a wrapper script.
         // `ignoreeof` keeps socat reading when floodwatch closes the pipe, so ExaBGP never has to
         // respawn it between the runs below.
-        let relay = d.join("relay.sh");
-        std::fs::write(
-            &relay,
+        let relay = self.write(
+            "relay.sh",
             format!(
                 "#!/bin/sh\necho $$ > {}\nexec socat -u pipe:{},ignoreeof stdout\n",
                 d.join("relay.pid").display(),
                 self.pipe().display()
             ),
-        )
-        .unwrap();
+        );
         sh(&["chmod", "+x", arg(&relay)]);
-        let conf = d.join("exabgp.conf");
-        std::fs::write(
-            &conf,
+        let conf = self.write(
+            "exabgp.conf",
             format!(
                 "process floodwatch {{\n  run {};\n  encoder text;\n}}\n\
                  neighbor {BIRD_ADDR} {{\n  router-id {EXA_ADDR};\n  local-address {EXA_ADDR};\n\
@@ -240,8 +242,7 @@ impl Lab {
                  \x20 api {{ processes [ floodwatch ]; }}\n}}\n",
                 relay.display()
             ),
-        )
-        .unwrap();
+        );
         let log = std::fs::File::create(d.join("exabgp.log")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns_exa, "exabgp"])

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, events, is_root, run, run_ok, stderr, synth, words};
+use common::{arg, assert_fails_naming, bin, events, is_root, run, run_ok, stderr, synth, words};
 use serde_json::Value;
 
 const VICTIM: &str = "198.51.100.10";
@@ -207,12 +207,7 @@ fn a_corrupt_state_is_moved_aside_and_the_run_starts_cold_but_load_baseline_stay
         dir.path().join("nope/state.json").to_str().unwrap(),
         arg(&learn),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("nope/state.json") && err.contains("writable"),
-        "{err}"
-    );
+    assert_fails_naming(&out, &["nope/state.json", "writable"]);
 }
 
 /// Two hours of packet time played at 360x (about 20 s): six 20-minute segments, each with a
@@ -498,8 +493,5 @@ fn a_report_dir_the_user_cannot_write_fails_after_the_switch_not_at_the_first_al
         "--report-dir",
         arg(&pages),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("writable by --user nobody"), "{err}");
-    assert!(err.contains("pages"), "{err}");
+    assert_fails_naming(&out, &["writable by --user nobody", "pages"]);
 }

@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -126,24 +126,35 @@ fn metrics_endpoint_counts_the_capture() {
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
 }
 
+/// Replays a short `scenario` with the options `extra` and `--on-alert` set to the command `hook`
+/// makes for a fresh folder, where its runs leave their files; the replay must succeed. The
+/// temporary directory (the folder lives while it does), the folder and the replay's output.
+fn replay_with_hook(
+    scenario: &str,
+    hook: impl FnOnce(&Path) -> String,
+    extra: &[&str],
+) -> (tempfile::TempDir, PathBuf, Output) {
+    let (dir, cap) = temp_synth(scenario, SHORT);
+    let folder = dir.path().join("hook-files");
+    std::fs::create_dir(&folder).unwrap();
+    let cmd = hook(&folder);
+    let out = run_ok(&[&["replay", "--on-alert", &cmd], extra, &[arg(&cap)]].concat());
+    (dir, folder, out)
+}
+
 #[test]
 fn on_alert_sees_every_event_exactly_once() {
-    let (dir, cap) = temp_synth("dns-reflection", SHORT);
-    let rec = dir.path().join("rec");
-    std::fs::create_dir(&rec).unwrap();
     // Each run records its environment line and stdin in a file of its own.
-    let cmd = format!(
-        "f=$(mktemp '{}/ev.XXXXXX') && {{ echo \"$FLOODWATCH_EVENT|$FLOODWATCH_ID|$FLOODWATCH_SCOPE|$FLOODWATCH_KEY|$FLOODWATCH_CLASS|$FLOODWATCH_PPS\"; cat; }} > \"$f\"",
-        rec.display()
+    let (_dir, rec, out) = replay_with_hook(
+        "dns-reflection",
+        |rec| {
+            format!(
+            "f=$(mktemp '{}/ev.XXXXXX') && {{ echo \"$FLOODWATCH_EVENT|$FLOODWATCH_ID|$FLOODWATCH_SCOPE|$FLOODWATCH_KEY|$FLOODWATCH_CLASS|$FLOODWATCH_PPS\"; cat; }} > \"$f\"",
+            rec.display()
+        )
+        },
+        &["--on-alert-concurrency", "2"],
     );
-    let out = run_ok(&[
-        "replay",
-        "--on-alert",
-        &cmd,
-        "--on-alert-concurrency",
-        "2",
-        arg(&cap),
-    ]);
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -197,22 +208,17 @@ fn process_gone(pid: u32) -> bool {
 
 #[test]
 fn a_hanging_hook_is_killed_after_its_timeout_and_counted() {
-    let (dir, cap) = temp_synth("syn-flood", SHORT);
-    let pids = dir.path().join("pids");
-    std::fs::create_dir(&pids).unwrap();
     // The command starts a grandchild, as real scripts do: it must die with the group.
-    let cmd = format!(
-        "sleep 60 >/dev/null 2>&1 & echo $! > \"$(mktemp '{}/p.XXXXXX')\"; wait",
-        pids.display()
+    let (_dir, pids, out) = replay_with_hook(
+        "syn-flood",
+        |pids| {
+            format!(
+                "sleep 60 >/dev/null 2>&1 & echo $! > \"$(mktemp '{}/p.XXXXXX')\"; wait",
+                pids.display()
+            )
+        },
+        &["--on-alert-timeout", "300ms"],
     );
-    let out = run_ok(&[
-        "replay",
-        "--on-alert",
-        &cmd,
-        "--on-alert-timeout",
-        "300ms",
-        arg(&cap),
-    ]);
     let events = events(&out).len();
     assert!(events >= 2);
     let err = stderr(&out);
@@ -274,12 +280,8 @@ fn suggested_rules_parse_for_every_attack_scenario() {
     }
     if nft {
         let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();
-        let o = nft_check(&nft_table_file(dir.path(), "floodwatch_check", &body));
-        assert!(
-            o.status.success(),
-            "nft rejects the suggestions:\n{body}\n{}",
-            stderr(&o)
-        );
+        let file = nft_table_file(dir.path(), "floodwatch_check", &body);
+        assert_nft_accepts(&file, format_args!("the suggestions:\n{body}\n"));
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! The graph is read from the source, as issue 25 measured it: every `crate::m` path (and every
 //! item of a `use crate::{…}` group) in a file's non-test code — the text before its first
-//! `#[cfg(test)]`, line comments dropped — is an edge from the file's top-level module to `m`.
+//! `#[cfg(test)]`, line comments dropped; none in a `tests.rs` its parent declares under
+//! `#[cfg(test)]` — is an edge from the file's top-level module to `m`.
 //! `main.rs`, `cli.rs`, `progress.rs` and `commands/` are the binary.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,6 +101,24 @@ fn code_of(text: &str) -> String {
         .join("\n")
 }
 
+/// True when `file` is a `tests.rs` that its parent module (`../x.rs` or `../mod.rs`) declares
+/// under `#[cfg(test)]`: a file of tests, all of it test code.
+fn is_test_file(file: &Path) -> bool {
+    if file.file_name().is_none_or(|n| n != "tests.rs") {
+        return false;
+    }
+    let dir = file.parent().unwrap();
+    let parents = [dir.with_extension("rs"), dir.join("mod.rs")];
+    parents.iter().any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|text| {
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            lines
+                .windows(2)
+                .any(|w| w[0] == "#[cfg(test)]" && w[1].ends_with("mod tests;"))
+        })
+    })
+}
+
 fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
@@ -173,6 +192,9 @@ fn graph() -> Graph {
         }
         let from = node(top);
         g.entry(from.clone()).or_default();
+        if is_test_file(&f) {
+            continue;
+        }
         let text = std::fs::read_to_string(&f).unwrap();
         let code = code_of(&text);
         for (to, what) in crate_uses(&code) {
@@ -315,6 +337,14 @@ fn the_modules_use_each_other_without_a_cycle() {
         }
         panic!("a cycle: {}\n{}", cycle.join(" -> "), why.join("\n"));
     }
+}
+
+#[test]
+fn a_file_of_tests_is_test_code_and_a_module_is_not() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    assert!(is_test_file(&src.join("decode/request_head/tests.rs")));
+    assert!(is_test_file(&src.join("synth/tests.rs")));
+    assert!(!is_test_file(&src.join("decode/request_head.rs")));
 }
 
 #[test]

@@ -21,6 +21,14 @@ fn connect(server: &NatsServer) -> Client {
     Client::connect(&NatsOptions::new(&server.url(), "floodwatch-test"), T).expect("connect")
 }
 
+/// A fresh server (it runs while the value lives) and JetStream on it, or None when nats-server
+/// is not installed.
+fn jetstream() -> Option<(NatsServer, JetStream)> {
+    let server = NatsServer::start()?;
+    let js = JetStream::new(&connect(&server));
+    Some((server, js))
+}
+
 fn spec(name: &str, subject: &str) -> StreamSpec {
     StreamSpec {
         name: name.to_string(),
@@ -165,10 +173,9 @@ fn jetstream_off_and_no_server_are_named_with_the_fix() {
 
 #[test]
 fn key_value_compare_and_set() {
-    let Some(server) = NatsServer::start() else {
+    let Some((_server, js)) = jetstream() else {
         return;
     };
-    let js = JetStream::new(&connect(&server));
     let kv = Kv::ensure(&js, "config", Storage::File).unwrap();
     let kv = Kv::ensure(&js, kv.bucket(), Storage::File).unwrap(); // opens it again
     assert!(kv.get("node.a").unwrap().is_none());
@@ -187,10 +194,9 @@ fn key_value_compare_and_set() {
 
 #[test]
 fn object_store_put_get_and_replace() {
-    let Some(server) = NatsServer::start() else {
+    let Some((_server, js)) = jetstream() else {
         return;
     };
-    let js = JetStream::new(&connect(&server));
     let store = ObjectStore::ensure(&js, "models", Storage::File).unwrap();
     let data: Vec<u8> = (0..1024 * 1024 + 1).map(|i| (i * 31 % 251) as u8).collect();
     assert_eq!(

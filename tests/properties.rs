@@ -377,18 +377,7 @@ fn telemetry_datagrams() -> Vec<Vec<u8>> {
         frame_length: 64,
         header: &frame,
     };
-    let rec: netflow::Rec = (
-        [203, 0, 113, 5],
-        [198, 51, 100, 10],
-        40000,
-        80,
-        6,
-        2,
-        10,
-        600,
-        9_000,
-        10_000,
-    );
+    let rec = netflow::tcp(0x02, 10, 600, 9_000, 10_000);
     vec![
         sflow::datagram([192, 0, 2, 1], 1, &[sample(1), sample(2)]),
         netflow::v5(1_764_079_200, 10_000, 0x4000 | 10, &[rec, rec]),

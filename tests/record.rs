@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{arg, run, run_ok, stderr, temp_synth, SMALL_FLOOD};
+use common::{arg, assert_fails_naming, run, run_ok, stderr, temp_synth, SMALL_FLOOD};
 use serde_json::Value;
 
 fn replay_recording(capture: &str, record: &std::path::Path, extra: &[&str]) -> (String, Value) {
@@ -86,9 +86,7 @@ fn an_unwritable_recording_path_is_an_error_naming_it() {
     let (dir, cap) = temp_synth("syn-flood", SMALL_FLOOD);
     let bad = dir.path().join("no/such/dir/rec.json");
     let out = run(&["replay", "-q", "--record", arg(&bad), arg(&cap)]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("no/such/dir/rec.json"), "{err}");
+    assert_fails_naming(&out, &["no/such/dir/rec.json"]);
 }
 
 #[test]

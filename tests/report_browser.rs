@@ -61,7 +61,7 @@ fn browser_or_skip() -> Option<PathBuf> {
 }
 
 /// Runs the browser headless on `page` with `args`, in its own profile directory; killed (and
-/// the test failed) after [`BROWSER_TIMEOUT`].
+/// the test failed) after [`BROWSER_TIMEOUT`], and the test failed when the browser fails.
 fn open(browser: &Path, dir: &Path, name: &str, page: &Path, args: &[&str]) -> Output {
     let url = format!("file://{}", page.display());
     let stdout = dir.join(format!("{name}.stdout"));
@@ -102,11 +102,13 @@ fn open(browser: &Path, dir: &Path, name: &str, page: &Path, args: &[&str]) -> O
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    Output {
+    let out = Output {
         status,
         stdout: std::fs::read(&stdout).unwrap_or_default(),
         stderr: std::fs::read(&stderr).unwrap_or_default(),
-    }
+    };
+    assert_ok(&out, format_args!("the browser ({name})"));
+    out
 }
 
 /// Lines of the browser's log about the page: console messages and uncaught errors.
@@ -199,7 +201,6 @@ fn the_syn_flood_report_renders_in_a_browser() {
         &page,
         &[&format!("--log-net-log={}", netlog.display()), "--dump-dom"],
     );
-    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert_eq!(dom.matches("<svg").count(), expected, "charts in the DOM");
     assert!(dom.contains("Traffic over time") && dom.contains("All alerts"));
@@ -226,7 +227,7 @@ fn the_syn_flood_report_renders_in_a_browser() {
 
     // dark: the same page, dark background, light text
     let dark = dir.path().join("dark.png");
-    let out = open(
+    open(
         &browser,
         dir.path(),
         "dark",
@@ -237,7 +238,6 @@ fn the_syn_flood_report_renders_in_a_browser() {
             "--blink-settings=preferredColorScheme=0",
         ],
     );
-    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let shot = Shot::load(&dark);
     let bg = shot.background();
     assert!(luma(bg) < 60.0, "dark background {bg:?}");
@@ -255,7 +255,6 @@ fn an_http_flood_report_renders_in_a_browser() {
     let html = std::fs::read_to_string(&page).unwrap();
     let expected = charts_declared(&html);
     let out = open(&browser, dir.path(), "dom", &page, &["--dump-dom"]);
-    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert_eq!(dom.matches("<svg").count(), expected, "charts in the DOM");
     // the request part is there as the browser built it
@@ -285,7 +284,6 @@ fn light_screenshot(browser: &Path, dir: &Path, page: &Path) -> (Shot, [u8; 3]) 
             &format!("--window-size={WIDTH},{HEIGHT}"),
         ],
     );
-    assert!(out.status.success(), "browser failed: {}", stderr(&out));
     assert!(console_lines(&out).is_empty());
     let shot = Shot::load(&path);
     assert_eq!((shot.width, shot.height), (WIDTH as usize, HEIGHT as usize));

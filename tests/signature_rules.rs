@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::fixtures::{ipv4, XorShift as Rng};
 use common::{
-    assert_bpf_compiles, nft_check, nft_table_file, nft_usable, stderr, tcpdump_count, tool_runs,
+    assert_bpf_compiles, assert_nft_accepts, nft_table_file, nft_usable, stderr, tcpdump_count,
+    tool_runs,
 };
 use std::path::Path;
 use std::process::Command;
@@ -27,17 +29,6 @@ const SYN_OPTS: [u8; 20] = [
     2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
 ];
 const TS_OPTS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
-
-/// A deterministic xorshift generator.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 struct Tcp<'a> {
     sport: u16,
@@ -73,13 +64,8 @@ fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Ethernet + IPv4 (checksums are not checked by the filters).
 fn eth_ipv4(ttl: u8, id: u16, df: bool, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut v = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0];
-    v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, ttl, proto, 0, 0]);
-    v.extend_from_slice(&SRC4);
-    v.extend_from_slice(&DST4);
-    v.extend_from_slice(l4);
+    let mut v = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    v.extend_from_slice(&ipv4(SRC4, DST4, id, df, ttl, proto, l4));
     v
 }
 
@@ -421,12 +407,7 @@ fn every_nft_match_is_accepted() {
     assert!(rules.len() > 50, "{}", rules.len());
     let body: String = rules.iter().map(|r| format!("    {r} drop\n")).collect();
     let file = nft_table_file(dir.path(), "fw_signature", &body);
-    let o = nft_check(&file);
-    assert!(
-        o.status.success(),
-        "nft rejects a signature match:\n{}",
-        stderr(&o)
-    );
+    assert_nft_accepts(&file, "the signature matches");
     // the raw payload offsets land where the payload starts: UDP after 8 bytes, TCP after the
     // header with its options (20 bytes for the ACK flood), as nft compiles them
     let o = Command::new("nft")

@@ -961,6 +961,7 @@ impl Interface {
 mod tests {
     use super::*;
     use crate::decode::{DecodeError, DecodeStats, Decoder, Fragment, SkipReason};
+    use crate::fixtures::{shared_captures, SHARED_CAPTURES};
 
     // ---- hand-written writers ----
 
@@ -1625,41 +1626,6 @@ mod tests {
         assert!(matches!(err, Some(CaptureError::Open { path, .. }) if path == missing));
     }
 
-    /// Frame counts from `../shared/captures/INDEX.md`.
-    const SHARED_CAPTURES: &[(&str, u64)] = &[
-        ("attack/synflood_spoofed_stopddos.pcap", 37_841),
-        ("attack/synack_reflection_stopddos.pcap", 8_000),
-        ("attack/snmp_amplification_stopddos.pcap", 4_373),
-        ("attack/dns_reflection_2013_netlyzer.pcap", 7_057),
-        ("attack/cicddos2019_synflood_lucid.pcap", 26_316),
-        (
-            "attack/ipv6_exthdr_frag_dos_denial6-6_suricata.pcap",
-            39_838,
-        ),
-        ("attack/synflood_classic_ppa_sanders.pcap", 100),
-        ("attack/portscan_syn_nonflood_sanders.pcapng", 2_011),
-        ("attack/teardrop_wireshark_lwerdna.pcap", 17),
-        ("benign/web_wikipedia_zeek.pcap", 136),
-        ("benign/loopback_500_echo_connections_zeek.pcap", 82_582),
-        ("benign/web_reddit_ipv6_ndpi.pcap", 1_942),
-        ("benign/crawler_vlan_ndpi.pcap", 402),
-        ("benign/cicddos2019_benign_1000.pcapng", 1_000),
-        ("benign/lt_sll2_http_loopback_lwerdna.pcap", 24),
-        ("benign/lt_sll2_icmp_arp_zeek.pcap", 6),
-        ("benign/lt_sll_arp_zeek.pcap", 12),
-        ("benign/lt_sll_mptcp_tcpdump.pcap", 20),
-        ("benign/lt_sll_nanosecond_tcpdump.pcap", 3),
-        ("benign/lt_rawip_ipv4_tcpdump.pcap", 1),
-        ("benign/lt_ipv4_228_tcpdump.pcap", 1),
-        ("benign/lt_null_loopback_quic_tcpdump.pcap", 18),
-        ("benign/lt_nflog_http_zeek.pcap", 13),
-        ("benign/lt_vlan_http_zeek.pcap", 14),
-        ("benign/lt_qinq_http_zeek.pcap", 14),
-        ("benign/lt_qinqinq_http_zeek.pcap", 14),
-        ("benign/lt_vlan_icmp_zeek.pcap", 15),
-        ("benign/lt_8021ad_qinq_tcpdump.pcap", 2),
-    ];
-
     /// TCP flag counts from INDEX.md ("TCP flags: S 37841"; S=0x02, SA=0x12, R=0x04, AR=0x14).
     const FLAG_COUNTS: &[(&str, u8, u64)] = &[
         ("attack/synflood_spoofed_stopddos.pcap", 0x02, 37_841),
@@ -1683,11 +1649,9 @@ mod tests {
 
     #[test]
     fn shared_captures_read_and_decode() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures");
-        if !root.is_dir() {
-            eprintln!("skipping: {} is absent", root.display());
+        let Some(root) = shared_captures() else {
             return;
-        }
+        };
         // every capture in the folders is in the table
         for dir in ["attack", "benign"] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {

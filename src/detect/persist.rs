@@ -334,19 +334,7 @@ mod tests {
         crate::detect::tests::syn_to(ts, src, ip(dst))
     }
 
-    /// A deterministic xorshift stream of numbers.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::fixtures::XorShift as Rng;
 
     const VICTIM: u32 = 0xc633_640a; // 198.51.100.10
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod nats_server;
 pub mod secure_nats;
 
@@ -58,6 +59,16 @@ pub fn assert_ok(out: &Output, what: impl std::fmt::Display) {
         out.status,
         stderr(out)
     );
+}
+
+/// Panics unless `out` is a failure with exit code 1 whose stderr contains every one of
+/// `needles`; returns that stderr for further checks.
+#[track_caller]
+pub fn assert_fails_naming(out: &Output, needles: &[&str]) -> String {
+    let err = stderr(out).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    fixtures::assert_contains_all(&err, needles);
+    err
 }
 
 /// What a command wrote on stderr, as text.
@@ -216,20 +227,6 @@ pub fn summary_count(out: &Output, name: &str) -> Option<u64> {
     None
 }
 
-/// The shared real captures, or None (with a note) when the folder is absent.
-pub fn shared_captures() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} absent; skipping the real-capture checks",
-            p.display()
-        );
-        None
-    }
-}
-
 /// `floodwatch replay --quiet EXTRA... CAP`, which must succeed; its events.
 pub fn replay_events(cap: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["replay", "--quiet"];
@@ -282,14 +279,16 @@ pub fn nft_table_file(dir: &Path, table: &str, body: &str) -> PathBuf {
     file
 }
 
-/// `nft --check -f FILE`: its output (panics when nft cannot be started).
-pub fn nft_check(file: &Path) -> Output {
-    Command::new("nft")
+/// `nft --check -f FILE`, which must accept the file: panics saying `what` the file holds and
+/// nft's stderr (or that nft cannot be started).
+pub fn assert_nft_accepts(file: &Path, what: impl std::fmt::Display) {
+    let out = Command::new("nft")
         .arg("--check")
         .arg("-f")
         .arg(file)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run nft --check -f {}: {e}", file.display()))
+        .unwrap_or_else(|e| panic!("cannot run nft --check -f {}: {e}", file.display()));
+    assert_ok(&out, format_args!("nft --check of {what}"));
 }
 
 /// `tcpdump -Z root -nn -tt --time-stamp-precision=nano -r FILE`: its output, or why it could not

@@ -3,21 +3,8 @@
 
 use super::*;
 
-/// A browser's GET head (Firefox on Linux), 430 bytes.
-pub(crate) const BROWSER_GET: &[u8] = b"GET /search?q=floodwatch&lang=en HTTP/1.1\r\n\
-Host: www.example.org\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Connection: keep-alive\r\n\
-Upgrade-Insecure-Requests: 1\r\n\
-Sec-Fetch-Dest: document\r\n\
-Sec-Fetch-Mode: navigate\r\n\
-Sec-Fetch-Site: none\r\n\
-Sec-Fetch-User: ?1\r\n\
-Priority: u=0, i\r\n\
-\r\n";
+/// A browser's GET head (Firefox on Linux), 430 bytes; the benches measure the same one.
+pub(crate) use crate::fixtures::BROWSER_GET;
 
 /// The request line of [`BROWSER_GET`], with its CRLF.
 pub(crate) const BROWSER_GET_LINE: &str = "GET /search?q=floodwatch&lang=en HTTP/1.1\r\n";
@@ -44,21 +31,8 @@ pub(crate) fn hex(digits: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The deterministic xorshift64 generator of the never-panics test.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+// The deterministic xorshift64 generator of the never-panics test.
+use crate::fixtures::XorShift;
 
 #[test]
 fn sniff_tells_methods_preface_and_tls_records_from_four_bytes() {
@@ -257,17 +231,17 @@ fn no_input_makes_parse_panic_or_break_its_bounds() {
         let mut input = match round % 3 {
             // Random bytes behind a plausible start.
             0 => {
-                let mut v = prefixes[rng.below(prefixes.len())].to_vec();
-                let n = rng.below(300);
+                let mut v = prefixes[rng.index(prefixes.len())].to_vec();
+                let n = rng.index(300);
                 v.extend((0..n).map(|_| rng.next() as u8));
                 v
             }
             // A seed with a few bytes changed, inserted or removed, then maybe cut.
             _ => {
-                let mut v = seeds[rng.below(seeds.len())].clone();
-                for _ in 0..1 + rng.below(4) {
-                    let at = rng.below(v.len());
-                    match rng.below(3) {
+                let mut v = seeds[rng.index(seeds.len())].clone();
+                for _ in 0..1 + rng.index(4) {
+                    let at = rng.index(v.len());
+                    match rng.index(3) {
                         0 => v[at] = rng.next() as u8,
                         1 => v.insert(at, rng.next() as u8),
                         _ => {
@@ -278,8 +252,8 @@ fn no_input_makes_parse_panic_or_break_its_bounds() {
                 v
             }
         };
-        if rng.below(2) == 0 {
-            input.truncate(rng.below(input.len() + 1));
+        if rng.index(2) == 0 {
+            input.truncate(rng.index(input.len() + 1));
         }
         if let Some(head) = parse(&input) {
             assert_sane(&head, &input);
