@@ -1320,14 +1320,8 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        // a small deterministic xorshift generator, so the test needs no extra crate
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::fixtures::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next();
         let links = [0u32, 1, 12, 14, 101, 108, 113, 228, 229, 276, 239];
         for i in 0..20_000 {
             let len = (next() % 120) as usize;
@@ -1564,13 +1558,8 @@ mod tests {
 
     #[test]
     fn the_straight_path_decodes_as_the_general_one() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::fixtures::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
         let (mut taken, mut total) = (0u32, 0u32);
         for round in 0..20_000u32 {
             let payload: Vec<u8> = (0..next() % 7).map(|_| next() as u8).collect();

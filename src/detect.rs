@@ -963,13 +963,10 @@ mod tests {
                 syn(ts, heavy)
             }));
             // Poisson arrivals: the window's count wanders around the floor
-            let mut x = 0x2545_f491_4f6c_dd1du64 ^ rate;
+            let mut rng = crate::fixtures::XorShift(0x2545_f491_4f6c_dd1du64 ^ rate);
             let mut ts = at;
             while ts < at + 5 * Timestamp::NANOS_PER_SEC {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let u = ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
                 ts += (-u.ln() * 1e9 / rate as f64) as u64;
                 packets.push(syn(ts, heavy));
             }

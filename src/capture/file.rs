@@ -1379,13 +1379,8 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::fixtures::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
         let valid = pcap(
             ByteOrder::Little,
             TsPrecision::Micro,
@@ -1430,13 +1425,8 @@ mod tests {
             rec(2, 5, &[2; 0]),
             rec(3, 7, &[3; 1514]),
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::fixtures::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         let mut files = Vec::new();
         for order in [ByteOrder::Little, ByteOrder::Big] {
             for precision in [TsPrecision::Micro, TsPrecision::Nano] {
