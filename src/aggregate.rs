@@ -526,29 +526,18 @@ trait Link {
     fn next(&self) -> u32;
 }
 
-impl Link for Sample {
-    fn next(&self) -> u32 {
-        self.next
-    }
+/// [`Link`] for types whose `next` field is the link.
+macro_rules! linked_by_next {
+    ($($t:ty),*) => {
+        $(impl Link for $t {
+            fn next(&self) -> u32 {
+                self.next
+            }
+        })*
+    };
 }
 
-impl Link for HostCount {
-    fn next(&self) -> u32 {
-        self.next
-    }
-}
-
-impl Link for ClientCount {
-    fn next(&self) -> u32 {
-        self.next
-    }
-}
-
-impl Link for Detail {
-    fn next(&self) -> u32 {
-        self.next
-    }
-}
+linked_by_next!(Sample, HostCount, ClientCount, Detail);
 
 #[allow(private_bounds)]
 impl<'a, T: Link> Iterator for Linked<'a, T> {
