@@ -623,41 +623,19 @@ mod persist {
             self.peers.save(e, save_u128);
             self.dst_ports.save(e, save_u16);
             self.src_ports.save(e, save_u16);
-            match &self.hosts {
-                None => e.u8(0),
-                Some(h) => {
-                    e.u8(1);
-                    h.save(e, save_u128);
-                }
-            }
+            e.opt(self.hosts.as_ref(), |e, h| h.save(e, save_u128));
             self.distinct.save(e);
             e.var(self.seen);
             e.var(u64::from(self.max_rate));
             self.burst.save(e);
-            match &self.sig {
-                None => e.u8(0),
-                Some(s) => {
-                    e.u8(1);
-                    s.attack.save(e);
-                    s.normal.save(e);
-                    e.var(s.attack_since);
-                    e.f64(s.normal_pps);
-                }
-            }
-            match &self.trace {
-                None => e.u8(0),
-                Some(t) => {
-                    e.u8(1);
-                    t.save(e);
-                }
-            }
-            match &self.clients {
-                None => e.u8(0),
-                Some(c) => {
-                    e.u8(1);
-                    c.save(e);
-                }
-            }
+            e.opt(self.sig.as_ref(), |e, s| {
+                s.attack.save(e);
+                s.normal.save(e);
+                e.var(s.attack_since);
+                e.f64(s.normal_pps);
+            });
+            e.opt(self.trace.as_ref(), |e, t| t.save(e));
+            e.opt(self.clients.as_ref(), |e, c| c.save(e));
             e.bool(self.packets_watched);
         }
 
@@ -665,36 +643,22 @@ mod persist {
             let peers = TopK::load(d, load_u128)?;
             let dst_ports = TopK::load(d, load_u16)?;
             let src_ports = TopK::load(d, load_u16)?;
-            let hosts = if d.bool("the hosts of a subnet")? {
-                Some(TopK::load(d, load_u128)?)
-            } else {
-                None
-            };
+            let hosts = d.opt("the hosts of a subnet", |d| TopK::load(d, load_u128))?;
             let distinct = Hll::load(d)?;
             let seen = d.count("the packets of the evidence")?;
             let max_rate = u32::try_from(d.count("the sampling rate")?)
                 .map_err(|_| d.corrupt("the sampling rate is out of range"))?;
             let burst = Burst::load(d)?;
-            let sig = if d.bool("the signature sketches")? {
-                Some(Box::new(SigSketches {
+            let sig = d.opt("the signature sketches", |d| {
+                Ok(Box::new(SigSketches {
                     attack: SignatureSketch::load(d)?,
                     normal: SignatureSketch::load(d)?,
                     attack_since: d.count("the signature's start")?,
                     normal_pps: d.f64("the reference rate")?,
                 }))
-            } else {
-                None
-            };
-            let trace = if d.bool("a trace")? {
-                Some(Box::new(KeyTrace::load(d)?))
-            } else {
-                None
-            };
-            let clients = if d.bool("the clients")? {
-                Some(Box::new(Clients::load(d)?))
-            } else {
-                None
-            };
+            })?;
+            let trace = d.opt("a trace", |d| KeyTrace::load(d).map(Box::new))?;
+            let clients = d.opt("the clients", |d| Clients::load(d).map(Box::new))?;
             let packets_watched = d.bool("whether packets are watched")?;
             Ok(Evidence {
                 peers,

@@ -120,14 +120,19 @@ impl<'a> Enc<'a> {
         self.var(t.0);
     }
 
-    pub(crate) fn opt_ts(&mut self, t: Option<Timestamp>) {
-        match t {
+    /// `None` as a 0 byte; `Some(v)` as a 1 byte, then `v` written by `save`.
+    pub(crate) fn opt<T>(&mut self, v: Option<&T>, save: impl FnOnce(&mut Self, &T)) {
+        match v {
             None => self.u8(0),
-            Some(t) => {
+            Some(v) => {
                 self.u8(1);
-                self.ts(t);
+                save(self, v);
             }
         }
+    }
+
+    pub(crate) fn opt_ts(&mut self, t: Option<Timestamp>) {
+        self.opt(t.as_ref(), |e, t| e.ts(*t));
     }
 
     pub(crate) fn scope(&mut self, s: Scope) {
@@ -267,6 +272,25 @@ impl<'a> Dec<'a> {
         }
     }
 
+    /// Reads a count that must be `into.len()` (`what` names the items in the error), then that
+    /// many items with `item` (each at least `min_item` bytes) into `into`.
+    pub(crate) fn fill<T>(
+        &mut self,
+        what: &'static str,
+        min_item: usize,
+        into: &mut [T],
+        mut item: impl FnMut(&mut Self) -> R<T>,
+    ) -> R<()> {
+        let n = self.len(what, min_item)?;
+        if n != into.len() {
+            return Err(self.corrupt(format!("{n} {what}, not {}", into.len())));
+        }
+        for x in into.iter_mut() {
+            *x = item(self)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn raw64(&mut self, what: &'static str) -> R<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
@@ -289,8 +313,17 @@ impl<'a> Dec<'a> {
     }
 
     pub(crate) fn opt_ts(&mut self, what: &'static str) -> R<Option<Timestamp>> {
+        self.opt(what, |d| d.ts(what))
+    }
+
+    /// What [`Enc::opt`] wrote: `what` names the flag, `load` reads the value behind it.
+    pub(crate) fn opt<T>(
+        &mut self,
+        what: &'static str,
+        load: impl FnOnce(&mut Self) -> R<T>,
+    ) -> R<Option<T>> {
         Ok(if self.bool(what)? {
-            Some(self.ts(what)?)
+            Some(load(self)?)
         } else {
             None
         })

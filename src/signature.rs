@@ -741,13 +741,7 @@ mod persist {
             ] {
                 e.var(v);
             }
-            match self.last_id {
-                None => e.u8(0),
-                Some(id) => {
-                    e.u8(1);
-                    e.var(u64::from(id));
-                }
-            }
+            e.opt(self.last_id.as_ref(), |e, id| e.var(u64::from(*id)));
             for t in [
                 &self.ttl,
                 &self.ip_len,
@@ -767,11 +761,7 @@ mod persist {
             let mut c = || d.count("a signature counter");
             let (samples, known_samples, known, tcp, udp) = (c()?, c()?, c()?, c()?, c()?);
             let (id_increments, df0, df1, prefix_partial, normal) = (c()?, c()?, c()?, c()?, c()?);
-            let last_id = if d.bool("the last IP ID")? {
-                Some(d.u16("the last IP ID")?)
-            } else {
-                None
-            };
+            let last_id = d.opt("the last IP ID", |d| d.u16("the last IP ID"))?;
             Ok(SignatureSketch {
                 samples,
                 known_samples,

@@ -365,27 +365,12 @@ mod persist {
         /// Reads the counters and hints into this admission (its `min_count` comes from the
         /// settings).
         pub(crate) fn load(&mut self, d: &mut Dec) -> R<()> {
-            let n = d.len("admission counters", 1)?;
-            if n != self.counters.len() {
-                return Err(d.corrupt(format!(
-                    "{n} admission counters, not {}",
-                    self.counters.len()
-                )));
-            }
-            for c in self.counters.iter_mut() {
-                *c = d.u16("an admission counter")?;
-            }
-            let n = d.len("admission hints", 8)?;
-            if n != self.tracked.len() {
-                return Err(d.corrupt(format!(
-                    "{n} admission hint words, not {}",
-                    self.tracked.len()
-                )));
-            }
-            for w in self.tracked.iter_mut() {
-                *w = d.raw64("an admission hint")?;
-            }
-            Ok(())
+            d.fill("admission counters", 1, &mut self.counters, |d| {
+                d.u16("an admission counter")
+            })?;
+            d.fill("admission hint words", 8, &mut self.tracked, |d| {
+                d.raw64("an admission hint")
+            })
         }
     }
 }

@@ -222,13 +222,7 @@ fn save_key_state(e: &mut Enc, st: &KeyState) {
             e.var(a.base_bytes);
         }
     }
-    match &st.evidence {
-        None => e.u8(0),
-        Some(ev) => {
-            e.u8(1);
-            ev.save(e);
-        }
-    }
+    e.opt(st.evidence.as_ref(), |e, ev| ev.save(e));
     e.var(st.watch_at);
     e.var(u64::from(st.watch_req));
     e.var(st.since);
@@ -253,11 +247,7 @@ fn load_key_state(d: &mut Dec) -> R<KeyState> {
         3 => Phase::Active(Box::new(load_alert(d, true)?)),
         p => return Err(d.corrupt(format!("alert phase {p} does not exist"))),
     };
-    let evidence = if d.bool("the evidence flag")? {
-        Some(Box::new(Evidence::load(d)?))
-    } else {
-        None
-    };
+    let evidence = d.opt("the evidence flag", |d| Evidence::load(d).map(Box::new))?;
     Ok(KeyState {
         window,
         baseline,
