@@ -18,6 +18,26 @@ fn starts_on<'a>(ev: &'a [Value], scope: &str, key: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The alerts that start on the victim host.
+fn victim_starts(ev: &[Value]) -> Vec<&Value> {
+    starts_on(ev, "dst_host", VICTIM)
+}
+
+/// An event's time, ns since the epoch.
+fn ts_ns(e: &Value) -> u64 {
+    rfc3339_ns(e["ts"].as_str().unwrap())
+}
+
+/// When the victim's first alert starts, ns since the epoch.
+fn first_victim_alert(ev: &[Value]) -> Option<u64> {
+    victim_starts(ev).first().map(|e| ts_ns(e))
+}
+
+/// The nanoseconds from the first attack packet of `cap` (as labelled) to event `e`.
+fn after_attack_start(cap: &std::path::Path, e: &Value) -> u64 {
+    ts_ns(e) - labels(cap)[0]["first_packet_ns"].as_u64().unwrap()
+}
+
 #[test]
 fn slow_ramp_alerts_before_half_rate() {
     // 40 s of benign traffic, then SYNs ramping from 0 to 30 kpps over 75 s.
@@ -25,11 +45,12 @@ fn slow_ramp_alerts_before_half_rate() {
         "slow-ramp",
         "--duration 116s --attack-start 40s --attack-duration 75s --attack-pps 30000",
     );
-    let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
-    let s = starts_on(&ev, "dst_host", VICTIM);
-    let s = s.first().expect("ramp never alerted");
+    let s = victim_starts(&ev)
+        .first()
+        .copied()
+        .expect("ramp never alerted");
     assert_eq!(s["class"], "syn_flood");
-    let at_s = (rfc3339_ns(s["ts"].as_str().unwrap()) - first) as f64 / 1e9;
+    let at_s = after_attack_start(&cap, s) as f64 / 1e9;
     let rate_then = 30_000.0 * at_s / 75.0;
     assert!(
         rate_then < 15_000.0,
@@ -44,12 +65,10 @@ fn pulse_wave_alerts_on_the_first_pulse_as_one_alert() {
         "pulse-wave",
         "--duration 50s --attack-start 10s --attack-duration 30s --attack-pps 80000",
     );
-    let first = labels(&cap)[0]["first_packet_ns"].as_u64().unwrap();
-    let s = starts_on(&ev, "dst_host", VICTIM);
+    let s = victim_starts(&ev);
     assert_eq!(s.len(), 1, "pulses split into {} alerts", s.len());
-    let at = rfc3339_ns(s[0]["ts"].as_str().unwrap());
     assert!(
-        at - first < 1_000_000_000,
+        after_attack_start(&cap, s[0]) < 1_000_000_000,
         "first pulse not caught within a second"
     );
     let end = ev
@@ -59,7 +78,7 @@ fn pulse_wave_alerts_on_the_first_pulse_as_one_alert() {
     assert_eq!(end["reason"], "below_threshold");
     // With a hold-down shorter than the gaps, each pulse is its own alert.
     let ev = replay(&cap, &["--hold-down", "3s"]);
-    assert_eq!(starts_on(&ev, "dst_host", VICTIM).len(), 3);
+    assert_eq!(victim_starts(&ev).len(), 3);
 }
 
 #[test]
@@ -133,7 +152,7 @@ fn a_million_spoofed_sources_stay_under_128_mib_and_still_alert() {
     );
     let out = run_ok(&["replay", arg(&cap)]);
     let ev = events(&out);
-    let s = starts_on(&ev, "dst_host", VICTIM);
+    let s = victim_starts(&ev);
     assert_eq!(
         s.first().map(|e| e["class"].clone()),
         Some("syn_flood".into())
@@ -178,20 +197,13 @@ fn saved_baselines_start_warm_and_never_delay_an_alert() {
     let flood = synth(dir.path(), "syn-flood", &["--duration", "20s"]);
     let cold = replay(&flood, &[]);
     let warm = replay(&flood, &["--load-baseline", arg(&saved)]);
-    let t = |ev: &[Value]| {
-        starts_on(ev, "dst_host", VICTIM)
-            .first()
-            .map(|e| rfc3339_ns(e["ts"].as_str().unwrap()))
-            .expect("no alert")
-    };
     assert!(
-        t(&warm) <= t(&cold),
+        first_victim_alert(&warm).expect("no alert")
+            <= first_victim_alert(&cold).expect("no alert"),
         "the loaded baseline delayed the alert"
     );
     // The warm run knows the victim's normal rate from the first packet.
-    let b = starts_on(&warm, "dst_host", VICTIM)[0]["baseline_pps"]
-        .as_f64()
-        .unwrap();
+    let b = victim_starts(&warm)[0]["baseline_pps"].as_f64().unwrap();
     assert!(b > 0.0);
     // A corrupt file is a clear error before anything is read.
     std::fs::write(
@@ -232,12 +244,7 @@ fn config_file_overrides_apply_and_the_command_line_wins() {
     )
     .unwrap();
     let low = replay(&flood, &["--config", arg(&cfg)]);
-    let at = |ev: &[Value]| {
-        starts_on(ev, "dst_host", VICTIM)
-            .first()
-            .map(|e| rfc3339_ns(e["ts"].as_str().unwrap()))
-    };
-    assert!(at(&low).unwrap() <= at(&replay(&flood, &[])).unwrap());
+    assert!(first_victim_alert(&low).unwrap() <= first_victim_alert(&replay(&flood, &[])).unwrap());
     // Ignored networks are not counted at all.
     std::fs::write(&cfg, "[networks]\nignore = [\"198.51.100.0/24\"]\n").unwrap();
     assert!(replay(&flood, &["--config", arg(&cfg)]).is_empty());

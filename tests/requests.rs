@@ -127,32 +127,26 @@ fn check(scenario: &str, within: u64, named_within: u64) {
     }
 }
 
-#[test]
-fn an_http_flood_from_four_machines_is_named_within_3_s() {
-    check("http-flood", 3 * S, 5 * S);
+/// One test a scenario, each a [`check`] that the victim is named within 3 s and every attacker
+/// within 5 s.
+macro_rules! named_within_3_s {
+    ($($name:ident: $scenario:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            check($scenario, 3 * S, 5 * S);
+        }
+    )*};
 }
 
-#[test]
-fn an_https_keep_alive_flood_is_named_within_3_s() {
-    check("https-flood", 3 * S, 5 * S);
-}
-
-#[test]
-fn a_few_heavy_sources_on_a_busy_site_are_named() {
-    check("http-few-heavy", 3 * S, 5 * S);
-}
-
-#[test]
-fn a_ninety_machine_http_ddos_is_named_within_3_s_and_its_rules_block_every_machine() {
+named_within_3_s! {
+    an_http_flood_from_four_machines_is_named_within_3_s: "http-flood",
+    an_https_keep_alive_flood_is_named_within_3_s: "https-flood",
+    a_few_heavy_sources_on_a_busy_site_are_named: "http-few-heavy",
     // 400 requests a second from 90 machines, 4 to 5 each: the alert waits until they have sent
     // more than a visit's worth (about 3 s); its first update, 2 s later, names 84 of the 90 in
     // its rules, the next all 90
-    check("http-ddos", 3 * S, 5 * S);
-}
-
-#[test]
-fn a_tls_handshake_flood_is_a_connection_flood() {
-    check("tls-flood", 3 * S, 5 * S);
+    a_ninety_machine_http_ddos_is_named_within_3_s_and_its_rules_block_every_machine: "http-ddos",
+    a_tls_handshake_flood_is_a_connection_flood: "tls-flood",
 }
 
 #[test]

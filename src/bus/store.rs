@@ -71,6 +71,21 @@ impl Storage {
     }
 }
 
+/// The stream under a key-value bucket or an object store, as async-nats lays both out: one
+/// replica, new messages refused when full, roll-ups and direct gets allowed.
+fn bucket_stream(name: String, subjects: Vec<String>, storage: Storage) -> Config {
+    Config {
+        name,
+        subjects,
+        storage: storage.nats(),
+        num_replicas: 1,
+        discard: DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        ..Config::default()
+    }
+}
+
 /// A stream with limits retention, one replica, the oldest messages dropped when full.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -658,17 +673,14 @@ impl Kv {
     pub fn ensure(js: &JetStream, bucket: &str, storage: Storage) -> Result<Kv, NatsError> {
         let what = format!("opening key-value bucket {bucket}");
         let cfg = Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
-            storage: storage.nats(),
-            allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
-            discard: DiscardPolicy::New,
-            num_replicas: 1,
             duplicate_window: Duration::from_secs(120),
-            ..Config::default()
+            ..bucket_stream(
+                format!("KV_{bucket}"),
+                vec![format!("$KV.{bucket}.>")],
+                storage,
+            )
         };
         // a bucket there with another layout (made by the nats tool, or by an older floodwatch)
         // is used as it is
@@ -764,16 +776,8 @@ impl ObjectStore {
         let what = format!("opening object store {bucket}");
         // the layout of async-nats' own create_object_store; a bucket there with another one is
         // used as it is
-        let cfg = Config {
-            name: format!("OBJ_{bucket}"),
-            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-            storage: storage.nats(),
-            num_replicas: 1,
-            discard: DiscardPolicy::New,
-            allow_rollup: true,
-            allow_direct: true,
-            ..Config::default()
-        };
+        let subjects = vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")];
+        let cfg = bucket_stream(format!("OBJ_{bucket}"), subjects, storage);
         let store = js.open_bucket(&cfg, &what, js.ctx.get_object_store(bucket))?;
         Ok(ObjectStore {
             js: js.clone(),

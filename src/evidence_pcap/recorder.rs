@@ -844,6 +844,37 @@ mod tests {
         (Scope::DstHost, Key::host(IpAddr::from(VICTIM)))
     }
 
+    /// Frame `seq`, at `T0 + ms`.
+    fn mark(seq: u64, ms: u64) -> Mark {
+        Mark {
+            seq,
+            ts: Timestamp(T0 + ms * MS),
+        }
+    }
+
+    /// The alert `id` on the victim starts at `at`.
+    fn alert_start(id: &str, at: Mark) -> Notice {
+        let (scope, key) = dst_host();
+        Notice::AlertStart {
+            id: id.to_string(),
+            scope,
+            key,
+            at,
+        }
+    }
+
+    /// The alert `id` on the victim, started at `at`, gets the file `path`.
+    fn file(id: &str, path: PathBuf, at: Mark) -> Notice {
+        let (scope, key) = dst_host();
+        Notice::File {
+            id: id.to_string(),
+            path,
+            scope,
+            key,
+            at,
+        }
+    }
+
     /// A batch of frames to the victim (watched in dst_host), at `T0 + ms` each, 60 bytes whose
     /// first two say the millisecond; the reader is through the last of them.
     fn batch(ms: impl IntoIterator<Item = u64>) -> FrameBatch {
@@ -899,31 +930,15 @@ mod tests {
         fn start(&mut self, id: &str, ms: u64) -> PathBuf {
             assert!(self.counters.admit_file());
             let path = self.dir.path().join(file_name(id));
-            let (scope, key) = dst_host();
-            self.rec.notice(Notice::File {
-                id: id.to_string(),
-                path: path.clone(),
-                scope,
-                key,
-                at: Mark {
-                    seq: ms,
-                    ts: Timestamp(T0 + ms * MS),
-                },
-            });
+            self.rec.notice(file(id, path.clone(), mark(ms, ms)));
             path
         }
 
         fn end(&mut self, id: &str, ms: u64) {
             let (scope, key) = dst_host();
-            self.rec.notice(Notice::AlertEnd {
-                id: id.to_string(),
-                scope,
-                key,
-                at: Mark {
-                    seq: ms,
-                    ts: Timestamp(T0 + ms * MS),
-                },
-            });
+            let id = id.to_string();
+            let at = mark(ms, ms);
+            self.rec.notice(Notice::AlertEnd { id, scope, key, at });
         }
     }
 
@@ -1080,18 +1095,8 @@ mod tests {
         let mut s = setup(10, 100, 100, u64::MAX);
         s.rec.frames(&batch(0..3));
         let gone = s.dir.path().join("gone");
-        let (scope, key) = dst_host();
         for id in ["a", "b"] {
-            s.rec.notice(Notice::File {
-                id: id.to_string(),
-                path: gone.join(file_name(id)),
-                scope,
-                key,
-                at: Mark {
-                    seq: 0,
-                    ts: Timestamp(T0 + MS),
-                },
-            });
+            s.rec.notice(file(id, gone.join(file_name(id)), mark(0, 1)));
         }
         let warning = s.rec.take_warning().expect("a warning");
         assert!(warning.contains("gone"), "{warning}");
@@ -1115,20 +1120,10 @@ mod tests {
             b.through_eval = b.frames.last().and_then(|f| f.eval);
             b
         };
-        let (scope, key) = dst_host();
         let start = |s: &mut Setup, id: &str, seq: u64| {
             assert!(s.counters.admit_file());
             let path = s.dir.path().join(file_name(id));
-            s.rec.notice(Notice::File {
-                id: id.to_string(),
-                path: path.clone(),
-                scope,
-                key,
-                at: Mark {
-                    seq,
-                    ts: Timestamp(T0 + 4 * MS),
-                },
-            });
+            s.rec.notice(file(id, path.clone(), mark(seq, 4)));
             path
         };
         s.rec.frames(&pass(0, 0));
@@ -1149,48 +1144,22 @@ mod tests {
     fn the_shards_hint_keeps_the_frames_around_a_start_however_late_the_sink_names_it() {
         // rings of 4 + 2 frames: 100 frames later the start's would be long gone from the ring
         let mut s = setup(4, 3, 2, u64::MAX);
-        let (scope, key) = dst_host();
-        let at = Mark {
-            seq: 0,
-            ts: Timestamp(T0 + 10 * MS),
-        };
+        let at = mark(0, 10);
         s.rec.frames(&batch(0..12));
-        s.rec.notice(Notice::AlertStart {
-            id: "a".into(),
-            scope,
-            key,
-            at,
-        });
+        s.rec.notice(alert_start("a", at));
         s.rec.frames(&batch(12..100));
         assert!(s.rec.keys[&dst_host()].ring.len() <= 4 + 3 + 1);
         assert!(s.counters.admit_file());
         let path = s.dir.path().join("a.pcap");
-        s.rec.notice(Notice::File {
-            id: "a".into(),
-            path: path.clone(),
-            scope,
-            key,
-            at,
-        });
+        s.rec.notice(file("a", path.clone(), at));
         assert_eq!(read(&path).0, vec![7, 8, 9, 10, 11, 12, 13]);
         // an alert the sink gives no file releases its frames
-        let at = Mark {
-            seq: 0,
-            ts: Timestamp(T0 + 150 * MS),
-        };
-        s.rec.notice(Notice::AlertStart {
-            id: "b".into(),
-            scope,
-            key,
-            at,
-        });
+        let at = mark(0, 150);
+        s.rec.notice(alert_start("b", at));
         s.rec.frames(&batch(100..200));
-        s.rec.notice(Notice::NoFile {
-            id: "b".into(),
-            scope,
-            key,
-            at,
-        });
+        let (scope, key) = dst_host();
+        let id = "b".to_string();
+        s.rec.notice(Notice::NoFile { id, scope, key, at });
         assert!(s.rec.keys[&dst_host()].files.is_empty());
         s.rec.frames(&batch(200..300));
         assert_eq!(s.rec.keys[&dst_host()].ring.len(), 6);

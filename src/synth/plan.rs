@@ -215,75 +215,54 @@ impl Plan {
             };
 
         let rate = opts.attack_pps as f64;
-        let constant = Profile::Constant { rate };
         let host = Key::host(victim_ip);
-        let v4net = |a: [u8; 4]| Key::subnet(IpAddr::V4(Ipv4Addr::from(a)), 24, 64);
-        let syn_flood = || vec![(Scope::DstHost, host, AttackClass::SynFlood)];
-        let (kind, profile, labels) = match scenario {
+        let on_host = |class| vec![(Scope::DstHost, host, class)];
+        let syn_flood = || on_host(AttackClass::SynFlood);
+        // a flood from one /24: its victim, and the source subnet too
+        let from_one_net = |net: [u8; 4], class| {
+            let src = Key::subnet(IpAddr::V4(Ipv4Addr::from(net)), 24, 64);
+            vec![
+                (Scope::DstHost, host, class),
+                (Scope::SrcSubnet, src, class),
+            ]
+        };
+        // the attack's rate over time: steady, but for the ramp and the pulses
+        let profile = match scenario {
+            Scenario::SlowRamp => Profile::Ramp { rate, len: att_len },
+            Scenario::PulseWave => Profile::Pulse {
+                rate,
+                on: 2.0,
+                period: 10.0,
+            },
+            _ => Profile::Constant { rate },
+        };
+        let (kind, labels) = match scenario {
             Scenario::SynFlood
             | Scenario::Ipv6SynFlood
             | Scenario::SynBurst
-            | Scenario::LearnedFloor => (AttackKind::Syn, constant, syn_flood()),
-            Scenario::SlowRamp => (
-                AttackKind::Syn,
-                Profile::Ramp { rate, len: att_len },
-                syn_flood(),
-            ),
-            Scenario::PulseWave => (
-                AttackKind::Syn,
-                Profile::Pulse {
-                    rate,
-                    on: 2.0,
-                    period: 10.0,
-                },
-                syn_flood(),
-            ),
-            Scenario::SpoofedSources => (AttackKind::Spoofed, constant, syn_flood()),
-            Scenario::SourcesAtFloor => (AttackKind::FloorSyn, constant, syn_flood()),
-            Scenario::SigSynFlood => (AttackKind::HpingSyn, constant, syn_flood()),
-            Scenario::SigUdpFlood => (
-                AttackKind::XUdp,
-                constant,
-                vec![(Scope::DstHost, host, AttackClass::UdpFlood)],
-            ),
+            | Scenario::LearnedFloor
+            | Scenario::SlowRamp
+            | Scenario::PulseWave => (AttackKind::Syn, syn_flood()),
+            Scenario::SpoofedSources => (AttackKind::Spoofed, syn_flood()),
+            Scenario::SourcesAtFloor => (AttackKind::FloorSyn, syn_flood()),
+            Scenario::SigSynFlood => (AttackKind::HpingSyn, syn_flood()),
+            Scenario::SigUdpFlood => (AttackKind::XUdp, on_host(AttackClass::UdpFlood)),
             // ACK floods are "other TCP" to the detector.
-            Scenario::SigAckFlood => (
-                AttackKind::BareAck,
-                constant,
-                vec![(Scope::DstHost, host, AttackClass::TcpFlood)],
-            ),
+            Scenario::SigAckFlood => (AttackKind::BareAck, on_host(AttackClass::TcpFlood)),
             Scenario::UdpFlood => (
                 AttackKind::UdpFew,
-                constant,
-                vec![
-                    (Scope::DstHost, host, AttackClass::UdpFlood),
-                    (
-                        Scope::SrcSubnet,
-                        v4net([203, 0, 113, 0]),
-                        AttackClass::UdpFlood,
-                    ),
-                ],
+                from_one_net([203, 0, 113, 0], AttackClass::UdpFlood),
             ),
             Scenario::DnsReflection => (
                 AttackKind::DnsFrag,
-                constant,
-                vec![(Scope::DstHost, host, AttackClass::DnsAmplification)],
+                on_host(AttackClass::DnsAmplification),
             ),
             Scenario::IcmpFlood => (
                 AttackKind::Icmp,
-                constant,
-                vec![
-                    (Scope::DstHost, host, AttackClass::IcmpFlood),
-                    (
-                        Scope::SrcSubnet,
-                        v4net([192, 0, 2, 0]),
-                        AttackClass::IcmpFlood,
-                    ),
-                ],
+                from_one_net([192, 0, 2, 0], AttackClass::IcmpFlood),
             ),
             Scenario::CarpetBombing => (
                 AttackKind::Carpet,
-                constant,
                 vec![(
                     Scope::DstSubnet,
                     Key::subnet(victim_ip, 24, 64),
@@ -306,11 +285,7 @@ impl Plan {
             | Scenario::QuietHostSyn
             | Scenario::QuietHostIcmp
             | Scenario::QuietHostScan
-            | Scenario::QuietHostCrowd => (
-                AttackKind::None,
-                Profile::Constant { rate: 1.0 },
-                Vec::new(),
-            ),
+            | Scenario::QuietHostCrowd => (AttackKind::None, Vec::new()),
         };
         let attack = (kind != AttackKind::None).then(|| {
             let mut g = AttackGen::new(
@@ -373,67 +348,43 @@ mod tests {
                 Err(SynthError::BadOptions(_))
             )
         };
-        let o = short();
-        assert!(bad(
-            Scenario::SynFlood,
-            SynthOptions {
-                duration: Duration::ZERO,
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::SynFlood,
-            SynthOptions {
-                attack_pps: 0,
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::SynFlood,
-            SynthOptions {
-                attack_start: Duration::from_secs(9),
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::UdpFlood,
-            SynthOptions {
-                victim: Some("2001:db8::1".parse().unwrap()),
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::Ipv6SynFlood,
-            SynthOptions {
-                victim: Some("192.0.2.1".parse().unwrap()),
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::SpoofedSources,
-            SynthOptions {
-                sources: 0,
-                ..o.clone()
-            }
-        ));
-        assert!(bad(
-            Scenario::Benign,
-            SynthOptions {
-                start: Timestamp::from_secs_nanos(u64::from(u32::MAX), 0),
-                ..o.clone()
-            }
-        ));
-        assert!(!bad(
-            Scenario::Benign,
-            SynthOptions {
-                attack_pps: 0,
-                ..o.clone()
-            }
-        ));
+        // each scenario with one option changed, and whether that is refused
+        type Change = fn(&mut SynthOptions);
+        let cases: [(Scenario, Change, bool); 8] = [
+            (Scenario::SynFlood, |o| o.duration = Duration::ZERO, true),
+            (Scenario::SynFlood, |o| o.attack_pps = 0, true),
+            (
+                Scenario::SynFlood,
+                |o| o.attack_start = Duration::from_secs(9),
+                true,
+            ),
+            (
+                Scenario::UdpFlood,
+                |o| o.victim = Some("2001:db8::1".parse().unwrap()),
+                true,
+            ),
+            (
+                Scenario::Ipv6SynFlood,
+                |o| o.victim = Some("192.0.2.1".parse().unwrap()),
+                true,
+            ),
+            (Scenario::SpoofedSources, |o| o.sources = 0, true),
+            (
+                Scenario::Benign,
+                |o| o.start = Timestamp::from_secs_nanos(u64::from(u32::MAX), 0),
+                true,
+            ),
+            (Scenario::Benign, |o| o.attack_pps = 0, false),
+        ];
+        for (i, (scenario, change, refused)) in cases.into_iter().enumerate() {
+            let mut o = short();
+            change(&mut o);
+            assert_eq!(bad(scenario, o), refused, "case {i}: {scenario}");
+        }
         // A v6 victim works for the TCP scenarios.
         let v6 = SynthOptions {
             victim: Some("2001:db8:100::7".parse().unwrap()),
-            ..o
+            ..short()
         };
         let (_, r) = gen(Scenario::SynFlood, &v6);
         assert_eq!(r.labels[0].key.to_string(), "2001:db8:100::7");

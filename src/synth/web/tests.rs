@@ -11,10 +11,7 @@ use etherparse::{SlicedPacket, TransportSlice};
 use super::conn::RST;
 use super::*;
 use crate::decode::{Decoder, LinkType};
-
-const SYN: u8 = 0x02;
-const FIN: u8 = 0x01;
-const ACK: u8 = 0x10;
+use crate::synth::packet::{ACK, FIN, SYN};
 
 /// A packet read back; `payload` is kept for what goes to the site's ports only.
 struct Pkt {
