@@ -1,6 +1,8 @@
 //! Parallel decode for files (`replay --decode-threads N`): a reading thread only walks the records
 //! and copies each frame's bytes into a chunk; N decode threads turn chunks into packet summaries;
 //! the caller's thread takes the decoded chunks back in reading order and routes them as usual.
+//! With N = 1 there is no reading thread: the one decode thread reads the source and decodes each
+//! frame where it lies, so no frame is copied (only the summaries cross to the caller's thread).
 //!
 //! ```text
 //!  reading thread            decode threads (N)          caller's thread
@@ -100,6 +102,17 @@ pub(super) fn spawn<'scope, 'env>(
     std::thread::ScopedJoinHandle<'scope, CaptureStats>,
 ) {
     let workers = workers.max(1);
+    if workers == 1 {
+        // one decode thread reads the source itself: no frame is copied into a chunk
+        let (out_tx, out_rx) = bounded::<Decoded>(CHUNKS_IN_FLIGHT);
+        let reading = scope.spawn(move || read_and_decode(source, out_tx, stop));
+        let chunks = DecodedChunks {
+            rxs: vec![out_rx],
+            next: 0,
+            done: false,
+        };
+        return (chunks, reading);
+    }
     let mut chunk_txs = Vec::with_capacity(workers);
     let mut out_rxs = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -160,6 +173,49 @@ fn read_chunks(
     }
     if !chunk.frames.is_empty() || chunk.error.is_some() {
         send(&txs, &mut next, chunk);
+    }
+    source.stats()
+}
+
+/// The one decode thread of a pool of one: reads [`CHUNK_FRAMES`] frames at a time from the
+/// source and decodes them where they lie (a mapped file's pages), then hands the chunk over.
+fn read_and_decode(
+    source: &mut (dyn FrameSource + Send),
+    tx: Sender<Decoded>,
+    stop: &AtomicBool,
+) -> CaptureStats {
+    let decoder = Decoder;
+    let mut p = PacketSummary::default();
+    while !stop.load(Ordering::Relaxed) {
+        let mut out = Decoded {
+            packets: Vec::with_capacity(CHUNK_FRAMES),
+            ..Decoded::default()
+        };
+        let read = source.next_frames(CHUNK_FRAMES, &mut |f| {
+            out.frames += 1;
+            match decoder.decode_into(f.link, f.data, f.ts, f.wire_len, &mut p) {
+                Ok(()) => {
+                    if let Some(head) = decoder.request_head(f.link, f.data, &p) {
+                        out.heads.push((out.packets.len() as u32, head));
+                    }
+                    out.packets.push(p);
+                }
+                Err(e) => out.errors.push(e),
+            }
+        });
+        let last = match read {
+            Ok(n) => n < CHUNK_FRAMES,
+            Err(e) => {
+                out.error = Some(e);
+                true
+            }
+        };
+        if (out.frames > 0 || out.error.is_some()) && tx.send(out).is_err() {
+            break;
+        }
+        if last {
+            break;
+        }
     }
     source.stats()
 }
@@ -311,15 +367,17 @@ mod tests {
     fn a_stop_request_ends_the_pool() {
         let mut source = frames(100_000, false);
         let stop = AtomicBool::new(true);
-        let got = std::thread::scope(|s| {
-            let (mut chunks, reading) = spawn(s, &mut source, 2, &stop);
-            let mut n = 0;
-            while let Some(d) = chunks.next_chunk() {
-                n += d.frames;
-            }
-            let _ = reading.join();
-            n
-        });
-        assert!(got < 100_000, "read {got} frames after stop");
+        for workers in [1, 2] {
+            let got = std::thread::scope(|s| {
+                let (mut chunks, reading) = spawn(s, &mut source, workers, &stop);
+                let mut n = 0;
+                while let Some(d) = chunks.next_chunk() {
+                    n += d.frames;
+                }
+                let _ = reading.join();
+                n
+            });
+            assert!(got < 100_000, "{workers}: read {got} frames after stop");
+        }
     }
 }
