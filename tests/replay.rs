@@ -136,7 +136,7 @@ fn truncated_capture_prints_alerts_then_fails_naming_the_file() {
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
     let mut first: Option<(Vec<u8>, String)> = None;
-    for decode in ["0", "2"] {
+    for decode in ["0", "1", "2"] {
         let out = run(&["replay", "--decode-threads", decode, arg(&cut)]);
         assert_eq!(out.status.code(), Some(1), "--decode-threads {decode}");
         let err = stderr(&out);

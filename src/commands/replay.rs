@@ -122,8 +122,8 @@ pub(crate) fn decode_threads_for(evidence: Option<&EvidenceConfig>, asked: Optio
     }
 }
 
-/// Decode threads by default: none up to four cores (a reading thread, a decode thread and the
-/// shards would share too few), else a quarter of the cores, at most 8.
+/// Decode threads by default: none up to four cores (a decode thread, the router's and the shards
+/// would share too few), else a quarter of the cores, at most 8.
 pub(crate) fn default_decode_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores <= 4 {

@@ -61,6 +61,30 @@ pub(super) struct Decoded {
     pub error: Option<CaptureError>,
 }
 
+impl Decoded {
+    /// Decodes one frame (through `p`, the caller's scratch summary) onto the end of the chunk:
+    /// its summary and request head, or the reason it did not decode.
+    fn decode(
+        &mut self,
+        decoder: &Decoder,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        wire_len: u32,
+        p: &mut PacketSummary,
+    ) {
+        match decoder.decode_into(link, data, ts, wire_len, p) {
+            Ok(()) => {
+                if let Some(head) = decoder.request_head(link, data, p) {
+                    self.heads.push((self.packets.len() as u32, head));
+                }
+                self.packets.push(*p);
+            }
+            Err(e) => self.errors.push(e),
+        }
+    }
+}
+
 /// The receiving end of a running pool: decoded chunks in reading order.
 pub(super) struct DecodedChunks {
     rxs: Vec<Receiver<Decoded>>,
@@ -88,7 +112,8 @@ impl DecodedChunks {
     }
 }
 
-/// Starts the reading thread and `workers` decode threads in `scope` over `source`. The reading
+/// Starts the reading thread and `workers` decode threads in `scope` over `source` (one thread
+/// that does both when `workers` is 1). The reading
 /// thread returns the source's counters when it ends (at the end of input, on an error, or when
 /// `stop` is set); drop the [`DecodedChunks`] only after taking what you need (dropping it stops the
 /// pool).
@@ -193,15 +218,7 @@ fn read_and_decode(
         };
         let read = source.next_frames(CHUNK_FRAMES, &mut |f| {
             out.frames += 1;
-            match decoder.decode_into(f.link, f.data, f.ts, f.wire_len, &mut p) {
-                Ok(()) => {
-                    if let Some(head) = decoder.request_head(f.link, f.data, &p) {
-                        out.heads.push((out.packets.len() as u32, head));
-                    }
-                    out.packets.push(p);
-                }
-                Err(e) => out.errors.push(e),
-            }
+            out.decode(&decoder, f.link, f.data, f.ts, f.wire_len, &mut p);
         });
         let last = match read {
             Ok(n) => n < CHUNK_FRAMES,
@@ -240,17 +257,10 @@ fn decode_chunks(rx: Receiver<Chunk>, tx: Sender<Decoded>) {
             errors: Vec::new(),
             error: chunk.error,
         };
+        let mut p = PacketSummary::default();
         for f in &chunk.frames {
             let data = chunk.data.get(f.start..f.end).unwrap_or_default();
-            match decoder.decode(f.link, data, f.ts, f.wire_len) {
-                Ok(p) => {
-                    if let Some(head) = decoder.request_head(f.link, data, &p) {
-                        out.heads.push((out.packets.len() as u32, head));
-                    }
-                    out.packets.push(p);
-                }
-                Err(e) => out.errors.push(e),
-            }
+            out.decode(&decoder, f.link, data, f.ts, f.wire_len, &mut p);
         }
         if tx.send(out).is_err() {
             return;
@@ -335,7 +345,14 @@ mod tests {
     #[test]
     fn every_frame_comes_back_once_in_reading_order_whatever_the_worker_count() {
         let n = 5000;
-        let (inline, ..) = run(1, n, false);
+        // what decoding frame by frame on one thread gives
+        let mut source = frames(n, false);
+        let mut inline = Vec::new();
+        while let Ok(Some(f)) = source.next_frame() {
+            if let Ok(p) = Decoder.decode(f.link, f.data, f.ts, f.wire_len) {
+                inline.push(p);
+            }
+        }
         let garbage = (0..n).filter(|i| i % 7 == 3).count();
         assert_eq!(inline.len(), n as usize - garbage);
         for workers in [1, 2, 3, 5] {
@@ -355,7 +372,15 @@ mod tests {
 
     #[test]
     fn a_read_error_arrives_after_the_frames_before_it() {
-        for (workers, n) in [(1, 0), (2, 1), (3, 1024), (2, 2049)] {
+        for (workers, n) in [
+            (1, 0),
+            (1, 1),
+            (1, 1024),
+            (1, 2049),
+            (2, 1),
+            (3, 1024),
+            (2, 2049),
+        ] {
             let (packets, frames, bad, failed, _) = run(workers, n, true);
             assert!(failed, "{workers} workers, {n} frames");
             assert_eq!(frames, u64::from(n));
@@ -365,9 +390,9 @@ mod tests {
 
     #[test]
     fn a_stop_request_ends_the_pool() {
-        let mut source = frames(100_000, false);
         let stop = AtomicBool::new(true);
         for workers in [1, 2] {
+            let mut source = frames(100_000, false);
             let got = std::thread::scope(|s| {
                 let (mut chunks, reading) = spawn(s, &mut source, workers, &stop);
                 let mut n = 0;

@@ -334,6 +334,7 @@ pub fn run_input<W: Write + Send>(
             let router = Router::new(detect, work_txs, pipe.live, stats_every)
                 .with_checkpoints(trigger)
                 .with_progress(progress.clone());
+            let mut decode_panicked = false;
             let (summary, capture_error, last_tap) = match input {
                 Input::One(source) => {
                     let mut reader = Reader::new(pipe, router, integ.metrics)
@@ -355,7 +356,12 @@ pub fn run_input<W: Write + Send>(
                     let (mut chunks, reading) = decode::spawn(s, source, pipe.decode_threads, stop);
                     let capture_error = reader.read_decoded(&mut chunks, stop);
                     drop(chunks);
-                    let capture = reading.join().unwrap_or_default();
+                    // a panic of the pool's reading (and, with one thread, decoding) side ends
+                    // the run as a failure, not as an input that ended early
+                    let capture = reading.join().unwrap_or_else(|_| {
+                        decode_panicked = true;
+                        CaptureStats::default()
+                    });
                     (reader.finish(capture), capture_error, None)
                 }
                 Input::Pooled(source) => {
@@ -379,6 +385,9 @@ pub fn run_input<W: Write + Send>(
             let mut shard_stats = Vec::new();
             for h in shard_handles {
                 shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
+            }
+            if decode_panicked {
+                shard_stats.push(Err(PipelineError::Panicked));
             }
             // the shards have told their last alerts: the tap looks back for their keys
             if let Some(t) = last_tap {
