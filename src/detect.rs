@@ -903,6 +903,7 @@ mod tests {
     }
 
     /// Asserts the alert `a` (on `what`) started at most `max_ms` after `at`.
+    #[track_caller]
     fn started_within(a: &AlertEvent, at: u64, max_ms: u64, what: &str) {
         let after_ns = a.ts.0 - at;
         assert!(

@@ -635,13 +635,7 @@ impl sflow::Visitor for SflowSink<'_> {
     fn flow_sample(&mut self, s: sflow::FlowSample) {
         self.stats.sflow_flow_samples += 1;
         self.exporter.units += 1;
-        let rate = u64::from(s.sampling_rate);
-        let rate = if rate == 0 || rate > MAX_SAMPLING_RATE {
-            self.stats.bad_sampling += 1;
-            rate.clamp(1, MAX_SAMPLING_RATE)
-        } else {
-            rate
-        };
+        let rate = netflow::sampling_rate(u64::from(s.sampling_rate), self.stats);
         self.rate = rate as u32;
         self.exporter.sampling_rate = rate;
         if let Some(h) = self.agent {

@@ -169,7 +169,7 @@ fn uptime_ms(export_ms: i64, uptime: u32, t: u32) -> i64 {
 }
 
 /// A sampling rate as given, 0 taken as 1 and huge ones clamped, both counted.
-fn sampling_rate(rate: u64, stats: &mut TelemetryStats) -> u64 {
+pub(super) fn sampling_rate(rate: u64, stats: &mut TelemetryStats) -> u64 {
     if rate == 0 {
         stats.bad_sampling += 1;
         1
