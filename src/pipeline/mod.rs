@@ -246,7 +246,8 @@ pub fn run_input<W: Write + Send>(
     // with evidence, the router waits for the shards at every tick
     let progress = evidence.as_ref().map(|_| Arc::new(Progress::new(threads)));
     let buffers = checkpoint::SnapshotBuffers::new(threads);
-    let (mut summary, capture_error, sink_result, shard_stats, checkpoints, evidence_result) =
+    // (the evidence recorder's and the pool's reading side's ends)
+    let (mut summary, capture_error, sink_result, shard_stats, checkpoints, ends) =
         std::thread::scope(|s| {
             // one slot per shard: a checkpoint is not requested before the last one was taken whole
             let (ckpt_tx, ckpt_writer) = match &pipe.checkpoint {
@@ -334,7 +335,7 @@ pub fn run_input<W: Write + Send>(
             let router = Router::new(detect, work_txs, pipe.live, stats_every)
                 .with_checkpoints(trigger)
                 .with_progress(progress.clone());
-            let mut decode_panicked = false;
+            let mut reading_result = Ok(());
             let (summary, capture_error, last_tap) = match input {
                 Input::One(source) => {
                     let mut reader = Reader::new(pipe, router, integ.metrics)
@@ -359,7 +360,7 @@ pub fn run_input<W: Write + Send>(
                     // a panic of the pool's reading (and, with one thread, decoding) side ends
                     // the run as a failure, not as an input that ended early
                     let capture = reading.join().unwrap_or_else(|_| {
-                        decode_panicked = true;
+                        reading_result = Err(PipelineError::Panicked);
                         CaptureStats::default()
                     });
                     (reader.finish(capture), capture_error, None)
@@ -386,9 +387,6 @@ pub fn run_input<W: Write + Send>(
             for h in shard_handles {
                 shard_stats.push(h.join().map_err(|_| PipelineError::Panicked));
             }
-            if decode_panicked {
-                shard_stats.push(Err(PipelineError::Panicked));
-            }
             // the shards have told their last alerts: the tap looks back for their keys
             if let Some(t) = last_tap {
                 t.finish();
@@ -405,7 +403,7 @@ pub fn run_input<W: Write + Send>(
                 sink_result,
                 shard_stats,
                 tally,
-                evidence_result,
+                [evidence_result, reading_result],
             )
         });
     let mut baselines = Vec::new();
@@ -415,7 +413,9 @@ pub fn run_input<W: Write + Send>(
         baselines.extend(b);
     }
     let (tally, write_error, recorder) = sink_result?;
-    evidence_result?;
+    for end in ends {
+        end?;
+    }
     summary.alerts = tally;
     summary.evidence = evidence.map(|e| EvidenceSummary {
         dir: e.cfg.dir.clone(),
