@@ -104,7 +104,7 @@ impl Decoder {
     /// the fields land where they are read from, with no summary moved on the way (a summary is
     /// some 80 bytes, and moving it twice cost a minimum-size packet a tenth of its decoding).
     /// On an error, what `out` holds is unspecified (still a valid summary).
-    #[inline]
+    #[inline(always)]
     pub fn decode_into(
         &self,
         link: LinkType,

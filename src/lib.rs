@@ -28,6 +28,7 @@ pub mod mitigation;
 pub mod pcap_writer;
 pub mod pipeline;
 pub mod population;
+pub mod prefetch;
 pub mod privileges;
 pub mod reload;
 pub mod report;

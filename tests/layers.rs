@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "key",
             "attack_class",
             "privileges",
+            "prefetch",
             "engine_state",
             "atomic_file",
         ],

@@ -282,6 +282,19 @@ impl Aggregator {
         }
     }
 
+    /// Starts loading the admission counters `p`'s source keys will use when `p` is added a few
+    /// packets from now ([`Aggregator::add`]).
+    #[inline]
+    pub fn prefetch_sources(&self, p: &PacketSummary) {
+        let [host, subnet] = &self.admission;
+        host.prefetch(SourceAdmission::slots(Key::host(p.src)));
+        subnet.prefetch(SourceAdmission::slots(Key::subnet(
+            p.src,
+            self.subnet_v4,
+            self.subnet_v6,
+        )));
+    }
+
     /// Notes what the request head `head` of `p` (just added) asked for at `p`'s destination
     /// keys, when `p` was data from the client of an established connection (a spoofed packet
     /// shaped like a request names nothing).

@@ -15,6 +15,10 @@ use crate::decode::PacketSummary;
 use crate::requests::RequestHead;
 use crate::time::Timestamp;
 
+/// Packets ahead of the one routed whose admission counters are being loaded: a batch arrives
+/// from another core, and a spoofed source's counters are rarely in this one's cache.
+const PREFETCH_LEAD: usize = 8;
+
 /// A message from a capture thread to the router's thread.
 pub(super) enum CaptureMsg {
     Packets {
@@ -140,7 +144,21 @@ pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reade
                 // frames so far for the status line (undecoded frames join at the end)
                 reader.add_frames(packets.len() as u64);
                 let mut heads = heads.into_iter().peekable();
+                // the batch was written on another core: its summaries are loaded two leads
+                // ahead, the counters they name one lead ahead
+                for p in packets.iter().take(2 * PREFETCH_LEAD) {
+                    crate::prefetch::prefetch(p);
+                }
+                for p in packets.iter().take(PREFETCH_LEAD) {
+                    reader.router.prefetch(p);
+                }
                 for (i, p) in packets.iter().enumerate() {
+                    if let Some(ahead) = packets.get(i + 2 * PREFETCH_LEAD) {
+                        crate::prefetch::prefetch(ahead);
+                    }
+                    if let Some(ahead) = packets.get(i + PREFETCH_LEAD) {
+                        reader.router.prefetch(ahead);
+                    }
                     match heads.next_if(|(at, _)| *at as usize == i) {
                         Some((_, head)) => reader.push_head(p, head),
                         None => reader.push(p),

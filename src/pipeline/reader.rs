@@ -55,6 +55,27 @@ pub(super) trait Downstream {
     fn evaluations(&self) -> Option<u64> {
         None
     }
+    /// Whether [`Downstream::prefetch`] does anything (the reader then holds a few packets).
+    fn prefetches(&self) -> bool {
+        false
+    }
+    /// `p` is pushed a few packets from now: start loading the memory that will read.
+    fn prefetch(&self, _p: &PacketSummary) {}
+}
+
+/// Packets decoded ahead of routing ([`Reader::frame_ahead`]): enough that the prefetched
+/// admission counters of a spoofed source have arrived from memory when its packet is routed
+/// (live capture: a wake-up finds them far from the core).
+const LEAD: usize = 8;
+
+/// Summaries decoded, not yet routed: a ring of [`LEAD`].
+#[derive(Default)]
+struct Ahead {
+    ring: [PacketSummary; LEAD],
+    /// The slot the next frame is decoded into.
+    next: usize,
+    /// Packets held, the oldest at `next - held`.
+    held: usize,
 }
 
 impl Downstream for Router {
@@ -88,6 +109,13 @@ impl Downstream for Router {
     }
     fn evaluations(&self) -> Option<u64> {
         Some(Router::evaluations(self))
+    }
+    fn prefetches(&self) -> bool {
+        true
+    }
+    #[inline]
+    fn prefetch(&self, p: &PacketSummary) {
+        Router::prefetch(self, p)
     }
 }
 
@@ -299,11 +327,37 @@ impl<'m, D: Downstream> Reader<'m, D> {
         if source.without_idle() && self.telemetry.is_none() {
             return self.read_batches(source, stop);
         }
-        // every frame is decoded into this one summary
+        // live capture into the router reads a few packets ahead (not with the evidence tap,
+        // which copies each frame as it is routed, while the frame is at hand)
+        let ahead =
+            self.live && self.telemetry.is_none() && self.tap.is_none() && self.router.prefetches();
+        let mut ahead = ahead.then(Ahead::default);
+        let end = self.read_events(source, stop, &mut ahead);
+        if let Some(ahead) = &mut ahead {
+            self.push_held(ahead);
+        }
+        end
+    }
+
+    /// [`Reader::read_all`] frame by frame, through `ahead` when given (live capture into the
+    /// router: [`Reader::frame_ahead`]); what `ahead` holds at the end is the caller's to push.
+    fn read_events(
+        &mut self,
+        source: &mut dyn FrameSource,
+        stop: &AtomicBool,
+        ahead: &mut Option<Ahead>,
+    ) -> Option<CaptureError> {
+        // every frame is decoded into this one summary (or into `ahead`)
         let mut p = PacketSummary::default();
         loop {
-            if self.summary.frames.is_multiple_of(1024) && self.should_stop(source, stop, None) {
-                return None;
+            if self.summary.frames.is_multiple_of(1024) {
+                if let Some(ahead) = ahead {
+                    // a reload or a stop applies after every packet read before it
+                    self.push_held(ahead);
+                }
+                if self.should_stop(source, stop, None) {
+                    return None;
+                }
             }
             if self.summary.frames.is_multiple_of(PUBLISH_EVERY_FRAMES) {
                 self.publish(source.stats());
@@ -314,8 +368,15 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     self.counts.frames += 1;
                     self.telemetry_frame(frame);
                 }
-                Ok(SourceEvent::Frame(frame)) => self.frame(frame, &mut p),
+                Ok(SourceEvent::Frame(frame)) => match ahead {
+                    Some(ahead) => self.frame_ahead(frame, ahead),
+                    None => self.frame(frame, &mut p),
+                },
                 Ok(SourceEvent::Idle { now }) => {
+                    if let Some(ahead) = ahead {
+                        // nothing more has come: what is held is routed before the idle tick
+                        self.push_held(ahead);
+                    }
                     if let Some(t) = self.telemetry.as_deref_mut() {
                         t.stage.advance(now, &mut t.scratch);
                         self.push_telemetry();
@@ -357,29 +418,91 @@ impl<'m, D: Downstream> Reader<'m, D> {
         }
     }
 
+    /// [`Reader::frame`] a few packets ahead: the frame is decoded into `ahead`, the memory its
+    /// routing will read is prefetched, and it is routed [`LEAD`] packets later, once that memory
+    /// has arrived. A frame with a request head (which borrows the frame) is routed at once, after
+    /// every packet held before it: the order never changes.
+    #[inline]
+    fn frame_ahead(&mut self, frame: RawFrame<'_>, ahead: &mut Ahead) {
+        let slot = ahead.next;
+        let Some(p) = ahead.ring.get_mut(slot) else {
+            return;
+        };
+        if !self.decode(&frame, p) {
+            return;
+        }
+        if let Some(head) = self.decoder.request_head(frame.link, frame.data, p) {
+            let p = *p;
+            self.push_held(ahead);
+            self.hand_on(&frame, &p, Some(head));
+            return;
+        }
+        self.router.prefetch(p);
+        ahead.next = (slot + 1) % LEAD;
+        ahead.held += 1;
+        if ahead.held == LEAD {
+            // the ring is full: its oldest packet is in the slot the next frame is decoded into
+            ahead.held -= 1;
+            if let Some(&oldest) = ahead.ring.get(ahead.next) {
+                self.push(&oldest);
+            }
+        }
+    }
+
+    /// Routes every packet `ahead` holds, oldest first.
+    fn push_held(&mut self, ahead: &mut Ahead) {
+        while ahead.held > 0 {
+            let i = (ahead.next + LEAD - ahead.held) % LEAD;
+            ahead.held -= 1;
+            if let Some(&p) = ahead.ring.get(i) {
+                self.push(&p);
+            }
+        }
+    }
+
     /// Decodes one frame into `p` (the caller's, reused frame after frame) and hands it on.
     #[inline]
     fn frame(&mut self, frame: RawFrame<'_>, p: &mut PacketSummary) {
+        if self.decode(&frame, p) {
+            let head = self.decoder.request_head(frame.link, frame.data, p);
+            self.hand_on(&frame, p, head);
+        }
+    }
+
+    /// Counts `frame` and decodes it into `p`; false (the reason counted) when it cannot be.
+    #[inline(always)]
+    fn decode(&mut self, frame: &RawFrame<'_>, p: &mut PacketSummary) -> bool {
         self.summary.frames += 1;
         self.counts.frames += 1;
         match self
             .decoder
             .decode_into(frame.link, frame.data, frame.ts, frame.wire_len, p)
         {
-            Ok(()) => {
-                match self.decoder.request_head(frame.link, frame.data, p) {
-                    None => self.push(p),
-                    Some(head) => self.push_head(p, head),
-                }
-                if let Some(t) = &mut self.tap {
-                    // after the router took it: the evaluations due before it ran
-                    t.offer(&frame, p, self.router.evaluations());
-                }
-            }
+            Ok(()) => true,
             Err(e) => {
                 self.summary.decode.record(&e);
                 self.counts.not_decoded(&e);
+                false
             }
+        }
+    }
+
+    /// Routes `p`, decoded from `frame` (with the request head it carries), and offers the frame
+    /// to the evidence tap.
+    #[inline(always)]
+    fn hand_on(
+        &mut self,
+        frame: &RawFrame<'_>,
+        p: &PacketSummary,
+        head: Option<crate::requests::RequestHead>,
+    ) {
+        match head {
+            None => self.push(p),
+            Some(head) => self.push_head(p, head),
+        }
+        if let Some(t) = &mut self.tap {
+            // after the router took it: the evaluations due before it ran
+            t.offer(frame, p, self.router.evaluations());
         }
     }
 
@@ -605,4 +728,191 @@ fn stats_line(elapsed: Duration, rate: f64, s: &RunSummary, c: &CaptureStats) ->
         c.kernel_drops,
         s.pipeline_drops
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::file::FileSource;
+    use crate::synth::{self, Scenario, SynthOptions};
+    use std::time::Duration;
+
+    /// What a downstream saw, in order.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Packet { ts: u64, head: bool },
+        Idle(u64),
+    }
+
+    /// A downstream that records what it is given; `prefetching` makes the reader hold packets
+    /// ahead of it ([`Reader::frame_ahead`]).
+    struct Recorder {
+        prefetching: bool,
+        prefetched: std::cell::Cell<u64>,
+        seen: Vec<Seen>,
+    }
+
+    impl Downstream for Recorder {
+        fn push(&mut self, p: &PacketSummary) {
+            self.seen.push(Seen::Packet {
+                ts: p.ts.0,
+                head: false,
+            });
+        }
+        fn push_head(&mut self, p: &PacketSummary, _: crate::requests::RequestHead) {
+            self.seen.push(Seen::Packet {
+                ts: p.ts.0,
+                head: true,
+            });
+        }
+        fn idle(&mut self, now: Timestamp) {
+            self.seen.push(Seen::Idle(now.0));
+        }
+        fn flush(&mut self) {}
+        fn oldest_held(&self) -> Option<Timestamp> {
+            None
+        }
+        fn holds_work(&self) -> bool {
+            false
+        }
+        fn stats(&self) -> RouteStats {
+            RouteStats::default()
+        }
+        fn finish(self) -> RouteStats {
+            RouteStats::default()
+        }
+        fn reconfigure(&mut self, _: crate::config::DetectConfig) {}
+        fn prefetches(&self) -> bool {
+            self.prefetching
+        }
+        fn prefetch(&self, _: &PacketSummary) {
+            self.prefetched.set(self.prefetched.get() + 1);
+        }
+    }
+
+    /// A file read as a live source is: idle, at the last frame's time, after every `every`-th
+    /// frame (the frame counts vary, so idle reports fall anywhere in the reader's ring).
+    struct Bursts {
+        inner: FileSource,
+        every: Vec<u64>,
+        frames: u64,
+        idle_due: bool,
+        last: Timestamp,
+    }
+
+    impl FrameSource for Bursts {
+        fn next_frame(&mut self) -> Result<Option<RawFrame<'_>>, CaptureError> {
+            self.inner.next_frame()
+        }
+        fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
+            if std::mem::take(&mut self.idle_due) {
+                // live idle ticks are at least IDLE_TICK_SPACING apart: far enough ahead
+                return Ok(SourceEvent::Idle {
+                    now: self.last.saturating_add(self.frames * IDLE_TICK_SPACING),
+                });
+            }
+            match self.inner.next_frame()? {
+                Some(f) => {
+                    self.frames += 1;
+                    self.last = f.ts;
+                    self.idle_due = self.every.iter().any(|n| self.frames.is_multiple_of(*n));
+                    Ok(SourceEvent::Frame(f))
+                }
+                None => Ok(SourceEvent::End),
+            }
+        }
+        fn stats(&self) -> CaptureStats {
+            self.inner.stats()
+        }
+    }
+
+    /// What the downstream saw of `path` read live, and how many packets were prefetched.
+    fn read_live(path: &std::path::Path, every: &[u64], prefetching: bool) -> (Vec<Seen>, u64) {
+        let mut source = Bursts {
+            inner: FileSource::open(path).unwrap(),
+            every: every.to_vec(),
+            frames: 0,
+            idle_due: false,
+            last: Timestamp(0),
+        };
+        let pipe = PipelineConfig {
+            live: true,
+            ..PipelineConfig::default()
+        };
+        let down = Recorder {
+            prefetching,
+            prefetched: std::cell::Cell::new(0),
+            seen: Vec::new(),
+        };
+        let mut reader = Reader::new(&pipe, down, None);
+        let stop = AtomicBool::new(false);
+        assert!(reader.read_all(&mut source, &stop).is_none());
+        (
+            std::mem::take(&mut reader.router.seen),
+            reader.router.prefetched.get(),
+        )
+    }
+
+    #[test]
+    fn packets_held_ahead_reach_the_router_in_order_and_before_every_idle_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cases = Vec::new();
+        // a flood, and a web capture whose request heads are routed at once (after what is held)
+        for (name, scenario, opts) in [
+            (
+                "syn.pcap",
+                Scenario::SynFlood,
+                SynthOptions {
+                    duration: Duration::from_secs(3),
+                    attack_start: Duration::from_secs(1),
+                    attack_duration: Duration::from_secs(1),
+                    attack_pps: 2_000,
+                    background_pps: 300,
+                    ..SynthOptions::default()
+                },
+            ),
+            (
+                "web.pcap",
+                Scenario::HttpFlood,
+                SynthOptions {
+                    duration: Duration::from_secs(40),
+                    attack_start: Duration::from_secs(32),
+                    attack_duration: Duration::from_secs(4),
+                    attack_pps: 50,
+                    background_pps: 5,
+                    ..SynthOptions::for_scenario(Scenario::HttpFlood)
+                },
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            synth::write_pcap(scenario, &opts, std::io::BufWriter::new(file)).unwrap();
+            cases.push(path);
+        }
+        for path in &cases {
+            for every in [&[3u64, 1000][..], &[7, 8], &[1]] {
+                let (direct, none) = read_live(path, every, false);
+                let (ahead, prefetched) = read_live(path, every, true);
+                assert_eq!(none, 0);
+                let packets = direct
+                    .iter()
+                    .filter(|s| matches!(s, Seen::Packet { .. }))
+                    .count();
+                assert!(packets > 1000, "{path:?}: {packets} packets");
+                // every packet without a request head went through the ring
+                let heads = direct
+                    .iter()
+                    .filter(|s| matches!(s, Seen::Packet { head: true, .. }))
+                    .count();
+                assert!(prefetched > 0 && prefetched as usize <= packets - heads);
+                assert!(direct.iter().any(|s| matches!(s, Seen::Idle(_))));
+                if path.ends_with("web.pcap") {
+                    assert!(direct
+                        .iter()
+                        .any(|s| matches!(s, Seen::Packet { head: true, .. })));
+                }
+                assert_eq!(direct, ahead, "{path:?}, idle after every {every:?} frames");
+            }
+        }
+    }
 }

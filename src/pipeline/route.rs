@@ -224,6 +224,12 @@ impl Router {
         }
     }
 
+    /// Starts loading what [`Router::push`] of `p` will read from memory, a few packets ahead.
+    #[inline]
+    pub fn prefetch(&self, p: &PacketSummary) {
+        self.agg.prefetch_sources(p);
+    }
+
     #[inline]
     pub fn push(&mut self, p: &PacketSummary) {
         let stamp = self.clock.accept_weighted(p.ts, p.weight, &mut self.steps);
