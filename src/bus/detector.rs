@@ -759,7 +759,16 @@ fn consume(
                 ),
             }));
         }
-        if let Some(upto) = l.merger.release(mono(l.t0), &mut released) {
+        // the streams have ended: everything is released and the run finishes; until then whole
+        // ticks only, so that a checkpoint never falls inside a tick the engine is aggregating
+        let ending =
+            cfg.exit_at_end && l.merger.all_ended() && feeds.iter().all(|f| f.rx.is_empty());
+        let upto = if ending {
+            l.merger.release(mono(l.t0), &mut released)
+        } else {
+            l.merger.release_ticks(mono(l.t0), tick_ns, &mut released)
+        };
+        if let Some(upto) = upto {
             if !started {
                 started = true;
                 if let Some(s) = l.merger.start() {
@@ -767,16 +776,12 @@ fn consume(
                 }
             }
             for (s, sides) in released.drain(..) {
-                l.engine.on_packet_within(&s, mask_of(sides), &mut events);
+                l.engine.aggregate_within(&s, mask_of(sides), &mut events);
             }
             l.engine.advance_to(upto, &mut events);
             l.out(bus, std::mem::take(&mut events))?;
         }
-        if cfg.exit_at_end
-            && l.merger.all_ended()
-            && l.merger.held() == 0
-            && feeds.iter().all(|f| f.rx.is_empty())
-        {
+        if ending && l.merger.held() == 0 {
             l.engine.finish(EndReason::EndOfInput, &mut events);
             l.out(bus, std::mem::take(&mut events))?;
             l.checkpoint(bus, &mut replies)?;

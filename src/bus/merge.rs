@@ -312,8 +312,34 @@ impl Merger {
         let w = self.watermark(now_ns)?;
         self.released_to = self.released_to.max(w.0);
         let upto = self.released_to;
-        // a k-way merge of the queues' heads: each summary is moved once, in (time, node,
-        // partition) order, a queue's own order kept
+        self.drain_through(upto, out);
+        Some(Timestamp(upto))
+    }
+
+    /// [`Merger::release`] of whole ticks only: every held summary of a tick (`tick_ns` long,
+    /// counted from time 0 as the engine's clock counts them) that ended at or before the
+    /// watermark at `now_ns`; returns where the last of those ticks ends. A detector that counts
+    /// what this releases and then moves its clock to the returned time has no part of a tick
+    /// pending, so a checkpoint taken there cuts the stream where its own ticks are cut, and what
+    /// a tick samples never depends on when the checkpoints fell. The rest of a tick stays held
+    /// (and is in the checkpoint with the merger's state).
+    pub fn release_ticks(
+        &mut self,
+        now_ns: u64,
+        tick_ns: u64,
+        out: &mut Vec<(PacketSummary, Sides)>,
+    ) -> Option<Timestamp> {
+        let w = self.watermark(now_ns)?.0.max(self.released_to);
+        let boundary = w - w % tick_ns.max(1);
+        if let Some(last) = boundary.checked_sub(1) {
+            self.drain_through(last, out);
+        }
+        Some(Timestamp(boundary))
+    }
+
+    /// Moves every held summary at or before `upto` into `out`: a k-way merge of the queues'
+    /// heads, each summary moved once, in (time, node, partition) order, a queue's own order kept.
+    fn drain_through(&mut self, upto: u64, out: &mut Vec<(PacketSummary, Sides)>) {
         let mut heads = BinaryHeap::with_capacity(self.runs.len());
         for (i, r) in self.runs.iter().enumerate() {
             if let Some(h) = r.queue.front().filter(|h| h.summary.ts.0 <= upto) {
@@ -330,7 +356,6 @@ impl Merger {
                 heads.push(Reverse((h.summary.ts, r.node, r.partition, i)));
             }
         }
-        Some(Timestamp(upto))
     }
 
     /// Summaries held back.
@@ -659,5 +684,38 @@ mod tests {
         assert_eq!(pieces.len(), whole.len());
         assert!(pieces == whole, "a different order");
         assert!(whole.windows(2).all(|w| w[0].0.ts <= w[1].0.ts));
+
+        // whole ticks only, after every batch: each release ends on a tick boundary, holds back
+        // the tick the watermark is in, and the stream is the same once the end releases the rest
+        let tick = 10_000;
+        let mut ticks = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        let mut pieces = Vec::new();
+        let mut last_end = 0;
+        let mut bi = b.iter();
+        for (_, x) in &a {
+            ticks.accept(x, 0).unwrap();
+            if let Some((_, y)) = bi.next() {
+                ticks.accept(y, 0).unwrap();
+            }
+            let before = pieces.len();
+            let Some(end) = ticks.release_ticks(0, tick, &mut pieces) else {
+                continue;
+            };
+            assert_eq!(end.0 % tick, 0, "a boundary");
+            assert!(end.0 >= last_end && end.0 <= ticks.watermark(0).unwrap().0);
+            assert!(pieces[before..]
+                .iter()
+                .all(|(s, _)| s.ts.0 >= last_end && s.ts.0 < end.0));
+            last_end = end.0;
+        }
+        for (_, y) in bi {
+            ticks.accept(y, 0).unwrap();
+        }
+        ticks.release_ticks(0, tick, &mut pieces).unwrap();
+        assert!(ticks.held() > 0, "the last tick waits");
+        assert!(pieces.len() < whole.len());
+        ticks.release(0, &mut pieces).unwrap();
+        assert_eq!(ticks.held(), 0);
+        assert!(pieces == whole, "a different order");
     }
 }

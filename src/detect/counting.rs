@@ -23,7 +23,25 @@ impl Engine {
     /// [`Engine::on_packet`] counting only the scopes in `allowed`: a detector that owns only the
     /// destination side or only the source side of a summary still keeps the stream's clock with
     /// every packet (the load source admission scales with included), but counts only its side.
+    /// The packet is counted into the tables at once, so a state saved after any packet restores
+    /// exactly (at the cost of the per-key work per packet; see [`Engine::aggregate_within`]).
     pub fn on_packet_within(
+        &mut self,
+        p: &PacketSummary,
+        allowed: ScopeMask,
+        out: &mut Vec<AlertEvent>,
+    ) {
+        self.aggregate_within(p, allowed, out);
+        // counted at once: a saved state never holds part of a tick's aggregate
+        self.absorb_pending();
+    }
+
+    /// [`Engine::on_packet_within`] aggregated per (scope, key) and tick, as [`Engine::count_many`]
+    /// does, and counted into the tables at the next clock step: the per-key work is done once
+    /// per key and tick. A caller that saves the state must do so where a tick has just been
+    /// counted ([`Engine::advance_to`] a tick boundary, after every packet before it): a state
+    /// saved mid-tick counts the tick's part at once, which changes what that tick samples.
+    pub fn aggregate_within(
         &mut self,
         p: &PacketSummary,
         allowed: ScopeMask,
@@ -57,9 +75,6 @@ impl Engine {
             }
         }
         self.count(p, stamp, mask);
-        // a summary at a time (the bus's detector, which checkpoints between any two): counted at
-        // once, so a saved state never holds an aggregate and a restore anywhere changes nothing
-        self.absorb_pending();
     }
 
     /// Counts `p` at `stamp` (from the stream's [`Clock`](crate::clock::Clock), with every step

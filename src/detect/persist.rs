@@ -940,6 +940,66 @@ mod tests {
         assert_eq!(e.config().hash_seed, 42);
     }
 
+    /// The bus's detector aggregates per tick ([`Engine::aggregate_within`]) and saves its state
+    /// only where its clock has just crossed a tick boundary: restored there, every case runs on
+    /// exactly as it would have, and differs from a packet-at-a-time run only where a tick's
+    /// sample is taken (the counts, alerts and their keys stay).
+    #[test]
+    fn aggregated_per_tick_a_restore_at_any_tick_boundary_changes_nothing() {
+        for case in cases() {
+            let tick = case.cfg.tick_ns().max(1);
+            // (packet index, the tick boundary before it) of every packet that opens a new tick
+            let boundaries: Vec<(usize, u64)> = (1..case.packets.len())
+                .filter_map(|i| {
+                    let (a, b) = (case.packets[i - 1].ts.0, case.packets[i].ts.0);
+                    (a / tick != b / tick).then(|| (i, b - b % tick))
+                })
+                .collect();
+            let run = |restore_at: &[usize]| {
+                let mut e = fresh(case);
+                let mut out = Vec::new();
+                let mut blob = Vec::new();
+                for (i, p) in case.packets.iter().enumerate() {
+                    if let Some(&(_, at)) = boundaries.iter().find(|(k, _)| *k == i) {
+                        e.advance_to(Timestamp(at), &mut out);
+                        if restore_at.contains(&i) {
+                            blob.clear();
+                            e.save_state(&mut blob).unwrap();
+                            e = Engine::restore_state(case.cfg.clone(), &blob).unwrap();
+                        }
+                    }
+                    e.aggregate_within(p, ScopeMask::ALL, &mut out);
+                }
+                outcome(&mut e, out)
+            };
+            let whole = run(&[]);
+            let n = boundaries.len();
+            let at: Vec<usize> = [1, n / 7, n / 3, n / 2, 2 * n / 3, n - 1]
+                .into_iter()
+                .filter_map(|j| boundaries.get(j).map(|b| b.0))
+                .collect();
+            assert!(at.len() >= 4, "{}: too few ticks", case.name);
+            for k in &at {
+                assert_eq!(run(&[*k]), whole, "{}: restored at packet {k}", case.name);
+            }
+            assert_eq!(run(&at), whole, "{}: restored at {at:?}", case.name);
+            // against the packet-at-a-time run: the same alerts on the same keys, counted the same
+            let one = &straight(cases().iter().position(|c| c.name == case.name).unwrap()).outcome;
+            assert_eq!(whole.stats.packets, one.stats.packets, "{}", case.name);
+            let starts = |o: &Outcome| -> Vec<String> {
+                o.events
+                    .iter()
+                    .filter(|e| e.contains("\"event\":\"start\""))
+                    .map(|e| {
+                        let v: serde_json::Value = serde_json::from_str(e).unwrap();
+                        format!("{} {} {}", v["class"], v["key"], v["ts"])
+                    })
+                    .collect()
+            };
+            assert_eq!(starts(&whole), starts(one), "{}", case.name);
+        }
+    }
+
     #[test]
     fn a_side_counts_only_its_scopes_and_keeps_the_whole_clock() {
         let case = &cases()[0];
