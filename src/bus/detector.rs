@@ -1,6 +1,8 @@
 //! A detector node (`floodwatch detect`): consumes the batches of its partitions from JetStream,
 //! merges them into one stream in packet-time order ([`Merger`]) and runs one [`Engine`] over the
-//! sides of each summary it owns.
+//! sides of each summary it owns. The merger releases whole ticks ([`Merger::release_ticks`]),
+//! which the engine aggregates and counts at the tick's end as one machine's router does: a
+//! checkpoint is taken only between ticks, so where it falls never changes what a tick samples.
 //!
 //! Failover. A group of partitions is run by one detector at a time: the holder of the lease
 //! `lease.<group>` in the cluster's key-value bucket, refreshed every quarter of its time to live.
