@@ -281,15 +281,25 @@ impl AfPacketSource {
     /// Linux 4.19+), so each run has its own group and never joins another process's. With `n` ≤ 1
     /// this is [`AfPacketSource::open`]. Each socket receives every packet for the moment between
     /// its bind and joining the group (the kernel only lets a bound socket join).
+    ///
+    /// The first socket's wait for a block lasts at most the block retire timeout: the thread
+    /// that reads it also takes the other sockets' packets between its own, so it must not sleep
+    /// long while only they have traffic.
     pub fn open_fanout(
         iface: &str,
         cfg: RingConfig,
         n: usize,
     ) -> Result<Vec<AfPacketSource>, CaptureError> {
-        let first = AfPacketSource::open(iface, cfg)?;
         if n <= 1 {
-            return Ok(vec![first]);
+            return Ok(vec![AfPacketSource::open(iface, cfg)?]);
         }
+        let first = AfPacketSource::open(
+            iface,
+            RingConfig {
+                poll_timeout: cfg.poll_timeout.min(cfg.block_timeout),
+                ..cfg
+            },
+        )?;
         let fanout_err = |cause| {
             CaptureError::Live {
             iface: iface.to_string(),

@@ -1,15 +1,16 @@
 //! Several capture threads (live capture over AF_PACKET fanout): each reads and decodes its own
-//! socket and sends batches of packet summaries to the router's thread, which merges them into one
-//! stream. A capture thread never waits: when the channel is full, the batch is dropped and counted
-//! (waiting would stall its ring). Idle reports travel behind the packets, and the router's thread
-//! moves the clock to the earliest time every capture thread has vouched for.
+//! socket. The first routes its own packets itself and, between them, the batches of packet
+//! summaries the others send it ([`Peers`]), merging them into one stream. A capture thread never
+//! waits: when the channel is full, the batch is dropped and counted (waiting would stall its
+//! ring). Idle reports travel behind the packets, and the first thread moves the clock to the
+//! earliest time every capture thread has vouched for.
 
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::reader::{Downstream, Reader};
-use super::route::{RouteStats, Router};
+use super::route::RouteStats;
 use crate::capture::CaptureStats;
 use crate::decode::PacketSummary;
 use crate::requests::RequestHead;
@@ -125,23 +126,82 @@ impl Downstream for CaptureTx {
     }
 }
 
-/// The router's thread: merges the capture threads' batches into one stream until every capture
-/// thread has ended (closed its sender).
-pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reader<'_, Router>) {
-    // per capture thread: the latest time it has vouched for (its last packet or idle report)
-    let mut vouched = vec![Timestamp(0); workers.max(1)];
-    loop {
-        reader.poll_reload();
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(CaptureMsg::Packets {
+/// The other capture threads' batches, on the first capture thread, which reads its own socket
+/// and routes its own packets itself: only the others' batches cross between threads, and no
+/// thread wakes for nothing but to route them (a wake-up costs more than the routing here).
+pub(super) struct Peers {
+    rx: Receiver<CaptureMsg>,
+    /// Per capture thread (0 is this one), the latest time it has vouched for: its last packet
+    /// or idle report.
+    vouched: Vec<Timestamp>,
+    /// Frames the other capture threads read (counted into the status line as they come).
+    frames: u64,
+}
+
+impl Peers {
+    /// The receiving end of `workers` capture threads' channel, the first of them this one.
+    pub fn new(rx: Receiver<CaptureMsg>, workers: usize) -> Peers {
+        Peers {
+            rx,
+            vouched: vec![Timestamp(0); workers.max(1)],
+            frames: 0,
+        }
+    }
+
+    /// This thread's own source is idle at `now`: the time every capture thread has vouched for
+    /// (`None` before each has said something).
+    pub fn own_idle(&mut self, now: Timestamp) -> Option<Timestamp> {
+        if let Some(v) = self.vouched.first_mut() {
+            *v = (*v).max(now);
+        }
+        self.all_vouched()
+    }
+
+    fn all_vouched(&self) -> Option<Timestamp> {
+        let all = self.vouched.iter().copied().min()?;
+        (all > Timestamp(0)).then_some(all)
+    }
+
+    /// Routes every batch that has come, without waiting.
+    pub fn drain<D: Downstream>(&mut self, reader: &mut Reader<'_, D>) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.take(m, reader);
+        }
+    }
+
+    /// This thread's own source has ended: routes the others' batches until every one of them
+    /// has ended (closed its sender); returns the frames they read, as far as their batches came.
+    pub fn route_the_rest<D: Downstream>(mut self, reader: &mut Reader<'_, D>) -> u64 {
+        if let Some(v) = self.vouched.first_mut() {
+            // nothing more comes from this thread: the others alone hold the clock back
+            *v = Timestamp::LATEST;
+        }
+        loop {
+            reader.poll_reload();
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => self.take(m, reader),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // the capture threads own their sockets' counters: they join the summary at the end
+            reader.status(&CaptureStats::default());
+        }
+        self.frames
+    }
+
+    /// Routes one message of another capture thread.
+    fn take<D: Downstream>(&mut self, m: CaptureMsg, reader: &mut Reader<'_, D>) {
+        match m {
+            CaptureMsg::Packets {
                 worker,
                 packets,
                 heads,
-            }) => {
-                if let (Some(v), Some(last)) = (vouched.get_mut(worker), packets.last()) {
+            } => {
+                if let (Some(v), Some(last)) = (self.vouched.get_mut(worker), packets.last()) {
                     *v = (*v).max(last.ts);
                 }
                 // frames so far for the status line (undecoded frames join at the end)
+                self.frames += packets.len() as u64;
                 reader.add_frames(packets.len() as u64);
                 let mut heads = heads.into_iter().peekable();
                 // the batch was written on another core: its summaries are loaded two leads
@@ -159,25 +219,17 @@ pub(super) fn merge(rx: Receiver<CaptureMsg>, workers: usize, reader: &mut Reade
                     if let Some(ahead) = packets.get(i + PREFETCH_LEAD) {
                         reader.router.prefetch(ahead);
                     }
-                    match heads.next_if(|(at, _)| *at as usize == i) {
-                        Some((_, head)) => reader.push_head(p, head),
-                        None => reader.push(p),
-                    }
+                    reader.push_peer(p, heads.next_if(|(at, _)| *at as usize == i).map(|h| h.1));
                 }
             }
-            Ok(CaptureMsg::Idle { worker, now }) => {
-                if let Some(v) = vouched.get_mut(worker) {
+            CaptureMsg::Idle { worker, now } => {
+                if let Some(v) = self.vouched.get_mut(worker) {
                     *v = (*v).max(now);
                 }
-                let all = vouched.iter().copied().min().unwrap_or(now);
-                if all > Timestamp(0) {
+                if let Some(all) = self.all_vouched() {
                     reader.tick(all);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
-        // the capture threads own their sockets' counters: they join the summary at the end
-        reader.status(&CaptureStats::default());
     }
 }

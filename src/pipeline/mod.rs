@@ -525,8 +525,9 @@ impl EvidenceSetup {
     }
 }
 
-/// Reads `sources` on one capture thread each, merging their batches into `router` on this thread;
-/// returns the summary of them all and the first capture error.
+/// Reads `sources` on one capture thread each: the first on this thread, which routes its own
+/// packets into `router` and, between them, the other threads' batches; returns the summary of
+/// them all and the first capture error.
 fn read_many<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     sources: Vec<Box<dyn FrameSource + Send>>,
@@ -539,12 +540,14 @@ fn read_many<'scope, 'env>(
     let metrics = integ.metrics;
     let workers = sources.len();
     let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
+    let mut sources = sources.into_iter();
+    let mut taps = taps.into_iter();
+    let (first, first_tap) = (sources.next(), taps.next().flatten());
     let handles: Vec<_> = sources
-        .into_iter()
         .zip(taps)
         .enumerate()
         .map(|(i, (mut source, tap))| {
-            let down = capture::CaptureTx::new(i, tx.clone(), pipe.batch_size);
+            let down = capture::CaptureTx::new(i + 1, tx.clone(), pipe.batch_size);
             scope.spawn(move || {
                 let mut reader = Reader::new(pipe, down, metrics)
                     .without_status_line()
@@ -555,17 +558,25 @@ fn read_many<'scope, 'env>(
         })
         .collect();
     drop(tx);
-    let mut merged = Reader::new(pipe, router, None)
+    let mut reader = Reader::new(pipe, router, metrics)
         .with_reload(integ.reload)
-        .with_recording(pipe.record);
-    capture::merge(rx, workers, &mut merged);
-    let mut capture = CaptureStats::default();
+        .with_recording(pipe.record)
+        .with_tap(first_tap)
+        .with_peers(capture::Peers::new(rx, workers));
+    let (mut error, own_capture) = match first {
+        Some(mut source) => {
+            let error = reader.read_all(source.as_mut(), stop);
+            (error, source.stats())
+        }
+        None => (None, CaptureStats::default()),
+    };
+    let peer_frames = reader
+        .take_peers()
+        .map_or(0, |peers| peers.route_the_rest(&mut reader));
     let mut parts = Vec::new();
-    let mut error = None;
     for h in handles {
         match h.join() {
             Ok((part, e)) => {
-                capture.add(&part.capture);
                 error = error.or(e);
                 parts.push(part);
             }
@@ -577,9 +588,13 @@ fn read_many<'scope, 'env>(
             }
         }
     }
-    let mut summary = merged.finish(capture);
-    summary.frames = 0;
+    // finished with its own socket's counters (each thread publishes its own to the metrics)
+    let mut summary = reader.finish(own_capture);
+    // this thread's own frames, then the others'
+    summary.frames -= peer_frames.min(summary.frames);
+    summary.frames_per_capture_thread.push(summary.frames);
     for part in &parts {
+        summary.capture.add(&part.capture);
         summary.frames += part.frames;
         summary.frames_per_capture_thread.push(part.frames);
         summary.decode.merge(&part.decode);

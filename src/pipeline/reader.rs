@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::capture::Peers;
 use super::evidence_tap::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
@@ -149,6 +150,8 @@ pub(super) struct Reader<'m, D: Downstream> {
     reload: Option<&'m crate::reload::ReloadSlot>,
     /// `--evidence-dir`: copies the frames of watched keys for the evidence thread.
     tap: Option<EvidenceTap<'m>>,
+    /// The first of several capture threads: the others' batches, routed here between frames.
+    peers: Option<Box<Peers>>,
 }
 
 /// What the reader records for a report.
@@ -203,6 +206,29 @@ impl<'m, D: Downstream> Reader<'m, D> {
             recording: None,
             reload: None,
             tap: None,
+            peers: None,
+        }
+    }
+
+    /// Routes the batches of the other capture threads too (the first of several capture threads,
+    /// whose own packets are routed here directly): between frames, and whenever its own socket
+    /// is idle. The clock moves to the time every capture thread has vouched for.
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = Some(Box::new(peers));
+        self
+    }
+
+    /// Takes the other capture threads' channel back (to route the rest once this thread's own
+    /// source has ended).
+    pub fn take_peers(&mut self) -> Option<Peers> {
+        self.peers.take().map(|p| *p)
+    }
+
+    /// Routes what the other capture threads have sent so far.
+    fn drain_peers(&mut self) {
+        if let Some(mut peers) = self.peers.take() {
+            peers.drain(self);
+            self.peers = Some(peers);
         }
     }
 
@@ -355,6 +381,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
                     // a reload or a stop applies after every packet read before it
                     self.push_held(ahead);
                 }
+                self.drain_peers();
                 if self.should_stop(source, stop, None) {
                     return None;
                 }
@@ -381,7 +408,15 @@ impl<'m, D: Downstream> Reader<'m, D> {
                         t.stage.advance(now, &mut t.scratch);
                         self.push_telemetry();
                     }
-                    self.tick(now);
+                    // with other capture threads, the clock waits for all of them to vouch
+                    let all = match self.peers.as_deref_mut() {
+                        None => Some(now),
+                        Some(peers) => peers.own_idle(now),
+                    };
+                    self.drain_peers();
+                    if let Some(all) = all {
+                        self.tick(all);
+                    }
                     self.publish(source.stats());
                     if self.should_stop(source, stop, Some(now)) {
                         return None;
@@ -600,6 +635,18 @@ impl<'m, D: Downstream> Reader<'m, D> {
     pub fn push(&mut self, p: &PacketSummary) {
         self.account(p);
         self.router.push(p);
+    }
+
+    /// [`Reader::push`] of another capture thread's packet ([`Peers`]), with its request head if
+    /// it has one: counted and routed here, but not in the metrics, which its own thread counted.
+    pub fn push_peer(&mut self, p: &PacketSummary, head: Option<crate::requests::RequestHead>) {
+        let metrics = self.metrics.take();
+        self.account(p);
+        self.metrics = metrics;
+        match head {
+            Some(head) => self.router.push_head(p, head),
+            None => self.router.push(p),
+        }
     }
 
     /// [`Reader::push`] of a packet carrying a request head.
@@ -851,6 +898,112 @@ mod tests {
             std::mem::take(&mut reader.router.seen),
             reader.router.prefetched.get(),
         )
+    }
+
+    /// The first of two capture threads routes its own packets and the other's batches, each
+    /// once, and moves the clock only as far as both have vouched for.
+    #[test]
+    fn the_first_capture_thread_routes_the_others_batches_and_its_clock_waits_for_them() {
+        use super::super::capture::{CaptureMsg, Peers};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syn.pcap");
+        let opts = SynthOptions {
+            duration: Duration::from_secs(2),
+            attack_start: Duration::from_millis(500),
+            attack_duration: Duration::from_millis(500),
+            attack_pps: 3_000,
+            background_pps: 300,
+            ..SynthOptions::default()
+        };
+        let file = std::fs::File::create(&path).unwrap();
+        synth::write_pcap(Scenario::SynFlood, &opts, std::io::BufWriter::new(file)).unwrap();
+        let (own, _) = read_live(&path, &[5], false);
+        let own_packets = own
+            .iter()
+            .filter(|s| matches!(s, Seen::Packet { .. }))
+            .count();
+        // the other thread's packets: times no frame of the file has (odd nanoseconds)
+        let peer_ts: Vec<u64> = (0..700u64).map(|i| 1_000_000_001 + 2 * i).collect();
+        let batch = |ts: &[u64]| CaptureMsg::Packets {
+            worker: 1,
+            packets: ts
+                .iter()
+                .map(|t| PacketSummary {
+                    ts: Timestamp(*t),
+                    ..PacketSummary::default()
+                })
+                .collect(),
+            heads: Vec::new(),
+        };
+        let vouched = Timestamp(*peer_ts.last().unwrap() + 5);
+        for with_idle in [true, false] {
+            let (tx, rx) = crossbeam_channel::bounded(16);
+            for chunk in peer_ts.chunks(256) {
+                tx.send(batch(chunk)).unwrap();
+            }
+            if with_idle {
+                tx.send(CaptureMsg::Idle {
+                    worker: 1,
+                    now: vouched,
+                })
+                .unwrap();
+            }
+            drop(tx);
+            let mut source = Bursts {
+                inner: FileSource::open(&path).unwrap(),
+                every: vec![5],
+                frames: 0,
+                idle_due: false,
+                last: Timestamp(0),
+            };
+            let pipe = PipelineConfig {
+                live: true,
+                ..PipelineConfig::default()
+            };
+            let down = Recorder {
+                prefetching: false,
+                prefetched: std::cell::Cell::new(0),
+                seen: Vec::new(),
+            };
+            let mut reader = Reader::new(&pipe, down, None).with_peers(Peers::new(rx, 2));
+            assert!(reader
+                .read_all(&mut source, &AtomicBool::new(false))
+                .is_none());
+            let peer_frames = reader.take_peers().unwrap().route_the_rest(&mut reader);
+            assert_eq!(peer_frames, peer_ts.len() as u64);
+            let seen = std::mem::take(&mut reader.router.seen);
+            let mut times: Vec<u64> = seen
+                .iter()
+                .filter_map(|s| match s {
+                    Seen::Packet { ts, .. } => Some(*ts),
+                    Seen::Idle(_) => None,
+                })
+                .collect();
+            assert_eq!(times.len(), own_packets + peer_ts.len(), "each packet once");
+            let peer_span = peer_ts[0]..=*peer_ts.last().unwrap();
+            times.retain(|t| t % 2 == 1 && peer_span.contains(t));
+            assert_eq!(times, peer_ts, "the other thread's packets, in its order");
+            let idles: Vec<u64> = seen
+                .iter()
+                .filter_map(|s| match s {
+                    Seen::Idle(t) => Some(*t),
+                    Seen::Packet { .. } => None,
+                })
+                .collect();
+            // alone, this source's idle reports run far past what the other thread vouched for
+            assert!(own
+                .iter()
+                .any(|s| matches!(s, Seen::Idle(t) if *t > vouched.0)));
+            if with_idle {
+                assert!(!idles.is_empty() && idles.iter().all(|t| *t <= vouched.0));
+            } else {
+                // the other thread vouched only with its packets: no further than its last one
+                assert!(
+                    idles.iter().all(|t| *t <= *peer_ts.last().unwrap()),
+                    "{idles:?}"
+                );
+            }
+        }
     }
 
     #[test]
