@@ -20,7 +20,7 @@ use crate::time::Timestamp;
 /// from another core, and a spoofed source's counters are rarely in this one's cache.
 const PREFETCH_LEAD: usize = 8;
 
-/// A message from a capture thread to the router's thread.
+/// A message from a capture thread to the first capture thread, which routes for all.
 pub(super) enum CaptureMsg {
     Packets {
         worker: usize,
@@ -32,7 +32,7 @@ pub(super) enum CaptureMsg {
     Idle { worker: usize, now: Timestamp },
 }
 
-/// A capture thread's end of the channel to the router's thread.
+/// A capture thread's end of the channel to the first capture thread.
 pub(super) struct CaptureTx {
     worker: usize,
     tx: Sender<CaptureMsg>,

@@ -539,7 +539,11 @@ fn read_many<'scope, 'env>(
 ) -> (RunSummary, Option<CaptureError>) {
     let metrics = integ.metrics;
     let workers = sources.len();
-    let (tx, rx) = bounded::<capture::CaptureMsg>(pipe.channel_batches.max(1) * workers.max(1));
+    // room for what the others read while the first waits out a block timeout on a quiet socket
+    // of its own (10 ms at 10 M packets/s is ~400 batches of 256): batches are allocated only
+    // while they are in flight
+    let capacity = pipe.channel_batches.max(1) * workers.max(1) * 4;
+    let (tx, rx) = bounded::<capture::CaptureMsg>(capacity);
     let mut sources = sources.into_iter();
     let mut taps = taps.into_iter();
     let (first, first_tap) = (sources.next(), taps.next().flatten());

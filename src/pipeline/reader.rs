@@ -604,7 +604,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
         }
     }
 
-    /// Counts `n` frames read by a capture thread (the router's thread of several).
+    /// Counts `n` frames another capture thread read (the first of several, which routes them).
     pub fn add_frames(&mut self, n: u64) {
         self.summary.frames += n;
     }
