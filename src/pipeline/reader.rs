@@ -875,6 +875,18 @@ mod tests {
 
     /// What the downstream saw of `path` read live, and how many packets were prefetched.
     fn read_live(path: &std::path::Path, every: &[u64], prefetching: bool) -> (Vec<Seen>, u64) {
+        let (seen, prefetched, _) = read_live_with(path, every, prefetching, None);
+        (seen, prefetched)
+    }
+
+    /// [`read_live`] as the first of several capture threads, routing `peers` too; also returns
+    /// the frames the others read.
+    fn read_live_with(
+        path: &std::path::Path,
+        every: &[u64],
+        prefetching: bool,
+        peers: Option<Peers>,
+    ) -> (Vec<Seen>, u64, u64) {
         let mut source = Bursts {
             inner: FileSource::open(path).unwrap(),
             every: every.to_vec(),
@@ -892,11 +904,18 @@ mod tests {
             seen: Vec::new(),
         };
         let mut reader = Reader::new(&pipe, down, None);
+        if let Some(peers) = peers {
+            reader = reader.with_peers(peers);
+        }
         let stop = AtomicBool::new(false);
         assert!(reader.read_all(&mut source, &stop).is_none());
+        let peer_frames = reader
+            .take_peers()
+            .map_or(0, |peers| peers.route_the_rest(&mut reader));
         (
             std::mem::take(&mut reader.router.seen),
             reader.router.prefetched.get(),
+            peer_frames,
         )
     }
 
@@ -904,7 +923,7 @@ mod tests {
     /// once, and moves the clock only as far as both have vouched for.
     #[test]
     fn the_first_capture_thread_routes_the_others_batches_and_its_clock_waits_for_them() {
-        use super::super::capture::{CaptureMsg, Peers};
+        use super::super::capture::CaptureMsg;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("syn.pcap");
         let opts = SynthOptions {
@@ -949,29 +968,9 @@ mod tests {
                 .unwrap();
             }
             drop(tx);
-            let mut source = Bursts {
-                inner: FileSource::open(&path).unwrap(),
-                every: vec![5],
-                frames: 0,
-                idle_due: false,
-                last: Timestamp(0),
-            };
-            let pipe = PipelineConfig {
-                live: true,
-                ..PipelineConfig::default()
-            };
-            let down = Recorder {
-                prefetching: false,
-                prefetched: std::cell::Cell::new(0),
-                seen: Vec::new(),
-            };
-            let mut reader = Reader::new(&pipe, down, None).with_peers(Peers::new(rx, 2));
-            assert!(reader
-                .read_all(&mut source, &AtomicBool::new(false))
-                .is_none());
-            let peer_frames = reader.take_peers().unwrap().route_the_rest(&mut reader);
+            let (seen, _, peer_frames) =
+                read_live_with(&path, &[5], false, Some(Peers::new(rx, 2)));
             assert_eq!(peer_frames, peer_ts.len() as u64);
-            let seen = std::mem::take(&mut reader.router.seen);
             let mut times: Vec<u64> = seen
                 .iter()
                 .filter_map(|s| match s {
