@@ -331,6 +331,9 @@ impl Merger {
     ) -> Option<Timestamp> {
         let w = self.watermark(now_ns)?.0.max(self.released_to);
         let boundary = w - w % tick_ns.max(1);
+        // time released never goes back, as with `release`: a node that comes back from silence
+        // behind it has its summaries released at once (late, for the engine's clock)
+        self.released_to = self.released_to.max(boundary);
         if let Some(last) = boundary.checked_sub(1) {
             self.drain_through(last, out);
         }
@@ -613,6 +616,47 @@ mod tests {
         );
         assert_eq!(m.held(), 0);
         assert_eq!(m.stats().ended_nodes, 1);
+    }
+
+    /// A node silent past the limit lets time move on without it; when it comes back behind,
+    /// whole-tick release does not go back: its summaries come out at once, late.
+    #[test]
+    fn whole_ticks_never_go_back_when_a_silent_node_returns_behind() {
+        let c = cluster();
+        let all: Vec<u16> = (0..4).collect();
+        let tick = 100_000_000;
+        let (mut a, mut b) = (Partitioner::new(c, 1, 4), Partitioner::new(c, 2, 4));
+        for i in 0..50u64 {
+            a.push(&summary(10 * SEC + i * 20_000_000, i as u8));
+        }
+        a.flush();
+        b.push(&summary(5 * SEC, 1));
+        b.flush();
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        for (_, x) in b.take_ready() {
+            m.accept(&x, 0).unwrap();
+        }
+        for (_, x) in a.take_ready() {
+            m.accept(&x, 6 * SEC).unwrap();
+        }
+        // node 2 (heard at 0 s) is silent at 6 s: time follows node 1 alone
+        let mut out = Vec::new();
+        let first = m.release_ticks(6 * SEC, tick, &mut out).unwrap();
+        assert_eq!(first, Timestamp(10 * SEC + 900_000_000));
+        assert!(out.iter().all(|(s, _)| s.ts < first));
+        // node 2 comes back with summaries from before that
+        for i in 0..5u64 {
+            b.push(&summary(5 * SEC + i * 1000, 2));
+        }
+        b.flush();
+        for (_, x) in b.take_ready() {
+            m.accept(&x, 7 * SEC).unwrap();
+        }
+        let before = out.len();
+        let again = m.release_ticks(7 * SEC, tick, &mut out).unwrap();
+        assert!(again >= first, "time went back: {again:?} < {first:?}");
+        assert!(out.len() > before, "the returning node's summaries wait");
+        assert!(out[before..].iter().all(|(s, _)| s.ts < first));
     }
 
     #[test]

@@ -109,6 +109,17 @@ impl Engine {
         }
     }
 
+    /// The stream's clock: the latest packet time or time advanced to (None before the first).
+    pub fn clock_now(&self) -> Option<crate::time::Timestamp> {
+        self.clock.now()
+    }
+
+    /// True when packets are aggregated and not yet counted into the tables (a state saved now
+    /// would count them mid-tick).
+    pub fn has_pending(&self) -> bool {
+        !self.agg.is_empty()
+    }
+
     /// Counts what is aggregated into the tables now (done before every clock step; a checkpoint
     /// also does it, mid-tick).
     pub fn settle(&mut self) {
