@@ -162,10 +162,15 @@ impl Peers {
         (all > Timestamp(0)).then_some(all)
     }
 
-    /// Routes every batch that has come, without waiting.
+    /// Routes the batches that have come, without waiting: as many as were waiting when it
+    /// started, so that other threads sending faster than this one routes never keep it from
+    /// its own socket (their excess is dropped at the full channel and counted, as before).
     pub fn drain<D: Downstream>(&mut self, reader: &mut Reader<'_, D>) {
-        while let Ok(m) = self.rx.try_recv() {
-            self.take(m, reader);
+        for _ in 0..self.rx.len() {
+            match self.rx.try_recv() {
+                Ok(m) => self.take(m, reader),
+                Err(_) => break,
+            }
         }
     }
 

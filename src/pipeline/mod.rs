@@ -377,8 +377,7 @@ pub fn run_input<W: Write + Send>(
                     let taps = (0..sources.len())
                         .map(|i| tap(&frame_tx).map(|t| t.stream(i as u16)))
                         .collect();
-                    let (summary, error) = read_many(s, sources, taps, router, pipe, stop, integ);
-                    (summary, error, None)
+                    read_many(s, sources, taps, router, pipe, stop, integ)
                 }
             };
             frame_tx.take();
@@ -527,7 +526,8 @@ impl EvidenceSetup {
 
 /// Reads `sources` on one capture thread each: the first on this thread, which routes its own
 /// packets into `router` and, between them, the other threads' batches; returns the summary of
-/// them all and the first capture error.
+/// them all, the first capture error and the first thread's tap (finished once the shards are
+/// done, as one thread's is, so its look-back sees their last hot keys).
 fn read_many<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     sources: Vec<Box<dyn FrameSource + Send>>,
@@ -536,7 +536,7 @@ fn read_many<'scope, 'env>(
     pipe: &'env PipelineConfig,
     stop: &'env AtomicBool,
     integ: Integrations<'env>,
-) -> (RunSummary, Option<CaptureError>) {
+) -> (RunSummary, Option<CaptureError>, Option<EvidenceTap<'env>>) {
     let metrics = integ.metrics;
     let workers = sources.len();
     // room for what the others read while the first waits out a block timeout on a quiet socket
@@ -592,6 +592,7 @@ fn read_many<'scope, 'env>(
             }
         }
     }
+    let tap = reader.take_tap();
     // finished with its own socket's counters (each thread publishes its own to the metrics)
     let mut summary = reader.finish(own_capture);
     // this thread's own frames, then the others'
@@ -605,7 +606,7 @@ fn read_many<'scope, 'env>(
         summary.pipeline_drops += part.pipeline_drops;
         summary.pipeline_dropped_batches += part.pipeline_dropped_batches;
     }
-    (summary, error)
+    (summary, error, tap)
 }
 
 /// One engine per shard, sharing scope populations and starting from the loaded baselines.

@@ -409,11 +409,12 @@ impl<'m, D: Downstream> Reader<'m, D> {
                         self.push_telemetry();
                     }
                     // with other capture threads, the clock waits for all of them to vouch
+                    // (what they sent so far routed first)
+                    self.drain_peers();
                     let all = match self.peers.as_deref_mut() {
                         None => Some(now),
                         Some(peers) => peers.own_idle(now),
                     };
-                    self.drain_peers();
                     if let Some(all) = all {
                         self.tick(all);
                     }
@@ -779,6 +780,7 @@ fn stats_line(elapsed: Duration, rate: f64, s: &RunSummary, c: &CaptureStats) ->
 
 #[cfg(test)]
 mod tests {
+    use super::super::capture::CaptureMsg;
     use super::*;
     use crate::capture::file::FileSource;
     use crate::synth::{self, Scenario, SynthOptions};
@@ -845,6 +847,9 @@ mod tests {
         frames: u64,
         idle_due: bool,
         last: Timestamp,
+        /// Another capture thread's messages, sent once this many frames have been read (then
+        /// that thread ends: its sender is dropped).
+        feed: Option<(u64, Vec<CaptureMsg>, crossbeam_channel::Sender<CaptureMsg>)>,
     }
 
     impl FrameSource for Bursts {
@@ -862,6 +867,17 @@ mod tests {
                 Some(f) => {
                     self.frames += 1;
                     self.last = f.ts;
+                    if self
+                        .feed
+                        .as_ref()
+                        .is_some_and(|(at, _, _)| *at == self.frames)
+                    {
+                        if let Some((_, msgs, tx)) = self.feed.take() {
+                            for m in msgs {
+                                tx.send(m).unwrap();
+                            }
+                        }
+                    }
                     self.idle_due = self.every.iter().any(|n| self.frames.is_multiple_of(*n));
                     Ok(SourceEvent::Frame(f))
                 }
@@ -879,20 +895,23 @@ mod tests {
         (seen, prefetched)
     }
 
-    /// [`read_live`] as the first of several capture threads, routing `peers` too; also returns
-    /// the frames the others read.
+    /// [`read_live`] as the first of two capture threads, the other of which sends `msgs` once
+    /// `at` frames of `path` have been read; also returns the frames the other read.
     fn read_live_with(
         path: &std::path::Path,
         every: &[u64],
         prefetching: bool,
-        peers: Option<Peers>,
+        other: Option<(u64, Vec<CaptureMsg>)>,
     ) -> (Vec<Seen>, u64, u64) {
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let peers = other.is_some().then(|| Peers::new(rx, 2));
         let mut source = Bursts {
             inner: FileSource::open(path).unwrap(),
             every: every.to_vec(),
             frames: 0,
             idle_due: false,
             last: Timestamp(0),
+            feed: other.map(|(at, msgs)| (at, msgs, tx)),
         };
         let pipe = PipelineConfig {
             live: true,
@@ -923,7 +942,6 @@ mod tests {
     /// once, and moves the clock only as far as both have vouched for.
     #[test]
     fn the_first_capture_thread_routes_the_others_batches_and_its_clock_waits_for_them() {
-        use super::super::capture::CaptureMsg;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("syn.pcap");
         let opts = SynthOptions {
@@ -941,8 +959,16 @@ mod tests {
             .iter()
             .filter(|s| matches!(s, Seen::Packet { .. }))
             .count();
-        // the other thread's packets: times no frame of the file has (odd nanoseconds)
+        assert!(own_packets > 2_000, "{own_packets}");
+        // alone, this source's idle reports run far past what the other thread will vouch for
         let peer_ts: Vec<u64> = (0..700u64).map(|i| 1_000_000_001 + 2 * i).collect();
+        let vouched = Timestamp(*peer_ts.last().unwrap() + 5);
+        assert!(own
+            .iter()
+            .any(|s| matches!(s, Seen::Idle(t) if *t > vouched.0)));
+        // the other thread's packets: times no frame of the file has (odd nanoseconds; the
+        // file's are whole microseconds)
+        let is_peer = |t: &u64| t % 2 == 1 && (peer_ts[0]..=vouched.0).contains(t);
         let batch = |ts: &[u64]| CaptureMsg::Packets {
             worker: 1,
             packets: ts
@@ -954,53 +980,67 @@ mod tests {
                 .collect(),
             heads: Vec::new(),
         };
-        let vouched = Timestamp(*peer_ts.last().unwrap() + 5);
-        for with_idle in [true, false] {
-            let (tx, rx) = crossbeam_channel::bounded(16);
-            for chunk in peer_ts.chunks(256) {
-                tx.send(batch(chunk)).unwrap();
-            }
-            if with_idle {
-                tx.send(CaptureMsg::Idle {
-                    worker: 1,
-                    now: vouched,
-                })
-                .unwrap();
-            }
-            drop(tx);
-            let (seen, _, peer_frames) =
-                read_live_with(&path, &[5], false, Some(Peers::new(rx, 2)));
-            assert_eq!(peer_frames, peer_ts.len() as u64);
-            let mut times: Vec<u64> = seen
-                .iter()
-                .filter_map(|s| match s {
-                    Seen::Packet { ts, .. } => Some(*ts),
-                    Seen::Idle(_) => None,
-                })
-                .collect();
-            assert_eq!(times.len(), own_packets + peer_ts.len(), "each packet once");
-            let peer_span = peer_ts[0]..=*peer_ts.last().unwrap();
-            times.retain(|t| t % 2 == 1 && peer_span.contains(t));
-            assert_eq!(times, peer_ts, "the other thread's packets, in its order");
-            let idles: Vec<u64> = seen
-                .iter()
-                .filter_map(|s| match s {
-                    Seen::Idle(t) => Some(*t),
-                    Seen::Packet { .. } => None,
-                })
-                .collect();
-            // alone, this source's idle reports run far past what the other thread vouched for
-            assert!(own
-                .iter()
-                .any(|s| matches!(s, Seen::Idle(t) if *t > vouched.0)));
-            if with_idle {
-                assert!(!idles.is_empty() && idles.iter().all(|t| *t <= vouched.0));
-            } else {
-                // the other thread vouched only with its packets: no further than its last one
-                assert!(
-                    idles.iter().all(|t| *t <= *peer_ts.last().unwrap()),
-                    "{idles:?}"
+        // idle after every 5 frames (routed at the idle reports), or never (every 1 024 frames)
+        for every in [5u64, u64::MAX] {
+            for with_idle in [true, false] {
+                let mut msgs: Vec<CaptureMsg> = peer_ts.chunks(256).map(batch).collect();
+                if with_idle {
+                    msgs.push(CaptureMsg::Idle {
+                        worker: 1,
+                        now: vouched,
+                    });
+                }
+                let case = format!("idle every {every} frames, other idle {with_idle}");
+                let (seen, _, peer_frames) =
+                    read_live_with(&path, &[every], false, Some((300, msgs)));
+                assert_eq!(peer_frames, peer_ts.len() as u64, "{case}");
+                let times: Vec<u64> = seen
+                    .iter()
+                    .filter_map(|s| match s {
+                        Seen::Packet { ts, .. } => Some(*ts),
+                        Seen::Idle(_) => None,
+                    })
+                    .collect();
+                assert_eq!(
+                    times.len(),
+                    own_packets + peer_ts.len(),
+                    "{case}: once each"
                 );
+                let theirs: Vec<u64> = times.iter().copied().filter(is_peer).collect();
+                assert_eq!(theirs, peer_ts, "{case}: the other's packets, in its order");
+                // routed while this thread still read its own: before its last packet
+                let last_own = times.iter().rposition(|t| !is_peer(t)).unwrap();
+                let last_theirs = times.iter().rposition(is_peer).unwrap();
+                assert!(last_theirs < last_own, "{case}: routed only at the end");
+                if every == 5 {
+                    // sent after frame 300: routed at the next idle report, not 1 024 frames on
+                    let own_1000th = times
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| !is_peer(t))
+                        .nth(1000)
+                        .map(|(i, _)| i)
+                        .unwrap();
+                    assert!(last_theirs < own_1000th, "{case}: not routed when idle");
+                }
+                let idles: Vec<u64> = seen
+                    .iter()
+                    .filter_map(|s| match s {
+                        Seen::Idle(t) => Some(*t),
+                        Seen::Packet { .. } => None,
+                    })
+                    .collect();
+                // the clock never passes what the other vouched for: its idle report, or its
+                // last packet; and it does move
+                let limit = if with_idle {
+                    vouched.0
+                } else {
+                    *peer_ts.last().unwrap()
+                };
+                assert!(idles.iter().all(|t| *t <= limit), "{case}: {idles:?}");
+                if every == 5 && with_idle {
+                    assert!(!idles.is_empty(), "{case}: the clock never moved");
+                }
             }
         }
     }
