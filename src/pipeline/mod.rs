@@ -737,8 +737,7 @@ mod tests {
             background_pps: 200,
             ..SynthOptions::default()
         };
-        let file = std::fs::File::create(&path).unwrap();
-        synth::write_pcap(Scenario::SynFlood, &opts, std::io::BufWriter::new(file)).unwrap();
+        synth::write_pcap_file(Scenario::SynFlood, &opts, &path);
         let mut source = IdleAfter {
             inner: FileSource::open(&path).unwrap(),
             idle_at: idle_after_s.map(|s| s * 1_000_000_000),

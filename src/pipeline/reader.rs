@@ -952,8 +952,7 @@ mod tests {
             background_pps: 300,
             ..SynthOptions::default()
         };
-        let file = std::fs::File::create(&path).unwrap();
-        synth::write_pcap(Scenario::SynFlood, &opts, std::io::BufWriter::new(file)).unwrap();
+        synth::write_pcap_file(Scenario::SynFlood, &opts, &path);
         let (own, _) = read_live(&path, &[5], false);
         let own_packets = own
             .iter()
@@ -1077,8 +1076,7 @@ mod tests {
             ),
         ] {
             let path = dir.path().join(name);
-            let file = std::fs::File::create(&path).unwrap();
-            synth::write_pcap(scenario, &opts, std::io::BufWriter::new(file)).unwrap();
+            synth::write_pcap_file(scenario, &opts, &path);
             cases.push(path);
         }
         for path in &cases {

@@ -75,6 +75,13 @@ use output::pcap_out;
 use packet::Frame;
 use plan::Plan;
 
+/// [`write_pcap`] into a new file at `path` (the unit tests' captures).
+#[cfg(test)]
+pub(crate) fn write_pcap_file(scenario: Scenario, opts: &SynthOptions, path: &std::path::Path) {
+    let file = std::fs::File::create(path).unwrap();
+    write_pcap(scenario, opts, std::io::BufWriter::new(file)).unwrap();
+}
+
 /// Writes the capture of `scenario` to `out` (buffered internally) and returns what it wrote.
 pub fn write_pcap<W: Write>(
     scenario: Scenario,
