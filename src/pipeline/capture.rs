@@ -5,6 +5,8 @@
 //! ring). Idle reports travel behind the packets, and the first thread moves the clock to the
 //! earliest time every capture thread has vouched for.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -30,6 +32,34 @@ pub(super) enum CaptureMsg {
     },
     /// `worker` is idle: nothing older than `now` is still to come from it.
     Idle { worker: usize, now: Timestamp },
+}
+
+/// What the other capture threads lost, for the first thread's status line (their own readers
+/// print none): each adds what it counted since it last said, as it publishes its metrics.
+#[derive(Debug, Default)]
+pub(super) struct PeerLosses {
+    kernel_drops: AtomicU64,
+    pipeline_drops: AtomicU64,
+}
+
+impl PeerLosses {
+    /// Adds `kernel` frames the kernel dropped and `pipeline` packets dropped at a full channel.
+    pub fn add(&self, kernel: u64, pipeline: u64) {
+        if kernel > 0 {
+            self.kernel_drops.fetch_add(kernel, Ordering::Relaxed);
+        }
+        if pipeline > 0 {
+            self.pipeline_drops.fetch_add(pipeline, Ordering::Relaxed);
+        }
+    }
+
+    /// (kernel drops, pipeline drops) said so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.kernel_drops.load(Ordering::Relaxed),
+            self.pipeline_drops.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// A capture thread's end of the channel to the first capture thread.
@@ -136,16 +166,24 @@ pub(super) struct Peers {
     vouched: Vec<Timestamp>,
     /// Frames the other capture threads read (counted into the status line as they come).
     frames: u64,
+    /// What they lost, shown in the status line with this thread's own.
+    losses: Arc<PeerLosses>,
 }
 
 impl Peers {
     /// The receiving end of `workers` capture threads' channel, the first of them this one.
-    pub fn new(rx: Receiver<CaptureMsg>, workers: usize) -> Peers {
+    pub fn new(rx: Receiver<CaptureMsg>, workers: usize, losses: Arc<PeerLosses>) -> Peers {
         Peers {
             rx,
             vouched: vec![Timestamp(0); workers.max(1)],
             frames: 0,
+            losses,
         }
+    }
+
+    /// What the other capture threads have said they lost.
+    pub fn losses(&self) -> Arc<PeerLosses> {
+        Arc::clone(&self.losses)
     }
 
     /// This thread's own source is idle at `now`: the time every capture thread has vouched for
@@ -174,9 +212,14 @@ impl Peers {
         }
     }
 
-    /// This thread's own source has ended: routes the others' batches until every one of them
-    /// has ended (closed its sender); returns the frames they read, as far as their batches came.
-    pub fn route_the_rest<D: Downstream>(mut self, reader: &mut Reader<'_, D>) -> u64 {
+    /// This thread's own source has ended (`own`: its last counters): routes the others' batches
+    /// until every one of them has ended (closed its sender); returns the frames they read, as far
+    /// as their batches came. The metrics and the status line go on meanwhile.
+    pub fn route_the_rest<D: Downstream>(
+        mut self,
+        reader: &mut Reader<'_, D>,
+        own: CaptureStats,
+    ) -> u64 {
         if let Some(v) = self.vouched.first_mut() {
             // nothing more comes from this thread: the others alone hold the clock back
             *v = Timestamp::LATEST;
@@ -188,8 +231,9 @@ impl Peers {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            // the capture threads own their sockets' counters: they join the summary at the end
-            reader.status(&CaptureStats::default());
+            // the router's drops are still published; the others publish their own sockets'
+            reader.publish(own);
+            reader.status(&own);
         }
         self.frames
     }

@@ -547,14 +547,16 @@ fn read_many<'scope, 'env>(
     let mut sources = sources.into_iter();
     let mut taps = taps.into_iter();
     let (first, first_tap) = (sources.next(), taps.next().flatten());
+    let losses = Arc::new(capture::PeerLosses::default());
     let handles: Vec<_> = sources
         .zip(taps)
         .enumerate()
         .map(|(i, (mut source, tap))| {
             let down = capture::CaptureTx::new(i + 1, tx.clone(), pipe.batch_size);
+            let losses = Arc::clone(&losses);
             scope.spawn(move || {
                 let mut reader = Reader::new(pipe, down, metrics)
-                    .without_status_line()
+                    .without_status_line(losses)
                     .with_tap(tap);
                 let error = reader.read_all(source.as_mut(), stop);
                 (reader.finish(source.stats()), error)
@@ -566,7 +568,7 @@ fn read_many<'scope, 'env>(
         .with_reload(integ.reload)
         .with_recording(pipe.record)
         .with_tap(first_tap)
-        .with_peers(capture::Peers::new(rx, workers));
+        .with_peers(capture::Peers::new(rx, workers, losses));
     let (mut error, own_capture) = match first {
         Some(mut source) => {
             let error = reader.read_all(source.as_mut(), stop);
@@ -576,7 +578,7 @@ fn read_many<'scope, 'env>(
     };
     let peer_frames = reader
         .take_peers()
-        .map_or(0, |peers| peers.route_the_rest(&mut reader));
+        .map_or(0, |peers| peers.route_the_rest(&mut reader, own_capture));
     let mut parts = Vec::new();
     for h in handles {
         match h.join() {

@@ -5,9 +5,10 @@
 //! idle, vouches that what arrived before the request was read).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::capture::Peers;
+use super::capture::{PeerLosses, Peers};
 use super::evidence_tap::EvidenceTap;
 use super::route::{RouteStats, Router};
 use super::summary::RunSummary;
@@ -152,6 +153,18 @@ pub(super) struct Reader<'m, D: Downstream> {
     tap: Option<EvidenceTap<'m>>,
     /// The first of several capture threads: the others' batches, routed here between frames.
     peers: Option<Box<Peers>>,
+    /// Several capture threads: the others' losses, which the first one's status line shows and
+    /// each of the others adds to as it publishes.
+    peer_losses: Option<(Arc<PeerLosses>, LossRole)>,
+}
+
+/// What a capture thread among several does with [`Reader::peer_losses`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LossRole {
+    /// The first thread: shows them with its own.
+    Shows,
+    /// Another thread: adds its own to them.
+    Adds,
 }
 
 /// What the reader records for a report.
@@ -207,6 +220,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
             reload: None,
             tap: None,
             peers: None,
+            peer_losses: None,
         }
     }
 
@@ -214,6 +228,7 @@ impl<'m, D: Downstream> Reader<'m, D> {
     /// whose own packets are routed here directly): between frames, and whenever its own socket
     /// is idle. The clock moves to the time every capture thread has vouched for.
     pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peer_losses = Some((peers.losses(), LossRole::Shows));
         self.peers = Some(Box::new(peers));
         self
     }
@@ -312,25 +327,30 @@ impl<'m, D: Downstream> Reader<'m, D> {
         }
     }
 
-    /// Stops printing the `--status-interval` line (a capture thread among several: the router's
-    /// thread prints it for all).
-    pub fn without_status_line(mut self) -> Self {
+    /// A capture thread among several other than the first: prints no `--status-interval` line
+    /// (the first prints it for all) and adds what it loses to `losses`, which that line shows.
+    pub fn without_status_line(mut self, losses: Arc<PeerLosses>) -> Self {
         self.stats = None;
+        self.peer_losses = Some((losses, LossRole::Adds));
         self
     }
 
-    /// Publishes what was counted since the last call (metrics only).
-    fn publish(&mut self, capture: CaptureStats) {
+    /// Publishes what was counted since the last call: to the metrics, and to the first capture
+    /// thread's status line from another.
+    pub(super) fn publish(&mut self, capture: CaptureStats) {
+        // deltas: several capture threads publish into the same counters
+        let kernel = capture.kernel_drops - self.published_kernel.min(capture.kernel_drops);
+        self.published_kernel = self.published_kernel.max(capture.kernel_drops);
+        let dropped = self.router.stats().dropped;
+        let pipeline = dropped - self.published_drops.min(dropped);
+        self.published_drops = self.published_drops.max(dropped);
+        if let Some((losses, LossRole::Adds)) = &self.peer_losses {
+            losses.add(kernel, pipeline);
+        }
         if let Some(m) = self.metrics {
             m.publish_input(&mut self.counts);
-            // deltas: several capture threads publish into the same counters
-            m.add_kernel_drops(
-                capture.kernel_drops - self.published_kernel.min(capture.kernel_drops),
-            );
-            self.published_kernel = capture.kernel_drops;
-            let dropped = self.router.stats().dropped;
-            m.add_pipeline_drops(dropped - self.published_drops.min(dropped));
-            self.published_drops = dropped;
+            m.add_kernel_drops(kernel);
+            m.add_pipeline_drops(pipeline);
             if let Some(t) = &self.telemetry {
                 let mut exporters = t.stage.exporters();
                 let exporter_count = exporters.len();
@@ -599,10 +619,30 @@ impl<'m, D: Downstream> Reader<'m, D> {
 
     /// Prints the `--status-interval` line when it is due.
     pub fn status(&mut self, capture: &CaptureStats) {
-        if let Some(line) = &mut self.stats {
-            self.summary.pipeline_drops = self.router.stats().dropped;
-            line.maybe_print(&self.summary, capture);
+        if self.stats.is_some() {
+            let (kernel_drops, pipeline_drops) = self.losses_shown(capture);
+            self.summary.pipeline_drops = pipeline_drops;
+            let all = CaptureStats {
+                kernel_drops,
+                ..*capture
+            };
+            if let Some(line) = &mut self.stats {
+                line.maybe_print(&self.summary, &all);
+            }
         }
+    }
+
+    /// (kernel drops, pipeline drops) the status line shows: this thread's (`capture`: its
+    /// socket's counters) and, on the first of several capture threads, the others'.
+    fn losses_shown(&self, capture: &CaptureStats) -> (u64, u64) {
+        let (kernel, pipeline) = match &self.peer_losses {
+            Some((losses, LossRole::Shows)) => losses.get(),
+            _ => (0, 0),
+        };
+        (
+            capture.kernel_drops + kernel,
+            self.router.stats().dropped + pipeline,
+        )
     }
 
     /// Counts `n` frames another capture thread read (the first of several, which routes them).
@@ -795,6 +835,7 @@ mod tests {
 
     /// A downstream that records what it is given; `prefetching` makes the reader hold packets
     /// ahead of it ([`Reader::frame_ahead`]).
+    #[derive(Default)]
     struct Recorder {
         prefetching: bool,
         prefetched: std::cell::Cell<u64>,
@@ -904,7 +945,9 @@ mod tests {
         other: Option<(u64, Vec<CaptureMsg>)>,
     ) -> (Vec<Seen>, u64, u64) {
         let (tx, rx) = crossbeam_channel::bounded(64);
-        let peers = other.is_some().then(|| Peers::new(rx, 2));
+        let peers = other
+            .is_some()
+            .then(|| Peers::new(rx, 2, Arc::new(PeerLosses::default())));
         let mut source = Bursts {
             inner: FileSource::open(path).unwrap(),
             every: every.to_vec(),
@@ -930,7 +973,7 @@ mod tests {
         assert!(reader.read_all(&mut source, &stop).is_none());
         let peer_frames = reader
             .take_peers()
-            .map_or(0, |peers| peers.route_the_rest(&mut reader));
+            .map_or(0, |peers| peers.route_the_rest(&mut reader, source.stats()));
         (
             std::mem::take(&mut reader.router.seen),
             reader.router.prefetched.get(),
@@ -1042,6 +1085,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The first capture thread's status line shows what the others lost (their sockets' kernel
+    /// drops, their batches dropped at a full channel) with its own, each counted once however
+    /// often they publish.
+    #[test]
+    fn the_first_capture_threads_status_line_counts_the_others_losses() {
+        use super::super::capture::CaptureTx;
+        let pipe = PipelineConfig {
+            live: true,
+            ..PipelineConfig::default()
+        };
+        let losses = Arc::new(PeerLosses::default());
+        // another capture thread whose channel holds one batch of one packet: the rest drop
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut other = Reader::new(&pipe, CaptureTx::new(1, tx, 1), None)
+            .without_status_line(Arc::clone(&losses));
+        for _ in 0..5 {
+            other.push(&PacketSummary::default());
+        }
+        let socket = |kernel_drops| CaptureStats {
+            kernel_drops,
+            ..CaptureStats::default()
+        };
+        other.publish(socket(7));
+        other.publish(socket(7));
+        other.publish(socket(10));
+        assert_eq!(losses.get(), (10, 4));
+        let first = Reader::new(&pipe, Recorder::default(), None).with_peers(Peers::new(
+            rx,
+            2,
+            Arc::clone(&losses),
+        ));
+        assert_eq!(first.losses_shown(&socket(3)), (13, 4));
+        // alone, a reader shows its own
+        let alone = Reader::new(&pipe, Recorder::default(), None);
+        assert_eq!(alone.losses_shown(&socket(3)), (3, 0));
     }
 
     #[test]
