@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per packet, counted by valgrind's callgrind: repeatable on a noisy shared machine where
 # wall time is not (and this VM exposes no hardware counters to `perf stat`). Same capture shape as
-# benches/replay.sh, shortened to ~220 k frames so callgrind (≈ 50× slower) finishes in a minute.
+# benches/replay.sh, shortened to ~220 k frames so callgrind (≈ 50× slower) finishes in a minute;
+# then (a) and (c) again on replay.sh's own 10 M frames (a few minutes), where fixed costs vanish.
 #
 #   benches/instructions.sh      # (a) replay --threads 1 and 2, (b) read+decode, (c) tcpdump; top functions of (a) at 1;
 #                                # (d) replay --threads 1 of mixed web traffic (synth busy-site: what request floods' work costs)
@@ -50,13 +51,31 @@ callgrind a2 "$FW" replay --threads 2 --seed 1 -o /dev/null "$CAPTURE"
 ROWS+=("| (a) floodwatch replay --threads 2 | $(fixed 0 "$IR / $FRAMES") |")
 callgrind b "$ROOT/target/release/examples/read_decode" "$CAPTURE"
 ROWS+=("| (b) read+decode loop | $(fixed 0 "$IR / $FRAMES") |")
+TCPDUMP=()
 if ensure_debian_package tcpdump tcpdump; then
   # as root, tcpdump drops to its own user and callgrind could no longer write its output file
-  as_root=()
-  [[ "$(id -u)" == 0 ]] && as_root=(-Z root)
-  callgrind c tcpdump "${as_root[@]}" -r "$CAPTURE" -w /dev/null
+  TCPDUMP=(tcpdump)
+  [[ "$(id -u)" == 0 ]] && TCPDUMP+=(-Z root)
+  callgrind c "${TCPDUMP[@]}" -r "$CAPTURE" -w /dev/null
   ROWS+=("| (c) tcpdump -r FILE -w /dev/null | $(fixed 0 "$IR / $FRAMES") |")
 fi
+
+# the same flood at length: benches/replay.sh's 10 M-frame capture, where start-up (~5 M
+# instructions), the last evaluation and the background's share (2 % of the frames, not 9 %) no
+# longer weigh on each packet — what a packet costs once the run is under way, against tcpdump's
+# on the same file (≈ 1.5 minutes each under callgrind)
+SYNTH_SHORT=("${SYNTH[@]}")
+min_size_syn_flood 12s 1s 10s
+LONG_CAPTURE="$BENCH_DIR/replay-10M.pcap"
+synth_once "$LONG_CAPTURE" "${SYNTH[@]}"
+LONG_FRAMES="$("$ROOT/target/release/examples/read_decode" "$LONG_CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
+callgrind a1long "$FW" replay --threads 1 --seed 1 -o /dev/null "$LONG_CAPTURE"
+LONG_ROWS=("| (a) floodwatch replay --threads 1, \`floodwatch synth ${SYNTH[*]}\` ($LONG_FRAMES frames) | $(fixed 0 "$IR / $LONG_FRAMES") |")
+if ((${#TCPDUMP[@]})); then
+  callgrind clong "${TCPDUMP[@]}" -r "$LONG_CAPTURE" -w /dev/null
+  LONG_ROWS+=("| (c) tcpdump -r FILE -w /dev/null, the same $LONG_FRAMES frames | $(fixed 0 "$IR / $LONG_FRAMES") |")
+fi
+SYNTH=("${SYNTH_SHORT[@]}")
 
 # mixed web traffic: whole HTTP/TLS sessions with real payloads, the request path's own work
 WEB=(busy-site --seed 1)
@@ -70,7 +89,7 @@ printf '\n### Instructions per packet (callgrind)\n\n'
 printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames. Whole process, start-up included.\n\n' \
   "$(machine_line)" "${SYNTH[*]}" "$FRAMES"
 printf '| measurement | instructions per packet |\n|---|---:|\n'
-printf '%s\n' "${ROWS[@]}" "$WEB_ROW"
+printf '%s\n' "${ROWS[@]}" "${LONG_ROWS[@]}" "$WEB_ROW"
 printf '\nTop functions of (a) by exclusive instructions (inlined code counts where it lands):\n\n'
 printf '| function | instructions per packet | share of (a) |\n|---|---:|---:|\n'
 while read -r n f; do
