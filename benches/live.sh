@@ -72,6 +72,16 @@ run() {
     sleep 0.5
   fi
   sleep 1
+  # each thread's run time so far, to the nanosecond (/proc/PID/task/TID/schedstat), by its name
+  # (the main thread keeps the program's: it reads the first socket and routes)
+  BY_THREAD=""
+  local t
+  for t in /proc/"$pid"/task/*; do
+    BY_THREAD+="$(cat "$t/comm" 2>/dev/null) $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"$'\n'
+  done
+  BY_THREAD="$(awk 'NF == 2 && $2 > 1e6 { sub(/-[0-9]+$/, "-N", $1); s[$1] += $2; n[$1]++ }
+    END { for (k in s) printf "%.3f %s%s\n", s[k] / 1e9, k, (n[k] > 1 ? " ×" n[k] : "") }' <<<"$BY_THREAD" |
+    sort -rn | awk '{ t = $1; $1 = ""; printf "%s%s %s s", (NR > 1 ? ", " : ""), substr($0, 2), t }')"
   kill -INT "$pid" || true
   wait "$pid" || true
   # floodwatch's own user+system time (getrusage, to the microsecond) from its summary
@@ -82,7 +92,7 @@ run() {
   FRAMES="${FRAMES:-0}" KDROPS="${KDROPS:-0}"
 }
 
-ROWS=()
+ROWS=() THREAD_ROWS=()
 for threads in 1 2; do
   idle=() cpus=() frames=() drops=()
   for r in $(seq "$RUNS"); do
@@ -90,8 +100,9 @@ for threads in 1 2; do
     idle+=("$CPU")
     run "$threads" 1
     cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS")
-    log "capture threads $threads, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU"
+    log "capture threads $threads, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)"
   done
+  THREAD_ROWS+=("| $threads | $BY_THREAD |")
   cpu="$(median "${cpus[@]}")" base="$(median "${idle[@]}")" got="$(median "${frames[@]}")"
   per="$(fixed 0 "$cpu * 1e9 / ($got > 0 ? $got : 1)")"
   ROWS+=("| $threads | $PACKETS | $got | $(median "${drops[@]}") | $cpu | $base | $per |")
@@ -103,3 +114,6 @@ printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N`, a SYN
   "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
 printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read |\n|---:|---:|---:|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROWS[@]}"
+printf '\nRun time by thread in the last run with traffic (`/proc/PID/task/*/schedstat` just before Ctrl-C; threads under 1 ms left out; `floodwatch` is the main thread, which reads the first socket and routes):\n\n'
+printf '| capture threads | run time by thread |\n|---:|---|\n'
+printf '%s\n' "${THREAD_ROWS[@]}"

@@ -38,6 +38,7 @@ pub mod state;
 pub mod synth;
 pub mod table;
 pub mod telemetry;
+pub mod threads;
 pub mod time;
 pub mod window;
 

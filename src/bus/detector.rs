@@ -501,7 +501,7 @@ pub fn run_detector(
                 gone: false,
             });
             let quit = &consumers_stop;
-            s.spawn(move || {
+            crate::threads::spawn_named(s, format!("fw-pull-{p}"), move || {
                 while !quit.load(Ordering::Relaxed) {
                     match pull.next_timeout(Duration::from_millis(100)) {
                         Ok(Some(m)) => {

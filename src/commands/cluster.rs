@@ -93,7 +93,9 @@ pub(crate) fn ingest(
     let publisher = bus.js.publisher();
     let (summary, error, published) = std::thread::scope(|s| {
         let c = Arc::clone(&counters);
-        let h = s.spawn(move || run_publisher(publisher, rx, cfg, c));
+        let h = floodwatch::threads::spawn_named(s, "fw-publish".into(), move || {
+            run_publisher(publisher, rx, cfg, c)
+        });
         let (summary, error) = pipeline::ingest::run_ingest(source, detect, pipe, out, stop, None);
         (summary, error, h.join())
     });

@@ -21,6 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::{CaptureError, CaptureStats, FrameSource};
 use crate::decode::{DecodeError, Decoder, LinkType, PacketSummary};
+use crate::threads::spawn_named;
 use crate::time::Timestamp;
 
 /// Frames per chunk.
@@ -130,7 +131,9 @@ pub(super) fn spawn<'scope, 'env>(
     if workers == 1 {
         // one decode thread reads the source itself: no frame is copied into a chunk
         let (out_tx, out_rx) = bounded::<Decoded>(CHUNKS_IN_FLIGHT);
-        let reading = scope.spawn(move || read_and_decode(source, out_tx, stop));
+        let reading = spawn_named(scope, "fw-decode-0".into(), move || {
+            read_and_decode(source, out_tx, stop)
+        });
         let chunks = DecodedChunks {
             rxs: vec![out_rx],
             next: 0,
@@ -140,14 +143,18 @@ pub(super) fn spawn<'scope, 'env>(
     }
     let mut chunk_txs = Vec::with_capacity(workers);
     let mut out_rxs = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for w in 0..workers {
         let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNKS_IN_FLIGHT);
         let (out_tx, out_rx) = bounded::<Decoded>(CHUNKS_IN_FLIGHT);
         chunk_txs.push(chunk_tx);
         out_rxs.push(out_rx);
-        scope.spawn(move || decode_chunks(chunk_rx, out_tx));
+        spawn_named(scope, format!("fw-decode-{w}"), move || {
+            decode_chunks(chunk_rx, out_tx)
+        });
     }
-    let reading = scope.spawn(move || read_chunks(source, chunk_txs, stop));
+    let reading = spawn_named(scope, "fw-read".into(), move || {
+        read_chunks(source, chunk_txs, stop)
+    });
     (
         DecodedChunks {
             rxs: out_rxs,

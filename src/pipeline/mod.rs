@@ -54,6 +54,7 @@ use crate::hook::AlertHook;
 use crate::metrics::Metrics;
 use crate::population::PopulationExchange;
 use crate::state::SnapshotEntry;
+use crate::threads::spawn_named;
 use crate::time::Timestamp;
 
 pub use checkpoint::{CheckpointClock, CheckpointConfig, CheckpointTally};
@@ -256,7 +257,7 @@ pub fn run_input<W: Write + Send>(
                     let flag = &*in_flight;
                     let metrics = integ.metrics;
                     let bufs = &buffers;
-                    let h = s.spawn(move || {
+                    let h = spawn_named(s, "fw-checkpoint".into(), move || {
                         checkpoint::run_writer(rx, threads, cfg, flag, bufs, metrics)
                     });
                     (Some(tx), Some(h))
@@ -279,8 +280,9 @@ pub fn run_input<W: Write + Send>(
                     progress: progress.as_deref(),
                 };
                 let ckpt = ckpt_tx.clone().map(|tx| (tx, &buffers));
-                shard_handles
-                    .push(s.spawn(move || run_shard(i, engine, rx, out_tx, stop, observe, ckpt)));
+                shard_handles.push(spawn_named(s, format!("fw-shard-{i}"), move || {
+                    run_shard(i, engine, rx, out_tx, stop, observe, ckpt)
+                }));
             }
             drop(out_tx);
             drop(ckpt_tx);
@@ -294,7 +296,7 @@ pub fn run_input<W: Write + Send>(
                         Arc::clone(&e.shared.counters),
                     );
                     let spare_tx = e.spare.0.clone();
-                    let handle = s.spawn(move || {
+                    let handle = spawn_named(s, "fw-evidence".into(), move || {
                         evidence_tap::run_evidence(
                             recorder, frame_rx, spare_tx, notice_rx, &e.shared,
                         )
@@ -312,8 +314,9 @@ pub fn run_input<W: Write + Send>(
                 evidence: sink_evidence,
                 record: pipe.record,
             };
-            let sink =
-                s.spawn(move || run_sink(out_rx, threads, writer, stop, closed, integ, feeds));
+            let sink = spawn_named(s, "fw-sink".into(), move || {
+                run_sink(out_rx, threads, writer, stop, closed, integ, feeds)
+            });
             // one tap per reading thread; the evidence thread ends once every tap is gone
             let tap = |tx: &Option<crossbeam_channel::Sender<FrameBatch>>| {
                 let (e, tx) = (ev?, tx.as_ref()?);
@@ -462,7 +465,9 @@ pub fn run_events<W: Write + Send, R>(
             evidence: None,
             record: false,
         };
-        let sink = s.spawn(move || run_sink(rx, 1, writer, stop, closed_ref, integ, feeds));
+        let sink = spawn_named(s, "fw-sink".into(), move || {
+            run_sink(rx, 1, writer, stop, closed_ref, integ, feeds)
+        });
         let mut emit = |events: Vec<crate::alert::AlertEvent>| {
             tx.send(ShardOut {
                 shard: 0,
@@ -554,7 +559,7 @@ fn read_many<'scope, 'env>(
         .map(|(i, (mut source, tap))| {
             let down = capture::CaptureTx::new(i + 1, tx.clone(), pipe.batch_size);
             let losses = Arc::clone(&losses);
-            scope.spawn(move || {
+            spawn_named(scope, format!("fw-capture-{}", i + 1), move || {
                 let mut reader = Reader::new(pipe, down, metrics)
                     .without_status_line(losses)
                     .with_tap(tap);
