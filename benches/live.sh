@@ -52,6 +52,11 @@ CAPTURE="$BENCH_DIR/live-$PACKETS.pcap"
   die "synth failed: $(cat "$BENCH_DIR/synth.log")"
 
 # run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
+# task_ns PID: the run time of all PID's threads so far, in ns (/proc/PID/task/*/schedstat).
+task_ns() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'
+}
+
 # CPU (s), FRAMES, KDROPS.
 run() {
   local threads="$1" send="$2" err="$BENCH_DIR/live.err"
@@ -65,6 +70,8 @@ run() {
     sleep 0.05
   done
   grep -q "capturing on" "$err" || die "floodwatch did not start: $(cat "$err")"
+  local started
+  started="$(task_ns "$pid")"
   if ((send)); then
     ip netns exec "$SNS" tcpreplay -q -i "$SIF" --topspeed "$CAPTURE" >"$BENCH_DIR/tcpreplay.log" 2>&1 ||
       die "tcpreplay failed: $(cat "$BENCH_DIR/tcpreplay.log")"
@@ -82,6 +89,9 @@ run() {
   BY_THREAD="$(awk 'NF == 2 && $2 > 1e6 { sub(/-[0-9]+$/, "-N", $1); s[$1] += $2; n[$1]++ }
     END { for (k in s) printf "%.3f %s%s\n", s[k] / 1e9, k, (n[k] > 1 ? " ×" n[k] : "") }' <<<"$BY_THREAD" |
     sort -rn | awk '{ t = $1; $1 = ""; printf "%s%s %s s", (NR > 1 ? ", " : ""), substr($0, 2), t }')"
+  # run time from the first packet sent to Ctrl-C: start-up (the ring's pages zeroed by the
+  # kernel, ~10 ms for 64 MiB, once per socket) and the exit's last evaluation left out
+  TRAFFIC_NS=$(($(task_ns "$pid") - started))
   kill -INT "$pid" || true
   wait "$pid" || true
   # floodwatch's own user+system time (getrusage, to the microsecond) from its summary
@@ -94,25 +104,26 @@ run() {
 
 ROWS=() THREAD_ROWS=()
 for threads in 1 2; do
-  idle=() cpus=() frames=() drops=()
+  idle=() cpus=() frames=() drops=() traffic=()
   for r in $(seq "$RUNS"); do
     run "$threads" 0
     idle+=("$CPU")
     run "$threads" 1
-    cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS")
+    cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS") traffic+=("$TRAFFIC_NS")
     log "capture threads $threads, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)"
   done
   THREAD_ROWS+=("| $threads | $BY_THREAD |")
   cpu="$(median "${cpus[@]}")" base="$(median "${idle[@]}")" got="$(median "${frames[@]}")"
   per="$(fixed 0 "$cpu * 1e9 / ($got > 0 ? $got : 1)")"
-  ROWS+=("| $threads | $PACKETS | $got | $(median "${drops[@]}") | $cpu | $base | $per |")
+  during="$(fixed 0 "$(median "${traffic[@]}") / ($got > 0 ? $got : 1)")"
+  ROWS+=("| $threads | $PACKETS | $got | $(median "${drops[@]}") | $cpu | $base | $per | $during |")
 done
 RATE="$(sed -n 's/.*Rated: *\([0-9.]*\) Bps, *[0-9.]* Mbps, *\([0-9.]*\) pps.*/\2/p' "$BENCH_DIR/tcpreplay.log" | head -n 1)"
 
 printf '\n### Live capture on a veth pair\n\n'
 printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
   "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
-printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read |\n|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet from the first sent to Ctrl-C |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROWS[@]}"
 printf '\nRun time by thread in the last run with traffic (`/proc/PID/task/*/schedstat` just before Ctrl-C; threads under 1 ms left out; `floodwatch` is the main thread, which reads the first socket and routes):\n\n'
 printf '| capture threads | run time by thread |\n|---:|---|\n'
