@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "attack_class",
             "privileges",
             "prefetch",
+            "threads",
             "engine_state",
             "atomic_file",
         ],
