@@ -55,6 +55,9 @@ pub struct PcapSource {
     /// libpcap's buffer ran dry: wait on the descriptor before reading again.
     dry: bool,
     stats: CaptureStats,
+    /// libpcap's drop counter as last read: it is 32 bits and wraps (after 2^32 drops, about 71
+    /// minutes at a million a second), so the stats add what it moved by since.
+    last_dropped: u32,
     /// Copy of the last frame for [`FrameSource::next_frame`] (the pipeline uses the zero-copy
     /// [`FrameSource::next_event`]).
     copy: Vec<u8>,
@@ -105,6 +108,7 @@ impl PcapSource {
             cfg,
             dry: false,
             stats: CaptureStats::default(),
+            last_dropped: 0,
             copy: Vec::new(),
         })
     }
@@ -246,7 +250,29 @@ impl PcapSource {
     /// Reads libpcap's kernel drop counter into the stats.
     fn refresh_stats(&mut self) {
         if let Ok(st) = self.cap.stats() {
-            self.stats.kernel_drops = u64::from(st.dropped);
+            self.stats.kernel_drops = self
+                .stats
+                .kernel_drops
+                .saturating_add(u64::from(dropped_since(self.last_dropped, st.dropped)));
+            self.last_dropped = st.dropped;
         }
+    }
+}
+
+/// Drops counted by libpcap's 32-bit counter between readings `before` and `now` (it wraps).
+fn dropped_since(before: u32, now: u32) -> u32 {
+    now.wrapping_sub(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drop_counter_is_followed_across_its_wrap() {
+        assert_eq!(dropped_since(0, 0), 0);
+        assert_eq!(dropped_since(10, 25), 15);
+        // 2^32 - 5 before, 7 after: 12 more, not a step back
+        assert_eq!(dropped_since(u32::MAX - 4, 7), 12);
     }
 }
