@@ -1111,14 +1111,29 @@ mod tests {
         };
         other.publish(socket(7));
         other.publish(socket(7));
+        // a reading lower than before (a socket reopened) adds nothing, and what follows only
+        // what passes the highest seen
+        other.publish(socket(0));
+        other.publish(socket(7));
+        assert_eq!(losses.get(), (7, 4));
         other.publish(socket(10));
         assert_eq!(losses.get(), (10, 4));
-        let first = Reader::new(&pipe, Recorder::default(), None).with_peers(Peers::new(
-            rx,
-            2,
-            Arc::clone(&losses),
-        ));
+        let mut first = Reader::new(
+            &PipelineConfig {
+                status_interval: Some(Duration::from_secs(3600)),
+                ..pipe.clone()
+            },
+            Recorder::default(),
+            None,
+        )
+        .with_peers(Peers::new(rx, 2, Arc::clone(&losses)));
         assert_eq!(first.losses_shown(&socket(3)), (13, 4));
+        // the first thread shows the others' losses but never adds its own to them
+        first.publish(socket(3));
+        assert_eq!(losses.get(), (10, 4));
+        // and its status line counts them among the pipeline drops
+        first.status(&socket(3));
+        assert_eq!(first.summary.pipeline_drops, 4);
         // alone, a reader shows its own
         let alone = Reader::new(&pipe, Recorder::default(), None);
         assert_eq!(alone.losses_shown(&socket(3)), (3, 0));
