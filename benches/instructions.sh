@@ -63,19 +63,22 @@ fi
 # the same flood at length: benches/replay.sh's 10 M-frame capture, where start-up (~5 M
 # instructions), the last evaluation and the background's share (2 % of the frames, not 9 %) no
 # longer weigh on each packet — what a packet costs once the run is under way, against tcpdump's
-# on the same file (≈ 1.5 minutes each under callgrind)
-SYNTH_SHORT=("${SYNTH[@]}")
-min_size_syn_flood 12s 1s 10s
-LONG_CAPTURE="$BENCH_DIR/replay-10M.pcap"
-synth_once "$LONG_CAPTURE" "${SYNTH[@]}"
-LONG_FRAMES="$("$ROOT/target/release/examples/read_decode" "$LONG_CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
-callgrind a1long "$FW" replay --threads 1 --seed 1 -o /dev/null "$LONG_CAPTURE"
-LONG_ROWS=("| (a) floodwatch replay --threads 1, \`floodwatch synth ${SYNTH[*]}\` ($LONG_FRAMES frames) | $(fixed 0 "$IR / $LONG_FRAMES") |")
-if ((${#TCPDUMP[@]})); then
-  callgrind clong "${TCPDUMP[@]}" -r "$LONG_CAPTURE" -w /dev/null
-  LONG_ROWS+=("| (c) tcpdump -r FILE -w /dev/null, the same $LONG_FRAMES frames | $(fixed 0 "$IR / $LONG_FRAMES") |")
+# on the same file (≈ 1.5 minutes each under callgrind; not with --quick)
+LONG_ROWS=()
+if ((!QUICK)); then
+  SYNTH_SHORT=("${SYNTH[@]}")
+  min_size_syn_flood 12s 1s 10s
+  LONG_CAPTURE="$BENCH_DIR/replay-10M.pcap"
+  synth_once "$LONG_CAPTURE" "${SYNTH[@]}"
+  LONG_FRAMES="$("$ROOT/target/release/examples/read_decode" "$LONG_CAPTURE" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')"
+  callgrind a1long "$FW" replay --threads 1 --seed 1 -o /dev/null "$LONG_CAPTURE"
+  LONG_ROWS+=("| (a) floodwatch replay --threads 1, \`floodwatch synth ${SYNTH[*]}\` ($LONG_FRAMES frames) | $(fixed 0 "$IR / $LONG_FRAMES") |")
+  if ((${#TCPDUMP[@]})); then
+    callgrind clong "${TCPDUMP[@]}" -r "$LONG_CAPTURE" -w /dev/null
+    LONG_ROWS+=("| (c) tcpdump -r FILE -w /dev/null, the same $LONG_FRAMES frames | $(fixed 0 "$IR / $LONG_FRAMES") |")
+  fi
+  SYNTH=("${SYNTH_SHORT[@]}")
 fi
-SYNTH=("${SYNTH_SHORT[@]}")
 
 # mixed web traffic: whole HTTP/TLS sessions with real payloads, the request path's own work
 WEB=(busy-site --seed 1)
@@ -89,7 +92,7 @@ printf '\n### Instructions per packet (callgrind)\n\n'
 printf 'Machine: %s. Capture: `floodwatch synth %s` — %s frames. Whole process, start-up included.\n\n' \
   "$(machine_line)" "${SYNTH[*]}" "$FRAMES"
 printf '| measurement | instructions per packet |\n|---|---:|\n'
-printf '%s\n' "${ROWS[@]}" "${LONG_ROWS[@]}" "$WEB_ROW"
+printf '%s\n' "${ROWS[@]}" ${LONG_ROWS[@]+"${LONG_ROWS[@]}"} "$WEB_ROW"
 printf '\nTop functions of (a) by exclusive instructions (inlined code counts where it lands):\n\n'
 printf '| function | instructions per packet | share of (a) |\n|---|---:|---:|\n'
 while read -r n f; do

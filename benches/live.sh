@@ -10,7 +10,10 @@
 # Traffic goes only to the receiving namespace's own address (10.250.0.2) over the veth pair. CPU
 # is floodwatch's user+sys time as its summary reports it (getrusage, to the microsecond), from
 # start to Ctrl-C, per packet read; an idle run (no traffic) is measured too and shown beside it
-# (start-up and idle ticks: what a short run adds).
+# (start-up and idle ticks: what a short run adds). Beside them: the run time of all floodwatch's
+# threads from once it says "capturing on" (its rings allocated) to Ctrl-C, per packet — the
+# traffic, tcpreplay's start and the last second's idle ticks — and, for the last run of each
+# setting, the run time of each thread by its name (/proc/PID/task/*/schedstat).
 # The last thing printed is a markdown table ready to paste into docs/performance.md.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -21,13 +24,18 @@ quick_settings() { PACKETS=50000 RUNS=1; }
 bench_option() { [[ "$1" == --packets ]] && PACKETS="${2:?--packets needs a number}" TAKEN=2; }
 parse_options 13 "$@"
 [[ "$(id -u)" == 0 ]] || die "needs root (network namespaces and AF_PACKET)"
+compgen -G "/proc/self/task/*/schedstat" >/dev/null ||
+  die "needs /proc/PID/task/TID/schedstat (a kernel with CONFIG_SCHED_INFO)"
 command -v ip >/dev/null || die "needs ip (Debian package iproute2)"
 ensure_debian_package tcpreplay tcpreplay || die "needs tcpreplay (Debian package tcpreplay)"
 build_release
 
 TAG="fwb$$"
 SNS="${TAG}s" RNS="${TAG}r" SIF="${TAG}s" RIF="${TAG}r"
+FW_PID=""
 cleanup() {
+  # a run cut short leaves no floodwatch behind
+  [[ -z "$FW_PID" ]] || kill "$FW_PID" 2>/dev/null || true
   ip netns del "$SNS" 2>/dev/null || true
   ip netns del "$RNS" 2>/dev/null || true
 }
@@ -51,13 +59,14 @@ CAPTURE="$BENCH_DIR/live-$PACKETS.pcap"
   --background-pps 0 -o "$CAPTURE" >/dev/null 2>"$BENCH_DIR/synth.log" ||
   die "synth failed: $(cat "$BENCH_DIR/synth.log")"
 
-# run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
-# task_ns PID: the run time of all PID's threads so far, in ns (/proc/PID/task/*/schedstat).
+# task_ns PID: the run time of all PID's threads so far, in ns (/proc/PID/task/*/schedstat; 0 once
+# PID is gone).
 task_ns() {
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'
+  { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
-# CPU (s), FRAMES, KDROPS.
+# run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
+# CPU (s), FRAMES, KDROPS, TRAFFIC_NS (task_ns from "capturing on" to Ctrl-C) and BY_THREAD.
 run() {
   local threads="$1" send="$2" err="$BENCH_DIR/live.err"
   rm -f "$err"
@@ -65,6 +74,7 @@ run() {
   ip netns exec "$RNS" "$FW" live "$RIF" --threads 1 --capture-threads "$threads" \
     --status-interval 0 -o /dev/null 2>"$err" &
   local pid=$!
+  FW_PID=$pid
   for _ in $(seq 100); do
     grep -q "capturing on" "$err" 2>/dev/null && break
     sleep 0.05
@@ -84,16 +94,17 @@ run() {
   BY_THREAD=""
   local t
   for t in /proc/"$pid"/task/*; do
-    BY_THREAD+="$(cat "$t/comm" 2>/dev/null) $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"$'\n'
+    BY_THREAD+="$(cat "$t/comm" 2>/dev/null || true) $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null || true)"$'\n'
   done
   BY_THREAD="$(awk 'NF == 2 && $2 > 1e6 { sub(/-[0-9]+$/, "-N", $1); s[$1] += $2; n[$1]++ }
     END { for (k in s) printf "%.3f %s%s\n", s[k] / 1e9, k, (n[k] > 1 ? " ×" n[k] : "") }' <<<"$BY_THREAD" |
     sort -rn | awk '{ t = $1; $1 = ""; printf "%s%s %s s", (NR > 1 ? ", " : ""), substr($0, 2), t }')"
-  # run time from the first packet sent to Ctrl-C: start-up (the ring's pages zeroed by the
-  # kernel, ~10 ms for 64 MiB, once per socket) and the exit's last evaluation left out
+  # run time from "capturing on" to Ctrl-C: the rings' pages zeroed by the kernel at start (~10 ms
+  # for 64 MiB, once per socket) and the exit's last evaluation left out
   TRAFFIC_NS=$(($(task_ns "$pid") - started))
   kill -INT "$pid" || true
   wait "$pid" || true
+  FW_PID=""
   # floodwatch's own user+system time (getrusage, to the microsecond) from its summary
   CPU="$(sed -n 's/^ *CPU \([0-9.]*\) s.*/\1/p' "$err" | head -n 1)"
   [[ -n "$CPU" ]] || die "no CPU line in floodwatch's summary: $(tail -n 5 "$err")"
@@ -123,7 +134,7 @@ RATE="$(sed -n 's/.*Rated: *\([0-9.]*\) Bps, *[0-9.]* Mbps, *\([0-9.]*\) pps.*/\
 printf '\n### Live capture on a veth pair\n\n'
 printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
   "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
-printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet from the first sent to Ctrl-C |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet, "capturing on" to Ctrl-C (schedstat) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROWS[@]}"
 printf '\nRun time by thread in the last run with traffic (`/proc/PID/task/*/schedstat` just before Ctrl-C; threads under 1 ms left out; `floodwatch` is the main thread, which reads the first socket and routes):\n\n'
 printf '| capture threads | run time by thread |\n|---:|---|\n'
