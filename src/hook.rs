@@ -151,7 +151,7 @@ impl AlertHook {
         let stats = Arc::new(HookStats::default());
         let st = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
-            .name("on-alert".into())
+            .name("fw-on-alert".into())
             .spawn(move || Runner::new(cfg, st).run(&rx))?;
         Ok(AlertHook {
             tx: Some(tx),

@@ -197,7 +197,7 @@ pub fn block_sighup() -> nix::Result<()> {
 /// Starts the thread that waits for SIGHUP and runs `reloader` on each; it reports on stderr.
 pub fn spawn_sighup_thread(mut reloader: Reloader) -> io::Result<()> {
     std::thread::Builder::new()
-        .name("sighup".into())
+        .name("fw-sighup".into())
         .spawn(move || {
             let mut set = SigSet::empty();
             set.add(Signal::SIGHUP);

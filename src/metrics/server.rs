@@ -59,7 +59,7 @@ impl MetricsServer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name("metrics".into())
+            .name("fw-metrics".into())
             .spawn(move || serve(&listener, &metrics, &flag))
             .map_err(bind_err)?;
         Ok(MetricsServer {

@@ -516,7 +516,7 @@ impl Announcer {
             persist_failing: false,
         };
         let writer = std::thread::Builder::new()
-            .name("exabgp-pipe".into())
+            .name("fw-exabgp".into())
             .spawn(move || writer.run())
             .map_err(BgpError::Thread)?;
         let note = (!notes.is_empty())

@@ -93,7 +93,7 @@ impl AlertReports {
         let worker = Arc::clone(&shared);
         let dir = dir.to_path_buf();
         let thread = std::thread::Builder::new()
-            .name("alert-reports".to_string())
+            .name("fw-reports".to_string())
             .spawn(move || {
                 for alert in rx.iter() {
                     match write_page(&dir, &input, alert, &opts) {
