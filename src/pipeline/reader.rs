@@ -556,9 +556,10 @@ impl<'m, D: Downstream> Reader<'m, D> {
             None => self.push(p),
             Some(head) => self.push_head(p, head),
         }
+        let eval = self.tap_eval();
         if let Some(t) = &mut self.tap {
             // after the router took it: the evaluations due before it ran
-            t.offer(frame, p, self.router.evaluations());
+            t.offer(frame, p, eval);
         }
     }
 
@@ -645,6 +646,20 @@ impl<'m, D: Downstream> Reader<'m, D> {
         )
     }
 
+    /// The evaluations the evidence tap stamps this thread's frames with: the router's — except on
+    /// the first of several capture threads. Its frames meet the others' at the evidence writer,
+    /// and theirs carry only their time (those threads never see the evaluations), while its own
+    /// can be read after the router has moved on with theirs: stamped with the evaluations, such a
+    /// late frame would count as after an alert's start that its time precedes. All are placed by
+    /// their time instead.
+    #[inline]
+    fn tap_eval(&self) -> Option<u64> {
+        match self.peer_losses {
+            Some(_) => None,
+            None => self.router.evaluations(),
+        }
+    }
+
     /// Counts `n` frames another capture thread read (the first of several, which routes them).
     pub fn add_frames(&mut self, n: u64) {
         self.summary.frames += n;
@@ -660,8 +675,9 @@ impl<'m, D: Downstream> Reader<'m, D> {
             self.last_tick = now;
             self.router.idle(now);
         }
+        let eval = self.tap_eval();
         if let Some(t) = &mut self.tap {
-            t.idle(now, self.router.evaluations());
+            t.idle(now, eval);
         }
         let old = self
             .router
@@ -872,6 +888,9 @@ mod tests {
             RouteStats::default()
         }
         fn reconfigure(&mut self, _: crate::config::DetectConfig) {}
+        fn evaluations(&self) -> Option<u64> {
+            Some(7)
+        }
         fn prefetches(&self) -> bool {
             self.prefetching
         }
@@ -1085,6 +1104,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The first of several capture threads stamps its evidence frames with their time only, as
+    /// the others' are: a late frame of its own, stamped with the router's evaluations, counted as
+    /// after an alert's start its time precedes (tests/live.rs, two capture threads, failed 3 runs
+    /// in 15 so). A reader alone stamps them with the evaluations.
+    #[test]
+    fn the_first_of_several_capture_threads_places_its_evidence_frames_by_time() {
+        let pipe = PipelineConfig {
+            live: true,
+            ..PipelineConfig::default()
+        };
+        let alone = Reader::new(&pipe, Recorder::default(), None);
+        assert_eq!(alone.tap_eval(), Some(7));
+        let (_tx, rx) = crossbeam_channel::bounded::<CaptureMsg>(1);
+        let first = Reader::new(&pipe, Recorder::default(), None).with_peers(Peers::new(
+            rx,
+            2,
+            Arc::new(PeerLosses::default()),
+        ));
+        assert_eq!(first.tap_eval(), None);
     }
 
     /// The first capture thread's status line shows what the others lost (their sockets' kernel
