@@ -795,7 +795,7 @@ fn nobody_ids() -> Option<(u32, u32)> {
 /// `--output` file is reopened after a rename (log rotation).
 #[test]
 fn afpacket_sighup_reloads_the_config_and_reopens_the_output() {
-    let Some((net, dir, capture)) = veth_and_flood('h', "live capture test") else {
+    let Some((net, dir, capture)) = veth_and_flood('y', "live capture test") else {
         return;
     };
     let config = dir.path().join("fw.toml");
