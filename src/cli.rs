@@ -523,12 +523,19 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode (see only this host's traffic).
     #[arg(long)]
     pub no_promisc: bool,
-    /// Capture threads: N AF_PACKET sockets in one PACKET_FANOUT group (hash mode: a flow stays on
-    /// one socket), each read and decoded by its own thread, all feeding the same counter shards.
-    /// Each socket has its own ring of the size above. The pcap backend always reads with one
-    /// thread [default: 1 on up to 3 cores, else a quarter of the cores, at most 16].
+    /// Capture threads: N AF_PACKET sockets in one PACKET_FANOUT group, each read and decoded by
+    /// its own thread, all feeding the same counter shards. Each socket has its own ring of the
+    /// size above. See --capture-spread for when the others get packets. The pcap backend always
+    /// reads with one thread [default: 1 on up to 3 cores, else a quarter of the cores, at most 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub capture_threads: Option<u16>,
+    /// With several capture threads, when packets go to more than the first socket (whose thread
+    /// also routes the others' packets). `when-behind`: only while that thread falls a quarter of
+    /// its ring behind, for at least 10 s, and until it waits for packets half the time: a second
+    /// thread costs CPU per packet, so it works only when needed. `always`: spread all the time.
+    /// Either way both directions of a flow go to the same socket.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = CaptureSpread::WhenBehind)]
+    pub capture_spread: CaptureSpread,
     #[command(flatten)]
     pub baseline: BaselineArgs,
     #[command(flatten)]
@@ -757,6 +764,13 @@ pub struct DetectNodeArgs {
 pub enum Backend {
     Afpacket,
     Pcap,
+}
+
+/// When a fanout group spreads packets over its sockets (`--capture-spread`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaptureSpread {
+    WhenBehind,
+    Always,
 }
 
 /// Detection and pipeline options shared by every mode. Options the config file can also set have no

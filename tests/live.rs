@@ -376,15 +376,69 @@ fn afpacket_alert_ends_on_an_idle_link() {
     flood_then_idle('i', &[]);
 }
 
-/// Two AF_PACKET sockets in one fanout group, a capture thread each, feeding the same shards: the
-/// same alert as one thread, and every packet read by one of the sockets or counted as dropped.
+/// Two AF_PACKET sockets in one fanout group spreading by flow, a capture thread each, feeding the
+/// same shards: the same alert as one thread, and every packet read by one of the sockets or
+/// counted as dropped.
 #[test]
 fn afpacket_two_capture_threads_alert_and_account_for_every_packet() {
-    let stderr = flood_then_interrupt('f', &["--capture-threads", "2"]);
+    let stderr = flood_then_interrupt(
+        'f',
+        &["--capture-threads", "2", "--capture-spread", "always"],
+    );
     if stderr.is_empty() {
         return; // skipped
     }
     // the flood's spoofed sources spread over both sockets of the group
+    let each = frames_per_capture_thread(&stderr);
+    assert!(
+        each.iter().all(|n| *n > 0),
+        "one socket got nothing: {each:?}"
+    );
+    assert!(!stderr.contains("fell behind"), "{stderr}");
+}
+
+/// By default the second socket of the group gets nothing while the first thread keeps up: the
+/// flood (50 k frames) fills less than a quarter of the first socket's 64 MiB ring, so it cannot
+/// fall behind, and the whole flood is read by the first.
+#[test]
+fn afpacket_two_capture_threads_leave_the_second_idle_while_the_first_keeps_up() {
+    let stderr = flood_then_interrupt('k', &["--capture-threads", "2"]);
+    if stderr.is_empty() {
+        return; // skipped
+    }
+    let each = frames_per_capture_thread(&stderr);
+    assert!(each[0] > 0 && each[1] == 0, "{each:?}");
+    assert!(!stderr.contains("fell behind"), "{stderr}");
+}
+
+/// With a ring of 8 blocks of 4 KiB, the first thread falls two blocks behind the flood sent at
+/// top speed, and the packets spread over both sockets from then on; none is lost unaccounted.
+#[test]
+fn afpacket_two_capture_threads_spread_when_the_first_falls_behind() {
+    let stderr = flood_then_interrupt(
+        'j',
+        &[
+            "--capture-threads",
+            "2",
+            "--ring-block-size",
+            "4K",
+            "--ring-blocks",
+            "8",
+        ],
+    );
+    if stderr.is_empty() {
+        return; // skipped
+    }
+    let each = frames_per_capture_thread(&stderr);
+    assert!(each.iter().all(|n| *n > 0), "{each:?}\n{stderr}");
+    assert!(
+        stderr.contains("the first capture thread fell behind"),
+        "{stderr}"
+    );
+}
+
+/// The frames each capture thread read, from the summary's line.
+fn frames_per_capture_thread(stderr: &str) -> Vec<u64> {
     let line = stderr
         .lines()
         .find(|l| l.contains("capture threads 2: frames"))
@@ -397,15 +451,15 @@ fn afpacket_two_capture_threads_alert_and_account_for_every_packet() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     assert_eq!(each.len(), 2, "{line}");
-    assert!(
-        each.iter().all(|n| *n > 0),
-        "one socket got nothing: {line}"
-    );
+    each
 }
 
 #[test]
 fn afpacket_two_capture_threads_end_the_alert_on_an_idle_link() {
-    flood_then_idle('g', &["--capture-threads", "2"]);
+    flood_then_idle(
+        'g',
+        &["--capture-threads", "2", "--capture-spread", "always"],
+    );
 }
 
 /// `--evidence-dir` on a live capture: the start names a pcap of the victim's packets, N before the
@@ -420,7 +474,10 @@ fn afpacket_flood_leaves_an_evidence_pcap() {
 /// them by time, not by the router's evaluations, which these threads do not see).
 #[test]
 fn afpacket_two_capture_threads_leave_an_evidence_pcap() {
-    evidence_on_veth('h', &["--capture-threads", "2"]);
+    evidence_on_veth(
+        'h',
+        &["--capture-threads", "2", "--capture-spread", "always"],
+    );
 }
 
 fn evidence_on_veth(tag: char, extra: &[&str]) {

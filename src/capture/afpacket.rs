@@ -6,7 +6,8 @@
 //! next block with a timeout, so the source can report [`SourceEvent::Idle`] during silence. Kernel
 //! drops come from `PACKET_STATISTICS` (which resets on every read, so they are accumulated here).
 //!
-//! Every `unsafe` block of floodwatch lives in this file, each with a `// SAFETY:` comment.
+//! Every `unsafe` block of the AF_PACKET backend lives in this file, each with a `// SAFETY:`
+//! comment. Several sockets form a fanout group; [`spread`] decides which of them gets a packet.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -15,7 +16,7 @@ use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
     no_such_interface, permission_denied, CaptureError, CaptureStats, FrameSource, RawFrame,
@@ -23,6 +24,9 @@ use super::{
 };
 use crate::decode::LinkType;
 use crate::time::Timestamp;
+
+mod spread;
+pub use spread::Spread;
 
 /// Size and timing of the receive ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +164,8 @@ pub struct AfPacketSource {
     stats: CaptureStats,
     /// Accumulated `tp_drops` (the kernel resets its counters on every read).
     kernel_drops: Cell<u64>,
+    /// The first socket of a group spreading only when behind: when to switch.
+    governor: Option<spread::Governor>,
 }
 
 // SAFETY: the source owns its socket and its ring mapping outright (nothing else holds the pointer),
@@ -238,6 +244,7 @@ impl AfPacketSource {
             idle_reported: false,
             stats: CaptureStats::default(),
             kernel_drops: Cell::new(0),
+            governor: None,
         };
         source.bind(ifindex)?;
         Ok(source)
@@ -275,12 +282,15 @@ impl AfPacketSource {
     }
 
     /// Opens `n` sockets on `iface`, each with a ring sized by `cfg`, in one new PACKET_FANOUT group
-    /// in hash mode: the kernel gives every packet of a flow (same addresses, protocol and ports) to
-    /// the same socket, reassembling IP fragments first (`PACKET_FANOUT_FLAG_DEFRAG`) so the pieces
-    /// of a datagram stay together. The kernel picks the group's id (`PACKET_FANOUT_FLAG_UNIQUEID`,
-    /// Linux 4.19+), so each run has its own group and never joins another process's. With `n` ≤ 1
-    /// this is [`AfPacketSource::open`]. Each socket receives every packet for the moment between
-    /// its bind and joining the group (the kernel only lets a bound socket join).
+    /// whose members a classic BPF program chooses (`PACKET_FANOUT_CBPF`, see [`spread`]): with
+    /// [`Spread::Always`] by flow (both directions of a flow, same addresses and ports, to the same
+    /// socket), with [`Spread::WhenBehind`] every packet to the first socket until its thread falls
+    /// a quarter of its ring behind, then by flow until it keeps up again. IP fragments are
+    /// reassembled first (`PACKET_FANOUT_FLAG_DEFRAG`) so the pieces of a datagram stay together.
+    /// The kernel picks the group's id (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux 4.19+), so each run
+    /// has its own group and never joins another process's. With `n` ≤ 1 this is
+    /// [`AfPacketSource::open`]. Each socket receives every packet for the moment between its bind
+    /// and joining the group (the kernel only lets a bound socket join).
     ///
     /// The first socket's wait for a block lasts at most the block retire timeout: the thread
     /// that reads it also takes the other sockets' packets between its own, so it must not sleep
@@ -289,6 +299,7 @@ impl AfPacketSource {
         iface: &str,
         cfg: RingConfig,
         n: usize,
+        spread: Spread,
     ) -> Result<Vec<AfPacketSource>, CaptureError> {
         if n <= 1 {
             return Ok(vec![AfPacketSource::open(iface, cfg)?]);
@@ -308,7 +319,7 @@ impl AfPacketSource {
             hint: "; fanout with a kernel-chosen group id needs Linux 4.19 or later: use --capture-threads 1",
         }
         };
-        let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        let mode = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_DEFRAG;
         join_fanout(&first.fd, 0, mode | libc::PACKET_FANOUT_FLAG_UNIQUEID).map_err(fanout_err)?;
         let id = fanout_id(&first.fd).map_err(fanout_err)?;
         let mut group = Vec::with_capacity(n);
@@ -318,7 +329,48 @@ impl AfPacketSource {
             join_fanout(&source.fd, id, mode).map_err(fanout_err)?;
             group.push(source);
         }
+        if let Some(first) = group.first_mut() {
+            // until a program is set, the kernel gives every packet to the first member
+            match spread {
+                Spread::Always => first.set_spreading(true)?,
+                Spread::WhenBehind => first.governor = Some(spread::Governor::new(Instant::now())),
+            }
+        }
         Ok(group)
+    }
+
+    /// Sets the group's program: by flow over every socket, or every packet to this one.
+    fn set_spreading(&self, by_flow: bool) -> Result<(), CaptureError> {
+        let program = if by_flow {
+            spread::by_flow()
+        } else {
+            spread::first_only()
+        };
+        set_fanout_program(&self.fd, &program).map_err(|cause| CaptureError::Live {
+            iface: self.iface.clone(),
+            what: "setting which socket of the fanout group gets a packet",
+            cause,
+            hint: "; PACKET_FANOUT_CBPF needs Linux 4.3 or later: use --capture-threads 1",
+        })
+    }
+
+    /// With a governor (the first socket of a group spreading when behind): whether this thread
+    /// is a quarter of the ring behind the kernel, and so whether to switch.
+    fn govern(&mut self) -> Result<(), CaptureError> {
+        if self.governor.is_none() {
+            return Ok(());
+        }
+        let quarter = (self.cfg.block_count / 4).max(1);
+        let ahead = (self.block + quarter) % self.cfg.block_count;
+        let behind = self.block_status(ahead).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0;
+        let switch = self
+            .governor
+            .as_mut()
+            .and_then(|g| g.on_block(behind, Instant::now()));
+        match switch {
+            Some(by_flow) => self.set_spreading(by_flow),
+            None => Ok(()),
+        }
     }
 
     /// The link type of the frames.
@@ -379,6 +431,7 @@ impl AfPacketSource {
             remaining: num_pkts.unwrap_or(0),
             next: first.unwrap_or(0) as usize,
         });
+        self.govern()?;
         Ok(true)
     }
 
@@ -467,7 +520,16 @@ impl AfPacketSource {
 
     /// Waits for the kernel to hand over a block; false on timeout or a signal.
     fn wait(&mut self) -> Result<bool, CaptureError> {
-        match poll_readable(self.fd.as_fd(), self.cfg.poll_timeout) {
+        let since = self
+            .governor
+            .as_ref()
+            .is_some_and(|g| g.measures_waits())
+            .then(Instant::now);
+        let polled = poll_readable(self.fd.as_fd(), self.cfg.poll_timeout);
+        if let (Some(g), Some(t)) = (self.governor.as_mut(), since) {
+            g.waited(t.elapsed());
+        }
+        match polled {
             Ok(PollResult::Ready) => Ok(true),
             Ok(PollResult::TimedOut) => Ok(false),
             Ok(PollResult::Error) => {
@@ -543,6 +605,7 @@ impl FrameSource for AfPacketSource {
         self.refresh_drops();
         CaptureStats {
             kernel_drops: self.kernel_drops.get(),
+            spreads: self.governor.as_ref().map_or(0, |g| g.spreads()),
             ..self.stats
         }
     }
@@ -614,6 +677,34 @@ fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
 fn join_fanout(fd: &OwnedFd, id: u16, mode: libc::c_uint) -> io::Result<()> {
     let arg: u32 = u32::from(id) | (mode << 16);
     set_opt(fd, libc::PACKET_FANOUT, &arg)
+}
+
+/// Sets the classic BPF program that picks the member of the socket's fanout group
+/// (`PACKET_FANOUT_DATA`; the group must be in `PACKET_FANOUT_CBPF` mode). The kernel copies and
+/// checks the program; it replaces the group's previous one for every member.
+fn set_fanout_program(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::other("BPF program too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` is a live, initialised sock_fprog whose `filter` points to `len` live
+    // instructions borrowed for the call; the kernel only reads both (it copies the program)
+    // during the call, and never writes through the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT_DATA,
+            (&fprog as *const libc::sock_fprog).cast::<c_void>(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The id of the fanout group the socket is in (the kernel chose it for `PACKET_FANOUT_FLAG_UNIQUEID`).
@@ -832,7 +923,7 @@ mod tests {
             promiscuous: false,
             ..RingConfig::default()
         };
-        let group = match AfPacketSource::open_fanout("lo", small, 3) {
+        let group = match AfPacketSource::open_fanout("lo", small, 3, Spread::Always) {
             Ok(g) => g,
             Err(CaptureError::Permission { .. }) => {
                 eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
@@ -844,10 +935,104 @@ mod tests {
         let ids: Vec<u16> = group.iter().map(|s| fanout_id(&s.fd).unwrap()).collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
         // a second group of the same run gets an id of its own
-        let other = AfPacketSource::open_fanout("lo", small, 2).unwrap();
+        let other = AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind).unwrap();
         assert_ne!(fanout_id(&other[0].fd).unwrap(), ids[0]);
         // one socket is no group at all
-        let one = AfPacketSource::open_fanout("lo", small, 1).unwrap();
+        let one = AfPacketSource::open_fanout("lo", small, 1, Spread::Always).unwrap();
         assert_eq!(one.len(), 1);
+    }
+
+    /// The UDP flows between `ports` and `server` (unordered port pairs) each socket of `group`
+    /// read, after the last datagrams had time to be handed over.
+    fn flows_per_socket(
+        group: &mut [AfPacketSource],
+        server: u16,
+    ) -> Vec<std::collections::BTreeSet<(u16, u16)>> {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut seen = Vec::new();
+        for socket in group.iter_mut() {
+            let mut flows = std::collections::BTreeSet::new();
+            while let Ok(SourceEvent::Frame(f)) = socket.next_event() {
+                let d = f.data;
+                // Ethernet (lo's link), IPv4, UDP, header of 20 bytes
+                if d.len() >= 38 && d[12..14] == [8, 0] && d[14] == 0x45 && d[23] == 17 {
+                    let sport = u16::from_be_bytes([d[34], d[35]]);
+                    let dport = u16::from_be_bytes([d[36], d[37]]);
+                    if sport == server || dport == server {
+                        flows.insert((sport.min(dport), sport.max(dport)));
+                    }
+                }
+            }
+            seen.push(flows);
+        }
+        seen
+    }
+
+    /// Datagrams from `n` new client sockets to `server` on loopback, and a reply to each.
+    fn exchange(server: &std::net::UdpSocket, n: usize) {
+        let to = server.local_addr().unwrap();
+        for _ in 0..n {
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(b"floodwatch fanout test", to).unwrap();
+            let mut buf = [0u8; 64];
+            let (_, from) = server.recv_from(&mut buf).unwrap();
+            server.send_to(b"reply", from).unwrap();
+            client.recv_from(&mut buf).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_group_gives_the_first_socket_everything_until_it_spreads_by_flow() {
+        let small = RingConfig {
+            block_size: 1 << 16,
+            block_count: 8,
+            promiscuous: false,
+            ..RingConfig::default()
+        };
+        let mut group = match AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind) {
+            Ok(g) => g,
+            Err(CaptureError::Permission { .. }) => {
+                eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = server.local_addr().unwrap().port();
+        // not behind: the first socket alone
+        exchange(&server, 32);
+        let seen = flows_per_socket(&mut group, port);
+        assert_eq!(seen[0].len(), 32, "{seen:?}");
+        assert!(seen[1].is_empty(), "{seen:?}");
+        // spreading: by flow, both directions of a flow on the same socket
+        group[0].set_spreading(true).unwrap();
+        exchange(&server, 64);
+        let seen = flows_per_socket(&mut group, port);
+        assert_eq!(seen[0].len() + seen[1].len(), 64, "{seen:?}");
+        assert!(
+            seen[0].is_disjoint(&seen[1]),
+            "a flow on both sockets: {seen:?}"
+        );
+        assert!(
+            !seen[1].is_empty(),
+            "64 flows all on the first socket: {seen:?}"
+        );
+        assert!(
+            !seen[0].is_empty(),
+            "64 flows all on the second socket: {seen:?}"
+        );
+        // and back to the first alone
+        group[0].set_spreading(false).unwrap();
+        exchange(&server, 16);
+        let seen = flows_per_socket(&mut group, port);
+        assert_eq!((seen[0].len(), seen[1].len()), (16, 0), "{seen:?}");
+        assert_eq!(
+            group[0].stats().spreads,
+            0,
+            "switched by hand, not by the governor"
+        );
     }
 }

@@ -56,6 +56,9 @@ pub struct CaptureStats {
     pub kernel_drops: u64,
     /// pcapng blocks of a type the specification does not define, skipped.
     pub unknown_blocks: u64,
+    /// Live capture over a fanout group spreading only when behind: the times the first socket's
+    /// thread fell behind and packets began to spread over every socket.
+    pub spreads: u64,
 }
 
 impl CaptureStats {
@@ -65,6 +68,7 @@ impl CaptureStats {
         self.captured_bytes += other.captured_bytes;
         self.kernel_drops += other.kernel_drops;
         self.unknown_blocks += other.unknown_blocks;
+        self.spreads += other.spreads;
     }
 }
 

@@ -117,7 +117,8 @@ fn open_live(args: &LiveArgs) -> Result<(LiveInput, String)> {
 
 #[cfg(target_os = "linux")]
 fn open_afpacket(args: &LiveArgs) -> Result<(LiveInput, String)> {
-    use floodwatch::capture::afpacket::{AfPacketSource, RingConfig};
+    use crate::cli::CaptureSpread;
+    use floodwatch::capture::afpacket::{AfPacketSource, RingConfig, Spread};
     let ring = RingConfig {
         block_size: args.ring_block_size,
         block_count: args.ring_blocks,
@@ -127,10 +128,18 @@ fn open_afpacket(args: &LiveArgs) -> Result<(LiveInput, String)> {
     let threads = args
         .capture_threads
         .map_or_else(default_capture_threads, usize::from);
-    let mut group = AfPacketSource::open_fanout(&args.interface, ring, threads)?;
+    let spread = match args.capture_spread {
+        CaptureSpread::WhenBehind => Spread::WhenBehind,
+        CaptureSpread::Always => Spread::Always,
+    };
+    let mut group = AfPacketSource::open_fanout(&args.interface, ring, threads, spread)?;
     let link = group.first().map_or(0, |s| s.link_type().0);
     let sockets = if threads > 1 {
-        format!("{threads} sockets in a PACKET_FANOUT hash group, each with a ring")
+        let when = match spread {
+            Spread::WhenBehind => "packets spread by flow while the first falls behind",
+            Spread::Always => "packets spread by flow",
+        };
+        format!("{threads} sockets in a PACKET_FANOUT group ({when}), each with a ring")
     } else {
         "ring".to_string()
     };

@@ -330,6 +330,14 @@ pub fn render_summary(s: &RunSummary) -> String {
             each.len(),
             each.join(" / ")
         );
+        if s.capture.spreads > 0 {
+            let _ = writeln!(
+                o,
+                "  the first capture thread fell behind {} time{}: packets were spread over every socket",
+                s.capture.spreads,
+                if s.capture.spreads == 1 { "" } else { "s" }
+            );
+        }
     }
     let skipped: Vec<String> = crate::decode::SkipReason::ALL
         .iter()
