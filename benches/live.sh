@@ -65,14 +65,14 @@ task_ns() {
   { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
-# run THREADS SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1; sets
-# CPU (s), FRAMES, KDROPS, TRAFFIC_NS (task_ns from "capturing on" to Ctrl-C) and BY_THREAD.
+# run THREADS SPREAD SEND: floodwatch live on the receiver for a fixed time, flooded when SEND is 1;
+# sets CPU (s), FRAMES, KDROPS, TRAFFIC_NS (task_ns from "capturing on" to Ctrl-C) and BY_THREAD.
 run() {
-  local threads="$1" send="$2" err="$BENCH_DIR/live.err"
+  local threads="$1" spread="$2" send="$3" err="$BENCH_DIR/live.err"
   rm -f "$err"
   # `ip netns exec` becomes floodwatch (it execs): $! is floodwatch's pid
   ip netns exec "$RNS" "$FW" live "$RIF" --threads 1 --capture-threads "$threads" \
-    --status-interval 0 -o /dev/null 2>"$err" &
+    --capture-spread "$spread" --status-interval 0 -o /dev/null 2>"$err" &
   local pid=$!
   FW_PID=$pid
   for _ in $(seq 100); do
@@ -114,15 +114,21 @@ run() {
 }
 
 ROWS=() THREAD_ROWS=()
-for threads in 1 2; do
+# one capture thread; two, the second used only when the first falls behind (the default); two
+# spreading by flow all the time
+for setting in "1 when-behind" "2 when-behind" "2 always"; do
+  threads="${setting% *}" spread="${setting#* }"
+  label="$threads"
+  ((threads == 1)) || label="$threads, $spread"
   idle=() cpus=() frames=() drops=() traffic=()
   for r in $(seq "$RUNS"); do
-    run "$threads" 0
+    run "$threads" "$spread" 0
     idle+=("$CPU")
-    run "$threads" 1
+    run "$threads" "$spread" 1
     cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS") traffic+=("$TRAFFIC_NS")
-    log "capture threads $threads, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)"
+    log "capture threads $label, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)"
   done
+  threads="$label"
   THREAD_ROWS+=("| $threads | $BY_THREAD |")
   cpu="$(median "${cpus[@]}")" base="$(median "${idle[@]}")" got="$(median "${frames[@]}")"
   per="$(fixed 0 "$cpu * 1e9 / ($got > 0 ? $got : 1)")"
@@ -132,10 +138,10 @@ done
 RATE="$(sed -n 's/.*Rated: *\([0-9.]*\) Bps, *[0-9.]* Mbps, *\([0-9.]*\) pps.*/\2/p' "$BENCH_DIR/tcpreplay.log" | head -n 1)"
 
 printf '\n### Live capture on a veth pair\n\n'
-printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
+printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N --capture-spread WHEN`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
   "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
-printf '| capture threads | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet, "capturing on" to Ctrl-C (schedstat) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| capture threads, spread | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet, "capturing on" to Ctrl-C (schedstat) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROWS[@]}"
 printf '\nRun time by thread in the last run with traffic (`/proc/PID/task/*/schedstat` just before Ctrl-C; threads under 1 ms left out; `floodwatch` is the main thread, which reads the first socket and routes):\n\n'
-printf '| capture threads | run time by thread |\n|---:|---|\n'
+printf '| capture threads, spread | run time by thread |\n|---:|---|\n'
 printf '%s\n' "${THREAD_ROWS[@]}"
