@@ -533,7 +533,8 @@ pub struct LiveArgs {
     /// also routes the others' packets). `when-behind`: only while that thread falls a quarter of
     /// its ring behind, for at least 10 s, and until it waits for packets half the time: a second
     /// thread costs CPU per packet, so it works only when needed. `always`: spread all the time.
-    /// Either way both directions of a flow go to the same socket.
+    /// Spreading hashes IPv4/IPv6 addresses and ports: both directions of a flow go to the same
+    /// socket (between two switches); other packets go to the first.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = CaptureSpread::WhenBehind)]
     pub capture_spread: CaptureSpread,
     #[command(flatten)]

@@ -398,8 +398,9 @@ fn afpacket_two_capture_threads_alert_and_account_for_every_packet() {
 }
 
 /// By default the second socket of the group gets nothing while the first thread keeps up: the
-/// flood (50 k frames) fills less than a quarter of the first socket's 64 MiB ring, so it cannot
-/// fall behind, and the whole flood is read by the first.
+/// flood (50 k frames of ~130 bytes in the ring) fills about 6 of the first socket's 64 blocks of
+/// 1 MiB, and behind means the block 16 ahead is already full, so the whole flood is read by the
+/// first.
 #[test]
 fn afpacket_two_capture_threads_leave_the_second_idle_while_the_first_keeps_up() {
     let stderr = flood_then_interrupt('k', &["--capture-threads", "2"]);

@@ -7,7 +7,7 @@
 //! drops come from `PACKET_STATISTICS` (which resets on every read, so they are accumulated here).
 //!
 //! Every `unsafe` block of the AF_PACKET backend lives in this file, each with a `// SAFETY:`
-//! comment. Several sockets form a fanout group; [`spread`] decides which of them gets a packet.
+//! comment. Several sockets form a fanout group; `spread.rs` decides which of them gets a packet.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -282,7 +282,7 @@ impl AfPacketSource {
     }
 
     /// Opens `n` sockets on `iface`, each with a ring sized by `cfg`, in one new PACKET_FANOUT group
-    /// whose members a classic BPF program chooses (`PACKET_FANOUT_CBPF`, see [`spread`]): with
+    /// whose members a classic BPF program chooses (`PACKET_FANOUT_CBPF`, see `afpacket/spread.rs`): with
     /// [`Spread::Always`] by flow (both directions of a flow, same addresses and ports, to the same
     /// socket), with [`Spread::WhenBehind`] every packet to the first socket until its thread falls
     /// a quarter of its ring behind, then by flow until it keeps up again. IP fragments are
@@ -331,9 +331,11 @@ impl AfPacketSource {
         }
         if let Some(first) = group.first_mut() {
             // until a program is set, the kernel gives every packet to the first member
-            match spread {
-                Spread::Always => first.set_spreading(true)?,
-                Spread::WhenBehind => first.governor = Some(spread::Governor::new(Instant::now())),
+            // the kernel checks the spreading program now, not first during an overload
+            first.set_spreading(true)?;
+            if spread == Spread::WhenBehind {
+                first.set_spreading(false)?;
+                first.governor = Some(spread::Governor::new(Instant::now()));
             }
         }
         Ok(group)
@@ -350,26 +352,33 @@ impl AfPacketSource {
             iface: self.iface.clone(),
             what: "setting which socket of the fanout group gets a packet",
             cause,
-            hint: "; PACKET_FANOUT_CBPF needs Linux 4.3 or later: use --capture-threads 1",
+            hint: "; use --capture-threads 1",
         })
     }
 
     /// With a governor (the first socket of a group spreading when behind): whether this thread
-    /// is a quarter of the ring behind the kernel, and so whether to switch.
-    fn govern(&mut self) -> Result<(), CaptureError> {
+    /// is a quarter of the ring behind the kernel, and so whether to switch. Behind means the
+    /// block a quarter of the ring ahead is already handed over *full*: blocks the retire timeout
+    /// handed over part-empty say the thread paused, not that the traffic outruns it.
+    fn govern(&mut self) {
         if self.governor.is_none() {
-            return Ok(());
+            return;
         }
         let quarter = (self.cfg.block_count / 4).max(1);
         let ahead = (self.block + quarter) % self.cfg.block_count;
-        let behind = self.block_status(ahead).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0;
+        let status = self.block_status(ahead).load(Ordering::Acquire);
+        let behind = status & libc::TP_STATUS_USER != 0 && status & libc::TP_STATUS_BLK_TMO == 0;
         let switch = self
             .governor
             .as_mut()
             .and_then(|g| g.on_block(behind, Instant::now()));
-        match switch {
-            Some(by_flow) => self.set_spreading(by_flow),
-            None => Ok(()),
+        if let Some(by_flow) = switch {
+            if let Err(e) = self.set_spreading(by_flow) {
+                // the program was accepted at start, so this is the kernel short of memory: the
+                // capture goes on as it is rather than end in the middle of a flood
+                eprintln!("floodwatch: warning: {e}; packets are no longer spread or gathered");
+                self.governor = None;
+            }
         }
     }
 
@@ -431,7 +440,7 @@ impl AfPacketSource {
             remaining: num_pkts.unwrap_or(0),
             next: first.unwrap_or(0) as usize,
         });
-        self.govern()?;
+        self.govern();
         Ok(true)
     }
 
@@ -990,7 +999,11 @@ mod tests {
             ..RingConfig::default()
         };
         let mut group = match AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind) {
-            Ok(g) => g,
+            // switched by hand below: loopback traffic of other tests must not switch it
+            Ok(mut g) => {
+                g[0].governor = None;
+                g
+            }
             Err(CaptureError::Permission { .. }) => {
                 eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
                 return;
@@ -1029,10 +1042,5 @@ mod tests {
         exchange(&server, 16);
         let seen = flows_per_socket(&mut group, port);
         assert_eq!((seen[0].len(), seen[1].len()), (16, 0), "{seen:?}");
-        assert_eq!(
-            group[0].stats().spreads,
-            0,
-            "switched by hand, not by the governor"
-        );
     }
 }

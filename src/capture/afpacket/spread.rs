@@ -5,12 +5,17 @@
 //! - [`first_only`]: every packet to the first socket, the one whose thread also routes the
 //!   others' packets. While that thread keeps up, a second thread only adds cost (its wake-ups,
 //!   and summaries decoded on one core and routed on another), so by default the others wait.
-//! - [`by_flow`]: packets spread by a symmetric hash of addresses and ports, so both directions
-//!   of a flow, and every packet of it, go to the same socket (what `PACKET_FANOUT_HASH` did).
+//! - [`by_flow`]: packets spread by a symmetric hash of IPv4 or IPv6 addresses and TCP/UDP ports,
+//!   so both directions of a flow, and every packet of it, go to the same socket between two
+//!   switches. Unlike the kernel's own flow hash (`PACKET_FANOUT_HASH`) it does not look inside
+//!   MPLS, PPPoE or a second VLAN tag (the kernel takes the first off): such packets, and others
+//!   that are not IP, all go to the first socket.
 //!
 //! The [`Governor`] decides, on the first socket, when to switch: to spreading when its thread
 //! falls a quarter of its ring behind, back to the first socket alone after a window in which
-//! that thread, even while spreading, waited for packets at least half the time.
+//! that thread, even while spreading, waited for packets at least half the time. At a switch
+//! the flows that change socket may reach the router ahead of their own earlier packets still in
+//! the other ring (counted as late, as packets of several capture threads already can be).
 
 use std::time::{Duration, Instant};
 
