@@ -16,6 +16,7 @@ use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -151,7 +152,9 @@ enum Step {
 pub struct AfPacketSource {
     iface: String,
     fd: OwnedFd,
-    ring: NonNull<u8>,
+    /// The receive ring's mapping: `None` for a socket of a group that waits, unmapped, until the
+    /// first falls behind (its ring is made then).
+    ring: Option<NonNull<u8>>,
     cfg: RingConfig,
     link: LinkType,
     /// Index of the block being read or waited for.
@@ -166,6 +169,13 @@ pub struct AfPacketSource {
     kernel_drops: Cell<u64>,
     /// The first socket of a group spreading only when behind: when to switch.
     governor: Option<spread::Governor>,
+    /// A group spreading only when behind: how the first socket asks the others for their rings
+    /// (the first and every waiting socket hold it).
+    wake: Option<Arc<spread::Wake>>,
+    /// The first socket: the number of other sockets, and whether it waits for their rings
+    /// before spreading.
+    others: usize,
+    spread_pending: bool,
 }
 
 // SAFETY: the source owns its socket and its ring mapping outright (nothing else holds the pointer),
@@ -188,6 +198,16 @@ impl AfPacketSource {
     /// Opens `iface` with a ring sized by `cfg`. Errors name the missing privilege, the unknown
     /// interface (listing the available ones) or the failing step.
     pub fn open(iface: &str, cfg: RingConfig) -> Result<AfPacketSource, CaptureError> {
+        AfPacketSource::open_with(iface, cfg, true)
+    }
+
+    /// Opens `iface`, with its ring now or (`ring_now` false: a socket of a group that waits until
+    /// the first falls behind) later, in [`AfPacketSource::make_ring`].
+    fn open_with(
+        iface: &str,
+        cfg: RingConfig,
+        ring_now: bool,
+    ) -> Result<AfPacketSource, CaptureError> {
         cfg.validate().map_err(|detail| CaptureError::Setup {
             iface: iface.to_string(),
             detail,
@@ -214,28 +234,12 @@ impl AfPacketSource {
             "selecting TPACKET_V3",
             "; this needs Linux 3.2 or later",
         ))?;
-        let req = libc::tpacket_req3 {
-            tp_block_size: cfg.block_size as u32,
-            tp_block_nr: cfg.block_count as u32,
-            tp_frame_size: FRAME_SLOT as u32,
-            tp_frame_nr: (cfg.bytes() / FRAME_SLOT) as u32,
-            tp_retire_blk_tov: cfg.block_timeout.as_millis().clamp(1, 60_000) as u32,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        set_opt(&fd, libc::PACKET_RX_RING, &req).map_err(live(
-            "creating the receive ring",
-            "; try a smaller ring (--ring-blocks, --ring-block-size)",
-        ))?;
-        let ring = map_ring(&fd, cfg.bytes()).map_err(live(
-            "mapping the receive ring",
-            "; try a smaller ring (--ring-blocks, --ring-block-size)",
-        ))?;
-        // From here `Drop` unmaps the ring and closes the socket, whatever fails next.
+        // From here `Drop` unmaps the ring (once there is one) and closes the socket, whatever
+        // fails next.
         let mut source = AfPacketSource {
             iface: iface.to_string(),
             fd,
-            ring,
+            ring: None,
             cfg,
             link,
             block: 0,
@@ -245,9 +249,50 @@ impl AfPacketSource {
             stats: CaptureStats::default(),
             kernel_drops: Cell::new(0),
             governor: None,
+            wake: None,
+            others: 0,
+            spread_pending: false,
         };
+        if ring_now {
+            source.make_ring()?;
+        }
         source.bind(ifindex)?;
         Ok(source)
+    }
+
+    /// Creates and maps the receive ring. On a socket already bound (one that waited in a group)
+    /// the kernel takes it out of the group for the moment and puts it back, and drops what it had
+    /// queued without a ring (nothing, since its group gave it no packets).
+    fn make_ring(&mut self) -> Result<(), CaptureError> {
+        let cfg = self.cfg;
+        let live = |what: &'static str, hint: &'static str| {
+            let iface = self.iface.clone();
+            move |cause| CaptureError::Live {
+                iface,
+                what,
+                cause,
+                hint,
+            }
+        };
+        let req = libc::tpacket_req3 {
+            tp_block_size: cfg.block_size as u32,
+            tp_block_nr: cfg.block_count as u32,
+            tp_frame_size: FRAME_SLOT as u32,
+            tp_frame_nr: (cfg.bytes() / FRAME_SLOT) as u32,
+            tp_retire_blk_tov: cfg.block_timeout.as_millis().clamp(1, 60_000) as u32,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        set_opt(&self.fd, libc::PACKET_RX_RING, &req).map_err(live(
+            "creating the receive ring",
+            "; try a smaller ring (--ring-blocks, --ring-block-size)",
+        ))?;
+        let ring = map_ring(&self.fd, cfg.bytes()).map_err(live(
+            "mapping the receive ring",
+            "; try a smaller ring (--ring-blocks, --ring-block-size)",
+        ))?;
+        self.ring = Some(ring);
+        Ok(())
     }
 
     /// Starts receiving: promiscuous mode if asked, then bind to the interface for every protocol.
@@ -304,7 +349,7 @@ impl AfPacketSource {
         if n <= 1 {
             return Ok(vec![AfPacketSource::open(iface, cfg)?]);
         }
-        let first = AfPacketSource::open(
+        let mut first = AfPacketSource::open(
             iface,
             RingConfig {
                 poll_timeout: cfg.poll_timeout.min(cfg.block_timeout),
@@ -322,21 +367,24 @@ impl AfPacketSource {
         let mode = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_DEFRAG;
         join_fanout(&first.fd, 0, mode | libc::PACKET_FANOUT_FLAG_UNIQUEID).map_err(fanout_err)?;
         let id = fanout_id(&first.fd).map_err(fanout_err)?;
+        // Alone in the group the first gets every packet whatever the program, so the kernel
+        // checks the spreading program here, not first during an overload.
+        first.set_spreading(true)?;
+        let wake = (spread == Spread::WhenBehind).then(|| Arc::new(spread::Wake::default()));
+        if wake.is_some() {
+            first.set_spreading(false)?;
+            first.governor = Some(spread::Governor::new(Instant::now()));
+            first.wake.clone_from(&wake);
+            first.others = n - 1;
+        }
         let mut group = Vec::with_capacity(n);
         group.push(first);
         for _ in 1..n {
-            let source = AfPacketSource::open(iface, cfg)?;
+            // spreading only when behind, the others wait without a ring until then
+            let mut source = AfPacketSource::open_with(iface, cfg, wake.is_none())?;
+            source.wake.clone_from(&wake);
             join_fanout(&source.fd, id, mode).map_err(fanout_err)?;
             group.push(source);
-        }
-        if let Some(first) = group.first_mut() {
-            // until a program is set, the kernel gives every packet to the first member
-            // the kernel checks the spreading program now, not first during an overload
-            first.set_spreading(true)?;
-            if spread == Spread::WhenBehind {
-                first.set_spreading(false)?;
-                first.governor = Some(spread::Governor::new(Instant::now()));
-            }
         }
         Ok(group)
     }
@@ -366,18 +414,86 @@ impl AfPacketSource {
         }
         let quarter = (self.cfg.block_count / 4).max(1);
         let ahead = (self.block + quarter) % self.cfg.block_count;
-        let status = self.block_status(ahead).load(Ordering::Acquire);
+        let status = self
+            .block_status(ahead)
+            .map_or(0, |s| s.load(Ordering::Acquire));
         let behind = status & libc::TP_STATUS_USER != 0 && status & libc::TP_STATUS_BLK_TMO == 0;
         let switch = self
             .governor
             .as_mut()
             .and_then(|g| g.on_block(behind, Instant::now()));
-        if let Some(by_flow) = switch {
-            if let Err(e) = self.set_spreading(by_flow) {
-                // the program was accepted at start, so this is the kernel short of memory: the
-                // capture goes on as it is rather than end in the middle of a flood
-                eprintln!("floodwatch: warning: {e}; packets are no longer spread or gathered");
+        match switch {
+            Some(true) => self.request_spread(),
+            Some(false) => {
+                self.spread_pending = false;
+                self.switch_or_give_up(false);
+            }
+            None => {}
+        }
+        self.spread_when_ready();
+    }
+
+    /// Asks the other sockets to make their rings; spreading begins once all have one.
+    fn request_spread(&mut self) {
+        self.spread_pending = true;
+        if let Some(wake) = &self.wake {
+            wake.want();
+        }
+    }
+
+    /// Spreads if it was asked for and every other socket has its ring by now.
+    fn spread_when_ready(&mut self) {
+        if self.spread_pending {
+            let (ready, failed) = self
+                .wake
+                .as_ref()
+                .map_or((true, false), |w| (w.rings() >= self.others, w.failed()));
+            if failed {
+                eprintln!(
+                    "floodwatch: warning: {}: another capture thread could not make its ring; \
+                     the first socket goes on alone",
+                    self.iface
+                );
                 self.governor = None;
+                self.spread_pending = false;
+            } else if ready {
+                self.spread_pending = false;
+                self.switch_or_give_up(true);
+            }
+        }
+    }
+
+    /// Sets the program; if the kernel refuses (it accepted it at start, so it is short of
+    /// memory), the capture goes on as it is rather than end in the middle of a flood.
+    fn switch_or_give_up(&mut self, by_flow: bool) {
+        if let Err(e) = self.set_spreading(by_flow) {
+            eprintln!("floodwatch: warning: {e}; packets are no longer spread or gathered");
+            self.governor = None;
+        }
+    }
+
+    /// A socket waiting without a ring: waits (up to the poll timeout) for the first to fall
+    /// behind, then makes its ring. True once it has one.
+    fn unpark(&mut self) -> bool {
+        let Some(wake) = self.wake.clone() else {
+            std::thread::sleep(self.cfg.poll_timeout);
+            return false;
+        };
+        if !wake.wait_wanted(self.cfg.poll_timeout) {
+            return false;
+        }
+        match self.make_ring() {
+            Ok(()) => {
+                // what the kernel counted before the ring is not ours
+                let _ = read_kernel_stats(&self.fd);
+                wake.made_ring();
+                true
+            }
+            Err(e) => {
+                eprintln!("floodwatch: warning: {e}; this capture thread stays idle");
+                wake.fail();
+                self.wake = None;
+                false
             }
         }
     }
@@ -392,28 +508,32 @@ impl AfPacketSource {
         self.cfg
     }
 
-    /// Status word of block `i`, shared with the kernel.
-    fn block_status(&self, i: usize) -> &AtomicU32 {
+    /// Status word of block `i`, shared with the kernel (`None` without a ring).
+    fn block_status(&self, i: usize) -> Option<&AtomicU32> {
+        let ring = self.ring?;
         let off = i * self.cfg.block_size
             + offset_of!(libc::tpacket_block_desc, hdr)
             + offset_of!(libc::tpacket_hdr_v1, block_status);
         // SAFETY: `off` lies inside the mapping (i < block_count, and the descriptor is at the start
         // of a block); blocks start at page-aligned offsets, so the u32 is 4-byte aligned. The kernel
         // and we both access this word only atomically (it is the ownership flag of the block), and
-        // the mapping outlives `&self`.
-        unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(off).cast::<u32>()) }
+        // the mapping outlives `&self` (it is unmapped only in `Drop`).
+        Some(unsafe { AtomicU32::from_ptr(ring.as_ptr().add(off).cast::<u32>()) })
     }
 
     /// The bytes of the held block. Only valid while we own it (status `TP_STATUS_USER`).
     fn held_block(&self) -> &[u8] {
         debug_assert!(self.cursor.is_some());
+        let Some(ring) = self.ring else {
+            return &[];
+        };
         // SAFETY: the block lies inside the mapping, and we own it: the kernel set
         // TP_STATUS_USER (observed with Acquire in `take_block`) and does not write to it until
         // `release_block` stores TP_STATUS_KERNEL, which happens only through `&mut self`, so no
         // write can happen while this borrow of `self` lives.
         unsafe {
             std::slice::from_raw_parts(
-                self.ring.as_ptr().add(self.block * self.cfg.block_size),
+                ring.as_ptr().add(self.block * self.cfg.block_size),
                 self.cfg.block_size,
             )
         }
@@ -421,7 +541,10 @@ impl AfPacketSource {
 
     /// Takes the current block if the kernel has handed it over.
     fn take_block(&mut self) -> Result<bool, CaptureError> {
-        let status = self.block_status(self.block).load(Ordering::Acquire);
+        let Some(status) = self.block_status(self.block) else {
+            return Ok(false);
+        };
+        let status = status.load(Ordering::Acquire);
         if status & libc::TP_STATUS_USER == 0 {
             return Ok(false);
         }
@@ -448,8 +571,9 @@ impl AfPacketSource {
     fn release_block(&mut self) {
         self.cursor = None;
         self.current = None;
-        self.block_status(self.block)
-            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        if let Some(status) = self.block_status(self.block) {
+            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        }
         self.block = (self.block + 1) % self.cfg.block_count;
         self.refresh_drops();
     }
@@ -507,6 +631,17 @@ impl AfPacketSource {
             }
             if self.take_block()? {
                 continue;
+            }
+            if self.ring.is_none() {
+                // waiting in a group without a ring: idle until the first falls behind
+                if !self.idle_reported {
+                    self.idle_reported = true;
+                    return Ok(Step::Idle(self.idle_now()));
+                }
+                if self.unpark() {
+                    continue;
+                }
+                return Ok(Step::Idle(self.idle_now()));
             }
             if !self.idle_reported {
                 // The ring just ran dry: say so at once so the pipeline flushes what it holds.
@@ -622,11 +757,13 @@ impl FrameSource for AfPacketSource {
 
 impl Drop for AfPacketSource {
     fn drop(&mut self) {
-        // SAFETY: `ring` is the start of a mapping of exactly `cfg.bytes()` bytes made by `map_ring`
-        // and not unmapped before; nothing borrowed from it outlives `self` (frames borrow `self`).
-        // The socket is closed afterwards by `OwnedFd`'s own drop.
-        unsafe {
-            libc::munmap(self.ring.as_ptr().cast::<c_void>(), self.cfg.bytes());
+        if let Some(ring) = self.ring {
+            // SAFETY: `ring` is the start of a mapping of exactly `cfg.bytes()` bytes made by
+            // `map_ring` and not unmapped before; nothing borrowed from it outlives `self` (frames
+            // borrow `self`). The socket is closed afterwards by `OwnedFd`'s own drop.
+            unsafe {
+                libc::munmap(ring.as_ptr().cast::<c_void>(), self.cfg.bytes());
+            }
         }
     }
 }
@@ -999,7 +1136,7 @@ mod tests {
             ..RingConfig::default()
         };
         let mut group = match AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind) {
-            // switched by hand below: loopback traffic of other tests must not switch it
+            // asked to spread by hand below: loopback traffic of other tests must not switch it
             Ok(mut g) => {
                 g[0].governor = None;
                 g
@@ -1020,8 +1157,22 @@ mod tests {
         let seen = flows_per_socket(&mut group, port);
         assert_eq!(seen[0].len(), 32, "{seen:?}");
         assert!(seen[1].is_empty(), "{seen:?}");
+        assert!(group[1].ring.is_none(), "the waiting socket made a ring");
+        // falling behind: the first asks, and spreads only once the other has its ring
+        group[0].request_spread();
+        group[0].spread_when_ready();
+        assert!(group[0].spread_pending);
+        // the other's thread wakes, makes its ring and reads on (nothing yet)
+        let t = Instant::now();
+        assert!(matches!(
+            group[1].next_event(),
+            Ok(SourceEvent::Idle { .. })
+        ));
+        assert!(group[1].ring.is_some());
+        assert!(t.elapsed() < Duration::from_secs(5));
+        group[0].spread_when_ready();
+        assert!(!group[0].spread_pending);
         // spreading: by flow, both directions of a flow on the same socket
-        group[0].set_spreading(true).unwrap();
         exchange(&server, 64);
         let seen = flows_per_socket(&mut group, port);
         assert_eq!(seen[0].len() + seen[1].len(), 64, "{seen:?}");

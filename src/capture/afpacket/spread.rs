@@ -17,6 +17,8 @@
 //! the flows that change socket may reach the router ahead of their own earlier packets still in
 //! the other ring (counted as late, as packets of several capture threads already can be).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use libc::sock_filter;
@@ -94,6 +96,54 @@ impl Governor {
     /// Times spreading began.
     pub fn spreads(&self) -> u64 {
         self.spreads
+    }
+}
+
+/// How the first socket of a group spreading only when behind asks the others, which wait
+/// without a ring (a ring of 64 MiB costs the kernel ~10 ms to clear, and its memory), to make
+/// theirs; it spreads once every one has.
+#[derive(Debug, Default)]
+pub(super) struct Wake {
+    wanted: Mutex<bool>,
+    cv: Condvar,
+    rings: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Wake {
+    /// The first socket's thread fell behind: the others are to make their rings.
+    pub fn want(&self) {
+        *self.wanted.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Wake::want`]; true once it was called.
+    pub fn wait_wanted(&self, timeout: Duration) -> bool {
+        let guard = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |wanted| !*wanted)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+
+    /// Another socket has made its ring.
+    pub fn made_ring(&self) {
+        self.rings.fetch_add(1, Ordering::Release);
+    }
+
+    /// Another socket could not make its ring: the first goes on alone.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Rings made so far by the other sockets.
+    pub fn rings(&self) -> usize {
+        self.rings.load(Ordering::Acquire)
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 }
 
@@ -486,6 +536,29 @@ mod tests {
         assert_eq!(run(&prog, 0x0806, &[0u8; 28]), Some(0));
         assert_eq!(run(&prog, 0x0800, &[0x45, 0, 0, 20]), None);
         assert_eq!(run(&first_only(), 0x0800, &ipv4(6, a, b, 1, 2)), Some(0));
+    }
+
+    #[test]
+    fn a_waiting_socket_wakes_when_wanted_and_not_before() {
+        let wake = std::sync::Arc::new(Wake::default());
+        assert!(!wake.wait_wanted(Duration::from_millis(5)));
+        let other = std::sync::Arc::clone(&wake);
+        let waiter = std::thread::spawn(move || {
+            // woken by `want`, long before this timeout
+            let t = Instant::now();
+            let woken = other.wait_wanted(Duration::from_secs(30));
+            other.made_ring();
+            (woken, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        wake.want();
+        let (woken, waited) = waiter.join().unwrap();
+        assert!(woken);
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert_eq!(wake.rings(), 1);
+        assert!(!wake.failed());
+        // once wanted, a later wait returns at once
+        assert!(wake.wait_wanted(Duration::from_secs(30)));
     }
 
     #[test]
