@@ -111,34 +111,45 @@ run() {
   FRAMES="$(sed -n 's/.*frames \([0-9]*\).*/\1/p' "$err" | head -n 1)"
   KDROPS="$(sed -n 's/.*kernel drops \([0-9]*\).*/\1/p' "$err" | head -n 1)"
   FRAMES="${FRAMES:-0}" KDROPS="${KDROPS:-0}"
+  # whether the first capture thread fell behind and packets spread (when-behind)
+  SPREAD="$(grep -o 'fell behind [0-9]* times*' "$err" || true)"
 }
 
 ROWS=() THREAD_ROWS=()
 # one capture thread; two, the second used only when the first falls behind (the default); two
-# spreading by flow all the time
-for setting in "1 when-behind" "2 when-behind" "2 always"; do
-  threads="${setting% *}" spread="${setting#* }"
-  label="$threads"
-  ((threads == 1)) || label="$threads, $spread"
-  idle=() cpus=() frames=() drops=() traffic=()
-  for r in $(seq "$RUNS"); do
+# spreading by flow all the time. Each round runs every setting in turn (a b c, a b c, …), so the
+# VM's drift over the minutes hits all alike.
+SETTINGS=("1 when-behind" "2 when-behind" "2 always")
+declare -A IDLE CPUS FRAMES_OF DROPS TRAFFIC LAST_BY_THREAD
+for r in $(seq "$RUNS"); do
+  for n in "${!SETTINGS[@]}"; do
+    setting="${SETTINGS[$n]}"
+    threads="${setting% *}" spread="${setting#* }"
     run "$threads" "$spread" 0
-    idle+=("$CPU")
+    IDLE[$n]+="$CPU "
     run "$threads" "$spread" 1
-    cpus+=("$CPU") frames+=("$FRAMES") drops+=("$KDROPS") traffic+=("$TRAFFIC_NS")
-    log "capture threads $label, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)"
+    CPUS[$n]+="$CPU " FRAMES_OF[$n]+="$FRAMES " DROPS[$n]+="$KDROPS " TRAFFIC[$n]+="$TRAFFIC_NS "
+    LAST_BY_THREAD[$n]="$BY_THREAD"
+    log "capture threads $setting, run $r: $FRAMES frames, $KDROPS kernel drops, ${CPU} s CPU ($BY_THREAD)${SPREAD:+, $SPREAD}"
   done
-  threads="$label"
-  THREAD_ROWS+=("| $threads | $BY_THREAD |")
-  cpu="$(median "${cpus[@]}")" base="$(median "${idle[@]}")" got="$(median "${frames[@]}")"
+done
+for n in "${!SETTINGS[@]}"; do
+  setting="${SETTINGS[$n]}"
+  label="${setting% *}"
+  ((label == 1)) || label="${setting/ /, }"
+  # shellcheck disable=SC2086 # the lists are space-separated numbers
+  cpu="$(median ${CPUS[$n]})" base="$(median ${IDLE[$n]})" got="$(median ${FRAMES_OF[$n]})"
+  # shellcheck disable=SC2086
+  drops="$(median ${DROPS[$n]})" traffic="$(median ${TRAFFIC[$n]})"
   per="$(fixed 0 "$cpu * 1e9 / ($got > 0 ? $got : 1)")"
-  during="$(fixed 0 "$(median "${traffic[@]}") / ($got > 0 ? $got : 1)")"
-  ROWS+=("| $threads | $PACKETS | $got | $(median "${drops[@]}") | $cpu | $base | $per | $during |")
+  during="$(fixed 0 "$traffic / ($got > 0 ? $got : 1)")"
+  ROWS+=("| $label | $PACKETS | $got | $drops | $cpu | $base | $per | $during |")
+  THREAD_ROWS+=("| $label | ${LAST_BY_THREAD[$n]} |")
 done
 RATE="$(sed -n 's/.*Rated: *\([0-9.]*\) Bps, *[0-9.]* Mbps, *\([0-9.]*\) pps.*/\2/p' "$BENCH_DIR/tcpreplay.log" | head -n 1)"
 
 printf '\n### Live capture on a veth pair\n\n'
-printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N --capture-spread WHEN`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s); CPU from start to Ctrl-C, per packet read.\n\n' \
+printf 'Machine: %s. `floodwatch live IF --threads 1 --capture-threads N --capture-spread WHEN`, a SYN flood of %s packets sent by `tcpreplay --topspeed` (last run: %s packets/s); median of %s run(s), the settings taking turns; CPU from start to Ctrl-C, per packet read.\n\n' \
   "$(machine_line)" "$PACKETS" "${RATE:-?}" "$RUNS"
 printf '| capture threads, spread | sent | read | kernel drops | CPU s | CPU s of an idle run | ns of CPU per packet read | ns per packet, "capturing on" to Ctrl-C (schedstat) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 printf '%s\n' "${ROWS[@]}"
