@@ -455,6 +455,47 @@ fn frames_per_capture_thread(stderr: &str) -> Vec<u64> {
     each
 }
 
+/// The interface going down ends the run with an error naming it, with one capture thread and
+/// with two (the second waiting without a ring, which must notice too, or the first would wait
+/// for it for ever).
+#[test]
+fn afpacket_interface_down_ends_the_run_with_an_error_naming_it() {
+    for (tag, extra) in [('l', &[][..]), ('m', &["--capture-threads", "2"][..])] {
+        let Some((net, _dir, _capture)) = veth_and_flood(tag, "live capture test") else {
+            return;
+        };
+        let mut args = vec!["--status-interval", "0"];
+        args.extend_from_slice(extra);
+        let mut fw = Floodwatch::start(&net, &args);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &net.receiver_ns,
+            "ip",
+            "link",
+            "set",
+            &net.receiver_if,
+            "down",
+        ]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = fw.child.try_wait().expect("floodwatch's status") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = fw.child.kill();
+                panic!("{extra:?}: floodwatch still runs 20 s after its interface went down");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        fw.stderr_seen.extend(fw.stderr.iter());
+        let stderr = fw.stderr_seen.join("\n");
+        assert!(!status.success(), "{extra:?}: {status}\n{stderr}");
+        assert!(stderr.contains(&net.receiver_if), "{extra:?}:\n{stderr}");
+    }
+}
+
 #[test]
 fn afpacket_two_capture_threads_end_the_alert_on_an_idle_link() {
     flood_then_idle(

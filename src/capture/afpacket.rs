@@ -176,6 +176,8 @@ pub struct AfPacketSource {
     /// before spreading.
     others: usize,
     spread_pending: bool,
+    /// Times the first socket fell behind and packets spread (kept if it gives up spreading).
+    spreads: u64,
 }
 
 // SAFETY: the source owns its socket and its ring mapping outright (nothing else holds the pointer),
@@ -252,6 +254,7 @@ impl AfPacketSource {
             wake: None,
             others: 0,
             spread_pending: false,
+            spreads: 0,
         };
         if ring_now {
             source.make_ring()?;
@@ -262,7 +265,8 @@ impl AfPacketSource {
 
     /// Creates and maps the receive ring. On a socket already bound (one that waited in a group)
     /// the kernel takes it out of the group for the moment and puts it back, and drops what it had
-    /// queued without a ring (nothing, since its group gave it no packets).
+    /// queued without a ring: copies of packets from the moment between its bind and joining the
+    /// group, which the first socket received too (the group gave it none since).
     fn make_ring(&mut self) -> Result<(), CaptureError> {
         let cfg = self.cfg;
         let live = |what: &'static str, hint: &'static str| {
@@ -459,6 +463,10 @@ impl AfPacketSource {
             } else if ready {
                 self.spread_pending = false;
                 self.switch_or_give_up(true);
+                if let Some(g) = self.governor.as_mut() {
+                    g.started(Instant::now());
+                    self.spreads += 1;
+                }
             }
         }
     }
@@ -473,27 +481,45 @@ impl AfPacketSource {
     }
 
     /// A socket waiting without a ring: waits (up to the poll timeout) for the first to fall
-    /// behind, then makes its ring. True once it has one.
-    fn unpark(&mut self) -> bool {
-        let Some(wake) = self.wake.clone() else {
-            std::thread::sleep(self.cfg.poll_timeout);
-            return false;
+    /// behind, then makes its ring. True once it has one. An error once the socket reports one
+    /// (its interface went down), as a socket with a ring finds when it polls.
+    fn unpark(&mut self) -> Result<bool, CaptureError> {
+        let wanted = match self.wake.clone() {
+            Some(wake) => wake.wait_wanted(self.cfg.poll_timeout).then_some(wake),
+            None => {
+                std::thread::sleep(self.cfg.poll_timeout);
+                None
+            }
         };
-        if !wake.wait_wanted(self.cfg.poll_timeout) {
-            return false;
-        }
+        let Some(wake) = wanted else {
+            return match has_failed(self.fd.as_fd()) {
+                Ok(false) => Ok(false),
+                Ok(true) => Err(CaptureError::Live {
+                    iface: self.iface.clone(),
+                    what: "capture",
+                    cause: socket_error(&self.fd),
+                    hint: "; is the interface still up?",
+                }),
+                Err(cause) => Err(CaptureError::Live {
+                    iface: self.iface.clone(),
+                    what: "waiting for frames",
+                    cause,
+                    hint: "",
+                }),
+            };
+        };
         match self.make_ring() {
             Ok(()) => {
                 // what the kernel counted before the ring is not ours
                 let _ = read_kernel_stats(&self.fd);
                 wake.made_ring();
-                true
+                Ok(true)
             }
             Err(e) => {
                 eprintln!("floodwatch: warning: {e}; this capture thread stays idle");
                 wake.fail();
                 self.wake = None;
-                false
+                Ok(false)
             }
         }
     }
@@ -638,7 +664,7 @@ impl AfPacketSource {
                     self.idle_reported = true;
                     return Ok(Step::Idle(self.idle_now()));
                 }
-                if self.unpark() {
+                if self.unpark()? {
                     continue;
                 }
                 return Ok(Step::Idle(self.idle_now()));
@@ -695,8 +721,14 @@ impl AfPacketSource {
         }
     }
 
-    /// Adds the kernel's drops since the last read.
+    /// Adds the kernel's drops since the last read. A socket waiting without a ring counts none:
+    /// what its kernel counters hold are copies of packets the first socket also received,
+    /// queued or dropped in the moment before it joined the group.
     fn refresh_drops(&self) {
+        if self.ring.is_none() {
+            let _ = read_kernel_stats(&self.fd);
+            return;
+        }
         if let Ok(st) = read_kernel_stats(&self.fd) {
             self.kernel_drops
                 .set(self.kernel_drops.get() + u64::from(st.tp_drops));
@@ -749,7 +781,7 @@ impl FrameSource for AfPacketSource {
         self.refresh_drops();
         CaptureStats {
             kernel_drops: self.kernel_drops.get(),
-            spreads: self.governor.as_ref().map_or(0, |g| g.spreads()),
+            spreads: self.spreads,
             ..self.stats
         }
     }
@@ -972,6 +1004,28 @@ fn bind_to(fd: &OwnedFd, ifindex: i32) -> io::Result<()> {
     }
 }
 
+/// Whether `fd` reports an error or hang-up now (without waiting, and whatever it has to read).
+fn has_failed(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // errors and hang-ups are reported whatever events are asked for
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live pollfd and the count passed is 1; `fd` is open for the call's
+    // duration (it is borrowed); a timeout of 0 returns at once.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(err)
+        };
+    }
+    Ok(pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
+}
+
 /// What one wait on a descriptor found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollResult {
@@ -1135,7 +1189,7 @@ mod tests {
             promiscuous: false,
             ..RingConfig::default()
         };
-        let mut group = match AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind) {
+        let mut group = match AfPacketSource::open_fanout("lo", small, 3, Spread::WhenBehind) {
             // asked to spread by hand below: loopback traffic of other tests must not switch it
             Ok(mut g) => {
                 g[0].governor = None;
@@ -1152,17 +1206,17 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let port = server.local_addr().unwrap().port();
-        // not behind: the first socket alone
+        // not behind: the first socket alone; the others wait without a ring
         exchange(&server, 32);
         let seen = flows_per_socket(&mut group, port);
         assert_eq!(seen[0].len(), 32, "{seen:?}");
-        assert!(seen[1].is_empty(), "{seen:?}");
-        assert!(group[1].ring.is_none(), "the waiting socket made a ring");
-        // falling behind: the first asks, and spreads only once the other has its ring
+        assert!(seen[1].is_empty() && seen[2].is_empty(), "{seen:?}");
+        assert!(group[1].ring.is_none() && group[2].ring.is_none());
+        // falling behind: the first asks, and spreads only once every other has its ring
         group[0].request_spread();
         group[0].spread_when_ready();
         assert!(group[0].spread_pending);
-        // the other's thread wakes, makes its ring and reads on (nothing yet)
+        // one wakes and makes its ring (the kernel relinks it in the group): still the first alone
         let t = Instant::now();
         assert!(matches!(
             group[1].next_event(),
@@ -1171,27 +1225,42 @@ mod tests {
         assert!(group[1].ring.is_some());
         assert!(t.elapsed() < Duration::from_secs(5));
         group[0].spread_when_ready();
-        assert!(!group[0].spread_pending);
-        // spreading: by flow, both directions of a flow on the same socket
-        exchange(&server, 64);
+        assert!(
+            group[0].spread_pending,
+            "spread before every socket had a ring"
+        );
+        exchange(&server, 16);
         let seen = flows_per_socket(&mut group, port);
-        assert_eq!(seen[0].len() + seen[1].len(), 64, "{seen:?}");
-        assert!(
-            seen[0].is_disjoint(&seen[1]),
-            "a flow on both sockets: {seen:?}"
+        assert_eq!(
+            (seen[0].len(), seen[1].len(), seen[2].len()),
+            (16, 0, 0),
+            "{seen:?}"
         );
-        assert!(
-            !seen[1].is_empty(),
-            "64 flows all on the first socket: {seen:?}"
-        );
-        assert!(
-            !seen[0].is_empty(),
-            "64 flows all on the second socket: {seen:?}"
-        );
+        // the last makes its ring; then packets spread by flow, both directions of a flow on the
+        // same socket, and "member 0" is still the first socket after the relinks
+        assert!(matches!(
+            group[2].next_event(),
+            Ok(SourceEvent::Idle { .. })
+        ));
+        group[0].spread_when_ready();
+        assert!(!group[0].spread_pending);
+        exchange(&server, 96);
+        let seen = flows_per_socket(&mut group, port);
+        assert_eq!(seen.iter().map(|s| s.len()).sum::<usize>(), 96, "{seen:?}");
+        for (i, a) in seen.iter().enumerate() {
+            assert!(!a.is_empty(), "96 flows, none on socket {i}: {seen:?}");
+            for b in &seen[i + 1..] {
+                assert!(a.is_disjoint(b), "a flow on two sockets: {seen:?}");
+            }
+        }
         // and back to the first alone
         group[0].set_spreading(false).unwrap();
         exchange(&server, 16);
         let seen = flows_per_socket(&mut group, port);
-        assert_eq!((seen[0].len(), seen[1].len()), (16, 0), "{seen:?}");
+        assert_eq!(
+            (seen[0].len(), seen[1].len(), seen[2].len()),
+            (16, 0, 0),
+            "{seen:?}"
+        );
     }
 }

@@ -136,10 +136,12 @@ fn open_afpacket(args: &LiveArgs) -> Result<(LiveInput, String)> {
     let link = group.first().map_or(0, |s| s.link_type().0);
     let sockets = if threads > 1 {
         let when = match spread {
-            Spread::WhenBehind => "packets spread by flow while the first falls behind",
+            Spread::WhenBehind => {
+                "the others get a ring and packets, spread by flow, only while the first falls behind"
+            }
             Spread::Always => "packets spread by flow",
         };
-        format!("{threads} sockets in a PACKET_FANOUT group ({when}), each with a ring")
+        format!("{threads} sockets in a PACKET_FANOUT group ({when}), each ring")
     } else {
         "ring".to_string()
     };

@@ -43,8 +43,6 @@ pub(super) struct Governor {
     spreading: bool,
     window_start: Instant,
     waited: Duration,
-    /// Times spreading began.
-    spreads: u64,
 }
 
 impl Governor {
@@ -53,7 +51,6 @@ impl Governor {
             spreading: false,
             window_start: now,
             waited: Duration::ZERO,
-            spreads: 0,
         }
     }
 
@@ -62,7 +59,6 @@ impl Governor {
     pub fn on_block(&mut self, behind: bool, now: Instant) -> Option<bool> {
         if behind && !self.spreading {
             self.spreading = true;
-            self.spreads += 1;
             self.window_start = now;
             self.waited = Duration::ZERO;
             return Some(true);
@@ -93,9 +89,11 @@ impl Governor {
         }
     }
 
-    /// Times spreading began.
-    pub fn spreads(&self) -> u64 {
-        self.spreads
+    /// Spreading has begun only now (the other sockets first made their rings): the window
+    /// starts here, and the waits before it, the first still alone, do not count.
+    pub fn started(&mut self, now: Instant) {
+        self.window_start = now;
+        self.waited = Duration::ZERO;
     }
 }
 
@@ -380,7 +378,6 @@ mod tests {
         let mut g = Governor::new(t0);
         assert_eq!(g.on_block(false, s(1.0)), None);
         assert_eq!(g.on_block(true, s(2.0)), Some(true));
-        assert_eq!(g.spreads(), 1);
         // already spreading: falling behind again changes nothing
         assert_eq!(g.on_block(true, s(3.0)), None);
         // a busy window (waited 4 s of 10) keeps spreading
@@ -399,11 +396,20 @@ mod tests {
         // waits while not spreading are not counted
         g.waited(Duration::from_secs(100));
         assert_eq!(g.on_block(true, s(23.0)), Some(true));
-        assert_eq!(g.spreads(), 2);
         assert_eq!(
             g.on_block(false, s(33.5)),
             None,
             "a window of work, not of waits"
+        );
+        // spreading that began late (the others making their rings) starts its window then:
+        // the waits before do not count
+        assert_eq!(g.on_block(false, s(40.0)), None);
+        g.waited(Duration::from_secs(9));
+        g.started(s(45.0));
+        assert_eq!(
+            g.on_block(false, s(55.5)),
+            None,
+            "waits before the start counted"
         );
     }
 
@@ -546,7 +552,7 @@ mod tests {
         let waiter = std::thread::spawn(move || {
             // woken by `want`, long before this timeout
             let t = Instant::now();
-            let woken = other.wait_wanted(Duration::from_secs(30));
+            let woken = other.wait_wanted(Duration::from_secs(3));
             other.made_ring();
             (woken, t.elapsed())
         });
@@ -554,7 +560,7 @@ mod tests {
         wake.want();
         let (woken, waited) = waiter.join().unwrap();
         assert!(woken);
-        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
         assert_eq!(wake.rings(), 1);
         assert!(!wake.failed());
         // once wanted, a later wait returns at once
