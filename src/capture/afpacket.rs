@@ -263,21 +263,32 @@ impl AfPacketSource {
         Ok(source)
     }
 
+    /// An error of this socket's capture: what failed, and a hint (starting with "; ") or "".
+    fn live(
+        &self,
+        what: &'static str,
+        hint: &'static str,
+    ) -> impl FnOnce(io::Error) -> CaptureError {
+        let iface = self.iface.clone();
+        move |cause| CaptureError::Live {
+            iface,
+            what,
+            cause,
+            hint,
+        }
+    }
+
+    /// The socket reported an error or hang-up: usually its interface went down.
+    fn interface_down(&self) -> CaptureError {
+        self.live("capture", "; is the interface still up?")(socket_error(&self.fd))
+    }
+
     /// Creates and maps the receive ring. On a socket already bound (one that waited in a group)
     /// the kernel takes it out of the group for the moment and puts it back, and drops what it had
     /// queued without a ring: copies of packets from the moment between its bind and joining the
     /// group, which the first socket received too (the group gave it none since).
     fn make_ring(&mut self) -> Result<(), CaptureError> {
         let cfg = self.cfg;
-        let live = |what: &'static str, hint: &'static str| {
-            let iface = self.iface.clone();
-            move |cause| CaptureError::Live {
-                iface,
-                what,
-                cause,
-                hint,
-            }
-        };
         let req = libc::tpacket_req3 {
             tp_block_size: cfg.block_size as u32,
             tp_block_nr: cfg.block_count as u32,
@@ -287,11 +298,11 @@ impl AfPacketSource {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        set_opt(&self.fd, libc::PACKET_RX_RING, &req).map_err(live(
+        set_opt(&self.fd, libc::PACKET_RX_RING, &req).map_err(self.live(
             "creating the receive ring",
             "; try a smaller ring (--ring-blocks, --ring-block-size)",
         ))?;
-        let ring = map_ring(&self.fd, cfg.bytes()).map_err(live(
+        let ring = map_ring(&self.fd, cfg.bytes()).map_err(self.live(
             "mapping the receive ring",
             "; try a smaller ring (--ring-blocks, --ring-block-size)",
         ))?;
@@ -303,15 +314,6 @@ impl AfPacketSource {
     /// The socket was created for no protocol, so nothing from other interfaces enters the ring
     /// before this.
     fn bind(&mut self, ifindex: i32) -> Result<(), CaptureError> {
-        let live = |what: &'static str, hint: &'static str| {
-            let iface = self.iface.clone();
-            move |cause| CaptureError::Live {
-                iface,
-                what,
-                cause,
-                hint,
-            }
-        };
         if self.cfg.promiscuous {
             let mreq = libc::packet_mreq {
                 mr_ifindex: ifindex,
@@ -319,12 +321,12 @@ impl AfPacketSource {
                 mr_alen: 0,
                 mr_address: [0; 8],
             };
-            set_opt(&self.fd, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(live(
+            set_opt(&self.fd, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(self.live(
                 "entering promiscuous mode",
                 "; --no-promisc captures only this host's traffic",
             ))?;
         }
-        bind_to(&self.fd, ifindex).map_err(live("binding to the interface", ""))?;
+        bind_to(&self.fd, ifindex).map_err(self.live("binding to the interface", ""))?;
         // Whatever the kernel counted before the bind is not ours.
         let _ = read_kernel_stats(&self.fd);
         Ok(())
@@ -400,12 +402,10 @@ impl AfPacketSource {
         } else {
             spread::first_only()
         };
-        set_fanout_program(&self.fd, &program).map_err(|cause| CaptureError::Live {
-            iface: self.iface.clone(),
-            what: "setting which socket of the fanout group gets a packet",
-            cause,
-            hint: "; use --capture-threads 1",
-        })
+        set_fanout_program(&self.fd, &program).map_err(self.live(
+            "setting which socket of the fanout group gets a packet",
+            "; use --capture-threads 1",
+        ))
     }
 
     /// With a governor (the first socket of a group spreading when behind): whether this thread
@@ -494,18 +494,8 @@ impl AfPacketSource {
         let Some(wake) = wanted else {
             return match has_failed(self.fd.as_fd()) {
                 Ok(false) => Ok(false),
-                Ok(true) => Err(CaptureError::Live {
-                    iface: self.iface.clone(),
-                    what: "capture",
-                    cause: socket_error(&self.fd),
-                    hint: "; is the interface still up?",
-                }),
-                Err(cause) => Err(CaptureError::Live {
-                    iface: self.iface.clone(),
-                    what: "waiting for frames",
-                    cause,
-                    hint: "",
-                }),
+                Ok(true) => Err(self.interface_down()),
+                Err(cause) => Err(self.live("waiting for frames", "")(cause)),
             };
         };
         match self.make_ring() {
@@ -702,22 +692,9 @@ impl AfPacketSource {
         match polled {
             Ok(PollResult::Ready) => Ok(true),
             Ok(PollResult::TimedOut) => Ok(false),
-            Ok(PollResult::Error) => {
-                let err = socket_error(&self.fd);
-                Err(CaptureError::Live {
-                    iface: self.iface.clone(),
-                    what: "capture",
-                    cause: err,
-                    hint: "; is the interface still up?",
-                })
-            }
+            Ok(PollResult::Error) => Err(self.interface_down()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(cause) => Err(CaptureError::Live {
-                iface: self.iface.clone(),
-                what: "waiting for frames",
-                cause,
-                hint: "",
-            }),
+            Err(cause) => Err(self.live("waiting for frames", "")(cause)),
         }
     }
 
