@@ -1092,30 +1092,41 @@ mod tests {
         assert_eq!(r, PollResult::TimedOut);
     }
 
-    #[test]
-    fn a_fanout_group_gets_one_kernel_chosen_id_per_run() {
-        let small = RingConfig {
-            block_size: 1 << 16,
-            block_count: 4,
-            promiscuous: false,
-            ..RingConfig::default()
-        };
-        let group = match AfPacketSource::open_fanout("lo", small, 3, Spread::Always) {
-            Ok(g) => g,
+    /// A ring of 8 blocks of 64 KiB on loopback.
+    const SMALL: RingConfig = RingConfig {
+        block_size: 1 << 16,
+        block_count: 8,
+        block_timeout: Duration::from_millis(10),
+        poll_timeout: Duration::from_millis(100),
+        promiscuous: false,
+    };
+
+    /// A group of `n` sockets with small rings on loopback; `None` (skipped) without the
+    /// privilege to open them.
+    fn group_on_lo(n: usize, spread: Spread) -> Option<Vec<AfPacketSource>> {
+        match AfPacketSource::open_fanout("lo", SMALL, n, spread) {
+            Ok(g) => Some(g),
             Err(CaptureError::Permission { .. }) => {
                 eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
-                return;
+                None
             }
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_fanout_group_gets_one_kernel_chosen_id_per_run() {
+        let Some(group) = group_on_lo(3, Spread::Always) else {
+            return;
         };
         assert_eq!(group.len(), 3);
         let ids: Vec<u16> = group.iter().map(|s| fanout_id(&s.fd).unwrap()).collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
         // a second group of the same run gets an id of its own
-        let other = AfPacketSource::open_fanout("lo", small, 2, Spread::WhenBehind).unwrap();
+        let other = AfPacketSource::open_fanout("lo", SMALL, 2, Spread::WhenBehind).unwrap();
         assert_ne!(fanout_id(&other[0].fd).unwrap(), ids[0]);
         // one socket is no group at all
-        let one = AfPacketSource::open_fanout("lo", small, 1, Spread::Always).unwrap();
+        let one = AfPacketSource::open_fanout("lo", SMALL, 1, Spread::Always).unwrap();
         assert_eq!(one.len(), 1);
     }
 
@@ -1145,9 +1156,11 @@ mod tests {
         seen
     }
 
-    /// Datagrams from `n` new client sockets to `server` on loopback, and a reply to each.
+    /// Datagrams from `n` new client sockets to `server` on loopback, and a reply to each. The
+    /// clients live until all have sent, so their ports (the flows) are `n` different ones.
     fn exchange(server: &std::net::UdpSocket, n: usize) {
         let to = server.local_addr().unwrap();
+        let mut clients = Vec::with_capacity(n);
         for _ in 0..n {
             let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             client.send_to(b"floodwatch fanout test", to).unwrap();
@@ -1155,29 +1168,17 @@ mod tests {
             let (_, from) = server.recv_from(&mut buf).unwrap();
             server.send_to(b"reply", from).unwrap();
             client.recv_from(&mut buf).unwrap();
+            clients.push(client);
         }
     }
 
     #[test]
     fn a_group_gives_the_first_socket_everything_until_it_spreads_by_flow() {
-        let small = RingConfig {
-            block_size: 1 << 16,
-            block_count: 8,
-            promiscuous: false,
-            ..RingConfig::default()
+        let Some(mut group) = group_on_lo(3, Spread::WhenBehind) else {
+            return;
         };
-        let mut group = match AfPacketSource::open_fanout("lo", small, 3, Spread::WhenBehind) {
-            // asked to spread by hand below: loopback traffic of other tests must not switch it
-            Ok(mut g) => {
-                g[0].governor = None;
-                g
-            }
-            Err(CaptureError::Permission { .. }) => {
-                eprintln!("skipped: opening AF_PACKET sockets needs root or CAP_NET_RAW");
-                return;
-            }
-            Err(e) => panic!("{e}"),
-        };
+        // asked to spread by hand below: loopback traffic of other tests must not switch it
+        group[0].governor = None;
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         server
             .set_read_timeout(Some(Duration::from_secs(5)))
