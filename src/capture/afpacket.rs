@@ -172,9 +172,7 @@ pub struct AfPacketSource {
     /// A group spreading only when behind: how the first socket asks the others for their rings
     /// (the first and every waiting socket hold it).
     wake: Option<Arc<spread::Wake>>,
-    /// The first socket: the number of other sockets, and whether it waits for their rings
-    /// before spreading.
-    others: usize,
+    /// The first socket: it waits for the others' rings before spreading.
     spread_pending: bool,
     /// Times the first socket fell behind and packets spread (kept if it gives up spreading).
     spreads: u64,
@@ -252,7 +250,6 @@ impl AfPacketSource {
             kernel_drops: Cell::new(0),
             governor: None,
             wake: None,
-            others: 0,
             spread_pending: false,
             spreads: 0,
         };
@@ -376,12 +373,11 @@ impl AfPacketSource {
         // Alone in the group the first gets every packet whatever the program, so the kernel
         // checks the spreading program here, not first during an overload.
         first.set_spreading(true)?;
-        let wake = (spread == Spread::WhenBehind).then(|| Arc::new(spread::Wake::default()));
+        let wake = (spread == Spread::WhenBehind).then(|| Arc::new(spread::Wake::new(n - 1)));
         if wake.is_some() {
             first.set_spreading(false)?;
             first.governor = Some(spread::Governor::new(Instant::now()));
             first.wake.clone_from(&wake);
-            first.others = n - 1;
         }
         let mut group = Vec::with_capacity(n);
         group.push(first);
@@ -447,26 +443,27 @@ impl AfPacketSource {
 
     /// Spreads if it was asked for and every other socket has its ring by now.
     fn spread_when_ready(&mut self) {
-        if self.spread_pending {
-            let (ready, failed) = self
-                .wake
-                .as_ref()
-                .map_or((true, false), |w| (w.rings() >= self.others, w.failed()));
-            if failed {
-                eprintln!(
-                    "floodwatch: warning: {}: another capture thread could not make its ring; \
-                     the first socket goes on alone",
-                    self.iface
-                );
-                self.governor = None;
-                self.spread_pending = false;
-            } else if ready {
-                self.spread_pending = false;
-                self.switch_or_give_up(true);
-                if let Some(g) = self.governor.as_mut() {
-                    g.started(Instant::now());
-                    self.spreads += 1;
-                }
+        if !self.spread_pending {
+            return;
+        }
+        let (ready, failed) = self
+            .wake
+            .as_ref()
+            .map_or((true, false), |w| (w.all_made(), w.failed()));
+        if failed {
+            eprintln!(
+                "floodwatch: warning: {}: another capture thread could not make its ring; \
+                 the first socket goes on alone",
+                self.iface
+            );
+            self.governor = None;
+            self.spread_pending = false;
+        } else if ready {
+            self.spread_pending = false;
+            self.switch_or_give_up(true);
+            if let Some(g) = self.governor.as_mut() {
+                g.started(Instant::now());
+                self.spreads += 1;
             }
         }
     }

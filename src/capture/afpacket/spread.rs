@@ -100,15 +100,28 @@ impl Governor {
 /// How the first socket of a group spreading only when behind asks the others, which wait
 /// without a ring (a ring of 64 MiB costs the kernel ~10 ms to clear, and its memory), to make
 /// theirs; it spreads once every one has.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Wake {
     wanted: Mutex<bool>,
     cv: Condvar,
+    /// The other sockets, each to make its ring.
+    others: usize,
     rings: AtomicUsize,
     failed: AtomicBool,
 }
 
 impl Wake {
+    /// For a group of the first socket and `others` waiting ones.
+    pub fn new(others: usize) -> Wake {
+        Wake {
+            wanted: Mutex::new(false),
+            cv: Condvar::new(),
+            others,
+            rings: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        }
+    }
+
     /// The first socket's thread fell behind: the others are to make their rings.
     pub fn want(&self) {
         *self.wanted.lock().unwrap_or_else(PoisonError::into_inner) = true;
@@ -135,9 +148,9 @@ impl Wake {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// Rings made so far by the other sockets.
-    pub fn rings(&self) -> usize {
-        self.rings.load(Ordering::Acquire)
+    /// Every other socket has made its ring.
+    pub fn all_made(&self) -> bool {
+        self.rings.load(Ordering::Acquire) >= self.others
     }
 
     pub fn failed(&self) -> bool {
@@ -546,8 +559,9 @@ mod tests {
 
     #[test]
     fn a_waiting_socket_wakes_when_wanted_and_not_before() {
-        let wake = std::sync::Arc::new(Wake::default());
+        let wake = std::sync::Arc::new(Wake::new(1));
         assert!(!wake.wait_wanted(Duration::from_millis(5)));
+        assert!(!wake.all_made());
         let other = std::sync::Arc::clone(&wake);
         let waiter = std::thread::spawn(move || {
             // woken by `want`, long before this timeout
@@ -561,7 +575,7 @@ mod tests {
         let (woken, waited) = waiter.join().unwrap();
         assert!(woken);
         assert!(waited < Duration::from_secs(2), "{waited:?}");
-        assert_eq!(wake.rings(), 1);
+        assert!(wake.all_made());
         assert!(!wake.failed());
         // once wanted, a later wait returns at once
         assert!(wake.wait_wanted(Duration::from_secs(30)));
