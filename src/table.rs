@@ -49,14 +49,15 @@ pub struct TableStats {
 /// `max(min_count, 4 × mean counter load)`.
 #[derive(Debug, Clone)]
 pub struct SourceAdmission {
-    /// Row 0 then row 1, each `BANKS × BANK_WIDTH` counters.
-    counters: Vec<u16>,
+    /// Row 0 then row 1, each `BANKS × BANK_WIDTH` counters. Fixed-size, indexed by slots masked
+    /// to its length: no bounds check on a packet's path.
+    counters: Box<[u16; 2 * SourceAdmission::ROW]>,
     min_count: u64,
     /// One bit per row-0 counter, set when a key counting there is in the table: a key whose bit
     /// is clear and that is not admitted needs no table lookup (most packets of a spoofed flood).
     /// Bits may stay set after their key left (a lookup that finds nothing); rebuilt by the engine
     /// after evictions.
-    tracked: Vec<u64>,
+    tracked: Box<[u64; SourceAdmission::HINT_WORDS]>,
 }
 
 /// Where a key counts in a [`SourceAdmission`].
@@ -77,9 +78,9 @@ impl SourceAdmission {
     /// Admission after `min_count` packets in one window (more under heavy load).
     pub fn new(min_count: u32) -> Self {
         SourceAdmission {
-            counters: vec![0; 2 * Self::ROW],
+            counters: Box::new([0; 2 * Self::ROW]),
             min_count: u64::from(min_count.clamp(1, u32::from(u16::MAX) / 2)),
-            tracked: vec![0; Self::ROW / 64],
+            tracked: Box::new([0; Self::HINT_WORDS]),
         }
     }
 
@@ -91,17 +92,19 @@ impl SourceAdmission {
     /// Notes that the key at `slots` entered its table.
     #[inline]
     pub fn mark_tracked(&mut self, slots: Slots) {
-        if let Some(w) = self.tracked.get_mut(slots.a / 64) {
-            *w |= 1 << (slots.a % 64);
-        }
+        self.tracked[Self::hint_word(slots)] |= 1 << (slots.a % 64);
+    }
+
+    /// The word of `slots`' hint bit (masked: always in range).
+    #[inline]
+    fn hint_word(slots: Slots) -> usize {
+        (slots.a / 64) & (Self::HINT_WORDS - 1)
     }
 
     /// False when no key at `slots` can be in the table (true may be a stale hint).
     #[inline]
     pub fn may_be_tracked(&self, slots: Slots) -> bool {
-        self.tracked
-            .get(slots.a / 64)
-            .is_none_or(|w| w & (1 << (slots.a % 64)) != 0)
+        self.tracked[Self::hint_word(slots)] & (1 << (slots.a % 64)) != 0
     }
 
     /// Words of the tracked hints ([`SourceAdmission::set_tracked`]).
@@ -150,14 +153,9 @@ impl SourceAdmission {
     /// runs a few packets later finds them in the cache instead of waiting for memory.
     #[inline]
     pub fn prefetch(&self, slots: Slots) {
-        for i in [slots.a, slots.b] {
-            if let Some(c) = self.counters.get(i) {
-                crate::prefetch::prefetch(c);
-            }
-        }
-        if let Some(w) = self.tracked.get(slots.a / 64) {
-            crate::prefetch::prefetch(w);
-        }
+        crate::prefetch::prefetch(&self.counters[slots.a & (2 * Self::ROW - 1)]);
+        crate::prefetch::prefetch(&self.counters[slots.b & (2 * Self::ROW - 1)]);
+        crate::prefetch::prefetch(&self.tracked[Self::hint_word(slots)]);
     }
 
     /// Forgets the window.
@@ -178,16 +176,18 @@ impl SourceAdmission {
     /// [`SourceAdmission::offer`] for a summary standing for `weight` packets.
     #[inline]
     pub fn offer_weighted(&mut self, slots: Slots, weight: u32, load: u64) -> bool {
-        let (Some(&a), Some(&b)) = (self.counters.get(slots.a), self.counters.get(slots.b)) else {
-            return false;
-        };
+        // (slots are in range by construction; the masks only let the compiler see it)
+        let (ia, ib) = (slots.a & (2 * Self::ROW - 1), slots.b & (2 * Self::ROW - 1));
+        let (a, b) = (self.counters[ia], self.counters[ib]);
         let est = a
             .min(b)
             .saturating_add(u16::try_from(weight).unwrap_or(u16::MAX));
-        for i in [slots.a, slots.b] {
-            if let Some(c) = self.counters.get_mut(i) {
-                *c = (*c).max(est);
-            }
+        // conservative update: a counter already above the estimate keeps its value
+        if a < est {
+            self.counters[ia] = est;
+        }
+        if b < est {
+            self.counters[ib] = est;
         }
         let load = load / Self::ROW as u64;
         u64::from(est) >= self.min_count.max(4 * load).min(u64::from(u16::MAX) - 1)
@@ -367,11 +367,11 @@ mod persist {
     impl SourceAdmission {
         pub(crate) fn save(&self, e: &mut Enc) {
             e.usize(self.counters.len());
-            for c in &self.counters {
+            for c in self.counters.iter() {
                 e.var(u64::from(*c));
             }
             e.usize(self.tracked.len());
-            for w in &self.tracked {
+            for w in self.tracked.iter() {
                 e.raw64(*w);
             }
         }
@@ -379,10 +379,10 @@ mod persist {
         /// Reads the counters and hints into this admission (its `min_count` comes from the
         /// settings).
         pub(crate) fn load(&mut self, d: &mut Dec) -> R<()> {
-            d.fill("admission counters", 1, &mut self.counters, |d| {
+            d.fill("admission counters", 1, &mut self.counters[..], |d| {
                 d.u16("an admission counter")
             })?;
-            d.fill("admission hint words", 8, &mut self.tracked, |d| {
+            d.fill("admission hint words", 8, &mut self.tracked[..], |d| {
                 d.raw64("an admission hint")
             })
         }
