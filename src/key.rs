@@ -159,6 +159,44 @@ pub(crate) fn mask32(prefix: u8) -> u32 {
     }
 }
 
+/// A configuration's subnet lengths with their netmasks made once: [`Key::subnet`] for a packet
+/// without working out a mask for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnets {
+    v4: u8,
+    v6: u8,
+    mask4: u32,
+    mask6: u128,
+}
+
+impl Subnets {
+    /// Subnets of `v4`/`v6` bits (clamped to 32/128, as [`Key::subnet`] does).
+    pub fn new(v4: u8, v6: u8) -> Subnets {
+        let (v4, v6) = (v4.min(32), v6.min(128));
+        Subnets {
+            v4,
+            v6,
+            mask4: mask32(v4),
+            mask6: mask128(v6),
+        }
+    }
+
+    /// The subnet of `ip`: `Key::subnet(ip, v4, v6)`.
+    #[inline]
+    pub fn of(self, ip: IpAddr) -> Key {
+        match ip {
+            IpAddr::V4(a) => Key::V4 {
+                addr: u32::from(a) & self.mask4,
+                prefix: self.v4,
+            },
+            IpAddr::V6(a) => Key::V6 {
+                addr: u128::from(a) & self.mask6,
+                prefix: self.v6,
+            },
+        }
+    }
+}
+
 /// The netmask of an IPv6 prefix of `prefix` bits (at most 128).
 pub(crate) fn mask128(prefix: u8) -> u128 {
     if prefix == 0 {
@@ -256,6 +294,22 @@ mod tests {
         let v6: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
         assert_eq!(Key::subnet(v6, 24, 64).to_string(), "2001:db8:1:2::/64");
         assert_eq!(Key::subnet(ip, 0, 0).to_string(), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn subnets_made_once_are_the_subnets_of_each_address() {
+        let ips: [IpAddr; 4] = [
+            "198.51.100.77".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "2001:db8:1:2:3::9".parse().unwrap(),
+            "ffff::1".parse().unwrap(),
+        ];
+        for (v4, v6) in [(0, 0), (1, 1), (24, 64), (31, 127), (32, 128), (40, 200)] {
+            let subnets = Subnets::new(v4, v6);
+            for ip in ips {
+                assert_eq!(subnets.of(ip), Key::subnet(ip, v4, v6), "{ip} /{v4} /{v6}");
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::attribution::Hll;
 use crate::clock::Stamp;
 use crate::config::DetectConfig;
 use crate::decode::{tcp_flags, PacketSummary};
-use crate::key::{Key, Scope};
+use crate::key::{Key, Scope, Subnets};
 use crate::requests::conn::{ConnEvent, Flow, Tracker};
 use crate::table::SourceAdmission;
 use crate::window::PacketClass;
@@ -99,8 +99,7 @@ type DstEntries = (std::net::IpAddr, u8, [u32; 2], u32);
 /// Aggregates packets until [`Aggregator::take`].
 #[derive(Debug)]
 pub struct Aggregator {
-    subnet_v4: u8,
-    subnet_v6: u8,
+    subnets: Subnets,
     pending: [ScopeAgg; 4],
     /// (epoch, tick) of what is pending.
     at: Option<(u64, u64)>,
@@ -132,8 +131,7 @@ impl Aggregator {
     pub fn new(cfg: &DetectConfig, tracking: Tracking) -> Aggregator {
         let admission = super::admission_for(cfg);
         Aggregator {
-            subnet_v4: cfg.subnet_v4,
-            subnet_v6: cfg.subnet_v6,
+            subnets: Subnets::new(cfg.subnet_v4, cfg.subnet_v6),
             pending: Default::default(),
             at: None,
             last_dst: None,
@@ -272,7 +270,7 @@ impl Aggregator {
             self.source(0, key, p, class, stamp);
         }
         if mask.contains(Scope::SrcSubnet) {
-            let key = Key::subnet(p.src, self.subnet_v4, self.subnet_v6);
+            let key = self.subnets.of(p.src);
             self.source(1, key, p, class, stamp);
         }
         // a SYN never creates connection state: a SYN flood stops at this compare (a later
@@ -288,11 +286,7 @@ impl Aggregator {
     pub fn prefetch_sources(&self, p: &PacketSummary) {
         let [host, subnet] = &self.admission;
         host.prefetch(SourceAdmission::slots(Key::host(p.src)));
-        subnet.prefetch(SourceAdmission::slots(Key::subnet(
-            p.src,
-            self.subnet_v4,
-            self.subnet_v6,
-        )));
+        subnet.prefetch(SourceAdmission::slots(self.subnets.of(p.src)));
     }
 
     /// Notes what the request head `head` of `p` (just added) asked for at `p`'s destination
@@ -307,10 +301,7 @@ impl Aggregator {
         if p.tcp_flags & tcp_flags::SYN != 0 || !self.conns.last_was_client_data() {
             return;
         }
-        let keys = [
-            Key::host(p.dst),
-            Key::subnet(p.dst, self.subnet_v4, self.subnet_v6),
-        ];
+        let keys = [Key::host(p.dst), self.subnets.of(p.dst)];
         let texts = [head.path, head.host, head.user_agent, head.fingerprint];
         for (i, (scope, key)) in [Scope::DstHost, Scope::DstSubnet]
             .into_iter()
@@ -370,15 +361,9 @@ impl Aggregator {
             let mask = ScopeMask(m);
             let keys = [
                 (Scope::DstHost, Key::host(flow.server)),
-                (
-                    Scope::DstSubnet,
-                    Key::subnet(flow.server, self.subnet_v4, self.subnet_v6),
-                ),
+                (Scope::DstSubnet, self.subnets.of(flow.server)),
                 (Scope::SrcHost, Key::host(flow.client)),
-                (
-                    Scope::SrcSubnet,
-                    Key::subnet(flow.client, self.subnet_v4, self.subnet_v6),
-                ),
+                (Scope::SrcSubnet, self.subnets.of(flow.client)),
             ];
             for (i, (scope, key)) in keys.into_iter().enumerate() {
                 if !mask.contains(scope) {
@@ -431,10 +416,7 @@ impl Aggregator {
             }
         }
         let mut e = [NO_ENTRY; 2];
-        let keys = [
-            Key::host(p.dst),
-            Key::subnet(p.dst, self.subnet_v4, self.subnet_v6),
-        ];
+        let keys = [Key::host(p.dst), self.subnets.of(p.dst)];
         for (i, scope) in [Scope::DstHost, Scope::DstSubnet].into_iter().enumerate() {
             if let (true, Some(agg)) = (mask.contains(scope), self.pending.get_mut(i)) {
                 e[i] = match agg.find(keys[i]) {
