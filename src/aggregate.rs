@@ -161,6 +161,9 @@ pub struct ScopeAgg {
     /// The most entries, samples and hosts one aggregate held so far: the next one starts with
     /// that room (bounded by [`MAX_ENTRIES`], …), so a tick never regrows what an earlier one had.
     room: [usize; 5],
+    /// Set when the entries or samples reach their bound ([`ScopeAgg::is_full`]): one load for the
+    /// router's check after every packet.
+    full: bool,
 }
 
 /// Keys and samples one aggregate holds at most: a tick with more (a carpet bombing of a /8, a
@@ -204,6 +207,7 @@ impl ScopeAgg {
             clients: Vec::new(),
             details: Vec::new(),
             room: [0; 5],
+            full: false,
         }
     }
 
@@ -212,7 +216,7 @@ impl ScopeAgg {
     /// packets, so the parts are the same on every run).
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= MAX_ENTRIES || self.samples.len() >= MAX_SAMPLES
+        self.full
     }
 
     /// The entry of `key`, if it has one.
@@ -270,6 +274,7 @@ impl ScopeAgg {
             hosts_exact: true,
             hosts_n: 0,
         });
+        self.full |= self.entries.len() >= MAX_ENTRIES;
         self.index.insert(key, i);
         self.last = Some((key, i));
         i
@@ -333,6 +338,7 @@ impl ScopeAgg {
                 rate: e.rate,
                 next: NONE,
             });
+            self.full |= self.samples.len() >= MAX_SAMPLES;
             match self.samples.get_mut(e.last_sample as usize) {
                 Some(prev) => prev.next = n,
                 None => e.first_sample = n,
@@ -433,6 +439,7 @@ impl ScopeAgg {
 
     /// Everything aggregated, moved out; the builder starts empty.
     pub fn take(&mut self) -> ScopeAggregate {
+        self.full = false;
         self.index.clear();
         self.last = None;
         self.host_index.clear();

@@ -195,7 +195,8 @@ impl Aggregator {
     /// True when what is pending must be taken before the next packet ([`ScopeAgg::is_full`]).
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.pending.iter().any(ScopeAgg::is_full)
+        let [a, b, c, d] = &self.pending;
+        a.is_full() | b.is_full() | c.is_full() | d.is_full()
     }
 
     /// True when nothing is pending.
