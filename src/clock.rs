@@ -61,6 +61,10 @@ pub struct Clock {
     tick_cache: Span,
     /// (window number, packets in it so far).
     load: (u64, u64),
+    /// Packet times `[from, to)` from the clock's time up to the next evaluation and the end of
+    /// the window of `load` (empty when unknown): a packet stamped in it only moves the clock and
+    /// counts in the load, most packets of a stream.
+    fast: (u64, u64),
     stats: ClockStats,
 }
 
@@ -77,6 +81,7 @@ impl Clock {
             epoch_cache: Span::default(),
             tick_cache: Span::default(),
             load: (0, 0),
+            fast: (0, 0),
             stats: ClockStats::default(),
         }
     }
@@ -106,12 +111,38 @@ impl Clock {
         weight: u32,
         steps: &mut Vec<TimeStep>,
     ) -> Stamp {
+        let (from, to) = self.fast;
+        if ts.0 >= from && ts.0 < to {
+            self.fast.0 = ts.0;
+            self.now = Some(ts);
+            self.load.1 += u64::from(weight);
+            return Stamp {
+                at: ts,
+                load: self.load.1,
+            };
+        }
+        self.accept_slowly(ts, weight, steps)
+    }
+
+    /// [`Clock::accept_weighted`] for a packet outside the fast span: the first, a late one, or
+    /// one in another tick or window. Sets the fast span from the clock's new time.
+    #[inline(never)]
+    fn accept_slowly(&mut self, ts: Timestamp, weight: u32, steps: &mut Vec<TimeStep>) -> Stamp {
         let at = self.move_to(ts, steps);
         let epoch = self.epoch_of(at);
         if epoch != self.load.0 {
             self.load = (epoch, 0);
         }
         self.load.1 += u64::from(weight);
+        self.fast = match self.now {
+            Some(now) if now == at => (
+                now.0,
+                self.next_tick
+                    .min(self.epoch_cache.end)
+                    .min(Timestamp::LATEST.0.saturating_add(1)),
+            ),
+            _ => (0, 0),
+        };
         Stamp {
             at,
             load: self.load.1,
@@ -123,6 +154,8 @@ impl Clock {
     pub fn advance_to(&mut self, now: Timestamp, steps: &mut Vec<TimeStep>) {
         if self.now.is_none_or(|c| now > c) {
             self.move_to(now, steps);
+            // packets before `now` are late now: the next one takes the slow path
+            self.fast = (0, 0);
         }
     }
 
@@ -294,6 +327,52 @@ mod tests {
 
     fn clock() -> Clock {
         Clock::new(&DetectConfig::default())
+    }
+
+    #[test]
+    fn the_fast_span_stamps_and_steps_as_the_full_path_does() {
+        // times in order, repeated, late, back by more than two windows, across ticks,
+        // windows and a long silence, with idle advances of a live source between them
+        let cfg = DetectConfig::default();
+        let (tick, window) = (cfg.tick_ns(), cfg.window_ns());
+        let mut times = Vec::new();
+        let mut t = 3 * MS;
+        for i in 0..4_000u64 {
+            t += match i % 97 {
+                0 => 7 * tick + 1,
+                1 => window,
+                _ => (i * 7919) % (tick / 9),
+            };
+            if i == 2_000 {
+                t += 1_000 * window;
+            }
+            let late = (i % 13 == 0).then(|| t.saturating_sub((i % 5) * MS));
+            let back = (i == 3_000).then(|| t - 5 * window);
+            times.extend([Some(t)].into_iter().chain([late, back]));
+            if i % 101 == 0 {
+                times.push(None); // an idle advance to t + 2 ms
+            }
+        }
+        let (mut fast, mut full) = (Clock::new(&cfg), Clock::new(&cfg));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let last = times.iter().flatten().max().copied().unwrap_or(0);
+        for x in times.into_iter().chain([Some(last + 1)]) {
+            full.fast = (0, 0);
+            match x {
+                Some(x) => {
+                    let want = full.accept(Timestamp(x), &mut b);
+                    assert_eq!(fast.accept(Timestamp(x), &mut a), want, "at {x}");
+                }
+                None => {
+                    let now = full.now().map_or(0, |n| n.0) + 2 * MS;
+                    full.advance_to(Timestamp(now), &mut b);
+                    fast.advance_to(Timestamp(now), &mut a);
+                }
+            }
+            assert_eq!(a, b);
+            assert_eq!(fast.stats(), full.stats());
+        }
+        assert!(a.len() > 100, "{} steps", a.len());
     }
 
     #[test]
