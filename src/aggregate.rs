@@ -17,10 +17,31 @@ use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
 
-use crate::attribution::Hll;
+use crate::attribution::{Hll, HllSlot};
 use crate::decode::PacketSummary;
 use crate::key::Key;
 use crate::window::{Counts, PacketClass, Signal};
+
+/// A packet's peer as every entry sampling at a rate uses it: its slot in the entry's
+/// distinct-peer registers, and the draw that picks samples (from the peer and the time, so a
+/// replay samples the same packets every time). Worked out once for all the entries of a packet.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerDraw {
+    slot: HllSlot,
+    pick: u32,
+}
+
+impl PeerDraw {
+    /// The draw of a packet stamped `at` whose peer has the [`Hll::hash`] `peer_hash`.
+    #[inline]
+    pub fn new(peer_hash: u64, at: crate::time::Timestamp) -> PeerDraw {
+        let s = (peer_hash ^ at.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        PeerDraw {
+            slot: Hll::slot(peer_hash),
+            pick: (s >> 56) as u32,
+        }
+    }
+}
 
 /// No sample / no registers.
 const NONE: u32 = u32::MAX;
@@ -281,7 +302,7 @@ impl ScopeAgg {
     }
 
     /// Adds `p`, stamped `at` by the stream's clock (its time, or the clock's when it came late),
-    /// to entry `i`. `peer_hash` gives the [`Hll::hash`] of the key's peer (the source of a
+    /// to entry `i`. `peer` gives the [`PeerDraw`] of the key's peer (the source of a
     /// destination key, the destination of a source key); it is asked for only when the entry
     /// samples at a rate. A sample keeps `p` with the stamp as its time.
     #[inline]
@@ -291,7 +312,7 @@ impl ScopeAgg {
         p: &PacketSummary,
         at: crate::time::Timestamp,
         class: PacketClass,
-        peer_hash: impl FnOnce() -> u64,
+        peer: impl FnOnce() -> PeerDraw,
     ) {
         let Some(e) = self.entries.get_mut(i as usize) else {
             return;
@@ -323,13 +344,11 @@ impl ScopeAgg {
         let sampled = if e.rate == 1 {
             true
         } else {
-            let h = peer_hash();
+            let draw = peer();
             if let Some(r) = self.regs.get_mut(e.regs as usize) {
-                r.add_hash(h);
+                r.add_slot(draw.slot);
             }
-            // the peer and the time choose the sample: the same packets on every replay
-            let s = (h ^ at.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            (s >> 56) as u32 & (e.rate - 1) == 0
+            draw.pick & (e.rate - 1) == 0
         };
         if sampled {
             let n = self.samples.len() as u32;
@@ -618,14 +637,18 @@ mod tests {
         let exact = a.insert(key, 5, true, 1, true);
         for n in 0..100u32 {
             let p = pkt(n, 5 + u64::from(n));
-            a.add(exact, &p, p.ts, PacketClass::of(&p), || Hll::hash(p.src));
+            a.add(exact, &p, p.ts, PacketClass::of(&p), || {
+                PeerDraw::new(Hll::hash(p.src), p.ts)
+            });
         }
         let other = Key::host([198, 51, 100, 2].into());
         let sampled = a.insert(other, 7, true, 16, true);
         assert_eq!(a.find(key), Some(exact));
         for n in 0..16_000u32 {
             let p = pkt(n, 7 + u64::from(n));
-            a.add(sampled, &p, p.ts, PacketClass::of(&p), || Hll::hash(p.src));
+            a.add(sampled, &p, p.ts, PacketClass::of(&p), || {
+                PeerDraw::new(Hll::hash(p.src), p.ts)
+            });
         }
         let mut seen = Vec::new();
         for (e, d) in a.take().iter() {

@@ -436,6 +436,13 @@ pub struct Hll {
     regs: Box<[u8; Hll::M]>,
 }
 
+/// An item's register and rank in every [`Hll`] ([`Hll::slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HllSlot {
+    idx: u16,
+    rank: u8,
+}
+
 impl Hll {
     const BITS: u32 = 10;
     const M: usize = 1 << Hll::BITS;
@@ -462,12 +469,25 @@ impl Hll {
     /// Counts the item of hash `h` ([`Hll::hash`]).
     #[inline]
     pub fn add_hash(&mut self, h: u64) {
-        let idx = (h >> (64 - Hll::BITS)) as usize;
+        self.add_slot(Hll::slot(h));
+    }
+
+    /// Where the item of hash `h` counts, in any counter: worked out once for an item counted in
+    /// several.
+    #[inline]
+    pub fn slot(h: u64) -> HllSlot {
         let rest = h << Hll::BITS;
-        let rank = (rest.leading_zeros() + 1).min(64 - Hll::BITS + 1) as u8;
-        if let Some(r) = self.regs.get_mut(idx) {
-            *r = (*r).max(rank);
+        HllSlot {
+            idx: (h >> (64 - Hll::BITS)) as u16,
+            rank: (rest.leading_zeros() + 1).min(64 - Hll::BITS + 1) as u8,
         }
+    }
+
+    /// Counts the item at `slot` ([`Hll::slot`]).
+    #[inline]
+    pub fn add_slot(&mut self, slot: HllSlot) {
+        let r = &mut self.regs[usize::from(slot.idx) & (Hll::M - 1)];
+        *r = (*r).max(slot.rank);
     }
 
     /// Counts every item `other` counted.
@@ -746,7 +766,7 @@ mod tests {
                 let e = agg.insert(key, 0, true, 1, false);
                 for p in &batch {
                     agg.add(e, p, p.ts, crate::window::PacketClass::of(p), || {
-                        Hll::hash(p.src)
+                        crate::aggregate::PeerDraw::new(Hll::hash(p.src), p.ts)
                     });
                 }
                 for (_, d) in agg.take().iter() {

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::ScopeMask;
-use crate::aggregate::{ScopeAgg, ScopeAggregate};
+use crate::aggregate::{PeerDraw, ScopeAgg, ScopeAggregate};
 use crate::attribution::Hll;
 use crate::clock::Stamp;
 use crate::config::DetectConfig;
@@ -249,17 +249,17 @@ impl Aggregator {
                 Some((dst, m, e, h)) if dst == p.dst && m == dst_mask => (e, h),
                 _ => self.dst_entries(p, mask, dst_mask, ts),
             };
-            // the peer of destination keys, hashed once for both (sampling, distinct sources)
-            let mut src_hash = None;
+            // the peer of destination keys, drawn once for both (sampling, distinct sources)
+            let mut draw = None;
             let [host_agg, subnet_agg, ..] = &mut self.pending;
             if entries[0] != NO_ENTRY {
                 host_agg.add(entries[0], p, stamp.at, class, || {
-                    *src_hash.get_or_insert_with(|| Hll::hash(p.src))
+                    *draw.get_or_insert_with(|| PeerDraw::new(Hll::hash(p.src), stamp.at))
                 });
             }
             if entries[1] != NO_ENTRY {
                 subnet_agg.add(entries[1], p, stamp.at, class, || {
-                    *src_hash.get_or_insert_with(|| Hll::hash(p.src))
+                    *draw.get_or_insert_with(|| PeerDraw::new(Hll::hash(p.src), stamp.at))
                 });
                 if host != NO_ENTRY {
                     subnet_agg.count_host(host, u64::from(p.weight));
@@ -463,7 +463,9 @@ impl Aggregator {
             Some(e) => e,
             None => agg.insert(key, ts, admit, 1, false),
         };
-        agg.add(entry, p, stamp.at, class, || Hll::hash(p.dst));
+        agg.add(entry, p, stamp.at, class, || {
+            PeerDraw::new(Hll::hash(p.dst), stamp.at)
+        });
         if i == 1 {
             if let Some(h) = agg.host_slot(entry, p.src) {
                 agg.count_host(h, u64::from(p.weight));
