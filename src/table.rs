@@ -176,12 +176,31 @@ impl SourceAdmission {
     /// [`SourceAdmission::offer`] for a summary standing for `weight` packets.
     #[inline]
     pub fn offer_weighted(&mut self, slots: Slots, weight: u32, load: u64) -> bool {
+        self.offer_at(slots, Self::weight(weight), self.level(load))
+    }
+
+    /// The estimate at which a key is admitted when the window has seen `load` packets: what
+    /// [`SourceAdmission::offer_at`] compares with, worked out once for a packet's source keys.
+    #[inline]
+    pub fn level(&self, load: u64) -> u16 {
+        let load = load / Self::ROW as u64;
+        self.min_count.max(4 * load).min(u64::from(u16::MAX) - 1) as u16
+    }
+
+    /// A summary's weight as the counters add it (saturated).
+    #[inline]
+    pub fn weight(weight: u32) -> u16 {
+        u16::try_from(weight).unwrap_or(u16::MAX)
+    }
+
+    /// Counts `weight` packets ([`SourceAdmission::weight`]) of the key at `slots` and says
+    /// whether its estimate reached `level` ([`SourceAdmission::level`]).
+    #[inline]
+    pub fn offer_at(&mut self, slots: Slots, weight: u16, level: u16) -> bool {
         // (slots are in range by construction; the masks only let the compiler see it)
         let (ia, ib) = (slots.a & (2 * Self::ROW - 1), slots.b & (2 * Self::ROW - 1));
         let (a, b) = (self.counters[ia], self.counters[ib]);
-        let est = a
-            .min(b)
-            .saturating_add(u16::try_from(weight).unwrap_or(u16::MAX));
+        let est = a.min(b).saturating_add(weight);
         // conservative update: a counter already above the estimate keeps its value
         if a < est {
             self.counters[ia] = est;
@@ -189,8 +208,7 @@ impl SourceAdmission {
         if b < est {
             self.counters[ib] = est;
         }
-        let load = load / Self::ROW as u64;
-        u64::from(est) >= self.min_count.max(4 * load).min(u64::from(u16::MAX) - 1)
+        est >= level
     }
 }
 

@@ -266,13 +266,20 @@ impl Aggregator {
                 }
             }
         }
-        if mask.contains(Scope::SrcHost) {
-            let key = Key::host(p.src);
-            self.source(0, key, p, class, stamp);
-        }
-        if mask.contains(Scope::SrcSubnet) {
-            let key = self.subnets.of(p.src);
-            self.source(1, key, p, class, stamp);
+        if mask.0 & ScopeMask::SOURCES.0 != 0 {
+            // both sketches admit at one level (one configuration's minimum): worked out once
+            let offer = (
+                SourceAdmission::weight(p.weight),
+                self.admission[0].level(stamp.load),
+            );
+            if mask.contains(Scope::SrcHost) {
+                let key = Key::host(p.src);
+                self.source(0, key, p, class, stamp, offer);
+            }
+            if mask.contains(Scope::SrcSubnet) {
+                let key = self.subnets.of(p.src);
+                self.source(1, key, p, class, stamp, offer);
+            }
         }
         // a SYN never creates connection state: a SYN flood stops at this compare (a later
         // fragment has no TCP header to track either)
@@ -434,16 +441,25 @@ impl Aggregator {
         (e, host)
     }
 
-    /// Counts `p` for source key `key` of source scope `i` (0: host, 1: subnet).
+    /// Counts `p` for source key `key` of source scope `i` (0: host, 1: subnet); `offer` is its
+    /// weight and the admission level ([`SourceAdmission::offer_at`]).
     #[inline(always)]
-    fn source(&mut self, i: usize, key: Key, p: &PacketSummary, class: PacketClass, stamp: Stamp) {
+    fn source(
+        &mut self,
+        i: usize,
+        key: Key,
+        p: &PacketSummary,
+        class: PacketClass,
+        stamp: Stamp,
+        (weight, level): (u16, u16),
+    ) {
         let (Some(agg), Some(adm)) = (self.pending.get_mut(2 + i), self.admission.get_mut(i))
         else {
             return;
         };
         // admission counts every packet, tracked or not
         let slots = SourceAdmission::slots(key);
-        let admit = adm.offer_weighted(slots, p.weight, stamp.load);
+        let admit = adm.offer_at(slots, weight, level);
         // a key with an entry has its hint set (here, or when it entered a table): most packets
         // of a spoofed flood stop here, without a lookup
         if !admit && !adm.may_be_tracked(slots) {
