@@ -212,36 +212,39 @@ fn ethernet_ipv4_tcp_udp_into(
         _ => return false,
     };
     let captured = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-    let mut hdr = HeaderFields {
+    let payload = l4.get(header_len..).unwrap_or_default();
+    let (prefix, prefix_len) = match payload.first_chunk::<4>() {
+        Some(four) => (*four, 4),
+        None => {
+            let mut prefix = [0; 4];
+            for (d, s) in prefix.iter_mut().zip(payload) {
+                *d = *s;
+            }
+            (prefix, payload.len().min(4))
+        }
+    };
+    let mut bits = HeaderFields::KNOWN
+        | HeaderFields::L4
+        | if flags & 0x40 != 0 {
+            HeaderFields::DF
+        } else {
+            0
+        };
+    if proto == proto::TCP && prefix_len != 0 {
+        bits |= request_bits(prefix.get(..prefix_len).unwrap_or_default(), payload);
+    }
+    // made once every field is known: the summary is written in one go, not patched after
+    let hdr = HeaderFields {
         ip_id: u16::from_be_bytes([f[18], f[19]]),
         ip_len: total,
         tcp_window,
         payload_len: len16(l4_len.saturating_sub(header_len)),
-        prefix: [0; 4],
+        prefix,
         ttl: f[22],
         tcp_opts_len,
-        prefix_len: 0,
-        bits: HeaderFields::KNOWN
-            | HeaderFields::L4
-            | if flags & 0x40 != 0 {
-                HeaderFields::DF
-            } else {
-                0
-            },
+        prefix_len: prefix_len as u8,
+        bits,
     };
-    let payload = l4.get(header_len..).unwrap_or_default();
-    if let Some(four) = payload.first_chunk::<4>() {
-        hdr.prefix = *four;
-        hdr.prefix_len = 4;
-    } else {
-        for (d, s) in hdr.prefix.iter_mut().zip(payload) {
-            *d = *s;
-        }
-        hdr.prefix_len = payload.len().min(4) as u8;
-    }
-    if proto == proto::TCP && hdr.prefix_len != 0 {
-        hdr.bits |= request_bits(hdr.prefix(), payload);
-    }
     *out = PacketSummary {
         ts: ts.clamped(),
         src: IpAddr::V4(std::net::Ipv4Addr::new(f[26], f[27], f[28], f[29])),
