@@ -201,13 +201,11 @@ impl SourceAdmission {
         let (ia, ib) = (slots.a & (2 * Self::ROW - 1), slots.b & (2 * Self::ROW - 1));
         let (a, b) = (self.counters[ia], self.counters[ib]);
         let est = a.min(b).saturating_add(weight);
-        // conservative update: a counter already above the estimate keeps its value
-        if a < est {
-            self.counters[ia] = est;
-        }
-        if b < est {
-            self.counters[ib] = est;
-        }
+        // conservative update: a counter already above the estimate keeps its value (stored
+        // either way: whether it rises is a coin toss under spoofed sources, a branch the CPU
+        // would mispredict)
+        self.counters[ia] = a.max(est);
+        self.counters[ib] = b.max(est);
         est >= level
     }
 }
