@@ -617,11 +617,42 @@ mod tests {
         let t = agg.take();
         packets += t.packets;
         keys += t.scopes[0].entries().len();
-        assert!(
-            parts >= 65_536 / crate::aggregate::MAX_ENTRIES - 1,
-            "{parts} parts"
-        );
+        // a part leaves each time the destinations fill it, and a taken part starts empty
+        assert_eq!(parts, 65_536 / crate::aggregate::MAX_ENTRIES);
         assert_eq!((packets, keys), (65_536, 65_536));
+    }
+
+    #[test]
+    fn a_tick_with_too_many_samples_leaves_in_a_part_when_they_fill_it() {
+        let cfg = DetectConfig::default();
+        let mut agg = Aggregator::for_router(&cfg);
+        // 100 destinations, 400 packets each in one tick: each destination is under the 1 024
+        // summaries at which its sampling thins, so every packet is a sample of its host key
+        let mut parts = Vec::new();
+        for i in 0..40_000u32 {
+            let p = pkt(0x0a00_0000 | (i % 100), 0xcb00_7105);
+            let stamp = Stamp {
+                at: p.ts,
+                load: u64::from(i) + 1,
+            };
+            let (at, other) = agg.tick_of(stamp);
+            assert!(!other, "one tick");
+            agg.add(&p, stamp, ScopeMask::ALL, at);
+            if agg.is_full() {
+                parts.push((i, agg.take()));
+            }
+        }
+        let rest = agg.take();
+        let samples = |t: &TickAggregate| -> usize {
+            t.scopes[0].iter().map(|(_, d)| d.samples.count()).sum()
+        };
+        let [(at, part)] = &parts[..] else {
+            panic!("{} parts", parts.len());
+        };
+        assert_eq!(*at as usize + 1, crate::aggregate::MAX_SAMPLES);
+        assert_eq!(samples(part), crate::aggregate::MAX_SAMPLES);
+        assert_eq!(part.packets + rest.packets, 40_000);
+        assert_eq!(samples(&rest), 40_000 - crate::aggregate::MAX_SAMPLES);
     }
 
     #[test]
