@@ -24,7 +24,8 @@ use crate::window::{Counts, PacketClass, Signal};
 
 /// A packet's peer as every entry sampling at a rate uses it: its slot in the entry's
 /// distinct-peer registers, and the draw that picks samples (from the peer and the time, so a
-/// replay samples the same packets every time). Worked out once for all the entries of a packet.
+/// replay samples the same packets every time). Worked out once for all the entries of a packet,
+/// with the time the packet is added at ([`ScopeAgg::add`]'s `at`).
 #[derive(Clone, Copy, Debug)]
 pub struct PeerDraw {
     slot: HllSlot,
@@ -35,10 +36,9 @@ impl PeerDraw {
     /// The draw of a packet stamped `at` whose peer has the [`Hll::hash`] `peer_hash`.
     #[inline]
     pub fn new(peer_hash: u64, at: crate::time::Timestamp) -> PeerDraw {
-        let s = (peer_hash ^ at.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         PeerDraw {
             slot: Hll::slot(peer_hash),
-            pick: (s >> 56) as u32,
+            pick: (Hll::sample_mix(peer_hash, at) >> 56) as u32,
         }
     }
 }

@@ -336,7 +336,7 @@ impl Evidence {
         if rate == 1 && self.seen >= EXACT_PACKETS {
             // a key past its first packets, seen one packet at a time (a small aggregate, or a
             // summary at a time): one in SAMPLE, chosen by the packet, stands for SAMPLE
-            let h = (peer_hash ^ p.ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let h = Hll::sample_mix(peer_hash, p.ts);
             if (h >> 59) as u32 & (SAMPLE - 1) != 0 {
                 return;
             }
@@ -464,6 +464,13 @@ impl Hll {
     #[inline]
     pub fn hash(ip: IpAddr) -> u64 {
         crate::key::Key::host(ip).mix(0x000d_157c)
+    }
+
+    /// The packet's own draw for sampling, from its peer's [`Hll::hash`] and its time: the same
+    /// packets are chosen on every replay (its top bits decide, by the rate).
+    #[inline]
+    pub fn sample_mix(peer_hash: u64, ts: crate::time::Timestamp) -> u64 {
+        (peer_hash ^ ts.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     /// Counts the item of hash `h` ([`Hll::hash`]).

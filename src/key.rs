@@ -99,22 +99,7 @@ impl Key {
 
     /// The prefix of `ip` with `v4`/`v6` bits kept (lengths are clamped to 32/128).
     pub fn subnet(ip: IpAddr, v4: u8, v6: u8) -> Key {
-        match ip {
-            IpAddr::V4(a) => {
-                let p = v4.min(32);
-                Key::V4 {
-                    addr: u32::from(a) & mask32(p),
-                    prefix: p,
-                }
-            }
-            IpAddr::V6(a) => {
-                let p = v6.min(128);
-                Key::V6 {
-                    addr: u128::from(a) & mask128(p),
-                    prefix: p,
-                }
-            }
-        }
+        Subnets::new(v4, v6).of(ip)
     }
 
     /// The address part.
@@ -181,7 +166,7 @@ impl Subnets {
         }
     }
 
-    /// The subnet of `ip`: `Key::subnet(ip, v4, v6)`.
+    /// The subnet of `ip` ([`Key::subnet`] with these lengths).
     #[inline]
     pub fn of(self, ip: IpAddr) -> Key {
         match ip {

@@ -170,13 +170,7 @@ impl SourceAdmission {
     /// [`Stamp`]: crate::clock::Stamp
     #[inline]
     pub fn offer(&mut self, slots: Slots, load: u64) -> bool {
-        self.offer_weighted(slots, 1, load)
-    }
-
-    /// [`SourceAdmission::offer`] for a summary standing for `weight` packets.
-    #[inline]
-    pub fn offer_weighted(&mut self, slots: Slots, weight: u32, load: u64) -> bool {
-        self.offer_at(slots, Self::weight(weight), self.level(load))
+        self.offer_at(slots, 1, self.level(load))
     }
 
     /// The estimate at which a key is admitted when the window has seen `load` packets: what
@@ -414,6 +408,21 @@ mod tests {
             addr: i,
             prefix: 32,
         }
+    }
+
+    #[test]
+    fn a_summary_of_more_packets_than_a_counter_holds_saturates_it_and_is_admitted() {
+        // a flow record may stand for 2^32 packets; the counters are 16 bits
+        let mut a = SourceAdmission::new(64);
+        let s = SourceAdmission::slots(k(7));
+        assert_eq!(SourceAdmission::weight(100_000), u16::MAX);
+        assert_eq!(SourceAdmission::weight(3), 3);
+        assert!(a.offer_at(s, SourceAdmission::weight(100_000), a.level(1)));
+        // the next does not wrap the counters round to a small estimate, whatever the load
+        assert!(a.offer_at(s, 1, a.level(u64::MAX / 8)));
+        assert!(a.offer(s, 3));
+        // a key with counters of its own stays under the level
+        assert!(!a.offer(SourceAdmission::slots(k(8)), 3));
     }
 
     #[test]

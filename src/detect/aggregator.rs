@@ -267,11 +267,11 @@ impl Aggregator {
             }
         }
         if mask.0 & ScopeMask::SOURCES.0 != 0 {
-            // both sketches admit at one level (one configuration's minimum): worked out once
-            let offer = (
-                SourceAdmission::weight(p.weight),
-                self.admission[0].level(stamp.load),
-            );
+            // both sketches admit at one level (one configuration's minimum, set on both by
+            // new and reconfigure): worked out once
+            let level = self.admission[0].level(stamp.load);
+            debug_assert_eq!(level, self.admission[1].level(stamp.load));
+            let offer = (SourceAdmission::weight(p.weight), level);
             if mask.contains(Scope::SrcHost) {
                 let key = Key::host(p.src);
                 self.source(0, key, p, class, stamp, offer);
