@@ -338,7 +338,8 @@ impl ScopeAgg {
                 }
             }
         }
-        if class.is_amp() && p.weight > 0 {
+        // (a summary of no packets votes with no weight: the vote stays as it was)
+        if class.is_amp() {
             vote(&mut e.amp, p.sport, p.weight);
         }
         let sampled = if e.rate == 1 {
@@ -596,7 +597,8 @@ fn take_regs(regs: &mut Vec<Hll>, used: &mut usize) -> u32 {
     (*used - 1) as u32
 }
 
-/// One step of a weighted Boyer-Moore majority vote: `item` with `weight` against `(cand, w)`.
+/// One step of a weighted Boyer-Moore majority vote: `item` with `weight` against `(cand, w)`. A
+/// weight of 0 changes nothing.
 #[inline]
 pub fn vote(state: &mut (u16, u32), item: u16, weight: u32) {
     let (cand, w) = state;
@@ -615,6 +617,17 @@ mod tests {
     use super::*;
     use crate::time::Timestamp;
     use crate::window::Signal;
+
+    #[test]
+    fn a_vote_of_no_weight_changes_nothing() {
+        for state in [(0, 0), (53, 0), (53, 7), (123, 1)] {
+            for item in [0, 53, 123] {
+                let mut s = state;
+                vote(&mut s, item, 0);
+                assert_eq!(s, state, "{state:?} {item}");
+            }
+        }
+    }
 
     fn pkt(src: u32, ts: u64) -> PacketSummary {
         PacketSummary {
