@@ -141,16 +141,19 @@ impl PacketClass {
     pub fn of(p: &PacketSummary) -> PacketClass {
         let kind = match p.fragment {
             Fragment::Later { .. } => PacketKind::LaterFragment,
+            // TCP first, its kind by SYN and ACK from a table (most of a flood's packets)
+            _ if p.proto == proto::TCP => {
+                const KINDS: [PacketKind; 4] = [
+                    PacketKind::TcpOther, // neither
+                    PacketKind::Syn,      // SYN alone
+                    PacketKind::TcpOther, // ACK alone
+                    PacketKind::SynAck,
+                ];
+                let syn = usize::from(p.tcp_flags & tcp_flags::SYN != 0);
+                let ack = usize::from(p.tcp_flags & tcp_flags::ACK != 0);
+                KINDS[syn | ack << 1]
+            }
             _ => match p.proto {
-                proto::TCP => {
-                    let syn = p.tcp_flags & tcp_flags::SYN != 0;
-                    let ack = p.tcp_flags & tcp_flags::ACK != 0;
-                    match (syn, ack) {
-                        (true, false) => PacketKind::Syn,
-                        (true, true) => PacketKind::SynAck,
-                        _ => PacketKind::TcpOther,
-                    }
-                }
                 proto::UDP
                     if crate::attack_class::AttackClass::reflection_of_port(p.sport).is_some() =>
                 {
@@ -593,6 +596,35 @@ mod tests {
             weight: 1,
             hdr: crate::decode::HeaderFields::UNKNOWN,
         }
+    }
+
+    #[test]
+    fn tcp_kinds_follow_syn_and_ack_whatever_the_other_flags() {
+        use tcp_flags::{ACK, SYN};
+        for other in [0, 0x01, 0x04, 0x08, 0x20, 0xe5] {
+            for (flags, want) in [
+                (0, PacketKind::TcpOther),
+                (SYN, PacketKind::Syn),
+                (ACK, PacketKind::TcpOther),
+                (SYN | ACK, PacketKind::SynAck),
+            ] {
+                let flags = flags | (other & !(SYN | ACK));
+                for (fragment, want, frag) in [
+                    (Fragment::None, want, false),
+                    (Fragment::First, want, true),
+                    (
+                        Fragment::Later { offset: 8 },
+                        PacketKind::LaterFragment,
+                        true,
+                    ),
+                ] {
+                    let c = PacketClass::of(&pkt(proto::TCP, flags, 1234, fragment));
+                    assert_eq!((c.kind(), c.is_fragment()), (want, frag), "{flags:#x}");
+                }
+            }
+        }
+        let udp = PacketClass::of(&pkt(proto::UDP, SYN, 53, Fragment::None));
+        assert_eq!(udp.kind(), PacketKind::UdpAmp);
     }
 
     #[test]

@@ -211,7 +211,9 @@ impl Aggregator {
         let t = stamp.at.0;
         let (start, end, cached) = self.tick_cache;
         let at = if t >= start && t < end {
-            cached
+            // what is pending was added at the cached tick, if anything is (only this sets the
+            // cache, and add follows it): nothing to compare
+            return (cached, false);
         } else {
             // a tick divides the window: one epoch per tick
             let tick = t / self.tick_ns;
