@@ -593,6 +593,17 @@ mod tests {
         }
     }
 
+    /// Adds `p` to `agg` as packet `n` of one tick (the window's load `n + 1`).
+    fn add_in_one_tick(agg: &mut Aggregator, p: &PacketSummary, n: u32) {
+        let stamp = Stamp {
+            at: p.ts,
+            load: u64::from(n) + 1,
+        };
+        let (at, other) = agg.tick_of(stamp);
+        assert!(!other, "one tick");
+        agg.add(p, stamp, ScopeMask::ALL, at);
+    }
+
     #[test]
     fn a_tick_with_too_many_keys_leaves_in_bounded_parts_that_count_every_packet() {
         let cfg = DetectConfig::default();
@@ -600,14 +611,7 @@ mod tests {
         let (mut parts, mut packets, mut keys) = (0, 0, 0);
         // a carpet bombing of a /16 in one tick: 65 536 destinations, one packet each
         for i in 0..65_536u32 {
-            let p = pkt(0x0a00_0000 | i, 0xcb00_7105);
-            let stamp = Stamp {
-                at: p.ts,
-                load: u64::from(i) + 1,
-            };
-            let (at, other) = agg.tick_of(stamp);
-            assert!(!other, "one tick");
-            agg.add(&p, stamp, ScopeMask::ALL, at);
+            add_in_one_tick(&mut agg, &pkt(0x0a00_0000 | i, 0xcb00_7105), i);
             if agg.is_full() {
                 let t = agg.take();
                 assert!(t.scopes[0].entries().len() <= crate::aggregate::MAX_ENTRIES);
@@ -632,14 +636,7 @@ mod tests {
         // summaries at which its sampling thins, so every packet is a sample of its host key
         let mut parts = Vec::new();
         for i in 0..40_000u32 {
-            let p = pkt(0x0a00_0000 | (i % 100), 0xcb00_7105);
-            let stamp = Stamp {
-                at: p.ts,
-                load: u64::from(i) + 1,
-            };
-            let (at, other) = agg.tick_of(stamp);
-            assert!(!other, "one tick");
-            agg.add(&p, stamp, ScopeMask::ALL, at);
+            add_in_one_tick(&mut agg, &pkt(0x0a00_0000 | (i % 100), 0xcb00_7105), i);
             if agg.is_full() {
                 parts.push((i, agg.take()));
             }
