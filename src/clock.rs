@@ -61,10 +61,10 @@ pub struct Clock {
     tick_cache: Span,
     /// (window number, packets in it so far).
     load: (u64, u64),
-    /// Packet times `[from, to)` from the clock's time up to the next evaluation and the end of
-    /// the window of `load` (empty when unknown): a packet stamped in it only moves the clock and
-    /// counts in the load, most packets of a stream.
-    fast: (u64, u64),
+    /// The end of the fast span: a packet stamped from the clock's time up to here (the next
+    /// evaluation or the end of the window of `load`, whichever is first; 0 when unknown) only
+    /// moves the clock and counts in the load, most packets of a stream.
+    fast_end: u64,
     stats: ClockStats,
 }
 
@@ -81,7 +81,7 @@ impl Clock {
             epoch_cache: Span::default(),
             tick_cache: Span::default(),
             load: (0, 0),
-            fast: (0, 0),
+            fast_end: 0,
             stats: ClockStats::default(),
         }
     }
@@ -111,9 +111,7 @@ impl Clock {
         weight: u32,
         steps: &mut Vec<TimeStep>,
     ) -> Stamp {
-        let (from, to) = self.fast;
-        if ts.0 >= from && ts.0 < to {
-            self.fast.0 = ts.0;
+        if ts.0 < self.fast_end && self.now.is_some_and(|now| ts >= now) {
             self.now = Some(ts);
             self.load.1 += u64::from(weight);
             return Stamp {
@@ -125,8 +123,8 @@ impl Clock {
     }
 
     /// [`Clock::accept_weighted`] for a packet outside the fast span: the first, a late one, one
-    /// in another tick or window, or the first after an idle advance or a restored checkpoint.
-    /// Sets the fast span from the clock's new time.
+    /// in another tick or window, or the first after a restored checkpoint. Sets the span's end
+    /// from the clock's new time.
     #[inline(never)]
     fn accept_slowly(&mut self, ts: Timestamp, weight: u32, steps: &mut Vec<TimeStep>) -> Stamp {
         let at = self.move_to(ts, steps);
@@ -135,17 +133,11 @@ impl Clock {
             self.load = (epoch, 0);
         }
         self.load.1 += u64::from(weight);
-        self.fast = match self.now {
-            Some(now) if now == at => (
-                now.0,
-                self.next_tick
-                    .min(self.epoch_cache.end)
-                    .min(Timestamp::LATEST.0.saturating_add(1)),
-            ),
-            // (not reached: after a move the clock is at the packet's stamp; an empty span only
-            // sends the next packet this way again)
-            _ => (0, 0),
-        };
+        // (after a move the clock is at the packet's stamp, so the span starts there)
+        self.fast_end = self
+            .next_tick
+            .min(self.epoch_cache.end)
+            .min(Timestamp::LATEST.0.saturating_add(1));
         Stamp {
             at,
             load: self.load.1,
@@ -156,9 +148,9 @@ impl Clock {
     /// later than the clock).
     pub fn advance_to(&mut self, now: Timestamp, steps: &mut Vec<TimeStep>) {
         if self.now.is_none_or(|c| now > c) {
+            // (the fast span needs no change: it starts at the clock's time, and a span the
+            // clock moved past is empty)
             self.move_to(now, steps);
-            // packets before `now` are late now: the next one takes the slow path
-            self.fast = (0, 0);
         }
     }
 
@@ -366,7 +358,7 @@ mod tests {
         let last = times.iter().flatten().max().copied().unwrap_or(0);
         let mut took_fast = 0;
         for (n, x) in times.into_iter().chain([Some(last + 1)]).enumerate() {
-            full.fast = (0, 0);
+            full.fast_end = 0;
             if n == 2_500 {
                 // a checkpoint mid-stream: the restored clock starts without a span
                 let mut buf = Vec::new();
@@ -375,7 +367,8 @@ mod tests {
             }
             match x {
                 Some(x) => {
-                    took_fast += usize::from(x >= fast.fast.0 && x < fast.fast.1);
+                    took_fast +=
+                        usize::from(x < fast.fast_end && fast.now().is_some_and(|n| x >= n.0));
                     let want = full.accept(Timestamp(x), &mut b);
                     assert_eq!(fast.accept(Timestamp(x), &mut a), want, "at {x}");
                 }
