@@ -241,6 +241,64 @@ fn a_publish_the_server_never_acknowledges_is_reported_lost_and_the_client_recon
     assert_eq!(js.last_message("K", "k.1").unwrap().unwrap().seq, 2);
 }
 
+/// A request NATS delivers and nobody answers (a plain subscriber swallows it): the shape of
+/// every publish whose acknowledgement was lost with a connection. Each one's wait must run from
+/// its own publish, so that n of them settle within one timeout, not one after another — which
+/// once held an ingest node's resent batches behind 2 × 5 s of lost acknowledgements, past its
+/// drain time (tests/cluster.rs, the 1 KiB buffer case).
+#[test]
+fn publishes_never_acknowledged_all_time_out_together_and_the_next_outcome_follows_at_once() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some((server, js)) = jetstream() else {
+        return;
+    };
+    js.ensure_stream(&spec("ON", "on.>")).unwrap();
+    // a plain subscriber on "swallow.>": publishes there are delivered, never acknowledged
+    let mut sub = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    sub.set_read_timeout(Some(T)).unwrap();
+    let mut lines = BufReader::new(sub.try_clone().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap(); // INFO
+    sub.write_all(b"CONNECT {\"verbose\":false}\r\nSUB swallow.> 1\r\nPING\r\n")
+        .unwrap();
+    loop {
+        line.clear();
+        lines.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the subscriber's connection closed");
+        if line.starts_with("PONG") {
+            break;
+        }
+    }
+    let publisher = js.publisher();
+    let started = Instant::now();
+    for id in 1..=3 {
+        publisher.publish(id, "swallow.x", vec![0; 8]).unwrap();
+    }
+    publisher.publish(4, "on.x", b"kept".to_vec()).unwrap();
+    let mut got = Vec::new();
+    let deadline = started + 4 * T;
+    while got.len() < 4 {
+        assert!(Instant::now() < deadline, "outcomes so far: {got:?}");
+        match publisher.try_outcome() {
+            Some(o) => got.push(o),
+            None => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(
+        got,
+        vec![
+            (1, AckOutcome::Lost),
+            (2, AckOutcome::Lost),
+            (3, AckOutcome::Lost),
+            (4, AckOutcome::Stored)
+        ]
+    );
+    // one timeout (5 s), not three one after another (15 s)
+    assert!(took < 2 * T, "the outcomes took {took:?}");
+    drop(sub);
+}
+
 /// Nodes started together create their cluster's streams, key-value bucket and object store at
 /// the same moment. nats-server 2.9 (Debian's) lists a stream that another client is creating
 /// before its store and subscriptions exist: a stream update then crashes the server (a nil

@@ -493,25 +493,15 @@ impl JetStream {
 
     /// A publisher with acknowledgements.
     pub fn publisher(&self) -> AckPublisher {
-        let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(u64, jetstream::context::PublishAckFuture)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, AckWait)>();
         let (out, acks) = crossbeam_channel::unbounded();
-        // acknowledgements awaited in publishing order, reported in that order
+        // outcomes reported in publishing order; each acknowledgement is awaited by its own task
+        // from the moment it was published ([`AckPublisher::publish`])
         let _in_runtime = self.client.enter();
         drop(tokio::spawn(async move {
-            while let Some((id, fut)) = rx.recv().await {
-                let outcome = match fut.await {
-                    Ok(_) => AckOutcome::Stored,
-                    Err(e) => match e.kind() {
-                        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                            AckOutcome::Lost
-                        }
-                        _ => AckOutcome::Refused(
-                            std::error::Error::source(&e)
-                                .map_or_else(|| e.to_string(), |s| s.to_string()),
-                        ),
-                    },
-                };
+            while let Some((id, wait)) = rx.recv().await {
+                // (a task that cannot finish: its acknowledgement never came)
+                let outcome = wait.await.unwrap_or(AckOutcome::Lost);
                 if out.send((id, outcome)).is_err() {
                     return;
                 }
@@ -614,11 +604,32 @@ pub enum AckOutcome {
     Lost,
 }
 
+/// The wait for one publish's acknowledgement, running from the moment it was published.
+type AckWait = tokio::task::JoinHandle<AckOutcome>;
+
+/// What became of a publish, once its acknowledgement came or its wait ran out.
+async fn ack_outcome(fut: jetstream::context::PublishAckFuture) -> AckOutcome {
+    match fut.await {
+        Ok(_) => AckOutcome::Stored,
+        Err(e) => match e.kind() {
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => AckOutcome::Lost,
+            _ => AckOutcome::Refused(
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
+            ),
+        },
+    }
+}
+
 /// Publishes to streams; each publish's outcome comes back, in publishing order, from
 /// [`AckPublisher::try_outcome`].
+///
+/// Each acknowledgement's wait (its timeout) starts when the batch is published, not when the
+/// ones before it are settled: after a lost connection, the acknowledgements that will never come
+/// all time out together, once, instead of one after another (n × the timeout, which held back
+/// the outcomes of every batch sent again after them).
 pub struct AckPublisher {
     js: JetStream,
-    tx: tokio::sync::mpsc::UnboundedSender<(u64, jetstream::context::PublishAckFuture)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(u64, AckWait)>,
     acks: Receiver<(u64, AckOutcome)>,
 }
 
@@ -635,7 +646,11 @@ impl AckPublisher {
                     .client
                     .failed(&format!("publishing on {subject}"), e)
             })?;
-        self.tx.send((id, fut)).map_err(|_| NatsError::Closed {
+        let wait = {
+            let _in_runtime = self.js.client.enter();
+            tokio::spawn(ack_outcome(fut))
+        };
+        self.tx.send((id, wait)).map_err(|_| NatsError::Closed {
             what: "the acknowledgement collector stopped".to_string(),
         })
     }
