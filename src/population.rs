@@ -88,11 +88,19 @@ impl Population {
     }
 
     /// Records one key's rate of `s` (zero rates are not recorded: idle keys say nothing).
+    ///
+    /// Inlined down to the compare: an evaluation offers every signal of every key, and most
+    /// of them are under one packet a second (five in six of the calls on ordinary traffic).
+    #[inline]
     pub fn record(&mut self, scope: Scope, s: Signal, rate: f64) {
         if rate >= 1.0 {
-            if let Some(h) = self.made(Self::slot(scope, s)) {
-                h.saturating_record(rate.ceil().min(1e12) as u64);
-            }
+            self.record_rate(Self::slot(scope, s), rate);
+        }
+    }
+
+    fn record_rate(&mut self, slot: usize, rate: f64) {
+        if let Some(h) = self.made(slot) {
+            h.saturating_record(rate.ceil().min(1e12) as u64);
         }
     }
 
