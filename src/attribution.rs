@@ -21,8 +21,9 @@ use crate::signature::{Signature, SignatureSketch};
 /// Items and counts live in separate arrays (the lookup scans items only) and the slot to replace —
 /// the first one with the smallest count — is remembered between misses, so a spoofed flood, where
 /// nearly every item is new, does not rescan every count per packet. Nor does it scan the items
-/// for one that is not there: a count of the items held per [`Fingerprint`] byte says when no
-/// slot can hold it (most new items of a flood of spoofed sources or random ports).
+/// to find one: the slots are indexed by [`Fingerprint`] (a bit per slot in one of 64 buckets),
+/// so a lookup compares only the items of its bucket — usually none (most new items of a flood of
+/// spoofed sources or random ports) or the one it is after.
 #[derive(Clone, Debug)]
 pub struct TopK<T> {
     items: Vec<T>,
@@ -33,8 +34,21 @@ pub struct TopK<T> {
     min_slot: Option<usize>,
     /// Largest weight added so far: an item is reported once surely seen twice at that weight.
     unit: u64,
-    /// Items held per fingerprint.
-    held: Box<[u8; 256]>,
+    /// Per fingerprint bucket ([`bucket`]), the slots whose item falls in it (bit i: slot i).
+    slots_of: Box<[u32; BUCKETS]>,
+}
+
+/// Fingerprint buckets of a [`TopK`]: as many as twice its largest number of slots, so a bucket
+/// holds one item at most, most of the time.
+const BUCKETS: usize = 64;
+
+/// Slots a [`TopK`] may have: one bit each in a bucket's `u32`.
+const MAX_K: usize = 32;
+
+/// The bucket of `item` in a [`TopK`]'s slot index.
+#[inline]
+fn bucket<T: Fingerprint>(item: &T) -> usize {
+    usize::from(item.fingerprint()) % BUCKETS
 }
 
 /// A byte of an item, well mixed: [`TopK`]'s filter of the items it may hold.
@@ -65,9 +79,9 @@ impl Fingerprint for u32 {
 }
 
 impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
-    /// An empty top-k with `k` slots (at most 255).
+    /// An empty top-k with `k` slots (at most 32).
     pub fn new(k: usize) -> Self {
-        let k = k.clamp(1, 255);
+        let k = k.clamp(1, MAX_K);
         TopK {
             items: Vec::with_capacity(k),
             counts: Vec::with_capacity(k),
@@ -75,19 +89,30 @@ impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
             k,
             min_slot: None,
             unit: 1,
-            held: Box::new([0; 256]),
+            slots_of: Box::new([0; BUCKETS]),
         }
     }
 
-    /// Notes that `item` came (`add`) into a slot or left it.
+    /// Notes that `item` came into slot `slot` (`add`) or left it.
     #[inline]
-    fn hold(&mut self, item: &T, add: bool) {
-        let c = &mut self.held[usize::from(item.fingerprint())];
-        *c = if add {
-            c.saturating_add(1)
-        } else {
-            c.saturating_sub(1)
-        };
+    fn hold(&mut self, item: &T, slot: usize, add: bool) {
+        let bit = 1u32 << (slot % MAX_K);
+        let b = &mut self.slots_of[bucket(item)];
+        *b = if add { *b | bit } else { *b & !bit };
+    }
+
+    /// The first slot holding `item`.
+    #[inline]
+    fn find(&self, item: &T) -> Option<usize> {
+        let mut slots = self.slots_of[bucket(item)];
+        while slots != 0 {
+            let i = slots.trailing_zeros() as usize;
+            if self.items.get(i) == Some(item) {
+                return Some(i);
+            }
+            slots &= slots - 1;
+        }
+        None
     }
 
     /// Counts one occurrence of `item`.
@@ -107,11 +132,7 @@ impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
     /// reported need not have been added twice).
     #[inline]
     pub fn add_counted(&mut self, item: T, w: u64) {
-        let maybe_held = self.held[usize::from(item.fingerprint())] != 0;
-        if let Some(i) = maybe_held
-            .then(|| self.items.iter().position(|t| *t == item))
-            .flatten()
-        {
+        if let Some(i) = self.find(&item) {
             if let Some(c) = self.counts.get_mut(i) {
                 *c += w;
             }
@@ -121,10 +142,10 @@ impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
             return;
         }
         if self.items.len() < self.k {
+            self.hold(&item, self.items.len(), true);
             self.items.push(item);
             self.counts.push(w);
             self.errors.push(0);
-            self.hold(&item, true);
             self.min_slot = None;
             return;
         }
@@ -143,8 +164,8 @@ impl<T: Copy + PartialEq + Ord + Fingerprint> TopK<T> {
         let gone = std::mem::replace(slot, item);
         *error = old;
         *count = old + w;
-        self.hold(&gone, false);
-        self.hold(&item, true);
+        self.hold(&gone, m, false);
+        self.hold(&item, m, true);
         // Every slot before `m` counts more than `old` (m was the first minimum) and none counts
         // less, so the next first minimum is the next slot still at `old`, if any.
         self.min_slot = self
@@ -591,7 +612,7 @@ mod persist {
                 if error > count {
                     return Err(d.corrupt("a top-k count is below its error"));
                 }
-                t.hold(&it, true);
+                t.hold(&it, t.items.len(), true);
                 t.items.push(it);
                 t.counts.push(count);
                 t.errors.push(error);
