@@ -87,23 +87,26 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' 
 
 # What a run of each path costs besides its packets (processes starting, the cluster's streams and
 # consumer made, the last evaluation): the same runs on a capture of a few packets. The in-process
-# side got ~5 times cheaper a packet under issue 22, so on 2 M packets these fixed costs weigh
-# noticeably; the ratio is also given with them taken out of both paths (the cost of a packet in a
-# long run).
+# side went from 3.7 to ~17 M packets per CPU-second under issue 22, so on 2 M packets these fixed
+# costs weigh noticeably; the ratio is also given with them taken out of both paths (the cost of a
+# packet in a long run).
 TINY="$BENCH_DIR/cluster-tiny.pcap"
 synth_once "$TINY" syn-flood --background-pps 0 --duration 100ms --attack-start 0s --attack-duration 100ms \
   --attack-pps 200 --sources 10
 
-# bus_run CAPTURE NAME: one run of the bus path (a detector, then an ingest node publishing CAPTURE);
-# sets ING, DET, SRV (CPU seconds of each process) and SUMS (summaries published).
+# bus_run CAPTURE NAME MAX_BYTES: one run of the bus path (a detector, then an ingest node
+# publishing CAPTURE; the cluster's streams reserve MAX_BYTES); sets ING, DET, SRV (CPU seconds of
+# each process) and SUMS (summaries published).
 bus_run() {
-  local cluster="$2$$" srv0 det du ds
+  local cluster="$2$$" max="$3" srv0 det du ds
+  # (what nats-server still does after the last run — writing, removing — is not this run's)
+  sleep 0.5
   srv0="$(cpu_of "$NATS_PID")"
-  ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 \
+  ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --partitions 0-7 \
       --exit-at-end --from-start --seed 1 -q "${SEC[@]}" >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
   det=$!
   sleep 0.3
-  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 "${SEC[@]}" "$1"
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --node-id 1 "${SEC[@]}" "$1"
   ING="$CPU"
   wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
   read -r du ds <"$BENCH_DIR/det.time"
@@ -117,17 +120,18 @@ for r in $(seq "$RUNS"); do
   timed "$BENCH_DIR/inproc" "$FW" replay --quiet --seed 1 "$CAP"
   IN_CPU+=("$CPU")
   log "run $r/$RUNS in-process: $WALL s wall, $CPU s cpu"
-  bus_run "$CAP" "bench$r"
+  bus_run "$CAP" "bench$r" 512M
   cmp -s <(grep -c '"event":"start"' "$BENCH_DIR/inproc.out") <(grep -c '"event":"start"' "$BENCH_DIR/det.out") ||
     log "warning: the two paths raised different numbers of alerts"
   ING_CPU+=("$ING") DET_CPU+=("$DET") SRV_CPU+=("$SRV") SUMS_ALL+=("$SUMS")
   BUS_CPU+=("$(calc "$ING + $DET + $SRV")")
   log "run $r/$RUNS bus: ingest $ING s, nats-server $SRV s, detector $DET s cpu; $SUMS summaries"
   timed "$BENCH_DIR/inproc0" "$FW" replay --quiet --seed 1 "$TINY"
-  IN0_CPU+=("$CPU")
-  bus_run "$TINY" "tiny$r"
+  in0="$CPU"
+  IN0_CPU+=("$in0")
+  bus_run "$TINY" "tiny$r" 64M
   BUS0_CPU+=("$(calc "$ING + $DET + $SRV")")
-  log "run $r/$RUNS a few packets: in-process $CPU s; bus: ingest $ING s, nats-server $SRV s, detector $DET s cpu"
+  log "run $r/$RUNS a few packets: in-process $in0 s; bus: ingest $ING s, nats-server $SRV s, detector $DET s cpu"
 done
 
 in_cpu="$(median "${IN_CPU[@]}")" bus_cpu="$(median "${BUS_CPU[@]}")"
