@@ -44,6 +44,10 @@ const BUCKETS: usize = 64;
 
 /// Slots a [`TopK`] may have: one bit each in a bucket's `u32`.
 const MAX_K: usize = 32;
+const _: () = assert!(
+    SLOTS <= MAX_K,
+    "the evidence's top-k lists must fit a bucket's slot mask"
+);
 
 /// The bucket of `item` in a [`TopK`]'s slot index.
 #[inline]

@@ -500,7 +500,8 @@ impl JetStream {
         let _in_runtime = self.client.enter();
         drop(tokio::spawn(async move {
             while let Some((id, wait)) = rx.recv().await {
-                // (a task that cannot finish: its acknowledgement never came)
+                // (a wait that panicked or was cancelled, as at shutdown: counted as lost, so the
+                // batch goes again and detectors drop it if it did arrive)
                 let outcome = wait.await.unwrap_or(AckOutcome::Lost);
                 if out.send((id, outcome)).is_err() {
                     return;
