@@ -96,6 +96,27 @@ pub struct TickAggregate {
 /// the slot of the host inside its dst_subnet entry: valid until the aggregate is taken.
 type DstEntries = (std::net::IpAddr, u8, [u32; 2], u32);
 
+/// Bits of a slot of [`Aggregator::dst_cache`]: ordinary traffic interleaves the packets of many
+/// destinations in a tick (a site's replies go to each of its clients), and each found again there
+/// skips two lookups and a host's. 1 024 slots of 40 bytes.
+const DST_CACHE_BITS: u32 = 10;
+const DST_CACHE_SLOTS: usize = 1 << DST_CACHE_BITS;
+
+/// The slot of `dst` in [`Aggregator::dst_cache`]: the top bits of a multiplicative hash, so the
+/// hosts of one subnet, which differ in their last bits, spread over the slots.
+#[inline]
+fn dst_cache_slot(dst: std::net::IpAddr) -> usize {
+    let folded = match dst {
+        std::net::IpAddr::V4(a) => u32::from(a),
+        std::net::IpAddr::V6(a) => {
+            let x = u128::from(a);
+            let y = (x >> 64) as u64 ^ x as u64;
+            (y >> 32) as u32 ^ y as u32
+        }
+    };
+    (folded.wrapping_mul(0x9e37_79b1) >> (32 - DST_CACHE_BITS)) as usize
+}
+
 /// Aggregates packets until [`Aggregator::take`].
 #[derive(Debug)]
 pub struct Aggregator {
@@ -106,9 +127,13 @@ pub struct Aggregator {
     /// The destination of the last packet, its destination scopes, their entries and the
     /// dst_subnet entry's slot for that host.
     last_dst: Option<DstEntries>,
-    /// The one before it (when another): a flood's victim between packets of other traffic
-    /// finds its entries here, not through two lookups and a host's.
-    prev_dst: Option<DstEntries>,
+    /// Destinations met since what is pending began, by [`dst_cache_slot`] (an entry counts
+    /// only when its generation is `dst_generation`): a flood's victim between packets of other
+    /// traffic, or a server among its clients, finds its entries here, not through two lookups
+    /// and a host's.
+    dst_cache: Box<[(u64, Option<DstEntries>)]>,
+    /// Bumped when what is pending is taken: every cached destination is stale from then on.
+    dst_generation: u64,
     pub(super) admission: [SourceAdmission; 2],
     pub(super) admission_epoch: u64,
     tracking: Tracking,
@@ -135,7 +160,8 @@ impl Aggregator {
             pending: Default::default(),
             at: None,
             last_dst: None,
-            prev_dst: None,
+            dst_cache: vec![(0, None); DST_CACHE_SLOTS].into_boxed_slice(),
+            dst_generation: 1,
             admission: [admission.clone(), admission],
             admission_epoch: 0,
             tracking,
@@ -419,9 +445,10 @@ impl Aggregator {
         dst_mask: u8,
         ts: u64,
     ) -> ([u32; 2], u32) {
-        if let Some(prev @ (dst, m, e, host)) = self.prev_dst {
-            if dst == p.dst && m == dst_mask {
-                self.prev_dst = self.last_dst.replace(prev);
+        let slot = dst_cache_slot(p.dst);
+        if let Some(&(generation, Some(cached @ (dst, m, e, host)))) = self.dst_cache.get(slot) {
+            if generation == self.dst_generation && dst == p.dst && m == dst_mask {
+                self.last_dst = Some(cached);
                 return (e, host);
             }
         }
@@ -439,7 +466,11 @@ impl Aggregator {
             agg if e[1] != NO_ENTRY => agg.host_slot(e[1], p.dst).unwrap_or(NO_ENTRY),
             _ => NO_ENTRY,
         };
-        self.prev_dst = self.last_dst.replace((p.dst, dst_mask, e, host));
+        let entries = (p.dst, dst_mask, e, host);
+        self.last_dst = Some(entries);
+        if let Some(c) = self.dst_cache.get_mut(slot) {
+            *c = (self.dst_generation, Some(entries));
+        }
         (e, host)
     }
 
@@ -542,7 +573,7 @@ impl Aggregator {
         }
         let (epoch, tick) = self.at.take().unwrap_or_default();
         self.last_dst = None;
-        self.prev_dst = None;
+        self.dst_generation += 1;
         let scopes = [0, 1, 2, 3].map(|s| self.pending[s].take());
         if let Tracking::Recent { ring, current, .. } = &mut self.tracking {
             // every source key with an entry stays hinted: admitted now, or counted because it
@@ -579,6 +610,8 @@ impl Aggregator {
 mod tests {
     use super::*;
     use crate::time::Timestamp;
+    use crate::window::Signal;
+    use std::collections::HashMap;
 
     fn pkt(dst: u32, src: u32) -> PacketSummary {
         PacketSummary {
@@ -626,6 +659,54 @@ mod tests {
         // a part leaves each time the destinations fill it, and a taken part starts empty
         assert_eq!(parts, 65_536 / crate::aggregate::MAX_ENTRIES);
         assert_eq!((packets, keys), (65_536, 65_536));
+    }
+
+    #[test]
+    fn interleaved_destinations_count_in_their_own_entries_in_every_part() {
+        let cfg = DetectConfig::default();
+        let mut agg = Aggregator::for_router(&cfg);
+        // 3 000 destinations in 15 /24s, far more than the destination cache has slots (they
+        // share and overwrite slots), visited in turn three times; what is pending is taken after
+        // the first round, so the second part must not count into the first part's entries
+        let dsts: Vec<u32> = (0..3_000u32)
+            .map(|i| 0x0a00_0000 | (i / 200) << 8 | (i % 200))
+            .collect();
+        let mut keys: HashMap<Key, u64> = HashMap::new();
+        let mut hosts: HashMap<std::net::IpAddr, u64> = HashMap::new();
+        let mut collect = |t: TickAggregate| {
+            for scope in &t.scopes[..2] {
+                for (e, left) in scope.iter() {
+                    *keys.entry(e.key).or_default() += e.counts().get(Signal::Packets);
+                    assert!(e.hosts_exact || e.key.is_host(), "{:?}", e.key);
+                    for h in left.hosts {
+                        *hosts.entry(h.host).or_default() += h.packets;
+                    }
+                }
+            }
+        };
+        let mut n = 0;
+        for round in 0..3 {
+            for &d in &dsts {
+                add_in_one_tick(&mut agg, &pkt(d, 0xcb00_7105), n);
+                n += 1;
+                assert!(!agg.is_full());
+            }
+            if round == 0 {
+                collect(agg.take());
+            }
+        }
+        collect(agg.take());
+        let subnet_of = |d: u32| Key::V4 {
+            addr: d & 0xffff_ff00,
+            prefix: 24,
+        };
+        for &d in &dsts {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(d));
+            assert_eq!(keys.get(&Key::host(ip)), Some(&3), "{ip}");
+            assert_eq!(keys.get(&subnet_of(d)), Some(&600), "{ip}");
+            assert_eq!(hosts.get(&ip), Some(&3), "{ip}");
+        }
+        assert_eq!(keys.len(), 3_000 + 15);
     }
 
     #[test]
