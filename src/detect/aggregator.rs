@@ -395,6 +395,8 @@ impl Aggregator {
                 ConnEvent::HeldSecond => 2,
             };
             let mask = ScopeMask(m);
+            // the server's destination entries, when one of its packets just found or made them
+            let cached = self.cached_dst(flow.server, m & ScopeMask::DESTINATIONS.0);
             let keys = [
                 (Scope::DstHost, Key::host(flow.server)),
                 (Scope::DstSubnet, self.subnets.of(flow.server)),
@@ -409,8 +411,10 @@ impl Aggregator {
                     continue;
                 };
                 let entry = if i < 2 {
-                    match agg.find(key) {
-                        Some(x) if agg.admitted(x) => x,
+                    // (a destination's entries are all admitted)
+                    match (cached.map(|(e, _)| e[i]), agg.find(key)) {
+                        (Some(x), _) if x != NO_ENTRY => x,
+                        (_, Some(x)) if agg.admitted(x) => x,
                         _ => agg.insert(key, ts, true, 1, false),
                     }
                 } else {
@@ -445,12 +449,9 @@ impl Aggregator {
         dst_mask: u8,
         ts: u64,
     ) -> ([u32; 2], u32) {
-        let slot = dst_cache_slot(p.dst);
-        if let Some(&(generation, Some(cached @ (dst, m, e, host)))) = self.dst_cache.get(slot) {
-            if generation == self.dst_generation && dst == p.dst && m == dst_mask {
-                self.last_dst = Some(cached);
-                return (e, host);
-            }
+        if let Some((e, host)) = self.cached_dst(p.dst, dst_mask) {
+            self.last_dst = Some((p.dst, dst_mask, e, host));
+            return (e, host);
         }
         let mut e = [NO_ENTRY; 2];
         let keys = [Key::host(p.dst), self.subnets.of(p.dst)];
@@ -468,10 +469,24 @@ impl Aggregator {
         };
         let entries = (p.dst, dst_mask, e, host);
         self.last_dst = Some(entries);
-        if let Some(c) = self.dst_cache.get_mut(slot) {
+        if let Some(c) = self.dst_cache.get_mut(dst_cache_slot(p.dst)) {
             *c = (self.dst_generation, Some(entries));
         }
         (e, host)
+    }
+
+    /// The entries of destination `dst` in the scopes of `dst_mask` and the slot of the host in
+    /// its dst_subnet entry, when the cache still holds them from this aggregate.
+    #[inline]
+    fn cached_dst(&self, dst: std::net::IpAddr, dst_mask: u8) -> Option<([u32; 2], u32)> {
+        match self.dst_cache.get(dst_cache_slot(dst)) {
+            Some(&(generation, Some((d, m, e, host))))
+                if generation == self.dst_generation && d == dst && m == dst_mask =>
+            {
+                Some((e, host))
+            }
+            _ => None,
+        }
     }
 
     /// Counts `p` for source key `key` of source scope `i` (0: host, 1: subnet); `offer` is its
