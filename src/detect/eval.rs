@@ -305,6 +305,8 @@ impl EvalCtx<'_> {
                     // near a quiet host's floor with the mark of an attack: its senders are
                     // watched (what the floor waits for)
                     _ if quiet.watching() => watch_packets(scope, st),
+                    // no evidence to drop or trim (most keys of ordinary traffic)
+                    _ if st.evidence.is_none() => {}
                     _ => {
                         let short_packets = short.as_ref().map_or(0.0, |b| b.est[0]);
                         let packets_quiet = r.worst_where(|s| !s.is_request_signal()).1 < 0.3
