@@ -387,6 +387,12 @@ impl Sliding {
         self.cur.n[0] == 0 && self.prev.n[0] == 0
     }
 
+    /// True when neither bucket holds anything: no packet, and no request signal either (those
+    /// are counted from connections, so a window may hold them without packets).
+    pub fn is_empty(&self) -> bool {
+        self.cur.n.iter().chain(self.prev.n.iter()).all(|n| *n == 0)
+    }
+
     /// The epoch of the current bucket.
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -59,6 +59,7 @@ impl Engine {
             last,
             population: &self.population,
             record: self.record_traces,
+            silence_unwatched: quiet::silence_is_never_watched(&self.cfg.quiet_hosts),
         };
         for scope in Scope::ALL {
             let table = &mut self.tables[scope.index()];
@@ -149,6 +150,9 @@ pub(super) struct EvalCtx<'a> {
     pub(super) population: &'a Population,
     /// Hot keys record their evaluations.
     pub(super) record: bool,
+    /// The quiet-host floors never watch a key with no traffic
+    /// ([`quiet::silence_is_never_watched`]).
+    pub(super) silence_unwatched: bool,
 }
 
 /// Rates and thresholds of one key at one evaluation.
@@ -213,6 +217,20 @@ impl EvalCtx<'_> {
         building: &mut Population,
     ) -> bool {
         self.roll(scope, st, building);
+        if self.is_silent(scope, st) {
+            // every rate is 0: nothing can start, be pending, be watched or be dropped; only the
+            // watch levels follow the thresholds (what judge_key would conclude)
+            let usual = self.thresholds(scope, st);
+            set_watch_levels(st, &usual, self.window_s);
+        } else {
+            self.judge_key(scope, key, st, out);
+        }
+        self.keep(st)
+    }
+
+    /// Reads a key whose window has rolled to this evaluation and judges it: an alert starts,
+    /// updates or ends; a key near its thresholds is pending or watched.
+    fn judge_key(&self, scope: Scope, key: Key, st: &mut KeyState, out: &mut Vec<AlertEvent>) {
         let mut r = self.read(scope, st);
         // a quiet host's floor is for whole windows: the short window and the levels at which
         // evidence starts keep the usual thresholds
@@ -237,20 +255,7 @@ impl EvalCtx<'_> {
             }
             w => w,
         };
-        st.watch_at = {
-            let min_thr = usual[Signal::Syn.index()..=Signal::SynAck.index()]
-                .iter()
-                .copied()
-                .fold(usual[0], f64::min);
-            watch_level(min_thr, self.window_s)
-        };
-        st.watch_req = {
-            let min_thr = Signal::REQUEST_SIGNALS
-                .iter()
-                .map(|s| usual[s.index()])
-                .fold(f64::INFINITY, f64::min);
-            u32::try_from(watch_level(min_thr, self.window_s)).unwrap_or(u32::MAX)
-        };
+        set_watch_levels(st, &usual, self.window_s);
         match std::mem::replace(&mut st.phase, Phase::Idle) {
             prev @ (Phase::Idle | Phase::Pending(_)) => {
                 // a source is also judged on its short window for attack signals
@@ -324,7 +329,6 @@ impl EvalCtx<'_> {
             }
             Phase::Active(a) => self.eval_active(scope, key, st, a, &r, out),
         }
-        self.keep(st)
     }
 
     /// Judges `r` of a key against the quiet-host floors ([`quiet`]), lowering its thresholds where
@@ -555,12 +559,40 @@ impl EvalCtx<'_> {
         thresholds
     }
 
+    /// True for a key with no alert, no evidence and nothing in its window (a key of ordinary
+    /// traffic waiting to be evicted), when no quiet floor can watch it.
+    fn is_silent(&self, scope: Scope, st: &KeyState) -> bool {
+        matches!(st.phase, Phase::Idle)
+            && st.evidence.is_none()
+            && st.window.is_empty()
+            && (scope != Scope::DstHost || self.silence_unwatched)
+    }
+
     /// Whether to keep a key after its evaluation.
     fn keep(&self, st: &KeyState) -> bool {
         !(matches!(st.phase, Phase::Idle)
             && st.window.is_idle()
             && st.idle_windows >= self.cfg.idle_windows.max(1))
     }
+}
+
+/// Sets the levels at which a key starts watching its packets and its requests from its usual
+/// thresholds `usual`.
+fn set_watch_levels(st: &mut KeyState, usual: &[f64; Signal::THRESHOLDED], window_s: f64) {
+    st.watch_at = {
+        let min_thr = usual[Signal::Syn.index()..=Signal::SynAck.index()]
+            .iter()
+            .copied()
+            .fold(usual[0], f64::min);
+        watch_level(min_thr, window_s)
+    };
+    st.watch_req = {
+        let min_thr = Signal::REQUEST_SIGNALS
+            .iter()
+            .map(|s| usual[s.index()])
+            .fold(f64::INFINITY, f64::min);
+        u32::try_from(watch_level(min_thr, window_s)).unwrap_or(u32::MAX)
+    };
 }
 
 /// Starts watching a key's packets (its evidence: senders, ports, short window) unless it already
@@ -583,5 +615,116 @@ fn requests_only(scope: Scope, st: &mut KeyState) {
         let clients = e.clients.take();
         **e = Evidence::for_requests(scope);
         e.clients = clients;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::key_state::At;
+    use super::*;
+    use crate::config::QuietFloors;
+    use crate::window::Counts;
+
+    /// A key made at window 0 that saw no traffic (a baseline warmed on 2 packets a second when
+    /// `warm`), or only request signals when `requests`.
+    fn quiet_key(cfg: &DetectConfig, scope: Scope, warm: bool, requests: bool) -> KeyState {
+        let at = At {
+            ts: 0,
+            epoch: 0,
+            tick: 0,
+            ticks_per_window: 10,
+        };
+        let mut st = KeyState::new(&at, 3, None, 0);
+        if warm {
+            let floors = &cfg.settings_for(scope, 0).0.per_signal;
+            let mut rates = [0.0; COUNTERS];
+            rates[Signal::Packets.index()] = 2.0;
+            rates[Signal::Bytes.index()] = 120.0;
+            for _ in 0..cfg.baseline.mature_windows.max(1) * 2 {
+                st.baseline.learn(&rates, floors, &cfg.baseline);
+            }
+        }
+        if requests {
+            let mut c = Counts::default();
+            c.n[Signal::HttpRequests.index()] = 5;
+            st.window.record(0, &c);
+        }
+        st
+    }
+
+    fn ctx<'a>(cfg: &'a DetectConfig, population: &'a Population, epoch: u64) -> EvalCtx<'a> {
+        let (window_ns, tick_ns) = (cfg.window_ns(), cfg.tick_ns());
+        EvalCtx {
+            cfg,
+            now: Timestamp(epoch * window_ns),
+            epoch,
+            tick: epoch * window_ns / tick_ns,
+            frac: 0.0,
+            window_s: cfg.window.as_secs_f64(),
+            window_ns,
+            short_s: 2.0 * tick_ns as f64 / 1e9,
+            seq: 1,
+            last: false,
+            population,
+            record: false,
+            silence_unwatched: quiet::silence_is_never_watched(&cfg.quiet_hosts),
+        }
+    }
+
+    #[test]
+    fn a_silent_key_is_judged_as_reading_it_would() {
+        let zero_floors = DetectConfig {
+            quiet_hosts: QuietFloors {
+                per_signal: [0.0; 4],
+            },
+            ..DetectConfig::default()
+        };
+        let population = Population::new();
+        let key = Key::host(std::net::Ipv4Addr::new(198, 51, 100, 7).into());
+        let mut shortcuts = 0;
+        for (zero, cfg) in [(false, DetectConfig::default()), (true, zero_floors)] {
+            for scope in Scope::ALL {
+                for (warm, requests, epoch) in [
+                    (false, false, 1),
+                    (true, false, 1),
+                    (true, false, 3),
+                    (true, true, 1),
+                ] {
+                    let c = ctx(&cfg, &population, epoch);
+                    let case = format!("{scope:?} warm {warm} requests {requests} epoch {epoch}");
+                    let mut a = quiet_key(&cfg, scope, warm, requests);
+                    let mut b = quiet_key(&cfg, scope, warm, requests);
+                    let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+                    let (mut pop_a, mut pop_b) = (Population::new(), Population::new());
+                    let keep_a = c.eval_key(scope, key, &mut a, &mut out_a, &mut pop_a);
+                    c.roll(scope, &mut b, &mut pop_b);
+                    let silent = c.is_silent(scope, &b);
+                    shortcuts += usize::from(silent);
+                    // a window of requests alone is not silent; nor is a destination host under
+                    // a zero quiet floor
+                    let full_path = requests || (zero && scope == Scope::DstHost);
+                    assert_eq!(silent, !full_path, "{case}");
+                    c.judge_key(scope, key, &mut b, &mut out_b);
+                    let keep_b = c.keep(&b);
+                    let seen = |st: &KeyState| {
+                        (
+                            st.watch_at,
+                            st.watch_req,
+                            st.baseline,
+                            st.evidence.is_some(),
+                            matches!(st.phase, Phase::Idle),
+                        )
+                    };
+                    assert_eq!((keep_a, seen(&a)), (keep_b, seen(&b)), "{case}");
+                    assert_eq!((out_a.len(), out_b.len()), (0, 0), "{case}");
+                    // why a zero quiet floor keeps the shortcut away from destination hosts: it
+                    // watches a warm host that receives nothing
+                    if zero && scope == Scope::DstHost && warm && !requests {
+                        assert!(b.evidence.is_some(), "{case}");
+                    }
+                }
+            }
+        }
+        assert!(shortcuts >= 20, "{shortcuts}");
     }
 }

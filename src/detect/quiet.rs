@@ -121,6 +121,12 @@ pub(super) fn judge(
     v
 }
 
+/// True when [`judge`] can neither watch nor lower anything for a key whose window holds no
+/// traffic: every quiet floor is positive, so a rate of 0 stays under its watch share.
+pub(super) fn silence_is_never_watched(floors: &QuietFloors) -> bool {
+    floors.per_signal.iter().all(|f| 0.0 < WATCH_SHARE * f)
+}
+
 /// The mark of an attack of kind `s` that the window's counts show.
 fn counts_mark(s: Signal, r: &Reading, baseline: &Baseline) -> bool {
     let est = |s: Signal| r.est[s.index()];
