@@ -412,10 +412,12 @@ impl Aggregator {
                 };
                 let entry = if i < 2 {
                     // (a destination's entries are all admitted)
-                    match (cached.map(|(e, _)| e[i]), agg.find(key)) {
-                        (Some(x), _) if x != NO_ENTRY => x,
-                        (_, Some(x)) if agg.admitted(x) => x,
-                        _ => agg.insert(key, ts, true, 1, false),
+                    match cached.map(|(e, _)| e[i]).filter(|x| *x != NO_ENTRY) {
+                        Some(x) => x,
+                        None => match agg.find(key) {
+                            Some(x) if agg.admitted(x) => x,
+                            _ => agg.insert(key, ts, true, 1, false),
+                        },
                     }
                 } else {
                     // a client's requests count where its packets count: in its entry, or in
