@@ -275,7 +275,14 @@ impl Aggregator {
             let (entries, host) = match self.last_dst {
                 // a flood's packets: one compare for both destination scopes
                 Some((dst, m, e, h)) if dst == p.dst && m == dst_mask => (e, h),
-                _ => self.dst_entries(p, mask, dst_mask, ts),
+                // ordinary traffic: a destination met earlier in the aggregate
+                _ => match self.cached_dst(p.dst, dst_mask) {
+                    Some((e, h)) => {
+                        self.last_dst = Some((p.dst, dst_mask, e, h));
+                        (e, h)
+                    }
+                    None => self.dst_entries(p, mask, dst_mask, ts),
+                },
             };
             // the peer of destination keys, drawn once for both (sampling, distinct sources)
             let mut draw = None;
@@ -442,7 +449,8 @@ impl Aggregator {
         self.conn_events.clear();
     }
 
-    /// The entries of `p`'s destination keys (made when missing), remembered for the next packet.
+    /// The entries of `p`'s destination keys when neither the last destination nor the cache has
+    /// them: found or made, then remembered in both.
     #[cold]
     fn dst_entries(
         &mut self,
@@ -451,10 +459,6 @@ impl Aggregator {
         dst_mask: u8,
         ts: u64,
     ) -> ([u32; 2], u32) {
-        if let Some((e, host)) = self.cached_dst(p.dst, dst_mask) {
-            self.last_dst = Some((p.dst, dst_mask, e, host));
-            return (e, host);
-        }
         let mut e = [NO_ENTRY; 2];
         let keys = [Key::host(p.dst), self.subnets.of(p.dst)];
         for (i, scope) in [Scope::DstHost, Scope::DstSubnet].into_iter().enumerate() {
