@@ -731,6 +731,41 @@ mod tests {
     }
 
     #[test]
+    fn a_destination_met_under_other_scopes_is_not_counted_in_the_cached_ones() {
+        let cfg = DetectConfig::default();
+        let mut agg = Aggregator::for_router(&cfg);
+        let (d1, d2) = (0x0a00_0101, 0x0a00_0202);
+        let mut add = |dst: u32, mask: ScopeMask, n: u64| {
+            let p = pkt(dst, 0xcb00_7105);
+            let stamp = Stamp {
+                at: p.ts,
+                load: n + 1,
+            };
+            let (at, _) = agg.tick_of(stamp);
+            agg.add(&p, stamp, mask, at);
+        };
+        // d1 in both destination scopes, then d2 (d1 is no longer the last destination, only in
+        // the cache), then d1 in its host scope alone: its subnet must not count that packet
+        add(d1, ScopeMask::ALL, 0);
+        add(d2, ScopeMask::ALL, 1);
+        add(d1, ScopeMask(0b0001), 2);
+        let t = agg.take();
+        let count = |scope: usize, key: Key| {
+            t.scopes[scope]
+                .iter()
+                .find(|(e, _)| e.key == key)
+                .map(|(e, _)| e.counts().get(Signal::Packets))
+        };
+        let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(d1));
+        assert_eq!(count(0, Key::host(ip)), Some(2));
+        let subnet = Key::V4 {
+            addr: d1 & 0xffff_ff00,
+            prefix: 24,
+        };
+        assert_eq!(count(1, subnet), Some(1));
+    }
+
+    #[test]
     fn a_tick_with_too_many_samples_leaves_in_a_part_when_they_fill_it() {
         let cfg = DetectConfig::default();
         let mut agg = Aggregator::for_router(&cfg);
