@@ -96,9 +96,9 @@ pub struct TickAggregate {
 /// the slot of the host inside its dst_subnet entry: valid until the aggregate is taken.
 type DstEntries = (std::net::IpAddr, u8, [u32; 2], u32);
 
-/// Bits of a slot of [`Aggregator::dst_cache`]: ordinary traffic interleaves the packets of many
-/// destinations in a tick (a site's replies go to each of its clients), and each found again there
-/// skips two lookups and a host's. 1 024 slots of 40 bytes.
+/// Bits of a slot's index in [`Aggregator::dst_cache`]: ordinary traffic interleaves the packets of
+/// many destinations in a tick (a site's replies go to each of its clients), and each found again
+/// there skips two lookups and a host's. 1 024 slots of 40 bytes.
 const DST_CACHE_BITS: u32 = 10;
 const DST_CACHE_SLOTS: usize = 1 << DST_CACHE_BITS;
 
