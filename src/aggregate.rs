@@ -528,6 +528,165 @@ impl ScopeAggregate {
     }
 }
 
+/// An entry's counts and state as [`ScopeAggregate::push_entry`] takes them and
+/// [`KeyAgg::fields`] gives them: what a bus batch of aggregates carries for a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryFields {
+    pub key: Key,
+    /// Packets by [`PacketClass`] index.
+    pub classes: [u64; PacketClass::COUNT],
+    pub bytes: u64,
+    /// Indexed as [`Signal::REQUEST_SIGNALS`].
+    pub requests: [u32; 3],
+    pub summaries: u32,
+    pub first_ts: u64,
+    pub admitted: bool,
+    pub amp: (u16, u32),
+    /// A power of two, 1 to 256.
+    pub rate: u32,
+    pub hosts_exact: bool,
+    /// Hosts the key made room for (may be more than the hosts pushed: the aggregate's bound).
+    pub hosts_n: u32,
+}
+
+impl KeyAgg {
+    /// Its counts and state, without its samples, registers, hosts, clients and details.
+    pub fn fields(&self) -> EntryFields {
+        EntryFields {
+            key: self.key,
+            classes: self.classes,
+            bytes: self.bytes,
+            requests: self.requests,
+            summaries: self.summaries,
+            first_ts: self.first_ts,
+            admitted: self.admitted,
+            amp: self.amp,
+            rate: self.rate,
+            hosts_exact: self.hosts_exact,
+            hosts_n: self.hosts_n,
+        }
+    }
+}
+
+/// Appends `n` to the items of an entry whose first item is `*first`: the entry is the last one
+/// and its items are the last ones of the arena, so its tail is the item before `n`.
+fn link_tail<T: SetLink>(items: &mut [T], first: &mut u32, n: u32) {
+    if *first == NONE {
+        *first = n;
+    } else if let Some(prev) = n.checked_sub(1).and_then(|i| items.get_mut(i as usize)) {
+        prev.set_next(n);
+    }
+}
+
+/// An arena item whose link can be set.
+trait SetLink {
+    fn set_next(&mut self, next: u32);
+}
+
+macro_rules! set_link_by_next {
+    ($($t:ty),*) => {
+        $(impl SetLink for $t {
+            fn set_next(&mut self, next: u32) {
+                self.next = next;
+            }
+        })*
+    };
+}
+
+set_link_by_next!(Sample, HostCount, ClientCount, Detail);
+
+impl ScopeAggregate {
+    /// Appends an entry (rebuilding an aggregate, as a bus batch is read): the samples, hosts,
+    /// clients and details pushed next are its own, and its iteration gives them in the order
+    /// they were pushed. A rate that is not a power of two up to 256 is made one.
+    pub fn push_entry(&mut self, f: EntryFields, regs: Option<Hll>) {
+        let regs = match regs {
+            Some(r) => {
+                self.regs.push(r);
+                (self.regs.len() - 1) as u32
+            }
+            None => NONE,
+        };
+        self.entries.push(KeyAgg {
+            key: f.key,
+            classes: f.classes,
+            bytes: f.bytes,
+            requests: f.requests,
+            first_client: NONE,
+            first_detail: NONE,
+            summaries: f.summaries,
+            first_ts: f.first_ts,
+            admitted: f.admitted,
+            amp: f.amp,
+            rate: f.rate.clamp(1, 256).next_power_of_two(),
+            regs,
+            first_sample: NONE,
+            last_sample: NONE,
+            first_host: NONE,
+            hosts_exact: f.hosts_exact,
+            hosts_n: f.hosts_n,
+        });
+    }
+
+    /// A sample of the last entry, standing for `rate` summaries. Nothing without an entry.
+    pub fn push_sample(&mut self, p: PacketSummary, rate: u32) {
+        let Some(e) = self.entries.last_mut() else {
+            return;
+        };
+        let n = self.samples.len() as u32;
+        self.samples.push(Sample {
+            p,
+            rate,
+            next: NONE,
+        });
+        link_tail(&mut self.samples, &mut e.first_sample, n);
+        e.last_sample = n;
+    }
+
+    /// A host's packets inside the last entry (a subnet key). Nothing without an entry.
+    pub fn push_host(&mut self, host: std::net::IpAddr, packets: u64) {
+        let Some(e) = self.entries.last_mut() else {
+            return;
+        };
+        let n = self.hosts.len() as u32;
+        self.hosts.push(HostCount {
+            host,
+            packets,
+            next: NONE,
+        });
+        link_tail(&mut self.hosts, &mut e.first_host, n);
+    }
+
+    /// A client's request signals at the last entry (a destination key). Nothing without an
+    /// entry.
+    pub fn push_client(&mut self, client: std::net::IpAddr, counts: [u32; 3]) {
+        let Some(e) = self.entries.last_mut() else {
+            return;
+        };
+        let n = self.clients.len() as u32;
+        self.clients.push(ClientCount {
+            client,
+            counts,
+            next: NONE,
+        });
+        link_tail(&mut self.clients, &mut e.first_client, n);
+    }
+
+    /// What a request at the last entry asked for. Nothing without an entry.
+    pub fn push_detail(&mut self, kind: u8, text: Box<str>) {
+        let Some(e) = self.entries.last_mut() else {
+            return;
+        };
+        let n = self.details.len() as u32;
+        self.details.push(Detail {
+            kind,
+            text,
+            next: NONE,
+        });
+        link_tail(&mut self.details, &mut e.first_detail, n);
+    }
+}
+
 /// What an entry leaves besides its counts.
 pub struct Drained<'a> {
     pub samples: SampleIter<'a>,

@@ -534,6 +534,24 @@ impl Hll {
         self.regs.fill(0);
     }
 
+    /// Registers in a counter.
+    pub const REGISTERS: usize = Hll::M;
+
+    /// Its registers, as [`Hll::from_registers`] takes them (a bus batch carries them).
+    pub fn registers(&self) -> &[u8] {
+        &self.regs[..]
+    }
+
+    /// A counter with registers `regs`: None unless there are [`Hll::REGISTERS`] of them, each a
+    /// rank [`Hll::slot`] can give.
+    pub fn from_registers(regs: &[u8]) -> Option<Hll> {
+        let max_rank = (64 - Hll::BITS + 1) as u8;
+        let regs: [u8; Hll::M] = regs.try_into().ok()?;
+        regs.iter().all(|&r| r <= max_rank).then(|| Hll {
+            regs: Box::new(regs),
+        })
+    }
+
     /// The estimated number of distinct items added.
     pub fn estimate(&self) -> u64 {
         let m = Hll::M as f64;

@@ -6,15 +6,16 @@
 //! ```text
 //! header (44 bytes)
 //!   0  magic      "FWSB"
-//!   4  version    u8 = 3 (2: no TCP number; 1: no repeat byte)
-//!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); a
-//!                 reader refuses other bits
+//!   4  version    u8 = 4 (3: no aggregates; 2: no TCP number; 1: no repeat byte)
+//!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); bit 1
+//!                 the body is one tick's aggregates, not summaries ([`aggregates`]); a reader
+//!                 refuses other bits
 //!   6  partition  u16
 //!   8  node       u32   ingest node id (unique in the cluster)
 //!  12  seq        u64   batch number of (node, partition), from 1: a detector drops repeats
 //!  20  watermark  u64   ns: the node has published every summary older than this for the partition
 //!  28  base_ts    u64   ns: the smallest timestamp in the batch
-//!  36  count      u32   summaries that follow
+//!  36  count      u32   summaries that follow (aggregates: the keys)
 //!  40  length     u32   bytes of summaries that follow (a reader checks it before decoding)
 //! summary
 //!   tag      u8      bit 0 source is IPv6; bits 1–2 fragment (0 none, 1 first, 2 later); bit 3
@@ -46,10 +47,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::decode::{Fragment, HeaderFields, PacketSummary};
 use crate::time::Timestamp;
 
+pub mod aggregates;
+
 /// The first four bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"FWSB";
 /// The encoding version this build writes and reads.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Header bytes.
 pub const HEADER_LEN: usize = 44;
 
@@ -82,6 +85,8 @@ pub struct BatchHeader {
 
 /// Header flag: [`BatchHeader::last`].
 const FLAG_LAST: u8 = 0x01;
+/// Header flag: the body is aggregates ([`aggregates`]).
+const FLAG_AGGREGATES: u8 = 0x02;
 
 /// Why bytes are not a batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +97,11 @@ pub enum WireError {
     Version(u8),
     #[error("summary batch with unknown flags {0:#04x}")]
     Flags(u8),
+    #[error("a batch of {found} where {wanted} were expected: every node of a cluster must aggregate at its edge, or none (`ingest --edge-admission`)")]
+    Kind {
+        found: &'static str,
+        wanted: &'static str,
+    },
     #[error("summary batch cut short: {0}")]
     Truncated(&'static str),
     #[error("summary batch with {0} bytes after its last summary")]
@@ -108,6 +118,8 @@ pub struct BatchWriter {
     base_ts: u64,
     /// The previous summary: fields equal to its are left out (a flood repeats most of them).
     prev: Option<PacketSummary>,
+    /// Header flags besides [`FLAG_LAST`] (what the body holds).
+    kind: u8,
 }
 
 impl BatchWriter {
@@ -121,6 +133,7 @@ impl BatchWriter {
             count: 0,
             base_ts: base_ts.0,
             prev: None,
+            kind: 0,
         }
     }
 
@@ -254,7 +267,7 @@ impl BatchWriter {
         let h = &mut self.buf[..HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
         h[4] = VERSION;
-        h[5] = if header.last { FLAG_LAST } else { 0 };
+        h[5] = self.kind | if header.last { FLAG_LAST } else { 0 };
         h[6..8].copy_from_slice(&header.partition.to_be_bytes());
         h[8..12].copy_from_slice(&header.node.to_be_bytes());
         h[12..20].copy_from_slice(&header.seq.to_be_bytes());
@@ -289,38 +302,13 @@ pub fn batch_count(bytes: &[u8]) -> u64 {
 /// Reads a batch: its header, then every summary appended to `out`. Nothing is appended unless the
 /// whole batch decodes.
 pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchHeader, WireError> {
-    let head = bytes
-        .get(..HEADER_LEN)
-        .ok_or(WireError::Truncated("header"))?;
-    if head[0..4] != MAGIC {
-        return Err(WireError::Magic);
-    }
-    if head[4] != VERSION {
-        return Err(WireError::Version(head[4]));
-    }
-    if head[5] & !FLAG_LAST != 0 {
-        return Err(WireError::Flags(head[5]));
-    }
-    let u16_at = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
-    let u32_at = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-    let u64_at = |i: usize| (u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4));
-    let header = BatchHeader {
-        partition: u16_at(6),
-        node: u32_at(8),
-        seq: u64_at(12),
-        watermark: u64_at(20),
-        last: head[5] & FLAG_LAST != 0,
-    };
-    let base_ts = u64_at(28);
-    let count = u32_at(36);
-    let len = u32_at(40) as usize;
-    let body = &bytes[HEADER_LEN..];
-    if body.len() < len {
-        return Err(WireError::Truncated("summaries"));
-    }
-    if body.len() > len {
-        return Err(WireError::Trailing(body.len() - len));
-    }
+    let Body {
+        header,
+        base_ts,
+        count,
+        body,
+    } = body_of(bytes, 0)?;
+    let len = body.len();
     // the smallest summary is 7 bytes (tag, repeats, time, an IPv4 source): a count the body
     // cannot hold is refused before reserving
     if (count as usize).saturating_mul(7) > len {
@@ -349,6 +337,64 @@ pub fn decode_batch(bytes: &[u8], out: &mut Vec<PacketSummary>) -> Result<BatchH
         return Err(WireError::Trailing(body.len() - r.at));
     }
     Ok(header)
+}
+
+/// A batch's header and body, checked.
+struct Body<'a> {
+    header: BatchHeader,
+    base_ts: u64,
+    count: u32,
+    body: &'a [u8],
+}
+
+/// Reads and checks a batch's header (`kind`: the flags that say what its body holds) and
+/// finds its body.
+fn body_of(bytes: &[u8], kind: u8) -> Result<Body<'_>, WireError> {
+    let head = bytes
+        .get(..HEADER_LEN)
+        .ok_or(WireError::Truncated("header"))?;
+    if head[0..4] != MAGIC {
+        return Err(WireError::Magic);
+    }
+    if head[4] != VERSION {
+        return Err(WireError::Version(head[4]));
+    }
+    if head[5] & !(FLAG_LAST | FLAG_AGGREGATES) != 0 {
+        return Err(WireError::Flags(head[5]));
+    }
+    if head[5] & FLAG_AGGREGATES != kind {
+        let name = |k: u8| if k == 0 { "summaries" } else { "aggregates" };
+        return Err(WireError::Kind {
+            found: name(head[5] & FLAG_AGGREGATES),
+            wanted: name(kind),
+        });
+    }
+    let u16_at = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
+    let u32_at = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let u64_at = |i: usize| (u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4));
+    let header = BatchHeader {
+        partition: u16_at(6),
+        node: u32_at(8),
+        seq: u64_at(12),
+        watermark: u64_at(20),
+        last: head[5] & FLAG_LAST != 0,
+    };
+    let base_ts = u64_at(28);
+    let count = u32_at(36);
+    let len = u32_at(40) as usize;
+    let body = &bytes[HEADER_LEN..];
+    if body.len() < len {
+        return Err(WireError::Truncated("summaries"));
+    }
+    if body.len() > len {
+        return Err(WireError::Trailing(body.len() - len));
+    }
+    Ok(Body {
+        header,
+        base_ts,
+        count,
+        body,
+    })
 }
 
 struct Reader<'a> {
@@ -650,7 +696,7 @@ mod tests {
         ]
     }
 
-    fn any_summary() -> impl Strategy<Value = PacketSummary> {
+    pub(super) fn any_summary() -> impl Strategy<Value = PacketSummary> {
         (
             (0u64..1 << 40, any_ip(), any_ip(), any::<u8>(), any::<u16>()),
             (
