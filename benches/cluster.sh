@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bus path against one machine (issue 15): a capture replayed by one `floodwatch replay` (the
 # in-process pipeline) and by an ingest node (`replay --publish`) → nats-server (JetStream, file
-# storage, on loopback) → a detector node (`detect --partitions 0-7`), in the same run, interleaved.
+# storage, on loopback) → a detector node (`detect --partitions 0-7`), in the same run, interleaved;
+# the bus twice: summaries (the default) and per-tick aggregates (`--edge-admission`).
 #
 #   benches/cluster.sh            # 3 interleaved runs of 2 M minimum-size SYN-flood packets
 #   benches/cluster.sh --quick    # 1 run of 0.5 M packets
@@ -14,8 +15,8 @@
 # - packets per CPU-second of each path (CPU = user+sys of every process of the path: replay alone;
 #   ingest + nats-server + detector) and their ratio (issue 22's target: ≥ 80 %), also with the
 #   CPU of a run of a few packets (processes, streams, consumers: the fixed costs) taken out of both;
-# - the CPU cost per published summary of publishing (ingest node), carrying (nats-server) and
-#   consuming (detector node), in ns;
+# - the CPU cost per packet of publishing (ingest node), carrying (nats-server) and consuming
+#   (detector node), in ns, for each kind of batch;
 # - added detection latency: a capture with many alerts replayed at capture speed
 #   (`--realtime`) in-process and through the bus (40 sources at the floor: ~80 start/end events); for each alert event, the wall time it was
 #   written after its process started, bus minus in-process (median, p99, max; target p99 ≤ 50 ms).
@@ -94,11 +95,12 @@ TINY="$BENCH_DIR/cluster-tiny.pcap"
 synth_once "$TINY" syn-flood --background-pps 0 --duration 100ms --attack-start 0s --attack-duration 100ms \
   --attack-pps 200 --sources 10
 
-# bus_run CAPTURE NAME MAX_BYTES: one run of the bus path (a detector, then an ingest node
-# publishing CAPTURE; the cluster's streams reserve MAX_BYTES); sets ING, DET, SRV (CPU seconds of
-# each process) and SUMS (summaries published).
+# bus_run CAPTURE NAME MAX_BYTES [INGEST OPTION...]: one run of the bus path (a detector, then an
+# ingest node publishing CAPTURE; the cluster's streams reserve MAX_BYTES); sets ING, DET, SRV (CPU
+# seconds of each process) and SUMS (summaries or key aggregates published).
 bus_run() {
   local cluster="$2$$" max="$3" srv0 det du ds
+  local mode=("${@:4}")
   # (what nats-server still does after the last run — writing, removing — is not this run's)
   sleep 0.5
   srv0="$(cpu_of "$NATS_PID")"
@@ -106,16 +108,17 @@ bus_run() {
       --exit-at-end --from-start --seed 1 -q "${SEC[@]}" >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
   det=$!
   sleep 0.3
-  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --node-id 1 "${SEC[@]}" "$1"
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --node-id 1 "${mode[@]}" "${SEC[@]}" "$1"
   ING="$CPU"
   wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
   read -r du ds <"$BENCH_DIR/det.time"
   DET="$(calc "$du + $ds")"
   SRV="$(calc "$(cpu_of "$NATS_PID") - $srv0")"
-  SUMS="$(sed -n 's/^published: \([0-9]*\) summaries.*/\1/p' "$BENCH_DIR/ingest.err")"
+  SUMS="$(sed -n 's/^published: \([0-9]*\) \(summaries\|key aggregates\) .*/\1/p' "$BENCH_DIR/ingest.err")"
 }
 
 declare -a IN_CPU BUS_CPU ING_CPU SRV_CPU DET_CPU SUMS_ALL IN0_CPU BUS0_CPU
+declare -a EBUS_CPU EING_CPU ESRV_CPU EDET_CPU EAGGS_ALL EBUS0_CPU
 for r in $(seq "$RUNS"); do
   timed "$BENCH_DIR/inproc" "$FW" replay --quiet --seed 1 "$CAP"
   IN_CPU+=("$CPU")
@@ -132,24 +135,37 @@ for r in $(seq "$RUNS"); do
   bus_run "$TINY" "tiny$r" 64M
   BUS0_CPU+=("$(calc "$ING + $DET + $SRV")")
   log "run $r/$RUNS a few packets: in-process $in0 s; bus: ingest $ING s, nats-server $SRV s, detector $DET s cpu"
+  bus_run "$CAP" "edge$r" 512M --edge-admission
+  cmp -s <(grep -c '"event":"start"' "$BENCH_DIR/inproc.out") <(grep -c '"event":"start"' "$BENCH_DIR/det.out") ||
+    log "warning: in-process and --edge-admission raised different numbers of alerts"
+  EING_CPU+=("$ING") EDET_CPU+=("$DET") ESRV_CPU+=("$SRV") EAGGS_ALL+=("$SUMS")
+  EBUS_CPU+=("$(calc "$ING + $DET + $SRV")")
+  log "run $r/$RUNS bus, --edge-admission: ingest $ING s, nats-server $SRV s, detector $DET s cpu; $SUMS key aggregates"
+  bus_run "$TINY" "etiny$r" 64M --edge-admission
+  EBUS0_CPU+=("$(calc "$ING + $DET + $SRV")")
 done
 
 in_cpu="$(median "${IN_CPU[@]}")" bus_cpu="$(median "${BUS_CPU[@]}")"
 ing="$(median "${ING_CPU[@]}")" srv="$(median "${SRV_CPU[@]}")" det="$(median "${DET_CPU[@]}")"
 sums="$(median "${SUMS_ALL[@]}")"
 in0="$(median "${IN0_CPU[@]}")" bus0="$(median "${BUS0_CPU[@]}")"
+ebus_cpu="$(median "${EBUS_CPU[@]}")" ebus0="$(median "${EBUS0_CPU[@]}")" eaggs="$(median "${EAGGS_ALL[@]}")"
+eing="$(median "${EING_CPU[@]}")" esrv="$(median "${ESRV_CPU[@]}")" edet="$(median "${EDET_CPU[@]}")"
+# ratio IN BUS IN0 BUS0: bus / in-process, raw and with the runs of a few packets taken out
+ratio() { fixed 0 "100 * $1 / $2"; }
+ratio_long() { fixed 0 "100 * ($1 - $3) / ($2 - $4 > 0.001 ? $2 - $4 : 0.001)"; }
 printf '\n%s\n\n' "$(machine_line)"
-printf '%s packets (%s summaries on the bus: each goes to its destination'"'"'s and its source'"'"'s partition), median of %s interleaved runs\n\n' "$PACKETS" "$sums" "$RUNS"
-printf '| path | CPU s (user+sys) | M packets per CPU-second | CPU s of a run of a few packets |\n|---|---:|---:|---:|\n'
-printf '| in-process `replay` | %s | %s | %s |\n' "$in_cpu" "$(fixed 2 "$PACKETS / $in_cpu / 1e6")" "$in0"
-printf '| bus: ingest + nats-server + detector | %s | %s | %s |\n' "$bus_cpu" "$(fixed 2 "$PACKETS / $bus_cpu / 1e6")" "$bus0"
-printf '| bus / in-process | | %s %% | |\n' "$(fixed 0 "100 * $in_cpu / $bus_cpu")"
-printf '| bus / in-process, the run of a few packets taken out of both (a packet'"'"'s cost in a long run) | | %s %% | |\n\n' \
-  "$(fixed 0 "100 * ($in_cpu - $in0) / ($bus_cpu - $bus0 > 0.001 ? $bus_cpu - $bus0 : 0.001)")"
-printf '| cost per published summary | ns of CPU |\n|---|---:|\n'
-printf '| ingest node (read, decode, partition, encode, publish) | %s |\n' "$(fixed 0 "$ing * 1e9 / $sums")"
-printf '| nats-server (JetStream, %s storage) | %s |\n' "$STORAGE" "$(fixed 0 "$srv * 1e9 / $sums")"
-printf '| detector node (consume, decode, merge, detect) | %s |\n' "$(fixed 0 "$det * 1e9 / $sums")"
+printf '%s packets (%s summaries on the bus: each goes to its destination'"'"'s and its source'"'"'s partition; with --edge-admission %s key aggregates), median of %s interleaved runs\n\n' "$PACKETS" "$sums" "$eaggs" "$RUNS"
+printf '| path | CPU s (user+sys) | M packets per CPU-second | CPU s of a run of a few packets | / in-process | / in-process, the run of a few packets taken out of both (a packet'"'"'s cost in a long run) |\n|---|---:|---:|---:|---:|---:|\n'
+printf '| in-process `replay` | %s | %s | %s | | |\n' "$in_cpu" "$(fixed 2 "$PACKETS / $in_cpu / 1e6")" "$in0"
+printf '| bus, summaries: ingest + nats-server + detector | %s | %s | %s | %s %% | %s %% |\n' "$bus_cpu" "$(fixed 2 "$PACKETS / $bus_cpu / 1e6")" "$bus0" \
+  "$(ratio "$in_cpu" "$bus_cpu")" "$(ratio_long "$in_cpu" "$bus_cpu" "$in0" "$bus0")"
+printf '| bus, aggregates (`--edge-admission`) | %s | %s | %s | %s %% | %s %% |\n\n' "$ebus_cpu" "$(fixed 2 "$PACKETS / $ebus_cpu / 1e6")" "$ebus0" \
+  "$(ratio "$in_cpu" "$ebus_cpu")" "$(ratio_long "$in_cpu" "$ebus_cpu" "$in0" "$ebus0")"
+printf '| cost per packet, ns of CPU | summaries | aggregates |\n|---|---:|---:|\n'
+printf '| ingest node (read, decode, partition or aggregate, encode, publish) | %s | %s |\n' "$(fixed 0 "$ing * 1e9 / $PACKETS")" "$(fixed 0 "$eing * 1e9 / $PACKETS")"
+printf '| nats-server (JetStream, %s storage) | %s | %s |\n' "$STORAGE" "$(fixed 0 "$srv * 1e9 / $PACKETS")" "$(fixed 0 "$esrv * 1e9 / $PACKETS")"
+printf '| detector node (consume, decode, merge, detect) | %s | %s |\n' "$(fixed 0 "$det * 1e9 / $PACKETS")" "$(fixed 0 "$edet * 1e9 / $PACKETS")"
 
 # latency: 40 sources flooding at the source floor (many alerts), at capture speed, in-process and through the bus
 LAT="$BENCH_DIR/cluster-sources.pcap"

@@ -22,6 +22,25 @@ const TICK_NS: i64 = 100_000_000;
 
 /// Splits a classic pcap into two, packets alternating: what two sites would each have seen.
 fn split(pcap: &Path) -> (PathBuf, PathBuf) {
+    split_by(pcap, |i, _| i % 2)
+}
+
+/// Splits a classic pcap of Ethernet frames into two by source prefix (/24, /64): each source's
+/// packets, and its subnet's, all reach one of two ingest nodes (sites that each watch their own
+/// sources' links).
+fn split_by_source(pcap: &Path) -> (PathBuf, PathBuf) {
+    split_by(pcap, |_, frame| {
+        let prefix = match frame.get(12..14) {
+            Some([0x08, 0x00]) => frame.get(26..29),
+            Some([0x86, 0xdd]) => frame.get(22..30),
+            _ => None,
+        };
+        prefix.map_or(0, |p| p.iter().map(|b| usize::from(*b)).sum::<usize>() % 2)
+    })
+}
+
+/// Splits a classic pcap into two: record `i` with frame `f` goes to part `pick(i, f)`.
+fn split_by(pcap: &Path, pick: impl Fn(usize, &[u8]) -> usize) -> (PathBuf, PathBuf) {
     let bytes = std::fs::read(pcap).unwrap();
     let le = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || bytes[..4] == [0x4d, 0x3c, 0xb2, 0xa1];
     let (head, mut rest) = bytes.split_at(24);
@@ -35,7 +54,7 @@ fn split(pcap: &Path) -> (PathBuf, PathBuf) {
             u32::from_be_bytes([l[0], l[1], l[2], l[3]])
         } as usize;
         let (rec, r) = rest.split_at(16 + incl);
-        parts[i % 2].extend_from_slice(rec);
+        parts[pick(i, &rec[16..]) % 2].extend_from_slice(rec);
         rest = r;
         i += 1;
     }
@@ -173,6 +192,11 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 fn detector(url: &str, cluster: &str, parts: &str, extra: &[&str]) -> Node {
+    detector_of(url, cluster, parts, "2", extra)
+}
+
+/// A detector node that waits for `nodes` ingest nodes.
+fn detector_of(url: &str, cluster: &str, parts: &str, nodes: &str, extra: &[&str]) -> Node {
     let mut a = s(&[
         "detect",
         "--nats",
@@ -186,7 +210,7 @@ fn detector(url: &str, cluster: &str, parts: &str, extra: &[&str]) -> Node {
         "--partitions",
         parts,
         "--ingest-nodes",
-        "2",
+        nodes,
         "--exit-at-end",
         "--from-start",
         "--seed",
@@ -284,6 +308,72 @@ fn equivalence(url: &str, sec: &[&str]) {
         }
         assert_same_alerts(&one, &cluster_events, scenario);
         assert_same_counts(&one, &cluster_events, scenario);
+    }
+}
+
+#[test]
+fn ingest_nodes_that_admit_sources_at_their_edge_raise_exactly_the_alerts_of_one_machine() {
+    over_plain_nats(edge_equivalence);
+}
+
+/// Ingest nodes with `--edge-admission` (per-tick aggregates on the bus, wire version 4) and two
+/// detector nodes over NATS at `url`. Two ingest nodes, each with its own sources (split by source
+/// prefix): the alerts, their times and counts of one machine (each node samples its own share of
+/// a key's packets, so sampled evidence may differ). One ingest node: every event of one machine,
+/// updates, sources, signatures and rules included.
+fn edge_equivalence(url: &str, sec: &[&str]) {
+    let url = url.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let edge: Vec<&str> = ["--edge-admission"]
+        .into_iter()
+        .chain(sec.iter().copied())
+        .collect();
+    let cases = [
+        ("syn-flood", 2),
+        ("dns-reflection", 2),
+        ("carpet-bombing", 2),
+        ("sources-at-floor", 2),
+        ("syn-flood", 1),
+        ("sources-at-floor", 1),
+    ];
+    for (i, (scenario, nodes)) in cases.into_iter().enumerate() {
+        let what = format!("{scenario}, {nodes} ingest node(s)");
+        let pcap = common::synth(dir.path(), scenario, common::SHORT);
+        let one = replay_one(&pcap);
+        let cluster = format!("edge{i}");
+        let n = nodes.to_string();
+        let d1 = detector_of(&url, &cluster, "0-1", &n, sec);
+        let d2 = detector_of(&url, &cluster, "2-3", &n, sec);
+        let ingests = if nodes == 2 {
+            let (a, b) = split_by_source(&pcap);
+            vec![
+                ingest(&url, &cluster, "1", &a, &edge),
+                ingest(&url, &cluster, "2", &b, &edge),
+            ]
+        } else {
+            vec![ingest(&url, &cluster, "1", &pcap, &edge)]
+        };
+        for node in ingests {
+            let (ok, _, err) = node.finish(Duration::from_secs(60));
+            assert!(ok, "{what}: an ingest node failed:\n{err}");
+            assert!(err.contains("key aggregates in"), "{what}:\n{err}");
+        }
+        let mut cluster_events = Vec::new();
+        for (n, who) in [(d1, "detector 0-1"), (d2, "detector 2-3")] {
+            let (ok, out, err) = n.finish(Duration::from_secs(60));
+            assert!(ok, "{what}: {who} failed:\n{err}");
+            cluster_events.extend(events(&out));
+        }
+        assert_same_alerts(&one, &cluster_events, &what);
+        assert_same_counts(&one, &cluster_events, &what);
+        if nodes == 1 {
+            let lines = |evs: &[Value]| {
+                let mut v: Vec<String> = evs.iter().map(Value::to_string).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(lines(&one), lines(&cluster_events), "{what}: every event");
+        }
     }
 }
 

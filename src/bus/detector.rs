@@ -34,6 +34,7 @@ use crate::alert_output::EventLine;
 use crate::config::DetectConfig;
 use crate::detect::{Engine, ScopeMask, ShardSpec};
 use crate::key::Scope;
+use crate::time::Timestamp;
 
 /// Checkpoint container: magic, version.
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
@@ -533,6 +534,7 @@ pub fn run_detector(
                 events_subject: &events_subject,
                 suppress_upto,
                 last_written: &mut last_written,
+                verbose: cfg.verbose,
             },
         );
         consumers_stop.store(true, Ordering::Relaxed);
@@ -611,6 +613,8 @@ struct Loop<'a, 'e> {
     events_subject: &'a str,
     suppress_upto: Option<(u64, u32)>,
     last_written: &'a mut Option<(u64, u32)>,
+    /// Warnings on stderr (the first malformed batch).
+    verbose: bool,
 }
 
 impl Loop<'_, '_> {
@@ -686,11 +690,13 @@ fn consume(
     l: &mut Loop<'_, '_>,
 ) -> Result<(), DetectorError> {
     let mut released = Vec::new();
+    let mut ticks = Vec::new();
     let mut events = Vec::new();
     let mut started = false;
     let mut replies: Vec<Option<Delivered>> = (0..bus.cluster.partitions).map(|_| None).collect();
     let mut last_ckpt = Instant::now();
     let tick_ns = l.engine.config().tick_ns().max(1);
+    let window_ns = l.engine.config().window_ns().max(1);
     loop {
         if stop.load(Ordering::Relaxed) {
             // hand over: state saved, lease released so a standby starts at once
@@ -771,10 +777,30 @@ fn consume(
             l.merger.release_ticks(mono(l.t0), tick_ns, &mut released)
         };
         if let Some(upto) = upto {
+            let whole = if ending { u64::MAX } else { upto.0 };
+            l.merger.take_ticks(whole, tick_ns, &mut ticks);
             if !started {
                 started = true;
                 if let Some(s) = l.merger.start() {
                     l.engine.advance_to(s, &mut events);
+                }
+            }
+            // aggregates (`--edge-admission`): each tick's parts are counted as a shard counts a
+            // router's, after the evaluations due before the tick; a tick the clock has passed
+            // (a node heard again after silence) is counted at once
+            for mut t in ticks.drain(..) {
+                let start = Timestamp(t.tick.saturating_mul(tick_ns));
+                l.engine.advance_to(start, &mut events);
+                if let Some(now) = l.engine.clock_now().filter(|now| now.0 / tick_ns > t.tick) {
+                    // late: counted into the clock's tick and window, as a late summary is
+                    t.tick = now.0 / tick_ns;
+                    t.epoch = now.0 / window_ns;
+                }
+                l.engine.absorb(&t);
+                if let Some(ts) = t.last_ts {
+                    // the clock at the tick's latest packet, as one machine's is (no step is due
+                    // inside a tick)
+                    l.engine.advance_to(ts, &mut events);
                 }
             }
             for (s, sides) in released.drain(..) {
@@ -817,7 +843,17 @@ fn take(l: &mut Loop<'_, '_>, replies: &mut [Option<Delivered>], f: &mut Feed, m
     }
     match l.merger.accept(m.payload(), mono(l.t0)) {
         Ok(h) => f.watermark = f.watermark.max(h.watermark),
-        Err(_) => l.stats.malformed_batches += 1,
+        Err(e) => {
+            if l.stats.malformed_batches == 0 && l.verbose {
+                // the first says why (a node of another version or kind, bytes cut in transit);
+                // the rest are counted
+                eprintln!(
+                    "floodwatch: warning: partition {}: a batch was refused: {e} (batches refused from now on are only counted)",
+                    f.partition
+                );
+            }
+            l.stats.malformed_batches += 1;
+        }
     }
     if let Some(r) = replies.get_mut(p) {
         *r = Some(m);

@@ -10,6 +10,10 @@
 //!   node cannot stop detection; it is back in as soon as a batch of it arrives.
 //! - Summaries are held until every live node's watermark has passed them, then released sorted by
 //!   time (ties keep their arrival order): the engine sees what one machine would have seen.
+//! - Aggregates (ingest nodes with `--edge-admission`) are held until every live node's watermark
+//!   has passed the end of their tick, then released by (tick, node, partition), each node's parts
+//!   of a tick in their order ([`Merger::take_ticks`]). A cluster carries one kind: a batch of the
+//!   other kind than the first one accepted is refused.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -17,8 +21,10 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::partition::{Cluster, DstCache, Sides};
-use super::wire::{decode_batch, BatchHeader, BatchWriter, WireError};
+use super::wire::aggregates::{decode_aggregate, encode_aggregate};
+use super::wire::{decode_batch, is_aggregates, BatchHeader, BatchWriter, WireError};
 use crate::decode::PacketSummary;
+use crate::detect::TickAggregate;
 use crate::time::Timestamp;
 
 /// What the merger counted.
@@ -36,6 +42,9 @@ pub struct MergeStats {
     pub silent_nodes: u64,
     /// Ingest nodes whose stream ended (a replay reached its end).
     pub ended_nodes: u64,
+    /// Keys of aggregates taken (ingest nodes with `--edge-admission`).
+    #[serde(default)]
+    pub key_aggregates: u64,
 }
 
 /// One owned partition as one ingest node publishes it.
@@ -89,6 +98,8 @@ pub struct Merger {
     start: Option<u64>,
     stats: MergeStats,
     scratch: Vec<PacketSummary>,
+    /// What the cluster's batches carry, once one was accepted: aggregates (true) or summaries.
+    aggregates: Option<bool>,
 }
 
 /// Why a saved merger state does not load.
@@ -100,6 +111,8 @@ pub enum MergeStateError {
     Wire(#[from] WireError),
     #[error("merger state: {0} held summaries but {1} origins")]
     Mismatch(usize, usize),
+    #[error("merger state: held aggregates cut short")]
+    Cut,
 }
 
 /// The merger's state in a checkpoint (held summaries travel as a wire batch beside it).
@@ -112,6 +125,8 @@ struct SavedMerger {
     start: Option<u64>,
     stats: MergeStats,
     first_heard: bool,
+    #[serde(default)]
+    aggregates: Option<bool>,
 }
 
 impl Merger {
@@ -140,6 +155,7 @@ impl Merger {
             start: None,
             stats: MergeStats::default(),
             scratch: Vec::new(),
+            aggregates: None,
         }
     }
 
@@ -153,6 +169,20 @@ impl Merger {
     /// Takes one batch received at wall time `now_ns`. A malformed batch is an error and changes
     /// nothing.
     pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<BatchHeader, WireError> {
+        let aggregates = is_aggregates(bytes);
+        if let Some(kind) = self.aggregates.filter(|k| *k != aggregates) {
+            let name = |k: bool| if k { "aggregates" } else { "summaries" };
+            return Err(WireError::Kind {
+                found: name(aggregates),
+                wanted: name(kind),
+            });
+        }
+        if aggregates {
+            let (h, t) = decode_aggregate(bytes)?;
+            self.aggregates = Some(true);
+            self.take_aggregate(h, t, now_ns);
+            return Ok(h);
+        }
         let mut summaries = std::mem::take(&mut self.scratch);
         summaries.clear();
         let h = decode_batch(bytes, &mut summaries);
@@ -163,12 +193,31 @@ impl Merger {
                 return Err(e);
             }
         };
+        self.aggregates = Some(false);
         self.take(h, &mut summaries, now_ns);
         self.scratch = summaries;
         Ok(h)
     }
 
-    fn take(&mut self, h: BatchHeader, summaries: &mut Vec<PacketSummary>, now_ns: u64) {
+    /// A node's aggregates of one tick (or part of one) for a partition.
+    fn take_aggregate(&mut self, h: BatchHeader, t: TickAggregate, now_ns: u64) {
+        // where a node starts: its first batch's watermark (it is sent at the first packet)
+        if !self.note(h, h.watermark, now_ns) {
+            return;
+        }
+        let keys: usize = t.scopes.iter().map(|s| s.entries().len()).sum();
+        self.stats.key_aggregates += keys as u64;
+        if keys == 0 && t.packets == 0 && t.deferred == [0; 2] {
+            return;
+        }
+        self.run_entry(h.node, h.partition).ticks.push_back(t);
+        self.held += 1;
+    }
+
+    /// The bookkeeping of every batch: ownership, the node heard from, repeats and gaps, the
+    /// watermark, a stream's start (`first`: the earliest time of a node's first batch) and end.
+    /// False when the batch is to be dropped (a foreign partition or a repeat).
+    fn note(&mut self, h: BatchHeader, first: u64, now_ns: u64) -> bool {
         if !self
             .owned
             .get(usize::from(h.partition))
@@ -176,7 +225,7 @@ impl Merger {
             .unwrap_or(false)
         {
             self.stats.foreign += 1;
-            return;
+            return false;
         }
         self.first_heard.get_or_insert(now_ns);
         let node = self.nodes.entry(h.node).or_insert(Node {
@@ -189,13 +238,10 @@ impl Merger {
         let part = node.parts.entry(h.partition).or_default();
         if h.seq <= part.seq {
             self.stats.duplicates += 1;
-            return;
+            return false;
         }
         if part.seq == 0 {
             // a node's first batch of a partition carries the time it started at
-            let first = summaries
-                .first()
-                .map_or(h.watermark, |s| s.ts.0.min(h.watermark));
             self.start = Some(self.start.map_or(first, |t| t.min(first)));
         }
         self.stats.gaps += h.seq - part.seq - 1;
@@ -209,6 +255,16 @@ impl Merger {
             }
         }
         self.stats.batches += 1;
+        true
+    }
+
+    fn take(&mut self, h: BatchHeader, summaries: &mut Vec<PacketSummary>, now_ns: u64) {
+        let first = summaries
+            .first()
+            .map_or(h.watermark, |s| s.ts.0.min(h.watermark));
+        if !self.note(h, first, now_ns) {
+            return;
+        }
         self.stats.summaries += summaries.len() as u64;
         let cluster = self.cluster;
         let mut cache = self.dst_cache;
@@ -231,15 +287,20 @@ impl Merger {
 
     /// The queue of (node, partition).
     fn run(&mut self, node: u32, partition: u16) -> &mut VecDeque<Held> {
+        &mut self.run_entry(node, partition).queue
+    }
+
+    fn run_entry(&mut self, node: u32, partition: u16) -> &mut Run {
         let i = *self.run_of.entry((node, partition)).or_insert_with(|| {
             self.runs.push(Run {
                 node,
                 partition,
                 queue: VecDeque::new(),
+                ticks: VecDeque::new(),
             });
             self.runs.len() - 1
         });
-        &mut self.runs[i].queue
+        &mut self.runs[i]
     }
 
     fn node_ended(&self, n: &Node) -> bool {
@@ -361,7 +422,34 @@ impl Merger {
         }
     }
 
-    /// Summaries held back.
+    /// Moves every held aggregate of a tick that ends at or before `upto` (a time
+    /// [`Merger::release_ticks`] or [`Merger::release`] returned; `u64::MAX`: all) into `out`, in
+    /// (tick, node, partition) order, each node's parts of a tick in their order. Ticks are
+    /// `tick_ns` long, counted from time 0 as the engine's clock counts them.
+    pub fn take_ticks(&mut self, upto: u64, tick_ns: u64, out: &mut Vec<TickAggregate>) {
+        let tick_ns = tick_ns.max(1);
+        let due = |t: &TickAggregate| {
+            upto == u64::MAX || t.tick.saturating_add(1).saturating_mul(tick_ns) <= upto
+        };
+        let mut heads = BinaryHeap::with_capacity(self.runs.len());
+        for (i, r) in self.runs.iter().enumerate() {
+            if let Some(t) = r.ticks.front().filter(|t| due(t)) {
+                heads.push(Reverse((t.tick, r.node, r.partition, i)));
+            }
+        }
+        while let Some(Reverse((_, _, _, i))) = heads.pop() {
+            let r = &mut self.runs[i];
+            if let Some(t) = r.ticks.pop_front() {
+                out.push(t);
+                self.held -= 1;
+            }
+            if let Some(t) = r.ticks.front().filter(|t| due(t)) {
+                heads.push(Reverse((t.tick, r.node, r.partition, i)));
+            }
+        }
+    }
+
+    /// Summaries and aggregates held back.
     pub fn held(&self) -> usize {
         self.held
     }
@@ -382,7 +470,20 @@ impl Merger {
         for (_, _, h) in held() {
             w.push(&h.summary);
         }
-        let batch = w.finish(BatchHeader::default());
+        let mut batch = w.finish(BatchHeader::default());
+        // then each held aggregate as its own batch, its length before it
+        for r in &self.runs {
+            for t in &r.ticks {
+                let header = BatchHeader {
+                    partition: r.partition,
+                    node: r.node,
+                    ..BatchHeader::default()
+                };
+                let bytes = encode_aggregate(t, header, |_, _| true, true);
+                batch.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                batch.extend_from_slice(&bytes);
+            }
+        }
         let saved = SavedMerger {
             nodes: self.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
             origins: held()
@@ -395,6 +496,7 @@ impl Merger {
             start: self.start,
             stats: self.stats,
             first_heard: self.first_heard.is_some(),
+            aggregates: self.aggregates,
         };
         (serde_json::to_vec(&saved).unwrap_or_default(), batch)
     }
@@ -409,7 +511,33 @@ impl Merger {
     ) -> Result<(), MergeStateError> {
         let saved: SavedMerger = serde_json::from_slice(meta)?;
         let mut summaries = Vec::new();
-        decode_batch(batch, &mut summaries)?;
+        // the summaries' batch, then the held aggregates, each after its length
+        let end = super::wire::HEADER_LEN
+            + batch
+                .get(40..44)
+                .map_or(0, |l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize);
+        let (first, mut rest) = batch.split_at(end.min(batch.len()));
+        // a checkpoint of the build before aggregates: its summaries are encoded as now
+        let upgraded;
+        let first = if first.get(4) == Some(&3) {
+            let mut b = first.to_vec();
+            b[4] = super::wire::VERSION;
+            upgraded = b;
+            &upgraded[..]
+        } else {
+            first
+        };
+        decode_batch(first, &mut summaries)?;
+        let mut ticks = Vec::new();
+        while !rest.is_empty() {
+            let len = rest
+                .get(..4)
+                .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                .ok_or(MergeStateError::Cut)?;
+            let bytes = rest.get(4..4 + len).ok_or(MergeStateError::Cut)?;
+            ticks.push(decode_aggregate(bytes)?);
+            rest = &rest[4 + len..];
+        }
         if summaries.len() != saved.origins.len() {
             return Err(MergeStateError::Mismatch(
                 summaries.len(),
@@ -438,6 +566,11 @@ impl Merger {
             });
             self.held += 1;
         }
+        for (h, t) in ticks {
+            self.run_entry(h.node, h.partition).ticks.push_back(t);
+            self.held += 1;
+        }
+        self.aggregates = saved.aggregates;
         self.released_to = saved.released_to;
         self.start = saved.start;
         self.stats = saved.stats;
@@ -446,12 +579,13 @@ impl Merger {
     }
 }
 
-/// The held summaries of one node's partition.
+/// The held summaries (or aggregates) of one node's partition.
 #[derive(Debug)]
 struct Run {
     node: u32,
     partition: u16,
     queue: VecDeque<Held>,
+    ticks: VecDeque<TickAggregate>,
 }
 
 #[cfg(test)]
@@ -657,6 +791,113 @@ mod tests {
         assert!(again >= first, "time went back: {again:?} < {first:?}");
         assert!(out.len() > before, "the returning node's summaries wait");
         assert!(out[before..].iter().all(|(s, _)| s.ts < first));
+    }
+
+    /// One tick's aggregate of `packets` (their own tick), as an edge router makes it.
+    fn tick_of(packets: &[PacketSummary], tick_ns: u64) -> TickAggregate {
+        let cfg = crate::config::DetectConfig::default();
+        let mut agg = crate::detect::Aggregator::for_router(&cfg);
+        let mut clock = crate::clock::Clock::new(&cfg);
+        let mut steps = Vec::new();
+        for p in packets {
+            let stamp = clock.accept(p.ts, &mut steps);
+            let (at, _) = agg.tick_of(stamp);
+            agg.add(p, stamp, crate::detect::scopes_of(&cfg, p), at);
+        }
+        let t = agg.take();
+        assert_eq!(
+            t.tick,
+            packets[0].ts.0 / tick_ns,
+            "the test's tick is the config's"
+        );
+        t
+    }
+
+    /// What a released aggregate holds, to compare: (tick, keys by scope).
+    fn keys_of(t: &TickAggregate) -> (u64, Vec<Vec<crate::key::Key>>) {
+        let keys = t
+            .scopes
+            .iter()
+            .map(|s| s.entries().iter().map(|e| e.key).collect())
+            .collect();
+        (t.tick, keys)
+    }
+
+    #[test]
+    fn aggregates_leave_by_whole_tick_node_and_partition_and_survive_a_checkpoint() {
+        let c = cluster();
+        let all: Vec<u16> = (0..4).collect();
+        let tick = crate::config::DetectConfig::default().tick_ns();
+        let mut nodes = [
+            Partitioner::new(c, 2, 4).aggregating(),
+            Partitioner::new(c, 1, 4).aggregating(),
+        ];
+        // three ticks of each node; node 2's batches arrive first
+        for (n, p) in nodes.iter_mut().enumerate() {
+            for k in 0..3u64 {
+                let packets: Vec<_> = (0..20u64)
+                    .map(|i| summary(10 * SEC + k * tick + i * 1000, (n as u64 * 100 + i) as u8))
+                    .collect();
+                for s in &packets {
+                    p.observe(s.ts);
+                }
+                p.push_aggregate(&tick_of(&packets, tick));
+                p.observe(Timestamp(10 * SEC + (k + 1) * tick));
+                p.flush();
+            }
+        }
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        for p in &mut nodes {
+            for (_, b) in p.take_ready() {
+                m.accept(&b, 0).unwrap();
+            }
+        }
+        assert_eq!(m.start(), Some(Timestamp(10 * SEC)));
+        // a batch of summaries is refused once aggregates came, naming both kinds
+        let mut s = Partitioner::new(c, 3, 4);
+        s.push(&summary(10 * SEC, 1));
+        s.flush();
+        let err = m.accept(&s.take_ready()[0].1, 0).unwrap_err();
+        assert!(matches!(
+            err,
+            WireError::Kind {
+                found: "summaries",
+                wanted: "aggregates"
+            }
+        ));
+        // the watermark is at the start of the fourth tick: three whole ticks leave
+        let mut out = Vec::new();
+        let upto = m.release_ticks(0, tick, &mut out).unwrap();
+        assert_eq!(upto, Timestamp(10 * SEC + 3 * tick));
+        assert!(out.is_empty(), "no summaries");
+        // checkpointed before the ticks are taken, restored elsewhere: the same ticks leave
+        let (meta, held) = m.save();
+        let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        copy.restore(&meta, &held, 7).unwrap();
+        assert_eq!(copy.held(), m.held());
+        let mut ticks = Vec::new();
+        m.take_ticks(upto.0, tick, &mut ticks);
+        let mut again = Vec::new();
+        copy.take_ticks(upto.0, tick, &mut again);
+        assert_eq!(m.held(), 0);
+        let got: Vec<_> = ticks.iter().map(keys_of).collect();
+        assert_eq!(got, again.iter().map(keys_of).collect::<Vec<_>>());
+        // by tick, then node (1 before 2), then partition: each key of each node and tick once
+        let order: Vec<u64> = ticks.iter().map(|t| t.tick).collect();
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+        // the 7 destinations of each node's tick, each once, whatever partition it went to
+        let dst_keys: usize = ticks.iter().map(|t| t.scopes[0].entries().len()).sum();
+        assert_eq!(
+            dst_keys,
+            3 * 2 * 7,
+            "every destination of 3 ticks of 2 nodes"
+        );
+        // the figures (packets) travel once per node and tick
+        assert_eq!(ticks.iter().map(|t| t.packets).sum::<u64>(), 3 * 2 * 20);
+        // a tick not over yet stays
+        let mut none = Vec::new();
+        copy.take_ticks(upto.0 - 1, tick, &mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

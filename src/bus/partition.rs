@@ -15,8 +15,10 @@
 
 use std::net::IpAddr;
 
+use super::wire::aggregates::encode_aggregate;
 use super::wire::{BatchHeader, BatchWriter};
 use crate::decode::PacketSummary;
+use crate::detect::TickAggregate;
 use crate::key::{mask128, mask32};
 use crate::time::Timestamp;
 
@@ -135,6 +137,8 @@ pub struct Partitioner {
     started: bool,
     ready: Vec<(u16, Vec<u8>)>,
     dst_cache: DstCache,
+    /// Batches of aggregates ([`Partitioner::push_aggregate`]) rather than summaries.
+    aggregates: bool,
 }
 
 impl Partitioner {
@@ -151,6 +155,72 @@ impl Partitioner {
             started: false,
             ready: Vec::new(),
             dst_cache: DstCache::default(),
+            aggregates: false,
+        }
+    }
+
+    /// Publishes aggregates ([`Partitioner::push_aggregate`]) instead of summaries: every batch,
+    /// the empty ones that carry the watermark too, is a batch of aggregates.
+    pub fn aggregating(mut self) -> Partitioner {
+        self.aggregates = true;
+        self
+    }
+
+    /// Notes the time of a packet aggregated elsewhere (a node that aggregates at its edge): the
+    /// watermark moves as [`Partitioner::push`] moves it, and the first packet tells every
+    /// partition where the stream starts.
+    pub fn observe(&mut self, ts: Timestamp) {
+        if !self.started {
+            self.started = true;
+            self.latest = ts;
+            self.flush();
+        }
+        self.latest = self.latest.max(ts);
+    }
+
+    /// One tick's aggregate (or a part of one): every partition that owns keys of it gets a batch
+    /// of those, with the watermark so far. A key goes to the partition of its address, as a
+    /// summary's side does; the stream-wide figures go to partition 0.
+    pub fn push_aggregate(&mut self, t: &TickAggregate) {
+        let n = self.cluster.partitions.max(1);
+        let cluster = self.cluster;
+        let owner: Vec<Vec<u16>> = t
+            .scopes
+            .iter()
+            .map(|s| {
+                s.entries()
+                    .iter()
+                    .map(|e| cluster.partition_of(e.key.addr()))
+                    .collect()
+            })
+            .collect();
+        let mut used = vec![false; usize::from(n)];
+        for p in owner.iter().flatten() {
+            if let Some(u) = used.get_mut(usize::from(*p)) {
+                *u = true;
+            }
+        }
+        if t.packets > 0 || t.deferred != [0; 2] {
+            used[0] = true;
+        }
+        for part in (0..n).filter(|p| used[usize::from(*p)]) {
+            let i = usize::from(part);
+            self.seqs[i] += 1;
+            let header = BatchHeader {
+                partition: part,
+                node: self.node,
+                seq: self.seqs[i],
+                watermark: self.latest.0,
+                last: false,
+            };
+            let keep = |s: crate::key::Scope, e: usize| {
+                owner
+                    .get(s.index())
+                    .and_then(|o| o.get(e))
+                    .is_some_and(|p| *p == part)
+            };
+            let bytes = encode_aggregate(t, header, keep, part == 0);
+            self.ready.push((part, bytes));
         }
     }
 
@@ -191,17 +261,23 @@ impl Partitioner {
 
     fn close_as(&mut self, part: u16, last: bool) {
         let i = usize::from(part);
-        let w = self.writers[i]
-            .take()
-            .unwrap_or_else(|| BatchWriter::new(self.latest));
         self.seqs[i] += 1;
-        let bytes = w.finish(BatchHeader {
+        let header = BatchHeader {
             partition: part,
             node: self.node,
             seq: self.seqs[i],
             watermark: self.latest.0,
             last,
-        });
+        };
+        let bytes = if self.aggregates {
+            // the watermark alone, as a batch of no aggregates
+            encode_aggregate(&TickAggregate::default(), header, |_, _| false, false)
+        } else {
+            self.writers[i]
+                .take()
+                .unwrap_or_else(|| BatchWriter::new(self.latest))
+                .finish(header)
+        };
         self.ready.push((part, bytes));
     }
 

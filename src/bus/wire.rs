@@ -97,7 +97,7 @@ pub enum WireError {
     Version(u8),
     #[error("summary batch with unknown flags {0:#04x}")]
     Flags(u8),
-    #[error("a batch of {found} where {wanted} were expected: every node of a cluster must aggregate at its edge, or none (`ingest --edge-admission`)")]
+    #[error("a batch of {found} where {wanted} were expected: every ingest node of a cluster must aggregate at its edge (--publish with --edge-admission), or none")]
     Kind {
         found: &'static str,
         wanted: &'static str,
@@ -287,6 +287,11 @@ fn varint(b: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     b.push(v as u8);
+}
+
+/// Whether a batch's header says it carries aggregates ([`aggregates`]) rather than summaries.
+pub fn is_aggregates(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC) && bytes.get(5).is_some_and(|f| f & FLAG_AGGREGATES != 0)
 }
 
 /// The count of summaries a batch's header announces (0 for what is not a batch).

@@ -89,6 +89,7 @@ pub(crate) fn ingest(
         node,
         batch: p.publish_batch,
         tx,
+        edge: p.edge_admission,
     };
     let publisher = bus.js.publisher();
     let (summary, error, published) = std::thread::scope(|s| {
@@ -101,6 +102,12 @@ pub(crate) fn ingest(
     });
     let published =
         published.map_err(|_| anyhow::anyhow!("the publisher thread panicked (a bug)"))?;
+    // what a batch counts: a summary a packet, or (at the edge) an aggregate a key and tick
+    let what = if p.edge_admission {
+        "key aggregates"
+    } else {
+        "summaries"
+    };
     if !quiet {
         // an ingest node counts no keys and raises no alert: those lines would only mislead
         let rendered = pipeline::render_summary(&summary);
@@ -111,7 +118,7 @@ pub(crate) fn ingest(
             eprintln!("{line}");
         }
         eprintln!(
-            "published: {} summaries in {} batches ({} bytes) to cluster {:?}; dropped {} summaries in {} batches (NATS unreachable and the buffer full{}); {} disconnects, {} batches sent again after one, {} refused by JetStream",
+            "published: {} {what} in {} batches ({} bytes) to cluster {:?}; dropped {} {what} in {} batches (NATS unreachable and the buffer full{}); {} disconnects, {} batches sent again after one, {} refused by JetStream",
             published.summaries,
             published.batches,
             published.bytes,

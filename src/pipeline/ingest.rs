@@ -6,6 +6,11 @@
 //! Every partition gets a batch carrying the node's watermark at every tick of packet time (and at
 //! every idle tick of a live source), so a detector's time moves as one machine's would, and the
 //! stream's end is published as a last batch on every partition.
+//!
+//! With `--edge-admission` ([`BusOut::edge`]) the node aggregates its packets per tick as one
+//! machine's router does (its own clock, source admission and connection state) and publishes each
+//! tick's aggregates, key by key to the partition that owns the key, instead of a summary per
+//! packet (docs/scaling.md).
 
 use std::sync::atomic::AtomicBool;
 
@@ -16,8 +21,10 @@ use super::route::RouteStats;
 use super::{PipelineConfig, RunSummary};
 use crate::bus::partition::{Cluster, Partitioner};
 use crate::capture::CaptureError;
+use crate::clock::{Clock, Stamp, TimeStep};
 use crate::config::DetectConfig;
 use crate::decode::PacketSummary;
+use crate::detect::{scopes_of, Aggregator};
 use crate::metrics::Metrics;
 use crate::time::Timestamp;
 
@@ -35,6 +42,19 @@ pub struct BusOut {
     /// Summaries per batch.
     pub batch: u32,
     pub tx: Sender<BusBatches>,
+    /// Admit sources and aggregate here, publishing per-tick aggregates (`--edge-admission`).
+    pub edge: bool,
+}
+
+/// A node that aggregates at its edge: one machine's router without the shards.
+struct Edge {
+    cfg: DetectConfig,
+    clock: Clock,
+    agg: Aggregator,
+    /// Scratch for the clock's steps (the detectors evaluate; here they only move time).
+    steps: Vec<TimeStep>,
+    /// Packets left out by `ignore` / `ours` networks.
+    ignored: u64,
 }
 
 /// The reader's downstream on an ingest node.
@@ -48,9 +68,19 @@ struct BusDownstream {
     ready: BusBatches,
     dropped: u64,
     dropped_batches: u64,
+    edge: Option<Box<Edge>>,
 }
 
 impl BusDownstream {
+    /// Publishes what the edge has aggregated (nothing without an edge or when nothing is pending).
+    fn publish_pending(&mut self) {
+        if let Some(e) = &mut self.edge {
+            if !e.agg.is_empty() {
+                self.parts.push_aggregate(&e.agg.take());
+            }
+        }
+    }
+
     fn hand_over(&mut self) {
         self.ready.extend(self.parts.take_ready());
         if self.ready.is_empty() {
@@ -90,13 +120,42 @@ impl Downstream for BusDownstream {
     /// The bus carries packet summaries, not request heads: a detector counts the requests (a
     /// summary carries the TCP number its handshake is verified by, and whether a request head
     /// is whole) but cannot name their paths, hosts, agents or fingerprints.
-    fn push_head(&mut self, p: &PacketSummary, _head: crate::requests::RequestHead) {
+    fn push_head(&mut self, p: &PacketSummary, head: crate::requests::RequestHead) {
         self.push(p);
+        if let Some(e) = &mut self.edge {
+            // an edge aggregates what the request asked for, as one machine's router does
+            let scopes = scopes_of(&e.cfg, p);
+            if !scopes.is_empty() {
+                e.agg.add_head(p, scopes, head);
+            }
+        }
     }
 
     #[inline]
     fn push(&mut self, p: &PacketSummary) {
-        self.parts.push(p);
+        match &mut self.edge {
+            None => self.parts.push(p),
+            Some(e) => {
+                let stamp = e.clock.accept_weighted(p.ts, p.weight, &mut e.steps);
+                e.steps.clear();
+                let scopes = scopes_of(&e.cfg, p);
+                if scopes.is_empty() {
+                    e.ignored += 1;
+                } else {
+                    let (at, other) = e.agg.tick_of(stamp);
+                    if other {
+                        // a new tick: the last one leaves before the watermark passes its end
+                        self.parts.push_aggregate(&e.agg.take());
+                    }
+                    e.agg.add(p, stamp, scopes, at);
+                    if e.agg.is_full() {
+                        // a part of the tick leaves now: memory stays bounded
+                        self.parts.push_aggregate(&e.agg.take());
+                    }
+                }
+                self.parts.observe(p.ts);
+            }
+        }
         // after the packet: its batch and the watermark that passes the tick boundary go together
         self.flush_due(p.ts.0);
         if self.parts.ready_len() >= HAND_OVER_BATCHES {
@@ -105,6 +164,14 @@ impl Downstream for BusDownstream {
     }
 
     fn idle(&mut self, now: Timestamp) {
+        if let Some(e) = &mut self.edge {
+            e.clock.advance_to(now, &mut e.steps);
+            e.steps.clear();
+            let ended = !e.agg.is_empty() && e.agg.tick_of(Stamp { at: now, load: 0 }).1;
+            if ended {
+                self.publish_pending();
+            }
+        }
         self.parts.advance(now);
         self.parts.flush();
         self.hand_over();
@@ -123,14 +190,20 @@ impl Downstream for BusDownstream {
     }
 
     fn stats(&self) -> RouteStats {
+        let (clock, ignored) = self
+            .edge
+            .as_ref()
+            .map_or_else(Default::default, |e| (e.clock.stats(), e.ignored));
         RouteStats {
             dropped: self.dropped,
             dropped_batches: self.dropped_batches,
-            ..RouteStats::default()
+            clock,
+            ignored,
         }
     }
 
     fn finish(mut self) -> RouteStats {
+        self.publish_pending();
         self.parts.finish();
         let live = std::mem::replace(&mut self.live, false);
         self.hand_over();
@@ -138,7 +211,14 @@ impl Downstream for BusDownstream {
         self.stats()
     }
 
-    fn reconfigure(&mut self, _cfg: DetectConfig) {}
+    fn reconfigure(&mut self, cfg: DetectConfig) {
+        // what was aggregated under the old configuration leaves first, as a router's does
+        self.publish_pending();
+        if let Some(e) = &mut self.edge {
+            e.agg.reconfigure(&cfg);
+            e.cfg = cfg;
+        }
+    }
 }
 
 /// Reads `source`, decodes it and hands every summary to the bus; returns the run's summary and
@@ -153,8 +233,21 @@ pub fn run_ingest(
 ) -> (RunSummary, Option<CaptureError>) {
     let started = std::time::Instant::now();
     let tick_ns = detect.tick_ns().max(1);
+    let parts = Partitioner::new(bus.cluster, bus.node, bus.batch);
+    let (parts, edge) = if bus.edge {
+        let edge = Edge {
+            cfg: detect.clone(),
+            clock: Clock::new(detect),
+            agg: Aggregator::for_router(detect),
+            steps: Vec::new(),
+            ignored: 0,
+        };
+        (parts.aggregating(), Some(Box::new(edge)))
+    } else {
+        (parts, None)
+    };
     let down = BusDownstream {
-        parts: Partitioner::new(bus.cluster, bus.node, bus.batch),
+        parts,
         tx: Some(bus.tx),
         live: pipe.live,
         tick_ns,
@@ -162,6 +255,7 @@ pub fn run_ingest(
         ready: Vec::new(),
         dropped: 0,
         dropped_batches: 0,
+        edge,
     };
     let mut reader = Reader::new(pipe, down, metrics);
     let error = reader.read_all(source, stop);

@@ -1,6 +1,7 @@
 //! Batches of aggregates (header flag bit 1): what an ingest node that admits sources itself
-//! (`ingest --edge-admission`) publishes for a partition at the end of each tick, instead of a
-//! summary per packet. The body is one [`TickAggregate`] restricted to the partition's keys:
+//! (`--publish` with `--edge-admission`) publishes for a partition at the end of each tick,
+//! instead of a summary per packet. The body is one [`TickAggregate`] restricted to the
+//! partition's keys:
 //!
 //! ```text
 //! epoch varint, tick varint, packets varint, deferred[2] varints,
@@ -39,19 +40,20 @@ const E_REGS: u8 = 0x04;
 /// summaries, first_ts, amp (3), rate, hosts_n and four list counts.
 const MIN_ENTRY: usize = 6 + 1 + 2 + 1 + 3 + 1 + 1 + 3 + 1 + 1 + 4;
 
-/// The batch of `t`'s keys that `keep` keeps (by scope and key), for `header`'s partition. The
-/// stream-wide figures (packets, packets held back by admission, the latest time) go as they are:
-/// the caller gives each partition its share. None when no key is kept and the figures are 0.
+/// The batch of `t`'s keys that `keep` keeps (by scope and the entry's index in its scope), for
+/// `header`'s partition, with the stream-wide figures (packets, packets held back by admission)
+/// when `figures` (one partition of a node carries them), else 0.
 pub fn encode_aggregate(
     t: &TickAggregate,
     header: BatchHeader,
-    keep: impl Fn(Scope, &Key) -> bool,
+    keep: impl Fn(Scope, usize) -> bool,
+    figures: bool,
 ) -> Vec<u8> {
     // base time: the earliest time in what is kept (the tick's start when there is nothing)
     let mut base = t.last_ts.map_or(u64::MAX, |ts| ts.0);
     for (scope, agg) in Scope::ALL.iter().zip(&t.scopes) {
-        for (e, d) in agg.iter() {
-            if keep(*scope, &e.key) {
+        for (i, (e, d)) in agg.iter().enumerate() {
+            if keep(*scope, i) {
                 base = base.min(e.first_ts);
                 for s in d.samples {
                     base = base.min(s.p.ts.0);
@@ -67,15 +69,23 @@ pub fn encode_aggregate(
     let b = &mut w.buf;
     varint(b, t.epoch);
     varint(b, t.tick);
-    varint(b, t.packets);
-    varint(b, t.deferred[0]);
-    varint(b, t.deferred[1]);
+    let (packets, deferred) = if figures {
+        (t.packets, t.deferred)
+    } else {
+        (0, [0; 2])
+    };
+    varint(b, packets);
+    varint(b, deferred[0]);
+    varint(b, deferred[1]);
     varint(b, t.last_ts.map_or(0, |ts| 1 + ts.0.saturating_sub(base)));
     let mut keys = 0u32;
     for (scope, agg) in Scope::ALL.iter().zip(&t.scopes) {
-        let kept = agg.iter().filter(|(e, _)| keep(*scope, &e.key)).count();
+        let kept = (0..agg.entries().len())
+            .filter(|i| keep(*scope, *i))
+            .count();
         varint(&mut w.buf, kept as u64);
-        for (e, d) in agg.iter().filter(|(e, _)| keep(*scope, &e.key)) {
+        let entries = agg.iter().enumerate().filter(|(i, _)| keep(*scope, *i));
+        for (_, (e, d)) in entries {
             keys = keys.saturating_add(1);
             let f = e.fields();
             let b = &mut w.buf;
@@ -428,6 +438,19 @@ mod tests {
         }
     }
 
+    /// [`encode_aggregate`]'s `keep` from a test by key.
+    fn by_key<'a>(
+        t: &'a TickAggregate,
+        keep: impl Fn(Scope, &Key) -> bool + 'a,
+    ) -> impl Fn(Scope, usize) -> bool + 'a {
+        move |s, i| {
+            t.scopes[s.index()]
+                .entries()
+                .get(i)
+                .is_some_and(|e| keep(s, &e.key))
+        }
+    }
+
     fn assert_same(a: &TickAggregate, b: &TickAggregate, keep: impl Fn(Scope, &Key) -> bool) {
         assert_eq!(
             (a.epoch, a.tick, a.packets, a.deferred, a.last_ts),
@@ -461,7 +484,7 @@ mod tests {
         assert!(t.scopes[0].iter().any(|(_, d)| d.regs.is_some()));
         assert!(t.scopes[1].iter().any(|(_, d)| d.hosts.count() > 1));
         assert!(t.scopes[0].iter().any(|(_, d)| d.details.count() > 1));
-        let bytes = encode_aggregate(&t, header(), |_, _| true);
+        let bytes = encode_aggregate(&t, header(), |_, _| true, true);
         let (h, back) = decode_aggregate(&bytes).unwrap();
         assert_eq!(h, header());
         assert_same(&t, &back, |_, _| true);
@@ -475,24 +498,31 @@ mod tests {
             })
             .collect();
         let v = aggregate_with(&victim, &[1], false);
-        let small = encode_aggregate(&v, header(), |s, _| s == Scope::DstHost);
+        let small = encode_aggregate(&v, header(), |s, _| s == Scope::DstHost, true);
         assert!(small.len() < 40_000, "{} bytes", small.len());
         assert_same(&v, &decode_aggregate(&small).unwrap().1, |s, _| {
             s == Scope::DstHost
         });
         // a partition's share: only the keys it keeps, in their order
         let odd = |_: Scope, k: &Key| k.mix(1) % 2 == 1;
-        let (_, part) = decode_aggregate(&encode_aggregate(&t, header(), odd)).unwrap();
+        let (_, part) =
+            decode_aggregate(&encode_aggregate(&t, header(), by_key(&t, odd), true)).unwrap();
         assert_same(&t, &part, odd);
-        let none = encode_aggregate(&t, header(), |_, _| false);
+        let none = encode_aggregate(&t, header(), |_, _| false, false);
         let (_, empty) = decode_aggregate(&none).unwrap();
         assert!(empty.scopes.iter().all(|s| s.entries().is_empty()));
+        assert_eq!(
+            (empty.packets, empty.deferred),
+            (0, [0, 0]),
+            "no figures asked for"
+        );
+        assert_eq!(empty.last_ts, t.last_ts);
     }
 
     #[test]
     fn every_cut_is_an_error_and_kinds_and_versions_are_refused_by_name() {
         let t = aggregate(&flood(60), &[1, 16]);
-        let bytes = encode_aggregate(&t, header(), |_, _| true);
+        let bytes = encode_aggregate(&t, header(), |_, _| true, true);
         for cut in 0..bytes.len() {
             assert!(decode_aggregate(&bytes[..cut]).is_err(), "cut {cut}");
         }
@@ -525,7 +555,7 @@ mod tests {
     #[test]
     fn hostile_fields_are_refused() {
         let t = aggregate(&flood(1), &[1]);
-        let bytes = encode_aggregate(&t, header(), |s, _| s == Scope::DstHost);
+        let bytes = encode_aggregate(&t, header(), |s, _| s == Scope::DstHost, true);
         // the body: 6 varints of one byte (epoch 17, tick 340 is two), then the dst_host count
         let key_at = super::super::HEADER_LEN + 1 + 2 + 1 + 1 + 1 + 1 + 1;
         assert_eq!(bytes[key_at], 4, "an IPv4 key starts here");
@@ -553,7 +583,7 @@ mod tests {
             rates in proptest::collection::vec(prop_oneof![Just(1u32), Just(16), Just(256)], 1..4),
         ) {
             let t = aggregate(&packets, &rates);
-            let bytes = encode_aggregate(&t, header(), |_, _| true);
+            let bytes = encode_aggregate(&t, header(), |_, _| true, true);
             let (_, back) = decode_aggregate(&bytes).unwrap();
             assert_same(&t, &back, |_, _| true);
         }
@@ -564,7 +594,7 @@ mod tests {
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
         ) {
             let t = aggregate(&packets, &[1]);
-            let mut bytes = encode_aggregate(&t, header(), |_, _| true);
+            let mut bytes = encode_aggregate(&t, header(), |_, _| true, true);
             for (at, x) in flips {
                 let i = super::super::HEADER_LEN + at % (bytes.len() - super::super::HEADER_LEN);
                 bytes[i] ^= x;
