@@ -139,6 +139,9 @@ pub struct Partitioner {
     dst_cache: DstCache,
     /// Batches of aggregates ([`Partitioner::push_aggregate`]) rather than summaries.
     aggregates: bool,
+    /// Aggregates: the watermark of the last batch published per partition (a flush skips a
+    /// partition whose last batch already says as much: fewer messages on the bus).
+    sent: Vec<Option<u64>>,
 }
 
 impl Partitioner {
@@ -156,6 +159,7 @@ impl Partitioner {
             ready: Vec::new(),
             dst_cache: DstCache::default(),
             aggregates: false,
+            sent: vec![None; n],
         }
     }
 
@@ -220,6 +224,7 @@ impl Partitioner {
                     .is_some_and(|p| *p == part)
             };
             let bytes = encode_aggregate(t, header, keep, part == 0);
+            self.sent[i] = Some(header.watermark);
             self.ready.push((part, bytes));
         }
     }
@@ -271,6 +276,7 @@ impl Partitioner {
         };
         let bytes = if self.aggregates {
             // the watermark alone, as a batch of no aggregates
+            self.sent[i] = Some(header.watermark);
             encode_aggregate(&TickAggregate::default(), header, |_, _| false, false)
         } else {
             self.writers[i]
@@ -285,7 +291,10 @@ impl Partitioner {
     /// so a detector whose partition got no traffic still sees time move (call it at every tick).
     pub fn flush(&mut self) {
         for part in 0..self.cluster.partitions.max(1) {
-            self.close(part);
+            let said = self.aggregates && self.sent[usize::from(part)] == Some(self.latest.0);
+            if !said {
+                self.close(part);
+            }
         }
     }
 
@@ -341,6 +350,42 @@ mod tests {
             wire_len: 512,
             ..PacketSummary::default()
         }
+    }
+
+    #[test]
+    fn an_aggregating_node_flushes_only_the_partitions_its_aggregates_did_not_reach() {
+        let c = cluster(8);
+        let mut p = Partitioner::new(c, 1, 64).aggregating();
+        p.observe(Timestamp(1_000));
+        // the start: every partition hears where the stream starts
+        assert_eq!(p.take_ready().len(), 8);
+        let mut t = TickAggregate::default();
+        let mut agg = crate::aggregate::ScopeAgg::new();
+        agg.insert(
+            crate::key::Key::host([198, 51, 100, 1].into()),
+            2_000,
+            true,
+            1,
+            false,
+        );
+        t.scopes[0] = agg.take();
+        t.packets = 1;
+        p.observe(Timestamp(3_000));
+        p.push_aggregate(&t);
+        let sent: Vec<u16> = p.take_ready().iter().map(|(part, _)| *part).collect();
+        let victim = c.partition_of([198, 51, 100, 1].into());
+        let mut want = vec![victim, 0];
+        want.dedup();
+        assert_eq!(sent.len(), want.len(), "{sent:?}");
+        // the tick's flush: the others only, each with the watermark
+        p.flush();
+        let flushed: Vec<u16> = p.take_ready().iter().map(|(part, _)| *part).collect();
+        assert_eq!(flushed.len(), 8 - sent.len());
+        assert!(flushed.iter().all(|f| !sent.contains(f)));
+        // time moves: every partition again
+        p.observe(Timestamp(4_000));
+        p.flush();
+        assert_eq!(p.take_ready().len(), 8);
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl Downstream for BusDownstream {
                 } else {
                     let (at, other) = e.agg.tick_of(stamp);
                     if other {
-                        // a new tick: the last one leaves before the watermark passes its end
+                        // a new tick: the last one leaves, with the watermark of this packet
+                        // (everything older is in it), so the tick's flush need not repeat it
+                        // on the partitions it went to
+                        self.parts.observe(p.ts);
                         self.parts.push_aggregate(&e.agg.take());
                     }
                     e.agg.add(p, stamp, scopes, at);
