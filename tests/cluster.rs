@@ -388,12 +388,25 @@ fn over_mutual_tls_with_a_password_file_a_killed_detector_is_replaced_by_its_sta
     over_secure_nats(Auth::Password, failover);
 }
 
+#[test]
+fn with_edge_admission_a_killed_detector_is_replaced_by_its_standby_and_no_event_is_lost_or_repeated(
+) {
+    // aggregates held by the merger travel in the checkpoints; each source on one ingest node
+    over_plain_nats(|url, sec| failover_with(url, sec, true));
+}
+
 /// A detector killed twice during a flood, each time replaced by its standby, every node with
 /// the options `sec`.
 fn failover(url: &str, sec: &[&str]) {
+    failover_with(url, sec, false)
+}
+
+/// [`failover`]; with `edge`, ingest nodes with `--edge-admission`, split by source.
+fn failover_with(url: &str, sec: &[&str], edge: bool) {
     let url = url.to_string();
     let realtime: Vec<&str> = ["--realtime"]
         .into_iter()
+        .chain(edge.then_some("--edge-admission"))
         .chain(sec.iter().copied())
         .collect();
     // 16 s of traffic at capture speed, a flood from 4 s to 12 s; the detectors run with the
@@ -403,7 +416,11 @@ fn failover(url: &str, sec: &[&str]) {
         &words("--duration 16s --attack-start 4s --attack-duration 8s --attack-pps 3000"),
     );
     let one = replay_one(&pcap);
-    let (a, b) = split(&pcap);
+    let (a, b) = if edge {
+        split_by_source(&pcap)
+    } else {
+        split(&pcap)
+    };
     let running = "running partitions";
     let mut active = detector(&url, "fo", "0-3", sec);
     assert!(
