@@ -627,8 +627,8 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_384), requires = "publish", help_heading = "Cluster")]
     pub publish_batch: u32,
     /// Admit sources and aggregate here: publish each tick's aggregates per key (what one
-    /// machine's router hands its shards) instead of a summary per packet, a few percent of the
-    /// bus's work under a flood. Exact where each source's packets all reach one ingest node (each
+    /// machine's router hands its shards) instead of a summary per packet: about a fifth of the
+    /// bus's CPU under a flood (docs/scaling.md). Exact where each source's packets all reach one ingest node (each
     /// node watches its own links); a source split over N nodes is admitted by each on its own,
     /// so its count may differ from one machine's by up to about N−1 times the admission level.
     /// Every ingest node of a cluster must run with it, or none; use the same --config on the

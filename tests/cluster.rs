@@ -320,7 +320,7 @@ fn ingest_nodes_that_admit_sources_at_their_edge_raise_exactly_the_alerts_of_one
 /// detector nodes over NATS at `url`. Two ingest nodes, each with its own sources (split by source
 /// prefix): the alerts, their times and counts of one machine (each node samples its own share of
 /// a key's packets, so sampled evidence may differ). One ingest node: every event of one machine,
-/// updates, sources, signatures and rules included.
+/// updates, sources, signatures, request paths and rules included.
 fn edge_equivalence(url: &str, sec: &[&str]) {
     let url = url.to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -335,6 +335,8 @@ fn edge_equivalence(url: &str, sec: &[&str]) {
         ("sources-at-floor", 2),
         ("syn-flood", 1),
         ("sources-at-floor", 1),
+        // request heads cross inside the aggregates: the paths, hosts and agents of one machine
+        ("http-flood", 1),
     ];
     for (i, (scenario, nodes)) in cases.into_iter().enumerate() {
         let what = format!("{scenario}, {nodes} ingest node(s)");
