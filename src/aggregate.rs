@@ -628,6 +628,16 @@ impl ScopeAggregate {
         });
     }
 
+    /// The samples, hosts, clients and details it holds.
+    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.samples.len(),
+            self.hosts.len(),
+            self.clients.len(),
+            self.details.len(),
+        )
+    }
+
     /// A sample of the last entry, standing for `rate` summaries. Nothing without an entry.
     pub fn push_sample(&mut self, p: PacketSummary, rate: u32) {
         let Some(e) = self.entries.last_mut() else {

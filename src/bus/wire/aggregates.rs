@@ -25,8 +25,12 @@
 use std::net::IpAddr;
 
 use super::{body_of, varint, BatchHeader, BatchWriter, Reader, WireError, FLAG_AGGREGATES};
-use crate::aggregate::{Detail, EntryFields, ScopeAggregate};
+use crate::aggregate::{
+    Detail, EntryFields, ScopeAggregate, MAX_CLIENTS, MAX_DETAILS, MAX_ENTRIES, MAX_HOSTS,
+    MAX_SAMPLES,
+};
 use crate::attribution::Hll;
+use crate::decode::request_head::{FINGERPRINT_MAX, HOST_MAX, PATH_MAX, USER_AGENT_MAX};
 use crate::detect::TickAggregate;
 use crate::key::{Key, Scope};
 use crate::time::Timestamp;
@@ -217,6 +221,9 @@ pub fn decode_aggregate(bytes: &[u8]) -> Result<(BatchHeader, TickAggregate), Wi
     let mut index = 0u32;
     for agg in t.scopes.iter_mut() {
         let n = r.varint().map_err(what)?;
+        if n > MAX_ENTRIES as u64 {
+            return Err(what("more keys in a scope than an aggregate holds"));
+        }
         for _ in 0..n {
             if index >= keys {
                 return Err(WireError::Summary {
@@ -226,6 +233,15 @@ pub fn decode_aggregate(bytes: &[u8]) -> Result<(BatchHeader, TickAggregate), Wi
             }
             entry(&mut r, base, agg).map_err(|what| WireError::Summary { index, what })?;
             index += 1;
+        }
+        // what one aggregate holds at most: a batch cannot make a detector hold more
+        let (samples, hosts, clients, details) = agg.sizes();
+        if samples > MAX_SAMPLES + 1
+            || hosts > MAX_HOSTS
+            || clients > MAX_CLIENTS
+            || details > MAX_DETAILS
+        {
+            return Err(what("more items in a scope than an aggregate holds"));
         }
     }
     if index != keys {
@@ -336,6 +352,11 @@ fn entry(r: &mut Reader<'_>, base: u64, agg: &mut ScopeAggregate) -> Result<(), 
             return Err("unknown kind of request detail");
         }
         let len = count(r, 1)? as usize;
+        // what a request head keeps of each (a cut text ends in a 3-byte ellipsis)
+        let most = [PATH_MAX, HOST_MAX, USER_AGENT_MAX, FINGERPRINT_MAX];
+        if len > most.get(usize::from(kind)).copied().unwrap_or(0) + 3 {
+            return Err("request detail longer than a request head keeps");
+        }
         let text = r.b.get(r.at..r.at + len).ok_or("detail cut short")?;
         r.at += len;
         let text = std::str::from_utf8(text).map_err(|_| "detail not UTF-8")?;
@@ -468,7 +489,7 @@ mod tests {
                 src: IpAddr::V4((0x0a00_0000 + i % 700).into()),
                 dst: [198, 51, 100, (i % 3) as u8].into(),
                 proto: 6,
-                sport: 1024 + i as u16,
+                sport: (i as u16).wrapping_add(1024),
                 dport: 443,
                 tcp_flags: 0x02,
                 wire_len: 60,
