@@ -32,6 +32,7 @@ use super::store::{ConsumerSpec, Delivered, ObjectStore};
 use crate::alert::{AlertEvent, EndReason};
 use crate::alert_output::EventLine;
 use crate::config::DetectConfig;
+use crate::decode::PacketSummary;
 use crate::detect::{Engine, ScopeMask, ShardSpec};
 use crate::key::Scope;
 use crate::time::Timestamp;
@@ -785,12 +786,28 @@ fn consume(
                     l.engine.advance_to(s, &mut events);
                 }
             }
-            // aggregates (`--edge-admission`): each tick's parts are counted as a shard counts a
-            // router's, after the evaluations due before the tick; a tick the clock has passed
-            // (a node heard again after silence) is counted at once
+            // aggregates (`--edge-admission`) and summaries in time order: a tick's aggregates
+            // after the summaries before it and the evaluations due before it, counted as a
+            // shard counts a router's; a tick the clock has passed (a node heard again after
+            // silence) is counted at once, into the clock's tick
+            let mut summaries = released.drain(..).peekable();
             for mut t in ticks.drain(..) {
-                let start = Timestamp(t.tick.saturating_mul(tick_ns));
-                l.engine.advance_to(start, &mut events);
+                let start = t.tick.saturating_mul(tick_ns);
+                let fits = t.epoch == start / window_ns
+                    && t.last_ts
+                        .is_none_or(|ts| ts.0 >= start && ts.0 - start < tick_ns);
+                if !fits {
+                    // another tick or window than this detector's: a node with another --config
+                    if l.stats.malformed_batches == 0 && l.verbose {
+                        eprintln!("floodwatch: warning: aggregates of tick {} do not fit this detector's tick and window (--tick, --window): every node of a cluster must run with the same --config; refused batches are counted", t.tick);
+                    }
+                    l.stats.malformed_batches += 1;
+                    continue;
+                }
+                while let Some((s, sides)) = summaries.next_if(|(s, _)| s.ts.0 < start) {
+                    count_summary(l.engine, &s, sides, &mut events);
+                }
+                l.engine.advance_to(Timestamp(start), &mut events);
                 if let Some(now) = l.engine.clock_now().filter(|now| now.0 / tick_ns > t.tick) {
                     // late: counted into the clock's tick and window, as a late summary is
                     t.tick = now.0 / tick_ns;
@@ -803,15 +820,8 @@ fn consume(
                     l.engine.advance_to(ts, &mut events);
                 }
             }
-            for (s, sides) in released.drain(..) {
-                if l.engine.clock_now().is_some_and(|now| s.ts < now) {
-                    // late: from a node heard again after the clock moved on without it. It is
-                    // counted at once (into the clock's tick), never left pending in a tick the
-                    // clock may not reach before a checkpoint.
-                    l.engine.on_packet_within(&s, mask_of(sides), &mut events);
-                } else {
-                    l.engine.aggregate_within(&s, mask_of(sides), &mut events);
-                }
+            for (s, sides) in summaries {
+                count_summary(l.engine, &s, sides, &mut events);
             }
             l.engine.advance_to(upto, &mut events);
             l.out(bus, std::mem::take(&mut events))?;
@@ -832,6 +842,17 @@ fn consume(
         if l.lease.refreshed.elapsed() >= cfg.lease_ttl / 4 {
             refresh_lease(bus, cfg, l.lease)?;
         }
+    }
+}
+
+/// Counts one released summary: aggregated into its tick, or, late (from a node heard again after
+/// the clock moved on without it), counted at once into the clock's tick, never left pending in
+/// a tick the clock may not reach before a checkpoint.
+fn count_summary(engine: &mut Engine, s: &PacketSummary, sides: Sides, out: &mut Vec<AlertEvent>) {
+    if engine.clock_now().is_some_and(|now| s.ts < now) {
+        engine.on_packet_within(s, mask_of(sides), out);
+    } else {
+        engine.aggregate_within(s, mask_of(sides), out);
     }
 }
 

@@ -12,8 +12,8 @@
 //!   time (ties keep their arrival order): the engine sees what one machine would have seen.
 //! - Aggregates (ingest nodes with `--edge-admission`) are held until every live node's watermark
 //!   has passed the end of their tick, then released by (tick, node, partition), each node's parts
-//!   of a tick in their order ([`Merger::take_ticks`]). A cluster carries one kind: a batch of the
-//!   other kind than the first one accepted is refused.
+//!   of a tick in their order ([`Merger::take_ticks`]). Nodes of both kinds may feed one merger:
+//!   the detector counts each tick's aggregates and summaries in time order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -98,8 +98,6 @@ pub struct Merger {
     start: Option<u64>,
     stats: MergeStats,
     scratch: Vec<PacketSummary>,
-    /// What the cluster's batches carry, once one was accepted: aggregates (true) or summaries.
-    aggregates: Option<bool>,
 }
 
 /// Why a saved merger state does not load.
@@ -125,8 +123,6 @@ struct SavedMerger {
     start: Option<u64>,
     stats: MergeStats,
     first_heard: bool,
-    #[serde(default)]
-    aggregates: Option<bool>,
 }
 
 impl Merger {
@@ -155,7 +151,6 @@ impl Merger {
             start: None,
             stats: MergeStats::default(),
             scratch: Vec::new(),
-            aggregates: None,
         }
     }
 
@@ -169,17 +164,8 @@ impl Merger {
     /// Takes one batch received at wall time `now_ns`. A malformed batch is an error and changes
     /// nothing.
     pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<BatchHeader, WireError> {
-        let aggregates = is_aggregates(bytes);
-        if let Some(kind) = self.aggregates.filter(|k| *k != aggregates) {
-            let name = |k: bool| if k { "aggregates" } else { "summaries" };
-            return Err(WireError::Kind {
-                found: name(aggregates),
-                wanted: name(kind),
-            });
-        }
-        if aggregates {
+        if is_aggregates(bytes) {
             let (h, t) = decode_aggregate(bytes)?;
-            self.aggregates = Some(true);
             self.take_aggregate(h, t, now_ns);
             return Ok(h);
         }
@@ -193,7 +179,6 @@ impl Merger {
                 return Err(e);
             }
         };
-        self.aggregates = Some(false);
         self.take(h, &mut summaries, now_ns);
         self.scratch = summaries;
         Ok(h)
@@ -496,7 +481,6 @@ impl Merger {
             start: self.start,
             stats: self.stats,
             first_heard: self.first_heard.is_some(),
-            aggregates: self.aggregates,
         };
         (serde_json::to_vec(&saved).unwrap_or_default(), batch)
     }
@@ -570,7 +554,6 @@ impl Merger {
             self.run_entry(h.node, h.partition).ticks.push_back(t);
             self.held += 1;
         }
-        self.aggregates = saved.aggregates;
         self.released_to = saved.released_to;
         self.start = saved.start;
         self.stats = saved.stats;
@@ -853,23 +836,25 @@ mod tests {
             }
         }
         assert_eq!(m.start(), Some(Timestamp(10 * SEC)));
-        // a batch of summaries is refused once aggregates came, naming both kinds
-        let mut s = Partitioner::new(c, 3, 4);
-        s.push(&summary(10 * SEC, 1));
-        s.flush();
-        let err = m.accept(&s.take_ready()[0].1, 0).unwrap_err();
-        assert!(matches!(
-            err,
-            WireError::Kind {
-                found: "summaries",
-                wanted: "aggregates"
-            }
-        ));
         // the watermark is at the start of the fourth tick: three whole ticks leave
         let mut out = Vec::new();
         let upto = m.release_ticks(0, tick, &mut out).unwrap();
         assert_eq!(upto, Timestamp(10 * SEC + 3 * tick));
         assert!(out.is_empty(), "no summaries");
+        // a tick leaves only once it has ended: before the third ends, two ticks of each node
+        let mut early = Vec::new();
+        let before_third = 10 * SEC + 3 * tick - 1;
+        let (meta0, held0) = m.save();
+        let mut peek = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        peek.restore(&meta0, &held0, 7).unwrap();
+        peek.take_ticks(before_third, tick, &mut early);
+        let third = (10 * SEC) / tick + 2;
+        assert!(!early.is_empty() && early.iter().all(|t| t.tick < third));
+        assert_eq!(
+            peek.held(),
+            m.held() - early.len(),
+            "the third tick stays held"
+        );
         // checkpointed before the ticks are taken, restored elsewhere: the same ticks leave
         let (meta, held) = m.save();
         let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
@@ -894,10 +879,54 @@ mod tests {
         );
         // the figures (packets) travel once per node and tick
         assert_eq!(ticks.iter().map(|t| t.packets).sum::<u64>(), 3 * 2 * 20);
-        // a tick not over yet stays
-        let mut none = Vec::new();
-        copy.take_ticks(upto.0 - 1, tick, &mut none);
-        assert!(none.is_empty());
+    }
+
+    /// A node behind holds the others' ticks; summaries and aggregates of different nodes both
+    /// go through one merger.
+    #[test]
+    fn a_node_behind_holds_the_tick_and_nodes_of_both_kinds_merge() {
+        let c = cluster();
+        let all: Vec<u16> = (0..4).collect();
+        let tick = crate::config::DetectConfig::default().tick_ns();
+        let mut edge = Partitioner::new(c, 1, 4).aggregating();
+        let mut plain = Partitioner::new(c, 2, 4);
+        let packets: Vec<_> = (0..10u64)
+            .map(|i| summary(10 * SEC + i * 1000, i as u8))
+            .collect();
+        for s in &packets {
+            edge.observe(s.ts);
+        }
+        edge.observe(Timestamp(10 * SEC + tick));
+        edge.push_aggregate(&tick_of(&packets, tick));
+        edge.flush();
+        plain.push(&summary(10 * SEC + 5, 200));
+        plain.flush();
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
+        for (_, b) in edge.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        for (_, b) in plain.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        // node 2 has said nothing past 10 s + 5 ns: the tick stays held
+        let (mut out, mut ticks) = (Vec::new(), Vec::new());
+        let upto = m.release_ticks(0, tick, &mut out).unwrap();
+        m.take_ticks(upto.0, tick, &mut ticks);
+        assert!(
+            ticks.is_empty() && out.is_empty(),
+            "released before node 2 passed the tick"
+        );
+        // node 2 passes it: its summary and node 1's aggregate leave together
+        plain.advance(Timestamp(10 * SEC + tick));
+        plain.flush();
+        for (_, b) in plain.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        let upto = m.release_ticks(0, tick, &mut out).unwrap();
+        m.take_ticks(upto.0, tick, &mut ticks);
+        assert!(!ticks.is_empty(), "node 1's aggregate");
+        assert!(!out.is_empty(), "node 2's summary");
+        assert_eq!(m.held(), 0);
     }
 
     #[test]

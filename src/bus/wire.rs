@@ -97,7 +97,7 @@ pub enum WireError {
     Version(u8),
     #[error("summary batch with unknown flags {0:#04x}")]
     Flags(u8),
-    #[error("a batch of {found} where {wanted} were expected: every ingest node of a cluster must aggregate at its edge (--publish with --edge-admission), or none")]
+    #[error("a batch of {found} where {wanted} were expected: batches of aggregates come from ingest nodes with --edge-admission")]
     Kind {
         found: &'static str,
         wanted: &'static str,
