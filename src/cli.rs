@@ -628,11 +628,12 @@ pub struct PublishArgs {
     pub publish_batch: u32,
     /// Admit sources and aggregate here: publish each tick's aggregates per key (what one
     /// machine's router hands its shards) instead of a summary per packet: about a fifth of the
-    /// bus's CPU under a flood (docs/scaling.md). Exact where each source's packets all reach one ingest node (each
-    /// node watches its own links); a source split over N nodes is admitted by each on its own,
-    /// so its count may differ from one machine's by up to about N−1 times the admission level.
-    /// Every ingest node of a cluster must run with it, or none; use the same --config on the
-    /// ingest nodes as on the detectors (window, tick, subnets, admission).
+    /// bus's CPU under a flood (docs/scaling.md). Destination keys count exactly as on one
+    /// machine, and with one ingest node everything does. With several, each admits source keys by
+    /// its own packets and load: a source split over N nodes may count up to about N−1 times the
+    /// admission level differently, and under a spoofed flood each node's level follows its own
+    /// share of the load. Nodes with and without it may feed one cluster; use the same --config on
+    /// the ingest nodes as on the detectors (window, tick, subnets, admission).
     #[arg(long, requires = "publish", help_heading = "Cluster")]
     pub edge_admission: bool,
 }
