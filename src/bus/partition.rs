@@ -208,15 +208,7 @@ impl Partitioner {
             used[0] = true;
         }
         for part in (0..n).filter(|p| used[usize::from(*p)]) {
-            let i = usize::from(part);
-            self.seqs[i] += 1;
-            let header = BatchHeader {
-                partition: part,
-                node: self.node,
-                seq: self.seqs[i],
-                watermark: self.latest.0,
-                last: false,
-            };
+            let header = self.next_header(part, false);
             let keep = |s: crate::key::Scope, e: usize| {
                 owner
                     .get(s.index())
@@ -224,7 +216,7 @@ impl Partitioner {
                     .is_some_and(|p| *p == part)
             };
             let bytes = encode_aggregate(t, header, keep, part == 0);
-            self.sent[i] = Some(header.watermark);
+            self.sent[usize::from(part)] = Some(header.watermark);
             self.ready.push((part, bytes));
         }
     }
@@ -264,16 +256,27 @@ impl Partitioner {
         self.close_as(part, false)
     }
 
-    fn close_as(&mut self, part: u16, last: bool) {
-        let i = usize::from(part);
-        self.seqs[i] += 1;
-        let header = BatchHeader {
+    /// The header of the next batch of `part`, with the watermark so far.
+    fn next_header(&mut self, part: u16, last: bool) -> BatchHeader {
+        let seq = match self.seqs.get_mut(usize::from(part)) {
+            Some(s) => {
+                *s += 1;
+                *s
+            }
+            None => 0,
+        };
+        BatchHeader {
             partition: part,
             node: self.node,
-            seq: self.seqs[i],
+            seq,
             watermark: self.latest.0,
             last,
-        };
+        }
+    }
+
+    fn close_as(&mut self, part: u16, last: bool) {
+        let i = usize::from(part);
+        let header = self.next_header(part, last);
         let bytes = if self.aggregates {
             // the watermark alone, as a batch of no aggregates
             self.sent[i] = Some(header.watermark);
