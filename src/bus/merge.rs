@@ -496,10 +496,7 @@ impl Merger {
         let saved: SavedMerger = serde_json::from_slice(meta)?;
         let mut summaries = Vec::new();
         // the summaries' batch, then the held aggregates, each after its length
-        let end = super::wire::HEADER_LEN
-            + batch
-                .get(40..44)
-                .map_or(0, |l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize);
+        let end = super::wire::batch_len(batch);
         let (first, mut rest) = batch.split_at(end.min(batch.len()));
         // a checkpoint of the build before aggregates: its summaries are encoded as now
         let upgraded;

@@ -289,6 +289,15 @@ fn varint(b: &mut Vec<u8>, mut v: u64) {
     b.push(v as u8);
 }
 
+/// The length of the batch at the start of `bytes` as its header gives it (header included; the
+/// header's length alone when there is no header: a reader then refuses the bytes).
+pub fn batch_len(bytes: &[u8]) -> usize {
+    let body = bytes
+        .get(40..44)
+        .map_or(0, |l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize);
+    HEADER_LEN.saturating_add(body)
+}
+
 /// Whether a batch's header says it carries aggregates ([`aggregates`]) rather than summaries.
 pub fn is_aggregates(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC) && bytes.get(5).is_some_and(|f| f & FLAG_AGGREGATES != 0)

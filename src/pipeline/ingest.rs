@@ -116,6 +116,16 @@ impl BusDownstream {
     }
 }
 
+/// A tick has ended at a packet stamped `ts`: what is pending leaves with `ts` as the watermark
+/// (everything older is in it), so the tick's flush need not repeat the watermark on the
+/// partitions the aggregates went to.
+fn end_tick(parts: &mut Partitioner, agg: &mut Aggregator, ts: Timestamp) {
+    if !agg.is_empty() {
+        parts.observe(ts);
+        parts.push_aggregate(&agg.take());
+    }
+}
+
 impl Downstream for BusDownstream {
     /// The bus carries packet summaries, not request heads: a detector counts the requests (a
     /// summary carries the TCP number its handshake is verified by, and whether a request head
@@ -143,10 +153,7 @@ impl Downstream for BusDownstream {
                     // itself is counted (one of an `ignore` network may end a tick too), as a
                     // router stages its counts at every step
                     e.steps.clear();
-                    if !e.agg.is_empty() {
-                        self.parts.observe(p.ts);
-                        self.parts.push_aggregate(&e.agg.take());
-                    }
+                    end_tick(&mut self.parts, &mut e.agg, p.ts);
                 }
                 let scopes = scopes_of(&e.cfg, p);
                 if scopes.is_empty() {
@@ -154,11 +161,8 @@ impl Downstream for BusDownstream {
                 } else {
                     let (at, other) = e.agg.tick_of(stamp);
                     if other {
-                        // a new tick: the last one leaves, with the watermark of this packet
-                        // (everything older is in it), so the tick's flush need not repeat it
-                        // on the partitions it went to
-                        self.parts.observe(p.ts);
-                        self.parts.push_aggregate(&e.agg.take());
+                        // (a tick the clock did not step for: never two ticks in one aggregate)
+                        end_tick(&mut self.parts, &mut e.agg, p.ts);
                     }
                     e.agg.add(p, stamp, scopes, at);
                     if e.agg.is_full() {
