@@ -717,6 +717,16 @@ pub struct Linked<'a, T> {
     at: u32,
 }
 
+// (by hand: the derive would ask `T: Clone`, and the arena is only borrowed)
+impl<T> Clone for Linked<'_, T> {
+    fn clone(&self) -> Self {
+        Linked {
+            items: self.items,
+            at: self.at,
+        }
+    }
+}
+
 /// An arena item that names the next item of its entry.
 trait Link {
     fn next(&self) -> u32;

@@ -139,30 +139,27 @@ pub fn encode_aggregate(
             if let Some(r) = d.regs {
                 b.extend_from_slice(r.registers());
             }
-            let samples: Vec<_> = d.samples.collect();
-            varint(b, samples.len() as u64);
-            for s in samples {
+            // (a list is walked twice, to count and to write: no allocation per key)
+            varint(b, d.samples.clone().count() as u64);
+            for s in d.samples {
                 varint(&mut w.buf, u64::from(s.rate));
                 w.push(&s.p);
             }
             let b = &mut w.buf;
-            let hosts: Vec<_> = d.hosts.collect();
-            varint(b, hosts.len() as u64);
-            for h in hosts {
+            varint(b, d.hosts.clone().count() as u64);
+            for h in d.hosts {
                 addr(b, h.host);
                 varint(b, h.packets);
             }
-            let clients: Vec<_> = d.clients.collect();
-            varint(b, clients.len() as u64);
-            for c in clients {
+            varint(b, d.clients.clone().count() as u64);
+            for c in d.clients {
                 addr(b, c.client);
                 for n in c.counts {
                     varint(b, u64::from(n));
                 }
             }
-            let details: Vec<_> = d.details.collect();
-            varint(b, details.len() as u64);
-            for x in details {
+            varint(b, d.details.clone().count() as u64);
+            for x in d.details {
                 b.push(x.kind);
                 varint(b, x.text.len() as u64);
                 b.extend_from_slice(x.text.as_bytes());
