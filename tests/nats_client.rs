@@ -36,6 +36,7 @@ fn spec(name: &str, subject: &str) -> StreamSpec {
         storage: Storage::File,
         max_bytes: -1,
         max_age: Duration::ZERO,
+        max_per_subject: 0,
     }
 }
 

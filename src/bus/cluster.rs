@@ -5,6 +5,8 @@
 //! Layout for cluster `NAME`:
 //! - streams `FW_NAME_P<partition>`, subject `fw.NAME.p.<partition>`: summary batches
 //!   (src/bus/wire.rs), one stream a partition so a NATS cluster spreads them over its servers;
+//! - stream `FW_NAME_WM`, subjects `fw.NAME.wm.<node>`: each ingest node's watermark a tick for
+//!   the partitions its batches did not reach that tick (its latest few kept);
 //! - stream `FW_NAME_EVENTS`, subjects `fw.NAME.events.<group>`: the alert events detectors wrote;
 //! - key-value bucket `fw_NAME`: key `cluster` (this record), `lease.<group>` (which detector
 //!   runs a group of partitions);
@@ -20,6 +22,8 @@ use super::store::{JetStream, Kv, ObjectStore, Storage, StreamSpec};
 
 /// Version of the cluster record.
 const RECORD_VERSION: u32 = 1;
+/// Watermarks kept per ingest node in the cluster's watermark stream.
+const WATERMARKS_KEPT: i64 = 8;
 
 /// Why a node cannot join its cluster.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,19 @@ impl ClusterBus {
     /// them over its servers).
     pub fn stream(&self, partition: u16) -> String {
         format!("FW_{}_P{partition}", self.name)
+    }
+
+    /// The subject of an ingest node's watermarks (src/bus/wire.rs, "node watermark").
+    pub fn watermark_subject(&self, node: u32) -> String {
+        format!("fw.{}.wm.{node}", self.name)
+    }
+
+    /// The stream of every ingest node's watermarks, and the subjects a detector reads of it.
+    pub fn watermark_stream(&self) -> (String, String) {
+        (
+            format!("FW_{}_WM", self.name),
+            format!("fw.{}.wm.>", self.name),
+        )
     }
 
     pub fn events_stream(&self) -> String {
@@ -163,6 +180,7 @@ fn join_on(
         // JetStream reserves a stream's max_bytes from the server's storage: keep this one small
         max_bytes: (s.max_bytes / 4).max(16 << 20),
         max_age: Duration::from_secs(30 * 24 * 3600),
+        max_per_subject: 0,
     };
     js.ensure_stream(&events)?;
     let kv = Kv::ensure(&js, &format!("fw_{name}"), Storage::File)?;
@@ -228,8 +246,19 @@ fn join_on(
             storage: s.storage,
             max_bytes: share,
             max_age: Duration::ZERO,
+            max_per_subject: 0,
         })?;
     }
+    // the ingest nodes' watermarks: a subject a node, its latest few kept (a detector starts from
+    // each node's last; older ones say less)
+    js.ensure_stream(&StreamSpec {
+        name: format!("FW_{name}_WM"),
+        subjects: vec![format!("fw.{name}.wm.>")],
+        storage: s.storage,
+        max_bytes: 16 << 20,
+        max_age: Duration::from_secs(24 * 3600),
+        max_per_subject: WATERMARKS_KEPT,
+    })?;
     let state = ObjectStore::ensure(&js, &format!("fw_{name}_state"), Storage::File)?;
     Ok(ClusterBus {
         name,

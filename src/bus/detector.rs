@@ -478,6 +478,9 @@ pub fn run_detector(
         })?;
         pulls.push((*p, pull));
     }
+    // the ingest nodes' watermarks, from each node's latest
+    let (wm_stream, wm_filter) = bus.watermark_stream();
+    let mut marks_reader = bus.js.latest_reader(&wm_stream, &wm_filter)?;
     stats.takeover = took.elapsed();
     if cfg.verbose {
         eprintln!(
@@ -517,10 +520,25 @@ pub fn run_detector(
                 }
             });
         }
+        let (marks_tx, marks) = bounded::<Vec<u8>>(CONSUMER_QUEUE);
+        let quit = &consumers_stop;
+        crate::threads::spawn_named(s, "fw-pull-wm".to_string(), move || {
+            while !quit.load(Ordering::Relaxed) {
+                match marks_reader.next_timeout(Duration::from_millis(100)) {
+                    Ok(Some(m)) => {
+                        if marks_tx.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            }
+        });
         let r = consume(
             bus,
             cfg,
-            &mut feeds,
+            (&mut feeds, &marks),
             stop,
             &mut Loop {
                 engine: &mut engine,
@@ -540,6 +558,7 @@ pub fn run_detector(
         );
         consumers_stop.store(true, Ordering::Relaxed);
         drop(feeds);
+        drop(marks);
         r
     });
     stats.merge = merger.stats();
@@ -686,7 +705,7 @@ impl Loop<'_, '_> {
 fn consume(
     bus: &ClusterBus,
     cfg: &DetectorConfig,
-    feeds: &mut [Feed],
+    (feeds, marks): (&mut [Feed], &Receiver<Vec<u8>>),
     stop: &AtomicBool,
     l: &mut Loop<'_, '_>,
 ) -> Result<(), DetectorError> {
@@ -716,6 +735,25 @@ fn consume(
             .unwrap_or(0);
         let limit = slowest.saturating_add(tick_ns);
         let mut got = 0;
+        // the ingest nodes' watermarks: time moving on partitions that got no batch
+        loop {
+            match marks.try_recv() {
+                Ok(m) => {
+                    got += 1;
+                    take_mark(l, feeds, &m);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    let (stream, _) = bus.watermark_stream();
+                    return Err(DetectorError::Nats(NatsError::Closed {
+                        what: format!(
+                            "the consumer of stream {stream} on {} stopped",
+                            bus.client.url()
+                        ),
+                    }));
+                }
+            }
+        }
         for f in feeds.iter_mut().filter(|f| !f.gone && f.watermark <= limit) {
             for _ in 0..TAKE_IN_A_ROW {
                 match f.rx.try_recv() {
@@ -741,22 +779,28 @@ fn consume(
             for i in &eligible {
                 sel.recv(&feeds[*i].rx);
             }
-            let picked = if eligible.is_empty() {
-                std::thread::sleep(Duration::from_millis(1));
-                None
-            } else {
-                sel.select_timeout(Duration::from_millis(5)).ok().map(|op| {
+            // (or for a node watermark)
+            let mark = sel.recv(marks);
+            let picked = sel.select_timeout(Duration::from_millis(5)).ok().map(|op| {
+                if op.index() == mark {
+                    Woke::Mark(op.recv(marks))
+                } else {
                     let i = eligible[op.index()];
-                    (i, op.recv(&feeds[i].rx))
-                })
-            };
-            drop(sel);
-            if let Some((i, r)) = picked {
-                let f = &mut feeds[i];
-                match r {
-                    Ok(m) => take(l, &mut replies, f, m),
-                    Err(_) => f.gone = true,
+                    Woke::Batch(i, op.recv(&feeds[i].rx))
                 }
+            });
+            drop(sel);
+            match picked {
+                Some(Woke::Batch(i, r)) => {
+                    let f = &mut feeds[i];
+                    match r {
+                        Ok(m) => take(l, &mut replies, f, m),
+                        Err(_) => f.gone = true,
+                    }
+                }
+                Some(Woke::Mark(Ok(m))) => take_mark(l, feeds, &m),
+                // (the watermark consumer stopped: the loop's top says so)
+                Some(Woke::Mark(Err(_))) | None => {}
             }
         }
         if consumers_gone {
@@ -853,6 +897,28 @@ fn count_summary(engine: &mut Engine, s: &PacketSummary, sides: Sides, out: &mut
         engine.on_packet_within(s, mask_of(sides), out);
     } else {
         engine.aggregate_within(s, mask_of(sides), out);
+    }
+}
+
+/// What a wait for the bus woke to: a partition's batch (by its feed's index) or a node
+/// watermark. (It lives for one turn of the loop, on the stack: its size costs nothing.)
+#[allow(clippy::large_enum_variant)]
+enum Woke {
+    Batch(usize, Result<Delivered, crossbeam_channel::RecvError>),
+    Mark(Result<Vec<u8>, crossbeam_channel::RecvError>),
+}
+
+/// One node watermark into the merge; every partition's feed learns where time is.
+fn take_mark(l: &mut Loop<'_, '_>, feeds: &mut [Feed], m: &[u8]) {
+    if let Err(e) = l.merger.accept(m, mono(l.t0)) {
+        if l.stats.malformed_batches == 0 && l.verbose {
+            eprintln!("floodwatch: warning: a node watermark was refused: {e} (refused messages are only counted from now on)");
+        }
+        l.stats.malformed_batches += 1;
+        return;
+    }
+    for f in feeds.iter_mut() {
+        f.watermark = f.watermark.max(l.merger.partition_watermark(f.partition));
     }
 }
 

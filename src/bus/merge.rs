@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::partition::{Cluster, DstCache, Sides};
 use super::wire::aggregates::{decode_aggregate, encode_aggregate};
-use super::wire::{decode_batch, is_aggregates, BatchHeader, BatchWriter, WireError};
+use super::wire::{
+    decode_batch, decode_watermark, is_aggregates, is_watermark, BatchHeader, BatchWriter,
+    NodeWatermark, WireError,
+};
 use crate::decode::PacketSummary;
 use crate::detect::TickAggregate;
 use crate::time::Timestamp;
@@ -45,6 +48,10 @@ pub struct MergeStats {
     /// Keys of aggregates taken (ingest nodes with `--edge-admission`).
     #[serde(default)]
     pub key_aggregates: u64,
+    /// Node watermarks taken (one a tick from each ingest node: time moving on the partitions
+    /// that got no batch).
+    #[serde(default)]
+    pub node_watermarks: u64,
 }
 
 /// One owned partition as one ingest node publishes it.
@@ -65,6 +72,51 @@ struct Node {
     silent: bool,
     /// Per owned partition heard from.
     parts: BTreeMap<u16, PartState>,
+    /// Node watermarks not yet applied to every owned partition, oldest first: (watermark, each
+    /// partition's last batch sequence number). Not saved: a detector's watermark consumer starts
+    /// from each node's latest one.
+    #[serde(skip)]
+    marks: VecDeque<(u64, Vec<u64>)>,
+}
+
+/// Node watermarks kept per node while partitions catch up with them, at most (the oldest go
+/// first: one later says more).
+const MAX_MARKS: usize = 256;
+
+impl Node {
+    fn new(now_ns: u64) -> Node {
+        Node {
+            heard: now_ns,
+            silent: false,
+            parts: BTreeMap::new(),
+            marks: VecDeque::new(),
+        }
+    }
+
+    /// Applies the held node watermarks to each partition that holds the batches they name, and
+    /// drops those every owned partition has caught up with.
+    fn apply_marks(&mut self, owned_count: usize) {
+        if self.marks.is_empty() {
+            return;
+        }
+        for (p, part) in self.parts.iter_mut().filter(|(_, part)| !part.ended) {
+            for (w, seqs) in &self.marks {
+                if seqs.get(usize::from(*p)).is_some_and(|s| *s <= part.seq) {
+                    part.watermark = part.watermark.max(*w);
+                }
+            }
+        }
+        while let Some((_, seqs)) = self.marks.front() {
+            let caught_up = self.parts.len() == owned_count
+                && self.parts.iter().all(|(p, part)| {
+                    part.ended || seqs.get(usize::from(*p)).is_none_or(|s| *s <= part.seq)
+                });
+            if !caught_up {
+                break;
+            }
+            self.marks.pop_front();
+        }
+    }
 }
 
 /// A summary held until every live node's watermark has passed it. Summaries are released in
@@ -164,6 +216,25 @@ impl Merger {
     /// Takes one batch received at wall time `now_ns`. A malformed batch is an error and changes
     /// nothing.
     pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<BatchHeader, WireError> {
+        if is_watermark(bytes) {
+            let w = decode_watermark(bytes)?;
+            let n = self.cluster.partitions.max(1);
+            if w.last_seqs.len() != usize::from(n) {
+                return Err(WireError::Partitions {
+                    found: w.last_seqs.len(),
+                    wanted: n,
+                });
+            }
+            let h = BatchHeader {
+                partition: n,
+                node: w.node,
+                seq: w.seq,
+                watermark: w.watermark,
+                last: false,
+            };
+            self.take_watermark(w, now_ns);
+            return Ok(h);
+        }
         if is_aggregates(bytes) {
             let (h, t) = decode_aggregate(bytes)?;
             self.take_aggregate(h, t, now_ns);
@@ -182,6 +253,25 @@ impl Merger {
         self.take(h, &mut summaries, now_ns);
         self.scratch = summaries;
         Ok(h)
+    }
+
+    /// A node's watermark for every partition: held until the partitions it names hold its
+    /// batches.
+    fn take_watermark(&mut self, w: NodeWatermark, now_ns: u64) {
+        self.first_heard.get_or_insert(now_ns);
+        self.stats.node_watermarks += 1;
+        let owned = self.owned_count;
+        let node = self
+            .nodes
+            .entry(w.node)
+            .or_insert_with(|| Node::new(now_ns));
+        node.heard = node.heard.max(now_ns);
+        node.silent = false;
+        if node.marks.len() >= MAX_MARKS {
+            node.marks.pop_front();
+        }
+        node.marks.push_back((w.watermark, w.last_seqs));
+        node.apply_marks(owned);
     }
 
     /// A node's aggregates of one tick (or part of one) for a partition.
@@ -213,11 +303,11 @@ impl Merger {
             return false;
         }
         self.first_heard.get_or_insert(now_ns);
-        let node = self.nodes.entry(h.node).or_insert(Node {
-            heard: now_ns,
-            silent: false,
-            parts: BTreeMap::new(),
-        });
+        let owned = self.owned_count;
+        let node = self
+            .nodes
+            .entry(h.node)
+            .or_insert_with(|| Node::new(now_ns));
         node.heard = node.heard.max(now_ns);
         node.silent = false;
         let part = node.parts.entry(h.partition).or_default();
@@ -234,11 +324,11 @@ impl Merger {
         part.watermark = part.watermark.max(h.watermark);
         if h.last && !part.ended {
             part.ended = true;
-            let owned = self.owned_count;
             if node.parts.len() == owned && node.parts.values().all(|p| p.ended) {
                 self.stats.ended_nodes += 1;
             }
         }
+        node.apply_marks(owned);
         self.stats.batches += 1;
         true
     }
@@ -296,6 +386,17 @@ impl Merger {
     /// stream on every partition owned here.
     pub fn all_ended(&self) -> bool {
         self.nodes.len() >= self.expected && self.nodes.values().all(|n| self.node_ended(n))
+    }
+
+    /// The latest watermark any node has given partition `p` (by its batches or its node
+    /// watermarks); 0 before any.
+    pub fn partition_watermark(&self, p: u16) -> u64 {
+        self.nodes
+            .values()
+            .filter_map(|n| n.parts.get(&p))
+            .map(|s| s.watermark)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Where the stream starts (the earliest time any node started at), once known.
@@ -498,12 +599,11 @@ impl Merger {
         // the summaries' batch, then the held aggregates, each after its length
         let end = super::wire::batch_len(batch);
         let (first, mut rest) = batch.split_at(end.min(batch.len()));
-        // a checkpoint of the build before aggregates: its summaries are encoded as now
+        // a checkpoint of an earlier build (version 3: before aggregates; 4: before node
+        // watermarks): its summaries and aggregates are encoded as now
         let upgraded;
-        let first = if first.get(4) == Some(&3) {
-            let mut b = first.to_vec();
-            b[4] = super::wire::VERSION;
-            upgraded = b;
+        let first = if matches!(first.get(4), Some(3 | 4)) {
+            upgraded = upgrade(first);
             &upgraded[..]
         } else {
             first
@@ -516,7 +616,11 @@ impl Merger {
                 .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
                 .ok_or(MergeStateError::Cut)?;
             let bytes = rest.get(4..4 + len).ok_or(MergeStateError::Cut)?;
-            ticks.push(decode_aggregate(bytes)?);
+            ticks.push(if bytes.get(4) == Some(&4) {
+                decode_aggregate(&upgrade(bytes))?
+            } else {
+                decode_aggregate(bytes)?
+            });
             rest = &rest[4 + len..];
         }
         if summaries.len() != saved.origins.len() {
@@ -560,6 +664,16 @@ impl Merger {
 }
 
 /// The held summaries (or aggregates) of one node's partition.
+/// A held batch of a checkpoint an earlier build wrote, marked as this version's (the encoding
+/// of summaries and aggregates is unchanged since version 3).
+fn upgrade(batch: &[u8]) -> Vec<u8> {
+    let mut b = batch.to_vec();
+    if let Some(v) = b.get_mut(4) {
+        *v = super::wire::VERSION;
+    }
+    b
+}
+
 #[derive(Debug)]
 struct Run {
     node: u32,
@@ -730,6 +844,92 @@ mod tests {
         );
         assert_eq!(m.held(), 0);
         assert_eq!(m.stats().ended_nodes, 1);
+    }
+
+    /// A node watermark moves the partitions that got no batch, each only once it holds the
+    /// batches the watermark names (they travel on other streams and may come later); it is not
+    /// saved, and a later one (the watermark consumer starts from each node's latest) says it.
+    #[test]
+    fn a_node_watermark_moves_each_partition_once_it_holds_the_batches_named() {
+        let c = cluster();
+        let all: Vec<u16> = (0..4).collect();
+        let mut node = Partitioner::new(c, 1, 1_000);
+        let s = summary(SEC, 1);
+        node.push(&s);
+        // the start's empty batches, and what the summary's first tick closes
+        let start = node.take_ready();
+        assert_eq!(start.len(), 4);
+        node.push(&summary(SEC + 500, 1));
+        node.flush();
+        let tick: Vec<(u16, Vec<u8>)> = node.take_ready();
+        let (marks, batches): (Vec<_>, Vec<_>) = tick
+            .into_iter()
+            .partition(|(p, _)| *p == node.watermark_index());
+        assert_eq!(marks.len(), 1);
+        let (d, src) = c.partitions_of(&s);
+        assert_eq!(batches.len(), if d == src { 1 } else { 2 });
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        for (_, b) in &start {
+            m.accept(b, 0).unwrap();
+        }
+        assert_eq!(m.watermark(0), Some(Timestamp(SEC)));
+        let (meta, held) = m.save();
+        // the watermark first: it waits for the batches it names
+        m.accept(&marks[0].1, 0).unwrap();
+        assert_eq!(m.watermark(0), Some(Timestamp(SEC)));
+        let idle = (0..4u16).find(|p| *p != d && *p != src).unwrap();
+        assert_eq!(m.partition_watermark(idle), SEC + 500);
+        assert_eq!(m.partition_watermark(d), SEC);
+        for (_, b) in &batches {
+            m.accept(b, 0).unwrap();
+        }
+        assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
+        assert_eq!(m.stats().node_watermarks, 1);
+        // restored from before the watermark came: the batches move their own partitions, the
+        // watermark (as the consumer gives each node's latest again) the others
+        let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        copy.restore(&meta, &held, 0).unwrap();
+        for (_, b) in &batches {
+            copy.accept(b, 0).unwrap();
+        }
+        assert_eq!(copy.watermark(0), Some(Timestamp(SEC)));
+        copy.accept(&marks[0].1, 0).unwrap();
+        assert_eq!(copy.watermark(0), Some(Timestamp(SEC + 500)));
+        // a watermark of another partition count is refused and changes nothing
+        let other = crate::bus::wire::encode_watermark(&crate::bus::wire::NodeWatermark {
+            node: 1,
+            seq: 9,
+            watermark: SEC * 9,
+            last_seqs: vec![0; 3],
+        });
+        let err = m.accept(&other, 0).unwrap_err();
+        assert!(err.to_string().contains("3 partitions"), "{err}");
+        assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
+    }
+
+    /// A checkpoint written by the previous build (version 4 batches) restores.
+    #[test]
+    fn a_checkpoint_of_the_previous_wire_version_restores() {
+        let c = cluster();
+        let all: Vec<u16> = (0..4).collect();
+        let mut node = Partitioner::new(c, 1, 1_000);
+        node.push(&summary(SEC, 1));
+        let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        for (_, b) in node.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        node.push(&summary(SEC + 1, 2));
+        node.flush();
+        for (_, b) in node.take_ready() {
+            m.accept(&b, 0).unwrap();
+        }
+        assert!(m.held() > 0);
+        let (meta, mut held) = m.save();
+        assert_eq!(held[4], crate::bus::wire::VERSION);
+        held[4] = 4;
+        let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
+        copy.restore(&meta, &held, 0).unwrap();
+        assert_eq!(copy.held(), m.held());
     }
 
     /// A node silent past the limit lets time move on without it; when it comes back behind,

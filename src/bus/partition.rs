@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 
 use super::wire::aggregates::encode_aggregate;
-use super::wire::{BatchHeader, BatchWriter};
+use super::wire::{encode_watermark, BatchHeader, BatchWriter, NodeWatermark};
 use crate::decode::PacketSummary;
 use crate::detect::TickAggregate;
 use crate::key::{mask128, mask32};
@@ -139,9 +139,11 @@ pub struct Partitioner {
     dst_cache: DstCache,
     /// Batches of aggregates ([`Partitioner::push_aggregate`]) rather than summaries.
     aggregates: bool,
-    /// Aggregates: the watermark of the last batch published per partition (a flush skips a
-    /// partition whose last batch already says as much: fewer messages on the bus).
+    /// The watermark each partition was last told, by a batch or a node watermark (a flush
+    /// skips the node watermark when every partition has been told as much).
     sent: Vec<Option<u64>>,
+    /// Node watermarks published.
+    wm_seq: u64,
 }
 
 impl Partitioner {
@@ -160,7 +162,14 @@ impl Partitioner {
             dst_cache: DstCache::default(),
             aggregates: false,
             sent: vec![None; n],
+            wm_seq: 0,
         }
+    }
+
+    /// Where the node's watermarks go in [`Partitioner::take_ready`]: the index after the last
+    /// partition (the publisher's subject there is the node's watermark subject).
+    pub fn watermark_index(&self) -> u16 {
+        self.cluster.partitions.max(1)
     }
 
     /// Publishes aggregates ([`Partitioner::push_aggregate`]) instead of summaries: every batch,
@@ -177,14 +186,16 @@ impl Partitioner {
         if !self.started {
             self.started = true;
             self.latest = ts;
-            self.flush();
+            self.open_all();
         }
         self.latest = self.latest.max(ts);
     }
 
     /// One tick's aggregate (or a part of one): every partition that owns keys of it gets a batch
     /// of those, with the watermark so far. A key goes to the partition of its address, as a
-    /// summary's side does; the stream-wide figures go to partition 0.
+    /// summary's side does. The stream-wide figures ride with the first of those batches (with
+    /// partition 0's when the tick has no keys): one message fewer a tick than a batch of their
+    /// own, and whichever detector takes them counts them once.
     pub fn push_aggregate(&mut self, t: &TickAggregate) {
         let n = self.cluster.partitions.max(1);
         let cluster = self.cluster;
@@ -204,9 +215,13 @@ impl Partitioner {
                 *u = true;
             }
         }
-        if t.packets > 0 || t.deferred != [0; 2] {
-            used[0] = true;
-        }
+        let figures_part = if t.packets > 0 || t.deferred != [0; 2] {
+            let first = used.iter().position(|u| *u).unwrap_or(0);
+            used[first] = true;
+            Some(first as u16)
+        } else {
+            None
+        };
         for part in (0..n).filter(|p| used[usize::from(*p)]) {
             let header = self.next_header(part, false);
             let keep = |s: crate::key::Scope, e: usize| {
@@ -215,7 +230,7 @@ impl Partitioner {
                     .and_then(|o| o.get(e))
                     .is_some_and(|p| *p == part)
             };
-            let bytes = encode_aggregate(t, header, keep, part == 0);
+            let bytes = encode_aggregate(t, header, keep, figures_part == Some(part));
             self.sent[usize::from(part)] = Some(header.watermark);
             self.ready.push((part, bytes));
         }
@@ -226,10 +241,9 @@ impl Partitioner {
     /// that first summary's time).
     pub fn push(&mut self, p: &PacketSummary) {
         if !self.started {
-            // every partition learns where this node's stream starts before any summary of it
             self.started = true;
             self.latest = p.ts;
-            self.flush();
+            self.open_all();
         }
         self.latest = self.latest.max(p.ts);
         let d = self.dst_cache.partition(&self.cluster, p.dst);
@@ -277,9 +291,11 @@ impl Partitioner {
     fn close_as(&mut self, part: u16, last: bool) {
         let i = usize::from(part);
         let header = self.next_header(part, last);
+        if let Some(s) = self.sent.get_mut(i) {
+            *s = Some(header.watermark);
+        }
         let bytes = if self.aggregates {
             // the watermark alone, as a batch of no aggregates
-            self.sent[i] = Some(header.watermark);
             encode_aggregate(&TickAggregate::default(), header, |_, _| false, false)
         } else {
             self.writers[i]
@@ -290,14 +306,39 @@ impl Partitioner {
         self.ready.push((part, bytes));
     }
 
-    /// Closes every partition's batch, also the empty ones: each then carries the node's watermark,
-    /// so a detector whose partition got no traffic still sees time move (call it at every tick).
-    pub fn flush(&mut self) {
+    /// Every partition learns where this node's stream starts, before anything else of it: a
+    /// batch each, empty.
+    fn open_all(&mut self) {
         for part in 0..self.cluster.partitions.max(1) {
-            let said = self.aggregates && self.sent[usize::from(part)] == Some(self.latest.0);
-            if !said {
+            self.close(part);
+        }
+    }
+
+    /// Closes every partition's batch that holds summaries; then, unless every partition's last
+    /// batch already carries the node's watermark, one node watermark tells them all (call it at
+    /// every tick): a detector whose partition got no traffic still sees time move, for one
+    /// message a tick instead of an empty batch a partition.
+    pub fn flush(&mut self) {
+        let mut behind = false;
+        for part in 0..self.cluster.partitions.max(1) {
+            let i = usize::from(part);
+            if self.writers[i].is_some() {
                 self.close(part);
+            } else {
+                behind |= self.sent[i] != Some(self.latest.0);
             }
+        }
+        if behind {
+            self.wm_seq += 1;
+            let w = NodeWatermark {
+                node: self.node,
+                seq: self.wm_seq,
+                watermark: self.latest.0,
+                last_seqs: self.seqs.clone(),
+            };
+            self.sent.iter_mut().for_each(|s| *s = Some(w.watermark));
+            let at = self.watermark_index();
+            self.ready.push((at, encode_watermark(&w)));
         }
     }
 
@@ -376,19 +417,38 @@ mod tests {
         p.observe(Timestamp(3_000));
         p.push_aggregate(&t);
         let sent: Vec<u16> = p.take_ready().iter().map(|(part, _)| *part).collect();
+        // one batch: the victim's partition, the stream-wide figures with it
         let victim = c.partition_of([198, 51, 100, 1].into());
-        let mut want = vec![victim, 0];
-        want.dedup();
-        assert_eq!(sent.len(), want.len(), "{sent:?}");
-        // the tick's flush: the others only, each with the watermark
+        assert_ne!(victim, 0, "the test wants a victim off partition 0");
+        assert_eq!(sent, [victim]);
+        let ready = {
+            p.observe(Timestamp(3_500));
+            p.push_aggregate(&t);
+            p.take_ready()
+        };
+        let (_, bytes) = &ready[0];
+        let (_, back) = crate::bus::wire::aggregates::decode_aggregate(bytes).unwrap();
+        assert_eq!(back.packets, 1);
+        // the tick's flush: one node watermark for the others, naming each partition's last
+        // batch (the victim's second, the start's for the rest)
         p.flush();
-        let flushed: Vec<u16> = p.take_ready().iter().map(|(part, _)| *part).collect();
-        assert_eq!(flushed.len(), 8 - sent.len());
-        assert!(flushed.iter().all(|f| !sent.contains(f)));
-        // time moves: every partition again
+        let flushed = p.take_ready();
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(flushed[0].0, p.watermark_index());
+        let w = crate::bus::wire::decode_watermark(&flushed[0].1).unwrap();
+        assert_eq!((w.node, w.seq, w.watermark), (1, 1, 3_500));
+        let want: Vec<u64> = (0..8).map(|q| if q == victim { 3 } else { 1 }).collect();
+        assert_eq!(w.last_seqs, want);
+        // nothing new: nothing to say
+        p.flush();
+        assert!(p.take_ready().is_empty());
+        // time moves: a node watermark again
         p.observe(Timestamp(4_000));
         p.flush();
-        assert_eq!(p.take_ready().len(), 8);
+        let again = p.take_ready();
+        assert_eq!(again.len(), 1);
+        let w = crate::bus::wire::decode_watermark(&again[0].1).unwrap();
+        assert_eq!((w.seq, w.watermark), (2, 4_000));
     }
 
     #[test]
@@ -434,7 +494,12 @@ mod tests {
         let batches = p.take_ready();
         let mut got: Vec<(u16, PacketSummary)> = Vec::new();
         let mut last_seq = [0u64; 8];
+        let mut marks = Vec::new();
         for (part, bytes) in &batches {
+            if *part == p.watermark_index() {
+                marks.push(crate::bus::wire::decode_watermark(bytes).unwrap());
+                continue;
+            }
             let mut out = Vec::new();
             let h = decode_batch(bytes, &mut out).unwrap();
             assert_eq!(h.partition, *part);
@@ -449,8 +514,12 @@ mod tests {
             assert!(out.iter().all(|s| s.ts.0 <= h.watermark));
             got.extend(out.into_iter().map(|s| (*part, s)));
         }
-        // every partition got at least the flush's (possibly empty) batch
+        // every partition got at least the start's (empty) batch, and those the flush found
+        // empty were told the watermark by one node watermark naming every last batch
         assert!(last_seq.iter().all(|s| *s >= 1));
+        assert_eq!(marks.len(), 1, "{marks:?}");
+        assert_eq!(marks[0].last_seqs, last_seq);
+        assert_eq!(marks[0].watermark, 1_039);
         for s in &sent {
             let (d, src) = c.partitions_of(s);
             let copies = got.iter().filter(|(_, g)| g == s).count();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::store::{AckOutcome, AckPublisher};
 use super::wire::batch_count;
@@ -76,7 +76,8 @@ impl PublishCounters {
 pub struct PublisherConfig {
     /// The NATS URL (for messages).
     pub url: String,
-    /// Subject of partition i: `subjects[i]`.
+    /// Subject of partition i: `subjects[i]`; after the last partition's, the node's watermark
+    /// subject ([`crate::bus::partition::Partitioner::watermark_index`]).
     pub subjects: Vec<String>,
     /// Bytes kept while disconnected.
     pub buffer_bytes: usize,
@@ -131,14 +132,17 @@ impl Batches {
         }
     }
 
-    /// Sends queued batches within the window of unacknowledged ones; false when sending failed.
+    /// Sends queued batches within the window of unacknowledged ones, all in one pass of the
+    /// client; false when sending failed.
     fn send(
         &mut self,
         out: &AckPublisher,
         cfg: &PublisherConfig,
         counters: &PublishCounters,
     ) -> bool {
-        while self.unacked.len() < MAX_UNACKED {
+        let room = MAX_UNACKED.saturating_sub(self.unacked.len());
+        let mut going = Vec::with_capacity(room.min(self.queue.len()));
+        while going.len() < room {
             let Some((part, bytes)) = self.queue.pop_front() else {
                 break;
             };
@@ -148,15 +152,23 @@ impl Batches {
                 self.held_bytes -= bytes.len();
                 continue;
             };
-            let id = self.next_id;
-            if out.publish(id, subject, bytes.clone()).is_err() {
-                self.queue.push_front((part, bytes));
-                return false;
-            }
+            going.push((self.next_id, part, subject.as_str(), bytes));
             self.next_id += 1;
+        }
+        if going.is_empty() {
+            return true;
+        }
+        let (done, r) = out.publish_all(going.iter().map(|(id, _, s, b)| (*id, *s, b.clone())));
+        let mut rest = going.split_off(done.min(going.len()));
+        for (id, part, _, bytes) in going {
             self.unacked.push_back((id, part, bytes));
         }
-        true
+        // what was not published goes back to the front, in order (its ids are not reused: an
+        // outcome is matched to the front of `unacked` by id)
+        while let Some((_, part, _, bytes)) = rest.pop() {
+            self.queue.push_front((part, bytes));
+        }
+        r.is_ok()
     }
 
     fn left(&self) -> impl Iterator<Item = &Vec<u8>> {
@@ -188,10 +200,19 @@ pub fn run_publisher(
         // take what the pipeline has (without waiting while there is work queued)
         if ended_at.is_none() && (b.queue.len() < MAX_UNACKED || !connected) {
             // nothing to send: wait for the pipeline (briefly while acknowledgements are due)
-            let wait = match (b.queue.is_empty() || !connected, b.unacked.is_empty()) {
-                (true, true) => IDLE_WAIT,
-                (true, false) => Duration::from_micros(200),
-                _ => Duration::ZERO,
+            let idle = b.queue.is_empty() || !connected;
+            if idle && !b.unacked.is_empty() {
+                // acknowledgements are due: sleep until one comes or the pipeline has batches
+                // (a wake-up for work, not a poll every few hundred microseconds)
+                let mut sel = Select::new();
+                sel.recv(&rx);
+                sel.recv(out.outcomes());
+                let _ = sel.ready_timeout(IDLE_WAIT);
+            }
+            let wait = if idle && b.unacked.is_empty() {
+                IDLE_WAIT
+            } else {
+                Duration::ZERO
             };
             match rx.recv_timeout(wait) {
                 Ok(batches) => b.take(batches, connected, &cfg, &counters),

@@ -96,6 +96,8 @@ pub struct StreamSpec {
     pub max_bytes: i64,
     /// ZERO: no limit.
     pub max_age: Duration,
+    /// Messages kept per subject, the oldest dropped first (0: no limit).
+    pub max_per_subject: i64,
 }
 
 /// A message read back from a stream by subject.
@@ -235,6 +237,7 @@ impl JetStream {
             storage: spec.storage.nats(),
             max_bytes: spec.max_bytes,
             max_age: spec.max_age,
+            max_messages_per_subject: spec.max_per_subject,
             discard: DiscardPolicy::Old,
             num_replicas: 1,
             ..Config::default()
@@ -491,6 +494,34 @@ impl JetStream {
         })
     }
 
+    /// An ordered consumer of `filter` on `stream` that starts from each subject's last message
+    /// (no acknowledgements: the server sends, the client keeps the order and recovers gaps).
+    pub fn latest_reader(&self, stream: &str, filter: &str) -> Result<LatestReader, NatsError> {
+        let what = format!("reading {filter} on stream {stream}");
+        let s = self
+            .client
+            .block_on(self.ctx.get_stream(stream))
+            .map_err(|e| self.error(&what, &e))?;
+        let cfg = pull::OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..pull::OrderedConfig::default()
+        };
+        let consumer = self
+            .client
+            .block_on(s.create_consumer(cfg))
+            .map_err(|e| self.error(&what, &e))?;
+        let messages = self
+            .client
+            .block_on(consumer.messages())
+            .map_err(|e| self.error(&what, &e))?;
+        Ok(LatestReader {
+            client: self.client.clone(),
+            name: what,
+            messages,
+        })
+    }
+
     /// A publisher with acknowledgements.
     pub fn publisher(&self) -> AckPublisher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, AckWait)>();
@@ -595,6 +626,38 @@ impl PullReader {
     }
 }
 
+/// Reads an ordered consumer ([`JetStream::latest_reader`]).
+pub struct LatestReader {
+    client: Client,
+    name: String,
+    messages: pull::Ordered,
+}
+
+impl LatestReader {
+    /// The next message's payload within `timeout`; `Ok(None)` on timeout or a missed heartbeat
+    /// (the consumer recovers from it); an error when the consumer is gone.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, NatsError> {
+        let messages = &mut self.messages;
+        let next = self
+            .client
+            .block_on(async { tokio::time::timeout(timeout, messages.next()).await });
+        match next {
+            Err(_) => Ok(None),
+            Ok(None) => Err(NatsError::Closed {
+                what: format!("{} ended", self.name),
+            }),
+            Ok(Some(Ok(message))) => Ok(Some(message.payload.to_vec())),
+            Ok(Some(Err(e))) => {
+                use async_nats::jetstream::consumer::pull::OrderedErrorKind as K;
+                match e.kind() {
+                    K::MissingHeartbeat | K::Pull | K::Recreate => Ok(None),
+                    _ => Err(self.client.failed(&self.name, e)),
+                }
+            }
+        }
+    }
+}
+
 /// What became of a published batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -637,28 +700,54 @@ pub struct AckPublisher {
 impl AckPublisher {
     /// Publishes `payload` on `subject`; its outcome will carry `id`.
     pub fn publish(&self, id: u64, subject: &str, payload: Vec<u8>) -> Result<(), NatsError> {
+        self.publish_all(std::iter::once((id, subject, payload))).1
+    }
+
+    /// Publishes each `(id, subject, payload)` in order, in one pass of the client's runtime (a
+    /// wake-up of its thread for all of them, not one each); each outcome will carry its `id`.
+    /// Returns how many were published: fewer than given when publishing failed (the error), and
+    /// those after it were not tried.
+    pub fn publish_all<'a>(
+        &self,
+        batch: impl Iterator<Item = (u64, &'a str, Vec<u8>)>,
+    ) -> (usize, Result<(), NatsError>) {
         let ctx = self.js.ctx();
-        let fut = self
-            .js
-            .client
-            .block_on(ctx.publish(subject.to_string(), payload.into()))
-            .map_err(|e| {
-                self.js
-                    .client
-                    .failed(&format!("publishing on {subject}"), e)
-            })?;
-        let wait = {
-            let _in_runtime = self.js.client.enter();
-            tokio::spawn(ack_outcome(fut))
+        let tx = &self.tx;
+        let (done, failed) = self.js.client.block_on(async move {
+            let mut done = 0;
+            for (id, subject, payload) in batch {
+                let fut = match ctx.publish(subject.to_string(), payload.into()).await {
+                    Ok(f) => f,
+                    Err(e) => return (done, Some((subject, e))),
+                };
+                if tx.send((id, tokio::spawn(ack_outcome(fut)))).is_err() {
+                    return (done, None);
+                }
+                done += 1;
+            }
+            (done, None)
+        });
+        let r = match failed {
+            Some((subject, e)) => Err(self
+                .js
+                .client
+                .failed(&format!("publishing on {subject}"), e)),
+            None if tx.is_closed() => Err(NatsError::Closed {
+                what: "the acknowledgement collector stopped".to_string(),
+            }),
+            None => Ok(()),
         };
-        self.tx.send((id, wait)).map_err(|_| NatsError::Closed {
-            what: "the acknowledgement collector stopped".to_string(),
-        })
+        (done, r)
     }
 
     /// The next outcome, if one came.
     pub fn try_outcome(&self) -> Option<(u64, AckOutcome)> {
         self.acks.try_recv().ok()
+    }
+
+    /// Where outcomes arrive (to wait for one together with other work).
+    pub fn outcomes(&self) -> &Receiver<(u64, AckOutcome)> {
+        &self.acks
     }
 
     pub fn client(&self) -> &Client {

@@ -6,10 +6,12 @@
 //! ```text
 //! header (44 bytes)
 //!   0  magic      "FWSB"
-//!   4  version    u8 = 4 (3: no aggregates; 2: no TCP number; 1: no repeat byte)
+//!   4  version    u8 = 5 (4: an empty batch on every partition each tick, no node watermarks;
+//!                 3: no aggregates; 2: no TCP number; 1: no repeat byte)
 //!   5  flags      u8: bit 0 last (the node's stream has ended: no batch of it follows); bit 1
-//!                 the body is one tick's aggregates, not summaries ([`aggregates`]); a reader
-//!                 refuses other bits
+//!                 the body is one tick's aggregates, not summaries ([`aggregates`]); bit 2 the
+//!                 message is a node watermark, not a batch (below); a reader refuses other bits
+//!                 and bits 1 and 2 together
 //!   6  partition  u16
 //!   8  node       u32   ingest node id (unique in the cluster)
 //!  12  seq        u64   batch number of (node, partition), from 1: a detector drops repeats
@@ -41,6 +43,14 @@
 //!                    acknowledgement number of any other segment (handshakes are verified by it)
 //! ```
 //! Varints are LEB128 (7 bits a byte, low first, at most 10 bytes for a u64).
+//!
+//! A **node watermark** (flag bit 2, on the node's watermark subject, [`encode_watermark`]) is the
+//! header with `partition` the cluster's partition count, `seq` the node's watermark number,
+//! `watermark` the packet time the node has published everything before on every partition,
+//! `count` the partition count again, and as its body each partition's last batch sequence number
+//! (varints, partition 0 first; 0: none yet). A detector applies the watermark to a partition
+//! once it holds that batch: one message a tick tells every partition that got no batch that
+//! tick that time moved, instead of an empty batch each.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -52,7 +62,7 @@ pub mod aggregates;
 /// The first four bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"FWSB";
 /// The encoding version this build writes and reads.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Header bytes.
 pub const HEADER_LEN: usize = 44;
 
@@ -87,6 +97,12 @@ pub struct BatchHeader {
 const FLAG_LAST: u8 = 0x01;
 /// Header flag: the body is aggregates ([`aggregates`]).
 const FLAG_AGGREGATES: u8 = 0x02;
+/// Header flag: a node watermark ([`encode_watermark`]), not a batch.
+const FLAG_WATERMARK: u8 = 0x04;
+/// The header flags that say what a message's body holds.
+const KIND: u8 = FLAG_AGGREGATES | FLAG_WATERMARK;
+/// Partitions a cluster has at most (a node watermark naming more is refused).
+pub const MAX_PARTITIONS: u16 = 1024;
 
 /// Why bytes are not a batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +118,8 @@ pub enum WireError {
         found: &'static str,
         wanted: &'static str,
     },
+    #[error("a node watermark for {found} partitions where this cluster has {wanted}: every node must join the same cluster")]
+    Partitions { found: usize, wanted: u16 },
     #[error("summary batch cut short: {0}")]
     Truncated(&'static str),
     #[error("summary batch with {0} bytes after its last summary")]
@@ -303,10 +321,82 @@ pub fn is_aggregates(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC) && bytes.get(5).is_some_and(|f| f & FLAG_AGGREGATES != 0)
 }
 
-/// The count of summaries a batch's header announces (0 for what is not a batch).
+/// A node's watermark for every partition (see the module's description).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeWatermark {
+    pub node: u32,
+    /// The node's watermark number, from 1.
+    pub seq: u64,
+    /// Packet time (ns) the node has published everything before, on every partition.
+    pub watermark: u64,
+    /// Each partition's last batch sequence number (0: none yet).
+    pub last_seqs: Vec<u64>,
+}
+
+/// Encodes a node watermark.
+pub fn encode_watermark(w: &NodeWatermark) -> Vec<u8> {
+    let mut b = BatchWriter::new(Timestamp(0));
+    b.kind = FLAG_WATERMARK;
+    for s in &w.last_seqs {
+        varint(&mut b.buf, *s);
+    }
+    let n = u16::try_from(w.last_seqs.len()).unwrap_or(u16::MAX);
+    b.count = u32::from(n);
+    b.finish(BatchHeader {
+        partition: n,
+        node: w.node,
+        seq: w.seq,
+        watermark: w.watermark,
+        last: false,
+    })
+}
+
+/// Whether a message's header says it is a node watermark.
+pub fn is_watermark(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC) && bytes.get(5).is_some_and(|f| f & FLAG_WATERMARK != 0)
+}
+
+/// Reads a node watermark.
+pub fn decode_watermark(bytes: &[u8]) -> Result<NodeWatermark, WireError> {
+    let Body {
+        header,
+        count,
+        body,
+        ..
+    } = body_of(bytes, FLAG_WATERMARK)?;
+    if count != u32::from(header.partition) || header.partition > MAX_PARTITIONS {
+        return Err(WireError::Truncated(
+            "a node watermark whose partition count is not its count of sequence numbers",
+        ));
+    }
+    let mut r = Reader {
+        b: body,
+        at: 0,
+        prev: None,
+    };
+    let mut last_seqs = Vec::with_capacity(usize::from(header.partition));
+    for _ in 0..count {
+        let seq = r
+            .varint()
+            .map_err(|_| WireError::Truncated("sequence numbers"))?;
+        last_seqs.push(seq);
+    }
+    if r.at != body.len() {
+        return Err(WireError::Trailing(body.len() - r.at));
+    }
+    Ok(NodeWatermark {
+        node: header.node,
+        seq: header.seq,
+        watermark: header.watermark,
+        last_seqs,
+    })
+}
+
+/// The count of summaries a batch's header announces (0 for what is not a batch, and for a node
+/// watermark).
 pub fn batch_count(bytes: &[u8]) -> u64 {
     match bytes.get(36..40) {
-        Some(b) if bytes.starts_with(&MAGIC) => {
+        Some(b) if bytes.starts_with(&MAGIC) && !is_watermark(bytes) => {
             u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         }
         _ => 0,
@@ -373,13 +463,17 @@ fn body_of(bytes: &[u8], kind: u8) -> Result<Body<'_>, WireError> {
     if head[4] != VERSION {
         return Err(WireError::Version(head[4]));
     }
-    if head[5] & !(FLAG_LAST | FLAG_AGGREGATES) != 0 {
+    if head[5] & !(FLAG_LAST | KIND) != 0 || head[5] & KIND == KIND {
         return Err(WireError::Flags(head[5]));
     }
-    if head[5] & FLAG_AGGREGATES != kind {
-        let name = |k: u8| if k == 0 { "summaries" } else { "aggregates" };
+    if head[5] & KIND != kind {
+        let name = |k: u8| match k {
+            0 => "summaries",
+            FLAG_AGGREGATES => "aggregates",
+            _ => "a node watermark",
+        };
         return Err(WireError::Kind {
-            found: name(head[5] & FLAG_AGGREGATES),
+            found: name(head[5] & KIND),
             wanted: name(kind),
         });
     }
@@ -701,6 +795,38 @@ mod tests {
         let mut bad = bytes;
         bad[0] = b'X';
         assert_eq!(decode_batch(&bad, &mut Vec::new()), Err(WireError::Magic));
+    }
+
+    #[test]
+    fn a_node_watermark_round_trips_and_cut_or_mixed_bytes_are_errors() {
+        let w = NodeWatermark {
+            node: 7,
+            seq: 3,
+            watermark: 1_234_567,
+            last_seqs: vec![0, 1, 300, u64::MAX],
+        };
+        let bytes = encode_watermark(&w);
+        assert!(is_watermark(&bytes) && !is_aggregates(&bytes));
+        assert_eq!(decode_watermark(&bytes), Ok(w));
+        // it carries no summaries, and is no batch
+        assert_eq!(batch_count(&bytes), 0);
+        assert!(matches!(
+            decode_batch(&bytes, &mut Vec::new()),
+            Err(WireError::Kind {
+                found: "a node watermark",
+                ..
+            })
+        ));
+        for cut in 0..bytes.len() {
+            assert!(decode_watermark(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        // a count that is not the partition count, and both kind bits at once
+        let mut bad = bytes.clone();
+        bad[39] = 3;
+        assert!(decode_watermark(&bad).is_err());
+        let mut bad = bytes;
+        bad[5] |= FLAG_AGGREGATES;
+        assert!(matches!(decode_watermark(&bad), Err(WireError::Flags(_))));
     }
 
     fn any_ip() -> impl Strategy<Value = IpAddr> {

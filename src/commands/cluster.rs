@@ -70,8 +70,10 @@ pub(crate) fn ingest(
     let counters = Arc::new(PublishCounters::default());
     let cfg = PublisherConfig {
         url: url.to_string(),
+        // each partition's subject, then (at the index after them) this node's watermarks'
         subjects: (0..bus.cluster.partitions)
             .map(|i| bus.partition_subject(i))
+            .chain([bus.watermark_subject(node)])
             .collect(),
         buffer_bytes: p.publish_buffer,
         drain_timeout: std::time::Duration::from_secs(10),

@@ -3,9 +3,10 @@
 //! ([`Partitioner`]) and hands the batches to the publisher thread (src/bus/publish.rs) over a
 //! bounded channel: a replay waits when the publisher is behind; live capture drops and counts.
 //!
-//! Every partition gets a batch carrying the node's watermark at every tick of packet time (and at
-//! every idle tick of a live source), so a detector's time moves as one machine's would, and the
-//! stream's end is published as a last batch on every partition.
+//! Every partition hears the node's watermark at every tick of packet time (and at every idle
+//! tick of a live source), by a batch or, for those that got none, one node watermark for all
+//! ([`Partitioner::flush`]), so a detector's time moves as one machine's would; the stream's end
+//! is published as a last batch on every partition.
 //!
 //! With `--edge-admission` ([`BusOut::edge`]) the node aggregates its packets per tick as one
 //! machine's router does (its own clock, source admission and connection state) and publishes each
@@ -28,7 +29,9 @@ use crate::detect::{scopes_of, Aggregator};
 use crate::metrics::Metrics;
 use crate::time::Timestamp;
 
-/// Encoded batches for the publisher: (partition, bytes), in the order they closed.
+/// Encoded batches for the publisher: (partition, bytes), in the order they closed; the index
+/// after the last partition is the node's watermark
+/// ([`crate::bus::partition::Partitioner::watermark_index`]).
 pub type BusBatches = Vec<(u16, Vec<u8>)>;
 
 /// Batches closed before they are handed over together (besides every tick's flush).
