@@ -507,33 +507,13 @@ pub fn run_detector(
             });
             let quit = &consumers_stop;
             crate::threads::spawn_named(s, format!("fw-pull-{p}"), move || {
-                while !quit.load(Ordering::Relaxed) {
-                    match pull.next_timeout(Duration::from_millis(100)) {
-                        Ok(Some(m)) => {
-                            if tx.send(m).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(_) => return,
-                    }
-                }
+                forward(quit, &tx, |t| pull.next_timeout(t))
             });
         }
         let (marks_tx, marks) = bounded::<Vec<u8>>(CONSUMER_QUEUE);
         let quit = &consumers_stop;
         crate::threads::spawn_named(s, "fw-pull-wm".to_string(), move || {
-            while !quit.load(Ordering::Relaxed) {
-                match marks_reader.next_timeout(Duration::from_millis(100)) {
-                    Ok(Some(m)) => {
-                        if marks_tx.send(m).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(_) => return,
-                }
-            }
+            forward(quit, &marks_tx, |t| marks_reader.next_timeout(t))
         });
         let r = consume(
             bus,
@@ -563,6 +543,26 @@ pub fn run_detector(
     });
     stats.merge = merger.stats();
     result.map(|()| stats)
+}
+
+/// A consumer thread's loop: what `next` reads (waiting up to a tenth of a second a call) goes to
+/// `tx`, until `quit`, the receiver is gone, or reading fails (the merge sees the channel close).
+fn forward<T>(
+    quit: &AtomicBool,
+    tx: &crossbeam_channel::Sender<T>,
+    mut next: impl FnMut(Duration) -> Result<Option<T>, NatsError>,
+) {
+    while !quit.load(Ordering::Relaxed) {
+        match next(Duration::from_millis(100)) {
+            Ok(Some(m)) => {
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn parse_pos(s: &str) -> Option<(u64, u32)> {
