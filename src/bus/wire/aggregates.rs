@@ -8,13 +8,16 @@
 //! last_ts varint (0: none; else 1 + ns after base_ts)
 //! per scope (dst_host, dst_subnet, src_host, src_subnet): entries varint, then each entry:
 //!   key      u8 family (4 or 6), address (4 or 16 bytes), prefix u8 (host bits must be 0)
-//!   flags    u8: bit 0 admitted, bit 1 hosts exact, bit 2 registers follow; others refused
+//!   flags    u8: bit 0 admitted, bit 1 hosts exact, bit 2 registers follow, bit 3 (subnet
+//!            scopes) the samples are a host's (below); others refused
 //!   classes  u16 bitmap of the packet classes counted, then a varint each (low bit first)
 //!   bytes varint, requests 3 varints, summaries varint, first_ts varint (ns after base_ts),
 //!   amp port u16 and weight varint, rate u8 (log2, 0–8), hosts_n varint
 //!   registers (bit 2): 1 024 bytes, each a rank of at most 55
 //!   samples varint, each a rate varint and a summary as in a summary batch (repeats refer to
-//!     the batch's previous sample)
+//!     the batch's previous sample); with flag bit 3 instead a varint: the index, among this
+//!     batch's entries of the host scope (dst_host for dst_subnet, src_host for src_subnet), of
+//!     the host whose samples these are, every one (a flood's subnet holds its one victim's)
 //!   hosts varint, each family u8 (4, 6), address, packets varint
 //!   clients varint, each family u8, address, 3 varints
 //!   details varint, each kind u8 (< 4), length varint, UTF-8 text
@@ -22,11 +25,12 @@
 //!
 //! Counts are those of the aggregate: exact. What a tick samples is what it sampled at the edge.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::{body_of, varint, BatchHeader, BatchWriter, Reader, WireError, FLAG_AGGREGATES};
 use crate::aggregate::{
-    Detail, EntryFields, ScopeAggregate, MAX_CLIENTS, MAX_DETAILS, MAX_ENTRIES, MAX_HOSTS,
+    Detail, Drained, EntryFields, ScopeAggregate, MAX_CLIENTS, MAX_DETAILS, MAX_ENTRIES, MAX_HOSTS,
     MAX_SAMPLES,
 };
 use crate::attribution::Hll;
@@ -39,6 +43,53 @@ use crate::window::PacketClass;
 const E_ADMITTED: u8 = 0x01;
 const E_HOSTS_EXACT: u8 = 0x02;
 const E_REGS: u8 = 0x04;
+const E_HOSTS_SAMPLES: u8 = 0x08;
+
+/// The host scope whose samples a subnet scope's entry may repeat.
+fn host_scope(s: Scope) -> Option<Scope> {
+    match s {
+        Scope::DstSubnet => Some(Scope::DstHost),
+        Scope::SrcSubnet => Some(Scope::SrcHost),
+        _ => None,
+    }
+}
+
+/// The kept host entries of `t`'s scope `host`, by key: (index in the batch, index in the scope).
+fn kept_hosts(
+    t: &TickAggregate,
+    host: Scope,
+    keep: &impl Fn(Scope, usize) -> bool,
+) -> HashMap<Key, (u64, usize)> {
+    let Some(agg) = t.scopes.get(host.index()) else {
+        return HashMap::new();
+    };
+    (0..agg.entries().len())
+        .filter(|i| keep(host, *i))
+        .enumerate()
+        .filter_map(|(at, i)| agg.entries().get(i).map(|e| (e.key, (at as u64, i))))
+        .collect()
+}
+
+/// The batch index of the host entry whose samples are every one of `d`'s (a subnet's entry
+/// `d` in scope `scope`), if one is kept.
+fn same_samples_as(
+    t: &TickAggregate,
+    scope: Scope,
+    d: &Drained<'_>,
+    hosts: &HashMap<Key, (u64, usize)>,
+) -> Option<u64> {
+    let host = host_scope(scope)?;
+    let first = d.samples.clone().next()?;
+    let addr = if host == Scope::DstHost {
+        first.p.dst
+    } else {
+        first.p.src
+    };
+    let (at, i) = *hosts.get(&Key::host(addr))?;
+    let (_, hd) = t.scopes.get(host.index())?.iter().nth(i)?;
+    let mine = d.samples.clone().map(|s| (s.rate, s.p));
+    mine.eq(hd.samples.map(|s| (s.rate, s.p))).then_some(at)
+}
 
 /// The smallest entry: an IPv4 key (6), flags, classes bitmap (2), bytes, 3 requests,
 /// summaries, first_ts, amp (3), rate, hosts_n and four list counts.
@@ -83,7 +134,16 @@ pub fn encode_aggregate(
     varint(b, deferred[1]);
     varint(b, t.last_ts.map_or(0, |ts| 1 + ts.0.saturating_sub(base)));
     let mut keys = 0u32;
+    // (the host entries a subnet's samples may point at: only when there are subnets to encode)
+    let mut hosts = HashMap::new();
     for (scope, agg) in Scope::ALL.iter().zip(&t.scopes) {
+        if let Some(host) = host_scope(*scope) {
+            hosts = if agg.entries().is_empty() {
+                HashMap::new()
+            } else {
+                kept_hosts(t, host, &keep)
+            };
+        }
         let kept = (0..agg.entries().len())
             .filter(|i| keep(*scope, *i))
             .count();
@@ -115,6 +175,10 @@ pub fn encode_aggregate(
             if d.regs.is_some() {
                 flags |= E_REGS;
             }
+            let shared = same_samples_as(t, *scope, &d, &hosts);
+            if shared.is_some() {
+                flags |= E_HOSTS_SAMPLES;
+            }
             b.push(flags);
             let mut present = 0u16;
             for (i, c) in f.classes.iter().enumerate() {
@@ -139,11 +203,15 @@ pub fn encode_aggregate(
             if let Some(r) = d.regs {
                 b.extend_from_slice(r.registers());
             }
-            // (a list is walked twice, to count and to write: no allocation per key)
-            varint(b, d.samples.clone().count() as u64);
-            for s in d.samples {
-                varint(&mut w.buf, u64::from(s.rate));
-                w.push(&s.p);
+            if let Some(at) = shared {
+                varint(b, at);
+            } else {
+                // (a list is walked twice, to count and to write: no allocation per key)
+                varint(b, d.samples.clone().count() as u64);
+                for s in d.samples {
+                    varint(&mut w.buf, u64::from(s.rate));
+                    w.push(&s.p);
+                }
             }
             let b = &mut w.buf;
             varint(b, d.hosts.clone().count() as u64);
@@ -216,7 +284,11 @@ pub fn decode_aggregate(bytes: &[u8]) -> Result<(BatchHeader, TickAggregate), Wi
         )),
     };
     let mut index = 0u32;
-    for agg in t.scopes.iter_mut() {
+    for (s, scope) in Scope::ALL.iter().enumerate() {
+        // (a subnet scope's entries may take their samples from the host scope, decoded before)
+        let (before, rest) = t.scopes.split_at_mut(s);
+        let Some(agg) = rest.first_mut() else { break };
+        let hosts = host_scope(*scope).and_then(|h| before.get(h.index()));
         let n = r.varint().map_err(what)?;
         if n > MAX_ENTRIES as u64 {
             return Err(what("more keys in a scope than an aggregate holds"));
@@ -228,7 +300,7 @@ pub fn decode_aggregate(bytes: &[u8]) -> Result<(BatchHeader, TickAggregate), Wi
                     what: "more keys than the header announces",
                 });
             }
-            entry(&mut r, base, agg).map_err(|what| WireError::Summary { index, what })?;
+            entry(&mut r, base, agg, hosts).map_err(|what| WireError::Summary { index, what })?;
             index += 1;
         }
         // what one aggregate holds at most: a batch cannot make a detector hold more
@@ -267,7 +339,13 @@ fn address(r: &mut Reader<'_>) -> Result<IpAddr, &'static str> {
     }
 }
 
-fn entry(r: &mut Reader<'_>, base: u64, agg: &mut ScopeAggregate) -> Result<(), &'static str> {
+/// One entry into `agg`; `hosts`: for a subnet scope, its host scope's entries of the batch.
+fn entry(
+    r: &mut Reader<'_>,
+    base: u64,
+    agg: &mut ScopeAggregate,
+    hosts: Option<&ScopeAggregate>,
+) -> Result<(), &'static str> {
     let a = address(r)?;
     let prefix = r.u8()?;
     let key = match a {
@@ -279,8 +357,11 @@ fn entry(r: &mut Reader<'_>, base: u64, agg: &mut ScopeAggregate) -> Result<(), 
         return Err("key with bits past its prefix");
     }
     let flags = r.u8()?;
-    if flags & !(E_ADMITTED | E_HOSTS_EXACT | E_REGS) != 0 {
+    if flags & !(E_ADMITTED | E_HOSTS_EXACT | E_REGS | E_HOSTS_SAMPLES) != 0 {
         return Err("unknown entry flags");
+    }
+    if flags & E_HOSTS_SAMPLES != 0 && hosts.is_none() {
+        return Err("a host scope's entry taking another host's samples");
     }
     let present = r.u16()?;
     let mut classes = [0u64; PacketClass::COUNT];
@@ -326,13 +407,24 @@ fn entry(r: &mut Reader<'_>, base: u64, agg: &mut ScopeAggregate) -> Result<(), 
         },
         regs,
     );
-    for _ in 0..count(r, 8)? {
-        let rate = r.u32_varint()?;
-        if rate == 0 {
-            return Err("a sample standing for no summary");
+    match hosts.filter(|_| flags & E_HOSTS_SAMPLES != 0) {
+        Some(hosts) => {
+            let at = usize::try_from(r.varint()?).map_err(|_| "host index past the batch")?;
+            let (_, d) = hosts.iter().nth(at).ok_or("host index past the batch")?;
+            for s in d.samples {
+                agg.push_sample(s.p, s.rate);
+            }
         }
-        let p = r.summary(base)?;
-        agg.push_sample(p, rate);
+        None => {
+            for _ in 0..count(r, 8)? {
+                let rate = r.u32_varint()?;
+                if rate == 0 {
+                    return Err("a sample standing for no summary");
+                }
+                let p = r.summary(base)?;
+                agg.push_sample(p, rate);
+            }
+        }
     }
     for _ in 0..count(r, 6)? {
         let host = address(r)?;
@@ -521,6 +613,23 @@ mod tests {
         assert_same(&v, &decode_aggregate(&small).unwrap().1, |s, _| {
             s == Scope::DstHost
         });
+        // its subnet holds the same samples: they travel once, the subnet naming its host
+        let dst_scope = |s: Scope| matches!(s, Scope::DstHost | Scope::DstSubnet);
+        let dst = |s: Scope, _: &Key| dst_scope(s);
+        let both = encode_aggregate(&v, header(), |s, _| dst_scope(s), true);
+        assert!(
+            both.len() < small.len() + 2_000,
+            "{} bytes against {}",
+            both.len(),
+            small.len()
+        );
+        assert_same(&v, &decode_aggregate(&both).unwrap().1, dst);
+        // a subnet whose host is not in the batch (or whose samples differ) carries its own
+        let sub = encode_aggregate(&v, header(), |s, _| s == Scope::DstSubnet, true);
+        assert!(sub.len() > small.len() - 2_000, "{} bytes", sub.len());
+        assert_same(&v, &decode_aggregate(&sub).unwrap().1, |s, _| {
+            s == Scope::DstSubnet
+        });
         // a partition's share: only the keys it keeps, in their order
         let odd = |_: Scope, k: &Key| k.mix(1) % 2 == 1;
         let (_, part) =
@@ -592,6 +701,12 @@ mod tests {
         let mut bad = bytes.clone();
         bad[key_at + 6] |= 0x80;
         assert!(decode_aggregate(&bad).is_err(), "unknown entry flag");
+        let mut bad = bytes.clone();
+        bad[key_at + 6] |= E_HOSTS_SAMPLES;
+        assert!(
+            decode_aggregate(&bad).is_err(),
+            "a host taking another host's samples"
+        );
         assert!(decode_aggregate(&bytes).is_ok());
     }
 
