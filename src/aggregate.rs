@@ -501,30 +501,34 @@ impl ScopeAggregate {
 
     /// Every entry with its samples, registers and hosts' counts.
     pub fn iter(&self) -> impl Iterator<Item = (&KeyAgg, Drained<'_>)> {
-        self.entries.iter().map(|e| {
-            (
-                e,
-                Drained {
-                    samples: Linked {
-                        items: &self.samples,
-                        at: e.first_sample,
-                    },
-                    regs: self.regs.get(e.regs as usize),
-                    hosts: Linked {
-                        items: &self.hosts,
-                        at: e.first_host,
-                    },
-                    clients: Linked {
-                        items: &self.clients,
-                        at: e.first_client,
-                    },
-                    details: Linked {
-                        items: &self.details,
-                        at: e.first_detail,
-                    },
-                },
-            )
-        })
+        self.entries.iter().map(|e| (e, self.drained(e)))
+    }
+
+    /// Entry `i` with its samples, registers and hosts' counts.
+    pub fn get(&self, i: usize) -> Option<(&KeyAgg, Drained<'_>)> {
+        self.entries.get(i).map(|e| (e, self.drained(e)))
+    }
+
+    fn drained(&self, e: &KeyAgg) -> Drained<'_> {
+        Drained {
+            samples: Linked {
+                items: &self.samples,
+                at: e.first_sample,
+            },
+            regs: self.regs.get(e.regs as usize),
+            hosts: Linked {
+                items: &self.hosts,
+                at: e.first_host,
+            },
+            clients: Linked {
+                items: &self.clients,
+                at: e.first_client,
+            },
+            details: Linked {
+                items: &self.details,
+                at: e.first_detail,
+            },
+        }
     }
 }
 

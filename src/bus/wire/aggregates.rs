@@ -86,7 +86,7 @@ fn same_samples_as(
         first.p.src
     };
     let (at, i) = *hosts.get(&Key::host(addr))?;
-    let (_, hd) = t.scopes.get(host.index())?.iter().nth(i)?;
+    let (_, hd) = t.scopes.get(host.index())?.get(i)?;
     let mine = d.samples.clone().map(|s| (s.rate, s.p));
     mine.eq(hd.samples.map(|s| (s.rate, s.p))).then_some(at)
 }
@@ -410,7 +410,11 @@ fn entry(
     match hosts.filter(|_| flags & E_HOSTS_SAMPLES != 0) {
         Some(hosts) => {
             let at = usize::try_from(r.varint()?).map_err(|_| "host index past the batch")?;
-            let (_, d) = hosts.iter().nth(at).ok_or("host index past the batch")?;
+            let (_, d) = hosts.get(at).ok_or("host index past the batch")?;
+            // (every entry may name the same host: what one aggregate holds bounds the copies)
+            if agg.sizes().0 + d.samples.clone().count() > MAX_SAMPLES + 1 {
+                return Err("more samples in a scope than an aggregate holds");
+            }
             for s in d.samples {
                 agg.push_sample(s.p, s.rate);
             }
@@ -587,6 +591,18 @@ mod tests {
             .collect()
     }
 
+    /// A copy of an aggregate, rebuilt entry by entry.
+    fn clone_scope(a: &ScopeAggregate) -> ScopeAggregate {
+        let mut b = ScopeAggregate::default();
+        for (e, d) in a.iter() {
+            b.push_entry(e.fields(), d.regs.cloned());
+            for x in d.samples {
+                b.push_sample(x.p, x.rate);
+            }
+        }
+        b
+    }
+
     #[test]
     fn a_tick_round_trips_whole_and_by_partition() {
         // 5 000 packets: the victims' keys escalate their rate and get registers
@@ -624,6 +640,31 @@ mod tests {
             small.len()
         );
         assert_same(&v, &decode_aggregate(&both).unwrap().1, dst);
+        // entries naming one host's samples cannot make a scope hold more than an aggregate
+        // does: 15 subnets each taking the victim's ~2 300 are refused, not copied on
+        let (e, d) = v.scopes[1].get(0).unwrap();
+        let mut many = TickAggregate {
+            epoch: v.epoch,
+            tick: v.tick,
+            last_ts: v.last_ts,
+            ..TickAggregate::default()
+        };
+        many.scopes[0] = clone_scope(&v.scopes[0]);
+        for n in 0..15u8 {
+            let mut f = e.fields();
+            f.key = Key::subnet([203, 0, n, 0].into(), 24, 64);
+            many.scopes[1].push_entry(f, None);
+            for x in d.samples.clone() {
+                many.scopes[1].push_sample(x.p, x.rate);
+            }
+        }
+        let hostile = encode_aggregate(&many, header(), |_, _| true, true);
+        assert!(
+            hostile.len() < small.len() + 2_000,
+            "{} bytes",
+            hostile.len()
+        );
+        assert!(decode_aggregate(&hostile).is_err());
         // a subnet whose host is not in the batch (or whose samples differ) carries its own
         let sub = encode_aggregate(&v, header(), |s, _| s == Scope::DstSubnet, true);
         assert!(sub.len() > small.len() - 2_000, "{} bytes", sub.len());
