@@ -929,7 +929,11 @@ fn take(l: &mut Loop<'_, '_>, replies: &mut [Option<Delivered>], f: &mut Feed, m
         *x = (*x).max(m.stream_seq);
     }
     match l.merger.accept(m.payload(), mono(l.t0)) {
-        Ok(h) => f.watermark = f.watermark.max(h.watermark),
+        // (the batch may have let a node watermark held for it apply: the merger's says all)
+        Ok(h) => {
+            let held = l.merger.partition_watermark(f.partition);
+            f.watermark = f.watermark.max(h.watermark).max(held);
+        }
         Err(e) => {
             if l.stats.malformed_batches == 0 && l.verbose {
                 // the first says why (a node of another version or kind, bytes cut in transit);

@@ -52,6 +52,9 @@ pub struct MergeStats {
     /// that got no batch).
     #[serde(default)]
     pub node_watermarks: u64,
+    /// Node watermarks of nodes no batch came from yet, left alone.
+    #[serde(default)]
+    pub unknown_watermarks: u64,
 }
 
 /// One owned partition as one ingest node publishes it.
@@ -257,14 +260,17 @@ impl Merger {
 
     /// A node's watermark for every partition: held until the partitions it names hold its
     /// batches.
+    ///
+    /// A node no batch came from yet is left alone: a watermark does not make a node (the stream's
+    /// latest of each node may be one of a node long gone; a live node's batches come, and its
+    /// next watermark says as much as this one).
     fn take_watermark(&mut self, w: NodeWatermark, now_ns: u64) {
-        self.first_heard.get_or_insert(now_ns);
-        self.stats.node_watermarks += 1;
         let owned = self.owned_count;
-        let node = self
-            .nodes
-            .entry(w.node)
-            .or_insert_with(|| Node::new(now_ns));
+        let Some(node) = self.nodes.get_mut(&w.node) else {
+            self.stats.unknown_watermarks += 1;
+            return;
+        };
+        self.stats.node_watermarks += 1;
         node.heard = node.heard.max(now_ns);
         node.silent = false;
         if node.marks.len() >= MAX_MARKS {
@@ -663,7 +669,6 @@ impl Merger {
     }
 }
 
-/// The held summaries (or aggregates) of one node's partition.
 /// A held batch of a checkpoint an earlier build wrote, marked as this version's (the encoding
 /// of summaries and aggregates is unchanged since version 3).
 fn upgrade(batch: &[u8]) -> Vec<u8> {
@@ -674,6 +679,7 @@ fn upgrade(batch: &[u8]) -> Vec<u8> {
     b
 }
 
+/// The held summaries (or aggregates) of one node's partition.
 #[derive(Debug)]
 struct Run {
     node: u32,
@@ -904,6 +910,17 @@ mod tests {
         });
         let err = m.accept(&other, 0).unwrap_err();
         assert!(err.to_string().contains("3 partitions"), "{err}");
+        assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
+        // a node no batch came from (the stream keeps the last watermark of nodes long gone)
+        // makes no node: it would hold time back and never end
+        let gone = crate::bus::wire::encode_watermark(&crate::bus::wire::NodeWatermark {
+            node: 77,
+            seq: 1,
+            watermark: SEC,
+            last_seqs: vec![5; 4],
+        });
+        m.accept(&gone, 0).unwrap();
+        assert_eq!(m.stats().unknown_watermarks, 1);
         assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
     }
 

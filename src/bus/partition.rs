@@ -144,7 +144,16 @@ pub struct Partitioner {
     sent: Vec<Option<u64>>,
     /// Node watermarks published.
     wm_seq: u64,
+    /// Flushes (ticks) so far, and the flush each partition's last batch went at.
+    flushes: u64,
+    last_batch: Vec<u64>,
 }
+
+/// A partition gets a batch at least once in this many flushes (a second at the default tick),
+/// empty if need be: a detector starting mid-stream learns the node's partitions from them, and
+/// a batch lost upstream stops holding back the node watermarks that name it (they apply once a
+/// later batch of the partition arrives).
+const KEEPALIVE_FLUSHES: u64 = 10;
 
 impl Partitioner {
     /// Batches of up to `batch` summaries for each of the cluster's partitions, from node `node`.
@@ -163,6 +172,8 @@ impl Partitioner {
             aggregates: false,
             sent: vec![None; n],
             wm_seq: 0,
+            flushes: 0,
+            last_batch: vec![0; n],
         }
     }
 
@@ -272,6 +283,9 @@ impl Partitioner {
 
     /// The header of the next batch of `part`, with the watermark so far.
     fn next_header(&mut self, part: u16, last: bool) -> BatchHeader {
+        if let Some(f) = self.last_batch.get_mut(usize::from(part)) {
+            *f = self.flushes;
+        }
         let seq = match self.seqs.get_mut(usize::from(part)) {
             Some(s) => {
                 *s += 1;
@@ -314,15 +328,18 @@ impl Partitioner {
         }
     }
 
-    /// Closes every partition's batch that holds summaries; then, unless every partition's last
-    /// batch already carries the node's watermark, one node watermark tells them all (call it at
-    /// every tick): a detector whose partition got no traffic still sees time move, for one
-    /// message a tick instead of an empty batch a partition.
+    /// Closes every partition's batch that holds summaries (and, every [`KEEPALIVE_FLUSHES`], an
+    /// empty one of a partition that got none); then, unless every partition's last batch already
+    /// carries the node's watermark, one node watermark tells them all (call it at every tick): a
+    /// detector whose partition got no traffic still sees time move, for one message a tick
+    /// instead of an empty batch a partition.
     pub fn flush(&mut self) {
+        self.flushes += 1;
         let mut behind = false;
         for part in 0..self.cluster.partitions.max(1) {
             let i = usize::from(part);
-            if self.writers[i].is_some() {
+            let quiet = self.flushes - self.last_batch[i] >= KEEPALIVE_FLUSHES;
+            if self.writers[i].is_some() || quiet {
                 self.close(part);
             } else {
                 behind |= self.sent[i] != Some(self.latest.0);
@@ -449,6 +466,27 @@ mod tests {
         assert_eq!(again.len(), 1);
         let w = crate::bus::wire::decode_watermark(&again[0].1).unwrap();
         assert_eq!((w.seq, w.watermark), (2, 4_000));
+    }
+
+    #[test]
+    fn a_partition_without_batches_gets_an_empty_one_every_few_ticks() {
+        let c = cluster(8);
+        let mut p = Partitioner::new(c, 1, 64).aggregating();
+        p.observe(Timestamp(1_000));
+        assert_eq!(p.take_ready().len(), 8);
+        let mut empties = [0u32; 8];
+        for tick in 1..=3 * KEEPALIVE_FLUSHES {
+            p.observe(Timestamp(1_000 + tick * 100));
+            p.flush();
+            let ready = p.take_ready();
+            // a node watermark every tick; the keepalive batches of every partition together,
+            // once in KEEPALIVE_FLUSHES (which a detector starting mid-stream learns them by)
+            assert!(ready.iter().any(|(part, _)| *part == p.watermark_index()) || ready.len() == 8);
+            for (part, _) in ready.iter().filter(|(part, _)| *part < 8) {
+                empties[usize::from(*part)] += 1;
+            }
+        }
+        assert_eq!(empties, [3; 8]);
     }
 
     #[test]

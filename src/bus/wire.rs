@@ -101,8 +101,9 @@ const FLAG_AGGREGATES: u8 = 0x02;
 const FLAG_WATERMARK: u8 = 0x04;
 /// The header flags that say what a message's body holds.
 const KIND: u8 = FLAG_AGGREGATES | FLAG_WATERMARK;
-/// Partitions a cluster has at most (a node watermark naming more is refused).
-pub const MAX_PARTITIONS: u16 = 1024;
+/// Partitions a cluster has at most (`--cluster-partitions`; a node watermark naming more is
+/// refused).
+pub const MAX_PARTITIONS: u16 = 4096;
 
 /// Why bytes are not a batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
