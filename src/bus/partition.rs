@@ -328,7 +328,7 @@ impl Partitioner {
         }
     }
 
-    /// Closes every partition's batch that holds summaries (and, every [`KEEPALIVE_FLUSHES`], an
+    /// Closes every partition's batch that holds summaries (and, every `KEEPALIVE_FLUSHES`, an
     /// empty one of a partition that got none); then, unless every partition's last batch already
     /// carries the node's watermark, one node watermark tells them all (call it at every tick): a
     /// detector whose partition got no traffic still sees time move, for one message a tick
