@@ -505,6 +505,75 @@ fn failover_with(url: &str, sec: &[&str], edge: bool) {
     );
 }
 
+/// A detector that starts while an ingest node is publishing (no `--from-start`: it reads from
+/// the streams' tails) misses the node's start batches and first hears of the node by its latest
+/// node watermark, before any batch of it: its time still moves, and it alerts while the flood
+/// lasts, not only when the node's last batches end the stream. (Here the flood's sources reach
+/// every partition; the keepalive batch a partition with no traffic gets every 10 ticks is
+/// covered by the partitioner's unit test.)
+#[test]
+fn a_detector_started_mid_stream_alerts_while_the_flood_lasts() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    // 9 s at capture speed, the flood from 1 s to 8 s
+    let (_dir, pcap) = temp_synth(
+        "syn-flood",
+        &words("--duration 9s --attack-start 1s --attack-duration 7s --attack-pps 3000"),
+    );
+    let node = ingest(&url, "mid", "1", &pcap, &["--realtime", "--edge-admission"]);
+    assert!(
+        node.wait_line("publishing to", Duration::from_secs(10))
+            .is_some(),
+        "the ingest node did not start"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let mut a = s(&[
+        "detect",
+        "--nats",
+        &url,
+        "--cluster",
+        "mid",
+        "--cluster-partitions",
+        "4",
+        "--bus-max-bytes",
+        "64M",
+        "--partitions",
+        "0-3",
+        "--exit-at-end",
+        "--seed",
+        "1",
+    ]);
+    a.push("-q".into());
+    let mut child = common::spawn_piped(bin().args(&a));
+    let out = child.stdout.take().unwrap();
+    let (tx, starts) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains(r#""event":"start""#) {
+                let _ = tx.send(Instant::now());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let (ok, _, err) = node.finish(Duration::from_secs(60));
+    assert!(ok, "the ingest node failed:\n{err}");
+    let ended = Instant::now();
+    let first = starts.recv_timeout(Duration::from_secs(30));
+    let _ = child.wait();
+    let all = reader.join().unwrap_or_default();
+    let first = first.unwrap_or_else(|_| panic!("no alert at all:\n{all}"));
+    assert!(
+        first + Duration::from_secs(2) < ended,
+        "the first alert came {:?} after the ingest node ended, not while the flood lasted",
+        first.saturating_duration_since(ended)
+    );
+}
+
 /// The packets and bytes each alert's end event reports: counted once, they are the same.
 fn assert_same_counts(one: &[Value], cluster: &[Value], what: &str) {
     let ends = |evs: &[Value]| -> BTreeMap<String, (u64, u64)> {
