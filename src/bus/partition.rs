@@ -242,7 +242,6 @@ impl Partitioner {
                     .is_some_and(|p| *p == part)
             };
             let bytes = encode_aggregate(t, header, keep, figures_part == Some(part));
-            self.sent[usize::from(part)] = Some(header.watermark);
             self.ready.push((part, bytes));
         }
     }
@@ -283,8 +282,11 @@ impl Partitioner {
 
     /// The header of the next batch of `part`, with the watermark so far.
     fn next_header(&mut self, part: u16, last: bool) -> BatchHeader {
-        if let Some(f) = self.last_batch.get_mut(usize::from(part)) {
+        // (every batch tells its partition the watermark so far)
+        let i = usize::from(part);
+        if let (Some(f), Some(s)) = (self.last_batch.get_mut(i), self.sent.get_mut(i)) {
             *f = self.flushes;
+            *s = Some(self.latest.0);
         }
         let seq = match self.seqs.get_mut(usize::from(part)) {
             Some(s) => {
@@ -305,9 +307,6 @@ impl Partitioner {
     fn close_as(&mut self, part: u16, last: bool) {
         let i = usize::from(part);
         let header = self.next_header(part, last);
-        if let Some(s) = self.sent.get_mut(i) {
-            *s = Some(header.watermark);
-        }
         let bytes = if self.aggregates {
             // the watermark alone, as a batch of no aggregates
             encode_aggregate(&TickAggregate::default(), header, |_, _| false, false)
