@@ -910,7 +910,7 @@ enum Woke {
 
 /// One node watermark into the merge; every partition's feed learns where time is.
 fn take_mark(l: &mut Loop<'_, '_>, feeds: &mut [Feed], m: &[u8]) {
-    if let Err(e) = l.merger.accept(m, mono(l.t0)) {
+    if let Err(e) = l.merger.accept_watermark(m, mono(l.t0)) {
         if l.stats.malformed_batches == 0 && l.verbose {
             eprintln!("floodwatch: warning: a node watermark was refused: {e} (refused messages are only counted from now on)");
         }

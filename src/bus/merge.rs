@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::partition::{Cluster, DstCache, Sides};
 use super::wire::aggregates::{decode_aggregate, encode_aggregate};
 use super::wire::{
-    decode_batch, decode_watermark, is_aggregates, is_watermark, BatchHeader, BatchWriter,
-    NodeWatermark, WireError,
+    decode_batch, decode_watermark, is_aggregates, BatchHeader, BatchWriter, NodeWatermark,
+    WireError,
 };
 use crate::decode::PacketSummary;
 use crate::detect::TickAggregate;
@@ -219,25 +219,6 @@ impl Merger {
     /// Takes one batch received at wall time `now_ns`. A malformed batch is an error and changes
     /// nothing.
     pub fn accept(&mut self, bytes: &[u8], now_ns: u64) -> Result<BatchHeader, WireError> {
-        if is_watermark(bytes) {
-            let w = decode_watermark(bytes)?;
-            let n = self.cluster.partitions.max(1);
-            if w.last_seqs.len() != usize::from(n) {
-                return Err(WireError::Partitions {
-                    found: w.last_seqs.len(),
-                    wanted: n,
-                });
-            }
-            let h = BatchHeader {
-                partition: n,
-                node: w.node,
-                seq: w.seq,
-                watermark: w.watermark,
-                last: false,
-            };
-            self.take_watermark(w, now_ns);
-            return Ok(h);
-        }
         if is_aggregates(bytes) {
             let (h, t) = decode_aggregate(bytes)?;
             self.take_aggregate(h, t, now_ns);
@@ -256,6 +237,22 @@ impl Merger {
         self.take(h, &mut summaries, now_ns);
         self.scratch = summaries;
         Ok(h)
+    }
+
+    /// Takes one node watermark (src/bus/wire.rs) received at wall time `now_ns`: held until the
+    /// partitions it names hold its batches. A malformed one, or one of another partition count,
+    /// is an error and changes nothing.
+    pub fn accept_watermark(&mut self, bytes: &[u8], now_ns: u64) -> Result<(), WireError> {
+        let w = decode_watermark(bytes)?;
+        let n = self.cluster.partitions.max(1);
+        if w.last_seqs.len() != usize::from(n) {
+            return Err(WireError::Partitions {
+                found: w.last_seqs.len(),
+                wanted: n,
+            });
+        }
+        self.take_watermark(w, now_ns);
+        Ok(())
     }
 
     /// A node's watermark for every partition: held until the partitions it names hold its
@@ -693,6 +690,22 @@ mod tests {
     use super::*;
     use crate::bus::partition::Partitioner;
 
+    /// What a detector does with a message of either stream: a node watermark to
+    /// [`Merger::accept_watermark`], a batch to [`Merger::accept`].
+    trait TakeAny {
+        fn take_any(&mut self, bytes: &[u8], now_ns: u64) -> Result<(), WireError>;
+    }
+
+    impl TakeAny for Merger {
+        fn take_any(&mut self, bytes: &[u8], now_ns: u64) -> Result<(), WireError> {
+            if crate::bus::wire::is_watermark(bytes) {
+                self.accept_watermark(bytes, now_ns)
+            } else {
+                self.accept(bytes, now_ns).map(|_| ())
+            }
+        }
+    }
+
     fn cluster() -> Cluster {
         Cluster {
             partitions: 4,
@@ -741,7 +754,7 @@ mod tests {
         for part in 0..4u16 {
             let mut m = Merger::new(c, &[part], 5 * SEC);
             for (_, b) in &batches {
-                m.accept(b, 0).unwrap();
+                m.take_any(b, 0).unwrap();
             }
             let mut out = Vec::new();
             let upto = m.release(0, &mut out).unwrap();
@@ -783,10 +796,10 @@ mod tests {
         let (from_a, from_b) = (ready(&mut a), ready(&mut b));
         let mut m = Merger::new(c, &[part], 5 * SEC);
         // node 2 heard at 0 s, node 1 at 3 s (wall time)
-        m.accept(&from_b[0], 0).unwrap();
-        m.accept(&from_a[0], 3 * SEC).unwrap();
-        m.accept(&from_a[0], 3 * SEC).unwrap();
-        m.accept(&from_a[2], 3 * SEC).unwrap();
+        m.take_any(&from_b[0], 0).unwrap();
+        m.take_any(&from_a[0], 3 * SEC).unwrap();
+        m.take_any(&from_a[0], 3 * SEC).unwrap();
+        m.take_any(&from_a[2], 3 * SEC).unwrap();
         let st = m.stats();
         assert_eq!((st.duplicates, st.gaps), (1, 1));
         // node 2 is behind: time waits for it
@@ -798,9 +811,9 @@ mod tests {
         // a batch for a partition not owned here is dropped
         let other = (part + 1) % 4;
         let mut m2 = Merger::new(c, &[other], 5 * SEC);
-        m2.accept(&from_a[0], 0).unwrap();
+        m2.take_any(&from_a[0], 0).unwrap();
         assert_eq!(m2.stats().foreign, 1);
-        assert!(m2.accept(b"garbage", 0).is_err());
+        assert!(m2.take_any(b"garbage", 0).is_err());
     }
 
     #[test]
@@ -815,7 +828,7 @@ mod tests {
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
         // batches closed because they were full say nothing about partitions still open
         for (_, b) in &batches {
-            m.accept(b, 0).unwrap();
+            m.take_any(b, 0).unwrap();
         }
         let mut out = Vec::new();
         let upto = m.release(0, &mut out).unwrap().0;
@@ -831,8 +844,8 @@ mod tests {
         batches = a.take_ready();
         let (mut rest, mut rest_copy) = (Vec::new(), Vec::new());
         for (_, b) in &batches {
-            m.accept(b, 0).unwrap();
-            copy.accept(b, 9).unwrap();
+            m.take_any(b, 0).unwrap();
+            copy.take_any(b, 9).unwrap();
         }
         assert!(m.all_ended() && copy.all_ended());
         let end = m.release(0, &mut rest).unwrap();
@@ -876,18 +889,20 @@ mod tests {
         assert_eq!(batches.len(), if d == src { 1 } else { 2 });
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
         for (_, b) in &start {
-            m.accept(b, 0).unwrap();
+            m.take_any(b, 0).unwrap();
         }
         assert_eq!(m.watermark(0), Some(Timestamp(SEC)));
         let (meta, held) = m.save();
+        // (a watermark is not a batch: one on a partition's stream is refused)
+        assert!(m.accept(&marks[0].1, 0).is_err());
         // the watermark first: it waits for the batches it names
-        m.accept(&marks[0].1, 0).unwrap();
+        m.accept_watermark(&marks[0].1, 0).unwrap();
         assert_eq!(m.watermark(0), Some(Timestamp(SEC)));
         let idle = (0..4u16).find(|p| *p != d && *p != src).unwrap();
         assert_eq!(m.partition_watermark(idle), SEC + 500);
         assert_eq!(m.partition_watermark(d), SEC);
         for (_, b) in &batches {
-            m.accept(b, 0).unwrap();
+            m.take_any(b, 0).unwrap();
         }
         assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
         assert_eq!(m.stats().node_watermarks, 1);
@@ -896,10 +911,10 @@ mod tests {
         let mut copy = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
         copy.restore(&meta, &held, 0).unwrap();
         for (_, b) in &batches {
-            copy.accept(b, 0).unwrap();
+            copy.take_any(b, 0).unwrap();
         }
         assert_eq!(copy.watermark(0), Some(Timestamp(SEC)));
-        copy.accept(&marks[0].1, 0).unwrap();
+        copy.accept_watermark(&marks[0].1, 0).unwrap();
         assert_eq!(copy.watermark(0), Some(Timestamp(SEC + 500)));
         // a watermark of another partition count is refused and changes nothing
         let other = crate::bus::wire::encode_watermark(&crate::bus::wire::NodeWatermark {
@@ -908,7 +923,7 @@ mod tests {
             watermark: SEC * 9,
             last_seqs: vec![0; 3],
         });
-        let err = m.accept(&other, 0).unwrap_err();
+        let err = m.accept_watermark(&other, 0).unwrap_err();
         assert!(err.to_string().contains("3 partitions"), "{err}");
         assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
         // a node no batch came from (the stream keeps the last watermark of nodes long gone)
@@ -919,7 +934,7 @@ mod tests {
             watermark: SEC,
             last_seqs: vec![5; 4],
         });
-        m.accept(&gone, 0).unwrap();
+        m.accept_watermark(&gone, 0).unwrap();
         assert_eq!(m.stats().unknown_watermarks, 1);
         assert_eq!(m.watermark(0), Some(Timestamp(SEC + 500)));
     }
@@ -933,12 +948,12 @@ mod tests {
         node.push(&summary(SEC, 1));
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(1);
         for (_, b) in node.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         node.push(&summary(SEC + 1, 2));
         node.flush();
         for (_, b) in node.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         assert!(m.held() > 0);
         let (meta, mut held) = m.save();
@@ -965,10 +980,10 @@ mod tests {
         b.flush();
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
         for (_, x) in b.take_ready() {
-            m.accept(&x, 0).unwrap();
+            m.take_any(&x, 0).unwrap();
         }
         for (_, x) in a.take_ready() {
-            m.accept(&x, 6 * SEC).unwrap();
+            m.take_any(&x, 6 * SEC).unwrap();
         }
         // node 2 (heard at 0 s) is silent at 6 s: time follows node 1 alone
         let mut out = Vec::new();
@@ -981,7 +996,7 @@ mod tests {
         }
         b.flush();
         for (_, x) in b.take_ready() {
-            m.accept(&x, 7 * SEC).unwrap();
+            m.take_any(&x, 7 * SEC).unwrap();
         }
         let before = out.len();
         let again = m.release_ticks(7 * SEC, tick, &mut out).unwrap();
@@ -1046,7 +1061,7 @@ mod tests {
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
         for p in &mut nodes {
             for (_, b) in p.take_ready() {
-                m.accept(&b, 0).unwrap();
+                m.take_any(&b, 0).unwrap();
             }
         }
         assert_eq!(m.start(), Some(Timestamp(10 * SEC)));
@@ -1117,10 +1132,10 @@ mod tests {
         plain.flush();
         let mut m = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
         for (_, b) in edge.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         for (_, b) in plain.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         // node 2 has said nothing past 10 s + 5 ns: the tick stays held
         let (mut out, mut ticks) = (Vec::new(), Vec::new());
@@ -1134,7 +1149,7 @@ mod tests {
         plain.advance(Timestamp(10 * SEC + tick));
         plain.flush();
         for (_, b) in plain.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         let upto = m.release_ticks(0, tick, &mut out).unwrap();
         m.take_ticks(upto.0, tick, &mut ticks);
@@ -1151,7 +1166,7 @@ mod tests {
         a.flush();
         let mut m = Merger::new(c, &[0, 1, 2, 3], 5 * SEC).expect_nodes(2);
         for (_, b) in a.take_ready() {
-            m.accept(&b, 0).unwrap();
+            m.take_any(&b, 0).unwrap();
         }
         assert_eq!(m.watermark(SEC), None, "the second node may still come");
         assert_eq!(m.watermark(6 * SEC), None, "node 1 itself fell silent");
@@ -1160,12 +1175,12 @@ mod tests {
         a.push(&summary(SEC, 1));
         a.flush();
         for (_, b) in a.take_ready() {
-            m2.accept(&b, 0).unwrap();
+            m2.take_any(&b, 0).unwrap();
         }
         a.advance(Timestamp(2 * SEC));
         a.flush();
         for (_, b) in a.take_ready() {
-            m2.accept(&b, 5 * SEC + 1).unwrap();
+            m2.take_any(&b, 5 * SEC + 1).unwrap();
         }
         assert_eq!(m2.watermark(5 * SEC + 1), Some(Timestamp(2 * SEC)));
     }
@@ -1189,7 +1204,7 @@ mod tests {
         let all: Vec<u16> = (0..4).collect();
         let mut once = Merger::new(c, &all, 5 * SEC).expect_nodes(2);
         for (_, x) in a.iter().chain(&b) {
-            once.accept(x, 0).unwrap();
+            once.take_any(x, 0).unwrap();
         }
         let mut whole = Vec::new();
         once.release(0, &mut whole).unwrap();
@@ -1198,14 +1213,14 @@ mod tests {
         let mut pieces = Vec::new();
         let mut bi = b.iter();
         for (_, x) in &a {
-            steps.accept(x, 0).unwrap();
+            steps.take_any(x, 0).unwrap();
             if let Some((_, y)) = bi.next() {
-                steps.accept(y, 0).unwrap();
+                steps.take_any(y, 0).unwrap();
             }
             steps.release(0, &mut pieces);
         }
         for (_, y) in bi {
-            steps.accept(y, 0).unwrap();
+            steps.take_any(y, 0).unwrap();
             steps.release(0, &mut pieces);
         }
         assert_eq!(steps.held(), 0);
@@ -1221,9 +1236,9 @@ mod tests {
         let mut last_end = 0;
         let mut bi = b.iter();
         for (_, x) in &a {
-            ticks.accept(x, 0).unwrap();
+            ticks.take_any(x, 0).unwrap();
             if let Some((_, y)) = bi.next() {
-                ticks.accept(y, 0).unwrap();
+                ticks.take_any(y, 0).unwrap();
             }
             let before = pieces.len();
             let Some(end) = ticks.release_ticks(0, tick, &mut pieces) else {
@@ -1237,7 +1252,7 @@ mod tests {
             last_end = end.0;
         }
         for (_, y) in bi {
-            ticks.accept(y, 0).unwrap();
+            ticks.take_any(y, 0).unwrap();
         }
         ticks.release_ticks(0, tick, &mut pieces).unwrap();
         assert!(ticks.held() > 0, "the last tick waits");
