@@ -449,10 +449,7 @@ impl JetStream {
             "creating consumer {} on stream {}",
             spec.durable, spec.stream
         );
-        let stream = self
-            .client
-            .block_on(self.ctx.get_stream(&spec.stream))
-            .map_err(|e| self.error(&what, &e))?;
+        let stream = self.get_stream(&spec.stream, &what)?;
         if let Err(e) = self.client.block_on(stream.delete_consumer(&spec.durable)) {
             use async_nats::jetstream::stream::ConsumerErrorKind;
             let absent =
@@ -494,14 +491,22 @@ impl JetStream {
         })
     }
 
+    /// Stream `name`, to make a consumer on (`what`: the error's context).
+    fn get_stream(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<async_nats::jetstream::stream::Stream, NatsError> {
+        self.client
+            .block_on(self.ctx.get_stream(name))
+            .map_err(|e| self.error(what, &e))
+    }
+
     /// An ordered consumer of `filter` on `stream` that starts from each subject's last message
     /// (no acknowledgements: the server sends, the client keeps the order and recovers gaps).
     pub fn latest_reader(&self, stream: &str, filter: &str) -> Result<LatestReader, NatsError> {
         let what = format!("reading {filter} on stream {stream}");
-        let s = self
-            .client
-            .block_on(self.ctx.get_stream(stream))
-            .map_err(|e| self.error(&what, &e))?;
+        let s = self.get_stream(stream, &what)?;
         let cfg = pull::OrderedConfig {
             filter_subject: filter.to_string(),
             deliver_policy: DeliverPolicy::LastPerSubject,
