@@ -21,6 +21,10 @@ pub struct NatsServer {
     scheme: &'static str,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Ports given up at the first start because another test's server took them (a restart
+    /// keeps its port: clients reconnect to it).
+    restarts: u32,
+    started: bool,
 }
 
 /// The nats-server binary: `$NATS_SERVER`, then PATH, then /usr/sbin and /usr/local/bin.
@@ -87,6 +91,8 @@ impl NatsServer {
             scheme,
             dir: tempfile::tempdir().expect("temporary directory"),
             child: None,
+            restarts: 0,
+            started: false,
         };
         s.spawn();
         Some(s)
@@ -123,15 +129,29 @@ impl NatsServer {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // ours is ready when it says so (a port taken by another test's server between
+            // free_port and here would accept connections too)
+            let ready = || {
+                std::fs::read_to_string(self.log_path())
+                    .is_ok_and(|l| l.contains("Server is ready"))
+            };
+            if ready() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                self.started = true;
                 return;
             }
             let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let taken = log.contains("address already in use");
+            if exited.is_some() && taken && !self.started && self.restarts < 5 {
+                // the port went to another test's server: another port
+                self.restarts += 1;
+                self.port = free_port();
+                return self.spawn();
+            }
             if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
                 self.kill();
                 panic!(
                     "nats-server did not accept connections on {addr} within {START_TIMEOUT:?} (exit {exited:?}); its log:\n{log}"
