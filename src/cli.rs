@@ -662,6 +662,12 @@ pub struct ClusterArgs {
     /// the NATS server; lost if it restarts). The same on every node of a cluster.
     #[arg(long, value_enum, default_value_t = BusStorage::File, help_heading = "Cluster")]
     pub bus_storage: BusStorage,
+    /// When this node creates the cluster: keep each partition's batches in a stream of its own,
+    /// so that a NATS cluster spreads them over its servers. By default one stream holds every
+    /// partition's, which costs the NATS server less CPU (docs/scaling.md). Fixed for the
+    /// cluster's life: a node that says so to a cluster created without it is refused.
+    #[arg(long, help_heading = "Cluster")]
+    pub bus_stream_per_partition: bool,
     #[command(flatten)]
     pub security: NatsSecurityArgs,
 }

@@ -274,7 +274,10 @@ fn two_ingest_and_two_detector_nodes_raise_the_alerts_of_one_machine() {
 
 #[test]
 fn the_cluster_over_mutual_tls_with_an_nkey_account_raises_the_alerts_of_one_machine() {
-    over_secure_nats(Auth::Nkey, equivalence);
+    // and with a stream a partition (the default is one stream for every partition)
+    over_secure_nats(Auth::Nkey, |url, sec| {
+        equivalence(url, &[sec, &["--bus-stream-per-partition"]].concat())
+    });
 }
 
 /// Two ingest and two detector nodes over NATS at `url`, every node with the options `sec`.
@@ -387,7 +390,10 @@ fn a_killed_detector_is_replaced_by_its_standby_within_five_seconds_and_no_event
 
 #[test]
 fn over_mutual_tls_with_a_password_file_a_killed_detector_is_replaced_by_its_standby() {
-    over_secure_nats(Auth::Password, failover);
+    // and with a stream a partition (the default is one stream for every partition)
+    over_secure_nats(Auth::Password, |url, sec| {
+        failover(url, &[sec, &["--bus-stream-per-partition"]].concat())
+    });
 }
 
 #[test]

@@ -328,6 +328,7 @@ fn nodes_joining_one_cluster_at_once_all_join_promptly_and_the_server_stays_up()
                         subnet_v6: 64,
                         max_bytes: 8 << 20,
                         storage: Storage::File,
+                        stream_per_partition: false,
                     };
                     let options = NatsOptions::new(&url, &format!("node-{n}"));
                     let bus = join(&options, &settings, 1).map_err(|e| e.to_string())?;
@@ -359,4 +360,63 @@ fn nodes_joining_one_cluster_at_once_all_join_promptly_and_the_server_stays_up()
             );
         }
     }
+}
+
+/// Where a cluster keeps its partitions' batches: one stream unless the node creating it says
+/// `--bus-stream-per-partition`; that choice is the cluster's for life (a node that asks for a
+/// stream a partition in a one-stream cluster is refused, naming the option); a cluster whose
+/// record an earlier floodwatch wrote (version 1, no such field) keeps its stream a partition.
+#[test]
+fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_partition() {
+    use floodwatch::bus::cluster::BatchStreams;
+    let Some((server, js)) = jetstream() else {
+        return;
+    };
+    let options = NatsOptions::new(&server.url(), "floodwatch-test");
+    let settings = |name: &str, per_partition: bool| JoinSettings {
+        name: name.to_string(),
+        partitions: Some(4),
+        subnet_v4: 24,
+        subnet_v6: 64,
+        max_bytes: 8 << 20,
+        storage: Storage::File,
+        stream_per_partition: per_partition,
+    };
+    // (a stream that does not exist is an error; one that holds nothing on the subject is None)
+    let exists = |stream: &str, subject: &str| js.last_message(stream, subject).is_ok();
+
+    let one = join(&options, &settings("one", false), 1).expect("join");
+    assert_eq!(one.streams, BatchStreams::One);
+    assert_eq!(one.stream(3), "FW_one_BATCHES");
+    assert_eq!(one.stream(0), one.stream(3));
+    assert!(exists("FW_one_BATCHES", &one.partition_subject(3)));
+    assert!(!exists("FW_one_P3", &one.partition_subject(3)));
+    let refused = join(&options, &settings("one", true), 1)
+        .err()
+        .expect("a node asking for a stream a partition of a one-stream cluster is refused")
+        .to_string();
+    assert!(
+        refused.contains("--bus-stream-per-partition") && refused.contains("one stream"),
+        "{refused}"
+    );
+
+    let per = join(&options, &settings("per", true), 1).expect("join");
+    assert_eq!(per.streams, BatchStreams::PerPartition);
+    for p in 0..4 {
+        assert_eq!(per.stream(p), format!("FW_per_P{p}"));
+        assert!(exists(&per.stream(p), &per.partition_subject(p)));
+    }
+    assert!(!exists("FW_per_BATCHES", &per.partition_subject(0)));
+    // a node that does not say joins the cluster's way
+    let later = join(&options, &settings("per", false), 1).expect("join");
+    assert_eq!(later.streams, BatchStreams::PerPartition);
+
+    let kv = Kv::ensure(&js, "fw_old", Storage::File).expect("bucket");
+    let v1 = r#"{"version":1,"partitions":4,"seed":9,"subnet_v4":24,"subnet_v6":64}"#;
+    kv.put("cluster", v1.as_bytes()).expect("put");
+    let old = join(&options, &settings("old", false), 1).expect("join");
+    assert_eq!(old.streams, BatchStreams::PerPartition);
+    assert_eq!(old.cluster.seed, 9);
+    assert!(exists("FW_old_P2", &old.partition_subject(2)));
+    assert!(!exists("FW_old_BATCHES", &old.partition_subject(2)));
 }

@@ -3,8 +3,10 @@
 //! bucket so the first node to start fixes it and every later one checks it.
 //!
 //! Layout for cluster `NAME`:
-//! - streams `FW_NAME_P<partition>`, subject `fw.NAME.p.<partition>`: summary batches
-//!   (src/bus/wire.rs), one stream a partition so a NATS cluster spreads them over its servers;
+//! - stream `FW_NAME_BATCHES`, subjects `fw.NAME.p.<partition>`: every partition's batches
+//!   (src/bus/wire.rs); or, in a cluster created with `--bus-stream-per-partition` (and in one
+//!   created by a floodwatch before record version 2), streams `FW_NAME_P<partition>`, one a
+//!   partition, so a NATS cluster spreads them over its servers;
 //! - stream `FW_NAME_WM`, subjects `fw.NAME.wm.<node>`: each ingest node's watermark a tick for
 //!   the partitions its batches did not reach that tick (its latest few kept);
 //! - stream `FW_NAME_EVENTS`, subjects `fw.NAME.events.<group>`: the alert events detectors wrote;
@@ -20,8 +22,9 @@ use super::client::{Client, NatsError, NatsOptions};
 use super::partition::Cluster;
 use super::store::{JetStream, Kv, ObjectStore, Storage, StreamSpec};
 
-/// Version of the cluster record.
-const RECORD_VERSION: u32 = 1;
+/// Version of the cluster record (2: says where batches are kept, [`BatchStreams`]; version 1,
+/// which did not, is read as [`BatchStreams::PerPartition`]).
+const RECORD_VERSION: u32 = 2;
 /// Watermarks kept per ingest node in the cluster's watermark stream.
 const WATERMARKS_KEPT: i64 = 8;
 
@@ -43,6 +46,20 @@ pub enum ClusterError {
     Record { name: String, reason: String },
 }
 
+/// Where a cluster keeps its partitions' batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStreams {
+    /// One stream for every partition, a subject each: what nats-server does per stream (its
+    /// store, its wake-ups) is paid once. A detector still reads each of its partitions through a
+    /// consumer filtered to the partition's subject.
+    One,
+    /// A stream a partition, so that a NATS cluster spreads their leaders over its servers.
+    /// Records of version 1 have no such field and mean this.
+    #[default]
+    PerPartition,
+}
+
 /// What every node of a cluster agrees on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -51,6 +68,9 @@ pub struct ClusterRecord {
     pub seed: u64,
     pub subnet_v4: u8,
     pub subnet_v6: u8,
+    /// (absent in version 1 records: a stream a partition)
+    #[serde(default)]
+    pub streams: BatchStreams,
 }
 
 /// How a node joins: the settings it would create the cluster with.
@@ -65,6 +85,9 @@ pub struct JoinSettings {
     /// Bytes of summary batches the bus keeps (oldest dropped beyond).
     pub max_bytes: i64,
     pub storage: Storage,
+    /// Create the cluster with a stream a partition ([`BatchStreams::PerPartition`]); when it
+    /// joins one that keeps them in one stream, the node is refused (false: take the cluster's).
+    pub stream_per_partition: bool,
 }
 
 /// Partitions of a cluster created without saying.
@@ -79,6 +102,8 @@ pub struct ClusterBus {
     /// The object store of checkpoints.
     pub state: ObjectStore,
     pub cluster: Cluster,
+    /// Where the partitions' batches are kept.
+    pub streams: BatchStreams,
 }
 
 impl ClusterBus {
@@ -87,10 +112,12 @@ impl ClusterBus {
         format!("fw.{}.p.{partition}", self.name)
     }
 
-    /// The stream holding a partition's batches (one a partition, so a NATS cluster spreads
-    /// them over its servers).
+    /// The stream holding a partition's batches.
     pub fn stream(&self, partition: u16) -> String {
-        format!("FW_{}_P{partition}", self.name)
+        match self.streams {
+            BatchStreams::One => format!("FW_{}_BATCHES", self.name),
+            BatchStreams::PerPartition => format!("FW_{}_P{partition}", self.name),
+        }
     }
 
     /// The subject of an ingest node's watermarks (src/bus/wire.rs, "node watermark").
@@ -190,6 +217,11 @@ fn join_on(
         seed,
         subnet_v4: s.subnet_v4,
         subnet_v6: s.subnet_v6,
+        streams: if s.stream_per_partition {
+            BatchStreams::PerPartition
+        } else {
+            BatchStreams::One
+        },
     };
     let record = loop {
         if let Some(e) = kv.get("cluster")? {
@@ -206,11 +238,11 @@ fn join_on(
         }
         // another node created it at the same moment: read theirs
     };
-    if record.version != RECORD_VERSION {
+    if !(1..=RECORD_VERSION).contains(&record.version) {
         return Err(ClusterError::Record {
             name,
             reason: format!(
-                "version {} (this floodwatch reads {RECORD_VERSION})",
+                "version {} (this floodwatch reads 1 to {RECORD_VERSION})",
                 record.version
             ),
         });
@@ -237,17 +269,36 @@ fn join_on(
             format!("/{} and /{}", s.subnet_v4, s.subnet_v6),
         ));
     }
-    // a stream per partition, sharing --bus-max-bytes
-    let share = (s.max_bytes / i64::from(record.partitions.max(1))).max(1 << 20);
-    for p in 0..record.partitions {
-        js.ensure_stream(&StreamSpec {
-            name: format!("FW_{name}_P{p}"),
-            subjects: vec![format!("fw.{name}.p.{p}")],
+    if s.stream_per_partition && record.streams != BatchStreams::PerPartition {
+        return Err(mismatch(
+            "its batches kept in",
+            "one stream".to_string(),
+            "--bus-stream-per-partition".to_string(),
+        ));
+    }
+    match record.streams {
+        BatchStreams::One => js.ensure_stream(&StreamSpec {
+            name: format!("FW_{name}_BATCHES"),
+            subjects: vec![format!("fw.{name}.p.*")],
             storage: s.storage,
-            max_bytes: share,
+            max_bytes: s.max_bytes,
             max_age: Duration::ZERO,
             max_per_subject: 0,
-        })?;
+        })?,
+        BatchStreams::PerPartition => {
+            // sharing --bus-max-bytes
+            let share = (s.max_bytes / i64::from(record.partitions.max(1))).max(1 << 20);
+            for p in 0..record.partitions {
+                js.ensure_stream(&StreamSpec {
+                    name: format!("FW_{name}_P{p}"),
+                    subjects: vec![format!("fw.{name}.p.{p}")],
+                    storage: s.storage,
+                    max_bytes: share,
+                    max_age: Duration::ZERO,
+                    max_per_subject: 0,
+                })?;
+            }
+        }
     }
     // the ingest nodes' watermarks: a subject a node, its latest few kept (a detector starts from
     // each node's last; older ones say less)
@@ -272,6 +323,7 @@ fn join_on(
             subnet_v4: record.subnet_v4,
             subnet_v6: record.subnet_v6,
         },
+        streams: record.streams,
     })
 }
 
@@ -331,6 +383,21 @@ pub fn group_name(parts: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_of_version_1_means_a_stream_a_partition_and_version_2_says_which() {
+        let v1 = r#"{"version":1,"partitions":8,"seed":7,"subnet_v4":24,"subnet_v6":64}"#;
+        let r: ClusterRecord = serde_json::from_str(v1).unwrap();
+        assert_eq!(r.streams, BatchStreams::PerPartition);
+        let v2 = ClusterRecord {
+            version: RECORD_VERSION,
+            streams: BatchStreams::One,
+            ..r
+        };
+        let text = serde_json::to_string(&v2).unwrap();
+        assert!(text.contains(r#""streams":"one""#), "{text}");
+        assert_eq!(serde_json::from_str::<ClusterRecord>(&text).unwrap(), v2);
+    }
 
     #[test]
     fn partition_lists_parse_and_name_canonically() {

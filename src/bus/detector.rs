@@ -18,7 +18,7 @@
 //! deterministic) against the last event the group published on `fw.<cluster>.events.<group>`,
 //! and not written again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use super::client::NatsError;
 use super::cluster::ClusterBus;
+use super::consumers::{self, forward, CONSUMER_QUEUE};
 use super::merge::{MergeStats, Merger};
 use super::partition::Sides;
-use super::store::{ConsumerSpec, Delivered, ObjectStore};
+use super::store::{Delivered, ObjectStore};
 use crate::alert::{AlertEvent, EndReason};
 use crate::alert_output::EventLine;
 use crate::config::DetectConfig;
@@ -40,14 +41,6 @@ use crate::time::Timestamp;
 /// Checkpoint container: magic, version.
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FWCK";
 const CHECKPOINT_VERSION: u16 = 1;
-
-/// Batches a partition's pull asks for at once, at most (fewer when they pass [`PULL_BYTES`]).
-const PULL_BATCH: usize = 256;
-/// Bytes a partition's pull asks for at once, about.
-const PULL_BYTES: usize = 2 << 20;
-
-/// Batches a partition's consumer thread keeps in flight to the merge.
-const CONSUMER_QUEUE: usize = 64;
 
 /// Batches taken from one partition in a row.
 const TAKE_IN_A_ROW: usize = 8;
@@ -315,10 +308,6 @@ fn refresh_lease(
 }
 
 /// The durable consumer of a partition.
-fn consumer_name(bus: &ClusterBus, partition: u16) -> String {
-    format!("fw_{}_p{partition}", bus.name)
-}
-
 fn mask_of(sides: Sides) -> ScopeMask {
     let mut m = ScopeMask(0);
     if sides.destination {
@@ -414,11 +403,17 @@ pub fn run_detector(
             let engine = Engine::new(detect.clone(), ShardSpec { index: 0, count: 1 })?;
             let mut pos = vec![0u64; usize::from(bus.cluster.partitions)];
             if !cfg.from_start {
+                // from what comes next: a partition's last batch; for one with none yet, the
+                // stream's last message (asked first: whatever comes to the partition later has
+                // a larger number), so that one consumer of a stream every partition shares
+                // does not start from the stream's oldest
                 for p in &cfg.partitions {
+                    let stream = bus.stream(*p);
+                    let last = bus.js.last_sequence(&stream)?;
                     pos[usize::from(*p)] = bus
                         .js
-                        .last_message(&bus.stream(*p), &bus.partition_subject(*p))?
-                        .map_or(0, |m| m.seq);
+                        .last_message(&stream, &bus.partition_subject(*p))?
+                        .map_or(last, |m| m.seq);
                 }
             }
             (engine, pos, random_run(), None)
@@ -460,24 +455,10 @@ pub fn run_detector(
         refresh_lease(bus, cfg, &mut lease)?;
     }
 
-    // consumers, each read by a thread of its own, from right after the checkpoint's positions
+    // consumers, read by threads of their own, from right after the checkpoint's positions
     let consumers_stop = AtomicBool::new(false);
-    let mut pulls = Vec::new();
-    for p in &cfg.partitions {
-        let pull = bus.js.pull_consumer(&ConsumerSpec {
-            stream: bus.stream(*p),
-            durable: consumer_name(bus, *p),
-            filter: bus.partition_subject(*p),
-            start: positions[usize::from(*p)].saturating_add(1),
-            ack_wait: Duration::from_secs(60).max(cfg.checkpoint_every * 4),
-            max_ack_pending: 1 << 20,
-            // as many batches a pull as make ~2 MB: fewer requests for small batches, never
-            // near the server's 64 MB limit of data waiting for a client for large ones
-            batch_messages: PULL_BATCH,
-            batch_bytes: PULL_BYTES,
-        })?;
-        pulls.push((*p, pull));
-    }
+    let misrouted = AtomicU64::new(0);
+    let pulls = consumers::open(bus, &cfg.partitions, &positions, cfg.checkpoint_every)?;
     // the ingest nodes' watermarks, from each node's latest
     let (wm_stream, wm_filter) = bus.watermark_stream();
     let mut marks_reader = bus.js.latest_reader(&wm_stream, &wm_filter)?;
@@ -496,24 +477,24 @@ pub fn run_detector(
         );
     }
     let result = std::thread::scope(|s| {
-        let mut feeds = Vec::new();
-        for (p, mut pull) in pulls {
-            let (tx, rx) = bounded::<Delivered>(CONSUMER_QUEUE);
-            feeds.push(Feed {
-                partition: p,
+        let mut feeds: Vec<Feed> = pulls
+            .spawn(s, &cfg.partitions, &consumers_stop, &misrouted)
+            .into_iter()
+            .map(|(partition, rx)| Feed {
+                partition,
                 rx,
                 watermark: 0,
                 gone: false,
-            });
-            let quit = &consumers_stop;
-            crate::threads::spawn_named(s, format!("fw-pull-{p}"), move || {
-                forward(quit, &tx, |t| pull.next_timeout(t))
-            });
-        }
+            })
+            .collect();
         let (marks_tx, marks) = bounded::<Vec<u8>>(CONSUMER_QUEUE);
         let quit = &consumers_stop;
         crate::threads::spawn_named(s, "fw-pull-wm".to_string(), move || {
-            forward(quit, &marks_tx, |t| marks_reader.next_timeout(t))
+            forward(
+                quit,
+                |t| marks_reader.next_timeout(t),
+                |m| marks_tx.send(m).is_ok(),
+            )
         });
         let r = consume(
             bus,
@@ -542,27 +523,9 @@ pub fn run_detector(
         r
     });
     stats.merge = merger.stats();
+    // (a batch of the one consumer of every partition on no partition's subject)
+    stats.malformed_batches += misrouted.load(Ordering::Relaxed);
     result.map(|()| stats)
-}
-
-/// A consumer thread's loop: what `next` reads (waiting up to a tenth of a second a call) goes to
-/// `tx`, until `quit`, the receiver is gone, or reading fails (the merge sees the channel close).
-fn forward<T>(
-    quit: &AtomicBool,
-    tx: &crossbeam_channel::Sender<T>,
-    mut next: impl FnMut(Duration) -> Result<Option<T>, NatsError>,
-) {
-    while !quit.load(Ordering::Relaxed) {
-        match next(Duration::from_millis(100)) {
-            Ok(Some(m)) => {
-                if tx.send(m).is_err() {
-                    return;
-                }
-            }
-            Ok(None) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 fn parse_pos(s: &str) -> Option<(u64, u32)> {

@@ -12,10 +12,12 @@
 //! - [`store`]: the JetStream used: streams, pull consumers, an acknowledged publisher, a
 //!   key-value bucket and an object store.
 //! - [`cluster`]: a cluster's names, streams and shared record; [`publish`]: an ingest node's
-//!   publisher thread; [`detector`]: a detector node (lease, checkpoints, takeover).
+//!   publisher thread; [`detector`]: a detector node (lease, checkpoints, takeover), reading its
+//!   partitions through `consumers`.
 
 pub mod client;
 pub mod cluster;
+mod consumers;
 pub mod detector;
 pub mod merge;
 pub mod partition;

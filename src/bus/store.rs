@@ -409,6 +409,16 @@ impl JetStream {
         }
     }
 
+    /// The sequence number of the last message `stream` has stored (0: none yet).
+    pub fn last_sequence(&self, stream: &str) -> Result<u64, NatsError> {
+        let what = format!("reading the state of stream {stream}");
+        let s = self
+            .client
+            .block_on(self.ctx.get_stream(stream))
+            .map_err(|e| self.error(&what, &e))?;
+        Ok(s.cached_info().state.last_sequence)
+    }
+
     /// The last message on `subject` in `stream`; None when there is none.
     pub fn last_message(
         &self,
@@ -580,6 +590,11 @@ pub struct Delivered {
 impl Delivered {
     pub fn payload(&self) -> &[u8] {
         &self.message.payload
+    }
+
+    /// The subject it was published on.
+    pub fn subject(&self) -> &str {
+        self.message.subject.as_str()
     }
 
     /// Acknowledges this message (and, on an ack-all consumer, every one before it).

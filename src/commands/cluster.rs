@@ -45,6 +45,7 @@ fn join_cluster(
             cli::BusStorage::File => floodwatch::bus::store::Storage::File,
             cli::BusStorage::Memory => floodwatch::bus::store::Storage::Memory,
         },
+        stream_per_partition: c.bus_stream_per_partition,
     };
     floodwatch::bus::cluster::join(&nats, &settings, random_seed())
         .with_context(|| format!("cannot join cluster {:?} on NATS at {url}", c.cluster))
