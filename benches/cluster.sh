@@ -9,6 +9,8 @@
 #   benches/cluster.sh --runs N
 #   benches/cluster.sh --storage memory   # the bus's batches in memory (--bus-storage memory)
 #   benches/cluster.sh --tls      # every node over mutual TLS (a CA and certificates made here)
+#   benches/cluster.sh --stream-per-partition   # the cluster's batches in a stream a partition
+#                                 # (--bus-stream-per-partition), not the default one stream
 #   FLOODWATCH_BIN=/path/to/floodwatch benches/cluster.sh   # another build (A/B)
 #
 # Prints, as markdown tables for docs/scaling.md:
@@ -29,15 +31,17 @@ STORAGE=file
 PPS=500000
 SECS=4
 TLS=0
+LAYOUT=()
 quick_settings() { RUNS=1 SECS=1; }
 bench_option() {
   case "$1" in
     --storage) STORAGE="$2" TAKEN=2 ;;
     --tls) TLS=1 ;;
+    --stream-per-partition) LAYOUT=(--bus-stream-per-partition) ;;
     *) return 1 ;;
   esac
 }
-parse_options 20 "$@"
+parse_options 24 "$@"
 NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [[ -x "$NATS" ]] || ensure_debian_package nats-server nats-server || die "nats-server is missing (apt-get install nats-server)"
 NATS="$(command -v nats-server || echo /usr/sbin/nats-server)"
@@ -105,10 +109,10 @@ bus_run() {
   sleep 0.5
   srv0="$(cpu_of "$NATS_PID")"
   ( TIMEFORMAT='%3U %3S'; { time "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --partitions 0-7 \
-      --exit-at-end --from-start --seed 1 -q "${SEC[@]}" >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
+      --exit-at-end --from-start --seed 1 -q "${SEC[@]}" "${LAYOUT[@]}" >"$BENCH_DIR/det.out" 2>"$BENCH_DIR/det.err"; } 2>"$BENCH_DIR/det.time" ) &
   det=$!
   sleep 0.3
-  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --node-id 1 "${mode[@]}" "${SEC[@]}" "$1"
+  timed "$BENCH_DIR/ingest" "$FW" replay --publish "$URL" --cluster "$cluster" --bus-max-bytes "$max" --bus-storage "$STORAGE" --node-id 1 "${mode[@]}" "${SEC[@]}" "${LAYOUT[@]}" "$1"
   ING="$CPU"
   wait "$det" || die "detector failed: $(tail -n 3 "$BENCH_DIR/det.err")"
   read -r du ds <"$BENCH_DIR/det.time"
@@ -178,11 +182,11 @@ t0="$(now_ns)"
 in_t0="$t0"
 cluster="lat$$"
 "$FW" detect --nats "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --partitions 0-7 --exit-at-end --seed 1 -q \
-  "${SEC[@]}" | stamp "$BENCH_DIR/lat-bus.txt" &
+  "${SEC[@]}" "${LAYOUT[@]}" | stamp "$BENCH_DIR/lat-bus.txt" &
 det=$!
 sleep 0.5
 bus_t0="$(now_ns)"
-"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 -q "${SEC[@]}" "$LAT"
+"$FW" replay --realtime --publish "$URL" --cluster "$cluster" --bus-max-bytes 512M --bus-storage "$STORAGE" --node-id 1 -q "${SEC[@]}" "${LAYOUT[@]}" "$LAT"
 wait "$det"
 # per event id: (wall ns since its process start) bus - in-process
 awk -v a="$in_t0" -v b="$bus_t0" '
