@@ -307,6 +307,8 @@ fn equivalence(url: &str, sec: &[&str]) {
         for (n, what) in [(d1, "detector 0-1"), (d2, "detector 2-3")] {
             let (ok, out, err) = n.finish(Duration::from_secs(60));
             assert!(ok, "{scenario}: {what} failed:\n{err}");
+            // (some of the partitions: a consumer each, in either layout)
+            assert!(err.contains("a consumer a partition"), "{what}:\n{err}");
             cluster_events.extend(events(&out));
         }
         assert_same_alerts(&one, &cluster_events, scenario);
@@ -477,6 +479,16 @@ fn failover_with(url: &str, sec: &[&str], edge: bool) {
     let (ok, out, err) = active.finish(Duration::from_secs(60));
     assert!(ok, "the last detector failed:\n{err}");
     assert!(err.contains("restored from a checkpoint"), "{err}");
+    // how it read its partitions: one consumer of all four unless each has a stream; from the
+    // checkpoint's positions, so that nothing it was handed was already in its state
+    let per_partition = sec.contains(&"--bus-stream-per-partition");
+    let reading = if per_partition {
+        "a consumer a partition"
+    } else {
+        "one consumer of every partition"
+    };
+    assert!(err.contains(reading), "expected {reading:?}:\n{err}");
+    assert!(err.contains("(0 repeated and dropped"), "{err}");
     outputs.push(out);
     // the spare standby never ran: it holds nothing
     let _ = standby.child.kill();

@@ -388,7 +388,7 @@ fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_part
     let one = join(&options, &settings("one", false), 1).expect("join");
     assert_eq!(one.streams, BatchStreams::One);
     assert_eq!(one.stream(3), "FW_one_BATCHES");
-    assert_eq!(one.stream(0), one.stream(3));
+    assert_eq!(one.stream(0), "FW_one_BATCHES");
     assert!(exists("FW_one_BATCHES", &one.partition_subject(3)));
     assert!(!exists("FW_one_P3", &one.partition_subject(3)));
     let refused = join(&options, &settings("one", true), 1)
@@ -419,4 +419,31 @@ fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_part
     assert_eq!(old.cluster.seed, 9);
     assert!(exists("FW_old_P2", &old.partition_subject(2)));
     assert!(!exists("FW_old_BATCHES", &old.partition_subject(2)));
+
+    // a cluster whose record was deleted (as the error about an unreadable one advises) keeps
+    // the streams it has, whatever the node that writes the record again says
+    js.ensure_stream(&spec("FW_gone_P0", "fw.gone.p.0"))
+        .expect("stream");
+    let again = join(&options, &settings("gone", false), 1).expect("join");
+    assert_eq!(again.streams, BatchStreams::PerPartition);
+    js.ensure_stream(&spec("FW_gone1_BATCHES", "fw.gone1.p.*"))
+        .expect("stream");
+    let refused = join(&options, &settings("gone1", true), 1)
+        .err()
+        .expect("the streams say one stream")
+        .to_string();
+    assert!(refused.contains("--bus-stream-per-partition"), "{refused}");
+
+    // a record of a newer floodwatch: upgrade this node, do not delete the record
+    let kv = Kv::ensure(&js, "fw_new", Storage::File).expect("bucket");
+    let v9 = r#"{"version":9,"partitions":4,"seed":9,"subnet_v4":24,"subnet_v6":64}"#;
+    kv.put("cluster", v9.as_bytes()).expect("put");
+    let newer = join(&options, &settings("new", false), 1)
+        .err()
+        .expect("a newer record is refused")
+        .to_string();
+    assert!(
+        newer.contains("newer floodwatch") && newer.contains("upgrade this node"),
+        "{newer}"
+    );
 }

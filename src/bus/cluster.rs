@@ -44,6 +44,8 @@ pub enum ClusterError {
     },
     #[error("cluster {name:?}: its record in bucket fw_{name} is unreadable ({reason}); delete it with `nats kv del fw_{name} cluster` to start the cluster again")]
     Record { name: String, reason: String },
+    #[error("cluster {name:?} was created by a newer floodwatch (cluster record version {version}; this one reads 1 to {RECORD_VERSION}): upgrade this node (do not delete the record of a running cluster)")]
+    Newer { name: String, version: u32 },
 }
 
 /// Where a cluster keeps its partitions' batches.
@@ -232,13 +234,26 @@ fn join_on(
                 })?;
             break r;
         }
+        // a cluster whose record was deleted keeps the streams it has
+        let mut ours = ours;
+        if js.stream_exists(&format!("FW_{name}_P0"))? {
+            ours.streams = BatchStreams::PerPartition;
+        } else if js.stream_exists(&format!("FW_{name}_BATCHES"))? {
+            ours.streams = BatchStreams::One;
+        }
         let bytes = serde_json::to_vec(&ours).unwrap_or_default();
         if kv.create("cluster", &bytes)?.is_some() {
             break ours;
         }
         // another node created it at the same moment: read theirs
     };
-    if !(1..=RECORD_VERSION).contains(&record.version) {
+    if record.version > RECORD_VERSION {
+        return Err(ClusterError::Newer {
+            name,
+            version: record.version,
+        });
+    }
+    if record.version == 0 {
         return Err(ClusterError::Record {
             name,
             reason: format!(

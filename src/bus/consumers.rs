@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Scope;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::client::NatsError;
 use super::cluster::{BatchStreams, ClusterBus};
@@ -55,6 +55,8 @@ pub(super) fn open(
         batch_messages: PULL_BATCH,
         batch_bytes: PULL_BYTES,
     };
+    // (one consumer starts at the smallest position; every partition gets a batch at least
+    // every ten ticks from each node publishing, src/bus/partition.rs, so none lags far)
     let next = |p: u16| {
         positions
             .get(usize::from(p))
@@ -86,6 +88,14 @@ pub(super) fn open(
 }
 
 impl Consumers {
+    /// How the batches are read, for the detector's start message.
+    pub(super) fn describe(&self) -> &'static str {
+        match self {
+            Consumers::Each(_) => "a consumer a partition",
+            Consumers::All { .. } => "one consumer of every partition",
+        }
+    }
+
     /// Starts the threads that read the consumers, in `s`, until `quit`; returns each
     /// partition's batches in the order of `partitions`. A batch of the one consumer whose
     /// subject names no partition of the cluster is dropped and counted in `misrouted`.
@@ -108,12 +118,13 @@ impl Consumers {
                 })
                 .collect(),
             Consumers::All { mut pull, start } => {
-                // unbounded: one thread feeds every partition, and a partition the merge is not
-                // taking from (it runs ahead) must not hold back one it waits for
+                // one thread feeds every partition: when a partition the merge is not taking from
+                // (it runs ahead) fills its channel, the thread waits, and the merge takes from a
+                // full channel when nothing else comes (detector.rs, `consume`)
                 let mut txs: Vec<Option<Sender<Delivered>>> = vec![None; start.len()];
                 let mut out = Vec::with_capacity(partitions.len());
                 for p in partitions {
-                    let (tx, rx) = unbounded::<Delivered>();
+                    let (tx, rx) = bounded::<Delivered>(CONSUMER_QUEUE);
                     if let Some(slot) = txs.get_mut(usize::from(*p)) {
                         *slot = Some(tx);
                     }
@@ -146,9 +157,11 @@ enum Route {
 /// Where the batch at stream sequence `seq` on `subject` (`fw.NAME.p.N`) goes, `start[p]` being
 /// partition `p`'s first sequence not in the state.
 fn route_of(subject: &str, seq: u64, start: &[u64]) -> Route {
+    // (digits only, no leading zero: the partition's subject exactly)
     let partition = subject
         .rsplit('.')
         .next()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()) && (*n == "0" || !n.starts_with('0')))
         .and_then(|n| n.parse::<usize>().ok());
     match partition.and_then(|p| Some((p, *start.get(p)?))) {
         None => Route::Misrouted,
@@ -219,5 +232,8 @@ mod tests {
         assert_eq!(route_of("fw.x.p.seven", 100, &start), Route::Misrouted);
         assert_eq!(route_of("fw.x.p.", 100, &start), Route::Misrouted);
         assert_eq!(route_of("fw.x.p.-1", 100, &start), Route::Misrouted);
+        // not a partition's subject exactly
+        assert_eq!(route_of("fw.x.p.01", 100, &start), Route::Misrouted);
+        assert_eq!(route_of("fw.x.p.+1", 100, &start), Route::Misrouted);
     }
 }

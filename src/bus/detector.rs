@@ -9,11 +9,13 @@
 //! A standby started with the same partitions waits; when the lease has not moved for its whole
 //! time to live (the holder died), it takes it over with a compare-and-set. The holder
 //! checkpoints its engine and merger, with the stream position of the last batch of each
-//! partition they include, to the cluster's object store, and only then acknowledges those
-//! batches (ack-all on a durable consumer per partition). The new holder restores that
-//! checkpoint, recreates the consumers to start right after those positions and re-reads what
-//! came since: nothing is counted twice (the state had not counted it) and nothing is lost (it
-//! was not acknowledged). Events it computes again before reaching the point the dead holder had
+//! partition they include, to the cluster's object store, and then acknowledges those batches
+//! (ack-all; with one consumer of every partition this may acknowledge batches of partitions the
+//! state does not hold yet, and nothing relies on acknowledgements: see next). The new holder
+//! restores that checkpoint, recreates the consumers to start right after those positions (one
+//! consumer of every partition starts at the smallest and skips what each partition holds) and
+//! re-reads what came since: nothing is counted twice (the state had not counted it) and nothing
+//! is lost (the consumers start from the state's own positions). Events it computes again before reaching the point the dead holder had
 //! written are recognised by their position (evaluation, index in it; the engine is
 //! deterministic) against the last event the group published on `fw.<cluster>.events.<group>`,
 //! and not written again.
@@ -403,17 +405,18 @@ pub fn run_detector(
             let engine = Engine::new(detect.clone(), ShardSpec { index: 0, count: 1 })?;
             let mut pos = vec![0u64; usize::from(bus.cluster.partitions)];
             if !cfg.from_start {
-                // from what comes next: a partition's last batch; for one with none yet, the
-                // stream's last message (asked first: whatever comes to the partition later has
-                // a larger number), so that one consumer of a stream every partition shares
-                // does not start from the stream's oldest
+                // from what comes next: after the last message of the partition's stream (of
+                // every partition's, in a one-stream cluster: asked once), so that one consumer
+                // of every partition does not start from the stream's oldest
+                let mut last: Option<(String, u64)> = None;
                 for p in &cfg.partitions {
                     let stream = bus.stream(*p);
-                    let last = bus.js.last_sequence(&stream)?;
-                    pos[usize::from(*p)] = bus
-                        .js
-                        .last_message(&stream, &bus.partition_subject(*p))?
-                        .map_or(last, |m| m.seq);
+                    let seq = match &last {
+                        Some((name, seq)) if *name == stream => *seq,
+                        _ => bus.js.last_sequence(&stream)?,
+                    };
+                    pos[usize::from(*p)] = seq;
+                    last = Some((stream, seq));
                 }
             }
             (engine, pos, random_run(), None)
@@ -465,7 +468,7 @@ pub fn run_detector(
     stats.takeover = took.elapsed();
     if cfg.verbose {
         eprintln!(
-            "floodwatch: running partitions {} of cluster {} ({}; ready in {} ms)",
+            "floodwatch: running partitions {} of cluster {} ({}; {}; ready in {} ms)",
             cfg.group,
             bus.name,
             if stats.restored {
@@ -473,6 +476,7 @@ pub fn run_detector(
             } else {
                 "cold start"
             },
+            pulls.describe(),
             stats.takeover.as_millis()
         );
     }
@@ -690,6 +694,8 @@ fn consume(
         // Take batches from the partitions that are behind in packet time (within a tick of the
         // slowest): one that runs ahead waits in its channel, and then its consumer waits, so the
         // merge holds back little (partitions read from the bus's store run at their own pace).
+        // One consumer of every partition waits when any partition's channel is full: when
+        // nothing else came, a batch is taken from a partition ahead so that it goes on.
         let slowest = feeds
             .iter()
             .filter(|f| !f.gone)
@@ -763,7 +769,16 @@ fn consume(
                 }
                 Some(Woke::Mark(Ok(m))) => take_mark(l, feeds, &m),
                 // (the watermark consumer stopped: the loop's top says so)
-                Some(Woke::Mark(Err(_))) | None => {}
+                Some(Woke::Mark(Err(_))) => {}
+                None => {
+                    if let Some(f) = feeds.iter_mut().find(|f| !f.gone && f.rx.is_full()) {
+                        match f.rx.try_recv() {
+                            Ok(m) => take(l, &mut replies, f, m),
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => f.gone = true,
+                            Err(crossbeam_channel::TryRecvError::Empty) => {}
+                        }
+                    }
+                }
             }
         }
         if consumers_gone {

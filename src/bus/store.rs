@@ -281,7 +281,7 @@ impl JetStream {
     }
 
     /// Stream `name` exists.
-    fn stream_exists(&self, name: &str) -> Result<bool, NatsError> {
+    pub fn stream_exists(&self, name: &str) -> Result<bool, NatsError> {
         use async_nats::jetstream::context::GetStreamErrorKind;
         match self.client.block_on(self.ctx.get_stream(name)) {
             Ok(_) => Ok(true),
