@@ -15,10 +15,10 @@
 //! restores that checkpoint, recreates the consumers to start right after those positions (one
 //! consumer of every partition starts at the smallest and skips what each partition holds) and
 //! re-reads what came since: nothing is counted twice (the state had not counted it) and nothing
-//! is lost (the consumers start from the state's own positions). Events it computes again before reaching the point the dead holder had
-//! written are recognised by their position (evaluation, index in it; the engine is
-//! deterministic) against the last event the group published on `fw.<cluster>.events.<group>`,
-//! and not written again.
+//! is lost (the consumers start from the state's own positions). Events it computes again before
+//! reaching the point the dead holder had written are recognised by their position (evaluation,
+//! index in it; the engine is deterministic) against the last event the group published on
+//! `fw.<cluster>.events.<group>`, and not written again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
