@@ -116,10 +116,12 @@ impl ClusterBus {
 
     /// The stream holding a partition's batches.
     pub fn stream(&self, partition: u16) -> String {
-        match self.streams {
-            BatchStreams::One => format!("FW_{}_BATCHES", self.name),
-            BatchStreams::PerPartition => format!("FW_{}_P{partition}", self.name),
-        }
+        batch_stream(&self.name, self.streams, partition)
+    }
+
+    /// Every partition's batch subjects (one consumer of them all, in a one-stream cluster).
+    pub fn batch_subjects(&self) -> String {
+        batch_subjects(&self.name)
     }
 
     /// The subject of an ingest node's watermarks (src/bus/wire.rs, "node watermark").
@@ -142,6 +144,19 @@ impl ClusterBus {
     pub fn events_subject(&self, group: &str) -> String {
         format!("fw.{}.events.{group}", self.name)
     }
+}
+
+/// The stream of `partition`'s batches in cluster `name`, kept as `streams` says.
+fn batch_stream(name: &str, streams: BatchStreams, partition: u16) -> String {
+    match streams {
+        BatchStreams::One => format!("FW_{name}_BATCHES"),
+        BatchStreams::PerPartition => format!("FW_{name}_P{partition}"),
+    }
+}
+
+/// Every partition's batch subjects in cluster `name`.
+fn batch_subjects(name: &str) -> String {
+    format!("fw.{name}.p.*")
 }
 
 /// Checks a cluster name.
@@ -236,10 +251,11 @@ fn join_on(
         }
         // a cluster whose record was deleted keeps the streams it has
         let mut ours = ours;
-        if js.stream_exists(&format!("FW_{name}_P0"))? {
-            ours.streams = BatchStreams::PerPartition;
-        } else if js.stream_exists(&format!("FW_{name}_BATCHES"))? {
-            ours.streams = BatchStreams::One;
+        for streams in [BatchStreams::PerPartition, BatchStreams::One] {
+            if js.stream_exists(&batch_stream(&name, streams, 0))? {
+                ours.streams = streams;
+                break;
+            }
         }
         let bytes = serde_json::to_vec(&ours).unwrap_or_default();
         if kv.create("cluster", &bytes)?.is_some() {
@@ -293,8 +309,8 @@ fn join_on(
     }
     match record.streams {
         BatchStreams::One => js.ensure_stream(&StreamSpec {
-            name: format!("FW_{name}_BATCHES"),
-            subjects: vec![format!("fw.{name}.p.*")],
+            name: batch_stream(&name, BatchStreams::One, 0),
+            subjects: vec![batch_subjects(&name)],
             storage: s.storage,
             max_bytes: s.max_bytes,
             max_age: Duration::ZERO,
@@ -305,7 +321,7 @@ fn join_on(
             let share = (s.max_bytes / i64::from(record.partitions.max(1))).max(1 << 20);
             for p in 0..record.partitions {
                 js.ensure_stream(&StreamSpec {
-                    name: format!("FW_{name}_P{p}"),
+                    name: batch_stream(&name, BatchStreams::PerPartition, p),
                     subjects: vec![format!("fw.{name}.p.{p}")],
                     storage: s.storage,
                     max_bytes: share,

@@ -43,8 +43,8 @@ pub(super) fn open(
     positions: &[u64],
     checkpoint_every: Duration,
 ) -> Result<Consumers, NatsError> {
-    let spec = |durable: String, filter: String, start: u64| ConsumerSpec {
-        stream: bus.stream(partitions.first().copied().unwrap_or(0)),
+    let spec = |partition: u16, durable: String, filter: String, start: u64| ConsumerSpec {
+        stream: bus.stream(partition),
         durable,
         filter,
         start,
@@ -65,10 +65,10 @@ pub(super) fn open(
     if bus.streams == BatchStreams::One && partitions.len() == usize::from(bus.cluster.partitions) {
         let start: Vec<u64> = (0..bus.cluster.partitions).map(next).collect();
         let first = start.iter().copied().min().unwrap_or(1);
-        let filter = format!("fw.{}.p.*", bus.name);
+        let filter = bus.batch_subjects();
         let pull = bus
             .js
-            .pull_consumer(&spec(format!("fw_{}_all", bus.name), filter, first))?;
+            .pull_consumer(&spec(0, format!("fw_{}_all", bus.name), filter, first))?;
         return Ok(Consumers::All {
             pull: Box::new(pull),
             start,
@@ -76,12 +76,12 @@ pub(super) fn open(
     }
     let mut each = Vec::with_capacity(partitions.len());
     for p in partitions {
-        let mut s = spec(
+        let s = spec(
+            *p,
             format!("fw_{}_p{p}", bus.name),
             bus.partition_subject(*p),
             next(*p),
         );
-        s.stream = bus.stream(*p);
         each.push((*p, bus.js.pull_consumer(&s)?));
     }
     Ok(Consumers::Each(each))

@@ -309,7 +309,6 @@ fn refresh_lease(
     }
 }
 
-/// The durable consumer of a partition.
 fn mask_of(sides: Sides) -> ScopeMask {
     let mut m = ScopeMask(0);
     if sides.destination {

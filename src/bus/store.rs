@@ -412,11 +412,11 @@ impl JetStream {
     /// The sequence number of the last message `stream` has stored (0: none yet).
     pub fn last_sequence(&self, stream: &str) -> Result<u64, NatsError> {
         let what = format!("reading the state of stream {stream}");
-        let s = self
-            .client
-            .block_on(self.ctx.get_stream(stream))
-            .map_err(|e| self.error(&what, &e))?;
-        Ok(s.cached_info().state.last_sequence)
+        Ok(self
+            .get_stream(stream, &what)?
+            .cached_info()
+            .state
+            .last_sequence)
     }
 
     /// The last message on `subject` in `stream`; None when there is none.
@@ -501,7 +501,7 @@ impl JetStream {
         })
     }
 
-    /// Stream `name`, to make a consumer on (`what`: the error's context).
+    /// Stream `name`, with its information as of now (`what`: the error's context).
     fn get_stream(
         &self,
         name: &str,
