@@ -546,6 +546,21 @@ fn exit_with_no_reader_waits_without_spinning() {
     a.on_event(&start("a", "198.51.100.64"));
     assert_eq!(lines_read(&mut r), 1);
     drop(r);
+    // a process another test forks while `r` is open holds a copy of it until it execs: wait
+    // until the pipe has no reader at all (opening it to write without blocking then fails)
+    let t = Instant::now();
+    while OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo.path)
+        .is_ok()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the pipe kept a reader"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let handle = a.stats_handle();
     // the withdrawal has no reader: the exit waits EXIT_GRACE for one
     let before = handle.0.book().writer_wakeups;
