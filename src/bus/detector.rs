@@ -47,6 +47,16 @@ const CHECKPOINT_VERSION: u16 = 1;
 /// Batches taken from one partition in a row.
 const TAKE_IN_A_ROW: usize = 8;
 
+/// The longest wait for a batch or a node watermark while a partition ahead holds batches in its
+/// channel: if the channel fills, its consumer stops, and the loop takes from it after this long.
+const BUSY_WAIT: Duration = Duration::from_millis(5);
+
+/// The longest wait with every channel empty (an eighth of --silence or --lease-ttl if less). A
+/// batch or a node watermark ends the wait at once; what moves without one (a node's silence limit,
+/// the periodic checkpoint, the lease's renewal at a quarter of its time to live, a stop) may come
+/// this late. An idle detector wakes 20 times a second, not 200.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
 /// One partition's batches, from its consumer thread.
 struct Feed {
     partition: u16,
@@ -683,6 +693,10 @@ fn consume(
     let mut last_ckpt = Instant::now();
     let tick_ns = l.engine.config().tick_ns().max(1);
     let window_ns = l.engine.config().window_ns().max(1);
+    let idle_wait = IDLE_WAIT
+        .min(cfg.lease_ttl / 8)
+        .min(cfg.silence / 8)
+        .max(BUSY_WAIT);
     loop {
         if stop.load(Ordering::Relaxed) {
             // hand over: state saved, lease released so a standby starts at once
@@ -749,7 +763,9 @@ fn consume(
             }
             // (or for a node watermark)
             let mark = sel.recv(marks);
-            let picked = sel.select_timeout(Duration::from_millis(5)).ok().map(|op| {
+            let waiting = feeds.iter().any(|f| !f.gone && !f.rx.is_empty());
+            let wait = if waiting { BUSY_WAIT } else { idle_wait };
+            let picked = sel.select_timeout(wait).ok().map(|op| {
                 if op.index() == mark {
                     Woke::Mark(op.recv(marks))
                 } else {
