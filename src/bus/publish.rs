@@ -18,8 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 use super::store::{AckOutcome, AckPublisher};
 use super::wire::batch_count;
 
-/// The longest wait for the pipeline when nothing is queued.
-const IDLE_WAIT: Duration = Duration::from_millis(5);
+/// The longest wait for the pipeline when nothing is queued: batches and acknowledgements end it
+/// at once; a lost or regained connection is noticed (and said) at most this late.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// What the publisher counted (shared with the metrics and the summary).
 #[derive(Debug, Default)]
