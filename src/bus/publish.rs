@@ -220,8 +220,12 @@ pub fn run_publisher(
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => ended_at = Some(Instant::now()),
             }
-        } else {
-            std::thread::sleep(Duration::from_micros(200));
+        } else if !b.unacked.is_empty() && (b.queue.is_empty() || b.unacked.len() >= MAX_UNACKED) {
+            // only acknowledgements can move anything (the window is full, or the pipeline has
+            // ended and they are all that is left): sleep until one comes
+            let mut sel = Select::new();
+            sel.recv(out.outcomes());
+            let _ = sel.ready_timeout(IDLE_WAIT);
         }
         let now_connected = out.client().is_connected();
         if connected && !now_connected {
