@@ -111,7 +111,7 @@ pub struct ClusterBus {
 impl ClusterBus {
     /// The subject of a partition's batches.
     pub fn partition_subject(&self, partition: u16) -> String {
-        format!("fw.{}.p.{partition}", self.name)
+        partition_subject(&self.name, partition)
     }
 
     /// The stream holding a partition's batches.
@@ -131,10 +131,7 @@ impl ClusterBus {
 
     /// The stream of every ingest node's watermarks, and the subjects a detector reads of it.
     pub fn watermark_stream(&self) -> (String, String) {
-        (
-            format!("FW_{}_WM", self.name),
-            format!("fw.{}.wm.>", self.name),
-        )
+        watermark_stream(&self.name)
     }
 
     pub fn events_stream(&self) -> String {
@@ -154,9 +151,19 @@ fn batch_stream(name: &str, streams: BatchStreams, partition: u16) -> String {
     }
 }
 
+/// The subject of `partition`'s batches in cluster `name`.
+fn partition_subject(name: &str, partition: u16) -> String {
+    format!("fw.{name}.p.{partition}")
+}
+
 /// Every partition's batch subjects in cluster `name`.
 fn batch_subjects(name: &str) -> String {
     format!("fw.{name}.p.*")
+}
+
+/// The stream of cluster `name`'s node watermarks, and its subjects.
+fn watermark_stream(name: &str) -> (String, String) {
+    (format!("FW_{name}_WM"), format!("fw.{name}.wm.>"))
 }
 
 /// Checks a cluster name.
@@ -322,7 +329,7 @@ fn join_on(
             for p in 0..record.partitions {
                 js.ensure_stream(&StreamSpec {
                     name: batch_stream(&name, BatchStreams::PerPartition, p),
-                    subjects: vec![format!("fw.{name}.p.{p}")],
+                    subjects: vec![partition_subject(&name, p)],
                     storage: s.storage,
                     max_bytes: share,
                     max_age: Duration::ZERO,
@@ -333,9 +340,10 @@ fn join_on(
     }
     // the ingest nodes' watermarks: a subject a node, its latest few kept (a detector starts from
     // each node's last; older ones say less)
+    let (wm_name, wm_subjects) = watermark_stream(&name);
     js.ensure_stream(&StreamSpec {
-        name: format!("FW_{name}_WM"),
-        subjects: vec![format!("fw.{name}.wm.>")],
+        name: wm_name,
+        subjects: vec![wm_subjects],
         storage: s.storage,
         max_bytes: 16 << 20,
         max_age: Duration::from_secs(24 * 3600),

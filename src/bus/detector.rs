@@ -319,6 +319,7 @@ fn refresh_lease(
     }
 }
 
+/// The scopes a summary counts on this detector: the sides its partition owns.
 fn mask_of(sides: Sides) -> ScopeMask {
     let mut m = ScopeMask(0);
     if sides.destination {
