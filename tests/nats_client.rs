@@ -384,6 +384,13 @@ fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_part
     };
     // (a stream that does not exist is an error; one that holds nothing on the subject is None)
     let exists = |stream: &str, subject: &str| js.last_message(stream, subject).is_ok();
+    // the error a node that must not join gets
+    let refusal = |name: &str, per_partition: bool| {
+        join(&options, &settings(name, per_partition), 1)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: the node is refused"))
+            .to_string()
+    };
 
     let one = join(&options, &settings("one", false), 1).expect("join");
     assert_eq!(one.streams, BatchStreams::One);
@@ -391,10 +398,8 @@ fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_part
     assert_eq!(one.stream(0), "FW_one_BATCHES");
     assert!(exists("FW_one_BATCHES", &one.partition_subject(3)));
     assert!(!exists("FW_one_P3", &one.partition_subject(3)));
-    let refused = join(&options, &settings("one", true), 1)
-        .err()
-        .expect("a node asking for a stream a partition of a one-stream cluster is refused")
-        .to_string();
+    // a node asking for a stream a partition of a one-stream cluster
+    let refused = refusal("one", true);
     assert!(
         refused.contains("--bus-stream-per-partition") && refused.contains("one stream"),
         "{refused}"
@@ -428,20 +433,15 @@ fn a_cluster_keeps_its_batches_in_one_stream_unless_created_with_a_stream_a_part
     assert_eq!(again.streams, BatchStreams::PerPartition);
     js.ensure_stream(&spec("FW_gone1_BATCHES", "fw.gone1.p.*"))
         .expect("stream");
-    let refused = join(&options, &settings("gone1", true), 1)
-        .err()
-        .expect("the streams say one stream")
-        .to_string();
+    // (the streams say one stream)
+    let refused = refusal("gone1", true);
     assert!(refused.contains("--bus-stream-per-partition"), "{refused}");
 
     // a record of a newer floodwatch: upgrade this node, do not delete the record
     let kv = Kv::ensure(&js, "fw_new", Storage::File).expect("bucket");
     let v9 = r#"{"version":9,"partitions":4,"seed":9,"subnet_v4":24,"subnet_v6":64}"#;
     kv.put("cluster", v9.as_bytes()).expect("put");
-    let newer = join(&options, &settings("new", false), 1)
-        .err()
-        .expect("a newer record is refused")
-        .to_string();
+    let newer = refusal("new", false);
     assert!(
         newer.contains("newer floodwatch") && newer.contains("upgrade this node"),
         "{newer}"
